@@ -1,0 +1,158 @@
+//! One audit record: who called, what was verified, seen, decided and answered.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `POST /remediate`.
+    Manual,
+    /// `reflex remediate` on the command line.
+    Cli,
+    /// `GET /audit` (only refused reads are recorded).
+    AuditRead,
+}
+
+impl Source {
+    /// The name stored in the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Cli => "cli",
+            Self::AuditRead => "audit-read",
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The plan is written and AWS writes are under way (the intent record); replaced by the final outcome.
+    Acting,
+    /// The remediation ran (in dry-run or for real) and answered a summary.
+    Completed,
+    /// A safety rule refused the run.
+    Refused,
+    /// The request was rejected (4xx) or failed (5xx) before any AWS write.
+    Rejected,
+}
+
+impl Outcome {
+    /// The name stored in the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acting => "acting",
+            Self::Completed => "completed",
+            Self::Refused => "refused",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// ULID, also the request id.
+    pub id: String,
+    /// When the request arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Where it came from (manual, cli, sns, ...).
+    pub source: String,
+    /// The caller's address.
+    pub caller: Option<String>,
+    /// `passed` or what failed (e.g. `invalid-token`).
+    pub auth: String,
+    /// The load balancer concerned, when known.
+    pub target: Option<String>,
+    /// How it ended.
+    pub outcome: String,
+    /// The HTTP status answered (0 while acting).
+    pub status: u16,
+    /// The error code answered, if any.
+    pub error: Option<String>,
+    /// Whether the run was a dry run.
+    pub dry_run: bool,
+    /// Instances terminated (or being terminated while acting): drives the cooldown.
+    pub acted: u32,
+    /// Time from arrival to answer.
+    pub duration_ms: u64,
+    /// Everything else: what was verified, seen, planned, what AWS answered, the summary.
+    pub detail: serde_json::Value,
+}
+
+/// What is known about a request while it is handled; it becomes the audit record.
+#[derive(Debug)]
+pub struct RequestMeta {
+    /// ULID: request id and audit id.
+    pub id: String,
+    /// Arrival time.
+    pub at: OffsetDateTime,
+    started: Instant,
+    /// Where it came from.
+    pub source: Source,
+    /// The caller's address.
+    pub caller: Option<String>,
+    /// `not-checked` until authentication runs, then `passed` or the failure code.
+    pub auth: String,
+    /// The load balancer concerned, once known.
+    pub target: Option<String>,
+    /// Whether the run is a dry run.
+    pub dry_run: bool,
+    /// What was verified, seen, planned and answered, by step name.
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RequestMeta {
+    /// Starts the record of a request arriving now.
+    pub fn new(source: Source, caller: Option<String>) -> Self {
+        Self {
+            id: ulid::Ulid::new().to_string(),
+            at: OffsetDateTime::now_utc(),
+            started: Instant::now(),
+            source,
+            caller,
+            auth: "not-checked".to_owned(),
+            target: None,
+            dry_run: false,
+            detail: serde_json::Map::new(),
+        }
+    }
+
+    /// Records one step (`seen`, `plan`, `actions`, ...) under its name.
+    pub fn note(&mut self, step: &str, value: impl Serialize) {
+        let value = serde_json::to_value(value)
+            .unwrap_or_else(|err| serde_json::Value::String(err.to_string()));
+        self.detail.insert(step.to_owned(), value);
+    }
+
+    /// The audit record of the request as it stands.
+    pub fn record(
+        &self,
+        outcome: Outcome,
+        status: u16,
+        error: Option<&str>,
+        acted: u32,
+    ) -> AuditRecord {
+        AuditRecord {
+            id: self.id.clone(),
+            at: self.at,
+            source: self.source.as_str().to_owned(),
+            caller: self.caller.clone(),
+            auth: self.auth.clone(),
+            target: self.target.clone(),
+            outcome: outcome.as_str().to_owned(),
+            status,
+            error: error.map(str::to_owned),
+            dry_run: self.dry_run,
+            acted,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            detail: serde_json::Value::Object(self.detail.clone()),
+        }
+    }
+}

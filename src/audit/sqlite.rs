@@ -1,0 +1,267 @@
+//! SQLite audit store with group commit: one writer task batches every pending record into a single
+//! transaction, so each request waits for a durable commit without paying one fsync of its own.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{AuditError, AuditRecord};
+
+/// Most records committed in one transaction.
+const BATCH_MAX: usize = 1024;
+/// Records waiting for the writer before callers feel back-pressure.
+const QUEUE_DEPTH: usize = 8192;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_records (
+    id          TEXT PRIMARY KEY,
+    at_ms       INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    caller      TEXT,
+    auth        TEXT NOT NULL,
+    target      TEXT,
+    outcome     TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    error       TEXT,
+    dry_run     INTEGER NOT NULL,
+    acted       INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_acted ON audit_records (target, at_ms) WHERE acted > 0;
+"#;
+
+const UPSERT: &str = "INSERT INTO audit_records \
+    (id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, status = excluded.status, \
+    error = excluded.error, acted = excluded.acted, duration_ms = excluded.duration_ms, detail = excluded.detail, \
+    target = excluded.target, auth = excluded.auth";
+
+struct Pending {
+    record: AuditRecord,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle to the audit trail; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditStore {
+    writer: mpsc::Sender<Pending>,
+    readers: SqlitePool,
+}
+
+/// Keeps the writer task so shutdown can wait for the last commit.
+#[derive(Debug)]
+pub struct WriterTask(JoinHandle<()>);
+
+impl WriterTask {
+    /// Waits until every queued record is committed; call after the last `AuditStore` clone is dropped.
+    pub async fn finish(self) {
+        let _ = self.0.await;
+    }
+}
+
+impl AuditStore {
+    /// Opens (creating when missing) the SQLite database at `url` (`sqlite://PATH`) and starts the writer.
+    pub async fn open(url: &str) -> Result<(Self, WriterTask), AuditError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let mut writer = SqliteConnection::connect_with(&options).await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let task = tokio::spawn(write_loop(writer, rx));
+        Ok((
+            Self {
+                writer: tx,
+                readers,
+            },
+            WriterTask(task),
+        ))
+    }
+
+    /// Inserts or replaces the record with this id, and returns once it is durably committed.
+    pub async fn put(&self, record: AuditRecord) -> Result<(), AuditError> {
+        let (done, committed) = oneshot::channel();
+        self.writer
+            .send(Pending { record, done })
+            .await
+            .map_err(|_| AuditError::WriterGone)?;
+        committed
+            .await
+            .map_err(|_| AuditError::WriterGone)?
+            .map_err(AuditError::Commit)
+    }
+
+    /// The newest records first.
+    pub async fn list(&self, limit: u32) -> Result<Vec<AuditRecord>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, \
+             detail FROM audit_records ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// When instances of this balancer were last terminated (or were being terminated), for the cooldown.
+    pub async fn last_action_at(&self, target: &str) -> Result<Option<OffsetDateTime>, AuditError> {
+        let at_ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(at_ms) FROM audit_records WHERE target = ? AND acted > 0 AND dry_run = 0",
+        )
+        .bind(target)
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(at_ms.and_then(from_millis))
+    }
+
+    /// Proves the store answers, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), AuditError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        if self.writer.is_closed() {
+            return Err(AuditError::WriterGone);
+        }
+        Ok(())
+    }
+}
+
+async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        let result = write_batch(&mut conn, &batch)
+            .await
+            .map_err(|err| err.to_string());
+        if let Err(err) = &result {
+            tracing::error!(error = %err, records = batch.len(), "audit commit failed");
+        }
+        for pending in batch.drain(..) {
+            let _ = pending.done.send(result.clone());
+        }
+    }
+}
+
+async fn write_batch(conn: &mut SqliteConnection, batch: &[Pending]) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    for Pending { record, .. } in batch {
+        sqlx::query(UPSERT)
+            .bind(&record.id)
+            .bind(millis(record.at))
+            .bind(&record.source)
+            .bind(&record.caller)
+            .bind(&record.auth)
+            .bind(&record.target)
+            .bind(&record.outcome)
+            .bind(record.status)
+            .bind(&record.error)
+            .bind(record.dry_run)
+            .bind(record.acted)
+            .bind(i64::try_from(record.duration_ms).unwrap_or(i64::MAX))
+            .bind(record.detail.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord, AuditError> {
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        at: from_millis(row.try_get("at_ms")?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        source: row.try_get("source")?,
+        caller: row.try_get("caller")?,
+        auth: row.try_get("auth")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        status: row.try_get("status")?,
+        error: row.try_get("error")?,
+        dry_run: row.try_get("dry_run")?,
+        acted: row.try_get("acted")?,
+        duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0).unsigned_abs(),
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
+}
+
+fn millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_millis(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, target: &str, acted: u32) -> AuditRecord {
+        AuditRecord {
+            id: id.into(),
+            at: OffsetDateTime::now_utc(),
+            source: "manual".into(),
+            caller: Some("127.0.0.1:1".into()),
+            auth: "passed".into(),
+            target: Some(target.into()),
+            outcome: "completed".into(),
+            status: 200,
+            error: None,
+            dry_run: false,
+            acted,
+            duration_ms: 3,
+            detail: serde_json::json!({"k": "v"}),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_puts_are_all_committed_and_listed_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let (store, writer) = AuditStore::open(&url).await.unwrap();
+        let mut tasks = Vec::new();
+        for n in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.put(record(&format!("{n:04}"), "web", 0)).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let listed = store.list(500).await.unwrap();
+        assert_eq!(listed.len(), 200);
+        assert_eq!(listed[0].id, "0199");
+        assert_eq!(listed[0].detail["k"], "v");
+        drop(store);
+        writer.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let (store, _writer) = AuditStore::open(&url).await.unwrap();
+        assert_eq!(store.last_action_at("web").await.unwrap(), None);
+        let mut intent = record("1", "web", 2);
+        intent.outcome = "acting".into();
+        store.put(intent).await.unwrap();
+        assert!(store.last_action_at("web").await.unwrap().is_some());
+        store.put(record("1", "web", 0)).await.unwrap();
+        let listed = store.list(10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].outcome, "completed");
+        assert_eq!(store.last_action_at("web").await.unwrap(), None);
+        assert_eq!(store.last_action_at("other").await.unwrap(), None);
+    }
+}

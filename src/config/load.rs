@@ -1,0 +1,337 @@
+//! Reading, overriding and validating the configuration.
+
+use std::path::{Path, PathBuf};
+
+use super::{Config, Secret};
+
+/// Why a configuration cannot be used; each message names the key or file and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key or wrong type.
+    #[error("invalid config: {0}")]
+    Syntax(String),
+    /// A value is present but unusable.
+    #[error("invalid config: `{key}` {problem}")]
+    Invalid {
+        /// The dotted key, e.g. `remediation.max_unhealthy_fraction`.
+        key: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// The prefix of environment overrides: `REFLEX_AWS_REGION=eu-west-1` sets `aws.region`.
+const ENV_PREFIX: &str = "REFLEX_";
+const SECTIONS: &[&str] = &["server", "aws", "audit", "remediation", "manual"];
+
+/// Reads `path`, applies the process environment's overrides, resolves secrets files and validates.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, std::env::vars())
+}
+
+/// Parses configuration text with the given environment overrides, then resolves secrets files and validates.
+pub fn parse(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|err: toml::de::Error| ConfigError::Syntax(err.to_string()))?;
+    apply_env_overrides(&mut table, env);
+    let mut config: Config = table
+        .try_into()
+        .map_err(|err: toml::de::Error| ConfigError::Syntax(err.to_string()))?;
+    resolve_secret_files(&mut config)?;
+    validate(&config)?;
+    Ok(config)
+}
+
+/// `REFLEX_<SECTION>_<KEY>=value` sets `<section>.<key>`; the value is read as a TOML literal when it is one
+/// (number, boolean, array) and as a string otherwise.
+fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = SECTIONS.iter().find_map(|section| {
+            rest.strip_prefix(section)
+                .and_then(|tail| tail.strip_prefix('_'))
+                .map(|key| (*section, key.to_owned()))
+        }) else {
+            continue;
+        };
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let entry = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(section_table) = entry {
+            section_table.insert(key, parsed);
+        }
+    }
+}
+
+fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
+    if let Some(file) = &config.aws.secret_access_key_file {
+        let mut keys = Vec::new();
+        append_tokens_file("aws.secret_access_key_file", Some(file), &mut keys)?;
+        config.aws.secret_access_key = keys.into_iter().next();
+    }
+    append_tokens_file(
+        "manual.tokens_file",
+        config.manual.tokens_file.as_deref(),
+        &mut config.manual.tokens,
+    )?;
+    append_tokens_file(
+        "audit.tokens_file",
+        config.audit.tokens_file.as_deref(),
+        &mut config.audit.tokens,
+    )
+}
+
+/// Adds one token per non-empty line of `file` to `tokens`.
+fn append_tokens_file(
+    key: &'static str,
+    file: Option<&Path>,
+    tokens: &mut Vec<Secret>,
+) -> Result<(), ConfigError> {
+    let Some(file) = file else { return Ok(()) };
+    let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Invalid {
+        key,
+        problem: format!("names {} which cannot be read: {err}", file.display()),
+    })?;
+    tokens.extend(
+        text.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(Secret::new),
+    );
+    Ok(())
+}
+
+/// Shortest accepted token: long enough that guessing is hopeless.
+const MIN_TOKEN_LEN: usize = 16;
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let invalid = |key, problem: &str| {
+        Err(ConfigError::Invalid {
+            key,
+            problem: problem.to_owned(),
+        })
+    };
+    if config.server.max_body_bytes < 1024 {
+        return invalid("server.max_body_bytes", "must be at least 1024");
+    }
+    if config.aws.region.trim().is_empty() {
+        return invalid("aws.region", "must name an AWS region, e.g. \"us-east-1\"");
+    }
+    if let Some(endpoint) = &config.aws.endpoint_url {
+        match url::Url::parse(endpoint) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => {
+                return invalid(
+                    "aws.endpoint_url",
+                    "must be an http(s) URL such as \"http://127.0.0.1:5000\"",
+                );
+            }
+        }
+    }
+    if config.aws.connect_timeout_ms == 0 || config.aws.operation_timeout_ms == 0 {
+        return invalid(
+            "aws.connect_timeout_ms / aws.operation_timeout_ms",
+            "must be greater than 0",
+        );
+    }
+    if config.aws.access_key_id.is_some() != config.aws.secret_access_key.is_some() {
+        return invalid(
+            "aws.access_key_id / aws.secret_access_key",
+            "must be set together (or both left unset to use the standard AWS credentials chain)",
+        );
+    }
+    if config.aws.max_attempts == 0 {
+        return invalid("aws.max_attempts", "must be at least 1");
+    }
+    if !config.audit.url.starts_with("sqlite://") {
+        return invalid(
+            "audit.url",
+            "must start with \"sqlite://\" followed by a file path, e.g. \"sqlite://reflex-audit.db\"",
+        );
+    }
+    let policy = &config.remediation;
+    if !(policy.max_unhealthy_fraction > 0.0 && policy.max_unhealthy_fraction <= 1.0) {
+        return invalid(
+            "remediation.max_unhealthy_fraction",
+            "must be greater than 0 and at most 1 (e.g. 0.5)",
+        );
+    }
+    if policy.max_terminations_per_run == 0 {
+        return invalid(
+            "remediation.max_terminations_per_run",
+            "must be at least 1; use `dry_run = true` to stop all writes",
+        );
+    }
+    if policy.protect_tag.trim().is_empty() {
+        return invalid(
+            "remediation.protect_tag",
+            "must be a tag key, e.g. \"reflex:protect\"",
+        );
+    }
+    if config.targets.is_empty() {
+        return invalid(
+            "targets",
+            "is empty: add at least one [[targets]] table with load_balancer = \"NAME\"",
+        );
+    }
+    for (index, target) in config.targets.iter().enumerate() {
+        if target.load_balancer.trim().is_empty() {
+            return invalid("targets.load_balancer", "must not be empty");
+        }
+        if config.targets[..index]
+            .iter()
+            .any(|other| other.load_balancer == target.load_balancer)
+        {
+            return Err(ConfigError::Invalid {
+                key: "targets.load_balancer",
+                problem: format!("lists \"{}\" twice", target.load_balancer),
+            });
+        }
+    }
+    check_tokens("manual.tokens", &config.manual.tokens)?;
+    check_tokens("audit.tokens", &config.audit.tokens)
+}
+
+fn check_tokens(key: &'static str, tokens: &[Secret]) -> Result<(), ConfigError> {
+    if tokens
+        .iter()
+        .any(|token| token.expose().chars().count() < MIN_TOKEN_LEN)
+    {
+        return Err(ConfigError::Invalid {
+            key,
+            problem: format!(
+                "holds a token shorter than {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[[targets]]\nload_balancer = \"web-elb\"\n";
+
+    fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        parse(
+            text,
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        parse_with(super::super::EXAMPLE, &[]).expect("example config must validate");
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_targets() {
+        let config = parse_with(MINIMAL, &[]).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.remediation.max_terminations_per_run, 2);
+        assert_eq!(config.audit.url, "sqlite://reflex-audit.db");
+        assert!(config.manual.tokens.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_typed_values() {
+        let config = parse_with(
+            MINIMAL,
+            &[
+                ("REFLEX_AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+                ("REFLEX_REMEDIATION_DRY_RUN", "true"),
+                ("REFLEX_REMEDIATION_MAX_TERMINATIONS_PER_RUN", "5"),
+                ("REFLEX_MANUAL_TOKENS", "[\"0123456789abcdef0\"]"),
+                ("REFLEX_CONFIG", "/ignored"),
+                ("OTHER", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert!(config.remediation.dry_run);
+        assert_eq!(config.remediation.max_terminations_per_run, 5);
+        assert_eq!(config.manual.tokens.len(), 1);
+    }
+
+    #[test]
+    fn tokens_file_adds_one_token_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "aaaaaaaaaaaaaaaa1\n\n  bbbbbbbbbbbbbbbb2  \n").unwrap();
+        let text = format!("{MINIMAL}[manual]\ntokens_file = {:?}\n", file);
+        let config = parse_with(&text, &[]).unwrap();
+        assert!(config.manual.tokens[1].matches(b"bbbbbbbbbbbbbbbb2"));
+        assert_eq!(config.manual.tokens.len(), 2);
+    }
+
+    #[test]
+    fn rejects_with_the_key_named() {
+        let cases: &[(&str, &str)] = &[
+            ("", "targets"),
+            (
+                "[remediation]\nmax_unhealthy_fraction = 1.5\n",
+                "remediation.max_unhealthy_fraction",
+            ),
+            (
+                "[remediation]\nmax_terminations_per_run = 0\n",
+                "remediation.max_terminations_per_run",
+            ),
+            ("[aws]\nendpoint_url = \"ftp://x\"\n", "aws.endpoint_url"),
+            ("[audit]\nurl = \"mysql://x\"\n", "audit.url"),
+            ("[manual]\ntokens = [\"short\"]\n", "manual.tokens"),
+            (
+                "[manual]\ntokens_file = \"/nonexistent/x\"\n",
+                "manual.tokens_file",
+            ),
+            (
+                "[[targets]]\nload_balancer = \"web-elb\"\n",
+                "targets.load_balancer",
+            ),
+        ];
+        for (extra, key) in cases {
+            let text = if *key == "targets" {
+                extra.to_string()
+            } else {
+                format!("{MINIMAL}{extra}")
+            };
+            let err = parse_with(&text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = parse_with(&format!("{MINIMAL}[remediation]\ndry_rnu = true\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dry_rnu"), "{err}");
+    }
+}

@@ -1,0 +1,263 @@
+//! Configuration: a TOML file, then `REFLEX_<SECTION>_<KEY>` environment overrides, then `<key>_file` secrets,
+//! validated once at start-up with messages that name the key and the fix.
+
+mod load;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, load, parse};
+pub use secret::{Secret, any_matches};
+
+/// The commented example configuration, shipped in the repository and embedded for `--help` users.
+pub const EXAMPLE: &str = include_str!("../../reflex.example.toml");
+
+/// The whole validated configuration, shared read-only by every part of the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where and how the HTTP server listens.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// How AWS is reached.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// Where the audit trail lives and who may read it.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// The safety limits every remediation obeys.
+    #[serde(default)]
+    pub remediation: RemediationConfig,
+    /// The only load balancers reflex may ever touch.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    /// Credentials for `POST /remediate`.
+    #[serde(default)]
+    pub manual: TokenConfig,
+}
+
+/// `[server]`: the listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to bind, e.g. `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// `json` for one JSON object per log line, `text` for humans.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            log_format: LogFormat::default(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `[aws]`: region, emulator endpoint and call timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// AWS region of the load balancers and instances.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// An AWS emulator endpoint (moto); unset for real AWS.
+    pub endpoint_url: Option<String>,
+    /// Connect timeout for every AWS call, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Upper bound for one AWS operation including its retries, in milliseconds.
+    #[serde(default = "default_operation_timeout_ms")]
+    pub operation_timeout_ms: u64,
+    /// Attempts per AWS call (1 disables retries).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Static access key id; unset to use the standard credentials chain (recommended on AWS).
+    pub access_key_id: Option<String>,
+    /// Static secret access key, paired with `access_key_id`.
+    pub secret_access_key: Option<Secret>,
+    /// File holding the secret access key, instead of `secret_access_key`.
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: default_region(),
+            endpoint_url: None,
+            connect_timeout_ms: default_connect_timeout_ms(),
+            operation_timeout_ms: default_operation_timeout_ms(),
+            max_attempts: default_max_attempts(),
+            access_key_id: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+        }
+    }
+}
+
+impl AwsConfig {
+    /// Connect timeout as a `Duration`.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// Operation timeout as a `Duration`.
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_millis(self.operation_timeout_ms)
+    }
+}
+
+/// `[audit]`: the store URL and the readers' tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `sqlite://PATH` (created when missing).
+    #[serde(default = "default_audit_url")]
+    pub url: String,
+    /// Bearer tokens allowed to read `GET /audit`.
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    /// File holding one token per line, added to `tokens`.
+    pub tokens_file: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            url: default_audit_url(),
+            tokens: Vec::new(),
+            tokens_file: None,
+        }
+    }
+}
+
+/// `[remediation]`: the safety limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationConfig {
+    /// Plan and report, never write to AWS.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// At most this many instances are replaced per run.
+    #[serde(default = "default_max_terminations")]
+    pub max_terminations_per_run: usize,
+    /// Refuse when more than this fraction of the balancer is unhealthy.
+    #[serde(default = "default_max_unhealthy_fraction")]
+    pub max_unhealthy_fraction: f64,
+    /// Refuse when fewer than this many instances are InService.
+    #[serde(default = "default_min_in_service")]
+    pub min_in_service: usize,
+    /// Instances launched less than this many seconds ago are never touched.
+    #[serde(default = "default_grace_period_secs")]
+    pub grace_period_secs: u64,
+    /// After a run that replaced instances, the same balancer is not acted on again for this many seconds.
+    #[serde(default = "default_cooldown_secs")]
+    pub cooldown_secs: u64,
+    /// Instances carrying this tag key are never touched.
+    #[serde(default = "default_protect_tag")]
+    pub protect_tag: String,
+}
+
+impl Default for RemediationConfig {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            max_terminations_per_run: default_max_terminations(),
+            max_unhealthy_fraction: default_max_unhealthy_fraction(),
+            min_in_service: default_min_in_service(),
+            grace_period_secs: default_grace_period_secs(),
+            cooldown_secs: default_cooldown_secs(),
+            protect_tag: default_protect_tag(),
+        }
+    }
+}
+
+/// `[[targets]]`: one load balancer reflex may heal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Classic ELB name.
+    pub load_balancer: String,
+}
+
+/// A list of bearer tokens with its `_file` variant (`[manual]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Accepted bearer tokens; several allow rotation.
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    /// File holding one token per line, added to `tokens`.
+    pub tokens_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The configured target with this load balancer name, if reflex may touch it.
+    pub fn target(&self, load_balancer: &str) -> Option<&TargetConfig> {
+        self.targets
+            .iter()
+            .find(|target| target.load_balancer == load_balancer)
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+fn default_operation_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_audit_url() -> String {
+    "sqlite://reflex-audit.db".to_owned()
+}
+fn default_max_terminations() -> usize {
+    2
+}
+fn default_max_unhealthy_fraction() -> f64 {
+    0.5
+}
+fn default_min_in_service() -> usize {
+    1
+}
+fn default_grace_period_secs() -> u64 {
+    300
+}
+fn default_cooldown_secs() -> u64 {
+    120
+}
+fn default_protect_tag() -> String {
+    "reflex:protect".to_owned()
+}

@@ -1,0 +1,379 @@
+use std::time::Duration;
+
+use proptest::prelude::*;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use super::*;
+use crate::engine::snapshot::{Ec2Facts, Health};
+
+const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+const OLD: OffsetDateTime = datetime!(2025-12-01 00:00 UTC);
+
+fn policy() -> Policy {
+    Policy {
+        max_terminations_per_run: 2,
+        max_unhealthy_fraction: 0.5,
+        min_in_service: 1,
+        grace_period: Duration::from_secs(300),
+        cooldown: Duration::from_secs(600),
+        protect_tag: "reflex:protect".into(),
+    }
+}
+
+fn clock() -> Clock {
+    Clock {
+        now: NOW,
+        last_action_at: None,
+    }
+}
+
+fn instance(id: &str, state: HealthState) -> InstanceView {
+    InstanceView {
+        instance_id: id.into(),
+        health: Health {
+            state,
+            reason_code: None,
+            description: None,
+        },
+        ec2: Some(Ec2Facts {
+            state: "running".into(),
+            launch_time: Some(OLD),
+            tags: vec![],
+            auto_scaling_group: None,
+        }),
+    }
+}
+
+fn snapshot(instances: Vec<InstanceView>) -> Snapshot {
+    Snapshot {
+        load_balancer: "web-elb".into(),
+        instances,
+    }
+}
+
+/// Four healthy instances plus the given unhealthy one.
+fn fleet_with(bad: InstanceView) -> Snapshot {
+    let mut instances: Vec<_> = (1..=4)
+        .map(|n| instance(&format!("i-ok{n}"), HealthState::InService))
+        .collect();
+    instances.push(bad);
+    snapshot(instances)
+}
+
+fn skip_of(bad: InstanceView) -> Vec<Skip> {
+    let plan = plan(&fleet_with(bad), &policy(), clock());
+    assert!(plan.act_on.is_empty(), "{plan:?}");
+    assert!(plan.refused.is_none());
+    plan.skipped
+}
+
+fn skipped(reason: SkipReason) -> Vec<Skip> {
+    vec![Skip {
+        instance_id: "i-bad".into(),
+        reason,
+    }]
+}
+
+#[test]
+fn acts_on_an_old_unprotected_out_of_service_instance() {
+    let plan = plan(
+        &fleet_with(instance("i-bad", HealthState::OutOfService)),
+        &policy(),
+        clock(),
+    );
+    assert_eq!(plan.act_on, vec!["i-bad".to_string()]);
+    assert_eq!(plan.unhealthy, vec!["i-bad".to_string()]);
+    assert_eq!(plan.registered.len(), 5);
+    assert!(plan.skipped.is_empty());
+}
+
+#[test]
+fn a_stopped_instance_is_replaced() {
+    let mut bad = instance("i-bad", HealthState::OutOfService);
+    bad.ec2.as_mut().unwrap().state = "stopped".into();
+    let plan = plan(&fleet_with(bad), &policy(), clock());
+    assert_eq!(plan.act_on, vec!["i-bad".to_string()]);
+}
+
+#[test]
+fn healthy_fleet_needs_nothing() {
+    let plan = plan(
+        &snapshot(vec![instance("i-1", HealthState::InService)]),
+        &policy(),
+        clock(),
+    );
+    assert_eq!(
+        plan,
+        Plan {
+            registered: vec!["i-1".into()],
+            ..Plan::default()
+        }
+    );
+}
+
+#[test]
+fn unknown_state_is_skipped() {
+    assert_eq!(
+        skip_of(instance("i-bad", HealthState::Unknown)),
+        skipped(SkipReason::UnknownState)
+    );
+}
+
+#[test]
+fn registration_in_progress_is_skipped() {
+    let mut by_code = instance("i-bad", HealthState::OutOfService);
+    by_code.health.reason_code = Some("ELB".into());
+    assert_eq!(
+        skip_of(by_code),
+        skipped(SkipReason::RegistrationInProgress)
+    );
+    let mut by_text = instance("i-bad", HealthState::OutOfService);
+    by_text.health.reason_code = Some("Instance".into());
+    by_text.health.description = Some("Instance registration is still in progress.".into());
+    assert_eq!(
+        skip_of(by_text),
+        skipped(SkipReason::RegistrationInProgress)
+    );
+}
+
+#[test]
+fn ec2_states_other_than_running_or_stopped_are_skipped() {
+    for (state, reason) in [
+        ("shutting-down", SkipReason::AlreadyTerminating),
+        ("terminated", SkipReason::AlreadyTerminating),
+        ("pending", SkipReason::StateInTransition),
+        ("stopping", SkipReason::StateInTransition),
+        ("something-new", SkipReason::StateInTransition),
+    ] {
+        let mut bad = instance("i-bad", HealthState::OutOfService);
+        bad.ec2.as_mut().unwrap().state = state.into();
+        assert_eq!(skip_of(bad), skipped(reason), "{state}");
+    }
+    let mut gone = instance("i-bad", HealthState::OutOfService);
+    gone.ec2 = None;
+    assert_eq!(skip_of(gone), skipped(SkipReason::InstanceNotFound));
+}
+
+#[test]
+fn young_or_undated_instances_are_in_their_grace_period() {
+    let mut young = instance("i-bad", HealthState::OutOfService);
+    young.ec2.as_mut().unwrap().launch_time = Some(NOW - time::Duration::seconds(299));
+    assert_eq!(skip_of(young), skipped(SkipReason::GracePeriod));
+    let mut undated = instance("i-bad", HealthState::OutOfService);
+    undated.ec2.as_mut().unwrap().launch_time = None;
+    assert_eq!(skip_of(undated), skipped(SkipReason::GracePeriod));
+    let mut just_old_enough = instance("i-bad", HealthState::OutOfService);
+    just_old_enough.ec2.as_mut().unwrap().launch_time = Some(NOW - time::Duration::seconds(300));
+    let plan = plan(&fleet_with(just_old_enough), &policy(), clock());
+    assert_eq!(plan.act_on.len(), 1);
+}
+
+#[test]
+fn protected_instances_are_skipped_whatever_the_value() {
+    let mut bad = instance("i-bad", HealthState::OutOfService);
+    bad.ec2.as_mut().unwrap().tags = vec![("reflex:protect".into(), "".into())];
+    assert_eq!(skip_of(bad), skipped(SkipReason::Protected));
+}
+
+#[test]
+fn too_many_unhealthy_refuses_everything() {
+    let fleet = snapshot(vec![
+        instance("i-1", HealthState::InService),
+        instance("i-2", HealthState::OutOfService),
+        instance("i-3", HealthState::OutOfService),
+    ]);
+    let plan = plan(&fleet, &policy(), clock());
+    assert!(plan.act_on.is_empty());
+    assert_eq!(
+        plan.refused,
+        Some(Refusal::TooManyUnhealthy {
+            unhealthy: 2,
+            total: 3,
+            max_fraction: 0.5
+        })
+    );
+    assert!(plan.refused.unwrap().sentence().contains("2 of 3"));
+}
+
+#[test]
+fn exactly_the_fraction_is_allowed() {
+    let fleet = snapshot(vec![
+        instance("i-1", HealthState::InService),
+        instance("i-2", HealthState::OutOfService),
+    ]);
+    assert_eq!(
+        plan(&fleet, &policy(), clock()).act_on,
+        vec!["i-2".to_string()]
+    );
+}
+
+#[test]
+fn never_all_of_them_even_with_a_zero_floor() {
+    let fleet = snapshot(vec![instance("i-1", HealthState::OutOfService)]);
+    let permissive = Policy {
+        max_unhealthy_fraction: 1.0,
+        min_in_service: 0,
+        ..policy()
+    };
+    let plan = plan(&fleet, &permissive, clock());
+    assert!(plan.act_on.is_empty());
+    assert!(matches!(
+        plan.refused,
+        Some(Refusal::BelowMinInService { in_service: 0, .. })
+    ));
+}
+
+#[test]
+fn min_in_service_refuses() {
+    let fleet = snapshot(vec![
+        instance("i-1", HealthState::InService),
+        instance("i-2", HealthState::OutOfService),
+    ]);
+    let strict = Policy {
+        min_in_service: 2,
+        ..policy()
+    };
+    let plan = plan(&fleet, &strict, clock());
+    assert_eq!(
+        plan.refused,
+        Some(Refusal::BelowMinInService {
+            in_service: 1,
+            min_in_service: 2
+        })
+    );
+}
+
+#[test]
+fn cooldown_refuses_until_it_ends() {
+    let fleet = fleet_with(instance("i-bad", HealthState::OutOfService));
+    let recent = Clock {
+        now: NOW,
+        last_action_at: Some(NOW - time::Duration::seconds(100)),
+    };
+    assert_eq!(
+        plan(&fleet, &policy(), recent).refused,
+        Some(Refusal::Cooldown {
+            remaining_secs: 500
+        })
+    );
+    let long_ago = Clock {
+        now: NOW,
+        last_action_at: Some(NOW - time::Duration::seconds(600)),
+    };
+    assert_eq!(plan(&fleet, &policy(), long_ago).act_on.len(), 1);
+}
+
+#[test]
+fn the_cap_skips_the_rest_in_id_order() {
+    let mut instances: Vec<_> = (1..=7)
+        .map(|n| instance(&format!("i-ok{n}"), HealthState::InService))
+        .collect();
+    for id in ["i-c", "i-a", "i-b"] {
+        instances.push(instance(id, HealthState::OutOfService));
+    }
+    let plan = plan(&snapshot(instances), &policy(), clock());
+    assert_eq!(plan.act_on, vec!["i-a".to_string(), "i-b".to_string()]);
+    assert_eq!(
+        plan.skipped,
+        vec![Skip {
+            instance_id: "i-c".into(),
+            reason: SkipReason::CapReached
+        }]
+    );
+}
+
+fn arb_instance() -> impl Strategy<Value = InstanceView> {
+    (
+        0u32..1000,
+        prop_oneof![
+            Just(HealthState::InService),
+            Just(HealthState::OutOfService),
+            Just(HealthState::Unknown)
+        ],
+        prop::option::of(prop_oneof![Just("ELB"), Just("Instance"), Just("N/A")]),
+        prop::option::of(prop_oneof![
+            Just("running"),
+            Just("stopped"),
+            Just("pending"),
+            Just("stopping"),
+            Just("shutting-down"),
+            Just("terminated")
+        ]),
+        0i64..2000,
+        any::<bool>(),
+    )
+        .prop_map(|(n, state, code, ec2_state, age, protected)| InstanceView {
+            instance_id: format!("i-{n:04}"),
+            health: Health {
+                state,
+                reason_code: code.map(str::to_owned),
+                description: None,
+            },
+            ec2: ec2_state.map(|s| Ec2Facts {
+                state: s.into(),
+                launch_time: Some(NOW - time::Duration::seconds(age)),
+                tags: if protected {
+                    vec![("reflex:protect".into(), "yes".into())]
+                } else {
+                    vec![("team".into(), "web".into())]
+                },
+                auto_scaling_group: None,
+            }),
+        })
+}
+
+fn arb_policy() -> impl Strategy<Value = Policy> {
+    (0usize..5, 0.05f64..=1.0, 0usize..4, 0u64..1500, 0u64..1000).prop_map(
+        |(cap, fraction, floor, grace, cooldown)| Policy {
+            max_terminations_per_run: cap,
+            max_unhealthy_fraction: fraction,
+            min_in_service: floor,
+            grace_period: Duration::from_secs(grace),
+            cooldown: Duration::from_secs(cooldown),
+            protect_tag: "reflex:protect".into(),
+        },
+    )
+}
+
+proptest! {
+    #[test]
+    fn no_plan_ever_breaks_a_safety_rule(
+        instances in prop::collection::vec(arb_instance(), 0..12)
+            .prop_map(|mut v| { v.sort_by(|a, b| a.instance_id.cmp(&b.instance_id)); v.dedup_by(|a, b| a.instance_id == b.instance_id); v }),
+        policy in arb_policy(),
+        last_action_ago in prop::option::of(0i64..2000),
+    ) {
+        let clock = Clock { now: NOW, last_action_at: last_action_ago.map(|s| NOW - time::Duration::seconds(s)) };
+        let fleet = snapshot(instances);
+        let plan = plan(&fleet, &policy, clock);
+        let total = fleet.instances.len();
+        let in_service = fleet.instances.iter().filter(|i| i.health.state == HealthState::InService).count();
+
+        prop_assert!(plan.act_on.len() <= policy.max_terminations_per_run);
+        prop_assert!(plan.act_on.is_empty() || in_service >= 1, "never all of them");
+        if plan.refused.is_some() {
+            prop_assert!(plan.act_on.is_empty());
+        }
+        if (plan.unhealthy.len() as f64) > policy.max_unhealthy_fraction * total as f64 || in_service < policy.min_in_service {
+            prop_assert!(plan.act_on.is_empty());
+        }
+        if let Some(ago) = last_action_ago {
+            if (ago as u64) < policy.cooldown.as_secs() { prop_assert!(plan.act_on.is_empty()); }
+        }
+        for id in &plan.act_on {
+            let view = fleet.instances.iter().find(|i| &i.instance_id == id).expect("acts only on registered instances");
+            prop_assert_eq!(view.health.state, HealthState::OutOfService);
+            prop_assert_ne!(view.health.reason_code.as_deref(), Some("ELB"));
+            let ec2 = view.ec2.as_ref().expect("acts only on instances EC2 knows");
+            prop_assert!(ec2.state == "running" || ec2.state == "stopped");
+            prop_assert!(!ec2.tags.iter().any(|(k, _)| k == "reflex:protect"));
+            prop_assert!(NOW - ec2.launch_time.unwrap() >= time::Duration::try_from(policy.grace_period).unwrap());
+            prop_assert!(!plan.skipped.iter().any(|s| &s.instance_id == id));
+        }
+        if plan.refused.is_none() {
+            // Every unhealthy instance is either acted on or skipped with a reason, exactly once.
+            prop_assert_eq!(plan.act_on.len() + plan.skipped.len(), plan.unhealthy.len());
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `GET /audit?limit=N`: the audit trail, newest first, for holders of an audit token. Successful reads are
+//! not recorded (they change nothing); refused ones are.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, auth, caller};
+use crate::audit::{AuditRecord, Outcome, RequestMeta, Source};
+
+/// Records returned when the caller gives no limit.
+const DEFAULT_LIMIT: u32 = 100;
+/// The most records one call returns.
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct ListResponse {
+    records: Vec<AuditRecord>,
+}
+
+/// The route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/audit", get(list))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ListResponse>, ApiError> {
+    if let Err(err) = auth::bearer(&headers, &state.config.audit.tokens, "audit") {
+        let mut meta = RequestMeta::new(Source::AuditRead, caller(peer));
+        meta.auth = err.code.to_owned();
+        state
+            .audit
+            .put(meta.record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0))
+            .await?;
+        return Err(err);
+    }
+    let Query(query) =
+        query.map_err(|err| ApiError::bad_request("invalid-query", err.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let records = state.audit.list(limit).await?;
+    Ok(Json(ListResponse { records }))
+}

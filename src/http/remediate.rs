@@ -1,0 +1,73 @@
+//! `POST /remediate`: a manual trigger from an operator with a bearer token.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use serde::Deserialize;
+
+use super::error::parse_json;
+use super::{ApiError, AppState, audited, auth, caller};
+use crate::audit::{RequestMeta, Source};
+use crate::engine::{Run, Trigger};
+
+/// The manual request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemediateRequest {
+    load_balancer: String,
+    #[serde(default)]
+    dry_run: bool,
+    reason: Option<String>,
+}
+
+/// The message echoed when the operator gives no reason.
+const DEFAULT_REASON: &str = "manual remediation";
+
+/// The route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/remediate", post(remediate))
+}
+
+async fn remediate(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut meta = RequestMeta::new(Source::Manual, caller(peer));
+    let result = handle(&state, &mut meta, &headers, body).await;
+    audited(&state, meta, result).await
+}
+
+async fn handle(
+    state: &AppState,
+    meta: &mut RequestMeta,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Run, ApiError> {
+    let proof = auth::bearer(headers, &state.config.manual.tokens, "manual")?;
+    meta.auth = "passed".to_owned();
+    let body = body?;
+    let request: RemediateRequest = parse_json(&body)?;
+    meta.note(
+        "request",
+        serde_json::json!({
+            "load_balancer": request.load_balancer,
+            "dry_run": request.dry_run,
+            "reason": request.reason,
+        }),
+    );
+    let trigger = Trigger::new(
+        proof,
+        request.load_balancer,
+        request.reason.unwrap_or_else(|| DEFAULT_REASON.to_owned()),
+        request.dry_run,
+    );
+    Ok(state.engine.remediate(meta, &trigger).await?)
+}

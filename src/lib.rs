@@ -1,0 +1,17 @@
+//! reflex turns load-balancer alerts into safe, audited self-healing on AWS.
+//!
+//! Receivers (`http`) verify a request and turn it into a `Trigger`; the `engine` snapshots the balancer's
+//! health through `aws`, plans within the safety limits and acts; the `audit` trail records every step.
+//! `main.rs` only parses the command line and calls `commands`.
+
+pub mod audit;
+pub mod aws;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod http;
+mod logging;
+mod server;
+
+pub use logging::init_logging;
+pub use server::{App, serve};

@@ -1,0 +1,108 @@
+//! The `reflex` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use reflex::commands;
+
+/// reflex turns load-balancer alerts into safe, audited self-healing on AWS.
+///
+/// It receives alerts over HTTP(S), proves who sent them, reads the load balancer's health, terminates
+/// broken instances within safety limits and records every step in an audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "reflex", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service: HTTP routes /remediate, /audit, /healthz, /readyz.
+    Serve {
+        /// Configuration file (TOML); see reflex.example.toml.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run one remediation of a configured load balancer and print the summary JSON.
+    Remediate {
+        /// Configuration file (TOML).
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// Classic ELB name; must be listed under [[targets]].
+        #[arg(long)]
+        load_balancer: String,
+        /// Plan and report only; write nothing to AWS.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate a configuration file; exits non-zero with the offending key on error.
+    CheckConfig {
+        /// Configuration file (TOML).
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+    },
+    /// Read the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// List audit records, newest first.
+    List {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// How many records to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("reflex: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => commands::serve_command(&config).await?,
+        Command::Remediate {
+            config,
+            load_balancer,
+            dry_run,
+        } => {
+            let summary = commands::remediate_command(&config, load_balancer, dry_run).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        Command::CheckConfig { config } => {
+            commands::load_config(&config)?;
+            println!("{}: ok", config.display());
+        }
+        Command::Audit {
+            command:
+                AuditCommand::List {
+                    config,
+                    limit,
+                    json,
+                },
+        } => print!(
+            "{}",
+            commands::audit_list_command(&config, limit, json).await?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
