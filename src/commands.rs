@@ -103,7 +103,6 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
         .await
         .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
     let records = store.list(limit).await?;
-    drop(store);
     writer.finish().await;
     let mut out = String::new();
     for record in records {

@@ -48,7 +48,7 @@ impl App {
         })
     }
 
-    /// Waits until every audit record handed to the store is committed; drops the state first.
+    /// Commits every audit record handed to the store, then stops its writer.
     pub async fn close(self) {
         drop(self.state);
         self.writer.finish().await;

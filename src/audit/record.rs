@@ -1,5 +1,6 @@
 //! One audit record: who called, what was verified, seen, decided and answered.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -86,6 +87,20 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
+/// A new ULID, strictly greater than every earlier one of this process, so that records sort in arrival order
+/// even within one millisecond.
+fn next_id() -> String {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    generator
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
 /// What is known about a request while it is handled; it becomes the audit record.
 #[derive(Debug)]
 pub struct RequestMeta {
@@ -112,7 +127,7 @@ impl RequestMeta {
     /// Starts the record of a request arriving now.
     pub fn new(source: Source, caller: Option<String>) -> Self {
         Self {
-            id: ulid::Ulid::new().to_string(),
+            id: next_id(),
             at: OffsetDateTime::now_utc(),
             started: Instant::now(),
             source,

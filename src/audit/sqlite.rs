@@ -57,12 +57,16 @@ pub struct AuditStore {
 
 /// Keeps the writer task so shutdown can wait for the last commit.
 #[derive(Debug)]
-pub struct WriterTask(JoinHandle<()>);
+pub struct WriterTask {
+    task: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+}
 
 impl WriterTask {
-    /// Waits until every queued record is committed; call after the last `AuditStore` clone is dropped.
+    /// Stops accepting records (later `put`s fail with `WriterGone`), commits every queued one, and waits.
     pub async fn finish(self) {
-        let _ = self.0.await;
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
@@ -81,13 +85,14 @@ impl AuditStore {
             .connect_with(options.read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(write_loop(writer, rx));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(write_loop(writer, rx, stopped));
         Ok((
             Self {
                 writer: tx,
                 readers,
             },
-            WriterTask(task),
+            WriterTask { task, stop },
         ))
     }
 
@@ -137,9 +142,24 @@ impl AuditStore {
     }
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Pending>) {
+async fn write_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Pending>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
-    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut batch, BATCH_MAX) => received,
+            _ = &mut stopped, if !rx.is_closed() => {
+                // Refuse new records; the ones already queued are still received and committed below.
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let result = write_batch(&mut conn, &batch)
             .await
             .map_err(|err| err.to_string());

@@ -1,0 +1,190 @@
+//! Shared test helpers: a real moto server, a fleet built in it through the real AWS SDK, and reflex itself
+//! served on a port-0 loopback listener with its own temporary audit store.
+
+#![allow(dead_code)]
+
+pub mod fleet;
+pub mod moto;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use reflex::App;
+use reflex::audit::AuditStore;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use fleet::Fleet;
+pub use moto::Moto;
+
+/// The manual token every test app accepts.
+pub const MANUAL_TOKEN: &str = "manual-token-0123456789abcdef";
+/// The audit token every test app accepts.
+pub const AUDIT_TOKEN: &str = "audit-token-0123456789abcdef";
+
+/// A config text pointing at `endpoint`, with test-friendly limits and `targets`; `extra` is appended
+/// (later tables override nothing, so pass only sections not written here).
+pub fn config_text(
+    endpoint: &str,
+    db: &std::path::Path,
+    targets: &[&str],
+    remediation: &str,
+) -> String {
+    let mut text = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+
+[aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+access_key_id = "testing"
+secret_access_key = "testing"
+operation_timeout_ms = 5000
+max_attempts = 1
+
+[audit]
+url = "sqlite://{db}"
+tokens = ["{AUDIT_TOKEN}"]
+
+[manual]
+tokens = ["{MANUAL_TOKEN}"]
+
+[remediation]
+{remediation}
+"#,
+        db = db.display()
+    );
+    for target in targets {
+        text.push_str(&format!("\n[[targets]]\nload_balancer = \"{target}\"\n"));
+    }
+    text
+}
+
+/// Remediation settings that let a fresh moto fleet be acted on: no grace period, no cooldown.
+pub const PERMISSIVE: &str = "grace_period_secs = 0\ncooldown_secs = 0\n";
+
+/// reflex running in this process on a loopback port.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The app's audit store, to inspect what was recorded.
+    pub audit: AuditStore,
+    /// The config file written for the app (for the CLI).
+    pub config_path: PathBuf,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts reflex against `endpoint` allowed to touch `targets`, with `remediation` settings.
+    pub async fn spawn(endpoint: &str, targets: &[&str], remediation: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config_text(endpoint, &dir.path().join("audit.db"), targets, remediation);
+        Self::spawn_with_config(dir, &text).await
+    }
+
+    /// Starts reflex with this exact config text, written into `dir`.
+    pub async fn spawn_with_config(dir: tempfile::TempDir, text: &str) -> Self {
+        let config_path = dir.path().join("reflex.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let config = reflex::config::parse(text, std::iter::empty()).expect("test config is valid");
+        let app = App::build(config).await.expect("app builds");
+        let audit = app.state.audit.clone();
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(reflex::serve(app, listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            audit,
+            config_path,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// POSTs `body` to `path` with an optional bearer token; returns status and parsed JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{path} answered non-JSON {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json)
+    }
+
+    /// `POST /remediate` with the manual token.
+    pub async fn remediate(&self, body: Value) -> (u16, Value) {
+        self.post("/remediate", Some(MANUAL_TOKEN), body.to_string())
+            .await
+    }
+
+    /// GETs `path` with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every audit record, newest first.
+    pub async fn audit_records(&self) -> Vec<reflex::audit::AuditRecord> {
+        self.audit.list(1000).await.unwrap()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A unique resource name for this test, so tests can share one moto server.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        ulid::Ulid::new().to_string().to_lowercase()[14..].to_owned()
+    )
+}

@@ -1,0 +1,183 @@
+//! The `reflex` binary: `remediate` matches the HTTP summary, `audit list`, `check-config`, and an answered
+//! request's audit record surviving `kill -9`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Fleet, MANUAL_TOKEN, Moto, PERMISSIVE, TestApp, config_text, unique};
+
+fn reflex(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(args)
+        .env_remove("REFLEX_CONFIG")
+        .output()
+        .expect("reflex binary runs")
+}
+
+fn without_audit_id(mut summary: Value) -> Value {
+    summary.as_object_mut().unwrap().remove("audit-id");
+    summary.as_object_mut().unwrap().remove("message");
+    summary
+}
+
+#[tokio::test]
+async fn cli_remediate_matches_the_http_summary() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("cli");
+    let (_, bad) = fleet.balancer_with(&lb, 3, 1).await;
+    let app = TestApp::spawn(&moto.endpoint, &[&lb], PERMISSIVE).await;
+    let (_, over_http) = app
+        .remediate(json!({"load_balancer": lb, "dry_run": true}))
+        .await;
+
+    let config = app.config_path.to_str().unwrap();
+    let output = reflex(&[
+        "remediate",
+        "--config",
+        config,
+        "--load-balancer",
+        &lb,
+        "--dry-run",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let from_cli: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        without_audit_id(from_cli.clone()),
+        without_audit_id(over_http)
+    );
+    assert_eq!(from_cli["terminated-instance-ids"], json!(bad));
+
+    let output = reflex(&["audit", "list", "--config", config, "--json"]);
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["source"], "cli");
+    assert_eq!(lines[0]["id"], from_cli["audit-id"]);
+    assert_eq!(lines[1]["source"], "manual");
+
+    let output = reflex(&[
+        "remediate",
+        "--config",
+        config,
+        "--load-balancer",
+        "not-a-target",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a configured target"));
+}
+
+#[test]
+fn check_config_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        config_text("http://127.0.0.1:1", &dir.path().join("a.db"), &["web"], ""),
+    )
+    .unwrap();
+    let output = reflex(&["check-config", "--config", good.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[targets]]\nload_balancer = \"web\"\n[remediation]\nmax_unhealthy_fraction = 2\n",
+    )
+    .unwrap();
+    let output = reflex(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("remediation.max_unhealthy_fraction"));
+
+    let output = reflex(&["check-config", "--config", "/nonexistent.toml"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("cannot read config file /nonexistent.toml")
+    );
+}
+
+#[test]
+fn the_example_config_checks_and_help_explains() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/reflex.example.toml");
+    assert!(
+        reflex(&["check-config", "--config", example])
+            .status
+            .success()
+    );
+    let help = String::from_utf8(reflex(&["--help"]).stdout).unwrap();
+    for word in ["serve", "remediate", "check-config", "audit"] {
+        assert!(help.contains(word), "{help}");
+    }
+}
+
+#[tokio::test]
+async fn an_answered_request_survives_kill_minus_nine() {
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let config = dir.path().join("reflex.toml");
+    let text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &["web-elb"],
+        PERMISSIVE,
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "reflex did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = client
+        .post(format!("{base}/remediate"))
+        .bearer_auth(MANUAL_TOKEN)
+        .body(json!({"load_balancer": "not-a-target"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let answered: Value = response.json().await.unwrap();
+    assert_eq!(answered["error"], "unknown-load-balancer");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let output = reflex(&[
+        "audit",
+        "list",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    let listed = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("unknown-load-balancer"));
+}

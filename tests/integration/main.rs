@@ -1,0 +1,8 @@
+//! End-to-end tests: reflex served on a loopback port, AWS emulated by a real moto server.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod remediate;
+mod safety;
