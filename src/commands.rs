@@ -1,13 +1,17 @@
 //! The command-line subcommands, called by `main.rs` after argument parsing.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::audit::{AuditStore, RequestMeta, Source};
+use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
 use crate::engine::{Authenticated, Trigger};
+use crate::sns::{CertSource, CertStore, SigningCert, SnsReceiver, Verifier, VerifyPolicy};
 use crate::{App, init_logging, serve};
 
 /// Loads and validates the configuration, with the file named in the error.
@@ -72,7 +76,7 @@ pub async fn remediate_command(
     let result = app.state.engine.remediate(&mut meta, &trigger).await;
     let (record, outcome) = match result {
         Ok(run) => {
-            meta.note("summary", &run.summary);
+            meta.note("answer", &run.summary);
             (
                 meta.record(run.outcome(), 200, None, run.acted),
                 Ok(serde_json::to_value(&run.summary)?),
@@ -126,4 +130,62 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
         out.push('\n');
     }
     Ok(out)
+}
+
+/// `reflex sns-verify`: verifies a captured SNS message offline. `Ok(Err(reason))` is a message that does not
+/// verify; `Err` is a usage problem (unreadable file, bad `--at`).
+pub async fn sns_verify_command(
+    file: &Path,
+    cert: Option<&Path>,
+    at: Option<&str>,
+    config: Option<&Path>,
+) -> anyhow::Result<Result<(), String>> {
+    let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let now = match at {
+        Some(at) => time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .with_context(|| {
+                format!("--at {at:?} is not an RFC 3339 time such as 2022-04-22T18:13:06.659Z")
+            })?,
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let config = config.map(load_config).transpose()?;
+    let fixed = match cert {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            match SigningCert::from_pem(&pem) {
+                Ok(cert) => Some(cert),
+                Err(err) => return Ok(Err(format!("{}: {err}", err.code()))),
+            }
+        }
+        None => None,
+    };
+    let verifier = match (&config, fixed) {
+        (_, Some(cert)) => Verifier::new(
+            VerifyPolicy {
+                topic_arns: config.as_ref().map(|c| c.sns.topic_arns.clone()),
+                max_age: Duration::from_secs(config.as_ref().map_or(3600, |c| c.sns.max_age_secs)),
+            },
+            CertStore::new(CertSource::Fixed(Arc::new(cert))),
+        ),
+        (Some(config), None) => {
+            let sdk = crate::aws::sdk_config(&config.aws).await;
+            SnsReceiver::new(config, &sdk)?.verifier
+        }
+        (None, None) => {
+            let sdk = aws_config::SdkConfig::builder().build();
+            Verifier::new(
+                VerifyPolicy {
+                    topic_arns: None,
+                    max_age: Duration::from_secs(3600),
+                },
+                CertStore::new(CertSource::Fetch(SnsFetcher::new(&sdk, None)?)),
+            )
+        }
+    };
+    Ok(verifier
+        .verify(&body, None, now)
+        .await
+        .map(|_| ())
+        .map_err(|err| format!("{}: {err}", err.code())))
 }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod http;
 mod logging;
 mod server;
+pub mod sns;
 
 pub use logging::init_logging;
 pub use server::{App, serve};

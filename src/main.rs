@@ -43,6 +43,22 @@ enum Command {
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
     },
+    /// Verify a captured SNS message offline: prints `verified` (exit 0) or the reason (exit 1).
+    ///
+    /// The SigningCertURL policy and every check apply; `--cert` only replaces fetching the certificate.
+    SnsVerify {
+        /// The message body as SNS delivered it (JSON).
+        file: PathBuf,
+        /// Use this PEM certificate instead of fetching the one the message names.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Check the Timestamp and certificate validity as of this RFC 3339 time instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Also apply this config's [sns] topic_arns, max_age_secs and cert_dir (and its emulator endpoint).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Read the audit trail.
     Audit {
         #[command(subcommand)]
@@ -91,6 +107,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { config } => {
             commands::load_config(&config)?;
             println!("{}: ok", config.display());
+        }
+        Command::SnsVerify {
+            file,
+            cert,
+            at,
+            config,
+        } => {
+            let outcome = commands::sns_verify_command(
+                &file,
+                cert.as_deref(),
+                at.as_deref(),
+                config.as_deref(),
+            )
+            .await?;
+            if let Err(reason) = outcome {
+                println!("{reason}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("verified");
         }
         Command::Audit {
             command:

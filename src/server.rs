@@ -12,6 +12,7 @@ use crate::aws::{self, Fleet};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::http::{self, AppState};
+use crate::sns::SnsReceiver;
 
 /// Everything a running reflex holds: the shared state and the audit writer to drain at shutdown.
 #[derive(Debug)]
@@ -38,11 +39,13 @@ impl App {
             .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
         let sdk = aws::sdk_config(&config.aws).await;
         let engine = Engine::new(Arc::clone(&config), Fleet::new(&sdk), audit.clone());
+        let sns = SnsReceiver::new(&config, &sdk).context("failed to set up SNS verification")?;
         Ok(Self {
             state: AppState {
                 config,
                 engine: Arc::new(engine),
                 audit,
+                sns: Arc::new(sns),
             },
             writer,
         })

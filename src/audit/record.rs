@@ -16,6 +16,8 @@ pub enum Source {
     Cli,
     /// `GET /audit` (only refused reads are recorded).
     AuditRead,
+    /// `POST /sns`.
+    Sns,
 }
 
 impl Source {
@@ -25,6 +27,7 @@ impl Source {
             Self::Manual => "manual",
             Self::Cli => "cli",
             Self::AuditRead => "audit-read",
+            Self::Sns => "sns",
         }
     }
 }
@@ -41,6 +44,12 @@ pub enum Outcome {
     Refused,
     /// The request was rejected (4xx) or failed (5xx) before any AWS write.
     Rejected,
+    /// A redelivery, answered with the first delivery's summary; nothing was done.
+    Duplicate,
+    /// Verified, but there is nothing to do (an OK alarm, an unsubscribe confirmation).
+    Ignored,
+    /// A subscription was confirmed.
+    Confirmed,
 }
 
 impl Outcome {
@@ -51,6 +60,9 @@ impl Outcome {
             Self::Completed => "completed",
             Self::Refused => "refused",
             Self::Rejected => "rejected",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+            Self::Confirmed => "confirmed",
         }
     }
 }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{AuditError, AuditRecord};
+use super::{AuditError, AuditRecord, Claim, DeliveryUpdate};
 
 /// Most records committed in one transaction.
 const BATCH_MAX: usize = 1024;
@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS audit_records (
     detail      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_records_acted ON audit_records (target, at_ms) WHERE acted > 0;
+CREATE TABLE IF NOT EXISTS deliveries (
+    key      TEXT PRIMARY KEY,
+    audit_id TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    summary  TEXT
+);
 "#;
 
 const UPSERT: &str = "INSERT INTO audit_records \
@@ -43,9 +49,17 @@ const UPSERT: &str = "INSERT INTO audit_records \
     error = excluded.error, acted = excluded.acted, duration_ms = excluded.duration_ms, detail = excluded.detail, \
     target = excluded.target, auth = excluded.auth";
 
+/// One write for the writer task.
+enum Op {
+    /// Insert or replace a record, and settle its delivery claim if it has one.
+    Put(Box<AuditRecord>, Option<DeliveryUpdate>),
+    /// Claim a delivery key for the request with this audit id.
+    Claim { key: String, audit_id: String },
+}
+
 struct Pending {
-    record: AuditRecord,
-    done: oneshot::Sender<Result<(), String>>,
+    op: Op,
+    done: oneshot::Sender<Result<Claim, String>>,
 }
 
 /// Handle to the audit trail; cheap to clone.
@@ -98,9 +112,45 @@ impl AuditStore {
 
     /// Inserts or replaces the record with this id, and returns once it is durably committed.
     pub async fn put(&self, record: AuditRecord) -> Result<(), AuditError> {
+        self.submit(Op::Put(Box::new(record), None))
+            .await
+            .map(|_| ())
+    }
+
+    /// Like `put`, and in the same commit completes or releases the request's delivery claim.
+    pub async fn put_settling(
+        &self,
+        record: AuditRecord,
+        delivery: DeliveryUpdate,
+    ) -> Result<(), AuditError> {
+        self.submit(Op::Put(Box::new(record), Some(delivery)))
+            .await
+            .map(|_| ())
+    }
+
+    /// Claims `key` (e.g. an SNS MessageId) for the request `audit_id`, durably. Exactly one of several
+    /// concurrent claimants gets `Claim::New`, also across processes sharing the store.
+    pub async fn claim(&self, key: &str, audit_id: &str) -> Result<Claim, AuditError> {
+        self.submit(Op::Claim {
+            key: key.to_owned(),
+            audit_id: audit_id.to_owned(),
+        })
+        .await
+    }
+
+    /// The current state of a claimed delivery.
+    pub async fn delivery(&self, key: &str) -> Result<Option<Claim>, AuditError> {
+        let row = sqlx::query("SELECT audit_id, summary FROM deliveries WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|row| claim_from_row(&row)).transpose()
+    }
+
+    async fn submit(&self, op: Op) -> Result<Claim, AuditError> {
         let (done, committed) = oneshot::channel();
         self.writer
-            .send(Pending { record, done })
+            .send(Pending { op, done })
             .await
             .map_err(|_| AuditError::WriterGone)?;
         committed
@@ -160,39 +210,110 @@ async fn write_loop(
         if received == 0 {
             break;
         }
-        let result = write_batch(&mut conn, &batch)
-            .await
-            .map_err(|err| err.to_string());
-        if let Err(err) = &result {
-            tracing::error!(error = %err, records = batch.len(), "audit commit failed");
-        }
-        for pending in batch.drain(..) {
-            let _ = pending.done.send(result.clone());
+        match write_batch(&mut conn, &batch).await {
+            Ok(results) => {
+                for (pending, result) in batch.drain(..).zip(results) {
+                    let _ = pending.done.send(Ok(result));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, records = batch.len(), "audit commit failed");
+                for pending in batch.drain(..) {
+                    let _ = pending.done.send(Err(err.to_string()));
+                }
+            }
         }
     }
 }
 
-async fn write_batch(conn: &mut SqliteConnection, batch: &[Pending]) -> Result<(), sqlx::Error> {
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    batch: &[Pending],
+) -> Result<Vec<Claim>, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    for Pending { record, .. } in batch {
-        sqlx::query(UPSERT)
-            .bind(&record.id)
-            .bind(millis(record.at))
-            .bind(&record.source)
-            .bind(&record.caller)
-            .bind(&record.auth)
-            .bind(&record.target)
-            .bind(&record.outcome)
-            .bind(record.status)
-            .bind(&record.error)
-            .bind(record.dry_run)
-            .bind(record.acted)
-            .bind(i64::try_from(record.duration_ms).unwrap_or(i64::MAX))
-            .bind(record.detail.to_string())
-            .execute(&mut *tx)
-            .await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for Pending { op, .. } in batch {
+        let result = match op {
+            Op::Put(record, delivery) => {
+                upsert(&mut tx, record).await?;
+                match delivery {
+                    Some(DeliveryUpdate::Complete { key, summary }) => {
+                        sqlx::query(
+                            "UPDATE deliveries SET summary = ? WHERE key = ? AND audit_id = ?",
+                        )
+                        .bind(summary.to_string())
+                        .bind(key)
+                        .bind(&record.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Some(DeliveryUpdate::Release { key }) => {
+                        sqlx::query("DELETE FROM deliveries WHERE key = ? AND audit_id = ?")
+                            .bind(key)
+                            .bind(&record.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    None => {}
+                }
+                Claim::New
+            }
+            Op::Claim { key, audit_id } => {
+                let inserted = sqlx::query(
+                    "INSERT INTO deliveries (key, audit_id, at_ms) VALUES (?, ?, ?) ON CONFLICT(key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(audit_id)
+                .bind(millis(OffsetDateTime::now_utc()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    Claim::New
+                } else {
+                    let row = sqlx::query("SELECT audit_id, summary FROM deliveries WHERE key = ?")
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    claim_from_row(&row).map_err(|err| sqlx::Error::Decode(err.into()))?
+                }
+            }
+        };
+        results.push(result);
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn upsert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    record: &AuditRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(UPSERT)
+        .bind(&record.id)
+        .bind(millis(record.at))
+        .bind(&record.source)
+        .bind(&record.caller)
+        .bind(&record.auth)
+        .bind(&record.target)
+        .bind(&record.outcome)
+        .bind(record.status)
+        .bind(&record.error)
+        .bind(record.dry_run)
+        .bind(record.acted)
+        .bind(i64::try_from(record.duration_ms).unwrap_or(i64::MAX))
+        .bind(record.detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn claim_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Claim, AuditError> {
+    let summary: Option<String> = row.try_get("summary")?;
+    Ok(Claim::Existing {
+        audit_id: row.try_get("audit_id")?,
+        summary: summary.and_then(|text| serde_json::from_str(&text).ok()),
+    })
 }
 
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord, AuditError> {

@@ -1,8 +1,12 @@
 //! The only way reflex reaches AWS: one `SdkConfig` factory and narrow adapters over the calls reflex makes.
 
 mod fleet;
+mod signed_get;
+mod subscriptions;
 
 pub use fleet::{AwsError, Fleet};
+pub use signed_get::{FetchError, SnsFetcher};
+pub use subscriptions::Subscriptions;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;

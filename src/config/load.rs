@@ -30,7 +30,7 @@ pub enum ConfigError {
 
 /// The prefix of environment overrides: `REFLEX_AWS_REGION=eu-west-1` sets `aws.region`.
 const ENV_PREFIX: &str = "REFLEX_";
-const SECTIONS: &[&str] = &["server", "aws", "audit", "remediation", "manual"];
+const SECTIONS: &[&str] = &["server", "aws", "audit", "remediation", "manual", "sns"];
 
 /// Reads `path`, applies the process environment's overrides, resolves secrets files and validates.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -212,8 +212,55 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             });
         }
     }
+    for arn in config
+        .sns
+        .topic_arns
+        .iter()
+        .chain(config.targets.iter().flat_map(|t| &t.sns_topic_arns))
+    {
+        if !is_topic_arn(arn) {
+            return Err(ConfigError::Invalid {
+                key: "sns.topic_arns / targets.sns_topic_arns",
+                problem: format!(
+                    "holds {arn:?}, which is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+                ),
+            });
+        }
+    }
+    if let Some(arn) = config
+        .targets
+        .iter()
+        .flat_map(|t| &t.sns_topic_arns)
+        .find(|arn| !config.sns.topic_arns.contains(arn))
+    {
+        return Err(ConfigError::Invalid {
+            key: "targets.sns_topic_arns",
+            problem: format!("names {arn:?}, which is not listed in sns.topic_arns; add it there"),
+        });
+    }
+    if config.sns.max_age_secs == 0 {
+        return invalid("sns.max_age_secs", "must be greater than 0 (3600 is usual)");
+    }
+    if let Some(dir) = &config.sns.cert_dir {
+        if !dir.is_dir() {
+            return Err(ConfigError::Invalid {
+                key: "sns.cert_dir",
+                problem: format!("names {}, which is not a folder", dir.display()),
+            });
+        }
+    }
     check_tokens("manual.tokens", &config.manual.tokens)?;
     check_tokens("audit.tokens", &config.audit.tokens)
+}
+
+/// `arn:<partition>:sns:<region>:<account>:<name>`.
+fn is_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && parts[3..].iter().all(|p| !p.is_empty())
 }
 
 fn check_tokens(key: &'static str, tokens: &[Secret]) -> Result<(), ConfigError> {
@@ -307,6 +354,8 @@ mod tests {
             ("[aws]\nendpoint_url = \"ftp://x\"\n", "aws.endpoint_url"),
             ("[audit]\nurl = \"mysql://x\"\n", "audit.url"),
             ("[manual]\ntokens = [\"short\"]\n", "manual.tokens"),
+            ("[sns]\ntopic_arns = [\"alarms\"]\n", "sns.topic_arns"),
+            ("[sns]\ncert_dir = \"/nonexistent\"\n", "sns.cert_dir"),
             (
                 "[manual]\ntokens_file = \"/nonexistent/x\"\n",
                 "manual.tokens_file",

@@ -38,6 +38,50 @@ pub struct Config {
     /// Credentials for `POST /remediate`.
     #[serde(default)]
     pub manual: TokenConfig,
+    /// SNS deliveries to `POST /sns`.
+    #[serde(default)]
+    pub sns: SnsConfig,
+}
+
+/// `[sns]`: which topics may deliver, how old a message may be, and how certificates and subscriptions are
+/// handled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnsConfig {
+    /// Topics whose messages are accepted; empty refuses every SNS delivery.
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+    /// Messages whose Timestamp is older than this are rejected as stale (replay protection).
+    #[serde(default = "default_sns_max_age_secs")]
+    pub max_age_secs: u64,
+    /// A folder of pinned signing certificates (file name = the SigningCertURL's file name), used instead of
+    /// fetching, for hosts without outbound access.
+    pub cert_dir: Option<PathBuf>,
+    /// How subscriptions are confirmed.
+    #[serde(default)]
+    pub confirm: ConfirmMethod,
+}
+
+impl Default for SnsConfig {
+    fn default() -> Self {
+        Self {
+            topic_arns: Vec::new(),
+            max_age_secs: default_sns_max_age_secs(),
+            cert_dir: None,
+            confirm: ConfirmMethod::default(),
+        }
+    }
+}
+
+/// How a SubscriptionConfirmation is answered.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfirmMethod {
+    /// GET the (validated) SubscribeURL.
+    #[default]
+    SubscribeUrl,
+    /// Call the SNS ConfirmSubscription API with AuthenticateOnUnsubscribe=true (needs sns:ConfirmSubscription).
+    Api,
 }
 
 /// `[server]`: the listening socket.
@@ -200,6 +244,9 @@ impl Default for RemediationConfig {
 pub struct TargetConfig {
     /// Classic ELB name.
     pub load_balancer: String,
+    /// SNS topics whose non-alarm messages (or alarms without a balancer dimension) mean this balancer.
+    #[serde(default)]
+    pub sns_topic_arns: Vec<String>,
 }
 
 /// A list of bearer tokens with its `_file` variant (`[manual]`).
@@ -222,6 +269,9 @@ impl Config {
     }
 }
 
+fn default_sns_max_age_secs() -> u64 {
+    3600
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }

@@ -31,6 +31,9 @@ pub struct Summary {
     pub duplicate: bool,
     /// The audit record of the run.
     pub audit_id: String,
+    /// Why a verified alert led to nothing (e.g. an `OK` alarm); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
 }
 
 /// One failed action.
@@ -64,6 +67,25 @@ impl Summary {
             dry_run,
             duplicate: false,
             audit_id,
+            ignored: None,
+        }
+    }
+
+    /// The answer to a verified alert that asks for nothing: no AWS call was made.
+    pub fn ignored(message: String, reason: String, dry_run: bool, audit_id: String) -> Self {
+        Self {
+            message,
+            elb_instance_ids: Vec::new(),
+            load_balancer: String::new(),
+            unhealthy_instance_ids: Vec::new(),
+            terminated_instance_ids: Vec::new(),
+            skipped: Vec::new(),
+            refused: None,
+            errors: Vec::new(),
+            dry_run,
+            duplicate: false,
+            audit_id,
+            ignored: Some(reason),
         }
     }
 }

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod health;
 mod remediate;
+mod sns;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +18,10 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-use crate::audit::{AuditStore, Outcome, RequestMeta};
+use crate::audit::{AuditStore, DeliveryUpdate, Outcome, RequestMeta};
 use crate::config::Config;
 use crate::engine::{Engine, Run};
+use crate::sns::SnsReceiver;
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -30,6 +32,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The audit trail.
     pub audit: AuditStore,
+    /// The SNS verifier and subscription confirmer.
+    pub sns: Arc<SnsReceiver>,
 }
 
 /// All routes with the body limit and request tracing.
@@ -37,6 +41,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(remediate::router())
+        .merge(sns::router())
         .merge(audit::router())
         .merge(health::router())
         .layer(DefaultBodyLimit::max(max_body))
@@ -49,39 +54,68 @@ fn caller(addr: SocketAddr) -> Option<String> {
     Some(addr.to_string())
 }
 
+/// A successful answer with what its audit record needs.
+#[derive(Debug)]
+pub struct Answer {
+    /// The JSON answered with 200.
+    pub body: serde_json::Value,
+    /// The audit outcome.
+    pub outcome: Outcome,
+    /// Instances terminated.
+    pub acted: u32,
+}
+
+impl From<Run> for Answer {
+    fn from(run: Run) -> Self {
+        Self {
+            outcome: run.outcome(),
+            acted: run.acted,
+            body: serde_json::to_value(&run.summary).unwrap_or_default(),
+        }
+    }
+}
+
 /// Writes the request's final audit record, then answers. An answer is only sent once its record is durable;
-/// when the audit trail cannot be written, the caller gets a 503 and may retry.
+/// when the audit trail cannot be written, the caller gets a 503 and may retry. `delivery` is the request's
+/// claimed delivery key, completed with the answer on success and released on failure, in the same commit.
 async fn audited(
     state: &AppState,
     mut meta: RequestMeta,
-    result: Result<Run, ApiError>,
+    result: Result<Answer, ApiError>,
+    delivery: Option<String>,
 ) -> Response {
-    let (record, response) = match result {
-        Ok(run) => {
+    let (record, response, update) = match result {
+        Ok(answer) => {
             if meta.auth == "not-checked" {
                 meta.auth = "passed".to_owned();
             }
-            meta.note("summary", &run.summary);
-            let record = meta.record(run.outcome(), StatusCode::OK.as_u16(), None, run.acted);
+            meta.note("answer", &answer.body);
+            let record = meta.record(answer.outcome, StatusCode::OK.as_u16(), None, answer.acted);
+            let update = delivery.map(|key| DeliveryUpdate::Complete {
+                key,
+                summary: answer.body.clone(),
+            });
             (
                 record,
-                (StatusCode::OK, axum::Json(run.summary)).into_response(),
+                (StatusCode::OK, axum::Json(answer.body)).into_response(),
+                update,
             )
         }
         Err(err) => {
-            meta.auth = if err.is_auth_failure() {
-                err.code.to_owned()
-            } else if meta.auth == "not-checked" {
-                "passed".to_owned()
-            } else {
-                meta.auth
-            };
+            if err.is_auth_failure() {
+                meta.auth = err.code.to_owned();
+            }
             meta.note("error", &err.detail);
             let record = meta.record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
-            (record, err.into_response())
+            let update = delivery.map(|key| DeliveryUpdate::Release { key });
+            (record, err.into_response(), update)
         }
     };
-    match state.audit.put(record).await {
+    let written = match update {
+        Some(update) => state.audit.put_settling(record, update).await,
+        None => state.audit.put(record).await,
+    };
+    match written {
         Ok(()) => response,
         Err(err) => ApiError::from(err).into_response(),
     }

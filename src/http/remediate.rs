@@ -12,7 +12,7 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use super::error::parse_json;
-use super::{ApiError, AppState, audited, auth, caller};
+use super::{Answer, ApiError, AppState, audited, auth, caller};
 use crate::audit::{RequestMeta, Source};
 use crate::engine::{Run, Trigger};
 
@@ -42,7 +42,7 @@ async fn remediate(
 ) -> Response {
     let mut meta = RequestMeta::new(Source::Manual, caller(peer));
     let result = handle(&state, &mut meta, &headers, body).await;
-    audited(&state, meta, result).await
+    audited(&state, meta, result.map(Answer::from), None).await
 }
 
 async fn handle(

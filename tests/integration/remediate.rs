@@ -60,7 +60,7 @@ async fn terminates_the_unhealthy_instance_and_leaves_the_healthy_ones() {
     assert_eq!(record.detail["plan"]["act_on"], json!(bad));
     assert_eq!(record.detail["actions"][0]["action"], "TerminateInstances");
     assert_eq!(record.detail["actions"][0]["new_state"], "shutting-down");
-    assert_eq!(record.detail["summary"], summary);
+    assert_eq!(record.detail["answer"], summary);
 }
 
 #[tokio::test]

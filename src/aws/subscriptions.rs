@@ -1,0 +1,38 @@
+//! SNS ConfirmSubscription, for `sns.confirm = "api"`.
+
+use aws_config::SdkConfig;
+use aws_sdk_sns::error::DisplayErrorContext;
+
+use super::AwsError;
+
+/// The SNS client, narrowed to the one call reflex makes.
+#[derive(Clone, Debug)]
+pub struct Subscriptions {
+    sns: aws_sdk_sns::Client,
+}
+
+impl Subscriptions {
+    /// Creates the client.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            sns: aws_sdk_sns::Client::new(sdk),
+        }
+    }
+
+    /// Confirms a subscription with its token; only the topic owner can then unsubscribe it.
+    pub async fn confirm(&self, topic_arn: &str, token: &str) -> Result<String, AwsError> {
+        let output = self
+            .sns
+            .confirm_subscription()
+            .topic_arn(topic_arn)
+            .token(token)
+            .authenticate_on_unsubscribe("true")
+            .send()
+            .await
+            .map_err(|err| AwsError::Call {
+                operation: "ConfirmSubscription",
+                detail: DisplayErrorContext(&err).to_string(),
+            })?;
+        Ok(output.subscription_arn().unwrap_or_default().to_owned())
+    }
+}

@@ -1,0 +1,128 @@
+//! CloudWatch alarm notifications as they arrive in an SNS `Message`: which state, which load balancer.
+
+use serde::Deserialize;
+
+/// The fields of a CloudWatch alarm message that decide what reflex does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudWatchAlarm {
+    /// The alarm's name.
+    pub alarm_name: String,
+    /// `ALARM`, `OK` or `INSUFFICIENT_DATA`.
+    pub new_state: String,
+    /// The classic ELB named by the `LoadBalancerName` dimension.
+    pub load_balancer_name: Option<String>,
+    /// The ALB/NLB named by a `LoadBalancer` dimension (`app/NAME/ID`), which classic ELB remediation cannot use.
+    pub elbv2_load_balancer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Wire {
+    alarm_name: String,
+    new_state_value: String,
+    #[serde(default)]
+    trigger: Option<Trigger>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Trigger {
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+}
+
+#[derive(Deserialize)]
+struct Dimension {
+    #[serde(alias = "Name")]
+    name: String,
+    #[serde(alias = "Value")]
+    value: String,
+}
+
+impl CloudWatchAlarm {
+    /// Reads an SNS `Message` as a CloudWatch alarm; `None` when it is not one.
+    pub fn parse(message: &str) -> Option<Self> {
+        let wire: Wire = serde_json::from_str(message).ok()?;
+        let dimensions = wire.trigger.map(|t| t.dimensions).unwrap_or_default();
+        let dimension = |name: &str| {
+            dimensions
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.value.clone())
+        };
+        Some(Self {
+            alarm_name: wire.alarm_name,
+            new_state: wire.new_state_value,
+            load_balancer_name: dimension("LoadBalancerName"),
+            elbv2_load_balancer: dimension("LoadBalancer"),
+        })
+    }
+
+    /// Whether the alarm fired (only `ALARM` leads to a remediation).
+    pub fn is_firing(&self) -> bool {
+        self.new_state == "ALARM"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/../shared/vectors/cloudwatch/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn classic_elb_alarm_names_its_balancer() {
+        for name in [
+            "cw_elb_unhealthyhostcount_alarm_2014_eu-west-1.json",
+            "cw_elb_unhealthyhostcount_alarm_2014_eu-west-1.message.txt",
+        ] {
+            let alarm = CloudWatchAlarm::parse(&vector(name)).unwrap();
+            assert_eq!(alarm.load_balancer_name.as_deref(), Some("lb001"), "{name}");
+            assert!(alarm.is_firing());
+        }
+        let modern = CloudWatchAlarm::parse(&vector(
+            "SYNTH_cw_elb_unhealthyhostcount_modern_format.json",
+        ))
+        .unwrap();
+        assert!(modern.load_balancer_name.is_some() && modern.is_firing());
+    }
+
+    #[test]
+    fn ok_transitions_do_not_fire() {
+        let alarm =
+            CloudWatchAlarm::parse(&vector("cw_elb_requestcount_ok_2017_us-east-1.json")).unwrap();
+        assert!(!alarm.is_firing());
+        let alb_ok = CloudWatchAlarm::parse(&vector(
+            "SYNTH_cw_alb_unhealthyhostcount_ok_modern_format.json",
+        ))
+        .unwrap();
+        assert!(!alb_ok.is_firing());
+    }
+
+    #[test]
+    fn alb_alarms_name_an_elbv2_balancer() {
+        for name in [
+            "cw_alb_unhealthyhostcount_alarm_2017_us-east-2.json",
+            "SYNTH_cw_alb_unhealthyhostcount_modern_format.json",
+        ] {
+            let alarm = CloudWatchAlarm::parse(&vector(name)).unwrap();
+            assert_eq!(alarm.load_balancer_name, None);
+            assert!(
+                alarm.elbv2_load_balancer.unwrap().starts_with("app/"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_messages_are_not_alarms() {
+        assert_eq!(CloudWatchAlarm::parse("web is down"), None);
+        assert_eq!(CloudWatchAlarm::parse("{\"foo\": 1}"), None);
+    }
+}

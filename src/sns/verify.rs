@@ -1,0 +1,151 @@
+//! The verifier: the only way from raw delivery bytes to a `Verified` message.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::cert::SignatureAlgorithm;
+use super::{CertStore, CertUrl, SnsError, Unverified};
+use crate::engine::Authenticated;
+
+/// How far in the future a Timestamp may be (clock skew).
+const MAX_FUTURE_SKEW: Duration = Duration::from_secs(300);
+
+/// The checks besides the signature.
+#[derive(Debug, Clone)]
+pub struct VerifyPolicy {
+    /// Allowed topics; `None` accepts any topic (offline `sns-verify` without a config only).
+    pub topic_arns: Option<Vec<String>>,
+    /// Oldest accepted message.
+    pub max_age: Duration,
+}
+
+/// A message whose signature, certificate, topic and age were all checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    message: Unverified,
+    cert_subject: String,
+}
+
+/// What the audit trail records about a verification.
+#[derive(Debug, Serialize)]
+pub struct VerificationRecord<'a> {
+    kind: &'static str,
+    message_id: &'a str,
+    topic_arn: &'a str,
+    timestamp: &'a str,
+    signature_version: &'a str,
+    signing_cert_url: &'a str,
+    cert_subject: &'a str,
+}
+
+impl Verified {
+    /// The verified message.
+    pub fn message(&self) -> &Unverified {
+        &self.message
+    }
+
+    /// The proof a `Trigger` needs.
+    pub fn proof(&self) -> Authenticated {
+        Authenticated::issued()
+    }
+
+    /// The facts to audit.
+    pub fn record(&self) -> VerificationRecord<'_> {
+        VerificationRecord {
+            kind: self.message.kind.as_str(),
+            message_id: &self.message.message_id,
+            topic_arn: &self.message.topic_arn,
+            timestamp: &self.message.timestamp,
+            signature_version: &self.message.signature_version,
+            signing_cert_url: &self.message.signing_cert_url,
+            cert_subject: &self.cert_subject,
+        }
+    }
+}
+
+/// Verifies deliveries with one certificate store and policy.
+#[derive(Debug)]
+pub struct Verifier {
+    policy: VerifyPolicy,
+    certs: CertStore,
+}
+
+impl Verifier {
+    /// A verifier.
+    pub fn new(policy: VerifyPolicy, certs: CertStore) -> Self {
+        Self { policy, certs }
+    }
+
+    /// The certificate store (for its counters).
+    pub fn certs(&self) -> &CertStore {
+        &self.certs
+    }
+
+    /// Checks a delivery body at time `now`. `message_type_header` is `x-amz-sns-message-type` when sent.
+    /// Every cheap check runs before the certificate is fetched; the URL policy runs before any fetch.
+    pub async fn verify(
+        &self,
+        body: &[u8],
+        message_type_header: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Verified, SnsError> {
+        let message = Unverified::parse(body)?;
+        if let Some(header) = message_type_header {
+            if header != message.kind.as_str() {
+                return Err(SnsError::TypeMismatch {
+                    header: header.to_owned(),
+                    kind: message.kind.as_str().to_owned(),
+                });
+            }
+        }
+        let algorithm = SignatureAlgorithm::from_version(&message.signature_version)?;
+        if let Some(allowed) = &self.policy.topic_arns {
+            if !allowed.contains(&message.topic_arn) {
+                return Err(SnsError::TopicNotAllowed(message.topic_arn.clone()));
+            }
+        }
+        self.check_age(&message.timestamp, now)?;
+        let cert_url = CertUrl::parse(&message.signing_cert_url)?;
+        let signature = STANDARD
+            .decode(message.signature.as_bytes())
+            .map_err(|_| SnsError::BadSignature)?;
+        let cert = self.certs.get(&cert_url).await?;
+        cert.verify(
+            algorithm,
+            message.string_to_sign().as_bytes(),
+            &signature,
+            now,
+        )?;
+        Ok(Verified {
+            cert_subject: cert.subject().to_owned(),
+            message,
+        })
+    }
+
+    fn check_age(&self, timestamp: &str, now: OffsetDateTime) -> Result<(), SnsError> {
+        let at = OffsetDateTime::parse(timestamp, &Rfc3339).map_err(|err| {
+            SnsError::Stale(format!("{timestamp:?} is not an ISO-8601 time: {err}"))
+        })?;
+        let max_age = time::Duration::try_from(self.policy.max_age).unwrap_or(time::Duration::MAX);
+        let skew = time::Duration::try_from(MAX_FUTURE_SKEW).unwrap_or(time::Duration::MAX);
+        if now - at > max_age {
+            return Err(SnsError::Stale(format!(
+                "{timestamp} is older than sns.max_age_secs ({} s)",
+                self.policy.max_age.as_secs()
+            )));
+        }
+        if at - now > skew {
+            return Err(SnsError::Stale(format!("{timestamp} is in the future")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
