@@ -5,6 +5,7 @@
 
 pub mod fleet;
 pub mod moto;
+pub mod sns;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +74,7 @@ pub struct TestApp {
     pub audit: AuditStore,
     /// The config file written for the app (for the CLI).
     pub config_path: PathBuf,
+    sns: std::sync::Arc<reflex::sns::SnsReceiver>,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -94,6 +96,7 @@ impl TestApp {
         let config = reflex::config::parse(text, std::iter::empty()).expect("test config is valid");
         let app = App::build(config).await.expect("app builds");
         let audit = app.state.audit.clone();
+        let sns = std::sync::Arc::clone(&app.state.sns);
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();
@@ -106,6 +109,7 @@ impl TestApp {
             base,
             audit,
             config_path,
+            sns,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             server: Some(server),
@@ -140,6 +144,20 @@ impl TestApp {
         (status, json)
     }
 
+    /// `POST /sns` as SNS delivers: the JSON body as `text/plain`.
+    pub async fn post_sns(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/sns", self.base))
+            .header("content-type", "text/plain; charset=UTF-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `POST /remediate` with the manual token.
     pub async fn remediate(&self, body: Value) -> (u16, Value) {
         self.post("/remediate", Some(MANUAL_TOKEN), body.to_string())
@@ -155,6 +173,11 @@ impl TestApp {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// How many times the SNS signing certificate was loaded (fetched or read).
+    pub fn state_cert_loads(&self) -> u64 {
+        self.sns.verifier.certs().loads()
     }
 
     /// Every audit record, newest first.

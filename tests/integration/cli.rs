@@ -181,3 +181,65 @@ async fn an_answered_request_survives_kill_minus_nine() {
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(listed.contains("unknown-load-balancer"));
 }
+
+#[test]
+fn sns_verify_accepts_every_genuine_aws_message_at_its_timestamp_and_rejects_tampered_copies() {
+    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/sns");
+    let dir = tempfile::tempdir().unwrap();
+    let mut count = 0;
+    for entry in std::fs::read_dir(vectors.join("aws")).unwrap() {
+        let path = entry.unwrap().path();
+        let fields: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let cert_file = fields["SigningCertURL"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let cert = vectors.join("certs").join(cert_file);
+        let at = fields["Timestamp"].as_str().unwrap();
+        let args = |file: &std::path::Path| {
+            vec![
+                "sns-verify".to_owned(),
+                file.to_str().unwrap().to_owned(),
+                "--cert".to_owned(),
+                cert.to_str().unwrap().to_owned(),
+                "--at".to_owned(),
+                at.to_owned(),
+            ]
+        };
+        let run = |args: Vec<String>| {
+            Command::new(env!("CARGO_BIN_EXE_reflex"))
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let output = run(args(&path));
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "verified");
+
+        let mut tampered = fields.clone();
+        tampered["TopicArn"] = json!(format!("{}x", fields["TopicArn"].as_str().unwrap()));
+        let tampered_path = dir.path().join("tampered.json");
+        std::fs::write(&tampered_path, tampered.to_string()).unwrap();
+        let output = run(args(&tampered_path));
+        assert_eq!(output.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&output.stdout).starts_with("bad-signature"));
+
+        let output = run(args(&path)[..4].to_vec());
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "without --at the message is stale"
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).starts_with("stale-message"));
+        count += 1;
+    }
+    assert_eq!(count, 8);
+}

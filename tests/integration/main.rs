@@ -6,3 +6,4 @@ mod common;
 mod cli;
 mod remediate;
 mod safety;
+mod sns;
