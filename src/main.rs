@@ -141,3 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// mimalloc: the request path allocates many small short-lived buffers (JSON, headers), where it is markedly
+/// cheaper than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

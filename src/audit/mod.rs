@@ -1,6 +1,7 @@
 //! The audit trail: every request, accepted or rejected, written durably before it is answered.
 //! It is also the source of truth for cooldowns.
 
+mod completed;
 mod record;
 mod sqlite;
 

@@ -2,6 +2,7 @@
 //! transaction, so each request waits for a durable commit without paying one fsync of its own.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -10,6 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::completed::{Completed, CompletedDeliveries};
 use super::{AuditError, AuditRecord, Claim, DeliveryUpdate};
 
 /// Most records committed in one transaction.
@@ -42,12 +44,22 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 "#;
 
-const UPSERT: &str = "INSERT INTO audit_records \
-    (id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, status = excluded.status, \
-    error = excluded.error, acted = excluded.acted, duration_ms = excluded.duration_ms, detail = excluded.detail, \
-    target = excluded.target, auth = excluded.auth";
+/// Rows per multi-row upsert statement, largest first: a batch is written with as few statements as possible
+/// (each statement is one round trip to SQLite's worker thread), from a fixed set of cached statements.
+const UPSERT_CHUNKS: [usize; 3] = [64, 8, 1];
+
+/// The upsert of `rows` audit records in one statement.
+fn upsert_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO audit_records \
+         (id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail) \
+         VALUES {values} \
+         ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, status = excluded.status, \
+         error = excluded.error, acted = excluded.acted, duration_ms = excluded.duration_ms, \
+         detail = excluded.detail, target = excluded.target, auth = excluded.auth"
+    )
+}
 
 /// One write for the writer task.
 enum Op {
@@ -67,6 +79,7 @@ struct Pending {
 pub struct AuditStore {
     writer: mpsc::Sender<Pending>,
     readers: SqlitePool,
+    completed: Arc<CompletedDeliveries>,
 }
 
 /// Keeps the writer task so shutdown can wait for the last commit.
@@ -105,6 +118,7 @@ impl AuditStore {
             Self {
                 writer: tx,
                 readers,
+                completed: Arc::default(),
             },
             WriterTask { task, stop },
         ))
@@ -123,14 +137,33 @@ impl AuditStore {
         record: AuditRecord,
         delivery: DeliveryUpdate,
     ) -> Result<(), AuditError> {
+        let completed = match &delivery {
+            DeliveryUpdate::Complete { key, summary } => Some((
+                key.clone(),
+                Completed {
+                    audit_id: record.id.clone(),
+                    summary: summary.clone(),
+                },
+            )),
+            DeliveryUpdate::Release { .. } => None,
+        };
         self.submit(Op::Put(Box::new(record), Some(delivery)))
-            .await
-            .map(|_| ())
+            .await?;
+        if let Some((key, completed)) = completed {
+            self.completed.insert(key, completed);
+        }
+        Ok(())
     }
 
     /// Claims `key` (e.g. an SNS MessageId) for the request `audit_id`, durably. Exactly one of several
     /// concurrent claimants gets `Claim::New`, also across processes sharing the store.
     pub async fn claim(&self, key: &str, audit_id: &str) -> Result<Claim, AuditError> {
+        if let Some(done) = self.completed.get(key) {
+            return Ok(Claim::Existing {
+                audit_id: done.audit_id,
+                summary: Some(done.summary),
+            });
+        }
         self.submit(Op::Claim {
             key: key.to_owned(),
             audit_id: audit_id.to_owned(),
@@ -226,38 +259,42 @@ async fn write_loop(
     }
 }
 
+/// Writes one batch in one transaction: every record with multi-row upserts, then the delivery claims and
+/// settlements in arrival order (records and deliveries are separate tables, so only the latter's order matters).
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[Pending],
 ) -> Result<Vec<Claim>, sqlx::Error> {
     let mut tx = conn.begin().await?;
+    let records: Vec<&AuditRecord> = batch
+        .iter()
+        .filter_map(|pending| match &pending.op {
+            Op::Put(record, _) => Some(record.as_ref()),
+            Op::Claim { .. } => None,
+        })
+        .collect();
+    upsert_records(&mut tx, &records).await?;
     let mut results = Vec::with_capacity(batch.len());
     for Pending { op, .. } in batch {
         let result = match op {
-            Op::Put(record, delivery) => {
-                upsert(&mut tx, record).await?;
-                match delivery {
-                    Some(DeliveryUpdate::Complete { key, summary }) => {
-                        sqlx::query(
-                            "UPDATE deliveries SET summary = ? WHERE key = ? AND audit_id = ?",
-                        )
-                        .bind(summary.to_string())
-                        .bind(key)
-                        .bind(&record.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Some(DeliveryUpdate::Release { key }) => {
-                        sqlx::query("DELETE FROM deliveries WHERE key = ? AND audit_id = ?")
-                            .bind(key)
-                            .bind(&record.id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    None => {}
-                }
+            Op::Put(record, Some(DeliveryUpdate::Complete { key, summary })) => {
+                sqlx::query("UPDATE deliveries SET summary = ? WHERE key = ? AND audit_id = ?")
+                    .bind(summary.to_string())
+                    .bind(key)
+                    .bind(&record.id)
+                    .execute(&mut *tx)
+                    .await?;
                 Claim::New
             }
+            Op::Put(record, Some(DeliveryUpdate::Release { key })) => {
+                sqlx::query("DELETE FROM deliveries WHERE key = ? AND audit_id = ?")
+                    .bind(key)
+                    .bind(&record.id)
+                    .execute(&mut *tx)
+                    .await?;
+                Claim::New
+            }
+            Op::Put(_, None) => Claim::New,
             Op::Claim { key, audit_id } => {
                 let inserted = sqlx::query(
                     "INSERT INTO deliveries (key, audit_id, at_ms) VALUES (?, ?, ?) ON CONFLICT(key) DO NOTHING",
@@ -285,26 +322,35 @@ async fn write_batch(
     Ok(results)
 }
 
-async fn upsert(
+async fn upsert_records(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    record: &AuditRecord,
+    mut records: &[&AuditRecord],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(UPSERT)
-        .bind(&record.id)
-        .bind(millis(record.at))
-        .bind(&record.source)
-        .bind(&record.caller)
-        .bind(&record.auth)
-        .bind(&record.target)
-        .bind(&record.outcome)
-        .bind(record.status)
-        .bind(&record.error)
-        .bind(record.dry_run)
-        .bind(record.acted)
-        .bind(i64::try_from(record.duration_ms).unwrap_or(i64::MAX))
-        .bind(record.detail.to_string())
-        .execute(&mut **tx)
-        .await?;
+    for rows in UPSERT_CHUNKS {
+        let sql = upsert_sql(rows);
+        while records.len() >= rows {
+            let (chunk, rest) = records.split_at(rows);
+            let mut query = sqlx::query(&sql);
+            for record in chunk {
+                query = query
+                    .bind(&record.id)
+                    .bind(millis(record.at))
+                    .bind(&record.source)
+                    .bind(&record.caller)
+                    .bind(&record.auth)
+                    .bind(&record.target)
+                    .bind(&record.outcome)
+                    .bind(record.status)
+                    .bind(&record.error)
+                    .bind(record.dry_run)
+                    .bind(record.acted)
+                    .bind(i64::try_from(record.duration_ms).unwrap_or(i64::MAX))
+                    .bind(record.detail.to_string());
+            }
+            query.execute(&mut **tx).await?;
+            records = rest;
+        }
+    }
     Ok(())
 }
 

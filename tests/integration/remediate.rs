@@ -249,8 +249,8 @@ async fn the_audit_route_needs_its_own_token_and_lists_newest_first() {
     assert_eq!(status, 200);
     let records = answer["records"].as_array().unwrap();
     assert_eq!(records.len(), 2);
-    assert_eq!(records[0]["detail"]["summary"]["message"], "second");
-    assert_eq!(records[1]["detail"]["summary"]["message"], "first");
+    assert_eq!(records[0]["detail"]["answer"]["message"], "second");
+    assert_eq!(records[1]["detail"]["answer"]["message"], "first");
     assert_eq!(records[0]["source"], "manual");
     let (status, _) = app.get("/audit?limit=abc", Some(AUDIT_TOKEN)).await;
     assert_eq!(status, 400);
