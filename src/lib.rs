@@ -13,6 +13,7 @@ pub mod http;
 mod logging;
 mod server;
 pub mod sns;
+pub mod webhook;
 
 pub use logging::init_logging;
 pub use server::{App, serve};

@@ -18,6 +18,10 @@ pub enum Source {
     AuditRead,
     /// `POST /sns`.
     Sns,
+    /// `POST /alertmanager`.
+    Alertmanager,
+    /// `POST /grafana`.
+    Grafana,
 }
 
 impl Source {
@@ -28,6 +32,8 @@ impl Source {
             Self::Cli => "cli",
             Self::AuditRead => "audit-read",
             Self::Sns => "sns",
+            Self::Alertmanager => "alertmanager",
+            Self::Grafana => "grafana",
         }
     }
 }
@@ -149,6 +155,15 @@ impl RequestMeta {
             dry_run: false,
             detail: serde_json::Map::new(),
         }
+    }
+
+    /// A record of its own for one remediation run of this request (a webhook may name several balancers);
+    /// it names the request in `detail.request_id`.
+    pub fn child(&self) -> Self {
+        let mut child = Self::new(self.source, self.caller.clone());
+        child.auth.clone_from(&self.auth);
+        child.note("request_id", &self.id);
+        child
     }
 
     /// Records one step (`seen`, `plan`, `actions`, ...) under its name.

@@ -65,8 +65,13 @@ fn upsert_sql(rows: usize) -> String {
 enum Op {
     /// Insert or replace a record, and settle its delivery claim if it has one.
     Put(Box<AuditRecord>, Option<DeliveryUpdate>),
-    /// Claim a delivery key for the request with this audit id.
-    Claim { key: String, audit_id: String },
+    /// Claim a delivery key for the request with this audit id; a claim older than `expired_before_ms`
+    /// is taken over.
+    Claim {
+        key: String,
+        audit_id: String,
+        expired_before_ms: i64,
+    },
 }
 
 struct Pending {
@@ -156,17 +161,30 @@ impl AuditStore {
     }
 
     /// Claims `key` (e.g. an SNS MessageId) for the request `audit_id`, durably. Exactly one of several
-    /// concurrent claimants gets `Claim::New`, also across processes sharing the store.
-    pub async fn claim(&self, key: &str, audit_id: &str) -> Result<Claim, AuditError> {
-        if let Some(done) = self.completed.get(key) {
-            return Ok(Claim::Existing {
-                audit_id: done.audit_id,
-                summary: Some(done.summary),
-            });
+    /// concurrent claimants gets `Claim::New`, also across processes sharing the store. With a `window`, a claim
+    /// older than it no longer counts (the same alert group notified again later is handled again).
+    pub async fn claim(
+        &self,
+        key: &str,
+        audit_id: &str,
+        window: Option<std::time::Duration>,
+    ) -> Result<Claim, AuditError> {
+        if window.is_none() {
+            if let Some(done) = self.completed.get(key) {
+                return Ok(Claim::Existing {
+                    audit_id: done.audit_id,
+                    summary: Some(done.summary),
+                });
+            }
         }
+        let expired_before_ms = window.map_or(i64::MIN, |window| {
+            millis(OffsetDateTime::now_utc())
+                .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
+        });
         self.submit(Op::Claim {
             key: key.to_owned(),
             audit_id: audit_id.to_owned(),
+            expired_before_ms,
         })
         .await
     }
@@ -295,13 +313,20 @@ async fn write_batch(
                 Claim::New
             }
             Op::Put(_, None) => Claim::New,
-            Op::Claim { key, audit_id } => {
+            Op::Claim {
+                key,
+                audit_id,
+                expired_before_ms,
+            } => {
                 let inserted = sqlx::query(
-                    "INSERT INTO deliveries (key, audit_id, at_ms) VALUES (?, ?, ?) ON CONFLICT(key) DO NOTHING",
+                    "INSERT INTO deliveries (key, audit_id, at_ms) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE \
+                     SET audit_id = excluded.audit_id, at_ms = excluded.at_ms, summary = NULL \
+                     WHERE deliveries.at_ms < ?",
                 )
                 .bind(key)
                 .bind(audit_id)
                 .bind(millis(OffsetDateTime::now_utc()))
+                .bind(expired_before_ms)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

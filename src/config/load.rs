@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, Secret};
+use super::{Config, Secret, WebhookConfig};
 
 /// Why a configuration cannot be used; each message names the key or file and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,16 @@ pub enum ConfigError {
 
 /// The prefix of environment overrides: `REFLEX_AWS_REGION=eu-west-1` sets `aws.region`.
 const ENV_PREFIX: &str = "REFLEX_";
-const SECTIONS: &[&str] = &["server", "aws", "audit", "remediation", "manual", "sns"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "aws",
+    "audit",
+    "remediation",
+    "manual",
+    "sns",
+    "alertmanager",
+    "grafana",
+];
 
 /// Reads `path`, applies the process environment's overrides, resolves secrets files and validates.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -102,7 +111,33 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
         "audit.tokens_file",
         config.audit.tokens_file.as_deref(),
         &mut config.audit.tokens,
-    )
+    )?;
+    for (section, hook) in [
+        ("alertmanager", &mut config.alertmanager),
+        ("grafana", &mut config.grafana),
+    ] {
+        let keys: [&'static str; 3] = if section == "grafana" {
+            [
+                "grafana.tokens_file",
+                "grafana.passwords_file",
+                "grafana.hmac_secret_file",
+            ]
+        } else {
+            [
+                "alertmanager.tokens_file",
+                "alertmanager.passwords_file",
+                "alertmanager.hmac_secret_file",
+            ]
+        };
+        append_tokens_file(keys[0], hook.tokens_file.as_deref(), &mut hook.tokens)?;
+        append_tokens_file(keys[1], hook.passwords_file.as_deref(), &mut hook.passwords)?;
+        if let Some(file) = hook.hmac_secret_file.clone() {
+            let mut secrets = Vec::new();
+            append_tokens_file(keys[2], Some(&file), &mut secrets)?;
+            hook.hmac_secret = secrets.into_iter().next();
+        }
+    }
+    Ok(())
 }
 
 /// Adds one token per non-empty line of `file` to `tokens`.
@@ -249,8 +284,65 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             });
         }
     }
+    check_webhook("alertmanager", &config.alertmanager, config)?;
+    check_webhook("grafana", &config.grafana, config)?;
     check_tokens("manual.tokens", &config.manual.tokens)?;
     check_tokens("audit.tokens", &config.audit.tokens)
+}
+
+fn check_webhook(
+    section: &'static str,
+    hook: &WebhookConfig,
+    config: &Config,
+) -> Result<(), ConfigError> {
+    let key = |name: &str| -> &'static str {
+        match (section, name) {
+            ("grafana", "tokens") => "grafana.tokens",
+            ("grafana", "passwords") => "grafana.passwords",
+            ("grafana", "default_target") => "grafana.default_target",
+            ("grafana", "hmac_secret") => "grafana.hmac_secret",
+            ("grafana", _) => "grafana.username",
+            (_, "tokens") => "alertmanager.tokens",
+            (_, "passwords") => "alertmanager.passwords",
+            (_, "default_target") => "alertmanager.default_target",
+            (_, "hmac_secret") => "alertmanager.hmac_secret",
+            _ => "alertmanager.username",
+        }
+    };
+    check_tokens(key("tokens"), &hook.tokens)?;
+    check_tokens(key("passwords"), &hook.passwords)?;
+    if !hook.passwords.is_empty() && hook.username.as_deref().is_none_or(str::is_empty) {
+        return Err(ConfigError::Invalid {
+            key: key("username"),
+            problem: "must be set when passwords are (basic auth needs a user name)".into(),
+        });
+    }
+    if let Some(target) = &hook.default_target {
+        if config.target(target).is_none() {
+            return Err(ConfigError::Invalid {
+                key: key("default_target"),
+                problem: format!("names {target:?}, which is not listed under [[targets]]"),
+            });
+        }
+    }
+    if section == "alertmanager" && hook.hmac_secret.is_some() {
+        return Err(ConfigError::Invalid {
+            key: key("hmac_secret"),
+            problem: "is not supported: Alertmanager signs nothing; use tokens or basic auth"
+                .into(),
+        });
+    }
+    if hook
+        .hmac_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().chars().count() < MIN_TOKEN_LEN)
+    {
+        return Err(ConfigError::Invalid {
+            key: key("hmac_secret"),
+            problem: format!("must be at least {MIN_TOKEN_LEN} characters"),
+        });
+    }
+    Ok(())
 }
 
 /// `arn:<partition>:sns:<region>:<account>:<name>`.
@@ -356,6 +448,22 @@ mod tests {
             ("[manual]\ntokens = [\"short\"]\n", "manual.tokens"),
             ("[sns]\ntopic_arns = [\"alarms\"]\n", "sns.topic_arns"),
             ("[sns]\ncert_dir = \"/nonexistent\"\n", "sns.cert_dir"),
+            (
+                "[alertmanager]\ndefault_target = \"db\"\n",
+                "alertmanager.default_target",
+            ),
+            (
+                "[alertmanager]\nhmac_secret = \"0123456789abcdef0\"\n",
+                "alertmanager.hmac_secret",
+            ),
+            (
+                "[grafana]\npasswords = [\"0123456789abcdef0\"]\n",
+                "grafana.username",
+            ),
+            (
+                "[grafana]\nhmac_secret = \"short\"\n",
+                "grafana.hmac_secret",
+            ),
             (
                 "[manual]\ntokens_file = \"/nonexistent/x\"\n",
                 "manual.tokens_file",

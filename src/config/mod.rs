@@ -41,6 +41,78 @@ pub struct Config {
     /// SNS deliveries to `POST /sns`.
     #[serde(default)]
     pub sns: SnsConfig,
+    /// Alertmanager webhooks to `POST /alertmanager`.
+    #[serde(default)]
+    pub alertmanager: WebhookConfig,
+    /// Grafana webhooks to `POST /grafana`.
+    #[serde(default = "WebhookConfig::grafana")]
+    pub grafana: WebhookConfig,
+}
+
+/// `[alertmanager]` and `[grafana]`: who may call, and how alerts map to load balancers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Accepted bearer tokens (`Authorization: Bearer`); several allow rotation.
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    /// File holding one bearer token per line.
+    pub tokens_file: Option<PathBuf>,
+    /// The basic-auth user name, when basic auth is used.
+    pub username: Option<String>,
+    /// Accepted basic-auth passwords for `username`.
+    #[serde(default)]
+    pub passwords: Vec<Secret>,
+    /// File holding one password per line.
+    pub passwords_file: Option<PathBuf>,
+    /// The alert label naming the load balancer.
+    #[serde(default = "default_target_label")]
+    pub target_label: String,
+    /// The balancer for firing alerts without the label; unset reports them as unusable.
+    pub default_target: Option<String>,
+    /// The same group notification arriving again within this many seconds is a duplicate.
+    #[serde(default = "default_dedup_window_secs")]
+    pub dedup_window_secs: u64,
+    /// Grafana only: the HMAC-SHA256 secret.
+    pub hmac_secret: Option<Secret>,
+    /// Grafana only: file holding the HMAC secret.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Grafana only: the header carrying the signature.
+    #[serde(default = "default_signature_header")]
+    pub signature_header: String,
+    /// Grafana only: the header carrying the Unix timestamp that is signed with the body.
+    #[serde(default = "default_timestamp_header")]
+    pub timestamp_header: String,
+    /// Grafana only: how far the signed timestamp may be from now (replay window).
+    #[serde(default = "default_replay_window_secs")]
+    pub replay_window_secs: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            tokens_file: None,
+            username: None,
+            passwords: Vec::new(),
+            passwords_file: None,
+            target_label: default_target_label(),
+            default_target: None,
+            dedup_window_secs: default_dedup_window_secs(),
+            hmac_secret: None,
+            hmac_secret_file: None,
+            signature_header: default_signature_header(),
+            timestamp_header: default_timestamp_header(),
+            replay_window_secs: default_replay_window_secs(),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The `[grafana]` default (the same as any webhook's).
+    fn grafana() -> Self {
+        Self::default()
+    }
 }
 
 /// `[sns]`: which topics may deliver, how old a message may be, and how certificates and subscriptions are
@@ -269,6 +341,21 @@ impl Config {
     }
 }
 
+fn default_target_label() -> String {
+    "load_balancer".to_owned()
+}
+fn default_dedup_window_secs() -> u64 {
+    3600
+}
+fn default_signature_header() -> String {
+    "X-Grafana-Alerting-Signature".to_owned()
+}
+fn default_timestamp_header() -> String {
+    "X-Grafana-Alerting-Timestamp".to_owned()
+}
+fn default_replay_window_secs() -> u64 {
+    300
+}
 fn default_sns_max_age_secs() -> u64 {
     3600
 }

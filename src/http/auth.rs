@@ -2,6 +2,7 @@
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use base64::Engine as _;
 
 use super::error::ApiError;
 use crate::config::{Secret, any_matches};
@@ -40,6 +41,55 @@ pub fn bearer(
     }
 }
 
+/// Checks `Authorization: Bearer <token>` against `tokens`, or `Authorization: Basic` against `username` and
+/// `passwords`. Nothing configured means nobody gets in.
+pub fn bearer_or_basic(
+    headers: &HeaderMap,
+    tokens: &[Secret],
+    username: Option<&str>,
+    passwords: &[Secret],
+    section: &str,
+) -> Result<Authenticated, ApiError> {
+    let header = headers.get(AUTHORIZATION).map(|h| h.as_bytes());
+    let basic = header.and_then(|h| {
+        h.strip_prefix(b"Basic ")
+            .or_else(|| h.strip_prefix(b"basic "))
+    });
+    let (Some(encoded), Some(username)) = (basic, username) else {
+        return bearer(headers, tokens, section);
+    };
+    if passwords.is_empty() {
+        return Err(ApiError::unauthorized(
+            "auth-not-configured",
+            format!("basic auth is not configured in [{section}]"),
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| {
+            ApiError::unauthorized(
+                "invalid-credentials",
+                "the Basic credentials are not base64",
+            )
+        })?;
+    let (user, password) = decoded
+        .iter()
+        .position(|b| *b == b':')
+        .map(|at| (&decoded[..at], &decoded[at + 1..]))
+        .ok_or_else(|| {
+            ApiError::unauthorized("invalid-credentials", "the Basic credentials have no ':'")
+        })?;
+    let user_ok = crate::config::Secret::new(username).matches(user);
+    if any_matches(passwords, password) & user_ok {
+        Ok(Authenticated::issued())
+    } else {
+        Err(ApiError::unauthorized(
+            "invalid-credentials",
+            "the user name or password is not accepted",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +124,39 @@ mod tests {
                 "invalid-token",
                 "missing-credentials"
             ]
+        );
+    }
+
+    #[test]
+    fn basic_auth_checks_user_and_password() {
+        let passwords = [Secret::new("password-0123456789")];
+        let basic = |creds: &str| {
+            headers(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(creds)
+            ))
+        };
+        let check = |h: &HeaderMap| bearer_or_basic(h, &[], Some("am"), &passwords, "alertmanager");
+        assert!(check(&basic("am:password-0123456789")).is_ok());
+        assert_eq!(
+            check(&basic("other:password-0123456789")).unwrap_err().code,
+            "invalid-credentials"
+        );
+        assert_eq!(
+            check(&basic("am:wrong")).unwrap_err().code,
+            "invalid-credentials"
+        );
+        assert_eq!(
+            check(&basic("no-colon")).unwrap_err().code,
+            "invalid-credentials"
+        );
+        assert_eq!(
+            check(&headers("Basic !!!")).unwrap_err().code,
+            "invalid-credentials"
+        );
+        assert_eq!(
+            check(&HeaderMap::new()).unwrap_err().code,
+            "auth-not-configured"
         );
     }
 

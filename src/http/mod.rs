@@ -2,10 +2,12 @@
 
 mod audit;
 mod auth;
+mod dedup;
 mod error;
 mod health;
 mod remediate;
 mod sns;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(remediate::router())
         .merge(sns::router())
+        .merge(webhooks::router())
         .merge(audit::router())
         .merge(health::router())
         .layer(DefaultBodyLimit::max(max_body))

@@ -2,7 +2,6 @@
 //! subscriptions, acknowledge unsubscriptions, or — for notifications — claim the MessageId and remediate.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,16 +13,13 @@ use axum::routing::post;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{Answer, ApiError, AppState, audited, caller};
+use super::{Answer, ApiError, AppState, audited, caller, dedup};
 use crate::audit::{Claim, Outcome, RequestMeta, Source};
 use crate::engine::{Summary, Trigger};
 use crate::sns::{ConfirmError, Decision, MessageType, SnsError, Verified, decide};
 
 /// The header SNS sends with the message type.
 const MESSAGE_TYPE_HEADER: &str = "x-amz-sns-message-type";
-/// How long a redelivery waits for the first delivery's answer (SNS waits about 15 s).
-const DUPLICATE_WAIT: Duration = Duration::from_secs(10);
-const DUPLICATE_POLL: Duration = Duration::from_millis(20);
 
 /// The route.
 pub fn router() -> Router<AppState> {
@@ -79,7 +75,7 @@ async fn handle(
         }),
         MessageType::Notification => {
             let key = format!("sns:{}", message.message_id);
-            match state.audit.claim(&key, &meta.id).await? {
+            match state.audit.claim(&key, &meta.id, None).await? {
                 Claim::New => {
                     *delivery = Some(key);
                     notify(state, meta, &verified).await
@@ -161,40 +157,22 @@ async fn notify(
     }
 }
 
-/// A redelivery: answer with the first delivery's summary marked `duplicate`, waiting (bounded) while the first
-/// is still being handled. Nothing is done on AWS.
+/// A redelivery: answer with the first delivery's summary marked `duplicate`. Nothing is done on AWS.
 async fn duplicate(
     state: &AppState,
     meta: &mut RequestMeta,
     key: &str,
     first_id: String,
-    mut summary: Option<serde_json::Value>,
+    summary: Option<serde_json::Value>,
 ) -> Result<Answer, ApiError> {
     meta.note("duplicate_of", &first_id);
-    let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
-    while summary.is_none() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(DUPLICATE_POLL).await;
-        summary = match state.audit.delivery(key).await? {
-            Some(Claim::Existing { summary, .. }) => summary,
-            // The first delivery failed and released its claim: this one is a retry, handled like the first.
-            Some(Claim::New) | None => return Err(retry_later(&first_id)),
-        };
-    }
-    let mut body = summary.ok_or_else(|| retry_later(&first_id))?;
+    let mut body = dedup::first_answer(&state.audit, key, &first_id, summary).await?;
     body["duplicate"] = json!(true);
     Ok(Answer {
         body,
         outcome: Outcome::Duplicate,
         acted: 0,
     })
-}
-
-fn retry_later(first_id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "delivery-in-progress",
-        format!("an earlier delivery of this message ({first_id}) has not finished; retry later"),
-    )
 }
 
 impl From<SnsError> for ApiError {

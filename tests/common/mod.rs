@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod fleet;
 pub mod moto;
 pub mod sns;
@@ -142,6 +143,26 @@ impl TestApp {
             )
         });
         (status, json)
+    }
+
+    /// POSTs `body` to `path` with these extra headers; returns status and parsed JSON body.
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// `POST /sns` as SNS delivers: the JSON body as `text/plain`.

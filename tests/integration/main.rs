@@ -3,7 +3,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alertmanager;
 mod cli;
+mod grafana;
 mod remediate;
 mod safety;
 mod sns;
