@@ -169,13 +169,13 @@ impl AuditStore {
         audit_id: &str,
         window: Option<std::time::Duration>,
     ) -> Result<Claim, AuditError> {
-        if window.is_none() {
-            if let Some(done) = self.completed.get(key) {
-                return Ok(Claim::Existing {
-                    audit_id: done.audit_id,
-                    summary: Some(done.summary),
-                });
-            }
+        if window.is_none()
+            && let Some(done) = self.completed.get(key)
+        {
+            return Ok(Claim::Existing {
+                audit_id: done.audit_id,
+                summary: Some(done.summary),
+            });
         }
         let expired_before_ms = window.map_or(i64::MIN, |window| {
             millis(OffsetDateTime::now_utc())

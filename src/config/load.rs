@@ -22,7 +22,7 @@ pub enum ConfigError {
     #[error("invalid config: `{key}` {problem}")]
     Invalid {
         /// The dotted key, e.g. `remediation.max_unhealthy_fraction`.
-        key: &'static str,
+        key: String,
         /// What is wrong and how to fix it.
         problem: String,
     },
@@ -116,24 +116,20 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
         ("alertmanager", &mut config.alertmanager),
         ("grafana", &mut config.grafana),
     ] {
-        let keys: [&'static str; 3] = if section == "grafana" {
-            [
-                "grafana.tokens_file",
-                "grafana.passwords_file",
-                "grafana.hmac_secret_file",
-            ]
-        } else {
-            [
-                "alertmanager.tokens_file",
-                "alertmanager.passwords_file",
-                "alertmanager.hmac_secret_file",
-            ]
-        };
-        append_tokens_file(keys[0], hook.tokens_file.as_deref(), &mut hook.tokens)?;
-        append_tokens_file(keys[1], hook.passwords_file.as_deref(), &mut hook.passwords)?;
+        let key = |name: &str| format!("{section}.{name}");
+        append_tokens_file(
+            &key("tokens_file"),
+            hook.tokens_file.as_deref(),
+            &mut hook.tokens,
+        )?;
+        append_tokens_file(
+            &key("passwords_file"),
+            hook.passwords_file.as_deref(),
+            &mut hook.passwords,
+        )?;
         if let Some(file) = hook.hmac_secret_file.clone() {
             let mut secrets = Vec::new();
-            append_tokens_file(keys[2], Some(&file), &mut secrets)?;
+            append_tokens_file(&key("hmac_secret_file"), Some(&file), &mut secrets)?;
             hook.hmac_secret = secrets.into_iter().next();
         }
     }
@@ -142,13 +138,13 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
 
 /// Adds one token per non-empty line of `file` to `tokens`.
 fn append_tokens_file(
-    key: &'static str,
+    key: &str,
     file: Option<&Path>,
     tokens: &mut Vec<Secret>,
 ) -> Result<(), ConfigError> {
     let Some(file) = file else { return Ok(()) };
     let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Invalid {
-        key,
+        key: key.to_owned(),
         problem: format!("names {} which cannot be read: {err}", file.display()),
     })?;
     tokens.extend(
@@ -164,9 +160,9 @@ fn append_tokens_file(
 const MIN_TOKEN_LEN: usize = 16;
 
 fn validate(config: &Config) -> Result<(), ConfigError> {
-    let invalid = |key, problem: &str| {
+    let invalid = |key: &str, problem: &str| {
         Err(ConfigError::Invalid {
-            key,
+            key: key.to_owned(),
             problem: problem.to_owned(),
         })
     };
@@ -242,7 +238,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             .any(|other| other.load_balancer == target.load_balancer)
         {
             return Err(ConfigError::Invalid {
-                key: "targets.load_balancer",
+                key: "targets.load_balancer".into(),
                 problem: format!("lists \"{}\" twice", target.load_balancer),
             });
         }
@@ -255,7 +251,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     {
         if !is_topic_arn(arn) {
             return Err(ConfigError::Invalid {
-                key: "sns.topic_arns / targets.sns_topic_arns",
+                key: "sns.topic_arns / targets.sns_topic_arns".into(),
                 problem: format!(
                     "holds {arn:?}, which is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
                 ),
@@ -269,20 +265,20 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         .find(|arn| !config.sns.topic_arns.contains(arn))
     {
         return Err(ConfigError::Invalid {
-            key: "targets.sns_topic_arns",
+            key: "targets.sns_topic_arns".into(),
             problem: format!("names {arn:?}, which is not listed in sns.topic_arns; add it there"),
         });
     }
     if config.sns.max_age_secs == 0 {
         return invalid("sns.max_age_secs", "must be greater than 0 (3600 is usual)");
     }
-    if let Some(dir) = &config.sns.cert_dir {
-        if !dir.is_dir() {
-            return Err(ConfigError::Invalid {
-                key: "sns.cert_dir",
-                problem: format!("names {}, which is not a folder", dir.display()),
-            });
-        }
+    if let Some(dir) = &config.sns.cert_dir
+        && !dir.is_dir()
+    {
+        return Err(ConfigError::Invalid {
+            key: "sns.cert_dir".into(),
+            problem: format!("names {}, which is not a folder", dir.display()),
+        });
     }
     check_webhook("alertmanager", &config.alertmanager, config)?;
     check_webhook("grafana", &config.grafana, config)?;
@@ -295,20 +291,7 @@ fn check_webhook(
     hook: &WebhookConfig,
     config: &Config,
 ) -> Result<(), ConfigError> {
-    let key = |name: &str| -> &'static str {
-        match (section, name) {
-            ("grafana", "tokens") => "grafana.tokens",
-            ("grafana", "passwords") => "grafana.passwords",
-            ("grafana", "default_target") => "grafana.default_target",
-            ("grafana", "hmac_secret") => "grafana.hmac_secret",
-            ("grafana", _) => "grafana.username",
-            (_, "tokens") => "alertmanager.tokens",
-            (_, "passwords") => "alertmanager.passwords",
-            (_, "default_target") => "alertmanager.default_target",
-            (_, "hmac_secret") => "alertmanager.hmac_secret",
-            _ => "alertmanager.username",
-        }
-    };
+    let key = |name: &str| format!("{section}.{name}");
     check_tokens(key("tokens"), &hook.tokens)?;
     check_tokens(key("passwords"), &hook.passwords)?;
     if !hook.passwords.is_empty() && hook.username.as_deref().is_none_or(str::is_empty) {
@@ -317,13 +300,13 @@ fn check_webhook(
             problem: "must be set when passwords are (basic auth needs a user name)".into(),
         });
     }
-    if let Some(target) = &hook.default_target {
-        if config.target(target).is_none() {
-            return Err(ConfigError::Invalid {
-                key: key("default_target"),
-                problem: format!("names {target:?}, which is not listed under [[targets]]"),
-            });
-        }
+    if let Some(target) = &hook.default_target
+        && config.target(target).is_none()
+    {
+        return Err(ConfigError::Invalid {
+            key: key("default_target"),
+            problem: format!("names {target:?}, which is not listed under [[targets]]"),
+        });
     }
     if section == "alertmanager" && hook.hmac_secret.is_some() {
         return Err(ConfigError::Invalid {
@@ -355,13 +338,13 @@ fn is_topic_arn(arn: &str) -> bool {
         && parts[3..].iter().all(|p| !p.is_empty())
 }
 
-fn check_tokens(key: &'static str, tokens: &[Secret]) -> Result<(), ConfigError> {
+fn check_tokens(key: impl Into<String>, tokens: &[Secret]) -> Result<(), ConfigError> {
     if tokens
         .iter()
         .any(|token| token.expose().chars().count() < MIN_TOKEN_LEN)
     {
         return Err(ConfigError::Invalid {
-            key,
+            key: key.into(),
             problem: format!(
                 "holds a token shorter than {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
             ),

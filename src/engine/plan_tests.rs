@@ -358,9 +358,8 @@ proptest! {
         if (plan.unhealthy.len() as f64) > policy.max_unhealthy_fraction * total as f64 || in_service < policy.min_in_service {
             prop_assert!(plan.act_on.is_empty());
         }
-        if let Some(ago) = last_action_ago {
-            if (ago as u64) < policy.cooldown.as_secs() { prop_assert!(plan.act_on.is_empty()); }
-        }
+        if let Some(ago) = last_action_ago
+            && (ago as u64) < policy.cooldown.as_secs() { prop_assert!(plan.act_on.is_empty()); }
         for id in &plan.act_on {
             let view = fleet.instances.iter().find(|i| &i.instance_id == id).expect("acts only on registered instances");
             prop_assert_eq!(view.health.state, HealthState::OutOfService);

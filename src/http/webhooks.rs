@@ -185,32 +185,25 @@ fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Authenticated, ApiError> {
-    let section = match sender {
-        Sender::Alertmanager => "alertmanager",
-        Sender::Grafana => "grafana",
+    let credentials = || {
+        auth::bearer_or_basic(
+            headers,
+            &hook.tokens,
+            hook.username.as_deref(),
+            &hook.passwords,
+            sender.source().as_str(),
+        )
     };
     let Some(secret) = hook
         .hmac_secret
         .as_ref()
         .filter(|_| matches!(sender, Sender::Grafana))
     else {
-        return auth::bearer_or_basic(
-            headers,
-            &hook.tokens,
-            hook.username.as_deref(),
-            &hook.passwords,
-            section,
-        );
+        return credentials();
     };
     let signature_header = headers.get(hook.signature_header.as_str());
     if signature_header.is_none() && headers.contains_key(axum::http::header::AUTHORIZATION) {
-        return auth::bearer_or_basic(
-            headers,
-            &hook.tokens,
-            hook.username.as_deref(),
-            &hook.passwords,
-            section,
-        );
+        return credentials();
     }
     let signature_value = signature_header
         .and_then(|v| v.to_str().ok())

@@ -88,20 +88,19 @@ impl CertStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
-        if let Some(entry) = cache.get(url.as_str()) {
-            if now.duration_since(entry.created) < CACHE_TTL {
-                return Arc::clone(&entry.cell);
-            }
+        if let Some(entry) = cache.get(url.as_str())
+            && now.duration_since(entry.created) < CACHE_TTL
+        {
+            return Arc::clone(&entry.cell);
         }
         cache.retain(|_, entry| now.duration_since(entry.created) < CACHE_TTL);
-        if cache.len() >= CACHE_CAPACITY {
-            if let Some(oldest) = cache
+        if cache.len() >= CACHE_CAPACITY
+            && let Some(oldest) = cache
                 .iter()
                 .min_by_key(|(_, entry)| entry.created)
                 .map(|(key, _)| key.clone())
-            {
-                cache.remove(&oldest);
-            }
+        {
+            cache.remove(&oldest);
         }
         let cell = Arc::new(OnceCell::new());
         cache.insert(

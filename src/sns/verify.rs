@@ -95,19 +95,19 @@ impl Verifier {
         now: OffsetDateTime,
     ) -> Result<Verified, SnsError> {
         let message = Unverified::parse(body)?;
-        if let Some(header) = message_type_header {
-            if header != message.kind.as_str() {
-                return Err(SnsError::TypeMismatch {
-                    header: header.to_owned(),
-                    kind: message.kind.as_str().to_owned(),
-                });
-            }
+        if let Some(header) = message_type_header
+            && header != message.kind.as_str()
+        {
+            return Err(SnsError::TypeMismatch {
+                header: header.to_owned(),
+                kind: message.kind.as_str().to_owned(),
+            });
         }
         let algorithm = SignatureAlgorithm::from_version(&message.signature_version)?;
-        if let Some(allowed) = &self.policy.topic_arns {
-            if !allowed.contains(&message.topic_arn) {
-                return Err(SnsError::TopicNotAllowed(message.topic_arn.clone()));
-            }
+        if let Some(allowed) = &self.policy.topic_arns
+            && !allowed.contains(&message.topic_arn)
+        {
+            return Err(SnsError::TopicNotAllowed(message.topic_arn.clone()));
         }
         self.check_age(&message.timestamp, now)?;
         let cert_url = CertUrl::parse(&message.signing_cert_url)?;

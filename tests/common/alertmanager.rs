@@ -38,10 +38,10 @@ impl Alertmanager {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(response) = client.get(format!("{base}/-/ready")).send().await {
-                if response.status().is_success() {
-                    break;
-                }
+            if let Ok(response) = client.get(format!("{base}/-/ready")).send().await
+                && response.status().is_success()
+            {
+                break;
             }
             assert!(
                 Instant::now() < deadline,

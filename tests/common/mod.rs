@@ -125,27 +125,14 @@ impl TestApp {
         token: Option<&str>,
         body: impl Into<reqwest::Body>,
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap();
-        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!(
-                "{path} answered non-JSON {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
-        (status, json)
+        let headers: Vec<(&str, String)> = token
+            .map(|t| ("authorization", format!("Bearer {t}")))
+            .into_iter()
+            .collect();
+        self.post_with_headers(path, &headers, body).await
     }
 
-    /// POSTs `body` to `path` with these extra headers; returns status and parsed JSON body.
+    /// POSTs `body` to `path` as JSON with these extra headers; returns status and parsed JSON body.
     pub async fn post_with_headers(
         &self,
         path: &str,
@@ -160,23 +147,17 @@ impl TestApp {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        answer(request).await
     }
 
     /// `POST /sns` as SNS delivers: the JSON body as `text/plain`.
     pub async fn post_sns(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let response = self
+        let request = self
             .client
             .post(format!("{}/sns", self.base))
             .header("content-type", "text/plain; charset=UTF-8")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+            .body(body);
+        answer(request).await
     }
 
     /// `POST /remediate` with the manual token.
@@ -223,6 +204,20 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// Sends the request; returns the status and the JSON body, which every answer of reflex must have.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "answered non-JSON {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, json)
 }
 
 /// A unique resource name for this test, so tests can share one moto server.
