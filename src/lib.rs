@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 mod logging;
+pub mod metrics;
 mod server;
 pub mod sns;
 pub mod webhook;

@@ -12,6 +12,7 @@ use crate::aws::{self, Fleet};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::sns::SnsReceiver;
 
 /// Everything a running reflex holds: the shared state and the audit writer to drain at shutdown.
@@ -38,7 +39,13 @@ impl App {
             .await
             .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
         let sdk = aws::sdk_config(&config.aws).await;
-        let engine = Engine::new(Arc::clone(&config), Fleet::new(&sdk), audit.clone());
+        let metrics = Arc::new(Metrics::default());
+        let engine = Engine::new(
+            Arc::clone(&config),
+            Fleet::new(&sdk, Arc::clone(&metrics)),
+            audit.clone(),
+            Arc::clone(&metrics),
+        );
         let sns = SnsReceiver::new(&config, &sdk).context("failed to set up SNS verification")?;
         Ok(Self {
             state: AppState {
@@ -46,6 +53,7 @@ impl App {
                 engine: Arc::new(engine),
                 audit,
                 sns: Arc::new(sns),
+                metrics,
             },
             writer,
         })

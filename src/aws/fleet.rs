@@ -1,6 +1,8 @@
 //! Classic ELB and EC2: read a balancer's health with its instances' facts, and terminate one instance.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -8,6 +10,7 @@ use aws_sdk_ec2::types::Filter;
 use time::OffsetDateTime;
 
 use crate::engine::snapshot::{Ec2Facts, Health, HealthState, InstanceView, Snapshot};
+use crate::metrics::Metrics;
 
 /// Tag EC2 Auto Scaling puts on the instances it launches.
 const ASG_TAG: &str = "aws:autoscaling:groupName";
@@ -47,24 +50,42 @@ impl AwsError {
 pub struct Fleet {
     elb: aws_sdk_elasticloadbalancing::Client,
     ec2: aws_sdk_ec2::Client,
+    metrics: Arc<Metrics>,
 }
 
 impl Fleet {
-    /// Creates the clients.
-    pub fn new(sdk: &SdkConfig) -> Self {
+    /// Creates the clients; every call's latency and failure is counted in `metrics`.
+    pub fn new(sdk: &SdkConfig, metrics: Arc<Metrics>) -> Self {
         Self {
             elb: aws_sdk_elasticloadbalancing::Client::new(sdk),
             ec2: aws_sdk_ec2::Client::new(sdk),
+            metrics,
         }
+    }
+
+    /// Runs one AWS call, recording its latency and whether it failed.
+    async fn timed<T, E>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics
+            .observe_aws(operation, started.elapsed(), result.is_err());
+        result
     }
 
     /// DescribeInstanceHealth for the balancer, then DescribeInstances for every registered instance.
     pub async fn snapshot(&self, load_balancer: &str) -> Result<Snapshot, AwsError> {
         let health = self
-            .elb
-            .describe_instance_health()
-            .load_balancer_name(load_balancer)
-            .send()
+            .timed(
+                "DescribeInstanceHealth",
+                self.elb
+                    .describe_instance_health()
+                    .load_balancer_name(load_balancer)
+                    .send(),
+            )
             .await
             .map_err(|err| match err.code() {
                 Some("LoadBalancerNotFound" | "AccessPointNotFound") => {
@@ -117,7 +138,13 @@ impl Fleet {
                 .filters(filter)
                 .into_paginator()
                 .send();
-            while let Some(page) = pages.next().await {
+            while let Some(page) = self
+                .timed("DescribeInstances", async {
+                    pages.next().await.transpose()
+                })
+                .await
+                .transpose()
+            {
                 let page = page.map_err(|err| AwsError::call("DescribeInstances", &err))?;
                 for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                     let Some(id) = instance.instance_id() else {
@@ -159,10 +186,13 @@ impl Fleet {
     /// TerminateInstances for one instance; returns the state EC2 reports it moving to.
     pub async fn terminate(&self, instance_id: &str) -> Result<String, AwsError> {
         let output = self
-            .ec2
-            .terminate_instances()
-            .instance_ids(instance_id)
-            .send()
+            .timed(
+                "TerminateInstances",
+                self.ec2
+                    .terminate_instances()
+                    .instance_ids(instance_id)
+                    .send(),
+            )
             .await
             .map_err(|err| AwsError::call("TerminateInstances", &err))?;
         Ok(output

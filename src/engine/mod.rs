@@ -20,6 +20,7 @@ pub use trigger::{Authenticated, Trigger};
 use crate::audit::{AuditError, AuditStore, Outcome, RequestMeta};
 use crate::aws::{AwsError, Fleet};
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Why a remediation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -75,12 +76,18 @@ pub struct Engine {
     config: Arc<Config>,
     fleet: Fleet,
     audit: AuditStore,
+    metrics: Arc<Metrics>,
     locks: HashMap<String, Arc<Mutex<()>>>,
 }
 
 impl Engine {
     /// Builds the engine over the configured targets.
-    pub fn new(config: Arc<Config>, fleet: Fleet, audit: AuditStore) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        fleet: Fleet,
+        audit: AuditStore,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let locks = config
             .targets
             .iter()
@@ -90,6 +97,7 @@ impl Engine {
             config,
             fleet,
             audit,
+            metrics,
             locks,
         }
     }
@@ -136,7 +144,7 @@ impl Engine {
         );
         if dry_run || plan.act_on.is_empty() {
             tracing::info!(would_terminate = ?plan.act_on, refused = ?summary.refused, dry_run, "planned");
-            return Ok(Run { summary, acted: 0 });
+            return Ok(self.counted(Run { summary, acted: 0 }));
         }
 
         let intended = u32::try_from(plan.act_on.len()).unwrap_or(u32::MAX);
@@ -174,6 +182,28 @@ impl Engine {
         }
         meta.note("actions", &results);
         let acted = u32::try_from(summary.terminated_instance_ids.len()).unwrap_or(u32::MAX);
-        Ok(Run { summary, acted })
+        Ok(self.counted(Run { summary, acted }))
+    }
+
+    /// Counts a finished run in the metrics.
+    fn counted(&self, run: Run) -> Run {
+        let summary = &run.summary;
+        let dry_run = if summary.dry_run { "true" } else { "false" };
+        self.metrics.inc(
+            "reflex_remediation_runs_total",
+            &[("outcome", run.outcome().as_str()), ("dry_run", dry_run)],
+        );
+        self.metrics.add(
+            "reflex_instances_terminated_total",
+            &[("dry_run", dry_run)],
+            summary.terminated_instance_ids.len() as u64,
+        );
+        for skip in &summary.skipped {
+            self.metrics.inc(
+                "reflex_instances_skipped_total",
+                &[("reason", skip.reason.as_str())],
+            );
+        }
+        run
     }
 }

@@ -70,6 +70,22 @@ pub enum SkipReason {
     CapReached,
 }
 
+impl SkipReason {
+    /// The reason as reported in summaries and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownState => "unknown-state",
+            Self::RegistrationInProgress => "registration-in-progress",
+            Self::InstanceNotFound => "instance-not-found",
+            Self::AlreadyTerminating => "already-terminating",
+            Self::StateInTransition => "state-in-transition",
+            Self::GracePeriod => "grace-period",
+            Self::Protected => "protected",
+            Self::CapReached => "cap-reached",
+        }
+    }
+}
+
 /// Why the whole run was refused: no writes at all.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "rule", rename_all = "kebab-case")]

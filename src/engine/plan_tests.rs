@@ -376,3 +376,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn skip_reason_names_match_their_json() {
+    for reason in [
+        SkipReason::UnknownState,
+        SkipReason::RegistrationInProgress,
+        SkipReason::InstanceNotFound,
+        SkipReason::AlreadyTerminating,
+        SkipReason::StateInTransition,
+        SkipReason::GracePeriod,
+        SkipReason::Protected,
+        SkipReason::CapReached,
+    ] {
+        assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+    }
+}

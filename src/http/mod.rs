@@ -5,6 +5,7 @@ mod auth;
 mod dedup;
 mod error;
 mod health;
+mod metrics;
 mod remediate;
 mod sns;
 mod webhooks;
@@ -23,6 +24,7 @@ pub use error::ApiError;
 use crate::audit::{AuditStore, DeliveryUpdate, Outcome, RequestMeta};
 use crate::config::Config;
 use crate::engine::{Engine, Run};
+use crate::metrics::Metrics;
 use crate::sns::SnsReceiver;
 
 /// What every handler shares.
@@ -36,6 +38,8 @@ pub struct AppState {
     pub audit: AuditStore,
     /// The SNS verifier and subscription confirmer.
     pub sns: Arc<SnsReceiver>,
+    /// Counters and histograms for `GET /metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// All routes with the body limit and request tracing.
@@ -47,7 +51,12 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(audit::router())
         .merge(health::router())
+        .merge(metrics::router())
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -108,6 +117,10 @@ async fn audited(
             if err.is_auth_failure() {
                 meta.auth = err.code.to_owned();
             }
+            state.metrics.inc(
+                "reflex_rejections_total",
+                &[("source", meta.source.as_str()), ("code", err.code)],
+            );
             meta.note("error", &err.detail);
             let record = meta.record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
             let update = delivery.map(|key| DeliveryUpdate::Release { key });

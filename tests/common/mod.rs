@@ -182,6 +182,18 @@ impl TestApp {
         self.sns.verifier.certs().loads()
     }
 
+    /// GETs `path` and returns the body as text (for `/metrics`).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Every audit record, newest first.
     pub async fn audit_records(&self) -> Vec<reflex::audit::AuditRecord> {
         self.audit.list(1000).await.unwrap()

@@ -282,3 +282,65 @@ async fn health_and_readiness() {
     );
     app.stop().await;
 }
+
+/// The value of the series whose line starts with `series` in a Prometheus text exposition (0 when absent).
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_runs_terminations_rejections_and_aws_calls() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("met");
+    fleet.balancer_with(&lb, 3, 1).await;
+    let app = TestApp::spawn(&moto.endpoint, &[&lb], PERMISSIVE).await;
+    let before = app.get_text("/metrics").await;
+    assert!(before.contains("# TYPE reflex_http_requests_total counter"));
+
+    app.remediate(json!({"load_balancer": lb})).await;
+    app.post("/remediate", None, "{}").await;
+    app.get("/no-such-route", None).await;
+    let after = app.get_text("/metrics").await;
+
+    let delta = |series: &str| metric(&after, series) - metric(&before, series);
+    assert_eq!(
+        delta(r#"reflex_http_requests_total{route="/remediate",status="200"}"#),
+        1,
+        "{after}"
+    );
+    assert_eq!(
+        delta(r#"reflex_http_requests_total{route="/remediate",status="401"}"#),
+        1
+    );
+    assert_eq!(
+        delta(r#"reflex_http_requests_total{route="unmatched",status="404"}"#),
+        1
+    );
+    assert_eq!(
+        delta(r#"reflex_rejections_total{source="manual",code="missing-credentials"}"#),
+        1
+    );
+    assert_eq!(
+        delta(r#"reflex_remediation_runs_total{outcome="completed",dry_run="false"}"#),
+        1
+    );
+    assert_eq!(
+        delta(r#"reflex_instances_terminated_total{dry_run="false"}"#),
+        1
+    );
+    assert_eq!(
+        delta(r#"reflex_aws_call_duration_seconds_count{operation="DescribeInstanceHealth"}"#),
+        1
+    );
+    assert_eq!(
+        delta(r#"reflex_aws_call_duration_seconds_count{operation="TerminateInstances"}"#),
+        1
+    );
+    assert!(after.contains("reflex_sns_certificate_cache_total{result=\"hit\"} 0"));
+}
