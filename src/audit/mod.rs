@@ -5,7 +5,7 @@ mod completed;
 mod record;
 mod sqlite;
 
-pub use record::{AuditRecord, Outcome, RequestMeta, Source};
+pub use record::{AuditRecord, Outcome, RequestMeta, Source, next_id};
 pub use sqlite::{AuditStore, WriterTask};
 
 /// The answer to claiming a delivery key.

@@ -106,8 +106,8 @@ pub struct AuditRecord {
 }
 
 /// A new ULID, strictly greater than every earlier one of this process, so that records sort in arrival order
-/// even within one millisecond.
-fn next_id() -> String {
+/// even within one millisecond. It is the request id and the audit id.
+pub fn next_id() -> String {
     static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
     let mut generator = GENERATOR
         .lock()
@@ -144,8 +144,13 @@ pub struct RequestMeta {
 impl RequestMeta {
     /// Starts the record of a request arriving now.
     pub fn new(source: Source, caller: Option<String>) -> Self {
+        Self::with_id(next_id(), source, caller)
+    }
+
+    /// Starts the record of a request that already has its id (the HTTP layer assigns one to every request).
+    pub fn with_id(id: String, source: Source, caller: Option<String>) -> Self {
         Self {
-            id: next_id(),
+            id,
             at: OffsetDateTime::now_utc(),
             started: Instant::now(),
             source,

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
@@ -10,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::request_id::RequestId;
 use super::{ApiError, AppState, auth, caller};
 use crate::audit::{AuditRecord, Outcome, RequestMeta, Source};
 
@@ -36,11 +38,12 @@ pub fn router() -> Router<AppState> {
 async fn list(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
     if let Err(err) = auth::bearer(&headers, &state.config.audit.tokens, "audit") {
-        let mut meta = RequestMeta::new(Source::AuditRead, caller(peer));
+        let mut meta = RequestMeta::with_id(request_id.0, Source::AuditRead, caller(peer));
         meta.auth = err.code.to_owned();
         state
             .audit

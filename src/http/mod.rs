@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod metrics;
 mod remediate;
+mod request_id;
 mod sns;
 mod webhooks;
 
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -12,6 +13,7 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use super::error::parse_json;
+use super::request_id::RequestId;
 use super::{Answer, ApiError, AppState, audited, auth, caller};
 use crate::audit::{RequestMeta, Source};
 use crate::engine::{Run, Trigger};
@@ -37,10 +39,11 @@ pub fn router() -> Router<AppState> {
 async fn remediate(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::new(Source::Manual, caller(peer));
+    let mut meta = RequestMeta::with_id(request_id.0, Source::Manual, caller(peer));
     let result = handle(&state, &mut meta, &headers, body).await;
     audited(&state, meta, result.map(Answer::from), None).await
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,6 +14,7 @@ use axum::routing::post;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::request_id::RequestId;
 use super::{Answer, ApiError, AppState, audited, caller, dedup};
 use crate::audit::{Claim, Outcome, RequestMeta, Source};
 use crate::engine::{Summary, Trigger};
@@ -29,10 +31,11 @@ pub fn router() -> Router<AppState> {
 async fn sns(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::new(Source::Sns, caller(peer));
+    let mut meta = RequestMeta::with_id(request_id.0, Source::Sns, caller(peer));
     let mut delivery = None;
     let result = handle(&state, &mut meta, &headers, body, &mut delivery).await;
     audited(&state, meta, result, delivery).await

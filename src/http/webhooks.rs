@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,6 +14,7 @@ use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use super::request_id::RequestId;
 use super::{Answer, ApiError, AppState, audited, auth, caller, dedup};
 use crate::audit::{Claim, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
@@ -54,13 +56,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/alertmanager",
-            post(|state, peer, headers, body| {
-                receive(Sender::Alertmanager, state, peer, headers, body)
+            post(|state, peer, id, headers, body| {
+                receive(Sender::Alertmanager, state, peer, id, headers, body)
             }),
         )
         .route(
             "/grafana",
-            post(|state, peer, headers, body| receive(Sender::Grafana, state, peer, headers, body)),
+            post(|state, peer, id, headers, body| {
+                receive(Sender::Grafana, state, peer, id, headers, body)
+            }),
         )
 }
 
@@ -68,10 +72,11 @@ async fn receive(
     sender: Sender,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::new(sender.source(), caller(peer));
+    let mut meta = RequestMeta::with_id(request_id.0, sender.source(), caller(peer));
     let mut delivery = None;
     let result = handle(sender, &state, &mut meta, &headers, body, &mut delivery).await;
     audited(&state, meta, result, delivery).await

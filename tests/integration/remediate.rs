@@ -344,3 +344,24 @@ async fn metrics_count_requests_runs_terminations_rejections_and_aws_calls() {
     );
     assert!(after.contains("reflex_sns_certificate_cache_total{result=\"hit\"} 0"));
 }
+
+#[tokio::test]
+async fn every_answer_carries_its_request_id_which_is_the_audit_id() {
+    let moto = Moto::shared();
+    let app = TestApp::spawn(&moto.endpoint, &["web-elb"], PERMISSIVE).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/remediate", app.base))
+        .bearer_auth(MANUAL_TOKEN)
+        .body(json!({"load_balancer": "not-a-target"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(response.status(), 422);
+    assert_eq!(app.audit_records().await[0].id, request_id);
+    let health = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    assert_eq!(health.headers()["x-request-id"].len(), 26, "a ULID");
+}
