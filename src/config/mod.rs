@@ -169,6 +169,9 @@ pub struct ServerConfig {
     /// `json` for one JSON object per log line, `text` for humans.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Proxies whose `X-Forwarded-For` is believed for the audit's caller address; empty believes none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -177,6 +180,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             log_format: LogFormat::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -43,7 +43,11 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
     if let Err(err) = auth::bearer(&headers, &state.config.audit.tokens, "audit") {
-        let mut meta = RequestMeta::with_id(request_id.0, Source::AuditRead, caller(peer));
+        let mut meta = RequestMeta::with_id(
+            request_id.0,
+            Source::AuditRead,
+            caller(&state, peer, &headers),
+        );
         meta.auth = err.code.to_owned();
         state
             .audit

@@ -43,7 +43,8 @@ async fn remediate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::with_id(request_id.0, Source::Manual, caller(peer));
+    let mut meta =
+        RequestMeta::with_id(request_id.0, Source::Manual, caller(&state, peer, &headers));
     let result = handle(&state, &mut meta, &headers, body).await;
     audited(&state, meta, result.map(Answer::from), None).await
 }

@@ -35,7 +35,7 @@ async fn sns(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::with_id(request_id.0, Source::Sns, caller(peer));
+    let mut meta = RequestMeta::with_id(request_id.0, Source::Sns, caller(&state, peer, &headers));
     let mut delivery = None;
     let result = handle(&state, &mut meta, &headers, body, &mut delivery).await;
     audited(&state, meta, result, delivery).await

@@ -76,7 +76,11 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::with_id(request_id.0, sender.source(), caller(peer));
+    let mut meta = RequestMeta::with_id(
+        request_id.0,
+        sender.source(),
+        caller(&state, peer, &headers),
+    );
     let mut delivery = None;
     let result = handle(sender, &state, &mut meta, &headers, body, &mut delivery).await;
     audited(&state, meta, result, delivery).await

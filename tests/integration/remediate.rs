@@ -365,3 +365,38 @@ async fn every_answer_carries_its_request_id_which_is_the_audit_id() {
     let health = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
     assert_eq!(health.headers()["x-request-id"].len(), 26, "a ULID");
 }
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let moto = Moto::shared();
+    let forwarded = [("x-forwarded-for", "203.0.113.7, 127.0.0.1".to_owned())];
+    let body = json!({"load_balancer": "not-a-target"}).to_string();
+
+    let untrusting = TestApp::spawn(&moto.endpoint, &["web-elb"], PERMISSIVE).await;
+    untrusting
+        .post_with_headers("/remediate", &forwarded, body.clone())
+        .await;
+    let caller = untrusting.audit_records().await[0].caller.clone().unwrap();
+    assert!(caller.starts_with("127.0.0.1:"), "{caller}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = crate::common::config_text(
+        &moto.endpoint,
+        &dir.path().join("a.db"),
+        &["web-elb"],
+        PERMISSIVE,
+    )
+    .replace(
+        "max_body_bytes = 4096",
+        "max_body_bytes = 4096\ntrusted_proxies = [\"127.0.0.1\"]",
+    );
+    let trusting = TestApp::spawn_with_config(dir, &text).await;
+    trusting
+        .post_with_headers("/remediate", &forwarded, body)
+        .await;
+    let caller = trusting.audit_records().await[0].caller.clone().unwrap();
+    assert!(
+        caller.starts_with("203.0.113.7 (via 127.0.0.1:"),
+        "{caller}"
+    );
+}
