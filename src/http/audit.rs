@@ -1,19 +1,16 @@
 //! `GET /audit?limit=N`: the audit trail, newest first, for holders of an audit token. Successful reads are
 //! not recorded (they change nothing); refused ones are.
 
-use std::net::SocketAddr;
-
-use axum::Extension;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::request_id::RequestId;
-use super::{ApiError, AppState, auth, caller};
-use crate::audit::{AuditRecord, Outcome, RequestMeta, Source};
+use super::request_id::Arrival;
+use super::{ApiError, AppState, auth};
+use crate::audit::{AuditRecord, Outcome, Source};
 
 /// Records returned when the caller gives no limit.
 const DEFAULT_LIMIT: u32 = 100;
@@ -37,17 +34,12 @@ pub fn router() -> Router<AppState> {
 
 async fn list(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Extension(request_id): Extension<RequestId>,
+    arrival: Arrival,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
     if let Err(err) = auth::bearer(&headers, &state.config.audit.tokens, "audit") {
-        let mut meta = RequestMeta::with_id(
-            request_id.0,
-            Source::AuditRead,
-            caller(&state, peer, &headers),
-        );
+        let mut meta = arrival.meta(Source::AuditRead);
         meta.auth = err.code.to_owned();
         state
             .audit

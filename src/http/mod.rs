@@ -11,7 +11,6 @@ mod request_id;
 mod sns;
 mod webhooks;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -61,31 +60,6 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
-}
-
-/// The caller's address as recorded in the audit trail: the peer, or — when the peer is a trusted proxy — the
-/// nearest untrusted address in `X-Forwarded-For`, noted with the proxy it came through.
-fn caller(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> Option<String> {
-    let trusted = &state.config.server.trusted_proxies;
-    if !trusted.contains(&peer.ip()) {
-        return Some(peer.to_string());
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
-        .collect::<Vec<_>>();
-    let client = forwarded
-        .iter()
-        .rev()
-        .find(|ip| !trusted.contains(ip))
-        .or(forwarded.first());
-    Some(match client {
-        Some(ip) => format!("{ip} (via {peer})"),
-        None => peer.to_string(),
-    })
 }
 
 /// A successful answer with what its audit record needs.

@@ -1,20 +1,17 @@
 //! `POST /remediate`: a manual trigger from an operator with a bearer token.
 
-use std::net::SocketAddr;
-
-use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use serde::Deserialize;
 
 use super::error::parse_json;
-use super::request_id::RequestId;
-use super::{Answer, ApiError, AppState, audited, auth, caller};
+use super::request_id::Arrival;
+use super::{Answer, ApiError, AppState, audited, auth};
 use crate::audit::{RequestMeta, Source};
 use crate::engine::{Run, Trigger};
 
@@ -38,13 +35,11 @@ pub fn router() -> Router<AppState> {
 
 async fn remediate(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Extension(request_id): Extension<RequestId>,
+    arrival: Arrival,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta =
-        RequestMeta::with_id(request_id.0, Source::Manual, caller(&state, peer, &headers));
+    let mut meta = arrival.meta(Source::Manual);
     let result = handle(&state, &mut meta, &headers, body).await;
     audited(&state, meta, result.map(Answer::from), None).await
 }

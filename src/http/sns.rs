@@ -1,21 +1,18 @@
 //! `POST /sns`: SNS HTTP/S deliveries. Verify first (signature, certificate, topic, age), then confirm
 //! subscriptions, acknowledge unsubscriptions, or — for notifications — claim the MessageId and remediate.
 
-use std::net::SocketAddr;
-
-use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::request_id::RequestId;
-use super::{Answer, ApiError, AppState, audited, caller, dedup};
+use super::request_id::Arrival;
+use super::{Answer, ApiError, AppState, audited, dedup};
 use crate::audit::{Claim, Outcome, RequestMeta, Source};
 use crate::engine::{Summary, Trigger};
 use crate::sns::{ConfirmError, Decision, MessageType, SnsError, Verified, decide};
@@ -30,12 +27,11 @@ pub fn router() -> Router<AppState> {
 
 async fn sns(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Extension(request_id): Extension<RequestId>,
+    arrival: Arrival,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::with_id(request_id.0, Source::Sns, caller(&state, peer, &headers));
+    let mut meta = arrival.meta(Source::Sns);
     let mut delivery = None;
     let result = handle(&state, &mut meta, &headers, body, &mut delivery).await;
     audited(&state, meta, result, delivery).await

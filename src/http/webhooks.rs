@@ -1,21 +1,19 @@
 //! `POST /alertmanager` and `POST /grafana`: authenticate the raw request (bearer, basic, or Grafana's HMAC),
 //! then parse the alert group, heal each load balancer its firing alerts name, and answer `{"results": [...]}`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::request_id::RequestId;
-use super::{Answer, ApiError, AppState, audited, auth, caller, dedup};
+use super::request_id::Arrival;
+use super::{Answer, ApiError, AppState, audited, auth, dedup};
 use crate::audit::{Claim, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
 use crate::engine::{Authenticated, Summary, Trigger};
@@ -56,14 +54,14 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/alertmanager",
-            post(|state, peer, id, headers, body| {
-                receive(Sender::Alertmanager, state, peer, id, headers, body)
+            post(|state, arrival, headers, body| {
+                receive(Sender::Alertmanager, state, arrival, headers, body)
             }),
         )
         .route(
             "/grafana",
-            post(|state, peer, id, headers, body| {
-                receive(Sender::Grafana, state, peer, id, headers, body)
+            post(|state, arrival, headers, body| {
+                receive(Sender::Grafana, state, arrival, headers, body)
             }),
         )
 }
@@ -71,16 +69,11 @@ pub fn router() -> Router<AppState> {
 async fn receive(
     sender: Sender,
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Extension(request_id): Extension<RequestId>,
+    arrival: Arrival,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut meta = RequestMeta::with_id(
-        request_id.0,
-        sender.source(),
-        caller(&state, peer, &headers),
-    );
+    let mut meta = arrival.meta(sender.source());
     let mut delivery = None;
     let result = handle(sender, &state, &mut meta, &headers, body, &mut delivery).await;
     audited(&state, meta, result, delivery).await
