@@ -189,3 +189,20 @@ pub async fn sns_verify_command(
         .map(|_| ())
         .map_err(|err| format!("{}: {err}", err.code())))
 }
+
+/// `reflex healthcheck`: GETs `url` with a short timeout; an error unless it answers 2xx.
+pub async fn healthcheck_command(url: &str, insecure: bool) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .danger_accept_invalid_certs(insecure)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer"))?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    Ok(())
+}

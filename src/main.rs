@@ -19,7 +19,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the service: HTTP routes /remediate, /audit, /healthz, /readyz.
+    /// Run the service: routes /remediate, /sns, /alertmanager, /grafana, /audit, /metrics, /healthz, /readyz.
+    ///
+    /// HTTPS when [server] tls_cert and tls_key are set, plain HTTP otherwise. SIGTERM or SIGINT stop
+    /// accepting and let in-flight remediations finish (server.shutdown_grace_secs); SIGHUP reloads the TLS
+    /// certificate and key.
     Serve {
         /// Configuration file (TOML); see reflex.example.toml.
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -58,6 +62,17 @@ enum Command {
         /// Also apply this config's [sns] topic_arns, max_age_secs and cert_dir (and its emulator endpoint).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Probe a running reflex: exits 0 when the URL answers 2xx, 1 otherwise (for container health checks
+    /// in images without a shell or curl).
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// Accept any TLS certificate (for an HTTPS listener probed as 127.0.0.1 whose certificate names
+        /// the public host).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Read the audit trail.
     Audit {
@@ -126,6 +141,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("verified");
+        }
+        Command::Healthcheck { url, insecure } => {
+            commands::healthcheck_command(&url, insecure).await?;
         }
         Command::Audit {
             command:

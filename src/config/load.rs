@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, Secret, WebhookConfig};
+use super::{Config, Secret, ServerConfig, WebhookConfig};
 
 /// Why a configuration cannot be used; each message names the key or file and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +169,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.server.max_body_bytes < 1024 {
         return invalid("server.max_body_bytes", "must be at least 1024");
     }
+    check_serving(&config.server)?;
     if config.aws.region.trim().is_empty() {
         return invalid("aws.region", "must name an AWS region, e.g. \"us-east-1\"");
     }
@@ -216,6 +217,9 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "remediation.max_terminations_per_run",
             "must be at least 1; use `dry_run = true` to stop all writes",
         );
+    }
+    if policy.max_concurrent == 0 {
+        return invalid("remediation.max_concurrent", "must be at least 1");
     }
     if policy.protect_tag.trim().is_empty() {
         return invalid(
@@ -284,6 +288,49 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     check_webhook("grafana", &config.grafana, config)?;
     check_tokens("manual.tokens", &config.manual.tokens)?;
     check_tokens("audit.tokens", &config.audit.tokens)
+}
+
+/// TLS files come in pairs and must exist; every serving timeout must be positive.
+fn check_serving(server: &ServerConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, problem: String| {
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            problem,
+        })
+    };
+    match (&server.tls_cert, &server.tls_key) {
+        (Some(_), None) | (None, Some(_)) => {
+            return invalid(
+                "server.tls_cert / server.tls_key",
+                "must be set together (both for HTTPS, neither for plain HTTP behind a proxy)"
+                    .into(),
+            );
+        }
+        (Some(cert), Some(key)) => {
+            for (name, path) in [("server.tls_cert", cert), ("server.tls_key", key)] {
+                if !path.is_file() {
+                    return invalid(
+                        name,
+                        format!("names {}, which is not a file", path.display()),
+                    );
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    for (name, value) in [
+        (
+            "server.header_read_timeout_secs",
+            server.header_read_timeout_secs,
+        ),
+        ("server.request_timeout_secs", server.request_timeout_secs),
+        ("server.shutdown_grace_secs", server.shutdown_grace_secs),
+    ] {
+        if value == 0 {
+            return invalid(name, "must be greater than 0".into());
+        }
+    }
+    Ok(())
 }
 
 fn check_webhook(
@@ -427,6 +474,30 @@ mod tests {
                 "remediation.max_terminations_per_run",
             ),
             ("[aws]\nendpoint_url = \"ftp://x\"\n", "aws.endpoint_url"),
+            (
+                "[server]\ntls_cert = \"/etc/hostname\"\n",
+                "server.tls_cert / server.tls_key",
+            ),
+            (
+                "[server]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/etc/hostname\"\n",
+                "server.tls_cert",
+            ),
+            (
+                "[server]\nheader_read_timeout_secs = 0\n",
+                "server.header_read_timeout_secs",
+            ),
+            (
+                "[server]\nrequest_timeout_secs = 0\n",
+                "server.request_timeout_secs",
+            ),
+            (
+                "[server]\nshutdown_grace_secs = 0\n",
+                "server.shutdown_grace_secs",
+            ),
+            (
+                "[remediation]\nmax_concurrent = 0\n",
+                "remediation.max_concurrent",
+            ),
             ("[audit]\nurl = \"mysql://x\"\n", "audit.url"),
             ("[manual]\ntokens = [\"short\"]\n", "manual.tokens"),
             ("[sns]\ntopic_arns = [\"alarms\"]\n", "sns.topic_arns"),

@@ -172,6 +172,27 @@ pub struct ServerConfig {
     /// Proxies whose `X-Forwarded-For` is believed for the audit's caller address; empty believes none.
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// PEM certificate chain; with `tls_key` it turns on HTTPS (SNS delivers only to HTTPS endpoints).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a renewal, in seconds; 0 reloads on SIGHUP only.
+    #[serde(default = "default_tls_reload_secs")]
+    pub tls_reload_secs: u64,
+    /// A client must send a request's headers (and a TLS handshake) within this many seconds, and a body
+    /// may not stall longer; idle keep-alive connections are closed after it too. Cuts off slow clients
+    /// that would hold connections.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Waiting for a request's answer is bounded by this many seconds. A remediation still running then goes
+    /// on to its end and its audit record; the caller gets 503 `still-running`.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// On SIGTERM, in-flight requests and remediations get this many seconds to finish before reflex exits.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -181,6 +202,12 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body_bytes(),
             log_format: LogFormat::default(),
             trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_secs: default_tls_reload_secs(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            request_timeout_secs: default_request_timeout_secs(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
         }
     }
 }
@@ -298,6 +325,10 @@ pub struct RemediationConfig {
     /// Instances carrying this tag key are never touched.
     #[serde(default = "default_protect_tag")]
     pub protect_tag: String,
+    /// At most this many remediations run at once (over all targets); more are answered 503 `too-busy`,
+    /// which SNS and Alertmanager retry. Bounds the AWS calls one burst of alerts can make.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
 }
 
 impl Default for RemediationConfig {
@@ -310,6 +341,7 @@ impl Default for RemediationConfig {
             grace_period_secs: default_grace_period_secs(),
             cooldown_secs: default_cooldown_secs(),
             protect_tag: default_protect_tag(),
+            max_concurrent: default_max_concurrent(),
         }
     }
 }
@@ -368,6 +400,21 @@ fn default_listen() -> SocketAddr {
 }
 fn default_max_body_bytes() -> usize {
     256 * 1024
+}
+fn default_tls_reload_secs() -> u64 {
+    10
+}
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_request_timeout_secs() -> u64 {
+    60
+}
+fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+fn default_max_concurrent() -> usize {
+    4
 }
 fn default_region() -> String {
     "us-east-1".to_owned()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 pub use plan::{Clock, Plan, Policy, Refusal, Skip, SkipReason};
 pub use summary::{ActionError, Summary};
@@ -37,6 +37,9 @@ pub enum EngineError {
     /// The audit trail could not be read or written, so nothing was done.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// `remediation.max_concurrent` runs are already under way; nothing was done.
+    #[error("{0} remediations are already running (remediation.max_concurrent); retry later")]
+    Busy(usize),
 }
 
 /// What one remediation run produced.
@@ -78,6 +81,7 @@ pub struct Engine {
     audit: AuditStore,
     metrics: Arc<Metrics>,
     locks: HashMap<String, Arc<Mutex<()>>>,
+    slots: Semaphore,
 }
 
 impl Engine {
@@ -93,12 +97,14 @@ impl Engine {
             .iter()
             .map(|target| (target.load_balancer.clone(), Arc::new(Mutex::new(()))))
             .collect();
+        let slots = Semaphore::new(config.remediation.max_concurrent);
         Self {
             config,
             fleet,
             audit,
             metrics,
             locks,
+            slots,
         }
     }
 
@@ -119,6 +125,10 @@ impl Engine {
             .get(load_balancer)
             .ok_or_else(|| EngineError::UnknownTarget(load_balancer.to_owned()))?;
         let _single_flight = lock.lock().await;
+        let _slot = self
+            .slots
+            .try_acquire()
+            .map_err(|_| EngineError::Busy(self.config.remediation.max_concurrent))?;
 
         let snapshot = self
             .fleet

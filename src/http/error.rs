@@ -85,10 +85,28 @@ impl From<BytesRejection> for ApiError {
                 "payload-too-large",
                 "the request body exceeds server.max_body_bytes",
             )
+        } else if stalled(&rejection) {
+            Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "the request body stalled for longer than server.header_read_timeout_secs",
+            )
         } else {
             Self::bad_request("unreadable-body", rejection.body_text())
         }
     }
+}
+
+/// Whether the body was cut off by the stall timeout rather than being malformed.
+fn stalled(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 impl From<EngineError> for ApiError {
@@ -101,6 +119,9 @@ impl From<EngineError> for ApiError {
             ),
             EngineError::Aws(_) => Self::unavailable("aws-unavailable", &err),
             EngineError::Audit(_) => Self::unavailable("audit-unavailable", &err),
+            EngineError::Busy(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "too-busy", err.to_string())
+            }
         }
     }
 }

@@ -11,13 +11,18 @@ mod request_id;
 mod sns;
 mod webhooks;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tokio_util::task::TaskTracker;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 
 pub use error::ApiError;
 
@@ -40,6 +45,8 @@ pub struct AppState {
     pub sns: Arc<SnsReceiver>,
     /// Counters and histograms for `GET /metrics`.
     pub metrics: Arc<Metrics>,
+    /// The audited requests' work, detached from their connections; shutdown waits for it.
+    pub tasks: TaskTracker,
 }
 
 /// All routes with the body limit and request tracing.
@@ -52,7 +59,12 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(health::router())
         .merge(metrics::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+            state.config.server.header_read_timeout_secs,
+        )))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -60,6 +72,24 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
+}
+
+/// 404 with the JSON error body every other refusal has.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no route {}; see openapi.yaml", uri.path()),
+    )
+}
+
+/// 405 with the JSON error body (axum adds the `Allow` header).
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
 }
 
 /// A successful answer with what its audit record needs.
@@ -130,5 +160,31 @@ async fn audited(
     match written {
         Ok(()) => response,
         Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// Runs an audited request's work (verification, remediation, audit record) on its own task, so neither a
+/// client that goes away nor the request timeout cancels a remediation half-way or loses its record, and
+/// shutdown can wait for it. The caller waits up to `server.request_timeout_secs`, then gets 503
+/// `still-running` naming the audit record the work will write.
+async fn detached(
+    state: &AppState,
+    audit_id: String,
+    work: impl Future<Output = Response> + Send + 'static,
+) -> Response {
+    let task = state.tasks.spawn(work.instrument(tracing::Span::current()));
+    let limit = Duration::from_secs(state.config.server.request_timeout_secs);
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(failed)) => ApiError::unavailable("internal-error", &failed).into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "still-running",
+            format!(
+                "no answer within {} s; the request goes on and its result will be audit record {audit_id}",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::parse_json;
 use super::request_id::Arrival;
-use super::{Answer, ApiError, AppState, audited, auth};
+use super::{Answer, ApiError, AppState, audited, auth, detached};
 use crate::audit::{RequestMeta, Source};
 use crate::engine::{Run, Trigger};
 
@@ -40,8 +40,12 @@ async fn remediate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut meta = arrival.meta(Source::Manual);
-    let result = handle(&state, &mut meta, &headers, body).await;
-    audited(&state, meta, result.map(Answer::from), None).await
+    let id = meta.id.clone();
+    detached(&state.clone(), id, async move {
+        let result = handle(&state, &mut meta, &headers, body).await;
+        audited(&state, meta, result.map(Answer::from), None).await
+    })
+    .await
 }
 
 async fn handle(

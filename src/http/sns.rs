@@ -12,7 +12,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::request_id::Arrival;
-use super::{Answer, ApiError, AppState, audited, dedup};
+use super::{Answer, ApiError, AppState, audited, dedup, detached};
 use crate::audit::{Claim, Outcome, RequestMeta, Source};
 use crate::engine::{Summary, Trigger};
 use crate::sns::{ConfirmError, Decision, MessageType, SnsError, Verified, decide};
@@ -32,9 +32,13 @@ async fn sns(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut meta = arrival.meta(Source::Sns);
-    let mut delivery = None;
-    let result = handle(&state, &mut meta, &headers, body, &mut delivery).await;
-    audited(&state, meta, result, delivery).await
+    let id = meta.id.clone();
+    detached(&state.clone(), id, async move {
+        let mut delivery = None;
+        let result = handle(&state, &mut meta, &headers, body, &mut delivery).await;
+        audited(&state, meta, result, delivery).await
+    })
+    .await
 }
 
 async fn handle(

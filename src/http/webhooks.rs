@@ -13,7 +13,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::request_id::Arrival;
-use super::{Answer, ApiError, AppState, audited, auth, dedup};
+use super::{Answer, ApiError, AppState, audited, auth, dedup, detached};
 use crate::audit::{Claim, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
 use crate::engine::{Authenticated, Summary, Trigger};
@@ -74,9 +74,13 @@ async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut meta = arrival.meta(sender.source());
-    let mut delivery = None;
-    let result = handle(sender, &state, &mut meta, &headers, body, &mut delivery).await;
-    audited(&state, meta, result, delivery).await
+    let id = meta.id.clone();
+    detached(&state.clone(), id, async move {
+        let mut delivery = None;
+        let result = handle(sender, &state, &mut meta, &headers, body, &mut delivery).await;
+        audited(&state, meta, result, delivery).await
+    })
+    .await
 }
 
 async fn handle(

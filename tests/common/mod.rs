@@ -6,7 +6,10 @@
 pub mod alertmanager;
 pub mod fleet;
 pub mod moto;
+pub mod process;
+pub mod slow_proxy;
 pub mod sns;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,13 +98,18 @@ impl TestApp {
         let config_path = dir.path().join("reflex.toml");
         std::fs::write(&config_path, text).unwrap();
         let config = reflex::config::parse(text, std::iter::empty()).expect("test config is valid");
+        let scheme = if config.server.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let app = App::build(config).await.expect("app builds");
         let audit = app.state.audit.clone();
         let sns = std::sync::Arc::clone(&app.state.sns);
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(reflex::serve(app, listener, async {
             let _ = rx.await;

@@ -1,11 +1,11 @@
 //! The `reflex` binary: `remediate` matches the HTTP summary, `audit list`, `check-config`, and an answered
 //! request's audit record surviving `kill -9`.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::common::process::ReflexProcess;
 use crate::common::{Fleet, MANUAL_TOKEN, Moto, PERMISSIVE, TestApp, config_text, unique};
 
 fn reflex(args: &[&str]) -> std::process::Output {
@@ -128,35 +128,16 @@ fn the_example_config_checks_and_help_explains() {
 async fn an_answered_request_survives_kill_minus_nine() {
     let moto = Moto::shared();
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let config = dir.path().join("reflex.toml");
     let text = config_text(
         &moto.endpoint,
         &dir.path().join("audit.db"),
         &["web-elb"],
         PERMISSIVE,
-    )
-    .replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
     );
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "reflex did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut reflex_process = ReflexProcess::start(dir.path(), &text, &client).await;
+    let base = reflex_process.base.clone();
+    let config = reflex_process.config.clone();
     let response = client
         .post(format!("{base}/remediate"))
         .bearer_auth(MANUAL_TOKEN)
@@ -167,8 +148,8 @@ async fn an_answered_request_survives_kill_minus_nine() {
     assert_eq!(response.status(), 422);
     let answered: Value = response.json().await.unwrap();
     assert_eq!(answered["error"], "unknown-load-balancer");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    reflex_process.child.kill().unwrap(); // SIGKILL
+    reflex_process.child.wait().unwrap();
 
     let output = reflex(&[
         "audit",

@@ -8,4 +8,5 @@ mod cli;
 mod grafana;
 mod remediate;
 mod safety;
+mod serving;
 mod sns;

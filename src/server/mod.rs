@@ -1,0 +1,211 @@
+//! Wiring: build the application from a validated config, serve it on a listener, shut down gracefully.
+
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tower::Service as _;
+
+use tls::ReloadingCert;
+
+use crate::audit::{AuditStore, WriterTask};
+use crate::aws::{self, Fleet};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::sns::SnsReceiver;
+
+/// Everything a running reflex holds: the shared state and the audit writer to drain at shutdown.
+#[derive(Debug)]
+pub struct App {
+    /// The handlers' shared state.
+    pub state: AppState,
+    writer: WriterTask,
+}
+
+impl App {
+    /// Opens the audit store and builds the AWS clients and the engine.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        if let Some(endpoint) = &config.aws.endpoint_url {
+            tracing::warn!(endpoint, "AWS calls go to an EMULATOR endpoint, not to AWS");
+        }
+        if config.remediation.dry_run {
+            tracing::warn!(
+                "remediation.dry_run is set: reflex plans and reports but never writes to AWS"
+            );
+        }
+        let (audit, writer) = AuditStore::open(&config.audit.url)
+            .await
+            .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
+        let sdk = aws::sdk_config(&config.aws).await;
+        let metrics = Arc::new(Metrics::default());
+        let engine = Engine::new(
+            Arc::clone(&config),
+            Fleet::new(&sdk, Arc::clone(&metrics)),
+            audit.clone(),
+            Arc::clone(&metrics),
+        );
+        let sns = SnsReceiver::new(&config, &sdk).context("failed to set up SNS verification")?;
+        Ok(Self {
+            state: AppState {
+                config,
+                engine: Arc::new(engine),
+                audit,
+                sns: Arc::new(sns),
+                metrics,
+                tasks: tokio_util::task::TaskTracker::new(),
+            },
+            writer,
+        })
+    }
+
+    /// Commits every audit record handed to the store, then stops its writer.
+    pub async fn close(self) {
+        drop(self.state);
+        self.writer.finish().await;
+    }
+}
+
+/// Serves `app` on `listener` (HTTPS when `server.tls_cert` is set) until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests and remediations finish within `server.shutdown_grace_secs`, and
+/// drains the audit writer.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = &app.state.config.server;
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ReloadingCert::load(cert, key)
+                .context("cannot use server.tls_cert / server.tls_key")?,
+        ),
+        _ => None,
+    };
+    let acceptor = tls.as_ref().map(ReloadingCert::acceptor).transpose()?;
+    let reloader = tls
+        .as_ref()
+        .map(|tls| tls.watch(Duration::from_secs(settings.tls_reload_secs)));
+    let connections = Connections {
+        router: http::router(app.state.clone()),
+        acceptor,
+        header_timeout: Duration::from_secs(settings.header_read_timeout_secs),
+    };
+    let addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    let scheme = if connections.acceptor.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%addr, scheme, "reflex ready");
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => connections.serve(stream, peer, graceful.watcher()),
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+
+    let tasks = app.state.tasks.clone();
+    tasks.close();
+    let grace = Duration::from_secs(app.state.config.server.shutdown_grace_secs);
+    let drained = tokio::time::timeout(grace, async {
+        graceful.shutdown().await;
+        tasks.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remediations = tasks.len(),
+            grace_secs = grace.as_secs(),
+            "shutdown grace elapsed with work in flight; exiting anyway (intent records are in the audit trail)"
+        );
+    }
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
+    app.close().await;
+    tracing::info!("reflex stopped");
+    Ok(())
+}
+
+/// How each accepted connection is served.
+struct Connections {
+    router: axum::Router,
+    acceptor: Option<TlsAcceptor>,
+    header_timeout: Duration,
+}
+
+impl Connections {
+    /// Serves one connection on its own task: the TLS handshake and every request's headers must arrive
+    /// within the header timeout, so slow clients cannot hold connections open.
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        let router = self.router.clone();
+        let acceptor = self.acceptor.clone();
+        let header_timeout = self.header_timeout;
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().call(request)
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let served = match acceptor {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(err) = served {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,85 @@
+//! reflex as its own process (`reflex serve`), for what only a real process shows: signals, `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `reflex serve`; killed when dropped.
+pub struct ReflexProcess {
+    /// The process.
+    pub child: Child,
+    /// `http(s)://127.0.0.1:PORT`.
+    pub base: String,
+    /// The config file it was started with.
+    pub config: PathBuf,
+}
+
+impl ReflexProcess {
+    /// Writes `text` (whose `listen` is `127.0.0.1:0`) to `dir/reflex.toml` with a free port, starts the
+    /// binary on it, and waits until `client` gets an answer from `/readyz`.
+    pub async fn start(dir: &Path, text: &str, client: &reqwest::Client) -> Self {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let config = dir.join("reflex.toml");
+        let text = text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        std::fs::write(&config, &text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_reflex"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let scheme = if text.contains("tls_cert") {
+            "https"
+        } else {
+            "http"
+        };
+        let base = format!("{scheme}://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.get(format!("{base}/readyz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "reflex did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            child,
+            base,
+            config,
+        }
+    }
+
+    /// Sends `signal` (e.g. `"TERM"`, `"HUP"`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status.
+    pub async fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reflex did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ReflexProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,68 @@
+//! A TCP relay on loopback that holds every chunk a client sends for a while before passing it on: it makes
+//! each AWS call to the real moto server slow, so a remediation is still running when a test needs it to be.
+//! It forwards bytes unchanged; it knows nothing of the AWS API.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The relay; it stops when dropped.
+pub struct SlowProxy {
+    /// `http://127.0.0.1:PORT`, to use as `aws.endpoint_url`.
+    pub endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowProxy {
+    /// Relays to the `http://HOST:PORT` endpoint `upstream`, delaying each client chunk by `delay`.
+    pub async fn start(upstream: &str, delay: Duration) -> Self {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream is http://IP:PORT");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(relay(client, upstream, delay));
+            }
+        });
+        Self { endpoint, task }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let outbound = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            tokio::time::sleep(delay).await;
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let inbound = async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(outbound, inbound);
+}
