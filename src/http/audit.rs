@@ -49,7 +49,13 @@ async fn list(
     }
     let Query(query) =
         query.map_err(|err| ApiError::bad_request("invalid-query", err.body_text()))?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
     let records = state.audit.list(limit).await?;
     Ok(Json(ListResponse { records }))
 }

@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod fleet;
+pub mod iam;
 pub mod moto;
 pub mod process;
 pub mod slow_proxy;

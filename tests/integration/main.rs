@@ -6,6 +6,7 @@ mod common;
 mod alertmanager;
 mod cli;
 mod grafana;
+mod iam;
 mod remediate;
 mod safety;
 mod serving;
