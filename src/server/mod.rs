@@ -143,7 +143,7 @@ pub async fn serve(
     .await;
     if drained.is_err() {
         tracing::warn!(
-            remediations = tasks.len(),
+            in_flight = tasks.len(),
             grace_secs = grace.as_secs(),
             "shutdown grace elapsed with work in flight; exiting anyway (intent records are in the audit trail)"
         );
@@ -170,6 +170,8 @@ impl Connections {
         let router = self.router.clone();
         let acceptor = self.acceptor.clone();
         let header_timeout = self.header_timeout;
+        // Answers are small and written whole: send them at once.
+        let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let mut request = request.map(Body::new);
