@@ -224,3 +224,23 @@ fn sns_verify_accepts_every_genuine_aws_message_at_its_timestamp_and_rejects_tam
     }
     assert_eq!(count, 8);
 }
+
+#[tokio::test]
+async fn healthcheck_exits_zero_only_when_reflex_answers() {
+    let moto = Moto::shared();
+    let app = TestApp::spawn(&moto.endpoint, &["web-elb"], PERMISSIVE).await;
+    let url = format!("{}/healthz", app.base);
+    let up = tokio::task::spawn_blocking(move || reflex(&["healthcheck", "--url", &url]))
+        .await
+        .unwrap();
+    assert!(up.status.success(), "{up:?}");
+
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let down = reflex(&["healthcheck", "--url", &format!("http://{closed}/healthz")]);
+    assert!(!down.status.success());
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.contains("did not answer"), "{stderr}");
+}
