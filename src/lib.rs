@@ -17,4 +17,4 @@ pub mod sns;
 pub mod webhook;
 
 pub use logging::init_logging;
-pub use server::{App, serve};
+pub use server::{App, load_tls, serve};

@@ -41,7 +41,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Validate a configuration file; exits non-zero with the offending key on error.
+    /// Validate a configuration file (and read the TLS certificate and key it names); exits non-zero with the
+    /// offending key on error.
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -120,7 +121,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::CheckConfig { config } => {
-            commands::load_config(&config)?;
+            let loaded = commands::load_config(&config)?;
+            reflex::load_tls(&loaded)?;
             println!("{}: ok", config.display());
         }
         Command::SnsVerify {

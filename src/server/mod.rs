@@ -90,13 +90,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let settings = &app.state.config.server;
-    let tls = match (&settings.tls_cert, &settings.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            ReloadingCert::load(cert, key)
-                .context("cannot use server.tls_cert / server.tls_key")?,
-        ),
-        _ => None,
-    };
+    let tls = load_tls(&app.state.config)?;
     let acceptor = tls.as_ref().map(ReloadingCert::acceptor).transpose()?;
     let reloader = tls
         .as_ref()
@@ -154,6 +148,17 @@ pub async fn serve(
     app.close().await;
     tracing::info!("reflex stopped");
     Ok(())
+}
+
+/// The configured certificate and key, read and matched (`None` for plain HTTP); `check-config` uses it too.
+pub fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<ReloadingCert>>> {
+    match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            ReloadingCert::load(cert, key)
+                .context("cannot use server.tls_cert / server.tls_key")?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// How each accepted connection is served.

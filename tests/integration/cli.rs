@@ -103,6 +103,28 @@ fn check_config_names_the_bad_key() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("remediation.max_unhealthy_fraction"));
 
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let tls = dir.path().join("tls.toml");
+    std::fs::write(
+        &tls,
+        config_text("http://127.0.0.1:1", &dir.path().join("a.db"), &["web"], "").replace(
+            "max_body_bytes = 4096\n",
+            &format!(
+                "max_body_bytes = 4096\ntls_cert = \"{0}\"\ntls_key = \"{0}\"\n",
+                not_pem.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let output = reflex(&["check-config", "--config", tls.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("server.tls_cert") && stderr.contains("not.pem"),
+        "{stderr}"
+    );
+
     let output = reflex(&["check-config", "--config", "/nonexistent.toml"]);
     assert!(
         String::from_utf8_lossy(&output.stderr)
