@@ -92,9 +92,10 @@ pub async fn serve(
     let settings = &app.state.config.server;
     let tls = load_tls(&app.state.config)?;
     let acceptor = tls.as_ref().map(ReloadingCert::acceptor).transpose()?;
-    let reloader = tls
-        .as_ref()
-        .map(|tls| tls.watch(Duration::from_secs(settings.tls_reload_secs)));
+    let reloader = match &tls {
+        Some(tls) => tls.watch(Duration::from_secs(settings.tls_reload_secs)),
+        None => ReloadingCert::ignore_hangups(),
+    };
     let connections = Connections {
         router: http::router(app.state.clone()),
         acceptor,
@@ -142,9 +143,7 @@ pub async fn serve(
             "shutdown grace elapsed with work in flight; exiting anyway (intent records are in the audit trail)"
         );
     }
-    if let Some(reloader) = reloader {
-        reloader.abort();
-    }
+    reloader.abort();
     app.close().await;
     tracing::info!("reflex stopped");
     Ok(())

@@ -122,6 +122,18 @@ impl ReloadingCert {
         })
     }
 
+    /// Without TLS, SIGHUP (say, `systemctl reload`) must not take the default action, which ends the
+    /// process: it is logged and otherwise ignored. Runs until the returned task is aborted.
+    pub fn ignore_hangups() -> tokio::task::JoinHandle<()> {
+        let mut hangup = hangup_signal();
+        tokio::spawn(async move {
+            loop {
+                next_hangup(&mut hangup).await;
+                tracing::info!("SIGHUP: plain HTTP, no TLS certificate to reload");
+            }
+        })
+    }
+
     fn stamp(&self) -> [Option<(SystemTime, u64)>; 2] {
         [&self.cert_path, &self.key_path].map(|path| {
             let meta = std::fs::metadata(path).ok()?;

@@ -395,3 +395,19 @@ async fn sighup_reloads_the_certificate() {
     assert!(served_within(&new_client, &reflex.base, Duration::from_secs(10)).await);
     assert!(!served_within(&old_ca.client(), &reflex.base, Duration::from_millis(200)).await);
 }
+
+#[tokio::test]
+async fn sighup_without_tls_is_harmless() {
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let text = serving_config(dir.path(), &moto.endpoint, &["web-elb"], "", PERMISSIVE);
+    let client = reqwest::Client::new();
+    let mut reflex = ReflexProcess::start(dir.path(), &text, &client).await;
+    reflex.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        reflex.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended reflex"
+    );
+    assert!(served_within(&client, &reflex.base, Duration::from_secs(1)).await);
+}
