@@ -1,5 +1,5 @@
 # reflex container image: a release build on the official Rust image (the project's rust-version), run as a
-# non-root user on distroless (glibc and CA certificates, no shell, no package manager).
+# non-root user on Debian slim with nothing installed but the binary and the CA bundle.
 #   docker build -t reflex .
 #   docker run -p 8080:8080 -v ./reflex.toml:/etc/reflex/reflex.toml:ro -v reflex-audit:/var/lib/reflex reflex
 # The config's [server] listen must be 0.0.0.0:8080 in a container (REFLEX_SERVER_LISTEN below sets it).
@@ -15,22 +15,22 @@ RUN mkdir src \
     && rm -rf src target/release/.fingerprint/reflex-* target/release/deps/reflex-* target/release/deps/libreflex-*
 COPY src ./src
 COPY reflex.example.toml ./
-RUN cargo build --release --locked \
-    && mkdir -p /out/var/lib/reflex \
-    && cp target/release/reflex /out/reflex
+RUN cargo build --release --locked
 
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /out/reflex /usr/local/bin/reflex
-COPY --from=build --chown=65532:65532 /out/var/lib/reflex /var/lib/reflex
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/reflex --create-home --shell /usr/sbin/nologin reflex
+# The CA bundle of the build image (same Debian release): AWS and the SNS certificate host are reached over TLS.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /src/target/release/reflex /usr/local/bin/reflex
 COPY reflex.example.toml /etc/reflex/reflex.example.toml
-USER 65532:65532
+USER 10001:10001
 WORKDIR /var/lib/reflex
 VOLUME ["/var/lib/reflex"]
 ENV REFLEX_CONFIG=/etc/reflex/reflex.toml \
     REFLEX_SERVER_LISTEN=0.0.0.0:8080 \
     REFLEX_AUDIT_URL=sqlite:///var/lib/reflex/audit.db
 EXPOSE 8080
-# No shell or curl in the image: reflex probes itself (exit 0 when /healthz answers 2xx). With HTTPS on, use
+# No curl in the image: reflex probes itself (exit 0 when /healthz answers 2xx). With HTTPS on, use
 # --url https://127.0.0.1:8080/healthz --insecure.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/reflex", "healthcheck", "--url", "http://127.0.0.1:8080/healthz"]
