@@ -70,7 +70,7 @@ mod tests {
 
     fn vector(name: &str) -> String {
         std::fs::read_to_string(format!(
-            "{}/../shared/vectors/cloudwatch/{name}",
+            "{}/tests/vectors/cloudwatch/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

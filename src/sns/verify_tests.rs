@@ -324,10 +324,10 @@ async fn pinned_certificates_are_read_by_file_name() {
     assert_eq!((pinned.certs().loads(), pinned.certs().hits()), (1, 1));
 }
 
-/// Every genuine AWS message in the shared vectors verifies at its own Timestamp with its real certificate.
+/// Every genuine AWS message in the test vectors verifies at its own Timestamp with its real certificate.
 #[tokio::test]
 async fn genuine_aws_messages_verify_and_tampered_copies_do_not() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/sns");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/sns");
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("aws")).unwrap() {
         let path = entry.unwrap().path();
@@ -363,7 +363,7 @@ async fn genuine_aws_messages_verify_and_tampered_copies_do_not() {
 #[tokio::test]
 async fn crafted_vectors_verify_with_a_certificate_for_their_key() {
     let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/sns/selfsigned");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/sns/selfsigned");
     let key_pem = std::fs::read_to_string(dir.join("crafted_test_key.pem")).unwrap();
     let crafted_key = KeyPair::from_pem(&key_pem).unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

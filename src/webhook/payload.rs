@@ -116,7 +116,7 @@ mod tests {
 
     fn vectors(folder: &str) -> Vec<(String, Payload)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/vectors")
+            .join("tests/vectors")
             .join(folder);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
