@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditStore, RequestMeta, Source};
+use crate::audit::{AuditStore, Auth, RequestMeta, Source};
 use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
 use crate::engine::{Authenticated, Trigger};
@@ -66,38 +66,17 @@ pub async fn remediate_command(
     init_logging(config.server.log_format);
     let app = App::build(config).await?;
     let mut meta = RequestMeta::new(Source::Cli, None);
-    meta.auth = "local-operator".to_owned();
+    meta.auth = Auth::LocalOperator;
     let trigger = Trigger::new(
         Authenticated::issued(),
         load_balancer,
         "manual remediation (command line)".to_owned(),
         dry_run,
     );
-    let result = app.state.engine.remediate(&mut meta, &trigger).await;
-    let (record, outcome) = match result {
-        Ok(run) => {
-            meta.note("answer", &run.summary);
-            (
-                meta.record(run.outcome(), 200, None, run.acted),
-                Ok(serde_json::to_value(&run.summary)?),
-            )
-        }
-        Err(err) => {
-            meta.note("error", err.to_string());
-            (
-                meta.record(crate::audit::Outcome::Rejected, 1, Some("failed"), 0),
-                Err(anyhow::Error::new(err).context("remediation failed")),
-            )
-        }
-    };
-    let audit = app.state.audit.clone();
-    audit
-        .put(record)
-        .await
-        .context("failed to write the audit record")?;
-    drop(audit);
+    let result = app.state.engine.run(meta, &trigger, None).await;
     app.close().await;
-    outcome
+    let run = result.context("remediation failed")?;
+    Ok(serde_json::to_value(&run.summary)?)
 }
 
 /// `reflex audit list`: the newest records, as a table or one JSON object per line.
@@ -120,8 +99,8 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
             out.push_str(&format!(
                 "{}  {at}  {:<10} {:<9} {:>3}  {:<22} {}",
                 record.id,
-                record.source,
-                record.outcome,
+                record.source.as_str(),
+                record.outcome.as_str(),
                 record.status,
                 record.target.as_deref().unwrap_or("-"),
                 record.error.as_deref().unwrap_or(""),
@@ -170,7 +149,7 @@ pub async fn sns_verify_command(
         ),
         (Some(config), None) => {
             let sdk = crate::aws::sdk_config(&config.aws).await;
-            SnsReceiver::new(config, &sdk)?.verifier
+            SnsReceiver::new(config, &sdk, &crate::metrics::Metrics::default())?.verifier
         }
         (None, None) => {
             let sdk = aws_config::SdkConfig::builder().build();

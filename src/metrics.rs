@@ -1,206 +1,203 @@
-//! Prometheus metrics, kept in memory and rendered in the text exposition format for `GET /metrics`.
-//! Every label value comes from a closed set (route templates, error codes, outcomes, AWS operations), so the
-//! number of series stays bounded whatever callers send.
+//! Prometheus metrics as typed fields: each metric is a field of `Metrics`, each label set a struct, so a
+//! misspelt metric or label does not compile. One registry per `Metrics` (one per app), so several apps in one
+//! process (tests) keep separate counts. Every label value comes from a closed set (route templates, error
+//! codes, outcomes, AWS operations), so the number of series stays bounded whatever callers send.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the AWS call latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-type Labels = Vec<(&'static str, String)>;
-
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// `route` and `status` of an answered HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The matched route template, or `unmatched`.
+    pub route: String,
+    /// The HTTP status code.
+    pub status: u16,
 }
 
-#[derive(Debug, Default)]
-struct Families {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+/// `source` and `code` of a rejected request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// The receiver (`sns`, `manual`, ...).
+    pub source: &'static str,
+    /// The error code answered.
+    pub code: &'static str,
 }
 
-/// The registry: counters and histograms by name and labels.
-#[derive(Debug, Default)]
+/// `outcome` and `dry_run` of a remediation run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    /// `completed` or `refused`.
+    pub outcome: &'static str,
+    /// `true` when the run wrote nothing.
+    pub dry_run: &'static str,
+}
+
+/// `dry_run` of instances acted on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DryRunLabels {
+    /// `true` when the instance was only planned for.
+    pub dry_run: &'static str,
+}
+
+/// `reason` an unhealthy instance was left alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabels {
+    /// The skip reason, as in summaries.
+    pub reason: &'static str,
+}
+
+/// The AWS `operation` of a call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// e.g. `DescribeInstanceHealth`.
+    pub operation: &'static str,
+}
+
+/// A failed AWS call: its `operation` and `kind` (transient, permanent, not-found).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsErrorLabels {
+    /// e.g. `TerminateInstances`.
+    pub operation: &'static str,
+    /// How the failure is classified: `transient` (retry), `permanent` (permissions, validation) or
+    /// `not-found`.
+    pub kind: &'static str,
+}
+
+/// `result` of a certificate lookup.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` or `load`.
+    pub result: &'static str,
+}
+
+/// Every metric reflex exports, and the registry that renders them.
+#[derive(Debug)]
 pub struct Metrics {
-    families: Mutex<Families>,
+    registry: Registry,
+    /// HTTP requests by route template and status.
+    pub http_requests: Family<RequestLabels, Counter>,
+    /// Rejected requests by source and error code.
+    pub rejections: Family<RejectionLabels, Counter>,
+    /// Remediation runs by outcome and dry-run.
+    pub remediation_runs: Family<RunLabels, Counter>,
+    /// Instances terminated (or that would have been, in dry-run).
+    pub instances_terminated: Family<DryRunLabels, Counter>,
+    /// Unhealthy instances left alone, by reason.
+    pub instances_skipped: Family<SkipLabels, Counter>,
+    /// AWS API call latency by operation.
+    pub aws_call_duration: Family<OperationLabels, Histogram>,
+    /// Failed AWS API calls by operation and kind.
+    pub aws_call_errors: Family<AwsErrorLabels, Counter>,
+    /// SNS signing certificate lookups by result.
+    pub sns_certificate_cache: Family<CacheLabels, Counter>,
 }
 
-/// Help text of each metric, in the order they are rendered.
-const HELP: &[(&str, &str, &str)] = &[
-    (
-        "reflex_http_requests_total",
-        "counter",
-        "HTTP requests by route template and status.",
-    ),
-    (
-        "reflex_rejections_total",
-        "counter",
-        "Rejected requests by source and error code (verification failures included).",
-    ),
-    (
-        "reflex_remediation_runs_total",
-        "counter",
-        "Remediation runs by outcome (completed, refused) and dry-run.",
-    ),
-    (
-        "reflex_instances_terminated_total",
-        "counter",
-        "Instances terminated (or that would have been, in dry-run).",
-    ),
-    (
-        "reflex_instances_skipped_total",
-        "counter",
-        "Unhealthy instances left alone, by reason.",
-    ),
-    (
-        "reflex_aws_call_duration_seconds",
-        "histogram",
-        "AWS API call latency by operation.",
-    ),
-    (
-        "reflex_aws_call_errors_total",
-        "counter",
-        "Failed AWS API calls by operation.",
-    ),
-    (
-        "reflex_sns_certificate_cache_total",
-        "counter",
-        "SNS signing certificate lookups by result (hit, load).",
-    ),
-];
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("reflex");
+        let http_requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route template and status",
+            http_requests.clone(),
+        );
+        let rejections = Family::default();
+        registry.register(
+            "rejections",
+            "Rejected requests by source and error code (verification failures included)",
+            rejections.clone(),
+        );
+        let remediation_runs = Family::default();
+        registry.register(
+            "remediation_runs",
+            "Remediation runs by outcome (completed, refused) and dry-run",
+            remediation_runs.clone(),
+        );
+        let instances_terminated = Family::default();
+        registry.register(
+            "instances_terminated",
+            "Instances terminated (or that would have been, in dry-run)",
+            instances_terminated.clone(),
+        );
+        let instances_skipped = Family::default();
+        registry.register(
+            "instances_skipped",
+            "Unhealthy instances left alone, by reason",
+            instances_skipped.clone(),
+        );
+        let aws_call_duration = Family::<OperationLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "aws_call_duration_seconds",
+            "AWS API call latency by operation",
+            aws_call_duration.clone(),
+        );
+        let aws_call_errors = Family::default();
+        registry.register(
+            "aws_call_errors",
+            "Failed AWS API calls by operation and kind (transient, permanent, not-found)",
+            aws_call_errors.clone(),
+        );
+        let sns_certificate_cache = Family::default();
+        registry.register(
+            "sns_certificate_cache",
+            "SNS signing certificate lookups by result (hit, load)",
+            sns_certificate_cache.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            rejections,
+            remediation_runs,
+            instances_terminated,
+            instances_skipped,
+            aws_call_duration,
+            aws_call_errors,
+            sns_certificate_cache,
+        }
+    }
+}
 
 impl Metrics {
-    /// Adds `by` to the counter `name{labels}`.
-    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], by: u64) {
-        let key = (name, own(labels));
-        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        *families.counters.entry(key).or_default() += by;
-    }
-
-    /// Counts one event.
-    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
-        self.add(name, labels, 1);
-    }
-
-    /// Records one observation of an AWS call.
-    pub fn observe_aws(&self, operation: &'static str, elapsed: Duration, failed: bool) {
-        let seconds = elapsed.as_secs_f64();
-        let key = (
-            "reflex_aws_call_duration_seconds",
-            own(&[("operation", operation)]),
-        );
-        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        let histogram = families.histograms.entry(key).or_default();
-        for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        histogram.count += 1;
-        histogram.sum += seconds;
-        if failed {
-            *families
-                .counters
-                .entry((
-                    "reflex_aws_call_errors_total",
-                    own(&[("operation", operation)]),
-                ))
-                .or_default() += 1;
+    /// Records one AWS call: its latency, and its failure kind when it failed.
+    pub fn observe_aws(
+        &self,
+        operation: &'static str,
+        elapsed: Duration,
+        failed: Option<&'static str>,
+    ) {
+        self.aws_call_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
+        if let Some(kind) = failed {
+            self.aws_call_errors
+                .get_or_create(&AwsErrorLabels { operation, kind })
+                .inc();
         }
     }
 
-    /// The current value of a counter (for tests and gauges derived from it).
-    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        families
-            .counters
-            .get(&(name, own(labels)))
-            .copied()
-            .unwrap_or(0)
+    /// A `dry_run` label value.
+    pub fn flag(value: bool) -> &'static str {
+        if value { "true" } else { "false" }
     }
 
-    /// Renders every metric in the Prometheus text format, with `extra` counters appended (values read from
-    /// elsewhere at scrape time).
-    pub fn render(&self, extra: &[(&'static str, Labels, u64)]) -> String {
-        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+    /// Renders every metric in the OpenMetrics text format.
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((metric, labels), value) in &families.counters {
-                if metric == name {
-                    let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
-                }
-            }
-            for (metric, labels, value) in extra {
-                if metric == name {
-                    let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
-                }
-            }
-            for ((metric, labels), histogram) in &families.histograms {
-                if metric != name {
-                    continue;
-                }
-                for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
-                    let le = bound.to_string();
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {count}",
-                        render_labels(labels, Some(&le))
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {}",
-                    render_labels(labels, Some("+Inf")),
-                    histogram.count
-                );
-                let _ = writeln!(
-                    out,
-                    "{name}_sum{} {}",
-                    render_labels(labels, None),
-                    histogram.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "{name}_count{} {}",
-                    render_labels(labels, None),
-                    histogram.count
-                );
-            }
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %err, "cannot render metrics");
         }
         out
-    }
-}
-
-fn own(labels: &[(&'static str, &str)]) -> Labels {
-    labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
-}
-
-fn render_labels(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
     }
 }
 
@@ -211,38 +208,52 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms_in_text_format() {
         let metrics = Metrics::default();
-        metrics.inc(
-            "reflex_http_requests_total",
-            &[("route", "/sns"), ("status", "200")],
+        let sns_ok = RequestLabels {
+            route: "/sns".into(),
+            status: 200,
+        };
+        metrics.http_requests.get_or_create(&sns_ok).inc();
+        metrics.http_requests.get_or_create(&sns_ok).inc();
+        metrics.observe_aws(
+            "TerminateInstances",
+            Duration::from_millis(30),
+            Some("permanent"),
         );
-        metrics.inc(
-            "reflex_http_requests_total",
-            &[("route", "/sns"), ("status", "200")],
-        );
-        metrics.observe_aws("TerminateInstances", Duration::from_millis(30), true);
-        let text = metrics.render(&[(
-            "reflex_sns_certificate_cache_total",
-            vec![("result", "hit".into())],
-            7,
-        )]);
+        metrics
+            .sns_certificate_cache
+            .get_or_create(&CacheLabels { result: "hit" })
+            .inc_by(7);
+        let text = metrics.render();
         assert!(
             text.contains("reflex_http_requests_total{route=\"/sns\",status=\"200\"} 2"),
             "{text}"
         );
-        assert!(text.contains("reflex_aws_call_duration_seconds_bucket{operation=\"TerminateInstances\",le=\"0.025\"} 0"));
-        assert!(text.contains("reflex_aws_call_duration_seconds_bucket{operation=\"TerminateInstances\",le=\"0.05\"} 1"));
+        assert!(text.contains("reflex_aws_call_duration_seconds_bucket{le=\"0.025\",operation=\"TerminateInstances\"} 0")
+            || text.contains("reflex_aws_call_duration_seconds_bucket{operation=\"TerminateInstances\",le=\"0.025\"} 0"), "{text}");
         assert!(text.contains(
             "reflex_aws_call_duration_seconds_count{operation=\"TerminateInstances\"} 1"
         ));
-        assert!(text.contains("reflex_aws_call_errors_total{operation=\"TerminateInstances\"} 1"));
+        assert!(text.contains(
+            "reflex_aws_call_errors_total{operation=\"TerminateInstances\",kind=\"permanent\"} 1"
+        ));
         assert!(text.contains("reflex_sns_certificate_cache_total{result=\"hit\"} 7"));
         assert!(text.contains("# TYPE reflex_aws_call_duration_seconds histogram"));
-        assert_eq!(
-            metrics.counter(
-                "reflex_http_requests_total",
-                &[("route", "/sns"), ("status", "200")]
-            ),
-            2
+    }
+
+    #[test]
+    fn two_apps_in_one_process_count_separately() {
+        let (one, two) = (Metrics::default(), Metrics::default());
+        one.remediation_runs
+            .get_or_create(&RunLabels {
+                outcome: "completed",
+                dry_run: "false",
+            })
+            .inc();
+        assert!(
+            one.render().contains(
+                "reflex_remediation_runs_total{outcome=\"completed\",dry_run=\"false\"} 1"
+            )
         );
+        assert!(!two.render().contains("outcome=\"completed\""));
     }
 }

@@ -19,8 +19,8 @@ pub struct CompletedDeliveries {
 pub struct Completed {
     /// The first request's audit id.
     pub audit_id: String,
-    /// Its answer.
-    pub summary: serde_json::Value,
+    /// The answer a redelivery gets.
+    pub answer: bytes::Bytes,
 }
 
 impl CompletedDeliveries {
@@ -56,7 +56,7 @@ mod tests {
                 format!("k{n}"),
                 Completed {
                     audit_id: n.to_string(),
-                    summary: serde_json::Value::Null,
+                    answer: bytes::Bytes::new(),
                 },
             );
         }

@@ -1,43 +1,21 @@
-//! The audit trail: every request, accepted or rejected, written durably before it is answered.
-//! It is also the source of truth for cooldowns.
+//! The audit trail: every request, accepted or rejected, written durably before it is answered. It is also
+//! the source of truth for cooldowns and for deduplicating deliveries.
+//!
+//! `record` is what one row says; `rows` maps it to and from the database; `writer` batches writes into group
+//! commits; `store` is the API the rest of reflex uses; `deliveries` is the claim-or-replay primitive;
+//! the schema lives in `migrations/`.
 
 mod completed;
+mod deliveries;
 mod record;
-mod sqlite;
+mod rows;
+mod store;
+mod writer;
 
-pub use record::{AuditRecord, Outcome, RequestMeta, Source, next_id};
-pub use sqlite::{AuditStore, WriterTask};
-
-/// The answer to claiming a delivery key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// This request owns the delivery: handle it.
-    New,
-    /// An earlier request owns it; its summary once it has answered.
-    Existing {
-        /// The first request's audit id.
-        audit_id: String,
-        /// The first request's answer, `None` while it is still being handled.
-        summary: Option<serde_json::Value>,
-    },
-}
-
-/// How a claimed delivery is settled together with its request's final record.
-#[derive(Debug, Clone)]
-pub enum DeliveryUpdate {
-    /// Keep the answer, for redeliveries to return.
-    Complete {
-        /// The delivery key.
-        key: String,
-        /// The answer given.
-        summary: serde_json::Value,
-    },
-    /// Forget the claim (the request failed), so a retry is handled afresh.
-    Release {
-        /// The delivery key.
-        key: String,
-    },
-}
+pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
+pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
+pub use store::AuditStore;
+pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +23,9 @@ pub enum AuditError {
     /// The database refused or failed.
     #[error("audit store: {0}")]
     Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("audit store migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
     /// The store's writer has stopped (shutting down).
     #[error("audit store writer has stopped")]
     WriterGone,
@@ -52,3 +33,6 @@ pub enum AuditError {
     #[error("audit store commit failed: {0}")]
     Commit(String),
 }
+
+#[cfg(test)]
+mod tests;

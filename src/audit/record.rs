@@ -1,5 +1,6 @@
 //! One audit record: who called, what was verified, seen, decided and answered.
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use time::OffsetDateTime;
 
 /// Where a request came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// `POST /remediate`.
     Manual,
@@ -35,6 +36,20 @@ impl Source {
             Self::Alertmanager => "alertmanager",
             Self::Grafana => "grafana",
         }
+    }
+
+    /// Reads a stored name back.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Manual,
+            Self::Cli,
+            Self::AuditRead,
+            Self::Sns,
+            Self::Alertmanager,
+            Self::Grafana,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == name)
     }
 }
 
@@ -71,6 +86,62 @@ impl Outcome {
             Self::Confirmed => "confirmed",
         }
     }
+
+    /// Reads a stored name back.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Acting,
+            Self::Completed,
+            Self::Refused,
+            Self::Rejected,
+            Self::Duplicate,
+            Self::Ignored,
+            Self::Confirmed,
+        ]
+        .into_iter()
+        .find(|outcome| outcome.as_str() == name)
+    }
+}
+
+/// What authentication said about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Not (yet) checked: the request failed before its credentials were looked at.
+    NotChecked,
+    /// Credentials, signature or token verified.
+    Passed,
+    /// A command run by an operator on the host (`reflex remediate`); no network credentials involved.
+    LocalOperator,
+    /// Authentication failed with this error code (e.g. `invalid-token`, `bad-signature`).
+    Failed(Cow<'static, str>),
+}
+
+impl Auth {
+    /// The value stored in the audit trail.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::NotChecked => "not-checked",
+            Self::Passed => "passed",
+            Self::LocalOperator => "local-operator",
+            Self::Failed(code) => code,
+        }
+    }
+
+    /// Reads a stored value back.
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "not-checked" => Self::NotChecked,
+            "passed" => Self::Passed,
+            "local-operator" => Self::LocalOperator,
+            code => Self::Failed(Cow::Owned(code.to_owned())),
+        }
+    }
+}
+
+impl Serialize for Auth {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// One row of the audit trail.
@@ -82,15 +153,15 @@ pub struct AuditRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// Where it came from (manual, cli, sns, ...).
-    pub source: String,
+    pub source: Source,
     /// The caller's address.
     pub caller: Option<String>,
     /// `passed` or what failed (e.g. `invalid-token`).
-    pub auth: String,
+    pub auth: Auth,
     /// The load balancer concerned, when known.
     pub target: Option<String>,
     /// How it ended.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// The HTTP status answered (0 while acting).
     pub status: u16,
     /// The error code answered, if any.
@@ -131,8 +202,8 @@ pub struct RequestMeta {
     pub source: Source,
     /// The caller's address.
     pub caller: Option<String>,
-    /// `not-checked` until authentication runs, then `passed` or the failure code.
-    pub auth: String,
+    /// `NotChecked` until authentication runs, then `Passed` or the failure code.
+    pub auth: Auth,
     /// The load balancer concerned, once known.
     pub target: Option<String>,
     /// Whether the run is a dry run.
@@ -155,7 +226,7 @@ impl RequestMeta {
             started: Instant::now(),
             source,
             caller,
-            auth: "not-checked".to_owned(),
+            auth: Auth::NotChecked,
             target: None,
             dry_run: false,
             detail: serde_json::Map::new(),
@@ -189,11 +260,11 @@ impl RequestMeta {
         AuditRecord {
             id: self.id.clone(),
             at: self.at,
-            source: self.source.as_str().to_owned(),
+            source: self.source,
             caller: self.caller.clone(),
             auth: self.auth.clone(),
             target: self.target.clone(),
-            outcome: outcome.as_str().to_owned(),
+            outcome,
             status,
             error: error.map(str::to_owned),
             dry_run: self.dry_run,
@@ -203,3 +274,15 @@ impl RequestMeta {
         }
     }
 }
+
+/// Stored names compare with the enums, for readers of the trail (`record.outcome == "completed"`).
+macro_rules! compares_with_str {
+    ($($type:ty),*) => {$(
+        impl PartialEq<&str> for $type {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    )*};
+}
+compares_with_str!(Source, Outcome, Auth);

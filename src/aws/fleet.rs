@@ -5,11 +5,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 use time::OffsetDateTime;
 
-use crate::engine::snapshot::{Ec2Facts, Health, HealthState, InstanceView, Snapshot};
+use crate::engine::port::{
+    BoxFuture, Ec2Facts, FailureKind, Fleet, FleetError, Health, HealthState, InstanceView,
+    Snapshot,
+};
 use crate::metrics::Metrics;
 
 /// Tag EC2 Auto Scaling puts on the instances it launches.
@@ -17,43 +21,60 @@ const ASG_TAG: &str = "aws:autoscaling:groupName";
 /// Most values one DescribeInstances filter takes.
 const FILTER_VALUES_MAX: usize = 200;
 
-/// A failed AWS call, classified for the caller.
-#[derive(Debug, thiserror::Error)]
-pub enum AwsError {
-    /// The balancer does not exist in this account and region.
-    #[error("load balancer {0} does not exist")]
-    LoadBalancerNotFound(String),
-    /// Anything else: network, throttling, permissions, emulator down.
-    #[error("{operation} failed: {detail}")]
-    Call {
-        /// The AWS operation, e.g. `DescribeInstanceHealth`.
-        operation: &'static str,
-        /// The SDK's description, with the service's error code when there is one.
-        detail: String,
-    },
-}
+/// Error codes AWS uses for throttling: a 4xx answer that is worth retrying.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "PriorRequestNotComplete",
+    "SlowDown",
+    "EC2ThrottledException",
+];
 
-impl AwsError {
-    fn call<E>(operation: &'static str, err: &aws_sdk_ec2::error::SdkError<E>) -> Self
-    where
-        E: std::error::Error + 'static,
-    {
-        Self::Call {
-            operation,
-            detail: DisplayErrorContext(err).to_string(),
+/// Classifies a failed SDK call for the engine. Transient: no answer (network, timeout), throttling, a 5xx.
+/// Permanent: any other answer of the service (AccessDenied, UnauthorizedOperation, validation), and a request
+/// the SDK could not even build. `not_found` names the codes that mean the target itself does not exist.
+fn classify<E>(
+    operation: &'static str,
+    err: &SdkError<E, HttpResponse>,
+    not_found: &[&str],
+) -> FleetError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let mut code = err.code().map(str::to_owned);
+    let kind = match err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            // An answer whose error code could not be read is still told apart by its status.
+            code.get_or_insert_with(|| format!("HTTP {status}"));
+            match code.as_deref() {
+                Some(code) if not_found.contains(&code) => FailureKind::NotFound,
+                Some(code) if THROTTLING_CODES.contains(&code) => FailureKind::Transient,
+                _ if status >= 500 || status == 429 => FailureKind::Transient,
+                _ => FailureKind::Permanent,
+            }
         }
-    }
+        SdkError::ConstructionFailure(_) => FailureKind::Permanent,
+        _ => FailureKind::Transient,
+    };
+    FleetError::new(kind, operation, code, DisplayErrorContext(err).to_string())
 }
 
-/// The classic ELB and EC2 clients, built once from the shared SDK configuration.
+/// The classic ELB and EC2 clients, built once from the shared SDK configuration: the engine's `Fleet` port
+/// for classic load balancers.
 #[derive(Clone, Debug)]
-pub struct Fleet {
+pub struct ClassicElbFleet {
     elb: aws_sdk_elasticloadbalancing::Client,
     ec2: aws_sdk_ec2::Client,
     metrics: Arc<Metrics>,
 }
 
-impl Fleet {
+impl ClassicElbFleet {
     /// Creates the clients; every call's latency and failure is counted in `metrics`.
     pub fn new(sdk: &SdkConfig, metrics: Arc<Metrics>) -> Self {
         Self {
@@ -63,36 +84,39 @@ impl Fleet {
         }
     }
 
-    /// Runs one AWS call, recording its latency and whether it failed.
-    async fn timed<T, E>(
+    /// Runs one AWS call, recording its latency and, when it failed, how.
+    async fn timed<T>(
         &self,
         operation: &'static str,
-        call: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+        call: impl Future<Output = Result<T, FleetError>>,
+    ) -> Result<T, FleetError> {
         let started = Instant::now();
         let result = call.await;
+        let failed = result.as_ref().err().map(|err| err.kind.as_str());
         self.metrics
-            .observe_aws(operation, started.elapsed(), result.is_err());
+            .observe_aws(operation, started.elapsed(), failed);
         result
     }
 
     /// DescribeInstanceHealth for the balancer, then DescribeInstances for every registered instance.
-    pub async fn snapshot(&self, load_balancer: &str) -> Result<Snapshot, AwsError> {
+    async fn read_snapshot(&self, load_balancer: &str) -> Result<Snapshot, FleetError> {
+        const OPERATION: &str = "DescribeInstanceHealth";
         let health = self
-            .timed(
-                "DescribeInstanceHealth",
+            .timed(OPERATION, async {
                 self.elb
                     .describe_instance_health()
                     .load_balancer_name(load_balancer)
-                    .send(),
-            )
-            .await
-            .map_err(|err| match err.code() {
-                Some("LoadBalancerNotFound" | "AccessPointNotFound") => {
-                    AwsError::LoadBalancerNotFound(load_balancer.to_owned())
-                }
-                _ => AwsError::call("DescribeInstanceHealth", &err),
-            })?;
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        classify(
+                            OPERATION,
+                            &err,
+                            &["LoadBalancerNotFound", "AccessPointNotFound"],
+                        )
+                    })
+            })
+            .await?;
         let states = health.instance_states();
         let ids: Vec<String> = states
             .iter()
@@ -125,7 +149,7 @@ impl Fleet {
     async fn describe_instances(
         &self,
         ids: &[String],
-    ) -> Result<HashMap<String, Ec2Facts>, AwsError> {
+    ) -> Result<HashMap<String, Ec2Facts>, FleetError> {
         let mut facts = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(FILTER_VALUES_MAX) {
             let filter = Filter::builder()
@@ -140,12 +164,14 @@ impl Fleet {
                 .send();
             while let Some(page) = self
                 .timed("DescribeInstances", async {
-                    pages.next().await.transpose()
+                    pages
+                        .next()
+                        .await
+                        .transpose()
+                        .map_err(|err| classify("DescribeInstances", &err, &[]))
                 })
-                .await
-                .transpose()
+                .await?
             {
-                let page = page.map_err(|err| AwsError::call("DescribeInstances", &err))?;
                 for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                     let Some(id) = instance.instance_id() else {
                         continue;
@@ -184,17 +210,18 @@ impl Fleet {
     }
 
     /// TerminateInstances for one instance; returns the state EC2 reports it moving to.
-    pub async fn terminate(&self, instance_id: &str) -> Result<String, AwsError> {
+    async fn terminate_instance(&self, instance_id: &str) -> Result<String, FleetError> {
+        const OPERATION: &str = "TerminateInstances";
         let output = self
-            .timed(
-                "TerminateInstances",
+            .timed(OPERATION, async {
                 self.ec2
                     .terminate_instances()
                     .instance_ids(instance_id)
-                    .send(),
-            )
-            .await
-            .map_err(|err| AwsError::call("TerminateInstances", &err))?;
+                    .send()
+                    .await
+                    .map_err(|err| classify(OPERATION, &err, &[]))
+            })
+            .await?;
         Ok(output
             .terminating_instances()
             .iter()
@@ -203,6 +230,16 @@ impl Fleet {
             .and_then(|state| state.name())
             .map(|name| name.as_str().to_owned())
             .unwrap_or_else(|| "unknown".to_owned()))
+    }
+}
+
+impl Fleet for ClassicElbFleet {
+    fn snapshot<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
+        Box::pin(self.read_snapshot(target))
+    }
+
+    fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(self.terminate_instance(instance_id))
     }
 }
 

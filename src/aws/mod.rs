@@ -4,7 +4,7 @@ mod fleet;
 mod signed_get;
 mod subscriptions;
 
-pub use fleet::{AwsError, Fleet};
+pub use fleet::ClassicElbFleet;
 pub use signed_get::{FetchError, SnsFetcher};
 pub use subscriptions::Subscriptions;
 
@@ -14,6 +14,16 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 
 use crate::config::AwsConfig;
+
+/// A failed AWS call outside the fleet port (SNS ConfirmSubscription).
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed: {detail}")]
+pub struct AwsError {
+    /// The AWS operation, e.g. `ConfirmSubscription`.
+    pub operation: &'static str,
+    /// The SDK's description, with the service's error code when there is one.
+    pub detail: String,
+}
 
 /// Builds the shared SDK configuration: region, credentials (static keys from the config, else the standard
 /// chain), connect/attempt/operation timeouts, retries, and the emulator endpoint when one is configured.

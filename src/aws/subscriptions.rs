@@ -29,7 +29,7 @@ impl Subscriptions {
             .authenticate_on_unsubscribe("true")
             .send()
             .await
-            .map_err(|err| AwsError::Call {
+            .map_err(|err| AwsError {
                 operation: "ConfirmSubscription",
                 detail: DisplayErrorContext(&err).to_string(),
             })?;

@@ -3,6 +3,7 @@
 
 mod load;
 mod secret;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,74 +18,58 @@ pub use secret::{Secret, any_matches};
 pub const EXAMPLE: &str = include_str!("../../reflex.example.toml");
 
 /// The whole validated configuration, shared read-only by every part of the service.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where and how the HTTP server listens.
-    #[serde(default)]
     pub server: ServerConfig,
     /// How AWS is reached.
-    #[serde(default)]
     pub aws: AwsConfig,
     /// Where the audit trail lives and who may read it.
-    #[serde(default)]
     pub audit: AuditConfig,
     /// The safety limits every remediation obeys.
-    #[serde(default)]
     pub remediation: RemediationConfig,
     /// The only load balancers reflex may ever touch.
-    #[serde(default)]
     pub targets: Vec<TargetConfig>,
     /// Credentials for `POST /remediate`.
-    #[serde(default)]
     pub manual: TokenConfig,
     /// SNS deliveries to `POST /sns`.
-    #[serde(default)]
     pub sns: SnsConfig,
     /// Alertmanager webhooks to `POST /alertmanager`.
-    #[serde(default)]
     pub alertmanager: WebhookConfig,
     /// Grafana webhooks to `POST /grafana`.
-    #[serde(default = "WebhookConfig::grafana")]
     pub grafana: WebhookConfig,
 }
 
 /// `[alertmanager]` and `[grafana]`: who may call, and how alerts map to load balancers.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Accepted bearer tokens (`Authorization: Bearer`); several allow rotation.
-    #[serde(default)]
     pub tokens: Vec<Secret>,
     /// File holding one bearer token per line.
     pub tokens_file: Option<PathBuf>,
     /// The basic-auth user name, when basic auth is used.
     pub username: Option<String>,
     /// Accepted basic-auth passwords for `username`.
-    #[serde(default)]
     pub passwords: Vec<Secret>,
     /// File holding one password per line.
     pub passwords_file: Option<PathBuf>,
     /// The alert label naming the load balancer.
-    #[serde(default = "default_target_label")]
     pub target_label: String,
     /// The balancer for firing alerts without the label; unset reports them as unusable.
     pub default_target: Option<String>,
     /// The same group notification arriving again within this many seconds is a duplicate.
-    #[serde(default = "default_dedup_window_secs")]
     pub dedup_window_secs: u64,
     /// Grafana only: the HMAC-SHA256 secret.
     pub hmac_secret: Option<Secret>,
     /// Grafana only: file holding the HMAC secret.
     pub hmac_secret_file: Option<PathBuf>,
     /// Grafana only: the header carrying the signature.
-    #[serde(default = "default_signature_header")]
     pub signature_header: String,
     /// Grafana only: the header carrying the Unix timestamp that is signed with the body.
-    #[serde(default = "default_timestamp_header")]
     pub timestamp_header: String,
     /// Grafana only: how far the signed timestamp may be from now (replay window).
-    #[serde(default = "default_replay_window_secs")]
     pub replay_window_secs: u64,
 }
 
@@ -96,41 +81,31 @@ impl Default for WebhookConfig {
             username: None,
             passwords: Vec::new(),
             passwords_file: None,
-            target_label: default_target_label(),
+            target_label: "load_balancer".to_owned(),
             default_target: None,
-            dedup_window_secs: default_dedup_window_secs(),
+            dedup_window_secs: 3600,
             hmac_secret: None,
             hmac_secret_file: None,
-            signature_header: default_signature_header(),
-            timestamp_header: default_timestamp_header(),
-            replay_window_secs: default_replay_window_secs(),
+            signature_header: "X-Grafana-Alerting-Signature".to_owned(),
+            timestamp_header: "X-Grafana-Alerting-Timestamp".to_owned(),
+            replay_window_secs: 300,
         }
-    }
-}
-
-impl WebhookConfig {
-    /// The `[grafana]` default (the same as any webhook's).
-    fn grafana() -> Self {
-        Self::default()
     }
 }
 
 /// `[sns]`: which topics may deliver, how old a message may be, and how certificates and subscriptions are
 /// handled.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SnsConfig {
     /// Topics whose messages are accepted; empty refuses every SNS delivery.
-    #[serde(default)]
     pub topic_arns: Vec<String>,
     /// Messages whose Timestamp is older than this are rejected as stale (replay protection).
-    #[serde(default = "default_sns_max_age_secs")]
     pub max_age_secs: u64,
     /// A folder of pinned signing certificates (file name = the SigningCertURL's file name), used instead of
     /// fetching, for hosts without outbound access.
     pub cert_dir: Option<PathBuf>,
     /// How subscriptions are confirmed.
-    #[serde(default)]
     pub confirm: ConfirmMethod,
 }
 
@@ -138,7 +113,7 @@ impl Default for SnsConfig {
     fn default() -> Self {
         Self {
             topic_arns: Vec::new(),
-            max_age_secs: default_sns_max_age_secs(),
+            max_age_secs: 3600,
             cert_dir: None,
             confirm: ConfirmMethod::default(),
         }
@@ -158,56 +133,46 @@ pub enum ConfirmMethod {
 
 /// `[server]`: the listening socket.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Socket address to bind, e.g. `127.0.0.1:8080`.
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// `json` for one JSON object per log line, `text` for humans.
-    #[serde(default)]
     pub log_format: LogFormat,
     /// Proxies whose `X-Forwarded-For` is believed for the audit's caller address; empty believes none.
-    #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// PEM certificate chain; with `tls_key` it turns on HTTPS (SNS delivers only to HTTPS endpoints).
-    #[serde(default)]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
-    #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// How often the certificate files are checked for a renewal, in seconds; 0 reloads on SIGHUP only.
-    #[serde(default = "default_tls_reload_secs")]
     pub tls_reload_secs: u64,
     /// A client must send a request's headers (and a TLS handshake) within this many seconds, and a body
     /// may not stall longer; idle keep-alive connections are closed after it too. Cuts off slow clients
     /// that would hold connections.
-    #[serde(default = "default_header_read_timeout_secs")]
     pub header_read_timeout_secs: u64,
     /// Waiting for a request's answer is bounded by this many seconds. A remediation still running then goes
     /// on to its end and its audit record; the caller gets 503 `still-running`.
-    #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
     /// On SIGTERM, in-flight requests and remediations get this many seconds to finish before reflex exits.
-    #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: default_listen(),
-            max_body_bytes: default_max_body_bytes(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 256 * 1024,
             log_format: LogFormat::default(),
             trusted_proxies: Vec::new(),
             tls_cert: None,
             tls_key: None,
-            tls_reload_secs: default_tls_reload_secs(),
-            header_read_timeout_secs: default_header_read_timeout_secs(),
-            request_timeout_secs: default_request_timeout_secs(),
-            shutdown_grace_secs: default_shutdown_grace_secs(),
+            tls_reload_secs: 10,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 60,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -225,21 +190,17 @@ pub enum LogFormat {
 
 /// `[aws]`: region, emulator endpoint and call timeouts.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AwsConfig {
     /// AWS region of the load balancers and instances.
-    #[serde(default = "default_region")]
     pub region: String,
     /// An AWS emulator endpoint (moto); unset for real AWS.
     pub endpoint_url: Option<String>,
     /// Connect timeout for every AWS call, in milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Upper bound for one AWS operation including its retries, in milliseconds.
-    #[serde(default = "default_operation_timeout_ms")]
     pub operation_timeout_ms: u64,
     /// Attempts per AWS call (1 disables retries).
-    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// Static access key id; unset to use the standard credentials chain (recommended on AWS).
     pub access_key_id: Option<String>,
@@ -252,11 +213,11 @@ pub struct AwsConfig {
 impl Default for AwsConfig {
     fn default() -> Self {
         Self {
-            region: default_region(),
+            region: "us-east-1".to_owned(),
             endpoint_url: None,
-            connect_timeout_ms: default_connect_timeout_ms(),
-            operation_timeout_ms: default_operation_timeout_ms(),
-            max_attempts: default_max_attempts(),
+            connect_timeout_ms: 2_000,
+            operation_timeout_ms: 10_000,
+            max_attempts: 3,
             access_key_id: None,
             secret_access_key: None,
             secret_access_key_file: None,
@@ -278,13 +239,11 @@ impl AwsConfig {
 
 /// `[audit]`: the store URL and the readers' tokens.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// `sqlite://PATH` (created when missing).
-    #[serde(default = "default_audit_url")]
     pub url: String,
     /// Bearer tokens allowed to read `GET /audit`.
-    #[serde(default)]
     pub tokens: Vec<Secret>,
     /// File holding one token per line, added to `tokens`.
     pub tokens_file: Option<PathBuf>,
@@ -293,7 +252,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
-            url: default_audit_url(),
+            url: "sqlite://reflex-audit.db".to_owned(),
             tokens: Vec::new(),
             tokens_file: None,
         }
@@ -302,32 +261,24 @@ impl Default for AuditConfig {
 
 /// `[remediation]`: the safety limits.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RemediationConfig {
     /// Plan and report, never write to AWS.
-    #[serde(default)]
     pub dry_run: bool,
     /// At most this many instances are replaced per run.
-    #[serde(default = "default_max_terminations")]
     pub max_terminations_per_run: usize,
     /// Refuse when more than this fraction of the balancer is unhealthy.
-    #[serde(default = "default_max_unhealthy_fraction")]
     pub max_unhealthy_fraction: f64,
     /// Refuse when fewer than this many instances are InService.
-    #[serde(default = "default_min_in_service")]
     pub min_in_service: usize,
     /// Instances launched less than this many seconds ago are never touched.
-    #[serde(default = "default_grace_period_secs")]
     pub grace_period_secs: u64,
     /// After a run that replaced instances, the same balancer is not acted on again for this many seconds.
-    #[serde(default = "default_cooldown_secs")]
     pub cooldown_secs: u64,
     /// Instances carrying this tag key are never touched.
-    #[serde(default = "default_protect_tag")]
     pub protect_tag: String,
     /// At most this many remediations run at once (over all targets); more are answered 503 `too-busy`,
     /// which SNS and Alertmanager retry. Bounds the AWS calls one burst of alerts can make.
-    #[serde(default = "default_max_concurrent")]
     pub max_concurrent: usize,
 }
 
@@ -335,13 +286,13 @@ impl Default for RemediationConfig {
     fn default() -> Self {
         Self {
             dry_run: false,
-            max_terminations_per_run: default_max_terminations(),
-            max_unhealthy_fraction: default_max_unhealthy_fraction(),
-            min_in_service: default_min_in_service(),
-            grace_period_secs: default_grace_period_secs(),
-            cooldown_secs: default_cooldown_secs(),
-            protect_tag: default_protect_tag(),
-            max_concurrent: default_max_concurrent(),
+            max_terminations_per_run: 2,
+            max_unhealthy_fraction: 0.5,
+            min_in_service: 1,
+            grace_period_secs: 300,
+            cooldown_secs: 120,
+            protect_tag: "reflex:protect".to_owned(),
+            max_concurrent: 4,
         }
     }
 }
@@ -359,10 +310,9 @@ pub struct TargetConfig {
 
 /// A list of bearer tokens with its `_file` variant (`[manual]`).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenConfig {
     /// Accepted bearer tokens; several allow rotation.
-    #[serde(default)]
     pub tokens: Vec<Secret>,
     /// File holding one token per line, added to `tokens`.
     pub tokens_file: Option<PathBuf>,
@@ -375,77 +325,4 @@ impl Config {
             .iter()
             .find(|target| target.load_balancer == load_balancer)
     }
-}
-
-fn default_target_label() -> String {
-    "load_balancer".to_owned()
-}
-fn default_dedup_window_secs() -> u64 {
-    3600
-}
-fn default_signature_header() -> String {
-    "X-Grafana-Alerting-Signature".to_owned()
-}
-fn default_timestamp_header() -> String {
-    "X-Grafana-Alerting-Timestamp".to_owned()
-}
-fn default_replay_window_secs() -> u64 {
-    300
-}
-fn default_sns_max_age_secs() -> u64 {
-    3600
-}
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-fn default_max_body_bytes() -> usize {
-    256 * 1024
-}
-fn default_tls_reload_secs() -> u64 {
-    10
-}
-fn default_header_read_timeout_secs() -> u64 {
-    10
-}
-fn default_request_timeout_secs() -> u64 {
-    60
-}
-fn default_shutdown_grace_secs() -> u64 {
-    30
-}
-fn default_max_concurrent() -> usize {
-    4
-}
-fn default_region() -> String {
-    "us-east-1".to_owned()
-}
-fn default_connect_timeout_ms() -> u64 {
-    2_000
-}
-fn default_operation_timeout_ms() -> u64 {
-    10_000
-}
-fn default_max_attempts() -> u32 {
-    3
-}
-fn default_audit_url() -> String {
-    "sqlite://reflex-audit.db".to_owned()
-}
-fn default_max_terminations() -> usize {
-    2
-}
-fn default_max_unhealthy_fraction() -> f64 {
-    0.5
-}
-fn default_min_in_service() -> usize {
-    1
-}
-fn default_grace_period_secs() -> u64 {
-    300
-}
-fn default_cooldown_secs() -> u64 {
-    120
-}
-fn default_protect_tag() -> String {
-    "reflex:protect".to_owned()
 }

@@ -1,7 +1,11 @@
 //! The remediation engine: lock the target, snapshot its health, plan within the safety limits, record the
-//! intent, act per instance, and summarise. Receivers hand it a `Trigger`; it never sees unverified input.
+//! intent, act per instance, summarise, and write the run's audit record. Receivers hand it a verified
+//! `Trigger`; it reaches the fleet only through its own `port::Fleet`, never through an SDK type.
 
+mod error;
 pub mod plan;
+pub mod port;
+mod reply;
 pub mod snapshot;
 mod summary;
 mod trigger;
@@ -13,34 +17,16 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Semaphore};
 
+pub use error::EngineError;
 pub use plan::{Clock, Plan, Policy, Refusal, Skip, SkipReason};
+pub use reply::{Reply, SubscriptionReply};
 pub use summary::{ActionError, Summary};
 pub use trigger::{Authenticated, Trigger};
 
-use crate::audit::{AuditError, AuditStore, Outcome, RequestMeta};
-use crate::aws::{AwsError, Fleet};
+use crate::audit::{AuditStore, DeliveryKey, Outcome, RequestMeta};
 use crate::config::Config;
-use crate::metrics::Metrics;
-
-/// Why a remediation could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The balancer is not listed under `[[targets]]`.
-    #[error("load balancer {0:?} is not a configured target")]
-    UnknownTarget(String),
-    /// The balancer is configured but AWS does not know it.
-    #[error(transparent)]
-    LoadBalancerNotFound(AwsError),
-    /// Reading the balancer's health failed (network, throttling, permissions).
-    #[error(transparent)]
-    Aws(AwsError),
-    /// The audit trail could not be read or written, so nothing was done.
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    /// `remediation.max_concurrent` runs are already under way; nothing was done.
-    #[error("{0} remediations are already running (remediation.max_concurrent); retry later")]
-    Busy(usize),
-}
+use crate::metrics::{DryRunLabels, Metrics, RejectionLabels, RunLabels, SkipLabels};
+use port::{FailureKind, Fleet};
 
 /// What one remediation run produced.
 #[derive(Debug, Clone)]
@@ -77,7 +63,7 @@ struct ActionResult<'a> {
 #[derive(Debug)]
 pub struct Engine {
     config: Arc<Config>,
-    fleet: Fleet,
+    fleet: Arc<dyn Fleet>,
     audit: AuditStore,
     metrics: Arc<Metrics>,
     locks: HashMap<String, Arc<Mutex<()>>>,
@@ -85,10 +71,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the engine over the configured targets.
+    /// Builds the engine over the configured targets and the fleet that serves them.
     pub fn new(
         config: Arc<Config>,
-        fleet: Fleet,
+        fleet: Arc<dyn Fleet>,
         audit: AuditStore,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -108,10 +94,48 @@ impl Engine {
         }
     }
 
-    /// Runs one remediation for a verified trigger, recording each step in `meta` and the intent
-    /// durably in the audit trail before any AWS write.
+    /// One recorded run: remediates for a verified trigger and writes the run's audit record (`meta`, which
+    /// the receiver started with who called and what was verified) before returning. A claimed `delivery` is
+    /// completed with the answer, or released on failure, in the same commit. Every receiver and the CLI
+    /// come through here.
+    pub async fn run(
+        &self,
+        mut meta: RequestMeta,
+        trigger: &Trigger,
+        delivery: Option<DeliveryKey>,
+    ) -> Result<Run, EngineError> {
+        let result = self.remediate(&mut meta, trigger).await;
+        let (record, settle) = match &result {
+            Ok(run) => {
+                meta.note("answer", &run.summary);
+                let answer = Reply::Summary(run.summary.clone());
+                (
+                    meta.record(run.outcome(), 200, None, run.acted),
+                    delivery.map(|key| key.complete(answer.redelivered())),
+                )
+            }
+            Err(err) => {
+                self.metrics
+                    .rejections
+                    .get_or_create(&RejectionLabels {
+                        source: meta.source.as_str(),
+                        code: err.code(),
+                    })
+                    .inc();
+                meta.note("error", err.to_string());
+                (
+                    meta.record(Outcome::Rejected, err.status(), Some(err.code()), 0),
+                    delivery.map(DeliveryKey::release),
+                )
+            }
+        };
+        self.audit.put_settling(record, settle).await?;
+        result
+    }
+
+    /// The run itself, noting each step in `meta` and writing the intent durably before any AWS write.
     #[tracing::instrument(skip_all, fields(request_id = %meta.id, load_balancer = %trigger.load_balancer))]
-    pub async fn remediate(
+    async fn remediate(
         &self,
         meta: &mut RequestMeta,
         trigger: &Trigger,
@@ -134,9 +158,9 @@ impl Engine {
             .fleet
             .snapshot(load_balancer)
             .await
-            .map_err(|err| match err {
-                AwsError::LoadBalancerNotFound(_) => EngineError::LoadBalancerNotFound(err),
-                other => EngineError::Aws(other),
+            .map_err(|err| match err.kind {
+                FailureKind::NotFound => EngineError::TargetNotFound(load_balancer.to_owned()),
+                _ => EngineError::Fleet(err),
             })?;
         meta.note("seen", &snapshot);
         let clock = Clock {
@@ -164,16 +188,12 @@ impl Engine {
         let mut results = Vec::with_capacity(plan.act_on.len());
         summary.terminated_instance_ids.clear();
         for instance_id in &plan.act_on {
-            match self.fleet.terminate(instance_id).await {
+            let result = self.fleet.terminate(instance_id).await;
+            let (new_state, error) = match result {
                 Ok(new_state) => {
                     tracing::warn!(instance_id, new_state, "terminated");
                     summary.terminated_instance_ids.push(instance_id.clone());
-                    results.push(ActionResult {
-                        instance_id,
-                        action: "TerminateInstances",
-                        new_state: Some(new_state),
-                        error: None,
-                    });
+                    (Some(new_state), None)
                 }
                 Err(err) => {
                     tracing::error!(instance_id, error = %err, "terminate failed");
@@ -181,14 +201,15 @@ impl Engine {
                         instance_id: instance_id.clone(),
                         error: err.to_string(),
                     });
-                    results.push(ActionResult {
-                        instance_id,
-                        action: "TerminateInstances",
-                        new_state: None,
-                        error: Some(err.to_string()),
-                    });
+                    (None, Some(err.to_string()))
                 }
-            }
+            };
+            results.push(ActionResult {
+                instance_id,
+                action: "TerminateInstances",
+                new_state,
+                error,
+            });
         }
         meta.note("actions", &results);
         let acted = u32::try_from(summary.terminated_instance_ids.len()).unwrap_or(u32::MAX);
@@ -198,22 +219,29 @@ impl Engine {
     /// Counts a finished run in the metrics.
     fn counted(&self, run: Run) -> Run {
         let summary = &run.summary;
-        let dry_run = if summary.dry_run { "true" } else { "false" };
-        self.metrics.inc(
-            "reflex_remediation_runs_total",
-            &[("outcome", run.outcome().as_str()), ("dry_run", dry_run)],
-        );
-        self.metrics.add(
-            "reflex_instances_terminated_total",
-            &[("dry_run", dry_run)],
-            summary.terminated_instance_ids.len() as u64,
-        );
+        let dry_run = Metrics::flag(summary.dry_run);
+        self.metrics
+            .remediation_runs
+            .get_or_create(&RunLabels {
+                outcome: run.outcome().as_str(),
+                dry_run,
+            })
+            .inc();
+        self.metrics
+            .instances_terminated
+            .get_or_create(&DryRunLabels { dry_run })
+            .inc_by(summary.terminated_instance_ids.len() as u64);
         for skip in &summary.skipped {
-            self.metrics.inc(
-                "reflex_instances_skipped_total",
-                &[("reason", skip.reason.as_str())],
-            );
+            self.metrics
+                .instances_skipped
+                .get_or_create(&SkipLabels {
+                    reason: skip.reason.as_str(),
+                })
+                .inc();
         }
         run
     }
 }
+
+#[cfg(test)]
+mod tests;

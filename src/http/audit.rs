@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
-use crate::audit::{AuditRecord, Outcome, Source};
+use crate::audit::{AuditRecord, Auth, Outcome, Source};
 
 /// Records returned when the caller gives no limit.
 const DEFAULT_LIMIT: u32 = 100;
@@ -40,7 +40,7 @@ async fn list(
 ) -> Result<Json<ListResponse>, ApiError> {
     if let Err(err) = auth::bearer(&headers, &state.config.audit.tokens, "audit") {
         let mut meta = arrival.meta(Source::AuditRead);
-        meta.auth = err.code.to_owned();
+        meta.auth = Auth::Failed(err.code.into());
         state
             .audit
             .put(meta.record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0))

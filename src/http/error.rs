@@ -111,18 +111,13 @@ fn stalled(rejection: &BytesRejection) -> bool {
 
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
-        match &err {
-            EngineError::UnknownTarget(_) | EngineError::LoadBalancerNotFound(_) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-load-balancer",
-                err.to_string(),
-            ),
-            EngineError::Aws(_) => Self::unavailable("aws-unavailable", &err),
-            EngineError::Audit(_) => Self::unavailable("audit-unavailable", &err),
-            EngineError::Busy(_) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "too-busy", err.to_string())
-            }
+        let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if err.is_transient() {
+            tracing::error!(code = err.code(), error = %err, "request failed");
+        } else if status.is_server_error() {
+            tracing::error!(code = err.code(), error = %err, "AWS refused a call: check the IAM policy");
         }
+        Self::new(status, err.code(), err.public_detail())
     }
 }
 

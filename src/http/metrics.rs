@@ -1,4 +1,4 @@
-//! `GET /metrics` in the Prometheus text format, and the middleware counting every request by route template
+//! `GET /metrics` in the OpenMetrics text format (which Prometheus scrapes), and the middleware counting every request by route template
 //! (never the raw path, so label values stay bounded) and status.
 
 use axum::Router;
@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
+use crate::metrics::RequestLabels;
 
 /// The route.
 pub fn router() -> Router<AppState> {
@@ -16,22 +17,12 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn render(State(state): State<AppState>) -> Response {
-    let certs = state.sns.verifier.certs();
-    let text = state.metrics.render(&[
-        (
-            "reflex_sns_certificate_cache_total",
-            vec![("result", "hit".into())],
-            certs.hits(),
-        ),
-        (
-            "reflex_sns_certificate_cache_total",
-            vec![("result", "load".into())],
-            certs.loads(),
-        ),
-    ]);
     (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
     )
         .into_response()
 }
@@ -44,12 +35,13 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
     let response = next.run(request).await;
-    state.metrics.inc(
-        "reflex_http_requests_total",
-        &[
-            ("route", route.as_str()),
-            ("status", response.status().as_str()),
-        ],
-    );
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
     response
 }

@@ -2,10 +2,10 @@
 
 mod audit;
 mod auth;
-mod dedup;
 mod error;
 mod health;
 mod metrics;
+mod pipeline;
 mod remediate;
 mod request_id;
 mod sns;
@@ -26,9 +26,9 @@ use tracing::Instrument as _;
 
 pub use error::ApiError;
 
-use crate::audit::{AuditStore, DeliveryUpdate, Outcome, RequestMeta};
+use crate::audit::AuditStore;
 use crate::config::Config;
-use crate::engine::{Engine, Run};
+use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::sns::SnsReceiver;
 
@@ -90,77 +90,6 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiEr
         "method-not-allowed",
         format!("{} does not take {method}", uri.path()),
     )
-}
-
-/// A successful answer with what its audit record needs.
-#[derive(Debug)]
-pub struct Answer {
-    /// The JSON answered with 200.
-    pub body: serde_json::Value,
-    /// The audit outcome.
-    pub outcome: Outcome,
-    /// Instances terminated.
-    pub acted: u32,
-}
-
-impl From<Run> for Answer {
-    fn from(run: Run) -> Self {
-        Self {
-            outcome: run.outcome(),
-            acted: run.acted,
-            body: serde_json::to_value(&run.summary).unwrap_or_default(),
-        }
-    }
-}
-
-/// Writes the request's final audit record, then answers. An answer is only sent once its record is durable;
-/// when the audit trail cannot be written, the caller gets a 503 and may retry. `delivery` is the request's
-/// claimed delivery key, completed with the answer on success and released on failure, in the same commit.
-async fn audited(
-    state: &AppState,
-    mut meta: RequestMeta,
-    result: Result<Answer, ApiError>,
-    delivery: Option<String>,
-) -> Response {
-    let (record, response, update) = match result {
-        Ok(answer) => {
-            if meta.auth == "not-checked" {
-                meta.auth = "passed".to_owned();
-            }
-            meta.note("answer", &answer.body);
-            let record = meta.record(answer.outcome, StatusCode::OK.as_u16(), None, answer.acted);
-            let update = delivery.map(|key| DeliveryUpdate::Complete {
-                key,
-                summary: answer.body.clone(),
-            });
-            (
-                record,
-                (StatusCode::OK, axum::Json(answer.body)).into_response(),
-                update,
-            )
-        }
-        Err(err) => {
-            if err.is_auth_failure() {
-                meta.auth = err.code.to_owned();
-            }
-            state.metrics.inc(
-                "reflex_rejections_total",
-                &[("source", meta.source.as_str()), ("code", err.code)],
-            );
-            meta.note("error", &err.detail);
-            let record = meta.record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
-            let update = delivery.map(|key| DeliveryUpdate::Release { key });
-            (record, err.into_response(), update)
-        }
-    };
-    let written = match update {
-        Some(update) => state.audit.put_settling(record, update).await,
-        None => state.audit.put(record).await,
-    };
-    match written {
-        Ok(()) => response,
-        Err(err) => ApiError::from(err).into_response(),
-    }
 }
 
 /// Runs an audited request's work (verification, remediation, audit record) on its own task, so neither a

@@ -10,10 +10,11 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use super::error::parse_json;
+use super::pipeline::{Handled, Rejection, finish};
 use super::request_id::Arrival;
-use super::{Answer, ApiError, AppState, audited, auth, detached};
-use crate::audit::{RequestMeta, Source};
-use crate::engine::{Run, Trigger};
+use super::{AppState, auth, detached};
+use crate::audit::{Auth, RequestMeta, Source};
+use crate::engine::Trigger;
 
 /// The manual request body.
 #[derive(Debug, Deserialize)]
@@ -42,8 +43,8 @@ async fn remediate(
     let mut meta = arrival.meta(Source::Manual);
     let id = meta.id.clone();
     detached(&state.clone(), id, async move {
-        let result = handle(&state, &mut meta, &headers, body).await;
-        audited(&state, meta, result.map(Answer::from), None).await
+        let handled = handle(&state, &mut meta, &headers, body).await;
+        finish(&state, meta, handled).await
     })
     .await
 }
@@ -53,9 +54,9 @@ async fn handle(
     meta: &mut RequestMeta,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Run, ApiError> {
+) -> Result<Handled, Rejection> {
     let proof = auth::bearer(headers, &state.config.manual.tokens, "manual")?;
-    meta.auth = "passed".to_owned();
+    meta.auth = Auth::Passed;
     let body = body?;
     let request: RemediateRequest = parse_json(&body)?;
     meta.note(
@@ -72,5 +73,8 @@ async fn handle(
         request.reason.unwrap_or_else(|| DEFAULT_REASON.to_owned()),
         request.dry_run,
     );
-    Ok(state.engine.remediate(meta, &trigger).await?)
+    Ok(Handled::Run {
+        trigger,
+        delivery: None,
+    })
 }

@@ -11,10 +11,11 @@ use axum::routing::post;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::pipeline::{Handled, Rejection, claimed, finish};
 use super::request_id::Arrival;
-use super::{Answer, ApiError, AppState, audited, dedup, detached};
-use crate::audit::{Claim, Outcome, RequestMeta, Source};
-use crate::engine::{Summary, Trigger};
+use super::{ApiError, AppState, detached};
+use crate::audit::{Auth, Outcome, RequestMeta, Source};
+use crate::engine::{Reply, SubscriptionReply, Summary, Trigger};
 use crate::sns::{ConfirmError, Decision, MessageType, SnsError, Verified, decide};
 
 /// The header SNS sends with the message type.
@@ -34,9 +35,8 @@ async fn sns(
     let mut meta = arrival.meta(Source::Sns);
     let id = meta.id.clone();
     detached(&state.clone(), id, async move {
-        let mut delivery = None;
-        let result = handle(&state, &mut meta, &headers, body, &mut delivery).await;
-        audited(&state, meta, result, delivery).await
+        let handled = handle(&state, &mut meta, &headers, body).await;
+        finish(&state, meta, handled).await
     })
     .await
 }
@@ -46,8 +46,7 @@ async fn handle(
     meta: &mut RequestMeta,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    delivery: &mut Option<String>,
-) -> Result<Answer, ApiError> {
+) -> Result<Handled, Rejection> {
     let body = body?;
     let type_header = headers
         .get(MESSAGE_TYPE_HEADER)
@@ -58,35 +57,69 @@ async fn handle(
         .verify(&body, type_header, OffsetDateTime::now_utc())
         .await
         .map_err(|err| {
-            meta.auth = err.code().to_owned();
+            meta.auth = Auth::Failed(err.code().into());
             ApiError::from(err)
         })?;
-    meta.auth = "passed".to_owned();
+    meta.auth = Auth::Passed;
     meta.note("verified", verified.record());
     let message = verified.message();
     match message.kind {
         MessageType::SubscriptionConfirmation => confirm(state, meta, &verified).await,
-        MessageType::UnsubscribeConfirmation => Ok(Answer {
-            body: json!({
-                "message": message.message,
-                "topic-arn": message.topic_arn,
-                "ignored": "unsubscribe confirmation verified and recorded; nothing done",
-                "audit-id": meta.id,
+        MessageType::UnsubscribeConfirmation => Ok(Handled::Reply {
+            reply: Reply::Subscription(SubscriptionReply {
+                message: message.message.clone(),
+                topic_arn: message.topic_arn.clone(),
+                subscription: None,
+                ignored: Some("unsubscribe confirmation verified and recorded; nothing done"),
+                audit_id: meta.id.clone(),
             }),
             outcome: Outcome::Ignored,
-            acted: 0,
+            delivery: None,
         }),
         MessageType::Notification => {
-            let key = format!("sns:{}", message.message_id);
-            match state.audit.claim(&key, &meta.id, None).await? {
-                Claim::New => {
-                    *delivery = Some(key);
-                    notify(state, meta, &verified).await
+            let delivery = state
+                .audit
+                .claim_delivery(format!("sns:{}", message.message_id), &meta.id, None)
+                .await?;
+            let key = match claimed(meta, delivery)? {
+                Ok(key) => key,
+                Err(replay) => return Ok(replay),
+            };
+            let decision = match decide(&state.config, &message.topic_arn, &message.message) {
+                Ok(decision) => decision,
+                Err(reason) => {
+                    return Err(Rejection {
+                        error: ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "unusable-alert",
+                            reason,
+                        ),
+                        delivery: Some(key),
+                    });
                 }
-                Claim::Existing { audit_id, summary } => {
-                    duplicate(state, meta, &key, audit_id, summary).await
-                }
-            }
+            };
+            meta.note("decision", format!("{decision:?}"));
+            Ok(match decision {
+                Decision::Ignore(reason) => Handled::Reply {
+                    reply: Reply::Summary(Summary::ignored(
+                        message.message.clone(),
+                        reason,
+                        state.config.remediation.dry_run,
+                        meta.id.clone(),
+                    )),
+                    outcome: Outcome::Ignored,
+                    delivery: Some(key),
+                },
+                Decision::Remediate { load_balancer } => Handled::Run {
+                    trigger: Trigger::new(
+                        verified.proof(),
+                        load_balancer,
+                        message.message.clone(),
+                        false,
+                    ),
+                    delivery: Some(key),
+                },
+            })
         }
     }
 }
@@ -95,7 +128,7 @@ async fn confirm(
     state: &AppState,
     meta: &mut RequestMeta,
     verified: &Verified,
-) -> Result<Answer, ApiError> {
+) -> Result<Handled, Rejection> {
     let message = verified.message();
     let how = state
         .sns
@@ -111,70 +144,16 @@ async fn confirm(
         json!({"topic_arn": message.topic_arn, "method": how}),
     );
     tracing::info!(topic_arn = %message.topic_arn, method = how, "SNS subscription confirmed");
-    Ok(Answer {
-        body: json!({
-            "message": message.message,
-            "topic-arn": message.topic_arn,
-            "subscription": "confirmed",
-            "audit-id": meta.id,
+    Ok(Handled::Reply {
+        reply: Reply::Subscription(SubscriptionReply {
+            message: message.message.clone(),
+            topic_arn: message.topic_arn.clone(),
+            subscription: Some("confirmed"),
+            ignored: None,
+            audit_id: meta.id.clone(),
         }),
         outcome: Outcome::Confirmed,
-        acted: 0,
-    })
-}
-
-async fn notify(
-    state: &AppState,
-    meta: &mut RequestMeta,
-    verified: &Verified,
-) -> Result<Answer, ApiError> {
-    let message = verified.message();
-    let decision =
-        decide(&state.config, &message.topic_arn, &message.message).map_err(|reason| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unusable-alert", reason)
-        })?;
-    meta.note("decision", format!("{decision:?}"));
-    match decision {
-        Decision::Ignore(reason) => {
-            let summary = Summary::ignored(
-                message.message.clone(),
-                reason,
-                state.config.remediation.dry_run,
-                meta.id.clone(),
-            );
-            Ok(Answer {
-                body: serde_json::to_value(summary).unwrap_or_default(),
-                outcome: Outcome::Ignored,
-                acted: 0,
-            })
-        }
-        Decision::Remediate { load_balancer } => {
-            let trigger = Trigger::new(
-                verified.proof(),
-                load_balancer,
-                message.message.clone(),
-                false,
-            );
-            Ok(state.engine.remediate(meta, &trigger).await?.into())
-        }
-    }
-}
-
-/// A redelivery: answer with the first delivery's summary marked `duplicate`. Nothing is done on AWS.
-async fn duplicate(
-    state: &AppState,
-    meta: &mut RequestMeta,
-    key: &str,
-    first_id: String,
-    summary: Option<serde_json::Value>,
-) -> Result<Answer, ApiError> {
-    meta.note("duplicate_of", &first_id);
-    let mut body = dedup::first_answer(&state.audit, key, &first_id, summary).await?;
-    body["duplicate"] = json!(true);
-    Ok(Answer {
-        body,
-        outcome: Outcome::Duplicate,
-        acted: 0,
+        delivery: None,
     })
 }
 

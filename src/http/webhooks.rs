@@ -10,13 +10,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::pipeline::{Handled, Rejection, claimed, finish};
 use super::request_id::Arrival;
-use super::{Answer, ApiError, AppState, audited, auth, dedup, detached};
-use crate::audit::{Claim, Outcome, RequestMeta, Source};
+use super::{ApiError, AppState, auth, detached};
+use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
-use crate::engine::{Authenticated, Summary, Trigger};
+use crate::engine::{Authenticated, Reply, Summary, Trigger};
 use crate::webhook::{Payload, group, signature};
 
 /// The two webhook senders.
@@ -76,9 +77,8 @@ async fn receive(
     let mut meta = arrival.meta(sender.source());
     let id = meta.id.clone();
     detached(&state.clone(), id, async move {
-        let mut delivery = None;
-        let result = handle(sender, &state, &mut meta, &headers, body, &mut delivery).await;
-        audited(&state, meta, result, delivery).await
+        let handled = handle(sender, &state, &mut meta, &headers, body).await;
+        finish(&state, meta, handled).await
     })
     .await
 }
@@ -89,12 +89,11 @@ async fn handle(
     meta: &mut RequestMeta,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    delivery: &mut Option<String>,
-) -> Result<Answer, ApiError> {
+) -> Result<Handled, Rejection> {
     let hook = sender.config(state);
     let body = body?;
     let proof = authenticate(sender, hook, headers, &body)?;
-    meta.auth = "passed".to_owned();
+    meta.auth = Auth::Passed;
     let payload: Payload = super::error::parse_json(&body)?;
     if payload.version != sender.version() {
         return Err(ApiError::bad_request(
@@ -104,7 +103,8 @@ async fn handle(
                 payload.version,
                 sender.version()
             ),
-        ));
+        )
+        .into());
     }
     let grouping = group(&payload, &hook.target_label, hook.default_target.as_deref());
     meta.note(
@@ -118,69 +118,47 @@ async fn handle(
             "resolved": grouping.resolved,
         }),
     );
-    let mut results: Vec<Value> = grouping
+    let dry_run = state.config.remediation.dry_run;
+    let mut ignored: Vec<Summary> = grouping
         .unusable
         .iter()
-        .map(|(text, reason)| ignored(state, meta, text.clone(), reason.clone()))
+        .map(|(text, reason)| {
+            Summary::ignored(text.clone(), reason.clone(), dry_run, meta.id.clone())
+        })
         .collect();
     if grouping.groups.is_empty() {
         if !grouping.resolved.is_empty() {
-            results.push(ignored(
-                state,
-                meta,
+            ignored.push(Summary::ignored(
                 grouping.resolved.join("; "),
                 "resolved alerts are recorded, never acted on".to_owned(),
+                dry_run,
+                meta.id.clone(),
             ));
         }
-        return Ok(answer(results, Outcome::Ignored, 0));
+        return Ok(Handled::Reply {
+            reply: Reply::Results { results: ignored },
+            outcome: Outcome::Ignored,
+            delivery: None,
+        });
     }
 
     let key = payload.delivery_key(sender.source().as_str());
     let window = Some(Duration::from_secs(hook.dedup_window_secs));
-    if let Claim::Existing { audit_id, summary } = state.audit.claim(&key, &meta.id, window).await?
-    {
-        meta.note("duplicate_of", &audit_id);
-        let mut first = dedup::first_answer(&state.audit, &key, &audit_id, summary).await?;
-        for result in first["results"].as_array_mut().into_iter().flatten() {
-            result["duplicate"] = json!(true);
-        }
-        return Ok(Answer {
-            body: first,
-            outcome: Outcome::Duplicate,
-            acted: 0,
-        });
-    }
-    *delivery = Some(key);
-
-    let mut acted = 0;
-    let mut transient = None;
-    for (load_balancer, texts) in grouping.groups {
-        match remediate(state, meta, proof, load_balancer, texts.join("; ")).await {
-            Ok((summary, count)) => {
-                acted += count;
-                results.push(summary);
-            }
-            Err(err) if err.status.is_server_error() => transient = Some(err),
-            Err(err) => results.push(ignored(
-                state,
-                meta,
-                err.detail.clone(),
-                err.code.to_owned(),
-            )),
-        }
-    }
-    meta.note(
-        "runs",
-        results
-            .iter()
-            .map(|r| r["audit-id"].clone())
-            .collect::<Vec<_>>(),
-    );
-    if let Some(err) = transient {
-        // The sender retries 5xx; groups already healed are protected by the cooldown and their state.
-        return Err(err);
-    }
-    Ok(answer(results, Outcome::Completed, acted))
+    let delivery = state.audit.claim_delivery(key, &meta.id, window).await?;
+    let delivery = match claimed(meta, delivery)? {
+        Ok(delivery) => delivery,
+        Err(replay) => return Ok(replay),
+    };
+    let triggers = grouping
+        .groups
+        .into_iter()
+        .map(|(load_balancer, texts)| Trigger::new(proof, load_balancer, texts.join("; "), false))
+        .collect();
+    Ok(Handled::Runs {
+        triggers,
+        ignored,
+        delivery,
+    })
 }
 
 /// Bearer or basic auth; for Grafana, the HMAC signature when a secret is configured and the request carries
@@ -236,58 +214,6 @@ fn authenticate(
         window,
     )?;
     Ok(Authenticated::issued())
-}
-
-/// One load balancer's remediation, recorded in an audit record of its own that names the request.
-async fn remediate(
-    state: &AppState,
-    parent: &RequestMeta,
-    proof: Authenticated,
-    load_balancer: String,
-    message: String,
-) -> Result<(Value, u32), ApiError> {
-    let mut run_meta = parent.child();
-    let trigger = Trigger::new(proof, load_balancer, message, false);
-    let result = state.engine.remediate(&mut run_meta, &trigger).await;
-    let (record, outcome) = match result {
-        Ok(run) => {
-            let summary = serde_json::to_value(&run.summary).unwrap_or_default();
-            run_meta.note("answer", &summary);
-            (
-                run_meta.record(run.outcome(), 200, None, run.acted),
-                Ok((summary, run.acted)),
-            )
-        }
-        Err(err) => {
-            run_meta.note("error", err.to_string());
-            let api = ApiError::from(err);
-            (
-                run_meta.record(Outcome::Rejected, api.status.as_u16(), Some(api.code), 0),
-                Err(api),
-            )
-        }
-    };
-    state.audit.put(record).await?;
-    outcome
-}
-
-/// A result entry for an alert that leads to nothing, with the reason.
-fn ignored(state: &AppState, meta: &RequestMeta, message: String, reason: String) -> Value {
-    serde_json::to_value(Summary::ignored(
-        message,
-        reason,
-        state.config.remediation.dry_run,
-        meta.id.clone(),
-    ))
-    .unwrap_or_default()
-}
-
-fn answer(results: Vec<Value>, outcome: Outcome, acted: u32) -> Answer {
-    Answer {
-        body: json!({ "results": results }),
-        outcome,
-        acted,
-    }
 }
 
 impl From<signature::SignatureError> for ApiError {

@@ -22,7 +22,7 @@ use tower::Service as _;
 use tls::ReloadingCert;
 
 use crate::audit::{AuditStore, WriterTask};
-use crate::aws::{self, Fleet};
+use crate::aws::{self, ClassicElbFleet};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::http::{self, AppState};
@@ -56,11 +56,12 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let engine = Engine::new(
             Arc::clone(&config),
-            Fleet::new(&sdk, Arc::clone(&metrics)),
+            Arc::new(ClassicElbFleet::new(&sdk, Arc::clone(&metrics))),
             audit.clone(),
             Arc::clone(&metrics),
         );
-        let sns = SnsReceiver::new(&config, &sdk).context("failed to set up SNS verification")?;
+        let sns = SnsReceiver::new(&config, &sdk, &metrics)
+            .context("failed to set up SNS verification")?;
         Ok(Self {
             state: AppState {
                 config,

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OnceCell;
 
 use super::{CertUrl, SigningCert, SnsError};
@@ -39,18 +39,23 @@ struct Entry {
 pub struct CertStore {
     source: CertSource,
     cache: Mutex<HashMap<String, Entry>>,
-    loads: AtomicU64,
-    hits: AtomicU64,
+    loads: Counter,
+    hits: Counter,
 }
 
 impl CertStore {
-    /// A store over `source`.
+    /// A store over `source` with counters of its own.
     pub fn new(source: CertSource) -> Self {
+        Self::counted(source, Counter::default(), Counter::default())
+    }
+
+    /// A store over `source` that counts cache hits and loads in the given (exported) counters.
+    pub fn counted(source: CertSource, hits: Counter, loads: Counter) -> Self {
         Self {
             source,
             cache: Mutex::new(HashMap::new()),
-            loads: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
+            loads,
+            hits,
         }
     }
 
@@ -61,11 +66,11 @@ impl CertStore {
         }
         let cell = self.cell(url);
         if let Some(cert) = cell.get() {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits.inc();
             return Ok(Arc::clone(cert));
         }
         cell.get_or_try_init(|| async {
-            self.loads.fetch_add(1, Ordering::Relaxed);
+            self.loads.inc();
             self.load(url).await.map(Arc::new)
         })
         .await
@@ -74,12 +79,12 @@ impl CertStore {
 
     /// How many times a certificate was loaded (fetched or read), for tests and metrics.
     pub fn loads(&self) -> u64 {
-        self.loads.load(Ordering::Relaxed)
+        self.loads.get()
     }
 
     /// How many lookups were answered from the cache.
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
+        self.hits.get()
     }
 
     fn cell(&self, url: &CertUrl) -> Arc<OnceCell<Arc<SigningCert>>> {

@@ -33,6 +33,7 @@ impl SnsReceiver {
     pub fn new(
         config: &crate::config::Config,
         sdk: &aws_config::SdkConfig,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Self, crate::aws::FetchError> {
         let fetcher = crate::aws::SnsFetcher::new(sdk, config.aws.endpoint_url.as_deref())?;
         if fetcher.is_emulated() {
@@ -44,12 +45,19 @@ impl SnsReceiver {
             Some(dir) => CertSource::Pinned(dir.clone()),
             None => CertSource::Fetch(fetcher.clone()),
         };
+        let counter = |result| {
+            metrics
+                .sns_certificate_cache
+                .get_or_create(&crate::metrics::CacheLabels { result })
+                .clone()
+        };
+        let cert_store = CertStore::counted(source, counter("hit"), counter("load"));
         let policy = VerifyPolicy {
             topic_arns: Some(config.sns.topic_arns.clone()),
             max_age: std::time::Duration::from_secs(config.sns.max_age_secs),
         };
         Ok(Self {
-            verifier: Verifier::new(policy, CertStore::new(source)),
+            verifier: Verifier::new(policy, cert_store),
             confirmer: Confirmer::new(
                 config.sns.confirm,
                 fetcher,

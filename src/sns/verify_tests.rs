@@ -362,8 +362,7 @@ async fn genuine_aws_messages_verify_and_tampered_copies_do_not() {
 /// subject is deliberately not an SNS name, so a certificate for the same key is made here.
 #[tokio::test]
 async fn crafted_vectors_verify_with_a_certificate_for_their_key() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/sns/selfsigned");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/sns/selfsigned");
     let key_pem = std::fs::read_to_string(dir.join("crafted_test_key.pem")).unwrap();
     let crafted_key = KeyPair::from_pem(&key_pem).unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

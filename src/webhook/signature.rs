@@ -99,8 +99,7 @@ mod tests {
     /// Every known answer in the test vectors verifies, and a changed body does not.
     #[test]
     fn grafana_known_answers() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/grafana");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/grafana");
         let vectors: Value =
             serde_json::from_slice(&std::fs::read(dir.join("grafana_hmac_vectors.json")).unwrap())
                 .unwrap();

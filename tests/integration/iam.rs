@@ -94,3 +94,98 @@ async fn the_template_policy_is_enough_to_remediate_and_grants_nothing_else() {
     assert!(denied.is_err(), "DeleteLoadBalancer is not in the policy");
     assert_eq!(as_reflex.state(&good[0]).await, InstanceStateName::Running);
 }
+
+/// A policy that grants only these actions.
+fn only(actions: &[&str]) -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    })
+}
+
+/// What AWS refuses is permanent, not an outage: a denied read answers 502 `aws-denied` naming AWS's error
+/// code (senders and operators can tell it from a 503), a denied TerminateInstances is a per-instance error
+/// in the summary, and both are in the audit trail and counted as permanent AWS errors.
+#[tokio::test]
+async fn permission_errors_answer_aws_denied_and_are_audited() {
+    // Setup: the fleet (5 calls) and two users (4 calls each).
+    let moto = Moto::start(&["INITIAL_NO_AUTH_ACTION_COUNT=13"]);
+    let admin_fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("deny");
+    let (_, bad) = admin_fleet.balancer_with(&lb, 2, 1).await;
+    let admin = IamAdmin::new(&moto.endpoint);
+    let no_terminate = admin
+        .user_with_only(
+            "reader",
+            &only(&[
+                "elasticloadbalancing:DescribeInstanceHealth",
+                "ec2:DescribeInstances",
+            ]),
+        )
+        .await;
+    let nothing = admin
+        .user_with_only("nobody", &only(&["ec2:DescribeInstances"]))
+        .await;
+
+    let spawn = |(key_id, secret): (String, String)| {
+        let lb = lb.clone();
+        let endpoint = moto.endpoint.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let text = config_text(&endpoint, &dir.path().join("audit.db"), &[&lb], PERMISSIVE)
+                .replace(
+                    "access_key_id = \"testing\"",
+                    &format!("access_key_id = \"{key_id}\""),
+                )
+                .replace(
+                    "secret_access_key = \"testing\"",
+                    &format!("secret_access_key = \"{secret}\""),
+                );
+            TestApp::spawn_with_config(dir, &text).await
+        }
+    };
+
+    let app = spawn(no_terminate).await;
+    let (status, summary) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["terminated-instance-ids"], json!([]));
+    assert_eq!(summary["errors"][0]["instance-id"], json!(bad[0]));
+    let error = summary["errors"][0]["error"].as_str().unwrap();
+    assert!(error.contains("permanent"), "{error}");
+    let record = &app.audit_records().await[0];
+    assert!(
+        record.detail["actions"][0]["error"].is_string(),
+        "{:?}",
+        record.detail
+    );
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"reflex_aws_call_errors_total{operation="TerminateInstances",kind="permanent"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    let app = spawn(nothing).await;
+    let (status, body) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "aws-denied");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("DescribeInstanceHealth"), "{detail}");
+    assert!(
+        ["AccessDenied", "UnauthorizedOperation", "HTTP 403"]
+            .iter()
+            .any(|code| detail.contains(code)),
+        "{detail}"
+    );
+    let record = &app.audit_records().await[0];
+    assert_eq!(
+        (record.status, record.error.as_deref()),
+        (502, Some("aws-denied"))
+    );
+    let metrics = app.get_text("/metrics").await;
+    assert!(metrics.contains(
+        r#"reflex_aws_call_errors_total{operation="DescribeInstanceHealth",kind="permanent"} 1"#
+    ));
+    assert!(metrics.contains(r#"reflex_rejections_total{source="manual",code="aws-denied"} 1"#));
+}

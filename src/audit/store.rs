@@ -1,0 +1,170 @@
+//! The audit store's API: write records (durably, before an answer is sent), claim deliveries, read the trail
+//! and the last action per target. SQLite in WAL mode: one writer connection owned by the batching writer,
+//! a small pool of read-only connections.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use super::completed::{Completed, CompletedDeliveries};
+use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
+use super::rows::{COLUMNS, from_millis, millis, record_from_row};
+use super::writer::{Op, Pending, QUEUE_DEPTH, WriterTask, submit};
+use super::{AuditError, AuditRecord};
+
+/// The schema, embedded: every store is brought to the newest version when it is opened.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Handle to the audit trail; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditStore {
+    writer: mpsc::Sender<Pending>,
+    readers: SqlitePool,
+    completed: Arc<CompletedDeliveries>,
+}
+
+impl AuditStore {
+    /// Opens (creating when missing) the SQLite database at `url` (`sqlite://PATH`), applies the migrations,
+    /// and starts the writer.
+    pub async fn open(url: &str) -> Result<(Self, WriterTask), AuditError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let mut writer = SqliteConnection::connect_with(&options).await?;
+        MIGRATOR.run(&mut writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        Ok((
+            Self {
+                writer: tx,
+                readers,
+                completed: Arc::default(),
+            },
+            WriterTask::start(writer, rx),
+        ))
+    }
+
+    /// Inserts or replaces the record with this id, and returns once it is durably committed.
+    pub async fn put(&self, record: AuditRecord) -> Result<(), AuditError> {
+        self.put_settling(record, None).await
+    }
+
+    /// Like `put`, and in the same commit completes or releases the request's delivery claim.
+    pub async fn put_settling(
+        &self,
+        record: AuditRecord,
+        delivery: Option<DeliveryUpdate>,
+    ) -> Result<(), AuditError> {
+        let completed = match &delivery {
+            Some(DeliveryUpdate::Complete { key, answer }) => Some((
+                key.clone(),
+                Completed {
+                    audit_id: record.id.clone(),
+                    answer: answer.clone(),
+                },
+            )),
+            _ => None,
+        };
+        submit(&self.writer, Op::Put(Box::new(record), delivery)).await?;
+        if let Some((key, completed)) = completed {
+            self.completed.insert(key, completed);
+        }
+        Ok(())
+    }
+
+    /// Claims `key` (e.g. `sns:<MessageId>`) for the request `audit_id`, durably: exactly one of several
+    /// concurrent claimants gets `Claimed`, also across processes sharing the store. The others get the first
+    /// request's answer, waited for (bounded) while it is still being handled. With a `window`, a claim older
+    /// than it no longer counts (the same alert group notified again later is handled again).
+    pub async fn claim_delivery(
+        &self,
+        key: String,
+        audit_id: &str,
+        window: Option<Duration>,
+    ) -> Result<Delivery, AuditError> {
+        if window.is_none()
+            && let Some(done) = self.completed.get(&key)
+        {
+            return Ok(Delivery::Replay {
+                first_id: done.audit_id,
+                answer: done.answer,
+            });
+        }
+        let expired_before_ms = window.map_or(i64::MIN, |window| {
+            millis(OffsetDateTime::now_utc())
+                .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
+        });
+        let claim = submit(
+            &self.writer,
+            Op::Claim {
+                key: key.clone(),
+                audit_id: audit_id.to_owned(),
+                expired_before_ms,
+            },
+        )
+        .await?;
+        let (first_id, mut answer) = match claim {
+            Claim::New => return Ok(Delivery::Claimed(DeliveryKey(key))),
+            Claim::Existing { audit_id, answer } => (audit_id, answer),
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while answer.is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            let row: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT audit_id, summary FROM deliveries WHERE key = ?")
+                    .bind(&key)
+                    .fetch_optional(&self.readers)
+                    .await?;
+            match row {
+                Some((holder, summary)) if holder == first_id => answer = summary.map(Into::into),
+                // Released (the first delivery failed) or taken over: the sender retries afresh.
+                _ => break,
+            }
+        }
+        Ok(match answer {
+            Some(answer) => Delivery::Replay { first_id, answer },
+            None => Delivery::InProgress { first_id },
+        })
+    }
+
+    /// The newest records first.
+    pub async fn list(&self, limit: u32) -> Result<Vec<AuditRecord>, AuditError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_records ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// When instances of this balancer were last terminated (or were being terminated), for the cooldown.
+    pub async fn last_action_at(&self, target: &str) -> Result<Option<OffsetDateTime>, AuditError> {
+        let at_ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(at_ms) FROM audit_records WHERE target = ? AND acted > 0 AND dry_run = 0",
+        )
+        .bind(target)
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(at_ms.and_then(from_millis))
+    }
+
+    /// Proves the store answers, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), AuditError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        if self.writer.is_closed() {
+            return Err(AuditError::WriterGone);
+        }
+        Ok(())
+    }
+}

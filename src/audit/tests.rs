@@ -1,0 +1,122 @@
+//! The store against a real SQLite file: group commit, replacement of a record by id, cooldown reads, and the
+//! claim-or-replay primitive.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use super::*;
+
+fn record(id: &str, target: &str, acted: u32) -> AuditRecord {
+    AuditRecord {
+        id: id.into(),
+        at: OffsetDateTime::now_utc(),
+        source: Source::Manual,
+        caller: Some("127.0.0.1:1".into()),
+        auth: Auth::Passed,
+        target: Some(target.into()),
+        outcome: Outcome::Completed,
+        status: 200,
+        error: None,
+        dry_run: false,
+        acted,
+        duration_ms: 3,
+        detail: serde_json::json!({"k": "v"}),
+    }
+}
+
+async fn open() -> (tempfile::TempDir, AuditStore, WriterTask) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let (store, writer) = AuditStore::open(&url).await.unwrap();
+    (dir, store, writer)
+}
+
+#[tokio::test]
+async fn concurrent_puts_are_all_committed_and_listed_newest_first() {
+    let (_dir, store, writer) = open().await;
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.put(record(&format!("{n:04}"), "web", 0)).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let listed = store.list(500).await.unwrap();
+    assert_eq!(listed.len(), 200);
+    assert_eq!(listed[0].id, "0199");
+    assert_eq!(listed[0].detail["k"], "v");
+    assert_eq!(listed[0].source, Source::Manual);
+    assert_eq!(listed[0].auth, Auth::Passed);
+    drop(store);
+    writer.finish().await;
+}
+
+#[tokio::test]
+async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown() {
+    let (_dir, store, _writer) = open().await;
+    assert_eq!(store.last_action_at("web").await.unwrap(), None);
+    let mut intent = record("1", "web", 2);
+    intent.outcome = Outcome::Acting;
+    store.put(intent).await.unwrap();
+    assert!(store.last_action_at("web").await.unwrap().is_some());
+    store.put(record("1", "web", 0)).await.unwrap();
+    let listed = store.list(10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].outcome, Outcome::Completed);
+    assert_eq!(store.last_action_at("web").await.unwrap(), None);
+    assert_eq!(store.last_action_at("other").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_completed_claim_is_replayed_and_a_released_one_is_claimed_again() {
+    let (_dir, store, _writer) = open().await;
+    let Delivery::Claimed(key) = store.claim_delivery("k".into(), "1", None).await.unwrap() else {
+        panic!("first claim must own the key");
+    };
+    let answer = Bytes::from_static(br#"{"duplicate":true}"#);
+    store
+        .put_settling(record("1", "web", 0), Some(key.complete(answer.clone())))
+        .await
+        .unwrap();
+    match store.claim_delivery("k".into(), "2", None).await.unwrap() {
+        Delivery::Replay {
+            first_id,
+            answer: replayed,
+        } => {
+            assert_eq!((first_id.as_str(), replayed), ("1", answer));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let Delivery::Claimed(key) = store.claim_delivery("r".into(), "3", None).await.unwrap() else {
+        panic!("new key");
+    };
+    store
+        .put_settling(record("3", "web", 0), Some(key.release()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.claim_delivery("r".into(), "4", None).await.unwrap(),
+        Delivery::Claimed(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_claim_older_than_its_window_is_taken_over() {
+    let (_dir, store, _writer) = open().await;
+    let window = Some(Duration::from_millis(50));
+    assert!(matches!(
+        store.claim_delivery("g".into(), "1", window).await.unwrap(),
+        Delivery::Claimed(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(matches!(
+        store.claim_delivery("g".into(), "2", window).await.unwrap(),
+        Delivery::Claimed(_)
+    ));
+}

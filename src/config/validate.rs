@@ -1,0 +1,280 @@
+//! Start-up validation: each section checks itself, and `Config::validate` adds the checks that span sections.
+//! Every message names the key and says how to fix it.
+
+use super::{
+    AuditConfig, AwsConfig, Config, ConfigError, RemediationConfig, Secret, ServerConfig,
+    SnsConfig, TargetConfig, WebhookConfig,
+};
+
+/// Shortest accepted token: long enough that guessing is hopeless.
+const MIN_TOKEN_LEN: usize = 16;
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    })
+}
+
+impl Config {
+    /// Validates every section, then the references between them.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.aws.validate()?;
+        self.audit.validate()?;
+        self.remediation.validate()?;
+        TargetConfig::validate_all(&self.targets)?;
+        self.sns.validate()?;
+        if let Some(arn) = self
+            .targets
+            .iter()
+            .flat_map(|t| &t.sns_topic_arns)
+            .find(|arn| !self.sns.topic_arns.contains(arn))
+        {
+            return invalid(
+                "targets.sns_topic_arns",
+                format!("names {arn:?}, which is not listed in sns.topic_arns; add it there"),
+            );
+        }
+        self.alertmanager.validate("alertmanager", self)?;
+        self.grafana.validate("grafana", self)?;
+        check_tokens("manual.tokens", &self.manual.tokens)
+    }
+}
+
+impl ServerConfig {
+    /// Body limit; TLS files come in pairs and must exist; every serving timeout must be positive.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 {
+            return invalid("server.max_body_bytes", "must be at least 1024");
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid(
+                    "server.tls_cert / server.tls_key",
+                    "must be set together (both for HTTPS, neither for plain HTTP behind a proxy)",
+                );
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("server.tls_cert", cert), ("server.tls_key", key)] {
+                    if !path.is_file() {
+                        return invalid(
+                            name,
+                            format!("names {}, which is not a file", path.display()),
+                        );
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        for (name, value) in [
+            (
+                "server.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("server.request_timeout_secs", self.request_timeout_secs),
+            ("server.shutdown_grace_secs", self.shutdown_grace_secs),
+        ] {
+            if value == 0 {
+                return invalid(name, "must be greater than 0");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AwsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.region.trim().is_empty() {
+            return invalid("aws.region", "must name an AWS region, e.g. \"us-east-1\"");
+        }
+        if let Some(endpoint) = &self.endpoint_url {
+            match url::Url::parse(endpoint) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => {
+                    return invalid(
+                        "aws.endpoint_url",
+                        "must be an http(s) URL such as \"http://127.0.0.1:5000\"",
+                    );
+                }
+            }
+        }
+        if self.connect_timeout_ms == 0 || self.operation_timeout_ms == 0 {
+            return invalid(
+                "aws.connect_timeout_ms / aws.operation_timeout_ms",
+                "must be greater than 0",
+            );
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return invalid(
+                "aws.access_key_id / aws.secret_access_key",
+                "must be set together (or both left unset to use the standard AWS credentials chain)",
+            );
+        }
+        if self.max_attempts == 0 {
+            return invalid("aws.max_attempts", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.url.starts_with("sqlite://") {
+            return invalid(
+                "audit.url",
+                "must start with \"sqlite://\" followed by a file path, e.g. \"sqlite://reflex-audit.db\"",
+            );
+        }
+        check_tokens("audit.tokens", &self.tokens)
+    }
+}
+
+impl RemediationConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.max_unhealthy_fraction > 0.0 && self.max_unhealthy_fraction <= 1.0) {
+            return invalid(
+                "remediation.max_unhealthy_fraction",
+                "must be greater than 0 and at most 1 (e.g. 0.5)",
+            );
+        }
+        if self.max_terminations_per_run == 0 {
+            return invalid(
+                "remediation.max_terminations_per_run",
+                "must be at least 1; use `dry_run = true` to stop all writes",
+            );
+        }
+        if self.max_concurrent == 0 {
+            return invalid("remediation.max_concurrent", "must be at least 1");
+        }
+        if self.protect_tag.trim().is_empty() {
+            return invalid(
+                "remediation.protect_tag",
+                "must be a tag key, e.g. \"reflex:protect\"",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl TargetConfig {
+    /// At least one target; names non-empty and unique; topic ARNs well formed.
+    fn validate_all(targets: &[Self]) -> Result<(), ConfigError> {
+        if targets.is_empty() {
+            return invalid(
+                "targets",
+                "is empty: add at least one [[targets]] table with load_balancer = \"NAME\"",
+            );
+        }
+        for (index, target) in targets.iter().enumerate() {
+            if target.load_balancer.trim().is_empty() {
+                return invalid("targets.load_balancer", "must not be empty");
+            }
+            if targets[..index]
+                .iter()
+                .any(|other| other.load_balancer == target.load_balancer)
+            {
+                return invalid(
+                    "targets.load_balancer",
+                    format!("lists \"{}\" twice", target.load_balancer),
+                );
+            }
+            check_topic_arns("targets.sns_topic_arns", &target.sns_topic_arns)?;
+        }
+        Ok(())
+    }
+}
+
+impl SnsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_topic_arns("sns.topic_arns", &self.topic_arns)?;
+        if self.max_age_secs == 0 {
+            return invalid("sns.max_age_secs", "must be greater than 0 (3600 is usual)");
+        }
+        if let Some(dir) = &self.cert_dir
+            && !dir.is_dir()
+        {
+            return invalid(
+                "sns.cert_dir",
+                format!("names {}, which is not a folder", dir.display()),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl WebhookConfig {
+    /// `section` is `alertmanager` or `grafana`; `config` resolves `default_target`.
+    fn validate(&self, section: &'static str, config: &Config) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("{section}.{name}");
+        check_tokens(key("tokens"), &self.tokens)?;
+        check_tokens(key("passwords"), &self.passwords)?;
+        if !self.passwords.is_empty() && self.username.as_deref().is_none_or(str::is_empty) {
+            return invalid(
+                key("username"),
+                "must be set when passwords are (basic auth needs a user name)",
+            );
+        }
+        if let Some(target) = &self.default_target
+            && config.target(target).is_none()
+        {
+            return invalid(
+                key("default_target"),
+                format!("names {target:?}, which is not listed under [[targets]]"),
+            );
+        }
+        if section == "alertmanager" && self.hmac_secret.is_some() {
+            return invalid(
+                key("hmac_secret"),
+                "is not supported: Alertmanager signs nothing; use tokens or basic auth",
+            );
+        }
+        if self
+            .hmac_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().chars().count() < MIN_TOKEN_LEN)
+        {
+            return invalid(
+                key("hmac_secret"),
+                format!("must be at least {MIN_TOKEN_LEN} characters"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `arn:<partition>:sns:<region>:<account>:<name>`.
+fn check_topic_arns(key: &str, arns: &[String]) -> Result<(), ConfigError> {
+    for arn in arns {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let valid = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "sns"
+            && parts[3..].iter().all(|p| !p.is_empty());
+        if !valid {
+            return invalid(
+                key,
+                format!(
+                    "holds {arn:?}, which is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_tokens(key: impl Into<String>, tokens: &[Secret]) -> Result<(), ConfigError> {
+    if tokens
+        .iter()
+        .any(|token| token.expose().chars().count() < MIN_TOKEN_LEN)
+    {
+        return invalid(
+            key,
+            format!(
+                "holds a token shorter than {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
+            ),
+        );
+    }
+    Ok(())
+}

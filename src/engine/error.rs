@@ -1,0 +1,79 @@
+//! Why a remediation did not run, and what that means for the sender: a stable code, the contract's HTTP
+//! status, and whether a retry may help.
+
+use super::port::{FailureKind, FleetError};
+use crate::audit::AuditError;
+
+/// Why a remediation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The balancer is not listed under `[[targets]]`.
+    #[error("load balancer {0:?} is not a configured target")]
+    UnknownTarget(String),
+    /// The balancer is configured but AWS does not know it.
+    #[error("load balancer {0} does not exist in this account and region")]
+    TargetNotFound(String),
+    /// A fleet call failed; its kind says whether AWS refused (permanent) or was unreachable (transient).
+    #[error(transparent)]
+    Fleet(FleetError),
+    /// The audit trail could not be read or written, so nothing was done.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// `remediation.max_concurrent` runs are already under way; nothing was done.
+    #[error("{0} remediations are already running (remediation.max_concurrent); retry later")]
+    Busy(usize),
+}
+
+impl EngineError {
+    /// The stable error code answered and recorded.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownTarget(_) | Self::TargetNotFound(_) => "unknown-load-balancer",
+            Self::Fleet(err) => match err.kind {
+                FailureKind::Permanent => "aws-denied",
+                FailureKind::Transient | FailureKind::NotFound => "aws-unavailable",
+            },
+            Self::Audit(_) => "audit-unavailable",
+            Self::Busy(_) => "too-busy",
+        }
+    }
+
+    /// The HTTP status the contract gives this failure (also recorded in the audit trail): 422 for a target
+    /// that does not exist, 502 for AWS refusing (permissions, validation: retrying will not help), 503 for
+    /// transient faults worth a retry.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnknownTarget(_) | Self::TargetNotFound(_) => 422,
+            Self::Fleet(err) => match err.kind {
+                FailureKind::Permanent => 502,
+                FailureKind::Transient | FailureKind::NotFound => 503,
+            },
+            Self::Audit(_) | Self::Busy(_) => 503,
+        }
+    }
+
+    /// Whether the same alert may succeed later, so its sender should retry it.
+    pub fn is_transient(&self) -> bool {
+        self.status() == 503
+    }
+
+    /// A sentence for the caller. Transient faults say only that a dependency failed (their cause is logged
+    /// and audited); a permanent AWS refusal names the operation and AWS's error code so that an operator can
+    /// fix the IAM policy.
+    pub fn public_detail(&self) -> String {
+        match self {
+            Self::UnknownTarget(_) | Self::TargetNotFound(_) | Self::Busy(_) => self.to_string(),
+            Self::Fleet(err) => match err.kind {
+                FailureKind::Permanent => format!(
+                    "AWS refused {} ({}); check reflex's IAM policy and configuration",
+                    err.operation,
+                    err.code.as_deref().unwrap_or("no error code")
+                ),
+                FailureKind::Transient | FailureKind::NotFound => {
+                    "a dependency failed; retry later".to_owned()
+                }
+            },
+            Self::Audit(_) => "a dependency failed; retry later".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The engine's own paths, with a fake fleet and a real (temporary) audit store: single flight per target,
+//! `Busy`, the intent written before any write, failed writes reported, and AWS failures classified.
+
+use std::collections::HashSet;
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use super::port::{BoxFuture, Ec2Facts, FleetError, Health, HealthState, InstanceView, Snapshot};
+use super::*;
+use crate::audit::{Auth, Source, WriterTask};
+
+/// A fleet whose answers the test sets, and which notes what the engine did to it.
+#[derive(Debug, Default)]
+struct FakeFleet {
+    /// A snapshot error to answer instead of the fleet.
+    snapshot_error: Option<FleetError>,
+    /// Instances whose TerminateInstances fails.
+    failing: HashSet<String>,
+    /// Snapshots of this target wait until `release` is notified.
+    hold: Option<(String, Notify)>,
+    /// Snapshots in flight now, and the most seen at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    /// For each TerminateInstances: whether the store already held the run's `acting` record.
+    intent_seen: StdMutex<Vec<bool>>,
+    store: StdMutex<Option<AuditStore>>,
+}
+
+impl FakeFleet {
+    fn healthy_but_one(target: &str) -> Snapshot {
+        let old = OffsetDateTime::now_utc() - Duration::from_secs(86_400);
+        let instance = |id: String, state| InstanceView {
+            instance_id: id,
+            health: Health {
+                state,
+                reason_code: Some("Instance".into()),
+                description: None,
+            },
+            ec2: Some(Ec2Facts {
+                state: "running".into(),
+                launch_time: Some(old),
+                tags: vec![],
+                auto_scaling_group: None,
+            }),
+        };
+        let mut instances: Vec<_> = (1..=4)
+            .map(|n| instance(format!("i-ok{n}"), HealthState::InService))
+            .collect();
+        instances.push(instance("i-bad".into(), HealthState::OutOfService));
+        Snapshot {
+            load_balancer: target.to_owned(),
+            instances,
+        }
+    }
+}
+
+impl Fleet for FakeFleet {
+    fn snapshot<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            if let Some((held, release)) = &self.hold
+                && held == target
+            {
+                release.notified().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            match &self.snapshot_error {
+                Some(err) => Err(err.clone()),
+                None => Ok(Self::healthy_but_one(target)),
+            }
+        })
+    }
+
+    fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async move {
+            let store = self.store.lock().unwrap().clone();
+            if let Some(store) = store {
+                let records = store.list(100).await.unwrap();
+                let seen = records.iter().any(|r| r.outcome == Outcome::Acting);
+                self.intent_seen.lock().unwrap().push(seen);
+            }
+            if self.failing.contains(instance_id) {
+                return Err(FleetError::new(
+                    FailureKind::Permanent,
+                    "TerminateInstances",
+                    Some("UnauthorizedOperation".into()),
+                    "You are not authorized to perform this operation.",
+                ));
+            }
+            Ok("shutting-down".to_owned())
+        })
+    }
+}
+
+struct Harness {
+    engine: Arc<Engine>,
+    fleet: Arc<FakeFleet>,
+    store: AuditStore,
+    _writer: WriterTask,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness(fleet: FakeFleet, extra: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[audit]\nurl = \"sqlite://{}\"\n[remediation]\ncooldown_secs = 0\n{extra}\n\
+         [[targets]]\nload_balancer = \"web\"\n[[targets]]\nload_balancer = \"api\"\n",
+        dir.path().join("audit.db").display()
+    );
+    let config = Arc::new(crate::config::parse(&text, std::iter::empty()).unwrap());
+    let (store, writer) = AuditStore::open(&config.audit.url).await.unwrap();
+    *fleet.store.lock().unwrap() = Some(store.clone());
+    let fleet = Arc::new(fleet);
+    let engine = Engine::new(
+        config,
+        Arc::clone(&fleet) as Arc<dyn Fleet>,
+        store.clone(),
+        Arc::new(Metrics::default()),
+    );
+    Harness {
+        engine: Arc::new(engine),
+        fleet,
+        store,
+        _writer: writer,
+        _dir: dir,
+    }
+}
+
+fn trigger(target: &str, dry_run: bool) -> Trigger {
+    Trigger::new(
+        Authenticated::issued(),
+        target.to_owned(),
+        "test".to_owned(),
+        dry_run,
+    )
+}
+
+fn meta() -> RequestMeta {
+    let mut meta = RequestMeta::new(Source::Manual, None);
+    meta.auth = Auth::Passed;
+    meta
+}
+
+#[tokio::test]
+async fn the_per_target_lock_serialises_two_runs() {
+    let h = harness(FakeFleet::default(), "").await;
+    let (first, second) = (trigger("web", true), trigger("web", true));
+    let (a, b) = tokio::join!(
+        h.engine.run(meta(), &first, None),
+        h.engine.run(meta(), &second, None),
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(h.fleet.most_in_flight.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn runs_for_different_targets_overlap() {
+    let h = harness(FakeFleet::default(), "").await;
+    let (web, api) = (trigger("web", true), trigger("api", true));
+    let (a, b) = tokio::join!(
+        h.engine.run(meta(), &web, None),
+        h.engine.run(meta(), &api, None),
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(h.fleet.most_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_run_beyond_max_concurrent_is_busy_and_recorded() {
+    let fleet = FakeFleet {
+        hold: Some(("web".into(), Notify::new())),
+        ..FakeFleet::default()
+    };
+    let h = harness(fleet, "max_concurrent = 1").await;
+    let engine = Arc::clone(&h.engine);
+    let held = tokio::spawn(async move { engine.run(meta(), &trigger("web", true), None).await });
+    while h.fleet.in_flight.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let busy = h.engine.run(meta(), &trigger("api", true), None).await;
+    let err = busy.unwrap_err();
+    assert!(matches!(err, EngineError::Busy(1)), "{err:?}");
+    assert_eq!(
+        (err.code(), err.status(), err.is_transient()),
+        ("too-busy", 503, true)
+    );
+    h.fleet.hold.as_ref().unwrap().1.notify_one();
+    held.await.unwrap().unwrap();
+    let records = h.store.list(10).await.unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.error.as_deref() == Some("too-busy") && r.outcome == Outcome::Rejected)
+    );
+}
+
+#[tokio::test]
+async fn the_intent_is_durable_before_the_first_terminate() {
+    let h = harness(FakeFleet::default(), "").await;
+    let run = h
+        .engine
+        .run(meta(), &trigger("web", false), None)
+        .await
+        .unwrap();
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run.acted, 1);
+    assert_eq!(*h.fleet.intent_seen.lock().unwrap(), [true]);
+    let records = h.store.list(10).await.unwrap();
+    assert_eq!(records.len(), 1, "the intent is replaced by the outcome");
+    assert_eq!(records[0].outcome, Outcome::Completed);
+    assert_eq!(records[0].acted, 1);
+}
+
+#[tokio::test]
+async fn a_failed_terminate_is_in_errors_and_in_the_audit_record() {
+    let fleet = FakeFleet {
+        failing: HashSet::from(["i-bad".to_owned()]),
+        ..FakeFleet::default()
+    };
+    let h = harness(fleet, "").await;
+    let run = h
+        .engine
+        .run(meta(), &trigger("web", false), None)
+        .await
+        .unwrap();
+    assert!(run.summary.terminated_instance_ids.is_empty());
+    assert_eq!(run.acted, 0);
+    assert_eq!(run.summary.errors.len(), 1);
+    assert_eq!(run.summary.errors[0].instance_id, "i-bad");
+    assert!(
+        run.summary.errors[0]
+            .error
+            .contains("UnauthorizedOperation"),
+        "{:?}",
+        run.summary.errors
+    );
+    let record = &h.store.list(1).await.unwrap()[0];
+    assert_eq!(record.detail["answer"]["errors"][0]["instance-id"], "i-bad");
+    assert!(
+        record.detail["actions"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("UnauthorizedOperation")
+    );
+}
+
+#[tokio::test]
+async fn a_permission_error_is_permanent_and_a_timeout_transient() {
+    let cases = [
+        (
+            FailureKind::Permanent,
+            Some("AccessDenied"),
+            "aws-denied",
+            502,
+            false,
+        ),
+        (FailureKind::Transient, None, "aws-unavailable", 503, true),
+    ];
+    for (kind, code, expected, status, transient) in cases {
+        let fleet = FakeFleet {
+            snapshot_error: Some(FleetError::new(
+                kind,
+                "DescribeInstanceHealth",
+                code.map(str::to_owned),
+                "the call failed",
+            )),
+            ..FakeFleet::default()
+        };
+        let h = harness(fleet, "").await;
+        let err = h
+            .engine
+            .run(meta(), &trigger("web", false), None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.status(), err.is_transient()),
+            (expected, status, transient)
+        );
+        if let Some(code) = code {
+            assert!(
+                err.public_detail().contains(code),
+                "{}",
+                err.public_detail()
+            );
+        } else {
+            assert!(!err.public_detail().contains("the call failed"));
+        }
+        let record = &h.store.list(1).await.unwrap()[0];
+        assert_eq!(record.error.as_deref(), Some(expected));
+        assert_eq!(record.status, status);
+        assert!(
+            h.fleet.intent_seen.lock().unwrap().is_empty(),
+            "no write after a failed read"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_target_aws_does_not_know_and_an_unlisted_one_are_422() {
+    let fleet = FakeFleet {
+        snapshot_error: Some(FleetError::new(
+            FailureKind::NotFound,
+            "DescribeInstanceHealth",
+            Some("LoadBalancerNotFound".into()),
+            "no such balancer",
+        )),
+        ..FakeFleet::default()
+    };
+    let h = harness(fleet, "").await;
+    let gone = h
+        .engine
+        .run(meta(), &trigger("web", false), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, EngineError::TargetNotFound(ref t) if t == "web"));
+    let unlisted = h
+        .engine
+        .run(meta(), &trigger("db", false), None)
+        .await
+        .unwrap_err();
+    for err in [gone, unlisted] {
+        assert_eq!((err.code(), err.status()), ("unknown-load-balancer", 422));
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_records_no_intent() {
+    let h = harness(FakeFleet::default(), "").await;
+    let run = h
+        .engine
+        .run(meta(), &trigger("web", true), None)
+        .await
+        .unwrap();
+    assert!(run.summary.dry_run);
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run.acted, 0);
+    assert!(h.fleet.intent_seen.lock().unwrap().is_empty());
+}
