@@ -5,6 +5,7 @@
 //! commits; `store` is the API the rest of reflex uses; `deliveries` is the claim-or-replay primitive;
 //! the schema lives in `migrations/`.
 
+mod claims;
 mod completed;
 mod deliveries;
 mod record;

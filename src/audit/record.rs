@@ -249,7 +249,7 @@ impl RequestMeta {
         self.detail.insert(step.to_owned(), value);
     }
 
-    /// The audit record of the request as it stands.
+    /// The audit record of the request as it stands, keeping the request open (the intent record of a run).
     pub fn record(
         &self,
         outcome: Outcome,
@@ -257,20 +257,42 @@ impl RequestMeta {
         error: Option<&str>,
         acted: u32,
     ) -> AuditRecord {
-        AuditRecord {
+        Self {
             id: self.id.clone(),
             at: self.at,
+            started: self.started,
             source: self.source,
             caller: self.caller.clone(),
             auth: self.auth.clone(),
             target: self.target.clone(),
+            dry_run: self.dry_run,
+            detail: self.detail.clone(),
+        }
+        .into_record(outcome, status, error, acted)
+    }
+
+    /// The request's final audit record.
+    pub fn into_record(
+        self,
+        outcome: Outcome,
+        status: u16,
+        error: Option<&str>,
+        acted: u32,
+    ) -> AuditRecord {
+        AuditRecord {
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            id: self.id,
+            at: self.at,
+            source: self.source,
+            caller: self.caller,
+            auth: self.auth,
+            target: self.target,
             outcome,
             status,
             error: error.map(str::to_owned),
             dry_run: self.dry_run,
             acted,
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            detail: serde_json::Value::Object(self.detail.clone()),
+            detail: serde_json::Value::Object(self.detail),
         }
     }
 }

@@ -120,3 +120,42 @@ async fn a_claim_older_than_its_window_is_taken_over() {
         Delivery::Claimed(_)
     ));
 }
+
+#[tokio::test]
+async fn of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_replay_its_answer() {
+    let (_dir, store, _writer) = open().await;
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("{n:04}");
+            match store
+                .claim_delivery("same".into(), &id, None)
+                .await
+                .unwrap()
+            {
+                Delivery::Claimed(key) => {
+                    let answer = Bytes::from(format!("first {id}"));
+                    store
+                        .put_settling(record(&id, "web", 0), Some(key.complete(answer)))
+                        .await
+                        .unwrap();
+                    None
+                }
+                Delivery::Replay { answer, first_id } => Some((first_id, answer)),
+                Delivery::InProgress { first_id } => panic!("{first_id} never answered"),
+            }
+        }));
+    }
+    let mut replays = Vec::new();
+    for task in tasks {
+        replays.push(task.await.unwrap());
+    }
+    let winners = replays.iter().filter(|r| r.is_none()).count();
+    assert_eq!(winners, 1);
+    let replays: Vec<_> = replays.into_iter().flatten().collect();
+    assert_eq!(replays.len(), 49);
+    let (first_id, answer) = &replays[0];
+    assert_eq!(answer, &Bytes::from(format!("first {first_id}")));
+    assert!(replays.iter().all(|r| r == &replays[0]));
+}

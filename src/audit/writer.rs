@@ -2,12 +2,12 @@
 //! request waits for a durable commit without paying one fsync of its own.
 
 use sqlx::{Connection, SqliteConnection};
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::claims;
 use super::deliveries::{Claim, DeliveryUpdate};
-use super::rows::{UPSERT_CHUNKS, bind_record, millis, upsert_sql};
+use super::rows::{UPSERT_CHUNKS, bind_record, upsert_sql};
 use super::{AuditError, AuditRecord};
 
 /// Most writes committed in one transaction.
@@ -103,8 +103,8 @@ async fn write_loop(
     }
 }
 
-/// Writes one batch in one transaction: every record with multi-row upserts, then the delivery claims and
-/// settlements in arrival order (records and deliveries are separate tables, so only the latter's order matters).
+/// Writes one batch in one transaction: every record with multi-row upserts, then the delivery settlements and
+/// claims with a few multi-row statements (`claims`).
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[Pending],
@@ -118,69 +118,9 @@ async fn write_batch(
         })
         .collect();
     upsert_records(&mut tx, &records).await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for Pending { op, .. } in batch {
-        let result = match op {
-            Op::Put(record, Some(DeliveryUpdate::Complete { key, answer })) => {
-                sqlx::query("UPDATE deliveries SET summary = ? WHERE key = ? AND audit_id = ?")
-                    .bind(String::from_utf8_lossy(answer))
-                    .bind(key)
-                    .bind(&record.id)
-                    .execute(&mut *tx)
-                    .await?;
-                Claim::New
-            }
-            Op::Put(record, Some(DeliveryUpdate::Release { key })) => {
-                sqlx::query("DELETE FROM deliveries WHERE key = ? AND audit_id = ?")
-                    .bind(key)
-                    .bind(&record.id)
-                    .execute(&mut *tx)
-                    .await?;
-                Claim::New
-            }
-            Op::Put(_, None) => Claim::New,
-            Op::Claim {
-                key,
-                audit_id,
-                expired_before_ms,
-            } => claim(&mut tx, key, audit_id, *expired_before_ms).await?,
-        };
-        results.push(result);
-    }
+    let results = claims::settle_and_claim(&mut tx, batch).await?;
     tx.commit().await?;
     Ok(results)
-}
-
-async fn claim(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    key: &str,
-    audit_id: &str,
-    expired_before_ms: i64,
-) -> Result<Claim, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO deliveries (key, audit_id, at_ms) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE \
-         SET audit_id = excluded.audit_id, at_ms = excluded.at_ms, summary = NULL \
-         WHERE deliveries.at_ms < ?",
-    )
-    .bind(key)
-    .bind(audit_id)
-    .bind(millis(OffsetDateTime::now_utc()))
-    .bind(expired_before_ms)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(Claim::New);
-    }
-    let (audit_id, answer): (String, Option<String>) =
-        sqlx::query_as("SELECT audit_id, summary FROM deliveries WHERE key = ?")
-            .bind(key)
-            .fetch_one(&mut **tx)
-            .await?;
-    Ok(Claim::Existing {
-        audit_id,
-        answer: answer.map(Into::into),
-    })
 }
 
 async fn upsert_records(

@@ -110,7 +110,7 @@ impl Engine {
                 meta.note("answer", &run.summary);
                 let answer = Reply::Summary(run.summary.clone());
                 (
-                    meta.record(run.outcome(), 200, None, run.acted),
+                    meta.into_record(run.outcome(), 200, None, run.acted),
                     delivery.map(|key| key.complete(answer.redelivered())),
                 )
             }
@@ -124,7 +124,7 @@ impl Engine {
                     .inc();
                 meta.note("error", err.to_string());
                 (
-                    meta.record(Outcome::Rejected, err.status(), Some(err.code()), 0),
+                    meta.into_record(Outcome::Rejected, err.status(), Some(err.code()), 0),
                     delivery.map(DeliveryKey::release),
                 )
             }

@@ -43,7 +43,7 @@ async fn list(
         meta.auth = Auth::Failed(err.code.into());
         state
             .audit
-            .put(meta.record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0))
+            .put(meta.into_record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0))
             .await?;
         return Err(err);
     }

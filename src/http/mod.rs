@@ -117,3 +117,6 @@ async fn detached(
         .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -116,12 +116,12 @@ pub async fn finish(
             delivery,
         }) => {
             meta.note("answer", &reply);
-            let record = meta.record(outcome, 200, None, 0);
+            let record = meta.into_record(outcome, 200, None, 0);
             let settle = delivery.map(|key| key.complete(reply.redelivered()));
             answered(state, record, settle, reply.to_bytes()).await
         }
         Ok(Handled::Replay { answer }) => {
-            let record = meta.record(Outcome::Duplicate, 200, None, 0);
+            let record = meta.into_record(Outcome::Duplicate, 200, None, 0);
             answered(state, record, None, answer).await
         }
         Err(Rejection { error, delivery }) => rejected(state, meta, error, delivery).await,
@@ -164,7 +164,7 @@ async fn runs(
     }
     let reply = Reply::Results { results };
     meta.note("answer", &reply);
-    let record = meta.record(Outcome::Completed, 200, None, acted);
+    let record = meta.into_record(Outcome::Completed, 200, None, acted);
     let settle = delivery.complete(reply.redelivered());
     answered(state, record, Some(settle), reply.to_bytes()).await
 }
@@ -200,7 +200,7 @@ async fn rejected(
         })
         .inc();
     meta.note("error", &err.detail);
-    let record = meta.record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
+    let record = meta.into_record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
     match state
         .audit
         .put_settling(record, delivery.map(DeliveryKey::release))

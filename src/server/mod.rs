@@ -25,9 +25,11 @@ use crate::audit::{AuditStore, WriterTask};
 use crate::aws::{self, ClassicElbFleet};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::port::Fleet;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::sns::SnsReceiver;
+use aws_config::SdkConfig;
 
 /// Everything a running reflex holds: the shared state and the audit writer to drain at shutdown.
 #[derive(Debug)]
@@ -40,6 +42,18 @@ pub struct App {
 impl App {
     /// Opens the audit store and builds the AWS clients and the engine.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, |sdk, metrics| {
+            Arc::new(ClassicElbFleet::new(sdk, metrics))
+        })
+        .await
+    }
+
+    /// Like `build`, with the engine's fleet made by `fleet` from the SDK configuration and the metrics (tests
+    /// put a fake fleet here).
+    pub async fn build_with(
+        config: Config,
+        fleet: impl FnOnce(&SdkConfig, Arc<Metrics>) -> Arc<dyn Fleet>,
+    ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         if let Some(endpoint) = &config.aws.endpoint_url {
             tracing::warn!(endpoint, "AWS calls go to an EMULATOR endpoint, not to AWS");
@@ -56,7 +70,7 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let engine = Engine::new(
             Arc::clone(&config),
-            Arc::new(ClassicElbFleet::new(&sdk, Arc::clone(&metrics))),
+            fleet(&sdk, Arc::clone(&metrics)),
             audit.clone(),
             Arc::clone(&metrics),
         );

@@ -1,7 +1,7 @@
 //! An SNS signing certificate, checked once when it is loaded: a single PEM certificate for an SNS signing name
 //! with an RSA key of at least 2048 bits. Validity is checked at each use, against the caller's clock.
 
-use aws_lc_rs::signature::{self, UnparsedPublicKey};
+use aws_lc_rs::signature::{self, ParsedPublicKey};
 use time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
@@ -12,11 +12,14 @@ use super::SnsError;
 /// Smallest accepted RSA modulus.
 const MIN_RSA_BITS: usize = 2048;
 
-/// The parts of a signing certificate needed to verify messages.
+/// The parts of a signing certificate needed to verify messages. The key is parsed once per signature scheme
+/// when the certificate is loaded, not at every verification.
 #[derive(Debug, Clone)]
 pub struct SigningCert {
-    /// PKCS#1 RSAPublicKey DER.
-    public_key: Vec<u8>,
+    /// The key for SignatureVersion 1 (RSA-SHA1).
+    sha1_key: ParsedPublicKey,
+    /// The key for SignatureVersion 2 (RSA-SHA256).
+    sha256_key: ParsedPublicKey,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     subject: String,
@@ -81,8 +84,13 @@ impl SigningCert {
             OffsetDateTime::from_unix_timestamp(t.timestamp())
                 .map_err(|_| reject("validity dates out of range".into()))
         };
+        let key_for = |algorithm: &'static dyn signature::VerificationAlgorithm| {
+            ParsedPublicKey::new(algorithm, spki.subject_public_key.data.as_ref())
+                .map_err(|err| reject(format!("the RSA key cannot be used: {err}")))
+        };
         Ok(Self {
-            public_key: spki.subject_public_key.data.to_vec(),
+            sha1_key: key_for(&signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY)?,
+            sha256_key: key_for(&signature::RSA_PKCS1_2048_8192_SHA256)?,
             not_before: at(validity.not_before)?,
             not_after: at(validity.not_after)?,
             subject,
@@ -104,12 +112,11 @@ impl SigningCert {
                 self.not_before, self.not_after
             )));
         }
-        let algorithm: &'static dyn signature::VerificationAlgorithm = match version {
-            SignatureAlgorithm::RsaSha1 => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-            SignatureAlgorithm::RsaSha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        let key = match version {
+            SignatureAlgorithm::RsaSha1 => &self.sha1_key,
+            SignatureAlgorithm::RsaSha256 => &self.sha256_key,
         };
-        UnparsedPublicKey::new(algorithm, &self.public_key)
-            .verify(signed, signature)
+        key.verify_sig(signed, signature)
             .map_err(|_| SnsError::BadSignature)
     }
 

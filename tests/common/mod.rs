@@ -29,6 +29,18 @@ pub const MANUAL_TOKEN: &str = "manual-token-0123456789abcdef";
 /// The audit token every test app accepts.
 pub const AUDIT_TOKEN: &str = "audit-token-0123456789abcdef";
 
+/// `text` (from `config_text`) with the AWS keys of another IAM user instead of moto's defaults.
+pub fn with_credentials(text: &str, key_id: &str, secret: &str) -> String {
+    text.replace(
+        "access_key_id = \"testing\"",
+        &format!("access_key_id = \"{key_id}\""),
+    )
+    .replace(
+        "secret_access_key = \"testing\"",
+        &format!("secret_access_key = \"{secret}\""),
+    )
+}
+
 /// A config text pointing at `endpoint`, with test-friendly limits and `targets`; `extra` is appended
 /// (later tables override nothing, so pass only sections not written here).
 pub fn config_text(

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::InstanceStateName;
 use serde_json::json;
 
 use crate::common::iam::{IamAdmin, template_policy};
-use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
+use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique, with_credentials};
 
 /// The calls moto lets through before it enforces IAM: the fleet (RunInstances twice, CreateLoadBalancer,
 /// RegisterInstancesWithLoadBalancer, StopInstances) and the user (CreateUser, CreatePolicy, AttachUserPolicy,
@@ -45,19 +45,15 @@ async fn the_template_policy_is_enough_to_remediate_and_grants_nothing_else() {
     assert!(unknown.is_err(), "IAM is not enforced");
 
     let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &moto.endpoint,
-        &dir.path().join("audit.db"),
-        &[&lb],
-        PERMISSIVE,
-    )
-    .replace(
-        "access_key_id = \"testing\"",
-        &format!("access_key_id = \"{key_id}\""),
-    )
-    .replace(
-        "secret_access_key = \"testing\"",
-        &format!("secret_access_key = \"{secret}\""),
+    let text = with_credentials(
+        &config_text(
+            &moto.endpoint,
+            &dir.path().join("audit.db"),
+            &[&lb],
+            PERMISSIVE,
+        ),
+        &key_id,
+        &secret,
     );
     let app = TestApp::spawn_with_config(dir, &text).await;
     let (status, summary) = app.remediate(json!({"load_balancer": lb})).await;
@@ -132,15 +128,11 @@ async fn permission_errors_answer_aws_denied_and_are_audited() {
         let endpoint = moto.endpoint.clone();
         async move {
             let dir = tempfile::tempdir().unwrap();
-            let text = config_text(&endpoint, &dir.path().join("audit.db"), &[&lb], PERMISSIVE)
-                .replace(
-                    "access_key_id = \"testing\"",
-                    &format!("access_key_id = \"{key_id}\""),
-                )
-                .replace(
-                    "secret_access_key = \"testing\"",
-                    &format!("secret_access_key = \"{secret}\""),
-                );
+            let text = with_credentials(
+                &config_text(&endpoint, &dir.path().join("audit.db"), &[&lb], PERMISSIVE),
+                &key_id,
+                &secret,
+            );
             TestApp::spawn_with_config(dir, &text).await
         }
     };

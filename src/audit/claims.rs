@@ -1,0 +1,149 @@
+//! The delivery rows of one batch, written with a few multi-row statements instead of one per request (each
+//! statement is a round trip to SQLite's worker thread): completions, then releases, then claims. A claim whose
+//! key another claim of the same batch already tries is answered from that one.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::Row as _;
+use time::OffsetDateTime;
+
+use super::deliveries::{Claim, DeliveryUpdate};
+use super::rows::millis;
+use super::writer::{Op, Pending};
+
+/// Rows per multi-row statement (4 bound values each, well under SQLite's limit).
+const CHUNK: usize = 256;
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+
+/// Settles and claims every delivery of the batch; returns one `Claim` per pending write (`New` for puts).
+pub(super) async fn settle_and_claim(
+    tx: &mut Tx<'_>,
+    batch: &[Pending],
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let now = millis(OffsetDateTime::now_utc());
+    let mut completions = Vec::new();
+    for pending in batch {
+        match &pending.op {
+            Op::Put(record, Some(DeliveryUpdate::Complete { key, answer })) => {
+                completions.push((key.as_str(), record.id.as_str(), answer));
+            }
+            Op::Put(record, Some(DeliveryUpdate::Release { key })) => {
+                sqlx::query("DELETE FROM deliveries WHERE key = ? AND audit_id = ?")
+                    .bind(key)
+                    .bind(&record.id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    for chunk in completions.chunks(CHUNK) {
+        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO deliveries (key, audit_id, at_ms, summary) VALUES {values} ON CONFLICT(key) \
+             DO UPDATE SET summary = excluded.summary WHERE deliveries.audit_id = excluded.audit_id"
+        );
+        let mut query = sqlx::query(&sql);
+        for (key, audit_id, answer) in chunk {
+            query = query
+                .bind(*key)
+                .bind(*audit_id)
+                .bind(now)
+                .bind(String::from_utf8_lossy(answer));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    claim_all(tx, batch, now).await
+}
+
+/// The claims of the batch: the first claim of each key tries to insert (or take over an expired row); the
+/// others learn who holds the key.
+async fn claim_all(
+    tx: &mut Tx<'_>,
+    batch: &[Pending],
+    now: i64,
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let mut first_of_key: HashMap<&str, &str> = HashMap::new();
+    let mut tries: HashMap<i64, Vec<(&str, &str)>> = HashMap::new();
+    for pending in batch {
+        if let Op::Claim {
+            key,
+            audit_id,
+            expired_before_ms,
+        } = &pending.op
+            && !first_of_key.contains_key(key.as_str())
+        {
+            first_of_key.insert(key, audit_id);
+            tries
+                .entry(*expired_before_ms)
+                .or_default()
+                .push((key, audit_id));
+        }
+    }
+    let mut won: HashSet<String> = HashSet::new();
+    for (expired_before_ms, rows) in &tries {
+        for chunk in rows.chunks(CHUNK) {
+            let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO deliveries (key, audit_id, at_ms) VALUES {values} ON CONFLICT(key) DO UPDATE \
+                 SET audit_id = excluded.audit_id, at_ms = excluded.at_ms, summary = NULL \
+                 WHERE deliveries.at_ms < ? RETURNING key"
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, audit_id) in chunk {
+                query = query.bind(*key).bind(*audit_id).bind(now);
+            }
+            for row in query.bind(expired_before_ms).fetch_all(&mut **tx).await? {
+                won.insert(row.try_get("key")?);
+            }
+        }
+    }
+    let lost: Vec<&str> = first_of_key
+        .keys()
+        .copied()
+        .filter(|key| !won.contains(*key))
+        .collect();
+    let mut holders: HashMap<String, Claim> = HashMap::with_capacity(lost.len());
+    for chunk in lost.chunks(CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT key, audit_id, summary FROM deliveries WHERE key IN ({marks})");
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let summary: Option<String> = row.try_get("summary")?;
+            holders.insert(
+                row.try_get("key")?,
+                Claim::Existing {
+                    audit_id: row.try_get("audit_id")?,
+                    answer: summary.map(Into::into),
+                },
+            );
+        }
+    }
+    Ok(batch
+        .iter()
+        .map(|pending| match &pending.op {
+            Op::Claim { key, audit_id, .. } => {
+                if won.contains(key.as_str()) {
+                    if first_of_key.get(key.as_str()) == Some(&audit_id.as_str()) {
+                        Claim::New
+                    } else {
+                        Claim::Existing {
+                            audit_id: first_of_key[key.as_str()].to_owned(),
+                            answer: None,
+                        }
+                    }
+                } else {
+                    holders.get(key).cloned().unwrap_or(Claim::Existing {
+                        audit_id: String::new(),
+                        answer: None,
+                    })
+                }
+            }
+            Op::Put(..) => Claim::New,
+        })
+        .collect())
+}

@@ -1,0 +1,236 @@
+//! The router in process (`tower::ServiceExt::oneshot`), for what needs no AWS: authentication, unknown routes
+//! and methods, limits, error bodies and their audit records, and how fleet failures map to HTTP.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use super::{AppState, router};
+use crate::App;
+use crate::engine::port::{BoxFuture, FailureKind, Fleet, FleetError, Snapshot};
+
+const MANUAL: &str = "manual-token-0123456789";
+const AUDIT: &str = "audit-token-0123456789";
+const HOOK: &str = "alertmanager-token-0123";
+
+/// A fleet whose every call fails with the same error.
+#[derive(Debug)]
+struct FailingFleet(FleetError);
+
+impl Fleet for FailingFleet {
+    fn snapshot<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
+    fn terminate<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+}
+
+struct TestApp {
+    state: AppState,
+    _app: App,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    async fn new(failure: FailureKind) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[server]\nmax_body_bytes = 2048\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\
+             [audit]\nurl = \"sqlite://{}\"\ntokens = [\"{AUDIT}\"]\n[manual]\ntokens = [\"{MANUAL}\"]\n\
+             [alertmanager]\ntokens = [\"{HOOK}\"]\n[sns]\ntopic_arns = [\"arn:aws:sns:us-east-1:123456789012:alarms\"]\n\
+             [[targets]]\nload_balancer = \"web-elb\"\n",
+            dir.path().join("audit.db").display()
+        );
+        let config = crate::config::parse(&text, std::iter::empty()).unwrap();
+        let fleet = FailingFleet(FleetError::new(
+            failure,
+            "DescribeInstanceHealth",
+            Some("AccessDenied".into()),
+            "User is not authorized to perform elasticloadbalancing:DescribeInstanceHealth",
+        ));
+        let app = App::build_with(config, |_, _| Arc::new(fleet))
+            .await
+            .unwrap();
+        Self {
+            state: app.state.clone(),
+            _app: app,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, header::HeaderMap, Value) {
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let (status, _, json) = self.send(request.body(body.into()).unwrap()).await;
+        (status, json)
+    }
+
+    async fn last_record(&self) -> crate::audit::AuditRecord {
+        self.state.audit.list(1).await.unwrap().remove(0)
+    }
+}
+
+#[tokio::test]
+async fn missing_and_wrong_tokens_are_401_with_a_json_body_and_audited() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let body = json!({"load_balancer": "web-elb"}).to_string();
+    for (token, code) in [
+        (None, "missing-credentials"),
+        (Some("wrong-token-0123456789"), "invalid-token"),
+        (Some(AUDIT), "invalid-token"),
+    ] {
+        let (status, answer) = app.post("/remediate", token, body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer["error"], code);
+        assert!(answer["detail"].is_string());
+        let record = app.last_record().await;
+        assert_eq!(
+            (record.outcome, record.auth.as_str()),
+            (crate::audit::Outcome::Rejected, code)
+        );
+        assert_eq!(record.status, 401);
+    }
+    let (status, answer) = app.post("/alertmanager", Some(MANUAL), "{}").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid-token"))
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_and_are_not_audited() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let (status, _, answer) = app
+        .send(Request::get("/nope").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found"))
+    );
+    let (status, headers, answer) = app
+        .send(Request::get("/remediate").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer["error"], "method-not-allowed");
+    assert_eq!(headers[header::ALLOW], "POST");
+    assert!(app.state.audit.list(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bodies_are_limited_and_checked_before_anything_runs() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let (status, answer) = app.post("/sns", None, "x".repeat(4096)).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload-too-large"))
+    );
+    let (status, answer) = app.post("/remediate", Some(MANUAL), "{not json").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed-json"))
+    );
+    let (status, answer) = app
+        .post("/remediate", Some(MANUAL), r#"{"lb": "web-elb"}"#)
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid-request"))
+    );
+    let (status, answer) = app
+        .post("/remediate", Some(MANUAL), r#"{"load_balancer": "db-elb"}"#)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["error"], "unknown-load-balancer");
+    let record = app.last_record().await;
+    assert_eq!(
+        (record.status, record.error.as_deref()),
+        (422, Some("unknown-load-balancer"))
+    );
+}
+
+#[tokio::test]
+async fn an_unsigned_sns_message_is_403_before_any_fetch() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let message = json!({
+        "Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
+        "Message": "hello", "Timestamp": "2026-01-01T00:00:00.000Z",
+    });
+    let (status, answer) = app.post("/sns", None, message.to_string()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer["error"].is_string() && answer["detail"].is_string());
+    assert_eq!(
+        app.last_record().await.outcome,
+        crate::audit::Outcome::Rejected
+    );
+}
+
+#[tokio::test]
+async fn a_permission_error_answers_502_aws_denied_and_a_timeout_503() {
+    for (kind, status, code) in [
+        (
+            FailureKind::Permanent,
+            StatusCode::BAD_GATEWAY,
+            "aws-denied",
+        ),
+        (
+            FailureKind::Transient,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "aws-unavailable",
+        ),
+    ] {
+        let app = TestApp::new(kind).await;
+        let (answered, answer) = app
+            .post(
+                "/remediate",
+                Some(MANUAL),
+                r#"{"load_balancer": "web-elb"}"#,
+            )
+            .await;
+        assert_eq!((answered, answer["error"].as_str()), (status, Some(code)));
+        let detail = answer["detail"].as_str().unwrap();
+        assert_eq!(
+            detail.contains("AccessDenied"),
+            kind == FailureKind::Permanent,
+            "{detail}"
+        );
+        let record = app.last_record().await;
+        assert_eq!(
+            (record.status, record.error.as_deref()),
+            (status.as_u16(), Some(code))
+        );
+        assert!(
+            record.detail["error"]
+                .as_str()
+                .unwrap()
+                .contains("DescribeInstanceHealth")
+        );
+        let metrics = app.state.metrics.render();
+        assert!(
+            metrics.contains(&format!(
+                "reflex_rejections_total{{source=\"manual\",code=\"{code}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
+}
