@@ -246,13 +246,7 @@ impl WebhookConfig {
 /// `arn:<partition>:sns:<region>:<account>:<name>`.
 fn check_topic_arns(key: &str, arns: &[String]) -> Result<(), ConfigError> {
     for arn in arns {
-        let parts: Vec<&str> = arn.split(':').collect();
-        let valid = parts.len() == 6
-            && parts[0] == "arn"
-            && parts[1].starts_with("aws")
-            && parts[2] == "sns"
-            && parts[3..].iter().all(|p| !p.is_empty());
-        if !valid {
+        if !crate::sns::is_topic_arn(arn) {
             return invalid(
                 key,
                 format!(

@@ -79,7 +79,7 @@ async fn handle(
         MessageType::Notification => {
             let delivery = state
                 .audit
-                .claim_delivery(format!("sns:{}", message.message_id), &meta.id, None)
+                .claim_delivery(message.delivery_key(), &meta.id, None)
                 .await?;
             let key = match claimed(meta, delivery)? {
                 Ok(key) => key,

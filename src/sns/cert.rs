@@ -141,7 +141,9 @@ impl SignatureAlgorithm {
         match version {
             "1" => Ok(Self::RsaSha1),
             "2" => Ok(Self::RsaSha256),
-            other => Err(SnsError::UnsupportedSignatureVersion(other.to_owned())),
+            other => Err(SnsError::UnsupportedSignatureVersion(
+                other.chars().take(16).collect(),
+            )),
         }
     }
 }

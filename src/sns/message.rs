@@ -114,7 +114,7 @@ impl Unverified {
                 Some(field(raw.subscribe_url, "SubscribeURL")?),
             ),
         };
-        Ok(Self {
+        let message = Self {
             kind,
             message_id: field(raw.message_id, "MessageId")?,
             topic_arn: field(raw.topic_arn, "TopicArn")?,
@@ -126,7 +126,54 @@ impl Unverified {
             signing_cert_url: field(raw.signing_cert_url, "SigningCertURL")?,
             token,
             subscribe_url,
-        })
+        };
+        message.check_shapes()?;
+        Ok(message)
+    }
+
+    /// Every signed field that reflex keys on or compares must have SNS's shape. The signed string is
+    /// `Key\nValue\n` pairs, so a value holding a newline could move text between fields without changing
+    /// the signature (e.g. a new MessageId carved out of the Message): such values are refused here.
+    fn check_shapes(&self) -> Result<(), SnsError> {
+        let invalid = |field, expected| Err(SnsError::InvalidField { field, expected });
+        let id_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
+        if self.message_id.is_empty()
+            || self.message_id.len() > 128
+            || !self.message_id.chars().all(id_char)
+        {
+            return invalid("MessageId", "1 to 128 letters, digits and hyphens");
+        }
+        if !is_topic_arn(&self.topic_arn) {
+            return invalid(
+                "TopicArn",
+                "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+            );
+        }
+        let time_char =
+            |c: char| c.is_ascii_digit() || matches!(c, '-' | ':' | '.' | 'T' | 'Z' | '+');
+        if self.timestamp.is_empty()
+            || self.timestamp.len() > 40
+            || !self.timestamp.chars().all(time_char)
+        {
+            return invalid(
+                "Timestamp",
+                "an ISO-8601 time such as 2026-01-01T00:00:00.000Z",
+            );
+        }
+        Ok(())
+    }
+
+    /// The key that deduplicates deliveries of this message: its MessageId bound to a digest of everything
+    /// that was signed, so that no rewrite that keeps the signature valid can pass for a new delivery, and
+    /// unsigned fields (SigningCertURL, MessageAttributes) cannot make one.
+    pub fn delivery_key(&self) -> String {
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.string_to_sign().as_bytes());
+        let mut key = format!("sns:{}:", self.message_id);
+        for byte in &digest.as_ref()[..16] {
+            key.push_str(&format!("{byte:02x}"));
+        }
+        key
     }
 
     /// The string AWS signed: `Key\nValue\n` pairs in byte order of the key names, values exactly as decoded.
@@ -162,13 +209,38 @@ impl Unverified {
     }
 }
 
+/// `arn:<partition>:sns:<region>:<12-digit account>:<name>`, as SNS names topics.
+pub fn is_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [arn_literal, partition, service, region, account, name] = parts.as_slice() else {
+        return false;
+    };
+    *arn_literal == "arn"
+        && (*partition == "aws" || partition.starts_with("aws-"))
+        && partition
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
+        && *service == "sns"
+        && !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && !name.is_empty()
+        && name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn body(extra: &str) -> String {
         format!(
-            r#"{{"Type":"Notification","MessageId":"m-1","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":"hi\n",
+            r#"{{"Type":"Notification","MessageId":"m-1","TopicArn":"arn:aws:sns:us-east-1:123456789012:t","Message":"hi\n",
             "Timestamp":"2026-01-01T00:00:00.000Z","SignatureVersion":"2","Signature":"c2ln",
             "SigningCertURL":"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem"{extra}}}"#
         )
@@ -190,7 +262,7 @@ mod tests {
         assert_eq!(
             message.string_to_sign(),
             "Message\nhi\n\nMessageId\nm-1\nSubject\ns\nTimestamp\n2026-01-01T00:00:00.000Z\n\
-             TopicArn\narn:aws:sns:us-east-1:1:t\nType\nNotification\n"
+             TopicArn\narn:aws:sns:us-east-1:123456789012:t\nType\nNotification\n"
         );
     }
 

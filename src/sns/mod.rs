@@ -14,7 +14,7 @@ pub use cert::SigningCert;
 pub use cert_store::{CertSource, CertStore};
 pub use confirm::{ConfirmError, Confirmer};
 pub use decide::{Decision, decide};
-pub use message::{MessageType, Unverified};
+pub use message::{MessageType, Unverified, is_topic_arn};
 pub use url_policy::{CertUrl, SubscribeUrl};
 pub use verify::{Verified, Verifier, VerifyPolicy};
 
@@ -79,6 +79,14 @@ pub enum SnsError {
     /// A required field is absent.
     #[error("the SNS message has no {0}")]
     MissingField(&'static str),
+    /// A signed field does not have the shape SNS gives it (the value is not echoed: it is the caller's).
+    #[error("the SNS message's {field} is not {expected}")]
+    InvalidField {
+        /// The field, e.g. `MessageId`.
+        field: &'static str,
+        /// What it must look like.
+        expected: &'static str,
+    },
     /// `Type` is not one SNS sends.
     #[error("unknown SNS message Type {0:?}")]
     UnknownType(String),
@@ -128,9 +136,10 @@ impl SnsError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MalformedJson(_) => "malformed-json",
-            Self::InvalidMessage(_) | Self::MissingField(_) | Self::UnknownType(_) => {
-                "invalid-message"
-            }
+            Self::InvalidMessage(_)
+            | Self::MissingField(_)
+            | Self::InvalidField { .. }
+            | Self::UnknownType(_) => "invalid-message",
             Self::Unsigned => "unsigned-message",
             Self::UnsupportedSignatureVersion(_) => "unsupported-signature-version",
             Self::UntrustedUrl { .. } => "untrusted-url",
@@ -150,6 +159,7 @@ impl SnsError {
             Self::MalformedJson(_)
             | Self::InvalidMessage(_)
             | Self::MissingField(_)
+            | Self::InvalidField { .. }
             | Self::UnknownType(_) => 400,
             Self::CertificateUnavailable(_) => 503,
             _ => 403,

@@ -213,7 +213,7 @@ async fn topic_age_and_type_header_are_enforced() {
     future["Timestamp"] = json!("2026-06-01T12:06:00.000Z");
     assert_eq!(code_of(&sign(future)).await, "stale-message");
     let mut garbage = notification();
-    garbage["Timestamp"] = json!("yesterday");
+    garbage["Timestamp"] = json!("2026-13-45T99:99:99Z");
     assert_eq!(code_of(&sign(garbage)).await, "stale-message");
 
     let body = sign(notification());
@@ -402,5 +402,77 @@ async fn crafted_vectors_verify_with_a_certificate_for_their_key() {
             .verify(&body, None, at)
             .await
             .unwrap_or_else(|err| panic!("{name}: {err}"));
+    }
+}
+
+#[tokio::test]
+async fn a_rewrite_that_moves_text_between_signed_fields_is_refused() {
+    // Genuinely signed: a Message that contains what looks like a MessageId pair.
+    let mut original = notification();
+    original["Message"] = json!("A\nMessageId\nB");
+    original["MessageId"] = json!("c-1");
+    let original = sign(original);
+    assert!(verify(&original).await.is_ok());
+
+    // The same signed bytes read another way: a new MessageId carved out of the Message.
+    let mut rewritten: Value = serde_json::from_slice(&original).unwrap();
+    rewritten["Message"] = json!("A");
+    rewritten["MessageId"] = json!("B\nMessageId\nc-1");
+    let body = rewritten.to_string();
+    assert_eq!(code_of(body.as_bytes()).await, "invalid-message");
+
+    // Without the shape rule the signature would still hold: both readings sign the same string.
+    let first = Unverified::parse(&original).unwrap();
+    let mut moved = first.clone();
+    moved.message = "A".into();
+    moved.message_id = "B\nMessageId\nc-1".into();
+    assert_eq!(moved.string_to_sign(), first.string_to_sign());
+}
+
+#[tokio::test]
+async fn the_delivery_key_ignores_unsigned_fields_and_binds_signed_ones() {
+    let body = sign(notification());
+    let first = verify(&body).await.unwrap().message().delivery_key();
+    assert!(first.starts_with("sns:0b7a1a24-5b1d-5b6f-9a3e-000000000001:"));
+
+    let mut unsigned_changed: Value = serde_json::from_slice(&body).unwrap();
+    unsigned_changed["SigningCertURL"] =
+        json!("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-ffff.pem");
+    unsigned_changed["UnsubscribeURL"] = json!("https://example.invalid/");
+    unsigned_changed["MessageAttributes"] = json!({"a": {"Type": "String", "Value": "b"}});
+    let again = verify(unsigned_changed.to_string().as_bytes())
+        .await
+        .unwrap()
+        .message()
+        .delivery_key();
+    assert_eq!(first, again);
+
+    let mut other = notification();
+    other["Message"] = json!("another alarm with the same MessageId");
+    let other = verify(&sign(other)).await.unwrap().message().delivery_key();
+    assert_ne!(first, other);
+}
+
+#[test]
+fn signed_fields_must_have_sns_shapes() {
+    for (field, value) in [
+        ("MessageId", ""),
+        ("MessageId", "a b"),
+        ("MessageId", &"x".repeat(129)),
+        ("TopicArn", "arn:aws:sns:us-east-1:1:t"),
+        ("TopicArn", &format!("{TOPIC}{}", "x".repeat(300))),
+        ("TopicArn", "arn:aws:sqs:us-east-1:123456789012:q"),
+        ("Timestamp", "2026-06-01 11:59:30"),
+        ("Timestamp", "yesterday"),
+    ] {
+        let mut message = notification();
+        message[field] = json!(value);
+        message["Signature"] = json!("x");
+        let err = Unverified::parse(message.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.code(), "invalid-message", "{field}={value:?}");
+        assert!(
+            !err.to_string().contains("xxxxxxxxxx"),
+            "the value is not echoed"
+        );
     }
 }
