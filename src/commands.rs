@@ -144,6 +144,7 @@ pub async fn sns_verify_command(
             VerifyPolicy {
                 topic_arns: config.as_ref().map(|c| c.sns.topic_arns.clone()),
                 max_age: Duration::from_secs(config.as_ref().map_or(3600, |c| c.sns.max_age_secs)),
+                min_signature_version: config.as_ref().map_or(1, |c| c.sns.min_signature_version),
             },
             CertStore::new(CertSource::Fixed(Arc::new(cert))),
         ),
@@ -157,6 +158,7 @@ pub async fn sns_verify_command(
                 VerifyPolicy {
                     topic_arns: None,
                     max_age: Duration::from_secs(3600),
+                    min_signature_version: 1,
                 },
                 CertStore::new(CertSource::Fetch(SnsFetcher::new(&sdk, None)?)),
             )

@@ -279,6 +279,23 @@ mod tests {
                 "manual.tokens_file",
             ),
             (
+                "[grafana]\nhmac_secret = \"0123456789abcdef0\"\ntimestamp_header = \"\"\n",
+                "grafana.timestamp_header",
+            ),
+            (
+                "[sns]\nmin_signature_version = 3\n",
+                "sns.min_signature_version",
+            ),
+            (
+                "[sns]\ncertificates_from = \"endpoint\"\n",
+                "sns.certificates_from",
+            ),
+            (
+                "[aws]\nendpoint_url = \"https://vpce-0a1b.sns.us-east-1.vpce.amazonaws.com\"\n\
+                 [sns]\ncertificates_from = \"endpoint\"\n",
+                "sns.certificates_from",
+            ),
+            (
                 "[[targets]]\nload_balancer = \"web-elb\"\n",
                 "targets.load_balancer",
             ),
@@ -291,6 +308,27 @@ mod tests {
             };
             let err = parse_with(&text, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn safe_sns_defaults_and_an_emulator_only_on_loopback() {
+        let config = parse_with(MINIMAL, &[]).unwrap();
+        assert_eq!(config.sns.confirm, crate::config::ConfirmMethod::Api);
+        assert_eq!(
+            config.sns.certificates_from,
+            crate::config::CertificatesFrom::Aws
+        );
+        assert_eq!(config.sns.min_signature_version, 1);
+        for endpoint in [
+            "http://127.0.0.1:5000",
+            "http://localhost:5000",
+            "http://[::1]:5000",
+        ] {
+            let text = format!(
+                "{MINIMAL}[aws]\nendpoint_url = \"{endpoint}\"\n[sns]\ncertificates_from = \"endpoint\"\n"
+            );
+            parse_with(&text, &[]).unwrap_or_else(|err| panic!("{endpoint}: {err}"));
         }
     }
 

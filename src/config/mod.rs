@@ -102,9 +102,14 @@ pub struct SnsConfig {
     pub topic_arns: Vec<String>,
     /// Messages whose Timestamp is older than this are rejected as stale (replay protection).
     pub max_age_secs: u64,
+    /// Lowest accepted SignatureVersion: 1 accepts RSA-SHA1 and RSA-SHA256 signatures (the topic's default is
+    /// 1), 2 refuses SHA-1 (set the topic's `SignatureVersion` attribute to 2 first).
+    pub min_signature_version: u8,
     /// A folder of pinned signing certificates (file name = the SigningCertURL's file name), used instead of
     /// fetching, for hosts without outbound access.
     pub cert_dir: Option<PathBuf>,
+    /// Where signing certificates and SubscribeURLs are fetched from.
+    pub certificates_from: CertificatesFrom,
     /// How subscriptions are confirmed.
     pub confirm: ConfirmMethod,
 }
@@ -114,20 +119,36 @@ impl Default for SnsConfig {
         Self {
             topic_arns: Vec::new(),
             max_age_secs: 3600,
+            min_signature_version: 1,
             cert_dir: None,
-            confirm: ConfirmMethod::default(),
+            certificates_from: CertificatesFrom::Aws,
+            confirm: ConfirmMethod::Api,
         }
     }
+}
+
+/// Where SNS signing certificates (and SubscribeURLs) are fetched from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertificatesFrom {
+    /// The genuine SNS host named by the message, after the URL policy passed.
+    #[default]
+    Aws,
+    /// The AWS emulator at `aws.endpoint_url` (moto), signed for service `sns`: for tests only, and refused
+    /// unless that endpoint is a loopback address. Whoever runs the endpoint could sign SNS messages.
+    Endpoint,
 }
 
 /// How a SubscriptionConfirmation is answered.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfirmMethod {
-    /// GET the (validated) SubscribeURL.
-    #[default]
+    /// GET the (validated) SubscribeURL. Anyone holding the subscription's UnsubscribeURL can then
+    /// unsubscribe reflex.
     SubscribeUrl,
-    /// Call the SNS ConfirmSubscription API with AuthenticateOnUnsubscribe=true (needs sns:ConfirmSubscription).
+    /// Call the SNS ConfirmSubscription API with AuthenticateOnUnsubscribe=true (needs sns:ConfirmSubscription),
+    /// so that only the topic owner can unsubscribe reflex.
+    #[default]
     Api,
 }
 

@@ -2,8 +2,8 @@
 //! Every message names the key and says how to fix it.
 
 use super::{
-    AuditConfig, AwsConfig, Config, ConfigError, RemediationConfig, Secret, ServerConfig,
-    SnsConfig, TargetConfig, WebhookConfig,
+    AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, RemediationConfig, Secret,
+    ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
 };
 
 /// Shortest accepted token: long enough that guessing is hopeless.
@@ -35,6 +35,26 @@ impl Config {
                 "targets.sns_topic_arns",
                 format!("names {arn:?}, which is not listed in sns.topic_arns; add it there"),
             );
+        }
+        if self.sns.certificates_from == CertificatesFrom::Endpoint {
+            let loopback = self
+                .aws
+                .endpoint_url
+                .as_deref()
+                .and_then(|endpoint| url::Url::parse(endpoint).ok())
+                .is_some_and(|url| match url.host() {
+                    Some(url::Host::Domain(name)) => name == "localhost",
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                });
+            if !loopback {
+                return invalid(
+                    "sns.certificates_from",
+                    "is \"endpoint\", which is for an AWS emulator on this host only: aws.endpoint_url must be \
+                     a loopback address (e.g. \"http://127.0.0.1:5000\"); use \"aws\" everywhere else",
+                );
+            }
         }
         self.alertmanager.validate("alertmanager", self)?;
         self.grafana.validate("grafana", self)?;
@@ -188,6 +208,12 @@ impl TargetConfig {
 impl SnsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_topic_arns("sns.topic_arns", &self.topic_arns)?;
+        if !(1..=2).contains(&self.min_signature_version) {
+            return invalid(
+                "sns.min_signature_version",
+                "must be 1 (accept SHA-1 and SHA-256 signatures) or 2 (SHA-256 only)",
+            );
+        }
         if self.max_age_secs == 0 {
             return invalid("sns.max_age_secs", "must be greater than 0 (3600 is usual)");
         }
@@ -222,6 +248,20 @@ impl WebhookConfig {
                 key("default_target"),
                 format!("names {target:?}, which is not listed under [[targets]]"),
             );
+        }
+        if self.hmac_secret.is_some() {
+            for (name, header) in [
+                ("signature_header", &self.signature_header),
+                ("timestamp_header", &self.timestamp_header),
+            ] {
+                if header.trim().is_empty() {
+                    return invalid(
+                        key(name),
+                        "must name a header: without it the HMAC would not cover a timestamp and a captured \
+                         request could be replayed forever",
+                    );
+                }
+            }
         }
         if section == "alertmanager" && self.hmac_secret.is_some() {
             return invalid(

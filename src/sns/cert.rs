@@ -146,6 +146,14 @@ impl SignatureAlgorithm {
             )),
         }
     }
+
+    /// The SignatureVersion number.
+    pub fn version(self) -> u8 {
+        match self {
+            Self::RsaSha1 => 1,
+            Self::RsaSha256 => 2,
+        }
+    }
 }
 
 /// `sns.amazonaws.com` (every AWS signing certificate so far) or a regional SNS name.

@@ -41,6 +41,13 @@ impl Confirmer {
         match self.method {
             ConfirmMethod::SubscribeUrl => {
                 let url = SubscribeUrl::parse(raw_url)?;
+                if url.region() != super::verify::topic_region(&message.topic_arn) {
+                    return Err(SnsError::UntrustedUrl {
+                        field: "SubscribeURL",
+                        reason: "its SNS host is not in the topic's region".to_owned(),
+                    }
+                    .into());
+                }
                 self.fetcher
                     .get(url.as_str(), url.path_and_query())
                     .await

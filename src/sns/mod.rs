@@ -35,7 +35,11 @@ impl SnsReceiver {
         sdk: &aws_config::SdkConfig,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Self, crate::aws::FetchError> {
-        let fetcher = crate::aws::SnsFetcher::new(sdk, config.aws.endpoint_url.as_deref())?;
+        let emulator = match config.sns.certificates_from {
+            crate::config::CertificatesFrom::Endpoint => config.aws.endpoint_url.as_deref(),
+            crate::config::CertificatesFrom::Aws => None,
+        };
+        let fetcher = crate::aws::SnsFetcher::new(sdk, emulator)?;
         if fetcher.is_emulated() {
             tracing::warn!(
                 "SNS signing certificates and SubscribeURLs are fetched from the EMULATOR endpoint"
@@ -55,6 +59,7 @@ impl SnsReceiver {
         let policy = VerifyPolicy {
             topic_arns: Some(config.sns.topic_arns.clone()),
             max_age: std::time::Duration::from_secs(config.sns.max_age_secs),
+            min_signature_version: config.sns.min_signature_version,
         };
         Ok(Self {
             verifier: Verifier::new(policy, cert_store),

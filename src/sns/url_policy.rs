@@ -47,6 +47,19 @@ impl CertUrl {
     pub fn file_name(&self) -> &str {
         &self.file_name
     }
+
+    /// The region of the SNS host, which must be the topic's.
+    pub fn region(&self) -> &str {
+        region_of(&self.url)
+    }
+}
+
+/// `<region>` of an accepted `sns.<region>.amazonaws.com[.cn]` host.
+fn region_of(url: &Url) -> &str {
+    url.host_str()
+        .and_then(|host| host.strip_prefix("sns."))
+        .and_then(|rest| rest.split('.').next())
+        .unwrap_or_default()
 }
 
 /// A SubscribeURL that passed the policy: an SNS host, path `/`, `Action=ConfirmSubscription`.
@@ -81,6 +94,11 @@ impl SubscribeUrl {
     /// The path and query, for the same request to an emulator endpoint.
     pub fn path_and_query(&self) -> &str {
         &self.0[url::Position::BeforePath..]
+    }
+
+    /// The region of the SNS host, which must be the topic's.
+    pub fn region(&self) -> &str {
+        region_of(&self.0)
     }
 }
 

@@ -22,6 +22,8 @@ pub struct VerifyPolicy {
     pub topic_arns: Option<Vec<String>>,
     /// Oldest accepted message.
     pub max_age: Duration,
+    /// Lowest accepted SignatureVersion: 2 refuses RSA-SHA1 signatures.
+    pub min_signature_version: u8,
 }
 
 /// A message whose signature, certificate, topic and age were all checked.
@@ -104,6 +106,13 @@ impl Verifier {
             });
         }
         let algorithm = SignatureAlgorithm::from_version(&message.signature_version)?;
+        if algorithm.version() < self.policy.min_signature_version {
+            return Err(SnsError::UnsupportedSignatureVersion(format!(
+                "{} (sns.min_signature_version is {})",
+                algorithm.version(),
+                self.policy.min_signature_version
+            )));
+        }
         if let Some(allowed) = &self.policy.topic_arns
             && !allowed.contains(&message.topic_arn)
         {
@@ -111,6 +120,12 @@ impl Verifier {
         }
         self.check_age(&message.timestamp, now)?;
         let cert_url = CertUrl::parse(&message.signing_cert_url)?;
+        if cert_url.region() != topic_region(&message.topic_arn) {
+            return Err(SnsError::UntrustedUrl {
+                field: "SigningCertURL",
+                reason: "its SNS host is not in the topic's region".to_owned(),
+            });
+        }
         let signature = STANDARD
             .decode(message.signature.as_bytes())
             .map_err(|_| SnsError::BadSignature)?;
@@ -144,6 +159,11 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The region of a topic ARN (already checked to be one).
+pub(super) fn topic_region(topic_arn: &str) -> &str {
+    topic_arn.split(':').nth(3).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ fn verifier_with(cert: SigningCert) -> Verifier {
         VerifyPolicy {
             topic_arns: Some(vec![TOPIC.to_owned()]),
             max_age: std::time::Duration::from_secs(3600),
+            min_signature_version: 1,
         },
         CertStore::new(CertSource::Fixed(Arc::new(cert))),
     )
@@ -300,6 +301,7 @@ async fn pinned_certificates_are_read_by_file_name() {
             VerifyPolicy {
                 topic_arns: None,
                 max_age: std::time::Duration::from_secs(3600),
+                min_signature_version: 1,
             },
             CertStore::new(CertSource::Pinned(dir.to_owned())),
         )
@@ -338,6 +340,7 @@ async fn genuine_aws_messages_verify_and_tampered_copies_do_not() {
             VerifyPolicy {
                 topic_arns: None,
                 max_age: std::time::Duration::from_secs(3600),
+                min_signature_version: 1,
             },
             CertStore::new(CertSource::Pinned(root.join("certs"))),
         );
@@ -393,6 +396,7 @@ async fn crafted_vectors_verify_with_a_certificate_for_their_key() {
             VerifyPolicy {
                 topic_arns: None,
                 max_age: std::time::Duration::from_secs(3600),
+                min_signature_version: 1,
             },
             CertStore::new(CertSource::Fixed(Arc::new(
                 SigningCert::from_pem(cert.as_bytes()).unwrap(),
@@ -474,5 +478,58 @@ fn signed_fields_must_have_sns_shapes() {
             !err.to_string().contains("xxxxxxxxxx"),
             "the value is not echoed"
         );
+    }
+}
+
+#[tokio::test]
+async fn sha1_signatures_can_be_refused_by_config() {
+    let mut v1 = notification();
+    v1["SignatureVersion"] = json!("1");
+    let body = sign(v1);
+    let strict = Verifier::new(
+        VerifyPolicy {
+            topic_arns: Some(vec![TOPIC.to_owned()]),
+            max_age: std::time::Duration::from_secs(3600),
+            min_signature_version: 2,
+        },
+        CertStore::new(CertSource::Fixed(Arc::new(good_cert()))),
+    );
+    let err = strict.verify(&body, None, NOW).await.unwrap_err();
+    assert_eq!(err.code(), "unsupported-signature-version");
+    assert!(err.to_string().contains("min_signature_version"), "{err}");
+    assert!(
+        strict
+            .verify(&sign(notification()), None, NOW)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_url_outside_the_topics_region_is_refused() {
+    let mut fields = notification();
+    fields["SigningCertURL"] =
+        json!("https://sns.us-west-2.amazonaws.com/SimpleNotificationService-0123abcd.pem");
+    assert_eq!(code_of(&sign(fields)).await, "untrusted-url");
+}
+
+#[tokio::test]
+async fn a_subscribe_url_outside_the_topics_region_is_never_fetched() {
+    let mut fields = confirmation("SubscriptionConfirmation");
+    fields["SubscribeURL"] =
+        json!("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=y");
+    let verified = verify(&sign(fields)).await.unwrap();
+    let sdk = aws_config::SdkConfig::builder().build();
+    let confirmer = crate::sns::Confirmer::new(
+        crate::config::ConfirmMethod::SubscribeUrl,
+        crate::aws::SnsFetcher::new(&sdk, None).unwrap(),
+        crate::aws::Subscriptions::new(&sdk),
+    );
+    match confirmer.confirm(&verified).await {
+        Err(crate::sns::ConfirmError::Untrusted(err)) => {
+            assert_eq!(err.code(), "untrusted-url");
+            assert!(err.to_string().contains("region"), "{err}");
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -48,7 +48,7 @@ async fn app(
         PERMISSIVE,
     );
     text.push_str(&format!(
-        "\n[sns]\ntopic_arns = {}\n{}\n",
+        "\n[sns]\ntopic_arns = {}\ncertificates_from = \"endpoint\"\n{}\n",
         serde_json::to_string(topics).unwrap(),
         sns_extra.replace("CERT_DIR", certs.path().to_str().unwrap())
     ));
