@@ -12,6 +12,7 @@ use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
 use crate::engine::{Authenticated, Trigger};
 use crate::sns::{CertSource, CertStore, SigningCert, SnsReceiver, Verifier, VerifyPolicy};
+use crate::untrusted::bounded;
 use crate::{App, init_logging, serve};
 
 /// Loads and validates the configuration, with the file named in the error.
@@ -102,8 +103,8 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
                 record.source.as_str(),
                 record.outcome.as_str(),
                 record.status,
-                record.target.as_deref().unwrap_or("-"),
-                record.error.as_deref().unwrap_or(""),
+                bounded(record.target.as_deref().unwrap_or("-")),
+                bounded(record.error.as_deref().unwrap_or("")),
             ));
         }
         out.push('\n');

@@ -14,6 +14,7 @@ mod logging;
 pub mod metrics;
 mod server;
 pub mod sns;
+pub mod untrusted;
 pub mod webhook;
 
 pub use logging::init_logging;

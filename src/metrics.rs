@@ -72,6 +72,13 @@ pub struct AwsErrorLabels {
     pub kind: &'static str,
 }
 
+/// The `topic_arn` of an allowed topic (a closed set: only verified messages of allowed topics count).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// The topic.
+    pub topic_arn: String,
+}
+
 /// `result` of a certificate lookup.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
@@ -99,6 +106,8 @@ pub struct Metrics {
     pub aws_call_errors: Family<AwsErrorLabels, Counter>,
     /// SNS signing certificate lookups by result.
     pub sns_certificate_cache: Family<CacheLabels, Counter>,
+    /// Verified UnsubscribeConfirmations by topic: reflex no longer receives that topic's alarms.
+    pub sns_unsubscribed: Family<TopicLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -154,8 +163,15 @@ impl Default for Metrics {
             "SNS signing certificate lookups by result (hit, load)",
             sns_certificate_cache.clone(),
         );
+        let sns_unsubscribed = Family::default();
+        registry.register(
+            "sns_unsubscribed",
+            "Verified SNS UnsubscribeConfirmations by topic: alarms of that topic no longer reach reflex",
+            sns_unsubscribed.clone(),
+        );
         Self {
             registry,
+            sns_unsubscribed,
             http_requests,
             rejections,
             remediation_runs,

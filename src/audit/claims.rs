@@ -143,7 +143,7 @@ async fn claim_all(
                     })
                 }
             }
-            Op::Put(..) => Claim::New,
+            Op::Put(..) | Op::Probe => Claim::New,
         })
         .collect())
 }

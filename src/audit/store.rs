@@ -41,7 +41,7 @@ impl AuditStore {
         MIGRATOR.run(&mut writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         Ok((
@@ -50,7 +50,7 @@ impl AuditStore {
                 readers,
                 completed: Arc::default(),
             },
-            WriterTask::start(writer, rx),
+            WriterTask::start(options, writer, rx),
         ))
     }
 
@@ -159,12 +159,10 @@ impl AuditStore {
         Ok(at_ms.and_then(from_millis))
     }
 
-    /// Proves the store answers, for `/readyz`.
+    /// Proves the store can be read and can still commit a write, for `/readyz`: a store that cannot write
+    /// (a full disk, a read-only file) makes reflex unready instead of acknowledging what it cannot record.
     pub async fn ping(&self) -> Result<(), AuditError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
-        if self.writer.is_closed() {
-            return Err(AuditError::WriterGone);
-        }
-        Ok(())
+        submit(&self.writer, Op::Probe).await.map(|_| ())
     }
 }

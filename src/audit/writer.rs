@@ -1,6 +1,7 @@
 //! The batching writer: one task commits every pending write in a single transaction (group commit), so each
 //! request waits for a durable commit without paying one fsync of its own.
 
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -26,6 +27,8 @@ pub(super) enum Op {
         audit_id: String,
         expired_before_ms: i64,
     },
+    /// Rewrite the readiness row: proves a commit still goes through.
+    Probe,
 }
 
 /// A write and who waits for its commit.
@@ -43,9 +46,13 @@ pub struct WriterTask {
 
 impl WriterTask {
     /// Starts the writer over `conn`.
-    pub(super) fn start(conn: SqliteConnection, rx: mpsc::Receiver<Pending>) -> Self {
+    pub(super) fn start(
+        options: SqliteConnectOptions,
+        conn: SqliteConnection,
+        rx: mpsc::Receiver<Pending>,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write_loop(conn, rx, stopped));
+        let task = tokio::spawn(write_loop(options, conn, rx, stopped));
         Self { task, stop }
     }
 
@@ -70,10 +77,12 @@ pub(super) async fn submit(writer: &mpsc::Sender<Pending>, op: Op) -> Result<Cla
 }
 
 async fn write_loop(
-    mut conn: SqliteConnection,
+    options: SqliteConnectOptions,
+    conn: SqliteConnection,
     mut rx: mpsc::Receiver<Pending>,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(BATCH_MAX);
     loop {
         let received = tokio::select! {
@@ -87,7 +96,14 @@ async fn write_loop(
         if received == 0 {
             break;
         }
-        match write_batch(&mut conn, &batch).await {
+        let written = match conn.as_mut() {
+            Some(open) => write_batch(open, &batch).await,
+            None => match SqliteConnection::connect_with(&options).await {
+                Ok(fresh) => write_batch(conn.insert(fresh), &batch).await,
+                Err(err) => Err(err),
+            },
+        };
+        match written {
             Ok(results) => {
                 for (pending, result) in batch.drain(..).zip(results) {
                     let _ = pending.done.send(Ok(result));
@@ -97,6 +113,12 @@ async fn write_loop(
                 tracing::error!(error = %err, records = batch.len(), "audit commit failed");
                 for pending in batch.drain(..) {
                     let _ = pending.done.send(Err(err.to_string()));
+                }
+                // A failed commit (a full disk, say) can leave the connection inside a transaction that
+                // neither SQLite nor the driver will end; every later "commit" would then be lost. The next
+                // batch gets a fresh connection instead.
+                if let Some(broken) = conn.take() {
+                    let _ = broken.close().await;
                 }
             }
         }
@@ -114,10 +136,19 @@ async fn write_batch(
         .iter()
         .filter_map(|pending| match &pending.op {
             Op::Put(record, _) => Some(record.as_ref()),
-            Op::Claim { .. } => None,
+            Op::Claim { .. } | Op::Probe => None,
         })
         .collect();
     upsert_records(&mut tx, &records).await?;
+    if batch.iter().any(|pending| matches!(pending.op, Op::Probe)) {
+        sqlx::query(
+            "INSERT INTO readiness (id, at_ms) VALUES (1, ?) \
+             ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
+        )
+        .bind(super::rows::millis(time::OffsetDateTime::now_utc()))
+        .execute(&mut *tx)
+        .await?;
+    }
     let results = claims::settle_and_claim(&mut tx, batch).await?;
     tx.commit().await?;
     Ok(results)

@@ -187,8 +187,20 @@ impl TargetConfig {
             );
         }
         for (index, target) in targets.iter().enumerate() {
-            if target.load_balancer.trim().is_empty() {
-                return invalid("targets.load_balancer", "must not be empty");
+            let name = &target.load_balancer;
+            let valid = (1..=32).contains(&name.len())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !name.starts_with('-')
+                && !name.ends_with('-');
+            if !valid {
+                return invalid(
+                    "targets.load_balancer",
+                    format!(
+                        "holds {:?}, which is not a classic load balancer name (1 to 32 letters, digits and \
+                         hyphens, not starting or ending with a hyphen)",
+                        crate::untrusted::bounded(name)
+                    ),
+                );
             }
             if targets[..index]
                 .iter()

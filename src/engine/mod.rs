@@ -142,12 +142,13 @@ impl Engine {
     ) -> Result<Run, EngineError> {
         let load_balancer = trigger.load_balancer.as_str();
         let dry_run = trigger.dry_run || self.config.remediation.dry_run;
-        meta.target = Some(load_balancer.to_owned());
         meta.dry_run = dry_run;
+        // Only a configured name is recorded as the target; anything else is the caller's text, bounded.
         let lock = self
             .locks
             .get(load_balancer)
-            .ok_or_else(|| EngineError::UnknownTarget(load_balancer.to_owned()))?;
+            .ok_or_else(|| EngineError::UnknownTarget(crate::untrusted::bounded(load_balancer)))?;
+        meta.target = Some(load_balancer.to_owned());
         let _single_flight = lock.lock().await;
         let _slot = self
             .slots

@@ -29,12 +29,13 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    /// An error with this status, code and sentence.
+    /// An error with this status, code and sentence. The sentence may quote what the caller sent, so it is
+    /// bounded and escaped here, once for the answer, the audit record and the logs.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
-            detail: detail.into(),
+            detail: crate::untrusted::bounded(&detail.into()),
         }
     }
 

@@ -18,7 +18,25 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the audit store can be read and still commits a write. Topics that unsubscribed reflex are listed
+/// under `warnings` (still ready: reflex works, but those alarms no longer arrive).
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.audit.ping().await?;
-    Ok(Json(json!({"status": "ready"})))
+    let warnings: Vec<String> = state
+        .sns
+        .unsubscribed
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .map(|(topic, at)| {
+            let at = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            format!("SNS topic {topic} unsubscribed reflex at {at}; subscribe again")
+        })
+        .collect();
+    if warnings.is_empty() {
+        return Ok(Json(json!({"status": "ready"})));
+    }
+    Ok(Json(json!({"status": "ready", "warnings": warnings})))
 }

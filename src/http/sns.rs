@@ -65,17 +65,20 @@ async fn handle(
     let message = verified.message();
     match message.kind {
         MessageType::SubscriptionConfirmation => confirm(state, meta, &verified).await,
-        MessageType::UnsubscribeConfirmation => Ok(Handled::Reply {
-            reply: Reply::Subscription(SubscriptionReply {
-                message: message.message.clone(),
-                topic_arn: message.topic_arn.clone(),
-                subscription: None,
-                ignored: Some("unsubscribe confirmation verified and recorded; nothing done"),
-                audit_id: meta.id.clone(),
-            }),
-            outcome: Outcome::Ignored,
-            delivery: None,
-        }),
+        MessageType::UnsubscribeConfirmation => {
+            unsubscribed(state, &message.topic_arn);
+            Ok(Handled::Reply {
+                reply: Reply::Subscription(SubscriptionReply {
+                    message: message.message.clone(),
+                    topic_arn: message.topic_arn.clone(),
+                    subscription: None,
+                    ignored: Some("unsubscribe confirmation verified and recorded; nothing done"),
+                    audit_id: meta.id.clone(),
+                }),
+                outcome: Outcome::Ignored,
+                delivery: None,
+            })
+        }
         MessageType::Notification => {
             let delivery = state
                 .audit
@@ -122,6 +125,28 @@ async fn handle(
             })
         }
     }
+}
+
+/// reflex was unsubscribed from an allowed topic: its alarms will no longer arrive. Loud on purpose: logged as
+/// an error, counted, and shown by `/readyz`.
+fn unsubscribed(state: &AppState, topic_arn: &str) {
+    tracing::error!(
+        topic_arn,
+        "SNS unsubscribed reflex from an allowed topic: its alarms no longer arrive; subscribe again"
+    );
+    state
+        .metrics
+        .sns_unsubscribed
+        .get_or_create(&crate::metrics::TopicLabels {
+            topic_arn: topic_arn.to_owned(),
+        })
+        .inc();
+    state
+        .sns
+        .unsubscribed
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(topic_arn.to_owned(), OffsetDateTime::now_utc());
 }
 
 async fn confirm(

@@ -28,6 +28,21 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
             )));
         }
         if let Some(load_balancer) = &alarm.load_balancer_name {
+            // A topic that lists its targets may only heal those: an alarm on it cannot name another one.
+            let listed: Vec<&str> = config
+                .targets
+                .iter()
+                .filter(|t| t.sns_topic_arns.iter().any(|arn| arn == topic_arn))
+                .map(|t| t.load_balancer.as_str())
+                .collect();
+            if !listed.is_empty() && !listed.contains(&load_balancer.as_str()) {
+                return Err(format!(
+                    "alarm {:?} names load balancer {load_balancer:?}, but topic {topic_arn} may only heal {} \
+                     (targets.sns_topic_arns)",
+                    alarm.alarm_name,
+                    listed.join(", ")
+                ));
+            }
             return Ok(Decision::Remediate {
                 load_balancer: load_balancer.clone(),
             });
@@ -133,6 +148,30 @@ mod tests {
         );
         assert_eq!(
             decide(&mapped, TOPIC, &alarm("ALARM", "")),
+            Ok(Decision::Remediate {
+                load_balancer: "api".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_topic_that_lists_its_targets_cannot_heal_another() {
+        let mapped = config(&format!(
+            "[[targets]]\nload_balancer = \"web\"\n[[targets]]\nload_balancer = \"api\"\nsns_topic_arns = [\"{TOPIC}\"]\n"
+        ));
+        let err = decide(
+            &mapped,
+            TOPIC,
+            &alarm("ALARM", r#"{"name":"LoadBalancerName","value":"web"}"#),
+        )
+        .unwrap_err();
+        assert!(err.contains("may only heal api"), "{err}");
+        assert_eq!(
+            decide(
+                &mapped,
+                TOPIC,
+                &alarm("ALARM", r#"{"name":"LoadBalancerName","value":"api"}"#)
+            ),
             Ok(Decision::Remediate {
                 load_balancer: "api".into()
             })

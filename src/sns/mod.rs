@@ -25,6 +25,9 @@ pub struct SnsReceiver {
     pub verifier: Verifier,
     /// Confirms subscriptions.
     pub confirmer: Confirmer,
+    /// Topics that unsubscribed reflex (a verified UnsubscribeConfirmation), with when: shown by `/readyz`
+    /// until the process restarts, because alarms on them no longer arrive.
+    pub unsubscribed: std::sync::Mutex<std::collections::BTreeMap<String, time::OffsetDateTime>>,
 }
 
 impl SnsReceiver {
@@ -68,6 +71,7 @@ impl SnsReceiver {
                 fetcher,
                 crate::aws::Subscriptions::new(sdk),
             ),
+            unsubscribed: std::sync::Mutex::default(),
         })
     }
 }

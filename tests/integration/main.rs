@@ -5,6 +5,7 @@ mod common;
 
 mod alertmanager;
 mod cli;
+mod disk;
 mod grafana;
 mod iam;
 mod remediate;

@@ -324,6 +324,18 @@ async fn subscriptions_are_confirmed_for_allowed_topics_only() {
         assert_eq!(status, 200);
         assert!(answer["ignored"].as_str().is_some());
         assert_eq!(app.audit_records().await[0].outcome, "ignored");
+        // Losing a subscription is loud: counted, and named by /readyz (still ready).
+        let (status, ready) = app.get("/readyz", None).await;
+        assert_eq!(status, 200);
+        let warning = ready["warnings"][0].as_str().unwrap_or_default();
+        assert!(warning.contains(&topic_arn), "{ready}");
+        let metrics = app.get_text("/metrics").await;
+        assert!(
+            metrics.contains(&format!(
+                "reflex_sns_unsubscribed_total{{topic_arn=\"{topic_arn}\"}} 1"
+            )),
+            "{metrics}"
+        );
     }
 }
 
