@@ -15,9 +15,12 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How a GET failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// Network, timeout, or a non-200 answer.
+    /// Network, timeout, or a 5xx answer: worth trying again later.
     #[error("{0}")]
     Failed(String),
+    /// The host answered that the file is not there (or not for us): a 4xx, which a retry will not change.
+    #[error("GET answered {0}")]
+    Refused(u16),
     /// The body is larger than the limit.
     #[error("the answer is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
@@ -78,11 +81,12 @@ impl SnsFetcher {
             .send()
             .await
             .map_err(|err| FetchError::Failed(format!("GET failed: {err}")))?;
-        if response.status() != reqwest::StatusCode::OK {
-            return Err(FetchError::Failed(format!(
-                "GET answered {}",
-                response.status()
-            )));
+        let status = response.status();
+        if status.is_client_error() {
+            return Err(FetchError::Refused(status.as_u16()));
+        }
+        if status != reqwest::StatusCode::OK {
+            return Err(FetchError::Failed(format!("GET answered {status}")));
         }
         if response
             .content_length()

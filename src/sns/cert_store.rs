@@ -16,6 +16,9 @@ use crate::aws::{FetchError, SnsFetcher};
 const CACHE_CAPACITY: usize = 64;
 /// How long a fetched certificate is trusted before it is fetched again.
 const CACHE_TTL: Duration = Duration::from_secs(6 * 3600);
+/// How long a failed load is remembered: requests naming the same URL meanwhile fail at once instead of each
+/// trying (and waiting on) the fetch again.
+const FAILURE_TTL: Duration = Duration::from_secs(10);
 
 /// Where certificates come from.
 #[derive(Debug)]
@@ -31,7 +34,25 @@ pub enum CertSource {
 #[derive(Debug)]
 struct Entry {
     created: Instant,
-    cell: Arc<OnceCell<Arc<SigningCert>>>,
+    cell: Arc<Slot>,
+}
+
+/// One URL's certificate, once loaded, and its last failed load.
+#[derive(Debug, Default)]
+struct Slot {
+    cert: OnceCell<Arc<SigningCert>>,
+    failed: Mutex<Option<(Instant, SnsError)>>,
+}
+
+impl Slot {
+    /// The last failure, while it is recent.
+    fn recent_failure(&self) -> Option<SnsError> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FAILURE_TTL)
+            .map(|(_, err)| err.clone())
+    }
 }
 
 /// The certificate cache and its counters.
@@ -64,17 +85,30 @@ impl CertStore {
         if let CertSource::Fixed(cert) = &self.source {
             return Ok(Arc::clone(cert));
         }
-        let cell = self.cell(url);
-        if let Some(cert) = cell.get() {
+        let slot = self.cell(url);
+        if let Some(cert) = slot.cert.get() {
             self.hits.inc();
             return Ok(Arc::clone(cert));
         }
-        cell.get_or_try_init(|| async {
-            self.loads.inc();
-            self.load(url).await.map(Arc::new)
-        })
-        .await
-        .map(Arc::clone)
+        if let Some(err) = slot.recent_failure() {
+            return Err(err);
+        }
+        slot.cert
+            .get_or_try_init(|| async {
+                // Waiters queued behind a failed load see its failure instead of loading again.
+                if let Some(err) = slot.recent_failure() {
+                    return Err(err);
+                }
+                self.loads.inc();
+                let loaded = self.load(url).await.map(Arc::new);
+                if let Err(err) = &loaded {
+                    *slot.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((Instant::now(), err.clone()));
+                }
+                loaded
+            })
+            .await
+            .map(Arc::clone)
     }
 
     /// How many times a certificate was loaded (fetched or read), for tests and metrics.
@@ -87,7 +121,7 @@ impl CertStore {
         self.hits.get()
     }
 
-    fn cell(&self, url: &CertUrl) -> Arc<OnceCell<Arc<SigningCert>>> {
+    fn cell(&self, url: &CertUrl) -> Arc<Slot> {
         let mut cache = self
             .cache
             .lock()
@@ -107,7 +141,7 @@ impl CertStore {
         {
             cache.remove(&oldest);
         }
-        let cell = Arc::new(OnceCell::new());
+        let cell = Arc::new(Slot::default());
         cache.insert(
             url.as_str().to_owned(),
             Entry {
@@ -134,12 +168,106 @@ impl CertStore {
                 .get(url.as_str(), url.path_and_query())
                 .await
                 .map_err(|err| match err {
-                    FetchError::TooLarge => SnsError::CertificateRejected(err.to_string()),
+                    FetchError::TooLarge | FetchError::Refused(_) => {
+                        SnsError::CertificateRejected(format!("{}: {err}", url.as_str()))
+                    }
                     FetchError::Failed(reason) => {
                         SnsError::CertificateUnavailable(format!("{}: {reason}", url.as_str()))
                     }
                 })?,
         };
         SigningCert::from_pem(&pem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::aws::SnsFetcher;
+
+    /// A loopback HTTP server answering every request with `status` after `delay`; counts the requests.
+    async fn server(status: &'static str, delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&count);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (endpoint, count)
+    }
+
+    fn store(endpoint: &str) -> CertStore {
+        let sdk = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "test", "test", None, None, "test",
+            )))
+            .build();
+        CertStore::new(CertSource::Fetch(
+            SnsFetcher::new(&sdk, Some(endpoint)).unwrap(),
+        ))
+    }
+
+    fn url() -> CertUrl {
+        CertUrl::parse("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0123abcd.pem")
+            .unwrap()
+    }
+
+    /// Twenty concurrent lookups of the same URL; their error codes.
+    async fn many_gets(store: CertStore) -> Vec<&'static str> {
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.get(&url()).await.map(|_| ()) })
+            })
+            .collect();
+        let mut codes = Vec::new();
+        for task in tasks {
+            codes.push(task.await.unwrap().unwrap_err().code());
+        }
+        codes
+    }
+
+    #[tokio::test]
+    async fn a_missing_certificate_is_a_permanent_rejection_fetched_once() {
+        let (endpoint, requests) = server("404 Not Found", Duration::ZERO).await;
+        let codes = many_gets(store(&endpoint)).await;
+        assert!(
+            codes.iter().all(|code| *code == "certificate-rejected"),
+            "{codes:?}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_host_is_transient_and_waiters_fail_fast_behind_one_fetch() {
+        let (endpoint, requests) =
+            server("503 Service Unavailable", Duration::from_millis(200)).await;
+        let codes = many_gets(store(&endpoint)).await;
+        assert!(
+            codes.iter().all(|code| *code == "certificate-unavailable"),
+            "{codes:?}"
+        );
+        // One fetch for all twenty: the waiters queued behind it failed with its answer.
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
     }
 }
