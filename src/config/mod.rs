@@ -179,6 +179,13 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM, in-flight requests and remediations get this many seconds to finish before reflex exits.
     pub shutdown_grace_secs: u64,
+    /// A request body must be complete within this many seconds in all, however it trickles in (408).
+    pub body_timeout_secs: u64,
+    /// Open connections at most; beyond it new connections wait in the kernel's queue until one closes.
+    pub max_connections: usize,
+    /// Requests handled at once at most; beyond it requests are answered 503 `overloaded` at once (SNS and
+    /// Alertmanager retry), without reading their bodies.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -194,6 +201,9 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             request_timeout_secs: 60,
             shutdown_grace_secs: 30,
+            body_timeout_secs: 30,
+            max_connections: 1024,
+            max_in_flight: 256,
         }
     }
 }

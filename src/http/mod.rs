@@ -2,9 +2,11 @@
 
 mod audit;
 mod auth;
+mod body;
 mod error;
 mod health;
 mod metrics;
+mod overload;
 mod pipeline;
 mod remediate;
 mod request_id;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The audited requests' work, detached from their connections; shutdown waits for it.
     pub tasks: TaskTracker,
+    /// Permits for requests handled at once (`server.max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// All routes with the body limit and request tracing.
@@ -65,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
             state.config.server.header_read_timeout_secs,
         )))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            overload::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -1,18 +1,18 @@
 //! `POST /remediate`: a manual trigger from an operator with a bearer token.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
+use bytes::Bytes;
 use serde::Deserialize;
 
+use super::body::WholeBody;
 use super::error::parse_json;
 use super::pipeline::{Handled, Rejection, finish};
 use super::request_id::Arrival;
-use super::{AppState, auth, detached};
+use super::{ApiError, AppState, auth, detached};
 use crate::audit::{Auth, RequestMeta, Source};
 use crate::engine::Trigger;
 
@@ -38,7 +38,7 @@ async fn remediate(
     State(state): State<AppState>,
     arrival: Arrival,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    WholeBody(body): WholeBody,
 ) -> Response {
     let mut meta = arrival.meta(Source::Manual);
     let id = meta.id.clone();
@@ -53,7 +53,7 @@ async fn handle(
     state: &AppState,
     meta: &mut RequestMeta,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ApiError>,
 ) -> Result<Handled, Rejection> {
     let proof = auth::bearer(headers, &state.config.manual.tokens, "manual")?;
     meta.auth = Auth::Passed;

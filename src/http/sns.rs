@@ -2,15 +2,15 @@
 //! subscriptions, acknowledge unsubscriptions, or — for notifications — claim the MessageId and remediate.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
+use bytes::Bytes;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::body::WholeBody;
 use super::pipeline::{Handled, Rejection, claimed, finish};
 use super::request_id::Arrival;
 use super::{ApiError, AppState, detached};
@@ -30,7 +30,7 @@ async fn sns(
     State(state): State<AppState>,
     arrival: Arrival,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    WholeBody(body): WholeBody,
 ) -> Response {
     let mut meta = arrival.meta(Source::Sns);
     let id = meta.id.clone();
@@ -45,7 +45,7 @@ async fn handle(
     state: &AppState,
     meta: &mut RequestMeta,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ApiError>,
 ) -> Result<Handled, Rejection> {
     let body = body?;
     let type_header = headers

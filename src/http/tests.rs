@@ -41,7 +41,7 @@ impl TestApp {
     async fn new(failure: FailureKind) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[server]\nmax_body_bytes = 2048\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\
+            "[server]\nmax_body_bytes = 2048\nbody_timeout_secs = 1\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\
              [audit]\nurl = \"sqlite://{}\"\ntokens = [\"{AUDIT}\"]\n[manual]\ntokens = [\"{MANUAL}\"]\n\
              [alertmanager]\ntokens = [\"{HOOK}\"]\n[sns]\ntopic_arns = [\"arn:aws:sns:us-east-1:123456789012:alarms\"]\n\
              [[targets]]\nload_balancer = \"web-elb\"\n",
@@ -233,4 +233,69 @@ async fn a_permission_error_answers_502_aws_denied_and_a_timeout_503() {
             "{metrics}"
         );
     }
+}
+
+#[tokio::test]
+async fn past_max_in_flight_a_post_is_503_at_once_and_probes_still_answer() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let all = u32::try_from(app.state.config.server.max_in_flight).unwrap();
+    let _held = app.state.in_flight.try_acquire_many(all).unwrap();
+    let (status, answer) = app
+        .post(
+            "/remediate",
+            Some(MANUAL),
+            r#"{"load_balancer": "web-elb"}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded"))
+    );
+    let (status, _, _) = app
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        app.state.audit.list(10).await.unwrap().is_empty(),
+        "nothing was read, nothing recorded"
+    );
+    assert!(
+        app.state
+            .metrics
+            .render()
+            .contains(r#"reflex_rejections_total{source="server",code="overloaded"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_past_the_total_deadline_is_408_and_audited() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let (mut sender, body) = http_body_util::Channel::<bytes::Bytes>::new(1);
+    tokio::spawn(async move {
+        // A byte every 200 ms: never a stall long enough for the per-chunk timeout (10 s).
+        for _ in 0..50 {
+            if sender
+                .send_data(bytes::Bytes::from_static(b" "))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let request = Request::post("/remediate")
+        .header(header::AUTHORIZATION, format!("Bearer {MANUAL}"))
+        .body(Body::new(body))
+        .unwrap();
+    let (status, _, answer) = app.send(request).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("body-timeout"))
+    );
+    let record = app.last_record().await;
+    assert_eq!(
+        (record.status, record.error.as_deref()),
+        (408, Some("body-timeout"))
+    );
 }

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
+use bytes::Bytes;
 use serde_json::json;
 
+use super::body::WholeBody;
 use super::pipeline::{Handled, Rejection, claimed, finish};
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth, detached};
@@ -72,7 +72,7 @@ async fn receive(
     State(state): State<AppState>,
     arrival: Arrival,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    WholeBody(body): WholeBody,
 ) -> Response {
     let mut meta = arrival.meta(sender.source());
     let id = meta.id.clone();
@@ -88,7 +88,7 @@ async fn handle(
     state: &AppState,
     meta: &mut RequestMeta,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ApiError>,
 ) -> Result<Handled, Rejection> {
     let hook = sender.config(state);
     let body = body?;

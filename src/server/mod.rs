@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::Service as _;
 
@@ -74,6 +75,7 @@ impl App {
             audit.clone(),
             Arc::clone(&metrics),
         );
+        let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight));
         let sns = SnsReceiver::new(&config, &sdk, &metrics)
             .context("failed to set up SNS verification")?;
         Ok(Self {
@@ -84,6 +86,7 @@ impl App {
                 sns: Arc::new(sns),
                 metrics,
                 tasks: tokio_util::task::TaskTracker::new(),
+                in_flight,
             },
             writer,
         })
@@ -128,10 +131,19 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // At most `server.max_connections` open: past it, new connections wait in the kernel's accept queue.
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => connections.serve(stream, peer, graceful.watcher()),
+                Ok((stream, peer)) => connections.serve(stream, peer, graceful.watcher(), slot),
                 Err(err) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %err, "accept failed");
@@ -185,13 +197,20 @@ struct Connections {
 impl Connections {
     /// Serves one connection on its own task: the TLS handshake and every request's headers must arrive
     /// within the header timeout, so slow clients cannot hold connections open.
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+        slot: OwnedSemaphorePermit,
+    ) {
         let router = self.router.clone();
         let acceptor = self.acceptor.clone();
         let header_timeout = self.header_timeout;
         // Answers are small and written whole: send them at once.
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request: Request<Incoming>| {
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));

@@ -411,3 +411,47 @@ async fn sighup_without_tls_is_harmless() {
     );
     assert!(served_within(&client, &reflex.base, Duration::from_secs(1)).await);
 }
+
+#[tokio::test]
+async fn past_max_connections_a_new_connection_waits_for_a_free_one() {
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let text = serving_config(
+        dir.path(),
+        &moto.endpoint,
+        &["web-elb"],
+        "max_connections = 2",
+        PERMISSIVE,
+    );
+    let app = TestApp::spawn_with_config(dir, &text).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let idle_one = TcpStream::connect(&addr).await.unwrap();
+    let _idle_two = TcpStream::connect(&addr).await.unwrap();
+    // Let the server accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let third = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            let mut stream = TcpStream::connect(&addr).await.unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: reflex\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(idle_one);
+    let answer = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
