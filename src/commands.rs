@@ -112,6 +112,19 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
     Ok(out)
 }
 
+/// `reflex audit prune`: removes records older than `days` days; returns how many.
+pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> {
+    let config = load_config(path)?;
+    let (store, writer) = AuditStore::open(&config.audit.url)
+        .await
+        .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
+    let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    let removed = store.prune(cutoff).await;
+    drop(store);
+    writer.finish().await;
+    Ok(removed?)
+}
+
 /// `reflex sns-verify`: verifies a captured SNS message offline. `Ok(Err(reason))` is a message that does not
 /// verify; `Err` is a usage problem (unreadable file, bad `--at`).
 pub async fn sns_verify_command(

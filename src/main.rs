@@ -75,7 +75,7 @@ enum Command {
         #[arg(long)]
         insecure: bool,
     },
-    /// Read the audit trail.
+    /// Read or prune the audit trail.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -95,6 +95,16 @@ enum AuditCommand {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Remove records older than DAYS days (never an unfinished intent), as `audit.retain_days` does hourly
+    /// while serving; prints how many went.
+    Prune {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// Age in days of the oldest record to keep.
+        #[arg(long, value_name = "DAYS")]
+        older_than: u32,
     },
 }
 
@@ -158,6 +168,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "{}",
             commands::audit_list_command(&config, limit, json).await?
         ),
+        Command::Audit {
+            command: AuditCommand::Prune { config, older_than },
+        } => {
+            let removed = commands::audit_prune_command(&config, older_than).await?;
+            println!("removed {removed} audit records older than {older_than} days");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -143,7 +143,7 @@ async fn claim_all(
                     })
                 }
             }
-            Op::Put(..) | Op::Probe => Claim::New,
+            Op::Put(..) | Op::Probe | Op::Prune { .. } => Claim::New,
         })
         .collect())
 }

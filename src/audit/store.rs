@@ -115,6 +115,11 @@ impl AuditStore {
         .await?;
         let (first_id, mut answer) = match claim {
             Claim::New => return Ok(Delivery::Claimed(DeliveryKey(key))),
+            Claim::Pruned(_) => {
+                return Err(AuditError::Commit(
+                    "the writer answered a claim with a prune".into(),
+                ));
+            }
             Claim::Existing { audit_id, answer } => (audit_id, answer),
         };
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -135,6 +140,22 @@ impl AuditStore {
             Some(answer) => Delivery::Replay { first_id, answer },
             None => Delivery::InProgress { first_id },
         })
+    }
+
+    /// Removes the records from before `cutoff` (never an unfinished `acting` intent) and the settled delivery
+    /// claims from before it; returns how many records went.
+    pub async fn prune(&self, cutoff: OffsetDateTime) -> Result<u64, AuditError> {
+        match submit(
+            &self.writer,
+            Op::Prune {
+                before_ms: millis(cutoff),
+            },
+        )
+        .await?
+        {
+            Claim::Pruned(removed) => Ok(removed),
+            _ => Ok(0),
+        }
     }
 
     /// The newest records first.

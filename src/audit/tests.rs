@@ -159,3 +159,30 @@ async fn of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_repl
     assert_eq!(answer, &Bytes::from(format!("first {first_id}")));
     assert!(replays.iter().all(|r| r == &replays[0]));
 }
+
+#[tokio::test]
+async fn prune_removes_old_records_but_never_an_unfinished_intent() {
+    let (_dir, store, _writer) = open().await;
+    let old = OffsetDateTime::now_utc() - time::Duration::days(100);
+    let mut ancient = record("0001", "web", 0);
+    ancient.at = old;
+    let mut intent = record("0002", "web", 1);
+    intent.at = old;
+    intent.outcome = Outcome::Acting;
+    store.put(ancient).await.unwrap();
+    store.put(intent).await.unwrap();
+    store.put(record("0003", "web", 0)).await.unwrap();
+    let removed = store
+        .prune(OffsetDateTime::now_utc() - time::Duration::days(90))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let left: Vec<String> = store
+        .list(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, ["0003", "0002"]);
+}

@@ -29,6 +29,8 @@ pub(super) enum Op {
     },
     /// Rewrite the readiness row: proves a commit still goes through.
     Probe,
+    /// Delete records and settled delivery claims from before this time (ms).
+    Prune { before_ms: i64 },
 }
 
 /// A write and who waits for its commit.
@@ -136,7 +138,7 @@ async fn write_batch(
         .iter()
         .filter_map(|pending| match &pending.op {
             Op::Put(record, _) => Some(record.as_ref()),
-            Op::Claim { .. } | Op::Probe => None,
+            Op::Claim { .. } | Op::Probe | Op::Prune { .. } => None,
         })
         .collect();
     upsert_records(&mut tx, &records).await?;
@@ -149,7 +151,27 @@ async fn write_batch(
         .execute(&mut *tx)
         .await?;
     }
-    let results = claims::settle_and_claim(&mut tx, batch).await?;
+    let mut pruned = 0;
+    for pending in batch {
+        if let Op::Prune { before_ms } = pending.op {
+            pruned +=
+                sqlx::query("DELETE FROM audit_records WHERE at_ms < ? AND outcome != 'acting'")
+                    .bind(before_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            sqlx::query("DELETE FROM deliveries WHERE at_ms < ? AND summary IS NOT NULL")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let mut results = claims::settle_and_claim(&mut tx, batch).await?;
+    for (pending, result) in batch.iter().zip(results.iter_mut()) {
+        if matches!(pending.op, Op::Prune { .. }) {
+            *result = Claim::Pruned(pruned);
+        }
+    }
     tx.commit().await?;
     Ok(results)
 }

@@ -278,6 +278,8 @@ pub struct AuditConfig {
     pub tokens: Vec<Secret>,
     /// File holding one token per line, added to `tokens`.
     pub tokens_file: Option<PathBuf>,
+    /// Records older than this many days are pruned (hourly while serving); 0 keeps everything.
+    pub retain_days: u32,
 }
 
 impl Default for AuditConfig {
@@ -286,6 +288,7 @@ impl Default for AuditConfig {
             url: "sqlite://reflex-audit.db".to_owned(),
             tokens: Vec::new(),
             tokens_file: None,
+            retain_days: 90,
         }
     }
 }

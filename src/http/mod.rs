@@ -11,6 +11,7 @@ mod pipeline;
 mod remediate;
 mod request_id;
 mod sns;
+mod throttle;
 mod webhooks;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Instrument as _;
 
 pub use error::ApiError;
+pub use throttle::RejectionThrottle;
 
 use crate::audit::AuditStore;
 use crate::config::Config;
@@ -51,6 +53,34 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Permits for requests handled at once (`server.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Bounds the full records of unauthenticated rejections.
+    pub rejections: Arc<RejectionThrottle>,
+}
+
+impl AppState {
+    /// Writes one summary record per source for the unauthenticated rejections that were only counted since
+    /// the last call. Runs every few seconds while serving, and once more at shutdown.
+    pub async fn record_suppressed(&self) -> Result<(), crate::audit::AuditError> {
+        for (source, (codes, since)) in self.rejections.take() {
+            let source =
+                crate::audit::Source::parse(source).unwrap_or(crate::audit::Source::Manual);
+            let mut meta = crate::audit::RequestMeta::new(source, None);
+            let total: u64 = codes.values().sum();
+            meta.note(
+                "suppressed",
+                serde_json::json!({
+                    "count": total,
+                    "codes": codes,
+                    "since": since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    "why": "unauthenticated rejections past the per-source rate are counted, not recorded one by one",
+                }),
+            );
+            let record =
+                meta.into_record(crate::audit::Outcome::Rejected, 0, Some("suppressed"), 0);
+            self.audit.put(record).await?;
+        }
+        Ok(())
+    }
 }
 
 /// All routes with the body limit and request tracing.

@@ -199,6 +199,14 @@ async fn rejected(
             code: err.code,
         })
         .inc();
+    // An unauthenticated rejection past its source's rate is counted for a summary record instead of a full
+    // one (it never holds a delivery claim: claims come after authentication).
+    if delivery.is_none()
+        && meta.auth != Auth::Passed
+        && !state.rejections.admit(meta.source, err.code)
+    {
+        return err.into_response();
+    }
     meta.note("error", &err.detail);
     let record = meta.into_record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
     match state

@@ -87,13 +87,18 @@ impl App {
                 metrics,
                 tasks: tokio_util::task::TaskTracker::new(),
                 in_flight,
+                rejections: Arc::default(),
             },
             writer,
         })
     }
 
-    /// Commits every audit record handed to the store, then stops its writer.
+    /// Records what the rejection throttle only counted, commits every audit record handed to the store, then
+    /// stops its writer.
     pub async fn close(self) {
+        if let Err(err) = self.state.record_suppressed().await {
+            tracing::error!(error = %err, "cannot record the suppressed rejections");
+        }
         drop(self.state);
         self.writer.finish().await;
     }
@@ -129,6 +134,8 @@ pub async fn serve(
     };
     tracing::info!(%addr, scheme, "reflex ready");
 
+    let summaries = tokio::spawn(record_suppressed_every(app.state.clone(), SUMMARY_EVERY));
+    let pruning = tokio::spawn(prune_every(app.state.clone(), PRUNE_EVERY));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     // At most `server.max_connections` open: past it, new connections wait in the kernel's accept queue.
@@ -171,9 +178,45 @@ pub async fn serve(
         );
     }
     reloader.abort();
+    summaries.abort();
+    pruning.abort();
     app.close().await;
     tracing::info!("reflex stopped");
     Ok(())
+}
+
+/// How often the rejections the throttle only counted are written as summary records.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// How often records older than `audit.retain_days` are pruned (also once at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+async fn record_suppressed_every(state: AppState, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = state.record_suppressed().await {
+            tracing::error!(error = %err, "cannot record the suppressed rejections");
+        }
+    }
+}
+
+async fn prune_every(state: AppState, every: Duration) {
+    let days = state.config.audit.retain_days;
+    if days == 0 {
+        return;
+    }
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+        match state.audit.prune(cutoff).await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(removed, days, "pruned audit records past audit.retain_days")
+            }
+            Err(err) => tracing::error!(error = %err, "audit pruning failed"),
+        }
+    }
 }
 
 /// The configured certificate and key, read and matched (`None` for plain HTTP); `check-config` uses it too.
