@@ -9,6 +9,8 @@ pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod http;
 mod logging;
 pub mod metrics;

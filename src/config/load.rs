@@ -1,5 +1,6 @@
 //! Reading, overriding and validating the configuration.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use super::{Config, Secret};
@@ -137,16 +138,36 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
 }
 
 /// Adds one token per non-empty line of `file` to `tokens`.
+/// The largest secrets file read.
+const SECRETS_FILE_MAX: u64 = 64 * 1024;
+
 fn append_tokens_file(
     key: &str,
     file: Option<&Path>,
     tokens: &mut Vec<Secret>,
 ) -> Result<(), ConfigError> {
     let Some(file) = file else { return Ok(()) };
-    let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Invalid {
+    let invalid = |problem: String| ConfigError::Invalid {
         key: key.to_owned(),
-        problem: format!("names {} which cannot be read: {err}", file.display()),
-    })?;
+        problem,
+    };
+    // A secrets file is small: read at most a little more than the limit, so that a wrong path (a device, a
+    // log) fails at once instead of filling memory.
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|opened| opened.take(SECRETS_FILE_MAX + 1).read_to_string(&mut text))
+        .map_err(|err| {
+            invalid(format!(
+                "names {} which cannot be read: {err}",
+                file.display()
+            ))
+        })?;
+    if text.len() as u64 > SECRETS_FILE_MAX {
+        return Err(invalid(format!(
+            "names {}, which is larger than {SECRETS_FILE_MAX} bytes: not a secrets file",
+            file.display()
+        )));
+    }
     tokens.extend(
         text.lines()
             .map(str::trim)
@@ -276,6 +297,10 @@ mod tests {
             ),
             (
                 "[manual]\ntokens_file = \"/nonexistent/x\"\n",
+                "manual.tokens_file",
+            ),
+            (
+                "[manual]\ntokens_file = \"/dev/zero\"\n",
                 "manual.tokens_file",
             ),
             (

@@ -1,0 +1,4 @@
+//! Fuzz target: `reflex::fuzz_entry::config` must not panic on any input.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| reflex::fuzz_entry::config(data));
