@@ -148,7 +148,7 @@ receivers:
 
 fn vector(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors/alertmanager")
+        .join("tests/vectors/alertmanager")
         .join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }

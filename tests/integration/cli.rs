@@ -187,7 +187,7 @@ async fn an_answered_request_survives_kill_minus_nine() {
 
 #[test]
 fn sns_verify_accepts_every_genuine_aws_message_at_its_timestamp_and_rejects_tampered_copies() {
-    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/sns");
+    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/sns");
     let dir = tempfile::tempdir().unwrap();
     let mut count = 0;
     for entry in std::fs::read_dir(vectors.join("aws")).unwrap() {

@@ -26,7 +26,7 @@ async fn app(moto: &Moto, lb: &str) -> TestApp {
 
 fn payload(lb: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors/grafana/grafana_docs_example_v1.json");
+        .join("tests/vectors/grafana/grafana_docs_example_v1.json");
     let mut payload: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     for alert in payload["alerts"].as_array_mut().unwrap() {
         alert["labels"]["load_balancer"] = json!(lb);
