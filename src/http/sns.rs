@@ -82,7 +82,7 @@ async fn handle(
         MessageType::Notification => {
             let delivery = state
                 .audit
-                .claim_delivery(message.delivery_key(), &meta.id, None)
+                .claim_delivery(verified.delivery_key().to_owned(), &meta.id, None)
                 .await?;
             let key = match claimed(meta, delivery)? {
                 Ok(key) => key,

@@ -167,11 +167,16 @@ impl Unverified {
     /// that was signed, so that no rewrite that keeps the signature valid can pass for a new delivery, and
     /// unsigned fields (SigningCertURL, MessageAttributes) cannot make one.
     pub fn delivery_key(&self) -> String {
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.string_to_sign().as_bytes());
+        self.delivery_key_of(&self.string_to_sign())
+    }
+
+    /// `delivery_key` from the already built signed string.
+    pub(super) fn delivery_key_of(&self, signed: &str) -> String {
+        use std::fmt::Write as _;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signed.as_bytes());
         let mut key = format!("sns:{}:", self.message_id);
         for byte in &digest.as_ref()[..16] {
-            key.push_str(&format!("{byte:02x}"));
+            let _ = write!(key, "{byte:02x}");
         }
         key
     }

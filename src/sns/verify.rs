@@ -31,6 +31,7 @@ pub struct VerifyPolicy {
 pub struct Verified {
     message: Unverified,
     cert_subject: String,
+    delivery_key: String,
 }
 
 /// What the audit trail records about a verification.
@@ -49,6 +50,11 @@ impl Verified {
     /// The verified message.
     pub fn message(&self) -> &Unverified {
         &self.message
+    }
+
+    /// The key that deduplicates deliveries of this message (see `Unverified::delivery_key`).
+    pub fn delivery_key(&self) -> &str {
+        &self.delivery_key
     }
 
     /// The proof a `Trigger` needs.
@@ -130,14 +136,11 @@ impl Verifier {
             .decode(message.signature.as_bytes())
             .map_err(|_| SnsError::BadSignature)?;
         let cert = self.certs.get(&cert_url).await?;
-        cert.verify(
-            algorithm,
-            message.string_to_sign().as_bytes(),
-            &signature,
-            now,
-        )?;
+        let signed = message.string_to_sign();
+        cert.verify(algorithm, signed.as_bytes(), &signature, now)?;
         Ok(Verified {
             cert_subject: cert.subject().to_owned(),
+            delivery_key: message.delivery_key_of(&signed),
             message,
         })
     }

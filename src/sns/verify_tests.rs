@@ -436,7 +436,9 @@ async fn a_rewrite_that_moves_text_between_signed_fields_is_refused() {
 #[tokio::test]
 async fn the_delivery_key_ignores_unsigned_fields_and_binds_signed_ones() {
     let body = sign(notification());
-    let first = verify(&body).await.unwrap().message().delivery_key();
+    let verified = verify(&body).await.unwrap();
+    let first = verified.message().delivery_key();
+    assert_eq!(verified.delivery_key(), first);
     assert!(first.starts_with("sns:0b7a1a24-5b1d-5b6f-9a3e-000000000001:"));
 
     let mut unsigned_changed: Value = serde_json::from_slice(&body).unwrap();
