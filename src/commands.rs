@@ -80,12 +80,17 @@ pub async fn remediate_command(
     Ok(serde_json::to_value(&run.summary)?)
 }
 
+/// The audit store the config at `path` names, for the `reflex audit` commands.
+async fn open_audit(path: &Path) -> anyhow::Result<(AuditStore, crate::audit::WriterTask)> {
+    let config = load_config(path)?;
+    AuditStore::open(&config.audit.url)
+        .await
+        .with_context(|| format!("failed to open the audit store {}", config.audit.url))
+}
+
 /// `reflex audit list`: the newest records, as a table or one JSON object per line.
 pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::Result<String> {
-    let config = load_config(path)?;
-    let (store, writer) = AuditStore::open(&config.audit.url)
-        .await
-        .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
+    let (store, writer) = open_audit(path).await?;
     let records = store.list(limit).await?;
     writer.finish().await;
     let mut out = String::new();
@@ -114,12 +119,8 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
 
 /// `reflex audit prune`: removes records older than `days` days; returns how many.
 pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> {
-    let config = load_config(path)?;
-    let (store, writer) = AuditStore::open(&config.audit.url)
-        .await
-        .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
-    let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
-    let removed = store.prune(cutoff).await;
+    let (store, writer) = open_audit(path).await?;
+    let removed = store.prune_older_than(days).await;
     drop(store);
     writer.finish().await;
     Ok(removed?)

@@ -185,6 +185,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one rejected request from `source` answered with `code`.
+    pub fn count_rejection(&self, source: &'static str, code: &'static str) {
+        self.rejections
+            .get_or_create(&RejectionLabels { source, code })
+            .inc();
+    }
+
     /// Records one AWS call: its latency, and its failure kind when it failed.
     pub fn observe_aws(
         &self,

@@ -16,7 +16,7 @@ const CHUNK: usize = 256;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
-/// Settles and claims every delivery of the batch; returns one `Claim` per pending write (`New` for puts).
+/// Settles and claims every delivery of the batch; returns one `Claim` per claim of the batch, in order.
 pub(super) async fn settle_and_claim(
     tx: &mut Tx<'_>,
     batch: &[Pending],
@@ -123,27 +123,26 @@ async fn claim_all(
             );
         }
     }
+    let answer = |key: &str, audit_id: &str| -> Claim {
+        if !won.contains(key) {
+            return holders.get(key).cloned().unwrap_or(Claim::Existing {
+                audit_id: String::new(),
+                answer: None,
+            });
+        }
+        match first_of_key.get(key) {
+            Some(first) if *first == audit_id => Claim::New,
+            first => Claim::Existing {
+                audit_id: first.map(|id| (*id).to_owned()).unwrap_or_default(),
+                answer: None,
+            },
+        }
+    };
     Ok(batch
         .iter()
-        .map(|pending| match &pending.op {
-            Op::Claim { key, audit_id, .. } => {
-                if won.contains(key.as_str()) {
-                    if first_of_key.get(key.as_str()) == Some(&audit_id.as_str()) {
-                        Claim::New
-                    } else {
-                        Claim::Existing {
-                            audit_id: first_of_key[key.as_str()].to_owned(),
-                            answer: None,
-                        }
-                    }
-                } else {
-                    holders.get(key).cloned().unwrap_or(Claim::Existing {
-                        audit_id: String::new(),
-                        answer: None,
-                    })
-                }
-            }
-            Op::Put(..) | Op::Probe | Op::Prune { .. } => Claim::New,
+        .filter_map(|pending| match &pending.op {
+            Op::Claim { key, audit_id, .. } => Some(answer(key, audit_id)),
+            Op::Put(..) | Op::Probe | Op::Prune { .. } => None,
         })
         .collect())
 }

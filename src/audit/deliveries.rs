@@ -74,8 +74,6 @@ pub(super) enum Claim {
         /// Its redelivery answer, `None` while it is still being handled.
         answer: Option<Bytes>,
     },
-    /// Not a claim: how many records a prune removed.
-    Pruned(u64),
 }
 
 /// How long a redelivery waits for the first delivery's answer (SNS waits about 15 s for an answer).

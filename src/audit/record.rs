@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// Where a request came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// `POST /remediate`.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::completed::{Completed, CompletedDeliveries};
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
 use super::rows::{COLUMNS, from_millis, millis, record_from_row};
-use super::writer::{Op, Pending, QUEUE_DEPTH, WriterTask, submit};
+use super::writer::{Op, Pending, QUEUE_DEPTH, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
 
 /// The schema, embedded: every store is brought to the newest version when it is opened.
@@ -114,13 +114,13 @@ impl AuditStore {
         )
         .await?;
         let (first_id, mut answer) = match claim {
-            Claim::New => return Ok(Delivery::Claimed(DeliveryKey(key))),
-            Claim::Pruned(_) => {
+            Written::Claim(Claim::New) => return Ok(Delivery::Claimed(DeliveryKey(key))),
+            Written::Claim(Claim::Existing { audit_id, answer }) => (audit_id, answer),
+            Written::Done | Written::Pruned(_) => {
                 return Err(AuditError::Commit(
-                    "the writer answered a claim with a prune".into(),
+                    "the writer did not answer the claim".into(),
                 ));
             }
-            Claim::Existing { audit_id, answer } => (audit_id, answer),
         };
         let deadline = tokio::time::Instant::now() + WAIT;
         while answer.is_none() && tokio::time::Instant::now() < deadline {
@@ -142,9 +142,10 @@ impl AuditStore {
         })
     }
 
-    /// Removes the records from before `cutoff` (never an unfinished `acting` intent) and the settled delivery
-    /// claims from before it; returns how many records went.
-    pub async fn prune(&self, cutoff: OffsetDateTime) -> Result<u64, AuditError> {
+    /// Removes the records older than `days` days (never an unfinished `acting` intent) and the settled
+    /// delivery claims as old; returns how many records went. `audit.retain_days` and `reflex audit prune`.
+    pub async fn prune_older_than(&self, days: u32) -> Result<u64, AuditError> {
+        let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
         match submit(
             &self.writer,
             Op::Prune {
@@ -153,7 +154,7 @@ impl AuditStore {
         )
         .await?
         {
-            Claim::Pruned(removed) => Ok(removed),
+            Written::Pruned(removed) => Ok(removed),
             _ => Ok(0),
         }
     }

@@ -172,10 +172,7 @@ async fn prune_removes_old_records_but_never_an_unfinished_intent() {
     store.put(ancient).await.unwrap();
     store.put(intent).await.unwrap();
     store.put(record("0003", "web", 0)).await.unwrap();
-    let removed = store
-        .prune(OffsetDateTime::now_utc() - time::Duration::days(90))
-        .await
-        .unwrap();
+    let removed = store.prune_older_than(90).await.unwrap();
     assert_eq!(removed, 1);
     let left: Vec<String> = store
         .list(10)

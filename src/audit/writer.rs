@@ -33,10 +33,21 @@ pub(super) enum Op {
     Prune { before_ms: i64 },
 }
 
+/// What the writer answers for one write once it is committed.
+#[derive(Debug)]
+pub(super) enum Written {
+    /// A put or a probe.
+    Done,
+    /// A delivery claim, as it turned out.
+    Claim(Claim),
+    /// A prune, with how many records it removed.
+    Pruned(u64),
+}
+
 /// A write and who waits for its commit.
 pub(super) struct Pending {
     pub op: Op,
-    pub done: oneshot::Sender<Result<Claim, String>>,
+    pub done: oneshot::Sender<Result<Written, String>>,
 }
 
 /// Keeps the writer task so shutdown can wait for the last commit.
@@ -66,7 +77,7 @@ impl WriterTask {
 }
 
 /// Sends a write to the writer and waits for its commit.
-pub(super) async fn submit(writer: &mpsc::Sender<Pending>, op: Op) -> Result<Claim, AuditError> {
+pub(super) async fn submit(writer: &mpsc::Sender<Pending>, op: Op) -> Result<Written, AuditError> {
     let (done, committed) = oneshot::channel();
     writer
         .send(Pending { op, done })
@@ -132,7 +143,7 @@ async fn write_loop(
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[Pending],
-) -> Result<Vec<Claim>, sqlx::Error> {
+) -> Result<Vec<Written>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let records: Vec<&AuditRecord> = batch
         .iter()
@@ -151,10 +162,10 @@ async fn write_batch(
         .execute(&mut *tx)
         .await?;
     }
-    let mut pruned = 0;
+    let mut pruned = Vec::new();
     for pending in batch {
         if let Op::Prune { before_ms } = pending.op {
-            pruned +=
+            let removed =
                 sqlx::query("DELETE FROM audit_records WHERE at_ms < ? AND outcome != 'acting'")
                     .bind(before_ms)
                     .execute(&mut *tx)
@@ -164,14 +175,19 @@ async fn write_batch(
                 .bind(before_ms)
                 .execute(&mut *tx)
                 .await?;
+            pruned.push(removed);
         }
     }
-    let mut results = claims::settle_and_claim(&mut tx, batch).await?;
-    for (pending, result) in batch.iter().zip(results.iter_mut()) {
-        if matches!(pending.op, Op::Prune { .. }) {
-            *result = Claim::Pruned(pruned);
-        }
-    }
+    let mut claims = claims::settle_and_claim(&mut tx, batch).await?.into_iter();
+    let mut pruned = pruned.into_iter();
+    let results = batch
+        .iter()
+        .map(|pending| match pending.op {
+            Op::Claim { .. } => claims.next().map_or(Written::Done, Written::Claim),
+            Op::Prune { .. } => Written::Pruned(pruned.next().unwrap_or(0)),
+            Op::Put(..) | Op::Probe => Written::Done,
+        })
+        .collect();
     tx.commit().await?;
     Ok(results)
 }

@@ -25,7 +25,7 @@ pub use trigger::{Authenticated, Trigger};
 
 use crate::audit::{AuditStore, DeliveryKey, Outcome, RequestMeta};
 use crate::config::Config;
-use crate::metrics::{DryRunLabels, Metrics, RejectionLabels, RunLabels, SkipLabels};
+use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
 use port::{FailureKind, Fleet};
 
 /// What one remediation run produced.
@@ -116,12 +116,7 @@ impl Engine {
             }
             Err(err) => {
                 self.metrics
-                    .rejections
-                    .get_or_create(&RejectionLabels {
-                        source: meta.source.as_str(),
-                        code: err.code(),
-                    })
-                    .inc();
+                    .count_rejection(meta.source.as_str(), err.code());
                 meta.note("error", err.to_string());
                 (
                     meta.into_record(Outcome::Rejected, err.status(), Some(err.code()), 0),

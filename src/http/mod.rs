@@ -62,8 +62,6 @@ impl AppState {
     /// the last call. Runs every few seconds while serving, and once more at shutdown.
     pub async fn record_suppressed(&self) -> Result<(), crate::audit::AuditError> {
         for (source, (codes, since)) in self.rejections.take() {
-            let source =
-                crate::audit::Source::parse(source).unwrap_or(crate::audit::Source::Manual);
             let mut meta = crate::audit::RequestMeta::new(source, None);
             let total: u64 = codes.values().sum();
             meta.note(

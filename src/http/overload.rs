@@ -9,7 +9,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::metrics::RejectionLabels;
 
 /// Runs the request while a permit is free; answers 503 at once otherwise.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -17,14 +16,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     let Ok(_permit) = state.in_flight.try_acquire() else {
-        state
-            .metrics
-            .rejections
-            .get_or_create(&RejectionLabels {
-                source: "server",
-                code: "overloaded",
-            })
-            .inc();
+        state.metrics.count_rejection("server", "overloaded");
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use super::{ApiError, AppState};
 use crate::audit::{Auth, Delivery, DeliveryKey, Outcome, RequestMeta};
 use crate::engine::{Reply, Summary, Trigger};
-use crate::metrics::RejectionLabels;
 
 /// What an authenticated, parsed request comes to.
 #[derive(Debug)]
@@ -193,12 +192,7 @@ async fn rejected(
     }
     state
         .metrics
-        .rejections
-        .get_or_create(&RejectionLabels {
-            source: meta.source.as_str(),
-            code: err.code,
-        })
-        .inc();
+        .count_rejection(meta.source.as_str(), err.code);
     // An unauthenticated rejection past its source's rate is counted for a summary record instead of a full
     // one (it never holds a delivery claim: claims come after authentication).
     if delivery.is_none()

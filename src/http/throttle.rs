@@ -14,7 +14,7 @@ const RATE_PER_SEC: f64 = 10.0;
 const BURST: f64 = 20.0;
 
 /// Rejections not recorded one by one: per source, per error code, how many, since when.
-pub type Suppressed = BTreeMap<&'static str, (BTreeMap<&'static str, u64>, time::OffsetDateTime)>;
+pub type Suppressed = BTreeMap<Source, (BTreeMap<&'static str, u64>, time::OffsetDateTime)>;
 
 /// The buckets and the counts of what they turned away.
 #[derive(Debug, Default)]
@@ -24,7 +24,7 @@ pub struct RejectionThrottle {
 
 #[derive(Debug, Default)]
 struct State {
-    buckets: BTreeMap<&'static str, (f64, Instant)>,
+    buckets: BTreeMap<Source, (f64, Instant)>,
     suppressed: Suppressed,
 }
 
@@ -33,7 +33,7 @@ impl RejectionThrottle {
     pub fn admit(&self, source: Source, code: &'static str) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (tokens, last) = state.buckets.entry(source.as_str()).or_insert((BURST, now));
+        let (tokens, last) = state.buckets.entry(source).or_insert((BURST, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * RATE_PER_SEC).min(BURST);
         *last = now;
         if *tokens >= 1.0 {
@@ -42,7 +42,7 @@ impl RejectionThrottle {
         }
         let (codes, _) = state
             .suppressed
-            .entry(source.as_str())
+            .entry(source)
             .or_insert_with(|| (BTreeMap::new(), time::OffsetDateTime::now_utc()));
         *codes.entry(code).or_default() += 1;
         false
@@ -76,7 +76,7 @@ mod tests {
             "sources have their own buckets"
         );
         let suppressed = throttle.take();
-        let (codes, _) = &suppressed["sns"];
+        let (codes, _) = &suppressed[&Source::Sns];
         assert_eq!(codes["bad-signature"] as usize, 1000 - admitted);
         assert!(throttle.take().is_empty());
     }

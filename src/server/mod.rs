@@ -208,8 +208,7 @@ async fn prune_every(state: AppState, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
-        match state.audit.prune(cutoff).await {
+        match state.audit.prune_older_than(days).await {
             Ok(0) => {}
             Ok(removed) => {
                 tracing::info!(removed, days, "pruned audit records past audit.retain_days")

@@ -41,6 +41,22 @@ pub fn install_pair(ca: &TestCa, dir: &Path) -> String {
     )
 }
 
+/// A plain-HTTP reflex with `server_line` added to `[server]`, and its `host:port`.
+async fn plain_http_app(server_line: &str) -> (TestApp, String) {
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let text = serving_config(
+        dir.path(),
+        &moto.endpoint,
+        &["web-elb"],
+        server_line,
+        PERMISSIVE,
+    );
+    let app = TestApp::spawn_with_config(dir, &text).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    (app, addr)
+}
+
 /// Polls `GET /healthz` with `client` until it succeeds, for at most `limit`.
 pub async fn served_within(client: &reqwest::Client, base: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
@@ -144,17 +160,7 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
 
 #[tokio::test]
 async fn a_slow_client_is_cut_off_while_others_are_served() {
-    let moto = Moto::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let text = serving_config(
-        dir.path(),
-        &moto.endpoint,
-        &["web-elb"],
-        "header_read_timeout_secs = 1",
-        PERMISSIVE,
-    );
-    let app = TestApp::spawn_with_config(dir, &text).await;
-    let addr = app.base.trim_start_matches("http://").to_owned();
+    let (app, addr) = plain_http_app("header_read_timeout_secs = 1").await;
 
     // Headers dribbled one byte at a time, never finished.
     let mut slow = TcpStream::connect(&addr).await.unwrap();
@@ -414,17 +420,7 @@ async fn sighup_without_tls_is_harmless() {
 
 #[tokio::test]
 async fn past_max_connections_a_new_connection_waits_for_a_free_one() {
-    let moto = Moto::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let text = serving_config(
-        dir.path(),
-        &moto.endpoint,
-        &["web-elb"],
-        "max_connections = 2",
-        PERMISSIVE,
-    );
-    let app = TestApp::spawn_with_config(dir, &text).await;
-    let addr = app.base.trim_start_matches("http://").to_owned();
+    let (_app, addr) = plain_http_app("max_connections = 2").await;
     let idle_one = TcpStream::connect(&addr).await.unwrap();
     let _idle_two = TcpStream::connect(&addr).await.unwrap();
     // Let the server accept both before the third arrives.
