@@ -12,6 +12,7 @@ use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
 use crate::engine::{Authenticated, Trigger};
 use crate::sns::{CertSource, CertStore, SigningCert, SnsReceiver, Verifier, VerifyPolicy};
+use crate::target::TargetRef;
 use crate::untrusted::bounded;
 use crate::{App, init_logging, serve};
 
@@ -60,7 +61,7 @@ async fn shutdown_signal() {
 /// Returns the summary so the caller decides the exit code.
 pub async fn remediate_command(
     path: &Path,
-    load_balancer: String,
+    target: TargetRef,
     dry_run: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let config = load_config(path)?;
@@ -70,7 +71,7 @@ pub async fn remediate_command(
     meta.auth = Auth::LocalOperator;
     let trigger = Trigger::new(
         Authenticated::issued(),
-        load_balancer,
+        target,
         "manual remediation (command line)".to_owned(),
         dry_run,
     );

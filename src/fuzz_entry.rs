@@ -33,9 +33,15 @@ pub fn url_policy(data: &[u8]) {
 /// The Alertmanager/Grafana payload parser and the grouping of its alerts by load balancer.
 pub fn webhook_payload(data: &[u8]) {
     if let Ok(payload) = serde_json::from_slice::<crate::webhook::Payload>(data) {
-        let grouping = crate::webhook::group(&payload, "load_balancer", Some("web-elb"));
+        let labels = crate::webhook::TargetLabels {
+            load_balancer: "load_balancer",
+            target_group: "target_group",
+        };
+        let default = crate::target::TargetRef::LoadBalancer("web-elb".to_owned());
+        let grouping = crate::webhook::group(&payload, labels, Some(&default));
         let _ = payload.delivery_key("alertmanager");
-        let _ = serde_json::to_string(&grouping.groups);
+        let named: Vec<String> = grouping.groups.keys().map(ToString::to_string).collect();
+        let _ = serde_json::to_string(&named);
     }
 }
 

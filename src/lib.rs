@@ -16,6 +16,7 @@ mod logging;
 pub mod metrics;
 mod server;
 pub mod sns;
+pub mod target;
 pub mod untrusted;
 pub mod webhook;
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reflex::commands;
+use reflex::target::TargetRef;
 
 /// reflex turns load-balancer alerts into safe, audited self-healing on AWS.
 ///
@@ -29,14 +30,21 @@ enum Command {
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
     },
-    /// Run one remediation of a configured load balancer and print the summary JSON.
+    /// Run one remediation of a configured load balancer or target group and print the summary JSON.
     Remediate {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
         /// Classic ELB name; must be listed under [[targets]].
+        #[arg(
+            long,
+            required_unless_present = "target_group",
+            conflicts_with = "target_group"
+        )]
+        load_balancer: Option<String>,
+        /// ALB/NLB target group (name or ARN); must be listed under [[targets]].
         #[arg(long)]
-        load_balancer: String,
+        target_group: Option<String>,
         /// Plan and report only; write nothing to AWS.
         #[arg(long)]
         dry_run: bool,
@@ -125,9 +133,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Remediate {
             config,
             load_balancer,
+            target_group,
             dry_run,
         } => {
-            let summary = commands::remediate_command(&config, load_balancer, dry_run).await?;
+            let target = match (load_balancer, target_group) {
+                (Some(name), _) => TargetRef::LoadBalancer(name),
+                (None, group) => TargetRef::TargetGroup(group.unwrap_or_default()),
+            };
+            let summary = commands::remediate_command(&config, target, dry_run).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::CheckConfig { config } => {

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub remediation_runs: Family<RunLabels, Counter>,
     /// Instances terminated (or that would have been, in dry-run).
     pub instances_terminated: Family<DryRunLabels, Counter>,
+    /// Instances marked Unhealthy in their Auto Scaling group (or that would have been, in dry-run).
+    pub instances_marked_unhealthy: Family<DryRunLabels, Counter>,
     /// Unhealthy instances left alone, by reason.
     pub instances_skipped: Family<SkipLabels, Counter>,
     /// AWS API call latency by operation.
@@ -136,6 +138,12 @@ impl Default for Metrics {
             "instances_terminated",
             "Instances terminated (or that would have been, in dry-run)",
             instances_terminated.clone(),
+        );
+        let instances_marked_unhealthy = Family::default();
+        registry.register(
+            "instances_marked_unhealthy",
+            "Instances handed to their Auto Scaling group as Unhealthy (or that would have been, in dry-run)",
+            instances_marked_unhealthy.clone(),
         );
         let instances_skipped = Family::default();
         registry.register(
@@ -176,6 +184,7 @@ impl Default for Metrics {
             rejections,
             remediation_runs,
             instances_terminated,
+            instances_marked_unhealthy,
             instances_skipped,
             aws_call_duration,
             aws_call_errors,

@@ -1,10 +1,15 @@
 //! The only way reflex reaches AWS: one `SdkConfig` factory and narrow adapters over the calls reflex makes.
 
+mod autoscaling;
+mod classify;
+mod ec2;
+mod elb;
+mod elbv2;
 mod fleet;
 mod signed_get;
 mod subscriptions;
 
-pub use fleet::ClassicElbFleet;
+pub use fleet::AwsFleet;
 pub use signed_get::{FetchError, SnsFetcher};
 pub use subscriptions::Subscriptions;
 

@@ -14,6 +14,8 @@ use serde::Deserialize;
 pub use load::{ConfigError, load, parse};
 pub use secret::{Secret, any_matches};
 
+use crate::target::TargetRef;
+
 /// The commented example configuration, shipped in the repository and embedded for `--help` users.
 pub const EXAMPLE: &str = include_str!("../../reflex.example.toml");
 
@@ -55,9 +57,12 @@ pub struct WebhookConfig {
     pub passwords: Vec<Secret>,
     /// File holding one password per line.
     pub passwords_file: Option<PathBuf>,
-    /// The alert label naming the load balancer.
+    /// The alert label naming the classic load balancer.
     pub target_label: String,
-    /// The balancer for firing alerts without the label; unset reports them as unusable.
+    /// The alert label naming the ELBv2 target group (name, ARN or `targetgroup/NAME/ID`); it wins over
+    /// `target_label` when an alert carries both.
+    pub target_group_label: String,
+    /// The target for firing alerts without either label; unset reports them as unusable.
     pub default_target: Option<String>,
     /// The same group notification arriving again within this many seconds is a duplicate.
     pub dedup_window_secs: u64,
@@ -82,6 +87,7 @@ impl Default for WebhookConfig {
             passwords: Vec::new(),
             passwords_file: None,
             target_label: "load_balancer".to_owned(),
+            target_group_label: "target_group".to_owned(),
             default_target: None,
             dedup_window_secs: 3600,
             hmac_secret: None,
@@ -314,6 +320,9 @@ pub struct RemediationConfig {
     /// At most this many remediations run at once (over all targets); more are answered 503 `too-busy`,
     /// which SNS and Alertmanager retry. Bounds the AWS calls one burst of alerts can make.
     pub max_concurrent: usize,
+    /// How broken instances are replaced unless a target says otherwise: `terminate`, `asg-unhealthy` or
+    /// `auto`.
+    pub action: Action,
 }
 
 impl Default for RemediationConfig {
@@ -327,19 +336,71 @@ impl Default for RemediationConfig {
             cooldown_secs: 120,
             protect_tag: "reflex:protect".to_owned(),
             max_concurrent: 4,
+            action: Action::Terminate,
         }
     }
 }
 
-/// `[[targets]]`: one load balancer reflex may heal.
+/// `[[targets]]`: one classic load balancer or one ELBv2 target group reflex may heal.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// Classic ELB name.
-    pub load_balancer: String,
-    /// SNS topics whose non-alarm messages (or alarms without a balancer dimension) mean this balancer.
+    /// Classic ELB name (exactly one of `load_balancer` and `target_group` is set).
+    #[serde(default)]
+    pub load_balancer: Option<String>,
+    /// ALB/NLB target group, by ARN or by name (resolved at start-up); its targets must be instances.
+    #[serde(default)]
+    pub target_group: Option<String>,
+    /// How this target's broken instances are replaced; unset uses `remediation.action`.
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// SNS topics whose non-alarm messages (or alarms without a balancer dimension) mean this target.
     #[serde(default)]
     pub sns_topic_arns: Vec<String>,
+}
+
+impl TargetConfig {
+    /// The name the target goes by in summaries, the audit trail and cooldowns: the load balancer's name or
+    /// the target group as configured.
+    pub fn name(&self) -> &str {
+        self.load_balancer
+            .as_deref()
+            .or(self.target_group.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The target as a reference of its kind.
+    pub fn reference(&self) -> TargetRef {
+        match (&self.load_balancer, &self.target_group) {
+            (Some(name), _) => TargetRef::LoadBalancer(name.clone()),
+            (None, group) => TargetRef::TargetGroup(group.clone().unwrap_or_default()),
+        }
+    }
+
+    /// Whether an alert's reference names this target (target groups match by name, ARN or dimension value).
+    pub fn is(&self, reference: &TargetRef) -> bool {
+        match (reference, &self.load_balancer, &self.target_group) {
+            (TargetRef::LoadBalancer(name), Some(own), _) => name == own,
+            (TargetRef::TargetGroup(value), None, Some(own)) => {
+                crate::target::same_target_group(own, value)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How a broken instance is replaced.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// EC2 TerminateInstances (whatever launched the instance replaces it).
+    #[default]
+    Terminate,
+    /// Auto Scaling SetInstanceHealth Unhealthy, respecting the group's grace period: the group replaces
+    /// the instance by its own rules. An instance in no group is skipped.
+    AsgUnhealthy,
+    /// `asg-unhealthy` for instances in an Auto Scaling group, `terminate` for the others.
+    Auto,
 }
 
 /// A list of bearer tokens with its `_file` variant (`[manual]`).
@@ -353,10 +414,18 @@ pub struct TokenConfig {
 }
 
 impl Config {
-    /// The configured target with this load balancer name, if reflex may touch it.
-    pub fn target(&self, load_balancer: &str) -> Option<&TargetConfig> {
-        self.targets
-            .iter()
-            .find(|target| target.load_balancer == load_balancer)
+    /// The configured target with this name (a load balancer's name or a target group as configured).
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|target| target.name() == name)
+    }
+
+    /// The configured target an alert's reference names, if reflex may touch it.
+    pub fn target_for(&self, reference: &TargetRef) -> Option<&TargetConfig> {
+        self.targets.iter().find(|target| target.is(reference))
+    }
+
+    /// How `target`'s broken instances are replaced: its own `action`, else `remediation.action`.
+    pub fn action_of(&self, target: &TargetConfig) -> Action {
+        target.action.unwrap_or(self.remediation.action)
     }
 }

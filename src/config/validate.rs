@@ -5,6 +5,7 @@ use super::{
     AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, RemediationConfig, Secret,
     ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
 };
+use crate::target::TargetRef;
 
 /// Shortest accepted token: long enough that guessing is hopeless.
 const MIN_TOKEN_LEN: usize = 16;
@@ -24,6 +25,23 @@ impl Config {
         self.audit.validate()?;
         self.remediation.validate()?;
         TargetConfig::validate_all(&self.targets)?;
+        if let Some(arn) = self
+            .targets
+            .iter()
+            .filter_map(|t| t.target_group.as_deref())
+            .find(|group| {
+                crate::target::is_target_group_arn(group)
+                    && group.split(':').nth(3) != Some(self.aws.region.as_str())
+            })
+        {
+            return invalid(
+                "targets.target_group",
+                format!(
+                    "names {arn:?}, which is not in aws.region {:?}: reflex heals one region; run one reflex per region",
+                    self.aws.region
+                ),
+            );
+        }
         self.sns.validate()?;
         if let Some(arn) = self
             .targets
@@ -181,42 +199,77 @@ impl RemediationConfig {
 }
 
 impl TargetConfig {
-    /// At least one target; names non-empty and unique; topic ARNs well formed.
+    /// At least one target; each names exactly one classic load balancer or target group, well formed and
+    /// listed once; topic ARNs well formed.
     fn validate_all(targets: &[Self]) -> Result<(), ConfigError> {
         if targets.is_empty() {
             return invalid(
                 "targets",
-                "is empty: add at least one [[targets]] table with load_balancer = \"NAME\"",
+                "is empty: add at least one [[targets]] table with load_balancer = \"NAME\" or \
+                 target_group = \"NAME or ARN\"",
             );
         }
         for (index, target) in targets.iter().enumerate() {
-            let name = &target.load_balancer;
-            let valid = (1..=32).contains(&name.len())
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !name.starts_with('-')
-                && !name.ends_with('-');
-            if !valid {
-                return invalid(
-                    "targets.load_balancer",
-                    format!(
-                        "holds {:?}, which is not a classic load balancer name (1 to 32 letters, digits and \
-                         hyphens, not starting or ending with a hyphen)",
-                        crate::untrusted::bounded(name)
-                    ),
-                );
-            }
-            if targets[..index]
+            target.validate()?;
+            if let Some(earlier) = targets[..index]
                 .iter()
-                .any(|other| other.load_balancer == target.load_balancer)
+                .find(|other| other.is(&target.reference()))
             {
+                let key = match target.reference() {
+                    TargetRef::LoadBalancer(_) => "targets.load_balancer",
+                    TargetRef::TargetGroup(_) => "targets.target_group",
+                };
                 return invalid(
-                    "targets.load_balancer",
-                    format!("lists \"{}\" twice", target.load_balancer),
+                    key,
+                    format!(
+                        "lists \"{}\" twice (also as \"{}\")",
+                        target.name(),
+                        earlier.name()
+                    ),
                 );
             }
             check_topic_arns("targets.sns_topic_arns", &target.sns_topic_arns)?;
         }
         Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.load_balancer, &self.target_group) {
+            (Some(_), Some(_)) => invalid(
+                "targets.target_group",
+                "is set together with load_balancer: a [[targets]] entry names one classic load balancer \
+                 or one target group; use two entries for both",
+            ),
+            (None, None) => invalid(
+                "targets.load_balancer",
+                "is missing: each [[targets]] entry needs load_balancer = \"NAME\" (classic ELB) or \
+                 target_group = \"NAME or ARN\" (ALB/NLB)",
+            ),
+            (Some(name), None) if !crate::target::is_target_group_name(name) => invalid(
+                // Classic load balancer names follow the same rule as target group names.
+                "targets.load_balancer",
+                format!(
+                    "holds {:?}, which is not a classic load balancer name (1 to 32 letters, digits and \
+                     hyphens, not starting or ending with a hyphen)",
+                    crate::untrusted::bounded(name)
+                ),
+            ),
+            (None, Some(group))
+                if !crate::target::is_target_group_arn(group)
+                    && !crate::target::is_target_group_name(group) =>
+            {
+                invalid(
+                    "targets.target_group",
+                    format!(
+                        "holds {:?}, which is neither a target group ARN \
+                         (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID) nor a target group \
+                         name (1 to 32 letters, digits and hyphens)",
+                        crate::untrusted::bounded(group)
+                    ),
+                )
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -255,6 +308,14 @@ impl WebhookConfig {
                 key("username"),
                 "must be set when passwords are (basic auth needs a user name)",
             );
+        }
+        for (name, label) in [
+            ("target_label", &self.target_label),
+            ("target_group_label", &self.target_group_label),
+        ] {
+            if label.trim().is_empty() {
+                return invalid(key(name), "must name an alert label");
+            }
         }
         if let Some(target) = &self.default_target
             && config.target(target).is_none()

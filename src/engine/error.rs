@@ -1,18 +1,18 @@
 //! Why a remediation did not run, and what that means for the sender: a stable code, the contract's HTTP
 //! status, and whether a retry may help.
 
-use super::port::{FailureKind, FleetError};
+use super::port::{FailureKind, FleetError, TargetRef};
 use crate::audit::AuditError;
 
 /// Why a remediation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The balancer is not listed under `[[targets]]`.
-    #[error("load balancer {0:?} is not a configured target")]
-    UnknownTarget(String),
-    /// The balancer is configured but AWS does not know it.
-    #[error("load balancer {0} does not exist in this account and region")]
-    TargetNotFound(String),
+    /// The load balancer or target group (kind, name as given) is not listed under `[[targets]]`.
+    #[error("{0} {1:?} is not a configured target")]
+    UnknownTarget(&'static str, String),
+    /// The target is configured but AWS does not know it (any more).
+    #[error("{} {} does not exist in this account and region", .0.kind(), .0.value())]
+    TargetNotFound(TargetRef),
     /// A fleet call failed; its kind says whether AWS refused (permanent) or was unreachable (transient).
     #[error(transparent)]
     Fleet(FleetError),
@@ -28,7 +28,9 @@ impl EngineError {
     /// The stable error code answered and recorded.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::UnknownTarget(_) | Self::TargetNotFound(_) => "unknown-load-balancer",
+            Self::UnknownTarget("target group", _)
+            | Self::TargetNotFound(TargetRef::TargetGroup(_)) => "unknown-target-group",
+            Self::UnknownTarget(..) | Self::TargetNotFound(_) => "unknown-load-balancer",
             Self::Fleet(err) => match err.kind {
                 FailureKind::Permanent => "aws-denied",
                 FailureKind::Transient | FailureKind::NotFound => "aws-unavailable",
@@ -43,7 +45,7 @@ impl EngineError {
     /// transient faults worth a retry.
     pub fn status(&self) -> u16 {
         match self {
-            Self::UnknownTarget(_) | Self::TargetNotFound(_) => 422,
+            Self::UnknownTarget(..) | Self::TargetNotFound(_) => 422,
             Self::Fleet(err) => match err.kind {
                 FailureKind::Permanent => 502,
                 FailureKind::Transient | FailureKind::NotFound => 503,
@@ -62,7 +64,7 @@ impl EngineError {
     /// fix the IAM policy.
     pub fn public_detail(&self) -> String {
         match self {
-            Self::UnknownTarget(_) | Self::TargetNotFound(_) | Self::Busy(_) => self.to_string(),
+            Self::UnknownTarget(..) | Self::TargetNotFound(_) | Self::Busy(_) => self.to_string(),
             Self::Fleet(err) => match err.kind {
                 FailureKind::Permanent => format!(
                     "AWS refused {} ({}); check reflex's IAM policy and configuration",

@@ -3,28 +3,30 @@
 //! `Trigger`; it reaches the fleet only through its own `port::Fleet`, never through an SDK type.
 
 mod error;
+pub mod health;
 pub mod plan;
 pub mod port;
 mod reply;
 pub mod snapshot;
 mod summary;
+mod targets;
 mod trigger;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
 pub use error::EngineError;
-pub use plan::{Clock, Plan, Policy, Refusal, Skip, SkipReason};
+pub use plan::{Act, Clock, Plan, Policy, Refusal, Replacement, Skip, SkipReason};
 pub use reply::{Reply, SubscriptionReply};
-pub use summary::{ActionError, Summary};
+pub use summary::{ActionError, Names, Summary};
+pub use targets::StartError;
 pub use trigger::{Authenticated, Trigger};
 
 use crate::audit::{AuditStore, DeliveryKey, Outcome, RequestMeta};
-use crate::config::Config;
+use crate::config::{Action, Config};
 use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
 use port::{FailureKind, Fleet};
 
@@ -33,7 +35,7 @@ use port::{FailureKind, Fleet};
 pub struct Run {
     /// The answer.
     pub summary: Summary,
-    /// Instances actually terminated.
+    /// Instances actually replaced (terminated or handed to their Auto Scaling group).
     pub acted: u32,
 }
 
@@ -48,11 +50,14 @@ impl Run {
     }
 }
 
-/// The result of one TerminateInstances call, as recorded in the audit trail.
+/// The result of one TerminateInstances or SetInstanceHealth call, as recorded in the audit trail.
 #[derive(Debug, Serialize)]
 struct ActionResult<'a> {
     instance_id: &'a str,
     action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_scaling_group: Option<&'a str>,
+    /// What AWS answered: the instance's new state, or the health status set.
     #[serde(skip_serializing_if = "Option::is_none")]
     new_state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,32 +71,29 @@ pub struct Engine {
     fleet: Arc<dyn Fleet>,
     audit: AuditStore,
     metrics: Arc<Metrics>,
-    locks: HashMap<String, Arc<Mutex<()>>>,
+    targets: targets::Targets,
     slots: Semaphore,
 }
 
 impl Engine {
-    /// Builds the engine over the configured targets and the fleet that serves them.
-    pub fn new(
+    /// Builds the engine over the configured targets and the fleet that serves them; looks every target
+    /// group up first and refuses to start when one is missing or not made of instances.
+    pub async fn start(
         config: Arc<Config>,
         fleet: Arc<dyn Fleet>,
         audit: AuditStore,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        let locks = config
-            .targets
-            .iter()
-            .map(|target| (target.load_balancer.clone(), Arc::new(Mutex::new(()))))
-            .collect();
+    ) -> Result<Self, StartError> {
+        let targets = targets::Targets::resolve(&config, fleet.as_ref()).await?;
         let slots = Semaphore::new(config.remediation.max_concurrent);
-        Self {
+        Ok(Self {
             config,
             fleet,
             audit,
             metrics,
-            locks,
+            targets,
             slots,
-        }
+        })
     }
 
     /// One recorded run: remediates for a verified trigger and writes the run's audit record (`meta`, which
@@ -129,51 +131,59 @@ impl Engine {
     }
 
     /// The run itself, noting each step in `meta` and writing the intent durably before any AWS write.
-    #[tracing::instrument(skip_all, fields(request_id = %meta.id, load_balancer = %trigger.load_balancer))]
+    #[tracing::instrument(skip_all, fields(request_id = %meta.id, target = %trigger.target))]
     async fn remediate(
         &self,
         meta: &mut RequestMeta,
         trigger: &Trigger,
     ) -> Result<Run, EngineError> {
-        let load_balancer = trigger.load_balancer.as_str();
         let dry_run = trigger.dry_run || self.config.remediation.dry_run;
         meta.dry_run = dry_run;
         // Only a configured name is recorded as the target; anything else is the caller's text, bounded.
-        let lock = self
-            .locks
-            .get(load_balancer)
-            .ok_or_else(|| EngineError::UnknownTarget(crate::untrusted::bounded(load_balancer)))?;
-        meta.target = Some(load_balancer.to_owned());
-        let _single_flight = lock.lock().await;
+        let target = self.targets.find(&trigger.target).ok_or_else(|| {
+            EngineError::UnknownTarget(
+                trigger.target.kind(),
+                crate::untrusted::bounded(trigger.target.value()),
+            )
+        })?;
+        meta.target = Some(target.name.clone());
+        let _single_flight = target.lock.lock().await;
         let _slot = self
             .slots
             .try_acquire()
             .map_err(|_| EngineError::Busy(self.config.remediation.max_concurrent))?;
 
-        let snapshot = self
+        let mut snapshot = self
             .fleet
-            .snapshot(load_balancer)
+            .snapshot(&target.fleet_ref)
             .await
             .map_err(|err| match err.kind {
-                FailureKind::NotFound => EngineError::TargetNotFound(load_balancer.to_owned()),
+                FailureKind::NotFound => EngineError::TargetNotFound(target.fleet_ref.clone()),
                 _ => EngineError::Fleet(err),
             })?;
+        if target.action != Action::Terminate {
+            self.find_groups(&mut snapshot).await?;
+        }
         meta.note("seen", &snapshot);
         let clock = Clock {
             now: OffsetDateTime::now_utc(),
-            last_action_at: self.audit.last_action_at(load_balancer).await?,
+            last_action_at: self.audit.last_action_at(&target.name).await?,
         };
-        let plan = plan::plan(&snapshot, &Policy::from(&self.config.remediation), clock);
+        let policy = Policy {
+            action: target.action,
+            ..Policy::from(&self.config.remediation)
+        };
+        let plan = plan::plan(&snapshot, &policy, clock);
         meta.note("plan", &plan);
         let mut summary = Summary::of_plan(
             trigger.message.clone(),
-            load_balancer,
+            target.names.clone(),
             &plan,
             dry_run,
             meta.id.clone(),
         );
         if dry_run || plan.act_on.is_empty() {
-            tracing::info!(would_terminate = ?plan.act_on, refused = ?summary.refused, dry_run, "planned");
+            tracing::info!(would_replace = ?plan.act_on, refused = ?summary.refused, dry_run, "planned");
             return Ok(self.counted(Run { summary, acted: 0 }));
         }
 
@@ -183,18 +193,33 @@ impl Engine {
             .await?;
         let mut results = Vec::with_capacity(plan.act_on.len());
         summary.terminated_instance_ids.clear();
-        for instance_id in &plan.act_on {
-            let result = self.fleet.terminate(instance_id).await;
+        summary.asg_unhealthy_instance_ids.clear();
+        for act in &plan.act_on {
+            let instance_id = act.instance_id.as_str();
+            let (operation, result) = match act.action {
+                Replacement::Terminate => (
+                    "TerminateInstances",
+                    self.fleet.terminate(instance_id).await,
+                ),
+                Replacement::AsgUnhealthy => (
+                    "SetInstanceHealth",
+                    self.fleet.mark_unhealthy(instance_id).await,
+                ),
+            };
             let (new_state, error) = match result {
                 Ok(new_state) => {
-                    tracing::warn!(instance_id, new_state, "terminated");
-                    summary.terminated_instance_ids.push(instance_id.clone());
+                    tracing::warn!(instance_id, operation, new_state, group = ?act.auto_scaling_group, "replaced");
+                    match act.action {
+                        Replacement::Terminate => &mut summary.terminated_instance_ids,
+                        Replacement::AsgUnhealthy => &mut summary.asg_unhealthy_instance_ids,
+                    }
+                    .push(instance_id.to_owned());
                     (Some(new_state), None)
                 }
                 Err(err) => {
-                    tracing::error!(instance_id, error = %err, "terminate failed");
+                    tracing::error!(instance_id, operation, error = %err, "replacement failed");
                     summary.errors.push(ActionError {
-                        instance_id: instance_id.clone(),
+                        instance_id: instance_id.to_owned(),
                         error: err.to_string(),
                     });
                     (None, Some(err.to_string()))
@@ -202,14 +227,40 @@ impl Engine {
             };
             results.push(ActionResult {
                 instance_id,
-                action: "TerminateInstances",
+                action: operation,
+                auto_scaling_group: act.auto_scaling_group.as_deref(),
                 new_state,
                 error,
             });
         }
         meta.note("actions", &results);
-        let acted = u32::try_from(summary.terminated_instance_ids.len()).unwrap_or(u32::MAX);
+        let acted =
+            summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
+        let acted = u32::try_from(acted).unwrap_or(u32::MAX);
         Ok(self.counted(Run { summary, acted }))
+    }
+
+    /// Fills in the Auto Scaling group of every instance that could be acted on (OutOfService and known to
+    /// EC2): one DescribeAutoScalingInstances call per run for up to 50 of them.
+    async fn find_groups(&self, snapshot: &mut snapshot::Snapshot) -> Result<(), EngineError> {
+        let candidates: Vec<String> = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.health.state == snapshot::HealthState::OutOfService && i.ec2.is_some())
+            .map(|i| i.instance_id.clone())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let mut groups = self
+            .fleet
+            .auto_scaling_groups(&candidates)
+            .await
+            .map_err(EngineError::Fleet)?;
+        for instance in &mut snapshot.instances {
+            instance.auto_scaling_group = groups.remove(&instance.instance_id);
+        }
+        Ok(())
     }
 
     /// Counts a finished run in the metrics.
@@ -227,6 +278,10 @@ impl Engine {
             .instances_terminated
             .get_or_create(&DryRunLabels { dry_run })
             .inc_by(summary.terminated_instance_ids.len() as u64);
+        self.metrics
+            .instances_marked_unhealthy
+            .get_or_create(&DryRunLabels { dry_run })
+            .inc_by(summary.asg_unhealthy_instance_ids.len() as u64);
         for skip in &summary.skipped {
             self.metrics
                 .instances_skipped

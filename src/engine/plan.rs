@@ -7,7 +7,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::snapshot::{HealthState, InstanceView, Snapshot};
-use crate::config::RemediationConfig;
+use crate::config::{Action, RemediationConfig};
 
 /// The safety limits the planner enforces (the `[remediation]` config section).
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct Policy {
     pub cooldown: Duration,
     /// Never touch instances with a tag of this key.
     pub protect_tag: String,
+    /// How an instance is replaced (needs `InstanceView::auto_scaling_group` filled unless `Terminate`).
+    pub action: Action,
 }
 
 impl From<&RemediationConfig> for Policy {
@@ -35,6 +37,7 @@ impl From<&RemediationConfig> for Policy {
             grace_period: Duration::from_secs(config.grace_period_secs),
             cooldown: Duration::from_secs(config.cooldown_secs),
             protect_tag: config.protect_tag.clone(),
+            action: config.action,
         }
     }
 }
@@ -52,10 +55,18 @@ pub struct Clock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SkipReason {
-    /// The balancer reports `Unknown`.
+    /// The balancer reports a state or reason reflex does not know.
     UnknownState,
-    /// The instance is still being registered (ReasonCode `ELB` or a "registration in progress" description).
+    /// The instance is still being registered or in its first health checks.
     RegistrationInProgress,
+    /// The target is being deregistered.
+    Draining,
+    /// The target is registered but not serving (zone not enabled, not registered).
+    NotInUse,
+    /// Health checks are disabled for the target group: no verdict.
+    HealthCheckDisabled,
+    /// The balancer failed to check the target (an `Elb.*` reason).
+    BalancerError,
     /// EC2 does not know the instance.
     InstanceNotFound,
     /// EC2 already shuts it down or has terminated it.
@@ -66,6 +77,8 @@ pub enum SkipReason {
     GracePeriod,
     /// Carries the protect tag.
     Protected,
+    /// `action = "asg-unhealthy"`, and the instance belongs to no Auto Scaling group.
+    NotInAutoScalingGroup,
     /// More candidates than `max_terminations_per_run`.
     CapReached,
 }
@@ -76,11 +89,16 @@ impl SkipReason {
         match self {
             Self::UnknownState => "unknown-state",
             Self::RegistrationInProgress => "registration-in-progress",
+            Self::Draining => "draining",
+            Self::NotInUse => "not-in-use",
+            Self::HealthCheckDisabled => "health-check-disabled",
+            Self::BalancerError => "balancer-error",
             Self::InstanceNotFound => "instance-not-found",
             Self::AlreadyTerminating => "already-terminating",
             Self::StateInTransition => "state-in-transition",
             Self::GracePeriod => "grace-period",
             Self::Protected => "protected",
+            Self::NotInAutoScalingGroup => "not-in-auto-scaling-group",
             Self::CapReached => "cap-reached",
         }
     }
@@ -123,17 +141,17 @@ impl Refusal {
                 max_fraction,
             } => format!(
                 "{unhealthy} of {total} instances are not InService, more than max_unhealthy_fraction {max_fraction}: \
-                 the cause looks systemic, nothing was terminated"
+                 the cause looks systemic, nothing was replaced"
             ),
             Self::BelowMinInService {
                 in_service,
                 min_in_service,
             } => format!(
                 "only {in_service} instances are InService, fewer than min_in_service {min_in_service}: \
-                 nothing was terminated"
+                 nothing was replaced"
             ),
             Self::Cooldown { remaining_secs } => format!(
-                "this load balancer was remediated recently; cooldown ends in {remaining_secs} s: nothing was terminated"
+                "this target was remediated recently; cooldown ends in {remaining_secs} s: nothing was replaced"
             ),
         }
     }
@@ -149,6 +167,29 @@ pub struct Skip {
     pub reason: SkipReason,
 }
 
+/// How one instance is to be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replacement {
+    /// EC2 TerminateInstances.
+    Terminate,
+    /// Auto Scaling SetInstanceHealth Unhealthy: its group replaces it.
+    AsgUnhealthy,
+}
+
+/// One instance to act on, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Act {
+    /// The instance.
+    pub instance_id: String,
+    /// How it is replaced.
+    pub action: Replacement,
+    /// Its Auto Scaling group, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_scaling_group: Option<String>,
+}
+
 /// The planner's decision.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
@@ -156,8 +197,8 @@ pub struct Plan {
     pub registered: Vec<String>,
     /// Every instance not InService (OutOfService or Unknown).
     pub unhealthy: Vec<String>,
-    /// Instances to terminate, at most the per-run cap; empty when refused.
-    pub act_on: Vec<String>,
+    /// Instances to replace, at most the per-run cap; empty when refused.
+    pub act_on: Vec<Act>,
     /// Unhealthy instances left alone, with reasons.
     pub skipped: Vec<Skip>,
     /// Set when a safety rule stops the whole run.
@@ -199,20 +240,24 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     if plan.refused.is_some() {
         return plan;
     }
-    let mut candidates: Vec<&InstanceView> = Vec::new();
+    let mut candidates: Vec<(&InstanceView, Replacement)> = Vec::new();
     for instance in unhealthy {
         match skip_reason(instance, policy, clock.now) {
-            Some(reason) => plan.skipped.push(Skip {
+            Err(reason) => plan.skipped.push(Skip {
                 instance_id: instance.instance_id.clone(),
                 reason,
             }),
-            None => candidates.push(instance),
+            Ok(replacement) => candidates.push((instance, replacement)),
         }
     }
-    candidates.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
-    for (index, instance) in candidates.into_iter().enumerate() {
+    candidates.sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
+    for (index, (instance, action)) in candidates.into_iter().enumerate() {
         if index < policy.max_terminations_per_run {
-            plan.act_on.push(instance.instance_id.clone());
+            plan.act_on.push(Act {
+                instance_id: instance.instance_id.clone(),
+                action,
+                auto_scaling_group: instance.auto_scaling_group.clone(),
+            });
         } else {
             plan.skipped.push(Skip {
                 instance_id: instance.instance_id.clone(),
@@ -251,43 +296,44 @@ fn refusal(
     })
 }
 
+/// How to replace an unhealthy instance, or why to leave it alone.
 fn skip_reason(
     instance: &InstanceView,
     policy: &Policy,
     now: OffsetDateTime,
-) -> Option<SkipReason> {
-    if instance.health.state == HealthState::Unknown {
-        return Some(SkipReason::UnknownState);
-    }
-    if registration_in_progress(instance) {
-        return Some(SkipReason::RegistrationInProgress);
+) -> Result<Replacement, SkipReason> {
+    match instance.health.state {
+        HealthState::OutOfService => {}
+        HealthState::Registering => return Err(SkipReason::RegistrationInProgress),
+        HealthState::Draining => return Err(SkipReason::Draining),
+        HealthState::NotInUse => return Err(SkipReason::NotInUse),
+        HealthState::HealthCheckDisabled => return Err(SkipReason::HealthCheckDisabled),
+        HealthState::BalancerError => return Err(SkipReason::BalancerError),
+        HealthState::Unknown | HealthState::InService => return Err(SkipReason::UnknownState),
     }
     let Some(ec2) = &instance.ec2 else {
-        return Some(SkipReason::InstanceNotFound);
+        return Err(SkipReason::InstanceNotFound);
     };
     match ec2.state.as_str() {
         "running" | "stopped" => {}
-        "shutting-down" | "terminated" => return Some(SkipReason::AlreadyTerminating),
-        _ => return Some(SkipReason::StateInTransition),
+        "shutting-down" | "terminated" => return Err(SkipReason::AlreadyTerminating),
+        _ => return Err(SkipReason::StateInTransition),
     }
     if ec2.tags.iter().any(|(key, _)| *key == policy.protect_tag) {
-        return Some(SkipReason::Protected);
+        return Err(SkipReason::Protected);
     }
     let grace = time::Duration::try_from(policy.grace_period).unwrap_or(time::Duration::MAX);
-    match ec2.launch_time {
-        Some(launched) if now - launched >= grace => None,
-        _ => Some(SkipReason::GracePeriod),
+    if ec2
+        .launch_time
+        .is_none_or(|launched| now - launched < grace)
+    {
+        return Err(SkipReason::GracePeriod);
     }
-}
-
-/// Classic ELB reports a fresh registration as OutOfService with ReasonCode `ELB`
-/// and "Instance registration is still in progress."
-fn registration_in_progress(instance: &InstanceView) -> bool {
-    instance.health.reason_code.as_deref() == Some("ELB")
-        || instance.health.description.as_deref().is_some_and(|d| {
-            let d = d.to_ascii_lowercase();
-            d.contains("registration") && d.contains("in progress")
-        })
+    match (policy.action, &instance.auto_scaling_group) {
+        (Action::Terminate, _) | (Action::Auto, None) => Ok(Replacement::Terminate),
+        (Action::AsgUnhealthy | Action::Auto, Some(_)) => Ok(Replacement::AsgUnhealthy),
+        (Action::AsgUnhealthy, None) => Err(SkipReason::NotInAutoScalingGroup),
+    }
 }
 
 #[cfg(test)]

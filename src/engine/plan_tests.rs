@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
+use crate::engine::health;
 use crate::engine::snapshot::{Ec2Facts, Health};
 
 const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
@@ -18,7 +19,13 @@ fn policy() -> Policy {
         grace_period: Duration::from_secs(300),
         cooldown: Duration::from_secs(600),
         protect_tag: "reflex:protect".into(),
+        action: Action::Terminate,
     }
+}
+
+/// The instance ids of a plan's actions.
+fn ids(acts: &[Act]) -> Vec<String> {
+    acts.iter().map(|act| act.instance_id.clone()).collect()
 }
 
 fn clock() -> Clock {
@@ -33,6 +40,7 @@ fn instance(id: &str, state: HealthState) -> InstanceView {
         instance_id: id.into(),
         health: Health {
             state,
+            reported: format!("{state:?}"),
             reason_code: None,
             description: None,
         },
@@ -40,14 +48,14 @@ fn instance(id: &str, state: HealthState) -> InstanceView {
             state: "running".into(),
             launch_time: Some(OLD),
             tags: vec![],
-            auto_scaling_group: None,
         }),
+        auto_scaling_group: None,
     }
 }
 
 fn snapshot(instances: Vec<InstanceView>) -> Snapshot {
     Snapshot {
-        load_balancer: "web-elb".into(),
+        target: "web-elb".into(),
         instances,
     }
 }
@@ -82,7 +90,7 @@ fn acts_on_an_old_unprotected_out_of_service_instance() {
         &policy(),
         clock(),
     );
-    assert_eq!(plan.act_on, vec!["i-bad".to_string()]);
+    assert_eq!(ids(&plan.act_on), vec!["i-bad".to_string()]);
     assert_eq!(plan.unhealthy, vec!["i-bad".to_string()]);
     assert_eq!(plan.registered.len(), 5);
     assert!(plan.skipped.is_empty());
@@ -93,7 +101,7 @@ fn a_stopped_instance_is_replaced() {
     let mut bad = instance("i-bad", HealthState::OutOfService);
     bad.ec2.as_mut().unwrap().state = "stopped".into();
     let plan = plan(&fleet_with(bad), &policy(), clock());
-    assert_eq!(plan.act_on, vec!["i-bad".to_string()]);
+    assert_eq!(ids(&plan.act_on), vec!["i-bad".to_string()]);
 }
 
 #[test]
@@ -123,18 +131,100 @@ fn unknown_state_is_skipped() {
 #[test]
 fn registration_in_progress_is_skipped() {
     let mut by_code = instance("i-bad", HealthState::OutOfService);
-    by_code.health.reason_code = Some("ELB".into());
+    by_code.health = health::classic("OutOfService", Some("ELB"), None);
     assert_eq!(
         skip_of(by_code),
         skipped(SkipReason::RegistrationInProgress)
     );
     let mut by_text = instance("i-bad", HealthState::OutOfService);
-    by_text.health.reason_code = Some("Instance".into());
-    by_text.health.description = Some("Instance registration is still in progress.".into());
+    by_text.health = health::classic(
+        "OutOfService",
+        Some("Instance"),
+        Some("Instance registration is still in progress."),
+    );
     assert_eq!(
         skip_of(by_text),
         skipped(SkipReason::RegistrationInProgress)
     );
+}
+
+#[test]
+fn target_group_states_outside_the_act_rows_are_skipped_with_their_reason() {
+    let cases = [
+        (
+            "initial",
+            Some("Elb.RegistrationInProgress"),
+            SkipReason::RegistrationInProgress,
+        ),
+        (
+            "draining",
+            Some("Target.DeregistrationInProgress"),
+            SkipReason::Draining,
+        ),
+        (
+            "unavailable",
+            Some("Target.HealthCheckDisabled"),
+            SkipReason::HealthCheckDisabled,
+        ),
+        ("unused", Some("Target.NotRegistered"), SkipReason::NotInUse),
+        (
+            "unhealthy",
+            Some("Elb.InternalError"),
+            SkipReason::BalancerError,
+        ),
+        (
+            "unhealthy",
+            Some("Target.Surprise"),
+            SkipReason::UnknownState,
+        ),
+    ];
+    for (state, reason, skip) in cases {
+        let mut bad = instance("i-bad", HealthState::OutOfService);
+        bad.health = health::target_group(state, reason, None);
+        assert_eq!(skip_of(bad), skipped(skip), "{state} {reason:?}");
+    }
+    for (state, reason) in [
+        ("unhealthy", "Target.FailedHealthChecks"),
+        ("unhealthy", "Target.Timeout"),
+        ("unhealthy", "Target.ResponseCodeMismatch"),
+        ("unused", "Target.InvalidState"),
+    ] {
+        let mut bad = instance("i-bad", HealthState::OutOfService);
+        bad.health = health::target_group(state, Some(reason), None);
+        let plan = plan(&fleet_with(bad), &policy(), clock());
+        assert_eq!(
+            ids(&plan.act_on),
+            vec!["i-bad".to_string()],
+            "{state} {reason}"
+        );
+    }
+}
+
+#[test]
+fn the_action_decides_how_each_instance_is_replaced() {
+    let grouped = || {
+        let mut bad = instance("i-bad", HealthState::OutOfService);
+        bad.auto_scaling_group = Some("web-asg".into());
+        bad
+    };
+    let with = |action| Policy { action, ..policy() };
+    let act = |action, bad| plan(&fleet_with(bad), &with(action), clock()).act_on;
+    let lone = || instance("i-bad", HealthState::OutOfService);
+    assert_eq!(
+        act(Action::Terminate, grouped())[0].action,
+        Replacement::Terminate
+    );
+    assert_eq!(act(Action::Auto, lone())[0].action, Replacement::Terminate);
+    let handed = act(Action::Auto, grouped());
+    assert_eq!(handed[0].action, Replacement::AsgUnhealthy);
+    assert_eq!(handed[0].auto_scaling_group.as_deref(), Some("web-asg"));
+    assert_eq!(
+        act(Action::AsgUnhealthy, grouped())[0].action,
+        Replacement::AsgUnhealthy
+    );
+    let plan = plan(&fleet_with(lone()), &with(Action::AsgUnhealthy), clock());
+    assert!(plan.act_on.is_empty());
+    assert_eq!(plan.skipped, skipped(SkipReason::NotInAutoScalingGroup));
 }
 
 #[test]
@@ -203,7 +293,7 @@ fn exactly_the_fraction_is_allowed() {
         instance("i-2", HealthState::OutOfService),
     ]);
     assert_eq!(
-        plan(&fleet, &policy(), clock()).act_on,
+        ids(&plan(&fleet, &policy(), clock()).act_on),
         vec!["i-2".to_string()]
     );
 }
@@ -273,7 +363,10 @@ fn the_cap_skips_the_rest_in_id_order() {
         instances.push(instance(id, HealthState::OutOfService));
     }
     let plan = plan(&snapshot(instances), &policy(), clock());
-    assert_eq!(plan.act_on, vec!["i-a".to_string(), "i-b".to_string()]);
+    assert_eq!(
+        ids(&plan.act_on),
+        vec!["i-a".to_string(), "i-b".to_string()]
+    );
     assert_eq!(
         plan.skipped,
         vec![Skip {
@@ -283,15 +376,47 @@ fn the_cap_skips_the_rest_in_id_order() {
     );
 }
 
+/// What a balancer may report: classic ELB states and reason codes, and ELBv2 states and reasons (those of
+/// the table and others), read through the one health table.
+fn arb_health() -> impl Strategy<Value = Health> {
+    let classic = (
+        prop_oneof![Just("InService"), Just("OutOfService"), Just("Unknown")],
+        prop::option::of(prop_oneof![Just("ELB"), Just("Instance"), Just("N/A")]),
+    )
+        .prop_map(|(state, code)| health::classic(state, code, None));
+    let target_group = (
+        prop_oneof![
+            Just("healthy"),
+            Just("unhealthy"),
+            Just("unused"),
+            Just("initial"),
+            Just("draining"),
+            Just("unavailable"),
+            Just("weird")
+        ],
+        prop::option::of(prop_oneof![
+            Just("Target.FailedHealthChecks"),
+            Just("Target.Timeout"),
+            Just("Target.ResponseCodeMismatch"),
+            Just("Target.InvalidState"),
+            Just("Target.NotRegistered"),
+            Just("Target.NotInUse"),
+            Just("Target.HealthCheckDisabled"),
+            Just("Target.DeregistrationInProgress"),
+            Just("Elb.RegistrationInProgress"),
+            Just("Elb.InitialHealthChecking"),
+            Just("Elb.InternalError"),
+            Just("Target.IpUnusable")
+        ]),
+    )
+        .prop_map(|(state, code)| health::target_group(state, code, None));
+    prop_oneof![classic, target_group]
+}
+
 fn arb_instance() -> impl Strategy<Value = InstanceView> {
     (
         0u32..1000,
-        prop_oneof![
-            Just(HealthState::InService),
-            Just(HealthState::OutOfService),
-            Just(HealthState::Unknown)
-        ],
-        prop::option::of(prop_oneof![Just("ELB"), Just("Instance"), Just("N/A")]),
+        arb_health(),
         prop::option::of(prop_oneof![
             Just("running"),
             Just("stopped"),
@@ -302,38 +427,58 @@ fn arb_instance() -> impl Strategy<Value = InstanceView> {
         ]),
         0i64..2000,
         any::<bool>(),
+        prop::option::of(Just("web-asg")),
     )
-        .prop_map(|(n, state, code, ec2_state, age, protected)| InstanceView {
-            instance_id: format!("i-{n:04}"),
-            health: Health {
-                state,
-                reason_code: code.map(str::to_owned),
-                description: None,
+        .prop_map(
+            |(n, health, ec2_state, age, protected, group)| InstanceView {
+                instance_id: format!("i-{n:04}"),
+                health,
+                ec2: ec2_state.map(|s| Ec2Facts {
+                    state: s.into(),
+                    launch_time: Some(NOW - time::Duration::seconds(age)),
+                    tags: if protected {
+                        vec![("reflex:protect".into(), "yes".into())]
+                    } else {
+                        vec![("team".into(), "web".into())]
+                    },
+                }),
+                auto_scaling_group: group.map(str::to_owned),
             },
-            ec2: ec2_state.map(|s| Ec2Facts {
-                state: s.into(),
-                launch_time: Some(NOW - time::Duration::seconds(age)),
-                tags: if protected {
-                    vec![("reflex:protect".into(), "yes".into())]
-                } else {
-                    vec![("team".into(), "web".into())]
-                },
-                auto_scaling_group: None,
-            }),
-        })
+        )
 }
 
 fn arb_policy() -> impl Strategy<Value = Policy> {
-    (0usize..5, 0.05f64..=1.0, 0usize..4, 0u64..1500, 0u64..1000).prop_map(
-        |(cap, fraction, floor, grace, cooldown)| Policy {
+    (
+        (0usize..5, 0.05f64..=1.0, 0usize..4, 0u64..1500, 0u64..1000),
+        prop_oneof![
+            Just(Action::Terminate),
+            Just(Action::AsgUnhealthy),
+            Just(Action::Auto)
+        ],
+    )
+        .prop_map(|((cap, fraction, floor, grace, cooldown), action)| Policy {
             max_terminations_per_run: cap,
             max_unhealthy_fraction: fraction,
             min_in_service: floor,
             grace_period: Duration::from_secs(grace),
             cooldown: Duration::from_secs(cooldown),
             protect_tag: "reflex:protect".into(),
-        },
-    )
+            action,
+        })
+}
+
+/// The reported states and reasons the table acts on, whichever kind of balancer reported them.
+fn is_actionable_report(health: &Health) -> bool {
+    let reason = health.reason_code.as_deref();
+    match health.reported.as_str() {
+        "OutOfService" => reason != Some("ELB"),
+        "unhealthy" => matches!(
+            reason,
+            Some("Target.FailedHealthChecks" | "Target.Timeout" | "Target.ResponseCodeMismatch")
+        ),
+        "unused" => reason == Some("Target.InvalidState"),
+        _ => false,
+    }
 }
 
 proptest! {
@@ -360,15 +505,24 @@ proptest! {
         }
         if let Some(ago) = last_action_ago
             && (ago as u64) < policy.cooldown.as_secs() { prop_assert!(plan.act_on.is_empty()); }
-        for id in &plan.act_on {
+        for act in &plan.act_on {
+            let id = &act.instance_id;
             let view = fleet.instances.iter().find(|i| &i.instance_id == id).expect("acts only on registered instances");
             prop_assert_eq!(view.health.state, HealthState::OutOfService);
-            prop_assert_ne!(view.health.reason_code.as_deref(), Some("ELB"));
+            prop_assert!(is_actionable_report(&view.health), "acted on {:?}", view.health);
             let ec2 = view.ec2.as_ref().expect("acts only on instances EC2 knows");
             prop_assert!(ec2.state == "running" || ec2.state == "stopped");
             prop_assert!(!ec2.tags.iter().any(|(k, _)| k == "reflex:protect"));
             prop_assert!(NOW - ec2.launch_time.unwrap() >= time::Duration::try_from(policy.grace_period).unwrap());
             prop_assert!(!plan.skipped.iter().any(|s| &s.instance_id == id));
+            let expected = match (policy.action, &view.auto_scaling_group) {
+                (Action::Terminate, _) | (Action::Auto, None) => Replacement::Terminate,
+                (Action::AsgUnhealthy, None) => {
+                    return Err(TestCaseError::fail("handed an instance in no group to Auto Scaling"));
+                }
+                (_, Some(_)) => Replacement::AsgUnhealthy,
+            };
+            prop_assert_eq!(act.action, expected);
         }
         if plan.refused.is_none() {
             // Every unhealthy instance is either acted on or skipped with a reason, exactly once.
@@ -382,6 +536,11 @@ fn skip_reason_names_match_their_json() {
     for reason in [
         SkipReason::UnknownState,
         SkipReason::RegistrationInProgress,
+        SkipReason::Draining,
+        SkipReason::NotInUse,
+        SkipReason::HealthCheckDisabled,
+        SkipReason::BalancerError,
+        SkipReason::NotInAutoScalingGroup,
         SkipReason::InstanceNotFound,
         SkipReason::AlreadyTerminating,
         SkipReason::StateInTransition,

@@ -1,22 +1,58 @@
-//! The engine's port to a fleet: what it needs to read a target's health and to replace one instance, with
-//! its own error type saying what a failure means for the caller. `aws/` implements it over the SDK; tests
-//! implement it with a fake. The engine never names an SDK type.
+//! The engine's port to a fleet: what it needs to check a target exists, read its health and replace one
+//! instance, with its own error type saying what a failure means for the caller. `aws/` implements it over the
+//! SDK; tests implement it with a fake. The engine never names an SDK type.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
 pub use super::snapshot::{Ec2Facts, Health, HealthState, InstanceView, Snapshot};
+pub use crate::target::TargetRef;
 
 /// A boxed future, so that the port can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A fleet behind one kind of load balancer: reads its health, replaces an instance.
+/// A fleet behind classic load balancers and target groups: reads health, replaces instances.
 pub trait Fleet: Send + Sync + std::fmt::Debug {
-    /// The health of every instance registered on `target`, with each instance's EC2 facts.
-    fn snapshot<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Snapshot, FleetError>>;
+    /// Looks up a target group by name or ARN (once, at start-up).
+    fn target_group<'a>(
+        &'a self,
+        name_or_arn: &'a str,
+    ) -> BoxFuture<'a, Result<TargetGroupInfo, FleetError>>;
+
+    /// The health of every instance registered on `target` (a load balancer's name or a target group's
+    /// ARN), with each instance's EC2 facts.
+    fn snapshot<'a>(&'a self, target: &'a TargetRef)
+    -> BoxFuture<'a, Result<Snapshot, FleetError>>;
+
+    /// The Auto Scaling group of each of `instance_ids` that belongs to one (absent: in no group).
+    fn auto_scaling_groups<'a>(
+        &'a self,
+        instance_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, String>, FleetError>>;
 
     /// Replaces one instance (TerminateInstances); returns the state it is moving to.
     fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>>;
+
+    /// Hands one instance to its Auto Scaling group for replacement (SetInstanceHealth Unhealthy, respecting
+    /// the group's grace period); returns the health status set.
+    fn mark_unhealthy<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<String, FleetError>>;
+}
+
+/// What start-up needs to know of a target group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupInfo {
+    /// Its ARN, which every later call uses.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// `instance`, `ip`, `lambda` or `alb`: reflex heals only `instance` target groups.
+    pub target_type: String,
+    /// The load balancers that route to it, as CloudWatch names them (`app/NAME/ID`, `net/NAME/ID`).
+    pub load_balancers: Vec<String>,
 }
 
 /// What a failed fleet call means for whoever asked.

@@ -1,13 +1,14 @@
-//! What the load balancer and EC2 said at one moment: the planner's only view of the world.
+//! What the load balancer (or target group), EC2 and Auto Scaling said at one moment: the planner's only view
+//! of the world.
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
-/// Health and EC2 facts for every instance registered on one load balancer.
+/// Health and EC2 facts for every instance registered on one target.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
-    /// The load balancer the snapshot is of.
-    pub load_balancer: String,
+    /// The target the snapshot is of (a load balancer's name or a target group's ARN).
+    pub target: String,
     /// Every registered instance, in the order the balancer listed them.
     pub instances: Vec<InstanceView>,
 }
@@ -21,39 +22,45 @@ pub struct InstanceView {
     pub health: Health,
     /// EC2's description; `None` when EC2 does not know the instance.
     pub ec2: Option<Ec2Facts>,
+    /// The Auto Scaling group the instance belongs to, when that was asked (DescribeAutoScalingInstances)
+    /// and it belongs to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_scaling_group: Option<String>,
 }
 
-/// The balancer's view of one instance (classic ELB DescribeInstanceHealth).
+/// The balancer's view of one instance, read through the table in `health.rs`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    /// InService, OutOfService or Unknown.
+    /// The planner's reading of what the balancer reported.
     pub state: HealthState,
-    /// `ELB` or `Instance` on real AWS; absent or `N/A` elsewhere.
+    /// The reported state as AWS spelled it (`OutOfService`, `unhealthy`, `draining`, ...).
+    pub reported: String,
+    /// Classic ELB: `ELB` or `Instance`; ELBv2: `Target.FailedHealthChecks`, `Elb.RegistrationInProgress`, ...
     pub reason_code: Option<String>,
     /// Free text such as "Instance registration is still in progress."
     pub description: Option<String>,
 }
 
-/// The three states a classic ELB reports.
+/// What a reported health state means to the planner. Only `OutOfService` is ever acted on; every other
+/// state that is not `InService` is left alone with its own skip reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum HealthState {
     /// Passing health checks.
     InService,
-    /// Failing health checks (or not running).
+    /// Failing health checks, or not running: a candidate for replacement.
     OutOfService,
-    /// The balancer cannot tell; anything it reports that we do not recognise lands here too.
+    /// Still being registered or in its first health checks.
+    Registering,
+    /// Being deregistered (connection draining).
+    Draining,
+    /// Registered but not serving: its zone is not enabled, or it is not registered (any more).
+    NotInUse,
+    /// Health checks are disabled: no verdict, not a failure.
+    HealthCheckDisabled,
+    /// The balancer itself failed to check the instance (`Elb.*` reasons).
+    BalancerError,
+    /// A state or reason reflex does not know; never acted on.
     Unknown,
-}
-
-impl HealthState {
-    /// Reads the balancer's state string; unrecognised values are `Unknown`, which is never acted on.
-    pub fn parse(state: &str) -> Self {
-        match state {
-            "InService" => Self::InService,
-            "OutOfService" => Self::OutOfService,
-            _ => Self::Unknown,
-        }
-    }
 }
 
 /// What EC2 says about one instance.
@@ -66,6 +73,4 @@ pub struct Ec2Facts {
     pub launch_time: Option<OffsetDateTime>,
     /// Tag keys and values.
     pub tags: Vec<(String, String)>,
-    /// The Auto Scaling group the instance belongs to, when it does.
-    pub auto_scaling_group: Option<String>,
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::plan::{Plan, Skip};
+use super::plan::{Plan, Replacement, Skip};
 
 /// The answer to an accepted alert or manual request.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -11,14 +11,21 @@ use super::plan::{Plan, Skip};
 pub struct Summary {
     /// The SNS Message, alert text or manual reason.
     pub message: String,
-    /// Every instance registered on the balancer.
+    /// Every instance registered on the balancer (or target group).
     pub elb_instance_ids: Vec<String>,
-    /// The balancer.
+    /// The classic load balancer; for a target group, the first load balancer routing to it (`app/NAME/ID`),
+    /// empty when none does.
     pub load_balancer: String,
+    /// The target group, as configured; absent for classic load balancers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<String>,
     /// Instances not InService.
     pub unhealthy_instance_ids: Vec<String>,
-    /// Instances acted on (in dry-run: that would have been).
+    /// Instances terminated by reflex (in dry-run: that would have been).
     pub terminated_instance_ids: Vec<String>,
+    /// Instances marked Unhealthy in their Auto Scaling group, which replaces them (in dry-run: that would
+    /// have been).
+    pub asg_unhealthy_instance_ids: Vec<String>,
     /// Unhealthy instances left alone, with reasons.
     pub skipped: Vec<Skip>,
     /// The sentence of the safety rule that stopped the whole run.
@@ -36,6 +43,15 @@ pub struct Summary {
     pub ignored: Option<String>,
 }
 
+/// How a summary names its target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// See `Summary::load_balancer`.
+    pub load_balancer: String,
+    /// See `Summary::target_group`.
+    pub target_group: Option<String>,
+}
+
 /// One failed action.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -47,20 +63,29 @@ pub struct ActionError {
 }
 
 impl Summary {
-    /// The summary of a plan before any action: what would be terminated.
+    /// The summary of a plan before any action: what would be replaced, and how.
     pub fn of_plan(
         message: String,
-        load_balancer: &str,
+        target: Names,
         plan: &Plan,
         dry_run: bool,
         audit_id: String,
     ) -> Self {
+        let planned = |action: Replacement| {
+            plan.act_on
+                .iter()
+                .filter(|act| act.action == action)
+                .map(|act| act.instance_id.clone())
+                .collect()
+        };
         Self {
             message,
             elb_instance_ids: plan.registered.clone(),
-            load_balancer: load_balancer.to_owned(),
+            load_balancer: target.load_balancer,
+            target_group: target.target_group,
             unhealthy_instance_ids: plan.unhealthy.clone(),
-            terminated_instance_ids: plan.act_on.clone(),
+            terminated_instance_ids: planned(Replacement::Terminate),
+            asg_unhealthy_instance_ids: planned(Replacement::AsgUnhealthy),
             skipped: plan.skipped.clone(),
             refused: plan.refused.as_ref().map(|r| r.sentence()),
             errors: Vec::new(),
@@ -77,8 +102,10 @@ impl Summary {
             message,
             elb_instance_ids: Vec::new(),
             load_balancer: String::new(),
+            target_group: None,
             unhealthy_instance_ids: Vec::new(),
             terminated_instance_ids: Vec::new(),
+            asg_unhealthy_instance_ids: Vec::new(),
             skipped: Vec::new(),
             refused: None,
             errors: Vec::new(),

@@ -1,7 +1,7 @@
 //! The engine's own paths, with a fake fleet and a real (temporary) audit store: single flight per target,
 //! `Busy`, the intent written before any write, failed writes reported, and AWS failures classified.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,7 +9,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::port::{BoxFuture, Ec2Facts, FleetError, Health, HealthState, InstanceView, Snapshot};
+use super::port::{
+    BoxFuture, Ec2Facts, FleetError, HealthState, InstanceView, Snapshot, TargetGroupInfo,
+    TargetRef,
+};
 use super::*;
 use crate::audit::{Auth, Source, WriterTask};
 
@@ -28,38 +31,124 @@ struct FakeFleet {
     /// For each TerminateInstances: whether the store already held the run's `acting` record.
     intent_seen: StdMutex<Vec<bool>>,
     store: StdMutex<Option<AuditStore>>,
+    /// Target groups by name (`web-tg` is an instance group unless the test says otherwise).
+    target_groups: HashMap<String, TargetGroupInfo>,
+    /// Instance → Auto Scaling group.
+    groups: HashMap<String, String>,
+    /// DescribeAutoScalingInstances calls made.
+    group_calls: AtomicUsize,
+    /// What was done to which instance: ("terminate" | "mark-unhealthy", id).
+    done: StdMutex<Vec<(&'static str, String)>>,
+}
+
+const TG_ARN: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/0123456789abcdef";
+
+fn instance_group(target_type: &str) -> TargetGroupInfo {
+    TargetGroupInfo {
+        arn: TG_ARN.into(),
+        name: "web-tg".into(),
+        target_type: target_type.into(),
+        load_balancers: vec!["app/web-alb/1".into()],
+    }
+}
+
+impl FakeFleet {
+    fn with_target_group(target_type: &str) -> Self {
+        Self {
+            target_groups: HashMap::from([("web-tg".to_owned(), instance_group(target_type))]),
+            ..Self::default()
+        }
+    }
 }
 
 impl FakeFleet {
     fn healthy_but_one(target: &str) -> Snapshot {
         let old = OffsetDateTime::now_utc() - Duration::from_secs(86_400);
-        let instance = |id: String, state| InstanceView {
+        let group = target == TG_ARN;
+        let instance = |id: String, state: HealthState| InstanceView {
             instance_id: id,
-            health: Health {
-                state,
-                reason_code: Some("Instance".into()),
-                description: None,
+            health: match (state, group) {
+                (HealthState::InService, false) => super::health::classic("InService", None, None),
+                (_, false) => super::health::classic("OutOfService", Some("Instance"), None),
+                (HealthState::InService, true) => {
+                    super::health::target_group("healthy", None, None)
+                }
+                (_, true) => super::health::target_group(
+                    "unhealthy",
+                    Some("Target.FailedHealthChecks"),
+                    None,
+                ),
             },
             ec2: Some(Ec2Facts {
                 state: "running".into(),
                 launch_time: Some(old),
                 tags: vec![],
-                auto_scaling_group: None,
             }),
+            auto_scaling_group: None,
         };
         let mut instances: Vec<_> = (1..=4)
             .map(|n| instance(format!("i-ok{n}"), HealthState::InService))
             .collect();
         instances.push(instance("i-bad".into(), HealthState::OutOfService));
+        if group {
+            instances.push(instance("i-bad2".into(), HealthState::OutOfService));
+        }
         Snapshot {
-            load_balancer: target.to_owned(),
+            target: target.to_owned(),
             instances,
         }
     }
 }
 
 impl Fleet for FakeFleet {
-    fn snapshot<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
+    fn target_group<'a>(
+        &'a self,
+        name_or_arn: &'a str,
+    ) -> BoxFuture<'a, Result<TargetGroupInfo, FleetError>> {
+        Box::pin(async move {
+            self.target_groups.get(name_or_arn).cloned().ok_or_else(|| {
+                FleetError::new(
+                    FailureKind::NotFound,
+                    "DescribeTargetGroups",
+                    Some("TargetGroupNotFound".into()),
+                    "no such group",
+                )
+            })
+        })
+    }
+
+    fn auto_scaling_groups<'a>(
+        &'a self,
+        instance_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, String>, FleetError>> {
+        Box::pin(async move {
+            self.group_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(instance_ids
+                .iter()
+                .filter_map(|id| Some((id.clone(), self.groups.get(id)?.clone())))
+                .collect())
+        })
+    }
+
+    fn mark_unhealthy<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async move {
+            self.done
+                .lock()
+                .unwrap()
+                .push(("mark-unhealthy", instance_id.to_owned()));
+            Ok("Unhealthy".to_owned())
+        })
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        target: &'a TargetRef,
+    ) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
+        let target = target.value();
         Box::pin(async move {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -85,6 +174,10 @@ impl Fleet for FakeFleet {
                 let seen = records.iter().any(|r| r.outcome == Outcome::Acting);
                 self.intent_seen.lock().unwrap().push(seen);
             }
+            self.done
+                .lock()
+                .unwrap()
+                .push(("terminate", instance_id.to_owned()));
             if self.failing.contains(instance_id) {
                 return Err(FleetError::new(
                     FailureKind::Permanent,
@@ -107,22 +200,29 @@ struct Harness {
 }
 
 async fn harness(fleet: FakeFleet, extra: &str) -> Harness {
+    harness_with(fleet, extra, "").await
+}
+
+/// A harness whose config adds `targets` (TOML) to the two classic targets `web` and `api`.
+async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[audit]\nurl = \"sqlite://{}\"\n[remediation]\ncooldown_secs = 0\n{extra}\n\
-         [[targets]]\nload_balancer = \"web\"\n[[targets]]\nload_balancer = \"api\"\n",
+         [[targets]]\nload_balancer = \"web\"\n[[targets]]\nload_balancer = \"api\"\n{targets}",
         dir.path().join("audit.db").display()
     );
     let config = Arc::new(crate::config::parse(&text, std::iter::empty()).unwrap());
     let (store, writer) = AuditStore::open(&config.audit.url).await.unwrap();
     *fleet.store.lock().unwrap() = Some(store.clone());
     let fleet = Arc::new(fleet);
-    let engine = Engine::new(
+    let engine = Engine::start(
         config,
         Arc::clone(&fleet) as Arc<dyn Fleet>,
         store.clone(),
         Arc::new(Metrics::default()),
-    );
+    )
+    .await
+    .unwrap();
     Harness {
         engine: Arc::new(engine),
         fleet,
@@ -135,7 +235,7 @@ async fn harness(fleet: FakeFleet, extra: &str) -> Harness {
 fn trigger(target: &str, dry_run: bool) -> Trigger {
     Trigger::new(
         Authenticated::issued(),
-        target.to_owned(),
+        TargetRef::LoadBalancer(target.to_owned()),
         "test".to_owned(),
         dry_run,
     )
@@ -320,7 +420,7 @@ async fn a_target_aws_does_not_know_and_an_unlisted_one_are_422() {
         .run(meta(), &trigger("web", false), None)
         .await
         .unwrap_err();
-    assert!(matches!(gone, EngineError::TargetNotFound(ref t) if t == "web"));
+    assert!(matches!(gone, EngineError::TargetNotFound(ref t) if t.value() == "web"));
     let unlisted = h
         .engine
         .run(meta(), &trigger("db", false), None)
@@ -343,4 +443,127 @@ async fn a_dry_run_writes_nothing_and_records_no_intent() {
     assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
     assert_eq!(run.acted, 0);
     assert!(h.fleet.intent_seen.lock().unwrap().is_empty());
+}
+
+const TG_TARGET: &str = "[[targets]]\ntarget_group = \"web-tg\"\naction = \"auto\"\n";
+
+fn group_trigger(value: &str, dry_run: bool) -> Trigger {
+    Trigger::new(
+        Authenticated::issued(),
+        TargetRef::TargetGroup(value.to_owned()),
+        "test".to_owned(),
+        dry_run,
+    )
+}
+
+#[tokio::test]
+async fn auto_hands_group_members_to_auto_scaling_and_terminates_the_rest() {
+    let fleet = FakeFleet {
+        groups: HashMap::from([("i-bad".to_owned(), "web-asg".to_owned())]),
+        ..FakeFleet::with_target_group("instance")
+    };
+    let h = harness_with(fleet, "", TG_TARGET).await;
+    // An alarm names the group by its CloudWatch dimension value.
+    let run = h
+        .engine
+        .run(
+            meta(),
+            &group_trigger("targetgroup/web-tg/0123456789abcdef", false),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.summary.asg_unhealthy_instance_ids, ["i-bad"]);
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad2"]);
+    assert_eq!(run.summary.target_group.as_deref(), Some("web-tg"));
+    assert_eq!(run.summary.load_balancer, "app/web-alb/1");
+    assert_eq!(run.acted, 2);
+    assert_eq!(
+        h.fleet.group_calls.load(Ordering::SeqCst),
+        1,
+        "one lookup per run"
+    );
+    assert_eq!(
+        *h.fleet.done.lock().unwrap(),
+        [
+            ("mark-unhealthy", "i-bad".to_owned()),
+            ("terminate", "i-bad2".to_owned())
+        ]
+    );
+    let record = &h.store.list(1).await.unwrap()[0];
+    assert_eq!(record.target.as_deref(), Some("web-tg"));
+    let actions = &record.detail["actions"];
+    assert_eq!(actions[0]["action"], "SetInstanceHealth");
+    assert_eq!(actions[0]["auto_scaling_group"], "web-asg");
+    assert_eq!(actions[0]["new_state"], "Unhealthy");
+    assert_eq!(actions[1]["action"], "TerminateInstances");
+}
+
+#[tokio::test]
+async fn asg_unhealthy_skips_instances_in_no_group_and_terminate_never_asks() {
+    let fleet = FakeFleet {
+        groups: HashMap::from([("i-bad".to_owned(), "web-asg".to_owned())]),
+        ..FakeFleet::with_target_group("instance")
+    };
+    let targets = "[[targets]]\ntarget_group = \"web-tg\"\n";
+    let h = harness_with(fleet, "action = \"asg-unhealthy\"", targets).await;
+    let run = h
+        .engine
+        .run(meta(), &group_trigger("web-tg", false), None)
+        .await
+        .unwrap();
+    assert_eq!(run.summary.asg_unhealthy_instance_ids, ["i-bad"]);
+    assert!(run.summary.terminated_instance_ids.is_empty());
+    assert_eq!(run.summary.skipped[0].instance_id, "i-bad2");
+    assert_eq!(
+        run.summary.skipped[0].reason,
+        SkipReason::NotInAutoScalingGroup
+    );
+
+    // The classic targets keep terminating (the default action), without an Auto Scaling lookup.
+    let fleet = FakeFleet::with_target_group("instance");
+    let h = harness_with(fleet, "", "[[targets]]\ntarget_group = \"web-tg\"\n").await;
+    let run = h
+        .engine
+        .run(meta(), &group_trigger(TG_ARN, true), None)
+        .await
+        .unwrap();
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad", "i-bad2"]);
+    assert_eq!(h.fleet.group_calls.load(Ordering::SeqCst), 0);
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "dry run");
+}
+
+#[tokio::test]
+async fn target_groups_that_are_missing_or_not_instances_refuse_to_start() {
+    for (fleet, expected) in [
+        (FakeFleet::default(), "does not exist"),
+        (FakeFleet::with_target_group("ip"), "target type \"ip\""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[audit]\nurl = \"sqlite://{}\"\n[[targets]]\ntarget_group = \"web-tg\"\n",
+            dir.path().join("audit.db").display()
+        );
+        let config = Arc::new(crate::config::parse(&text, std::iter::empty()).unwrap());
+        let (store, _writer) = AuditStore::open(&config.audit.url).await.unwrap();
+        let err = Engine::start(config, Arc::new(fleet), store, Arc::new(Metrics::default()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn an_unlisted_target_group_is_422_unknown_target_group() {
+    let h = harness_with(FakeFleet::with_target_group("instance"), "", TG_TARGET).await;
+    let err = h
+        .engine
+        .run(
+            meta(),
+            &group_trigger("targetgroup/other/0123456789abcdef", false),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), err.status()), ("unknown-target-group", 422));
 }

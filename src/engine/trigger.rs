@@ -14,11 +14,13 @@ impl Authenticated {
     }
 }
 
-/// A verified request to heal one load balancer.
+use crate::target::TargetRef;
+
+/// A verified request to heal one target.
 #[derive(Debug, Clone)]
 pub struct Trigger {
-    /// The balancer to heal.
-    pub load_balancer: String,
+    /// The load balancer or target group to heal, as the request named it.
+    pub target: TargetRef,
     /// The SNS Message, alert text or manual reason, echoed in the summary.
     pub message: String,
     /// Plan only, write nothing.
@@ -26,15 +28,10 @@ pub struct Trigger {
 }
 
 impl Trigger {
-    /// A trigger for `load_balancer`, which the engine checks against the configured targets.
-    pub fn new(
-        _proof: Authenticated,
-        load_balancer: String,
-        message: String,
-        dry_run: bool,
-    ) -> Self {
+    /// A trigger for `target`, which the engine checks against the configured targets.
+    pub fn new(_proof: Authenticated, target: TargetRef, message: String, dry_run: bool) -> Self {
         Self {
-            load_balancer,
+            target,
             message,
             dry_run,
         }

@@ -17,8 +17,8 @@ use crate::engine::{Reply, Summary, Trigger};
 pub enum Handled {
     /// An answer that needs no remediation (an ignored alert, a confirmed subscription).
     Reply {
-        /// The answer.
-        reply: Reply,
+        /// The answer (boxed: a summary is large beside the other variants).
+        reply: Box<Reply>,
         /// Its audit outcome.
         outcome: Outcome,
         /// The claimed delivery, completed with the answer.

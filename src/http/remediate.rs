@@ -15,12 +15,14 @@ use super::request_id::Arrival;
 use super::{ApiError, AppState, auth, detached};
 use crate::audit::{Auth, RequestMeta, Source};
 use crate::engine::Trigger;
+use crate::target::TargetRef;
 
-/// The manual request body.
+/// The manual request body: exactly one of `load_balancer` and `target_group`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemediateRequest {
-    load_balancer: String,
+    load_balancer: Option<String>,
+    target_group: Option<String>,
     #[serde(default)]
     dry_run: bool,
     reason: Option<String>,
@@ -63,13 +65,26 @@ async fn handle(
         "request",
         serde_json::json!({
             "load_balancer": request.load_balancer,
+            "target_group": request.target_group,
             "dry_run": request.dry_run,
             "reason": request.reason,
         }),
     );
+    let target = match (request.load_balancer, request.target_group) {
+        (Some(name), None) => TargetRef::LoadBalancer(name),
+        (None, Some(group)) => TargetRef::TargetGroup(group),
+        (load_balancer, _) => {
+            let problem = if load_balancer.is_some() {
+                "give either load_balancer or target_group, not both"
+            } else {
+                "missing field: give load_balancer (classic ELB name) or target_group (name or ARN)"
+            };
+            return Err(ApiError::bad_request("invalid-request", problem).into());
+        }
+    };
     let trigger = Trigger::new(
         proof,
-        request.load_balancer,
+        target,
         request.reason.unwrap_or_else(|| DEFAULT_REASON.to_owned()),
         request.dry_run,
     );

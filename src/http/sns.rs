@@ -68,13 +68,13 @@ async fn handle(
         MessageType::UnsubscribeConfirmation => {
             unsubscribed(state, &message.topic_arn);
             Ok(Handled::Reply {
-                reply: Reply::Subscription(SubscriptionReply {
+                reply: Box::new(Reply::Subscription(SubscriptionReply {
                     message: message.message.clone(),
                     topic_arn: message.topic_arn.clone(),
                     subscription: None,
                     ignored: Some("unsubscribe confirmation verified and recorded; nothing done"),
                     audit_id: meta.id.clone(),
-                }),
+                })),
                 outcome: Outcome::Ignored,
                 delivery: None,
             })
@@ -104,22 +104,17 @@ async fn handle(
             meta.note("decision", format!("{decision:?}"));
             Ok(match decision {
                 Decision::Ignore(reason) => Handled::Reply {
-                    reply: Reply::Summary(Summary::ignored(
+                    reply: Box::new(Reply::Summary(Summary::ignored(
                         message.message.clone(),
                         reason,
                         state.config.remediation.dry_run,
                         meta.id.clone(),
-                    )),
+                    ))),
                     outcome: Outcome::Ignored,
                     delivery: Some(key),
                 },
-                Decision::Remediate { load_balancer } => Handled::Run {
-                    trigger: Trigger::new(
-                        verified.proof(),
-                        load_balancer,
-                        message.message.clone(),
-                        false,
-                    ),
+                Decision::Remediate { target, .. } => Handled::Run {
+                    trigger: Trigger::new(verified.proof(), target, message.message.clone(), false),
                     delivery: Some(key),
                 },
             })
@@ -170,13 +165,13 @@ async fn confirm(
     );
     tracing::info!(topic_arn = %message.topic_arn, method = how, "SNS subscription confirmed");
     Ok(Handled::Reply {
-        reply: Reply::Subscription(SubscriptionReply {
+        reply: Box::new(Reply::Subscription(SubscriptionReply {
             message: message.message.clone(),
             topic_arn: message.topic_arn.clone(),
             subscription: Some("confirmed"),
             ignored: None,
             audit_id: meta.id.clone(),
-        }),
+        })),
         outcome: Outcome::Confirmed,
         delivery: None,
     })

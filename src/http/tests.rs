@@ -1,6 +1,7 @@
 //! The router in process (`tower::ServiceExt::oneshot`), for what needs no AWS: authentication, unknown routes
 //! and methods, limits, error bodies and their audit records, and how fleet failures map to HTTP.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -11,7 +12,9 @@ use tower::ServiceExt as _;
 
 use super::{AppState, router};
 use crate::App;
-use crate::engine::port::{BoxFuture, FailureKind, Fleet, FleetError, Snapshot};
+use crate::engine::port::{
+    BoxFuture, FailureKind, Fleet, FleetError, Snapshot, TargetGroupInfo, TargetRef,
+};
 
 const MANUAL: &str = "manual-token-0123456789";
 const AUDIT: &str = "audit-token-0123456789";
@@ -22,11 +25,29 @@ const HOOK: &str = "alertmanager-token-0123";
 struct FailingFleet(FleetError);
 
 impl Fleet for FailingFleet {
-    fn snapshot<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
+    fn target_group<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<TargetGroupInfo, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
+    fn snapshot<'a>(&'a self, _: &'a TargetRef) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
+    fn auto_scaling_groups<'a>(
+        &'a self,
+        _: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, String>, FleetError>> {
         Box::pin(async { Err(self.0.clone()) })
     }
 
     fn terminate<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
+    fn mark_unhealthy<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
         Box::pin(async { Err(self.0.clone()) })
     }
 }

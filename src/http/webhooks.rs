@@ -18,7 +18,7 @@ use super::{ApiError, AppState, auth, detached};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
 use crate::engine::{Authenticated, Reply, Summary, Trigger};
-use crate::webhook::{Payload, group, signature};
+use crate::webhook::{Payload, TargetLabels, group, signature};
 
 /// The two webhook senders.
 #[derive(Debug, Clone, Copy)]
@@ -106,14 +106,27 @@ async fn handle(
         )
         .into());
     }
-    let grouping = group(&payload, &hook.target_label, hook.default_target.as_deref());
+    let labels = TargetLabels {
+        load_balancer: &hook.target_label,
+        target_group: &hook.target_group_label,
+    };
+    let default_target = hook
+        .default_target
+        .as_deref()
+        .and_then(|name| state.config.target(name))
+        .map(|target| target.reference());
+    let grouping = group(&payload, labels, default_target.as_ref());
     meta.note(
         "alerts",
         json!({
             "group_key": payload.group_key,
             "receiver": payload.receiver,
             "status": payload.status,
-            "groups": grouping.groups,
+            "groups": grouping
+                .groups
+                .iter()
+                .map(|(target, texts)| json!({"target": target.to_string(), "alerts": texts}))
+                .collect::<Vec<_>>(),
             "unusable": grouping.unusable,
             "resolved": grouping.resolved,
         }),
@@ -136,7 +149,7 @@ async fn handle(
             ));
         }
         return Ok(Handled::Reply {
-            reply: Reply::Results { results: ignored },
+            reply: Box::new(Reply::Results { results: ignored }),
             outcome: Outcome::Ignored,
             delivery: None,
         });
@@ -152,7 +165,7 @@ async fn handle(
     let triggers = grouping
         .groups
         .into_iter()
-        .map(|(load_balancer, texts)| Trigger::new(proof, load_balancer, texts.join("; "), false))
+        .map(|(target, texts)| Trigger::new(proof, target, texts.join("; "), false))
         .collect();
     Ok(Handled::Runs {
         triggers,

@@ -23,7 +23,7 @@ use tower::Service as _;
 use tls::ReloadingCert;
 
 use crate::audit::{AuditStore, WriterTask};
-use crate::aws::{self, ClassicElbFleet};
+use crate::aws::{self, AwsFleet};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine::port::Fleet;
@@ -43,10 +43,7 @@ pub struct App {
 impl App {
     /// Opens the audit store and builds the AWS clients and the engine.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with(config, |sdk, metrics| {
-            Arc::new(ClassicElbFleet::new(sdk, metrics))
-        })
-        .await
+        Self::build_with(config, |sdk, metrics| Arc::new(AwsFleet::new(sdk, metrics))).await
     }
 
     /// Like `build`, with the engine's fleet made by `fleet` from the SDK configuration and the metrics (tests
@@ -69,12 +66,13 @@ impl App {
             .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
         let sdk = aws::sdk_config(&config.aws).await;
         let metrics = Arc::new(Metrics::default());
-        let engine = Engine::new(
+        let engine = Engine::start(
             Arc::clone(&config),
             fleet(&sdk, Arc::clone(&metrics)),
             audit.clone(),
             Arc::clone(&metrics),
-        );
+        )
+        .await?;
         let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight));
         let sns = SnsReceiver::new(&config, &sdk, &metrics)
             .context("failed to set up SNS verification")?;

@@ -1,4 +1,5 @@
-//! CloudWatch alarm notifications as they arrive in an SNS `Message`: which state, which load balancer.
+//! CloudWatch alarm notifications as they arrive in an SNS `Message`: which state, which load balancer or
+//! target group.
 
 use serde::Deserialize;
 
@@ -11,9 +12,16 @@ pub struct CloudWatchAlarm {
     pub new_state: String,
     /// The classic ELB named by the `LoadBalancerName` dimension.
     pub load_balancer_name: Option<String>,
-    /// The ALB/NLB named by a `LoadBalancer` dimension (`app/NAME/ID`), which classic ELB remediation cannot use.
+    /// The ALB/NLB named by a `LoadBalancer` dimension (`app/NAME/ID`), recorded with a target group alarm.
     pub elbv2_load_balancer: Option<String>,
+    /// The target group named by a `TargetGroup` dimension (`targetgroup/NAME/ID`).
+    pub target_group: Option<String>,
+    /// The metric's namespace, e.g. `AWS/ELB`, `AWS/ApplicationELB`, `AWS/NetworkELB`.
+    pub namespace: Option<String>,
 }
+
+/// The namespaces whose `TargetGroup` dimension names an ELBv2 target group.
+pub const ELBV2_NAMESPACES: &[&str] = &["AWS/ApplicationELB", "AWS/NetworkELB"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -27,6 +35,8 @@ struct Wire {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Trigger {
+    #[serde(default)]
+    namespace: Option<String>,
     #[serde(default)]
     dimensions: Vec<Dimension>,
 }
@@ -43,7 +53,10 @@ impl CloudWatchAlarm {
     /// Reads an SNS `Message` as a CloudWatch alarm; `None` when it is not one.
     pub fn parse(message: &str) -> Option<Self> {
         let wire: Wire = serde_json::from_str(message).ok()?;
-        let dimensions = wire.trigger.map(|t| t.dimensions).unwrap_or_default();
+        let (namespace, dimensions) = wire
+            .trigger
+            .map(|t| (t.namespace, t.dimensions))
+            .unwrap_or_default();
         let dimension = |name: &str| {
             dimensions
                 .iter()
@@ -55,6 +68,8 @@ impl CloudWatchAlarm {
             new_state: wire.new_state_value,
             load_balancer_name: dimension("LoadBalancerName"),
             elbv2_load_balancer: dimension("LoadBalancer"),
+            target_group: dimension("TargetGroup"),
+            namespace,
         })
     }
 
@@ -103,6 +118,22 @@ mod tests {
         ))
         .unwrap();
         assert!(!alb_ok.is_firing());
+    }
+
+    #[test]
+    fn alb_alarms_name_their_target_group() {
+        for name in [
+            "cw_alb_unhealthyhostcount_alarm_2017_us-east-2.json",
+            "SYNTH_cw_alb_unhealthyhostcount_modern_format.json",
+        ] {
+            let alarm = CloudWatchAlarm::parse(&vector(name)).unwrap();
+            assert_eq!(
+                alarm.target_group.as_deref(),
+                Some("targetgroup/smith-poc-nodejs-restart-tg/7c25fe0e5ca71022"),
+                "{name}"
+            );
+            assert_eq!(alarm.namespace.as_deref(), Some("AWS/ApplicationELB"));
+        }
     }
 
     #[test]

@@ -1,23 +1,27 @@
-//! What a verified notification asks for: which load balancer to heal, or nothing.
+//! What a verified notification asks for: which load balancer or target group to heal, or nothing.
 
-use super::alarm::CloudWatchAlarm;
+use super::alarm::{CloudWatchAlarm, ELBV2_NAMESPACES};
 use crate::config::Config;
+use crate::target::TargetRef;
 
 /// The decision for one verified notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Heal this balancer.
+    /// Heal this target.
     Remediate {
-        /// The balancer (still checked against the targets by the engine).
-        load_balancer: String,
+        /// The target (still checked against the configured targets by the engine).
+        target: TargetRef,
+        /// The ALB/NLB an alarm's `LoadBalancer` dimension names, recorded in the audit trail.
+        load_balancer: Option<String>,
     },
     /// Record and answer, do nothing (e.g. an `OK` alarm).
     Ignore(String),
 }
 
-/// Reads the notification's `Message`: a CloudWatch alarm acts only when it is `ALARM` and names its balancer
-/// by the `LoadBalancerName` dimension; any other message uses the target configured for its topic, or the
-/// only configured target. `Err` carries why the message cannot be used.
+/// Reads the notification's `Message`: a CloudWatch alarm acts only when it is `ALARM` and names its target,
+/// a classic balancer by the `LoadBalancerName` dimension or (in `AWS/ApplicationELB` and `AWS/NetworkELB`) a
+/// target group by the `TargetGroup` dimension; any other message uses the target configured for its topic,
+/// or the only configured target. `Err` carries why the message cannot be used.
 pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decision, String> {
     let alarm = CloudWatchAlarm::parse(message);
     if let Some(alarm) = &alarm {
@@ -27,32 +31,25 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
                 alarm.alarm_name, alarm.new_state
             )));
         }
-        if let Some(load_balancer) = &alarm.load_balancer_name {
+        if let Some(target) = named_target(alarm)? {
             // A topic that lists its targets may only heal those: an alarm on it cannot name another one.
-            let listed: Vec<&str> = config
+            let listed: Vec<_> = config
                 .targets
                 .iter()
                 .filter(|t| t.sns_topic_arns.iter().any(|arn| arn == topic_arn))
-                .map(|t| t.load_balancer.as_str())
                 .collect();
-            if !listed.is_empty() && !listed.contains(&load_balancer.as_str()) {
+            if !listed.is_empty() && !listed.iter().any(|t| t.is(&target)) {
+                let names: Vec<&str> = listed.iter().map(|t| t.name()).collect();
                 return Err(format!(
-                    "alarm {:?} names load balancer {load_balancer:?}, but topic {topic_arn} may only heal {} \
-                     (targets.sns_topic_arns)",
+                    "alarm {:?} names {target}, but topic {topic_arn} may only heal {} (targets.sns_topic_arns)",
                     alarm.alarm_name,
-                    listed.join(", ")
+                    names.join(", ")
                 ));
             }
             return Ok(Decision::Remediate {
-                load_balancer: load_balancer.clone(),
+                target,
+                load_balancer: alarm.elbv2_load_balancer.clone(),
             });
-        }
-        if let Some(elbv2) = &alarm.elbv2_load_balancer {
-            return Err(format!(
-                "alarm {:?} is about the ALB/NLB {elbv2:?}; reflex heals classic load balancers \
-                 (LoadBalancerName dimension)",
-                alarm.alarm_name
-            ));
         }
     }
     let for_topic = config
@@ -64,13 +61,41 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
         (None, [only]) => only,
         (None, _) => {
             return Err(format!(
-                "the message names no load balancer and no target lists topic {topic_arn} in sns_topic_arns"
+                "the message names no load balancer or target group and no target lists topic {topic_arn} in \
+                 sns_topic_arns"
             ));
         }
     };
     Ok(Decision::Remediate {
-        load_balancer: target.load_balancer.clone(),
+        target: target.reference(),
+        load_balancer: None,
     })
+}
+
+/// The target a firing alarm names by its dimensions, if any.
+fn named_target(alarm: &CloudWatchAlarm) -> Result<Option<TargetRef>, String> {
+    if let Some(name) = &alarm.load_balancer_name {
+        return Ok(Some(TargetRef::LoadBalancer(name.clone())));
+    }
+    let elbv2 = alarm
+        .namespace
+        .as_deref()
+        .is_some_and(|namespace| ELBV2_NAMESPACES.contains(&namespace));
+    match (&alarm.target_group, &alarm.elbv2_load_balancer) {
+        (Some(group), _) if elbv2 => Ok(Some(TargetRef::TargetGroup(group.clone()))),
+        (Some(group), _) => Err(format!(
+            "alarm {:?} names target group {group:?} in namespace {:?}; reflex reads the TargetGroup \
+             dimension of AWS/ApplicationELB and AWS/NetworkELB alarms only",
+            alarm.alarm_name,
+            alarm.namespace.as_deref().unwrap_or("(none)")
+        )),
+        (None, Some(balancer)) => Err(format!(
+            "alarm {:?} is about the ALB/NLB {balancer:?} as a whole; reflex heals target groups: alarm on \
+             a metric with the TargetGroup dimension (e.g. UnHealthyHostCount per target group)",
+            alarm.alarm_name
+        )),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +128,8 @@ mod tests {
         assert_eq!(
             decision,
             Ok(Decision::Remediate {
-                load_balancer: "api".into()
+                target: TargetRef::LoadBalancer("api".into()),
+                load_balancer: None,
             })
         );
     }
@@ -117,7 +143,37 @@ mod tests {
     }
 
     #[test]
-    fn alb_alarms_are_unusable() {
+    fn target_group_alarms_name_their_group() {
+        let dimensions = r#"{"name":"LoadBalancer","value":"app/alb/1"},{"name":"TargetGroup","value":"targetgroup/web-tg/2"}"#;
+        let firing = |namespace: &str| {
+            alarm("ALARM", dimensions).replace(
+                r#""Trigger":{"#,
+                &format!(r#""Trigger":{{"Namespace":"{namespace}","#),
+            )
+        };
+        for namespace in ["AWS/ApplicationELB", "AWS/NetworkELB"] {
+            assert_eq!(
+                decide(&config(TWO), TOPIC, &firing(namespace)),
+                Ok(Decision::Remediate {
+                    target: TargetRef::TargetGroup("targetgroup/web-tg/2".into()),
+                    load_balancer: Some("app/alb/1".into()),
+                })
+            );
+        }
+        let err = decide(&config(TWO), TOPIC, &firing("Custom/Thing")).unwrap_err();
+        assert!(err.contains("Custom/Thing"), "{err}");
+        // A topic that lists a target group may heal it, by any of its names.
+        let mapped = config(&format!(
+            "[[targets]]\nload_balancer = \"web\"\n[[targets]]\ntarget_group = \"web-tg\"\nsns_topic_arns = [\"{TOPIC}\"]\n"
+        ));
+        assert!(decide(&mapped, TOPIC, &firing("AWS/ApplicationELB")).is_ok());
+        let other = firing("AWS/ApplicationELB").replace("web-tg", "api-tg");
+        let err = decide(&mapped, TOPIC, &other).unwrap_err();
+        assert!(err.contains("may only heal web-tg"), "{err}");
+    }
+
+    #[test]
+    fn alb_alarms_without_a_target_group_are_unusable() {
         let err = decide(
             &config(TWO),
             TOPIC,
@@ -133,7 +189,8 @@ mod tests {
         assert_eq!(
             decide(&one, TOPIC, "web is down"),
             Ok(Decision::Remediate {
-                load_balancer: "web".into()
+                target: TargetRef::LoadBalancer("web".into()),
+                load_balancer: None,
             })
         );
         assert!(decide(&config(TWO), TOPIC, "web is down").is_err());
@@ -143,13 +200,15 @@ mod tests {
         assert_eq!(
             decide(&mapped, TOPIC, "web is down"),
             Ok(Decision::Remediate {
-                load_balancer: "api".into()
+                target: TargetRef::LoadBalancer("api".into()),
+                load_balancer: None,
             })
         );
         assert_eq!(
             decide(&mapped, TOPIC, &alarm("ALARM", "")),
             Ok(Decision::Remediate {
-                load_balancer: "api".into()
+                target: TargetRef::LoadBalancer("api".into()),
+                load_balancer: None,
             })
         );
     }
@@ -173,7 +232,8 @@ mod tests {
                 &alarm("ALARM", r#"{"name":"LoadBalancerName","value":"api"}"#)
             ),
             Ok(Decision::Remediate {
-                load_balancer: "api".into()
+                target: TargetRef::LoadBalancer("api".into()),
+                load_balancer: None,
             })
         );
     }

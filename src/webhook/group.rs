@@ -1,29 +1,43 @@
-//! Which load balancer each alert is about: firing alerts grouped by the target label.
+//! Which load balancer or target group each alert is about: firing alerts grouped by the target labels.
 
 use std::collections::BTreeMap;
 
 use super::payload::{Alert, Payload};
+use crate::target::TargetRef;
 
-/// The plan for one webhook: one group per balancer, plus what is not acted on.
+/// The alert labels that name a target.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetLabels<'a> {
+    /// The label naming a classic load balancer.
+    pub load_balancer: &'a str,
+    /// The label naming a target group; wins when an alert carries both.
+    pub target_group: &'a str,
+}
+
+/// The plan for one webhook: one group per target, plus what is not acted on.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Grouping {
-    /// Balancer name → the texts of its firing alerts.
-    pub groups: BTreeMap<String, Vec<String>>,
+    /// Target → the texts of its firing alerts.
+    pub groups: BTreeMap<TargetRef, Vec<String>>,
     /// Firing alerts naming no balancer, with no default target: (alert text, reason).
     pub unusable: Vec<(String, String)>,
     /// Texts of resolved alerts (audited, never acted on).
     pub resolved: Vec<String>,
 }
 
-/// Groups the payload's firing alerts by the value of `label`, falling back to `default_target`.
-pub fn group(payload: &Payload, label: &str, default_target: Option<&str>) -> Grouping {
+/// Groups the payload's firing alerts by the value of their target labels, falling back to `default_target`.
+pub fn group(
+    payload: &Payload,
+    labels: TargetLabels<'_>,
+    default_target: Option<&TargetRef>,
+) -> Grouping {
     let mut grouping = Grouping::default();
     for alert in &payload.alerts {
         if !alert.is_firing(&payload.status) {
             grouping.resolved.push(alert.text());
             continue;
         }
-        match target_of(alert, label, default_target) {
+        match target_of(alert, labels, default_target) {
             Some(target) => grouping
                 .groups
                 .entry(target)
@@ -31,25 +45,46 @@ pub fn group(payload: &Payload, label: &str, default_target: Option<&str>) -> Gr
                 .push(alert.text()),
             None => grouping.unusable.push((
                 alert.text(),
-                format!("the alert has no {label:?} label and no default_target is configured"),
+                format!(
+                    "the alert has neither a {:?} nor a {:?} label and no default_target is configured",
+                    labels.load_balancer, labels.target_group
+                ),
             )),
         }
     }
     grouping
 }
 
-fn target_of(alert: &Alert, label: &str, default_target: Option<&str>) -> Option<String> {
-    alert
-        .labels
-        .get(label)
-        .filter(|value| !value.is_empty())
-        .cloned()
-        .or_else(|| default_target.map(str::to_owned))
+fn target_of(
+    alert: &Alert,
+    labels: TargetLabels<'_>,
+    default_target: Option<&TargetRef>,
+) -> Option<TargetRef> {
+    let label = |name: &str| {
+        alert
+            .labels
+            .get(name)
+            .filter(|value| !value.is_empty())
+            .cloned()
+    };
+    label(labels.target_group)
+        .map(TargetRef::TargetGroup)
+        .or_else(|| label(labels.load_balancer).map(TargetRef::LoadBalancer))
+        .or_else(|| default_target.cloned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LABELS: TargetLabels<'static> = TargetLabels {
+        load_balancer: "load_balancer",
+        target_group: "target_group",
+    };
+
+    fn lb(name: &str) -> TargetRef {
+        TargetRef::LoadBalancer(name.into())
+    }
 
     fn payload(alerts: &[(&str, Option<&str>)]) -> Payload {
         let alerts: Vec<serde_json::Value> = alerts
@@ -75,9 +110,9 @@ mod tests {
             ("resolved", Some("web")),
             ("firing", None),
         ]);
-        let grouping = group(&p, "load_balancer", None);
-        assert_eq!(grouping.groups["web"], vec!["s0", "s2"]);
-        assert_eq!(grouping.groups["api"], vec!["s1"]);
+        let grouping = group(&p, LABELS, None);
+        assert_eq!(grouping.groups[&lb("web")], vec!["s0", "s2"]);
+        assert_eq!(grouping.groups[&lb("api")], vec!["s1"]);
         assert_eq!(grouping.resolved, vec!["s3"]);
         assert_eq!(grouping.unusable.len(), 1);
         assert!(grouping.unusable[0].1.contains("load_balancer"));
@@ -85,8 +120,24 @@ mod tests {
 
     #[test]
     fn the_default_target_takes_unlabelled_alerts() {
-        let grouping = group(&payload(&[("firing", None)]), "load_balancer", Some("web"));
-        assert_eq!(grouping.groups["web"], vec!["s0"]);
+        let grouping = group(&payload(&[("firing", None)]), LABELS, Some(&lb("web")));
+        assert_eq!(grouping.groups[&lb("web")], vec!["s0"]);
         assert!(grouping.unusable.is_empty());
+    }
+
+    #[test]
+    fn the_target_group_label_names_a_target_group_and_wins() {
+        let p: Payload = serde_json::from_value(serde_json::json!({"version": "4", "alerts": [
+            {"status": "firing", "labels": {"target_group": "web-tg"}, "annotations": {"summary": "a"}},
+            {"status": "firing", "labels": {"target_group": "web-tg", "load_balancer": "web"},
+             "annotations": {"summary": "b"}},
+        ]}))
+        .unwrap();
+        let grouping = group(&p, LABELS, None);
+        assert_eq!(
+            grouping.groups[&TargetRef::TargetGroup("web-tg".into())],
+            vec!["a", "b"]
+        );
+        assert_eq!(grouping.groups.len(), 1);
     }
 }

@@ -1,0 +1,102 @@
+//! EC2: the facts the planner needs about each instance, and TerminateInstances.
+
+use std::collections::HashMap;
+
+use aws_sdk_ec2::types::Filter;
+use time::OffsetDateTime;
+
+use super::classify::classify;
+use super::fleet::AwsFleet;
+use crate::engine::port::{Ec2Facts, FleetError};
+
+/// Most values one DescribeInstances filter takes.
+const FILTER_VALUES_MAX: usize = 200;
+
+impl AwsFleet {
+    /// EC2 facts by instance id. Uses an `instance-id` filter so that an unknown id is simply absent
+    /// instead of failing the whole call.
+    pub(super) async fn describe_instances(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, Ec2Facts>, FleetError> {
+        let mut facts = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(FILTER_VALUES_MAX) {
+            let filter = Filter::builder()
+                .name("instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            let mut pages = self
+                .ec2
+                .describe_instances()
+                .filters(filter)
+                .into_paginator()
+                .send();
+            while let Some(page) = self
+                .timed("DescribeInstances", async {
+                    pages
+                        .next()
+                        .await
+                        .transpose()
+                        .map_err(|err| classify("DescribeInstances", &err, &[]))
+                })
+                .await?
+            {
+                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                    let Some(id) = instance.instance_id() else {
+                        continue;
+                    };
+                    let tags: Vec<(String, String)> = instance
+                        .tags()
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.key().unwrap_or_default().to_owned(),
+                                t.value().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect();
+                    facts.insert(
+                        id.to_owned(),
+                        Ec2Facts {
+                            state: instance
+                                .state()
+                                .and_then(|s| s.name())
+                                .map(|n| n.as_str().to_owned())
+                                .unwrap_or_default(),
+                            launch_time: instance.launch_time().and_then(to_offset_date_time),
+                            tags,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(facts)
+    }
+
+    /// TerminateInstances for one instance; returns the state EC2 reports it moving to.
+    pub(super) async fn terminate_instance(&self, instance_id: &str) -> Result<String, FleetError> {
+        const OPERATION: &str = "TerminateInstances";
+        let output = self
+            .timed(OPERATION, async {
+                self.ec2
+                    .terminate_instances()
+                    .instance_ids(instance_id)
+                    .send()
+                    .await
+                    .map_err(|err| classify(OPERATION, &err, &[]))
+            })
+            .await?;
+        Ok(output
+            .terminating_instances()
+            .iter()
+            .find(|change| change.instance_id() == Some(instance_id))
+            .and_then(|change| change.current_state())
+            .and_then(|state| state.name())
+            .map(|name| name.as_str().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned()))
+    }
+}
+
+fn to_offset_date_time(at: &aws_sdk_ec2::primitives::DateTime) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(at.as_nanos()).ok()
+}

@@ -1,0 +1,128 @@
+//! The configured targets as the engine serves them: target groups resolved to their ARNs once at start-up
+//! (refused when missing or not of instances), each with its action and its single-flight lock.
+
+use tokio::sync::Mutex;
+
+use super::port::{FailureKind, Fleet, FleetError, TargetRef};
+use super::summary::Names;
+use crate::config::{Action, Config};
+use crate::target::same_target_group;
+
+/// Why reflex cannot start with its configured targets.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configured target group does not exist.
+    #[error(
+        "target group {0:?} (targets.target_group) does not exist in this account and region; check the name or ARN"
+    )]
+    TargetGroupNotFound(String),
+    /// A configured target group routes to IP addresses, Lambda functions or a load balancer.
+    #[error(
+        "target group {group:?} (targets.target_group) has target type {target_type:?}: reflex replaces EC2 \
+         instances, so it heals only target groups of type \"instance\"; remove it from [[targets]]"
+    )]
+    NotInstances {
+        /// The group as configured.
+        group: String,
+        /// Its target type.
+        target_type: String,
+    },
+    /// Looking a target group up failed.
+    #[error("cannot look up target group {group:?} (targets.target_group): {source}")]
+    Lookup {
+        /// The group as configured.
+        group: String,
+        /// The failed call.
+        source: FleetError,
+    },
+}
+
+/// One configured target.
+#[derive(Debug)]
+pub(super) struct Target {
+    /// The name recorded in the audit trail and used for its cooldown.
+    pub name: String,
+    /// How the fleet is asked about it: the load balancer's name or the target group's ARN.
+    pub fleet_ref: TargetRef,
+    /// How summaries name it.
+    pub names: Names,
+    /// How its broken instances are replaced.
+    pub action: Action,
+    /// One run at a time.
+    pub lock: Mutex<()>,
+}
+
+/// Every configured target.
+#[derive(Debug)]
+pub(super) struct Targets(Vec<Target>);
+
+impl Targets {
+    /// Builds the targets of `config`, looking every target group up through `fleet`.
+    pub async fn resolve(config: &Config, fleet: &dyn Fleet) -> Result<Self, StartError> {
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for target in &config.targets {
+            let (fleet_ref, names) = match target.reference() {
+                TargetRef::LoadBalancer(name) => (
+                    TargetRef::LoadBalancer(name.clone()),
+                    Names {
+                        load_balancer: name,
+                        target_group: None,
+                    },
+                ),
+                TargetRef::TargetGroup(group) => {
+                    let info = fleet.target_group(&group).await.map_err(|err| {
+                        if err.kind == FailureKind::NotFound {
+                            StartError::TargetGroupNotFound(group.clone())
+                        } else {
+                            StartError::Lookup {
+                                group: group.clone(),
+                                source: err,
+                            }
+                        }
+                    })?;
+                    if info.target_type != "instance" {
+                        return Err(StartError::NotInstances {
+                            group,
+                            target_type: info.target_type,
+                        });
+                    }
+                    tracing::info!(target_group = %group, arn = %info.arn, "target group resolved");
+                    (
+                        TargetRef::TargetGroup(info.arn),
+                        Names {
+                            load_balancer: info.load_balancers.first().cloned().unwrap_or_default(),
+                            target_group: Some(group),
+                        },
+                    )
+                }
+            };
+            targets.push(Target {
+                name: target.name().to_owned(),
+                fleet_ref,
+                names,
+                action: config.action_of(target),
+                lock: Mutex::new(()),
+            });
+        }
+        Ok(Self(targets))
+    }
+
+    /// The configured target `reference` names: a load balancer by its name, a target group by its name,
+    /// its ARN or the `targetgroup/NAME/ID` of a CloudWatch dimension.
+    pub fn find(&self, reference: &TargetRef) -> Option<&Target> {
+        self.0
+            .iter()
+            .find(|target| match (reference, &target.fleet_ref) {
+                (TargetRef::LoadBalancer(name), TargetRef::LoadBalancer(own)) => name == own,
+                (TargetRef::TargetGroup(value), TargetRef::TargetGroup(arn)) => {
+                    same_target_group(arn, value)
+                        || target
+                            .names
+                            .target_group
+                            .as_deref()
+                            .is_some_and(|configured| same_target_group(configured, value))
+                }
+                _ => false,
+            })
+    }
+}

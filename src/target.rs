@@ -1,0 +1,141 @@
+//! How alerts, the configuration and the fleet name what reflex heals: a classic load balancer by its name, or
+//! an ELBv2 target group by its name, its ARN, or the `targetgroup/NAME/ID` form CloudWatch puts in an
+//! alarm's `TargetGroup` dimension. Pure, so that every receiver and the engine match targets the same way.
+
+use std::fmt;
+
+/// A target as named by an alert, a request or the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TargetRef {
+    /// A classic ELB, by name.
+    LoadBalancer(String),
+    /// An ELBv2 (ALB/NLB) target group: name, ARN or `targetgroup/NAME/ID`.
+    TargetGroup(String),
+}
+
+impl TargetRef {
+    /// The name or identifier as given.
+    pub fn value(&self) -> &str {
+        match self {
+            Self::LoadBalancer(value) | Self::TargetGroup(value) => value,
+        }
+    }
+
+    /// What kind of target this is, in words for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::LoadBalancer(_) => "load balancer",
+            Self::TargetGroup(_) => "target group",
+        }
+    }
+}
+
+impl fmt::Display for TargetRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.kind(), self.value())
+    }
+}
+
+/// The ARN marker of a target group resource.
+const RESOURCE: &str = "targetgroup/";
+
+/// Whether `value` is a target group ARN.
+pub fn is_target_group_arn(value: &str) -> bool {
+    value.starts_with("arn:") && value.contains(":targetgroup/")
+}
+
+/// The `targetgroup/NAME/ID` part of an ARN or dimension value, when it has one.
+fn resource_of(value: &str) -> Option<&str> {
+    let at = value.find(RESOURCE)?;
+    (at == 0 || value[..at].ends_with(':')).then(|| &value[at..])
+}
+
+/// The target group name in a name, an ARN or a `targetgroup/NAME/ID` value.
+pub fn target_group_name(value: &str) -> &str {
+    match resource_of(value) {
+        Some(resource) => resource[RESOURCE.len()..]
+            .split('/')
+            .next()
+            .unwrap_or_default(),
+        None => value,
+    }
+}
+
+/// Whether two ways of naming a target group name the same one. When both carry the group's id (ARNs or
+/// dimension values) the ids must agree too; otherwise the names decide (names are unique in an account
+/// and region, which is all reflex ever sees).
+pub fn same_target_group(a: &str, b: &str) -> bool {
+    match (resource_of(a), resource_of(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => target_group_name(a) == target_group_name(b),
+    }
+}
+
+/// Whether `value` is a valid target group name: 1 to 32 letters, digits and hyphens, not starting or ending
+/// with a hyphen (AWS's rule).
+pub fn is_target_group_name(value: &str) -> bool {
+    (1..=32).contains(&value.len())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/73e2d6bc24d8a067";
+
+    #[test]
+    fn names_arns_and_dimensions_of_one_group_match() {
+        assert_eq!(target_group_name(ARN), "web-tg");
+        assert_eq!(
+            target_group_name("targetgroup/web-tg/73e2d6bc24d8a067"),
+            "web-tg"
+        );
+        assert_eq!(target_group_name("web-tg"), "web-tg");
+        assert!(same_target_group(
+            ARN,
+            "targetgroup/web-tg/73e2d6bc24d8a067"
+        ));
+        assert!(same_target_group(
+            "web-tg",
+            "targetgroup/web-tg/73e2d6bc24d8a067"
+        ));
+        assert!(same_target_group(ARN, "web-tg"));
+        assert!(!same_target_group(
+            ARN,
+            "targetgroup/web-tg/0000000000000000"
+        ));
+        assert!(!same_target_group("web-tg", "api-tg"));
+        assert!(!same_target_group(
+            "web-tg",
+            "targetgroup/web-tg-2/73e2d6bc24d8a067"
+        ));
+        // "targetgroup/" inside a name is not a resource marker.
+        assert_eq!(target_group_name("xtargetgroup/a/b"), "xtargetgroup/a/b");
+    }
+
+    #[test]
+    fn arns_and_names_are_told_apart() {
+        assert!(is_target_group_arn(ARN));
+        assert!(!is_target_group_arn("web-tg"));
+        assert!(is_target_group_name("web-tg"));
+        assert!(!is_target_group_name("-web"));
+        assert!(!is_target_group_name(&"a".repeat(33)));
+        assert!(!is_target_group_name("web_tg"));
+    }
+
+    #[test]
+    fn display_says_the_kind() {
+        assert_eq!(
+            TargetRef::TargetGroup("tg".into()).to_string(),
+            "target group \"tg\""
+        );
+        assert_eq!(
+            TargetRef::LoadBalancer("web".into()).to_string(),
+            "load balancer \"web\""
+        );
+    }
+}
