@@ -125,8 +125,8 @@ async fn handle(
             "groups": grouping
                 .groups
                 .iter()
-                .map(|(target, texts)| json!({"target": target.to_string(), "alerts": texts}))
-                .collect::<Vec<_>>(),
+                .map(|(target, texts)| (target.value(), texts))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "unusable": grouping.unusable,
             "resolved": grouping.resolved,
         }),

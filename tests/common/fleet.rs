@@ -1,4 +1,5 @@
-//! Builds test fleets in moto through the real AWS SDK: instances, a classic ELB, stopped instances.
+//! Builds test fleets in moto through the real AWS SDK: instances, a classic ELB, an ALB with a target group,
+//! an Auto Scaling group, stopped instances.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -12,6 +13,10 @@ pub struct Fleet {
     pub ec2: aws_sdk_ec2::Client,
     /// Classic ELB client.
     pub elb: aws_sdk_elasticloadbalancing::Client,
+    /// ELBv2 (ALB/NLB) client.
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// Auto Scaling client.
+    pub autoscaling: aws_sdk_autoscaling::Client,
     /// The shared SDK config (for other clients, e.g. SNS).
     pub sdk: SdkConfig,
 }
@@ -33,6 +38,8 @@ impl Fleet {
         Self {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancing::Client::new(&sdk),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
             sdk,
         }
     }
@@ -152,4 +159,187 @@ impl Fleet {
         }
         true
     }
+
+    /// The default VPC's id and its subnets.
+    async fn default_network(&self) -> (String, Vec<String>) {
+        let subnets = self
+            .ec2
+            .describe_subnets()
+            .send()
+            .await
+            .expect("DescribeSubnets");
+        let vpc = subnets.subnets()[0].vpc_id().unwrap().to_owned();
+        let ids = subnets
+            .subnets()
+            .iter()
+            .filter(|s| s.vpc_id() == Some(vpc.as_str()))
+            .map(|s| s.subnet_id().unwrap().to_owned())
+            .collect();
+        (vpc, ids)
+    }
+
+    /// An ALB named `name` forwarding to a new instance target group `name` with these instances registered.
+    pub async fn target_group(&self, name: &str, instances: &[String]) -> TargetGroup {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, ProtocolEnum, TargetDescription, TargetTypeEnum,
+        };
+        let (vpc, subnets) = self.default_network().await;
+        let balancer = self
+            .elbv2
+            .create_load_balancer()
+            .name(name)
+            .set_subnets(Some(subnets[..2].to_vec()))
+            .send()
+            .await
+            .expect("CreateLoadBalancer (ALB)");
+        let balancer_arn = balancer.load_balancers()[0]
+            .load_balancer_arn()
+            .unwrap()
+            .to_owned();
+        let group = self
+            .elbv2
+            .create_target_group()
+            .name(name)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(vpc)
+            .target_type(TargetTypeEnum::Instance)
+            .send()
+            .await
+            .expect("CreateTargetGroup");
+        let arn = group.target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_owned();
+        self.elbv2
+            .create_listener()
+            .load_balancer_arn(&balancer_arn)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(&arn)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateListener");
+        if !instances.is_empty() {
+            let mut register = self.elbv2.register_targets().target_group_arn(&arn);
+            for id in instances {
+                register = register.targets(TargetDescription::builder().id(id).build());
+            }
+            register.send().await.expect("RegisterTargets");
+        }
+        let (_, balancer_dimension) = balancer_arn.split_once(":loadbalancer/").unwrap();
+        TargetGroup {
+            dimension: arn
+                .split_once(":targetgroup/")
+                .map(|(_, r)| format!("targetgroup/{r}"))
+                .unwrap(),
+            balancer_dimension: balancer_dimension.to_owned(),
+            arn,
+        }
+    }
+
+    /// A target group with `healthy` running and `broken` stopped instances; returns it with (healthy, broken).
+    pub async fn target_group_with(
+        &self,
+        name: &str,
+        healthy: i32,
+        broken: i32,
+    ) -> (TargetGroup, Vec<String>, Vec<String>) {
+        let good = self.launch(healthy, &[]).await;
+        let bad = self.launch(broken, &[]).await;
+        let all: Vec<String> = good.iter().chain(&bad).cloned().collect();
+        let group = self.target_group(name, &all).await;
+        self.stop(&bad).await;
+        (group, good, bad)
+    }
+
+    /// An Auto Scaling group `name` of `size` instances behind the target group `arn`, tagged `reflex=heal`;
+    /// returns its instances.
+    pub async fn auto_scaling_group(
+        &self,
+        name: &str,
+        target_group_arn: &str,
+        size: i32,
+    ) -> Vec<String> {
+        use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+        let (_, subnets) = self.default_network().await;
+        self.ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id("ami-12345678")
+                    .instance_type(InstanceType::T3Micro)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateLaunchTemplate");
+        self.autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_name(name)
+                    .build(),
+            )
+            .min_size(size)
+            .max_size(size + 1)
+            .desired_capacity(size)
+            .vpc_zone_identifier(&subnets[0])
+            .target_group_arns(target_group_arn)
+            .tags(
+                Tag::builder()
+                    .key("reflex")
+                    .value("heal")
+                    .propagate_at_launch(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateAutoScalingGroup");
+        let groups = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .expect("DescribeAutoScalingGroups");
+        groups.auto_scaling_groups()[0]
+            .instances()
+            .iter()
+            .map(|i| i.instance_id().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The health status Auto Scaling holds for `id` (`HEALTHY`, `UNHEALTHY`), `None` when it is in no group.
+    pub async fn asg_health(&self, id: &str) -> Option<String> {
+        let output = self
+            .autoscaling
+            .describe_auto_scaling_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("DescribeAutoScalingInstances");
+        output
+            .auto_scaling_instances()
+            .first()
+            .and_then(|i| i.health_status())
+            .map(|s| s.to_ascii_uppercase())
+    }
+}
+
+/// A target group built in moto.
+pub struct TargetGroup {
+    /// Its ARN.
+    pub arn: String,
+    /// `targetgroup/NAME/ID`, as CloudWatch's TargetGroup dimension names it.
+    pub dimension: String,
+    /// `app/NAME/ID`, as CloudWatch's LoadBalancer dimension names its ALB.
+    pub balancer_dimension: String,
 }

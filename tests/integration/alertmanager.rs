@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::common::alertmanager::Alertmanager;
 use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
 
-const AM_TOKEN: &str = "alertmanager-token-0123456789";
+pub(crate) const AM_TOKEN: &str = "alertmanager-token-0123456789";
 
 async fn app(moto: &Moto, targets: &[&str], extra: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
@@ -25,7 +25,7 @@ async fn app(moto: &Moto, targets: &[&str], extra: &str) -> TestApp {
 }
 
 /// Waits until `check` holds, for at most 30 s (Alertmanager batches on group_wait / group_interval).
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

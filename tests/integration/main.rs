@@ -12,3 +12,4 @@ mod remediate;
 mod safety;
 mod serving;
 mod sns;
+mod target_groups;

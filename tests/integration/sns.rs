@@ -55,7 +55,7 @@ async fn app(
     (TestApp::spawn_with_config(dir, &text).await, certs)
 }
 
-async fn topic(fleet: &Fleet, name: &str) -> String {
+pub(crate) async fn topic(fleet: &Fleet, name: &str) -> String {
     let sns = aws_sdk_sns::Client::new(&fleet.sdk);
     sns.create_topic()
         .name(name)
@@ -67,7 +67,7 @@ async fn topic(fleet: &Fleet, name: &str) -> String {
         .to_owned()
 }
 
-async fn subscribe(fleet: &Fleet, topic_arn: &str, endpoint: &str) {
+pub(crate) async fn subscribe(fleet: &Fleet, topic_arn: &str, endpoint: &str) {
     aws_sdk_sns::Client::new(&fleet.sdk)
         .subscribe()
         .topic_arn(topic_arn)
@@ -80,7 +80,7 @@ async fn subscribe(fleet: &Fleet, topic_arn: &str, endpoint: &str) {
 
 /// Publishes without a Subject: moto leaves the Subject out of the string it signs, which AWS includes, so a
 /// message with a Subject from moto cannot verify (the unit tests and AWS vectors cover Subject).
-async fn publish(fleet: &Fleet, topic_arn: &str, message: &str) {
+pub(crate) async fn publish(fleet: &Fleet, topic_arn: &str, message: &str) {
     aws_sdk_sns::Client::new(&fleet.sdk)
         .publish()
         .topic_arn(topic_arn)
