@@ -258,7 +258,8 @@ impl Fleet {
         (group, good, bad)
     }
 
-    /// An Auto Scaling group `name` of `size` instances behind the target group `arn`, tagged `reflex=heal`;
+    /// An Auto Scaling group `name` of `size` instances behind the target group `arn`, tagged
+    /// `reflex:managed=true`;
     /// returns its instances.
     pub async fn auto_scaling_group(
         &self,
@@ -295,8 +296,8 @@ impl Fleet {
             .target_group_arns(target_group_arn)
             .tags(
                 Tag::builder()
-                    .key("reflex")
-                    .value("heal")
+                    .key("reflex:managed")
+                    .value("true")
                     .propagate_at_launch(false)
                     .build(),
             )

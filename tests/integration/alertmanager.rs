@@ -248,7 +248,7 @@ async fn unlabelled_and_unknown_balancers_are_reported_not_acted_on() {
     assert_eq!(
         reasons
             .iter()
-            .filter(|r| r.contains("no \"load_balancer\" label"))
+            .filter(|r| r.contains("neither a \"load_balancer\" nor a \"target_group\" label"))
             .count(),
         2,
         "{answer}"

@@ -8,17 +8,18 @@ use serde_json::json;
 use crate::common::iam::{IamAdmin, template_policy};
 use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique, with_credentials};
 
-/// The calls moto lets through before it enforces IAM: the fleet (RunInstances twice, CreateLoadBalancer,
-/// RegisterInstancesWithLoadBalancer, StopInstances) and the user (CreateUser, CreatePolicy, AttachUserPolicy,
-/// CreateAccessKey). Every call after them is checked against the caller's policies.
-const SETUP_CALLS: usize = 9;
-
 #[tokio::test]
-async fn the_template_policy_is_enough_to_remediate_and_grants_nothing_else() {
-    let moto = Moto::start(&[&format!("INITIAL_NO_AUTH_ACTION_COUNT={SETUP_CALLS}")]);
+async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grants_nothing_else() {
+    let moto = Moto::start(&[]);
     let admin_fleet = Fleet::new(&moto.endpoint).await;
     let lb = unique("iam");
     let (good, bad) = admin_fleet.balancer_with(&lb, 2, 1).await;
+    let group_name = unique("iamtg");
+    let (group, group_good, lone) = admin_fleet.target_group_with(&group_name, 2, 1).await;
+    let members = admin_fleet
+        .auto_scaling_group(&group_name, &group.arn, 2)
+        .await;
+    admin_fleet.stop(&members[..1]).await;
     let policy = template_policy();
     let actions: Vec<&str> = policy["Statement"]
         .as_array()
@@ -31,8 +32,12 @@ async fn the_template_policy_is_enough_to_remediate_and_grants_nothing_else() {
         actions,
         [
             "elasticloadbalancing:DescribeInstanceHealth",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
             "ec2:DescribeInstances",
+            "autoscaling:DescribeAutoScalingInstances",
             "ec2:TerminateInstances",
+            "autoscaling:SetInstanceHealth",
             "sns:ConfirmSubscription",
         ]
     );
@@ -41,32 +46,44 @@ async fn the_template_policy_is_enough_to_remediate_and_grants_nothing_else() {
         .await;
 
     // IAM is enforced from here on: moto's default credentials belong to no IAM user.
+    enforce_iam(&moto.endpoint).await;
     let unknown = admin_fleet.ec2.describe_instances().send().await;
     assert!(unknown.is_err(), "IAM is not enforced");
 
     let dir = tempfile::tempdir().unwrap();
-    let text = with_credentials(
-        &config_text(
-            &moto.endpoint,
-            &dir.path().join("audit.db"),
-            &[&lb],
-            PERMISSIVE,
-        ),
-        &key_id,
-        &secret,
+    let mut text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &[&lb],
+        PERMISSIVE,
     );
+    text.push_str(&format!(
+        "\n[[targets]]\ntarget_group = \"{group_name}\"\naction = \"auto\"\n"
+    ));
+    let text = with_credentials(&text, &key_id, &secret);
     let app = TestApp::spawn_with_config(dir, &text).await;
     let (status, summary) = app.remediate(json!({"load_balancer": lb})).await;
     assert_eq!(status, 200, "{summary}");
     assert_eq!(summary["terminated-instance-ids"], json!(bad));
     assert_eq!(summary["errors"], json!([]));
+    let (status, summary) = app.remediate(json!({"target_group": group_name})).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["terminated-instance-ids"], json!(lone));
+    assert_eq!(summary["asg-unhealthy-instance-ids"], json!([members[0]]));
+    assert_eq!(summary["errors"], json!([]));
 
     // With reflex's own keys: what the policy grants works, anything else is denied.
     let as_reflex = Fleet::with_credentials(&moto.endpoint, &key_id, &secret).await;
-    assert!(matches!(
-        as_reflex.state(&bad[0]).await,
-        InstanceStateName::ShuttingDown | InstanceStateName::Terminated
-    ));
+    for id in [&bad[0], &lone[0]] {
+        assert!(matches!(
+            as_reflex.state(id).await,
+            InstanceStateName::ShuttingDown | InstanceStateName::Terminated
+        ));
+    }
+    assert_eq!(
+        as_reflex.asg_health(&members[0]).await.as_deref(),
+        Some("UNHEALTHY")
+    );
     let denied = as_reflex
         .ec2
         .stop_instances()
@@ -88,7 +105,42 @@ async fn the_template_policy_is_enough_to_remediate_and_grants_nothing_else() {
         .send()
         .await;
     assert!(denied.is_err(), "DeleteLoadBalancer is not in the policy");
+    let denied = as_reflex
+        .elbv2
+        .deregister_targets()
+        .target_group_arn(&group.arn)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(&group_good[0])
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(denied.is_err(), "DeregisterTargets is not in the policy");
+    let denied = as_reflex
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&group_name)
+        .desired_capacity(0)
+        .send()
+        .await;
+    assert!(
+        denied.is_err(),
+        "UpdateAutoScalingGroup is not in the policy"
+    );
     assert_eq!(as_reflex.state(&good[0]).await, InstanceStateName::Running);
+    assert!(as_reflex.none_terminated(&group_good).await);
+}
+
+/// Makes the moto server at `endpoint` check every later request against the caller's IAM policies.
+async fn enforce_iam(endpoint: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{endpoint}/moto-api/reset-auth"))
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
 }
 
 /// A policy that grants only these actions.

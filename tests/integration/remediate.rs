@@ -57,7 +57,10 @@ async fn terminates_the_unhealthy_instance_and_leaves_the_healthy_ones() {
         record.detail["seen"]["instances"].as_array().unwrap().len(),
         4
     );
-    assert_eq!(record.detail["plan"]["act_on"], json!(bad));
+    assert_eq!(
+        record.detail["plan"]["act_on"],
+        json!([{"instance-id": bad[0], "action": "terminate"}])
+    );
     assert_eq!(record.detail["actions"][0]["action"], "TerminateInstances");
     assert_eq!(record.detail["actions"][0]["new_state"], "shutting-down");
     assert_eq!(record.detail["answer"], summary);
