@@ -81,6 +81,15 @@ pub async fn remediate_command(
     Ok(serde_json::to_value(&run.summary)?)
 }
 
+/// `reflex check-config --aws`: every target looked up and read once, with the configured AWS access.
+pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String>> {
+    let sdk = crate::aws::sdk_config(&config.aws).await;
+    let fleet = crate::aws::AwsFleet::new(&sdk, Arc::new(crate::metrics::Metrics::default()));
+    crate::engine::probe_targets(config, &fleet)
+        .await
+        .context("a target cannot be used")
+}
+
 /// The audit store the config at `path` names, for the `reflex audit` commands.
 async fn open_audit(path: &Path) -> anyhow::Result<(AuditStore, crate::audit::WriterTask)> {
     let config = load_config(path)?;

@@ -55,6 +55,10 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
+        /// Also look every target up in AWS with the configured credentials, as start-up does (target groups
+        /// resolved and checked to hold instances), and read each one's health once. Read-only.
+        #[arg(long)]
+        aws: bool,
     },
     /// Verify a captured SNS message offline: prints `verified` (exit 0) or the reason (exit 1).
     ///
@@ -143,9 +147,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = commands::remediate_command(&config, target, dry_run).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, aws } => {
             let loaded = commands::load_config(&config)?;
             reflex::load_tls(&loaded)?;
+            if aws {
+                for line in commands::probe_targets_command(&loaded).await? {
+                    println!("{line}");
+                }
+            }
             println!("{}: ok", config.display());
         }
         Command::SnsVerify {

@@ -324,6 +324,30 @@ mod tests {
                 "[[targets]]\nload_balancer = \"web-elb\"\n",
                 "targets.load_balancer",
             ),
+            (
+                "[[targets]]\nload_balancer = \"api\"\ntarget_group = \"api-tg\"\n",
+                "targets.target_group",
+            ),
+            ("[[targets]]\naction = \"auto\"\n", "targets.load_balancer"),
+            (
+                "[[targets]]\ntarget_group = \"not a name\"\n",
+                "targets.target_group",
+            ),
+            (
+                "[[targets]]\ntarget_group = \"web-tg\"\n[[targets]]\ntarget_group = \
+                 \"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/0123456789abcdef\"\n",
+                "targets.target_group",
+            ),
+            (
+                "[[targets]]\ntarget_group = \
+                 \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-tg/0123456789abcdef\"\n",
+                "targets.target_group",
+            ),
+            ("[remediation]\naction = \"reboot\"\n", "action"),
+            (
+                "[alertmanager]\ntarget_group_label = \"\"\n",
+                "alertmanager.target_group_label",
+            ),
         ];
         for (extra, key) in cases {
             let text = if *key == "targets" {

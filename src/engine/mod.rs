@@ -22,7 +22,7 @@ pub use error::EngineError;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Replacement, Skip, SkipReason};
 pub use reply::{Reply, SubscriptionReply};
 pub use summary::{ActionError, Names, Summary};
-pub use targets::StartError;
+pub use targets::{StartError, probe_targets};
 pub use trigger::{Authenticated, Trigger};
 
 use crate::audit::{AuditStore, DeliveryKey, Outcome, RequestMeta};

@@ -27,6 +27,14 @@ pub enum StartError {
         /// Its target type.
         target_type: String,
     },
+    /// Reading a target's health failed (`check-config --aws`).
+    #[error("cannot read the health of {target}: {source}")]
+    Probe {
+        /// The target.
+        target: String,
+        /// The failed call.
+        source: FleetError,
+    },
     /// Looking a target group up failed.
     #[error("cannot look up target group {group:?} (targets.target_group): {source}")]
     Lookup {
@@ -125,4 +133,41 @@ impl Targets {
                 _ => false,
             })
     }
+}
+
+/// Looks every configured target up as start-up does, then reads its health once (nothing is written or
+/// recorded): one line per target for `reflex check-config --aws`, or the first problem.
+pub async fn probe_targets(config: &Config, fleet: &dyn Fleet) -> Result<Vec<String>, StartError> {
+    let targets = Targets::resolve(config, fleet).await?;
+    let mut lines = Vec::with_capacity(targets.0.len());
+    for target in &targets.0 {
+        let snapshot =
+            fleet
+                .snapshot(&target.fleet_ref)
+                .await
+                .map_err(|source| StartError::Probe {
+                    target: target.fleet_ref.to_string(),
+                    source,
+                })?;
+        let in_service = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.health.state == super::snapshot::HealthState::InService)
+            .count();
+        let via = match &target.fleet_ref {
+            TargetRef::TargetGroup(arn) => format!(" ({arn})"),
+            TargetRef::LoadBalancer(_) => String::new(),
+        };
+        lines.push(format!(
+            "{} {:?}{via}: {} instances registered, {in_service} in service; action {}",
+            target.fleet_ref.kind(),
+            target.name,
+            snapshot.instances.len(),
+            serde_json::to_value(target.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        ));
+    }
+    Ok(lines)
 }

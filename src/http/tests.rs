@@ -171,13 +171,19 @@ async fn bodies_are_limited_and_checked_before_anything_runs() {
         (status, answer["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("malformed-json"))
     );
-    let (status, answer) = app
-        .post("/remediate", Some(MANUAL), r#"{"lb": "web-elb"}"#)
-        .await;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid-request"))
-    );
+    for body in [
+        r#"{"lb": "web-elb"}"#,
+        r#"{"dry_run": true}"#,
+        r#"{"load_balancer": "web-elb", "target_group": "web-tg"}"#,
+        r#"{"load_balancer": "web-elb", "target_group": null}"#,
+    ] {
+        let (status, answer) = app.post("/remediate", Some(MANUAL), body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid-request")),
+            "{body}"
+        );
+    }
     let (status, answer) = app
         .post("/remediate", Some(MANUAL), r#"{"load_balancer": "db-elb"}"#)
         .await;

@@ -327,3 +327,59 @@ async fn cli_remediate_takes_a_target_group() {
     assert_eq!(fleet.state(&bad[0]).await, InstanceStateName::Stopped);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn check_config_aws_looks_every_target_up() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let name = unique("tgcheck");
+    let lb = unique("lbcheck");
+    fleet.target_group_with(&name, 2, 1).await;
+    fleet.balancer_with(&lb, 1, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |groups: &[&str]| {
+        let mut text = config_text(&moto.endpoint, &dir.path().join("a.db"), &[&lb], "");
+        for group in groups {
+            text.push_str(&format!(
+                "\n[[targets]]\ntarget_group = \"{group}\"\naction = \"auto\"\n"
+            ));
+        }
+        let path = dir.path().join("reflex.toml");
+        std::fs::write(&path, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
+            .args(["check-config", "--aws", "--config"])
+            .arg(&path)
+            .env_remove("REFLEX_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let output = check(&[&name]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "target group {name:?} (arn:aws:elasticloadbalancing:us-east-1:"
+        )) && stdout.contains("3 instances registered, 2 in service; action auto"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("load balancer {lb:?}: 1 instances registered")),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("a.db").exists(),
+        "check-config writes nothing"
+    );
+
+    let output = check(&["missing-group"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("\"missing-group\"") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}
