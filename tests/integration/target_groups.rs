@@ -283,23 +283,45 @@ async fn asg_unhealthy_skips_an_instance_in_no_group() {
 }
 
 #[tokio::test]
-async fn a_missing_target_group_stops_start_up_with_a_clear_error() {
+async fn a_missing_or_ip_target_group_stops_start_up_with_a_clear_error() {
     let moto = Moto::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = config_text(
-        &moto.endpoint,
-        &dir.path().join("audit.db"),
-        &[],
-        PERMISSIVE,
-    );
-    text.push_str("\n[[targets]]\ntarget_group = \"no-such-group\"\n");
-    let config = reflex::config::parse(&text, std::iter::empty()).unwrap();
-    let err = reflex::App::build(config).await.unwrap_err();
-    let message = format!("{err:#}");
-    assert!(
-        message.contains("no-such-group") && message.contains("does not exist"),
-        "{message}"
-    );
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let ip_group = unique("tgip");
+    let vpc = fleet.ec2.describe_vpcs().send().await.unwrap().vpcs()[0]
+        .vpc_id()
+        .unwrap()
+        .to_owned();
+    fleet
+        .elbv2
+        .create_target_group()
+        .name(&ip_group)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap();
+    for (group, expected) in [
+        ("no-such-group", "does not exist"),
+        (ip_group.as_str(), "target type \"ip\""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = config_text(
+            &moto.endpoint,
+            &dir.path().join("audit.db"),
+            &[],
+            PERMISSIVE,
+        );
+        text.push_str(&format!("\n[[targets]]\ntarget_group = \"{group}\"\n"));
+        let config = reflex::config::parse(&text, std::iter::empty()).unwrap();
+        let err = reflex::App::build(config).await.unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains(group) && message.contains(expected),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]
