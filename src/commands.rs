@@ -127,6 +127,32 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
     Ok(out)
 }
 
+/// `reflex audit list --stuck`: delivery claims whose process died before settling them.
+pub async fn audit_stuck_command(path: &Path, json: bool) -> anyhow::Result<String> {
+    let (store, writer) = open_audit(path).await?;
+    let stuck = store.stuck_claims().await;
+    writer.finish().await;
+    let mut out = String::new();
+    for claim in stuck? {
+        if json {
+            out.push_str(&serde_json::to_string(&claim)?);
+        } else {
+            let at = claim
+                .claimed_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{}  {at}  {}  (process {})",
+                claim.audit_id,
+                bounded(&claim.key),
+                claim.owner.as_deref().unwrap_or("unknown"),
+            ));
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// `reflex audit prune`: removes records older than `days` days; returns how many.
 pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> {
     let (store, writer) = open_audit(path).await?;

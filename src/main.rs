@@ -107,6 +107,10 @@ enum AuditCommand {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// Instead of records: delivery claims left unsettled by a process that died (killed, crashed). The
+        /// next redelivery of each takes it over and finishes its run.
+        #[arg(long)]
+        stuck: bool,
     },
     /// Remove records older than DAYS days (never an unfinished intent), as `audit.retain_days` does hourly
     /// while serving; prints how many went.
@@ -185,10 +189,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     config,
                     limit,
                     json,
+                    stuck,
                 },
         } => print!(
             "{}",
-            commands::audit_list_command(&config, limit, json).await?
+            if stuck {
+                commands::audit_stuck_command(&config, json).await?
+            } else {
+                commands::audit_list_command(&config, limit, json).await?
+            }
         ),
         Command::Audit {
             command: AuditCommand::Prune { config, older_than },

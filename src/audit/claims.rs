@@ -2,12 +2,12 @@
 //! statement is a round trip to SQLite's worker thread): completions, then releases, then claims. A claim whose
 //! key another claim of the same batch already tries is answered from that one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
-use super::deliveries::{Claim, DeliveryUpdate};
+use super::deliveries::{Claim, DEAD_AFTER, DeliveryUpdate};
 use super::rows::millis;
 use super::writer::{Op, Pending};
 
@@ -16,10 +16,12 @@ const CHUNK: usize = 256;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
-/// Settles and claims every delivery of the batch; returns one `Claim` per claim of the batch, in order.
+/// Settles and claims every delivery of the batch for the process `owner`; returns one `Claim` per claim of
+/// the batch, in order.
 pub(super) async fn settle_and_claim(
     tx: &mut Tx<'_>,
     batch: &[Pending],
+    owner: &str,
 ) -> Result<Vec<Claim>, sqlx::Error> {
     let now = millis(OffsetDateTime::now_utc());
     let mut completions = Vec::new();
@@ -54,16 +56,32 @@ pub(super) async fn settle_and_claim(
         }
         query.execute(&mut **tx).await?;
     }
-    claim_all(tx, batch, now).await
+    claim_all(tx, batch, now, owner).await
 }
 
-/// The claims of the batch: the first claim of each key tries to insert (or take over an expired row); the
-/// others learn who holds the key.
+/// Heartbeats at or after this time (ms) are of live processes.
+pub(super) fn alive_since(now: i64) -> i64 {
+    now.saturating_sub(i64::try_from(DEAD_AFTER.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The SQL condition "the process named in `table.owner` is dead": no heartbeat since the bound value (now
+/// minus `DEAD_AFTER`), gone from `processes`, or never named (rows from before leases).
+pub(super) fn holder_is_dead(table: &str) -> String {
+    format!(
+        "({table}.owner IS NULL OR {table}.owner NOT IN \
+         (SELECT owner FROM processes WHERE heartbeat_ms >= ?))"
+    )
+}
+
+/// The claims of the batch: the first claim of each key tries to insert (or take over an expired row, or the
+/// unsettled row of a dead process); the others learn who holds the key.
 async fn claim_all(
     tx: &mut Tx<'_>,
     batch: &[Pending],
     now: i64,
+    owner: &str,
 ) -> Result<Vec<Claim>, sqlx::Error> {
+    let alive_since = alive_since(now);
     let mut first_of_key: HashMap<&str, &str> = HashMap::new();
     let mut tries: HashMap<i64, Vec<(&str, &str)>> = HashMap::new();
     for pending in batch {
@@ -81,28 +99,32 @@ async fn claim_all(
                 .push((key, audit_id));
         }
     }
-    let mut won: HashSet<String> = HashSet::new();
+    let mut won: HashMap<String, Option<String>> = HashMap::new();
     for (expired_before_ms, rows) in &tries {
         for chunk in rows.chunks(CHUNK) {
-            let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
-                "INSERT INTO deliveries (key, audit_id, at_ms) VALUES {values} ON CONFLICT(key) DO UPDATE \
-                 SET audit_id = excluded.audit_id, at_ms = excluded.at_ms, summary = NULL \
-                 WHERE deliveries.at_ms < ? RETURNING key"
+                "INSERT INTO deliveries (key, audit_id, at_ms, owner) VALUES {values} ON CONFLICT(key) DO UPDATE \
+                 SET previous = CASE WHEN deliveries.summary IS NULL THEN deliveries.audit_id END, \
+                 audit_id = excluded.audit_id, at_ms = excluded.at_ms, owner = excluded.owner, summary = NULL \
+                 WHERE deliveries.at_ms < ? OR (deliveries.summary IS NULL AND {}) \
+                 RETURNING key, previous",
+                holder_is_dead("deliveries")
             );
             let mut query = sqlx::query(&sql);
             for (key, audit_id) in chunk {
-                query = query.bind(*key).bind(*audit_id).bind(now);
+                query = query.bind(*key).bind(*audit_id).bind(now).bind(owner);
             }
-            for row in query.bind(expired_before_ms).fetch_all(&mut **tx).await? {
-                won.insert(row.try_get("key")?);
+            let query = query.bind(expired_before_ms).bind(alive_since);
+            for row in query.fetch_all(&mut **tx).await? {
+                won.insert(row.try_get("key")?, row.try_get("previous")?);
             }
         }
     }
     let lost: Vec<&str> = first_of_key
         .keys()
         .copied()
-        .filter(|key| !won.contains(*key))
+        .filter(|key| !won.contains_key(*key))
         .collect();
     let mut holders: HashMap<String, Claim> = HashMap::with_capacity(lost.len());
     for chunk in lost.chunks(CHUNK) {
@@ -124,14 +146,16 @@ async fn claim_all(
         }
     }
     let answer = |key: &str, audit_id: &str| -> Claim {
-        if !won.contains(key) {
+        let Some(previous) = won.get(key) else {
             return holders.get(key).cloned().unwrap_or(Claim::Existing {
                 audit_id: String::new(),
                 answer: None,
             });
-        }
+        };
         match first_of_key.get(key) {
-            Some(first) if *first == audit_id => Claim::New,
+            Some(first) if *first == audit_id => Claim::New {
+                previous: previous.clone(),
+            },
             first => Claim::Existing {
                 audit_id: first.map(|id| (*id).to_owned()).unwrap_or_default(),
                 answer: None,
@@ -142,7 +166,7 @@ async fn claim_all(
         .iter()
         .filter_map(|pending| match &pending.op {
             Op::Claim { key, audit_id, .. } => Some(answer(key, audit_id)),
-            Op::Put(..) | Op::Probe | Op::Prune { .. } => None,
+            Op::Put(..) | Op::Probe | Op::Prune { .. } | Op::Lease { .. } => None,
         })
         .collect())
 }

@@ -1,6 +1,8 @@
 //! Deduplication of deliveries, the one primitive every receiver uses: claim a delivery key (an SNS MessageId,
 //! an alert group notification), or get the first delivery's answer to replay. Claims are durable rows, so the
-//! answer holds across processes sharing the store.
+//! answer holds across processes sharing the store. A claim is a lease: it names the process holding it, and a
+//! redelivery takes over a claim whose holder stopped heartbeating (see `HEARTBEAT_EVERY`), so an alert whose
+//! first attempt died with its process is handled by the next attempt instead of being lost.
 
 use std::time::Duration;
 
@@ -9,20 +11,29 @@ use bytes::Bytes;
 /// A claimed delivery key: only a successful claim makes one, and settling it (with the request's final
 /// record) consumes it.
 #[derive(Debug)]
-pub struct DeliveryKey(pub(super) String);
+pub struct DeliveryKey {
+    pub(super) key: String,
+    pub(super) previous: Option<String>,
+}
 
 impl DeliveryKey {
+    /// The audit id of an earlier attempt at this delivery whose process died before settling it: this
+    /// attempt takes its place and finishes its job.
+    pub fn previous(&self) -> Option<&str> {
+        self.previous.as_deref()
+    }
+
     /// The claim is kept with the answer redeliveries get (already marked as duplicates).
     pub fn complete(self, answer: Bytes) -> DeliveryUpdate {
         DeliveryUpdate::Complete {
-            key: self.0,
+            key: self.key,
             answer,
         }
     }
 
     /// The claim is dropped (the request failed), so a retry is handled afresh.
     pub fn release(self) -> DeliveryUpdate {
-        DeliveryUpdate::Release { key: self.0 }
+        DeliveryUpdate::Release { key: self.key }
     }
 }
 
@@ -65,8 +76,11 @@ pub enum Delivery {
 /// What the store holds for a key, as one claim attempt found it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Claim {
-    /// The claim was taken.
-    New,
+    /// The claim was taken; over the unsettled claim of a dead attempt with this audit id, when there was one.
+    New {
+        /// The dead attempt.
+        previous: Option<String>,
+    },
     /// An earlier request holds it.
     Existing {
         /// The first request's audit id.
@@ -80,3 +94,10 @@ pub(super) enum Claim {
 pub(super) const WAIT: Duration = Duration::from_secs(10);
 /// How often the store is asked during that wait.
 pub(super) const POLL: Duration = Duration::from_millis(20);
+
+/// How often a process proves it is alive (a row in `processes`, rewritten by its audit writer).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A process whose heartbeat is older than this is dead: its unsettled claims and its target leases are taken
+/// over. Three missed heartbeats, and shorter than SNS's 20 s between HTTPS retries, so the first retry after a
+/// crash runs.
+pub const DEAD_AFTER: Duration = Duration::from_secs(15);

@@ -15,7 +15,7 @@ mod writer;
 
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
-pub use store::AuditStore;
+pub use store::{AuditStore, StuckClaim};
 pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.

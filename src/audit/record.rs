@@ -168,8 +168,15 @@ pub struct AuditRecord {
     pub error: Option<String>,
     /// Whether the run was a dry run.
     pub dry_run: bool,
-    /// Instances terminated (or being terminated while acting): drives the cooldown.
+    /// Instances replaced (or being replaced while acting): drives the cooldown.
     pub acted: u32,
+    /// When the run acted (its intent was written, then when its actions ended): the cooldown counts from here.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub acted_at: Option<OffsetDateTime>,
     /// Time from arrival to answer.
     pub duration_ms: u64,
     /// Everything else: what was verified, seen, planned, what AWS answered, the summary.
@@ -208,6 +215,8 @@ pub struct RequestMeta {
     pub target: Option<String>,
     /// Whether the run is a dry run.
     pub dry_run: bool,
+    /// When the run acted, once it does.
+    pub acted_at: Option<OffsetDateTime>,
     /// What was verified, seen, planned and answered, by step name.
     pub detail: serde_json::Map<String, serde_json::Value>,
 }
@@ -229,6 +238,7 @@ impl RequestMeta {
             auth: Auth::NotChecked,
             target: None,
             dry_run: false,
+            acted_at: None,
             detail: serde_json::Map::new(),
         }
     }
@@ -266,6 +276,7 @@ impl RequestMeta {
             auth: self.auth.clone(),
             target: self.target.clone(),
             dry_run: self.dry_run,
+            acted_at: self.acted_at,
             detail: self.detail.clone(),
         }
         .into_record(outcome, status, error, acted)
@@ -292,6 +303,7 @@ impl RequestMeta {
             error: error.map(str::to_owned),
             dry_run: self.dry_run,
             acted,
+            acted_at: self.acted_at,
             detail: serde_json::Value::Object(self.detail),
         }
     }

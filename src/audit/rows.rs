@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::{AuditError, AuditRecord, Auth, Outcome, Source};
 
 /// The columns of `audit_records`, in the order the upsert binds them.
-pub const COLUMNS: &str = "id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail";
+pub const COLUMNS: &str = "id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail, acted_ms";
 
 /// Rows per multi-row upsert statement, largest first: a batch is written with as few statements as possible
 /// (each statement is one round trip to SQLite's worker thread), from a fixed set of cached statements.
@@ -16,12 +16,13 @@ pub const UPSERT_CHUNKS: [usize; 3] = [64, 8, 1];
 
 /// The upsert of `rows` audit records in one statement.
 pub fn upsert_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
     format!(
         "INSERT INTO audit_records ({COLUMNS}) VALUES {values} \
          ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, status = excluded.status, \
          error = excluded.error, acted = excluded.acted, duration_ms = excluded.duration_ms, \
-         detail = excluded.detail, target = excluded.target, auth = excluded.auth"
+         detail = excluded.detail, target = excluded.target, auth = excluded.auth, \
+         acted_ms = excluded.acted_ms"
     )
 }
 
@@ -44,6 +45,7 @@ pub fn bind_record<'q>(
         .bind(record.acted)
         .bind(i64::try_from(record.duration_ms).unwrap_or(i64::MAX))
         .bind(record.detail.to_string())
+        .bind(record.acted_at.map(millis))
 }
 
 /// A stored record, typed again.
@@ -65,6 +67,9 @@ pub fn record_from_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
         acted: row.try_get("acted")?,
         duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0).unsigned_abs(),
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        acted_at: row
+            .try_get::<Option<i64>, _>("acted_ms")?
+            .and_then(from_millis),
     })
 }
 

@@ -17,6 +17,9 @@ use super::rows::{COLUMNS, from_millis, millis, record_from_row};
 use super::writer::{Op, Pending, QUEUE_DEPTH, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
 
+/// How often a held target lease is asked for again while waiting.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+
 /// The schema, embedded: every store is brought to the newest version when it is opened.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -26,6 +29,21 @@ pub struct AuditStore {
     writer: mpsc::Sender<Pending>,
     readers: SqlitePool,
     completed: Arc<CompletedDeliveries>,
+}
+
+/// A delivery claim whose process died before settling it, as `reflex audit list --stuck` shows it. The next
+/// redelivery of the same message takes it over.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StuckClaim {
+    /// The delivery key (`sns:<MessageId>:...`, `alertmanager:...`).
+    pub key: String,
+    /// The audit id of the attempt that claimed it.
+    pub audit_id: String,
+    /// When it was claimed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub claimed_at: OffsetDateTime,
+    /// The process that held it (unset for claims from before leases).
+    pub owner: Option<String>,
 }
 
 impl AuditStore {
@@ -39,6 +57,9 @@ impl AuditStore {
             .busy_timeout(Duration::from_secs(5));
         let mut writer = SqliteConnection::connect_with(&options).await?;
         MIGRATOR.run(&mut writer).await?;
+        // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
+        let owner: Arc<str> = super::next_id().into();
+        super::writer::beat(&mut writer, &owner).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone().read_only(true))
@@ -50,7 +71,7 @@ impl AuditStore {
                 readers,
                 completed: Arc::default(),
             },
-            WriterTask::start(options, writer, rx),
+            WriterTask::start(options, writer, rx, owner),
         ))
     }
 
@@ -114,9 +135,11 @@ impl AuditStore {
         )
         .await?;
         let (first_id, mut answer) = match claim {
-            Written::Claim(Claim::New) => return Ok(Delivery::Claimed(DeliveryKey(key))),
+            Written::Claim(Claim::New { previous }) => {
+                return Ok(Delivery::Claimed(DeliveryKey { key, previous }));
+            }
             Written::Claim(Claim::Existing { audit_id, answer }) => (audit_id, answer),
-            Written::Done | Written::Pruned(_) => {
+            Written::Done | Written::Pruned(_) | Written::Lease(_) => {
                 return Err(AuditError::Commit(
                     "the writer did not answer the claim".into(),
                 ));
@@ -170,15 +193,79 @@ impl AuditStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    /// When instances of this balancer were last terminated (or were being terminated), for the cooldown.
-    pub async fn last_action_at(&self, target: &str) -> Result<Option<OffsetDateTime>, AuditError> {
+    /// When instances of this target were last replaced (or were being replaced), for the cooldown: the time
+    /// the run acted (its arrival for records from before that was kept). `except` leaves out one run: the
+    /// dead attempt a takeover finishes is not a cooldown for it.
+    pub async fn last_action_at(
+        &self,
+        target: &str,
+        except: Option<&str>,
+    ) -> Result<Option<OffsetDateTime>, AuditError> {
         let at_ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(at_ms) FROM audit_records WHERE target = ? AND acted > 0 AND dry_run = 0",
+            "SELECT MAX(COALESCE(acted_ms, at_ms)) FROM audit_records \
+             WHERE target = ? AND acted > 0 AND dry_run = 0 AND id != ?",
         )
         .bind(target)
+        .bind(except.unwrap_or_default())
         .fetch_one(&self.readers)
         .await?;
         Ok(at_ms.and_then(from_millis))
+    }
+
+    /// One record by id.
+    pub async fn get(&self, id: &str) -> Result<Option<AuditRecord>, AuditError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_records WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Takes `target`'s run lease for the run `audit_id`, waiting (bounded by `wait`) while another live
+    /// process holds it; `false` when it is still held then. Every process sharing the store goes through it,
+    /// so only one run at a time acts on a target; the run's final record gives it back.
+    pub async fn lease_target(
+        &self,
+        target: &str,
+        audit_id: &str,
+        wait: Duration,
+    ) -> Result<bool, AuditError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let op = Op::Lease {
+                target: target.to_owned(),
+                audit_id: audit_id.to_owned(),
+            };
+            if let Written::Lease(true) = submit(&self.writer, op).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// Delivery claims left unsettled by processes that are dead: each is taken over by its next redelivery.
+    pub async fn stuck_claims(&self) -> Result<Vec<StuckClaim>, AuditError> {
+        let now = millis(OffsetDateTime::now_utc());
+        let sql = format!(
+            "SELECT key, audit_id, at_ms, owner FROM deliveries WHERE summary IS NULL AND {} ORDER BY at_ms",
+            super::claims::holder_is_dead("deliveries")
+        );
+        let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(&sql)
+            .bind(super::claims::alive_since(now))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, audit_id, at_ms, owner)| StuckClaim {
+                key,
+                audit_id,
+                claimed_at: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                owner,
+            })
+            .collect())
     }
 
     /// Proves the store can be read and can still commit a write, for `/readyz`: a store that cannot write

@@ -22,6 +22,7 @@ fn record(id: &str, target: &str, acted: u32) -> AuditRecord {
         dry_run: false,
         acted,
         duration_ms: 3,
+        acted_at: None,
         detail: serde_json::json!({"k": "v"}),
     }
 }
@@ -59,17 +60,17 @@ async fn concurrent_puts_are_all_committed_and_listed_newest_first() {
 #[tokio::test]
 async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown() {
     let (_dir, store, _writer) = open().await;
-    assert_eq!(store.last_action_at("web").await.unwrap(), None);
+    assert_eq!(store.last_action_at("web", None).await.unwrap(), None);
     let mut intent = record("1", "web", 2);
     intent.outcome = Outcome::Acting;
     store.put(intent).await.unwrap();
-    assert!(store.last_action_at("web").await.unwrap().is_some());
+    assert!(store.last_action_at("web", None).await.unwrap().is_some());
     store.put(record("1", "web", 0)).await.unwrap();
     let listed = store.list(10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].outcome, Outcome::Completed);
-    assert_eq!(store.last_action_at("web").await.unwrap(), None);
-    assert_eq!(store.last_action_at("other").await.unwrap(), None);
+    assert_eq!(store.last_action_at("web", None).await.unwrap(), None);
+    assert_eq!(store.last_action_at("other", None).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -182,4 +183,131 @@ async fn prune_removes_old_records_but_never_an_unfinished_intent() {
         .map(|r| r.id)
         .collect();
     assert_eq!(left, ["0003", "0002"]);
+}
+
+/// Makes every process known to the store at `url` look dead: no heartbeat for longer than `DEAD_AFTER`.
+async fn stop_heartbeats(url: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::query("UPDATE processes SET heartbeat_ms = 0")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let (first, first_writer) = AuditStore::open(&url).await.unwrap();
+    let (second, second_writer) = AuditStore::open(&url).await.unwrap();
+    let Delivery::Claimed(key) = first
+        .claim_delivery("sns:m1".into(), "A1", None)
+        .await
+        .unwrap()
+    else {
+        panic!("the first claim wins");
+    };
+    assert_eq!(key.previous(), None);
+    // The holder is alive: another process waits, then hears that it is still in progress.
+    let busy = tokio::time::timeout(
+        Duration::from_secs(30),
+        second.claim_delivery("sns:m1".into(), "B1", None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        matches!(busy, Delivery::InProgress { ref first_id } if first_id == "A1"),
+        "{busy:?}"
+    );
+    assert!(second.stuck_claims().await.unwrap().is_empty());
+
+    // The holder dies (killed: no clean stop, no heartbeat any more).
+    drop(first);
+    first_writer.abort();
+    stop_heartbeats(&url).await;
+    let stuck = second.stuck_claims().await.unwrap();
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(
+        (stuck[0].key.as_str(), stuck[0].audit_id.as_str()),
+        ("sns:m1", "A1")
+    );
+    let Delivery::Claimed(key) = second
+        .claim_delivery("sns:m1".into(), "B2", None)
+        .await
+        .unwrap()
+    else {
+        panic!("a dead holder's claim is taken over");
+    };
+    assert_eq!(key.previous(), Some("A1"));
+    second
+        .put_settling(record("B2", "web", 1), Some(key.complete("answer".into())))
+        .await
+        .unwrap();
+    // Settled: a later redelivery replays it, even though its claimant's heartbeat is stale too.
+    stop_heartbeats(&url).await;
+    let replay = second
+        .claim_delivery("sns:m1".into(), "B3", None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(replay, Delivery::Replay { ref first_id, .. } if first_id == "B2"),
+        "{replay:?}"
+    );
+    drop(second);
+    second_writer.finish().await;
+}
+
+#[tokio::test]
+async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let (first, first_writer) = AuditStore::open(&url).await.unwrap();
+    let (second, second_writer) = AuditStore::open(&url).await.unwrap();
+    let short = Duration::from_millis(300);
+    assert!(first.lease_target("web", "A1", short).await.unwrap());
+    assert!(
+        !second.lease_target("web", "B1", short).await.unwrap(),
+        "held by a live process"
+    );
+    assert!(
+        second.lease_target("api", "B1", short).await.unwrap(),
+        "leases are per target"
+    );
+    // An intent keeps the lease; the final record gives it back.
+    let mut intent = record("A1", "web", 1);
+    intent.outcome = Outcome::Acting;
+    first.put(intent).await.unwrap();
+    assert!(!second.lease_target("web", "B2", short).await.unwrap());
+    first.put(record("A1", "web", 1)).await.unwrap();
+    assert!(second.lease_target("web", "B2", short).await.unwrap());
+
+    // A holder that dies gives its lease up once its heartbeat is stale.
+    assert!(first.lease_target("db", "A2", short).await.unwrap());
+    drop(first);
+    first_writer.abort();
+    assert!(!second.lease_target("db", "B3", short).await.unwrap());
+    stop_heartbeats(&url).await;
+    assert!(second.lease_target("db", "B3", short).await.unwrap());
+    drop(second);
+    second_writer.finish().await;
+}
+
+#[tokio::test]
+async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out() {
+    let (_dir, store, writer) = open().await;
+    let mut old_arrival = record("R1", "web", 1);
+    old_arrival.at = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+    let acted = OffsetDateTime::now_utc() - Duration::from_secs(5);
+    old_arrival.acted_at = Some(acted);
+    store.put(old_arrival).await.unwrap();
+    let last = store.last_action_at("web", None).await.unwrap().unwrap();
+    assert!(
+        (last - acted).abs() < time::Duration::milliseconds(2),
+        "{last} {acted}"
+    );
+    assert_eq!(store.last_action_at("web", Some("R1")).await.unwrap(), None);
+    drop(store);
+    writer.finish().await;
 }

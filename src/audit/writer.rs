@@ -6,10 +6,14 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
 use super::claims;
-use super::deliveries::{Claim, DeliveryUpdate};
-use super::rows::{UPSERT_CHUNKS, bind_record, upsert_sql};
-use super::{AuditError, AuditRecord};
+use super::deliveries::{Claim, DeliveryUpdate, HEARTBEAT_EVERY};
+use super::rows::{UPSERT_CHUNKS, bind_record, millis, upsert_sql};
+use super::{AuditError, AuditRecord, Outcome};
 
 /// Most writes committed in one transaction.
 const BATCH_MAX: usize = 1024;
@@ -29,6 +33,8 @@ pub(super) enum Op {
     },
     /// Rewrite the readiness row: proves a commit still goes through.
     Probe,
+    /// Take the run lease of `target` for the run `audit_id` (or keep it, when this process holds it).
+    Lease { target: String, audit_id: String },
     /// Delete records and settled delivery claims from before this time (ms).
     Prune { before_ms: i64 },
 }
@@ -42,7 +48,13 @@ pub(super) enum Written {
     Claim(Claim),
     /// A prune, with how many records it removed.
     Pruned(u64),
+    /// A lease request: whether the lease is now held.
+    Lease(bool),
 }
+
+/// A hard bound on a target lease: even a live process that holds one this long (a run hung far beyond every
+/// AWS timeout) gives it up. A dead holder's lease is taken over as soon as its heartbeat is `DEAD_AFTER` old.
+const LEASE_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A write and who waits for its commit.
 pub(super) struct Pending {
@@ -58,14 +70,15 @@ pub struct WriterTask {
 }
 
 impl WriterTask {
-    /// Starts the writer over `conn`.
+    /// Starts the writer over `conn`, for the process `owner` (whose heartbeat it keeps).
     pub(super) fn start(
         options: SqliteConnectOptions,
         conn: SqliteConnection,
         rx: mpsc::Receiver<Pending>,
+        owner: Arc<str>,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write_loop(options, conn, rx, stopped));
+        let task = tokio::spawn(write_loop(options, conn, rx, stopped, owner));
         Self { task, stop }
     }
 
@@ -73,6 +86,12 @@ impl WriterTask {
     pub async fn finish(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+
+    /// Stops the writer the way `kill -9` would: no last commit, no sign-off (tests of takeovers).
+    #[cfg(test)]
+    pub(super) fn abort(self) {
+        self.task.abort();
     }
 }
 
@@ -94,9 +113,12 @@ async fn write_loop(
     conn: SqliteConnection,
     mut rx: mpsc::Receiver<Pending>,
     mut stopped: oneshot::Receiver<()>,
+    owner: Arc<str>,
 ) {
     let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let received = tokio::select! {
             received = rx.recv_many(&mut batch, BATCH_MAX) => received,
@@ -105,14 +127,22 @@ async fn write_loop(
                 rx.close();
                 continue;
             }
+            _ = heartbeat.tick() => {
+                if let Some(open) = conn.as_mut()
+                    && let Err(err) = beat(open, &owner).await
+                {
+                    tracing::error!(error = %err, "audit heartbeat failed");
+                }
+                continue;
+            }
         };
         if received == 0 {
             break;
         }
         let written = match conn.as_mut() {
-            Some(open) => write_batch(open, &batch).await,
+            Some(open) => write_batch(open, &batch, &owner).await,
             None => match SqliteConnection::connect_with(&options).await {
-                Ok(fresh) => write_batch(conn.insert(fresh), &batch).await,
+                Ok(fresh) => write_batch(conn.insert(fresh), &batch, &owner).await,
                 Err(err) => Err(err),
             },
         };
@@ -136,6 +166,41 @@ async fn write_loop(
             }
         }
     }
+    // A clean stop: this process holds nothing any more, so nothing waits for its heartbeat to go stale.
+    if let Some(open) = conn.as_mut()
+        && let Err(err) = sign_off(open, &owner).await
+    {
+        tracing::warn!(error = %err, "cannot remove this process from the audit store's process list");
+    }
+}
+
+/// Records that the process `owner` is alive now.
+pub(super) async fn beat(conn: &mut SqliteConnection, owner: &str) -> Result<(), sqlx::Error> {
+    let now = millis(OffsetDateTime::now_utc());
+    sqlx::query(
+        "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES (?, ?, ?) \
+         ON CONFLICT(owner) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+    )
+    .bind(owner)
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Removes the process `owner` and whatever target lease it still holds.
+async fn sign_off(conn: &mut SqliteConnection, owner: &str) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query("DELETE FROM target_leases WHERE owner = ?")
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM processes WHERE owner = ?")
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// Writes one batch in one transaction: every record with multi-row upserts, then the delivery settlements and
@@ -143,16 +208,20 @@ async fn write_loop(
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[Pending],
+    owner: &str,
 ) -> Result<Vec<Written>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
+    // IMMEDIATE: the write lock is taken up front, so a transaction that reads before it writes (a claim, a
+    // lease) cannot find its snapshot outdated by another process's commit.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let records: Vec<&AuditRecord> = batch
         .iter()
         .filter_map(|pending| match &pending.op {
             Op::Put(record, _) => Some(record.as_ref()),
-            Op::Claim { .. } | Op::Probe | Op::Prune { .. } => None,
+            Op::Claim { .. } | Op::Probe | Op::Prune { .. } | Op::Lease { .. } => None,
         })
         .collect();
     upsert_records(&mut tx, &records).await?;
+    release_leases(&mut tx, &records).await?;
     if batch.iter().any(|pending| matches!(pending.op, Op::Probe)) {
         sqlx::query(
             "INSERT INTO readiness (id, at_ms) VALUES (1, ?) \
@@ -178,18 +247,80 @@ async fn write_batch(
             pruned.push(removed);
         }
     }
-    let mut claims = claims::settle_and_claim(&mut tx, batch).await?.into_iter();
+    let mut leases = Vec::new();
+    for pending in batch {
+        if let Op::Lease { target, audit_id } = &pending.op {
+            leases.push(take_lease(&mut tx, target, audit_id, owner).await?);
+        }
+    }
+    let mut claims = claims::settle_and_claim(&mut tx, batch, owner)
+        .await?
+        .into_iter();
     let mut pruned = pruned.into_iter();
+    let mut leases = leases.into_iter();
     let results = batch
         .iter()
         .map(|pending| match pending.op {
             Op::Claim { .. } => claims.next().map_or(Written::Done, Written::Claim),
             Op::Prune { .. } => Written::Pruned(pruned.next().unwrap_or(0)),
+            Op::Lease { .. } => Written::Lease(leases.next().unwrap_or(false)),
             Op::Put(..) | Op::Probe => Written::Done,
         })
         .collect();
     tx.commit().await?;
     Ok(results)
+}
+
+/// Takes `target`'s run lease for `audit_id` when it is free, expired, held by a dead process, or already this
+/// process's (runs of one process are serialised before they get here); returns whether it is held now.
+async fn take_lease(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    target: &str,
+    audit_id: &str,
+    owner: &str,
+) -> Result<bool, sqlx::Error> {
+    let now = millis(OffsetDateTime::now_utc());
+    let expires = now.saturating_add(i64::try_from(LEASE_FOR.as_millis()).unwrap_or(i64::MAX));
+    let sql = format!(
+        "INSERT INTO target_leases (target, owner, audit_id, expires_ms) VALUES (?, ?, ?, ?) \
+         ON CONFLICT(target) DO UPDATE SET owner = excluded.owner, audit_id = excluded.audit_id, \
+         expires_ms = excluded.expires_ms \
+         WHERE target_leases.expires_ms < ? OR target_leases.owner = excluded.owner OR {} \
+         RETURNING target",
+        claims::holder_is_dead("target_leases")
+    );
+    let taken = sqlx::query(&sql)
+        .bind(target)
+        .bind(owner)
+        .bind(audit_id)
+        .bind(expires)
+        .bind(now)
+        .bind(claims::alive_since(now))
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(taken.is_some())
+}
+
+/// A run's final record gives its target lease back, in the same commit.
+async fn release_leases(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    records: &[&AuditRecord],
+) -> Result<(), sqlx::Error> {
+    let finished: Vec<&str> = records
+        .iter()
+        .filter(|record| record.target.is_some() && record.outcome != Outcome::Acting)
+        .map(|record| record.id.as_str())
+        .collect();
+    for chunk in finished.chunks(256) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("DELETE FROM target_leases WHERE audit_id IN ({marks})");
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn upsert_records(

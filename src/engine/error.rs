@@ -22,6 +22,9 @@ pub enum EngineError {
     /// `remediation.max_concurrent` runs are already under way; nothing was done.
     #[error("{0} remediations are already running (remediation.max_concurrent); retry later")]
     Busy(usize),
+    /// Another process sharing the audit store is acting on this target and did not finish in time.
+    #[error("another reflex process is remediating {0} right now; retry later")]
+    TargetBusy(String),
 }
 
 impl EngineError {
@@ -37,6 +40,7 @@ impl EngineError {
             },
             Self::Audit(_) => "audit-unavailable",
             Self::Busy(_) => "too-busy",
+            Self::TargetBusy(_) => "target-busy",
         }
     }
 
@@ -50,7 +54,7 @@ impl EngineError {
                 FailureKind::Permanent => 502,
                 FailureKind::Transient | FailureKind::NotFound => 503,
             },
-            Self::Audit(_) | Self::Busy(_) => 503,
+            Self::Audit(_) | Self::Busy(_) | Self::TargetBusy(_) => 503,
         }
     }
 
@@ -64,7 +68,10 @@ impl EngineError {
     /// fix the IAM policy.
     pub fn public_detail(&self) -> String {
         match self {
-            Self::UnknownTarget(..) | Self::TargetNotFound(_) | Self::Busy(_) => self.to_string(),
+            Self::UnknownTarget(..)
+            | Self::TargetNotFound(_)
+            | Self::Busy(_)
+            | Self::TargetBusy(_) => self.to_string(),
             Self::Fleet(err) => match err.kind {
                 FailureKind::Permanent => format!(
                     "AWS refused {} ({}); check reflex's IAM policy and configuration",

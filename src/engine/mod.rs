@@ -64,6 +64,15 @@ struct ActionResult<'a> {
     error: Option<String>,
 }
 
+/// How long a run that is about to act waits for another process's run on the same target to finish.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A plan, with the last action it was made against (to tell whether another run acted since).
+struct Observed {
+    plan: Plan,
+    last_action_at: Option<OffsetDateTime>,
+}
+
 /// Runs remediations; one per target at a time.
 #[derive(Debug)]
 pub struct Engine {
@@ -106,7 +115,13 @@ impl Engine {
         trigger: &Trigger,
         delivery: Option<DeliveryKey>,
     ) -> Result<Run, EngineError> {
-        let result = self.remediate(&mut meta, trigger).await;
+        let previous = delivery
+            .as_ref()
+            .and_then(DeliveryKey::previous)
+            .map(str::to_owned);
+        let result = self
+            .remediate(&mut meta, trigger, previous.as_deref())
+            .await;
         let (record, settle) = match &result {
             Ok(run) => {
                 meta.note("answer", &run.summary);
@@ -130,12 +145,16 @@ impl Engine {
         result
     }
 
-    /// The run itself, noting each step in `meta` and writing the intent durably before any AWS write.
+    /// The run itself, noting each step in `meta` and writing the intent durably before any AWS write. A run
+    /// that will act takes the target's lease in the store first (one acting run per target across
+    /// processes), and looks again when another run acted meanwhile. `previous` is a dead attempt at the same
+    /// delivery that this run takes over.
     #[tracing::instrument(skip_all, fields(request_id = %meta.id, target = %trigger.target))]
     async fn remediate(
         &self,
         meta: &mut RequestMeta,
         trigger: &Trigger,
+        previous: Option<&str>,
     ) -> Result<Run, EngineError> {
         let dry_run = trigger.dry_run || self.config.remediation.dry_run;
         meta.dry_run = dry_run;
@@ -153,28 +172,24 @@ impl Engine {
             .try_acquire()
             .map_err(|_| EngineError::Busy(self.config.remediation.max_concurrent))?;
 
-        let mut snapshot = self
-            .fleet
-            .snapshot(&target.fleet_ref)
-            .await
-            .map_err(|err| match err.kind {
-                FailureKind::NotFound => EngineError::TargetNotFound(target.fleet_ref.clone()),
-                _ => EngineError::Fleet(err),
-            })?;
-        if target.action != Action::Terminate {
-            self.find_groups(&mut snapshot).await?;
+        if let Some(previous) = previous {
+            tracing::warn!(previous, "taking over a delivery whose first attempt died");
         }
-        meta.note("seen", &snapshot);
-        let clock = Clock {
-            now: OffsetDateTime::now_utc(),
-            last_action_at: self.audit.last_action_at(&target.name).await?,
-        };
-        let policy = Policy {
-            action: target.action,
-            ..Policy::from(&self.config.remediation)
-        };
-        let plan = plan::plan(&snapshot, &policy, clock);
-        meta.note("plan", &plan);
+        let mut observed = self.observe(meta, target, previous).await?;
+        if !dry_run && !observed.plan.act_on.is_empty() {
+            if !self
+                .audit
+                .lease_target(&target.name, &meta.id, LEASE_WAIT)
+                .await?
+            {
+                return Err(EngineError::TargetBusy(target.name.clone()));
+            }
+            if self.audit.last_action_at(&target.name, previous).await? != observed.last_action_at {
+                // Another process acted on this target since we looked: look again, holding the lease.
+                observed = self.observe(meta, target, previous).await?;
+            }
+        }
+        let plan = observed.plan;
         let mut summary = Summary::of_plan(
             trigger.message.clone(),
             target.names.clone(),
@@ -188,6 +203,7 @@ impl Engine {
         }
 
         let intended = u32::try_from(plan.act_on.len()).unwrap_or(u32::MAX);
+        meta.acted_at = Some(OffsetDateTime::now_utc());
         self.audit
             .put(meta.record(Outcome::Acting, 0, None, intended))
             .await?;
@@ -234,10 +250,83 @@ impl Engine {
             });
         }
         meta.note("actions", &results);
+        meta.acted_at = Some(OffsetDateTime::now_utc());
         let acted =
             summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
         let acted = u32::try_from(acted).unwrap_or(u32::MAX);
         Ok(self.counted(Run { summary, acted }))
+    }
+
+    /// Reads the target (health, EC2 facts, Auto Scaling membership when the action needs it) and plans,
+    /// noting what was seen and planned. A takeover's cap counts what its dead attempt already replaced.
+    async fn observe(
+        &self,
+        meta: &mut RequestMeta,
+        target: &targets::Target,
+        previous: Option<&str>,
+    ) -> Result<Observed, EngineError> {
+        let mut snapshot = self
+            .fleet
+            .snapshot(&target.fleet_ref)
+            .await
+            .map_err(|err| match err.kind {
+                FailureKind::NotFound => EngineError::TargetNotFound(target.fleet_ref.clone()),
+                _ => EngineError::Fleet(err),
+            })?;
+        if target.action != Action::Terminate {
+            self.find_groups(&mut snapshot).await?;
+        }
+        meta.note("seen", &snapshot);
+        let clock = Clock {
+            now: OffsetDateTime::now_utc(),
+            last_action_at: self.audit.last_action_at(&target.name, previous).await?,
+        };
+        let mut policy = Policy {
+            action: target.action,
+            ..Policy::from(&self.config.remediation)
+        };
+        if let Some(previous) = previous {
+            let done = self.replaced_by(previous, &snapshot).await?;
+            meta.note(
+                "takeover",
+                serde_json::json!({"of": previous, "already_replaced": done}),
+            );
+            policy.max_terminations_per_run =
+                policy.max_terminations_per_run.saturating_sub(done.len());
+        }
+        let plan = plan::plan(&snapshot, &policy, clock);
+        meta.note("plan", &plan);
+        Ok(Observed {
+            plan,
+            last_action_at: clock.last_action_at,
+        })
+    }
+
+    /// The instances a dead attempt planned to replace that EC2 now shows shutting down or terminated: it
+    /// replaced them before it died.
+    async fn replaced_by(
+        &self,
+        previous: &str,
+        snapshot: &snapshot::Snapshot,
+    ) -> Result<Vec<String>, EngineError> {
+        let Some(record) = self.audit.get(previous).await? else {
+            // It died before recording its intent: it replaced nothing.
+            return Ok(Vec::new());
+        };
+        let planned: Vec<Act> =
+            serde_json::from_value(record.detail["plan"]["act_on"].clone()).unwrap_or_default();
+        Ok(planned
+            .into_iter()
+            .filter(|act| {
+                snapshot.instances.iter().any(|instance| {
+                    instance.instance_id == act.instance_id
+                        && instance.ec2.as_ref().is_some_and(|ec2| {
+                            matches!(ec2.state.as_str(), "shutting-down" | "terminated")
+                        })
+                })
+            })
+            .map(|act| act.instance_id)
+            .collect())
     }
 
     /// Fills in the Auto Scaling group of every instance that could be acted on (OutOfService and known to

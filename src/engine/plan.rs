@@ -168,7 +168,7 @@ pub struct Skip {
 }
 
 /// How one instance is to be replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Replacement {
     /// EC2 TerminateInstances.
@@ -178,7 +178,7 @@ pub enum Replacement {
 }
 
 /// One instance to act on, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Act {
     /// The instance.

@@ -39,6 +39,8 @@ struct FakeFleet {
     group_calls: AtomicUsize,
     /// What was done to which instance: ("terminate" | "mark-unhealthy", id).
     done: StdMutex<Vec<(&'static str, String)>>,
+    /// EC2 states other than `running`, by instance.
+    ec2_states: HashMap<String, String>,
 }
 
 const TG_ARN: &str =
@@ -63,11 +65,10 @@ impl FakeFleet {
 }
 
 impl FakeFleet {
-    fn healthy_but_one(target: &str) -> Snapshot {
+    fn healthy_but_one(&self, target: &str) -> Snapshot {
         let old = OffsetDateTime::now_utc() - Duration::from_secs(86_400);
         let group = target == TG_ARN;
         let instance = |id: String, state: HealthState| InstanceView {
-            instance_id: id,
             health: match (state, group) {
                 (HealthState::InService, false) => super::health::classic("InService", None, None),
                 (_, false) => super::health::classic("OutOfService", Some("Instance"), None),
@@ -81,11 +82,16 @@ impl FakeFleet {
                 ),
             },
             ec2: Some(Ec2Facts {
-                state: "running".into(),
+                state: self
+                    .ec2_states
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| "running".into()),
                 launch_time: Some(old),
                 tags: vec![],
             }),
             auto_scaling_group: None,
+            instance_id: id,
         };
         let mut instances: Vec<_> = (1..=4)
             .map(|n| instance(format!("i-ok{n}"), HealthState::InService))
@@ -161,7 +167,7 @@ impl Fleet for FakeFleet {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             match &self.snapshot_error {
                 Some(err) => Err(err.clone()),
-                None => Ok(Self::healthy_but_one(target)),
+                None => Ok(self.healthy_but_one(target)),
             }
         })
     }
@@ -207,9 +213,14 @@ async fn harness(fleet: FakeFleet, extra: &str) -> Harness {
 async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[audit]\nurl = \"sqlite://{}\"\n[remediation]\ncooldown_secs = 0\n{extra}\n\
+        "[audit]\nurl = \"sqlite://{}\"\n[remediation]\n{}\n{extra}\n\
          [[targets]]\nload_balancer = \"web\"\n[[targets]]\nload_balancer = \"api\"\n{targets}",
-        dir.path().join("audit.db").display()
+        dir.path().join("audit.db").display(),
+        if extra.contains("cooldown_secs") {
+            ""
+        } else {
+            "cooldown_secs = 0"
+        },
     );
     let config = Arc::new(crate::config::parse(&text, std::iter::empty()).unwrap());
     let (store, writer) = AuditStore::open(&config.audit.url).await.unwrap();
@@ -566,4 +577,106 @@ async fn an_unlisted_target_group_is_422_unknown_target_group() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), err.status()), ("unknown-target-group", 422));
+}
+
+#[tokio::test]
+async fn a_takeover_finishes_the_dead_attempt_within_the_cap_and_past_its_cooldown() {
+    // The first attempt planned both broken instances, terminated i-bad, and died.
+    let fleet = FakeFleet {
+        ec2_states: HashMap::from([("i-bad".to_owned(), "shutting-down".to_owned())]),
+        ..FakeFleet::with_target_group("instance")
+    };
+    let h = harness_with(
+        fleet,
+        "cooldown_secs = 600\nmax_terminations_per_run = 2",
+        "[[targets]]\ntarget_group = \"web-tg\"\n",
+    )
+    .await;
+    let mut dead = meta();
+    dead.target = Some("web-tg".into());
+    dead.acted_at = Some(OffsetDateTime::now_utc());
+    dead.note(
+        "plan",
+        serde_json::json!({"act_on": [
+            {"instance-id": "i-bad", "action": "terminate"},
+            {"instance-id": "i-bad2", "action": "terminate"},
+        ]}),
+    );
+    let dead_id = dead.id.clone();
+    h.store
+        .put(dead.record(Outcome::Acting, 0, None, 2))
+        .await
+        .unwrap();
+
+    let mut takeover = meta();
+    let run = h
+        .engine
+        .remediate(
+            &mut takeover,
+            &group_trigger("web-tg", false),
+            Some(&dead_id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        run.summary.refused, None,
+        "its own first attempt is no cooldown"
+    );
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad2"]);
+    assert_eq!(run.summary.skipped[0].instance_id, "i-bad");
+    assert_eq!(
+        run.summary.skipped[0].reason,
+        SkipReason::AlreadyTerminating
+    );
+    assert_eq!(
+        takeover.detail["takeover"],
+        serde_json::json!({"of": dead_id, "already_replaced": ["i-bad"]})
+    );
+    assert_eq!(
+        *h.fleet.done.lock().unwrap(),
+        [("terminate", "i-bad2".to_owned())]
+    );
+
+    // Any other delivery is still refused by the dead attempt's cooldown.
+    let other = h
+        .engine
+        .run(meta(), &group_trigger("web-tg", false), None)
+        .await
+        .unwrap();
+    assert!(other.summary.refused.unwrap().contains("cooldown"));
+}
+
+#[tokio::test]
+async fn a_takeover_counts_what_the_dead_attempt_replaced_against_the_cap() {
+    let fleet = FakeFleet {
+        ec2_states: HashMap::from([("i-bad".to_owned(), "shutting-down".to_owned())]),
+        ..FakeFleet::with_target_group("instance")
+    };
+    let h = harness_with(
+        fleet,
+        "max_terminations_per_run = 1",
+        "[[targets]]\ntarget_group = \"web-tg\"\n",
+    )
+    .await;
+    let mut dead = meta();
+    dead.target = Some("web-tg".into());
+    dead.note(
+        "plan",
+        serde_json::json!({"act_on": [{"instance-id": "i-bad", "action": "terminate"}]}),
+    );
+    let dead_id = dead.id.clone();
+    h.store
+        .put(dead.record(Outcome::Acting, 0, None, 1))
+        .await
+        .unwrap();
+    let run = h
+        .engine
+        .remediate(&mut meta(), &group_trigger("web-tg", false), Some(&dead_id))
+        .await
+        .unwrap();
+    assert!(
+        run.summary.terminated_instance_ids.is_empty(),
+        "the cap of 1 was used by the dead attempt"
+    );
+    assert!(h.fleet.done.lock().unwrap().is_empty());
 }

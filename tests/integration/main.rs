@@ -12,4 +12,5 @@ mod remediate;
 mod safety;
 mod serving;
 mod sns;
+mod takeover;
 mod target_groups;

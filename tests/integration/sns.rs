@@ -8,7 +8,7 @@ use crate::common::sns::{Capture, TestSigner};
 use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
 
 /// A CloudWatch alarm body for a classic ELB, as CloudWatch publishes it to SNS.
-fn alarm(load_balancer: &str, state: &str) -> String {
+pub(crate) fn alarm(load_balancer: &str, state: &str) -> String {
     json!({
         "AlarmName": format!("awselb-{load_balancer}-High-Unhealthy-Hosts"),
         "AlarmDescription": "Created from EC2 Console",
@@ -147,7 +147,7 @@ async fn a_signed_alarm_from_moto_terminates_the_stopped_instance_and_ok_does_no
 }
 
 /// Publishes one alarm to a capture endpoint and returns moto's genuinely signed delivery.
-async fn captured_delivery(fleet: &Fleet, topic_arn: &str, message: &str) -> Vec<u8> {
+pub(crate) async fn captured_delivery(fleet: &Fleet, topic_arn: &str, message: &str) -> Vec<u8> {
     let capture = Capture::start().await;
     subscribe(fleet, topic_arn, &capture.url).await;
     publish(fleet, topic_arn, message).await;
