@@ -35,7 +35,7 @@ pub(super) enum Op {
     Probe,
     /// Take the run lease of `target` for the run `audit_id` (or keep it, when this process holds it).
     Lease { target: String, audit_id: String },
-    /// Delete records and settled delivery claims from before this time (ms).
+    /// Delete records, settled delivery claims and dead processes from before this time (ms).
     Prune { before_ms: i64 },
 }
 
@@ -241,6 +241,11 @@ async fn write_batch(
                     .await?
                     .rows_affected();
             sqlx::query("DELETE FROM deliveries WHERE at_ms < ? AND summary IS NOT NULL")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?;
+            // Processes that stopped heartbeating that long ago (killed ones never signed off).
+            sqlx::query("DELETE FROM processes WHERE heartbeat_ms < ?")
                 .bind(before_ms)
                 .execute(&mut *tx)
                 .await?;
