@@ -311,3 +311,135 @@ async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out() {
     drop(store);
     writer.finish().await;
 }
+
+/// A raw connection to the store at `url`, to tamper with it as someone with file access could.
+async fn by_hand(url: &str, sql: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
+/// A store at a known URL holding R1..R4, R2 written twice (an intent, then its outcome).
+async fn chained() -> (tempfile::TempDir, String, AuditStore, WriterTask) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let (store, writer) = AuditStore::open(&url).await.unwrap();
+    store.put(record("R1", "web", 0)).await.unwrap();
+    let mut intent = record("R2", "web", 1);
+    intent.outcome = Outcome::Acting;
+    store.put(intent).await.unwrap();
+    store.put(record("R3", "api", 0)).await.unwrap();
+    store.put(record("R2", "web", 1)).await.unwrap();
+    store.put(record("R4", "api", 0)).await.unwrap();
+    (dir, url, store, writer)
+}
+
+#[tokio::test]
+async fn an_untouched_trail_verifies() {
+    let (_dir, _url, store, writer) = chained().await;
+    let verified = store.verify().await.unwrap().unwrap();
+    assert_eq!((verified.entries, verified.records), (5, 4));
+    let exported = store.export(OffsetDateTime::UNIX_EPOCH).await.unwrap();
+    assert_eq!(exported.len(), 5);
+    assert_eq!(exported[1]["record"]["outcome"], "acting");
+    assert_eq!(exported[3]["record"]["id"], "R2");
+    assert_eq!(exported[1]["hash"], exported[2]["prev_hash"]);
+    drop(store);
+    writer.finish().await;
+}
+
+#[tokio::test]
+async fn verify_names_the_record_changed_removed_or_reordered_by_hand() {
+    let cases: [(&str, Tampering); 6] = [
+        (
+            "UPDATE audit_records SET acted = 0 WHERE id = 'R2'",
+            Tampering::Changed {
+                record_id: "R2".into(),
+                seq: 4,
+            },
+        ),
+        (
+            "DELETE FROM audit_records WHERE id = 'R3'",
+            Tampering::Removed {
+                record_id: "R3".into(),
+                seq: 3,
+            },
+        ),
+        (
+            "UPDATE audit_log SET content = replace(content, '\"acted\":1', '\"acted\":0') WHERE seq = 2",
+            Tampering::Changed {
+                record_id: "R2".into(),
+                seq: 2,
+            },
+        ),
+        (
+            "DELETE FROM audit_log WHERE seq = 3",
+            Tampering::Unlinked {
+                record_id: "R2".into(),
+                seq: 4,
+            },
+        ),
+        (
+            "UPDATE audit_log SET seq = CASE seq WHEN 3 THEN 30 WHEN 4 THEN 3 END WHERE seq IN (3, 4); \
+             UPDATE audit_log SET seq = 4 WHERE seq = 30",
+            Tampering::Unlinked {
+                record_id: "R2".into(),
+                seq: 3,
+            },
+        ),
+        (
+            "INSERT INTO audit_records SELECT 'R9', at_ms, source, caller, auth, target, outcome, status, error, \
+             dry_run, acted, duration_ms, detail, acted_ms FROM audit_records WHERE id = 'R1'",
+            Tampering::Unchained {
+                record_id: "R9".into(),
+            },
+        ),
+    ];
+    for (sql, expected) in cases {
+        let (_dir, url, store, writer) = chained().await;
+        for statement in sql.split("; ") {
+            by_hand(&url, statement).await;
+        }
+        assert_eq!(store.verify().await.unwrap(), Err(expected), "{sql}");
+        drop(store);
+        writer.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_pruned_trail_still_verifies_from_its_checkpoint() {
+    let (_dir, url, store, writer) = chained().await;
+    // R1 and R3 are old; R2's intent is old too, but R2 and R4 stay.
+    by_hand(
+        &url,
+        "UPDATE audit_records SET at_ms = 0 WHERE id IN ('R1', 'R3')",
+    )
+    .await;
+    by_hand(
+        &url,
+        "UPDATE audit_log SET at_ms = 0 WHERE record_id IN ('R1', 'R3')",
+    )
+    .await;
+    // Editing the records' times by hand is itself tampering: chain them again as they now are.
+    by_hand(&url, "DELETE FROM audit_log").await;
+    drop(store);
+    writer.finish().await;
+    let (store, writer) = AuditStore::open(&url).await.unwrap();
+    assert!(store.verify().await.unwrap().is_ok());
+    assert_eq!(store.prune_older_than(1).await.unwrap(), 2);
+    let verified = store.verify().await.unwrap().unwrap();
+    assert!(
+        verified.from_checkpoint.is_some(),
+        "R1's entry went, R2's kept the rest"
+    );
+    assert_eq!(verified.records, 2);
+    store.put(record("R5", "web", 0)).await.unwrap();
+    assert!(store.verify().await.unwrap().is_ok());
+    by_hand(&url, "DELETE FROM audit_checkpoint").await;
+    assert!(matches!(
+        store.verify().await.unwrap(),
+        Err(Tampering::Unlinked { .. })
+    ));
+    drop(store);
+    writer.finish().await;
+}

@@ -266,3 +266,75 @@ async fn healthcheck_exits_zero_only_when_reflex_answers() {
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("did not answer"), "{stderr}");
 }
+
+#[tokio::test]
+async fn audit_verify_passes_on_a_real_trail_and_names_a_record_changed_by_hand() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("chain");
+    let (_, bad) = fleet.balancer_with(&lb, 3, 1).await;
+    let store_dir = tempfile::tempdir().unwrap();
+    let db = store_dir.path().join("audit.db");
+    let text = config_text(&moto.endpoint, &db, &[&lb], PERMISSIVE);
+    let config = store_dir.path().join("reflex.toml");
+    std::fs::write(&config, &text).unwrap();
+    let app = TestApp::spawn_with_config(tempfile::tempdir().unwrap(), &text).await;
+    let (status, summary) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(
+        (status, summary["terminated-instance-ids"].clone()),
+        (200, json!(bad))
+    );
+    app.remediate(json!({"load_balancer": "not-a-target"}))
+        .await;
+    app.stop().await;
+    let config = config.to_str().unwrap();
+
+    let output = reflex(&["audit", "verify", "--config", config]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The acting run wrote its intent and its outcome: three versions of two records.
+    assert!(
+        stdout.contains("verified: 3 chain entries, 2 records"),
+        "{stdout}"
+    );
+    let output = reflex(&[
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ]);
+    let exported: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(exported.len(), 3);
+    assert_eq!(exported[0]["record"]["outcome"], "acting");
+    assert_eq!(exported[1]["record"]["outcome"], "completed");
+
+    // Someone hides the termination.
+    let acted_id = summary["audit-id"].as_str().unwrap();
+    {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE audit_records SET acted = 0 WHERE id = ?")
+            .bind(acted_id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let output = reflex(&["audit", "verify", "--config", config]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(acted_id) && stderr.contains("was changed"),
+        "{stderr}"
+    );
+}
