@@ -162,45 +162,6 @@ pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> 
     Ok(removed?)
 }
 
-/// `reflex audit verify`: `Ok(Ok(summary))` when the chain and the records check out, `Ok(Err(tampering))`
-/// naming the first record changed, removed or reordered.
-pub async fn audit_verify_command(
-    path: &Path,
-) -> anyhow::Result<Result<String, crate::audit::Tampering>> {
-    let (store, writer) = open_audit(path).await?;
-    let verified = store.verify().await;
-    drop(store);
-    writer.finish().await;
-    Ok(verified?.map(|v| {
-        format!(
-            "verified: {} chain entries, {} records{}",
-            v.entries,
-            v.records,
-            v.from_checkpoint
-                .map(|seq| format!(", from the checkpoint after entry {seq}"))
-                .unwrap_or_default()
-        )
-    }))
-}
-
-/// `reflex audit export --since TIME`: the chain's entries since `since`, one JSON object per line.
-pub async fn audit_export_command(path: &Path, since: &str) -> anyhow::Result<String> {
-    let since = time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
-        .with_context(|| {
-            format!("--since {since:?} is not an RFC 3339 time (e.g. 2026-11-25T00:00:00Z)")
-        })?;
-    let (store, writer) = open_audit(path).await?;
-    let entries = store.export(since).await;
-    drop(store);
-    writer.finish().await;
-    let mut out = String::new();
-    for entry in entries? {
-        out.push_str(&serde_json::to_string(&entry)?);
-        out.push('\n');
-    }
-    Ok(out)
-}
-
 /// `reflex sns-verify`: verifies a captured SNS message offline. `Ok(Err(reason))` is a message that does not
 /// verify; `Err` is a usage problem (unreadable file, bad `--at`).
 pub async fn sns_verify_command(

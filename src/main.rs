@@ -122,24 +122,6 @@ enum AuditCommand {
         #[arg(long, value_name = "DAYS")]
         older_than: u32,
     },
-    /// Check the tamper-evident chain: every record version is linked by SHA-256 to the one before it, and
-    /// every record matches its newest version. Prints what was checked (exit 0), or names the first record
-    /// that was changed, removed or reordered (exit 1).
-    Verify {
-        /// Configuration file (TOML); its [audit] url names the store.
-        #[arg(long, env = "REFLEX_CONFIG")]
-        config: PathBuf,
-    },
-    /// Write every record version written since TIME as JSON lines (`seq`, `prev_hash`, `hash`, `record`),
-    /// oldest first: a copy to keep elsewhere, or to re-check the chain with.
-    Export {
-        /// Configuration file (TOML); its [audit] url names the store.
-        #[arg(long, env = "REFLEX_CONFIG")]
-        config: PathBuf,
-        /// RFC 3339 time, e.g. 2026-11-25T00:00:00Z.
-        #[arg(long, value_name = "TIME")]
-        since: String,
-    },
 }
 
 #[tokio::main]
@@ -223,18 +205,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let removed = commands::audit_prune_command(&config, older_than).await?;
             println!("removed {removed} audit records older than {older_than} days");
         }
-        Command::Audit {
-            command: AuditCommand::Verify { config },
-        } => match commands::audit_verify_command(&config).await? {
-            Ok(verified) => println!("{verified}"),
-            Err(tampering) => {
-                eprintln!("reflex: {tampering}");
-                return Ok(ExitCode::FAILURE);
-            }
-        },
-        Command::Audit {
-            command: AuditCommand::Export { config, since },
-        } => print!("{}", commands::audit_export_command(&config, &since).await?),
     }
     Ok(ExitCode::SUCCESS)
 }

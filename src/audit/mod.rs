@@ -2,10 +2,9 @@
 //! the source of truth for cooldowns and for deduplicating deliveries.
 //!
 //! `record` is what one row says; `rows` maps it to and from the database; `writer` batches writes into group
-//! commits; `store` is the API the rest of reflex uses; `deliveries` is the claim-or-replay primitive; `chain`
-//! makes the trail tamper-evident; the schema lives in `migrations/`.
+//! commits; `store` is the API the rest of reflex uses; `deliveries` is the claim-or-replay primitive;
+//! the schema lives in `migrations/`.
 
-mod chain;
 mod claims;
 mod completed;
 mod deliveries;
@@ -14,7 +13,6 @@ mod rows;
 mod store;
 mod writer;
 
-pub use chain::{Tampering, Verified};
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use store::{AuditStore, StuckClaim};

@@ -19,10 +19,10 @@ pub fn upsert_sql(rows: usize) -> String {
     let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
     format!(
         "INSERT INTO audit_records ({COLUMNS}) VALUES {values} \
-         ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms, source = excluded.source, \
-         caller = excluded.caller, auth = excluded.auth, target = excluded.target, outcome = excluded.outcome, \
-         status = excluded.status, error = excluded.error, dry_run = excluded.dry_run, acted = excluded.acted, \
-         duration_ms = excluded.duration_ms, detail = excluded.detail, acted_ms = excluded.acted_ms"
+         ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, status = excluded.status, \
+         error = excluded.error, acted = excluded.acted, duration_ms = excluded.duration_ms, \
+         detail = excluded.detail, target = excluded.target, auth = excluded.auth, \
+         acted_ms = excluded.acted_ms"
     )
 }
 

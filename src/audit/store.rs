@@ -57,7 +57,6 @@ impl AuditStore {
             .busy_timeout(Duration::from_secs(5));
         let mut writer = SqliteConnection::connect_with(&options).await?;
         MIGRATOR.run(&mut writer).await?;
-        super::chain::adopt(&mut writer).await?;
         // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
         let owner: Arc<str> = super::next_id().into();
         super::writer::beat(&mut writer, &owner).await?;
@@ -245,22 +244,6 @@ impl AuditStore {
             }
             tokio::time::sleep(LEASE_POLL).await;
         }
-    }
-
-    /// Walks the tamper-evident chain and checks every record against it (`reflex audit verify`).
-    pub async fn verify(&self) -> Result<Result<super::Verified, super::Tampering>, AuditError> {
-        // One read transaction: the chain and the records as of one moment, whatever is written meanwhile.
-        let mut tx = self.readers.begin().await?;
-        super::chain::verify(&mut tx).await
-    }
-
-    /// Every record version written since `since`, with its place in the chain (`reflex audit export`).
-    pub async fn export(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Vec<serde_json::Value>, AuditError> {
-        let mut conn = self.readers.acquire().await?;
-        super::chain::export(&mut conn, since).await
     }
 
     /// Delivery claims left unsettled by processes that are dead: each is taken over by its next redelivery.

@@ -221,7 +221,6 @@ async fn write_batch(
         })
         .collect();
     upsert_records(&mut tx, &records).await?;
-    super::chain::append(&mut tx, &records).await?;
     release_leases(&mut tx, &records).await?;
     if batch.iter().any(|pending| matches!(pending.op, Op::Probe)) {
         sqlx::query(
@@ -245,7 +244,6 @@ async fn write_batch(
                 .bind(before_ms)
                 .execute(&mut *tx)
                 .await?;
-            super::chain::prune(&mut tx, before_ms).await?;
             // Processes that stopped heartbeating that long ago (killed ones never signed off).
             sqlx::query("DELETE FROM processes WHERE heartbeat_ms < ?")
                 .bind(before_ms)
