@@ -108,13 +108,10 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
         if json {
             out.push_str(&serde_json::to_string(&record)?);
         } else {
-            let at = record
-                .at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
             out.push_str(&format!(
-                "{}  {at}  {:<10} {:<9} {:>3}  {:<22} {}",
+                "{}  {}  {:<10} {:<9} {:>3}  {:<22} {}",
                 record.id,
+                rfc3339(record.at),
                 record.source.as_str(),
                 record.outcome.as_str(),
                 record.status,
@@ -127,6 +124,12 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
     Ok(out)
 }
 
+/// A time as the audit listings print it.
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// `reflex audit list --stuck`: delivery claims whose process died before settling them.
 pub async fn audit_stuck_command(path: &Path, json: bool) -> anyhow::Result<String> {
     let (store, writer) = open_audit(path).await?;
@@ -137,13 +140,10 @@ pub async fn audit_stuck_command(path: &Path, json: bool) -> anyhow::Result<Stri
         if json {
             out.push_str(&serde_json::to_string(&claim)?);
         } else {
-            let at = claim
-                .claimed_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
             out.push_str(&format!(
-                "{}  {at}  {}  (process {})",
+                "{}  {}  {}  (process {})",
                 claim.audit_id,
+                rfc3339(claim.claimed_at),
                 bounded(&claim.key),
                 claim.owner.as_deref().unwrap_or("unknown"),
             ));

@@ -41,7 +41,6 @@ impl AwsFleet {
         })?;
         Ok(TargetGroupInfo {
             arn: group.target_group_arn().unwrap_or_default().to_owned(),
-            name: group.target_group_name().unwrap_or_default().to_owned(),
             target_type: group
                 .target_type()
                 .map(|t| t.as_str().to_owned())

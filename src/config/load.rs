@@ -361,6 +361,15 @@ mod tests {
     }
 
     #[test]
+    fn actions_read_back_as_written() {
+        use crate::config::Action;
+        for action in [Action::Terminate, Action::AsgUnhealthy, Action::Auto] {
+            let text = format!("{MINIMAL}[remediation]\naction = \"{}\"\n", action.as_str());
+            assert_eq!(parse_with(&text, &[]).unwrap().remediation.action, action);
+        }
+    }
+
+    #[test]
     fn safe_sns_defaults_and_an_emulator_only_on_loopback() {
         let config = parse_with(MINIMAL, &[]).unwrap();
         assert_eq!(config.sns.confirm, crate::config::ConfirmMethod::Api);

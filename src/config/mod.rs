@@ -390,7 +390,7 @@ impl TargetConfig {
 }
 
 /// How a broken instance is replaced.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// EC2 TerminateInstances (whatever launched the instance replaces it).
@@ -401,6 +401,17 @@ pub enum Action {
     AsgUnhealthy,
     /// `asg-unhealthy` for instances in an Auto Scaling group, `terminate` for the others.
     Auto,
+}
+
+impl Action {
+    /// The action as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Terminate => "terminate",
+            Self::AsgUnhealthy => "asg-unhealthy",
+            Self::Auto => "auto",
+        }
+    }
 }
 
 /// A list of bearer tokens with its `_file` variant (`[manual]`).
@@ -417,11 +428,6 @@ impl Config {
     /// The configured target with this name (a load balancer's name or a target group as configured).
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|target| target.name() == name)
-    }
-
-    /// The configured target an alert's reference names, if reflex may touch it.
-    pub fn target_for(&self, reference: &TargetRef) -> Option<&TargetConfig> {
-        self.targets.iter().find(|target| target.is(reference))
     }
 
     /// How `target`'s broken instances are replaced: its own `action`, else `remediation.action`.

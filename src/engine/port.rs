@@ -47,8 +47,6 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
 pub struct TargetGroupInfo {
     /// Its ARN, which every later call uses.
     pub arn: String,
-    /// Its name.
-    pub name: String,
     /// `instance`, `ip`, `lambda` or `alb`: reflex heals only `instance` target groups.
     pub target_type: String,
     /// The load balancers that route to it, as CloudWatch names them (`app/NAME/ID`, `net/NAME/ID`).

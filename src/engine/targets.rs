@@ -163,10 +163,7 @@ pub async fn probe_targets(config: &Config, fleet: &dyn Fleet) -> Result<Vec<Str
             target.fleet_ref.kind(),
             target.name,
             snapshot.instances.len(),
-            serde_json::to_value(target.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            target.action.as_str(),
         ));
     }
     Ok(lines)

@@ -49,7 +49,6 @@ const TG_ARN: &str =
 fn instance_group(target_type: &str) -> TargetGroupInfo {
     TargetGroupInfo {
         arn: TG_ARN.into(),
-        name: "web-tg".into(),
         target_type: target_type.into(),
         load_balancers: vec!["app/web-alb/1".into()],
     }
