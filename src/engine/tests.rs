@@ -578,34 +578,43 @@ async fn an_unlisted_target_group_is_422_unknown_target_group() {
     assert_eq!((err.code(), err.status()), ("unknown-target-group", 422));
 }
 
+/// The target group `web-tg` after a first attempt terminated `i-bad` and died: the fleet shows it shutting
+/// down.
+fn after_a_dead_attempt() -> FakeFleet {
+    FakeFleet {
+        ec2_states: HashMap::from([("i-bad".to_owned(), "shutting-down".to_owned())]),
+        ..FakeFleet::with_target_group("instance")
+    }
+}
+
+/// Records the intent of a dead attempt on `web-tg` that planned to terminate `planned`; returns its id.
+async fn dead_attempt(store: &AuditStore, planned: &[&str]) -> String {
+    let mut dead = meta();
+    dead.target = Some("web-tg".into());
+    dead.acted_at = Some(OffsetDateTime::now_utc());
+    let act_on: Vec<_> = planned
+        .iter()
+        .map(|id| serde_json::json!({"instance-id": id, "action": "terminate"}))
+        .collect();
+    dead.note("plan", serde_json::json!({ "act_on": act_on }));
+    let intended = u32::try_from(planned.len()).unwrap();
+    store
+        .put(dead.record(Outcome::Acting, 0, None, intended))
+        .await
+        .unwrap();
+    dead.id
+}
+
 #[tokio::test]
 async fn a_takeover_finishes_the_dead_attempt_within_the_cap_and_past_its_cooldown() {
     // The first attempt planned both broken instances, terminated i-bad, and died.
-    let fleet = FakeFleet {
-        ec2_states: HashMap::from([("i-bad".to_owned(), "shutting-down".to_owned())]),
-        ..FakeFleet::with_target_group("instance")
-    };
     let h = harness_with(
-        fleet,
+        after_a_dead_attempt(),
         "cooldown_secs = 600\nmax_terminations_per_run = 2",
         "[[targets]]\ntarget_group = \"web-tg\"\n",
     )
     .await;
-    let mut dead = meta();
-    dead.target = Some("web-tg".into());
-    dead.acted_at = Some(OffsetDateTime::now_utc());
-    dead.note(
-        "plan",
-        serde_json::json!({"act_on": [
-            {"instance-id": "i-bad", "action": "terminate"},
-            {"instance-id": "i-bad2", "action": "terminate"},
-        ]}),
-    );
-    let dead_id = dead.id.clone();
-    h.store
-        .put(dead.record(Outcome::Acting, 0, None, 2))
-        .await
-        .unwrap();
+    let dead_id = dead_attempt(&h.store, &["i-bad", "i-bad2"]).await;
 
     let mut takeover = meta();
     let run = h
@@ -647,27 +656,13 @@ async fn a_takeover_finishes_the_dead_attempt_within_the_cap_and_past_its_cooldo
 
 #[tokio::test]
 async fn a_takeover_counts_what_the_dead_attempt_replaced_against_the_cap() {
-    let fleet = FakeFleet {
-        ec2_states: HashMap::from([("i-bad".to_owned(), "shutting-down".to_owned())]),
-        ..FakeFleet::with_target_group("instance")
-    };
     let h = harness_with(
-        fleet,
+        after_a_dead_attempt(),
         "max_terminations_per_run = 1",
         "[[targets]]\ntarget_group = \"web-tg\"\n",
     )
     .await;
-    let mut dead = meta();
-    dead.target = Some("web-tg".into());
-    dead.note(
-        "plan",
-        serde_json::json!({"act_on": [{"instance-id": "i-bad", "action": "terminate"}]}),
-    );
-    let dead_id = dead.id.clone();
-    h.store
-        .put(dead.record(Outcome::Acting, 0, None, 1))
-        .await
-        .unwrap();
+    let dead_id = dead_attempt(&h.store, &["i-bad"]).await;
     let run = h
         .engine
         .remediate(&mut meta(), &group_trigger("web-tg", false), Some(&dead_id))

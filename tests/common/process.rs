@@ -1,8 +1,18 @@
 //! reflex as its own process (`reflex serve`), for what only a real process shows: signals, `kill -9`.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Runs the `reflex` binary to its end with `args` (a config path from the environment ignored).
+pub fn reflex<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(args)
+        .env_remove("REFLEX_CONFIG")
+        .output()
+        .expect("reflex binary runs")
+}
 
 /// A running `reflex serve`; killed when dropped.
 pub struct ReflexProcess {

@@ -1,20 +1,10 @@
 //! The `reflex` binary: `remediate` matches the HTTP summary, `audit list`, `check-config`, and an answered
 //! request's audit record surviving `kill -9`.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
-use crate::common::process::ReflexProcess;
+use crate::common::process::{ReflexProcess, reflex};
 use crate::common::{Fleet, MANUAL_TOKEN, Moto, PERMISSIVE, TestApp, config_text, unique};
-
-fn reflex(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .env_remove("REFLEX_CONFIG")
-        .output()
-        .expect("reflex binary runs")
-}
 
 fn without_audit_id(mut summary: Value) -> Value {
     summary.as_object_mut().unwrap().remove("audit-id");
@@ -34,7 +24,7 @@ async fn cli_remediate_matches_the_http_summary() {
         .await;
 
     let config = app.config_path.to_str().unwrap();
-    let output = reflex(&[
+    let output = reflex([
         "remediate",
         "--config",
         config,
@@ -54,7 +44,7 @@ async fn cli_remediate_matches_the_http_summary() {
     );
     assert_eq!(from_cli["terminated-instance-ids"], json!(bad));
 
-    let output = reflex(&["audit", "list", "--config", config, "--json"]);
+    let output = reflex(["audit", "list", "--config", config, "--json"]);
     assert!(output.status.success());
     let lines: Vec<Value> = String::from_utf8(output.stdout)
         .unwrap()
@@ -66,7 +56,7 @@ async fn cli_remediate_matches_the_http_summary() {
     assert_eq!(lines[0]["id"], from_cli["audit-id"]);
     assert_eq!(lines[1]["source"], "manual");
 
-    let output = reflex(&[
+    let output = reflex([
         "remediate",
         "--config",
         config,
@@ -86,7 +76,7 @@ fn check_config_names_the_bad_key() {
         config_text("http://127.0.0.1:1", &dir.path().join("a.db"), &["web"], ""),
     )
     .unwrap();
-    let output = reflex(&["check-config", "--config", good.to_str().unwrap()]);
+    let output = reflex(["check-config", "--config", good.to_str().unwrap()]);
     assert!(
         output.status.success(),
         "{}",
@@ -99,7 +89,7 @@ fn check_config_names_the_bad_key() {
         "[[targets]]\nload_balancer = \"web\"\n[remediation]\nmax_unhealthy_fraction = 2\n",
     )
     .unwrap();
-    let output = reflex(&["check-config", "--config", bad.to_str().unwrap()]);
+    let output = reflex(["check-config", "--config", bad.to_str().unwrap()]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("remediation.max_unhealthy_fraction"));
 
@@ -117,7 +107,7 @@ fn check_config_names_the_bad_key() {
         ),
     )
     .unwrap();
-    let output = reflex(&["check-config", "--config", tls.to_str().unwrap()]);
+    let output = reflex(["check-config", "--config", tls.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -125,7 +115,7 @@ fn check_config_names_the_bad_key() {
         "{stderr}"
     );
 
-    let output = reflex(&["check-config", "--config", "/nonexistent.toml"]);
+    let output = reflex(["check-config", "--config", "/nonexistent.toml"]);
     assert!(
         String::from_utf8_lossy(&output.stderr)
             .contains("cannot read config file /nonexistent.toml")
@@ -136,11 +126,11 @@ fn check_config_names_the_bad_key() {
 fn the_example_config_checks_and_help_explains() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/reflex.example.toml");
     assert!(
-        reflex(&["check-config", "--config", example])
+        reflex(["check-config", "--config", example])
             .status
             .success()
     );
-    let help = String::from_utf8(reflex(&["--help"]).stdout).unwrap();
+    let help = String::from_utf8(reflex(["--help"]).stdout).unwrap();
     for word in ["serve", "remediate", "check-config", "audit"] {
         assert!(help.contains(word), "{help}");
     }
@@ -173,7 +163,7 @@ async fn an_answered_request_survives_kill_minus_nine() {
     reflex_process.child.kill().unwrap(); // SIGKILL
     reflex_process.child.wait().unwrap();
 
-    let output = reflex(&[
+    let output = reflex([
         "audit",
         "list",
         "--config",
@@ -212,13 +202,7 @@ fn sns_verify_accepts_every_genuine_aws_message_at_its_timestamp_and_rejects_tam
                 at.to_owned(),
             ]
         };
-        let run = |args: Vec<String>| {
-            Command::new(env!("CARGO_BIN_EXE_reflex"))
-                .args(args)
-                .output()
-                .unwrap()
-        };
-        let output = run(args(&path));
+        let output = reflex(args(&path));
         assert!(
             output.status.success(),
             "{}: {}",
@@ -231,11 +215,11 @@ fn sns_verify_accepts_every_genuine_aws_message_at_its_timestamp_and_rejects_tam
         tampered["TopicArn"] = json!(format!("{}x", fields["TopicArn"].as_str().unwrap()));
         let tampered_path = dir.path().join("tampered.json");
         std::fs::write(&tampered_path, tampered.to_string()).unwrap();
-        let output = run(args(&tampered_path));
+        let output = reflex(args(&tampered_path));
         assert_eq!(output.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&output.stdout).starts_with("bad-signature"));
 
-        let output = run(args(&path)[..4].to_vec());
+        let output = reflex(args(&path)[..4].to_vec());
         assert_eq!(
             output.status.code(),
             Some(1),
@@ -252,7 +236,7 @@ async fn healthcheck_exits_zero_only_when_reflex_answers() {
     let moto = Moto::shared();
     let app = TestApp::spawn(&moto.endpoint, &["web-elb"], PERMISSIVE).await;
     let url = format!("{}/healthz", app.base);
-    let up = tokio::task::spawn_blocking(move || reflex(&["healthcheck", "--url", &url]))
+    let up = tokio::task::spawn_blocking(move || reflex(["healthcheck", "--url", &url]))
         .await
         .unwrap();
     assert!(up.status.success(), "{up:?}");
@@ -261,7 +245,7 @@ async fn healthcheck_exits_zero_only_when_reflex_answers() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap()
     };
-    let down = reflex(&["healthcheck", "--url", &format!("http://{closed}/healthz")]);
+    let down = reflex(["healthcheck", "--url", &format!("http://{closed}/healthz")]);
     assert!(!down.status.success());
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("did not answer"), "{stderr}");

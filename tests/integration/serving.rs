@@ -359,11 +359,13 @@ async fn sigterm_during_a_remediation_lets_it_finish_and_audit() {
     ));
     assert!(fleet.none_terminated(&good).await);
 
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(["audit", "list", "--json", "--config"])
-        .arg(&reflex.config)
-        .output()
-        .unwrap();
+    let listed = crate::common::process::reflex([
+        "audit",
+        "list",
+        "--json",
+        "--config",
+        reflex.config.to_str().unwrap(),
+    ]);
     let listed = String::from_utf8(listed.stdout).unwrap();
     let records: Vec<serde_json::Value> = listed
         .lines()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::InstanceStateName;
 use serde_json::Value;
 
-use crate::common::process::ReflexProcess;
+use crate::common::process::{ReflexProcess, reflex};
 use crate::common::slow_proxy::SlowProxy;
 use crate::common::{Fleet, Moto, PERMISSIVE, config_text, unique};
 use crate::sns::{alarm, captured_delivery, topic};
@@ -22,13 +22,15 @@ fn config(endpoint: &str, db: &std::path::Path, lb: &str, topic_arn: &str) -> St
 }
 
 fn audit(args: &[&str], config: &std::path::Path) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(["audit", "list", "--json", "--config"])
-        .arg(config)
-        .args(args)
-        .env_remove("REFLEX_CONFIG")
-        .output()
-        .unwrap();
+    let mut all = vec![
+        "audit",
+        "list",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let output = reflex(all);
     assert!(
         output.status.success(),
         "{}",
@@ -210,13 +212,13 @@ async fn two_servers_and_the_cli_sharing_a_store_act_once_on_a_target() {
     let config = a.config.clone();
     let cli_lb = lb.clone();
     let cli = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
-            .args(["remediate", "--config"])
-            .arg(&config)
-            .args(["--load-balancer", &cli_lb])
-            .env_remove("REFLEX_CONFIG")
-            .output()
-            .unwrap()
+        reflex([
+            "remediate",
+            "--config",
+            config.to_str().unwrap(),
+            "--load-balancer",
+            &cli_lb,
+        ])
     });
     let (from_a, from_b) = tokio::join!(manual(a.base.clone()), manual(b.base.clone()));
     let cli = cli.await.unwrap();

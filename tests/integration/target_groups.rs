@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::alertmanager::{AM_TOKEN, eventually};
 use crate::common::alertmanager::Alertmanager;
+use crate::common::process::reflex;
 use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
 use crate::sns::{publish, subscribe, topic};
 
@@ -331,13 +332,14 @@ async fn cli_remediate_takes_a_target_group() {
     let name = unique("tgcli");
     let (_, _, bad) = fleet.target_group_with(&name, 3, 1).await;
     let app = app(moto, &name, "", "").await;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(["remediate", "--config"])
-        .arg(&app.config_path)
-        .args(["--target-group", &name, "--dry-run"])
-        .env_remove("REFLEX_CONFIG")
-        .output()
-        .unwrap();
+    let output = reflex([
+        "remediate",
+        "--config",
+        app.config_path.to_str().unwrap(),
+        "--target-group",
+        &name,
+        "--dry-run",
+    ]);
     assert!(
         output.status.success(),
         "{}",
@@ -368,12 +370,7 @@ async fn check_config_aws_looks_every_target_up() {
         }
         let path = dir.path().join("reflex.toml");
         std::fs::write(&path, text).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
-            .args(["check-config", "--aws", "--config"])
-            .arg(&path)
-            .env_remove("REFLEX_CONFIG")
-            .output()
-            .unwrap()
+        reflex(["check-config", "--aws", "--config", path.to_str().unwrap()])
     };
     let output = check(&[&name]);
     let stdout = String::from_utf8_lossy(&output.stdout);
