@@ -14,6 +14,7 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src target/release/.fingerprint/reflex-* target/release/deps/reflex-* target/release/deps/libreflex-*
 COPY src ./src
+COPY migrations ./migrations
 COPY reflex.example.toml ./
 RUN cargo build --release --locked
 

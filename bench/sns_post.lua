@@ -1,5 +1,6 @@
 -- wrk script: POST /sns with bodies read from MESSAGES (one JSON body per line). Each wrk thread takes every
 -- Nth line, so no body is sent twice unless REPEAT=1, which sends the first line over and over (redeliveries).
+-- SLICE=i/n: this wrk takes only the i-th of n disjoint slices (several wrk processes, one per replica).
 local threads = {}
 local counter = 0
 
@@ -13,6 +14,8 @@ function init(args)
   local path = os.getenv("MESSAGES")
   local repeat_first = os.getenv("REPEAT") == "1"
   local nthreads = tonumber(os.getenv("THREADS") or "1")
+  local slice, slices = string.match(os.getenv("SLICE") or "0/1", "(%d+)/(%d+)")
+  slice, slices = tonumber(slice), tonumber(slices)
   bodies = {}
   local n = 0
   for line in io.lines(path) do
@@ -20,7 +23,7 @@ function init(args)
       table.insert(bodies, line)
       break
     end
-    if n % nthreads == id - 1 then
+    if n % (nthreads * slices) == slice * nthreads + id - 1 then
       table.insert(bodies, line)
     end
     n = n + 1

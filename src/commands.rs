@@ -93,9 +93,12 @@ pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String
 /// The audit store the config at `path` names, for the `reflex audit` commands.
 async fn open_audit(path: &Path) -> anyhow::Result<(AuditStore, crate::audit::WriterTask)> {
     let config = load_config(path)?;
-    AuditStore::open(&config.audit.url)
-        .await
-        .with_context(|| format!("failed to open the audit store {}", config.audit.url))
+    AuditStore::open(&config.audit.url).await.with_context(|| {
+        format!(
+            "failed to open the audit store {}",
+            crate::audit::redacted(&config.audit.url)
+        )
+    })
 }
 
 /// `reflex audit list`: the newest records, as a table or one JSON object per line.

@@ -1,20 +1,22 @@
 //! The delivery rows of one batch, written with a few multi-row statements instead of one per request (each
-//! statement is a round trip to SQLite's worker thread): completions, then releases, then claims. A claim whose
-//! key another claim of the same batch already tries is answered from that one.
+//! statement is a round trip to the database): completions, then releases, then claims. A claim whose key
+//! another claim of the same batch already tries is answered from that one. Rows are written in key order, so
+//! two PostgreSQL writers locking several keys each take them in the same order.
 
 use std::collections::HashMap;
 
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
+use super::backend::{list, values};
 use super::deliveries::{Claim, DEAD_AFTER, DeliveryUpdate};
 use super::rows::millis;
 use super::writer::{Op, Pending};
 
-/// Rows per multi-row statement (4 bound values each, well under SQLite's limit).
+/// Rows per multi-row statement (4 bound values each, well under either database's limit).
 const CHUNK: usize = 256;
 
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// Settles and claims every delivery of the batch for the process `owner`; returns one `Claim` per claim of
 /// the batch, in order.
@@ -31,7 +33,7 @@ pub(super) async fn settle_and_claim(
                 completions.push((key.as_str(), record.id.as_str(), answer));
             }
             Op::Put(record, Some(DeliveryUpdate::Release { key })) => {
-                sqlx::query("DELETE FROM deliveries WHERE key = ? AND audit_id = ?")
+                sqlx::query("DELETE FROM deliveries WHERE key = $1 AND audit_id = $2")
                     .bind(key)
                     .bind(&record.id)
                     .execute(&mut **tx)
@@ -40,8 +42,10 @@ pub(super) async fn settle_and_claim(
             _ => {}
         }
     }
+    completions.sort_unstable_by_key(|(key, audit_id, _)| (*key, *audit_id));
+    completions.dedup_by_key(|(key, audit_id, _)| (*key, *audit_id));
     for chunk in completions.chunks(CHUNK) {
-        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = values(chunk.len(), 4, 1);
         let sql = format!(
             "INSERT INTO deliveries (key, audit_id, at_ms, summary) VALUES {values} ON CONFLICT(key) \
              DO UPDATE SET summary = excluded.summary WHERE deliveries.audit_id = excluded.audit_id"
@@ -52,7 +56,7 @@ pub(super) async fn settle_and_claim(
                 .bind(*key)
                 .bind(*audit_id)
                 .bind(now)
-                .bind(String::from_utf8_lossy(answer));
+                .bind(String::from_utf8_lossy(answer).into_owned());
         }
         query.execute(&mut **tx).await?;
     }
@@ -64,12 +68,12 @@ pub(super) fn alive_since(now: i64) -> i64 {
     now.saturating_sub(i64::try_from(DEAD_AFTER.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The SQL condition "the process named in `table.owner` is dead": no heartbeat since the bound value (now
-/// minus `DEAD_AFTER`), gone from `processes`, or never named (rows from before leases).
-pub(super) fn holder_is_dead(table: &str) -> String {
+/// The SQL condition "the process named in `table.owner` is dead": no heartbeat since the value bound to
+/// `$param` (now minus `DEAD_AFTER`), gone from `processes`, or never named (rows from before leases).
+pub(super) fn holder_is_dead(table: &str, param: usize) -> String {
     format!(
         "({table}.owner IS NULL OR {table}.owner NOT IN \
-         (SELECT owner FROM processes WHERE heartbeat_ms >= ?))"
+         (SELECT owner FROM processes WHERE heartbeat_ms >= ${param}))"
     )
 }
 
@@ -100,22 +104,25 @@ async fn claim_all(
         }
     }
     let mut won: HashMap<String, Option<String>> = HashMap::new();
-    for (expired_before_ms, rows) in &tries {
+    for (expired_before_ms, rows) in &mut tries {
+        rows.sort_unstable_by_key(|(key, _)| *key);
         for chunk in rows.chunks(CHUNK) {
-            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+            let params = chunk.len() * 4;
+            let values = values(chunk.len(), 4, 1);
             let sql = format!(
                 "INSERT INTO deliveries (key, audit_id, at_ms, owner) VALUES {values} ON CONFLICT(key) DO UPDATE \
                  SET previous = CASE WHEN deliveries.summary IS NULL THEN deliveries.audit_id END, \
                  audit_id = excluded.audit_id, at_ms = excluded.at_ms, owner = excluded.owner, summary = NULL \
-                 WHERE deliveries.at_ms < ? OR (deliveries.summary IS NULL AND {}) \
+                 WHERE deliveries.at_ms < ${} OR (deliveries.summary IS NULL AND {}) \
                  RETURNING key, previous",
-                holder_is_dead("deliveries")
+                params + 1,
+                holder_is_dead("deliveries", params + 2)
             );
             let mut query = sqlx::query(&sql);
             for (key, audit_id) in chunk {
                 query = query.bind(*key).bind(*audit_id).bind(now).bind(owner);
             }
-            let query = query.bind(expired_before_ms).bind(alive_since);
+            let query = query.bind(*expired_before_ms).bind(alive_since);
             for row in query.fetch_all(&mut **tx).await? {
                 won.insert(row.try_get("key")?, row.try_get("previous")?);
             }
@@ -128,8 +135,10 @@ async fn claim_all(
         .collect();
     let mut holders: HashMap<String, Claim> = HashMap::with_capacity(lost.len());
     for chunk in lost.chunks(CHUNK) {
-        let marks = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("SELECT key, audit_id, summary FROM deliveries WHERE key IN ({marks})");
+        let sql = format!(
+            "SELECT key, audit_id, summary FROM deliveries WHERE key IN ({})",
+            list(chunk.len(), 1)
+        );
         let mut query = sqlx::query(&sql);
         for key in chunk {
             query = query.bind(*key);

@@ -3,8 +3,9 @@
 //!
 //! `record` is what one row says; `rows` maps it to and from the database; `writer` batches writes into group
 //! commits; `store` is the API the rest of reflex uses; `deliveries` is the claim-or-replay primitive;
-//! the schema lives in `migrations/`.
+//! `backend` is what differs between SQLite and PostgreSQL; the schema lives in `migrations/<backend>/`.
 
+mod backend;
 mod claims;
 mod completed;
 mod deliveries;
@@ -13,6 +14,7 @@ mod rows;
 mod store;
 mod writer;
 
+pub use backend::{Backend, redacted};
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use store::{AuditStore, StuckClaim};

@@ -1,33 +1,29 @@
 //! The audit store's API: write records (durably, before an answer is sent), claim deliveries, read the trail
-//! and the last action per target. SQLite in WAL mode: one writer connection owned by the batching writer,
-//! a small pool of read-only connections.
+//! and the last action per target. One writer connection owned by the batching writer, a small pool of
+//! reading connections; SQLite or PostgreSQL (`backend`).
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::AnyPool;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use super::backend::Backend;
 use super::completed::{Completed, CompletedDeliveries};
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
 use super::rows::{COLUMNS, from_millis, millis, record_from_row};
-use super::writer::{Op, Pending, QUEUE_DEPTH, WriterTask, Written, submit};
+use super::writer::{Op, Pending, QUEUE_DEPTH, Store, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
 
 /// How often a held target lease is asked for again while waiting.
 const LEASE_POLL: Duration = Duration::from_millis(100);
 
-/// The schema, embedded: every store is brought to the newest version when it is opened.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
 /// Handle to the audit trail; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AuditStore {
     writer: mpsc::Sender<Pending>,
-    readers: SqlitePool,
+    readers: AnyPool,
     completed: Arc<CompletedDeliveries>,
 }
 
@@ -47,23 +43,20 @@ pub struct StuckClaim {
 }
 
 impl AuditStore {
-    /// Opens (creating when missing) the SQLite database at `url` (`sqlite://PATH`), applies the migrations,
-    /// and starts the writer.
+    /// Opens the store at `url`: a SQLite file (`sqlite://PATH`, created when missing) or a PostgreSQL
+    /// database (`postgres://...`); applies the migrations and starts the writer.
     pub async fn open(url: &str) -> Result<(Self, WriterTask), AuditError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let mut writer = SqliteConnection::connect_with(&options).await?;
-        MIGRATOR.run(&mut writer).await?;
+        let backend = Backend::of(url).ok_or_else(|| {
+            AuditError::Database(sqlx::Error::Configuration(
+                "audit.url is neither sqlite:// nor postgres://".into(),
+            ))
+        })?;
+        let mut writer = backend.writer(url).await?;
+        backend.migrate(&mut writer).await?;
         // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
         let owner: Arc<str> = super::next_id().into();
         super::writer::beat(&mut writer, &owner).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone().read_only(true))
-            .await?;
+        let readers = backend.readers(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         Ok((
             Self {
@@ -71,7 +64,15 @@ impl AuditStore {
                 readers,
                 completed: Arc::default(),
             },
-            WriterTask::start(options, writer, rx, owner),
+            WriterTask::start(
+                Store {
+                    backend,
+                    url: url.to_owned(),
+                },
+                writer,
+                rx,
+                owner,
+            ),
         ))
     }
 
@@ -149,7 +150,7 @@ impl AuditStore {
         while answer.is_none() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
             let row: Option<(String, Option<String>)> =
-                sqlx::query_as("SELECT audit_id, summary FROM deliveries WHERE key = ?")
+                sqlx::query_as("SELECT audit_id, summary FROM deliveries WHERE key = $1")
                     .bind(&key)
                     .fetch_optional(&self.readers)
                     .await?;
@@ -185,9 +186,9 @@ impl AuditStore {
     /// The newest records first.
     pub async fn list(&self, limit: u32) -> Result<Vec<AuditRecord>, AuditError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_records ORDER BY id DESC LIMIT ?"
+            "SELECT {COLUMNS} FROM audit_records ORDER BY id DESC LIMIT $1"
         ))
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(record_from_row).collect()
@@ -203,7 +204,7 @@ impl AuditStore {
     ) -> Result<Option<OffsetDateTime>, AuditError> {
         let at_ms: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(COALESCE(acted_ms, at_ms)) FROM audit_records \
-             WHERE target = ? AND acted > 0 AND dry_run = 0 AND id != ?",
+             WHERE target = $1 AND acted > 0 AND dry_run = 0 AND id != $2",
         )
         .bind(target)
         .bind(except.unwrap_or_default())
@@ -214,10 +215,12 @@ impl AuditStore {
 
     /// One record by id.
     pub async fn get(&self, id: &str) -> Result<Option<AuditRecord>, AuditError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_records WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await?;
         row.as_ref().map(record_from_row).transpose()
     }
 
@@ -251,7 +254,7 @@ impl AuditStore {
         let now = millis(OffsetDateTime::now_utc());
         let sql = format!(
             "SELECT key, audit_id, at_ms, owner FROM deliveries WHERE summary IS NULL AND {} ORDER BY at_ms",
-            super::claims::holder_is_dead("deliveries")
+            super::claims::holder_is_dead("deliveries", 1)
         );
         let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(&sql)
             .bind(super::claims::alive_since(now))

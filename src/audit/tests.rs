@@ -1,5 +1,5 @@
-//! The store against a real SQLite file: group commit, replacement of a record by id, cooldown reads, and the
-//! claim-or-replay primitive.
+//! The store against a real SQLite file and a real PostgreSQL database (every case runs on both): group
+//! commit, replacement of a record by id, cooldown reads, the claim-or-replay primitive, leases.
 
 use std::time::Duration;
 
@@ -27,16 +27,108 @@ fn record(id: &str, target: &str, acted: u32) -> AuditRecord {
     }
 }
 
-async fn open() -> (tempfile::TempDir, AuditStore, WriterTask) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("a.db").display());
-    let (store, writer) = AuditStore::open(&url).await.unwrap();
-    (dir, store, writer)
+/// A store of its own for one test: a SQLite file in a temporary folder, or a fresh PostgreSQL database
+/// (dropped at the end) on the server at `REFLEX_TEST_POSTGRES_URL` (default `127.0.0.1:5432`, trust auth).
+struct TestDb {
+    url: String,
+    cleanup: Cleanup,
 }
 
-#[tokio::test]
-async fn concurrent_puts_are_all_committed_and_listed_newest_first() {
-    let (_dir, store, writer) = open().await;
+enum Cleanup {
+    Folder(#[allow(dead_code)] tempfile::TempDir),
+    Database { admin: String, name: String },
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            url: format!("sqlite://{}", dir.path().join("a.db").display()),
+            cleanup: Cleanup::Folder(dir),
+        }
+    }
+
+    async fn postgres() -> Self {
+        use sqlx::{Connection as _, Executor as _};
+        let admin = std::env::var("REFLEX_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("reflex_unit_{}", super::next_id().to_lowercase());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL at REFLEX_TEST_POSTGRES_URL (scripts/setup-test-deps starts one)");
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        Self {
+            url: url.to_string(),
+            cleanup: Cleanup::Database { admin, name },
+        }
+    }
+
+    async fn open(&self) -> (AuditStore, WriterTask) {
+        AuditStore::open(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Cleanup::Database { admin, name } = &self.cleanup {
+            let (admin, name) = (admin.clone(), name.clone());
+            let _ = std::thread::spawn(move || {
+                use sqlx::{Connection as _, Executor as _};
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = conn
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                            )
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Runs each listed case once on SQLite and once on PostgreSQL.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::TestDb::sqlite().await).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::TestDb::postgres().await).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    concurrent_puts_are_all_committed_and_listed_newest_first,
+    a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown,
+    a_completed_claim_is_replayed_and_a_released_one_is_claimed_again,
+    a_claim_older_than_its_window_is_taken_over,
+    of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_replay_its_answer,
+    prune_removes_old_records_but_never_an_unfinished_intent,
+    an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt,
+    one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end,
+    the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out,
+);
+
+async fn concurrent_puts_are_all_committed_and_listed_newest_first(db: TestDb) {
+    let (store, writer) = db.open().await;
     let mut tasks = Vec::new();
     for n in 0..200 {
         let store = store.clone();
@@ -57,9 +149,8 @@ async fn concurrent_puts_are_all_committed_and_listed_newest_first() {
     writer.finish().await;
 }
 
-#[tokio::test]
-async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown() {
-    let (_dir, store, _writer) = open().await;
+async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown(db: TestDb) {
+    let (store, _writer) = db.open().await;
     assert_eq!(store.last_action_at("web", None).await.unwrap(), None);
     let mut intent = record("1", "web", 2);
     intent.outcome = Outcome::Acting;
@@ -73,9 +164,8 @@ async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown() {
     assert_eq!(store.last_action_at("other", None).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_completed_claim_is_replayed_and_a_released_one_is_claimed_again() {
-    let (_dir, store, _writer) = open().await;
+async fn a_completed_claim_is_replayed_and_a_released_one_is_claimed_again(db: TestDb) {
+    let (store, _writer) = db.open().await;
     let Delivery::Claimed(key) = store.claim_delivery("k".into(), "1", None).await.unwrap() else {
         panic!("first claim must own the key");
     };
@@ -107,9 +197,8 @@ async fn a_completed_claim_is_replayed_and_a_released_one_is_claimed_again() {
     ));
 }
 
-#[tokio::test]
-async fn a_claim_older_than_its_window_is_taken_over() {
-    let (_dir, store, _writer) = open().await;
+async fn a_claim_older_than_its_window_is_taken_over(db: TestDb) {
+    let (store, _writer) = db.open().await;
     let window = Some(Duration::from_millis(50));
     assert!(matches!(
         store.claim_delivery("g".into(), "1", window).await.unwrap(),
@@ -122,9 +211,10 @@ async fn a_claim_older_than_its_window_is_taken_over() {
     ));
 }
 
-#[tokio::test]
-async fn of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_replay_its_answer() {
-    let (_dir, store, _writer) = open().await;
+async fn of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_replay_its_answer(
+    db: TestDb,
+) {
+    let (store, _writer) = db.open().await;
     let mut tasks = Vec::new();
     for n in 0..50 {
         let store = store.clone();
@@ -161,9 +251,8 @@ async fn of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_repl
     assert!(replays.iter().all(|r| r == &replays[0]));
 }
 
-#[tokio::test]
-async fn prune_removes_old_records_but_never_an_unfinished_intent() {
-    let (_dir, store, _writer) = open().await;
+async fn prune_removes_old_records_but_never_an_unfinished_intent(db: TestDb) {
+    let (store, _writer) = db.open().await;
     let old = OffsetDateTime::now_utc() - time::Duration::days(100);
     let mut ancient = record("0001", "web", 0);
     ancient.at = old;
@@ -188,19 +277,17 @@ async fn prune_removes_old_records_but_never_an_unfinished_intent() {
 /// Makes every process known to the store at `url` look dead: no heartbeat for longer than `DEAD_AFTER`.
 async fn stop_heartbeats(url: &str) {
     use sqlx::Connection as _;
-    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     sqlx::query("UPDATE processes SET heartbeat_ms = 0")
         .execute(&mut conn)
         .await
         .unwrap();
 }
 
-#[tokio::test]
-async fn an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("a.db").display());
-    let (first, first_writer) = AuditStore::open(&url).await.unwrap();
-    let (second, second_writer) = AuditStore::open(&url).await.unwrap();
+async fn an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt(db: TestDb) {
+    let (first, first_writer) = db.open().await;
+    let (second, second_writer) = db.open().await;
     let Delivery::Claimed(key) = first
         .claim_delivery("sns:m1".into(), "A1", None)
         .await
@@ -226,7 +313,7 @@ async fn an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_a
     // The holder dies (killed: no clean stop, no heartbeat any more).
     drop(first);
     first_writer.abort();
-    stop_heartbeats(&url).await;
+    stop_heartbeats(&db.url).await;
     let stuck = second.stuck_claims().await.unwrap();
     assert_eq!(stuck.len(), 1);
     assert_eq!(
@@ -246,7 +333,7 @@ async fn an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_a
         .await
         .unwrap();
     // Settled: a later redelivery replays it, even though its claimant's heartbeat is stale too.
-    stop_heartbeats(&url).await;
+    stop_heartbeats(&db.url).await;
     let replay = second
         .claim_delivery("sns:m1".into(), "B3", None)
         .await
@@ -259,12 +346,9 @@ async fn an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_a
     second_writer.finish().await;
 }
 
-#[tokio::test]
-async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("a.db").display());
-    let (first, first_writer) = AuditStore::open(&url).await.unwrap();
-    let (second, second_writer) = AuditStore::open(&url).await.unwrap();
+async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end(db: TestDb) {
+    let (first, first_writer) = db.open().await;
+    let (second, second_writer) = db.open().await;
     let short = Duration::from_millis(300);
     assert!(first.lease_target("web", "A1", short).await.unwrap());
     assert!(
@@ -288,15 +372,14 @@ async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_en
     drop(first);
     first_writer.abort();
     assert!(!second.lease_target("db", "B3", short).await.unwrap());
-    stop_heartbeats(&url).await;
+    stop_heartbeats(&db.url).await;
     assert!(second.lease_target("db", "B3", short).await.unwrap());
     drop(second);
     second_writer.finish().await;
 }
 
-#[tokio::test]
-async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out() {
-    let (_dir, store, writer) = open().await;
+async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out(db: TestDb) {
+    let (store, writer) = db.open().await;
     let mut old_arrival = record("R1", "web", 1);
     old_arrival.at = OffsetDateTime::now_utc() - Duration::from_secs(3600);
     let acted = OffsetDateTime::now_utc() - Duration::from_secs(5);

@@ -1,8 +1,7 @@
 //! The batching writer: one task commits every pending write in a single transaction (group commit), so each
 //! request waits for a durable commit without paying one fsync of its own.
 
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{AnyConnection, Connection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -10,11 +9,14 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::backend::{Backend, list};
 use super::claims;
 use super::deliveries::{Claim, DeliveryUpdate, HEARTBEAT_EVERY};
 use super::rows::{UPSERT_CHUNKS, bind_record, millis, upsert_sql};
 use super::{AuditError, AuditRecord, Outcome};
 
+/// Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
+const ATTEMPTS: usize = 3;
 /// Most writes committed in one transaction.
 const BATCH_MAX: usize = 1024;
 /// Writes waiting for the writer before callers feel back-pressure.
@@ -70,15 +72,15 @@ pub struct WriterTask {
 }
 
 impl WriterTask {
-    /// Starts the writer over `conn`, for the process `owner` (whose heartbeat it keeps).
+    /// Starts the writer over `conn` (to `url`), for the process `owner` (whose heartbeat it keeps).
     pub(super) fn start(
-        options: SqliteConnectOptions,
-        conn: SqliteConnection,
+        store: Store,
+        conn: AnyConnection,
         rx: mpsc::Receiver<Pending>,
         owner: Arc<str>,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write_loop(options, conn, rx, stopped, owner));
+        let task = tokio::spawn(write_loop(store, conn, rx, stopped, owner));
         Self { task, stop }
     }
 
@@ -108,9 +110,15 @@ pub(super) async fn submit(writer: &mpsc::Sender<Pending>, op: Op) -> Result<Wri
         .map_err(AuditError::Commit)
 }
 
+/// Where the writer writes: the backend and its URL (to reconnect after a failed commit).
+pub(super) struct Store {
+    pub backend: Backend,
+    pub url: String,
+}
+
 async fn write_loop(
-    options: SqliteConnectOptions,
-    conn: SqliteConnection,
+    store: Store,
+    conn: AnyConnection,
     mut rx: mpsc::Receiver<Pending>,
     mut stopped: oneshot::Receiver<()>,
     owner: Arc<str>,
@@ -139,13 +147,24 @@ async fn write_loop(
         if received == 0 {
             break;
         }
-        let written = match conn.as_mut() {
-            Some(open) => write_batch(open, &batch, &owner).await,
-            None => match SqliteConnection::connect_with(&options).await {
-                Ok(fresh) => write_batch(conn.insert(fresh), &batch, &owner).await,
-                Err(err) => Err(err),
-            },
-        };
+        let mut written = Err(sqlx::Error::PoolClosed);
+        for _ in 0..ATTEMPTS {
+            written = match conn.as_mut() {
+                Some(open) => write_batch(store.backend, open, &batch, &owner).await,
+                None => match store.backend.reconnect(&store.url).await {
+                    Ok(fresh) => {
+                        write_batch(store.backend, conn.insert(fresh), &batch, &owner).await
+                    }
+                    Err(err) => Err(err),
+                },
+            };
+            match &written {
+                Err(err) if store.backend.is_retryable(err) => {
+                    tracing::warn!(error = %err, "audit commit aborted by the database; trying again");
+                }
+                _ => break,
+            }
+        }
         match written {
             Ok(results) => {
                 for (pending, result) in batch.drain(..).zip(results) {
@@ -157,9 +176,9 @@ async fn write_loop(
                 for pending in batch.drain(..) {
                     let _ = pending.done.send(Err(err.to_string()));
                 }
-                // A failed commit (a full disk, say) can leave the connection inside a transaction that
-                // neither SQLite nor the driver will end; every later "commit" would then be lost. The next
-                // batch gets a fresh connection instead.
+                // A failed commit (a full disk, a lost server) can leave the connection inside a transaction
+                // that neither the database nor the driver will end; every later "commit" would then be lost.
+                // The next batch gets a fresh connection instead.
                 if let Some(broken) = conn.take() {
                     let _ = broken.close().await;
                 }
@@ -168,17 +187,17 @@ async fn write_loop(
     }
     // A clean stop: this process holds nothing any more, so nothing waits for its heartbeat to go stale.
     if let Some(open) = conn.as_mut()
-        && let Err(err) = sign_off(open, &owner).await
+        && let Err(err) = sign_off(store.backend, open, &owner).await
     {
         tracing::warn!(error = %err, "cannot remove this process from the audit store's process list");
     }
 }
 
 /// Records that the process `owner` is alive now.
-pub(super) async fn beat(conn: &mut SqliteConnection, owner: &str) -> Result<(), sqlx::Error> {
+pub(super) async fn beat(conn: &mut AnyConnection, owner: &str) -> Result<(), sqlx::Error> {
     let now = millis(OffsetDateTime::now_utc());
     sqlx::query(
-        "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES (?, ?, ?) \
+        "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES ($1, $2, $3) \
          ON CONFLICT(owner) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
     )
     .bind(owner)
@@ -190,13 +209,17 @@ pub(super) async fn beat(conn: &mut SqliteConnection, owner: &str) -> Result<(),
 }
 
 /// Removes the process `owner` and whatever target lease it still holds.
-async fn sign_off(conn: &mut SqliteConnection, owner: &str) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query("DELETE FROM target_leases WHERE owner = ?")
+async fn sign_off(
+    backend: Backend,
+    conn: &mut AnyConnection,
+    owner: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = backend.begin(conn).await?;
+    sqlx::query("DELETE FROM target_leases WHERE owner = $1")
         .bind(owner)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM processes WHERE owner = ?")
+    sqlx::query("DELETE FROM processes WHERE owner = $1")
         .bind(owner)
         .execute(&mut *tx)
         .await?;
@@ -206,25 +229,18 @@ async fn sign_off(conn: &mut SqliteConnection, owner: &str) -> Result<(), sqlx::
 /// Writes one batch in one transaction: every record with multi-row upserts, then the delivery settlements and
 /// claims with a few multi-row statements (`claims`).
 async fn write_batch(
-    conn: &mut SqliteConnection,
+    backend: Backend,
+    conn: &mut AnyConnection,
     batch: &[Pending],
     owner: &str,
 ) -> Result<Vec<Written>, sqlx::Error> {
-    // IMMEDIATE: the write lock is taken up front, so a transaction that reads before it writes (a claim, a
-    // lease) cannot find its snapshot outdated by another process's commit.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let records: Vec<&AuditRecord> = batch
-        .iter()
-        .filter_map(|pending| match &pending.op {
-            Op::Put(record, _) => Some(record.as_ref()),
-            Op::Claim { .. } | Op::Probe | Op::Prune { .. } | Op::Lease { .. } => None,
-        })
-        .collect();
+    let mut tx = backend.begin(conn).await?;
+    let records = newest_versions(batch);
     upsert_records(&mut tx, &records).await?;
     release_leases(&mut tx, &records).await?;
     if batch.iter().any(|pending| matches!(pending.op, Op::Probe)) {
         sqlx::query(
-            "INSERT INTO readiness (id, at_ms) VALUES (1, ?) \
+            "INSERT INTO readiness (id, at_ms) VALUES (1, $1) \
              ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
         )
         .bind(super::rows::millis(time::OffsetDateTime::now_utc()))
@@ -235,17 +251,17 @@ async fn write_batch(
     for pending in batch {
         if let Op::Prune { before_ms } = pending.op {
             let removed =
-                sqlx::query("DELETE FROM audit_records WHERE at_ms < ? AND outcome != 'acting'")
+                sqlx::query("DELETE FROM audit_records WHERE at_ms < $1 AND outcome != 'acting'")
                     .bind(before_ms)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-            sqlx::query("DELETE FROM deliveries WHERE at_ms < ? AND summary IS NOT NULL")
+            sqlx::query("DELETE FROM deliveries WHERE at_ms < $1 AND summary IS NOT NULL")
                 .bind(before_ms)
                 .execute(&mut *tx)
                 .await?;
             // Processes that stopped heartbeating that long ago (killed ones never signed off).
-            sqlx::query("DELETE FROM processes WHERE heartbeat_ms < ?")
+            sqlx::query("DELETE FROM processes WHERE heartbeat_ms < $1")
                 .bind(before_ms)
                 .execute(&mut *tx)
                 .await?;
@@ -279,7 +295,7 @@ async fn write_batch(
 /// Takes `target`'s run lease for `audit_id` when it is free, expired, held by a dead process, or already this
 /// process's (runs of one process are serialised before they get here); returns whether it is held now.
 async fn take_lease(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     target: &str,
     audit_id: &str,
     owner: &str,
@@ -287,12 +303,12 @@ async fn take_lease(
     let now = millis(OffsetDateTime::now_utc());
     let expires = now.saturating_add(i64::try_from(LEASE_FOR.as_millis()).unwrap_or(i64::MAX));
     let sql = format!(
-        "INSERT INTO target_leases (target, owner, audit_id, expires_ms) VALUES (?, ?, ?, ?) \
+        "INSERT INTO target_leases (target, owner, audit_id, expires_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT(target) DO UPDATE SET owner = excluded.owner, audit_id = excluded.audit_id, \
          expires_ms = excluded.expires_ms \
-         WHERE target_leases.expires_ms < ? OR target_leases.owner = excluded.owner OR {} \
+         WHERE target_leases.expires_ms < $5 OR target_leases.owner = excluded.owner OR {} \
          RETURNING target",
-        claims::holder_is_dead("target_leases")
+        claims::holder_is_dead("target_leases", 6)
     );
     let taken = sqlx::query(&sql)
         .bind(target)
@@ -308,7 +324,7 @@ async fn take_lease(
 
 /// A run's final record gives its target lease back, in the same commit.
 async fn release_leases(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     records: &[&AuditRecord],
 ) -> Result<(), sqlx::Error> {
     let finished: Vec<&str> = records
@@ -317,8 +333,10 @@ async fn release_leases(
         .map(|record| record.id.as_str())
         .collect();
     for chunk in finished.chunks(256) {
-        let marks = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("DELETE FROM target_leases WHERE audit_id IN ({marks})");
+        let sql = format!(
+            "DELETE FROM target_leases WHERE audit_id IN ({})",
+            list(chunk.len(), 1)
+        );
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(*id);
@@ -328,8 +346,24 @@ async fn release_leases(
     Ok(())
 }
 
+/// The records the batch puts, each once, in its newest version: one statement may not touch a row twice.
+fn newest_versions(batch: &[Pending]) -> Vec<&AuditRecord> {
+    let mut seen = std::collections::HashSet::new();
+    let mut records: Vec<&AuditRecord> = batch
+        .iter()
+        .rev()
+        .filter_map(|pending| match &pending.op {
+            Op::Put(record, _) => Some(record.as_ref()),
+            Op::Claim { .. } | Op::Probe | Op::Prune { .. } | Op::Lease { .. } => None,
+        })
+        .filter(|record| seen.insert(record.id.as_str()))
+        .collect();
+    records.reverse();
+    records
+}
+
 async fn upsert_records(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     mut records: &[&AuditRecord],
 ) -> Result<(), sqlx::Error> {
     for rows in UPSERT_CHUNKS {

@@ -108,6 +108,17 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
         config.manual.tokens_file.as_deref(),
         &mut config.manual.tokens,
     )?;
+    if let Some(file) = &config.audit.url_file {
+        let mut urls = Vec::new();
+        append_tokens_file("audit.url_file", Some(file), &mut urls)?;
+        config.audit.url = urls
+            .first()
+            .map(|url| url.expose().to_owned())
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "audit.url_file".into(),
+                problem: format!("names {}, which is empty", file.display()),
+            })?;
+    }
     append_tokens_file(
         "audit.tokens_file",
         config.audit.tokens_file.as_deref(),
@@ -236,6 +247,23 @@ mod tests {
         let config = parse_with(&text, &[]).unwrap();
         assert!(config.manual.tokens[1].matches(b"bbbbbbbbbbbbbbbb2"));
         assert_eq!(config.manual.tokens.len(), 2);
+    }
+
+    #[test]
+    fn the_store_url_can_come_from_a_file_set_by_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit-url");
+        std::fs::write(&file, "postgres://reflex:pw@db:5432/reflex\n").unwrap();
+        let config = parse_with(
+            MINIMAL,
+            &[("REFLEX_AUDIT_URL_FILE", file.to_str().unwrap())],
+        )
+        .unwrap();
+        assert_eq!(config.audit.url, "postgres://reflex:pw@db:5432/reflex");
+        std::fs::write(&file, "\n").unwrap();
+        let text = format!("{MINIMAL}[audit]\nurl_file = {file:?}\n");
+        let err = parse_with(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("audit.url_file"), "{err}");
     }
 
     #[test]

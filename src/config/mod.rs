@@ -278,8 +278,11 @@ impl AwsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
-    /// `sqlite://PATH` (created when missing).
+    /// `sqlite://PATH` (created when missing) or `postgres://...` (shared by replicas).
     pub url: String,
+    /// File whose first line is the store URL, instead of `url`: a database URL holds a password, so it lives
+    /// with the other secrets.
+    pub url_file: Option<PathBuf>,
     /// Bearer tokens allowed to read `GET /audit`.
     pub tokens: Vec<Secret>,
     /// File holding one token per line, added to `tokens`.
@@ -292,6 +295,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://reflex-audit.db".to_owned(),
+            url_file: None,
             tokens: Vec::new(),
             tokens_file: None,
             retain_days: 90,

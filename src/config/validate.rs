@@ -161,10 +161,11 @@ impl AwsConfig {
 
 impl AuditConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if !self.url.starts_with("sqlite://") {
+        if crate::audit::Backend::of(&self.url).is_none() {
             return invalid(
                 "audit.url",
-                "must start with \"sqlite://\" followed by a file path, e.g. \"sqlite://reflex-audit.db\"",
+                "must be \"sqlite://\" followed by a file path (e.g. \"sqlite://reflex-audit.db\") or a \
+                 PostgreSQL URL (\"postgres://user@host/database\")",
             );
         }
         check_tokens("audit.tokens", &self.tokens)

@@ -61,9 +61,12 @@ impl App {
                 "remediation.dry_run is set: reflex plans and reports but never writes to AWS"
             );
         }
-        let (audit, writer) = AuditStore::open(&config.audit.url)
-            .await
-            .with_context(|| format!("failed to open the audit store {}", config.audit.url))?;
+        let (audit, writer) = AuditStore::open(&config.audit.url).await.with_context(|| {
+            format!(
+                "failed to open the audit store {}",
+                crate::audit::redacted(&config.audit.url)
+            )
+        })?;
         let sdk = aws::sdk_config(&config.aws).await;
         let metrics = Arc::new(Metrics::default());
         let engine = Engine::start(

@@ -146,7 +146,7 @@ receivers:
     );
 }
 
-fn vector(name: &str) -> Value {
+pub(crate) fn vector(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/vectors/alertmanager")
         .join(name);

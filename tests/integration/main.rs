@@ -9,6 +9,7 @@ mod disk;
 mod grafana;
 mod iam;
 mod remediate;
+mod replicas;
 mod safety;
 mod serving;
 mod sns;

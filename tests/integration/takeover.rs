@@ -1,19 +1,20 @@
 //! No alert lost to a crash: a process killed with `kill -9` in the middle of a run leaves its SNS delivery
 //! claimed; the redelivery SNS sends 20 s later, to a restarted process or another one sharing the store, takes
-//! the claim over and finishes the job, and the instance is replaced once.
+//! the claim over and finishes the job, and the instance is replaced once. On SQLite and on PostgreSQL.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::InstanceStateName;
 use serde_json::Value;
 
+use crate::common::postgres::Postgres;
 use crate::common::process::{ReflexProcess, reflex};
 use crate::common::slow_proxy::SlowProxy;
 use crate::common::{Fleet, Moto, PERMISSIVE, config_text, unique};
 use crate::sns::{alarm, captured_delivery, topic};
 
 /// reflex's config for `lb` on `endpoint`, taking SNS deliveries of `topic_arn`, with its store at `db`.
-fn config(endpoint: &str, db: &std::path::Path, lb: &str, topic_arn: &str) -> String {
+pub(crate) fn config(endpoint: &str, db: &std::path::Path, lb: &str, topic_arn: &str) -> String {
     let mut text = config_text(endpoint, db, &[lb], PERMISSIVE);
     text.push_str(&format!(
         "\n[sns]\ntopic_arns = [\"{topic_arn}\"]\ncertificates_from = \"endpoint\"\n"
@@ -21,7 +22,8 @@ fn config(endpoint: &str, db: &std::path::Path, lb: &str, topic_arn: &str) -> St
     text
 }
 
-fn audit(args: &[&str], config: &std::path::Path) -> String {
+/// `reflex audit list --json` with `args`, through the CLI, for the store `config` names.
+pub(crate) fn audit(args: &[&str], config: &std::path::Path) -> String {
     let mut all = vec![
         "audit",
         "list",
@@ -41,6 +43,17 @@ fn audit(args: &[&str], config: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn a_redelivery_after_kill_minus_nine_takes_over_and_replaces_the_instance_once() {
+    takeover_after_kill_minus_nine(None).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_redelivery_to_a_restarted_process_and_another_replica_takes_over_once() {
+    takeover_after_kill_minus_nine(Some(Postgres::fresh().await)).await;
+}
+
+/// The first process is killed mid-run; 20 s later the redelivery goes to a restarted process and, on
+/// PostgreSQL, at the same moment to another replica that was running all along.
+async fn takeover_after_kill_minus_nine(postgres: Option<Postgres>) {
     let moto = Moto::shared();
     let fleet = Fleet::new(&moto.endpoint).await;
     let lb = unique("takeover");
@@ -50,16 +63,25 @@ async fn a_redelivery_after_kill_minus_nine_takes_over_and_replaces_the_instance
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
     let client = reqwest::Client::new();
+    let config = |endpoint: &str| {
+        let text = config(endpoint, &db, &lb, &topic_arn);
+        match &postgres {
+            Some(postgres) => postgres.config(&text),
+            None => text,
+        }
+    };
 
     // The first process reaches AWS through a slow relay: its run is still under way when it is killed.
     let slow = SlowProxy::start(&moto.endpoint, Duration::from_millis(1500)).await;
     let first_dir = tempfile::tempdir().unwrap();
-    let mut first = ReflexProcess::start(
-        first_dir.path(),
-        &config(&slow.endpoint, &db, &lb, &topic_arn),
-        &client,
-    )
-    .await;
+    let mut first = ReflexProcess::start(first_dir.path(), &config(&slow.endpoint), &client).await;
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = match postgres {
+        Some(_) => {
+            Some(ReflexProcess::start(replica_dir.path(), &config(&moto.endpoint), &client).await)
+        }
+        None => None,
+    };
     let url = format!("{}/sns", first.base);
     let body = delivery.clone();
     let pending = tokio::spawn({
@@ -100,21 +122,36 @@ async fn a_redelivery_after_kill_minus_nine_takes_over_and_replaces_the_instance
     assert!(stuck.contains(&dead_id), "{stuck}");
 
     let second_dir = tempfile::tempdir().unwrap();
-    let second = ReflexProcess::start(
-        second_dir.path(),
-        &config(&moto.endpoint, &db, &lb, &topic_arn),
-        &client,
-    )
-    .await;
-    let response = client
-        .post(format!("{}/sns", second.base))
-        .body(delivery.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let summary: Value = response.json().await.unwrap();
-    assert_eq!(summary["duplicate"], false);
+    let second = ReflexProcess::start(second_dir.path(), &config(&moto.endpoint), &client).await;
+    let redeliveries: Vec<_> = std::iter::once(&second)
+        .chain(replica.as_ref())
+        .map(|process| {
+            let request = client
+                .post(format!("{}/sns", process.base))
+                .body(delivery.clone());
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                response.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for redelivery in redeliveries {
+        answers.push(redelivery.await.unwrap());
+    }
+    let (taken_over, replayed): (Vec<Value>, Vec<Value>) = answers
+        .into_iter()
+        .partition(|answer| answer["duplicate"] == false);
+    assert_eq!(
+        taken_over.len(),
+        1,
+        "one redelivery takes over: {replayed:?}"
+    );
+    let summary = taken_over.into_iter().next().unwrap();
+    for answer in &replayed {
+        assert_eq!(answer["audit-id"], summary["audit-id"], "{answer}");
+    }
     // The dead attempt's TerminateInstances may or may not have reached AWS before the kill (the relay still
     // delivers what it holds): the takeover terminates the instance only when it did not, and counts it
     // against the cap when it did. Either way it is replaced exactly once.

@@ -1,0 +1,238 @@
+//! The two databases the audit trail can live in, behind sqlx's `Any` driver: SQLite (embedded, the default,
+//! one file in WAL mode) and PostgreSQL (shared by several replicas). Everything that differs between them is
+//! here: how to connect, which migrations, how a write transaction begins, which errors are worth a retry.
+//! The SQL elsewhere is written once, in the dialect both accept (`$N` placeholders, `ON CONFLICT`,
+//! `RETURNING`).
+
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _, Transaction};
+
+/// Which database an `audit.url` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://PATH`: one file, one writing process at a time (others wait on its lock).
+    Sqlite,
+    /// `postgres://...`: one database shared by every replica.
+    Postgres,
+}
+
+/// The SQLite schema, embedded.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// The PostgreSQL schema, embedded: the same versions, in PostgreSQL's types.
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a SQLite connection waits for another process's write lock before failing.
+const SQLITE_BUSY: Duration = Duration::from_secs(5);
+
+impl Backend {
+    /// The backend `url` names, if it is one reflex supports.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The connection that writes (creating a missing SQLite file), with its schema brought up to date.
+    pub async fn writer(self, url: &str) -> Result<AnyConnection, sqlx::Error> {
+        let mut conn = self.connect(url, Mode::Write).await?;
+        if self == Self::Sqlite {
+            // Durable before an answer is sent; readers never block the writer.
+            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    /// A fresh writer connection after a failed commit (the schema is already there).
+    pub async fn reconnect(self, url: &str) -> Result<AnyConnection, sqlx::Error> {
+        let mut conn = self.connect(url, Mode::Write).await?;
+        if self == Self::Sqlite {
+            conn.execute("PRAGMA synchronous = FULL").await?;
+        }
+        Ok(conn)
+    }
+
+    /// Brings the schema to the newest version. Several processes may start at once: PostgreSQL's migrator
+    /// takes an advisory lock, SQLite's write lock serialises them.
+    pub async fn migrate(
+        self,
+        conn: &mut AnyConnection,
+    ) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Self::Sqlite => SQLITE_MIGRATIONS.run(conn).await,
+            Self::Postgres => POSTGRES_MIGRATIONS.run(conn).await,
+        }
+    }
+
+    /// A small pool of connections that only read.
+    pub async fn readers(self, url: &str) -> Result<AnyPool, sqlx::Error> {
+        let options: AnyConnectOptions = self.url(url, Mode::Read).parse()?;
+        AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if self == Self::Sqlite {
+                        conn.execute(sqlite_busy_timeout().as_str()).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+    }
+
+    /// Begins a write transaction. SQLite's is IMMEDIATE: the write lock is taken up front, so a transaction
+    /// that reads before it writes (a claim, a lease) cannot find its snapshot outdated by another process's
+    /// commit. PostgreSQL's row locks (`ON CONFLICT ... DO UPDATE ... WHERE` re-checks the newest row version)
+    /// give the same guarantee per key.
+    pub async fn begin(
+        self,
+        conn: &mut AnyConnection,
+    ) -> Result<Transaction<'_, sqlx::Any>, sqlx::Error> {
+        match self {
+            Self::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+            Self::Postgres => conn.begin().await,
+        }
+    }
+
+    /// Whether a failed commit is worth trying again at once: PostgreSQL aborts one of two transactions that
+    /// wait on each other's rows (deadlock) or conflict (serialization failure).
+    pub fn is_retryable(self, err: &sqlx::Error) -> bool {
+        match (self, err) {
+            (Self::Postgres, sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
+
+    async fn connect(self, url: &str, mode: Mode) -> Result<AnyConnection, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect(&self.url(url, mode)).await?;
+        if self == Self::Sqlite {
+            conn.execute(sqlite_busy_timeout().as_str()).await?;
+        }
+        Ok(conn)
+    }
+
+    /// `url` with the SQLite open mode added (PostgreSQL's is used as given).
+    fn url(self, url: &str, mode: Mode) -> String {
+        sqlx::any::install_default_drivers();
+        match self {
+            Self::Postgres => url.to_owned(),
+            Self::Sqlite => {
+                let joiner = if url.contains('?') { '&' } else { '?' };
+                let open = match mode {
+                    Mode::Write if url.contains("mode=") => return url.to_owned(),
+                    Mode::Write => "mode=rwc",
+                    Mode::Read => "mode=ro",
+                };
+                format!("{url}{joiner}{open}")
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Write,
+    Read,
+}
+
+fn sqlite_busy_timeout() -> String {
+    format!("PRAGMA busy_timeout = {}", SQLITE_BUSY.as_millis())
+}
+
+/// `url` fit for a log line or an error message: a password in it is replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `rows` groups of `columns` numbered placeholders, starting at `$first`: `($1, $2), ($3, $4)`.
+pub fn values(rows: usize, columns: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + row * columns + column).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `count` numbered placeholders from `$first`, comma-separated: `$3, $4, $5`.
+pub fn list(count: usize, first: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_across_rows() {
+        assert_eq!(values(2, 2, 1), "($1, $2), ($3, $4)");
+        assert_eq!(values(1, 3, 4), "($4, $5, $6)");
+        assert_eq!(list(3, 3), "$3, $4, $5");
+    }
+
+    #[test]
+    fn backends_are_named_by_their_url_scheme() {
+        assert_eq!(Backend::of("sqlite://a.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("postgres://h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("postgresql://h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("mysql://h/db"), None);
+    }
+
+    #[test]
+    fn passwords_never_leave_in_messages() {
+        assert_eq!(
+            redacted("postgres://reflex:s3cret@db:5432/reflex"),
+            "postgres://reflex:***@db:5432/reflex"
+        );
+        assert_eq!(redacted("sqlite://a.db"), "sqlite://a.db");
+    }
+
+    #[test]
+    fn sqlite_urls_get_an_open_mode() {
+        assert_eq!(
+            Backend::Sqlite.url("sqlite://a.db", Mode::Write),
+            "sqlite://a.db?mode=rwc"
+        );
+        assert_eq!(
+            Backend::Sqlite.url("sqlite://a.db?mode=rw", Mode::Write),
+            "sqlite://a.db?mode=rw"
+        );
+        assert_eq!(
+            Backend::Sqlite.url("sqlite://a.db?mode=rw", Mode::Read),
+            "sqlite://a.db?mode=rw&mode=ro"
+        );
+        assert_eq!(
+            Backend::Postgres.url("postgres://h/db", Mode::Read),
+            "postgres://h/db"
+        );
+    }
+}
