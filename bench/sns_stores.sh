@@ -30,7 +30,7 @@ echo "== PostgreSQL, one process"
 start_reflex "$PG_URL"
 load "$PORT" 0; PG1=$RATE; PG1_P99=$P99
 stop_all
-psql -q "$PG_URL" -c "TRUNCATE audit_records, deliveries"
+psql -q "$PG_URL" -c "TRUNCATE audit_entries, deliveries"
 
 echo "== PostgreSQL, three replicas"
 PORTS=()

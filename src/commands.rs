@@ -165,6 +165,63 @@ pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> 
     Ok(removed?)
 }
 
+/// `reflex audit verify`: `Ok(Ok(summary))` for an intact chain, `Ok(Err(what broke))` for a tampered one.
+pub async fn audit_verify_command(path: &Path) -> anyhow::Result<Result<String, String>> {
+    let (store, writer) = open_audit(path).await?;
+    let verified = store.verify().await;
+    drop(store);
+    writer.finish().await;
+    Ok(match verified? {
+        Ok(verified) if verified.entries == 0 => Ok(format!(
+            "audit chain intact: no entries after checkpoint {}",
+            verified.from
+        )),
+        Ok(verified) => Ok(format!(
+            "audit chain intact: {} entries, {} to {}{}",
+            verified.entries,
+            verified.from + 1,
+            verified.to,
+            if verified.from > 0 {
+                format!(" (verified from the checkpoint at entry {})", verified.from)
+            } else {
+                String::new()
+            }
+        )),
+        Err(broken) => Err(format!("audit chain broken: {broken}")),
+    })
+}
+
+/// `reflex audit export`: the entries written at or after `since`, as JSON lines on stdout.
+pub async fn audit_export_command(path: &Path, since: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let since = time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+        .with_context(|| {
+            format!("--since {since:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z")
+        })?;
+    let (store, writer) = open_audit(path).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut after = None;
+    let exported: anyhow::Result<()> = async {
+        loop {
+            let page = store.entries_since(since, after).await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.seq);
+            for entry in &page {
+                serde_json::to_writer(&mut out, entry)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    .await;
+    drop(store);
+    writer.finish().await;
+    exported?;
+    out.flush()?;
+    Ok(())
+}
+
 /// `reflex sns-verify`: verifies a captured SNS message offline. `Ok(Err(reason))` is a message that does not
 /// verify; `Err` is a usage problem (unreadable file, bad `--at`).
 pub async fn sns_verify_command(

@@ -112,8 +112,27 @@ enum AuditCommand {
         #[arg(long)]
         stuck: bool,
     },
-    /// Remove records older than DAYS days (never an unfinished intent), as `audit.retain_days` does hourly
-    /// while serving; prints how many went.
+    /// Check the tamper-evident chain of the trail: every entry against its hash and the one before it, from
+    /// the last prune's checkpoint to the newest. Exit 0 when intact; exit 1 naming the first entry changed,
+    /// removed or moved.
+    Verify {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+    },
+    /// Write the trail's entries (every version of every record, with its place in the chain and its hashes)
+    /// written at or after TIME, oldest first, one JSON object per line, to stdout: for archiving elsewhere.
+    Export {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// RFC 3339 time, e.g. 2026-11-01T00:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        since: String,
+    },
+    /// Remove the oldest entries, written more than DAYS days ago (never a run that may still be acting), as
+    /// `audit.retain_days` does hourly while serving; the rest of the chain stays verifiable from a
+    /// checkpoint. Prints how many went.
     Prune {
         /// Configuration file (TOML); its [audit] url names the store.
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -203,8 +222,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Prune { config, older_than },
         } => {
             let removed = commands::audit_prune_command(&config, older_than).await?;
-            println!("removed {removed} audit records older than {older_than} days");
+            println!("removed {removed} audit entries older than {older_than} days");
         }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => match commands::audit_verify_command(&config).await? {
+            Ok(verified) => println!("{verified}"),
+            Err(broken) => {
+                println!("{broken}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Audit {
+            command: AuditCommand::Export { config, since },
+        } => commands::audit_export_command(&config, &since).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,20 +3,26 @@
 //!
 //! `record` is what one row says; `rows` maps it to and from the database; `writer` batches writes into group
 //! commits; `store` is the API the rest of reflex uses; `deliveries` is the claim-or-replay primitive;
+//! `chain` hashes and checks the tamper-evident chain of entries, `entries` keeps it in the database;
 //! `backend` is what differs between SQLite and PostgreSQL; the schema lives in `migrations/<backend>/`.
 
 mod backend;
+mod chain;
 mod claims;
 mod completed;
 mod deliveries;
+mod entries;
 mod record;
 mod rows;
 mod store;
 mod writer;
 
 pub use backend::{Backend, redacted};
+pub use chain::{Break, Entry};
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
+pub use entries::Verified;
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
+pub use rows::StoredRow;
 pub use store::{AuditStore, StuckClaim};
 pub use writer::WriterTask;
 

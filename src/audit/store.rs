@@ -10,8 +10,10 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::backend::Backend;
+use super::chain::{Break, Entry};
 use super::completed::{Completed, CompletedDeliveries};
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
+use super::entries::Verified;
 use super::rows::{COLUMNS, from_millis, millis, record_from_row};
 use super::writer::{Op, Pending, QUEUE_DEPTH, Store, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
@@ -53,6 +55,13 @@ impl AuditStore {
         })?;
         let mut writer = backend.writer(url).await?;
         backend.migrate(&mut writer).await?;
+        let adopted = super::entries::adopt(&mut writer, backend).await?;
+        if adopted > 0 {
+            tracing::info!(
+                records = adopted,
+                "audit records from before the hash chain were chained"
+            );
+        }
         // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
         let owner: Arc<str> = super::next_id().into();
         super::writer::beat(&mut writer, &owner).await?;
@@ -76,7 +85,8 @@ impl AuditStore {
         ))
     }
 
-    /// Inserts or replaces the record with this id, and returns once it is durably committed.
+    /// Appends this version of the record (an intent, then its outcome, share an id) to the chain, and returns
+    /// once it is durably committed. Reads see the newest version of each record.
     pub async fn put(&self, record: AuditRecord) -> Result<(), AuditError> {
         self.put_settling(record, None).await
     }
@@ -166,8 +176,9 @@ impl AuditStore {
         })
     }
 
-    /// Removes the records older than `days` days (never an unfinished `acting` intent) and the settled
-    /// delivery claims as old; returns how many records went. `audit.retain_days` and `reflex audit prune`.
+    /// Removes the chain's entries older than `days` days (never a run that may still be acting), keeping a
+    /// checkpoint the rest of the chain verifies from, and the settled delivery claims as old; returns how many
+    /// entries went. `audit.retain_days` and `reflex audit prune`.
     pub async fn prune_older_than(&self, days: u32) -> Result<u64, AuditError> {
         let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
         match submit(
@@ -269,6 +280,28 @@ impl AuditStore {
                 owner,
             })
             .collect())
+    }
+
+    /// Walks the whole chain from its checkpoint: what was verified, or the first entry that was changed,
+    /// removed or moved. `reflex audit verify`.
+    pub async fn verify(&self) -> Result<Result<Verified, Break>, AuditError> {
+        super::entries::verify(&self.readers).await
+    }
+
+    /// A page of the entries (each version of each record, with its place in the chain and its hashes)
+    /// written at or after `since`, oldest first, after the entry `after` (`None` for the first page); an empty
+    /// page is the end. `reflex audit export`.
+    pub async fn entries_since(
+        &self,
+        since: OffsetDateTime,
+        after: Option<i64>,
+    ) -> Result<Vec<Entry>, AuditError> {
+        super::entries::entries_after(
+            &self.readers,
+            after.unwrap_or(i64::MIN),
+            Some(millis(since)),
+        )
+        .await
     }
 
     /// Proves the store can be read and can still commit a write, for `/readyz`: a store that cannot write

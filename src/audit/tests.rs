@@ -121,7 +121,8 @@ on_both_stores!(
     a_completed_claim_is_replayed_and_a_released_one_is_claimed_again,
     a_claim_older_than_its_window_is_taken_over,
     of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_replay_its_answer,
-    prune_removes_old_records_but_never_an_unfinished_intent,
+    prune_removes_old_records_but_never_a_run_still_acting,
+    the_chain_verifies_untouched_and_names_an_edit_a_removal_and_a_swap,
     an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt,
     one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end,
     the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out,
@@ -251,18 +252,18 @@ async fn of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_repl
     assert!(replays.iter().all(|r| r == &replays[0]));
 }
 
-async fn prune_removes_old_records_but_never_an_unfinished_intent(db: TestDb) {
+async fn prune_removes_old_records_but_never_a_run_still_acting(db: TestDb) {
     let (store, _writer) = db.open().await;
-    let old = OffsetDateTime::now_utc() - time::Duration::days(100);
     let mut ancient = record("0001", "web", 0);
-    ancient.at = old;
+    ancient.at = OffsetDateTime::now_utc() - time::Duration::days(100);
     let mut intent = record("0002", "web", 1);
-    intent.at = old;
+    intent.at = OffsetDateTime::now_utc() - time::Duration::seconds(10);
     intent.outcome = Outcome::Acting;
     store.put(ancient).await.unwrap();
     store.put(intent).await.unwrap();
     store.put(record("0003", "web", 0)).await.unwrap();
-    let removed = store.prune_older_than(90).await.unwrap();
+    // Everything older than now, but the run still acting and what came after it stay.
+    let removed = store.prune_older_than(0).await.unwrap();
     assert_eq!(removed, 1);
     let left: Vec<String> = store
         .list(10)
@@ -272,6 +273,115 @@ async fn prune_removes_old_records_but_never_an_unfinished_intent(db: TestDb) {
         .map(|r| r.id)
         .collect();
     assert_eq!(left, ["0003", "0002"]);
+    // The pruned chain still verifies, from its checkpoint.
+    let verified = store.verify().await.unwrap().unwrap();
+    assert_eq!((verified.from, verified.to, verified.entries), (1, 3, 2));
+
+    // An attempt that died long ago ("acting" for 100 days) is pruned like any old record.
+    let mut dead = record("0004", "web", 1);
+    dead.at = OffsetDateTime::now_utc() - time::Duration::days(100);
+    dead.outcome = Outcome::Acting;
+    let mut finished = record("0002", "web", 1);
+    finished.at = OffsetDateTime::now_utc() - time::Duration::days(99);
+    store.put(finished).await.unwrap();
+    store.put(dead).await.unwrap();
+    let mut recent = record("0005", "web", 0);
+    recent.at = OffsetDateTime::now_utc();
+    store.put(recent).await.unwrap();
+    assert_eq!(
+        store.prune_older_than(90).await.unwrap(),
+        0,
+        "0003 is recent"
+    );
+    assert!(store.verify().await.unwrap().is_ok());
+}
+
+/// Runs `sql` on the store at `url` by hand, as someone editing the trail would.
+async fn tamper(url: &str, sql: &[&str]) {
+    use sqlx::{Connection as _, Executor as _};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    for statement in sql {
+        conn.execute(*statement).await.unwrap();
+    }
+}
+
+async fn the_chain_verifies_untouched_and_names_an_edit_a_removal_and_a_swap(db: TestDb) {
+    let (store, writer) = db.open().await;
+    for n in 1..=6 {
+        let mut intent = record(&format!("R{n}"), "web", 1);
+        intent.outcome = Outcome::Acting;
+        store.put(intent).await.unwrap();
+        store.put(record(&format!("R{n}"), "web", 1)).await.unwrap();
+    }
+    let verified = store.verify().await.unwrap().unwrap();
+    assert_eq!((verified.entries, verified.from, verified.to), (12, 0, 12));
+    // Intent and outcome are entries of their own; reads see the newest version.
+    assert_eq!(store.list(100).await.unwrap().len(), 6);
+    drop(store);
+    writer.finish().await;
+
+    let broken = |db: &TestDb| {
+        let url = db.url.clone();
+        async move {
+            let (store, writer) = AuditStore::open(&url).await.unwrap();
+            let result = store.verify().await.unwrap();
+            drop(store);
+            writer.finish().await;
+            result.unwrap_err()
+        }
+    };
+    // A swap of entries 9 and 10 (each keeps its content and hashes, they trade places).
+    tamper(
+        &db.url,
+        &[
+            "UPDATE audit_entries SET seq = -1 WHERE seq = 9",
+            "UPDATE audit_entries SET seq = 9 WHERE seq = 10",
+            "UPDATE audit_entries SET seq = 10 WHERE seq = -1",
+        ],
+    )
+    .await;
+    assert_eq!(
+        broken(&db).await,
+        Break::Reordered {
+            seq: 9,
+            id: "R5".into()
+        }
+    );
+    // A removal before it: named first.
+    tamper(&db.url, &["DELETE FROM audit_entries WHERE seq = 6"]).await;
+    let removed = broken(&db).await;
+    assert_eq!(
+        removed,
+        Break::Removed {
+            from: 6,
+            to: 6,
+            id: "R4".into()
+        }
+    );
+    assert!(removed.to_string().contains("entries 6..=6 were removed"));
+    // An edit before both: an outcome turned into "no instance acted on".
+    tamper(
+        &db.url,
+        &["UPDATE audit_entries SET acted = 0 WHERE seq = 4"],
+    )
+    .await;
+    assert_eq!(
+        broken(&db).await,
+        Break::Changed {
+            seq: 4,
+            id: "R2".into()
+        }
+    );
+    // The newest entry removed (nothing after it to notice): the recorded head does.
+    let fresh = TestDb::sqlite().await;
+    let (store, writer) = fresh.open().await;
+    store.put(record("A", "web", 0)).await.unwrap();
+    store.put(record("B", "web", 0)).await.unwrap();
+    drop(store);
+    writer.finish().await;
+    tamper(&fresh.url, &["DELETE FROM audit_entries WHERE seq = 2"]).await;
+    assert_eq!(broken(&fresh).await, Break::Truncated { last: 1, head: 2 });
 }
 
 /// Makes every process known to the store at `url` look dead: no heartbeat for longer than `DEAD_AFTER`.
@@ -391,6 +501,50 @@ async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out(db:
         "{last} {acted}"
     );
     assert_eq!(store.last_action_at("web", Some("R1")).await.unwrap(), None);
+    drop(store);
+    writer.finish().await;
+}
+
+#[tokio::test]
+async fn a_store_from_before_the_chain_is_chained_once_when_opened() {
+    use sqlx::Connection as _;
+    let db = TestDb::sqlite().await;
+    let full = sqlx::migrate!("migrations/sqlite");
+    let before_chain = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(full.migrations[..3].to_vec()),
+        ..full
+    };
+    {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", db.url))
+            .await
+            .unwrap();
+        before_chain.run(&mut conn).await.unwrap();
+        for (id, at_ms) in [("OLD2", 2_000), ("OLD1", 1_000)] {
+            sqlx::query(
+                "INSERT INTO audit_records (id, at_ms, source, auth, outcome, status, dry_run, acted, \
+                 duration_ms, detail) VALUES (?, ?, 'manual', 'passed', 'completed', 200, 0, 0, 1, '{}')",
+            )
+            .bind(id)
+            .bind(at_ms)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+    let (store, writer) = db.open().await;
+    let verified = store.verify().await.unwrap().unwrap();
+    assert_eq!((verified.entries, verified.to), (2, 2));
+    store.put(record("NEW", "web", 0)).await.unwrap();
+    let verified = store.verify().await.unwrap().unwrap();
+    assert_eq!(verified.entries, 3);
+    let ids: Vec<String> = store
+        .list(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["OLD2", "OLD1", "NEW"]);
     drop(store);
     writer.finish().await;
 }

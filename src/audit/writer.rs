@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use super::backend::{Backend, list};
 use super::claims;
 use super::deliveries::{Claim, DeliveryUpdate, HEARTBEAT_EVERY};
-use super::rows::{UPSERT_CHUNKS, bind_record, millis, upsert_sql};
+use super::entries;
+use super::rows::millis;
 use super::{AuditError, AuditRecord, Outcome};
 
 /// Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
@@ -24,7 +25,8 @@ pub(super) const QUEUE_DEPTH: usize = 8192;
 
 /// One write for the writer task.
 pub(super) enum Op {
-    /// Insert or replace a record, and settle its delivery claim if it has one.
+    /// Append a version of a record (an intent, then its outcome) to the chain, and settle its delivery claim
+    /// if it has one.
     Put(Box<AuditRecord>, Option<DeliveryUpdate>),
     /// Claim a delivery key for the request with this audit id; a claim older than `expired_before_ms`
     /// is taken over.
@@ -37,7 +39,7 @@ pub(super) enum Op {
     Probe,
     /// Take the run lease of `target` for the run `audit_id` (or keep it, when this process holds it).
     Lease { target: String, audit_id: String },
-    /// Delete records, settled delivery claims and dead processes from before this time (ms).
+    /// Prune the chain's entries, settled delivery claims and dead processes from before this time (ms).
     Prune { before_ms: i64 },
 }
 
@@ -226,8 +228,8 @@ async fn sign_off(
     tx.commit().await
 }
 
-/// Writes one batch in one transaction: every record with multi-row upserts, then the delivery settlements and
-/// claims with a few multi-row statements (`claims`).
+/// Writes one batch in one transaction: every record version appended to the chain with multi-row inserts,
+/// then the delivery settlements and claims with a few multi-row statements (`claims`).
 async fn write_batch(
     backend: Backend,
     conn: &mut AnyConnection,
@@ -235,8 +237,13 @@ async fn write_batch(
     owner: &str,
 ) -> Result<Vec<Written>, sqlx::Error> {
     let mut tx = backend.begin(conn).await?;
-    let records = newest_versions(batch);
-    upsert_records(&mut tx, &records).await?;
+    let records: Vec<&AuditRecord> = batch
+        .iter()
+        .filter_map(|pending| match &pending.op {
+            Op::Put(record, _) => Some(record.as_ref()),
+            Op::Claim { .. } | Op::Probe | Op::Prune { .. } | Op::Lease { .. } => None,
+        })
+        .collect();
     release_leases(&mut tx, &records).await?;
     if batch.iter().any(|pending| matches!(pending.op, Op::Probe)) {
         sqlx::query(
@@ -250,12 +257,8 @@ async fn write_batch(
     let mut pruned = Vec::new();
     for pending in batch {
         if let Op::Prune { before_ms } = pending.op {
-            let removed =
-                sqlx::query("DELETE FROM audit_records WHERE at_ms < $1 AND outcome != 'acting'")
-                    .bind(before_ms)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+            let now = millis(OffsetDateTime::now_utc());
+            let removed = entries::prune(&mut tx, backend, before_ms, now).await?;
             sqlx::query("DELETE FROM deliveries WHERE at_ms < $1 AND summary IS NOT NULL")
                 .bind(before_ms)
                 .execute(&mut *tx)
@@ -288,6 +291,9 @@ async fn write_batch(
             Op::Put(..) | Op::Probe => Written::Done,
         })
         .collect();
+    // Last, just before the commit: on PostgreSQL the chain's head stays locked until then, so replicas wait
+    // for each other only this long.
+    entries::append(&mut tx, backend, &records).await?;
     tx.commit().await?;
     Ok(results)
 }
@@ -342,41 +348,6 @@ async fn release_leases(
             query = query.bind(*id);
         }
         query.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-/// The records the batch puts, each once, in its newest version: one statement may not touch a row twice.
-fn newest_versions(batch: &[Pending]) -> Vec<&AuditRecord> {
-    let mut seen = std::collections::HashSet::new();
-    let mut records: Vec<&AuditRecord> = batch
-        .iter()
-        .rev()
-        .filter_map(|pending| match &pending.op {
-            Op::Put(record, _) => Some(record.as_ref()),
-            Op::Claim { .. } | Op::Probe | Op::Prune { .. } | Op::Lease { .. } => None,
-        })
-        .filter(|record| seen.insert(record.id.as_str()))
-        .collect();
-    records.reverse();
-    records
-}
-
-async fn upsert_records(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    mut records: &[&AuditRecord],
-) -> Result<(), sqlx::Error> {
-    for rows in UPSERT_CHUNKS {
-        let sql = upsert_sql(rows);
-        while records.len() >= rows {
-            let (chunk, rest) = records.split_at(rows);
-            let mut query = sqlx::query(&sql);
-            for record in chunk {
-                query = bind_record(query, record);
-            }
-            query.execute(&mut **tx).await?;
-            records = rest;
-        }
     }
     Ok(())
 }

@@ -250,3 +250,82 @@ async fn healthcheck_exits_zero_only_when_reflex_answers() {
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("did not answer"), "{stderr}");
 }
+
+#[tokio::test]
+async fn audit_verify_names_a_hand_edit_and_export_writes_the_chain_on_both_stores() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("chain");
+    fleet.balancer_with(&lb, 2, 0).await;
+    for postgres in [None, Some(crate::common::postgres::Postgres::fresh().await)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let mut text = config_text(&moto.endpoint, &db, &[&lb], PERMISSIVE);
+        let url = match &postgres {
+            Some(postgres) => {
+                text = postgres.config(&text);
+                postgres.url.clone()
+            }
+            None => format!("sqlite://{}", db.display()),
+        };
+        let config = dir.path().join("reflex.toml");
+        std::fs::write(&config, &text).unwrap();
+        let config = config.to_str().unwrap();
+        for _ in 0..2 {
+            let run = reflex([
+                "remediate",
+                "--config",
+                config,
+                "--load-balancer",
+                &lb,
+                "--dry-run",
+            ]);
+            assert!(
+                run.status.success(),
+                "{}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+        }
+        let verify = reflex(["audit", "verify", "--config", config]);
+        let said = String::from_utf8_lossy(&verify.stdout).into_owned();
+        assert!(verify.status.success(), "{said}");
+        assert!(said.contains("audit chain intact: 2 entries"), "{said}");
+
+        let export = reflex([
+            "audit",
+            "export",
+            "--config",
+            config,
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ]);
+        assert!(export.status.success());
+        let entries: Vec<Value> = String::from_utf8(export.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1]["seq"], 2);
+        assert_eq!(entries[1]["prev_hash"], entries[0]["hash"]);
+        assert_eq!(entries[0]["source"], "cli");
+
+        // Someone rewrites the first run's outcome by hand.
+        {
+            use sqlx::{Connection as _, Executor as _};
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            conn.execute("UPDATE audit_entries SET outcome = 'rejected' WHERE seq = 1")
+                .await
+                .unwrap();
+        }
+        let verify = reflex(["audit", "verify", "--config", config]);
+        let said = String::from_utf8_lossy(&verify.stdout).into_owned();
+        assert_eq!(verify.status.code(), Some(1), "{said}");
+        let first = entries[0]["id"].as_str().unwrap();
+        assert!(
+            said.contains(&format!("entry 1 (record {first}) was changed")),
+            "{said}"
+        );
+    }
+}
