@@ -113,7 +113,6 @@ impl Backend {
     }
 
     async fn connect(self, url: &str, mode: Mode) -> Result<AnyConnection, sqlx::Error> {
-        sqlx::any::install_default_drivers();
         let mut conn = AnyConnection::connect(&self.url(url, mode)).await?;
         if self == Self::Sqlite {
             conn.execute(sqlite_busy_timeout().as_str()).await?;
@@ -121,7 +120,8 @@ impl Backend {
         Ok(conn)
     }
 
-    /// `url` with the SQLite open mode added (PostgreSQL's is used as given).
+    /// `url` with the SQLite open mode added (PostgreSQL's is used as given). Every connection's URL passes
+    /// here, so the drivers are installed first.
     fn url(self, url: &str, mode: Mode) -> String {
         sqlx::any::install_default_drivers();
         match self {
