@@ -12,7 +12,7 @@ use crate::common::process::{ReflexProcess, reflex};
 use crate::common::slow_proxy::SlowProxy;
 use crate::common::{Fleet, MANUAL_TOKEN, Moto, config_text, unique};
 use crate::sns::{alarm, captured_delivery, topic};
-use crate::takeover::audit;
+use crate::takeover::{audit, one_run_acted_the_others_cooled_down};
 
 /// Three `reflex serve` processes sharing `postgres`, allowed to act on `targets`: SNS deliveries of
 /// `topic_arn`, Alertmanager with `AM_TOKEN`, these `remediation` settings.
@@ -230,31 +230,6 @@ async fn alerts_from_every_source_across_replicas_act_once_within_the_cap_and_th
     summaries.push(alertmanager.json::<Value>().await.unwrap()["results"][0].clone());
     summaries.push(serde_json::from_slice(&cli.stdout).unwrap());
 
-    let terminated: Vec<&Value> = summaries
-        .iter()
-        .flat_map(|s| s["terminated-instance-ids"].as_array().unwrap())
-        .collect();
-    assert_eq!(
-        terminated.len(),
-        1,
-        "one run acts, within the cap: {summaries:#?}"
-    );
-    let refused = summaries
-        .iter()
-        .filter(|s| {
-            s["refused"]
-                .as_str()
-                .is_some_and(|r| r.contains("cooldown"))
-        })
-        .count();
-    assert_eq!(
-        refused, 3,
-        "the others are refused by the cooldown: {summaries:#?}"
-    );
-    let untouched = bad
-        .iter()
-        .filter(|id| terminated.iter().all(|t| t != id))
-        .count();
-    assert_eq!(untouched, 1);
+    one_run_acted_the_others_cooled_down(&summaries, &bad);
     assert!(fleet.none_terminated(&good).await);
 }
