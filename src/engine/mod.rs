@@ -175,6 +175,11 @@ impl Engine {
         if let Some(previous) = previous {
             tracing::warn!(previous, "taking over a delivery whose first attempt died");
         }
+        if !dry_run
+            && let Some(summary) = self.cooling_down(meta, trigger, target, previous).await?
+        {
+            return Ok(self.counted(Run { summary, acted: 0 }));
+        }
         let mut observed = self.observe(meta, target, previous).await?;
         if !dry_run && !observed.plan.act_on.is_empty() {
             if !self
@@ -255,6 +260,40 @@ impl Engine {
             summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
         let acted = u32::try_from(acted).unwrap_or(u32::MAX);
         Ok(self.counted(Run { summary, acted }))
+    }
+
+    /// Storm coalescing: while the target cools down after a run acted (in any process sharing the store), an
+    /// alert is answered from the store alone, refused with the time left, and no AWS call is made. Runs of one
+    /// target queue on its lock, so a storm that arrives while the first run acts is answered this way as soon
+    /// as that run has acted. A dry run still looks: it was asked what would happen.
+    async fn cooling_down(
+        &self,
+        meta: &mut RequestMeta,
+        trigger: &Trigger,
+        target: &targets::Target,
+        previous: Option<&str>,
+    ) -> Result<Option<Summary>, EngineError> {
+        let clock = Clock {
+            now: OffsetDateTime::now_utc(),
+            last_action_at: self.audit.last_action_at(&target.name, previous).await?,
+        };
+        let cooldown = std::time::Duration::from_secs(self.config.remediation.cooldown_secs);
+        let Some(refusal) = plan::cooldown_refusal(cooldown, clock) else {
+            return Ok(None);
+        };
+        let plan = plan::Plan {
+            refused: Some(refusal),
+            ..plan::Plan::default()
+        };
+        meta.note("plan", &plan);
+        tracing::info!(refused = ?plan.refused, "cooling down: answered without reading the target");
+        Ok(Some(Summary::of_plan(
+            trigger.message.clone(),
+            target.names.clone(),
+            &plan,
+            false,
+            meta.id.clone(),
+        )))
     }
 
     /// Reads the target (health, EC2 facts, Auto Scaling membership when the action needs it) and plans,

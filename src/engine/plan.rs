@@ -288,9 +288,15 @@ fn refusal(
             min_in_service: policy.min_in_service,
         });
     }
+    cooldown_refusal(policy.cooldown, clock)
+}
+
+/// The cooldown refusal, while a run acted on the target less than `cooldown` ago. The engine also asks it
+/// before reading the target at all, so that a storm of alerts during a cooldown makes no AWS call.
+pub fn cooldown_refusal(cooldown: Duration, clock: Clock) -> Option<Refusal> {
     let last = clock.last_action_at?;
     let elapsed = clock.now - last;
-    let cooldown = time::Duration::try_from(policy.cooldown).unwrap_or(time::Duration::MAX);
+    let cooldown = time::Duration::try_from(cooldown).unwrap_or(time::Duration::MAX);
     (elapsed < cooldown).then(|| Refusal::Cooldown {
         remaining_secs: (cooldown - elapsed).whole_seconds().max(1).unsigned_abs(),
     })

@@ -25,6 +25,8 @@ struct FakeFleet {
     failing: HashSet<String>,
     /// Snapshots of this target wait until `release` is notified.
     hold: Option<(String, Notify)>,
+    /// Snapshots taken (each one is a DescribeInstanceHealth, or DescribeTargetHealth).
+    snapshots: AtomicUsize,
     /// Snapshots in flight now, and the most seen at once.
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
@@ -155,6 +157,7 @@ impl Fleet for FakeFleet {
     ) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
         let target = target.value();
         Box::pin(async move {
+            self.snapshots.fetch_add(1, Ordering::SeqCst);
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             if let Some((held, release)) = &self.hold
@@ -255,6 +258,40 @@ fn meta() -> RequestMeta {
     let mut meta = RequestMeta::new(Source::Manual, None);
     meta.auth = Auth::Passed;
     meta
+}
+
+#[tokio::test]
+async fn a_storm_during_the_cooldown_is_answered_without_reading_the_target() {
+    let h = harness(FakeFleet::default(), "cooldown_secs = 600").await;
+    let first = h
+        .engine
+        .run(meta(), &trigger("web", false), None)
+        .await
+        .unwrap();
+    assert_eq!(first.summary.terminated_instance_ids, ["i-bad"]);
+    let storm: Vec<_> = (0..200)
+        .map(|_| {
+            let engine = Arc::clone(&h.engine);
+            tokio::spawn(async move { engine.run(meta(), &trigger("web", false), None).await })
+        })
+        .collect();
+    for run in storm {
+        let run = run.await.unwrap().unwrap();
+        let refused = run.summary.refused.unwrap();
+        assert!(refused.contains("cooldown ends in"), "{refused}");
+        assert!(run.summary.terminated_instance_ids.is_empty());
+    }
+    assert_eq!(
+        h.fleet.snapshots.load(Ordering::SeqCst),
+        1,
+        "one look at the target per cooldown window"
+    );
+    // A dry run still looks.
+    h.engine
+        .run(meta(), &trigger("web", true), None)
+        .await
+        .unwrap();
+    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
