@@ -101,6 +101,96 @@ async fn open_audit(path: &Path) -> anyhow::Result<(AuditStore, crate::audit::Wr
     })
 }
 
+/// `reflex pause`: pauses a configured target (or everything) with `reason`, recording who did it in the audit
+/// trail; without a reason, lists the pauses in force.
+pub async fn pause_command(
+    path: &Path,
+    target: Option<&str>,
+    reason: Option<&str>,
+) -> anyhow::Result<String> {
+    let config = load_config(path)?;
+    if let Some(target) = target {
+        anyhow::ensure!(
+            config.target(target).is_some(),
+            "--target {target:?} is not a configured target (a [[targets]] load_balancer or target_group)"
+        );
+    }
+    let (store, writer) = open_audit(path).await?;
+    let done: anyhow::Result<String> = async {
+        let Some(reason) = reason else {
+            let mut out = String::new();
+            for pause in store.pauses().await? {
+                out.push_str(&format!(
+                    "{}  since {}  {}\n",
+                    pause.target.as_deref().unwrap_or("(every target)"),
+                    rfc3339(pause.since),
+                    bounded(&pause.reason),
+                ));
+            }
+            return Ok(if out.is_empty() {
+                "no pauses\n".into()
+            } else {
+                out
+            });
+        };
+        anyhow::ensure!(!reason.trim().is_empty(), "--reason must say why");
+        store.pause(target, reason).await?;
+        operator_record(
+            &store,
+            target,
+            serde_json::json!({"pause": {"reason": reason}}),
+        )
+        .await?;
+        Ok(format!(
+            "paused {}: {reason}\n",
+            target.unwrap_or("every target")
+        ))
+    }
+    .await;
+    drop(store);
+    writer.finish().await;
+    done
+}
+
+/// `reflex resume`: lifts the pause of `target` (or of everything), recorded in the audit trail.
+pub async fn resume_command(path: &Path, target: Option<&str>) -> anyhow::Result<String> {
+    let (store, writer) = open_audit(path).await?;
+    let done: anyhow::Result<String> = async {
+        if !store.resume(target).await? {
+            anyhow::bail!(
+                "{} is not paused (reflex pause --config FILE lists the pauses)",
+                target.unwrap_or("everything")
+            );
+        }
+        operator_record(&store, target, serde_json::json!({"resume": true})).await?;
+        Ok(format!("resumed {}", target.unwrap_or("every target")))
+    }
+    .await;
+    drop(store);
+    writer.finish().await;
+    done
+}
+
+/// The audit record of an operator's command at this host.
+async fn operator_record(
+    store: &AuditStore,
+    target: Option<&str>,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut meta = crate::audit::RequestMeta::new(crate::audit::Source::Cli, None);
+    meta.auth = crate::audit::Auth::LocalOperator;
+    meta.target = Some(target.unwrap_or("*").to_owned());
+    if let serde_json::Value::Object(fields) = detail {
+        for (key, value) in fields {
+            meta.note(&key, &value);
+        }
+    }
+    store
+        .put(meta.record(crate::audit::Outcome::Completed, 200, None, 0))
+        .await?;
+    Ok(())
+}
+
 /// `reflex audit list`: the newest records, as a table or one JSON object per line.
 pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::Result<String> {
     let (store, writer) = open_audit(path).await?;

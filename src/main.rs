@@ -30,6 +30,31 @@ enum Command {
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
     },
+    /// The kill switch: stop reflex acting on a target (or on every target) until `reflex resume`. Alerts for
+    /// a paused target are answered `refused` (paused) and audited, with no AWS call at all; the pause is in the
+    /// audit store, so it survives restarts and holds for every server and replica sharing it. Without
+    /// --reason, lists the pauses in force.
+    Pause {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The configured target to pause (its load_balancer or target_group name); every target without it.
+        #[arg(long)]
+        target: Option<String>,
+        /// Why (recorded in the pause, the audit trail and every refused answer).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a pause set by `reflex pause`: of one target with --target, of everything without it (single
+    /// targets' pauses stay).
+    Resume {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The paused target; the pause of everything without it.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Run one remediation of a configured load balancer or target group and print the summary JSON.
     Remediate {
         /// Configuration file (TOML).
@@ -201,6 +226,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Healthcheck { url, insecure } => {
             commands::healthcheck_command(&url, insecure).await?;
+        }
+        Command::Pause {
+            config,
+            target,
+            reason,
+        } => print!(
+            "{}",
+            commands::pause_command(&config, target.as_deref(), reason.as_deref()).await?
+        ),
+        Command::Resume { config, target } => {
+            println!(
+                "{}",
+                commands::resume_command(&config, target.as_deref()).await?
+            );
         }
         Command::Audit {
             command:

@@ -44,6 +44,21 @@ pub struct StuckClaim {
     pub owner: Option<String>,
 }
 
+/// How the pause of every target is stored.
+const ALL_TARGETS: &str = "*";
+
+/// A pause in force: the kill switch for one target or for all.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Pause {
+    /// The paused target; `None` for every target.
+    pub target: Option<String>,
+    /// What the operator said.
+    pub reason: String,
+    /// Since when.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
 impl AuditStore {
     /// Opens the store at `url`: a SQLite file (`sqlite://PATH`, created when missing) or a PostgreSQL
     /// database (`postgres://...`); applies the migrations and starts the writer.
@@ -150,7 +165,7 @@ impl AuditStore {
                 return Ok(Delivery::Claimed(DeliveryKey { key, previous }));
             }
             Written::Claim(Claim::Existing { audit_id, answer }) => (audit_id, answer),
-            Written::Done | Written::Pruned(_) | Written::Lease(_) => {
+            Written::Done | Written::Pruned(_) | Written::Lease(_) | Written::Resumed(_) => {
                 return Err(AuditError::Commit(
                     "the writer did not answer the claim".into(),
                 ));
@@ -302,6 +317,56 @@ impl AuditStore {
             Some(millis(since)),
         )
         .await
+    }
+
+    /// Pauses `target` (`None`: every target) with `reason`, durably: every process sharing the store refuses
+    /// its alerts without any AWS call until it is resumed. Pausing again replaces the reason.
+    pub async fn pause(&self, target: Option<&str>, reason: &str) -> Result<(), AuditError> {
+        let op = Op::Pause {
+            target: target.unwrap_or(ALL_TARGETS).to_owned(),
+            reason: reason.to_owned(),
+        };
+        submit(&self.writer, op).await.map(|_| ())
+    }
+
+    /// Lifts the pause of `target` (`None`: the pause of everything; single targets' pauses stay); whether
+    /// there was one.
+    pub async fn resume(&self, target: Option<&str>) -> Result<bool, AuditError> {
+        let op = Op::Resume {
+            target: target.unwrap_or(ALL_TARGETS).to_owned(),
+        };
+        Ok(matches!(
+            submit(&self.writer, op).await?,
+            Written::Resumed(true)
+        ))
+    }
+
+    /// The pause that holds for `target`: its own, or the pause of everything.
+    pub async fn pause_of(&self, target: &str) -> Result<Option<Pause>, AuditError> {
+        Ok(self.pauses().await?.into_iter().find(|pause| {
+            pause
+                .target
+                .as_deref()
+                .is_none_or(|paused| paused == target)
+        }))
+    }
+
+    /// Every pause in force, everything's first.
+    pub async fn pauses(&self) -> Result<Vec<Pause>, AuditError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT target, reason, at_ms FROM pauses ORDER BY target")
+                .fetch_all(&self.readers)
+                .await?;
+        let mut pauses: Vec<Pause> = rows
+            .into_iter()
+            .map(|(target, reason, at_ms)| Pause {
+                target: (target != ALL_TARGETS).then_some(target),
+                reason,
+                since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            })
+            .collect();
+        pauses.sort_by_key(|pause| pause.target.is_some());
+        Ok(pauses)
     }
 
     /// Proves the store can be read and can still commit a write, for `/readyz`: a store that cannot write

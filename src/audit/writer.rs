@@ -39,6 +39,10 @@ pub(super) enum Op {
     Probe,
     /// Take the run lease of `target` for the run `audit_id` (or keep it, when this process holds it).
     Lease { target: String, audit_id: String },
+    /// Pause `target` (`*`: every target) with this reason: the kill switch.
+    Pause { target: String, reason: String },
+    /// Resume `target` (`*`: lift the pause of everything, not of single targets).
+    Resume { target: String },
     /// Prune the chain's entries, settled delivery claims and dead processes from before this time (ms).
     Prune { before_ms: i64 },
 }
@@ -54,6 +58,8 @@ pub(super) enum Written {
     Pruned(u64),
     /// A lease request: whether the lease is now held.
     Lease(bool),
+    /// A resume: whether there was such a pause.
+    Resumed(bool),
 }
 
 /// A hard bound on a target lease: even a live process that holds one this long (a run hung far beyond every
@@ -241,7 +247,12 @@ async fn write_batch(
         .iter()
         .filter_map(|pending| match &pending.op {
             Op::Put(record, _) => Some(record.as_ref()),
-            Op::Claim { .. } | Op::Probe | Op::Prune { .. } | Op::Lease { .. } => None,
+            Op::Claim { .. }
+            | Op::Probe
+            | Op::Prune { .. }
+            | Op::Lease { .. }
+            | Op::Pause { .. }
+            | Op::Resume { .. } => None,
         })
         .collect();
     release_leases(&mut tx, &records).await?;
@@ -271,6 +282,31 @@ async fn write_batch(
             pruned.push(removed);
         }
     }
+    let mut resumed = Vec::new();
+    for pending in batch {
+        match &pending.op {
+            Op::Pause { target, reason } => {
+                sqlx::query(
+                    "INSERT INTO pauses (target, reason, at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT(target) DO UPDATE SET reason = excluded.reason, at_ms = excluded.at_ms",
+                )
+                .bind(target.as_str())
+                .bind(reason.as_str())
+                .bind(millis(OffsetDateTime::now_utc()))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Op::Resume { target } => {
+                let removed = sqlx::query("DELETE FROM pauses WHERE target = $1")
+                    .bind(target.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                resumed.push(removed > 0);
+            }
+            _ => {}
+        }
+    }
     let mut leases = Vec::new();
     for pending in batch {
         if let Op::Lease { target, audit_id } = &pending.op {
@@ -282,13 +318,15 @@ async fn write_batch(
         .into_iter();
     let mut pruned = pruned.into_iter();
     let mut leases = leases.into_iter();
+    let mut resumed = resumed.into_iter();
     let results = batch
         .iter()
         .map(|pending| match pending.op {
             Op::Claim { .. } => claims.next().map_or(Written::Done, Written::Claim),
             Op::Prune { .. } => Written::Pruned(pruned.next().unwrap_or(0)),
             Op::Lease { .. } => Written::Lease(leases.next().unwrap_or(false)),
-            Op::Put(..) | Op::Probe => Written::Done,
+            Op::Resume { .. } => Written::Resumed(resumed.next().unwrap_or(false)),
+            Op::Put(..) | Op::Probe | Op::Pause { .. } => Written::Done,
         })
         .collect();
     // Last, just before the commit: on PostgreSQL the chain's head stays locked until then, so replicas wait

@@ -175,6 +175,16 @@ impl Engine {
         if let Some(previous) = previous {
             tracing::warn!(previous, "taking over a delivery whose first attempt died");
         }
+        // The kill switch: a paused target is not even read.
+        if let Some(pause) = self.audit.pause_of(&target.name).await? {
+            let refusal = Refusal::Paused {
+                reason: pause.reason,
+            };
+            return Ok(self.counted(Run {
+                summary: refused_unread(meta, trigger, target, refusal, dry_run),
+                acted: 0,
+            }));
+        }
         if !dry_run
             && let Some(summary) = self.cooling_down(meta, trigger, target, previous).await?
         {
@@ -278,22 +288,8 @@ impl Engine {
             last_action_at: self.audit.last_action_at(&target.name, previous).await?,
         };
         let cooldown = std::time::Duration::from_secs(self.config.remediation.cooldown_secs);
-        let Some(refusal) = plan::cooldown_refusal(cooldown, clock) else {
-            return Ok(None);
-        };
-        let plan = plan::Plan {
-            refused: Some(refusal),
-            ..plan::Plan::default()
-        };
-        meta.note("plan", &plan);
-        tracing::info!(refused = ?plan.refused, "cooling down: answered without reading the target");
-        Ok(Some(Summary::of_plan(
-            trigger.message.clone(),
-            target.names.clone(),
-            &plan,
-            false,
-            meta.id.clone(),
-        )))
+        Ok(plan::cooldown_refusal(cooldown, clock)
+            .map(|refusal| refused_unread(meta, trigger, target, refusal, false)))
     }
 
     /// Reads the target (health, EC2 facts, Auto Scaling membership when the action needs it) and plans,
@@ -424,3 +420,27 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+/// The answer to a run refused before the target was read (paused, cooling down): the refusal, noted as the
+/// run's plan, and nothing else.
+fn refused_unread(
+    meta: &mut RequestMeta,
+    trigger: &Trigger,
+    target: &targets::Target,
+    refusal: Refusal,
+    dry_run: bool,
+) -> Summary {
+    let plan = Plan {
+        refused: Some(refusal),
+        ..Plan::default()
+    };
+    meta.note("plan", &plan);
+    tracing::info!(refused = ?plan.refused, "answered without reading the target");
+    Summary::of_plan(
+        trigger.message.clone(),
+        target.names.clone(),
+        &plan,
+        dry_run,
+        meta.id.clone(),
+    )
+}

@@ -129,6 +129,11 @@ pub enum Refusal {
         /// Seconds until the cooldown ends.
         remaining_secs: u64,
     },
+    /// An operator paused reflex for this target (or for every target): the kill switch.
+    Paused {
+        /// What the operator said when pausing.
+        reason: String,
+    },
 }
 
 impl Refusal {
@@ -152,6 +157,10 @@ impl Refusal {
             ),
             Self::Cooldown { remaining_secs } => format!(
                 "this target was remediated recently; cooldown ends in {remaining_secs} s: nothing was replaced"
+            ),
+            Self::Paused { reason } => format!(
+                "paused: reflex is paused for this target ({reason}); nothing was read or replaced until \
+                 `reflex resume`"
             ),
         }
     }

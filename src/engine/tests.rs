@@ -295,6 +295,60 @@ async fn a_storm_during_the_cooldown_is_answered_without_reading_the_target() {
 }
 
 #[tokio::test]
+async fn a_paused_target_is_refused_unread_until_resumed() {
+    let h = harness(FakeFleet::default(), "").await;
+    h.store
+        .pause(Some("web"), "deploy in progress")
+        .await
+        .unwrap();
+    for dry_run in [false, true] {
+        let run = h
+            .engine
+            .run(meta(), &trigger("web", dry_run), None)
+            .await
+            .unwrap();
+        let refused = run.summary.refused.unwrap();
+        assert!(
+            refused.contains("paused") && refused.contains("deploy in progress"),
+            "{refused}"
+        );
+    }
+    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 0, "not even read");
+    // Everything paused: other targets too; lifting that leaves web's own pause.
+    h.store.pause(None, "incident 42").await.unwrap();
+    let api = h
+        .engine
+        .run(meta(), &trigger("api", false), None)
+        .await
+        .unwrap();
+    assert!(api.summary.refused.unwrap().contains("incident 42"));
+    assert!(h.store.resume(None).await.unwrap());
+    assert!(
+        !h.store.resume(None).await.unwrap(),
+        "nothing left to resume"
+    );
+    let api = h
+        .engine
+        .run(meta(), &trigger("api", false), None)
+        .await
+        .unwrap();
+    assert_eq!(api.summary.terminated_instance_ids, ["i-bad"]);
+    let web = h
+        .engine
+        .run(meta(), &trigger("web", false), None)
+        .await
+        .unwrap();
+    assert!(web.summary.refused.unwrap().contains("deploy in progress"));
+    assert!(h.store.resume(Some("web")).await.unwrap());
+    let web = h
+        .engine
+        .run(meta(), &trigger("web", false), None)
+        .await
+        .unwrap();
+    assert_eq!(web.summary.terminated_instance_ids, ["i-bad"]);
+}
+
+#[tokio::test]
 async fn the_per_target_lock_serialises_two_runs() {
     let h = harness(FakeFleet::default(), "").await;
     let (first, second) = (trigger("web", true), trigger("web", true));

@@ -329,3 +329,87 @@ async fn audit_verify_names_a_hand_edit_and_export_writes_the_chain_on_both_stor
         );
     }
 }
+
+#[tokio::test]
+async fn pause_and_resume_from_the_cli_stop_and_restart_a_live_server() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("paused");
+    let (good, bad) = fleet.balancer_with(&lb, 3, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &[&lb],
+        PERMISSIVE,
+    );
+    let client = reqwest::Client::new();
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = ReflexProcess::start(server_dir.path(), &text, &client).await;
+    let config = server.config.to_str().unwrap();
+    let remediate = || async {
+        let response = client
+            .post(format!("{}/remediate", server.base))
+            .bearer_auth(MANUAL_TOKEN)
+            .json(&json!({"load_balancer": lb}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+
+    let paused = reflex([
+        "pause",
+        "--config",
+        config,
+        "--target",
+        &lb,
+        "--reason",
+        "deploy 1234",
+    ]);
+    assert!(
+        paused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&paused.stderr)
+    );
+    let answer = remediate().await;
+    let refused = answer["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("paused") && refused.contains("deploy 1234"),
+        "{answer}"
+    );
+    assert_eq!(answer["terminated-instance-ids"], json!([]));
+    assert!(fleet.none_terminated(&bad).await);
+    let listed = reflex(["pause", "--config", config]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains(&lb) && listed.contains("deploy 1234"),
+        "{listed}"
+    );
+
+    let resumed = reflex(["resume", "--config", config, "--target", &lb]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(remediate().await["terminated-instance-ids"], json!(bad));
+    assert!(fleet.none_terminated(&good).await);
+
+    let again = reflex(["resume", "--config", config, "--target", &lb]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not paused"));
+    let unknown = reflex([
+        "pause", "--config", config, "--target", "nope", "--reason", "x",
+    ]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not a configured target"));
+    // Both commands are in the audit trail.
+    let records = reflex(["audit", "list", "--json", "--config", config]);
+    let records = String::from_utf8_lossy(&records.stdout).into_owned();
+    assert!(
+        records.contains(r#""pause":{"reason":"deploy 1234"}"#),
+        "{records}"
+    );
+    assert!(records.contains(r#""resume":true"#), "{records}");
+}
