@@ -59,6 +59,16 @@ pub struct Pause {
     pub since: OffsetDateTime,
 }
 
+impl Pause {
+    fn from_row((target, reason, at_ms): (String, String, i64)) -> Self {
+        Self {
+            target: (target != ALL_TARGETS).then_some(target),
+            reason,
+            since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        }
+    }
+}
+
 impl AuditStore {
     /// Opens the store at `url`: a SQLite file (`sqlite://PATH`, created when missing) or a PostgreSQL
     /// database (`postgres://...`); applies the migrations and starts the writer.
@@ -341,14 +351,18 @@ impl AuditStore {
         ))
     }
 
-    /// The pause that holds for `target`: its own, or the pause of everything.
+    /// The pause that holds for `target`: the pause of everything, or else its own. Asked on every run, so it
+    /// reads those two rows only.
     pub async fn pause_of(&self, target: &str) -> Result<Option<Pause>, AuditError> {
-        Ok(self.pauses().await?.into_iter().find(|pause| {
-            pause
-                .target
-                .as_deref()
-                .is_none_or(|paused| paused == target)
-        }))
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT target, reason, at_ms FROM pauses WHERE target = $1 OR target = $2 \
+             ORDER BY CASE WHEN target = $2 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(target)
+        .bind(ALL_TARGETS)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(Pause::from_row))
     }
 
     /// Every pause in force, everything's first.
@@ -357,14 +371,7 @@ impl AuditStore {
             sqlx::query_as("SELECT target, reason, at_ms FROM pauses ORDER BY target")
                 .fetch_all(&self.readers)
                 .await?;
-        let mut pauses: Vec<Pause> = rows
-            .into_iter()
-            .map(|(target, reason, at_ms)| Pause {
-                target: (target != ALL_TARGETS).then_some(target),
-                reason,
-                since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            })
-            .collect();
+        let mut pauses: Vec<Pause> = rows.into_iter().map(Pause::from_row).collect();
         pauses.sort_by_key(|pause| pause.target.is_some());
         Ok(pauses)
     }
