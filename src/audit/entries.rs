@@ -130,24 +130,27 @@ pub(super) async fn prune(
     Ok(removed)
 }
 
-/// Hashes, once, the entries a store from before the chain was carried over with (their hashes are unset),
-/// in sequence order after the head. A no-op on every later open.
+/// Hashes, once, the entries a store from before the chain was carried over with (after the head, their
+/// hashes unset), in sequence order. On every later open the chain ends at its head, which two lookups by
+/// key show, so start-up never scans the trail.
 pub(super) async fn adopt(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
 ) -> Result<u64, sqlx::Error> {
-    let unhashed: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(seq) FROM audit_entries WHERE hash IS NULL")
-            .fetch_one(&mut *conn)
-            .await?;
-    if unhashed.is_none() {
+    let (head_seq, last): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT head_seq, (SELECT MAX(seq) FROM audit_entries) FROM audit_chain WHERE id = 1",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if last.is_none_or(|last| last <= head_seq) {
         return Ok(0);
     }
     let mut tx = backend.begin(conn).await?;
     let mut head = lock_head(&mut tx, backend).await?;
     let rows = sqlx::query(&format!(
-        "SELECT seq, {COLUMNS} FROM audit_entries WHERE hash IS NULL ORDER BY seq"
+        "SELECT seq, {COLUMNS} FROM audit_entries WHERE seq > $1 AND hash IS NULL ORDER BY seq"
     ))
+    .bind(head.seq)
     .fetch_all(&mut *tx)
     .await?;
     let mut adopted = 0;
