@@ -155,9 +155,9 @@ async fn write_loop(
         if received == 0 {
             break;
         }
-        let mut written = Err(sqlx::Error::PoolClosed);
-        for _ in 0..ATTEMPTS {
-            written = match conn.as_mut() {
+        let mut attempt = 1;
+        let written = loop {
+            let written = match conn.as_mut() {
                 Some(open) => write_batch(store.backend, open, &batch, &owner).await,
                 None => match store.backend.reconnect(&store.url).await {
                     Ok(fresh) => {
@@ -167,12 +167,13 @@ async fn write_loop(
                 },
             };
             match &written {
-                Err(err) if store.backend.is_retryable(err) => {
+                Err(err) if attempt < ATTEMPTS && store.backend.is_retryable(err) => {
                     tracing::warn!(error = %err, "audit commit aborted by the database; trying again");
+                    attempt += 1;
                 }
-                _ => break,
+                _ => break written,
             }
-        }
+        };
         match written {
             Ok(results) => {
                 for (pending, result) in batch.drain(..).zip(results) {
