@@ -14,6 +14,21 @@ pub fn reflex<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
         .expect("reflex binary runs")
 }
 
+/// `reflex remediate --config CONFIG --load-balancer LB`, on a blocking thread, to run at the same moment as
+/// requests to servers.
+pub fn remediate_in_background(config: &Path, lb: &str) -> tokio::task::JoinHandle<Output> {
+    let (config, lb) = (config.to_owned(), lb.to_owned());
+    tokio::task::spawn_blocking(move || {
+        reflex([
+            OsStr::new("remediate"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--load-balancer"),
+            OsStr::new(&lb),
+        ])
+    })
+}
+
 /// A running `reflex serve`; killed when dropped.
 pub struct ReflexProcess {
     /// The process.

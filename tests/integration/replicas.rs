@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::alertmanager::{AM_TOKEN, vector};
 use crate::common::postgres::Postgres;
-use crate::common::process::{ReflexProcess, reflex};
+use crate::common::process::{ReflexProcess, remediate_in_background};
 use crate::common::slow_proxy::SlowProxy;
 use crate::common::{Fleet, MANUAL_TOKEN, Moto, config_text, unique};
 use crate::sns::{alarm, captured_delivery, topic};
@@ -201,17 +201,7 @@ async fn alerts_from_every_source_across_replicas_act_once_within_the_cap_and_th
         .bearer_auth(MANUAL_TOKEN)
         .json(&json!({"load_balancer": lb}))
         .send();
-    let config = processes[0].config.clone();
-    let cli_lb = lb.clone();
-    let cli = tokio::task::spawn_blocking(move || {
-        reflex([
-            "remediate",
-            "--config",
-            config.to_str().unwrap(),
-            "--load-balancer",
-            &cli_lb,
-        ])
-    });
+    let cli = remediate_in_background(&processes[0].config, &lb);
     let (sns, alertmanager, manual) = tokio::join!(sns, alertmanager, manual);
     let cli = cli.await.unwrap();
     assert!(

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::InstanceStateName;
 use serde_json::Value;
 
 use crate::common::postgres::Postgres;
-use crate::common::process::{ReflexProcess, reflex};
+use crate::common::process::{ReflexProcess, reflex, remediate_in_background};
 use crate::common::slow_proxy::SlowProxy;
 use crate::common::{Fleet, Moto, PERMISSIVE, config_text, unique};
 use crate::sns::{alarm, captured_delivery, topic};
@@ -246,17 +246,7 @@ async fn two_servers_and_the_cli_sharing_a_store_act_once_on_a_target() {
             )
         }
     };
-    let config = a.config.clone();
-    let cli_lb = lb.clone();
-    let cli = tokio::task::spawn_blocking(move || {
-        reflex([
-            "remediate",
-            "--config",
-            config.to_str().unwrap(),
-            "--load-balancer",
-            &cli_lb,
-        ])
-    });
+    let cli = remediate_in_background(&a.config, &lb);
     let (from_a, from_b) = tokio::join!(manual(a.base.clone()), manual(b.base.clone()));
     let cli = cli.await.unwrap();
     assert!(
