@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::audit::{AuditStore, Auth, RequestMeta, Source};
 use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
+use crate::controls::{ControlError, Controls};
 use crate::engine::{Authenticated, Trigger};
 use crate::sns::{CertSource, CertStore, SigningCert, SnsReceiver, Verifier, VerifyPolicy};
 use crate::target::TargetRef;
@@ -92,7 +93,11 @@ pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String
 
 /// The audit store the config at `path` names, for the `reflex audit` commands.
 async fn open_audit(path: &Path) -> anyhow::Result<(AuditStore, crate::audit::WriterTask)> {
-    let config = load_config(path)?;
+    open_store(&load_config(path)?).await
+}
+
+/// The audit store `config` names.
+async fn open_store(config: &Config) -> anyhow::Result<(AuditStore, crate::audit::WriterTask)> {
     AuditStore::open(&config.audit.url).await.with_context(|| {
         format!(
             "failed to open the audit store {}",
@@ -108,18 +113,10 @@ pub async fn pause_command(
     target: Option<&str>,
     reason: Option<&str>,
 ) -> anyhow::Result<String> {
-    let config = load_config(path)?;
-    if let Some(target) = target {
-        anyhow::ensure!(
-            config.target(target).is_some(),
-            "--target {target:?} is not a configured target (a [[targets]] load_balancer or target_group)"
-        );
-    }
-    let (store, writer) = open_audit(path).await?;
-    let done: anyhow::Result<String> = async {
-        let Some(reason) = reason else {
+    let Some(reason) = reason else {
+        return with_controls(path, async |controls| {
             let mut out = String::new();
-            for pause in store.pauses().await? {
+            for pause in controls.audit.pauses().await? {
                 out.push_str(&format!(
                     "{}  since {}  {}\n",
                     pause.target.as_deref().unwrap_or("(every target)"),
@@ -127,44 +124,79 @@ pub async fn pause_command(
                     bounded(&pause.reason),
                 ));
             }
-            return Ok(if out.is_empty() {
+            Ok(if out.is_empty() {
                 "no pauses\n".into()
             } else {
                 out
-            });
-        };
-        anyhow::ensure!(!reason.trim().is_empty(), "--reason must say why");
-        store.pause(target, reason).await?;
-        operator_record(
-            &store,
-            target,
-            serde_json::json!({"pause": {"reason": reason}}),
-        )
-        .await?;
+            })
+        })
+        .await;
+    };
+    with_controls(path, async |controls| {
+        controls.pause(operator(), target, reason).await?;
         Ok(format!(
             "paused {}: {reason}\n",
             target.unwrap_or("every target")
         ))
-    }
-    .await;
-    drop(store);
-    writer.finish().await;
-    done
+    })
+    .await
 }
 
 /// `reflex resume`: lifts the pause of `target` (or of everything), recorded in the audit trail.
-pub async fn resume_command(path: &Path, target: Option<&str>) -> anyhow::Result<String> {
-    let (store, writer) = open_audit(path).await?;
-    let done: anyhow::Result<String> = async {
-        if !store.resume(target).await? {
-            anyhow::bail!(
-                "{} is not paused (reflex pause --config FILE lists the pauses)",
-                target.unwrap_or("everything")
-            );
-        }
-        operator_record(&store, target, serde_json::json!({"resume": true})).await?;
+pub async fn resume_command(
+    path: &Path,
+    target: Option<&str>,
+    reason: Option<&str>,
+) -> anyhow::Result<String> {
+    with_controls(path, async |controls| {
+        controls
+            .resume(operator(), target, reason)
+            .await
+            .map_err(|err| match err {
+                ControlError::NotPaused(_) => {
+                    anyhow::anyhow!("{err} (reflex pause --config FILE lists the pauses)")
+                }
+                err => err.into(),
+            })?;
         Ok(format!("resumed {}", target.unwrap_or("every target")))
-    }
+    })
+    .await
+}
+
+/// `reflex breaker reset`: closes `target`'s open breaker, recorded in the audit trail with `reason`.
+pub async fn breaker_reset_command(
+    path: &Path,
+    target: &str,
+    reason: &str,
+) -> anyhow::Result<String> {
+    with_controls(path, async |controls| {
+        controls.reset_breaker(operator(), target, reason).await?;
+        Ok(format!("breaker of {target} reset: {reason}"))
+    })
+    .await
+}
+
+/// `reflex breaker status`: pauses, breakers and budgets left, as pretty JSON.
+pub async fn breaker_status_command(path: &Path) -> anyhow::Result<String> {
+    with_controls(path, async |controls| {
+        Ok(serde_json::to_string_pretty(&controls.state().await?)?)
+    })
+    .await
+}
+
+/// Runs `work` with the controls over the store the config at `path` names, then lets the store's writer
+/// commit and stop.
+async fn with_controls<T>(
+    path: &Path,
+    work: impl AsyncFnOnce(Controls<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let config = load_config(path)?;
+    let (store, writer) = open_store(&config).await?;
+    let done = work(Controls {
+        audit: &store,
+        config: &config,
+        metrics: None,
+    })
     .await;
     drop(store);
     writer.finish().await;
@@ -172,23 +204,10 @@ pub async fn resume_command(path: &Path, target: Option<&str>) -> anyhow::Result
 }
 
 /// The audit record of an operator's command at this host.
-async fn operator_record(
-    store: &AuditStore,
-    target: Option<&str>,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    let mut meta = crate::audit::RequestMeta::new(crate::audit::Source::Cli, None);
-    meta.auth = crate::audit::Auth::LocalOperator;
-    meta.target = Some(target.unwrap_or("*").to_owned());
-    if let serde_json::Value::Object(fields) = detail {
-        for (key, value) in fields {
-            meta.note(&key, &value);
-        }
-    }
-    store
-        .put(meta.record(crate::audit::Outcome::Completed, 200, None, 0))
-        .await?;
-    Ok(())
+fn operator() -> RequestMeta {
+    let mut meta = RequestMeta::new(Source::Cli, None);
+    meta.auth = Auth::LocalOperator;
+    meta
 }
 
 /// `reflex audit list`: the newest records, as a table or one JSON object per line.

@@ -8,12 +8,14 @@ pub mod audit;
 pub mod aws;
 pub mod commands;
 pub mod config;
+pub mod controls;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod http;
 mod logging;
 pub mod metrics;
+pub mod notify;
 mod server;
 pub mod sns;
 pub mod target;

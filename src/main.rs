@@ -54,6 +54,16 @@ enum Command {
         /// The paused target; the pause of everything without it.
         #[arg(long)]
         target: Option<String>,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// A target's breaker: it opens when a budget is exhausted, when runs keep hitting AWS errors
+    /// (remediation.breaker_after_failures) or when a recovery check fails, and then refuses the target's
+    /// alerts (`refused: breaker-open`, no AWS call) until a person resets it here.
+    Breaker {
+        #[command(subcommand)]
+        command: BreakerCommand,
     },
     /// Run one remediation of a configured load balancer or target group and print the summary JSON.
     Remediate {
@@ -116,6 +126,29 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+/// `reflex breaker ...`.
+#[derive(Debug, Subcommand)]
+enum BreakerCommand {
+    /// Close a target's open breaker, recorded in the audit trail with the reason.
+    Reset {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The configured target whose breaker to close.
+        #[arg(long)]
+        target: String,
+        /// Why it is safe to act again (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Print pauses, breakers and budgets left, as JSON (what `GET /admin/state` answers).
+    Status {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -235,12 +268,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "{}",
             commands::pause_command(&config, target.as_deref(), reason.as_deref()).await?
         ),
-        Command::Resume { config, target } => {
+        Command::Resume {
+            config,
+            target,
+            reason,
+        } => {
             println!(
                 "{}",
-                commands::resume_command(&config, target.as_deref()).await?
+                commands::resume_command(&config, target.as_deref(), reason.as_deref()).await?
             );
         }
+        Command::Breaker {
+            command:
+                BreakerCommand::Reset {
+                    config,
+                    target,
+                    reason,
+                },
+        } => println!(
+            "{}",
+            commands::breaker_reset_command(&config, &target, &reason).await?
+        ),
+        Command::Breaker {
+            command: BreakerCommand::Status { config },
+        } => println!("{}", commands::breaker_status_command(&config).await?),
         Command::Audit {
             command:
                 AuditCommand::List {

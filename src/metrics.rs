@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -86,10 +87,33 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
+/// Why a breaker opened: `budget`, `aws-errors` or `not-recovered`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TripLabels {
+    /// What tripped it.
+    pub reason: &'static str,
+}
+
+/// A finished step with an `outcome` from a closed set (recovery checks, notifications, refusals).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// e.g. `recovered`, `delivered`, `cooldown`.
+    pub outcome: &'static str,
+}
+
+/// A configured `target` (or `*` for every target): a closed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// The target's configured name.
+    pub target: String,
+}
+
 /// Every metric reflex exports, and the registry that renders them.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Every registered family's name, without the `reflex_` prefix and the `_total` of counters.
+    names: Vec<&'static str>,
     /// HTTP requests by route template and status.
     pub http_requests: Family<RequestLabels, Counter>,
     /// Rejected requests by source and error code.
@@ -110,11 +134,28 @@ pub struct Metrics {
     pub sns_certificate_cache: Family<CacheLabels, Counter>,
     /// Verified UnsubscribeConfirmations by topic: reflex no longer receives that topic's alarms.
     pub sns_unsubscribed: Family<TopicLabels, Counter>,
+    /// Refused runs by the rule that refused them (cooldown, paused, breaker-open, ...).
+    pub refusals: Family<OutcomeLabels, Counter>,
+    /// Breakers opened by this process, by what tripped them.
+    pub breaker_trips: Family<TripLabels, Counter>,
+    /// Breakers closed by an operator through this process.
+    pub breaker_resets: Counter,
+    /// Recovery checks run by this process, by outcome (recovered, not-recovered, failed).
+    pub recovery_checks: Family<OutcomeLabels, Counter>,
+    /// Notifications by outcome (delivered, failed, dropped).
+    pub notifications: Family<OutcomeLabels, Counter>,
+    /// 1 while a target's breaker is open, as the store says (refreshed every few seconds).
+    pub breaker_open: Family<TargetLabels, Gauge>,
+    /// 1 while a target (or `*`, everything) is paused, as the store says (refreshed every few seconds).
+    pub paused: Family<TargetLabels, Gauge>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("reflex");
+        let mut registry = Described {
+            registry: Registry::with_prefix("reflex"),
+            names: Vec::new(),
+        };
         let http_requests = Family::default();
         registry.register(
             "http_requests",
@@ -177,8 +218,58 @@ impl Default for Metrics {
             "Verified SNS UnsubscribeConfirmations by topic: alarms of that topic no longer reach reflex",
             sns_unsubscribed.clone(),
         );
+        let refusals = Family::default();
+        registry.register(
+            "refusals",
+            "Refused runs by rule (cooldown, paused, breaker-open, too-many-unhealthy, below-min-in-service)",
+            refusals.clone(),
+        );
+        let breaker_trips = Family::default();
+        registry.register(
+            "breaker_trips",
+            "Breakers opened, by what tripped them (budget, aws-errors, not-recovered)",
+            breaker_trips.clone(),
+        );
+        let breaker_resets = Counter::default();
+        registry.register(
+            "breaker_resets",
+            "Breakers closed by an operator",
+            breaker_resets.clone(),
+        );
+        let recovery_checks = Family::default();
+        registry.register(
+            "recovery_checks",
+            "Recovery checks after runs that acted, by outcome (recovered, not-recovered, failed)",
+            recovery_checks.clone(),
+        );
+        let notifications = Family::default();
+        registry.register(
+            "notifications",
+            "Notifications to [[notify]] webhooks by outcome (delivered, failed, dropped)",
+            notifications.clone(),
+        );
+        let breaker_open = Family::default();
+        registry.register(
+            "breaker_open",
+            "1 while the target's breaker is open (shared by every replica: read from the audit store)",
+            breaker_open.clone(),
+        );
+        let paused = Family::default();
+        registry.register(
+            "paused",
+            "1 while the target (or \"*\", every target) is paused (read from the audit store)",
+            paused.clone(),
+        );
         Self {
-            registry,
+            registry: registry.registry,
+            names: registry.names,
+            breaker_open,
+            paused,
+            refusals,
+            breaker_trips,
+            breaker_resets,
+            recovery_checks,
+            notifications,
             sns_unsubscribed,
             http_requests,
             rejections,
@@ -194,6 +285,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics of a serving process, with the audit store's count of failed writes.
+    pub fn with_audit_failures(write_failures: Counter) -> Self {
+        let mut metrics = Self::default();
+        metrics.names.push("audit_write_failures");
+        metrics.registry.register(
+            "audit_write_failures",
+            "Audit writes that failed to commit (the requests waiting for them were answered 503)",
+            write_failures,
+        );
+        metrics
+    }
+
     /// Counts one rejected request from `source` answered with `code`.
     pub fn count_rejection(&self, source: &'static str, code: &'static str) {
         self.rejections
@@ -218,9 +321,23 @@ impl Metrics {
         }
     }
 
+    /// Counts one step of a closed-set `outcome` in `family`.
+    pub fn count(family: &Family<OutcomeLabels, Counter>, outcome: &'static str) {
+        family.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
     /// A `dry_run` label value.
     pub fn flag(value: bool) -> &'static str {
         if value { "true" } else { "false" }
+    }
+
+    /// The name of every metric family this process can export (`reflex_` + name, `_total` added for
+    /// counters), whether or not it has counted anything yet: what dashboards and alert rules may query.
+    pub fn names(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .map(|name| format!("reflex_{name}"))
+            .collect()
     }
 
     /// Renders every metric in the OpenMetrics text format.
@@ -233,9 +350,74 @@ impl Metrics {
     }
 }
 
+/// A registry that also keeps the names registered in it.
+struct Described {
+    registry: Registry,
+    names: Vec<&'static str>,
+}
+
+impl Described {
+    fn register(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.names.push(name);
+        self.registry.register(name, help, metric);
+    }
+}
+
+/// The OpenMetrics text `open_metrics` in the classic Prometheus text format (version 0.0.4): counter
+/// families are named with their `_total` suffix in `# HELP` and `# TYPE`, and the OpenMetrics-only `# UNIT`
+/// and `# EOF` lines go. Samples are the same in both.
+pub fn classic_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| line.strip_prefix(prefix).map(|rest| (prefix, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_classic_format_names_counters_with_total_and_drops_eof() {
+        let open = "# HELP reflex_runs Runs.\n# TYPE reflex_runs counter\nreflex_runs_total 2\n\
+                    # HELP reflex_open Open.\n# TYPE reflex_open gauge\nreflex_open 1\n# EOF\n";
+        assert_eq!(
+            classic_text(open),
+            "# HELP reflex_runs_total Runs.\n# TYPE reflex_runs_total counter\nreflex_runs_total 2\n\
+             # HELP reflex_open Open.\n# TYPE reflex_open gauge\nreflex_open 1\n"
+        );
+    }
 
     #[test]
     fn renders_counters_and_histograms_in_text_format() {

@@ -175,12 +175,7 @@ async fn claim_all(
         .iter()
         .filter_map(|pending| match &pending.op {
             Op::Claim { key, audit_id, .. } => Some(answer(key, audit_id)),
-            Op::Put(..)
-            | Op::Probe
-            | Op::Prune { .. }
-            | Op::Lease { .. }
-            | Op::Pause { .. }
-            | Op::Resume { .. } => None,
+            _ => None,
         })
         .collect())
 }

@@ -7,6 +7,7 @@
 //! `backend` is what differs between SQLite and PostgreSQL; the schema lives in `migrations/<backend>/`.
 
 mod backend;
+mod brakes;
 mod chain;
 mod claims;
 mod completed;
@@ -18,12 +19,13 @@ mod store;
 mod writer;
 
 pub use backend::{Backend, redacted};
+pub use brakes::{BreakerState, OpenBreaker, RecoveryCheck};
 pub use chain::{Break, Entry};
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
 pub use entries::Verified;
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use rows::StoredRow;
-pub use store::{AuditStore, Pause, StuckClaim};
+pub use store::{AuditStore, Brakes, Pause, StuckClaim};
 pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.

@@ -23,6 +23,12 @@ pub enum Source {
     Alertmanager,
     /// `POST /grafana`.
     Grafana,
+    /// The `/admin` routes: the kill switch and the breaker reset.
+    Admin,
+    /// A recovery check after a run that acted.
+    RecoveryCheck,
+    /// A notification delivered (or not) to a `[[notify]]` webhook.
+    Notify,
 }
 
 impl Source {
@@ -35,6 +41,9 @@ impl Source {
             Self::Sns => "sns",
             Self::Alertmanager => "alertmanager",
             Self::Grafana => "grafana",
+            Self::Admin => "admin",
+            Self::RecoveryCheck => "recovery-check",
+            Self::Notify => "notify",
         }
     }
 
@@ -47,6 +56,9 @@ impl Source {
             Self::Sns,
             Self::Alertmanager,
             Self::Grafana,
+            Self::Admin,
+            Self::RecoveryCheck,
+            Self::Notify,
         ]
         .into_iter()
         .find(|source| source.as_str() == name)
@@ -71,6 +83,10 @@ pub enum Outcome {
     Ignored,
     /// A subscription was confirmed.
     Confirmed,
+    /// A recovery check found the target back to at least as many InService instances as before the run.
+    Recovered,
+    /// A recovery check found fewer InService instances than before the run: the breaker opens.
+    NotRecovered,
 }
 
 impl Outcome {
@@ -84,6 +100,8 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::Ignored => "ignored",
             Self::Confirmed => "confirmed",
+            Self::Recovered => "recovered",
+            Self::NotRecovered => "not-recovered",
         }
     }
 
@@ -97,6 +115,8 @@ impl Outcome {
             Self::Duplicate,
             Self::Ignored,
             Self::Confirmed,
+            Self::Recovered,
+            Self::NotRecovered,
         ]
         .into_iter()
         .find(|outcome| outcome.as_str() == name)

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use sqlx::AnyPool;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::backend::Backend;
+use super::brakes::{BreakerChange, BreakerState, OpenBreaker, RecoveryCheck, breaker_from_row};
 use super::chain::{Break, Entry};
 use super::completed::{Completed, CompletedDeliveries};
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
@@ -27,6 +29,7 @@ pub struct AuditStore {
     writer: mpsc::Sender<Pending>,
     readers: AnyPool,
     completed: Arc<CompletedDeliveries>,
+    write_failures: Counter,
 }
 
 /// A delivery claim whose process died before settling it, as `reflex audit list --stuck` shows it. The next
@@ -57,6 +60,15 @@ pub struct Pause {
     /// Since when.
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
+}
+
+/// What stops a target before anything is read (`AuditStore::brakes_of`).
+#[derive(Debug, Clone, Default)]
+pub struct Brakes {
+    /// The pause in force for it.
+    pub pause: Option<Pause>,
+    /// Its breaker, when open.
+    pub breaker: Option<OpenBreaker>,
 }
 
 impl Pause {
@@ -92,22 +104,30 @@ impl AuditStore {
         super::writer::beat(&mut writer, &owner).await?;
         let readers = backend.readers(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let write_failures = Counter::default();
         Ok((
             Self {
                 writer: tx,
                 readers,
                 completed: Arc::default(),
+                write_failures: write_failures.clone(),
             },
             WriterTask::start(
                 Store {
                     backend,
                     url: url.to_owned(),
+                    write_failures,
                 },
                 writer,
                 rx,
                 owner,
             ),
         ))
+    }
+
+    /// Writes that failed to commit (each waiting request was told), for `reflex_audit_write_failures_total`.
+    pub fn write_failures(&self) -> Counter {
+        self.write_failures.clone()
     }
 
     /// Appends this version of the record (an intent, then its outcome, share an id) to the chain, and returns
@@ -175,7 +195,7 @@ impl AuditStore {
                 return Ok(Delivery::Claimed(DeliveryKey { key, previous }));
             }
             Written::Claim(Claim::Existing { audit_id, answer }) => (audit_id, answer),
-            Written::Done | Written::Pruned(_) | Written::Lease(_) | Written::Resumed(_) => {
+            _ => {
                 return Err(AuditError::Commit(
                     "the writer did not answer the claim".into(),
                 ));
@@ -351,18 +371,144 @@ impl AuditStore {
         ))
     }
 
-    /// The pause that holds for `target`: the pause of everything, or else its own. Asked on every run, so it
-    /// reads those two rows only.
-    pub async fn pause_of(&self, target: &str) -> Result<Option<Pause>, AuditError> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT target, reason, at_ms FROM pauses WHERE target = $1 OR target = $2 \
-             ORDER BY CASE WHEN target = $2 THEN 0 ELSE 1 END LIMIT 1",
+    /// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
+    /// else its own) and its breaker when open. Asked on every run, so it reads those three rows only.
+    pub async fn brakes_of(&self, target: &str) -> Result<Brakes, AuditError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT 'pause' AS kind, target, reason, at_ms FROM pauses WHERE target = $1 OR target = $2 \
+             UNION ALL SELECT 'breaker' AS kind, target, open_reason, opened_ms FROM breakers \
+             WHERE target = $1 AND opened_ms IS NOT NULL",
         )
         .bind(target)
         .bind(ALL_TARGETS)
-        .fetch_optional(&self.readers)
+        .fetch_all(&self.readers)
         .await?;
-        Ok(row.map(Pause::from_row))
+        let mut brakes = Brakes::default();
+        for (kind, target, reason, at_ms) in rows {
+            if kind == "breaker" {
+                brakes.breaker = Some(OpenBreaker {
+                    target,
+                    reason,
+                    since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                });
+            } else if brakes.pause.as_ref().is_none_or(|p| p.target.is_some()) {
+                // The pause of everything wins over the target's own.
+                brakes.pause = Some(Pause::from_row((target, reason, at_ms)));
+            }
+        }
+        Ok(brakes)
+    }
+
+    /// Every target's breaker with a row: open ones, and closed ones counting failures.
+    pub async fn breakers(&self) -> Result<Vec<BreakerState>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT target, failures, open_reason, opened_ms FROM breakers ORDER BY target",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(breaker_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// A run of `target` hit AWS errors; the breaker opens at `trip_after` consecutive ones. Whether it
+    /// opened now.
+    pub async fn breaker_failed(&self, target: &str, trip_after: u32) -> Result<bool, AuditError> {
+        self.breaker(BreakerChange::Failed {
+            target: target.to_owned(),
+            trip_after,
+        })
+        .await
+    }
+
+    /// A run of `target` read it without AWS errors: its consecutive failures start again from 0.
+    pub async fn breaker_succeeded(&self, target: &str) -> Result<(), AuditError> {
+        self.breaker(BreakerChange::Succeeded {
+            target: target.to_owned(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Opens `target`'s breaker for `reason`; whether it opened now (false: it was open already).
+    pub async fn trip_breaker(&self, target: &str, reason: &str) -> Result<bool, AuditError> {
+        self.breaker(BreakerChange::Trip {
+            target: target.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .await
+    }
+
+    /// Closes `target`'s breaker; whether it was open.
+    pub async fn reset_breaker(&self, target: &str) -> Result<bool, AuditError> {
+        self.breaker(BreakerChange::Reset {
+            target: target.to_owned(),
+        })
+        .await
+    }
+
+    async fn breaker(&self, change: BreakerChange) -> Result<bool, AuditError> {
+        Ok(matches!(
+            submit(&self.writer, Op::Breaker(change)).await?,
+            Written::Breaker(true)
+        ))
+    }
+
+    /// Instances acted on (or being acted on) from `since` to `until`, on `target` or (`None`) on every
+    /// target, by real runs of any process sharing the store: what the budgets count.
+    pub async fn acted_between(
+        &self,
+        target: Option<&str>,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<u64, AuditError> {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(acted), 0) AS BIGINT) FROM audit_records \
+             WHERE acted > 0 AND dry_run = 0 AND COALESCE(acted_ms, at_ms) BETWEEN $1 AND $2{}",
+            if target.is_some() {
+                " AND target = $3"
+            } else {
+                ""
+            }
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(millis(since))
+            .bind(millis(until));
+        if let Some(target) = target {
+            query = query.bind(target);
+        }
+        let acted = query.fetch_one(&self.readers).await?;
+        Ok(u64::try_from(acted).unwrap_or(0))
+    }
+
+    /// Records a recovery check to run at `check.due`, by whichever process sharing the store takes it first.
+    pub async fn schedule_check(&self, check: RecoveryCheck) -> Result<(), AuditError> {
+        submit(&self.writer, Op::Schedule(check)).await.map(|_| ())
+    }
+
+    /// Claims the oldest due recovery check for this process, if any; a claim older than `retry_after` (its
+    /// holder could not read the target) is taken again.
+    pub async fn take_check(
+        &self,
+        retry_after: Duration,
+    ) -> Result<Option<RecoveryCheck>, AuditError> {
+        let retry_before_ms = millis(OffsetDateTime::now_utc())
+            .saturating_sub(i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX));
+        match submit(&self.writer, Op::TakeCheck { retry_before_ms }).await? {
+            Written::Check(check) => Ok(check),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes a recovery check's record and removes the check, in one commit: it runs once.
+    pub async fn put_checked(&self, record: AuditRecord, run_id: &str) -> Result<(), AuditError> {
+        submit(
+            &self.writer,
+            Op::Checked(Box::new(record), run_id.to_owned()),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Every pause in force, everything's first.

@@ -126,7 +126,127 @@ on_both_stores!(
     an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt,
     one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end,
     the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out,
+    budgets_count_real_runs_in_their_window_at_a_chosen_clock,
+    a_breaker_opens_once_and_stays_open_for_every_process_until_reset,
+    a_recovery_check_is_taken_by_one_process_and_runs_once,
 );
+
+async fn budgets_count_real_runs_in_their_window_at_a_chosen_clock(db: TestDb) {
+    use crate::engine::budget::{Budgets, Left, usage};
+    let (store, writer) = db.open().await;
+    // The test's clock: a fixed moment two days ago, and runs placed around it.
+    let now = OffsetDateTime::now_utc() - time::Duration::days(2);
+    let at = |id: &str, target: &str, acted: u32, ago_min: i64| {
+        let mut r = record(id, target, acted);
+        r.at = now - time::Duration::minutes(ago_min);
+        r.acted_at = Some(r.at);
+        r
+    };
+    for r in [
+        at("B1", "web", 2, 10),      // this hour
+        at("B2", "web", 1, 23 * 60), // this day, not this hour
+        at("B3", "web", 4, 25 * 60), // outside both
+        at("B4", "api", 1, 30),      // another target, this hour
+        at("B5", "web", 0, 5),       // acted on nothing
+        at("B6", "web", 3, -10),     // after the clock: not yet
+    ] {
+        store.put(r).await.unwrap();
+    }
+    let mut dry = at("B7", "web", 5, 1);
+    dry.dry_run = true;
+    store.put(dry).await.unwrap();
+    let used = usage(&store, "web", now).await.unwrap();
+    assert_eq!(
+        (
+            used.target_hour,
+            used.target_day,
+            used.all_hour,
+            used.all_day
+        ),
+        (2, 3, 3, 4)
+    );
+    let budgets = Budgets {
+        per_hour: 3,
+        per_day: 3,
+        all_per_hour: 10,
+        all_per_day: 10,
+    };
+    // The per-day budget is spent although the hour has room.
+    assert_eq!(Left::of(budgets, used).tightest(), ("max_acted_per_day", 0));
+    // A day later by the test clock, only B6 is inside the day.
+    let later = usage(&store, "web", now + time::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!((later.target_hour, later.target_day), (0, 3));
+    drop(store);
+    writer.finish().await;
+}
+
+async fn a_breaker_opens_once_and_stays_open_for_every_process_until_reset(db: TestDb) {
+    let (first, first_writer) = db.open().await;
+    let (second, second_writer) = db.open().await;
+    assert!(!first.breaker_failed("web", 2).await.unwrap());
+    assert!(
+        second.breaker_failed("web", 2).await.unwrap(),
+        "the second failure opens it"
+    );
+    assert!(
+        !first.breaker_failed("web", 2).await.unwrap(),
+        "open already"
+    );
+    assert!(!first.trip_breaker("web", "again").await.unwrap());
+    let open = second.brakes_of("web").await.unwrap().breaker.unwrap();
+    assert_eq!(open.reason, "2 consecutive runs hit AWS errors");
+    assert!(first.brakes_of("api").await.unwrap().breaker.is_none());
+    assert!(second.reset_breaker("web").await.unwrap());
+    assert!(first.brakes_of("web").await.unwrap().breaker.is_none());
+    assert!(!first.reset_breaker("web").await.unwrap());
+    assert!(first.trip_breaker("web", "budget exhausted").await.unwrap());
+    // The pause and the breaker are read together.
+    first.pause(None, "incident").await.unwrap();
+    let brakes = second.brakes_of("web").await.unwrap();
+    assert_eq!(brakes.pause.unwrap().reason, "incident");
+    assert_eq!(brakes.breaker.unwrap().reason, "budget exhausted");
+    drop((first, second));
+    first_writer.finish().await;
+    second_writer.finish().await;
+}
+
+async fn a_recovery_check_is_taken_by_one_process_and_runs_once(db: TestDb) {
+    let (first, first_writer) = db.open().await;
+    let (second, second_writer) = db.open().await;
+    let check = |run: &str, due_in: i64| RecoveryCheck {
+        run_id: run.into(),
+        target: "web".into(),
+        expected_in_service: 4,
+        due: OffsetDateTime::now_utc() + time::Duration::seconds(due_in),
+    };
+    first.schedule_check(check("R1", -1)).await.unwrap();
+    first.schedule_check(check("R2", 3600)).await.unwrap();
+    let retry = Duration::from_secs(60);
+    let (a, b) = tokio::join!(first.take_check(retry), second.take_check(retry));
+    let taken: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(taken.len(), 1, "one process takes it: {taken:?}");
+    assert_eq!(taken[0].run_id, "R1");
+    assert_eq!(taken[0].expected_in_service, 4);
+    // Held by a live process: nobody else takes it; a claim older than the retry delay is taken again.
+    assert_eq!(second.take_check(retry).await.unwrap(), None);
+    let again = second.take_check(Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(again.run_id, "R1");
+    second
+        .put_checked(record("C1", "web", 0), "R1")
+        .await
+        .unwrap();
+    assert_eq!(
+        first.take_check(Duration::ZERO).await.unwrap(),
+        None,
+        "done, and R2 is not due"
+    );
+    assert!(first.get("C1").await.unwrap().is_some());
+    drop((first, second));
+    first_writer.finish().await;
+    second_writer.finish().await;
+}
 
 async fn concurrent_puts_are_all_committed_and_listed_newest_first(db: TestDb) {
     let (store, writer) = db.open().await;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::backend::{Backend, list};
+use super::brakes::{self, BreakerChange, RecoveryCheck};
 use super::claims;
 use super::deliveries::{Claim, DeliveryUpdate, HEARTBEAT_EVERY};
 use super::entries;
@@ -45,6 +46,14 @@ pub(super) enum Op {
     Resume { target: String },
     /// Prune the chain's entries, settled delivery claims and dead processes from before this time (ms).
     Prune { before_ms: i64 },
+    /// Change a target's breaker.
+    Breaker(BreakerChange),
+    /// Record a recovery check to run later.
+    Schedule(RecoveryCheck),
+    /// Claim the oldest due recovery check; a claim older than `retry_before_ms` is taken again.
+    TakeCheck { retry_before_ms: i64 },
+    /// Append a recovery check's record and remove the check (`run_id`), in one commit.
+    Checked(Box<AuditRecord>, String),
 }
 
 /// What the writer answers for one write once it is committed.
@@ -60,6 +69,10 @@ pub(super) enum Written {
     Lease(bool),
     /// A resume: whether there was such a pause.
     Resumed(bool),
+    /// A breaker change: whether the breaker opened (or, for a reset, closed).
+    Breaker(bool),
+    /// A claimed recovery check, if one was due.
+    Check(Option<RecoveryCheck>),
 }
 
 /// A hard bound on a target lease: even a live process that holds one this long (a run hung far beyond every
@@ -118,10 +131,12 @@ pub(super) async fn submit(writer: &mpsc::Sender<Pending>, op: Op) -> Result<Wri
         .map_err(AuditError::Commit)
 }
 
-/// Where the writer writes: the backend and its URL (to reconnect after a failed commit).
+/// Where the writer writes: the backend and its URL (to reconnect after a failed commit), and the count of
+/// writes that failed.
 pub(super) struct Store {
     pub backend: Backend,
     pub url: String,
+    pub write_failures: prometheus_client::metrics::counter::Counter,
 }
 
 async fn write_loop(
@@ -182,6 +197,7 @@ async fn write_loop(
             }
             Err(err) => {
                 tracing::error!(error = %err, records = batch.len(), "audit commit failed");
+                store.write_failures.inc_by(batch.len() as u64);
                 for pending in batch.drain(..) {
                     let _ = pending.done.send(Err(err.to_string()));
                 }
@@ -247,13 +263,8 @@ async fn write_batch(
     let records: Vec<&AuditRecord> = batch
         .iter()
         .filter_map(|pending| match &pending.op {
-            Op::Put(record, _) => Some(record.as_ref()),
-            Op::Claim { .. }
-            | Op::Probe
-            | Op::Prune { .. }
-            | Op::Lease { .. }
-            | Op::Pause { .. }
-            | Op::Resume { .. } => None,
+            Op::Put(record, _) | Op::Checked(record, _) => Some(record.as_ref()),
+            _ => None,
         })
         .collect();
     release_leases(&mut tx, &records).await?;
@@ -314,9 +325,27 @@ async fn write_batch(
             leases.push(take_lease(&mut tx, target, audit_id, owner).await?);
         }
     }
+    let mut brake_results = Vec::new();
+    for pending in batch {
+        let now = millis(OffsetDateTime::now_utc());
+        match &pending.op {
+            Op::Breaker(change) => {
+                let changed = brakes::change_breaker(&mut tx, change, now).await?;
+                brake_results.push(Written::Breaker(changed));
+            }
+            Op::Schedule(check) => brakes::schedule(&mut tx, check).await?,
+            Op::TakeCheck { retry_before_ms } => {
+                let check = brakes::take_check(&mut tx, owner, now, *retry_before_ms).await?;
+                brake_results.push(Written::Check(check));
+            }
+            Op::Checked(_, run_id) => brakes::finish_check(&mut tx, run_id).await?,
+            _ => {}
+        }
+    }
     let mut claims = claims::settle_and_claim(&mut tx, batch, owner)
         .await?
         .into_iter();
+    let mut brake_results = brake_results.into_iter();
     let mut pruned = pruned.into_iter();
     let mut leases = leases.into_iter();
     let mut resumed = resumed.into_iter();
@@ -327,7 +356,10 @@ async fn write_batch(
             Op::Prune { .. } => Written::Pruned(pruned.next().unwrap_or(0)),
             Op::Lease { .. } => Written::Lease(leases.next().unwrap_or(false)),
             Op::Resume { .. } => Written::Resumed(resumed.next().unwrap_or(false)),
-            Op::Put(..) | Op::Probe | Op::Pause { .. } => Written::Done,
+            Op::Breaker(_) | Op::TakeCheck { .. } => brake_results.next().unwrap_or(Written::Done),
+            Op::Put(..) | Op::Probe | Op::Pause { .. } | Op::Schedule(_) | Op::Checked(..) => {
+                Written::Done
+            }
         })
         .collect();
     // Last, just before the commit: on PostgreSQL the chain's head stays locked until then, so replicas wait

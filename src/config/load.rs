@@ -40,6 +40,7 @@ const SECTIONS: &[&str] = &[
     "sns",
     "alertmanager",
     "grafana",
+    "admin",
 ];
 
 /// Reads `path`, applies the process environment's overrides, resolves secrets files and validates.
@@ -118,6 +119,18 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
                 key: "audit.url_file".into(),
                 problem: format!("names {}, which is empty", file.display()),
             })?;
+    }
+    append_tokens_file(
+        "admin.tokens_file",
+        config.admin.tokens_file.as_deref(),
+        &mut config.admin.tokens,
+    )?;
+    for (index, notify) in config.notify.iter_mut().enumerate() {
+        if let Some(file) = notify.url_file.clone() {
+            let mut urls = Vec::new();
+            append_tokens_file(&format!("notify[{index}].url_file"), Some(&file), &mut urls)?;
+            notify.url = urls.into_iter().next();
+        }
     }
     append_tokens_file(
         "audit.tokens_file",

@@ -41,6 +41,75 @@ pub struct Config {
     pub alertmanager: WebhookConfig,
     /// Grafana webhooks to `POST /grafana`.
     pub grafana: WebhookConfig,
+    /// Credentials for the `/admin` routes (kill switch, breaker reset, state), separate from `[manual]`.
+    pub admin: TokenConfig,
+    /// Where events (acted, refused, breaker tripped, not recovered) are sent: `[[notify]]` tables.
+    pub notify: Vec<NotifyConfig>,
+}
+
+/// `[[notify]]`: one webhook that hears about some events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The webhook URL (a Slack incoming-webhook URL holds its secret: prefer `url_file`).
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// File whose first line is the URL.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// `slack` (Slack's incoming-webhook message) or `json` (the event as a JSON object).
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// Which events go there; unset: all of them.
+    #[serde(default = "NotifyEvent::all")]
+    pub events: Vec<NotifyEvent>,
+}
+
+/// The body a notification webhook receives.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyFormat {
+    /// `{"text": ...}` with Slack mrkdwn, for Slack incoming webhooks.
+    Slack,
+    /// The event as a JSON object, for anything else.
+    #[default]
+    Json,
+}
+
+/// Events a `[[notify]]` entry can subscribe to.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    /// A run replaced instances.
+    Acted,
+    /// A run was refused by a safety rule, a pause or the breaker.
+    Refused,
+    /// A target's breaker opened.
+    BreakerTripped,
+    /// A recovery check found the target no better after a run.
+    NotRecovered,
+}
+
+impl NotifyEvent {
+    /// Every event (the default subscription).
+    pub fn all() -> Vec<Self> {
+        vec![
+            Self::Acted,
+            Self::Refused,
+            Self::BreakerTripped,
+            Self::NotRecovered,
+        ]
+    }
+
+    /// The event's name in messages and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acted => "acted",
+            Self::Refused => "refused",
+            Self::BreakerTripped => "breaker-tripped",
+            Self::NotRecovered => "not-recovered",
+        }
+    }
 }
 
 /// `[alertmanager]` and `[grafana]`: who may call, and how alerts map to load balancers.
@@ -192,6 +261,9 @@ pub struct ServerConfig {
     /// Requests handled at once at most; beyond it requests are answered 503 `overloaded` at once (SNS and
     /// Alertmanager retry), without reading their bodies.
     pub max_in_flight: usize,
+    /// The address operators reach reflex at (e.g. `https://reflex.example.com`): notifications link the
+    /// audit record under it.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -210,6 +282,7 @@ impl Default for ServerConfig {
             body_timeout_secs: 30,
             max_connections: 1024,
             max_in_flight: 256,
+            public_url: None,
         }
     }
 }
@@ -327,6 +400,18 @@ pub struct RemediationConfig {
     /// How broken instances are replaced unless a target says otherwise: `terminate`, `asg-unhealthy` or
     /// `auto`.
     pub action: Action,
+    /// Budget: at most this many instances acted on per target in any hour (across restarts and replicas).
+    pub max_acted_per_hour: u32,
+    /// Budget: at most this many instances acted on per target in any 24 hours.
+    pub max_acted_per_day: u32,
+    /// Budget: at most this many instances acted on over all targets in any hour.
+    pub max_acted_per_hour_all: u32,
+    /// Budget: at most this many instances acted on over all targets in any 24 hours.
+    pub max_acted_per_day_all: u32,
+    /// A target's breaker opens after this many consecutive runs that hit AWS errors.
+    pub breaker_after_failures: u32,
+    /// After a run acted, the target is checked again this many seconds later: recovered or not.
+    pub verify_after_secs: u64,
 }
 
 impl Default for RemediationConfig {
@@ -341,6 +426,12 @@ impl Default for RemediationConfig {
             protect_tag: "reflex:protect".to_owned(),
             max_concurrent: 4,
             action: Action::Terminate,
+            max_acted_per_hour: 5,
+            max_acted_per_day: 20,
+            max_acted_per_hour_all: 20,
+            max_acted_per_day_all: 50,
+            breaker_after_failures: 3,
+            verify_after_secs: 300,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! Every message names the key and says how to fix it.
 
 use super::{
-    AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, RemediationConfig, Secret,
-    ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
+    AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, RemediationConfig,
+    Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
 };
 use crate::target::TargetRef;
 
@@ -60,12 +60,7 @@ impl Config {
                 .endpoint_url
                 .as_deref()
                 .and_then(|endpoint| url::Url::parse(endpoint).ok())
-                .is_some_and(|url| match url.host() {
-                    Some(url::Host::Domain(name)) => name == "localhost",
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    None => false,
-                });
+                .is_some_and(|url| is_loopback(&url));
             if !loopback {
                 return invalid(
                     "sns.certificates_from",
@@ -76,7 +71,47 @@ impl Config {
         }
         self.alertmanager.validate("alertmanager", self)?;
         self.grafana.validate("grafana", self)?;
-        check_tokens("manual.tokens", &self.manual.tokens)
+        check_tokens("manual.tokens", &self.manual.tokens)?;
+        check_tokens("admin.tokens", &self.admin.tokens)?;
+        if let Some(url) = &self.server.public_url
+            && !url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+        {
+            return invalid(
+                "server.public_url",
+                "must be an http(s) URL, e.g. \"https://reflex.example.com\"",
+            );
+        }
+        for (index, notify) in self.notify.iter().enumerate() {
+            notify.validate(index)?;
+        }
+        Ok(())
+    }
+}
+
+impl NotifyConfig {
+    /// A URL (https, or http to this host only), and at least one event.
+    fn validate(&self, index: usize) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("notify[{index}].{name}");
+        let Some(url) = &self.url else {
+            return invalid(key("url"), "is missing: set url or url_file");
+        };
+        let Ok(parsed) = url::Url::parse(url.expose()) else {
+            return invalid(key("url"), "is not a URL");
+        };
+        if !(parsed.scheme() == "https" || parsed.scheme() == "http" && is_loopback(&parsed)) {
+            return invalid(
+                key("url"),
+                "must be https:// (plain http only to a receiver on this host)",
+            );
+        }
+        if self.events.is_empty() {
+            return invalid(
+                key("events"),
+                "is empty: name some of \"acted\", \"refused\", \"breaker-tripped\", \"not-recovered\", \
+                 or remove the entry",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -193,6 +228,35 @@ impl RemediationConfig {
             return invalid(
                 "remediation.protect_tag",
                 "must be a tag key, e.g. \"reflex:protect\"",
+            );
+        }
+        for (name, value) in [
+            ("remediation.max_acted_per_hour", self.max_acted_per_hour),
+            ("remediation.max_acted_per_day", self.max_acted_per_day),
+            (
+                "remediation.max_acted_per_hour_all",
+                self.max_acted_per_hour_all,
+            ),
+            (
+                "remediation.max_acted_per_day_all",
+                self.max_acted_per_day_all,
+            ),
+            (
+                "remediation.breaker_after_failures",
+                self.breaker_after_failures,
+            ),
+        ] {
+            if value == 0 {
+                return invalid(
+                    name,
+                    "must be at least 1; use `reflex pause` or `dry_run = true` to stop all writes",
+                );
+            }
+        }
+        if self.verify_after_secs == 0 {
+            return invalid(
+                "remediation.verify_after_secs",
+                "must be at least 1 (seconds after a run that acted before its target is checked again)",
             );
         }
         Ok(())
@@ -361,6 +425,16 @@ impl WebhookConfig {
 }
 
 /// `arn:<partition>:sns:<region>:<account>:<name>`.
+/// Whether `url` names this host (an emulator or a test receiver, never a remote service).
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 fn check_topic_arns(key: &str, arns: &[String]) -> Result<(), ConfigError> {
     for arn in arns {
         if !crate::sns::is_topic_arn(arn) {

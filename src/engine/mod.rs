@@ -2,6 +2,7 @@
 //! intent, act per instance, summarise, and write the run's audit record. Receivers hand it a verified
 //! `Trigger`; it reaches the fleet only through its own `port::Fleet`, never through an SDK type.
 
+pub mod budget;
 mod error;
 pub mod health;
 pub mod plan;
@@ -25,9 +26,10 @@ pub use summary::{ActionError, Names, Summary};
 pub use targets::{StartError, probe_targets};
 pub use trigger::{Authenticated, Trigger};
 
-use crate::audit::{AuditStore, DeliveryKey, Outcome, RequestMeta};
-use crate::config::{Action, Config};
-use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
+use crate::audit::{AuditStore, DeliveryKey, Outcome, RecoveryCheck, RequestMeta, Source};
+use crate::config::{Action, Config, NotifyEvent};
+use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels, TripLabels};
+use crate::notify::{Event, Notifier};
 use port::{FailureKind, Fleet};
 
 /// What one remediation run produced.
@@ -37,6 +39,10 @@ pub struct Run {
     pub summary: Summary,
     /// Instances actually replaced (terminated or handed to their Auto Scaling group).
     pub acted: u32,
+    /// Whether the target was read (a refusal by a pause, the breaker or the cooldown reads nothing).
+    pub read: bool,
+    /// Set when this run opened the target's breaker: what tripped it and why.
+    pub tripped: Option<(&'static str, String)>,
 }
 
 impl Run {
@@ -46,6 +52,16 @@ impl Run {
             Outcome::Refused
         } else {
             Outcome::Completed
+        }
+    }
+
+    /// A run that answered without reading its target.
+    fn unread(summary: Summary) -> Self {
+        Self {
+            summary,
+            acted: 0,
+            read: false,
+            tripped: None,
         }
     }
 }
@@ -67,10 +83,19 @@ struct ActionResult<'a> {
 /// How long a run that is about to act waits for another process's run on the same target to finish.
 const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The lease every acting run takes besides its target's, so that runs of different targets in different
+/// processes count the global budgets one after the other.
+const BUDGET_LEASE: &str = "*";
+
+/// A claimed recovery check whose target could not be read is tried again (by any process) after this long.
+const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A plan, with the last action it was made against (to tell whether another run acted since).
 struct Observed {
     plan: Plan,
     last_action_at: Option<OffsetDateTime>,
+    /// Instances InService when the target was read.
+    in_service: usize,
 }
 
 /// Runs remediations; one per target at a time.
@@ -82,6 +107,9 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     targets: targets::Targets,
     slots: Semaphore,
+    notifier: Notifier,
+    /// Held by a run of this process from reading the budgets until its intent is written.
+    budget_gate: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -92,6 +120,7 @@ impl Engine {
         fleet: Arc<dyn Fleet>,
         audit: AuditStore,
         metrics: Arc<Metrics>,
+        notifier: Notifier,
     ) -> Result<Self, StartError> {
         let targets = targets::Targets::resolve(&config, fleet.as_ref()).await?;
         let slots = Semaphore::new(config.remediation.max_concurrent);
@@ -102,6 +131,8 @@ impl Engine {
             metrics,
             targets,
             slots,
+            notifier,
+            budget_gate: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -119,13 +150,15 @@ impl Engine {
             .as_ref()
             .and_then(DeliveryKey::previous)
             .map(str::to_owned);
-        let result = self
+        let audit_id = meta.id.clone();
+        let mut result = self
             .remediate(&mut meta, trigger, previous.as_deref())
             .await;
+        self.count_failures(&mut meta, &mut result).await;
         let (record, settle) = match &result {
             Ok(run) => {
                 meta.note("answer", &run.summary);
-                let answer = Reply::Summary(run.summary.clone());
+                let answer = Reply::Summary(Box::new(run.summary.clone()));
                 (
                     meta.into_record(run.outcome(), 200, None, run.acted),
                     delivery.map(|key| key.complete(answer.redelivered())),
@@ -141,8 +174,107 @@ impl Engine {
                 )
             }
         };
+        let meta_target = record.target.clone();
         self.audit.put_settling(record, settle).await?;
+        if let (Ok(run), Some(target)) = (&result, &meta_target) {
+            self.announce(target, run, &audit_id);
+        }
         result
+    }
+
+    /// The breaker's count of consecutive runs that hit AWS errors: one more for a run that failed to read
+    /// its target or whose actions failed, back to 0 for one that read it cleanly. Noted in the record when it
+    /// opens the breaker.
+    async fn count_failures(&self, meta: &mut RequestMeta, result: &mut Result<Run, EngineError>) {
+        let Some(target) = meta.target.clone() else {
+            return;
+        };
+        let failed = match result {
+            Err(EngineError::Fleet(_) | EngineError::TargetNotFound(_)) => true,
+            Ok(run) => !run.summary.errors.is_empty(),
+            Err(_) => false,
+        };
+        let changed = if failed {
+            self.audit
+                .breaker_failed(&target, self.config.remediation.breaker_after_failures)
+                .await
+        } else if result.as_ref().is_ok_and(|run| run.read) {
+            self.audit.breaker_succeeded(&target).await.map(|()| false)
+        } else {
+            Ok(false)
+        };
+        match changed {
+            Ok(true) => {
+                let reason = format!(
+                    "{} consecutive runs hit AWS errors",
+                    self.config.remediation.breaker_after_failures
+                );
+                self.tripped(meta, "aws-errors", &reason);
+                if let Ok(run) = result {
+                    run.tripped = Some(("aws-errors", reason));
+                } else {
+                    self.notifier.send(Event::new(
+                        NotifyEvent::BreakerTripped,
+                        &target,
+                        reason,
+                        &meta.id,
+                    ));
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::error!(error = %err, "cannot count the run for the breaker"),
+        }
+    }
+
+    /// Notes and counts that this run opened its target's breaker.
+    fn tripped(&self, meta: &mut RequestMeta, what: &'static str, reason: &str) {
+        tracing::error!(
+            what,
+            reason,
+            "breaker opened: the target is refused until `reflex breaker reset`"
+        );
+        meta.note(
+            "breaker",
+            serde_json::json!({"tripped": what, "reason": reason}),
+        );
+        self.metrics
+            .breaker_trips
+            .get_or_create(&TripLabels { reason: what })
+            .inc();
+    }
+
+    /// Sends the run's events: it acted, it was refused for news about the target (not a standing cooldown,
+    /// pause or open breaker, answered to every alert while it lasts), it opened the breaker.
+    fn announce(&self, target: &str, run: &Run, audit_id: &str) {
+        let summary = &run.summary;
+        if run.acted > 0 {
+            let mut replaced = summary.terminated_instance_ids.clone();
+            replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
+            self.notifier.send(Event::new(
+                NotifyEvent::Acted,
+                target,
+                format!("replaced {}", replaced.join(", ")),
+                audit_id,
+            ));
+        }
+        if let (Some(sentence), Some(rule)) = (&summary.refused, summary.refused_rule)
+            && !plan::STANDING_RULES.contains(&rule)
+        {
+            self.notifier.send(Event::new(
+                NotifyEvent::Refused,
+                target,
+                sentence.clone(),
+                audit_id,
+            ));
+        }
+        if let Some((_, reason)) = &run.tripped {
+            self.notifier.send(Event::new(
+                NotifyEvent::BreakerTripped,
+                target,
+                reason.clone(),
+                audit_id,
+            ));
+        }
     }
 
     /// The run itself, noting each step in `meta` and writing the intent durably before any AWS write. A run
@@ -175,36 +307,62 @@ impl Engine {
         if let Some(previous) = previous {
             tracing::warn!(previous, "taking over a delivery whose first attempt died");
         }
-        // The kill switch: a paused target is not even read.
-        if let Some(pause) = self.audit.pause_of(&target.name).await? {
-            let refusal = Refusal::Paused {
+        // The kill switch and the breaker: a paused target, or one whose breaker is open, is not even read.
+        let brakes = self.audit.brakes_of(&target.name).await?;
+        let stopped = match (brakes.pause, brakes.breaker) {
+            (Some(pause), _) => Some(Refusal::Paused {
                 reason: pause.reason,
-            };
-            return Ok(self.counted(Run {
-                summary: refused_unread(meta, trigger, target, refusal, dry_run),
-                acted: 0,
-            }));
+            }),
+            (None, Some(breaker)) => Some(Refusal::BreakerOpen {
+                reason: breaker.reason,
+            }),
+            (None, None) => None,
+        };
+        if let Some(refusal) = stopped {
+            let summary = refused_unread(meta, trigger, target, refusal, dry_run);
+            return Ok(self.counted(Run::unread(summary)));
         }
         if !dry_run
             && let Some(summary) = self.cooling_down(meta, trigger, target, previous).await?
         {
-            return Ok(self.counted(Run { summary, acted: 0 }));
+            return Ok(self.counted(Run::unread(summary)));
         }
         let mut observed = self.observe(meta, target, previous).await?;
-        if !dry_run && !observed.plan.act_on.is_empty() {
-            if !self
-                .audit
-                .lease_target(&target.name, &meta.id, LEASE_WAIT)
-                .await?
-            {
-                return Err(EngineError::TargetBusy(target.name.clone()));
+        let acting = !dry_run && !observed.plan.act_on.is_empty();
+        if acting {
+            for lease in [target.name.as_str(), BUDGET_LEASE] {
+                if !self.audit.lease_target(lease, &meta.id, LEASE_WAIT).await? {
+                    return Err(EngineError::TargetBusy(target.name.clone()));
+                }
             }
             if self.audit.last_action_at(&target.name, previous).await? != observed.last_action_at {
                 // Another process acted on this target since we looked: look again, holding the lease.
                 observed = self.observe(meta, target, previous).await?;
             }
         }
-        let plan = observed.plan;
+        // From reading the budgets until the intent counts against them, no other run of this process reads
+        // them (other processes wait for the budget lease).
+        let budget_gate = if acting {
+            Some(self.budget_gate.lock().await)
+        } else {
+            None
+        };
+        let mut plan = observed.plan;
+        let mut tripped = None;
+        if !plan.act_on.is_empty() {
+            let used = budget::usage(&self.audit, &target.name, OffsetDateTime::now_utc()).await?;
+            let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
+            meta.note("budget_left", left);
+            if plan::within_budget(&mut plan, left.allowed()) {
+                let (key, allowed) = left.tightest();
+                let reason = format!("budget exhausted: remediation.{key} leaves {allowed} now");
+                meta.note("plan", &plan);
+                if !dry_run && self.audit.trip_breaker(&target.name, &reason).await? {
+                    self.tripped(meta, "budget", &reason);
+                    tripped = Some(("budget", reason));
+                }
+            }
+        }
         let mut summary = Summary::of_plan(
             trigger.message.clone(),
             target.names.clone(),
@@ -214,7 +372,12 @@ impl Engine {
         );
         if dry_run || plan.act_on.is_empty() {
             tracing::info!(would_replace = ?plan.act_on, refused = ?summary.refused, dry_run, "planned");
-            return Ok(self.counted(Run { summary, acted: 0 }));
+            return Ok(self.counted(Run {
+                summary,
+                acted: 0,
+                read: true,
+                tripped,
+            }));
         }
 
         let intended = u32::try_from(plan.act_on.len()).unwrap_or(u32::MAX);
@@ -222,6 +385,7 @@ impl Engine {
         self.audit
             .put(meta.record(Outcome::Acting, 0, None, intended))
             .await?;
+        drop(budget_gate);
         let mut results = Vec::with_capacity(plan.act_on.len());
         summary.terminated_instance_ids.clear();
         summary.asg_unhealthy_instance_ids.clear();
@@ -269,7 +433,96 @@ impl Engine {
         let acted =
             summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
         let acted = u32::try_from(acted).unwrap_or(u32::MAX);
-        Ok(self.counted(Run { summary, acted }))
+        if acted > 0 {
+            let verify_after = time::Duration::seconds(
+                i64::try_from(self.config.remediation.verify_after_secs).unwrap_or(i64::MAX),
+            );
+            let check = RecoveryCheck {
+                run_id: meta.id.clone(),
+                target: target.name.clone(),
+                expected_in_service: u32::try_from(observed.in_service)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(acted),
+                due: OffsetDateTime::now_utc() + verify_after,
+            };
+            meta.note(
+                "recovery_check",
+                serde_json::json!({"expected_in_service": check.expected_in_service, "due": check.due.unix_timestamp()}),
+            );
+            self.audit.schedule_check(check).await?;
+        }
+        Ok(self.counted(Run {
+            summary,
+            acted,
+            read: true,
+            tripped,
+        }))
+    }
+
+    /// Runs the oldest due recovery check, if one is due and no other process has it: reads the target again
+    /// and records `recovered` (at least as many instances InService as before the run plus those it replaced)
+    /// or `not-recovered`, which opens the breaker. The record and the check's removal are one commit, so the
+    /// check runs once; one whose target cannot be read stays and is tried again later. Whether one was due.
+    pub async fn check_recovery(&self) -> Result<bool, EngineError> {
+        let Some(check) = self.audit.take_check(RECHECK_AFTER).await? else {
+            return Ok(false);
+        };
+        let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
+        meta.target = Some(check.target.clone());
+        meta.note(
+            "recovery",
+            serde_json::json!({"run": check.run_id, "expected_in_service": check.expected_in_service}),
+        );
+        let Some(target) = self.targets.by_name(&check.target) else {
+            meta.note("ignored", "the target is no longer configured");
+            let record = meta.into_record(Outcome::Ignored, 200, None, 0);
+            self.audit.put_checked(record, &check.run_id).await?;
+            return Ok(true);
+        };
+        let snapshot = match self.fleet.snapshot(&target.fleet_ref).await {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                Metrics::count(&self.metrics.recovery_checks, "failed");
+                tracing::warn!(run = check.run_id, error = %err, "recovery check cannot read its target; trying again later");
+                return Ok(false);
+            }
+        };
+        let in_service = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.health.state == snapshot::HealthState::InService)
+            .count();
+        let in_service = u32::try_from(in_service).unwrap_or(u32::MAX);
+        let recovered = in_service >= check.expected_in_service;
+        meta.note("seen", &snapshot);
+        meta.note("in_service", in_service);
+        let (outcome, name) = if recovered {
+            (Outcome::Recovered, "recovered")
+        } else {
+            (Outcome::NotRecovered, "not-recovered")
+        };
+        Metrics::count(&self.metrics.recovery_checks, name);
+        let mut events = Vec::new();
+        if !recovered {
+            let reason = format!(
+                "not recovered after run {}: {in_service} of {} instances InService",
+                check.run_id, check.expected_in_service
+            );
+            tracing::error!(target = check.target, reason, "target did not recover");
+            events.push((NotifyEvent::NotRecovered, reason.clone()));
+            if self.audit.trip_breaker(&check.target, &reason).await? {
+                self.tripped(&mut meta, "not-recovered", &reason);
+                events.push((NotifyEvent::BreakerTripped, reason));
+            }
+        }
+        let audit_id = meta.id.clone();
+        let record = meta.into_record(outcome, 200, None, 0);
+        self.audit.put_checked(record, &check.run_id).await?;
+        for (event, text) in events {
+            self.notifier
+                .send(Event::new(event, &check.target, text, &audit_id));
+        }
+        Ok(true)
     }
 
     /// Storm coalescing: while the target cools down after a run acted (in any process sharing the store), an
@@ -331,9 +584,15 @@ impl Engine {
         }
         let plan = plan::plan(&snapshot, &policy, clock);
         meta.note("plan", &plan);
+        let in_service = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.health.state == snapshot::HealthState::InService)
+            .count();
         Ok(Observed {
             plan,
             last_action_at: clock.last_action_at,
+            in_service,
         })
     }
 
@@ -406,6 +665,9 @@ impl Engine {
             .instances_marked_unhealthy
             .get_or_create(&DryRunLabels { dry_run })
             .inc_by(summary.asg_unhealthy_instance_ids.len() as u64);
+        if let Some(rule) = summary.refused_rule {
+            Metrics::count(&self.metrics.refusals, rule);
+        }
         for skip in &summary.skipped {
             self.metrics
                 .instances_skipped

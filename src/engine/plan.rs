@@ -81,6 +81,8 @@ pub enum SkipReason {
     NotInAutoScalingGroup,
     /// More candidates than `max_terminations_per_run`.
     CapReached,
+    /// The hourly or daily budget of instances acted on is used up (per target or over all targets).
+    Budget,
 }
 
 impl SkipReason {
@@ -100,6 +102,7 @@ impl SkipReason {
             Self::Protected => "protected",
             Self::NotInAutoScalingGroup => "not-in-auto-scaling-group",
             Self::CapReached => "cap-reached",
+            Self::Budget => "budget",
         }
     }
 }
@@ -134,9 +137,35 @@ pub enum Refusal {
         /// What the operator said when pausing.
         reason: String,
     },
+    /// The target's breaker is open (a budget was exhausted, runs kept hitting AWS errors, or a recovery check
+    /// failed) until an operator resets it.
+    BreakerOpen {
+        /// Why it opened.
+        reason: String,
+    },
 }
 
+/// The rules of standing refusals (`Refusal::is_standing`), by name.
+pub const STANDING_RULES: [&str; 3] = ["cooldown", "paused", "breaker-open"];
+
 impl Refusal {
+    /// The rule's name, as in the summary's `refused-rule` and in metrics.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::TooManyUnhealthy { .. } => "too-many-unhealthy",
+            Self::BelowMinInService { .. } => "below-min-in-service",
+            Self::Cooldown { .. } => "cooldown",
+            Self::Paused { .. } => "paused",
+            Self::BreakerOpen { .. } => "breaker-open",
+        }
+    }
+
+    /// Whether the refusal is a state the operator already knows of (a cooldown, a pause, an open breaker),
+    /// answered to every alert while it lasts, rather than news about the target.
+    pub fn is_standing(&self) -> bool {
+        STANDING_RULES.contains(&self.rule())
+    }
+
     /// The sentence reported in the summary's `refused` field.
     pub fn sentence(&self) -> String {
         match self {
@@ -161,6 +190,10 @@ impl Refusal {
             Self::Paused { reason } => format!(
                 "paused: reflex is paused for this target ({reason}); nothing was read or replaced until \
                  `reflex resume`"
+            ),
+            Self::BreakerOpen { reason } => format!(
+                "breaker-open: this target's breaker is open ({reason}); nothing was read or replaced until \
+                 `reflex breaker reset`"
             ),
         }
     }
@@ -309,6 +342,22 @@ pub fn cooldown_refusal(cooldown: Duration, clock: Clock) -> Option<Refusal> {
     (elapsed < cooldown).then(|| Refusal::Cooldown {
         remaining_secs: (cooldown - elapsed).whole_seconds().max(1).unsigned_abs(),
     })
+}
+
+/// Keeps at most `left` instances of the plan's actions (the budgets still allow that many), and reports the
+/// rest as skipped for `budget`; whether any had to be left out.
+pub fn within_budget(plan: &mut Plan, left: u64) -> bool {
+    let keep = usize::try_from(left).unwrap_or(usize::MAX);
+    if plan.act_on.len() <= keep {
+        return false;
+    }
+    for act in plan.act_on.split_off(keep) {
+        plan.skipped.push(Skip {
+            instance_id: act.instance_id,
+            reason: SkipReason::Budget,
+        });
+    }
+    true
 }
 
 /// How to replace an unhealthy instance, or why to leave it alone.

@@ -11,7 +11,7 @@ use super::Summary;
 #[serde(untagged)]
 pub enum Reply {
     /// One remediation (SNS, manual, CLI).
-    Summary(Summary),
+    Summary(Box<Summary>),
     /// Alertmanager and Grafana: one summary per load balancer the alert group named.
     Results {
         /// The summaries, in the group's order.

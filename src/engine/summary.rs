@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::plan::{Plan, Replacement, Skip};
+use super::plan::{Plan, Refusal, Replacement, Skip};
 
 /// The answer to an accepted alert or manual request.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -30,6 +30,9 @@ pub struct Summary {
     pub skipped: Vec<Skip>,
     /// The sentence of the safety rule that stopped the whole run.
     pub refused: Option<String>,
+    /// That rule's name (`cooldown`, `paused`, `breaker-open`, ...); absent when nothing was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_rule: Option<&'static str>,
     /// Per-instance failures.
     pub errors: Vec<ActionError>,
     /// Whether nothing was written.
@@ -88,6 +91,7 @@ impl Summary {
             asg_unhealthy_instance_ids: planned(Replacement::AsgUnhealthy),
             skipped: plan.skipped.clone(),
             refused: plan.refused.as_ref().map(|r| r.sentence()),
+            refused_rule: plan.refused.as_ref().map(Refusal::rule),
             errors: Vec::new(),
             dry_run,
             duplicate: false,
@@ -108,6 +112,7 @@ impl Summary {
             asg_unhealthy_instance_ids: Vec::new(),
             skipped: Vec::new(),
             refused: None,
+            refused_rule: None,
             errors: Vec::new(),
             dry_run,
             duplicate: false,

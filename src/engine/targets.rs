@@ -115,6 +115,11 @@ impl Targets {
         Ok(Self(targets))
     }
 
+    /// The configured target of this name (as recorded in the audit trail).
+    pub fn by_name(&self, name: &str) -> Option<&Target> {
+        self.0.iter().find(|target| target.name == name)
+    }
+
     /// The configured target `reference` names: a load balancer by its name, a target group by its name,
     /// its ARN or the `targetgroup/NAME/ID` of a CloudWatch dimension.
     pub fn find(&self, reference: &TargetRef) -> Option<&Target> {

@@ -15,6 +15,7 @@ use super::port::{
 };
 use super::*;
 use crate::audit::{Auth, Source, WriterTask};
+use crate::notify::Notifier;
 
 /// A fleet whose answers the test sets, and which notes what the engine did to it.
 #[derive(Debug, Default)]
@@ -228,11 +229,13 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
     let (store, writer) = AuditStore::open(&config.audit.url).await.unwrap();
     *fleet.store.lock().unwrap() = Some(store.clone());
     let fleet = Arc::new(fleet);
+    let metrics = Arc::new(Metrics::default());
     let engine = Engine::start(
         config,
         Arc::clone(&fleet) as Arc<dyn Fleet>,
         store.clone(),
-        Arc::new(Metrics::default()),
+        Arc::clone(&metrics),
+        Notifier::disabled(metrics),
     )
     .await
     .unwrap();
@@ -346,6 +349,153 @@ async fn a_paused_target_is_refused_unread_until_resumed() {
         .await
         .unwrap();
     assert_eq!(web.summary.terminated_instance_ids, ["i-bad"]);
+}
+
+/// One run of `target`, real, that must succeed.
+async fn run_once(h: &Harness, target: &str) -> Run {
+    h.engine
+        .run(meta(), &trigger(target, false), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn budgets_leave_the_rest_skipped_and_open_the_breaker_until_reset() {
+    let h = harness(FakeFleet::default(), "max_acted_per_hour = 2").await;
+    for _ in 0..2 {
+        assert_eq!(
+            run_once(&h, "web").await.summary.terminated_instance_ids,
+            ["i-bad"]
+        );
+    }
+    let third = run_once(&h, "web").await;
+    assert!(third.summary.terminated_instance_ids.is_empty());
+    assert_eq!(
+        third.summary.skipped,
+        [Skip {
+            instance_id: "i-bad".into(),
+            reason: SkipReason::Budget
+        }]
+    );
+    let (what, reason) = third.tripped.clone().unwrap();
+    assert_eq!(what, "budget");
+    assert!(reason.contains("max_acted_per_hour"), "{reason}");
+    let record = h.store.get(&third.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.detail["breaker"]["tripped"], "budget");
+    assert_eq!(record.detail["budget_left"]["target_hour"], 0);
+    // Open: refused without a look, for real and dry runs alike, until a person resets it.
+    let reads = h.fleet.snapshots.load(Ordering::SeqCst);
+    let fourth = run_once(&h, "web").await;
+    assert_eq!(fourth.summary.refused_rule, Some("breaker-open"));
+    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), reads);
+    // Another target has its own breaker and budget.
+    assert_eq!(
+        run_once(&h, "api").await.summary.terminated_instance_ids,
+        ["i-bad"]
+    );
+    assert!(h.store.reset_breaker("web").await.unwrap());
+    assert!(
+        !h.store.reset_breaker("web").await.unwrap(),
+        "closed already"
+    );
+    // The budget is still spent: the next run skips again and opens the breaker again.
+    let after = run_once(&h, "web").await;
+    assert_eq!(after.summary.skipped[0].reason, SkipReason::Budget);
+    assert!(after.tripped.is_some());
+}
+
+#[tokio::test]
+async fn the_global_budget_counts_every_target() {
+    let h = harness(FakeFleet::default(), "max_acted_per_hour_all = 1").await;
+    assert_eq!(
+        run_once(&h, "web").await.summary.terminated_instance_ids,
+        ["i-bad"]
+    );
+    let api = run_once(&h, "api").await;
+    assert!(api.summary.terminated_instance_ids.is_empty());
+    assert_eq!(api.summary.skipped[0].reason, SkipReason::Budget);
+    // A dry run reports the budget too, and opens nothing.
+    let dry = h
+        .engine
+        .run(meta(), &trigger("web", true), None)
+        .await
+        .unwrap();
+    assert_eq!(dry.summary.skipped[0].reason, SkipReason::Budget);
+    assert!(dry.tripped.is_none());
+}
+
+#[tokio::test]
+async fn consecutive_aws_failures_open_the_breaker_and_a_clean_run_starts_the_count_again() {
+    let failing = || FakeFleet {
+        snapshot_error: Some(FleetError::new(
+            FailureKind::Transient,
+            "DescribeInstanceHealth",
+            None,
+            "connection refused",
+        )),
+        ..FakeFleet::default()
+    };
+    let h = harness(failing(), "breaker_after_failures = 3").await;
+    for attempt in 1..=3 {
+        let err = h
+            .engine
+            .run(meta(), &trigger("web", false), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Fleet(_)), "{err}");
+        let breakers = h.store.breakers().await.unwrap();
+        assert_eq!(breakers[0].failures, attempt);
+        assert_eq!(breakers[0].open.is_some(), attempt == 3);
+    }
+    let record = &h.store.list(1).await.unwrap()[0];
+    assert_eq!(record.detail["breaker"]["tripped"], "aws-errors");
+    let reads = h.fleet.snapshots.load(Ordering::SeqCst);
+    let refused = run_once(&h, "web").await;
+    assert_eq!(refused.summary.refused_rule, Some("breaker-open"));
+    assert!(
+        refused
+            .summary
+            .refused
+            .unwrap()
+            .contains("3 consecutive runs hit AWS errors")
+    );
+    assert_eq!(
+        h.fleet.snapshots.load(Ordering::SeqCst),
+        reads,
+        "no AWS call"
+    );
+
+    // Two failures, then a clean run: the count starts again.
+    let h = harness(FakeFleet::default(), "breaker_after_failures = 3").await;
+    for _ in 0..2 {
+        h.store.breaker_failed("web", 3).await.unwrap();
+    }
+    run_once(&h, "web").await;
+    assert_eq!(h.store.breakers().await.unwrap()[0].failures, 0);
+}
+
+#[tokio::test]
+async fn a_run_that_acted_is_checked_again_once_and_a_target_still_short_opens_the_breaker() {
+    let h = harness(FakeFleet::default(), "verify_after_secs = 1").await;
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.acted, 1);
+    assert!(!h.engine.check_recovery().await.unwrap(), "not due yet");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(h.engine.check_recovery().await.unwrap());
+    assert!(!h.engine.check_recovery().await.unwrap(), "it runs once");
+    // The fake fleet never replaces i-bad: 4 InService, 5 expected.
+    let record = &h.store.list(1).await.unwrap()[0];
+    assert_eq!(record.source, Source::RecoveryCheck);
+    assert_eq!(record.outcome, Outcome::NotRecovered);
+    assert_eq!(
+        record.detail["recovery"]["run"],
+        run.summary.audit_id.as_str()
+    );
+    assert_eq!(record.detail["recovery"]["expected_in_service"], 5);
+    assert_eq!(record.detail["in_service"], 4);
+    assert_eq!(record.detail["breaker"]["tripped"], "not-recovered");
+    let refused = run_once(&h, "web").await;
+    assert_eq!(refused.summary.refused_rule, Some("breaker-open"));
 }
 
 #[tokio::test]
@@ -647,7 +797,9 @@ async fn target_groups_that_are_missing_or_not_instances_refuse_to_start() {
         );
         let config = Arc::new(crate::config::parse(&text, std::iter::empty()).unwrap());
         let (store, _writer) = AuditStore::open(&config.audit.url).await.unwrap();
-        let err = Engine::start(config, Arc::new(fleet), store, Arc::new(Metrics::default()))
+        let metrics = Arc::new(Metrics::default());
+        let notifier = Notifier::disabled(Arc::clone(&metrics));
+        let err = Engine::start(config, Arc::new(fleet), store, metrics, notifier)
             .await
             .unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");

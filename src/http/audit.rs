@@ -1,8 +1,9 @@
-//! `GET /audit?limit=N`: the audit trail, newest first, for holders of an audit token. Successful reads are
-//! not recorded (they change nothing); refused ones are.
+//! `GET /audit?limit=N`: the audit trail, newest first, and `GET /audit/{id}`: one record (notifications link
+//! it), for holders of an audit token. Successful reads are not recorded (they change nothing); refused ones
+//! are.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -29,16 +30,18 @@ struct ListResponse {
 
 /// The route.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(list))
+    Router::new()
+        .route("/audit", get(list))
+        .route("/audit/{id}", get(one))
 }
 
-async fn list(
-    State(state): State<AppState>,
+/// Checks the audit token; a refused read is recorded.
+async fn authorized(
+    state: &AppState,
     arrival: Arrival,
-    headers: HeaderMap,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<ListResponse>, ApiError> {
-    if let Err(err) = auth::bearer(&headers, &state.config.audit.tokens, "audit") {
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if let Err(err) = auth::bearer(headers, &state.config.audit.tokens, "audit") {
         let mut meta = arrival.meta(Source::AuditRead);
         meta.auth = Auth::Failed(err.code.into());
         state
@@ -47,6 +50,32 @@ async fn list(
             .await?;
         return Err(err);
     }
+    Ok(())
+}
+
+async fn one(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<AuditRecord>, ApiError> {
+    authorized(&state, arrival, &headers).await?;
+    state.audit.get(&id).await?.map(Json).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no audit record {id}"),
+        )
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ListResponse>, ApiError> {
+    authorized(&state, arrival, &headers).await?;
     let Query(query) =
         query.map_err(|err| ApiError::bad_request("invalid-query", err.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);

@@ -128,8 +128,19 @@ impl From<AuditError> for ApiError {
     }
 }
 
-/// Parses a JSON body: 400 `malformed-json` when it is not JSON, 400 `invalid-request` when its fields are wrong.
+/// Parses a JSON object body: 400 `malformed-json` when it is not JSON, 400 `invalid-request` when it is not an
+/// object (serde would read a struct from an array too) or its fields are wrong.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let object = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_none_or(|first| *first == b'{');
+    if !object && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return Err(ApiError::bad_request(
+            "invalid-request",
+            "the body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|err| match err.classify() {
         serde_json::error::Category::Data => {
             ApiError::bad_request("invalid-request", err.to_string())

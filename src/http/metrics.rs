@@ -1,9 +1,11 @@
-//! `GET /metrics` in the OpenMetrics text format (which Prometheus scrapes), and the middleware counting every request by route template
-//! (never the raw path, so label values stay bounded) and status.
+//! `GET /metrics` in the OpenMetrics text format when the client asks for it (Prometheus does), else in the
+//! classic Prometheus text format (curl, `promtool check metrics`); and the middleware counting every request by
+//! route template (never the raw path, so label values stay bounded) and status.
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,15 +18,29 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render(State(state): State<AppState>) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let open_metrics = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"));
+    let text = state.metrics.render();
+    if open_metrics {
+        (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            crate::metrics::classic_text(&text),
+        )
+            .into_response()
+    }
 }
 
 /// Counts the request under its route template once it has been answered.

@@ -1,5 +1,6 @@
 //! HTTP routes. Each route module ends in `router()`; they are merged here, with the shared state and limits.
 
+mod admin;
 mod audit;
 mod auth;
 mod body;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sns::router())
         .merge(webhooks::router())
         .merge(audit::router())
+        .merge(admin::router())
         .merge(health::router())
         .merge(metrics::router())
         .fallback(no_route)

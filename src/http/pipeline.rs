@@ -100,7 +100,7 @@ pub async fn finish(
     match handled {
         Ok(Handled::Run { trigger, delivery }) => {
             match state.engine.run(meta, &trigger, delivery).await {
-                Ok(run) => json(Reply::Summary(run.summary).to_bytes()),
+                Ok(run) => json(Reply::Summary(Box::new(run.summary)).to_bytes()),
                 Err(err) => ApiError::from(err).into_response(),
             }
         }

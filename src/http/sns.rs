@@ -104,12 +104,12 @@ async fn handle(
             meta.note("decision", format!("{decision:?}"));
             Ok(match decision {
                 Decision::Ignore(reason) => Handled::Reply {
-                    reply: Box::new(Reply::Summary(Summary::ignored(
+                    reply: Box::new(Reply::Summary(Box::new(Summary::ignored(
                         message.message.clone(),
                         reason,
                         state.config.remediation.dry_run,
                         meta.id.clone(),
-                    ))),
+                    )))),
                     outcome: Outcome::Ignored,
                     delivery: Some(key),
                 },

@@ -29,6 +29,7 @@ use crate::engine::Engine;
 use crate::engine::port::Fleet;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::sns::SnsReceiver;
 use aws_config::SdkConfig;
 
@@ -68,12 +69,14 @@ impl App {
             )
         })?;
         let sdk = aws::sdk_config(&config.aws).await;
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_audit_failures(audit.write_failures()));
+        let notifier = Notifier::start(&config, audit.clone(), Arc::clone(&metrics))?;
         let engine = Engine::start(
             Arc::clone(&config),
             fleet(&sdk, Arc::clone(&metrics)),
             audit.clone(),
             Arc::clone(&metrics),
+            notifier,
         )
         .await?;
         let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight));
@@ -137,6 +140,8 @@ pub async fn serve(
 
     let summaries = tokio::spawn(record_suppressed_every(app.state.clone(), SUMMARY_EVERY));
     let pruning = tokio::spawn(prune_every(app.state.clone(), PRUNE_EVERY));
+    let recovery = tokio::spawn(check_recovery_every(app.state.clone(), RECOVERY_POLL));
+    let brakes = tokio::spawn(refresh_brakes_every(app.state.clone(), BRAKES_EVERY));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     // At most `server.max_connections` open: past it, new connections wait in the kernel's accept queue.
@@ -181,9 +186,83 @@ pub async fn serve(
     reloader.abort();
     summaries.abort();
     pruning.abort();
+    recovery.abort();
+    brakes.abort();
     app.close().await;
     tracing::info!("reflex stopped");
     Ok(())
+}
+
+/// How often the breaker and pause gauges are read from the store.
+const BRAKES_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps `reflex_breaker_open` and `reflex_paused` in step with the store, which every replica shares.
+async fn refresh_brakes_every(state: AppState, every: Duration) {
+    use crate::metrics::TargetLabels;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let (breakers, pauses) =
+            match tokio::try_join!(state.audit.breakers(), state.audit.pauses()) {
+                Ok(read) => read,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read breakers and pauses for the metrics");
+                    continue;
+                }
+            };
+        let names = state
+            .config
+            .targets
+            .iter()
+            .map(|target| target.name())
+            .chain(std::iter::once("*"));
+        for name in names {
+            let label = TargetLabels {
+                target: name.to_owned(),
+            };
+            let open = breakers
+                .iter()
+                .any(|b| b.target == name && b.open.is_some());
+            let paused = pauses
+                .iter()
+                .any(|p| p.target.as_deref().unwrap_or("*") == name);
+            if name != "*" {
+                state
+                    .metrics
+                    .breaker_open
+                    .get_or_create(&label)
+                    .set(i64::from(open));
+            }
+            state
+                .metrics
+                .paused
+                .get_or_create(&label)
+                .set(i64::from(paused));
+        }
+    }
+}
+
+/// How often due recovery checks are looked for.
+const RECOVERY_POLL: Duration = Duration::from_secs(1);
+
+/// Runs the recovery checks that are due, whichever process scheduled them (one process takes each).
+async fn check_recovery_every(state: AppState, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        loop {
+            match state.engine.check_recovery().await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(err) => {
+                    tracing::error!(error = %err, "recovery check failed");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// How often the rejections the throttle only counted are written as summary records.

@@ -98,6 +98,21 @@ impl Fleet {
             .expect("RegisterInstancesWithLoadBalancer");
     }
 
+    /// Registers more instances with the classic ELB `name`.
+    pub async fn register(&self, name: &str, instances: &[String]) {
+        let mut register = self
+            .elb
+            .register_instances_with_load_balancer()
+            .load_balancer_name(name);
+        for id in instances {
+            register = register.instances(Instance::builder().instance_id(id).build());
+        }
+        register
+            .send()
+            .await
+            .expect("RegisterInstancesWithLoadBalancer");
+    }
+
     /// A balancer with `healthy` running and `broken` stopped (OutOfService) instances; returns (healthy, broken).
     pub async fn balancer_with(
         &self,

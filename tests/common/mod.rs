@@ -29,6 +29,10 @@ pub use moto::Moto;
 pub const MANUAL_TOKEN: &str = "manual-token-0123456789abcdef";
 /// The audit token every test app accepts.
 pub const AUDIT_TOKEN: &str = "audit-token-0123456789abcdef";
+/// The admin token of apps configured with `ADMIN` (the `/admin` routes).
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+/// The `[admin]` section that accepts `ADMIN_TOKEN`.
+pub const ADMIN: &str = "\n[admin]\ntokens = [\"admin-token-0123456789abcdef\"]\n";
 
 /// `text` (from `config_text`) with the AWS keys of another IAM user instead of moto's defaults.
 pub fn with_credentials(text: &str, key_id: &str, secret: &str) -> String {

@@ -47,3 +47,50 @@ impl Moto {
         }
     }
 }
+
+impl Moto {
+    /// Starts moto's own request recorder afresh: every request it receives from now on is recorded.
+    pub async fn start_recording(&self) {
+        let client = reqwest::Client::new();
+        for step in ["reset-recording", "start-recording"] {
+            client
+                .post(format!("{}/moto-api/recorder/{step}", self.endpoint))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+    }
+
+    /// How many requests of each AWS action moto recorded since `start_recording` (query-protocol actions
+    /// are named by the `Action` form field of the request).
+    pub async fn recorded_actions(&self) -> std::collections::HashMap<String, usize> {
+        use base64::Engine as _;
+        let text = reqwest::get(format!(
+            "{}/moto-api/recorder/download-recording",
+            self.endpoint
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        let mut actions = std::collections::HashMap::new();
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut body = entry["body"].as_str().unwrap_or_default().to_owned();
+            if entry["body_encoded"].as_bool() == Some(true) {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&body)
+                    .unwrap_or_default();
+                body = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            let action = url::form_urlencoded::parse(body.as_bytes())
+                .find(|(key, _)| key == "Action")
+                .map_or_else(|| "other".to_owned(), |(_, value)| value.into_owned());
+            *actions.entry(action).or_default() += 1;
+        }
+        actions
+    }
+}

@@ -1,8 +1,11 @@
 //! A TCP relay on loopback that holds every chunk a client sends for a while before passing it on: it makes
 //! each AWS call to the real moto server slow, so a remediation is still running when a test needs it to be.
-//! It forwards bytes unchanged; it knows nothing of the AWS API.
+//! Switched to failing, it drops every connection at once, as an unreachable AWS endpoint would. It forwards
+//! bytes unchanged; it knows nothing of the AWS API.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct SlowProxy {
     /// `http://127.0.0.1:PORT`, to use as `aws.endpoint_url`.
     pub endpoint: String,
+    failing: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,12 +30,35 @@ impl SlowProxy {
             .expect("upstream is http://IP:PORT");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let failing = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (fail, count) = (Arc::clone(&failing), Arc::clone(&connections));
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                if fail.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 tokio::spawn(relay(client, upstream, delay));
             }
         });
-        Self { endpoint, task }
+        Self {
+            endpoint,
+            failing,
+            connections,
+            task,
+        }
+    }
+
+    /// From now on, drops every new connection at once (`true`), or relays again (`false`).
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far (each AWS client connection, relayed or dropped).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 

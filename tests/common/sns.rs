@@ -80,6 +80,29 @@ impl TestSigner {
         )
     }
 
+    /// A SignatureVersion 2 Notification of `message` on `topic_arn` with a new MessageId, signed now.
+    pub fn notification(&self, topic_arn: &str, message: &str) -> Vec<u8> {
+        let region = topic_arn.split(':').nth(3).unwrap();
+        let fields = json!({
+            "Type": "Notification",
+            "MessageId": ulid::Ulid::new().to_string(),
+            "TopicArn": topic_arn,
+            "Message": message,
+            "Timestamp": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+            "SignatureVersion": "2",
+            "SigningCertURL": format!("https://sns.{region}.amazonaws.com/{TEST_CERT_FILE}"),
+            "UnsubscribeURL": format!(
+                "https://sns.{region}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={topic_arn}:0"
+            ),
+        });
+        self.sign(
+            fields,
+            &["Message", "MessageId", "Timestamp", "TopicArn", "Type"],
+        )
+    }
+
     fn sign(&self, mut fields: Value, signed: &[&str]) -> Vec<u8> {
         let mut text = String::new();
         for key in signed {

@@ -411,5 +411,5 @@ async fn pause_and_resume_from_the_cli_stop_and_restart_a_live_server() {
         records.contains(r#""pause":{"reason":"deploy 1234"}"#),
         "{records}"
     );
-    assert!(records.contains(r#""resume":true"#), "{records}");
+    assert!(records.contains(r#""resume":{"reason":null}"#), "{records}");
 }

@@ -4,10 +4,12 @@
 mod common;
 
 mod alertmanager;
+mod brakes;
 mod cli;
 mod disk;
 mod grafana;
 mod iam;
+mod monitoring;
 mod remediate;
 mod replicas;
 mod safety;

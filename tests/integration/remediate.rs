@@ -310,9 +310,24 @@ async fn metrics_count_requests_runs_terminations_rejections_and_aws_calls() {
     app.get("/no-such-route", None).await;
     let after = app.get_text("/metrics").await;
     assert!(
-        after.contains("# TYPE reflex_http_requests counter"),
-        "{after}"
+        after.contains("# TYPE reflex_http_requests_total counter"),
+        "classic text format by default: {after}"
     );
+    let open_metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        open_metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let open_metrics = open_metrics.text().await.unwrap();
+    assert!(open_metrics.contains("# TYPE reflex_http_requests counter"));
+    assert!(open_metrics.ends_with("# EOF\n"), "{open_metrics}");
 
     let delta = |series: &str| metric(&after, series) - metric(&before, series);
     assert_eq!(

@@ -1,0 +1,214 @@
+//! The operator's controls: the kill switch (pause, resume), the breaker reset, and the state of pauses,
+//! breakers and budgets. `reflex pause|resume|breaker` and the `/admin` routes call the same functions, and
+//! each writes its audit record (who, what, why, and a refusal's reason) before it returns.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditError, AuditStore, BreakerState, Outcome, Pause, RequestMeta};
+use crate::config::Config;
+use crate::engine::budget::{self, Budgets, Left};
+use crate::metrics::Metrics;
+
+/// Why a control was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The target is not in the configuration.
+    #[error("{0:?} is not a configured target (a [[targets]] load_balancer or target_group)")]
+    UnknownTarget(String),
+    /// Pausing and resetting need a reason for the audit trail.
+    #[error("a reason is required: say why")]
+    NoReason,
+    /// Nothing to resume.
+    #[error("{0} is not paused")]
+    NotPaused(String),
+    /// Nothing to reset.
+    #[error("the breaker of {0} is not open")]
+    NotOpen(String),
+    /// The store failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl ControlError {
+    /// A stable code for answers and the audit trail.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownTarget(_) => "unknown-target",
+            Self::NoReason => "reason-required",
+            Self::NotPaused(_) => "not-paused",
+            Self::NotOpen(_) => "breaker-not-open",
+            Self::Audit(_) => "audit-unavailable",
+        }
+    }
+
+    /// The HTTP status answered for it.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnknownTarget(_) => 404,
+            Self::NoReason => 400,
+            Self::NotPaused(_) | Self::NotOpen(_) => 409,
+            Self::Audit(_) => 503,
+        }
+    }
+}
+
+/// A target's budgets left.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetBudget {
+    /// The target.
+    pub target: String,
+    /// What each budget still allows (the `all_*` ones are shared by every target).
+    pub left: Left,
+}
+
+/// Pauses, breakers and budgets, as `GET /admin/state` and `reflex breaker status` show them.
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    /// Pauses in force (`target: null` is everything).
+    pub pauses: Vec<Pause>,
+    /// Breakers with a history: open ones, and closed ones counting consecutive failures.
+    pub breakers: Vec<BreakerState>,
+    /// Budgets left per configured target.
+    pub budgets: Vec<TargetBudget>,
+    /// When this was read.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The controls over one store and configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Controls<'a> {
+    /// Where pauses and breakers live and controls are recorded.
+    pub audit: &'a AuditStore,
+    /// The configured targets and budgets.
+    pub config: &'a Config,
+    /// Counts resets, when serving.
+    pub metrics: Option<&'a Metrics>,
+}
+
+impl Controls<'_> {
+    /// Pauses `target` (`None`: everything) for `reason`; every process sharing the store refuses its alerts
+    /// without any AWS call until it is resumed.
+    pub async fn pause(
+        &self,
+        mut meta: RequestMeta,
+        target: Option<&str>,
+        reason: &str,
+    ) -> Result<(), ControlError> {
+        meta.note("pause", serde_json::json!({"reason": reason}));
+        let done: Result<(), ControlError> = async {
+            self.known(target)?;
+            self.reason(reason)?;
+            self.audit.pause(target, reason).await?;
+            Ok(())
+        }
+        .await;
+        self.record(meta, target, done).await
+    }
+
+    /// Lifts the pause of `target` (`None`: the pause of everything).
+    pub async fn resume(
+        &self,
+        mut meta: RequestMeta,
+        target: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(), ControlError> {
+        meta.note("resume", serde_json::json!({"reason": reason}));
+        let done: Result<(), ControlError> = async {
+            if self.audit.resume(target).await? {
+                Ok(())
+            } else {
+                Err(ControlError::NotPaused(
+                    target.unwrap_or("everything").to_owned(),
+                ))
+            }
+        }
+        .await;
+        self.record(meta, target, done).await
+    }
+
+    /// Closes `target`'s breaker, for `reason`.
+    pub async fn reset_breaker(
+        &self,
+        mut meta: RequestMeta,
+        target: &str,
+        reason: &str,
+    ) -> Result<(), ControlError> {
+        meta.note("breaker_reset", serde_json::json!({"reason": reason}));
+        let done: Result<(), ControlError> = async {
+            self.known(Some(target))?;
+            self.reason(reason)?;
+            if !self.audit.reset_breaker(target).await? {
+                return Err(ControlError::NotOpen(target.to_owned()));
+            }
+            if let Some(metrics) = self.metrics {
+                metrics.breaker_resets.inc();
+            }
+            tracing::warn!(target, reason, "breaker reset by an operator");
+            Ok(())
+        }
+        .await;
+        self.record(meta, Some(target), done).await
+    }
+
+    /// Pauses, breakers and every configured target's budgets left, now.
+    pub async fn state(&self) -> Result<State, AuditError> {
+        let now = OffsetDateTime::now_utc();
+        let budgets = Budgets::from(&self.config.remediation);
+        let mut per_target = Vec::with_capacity(self.config.targets.len());
+        for target in &self.config.targets {
+            let used = budget::usage(self.audit, target.name(), now).await?;
+            per_target.push(TargetBudget {
+                target: target.name().to_owned(),
+                left: Left::of(budgets, used),
+            });
+        }
+        Ok(State {
+            pauses: self.audit.pauses().await?,
+            breakers: self.audit.breakers().await?,
+            budgets: per_target,
+            at: now,
+        })
+    }
+
+    fn known(&self, target: Option<&str>) -> Result<(), ControlError> {
+        match target {
+            Some(name) if self.config.target(name).is_none() => {
+                Err(ControlError::UnknownTarget(crate::untrusted::bounded(name)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn reason(&self, reason: &str) -> Result<(), ControlError> {
+        if reason.trim().is_empty() {
+            Err(ControlError::NoReason)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes the control's audit record: done, or refused with its code.
+    async fn record(
+        &self,
+        mut meta: RequestMeta,
+        target: Option<&str>,
+        done: Result<(), ControlError>,
+    ) -> Result<(), ControlError> {
+        meta.target = Some(match target {
+            Some(name) if self.config.target(name).is_some() => name.to_owned(),
+            Some(_) => "(unknown)".to_owned(),
+            None => "*".to_owned(),
+        });
+        let record = match &done {
+            Ok(()) => meta.record(Outcome::Completed, 200, None, 0),
+            Err(err) => {
+                meta.note("error", err.to_string());
+                meta.record(Outcome::Rejected, err.status(), Some(err.code()), 0)
+            }
+        };
+        self.audit.put(record).await?;
+        done
+    }
+}

@@ -1,0 +1,155 @@
+//! The `/admin` routes, for holders of an admin token (`[admin] tokens`, separate from the manual ones): the
+//! kill switch (`POST /admin/pause`, `POST /admin/resume`), the breaker reset (`POST /admin/breaker/reset`)
+//! and `GET /admin/state`. Every call that changes something, and every refused call, is audited.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::body::WholeBody;
+use super::error::parse_json;
+use super::request_id::Arrival;
+use super::{ApiError, AppState, auth};
+use crate::audit::{Auth, Outcome, RequestMeta, Source};
+use crate::controls::{ControlError, Controls, State as Brakes};
+
+/// The body of every `/admin` change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlRequest {
+    /// The configured target; absent for everything (pause and resume only).
+    target: Option<String>,
+    /// Why (required to pause and to reset a breaker).
+    reason: Option<String>,
+}
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/state", get(state))
+        .route("/admin/pause", post(pause))
+        .route("/admin/resume", post(resume))
+        .route("/admin/breaker/reset", post(reset))
+}
+
+async fn state(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+) -> Result<Json<Brakes>, ApiError> {
+    let meta = arrival.meta(Source::Admin);
+    if let Err(err) = auth::bearer(&headers, &state.config.admin.tokens, "admin") {
+        return Err(rejected(&state, meta, err).await);
+    }
+    Ok(Json(controls(&state).state().await?))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (meta, request) = accepted(&state, arrival, &headers, body).await?;
+    let reason = request.reason.unwrap_or_default();
+    controls(&state)
+        .pause(meta, request.target.as_deref(), &reason)
+        .await
+        .map_err(refused)?;
+    Ok(Json(
+        serde_json::json!({"paused": request.target, "reason": reason}),
+    ))
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (meta, request) = accepted(&state, arrival, &headers, body).await?;
+    controls(&state)
+        .resume(meta, request.target.as_deref(), request.reason.as_deref())
+        .await
+        .map_err(refused)?;
+    Ok(Json(serde_json::json!({"resumed": request.target})))
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (mut meta, request) = accepted(&state, arrival, &headers, body).await?;
+    let Some(target) = request.target else {
+        let err = ApiError::bad_request(
+            "invalid-request",
+            "missing field: give target (the configured target whose breaker to reset)",
+        );
+        meta.note("error", &err.detail);
+        return Err(rejected(&state, meta, err).await);
+    };
+    let reason = request.reason.unwrap_or_default();
+    controls(&state)
+        .reset_breaker(meta, &target, &reason)
+        .await
+        .map_err(refused)?;
+    Ok(Json(serde_json::json!({"reset": target, "reason": reason})))
+}
+
+fn controls(state: &AppState) -> Controls<'_> {
+    Controls {
+        audit: &state.audit,
+        config: &state.config,
+        metrics: Some(&state.metrics),
+    }
+}
+
+/// Authenticates and parses a change; a refused one is audited before its answer.
+async fn accepted(
+    state: &AppState,
+    arrival: Arrival,
+    headers: &HeaderMap,
+    body: Result<Bytes, ApiError>,
+) -> Result<(RequestMeta, ControlRequest), ApiError> {
+    let mut meta = arrival.meta(Source::Admin);
+    let parsed = auth::bearer(headers, &state.config.admin.tokens, "admin").and_then(|_| {
+        meta.auth = Auth::Passed;
+        parse_json::<ControlRequest>(&body?)
+    });
+    match parsed {
+        Ok(request) => Ok((meta, request)),
+        Err(err) => Err(rejected(state, meta, err).await),
+    }
+}
+
+/// Records a refused admin call and returns its answer.
+async fn rejected(state: &AppState, mut meta: RequestMeta, err: ApiError) -> ApiError {
+    if err.is_auth_failure() {
+        meta.auth = Auth::Failed(err.code.into());
+    }
+    state
+        .metrics
+        .count_rejection(Source::Admin.as_str(), err.code);
+    let record = meta.into_record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
+    match state.audit.put(record).await {
+        Ok(()) => err,
+        Err(failed) => failed.into(),
+    }
+}
+
+/// The answer to a control the controls refused (and recorded).
+fn refused(err: ControlError) -> ApiError {
+    match err {
+        ControlError::Audit(err) => err.into(),
+        err => ApiError::new(
+            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            err.code(),
+            err.to_string(),
+        ),
+    }
+}
