@@ -17,7 +17,7 @@ PORT=$(free_port)
 TOKEN=bench-token-0123456789abcdef
 AM_TOKEN=bench-alertmanager-0123456789
 MOTO_URL="http://127.0.0.1:$MOTO_PORT"
-moto_server -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
+MOTO_RECORDER_FILEPATH="$RUN/moto-recording" moto_server -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
 MOTO=$!
 trap 'kill $MOTO ${PID:-} 2>/dev/null; wait 2>/dev/null; rm -rf "$RUN"' EXIT
 for _ in $(seq 100); do curl -fs "$MOTO_URL/moto-api/" >/dev/null && break; sleep 0.1; done

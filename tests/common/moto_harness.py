@@ -7,12 +7,17 @@ environment before moto starts (e.g. INITIAL_NO_AUTH_ACTION_COUNT).
 import os
 import socket
 import sys
+import tempfile
 import time
 import urllib.request
 
 for arg in sys.argv[1:]:
     key, _, value = arg.partition("=")
     os.environ[key] = value
+# moto's request recorder (tests that count AWS calls use it) writes here, not into the working directory.
+os.environ.setdefault(
+    "MOTO_RECORDER_FILEPATH", os.path.join(tempfile.mkdtemp(prefix="moto-"), "recording")
+)
 
 from moto.server import ThreadedMotoServer  # noqa: E402  (after the environment is set)
 
