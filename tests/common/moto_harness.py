@@ -5,6 +5,7 @@ when the test process that started it exits, however it exits. Extra KEY=VALUE a
 environment before moto starts (e.g. INITIAL_NO_AUTH_ACTION_COUNT).
 """
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -15,9 +16,8 @@ for arg in sys.argv[1:]:
     key, _, value = arg.partition("=")
     os.environ[key] = value
 # moto's request recorder (tests that count AWS calls use it) writes here, not into the working directory.
-os.environ.setdefault(
-    "MOTO_RECORDER_FILEPATH", os.path.join(tempfile.mkdtemp(prefix="moto-"), "recording")
-)
+recordings = tempfile.mkdtemp(prefix="moto-")
+os.environ.setdefault("MOTO_RECORDER_FILEPATH", os.path.join(recordings, "recording"))
 
 from moto.server import ThreadedMotoServer  # noqa: E402  (after the environment is set)
 
@@ -39,3 +39,4 @@ while True:
 print(f"READY {port}", flush=True)
 sys.stdin.read()
 server.stop()
+shutil.rmtree(recordings, ignore_errors=True)
