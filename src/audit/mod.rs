@@ -25,7 +25,7 @@ pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
 pub use entries::Verified;
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use rows::StoredRow;
-pub use store::{AuditStore, Brakes, Pause, StuckClaim};
+pub use store::{AuditStore, Brakes, Filter, Pause, StuckClaim};
 pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.

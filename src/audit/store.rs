@@ -62,6 +62,23 @@ pub struct Pause {
     pub since: OffsetDateTime,
 }
 
+/// Which records `AuditStore::search` returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only this source (`sns`, `manual`, ...).
+    pub source: Option<String>,
+    /// Only this outcome (`completed`, `refused`, ...).
+    pub outcome: Option<String>,
+    /// Arrived at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Arrived at or before.
+    pub until: Option<OffsetDateTime>,
+    /// Older than this record (the next page).
+    pub before: Option<String>,
+}
+
 /// What stops a target before anything is read (`AuditStore::brakes_of`).
 #[derive(Debug, Clone, Default)]
 pub struct Brakes {
@@ -248,6 +265,84 @@ impl AuditStore {
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// The newest records that pass `filter`, at most `limit`, older than the record `filter.before` when set
+    /// (the next page): the audit page's timeline.
+    pub async fn search(
+        &self,
+        filter: &Filter,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        let mut conditions = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        let mut times: Vec<i64> = Vec::new();
+        for (column, value) in [
+            ("target", &filter.target),
+            ("source", &filter.source),
+            ("outcome", &filter.outcome),
+        ] {
+            if let Some(value) = value {
+                texts.push(value);
+                conditions.push(format!("{column} = ${}", texts.len()));
+            }
+        }
+        if let Some(before) = &filter.before {
+            texts.push(before);
+            conditions.push(format!("id < ${}", texts.len()));
+        }
+        for (op, at) in [(">=", filter.since), ("<=", filter.until)] {
+            if let Some(at) = at {
+                times.push(millis(at));
+                conditions.push(format!("at_ms {op} ${}", texts.len() + times.len()));
+            }
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_records {filter_sql} ORDER BY id DESC LIMIT ${}",
+            texts.len() + times.len() + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for text in texts {
+            query = query.bind(text);
+        }
+        for at in times {
+            query = query.bind(at);
+        }
+        let rows = query
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// The recovery check recorded for the run `run_id`, once it ran.
+    pub async fn recovery_of(&self, run_id: &str) -> Result<Option<AuditRecord>, AuditError> {
+        let pattern = format!("%\"run\":\"{run_id}\"%");
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE source = 'recovery-check' AND detail LIKE $1 \
+             ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(pattern)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// The newest run (completed or refused) of `target`.
+    pub async fn last_run(&self, target: &str) -> Result<Option<AuditRecord>, AuditError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE target = $1 AND outcome IN ('completed', 'refused', 'acting') \
+             AND source NOT IN ('admin', 'notify', 'recovery-check', 'audit-read') ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(target)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
     }
 
     /// When instances of this target were last replaced (or were being replaced), for the cooldown: the time

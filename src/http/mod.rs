@@ -13,6 +13,7 @@ mod remediate;
 mod request_id;
 mod sns;
 mod throttle;
+mod ui;
 mod webhooks;
 
 use std::future::Future;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(audit::router())
         .merge(admin::router())
+        .merge(ui::router())
         .merge(health::router())
         .merge(metrics::router())
         .fallback(no_route)

@@ -1,0 +1,323 @@
+//! `/ui/`: the audit page for people — a timeline of what reflex did, one page per run, and the state of its
+//! brakes — rendered on the server, read-only, for holders of an audit token. A login form (with a CSRF token)
+//! sets an HttpOnly, SameSite=Strict session cookie (Secure when reflex serves TLS) that expires; without one,
+//! a page redirects to the form. Every answer carries a strict Content-Security-Policy: no script, nothing
+//! from another origin.
+
+mod pages;
+mod session;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, REFERRER_POLICY,
+    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use time::OffsetDateTime;
+
+use super::body::WholeBody;
+use super::request_id::Arrival;
+use super::{ApiError, AppState};
+use crate::audit::{Auth, Filter, Outcome, Source};
+use crate::controls::Controls;
+use pages::FilterForm;
+use session::{SESSION_FOR, Sessions};
+
+/// Records per timeline page.
+const PAGE: u32 = 50;
+const SESSION_COOKIE: &str = "reflex_session";
+const CSRF_COOKIE: &str = "reflex_csrf";
+/// Nothing but this origin's stylesheet and forms.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(|| async { see_other("/ui/") }))
+        .route("/ui/", get(timeline))
+        .route("/ui/runs/{id}", get(run))
+        .route("/ui/login", get(login_form).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/style.css", get(style))
+        .layer(axum::middleware::from_fn(protect))
+}
+
+/// The headers every page carries.
+async fn protect(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (CONTENT_SECURITY_POLICY, CSP),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (X_FRAME_OPTIONS, "DENY"),
+        (REFERRER_POLICY, "no-referrer"),
+        (CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn see_other(to: &'static str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response()
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure when reflex serves TLS, for `/ui`.
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.config.server.tls_cert.is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The session's keys, when audit tokens are configured.
+fn sessions(state: &AppState) -> Option<Sessions> {
+    Sessions::new(&state.config.audit.tokens)
+}
+
+fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    match (sessions(state), cookie(headers, SESSION_COOKIE)) {
+        (Some(keys), Some(value)) => keys.valid(value, OffsetDateTime::now_utc()),
+        _ => false,
+    }
+}
+
+async fn style() -> Response {
+    (
+        [(CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("style.css"),
+    )
+        .into_response()
+}
+
+/// The login form with a fresh CSRF token (in the form and in a cookie), answered with `status`.
+fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let Some(keys) = sessions(state) else {
+        return ApiError::unauthorized(
+            "auth-not-configured",
+            "the audit page is disabled: no tokens are configured in [audit]",
+        )
+        .into_response();
+    };
+    let csrf = keys.csrf(OffsetDateTime::now_utc());
+    let mut response = (status, Html(pages::login(&csrf, error).into_string())).into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, set_cookie(state, CSRF_COOKIE, &csrf, 3600));
+    response
+}
+
+async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if signed_in(&state, &headers) {
+        return see_other("/ui/");
+    }
+    login_page(&state, StatusCode::OK, None)
+}
+
+/// Checks the CSRF token and the audit token; records the attempt; sets the session cookie.
+async fn login(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Response {
+    let mut meta = arrival.meta(Source::AuditRead);
+    meta.note("ui", "login");
+    let Some(keys) = sessions(&state) else {
+        return login_page(&state, StatusCode::UNAUTHORIZED, None);
+    };
+    let body = body.unwrap_or_default();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let now = OffsetDateTime::now_utc();
+    let csrf = field("csrf").unwrap_or_default();
+    let failure = if csrf.is_empty()
+        || cookie(&headers, CSRF_COOKIE) != Some(csrf)
+        || !keys.csrf_valid(csrf, now)
+    {
+        Some((
+            StatusCode::FORBIDDEN,
+            "invalid-csrf",
+            "The form expired; try again.",
+        ))
+    } else if !crate::config::any_matches(
+        &state.config.audit.tokens,
+        field("token").unwrap_or_default().as_bytes(),
+    ) {
+        Some((
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "That token is not accepted.",
+        ))
+    } else {
+        None
+    };
+    let (status, code) = match failure {
+        Some((status, code, _)) => (status, Some(code)),
+        None => (StatusCode::SEE_OTHER, None),
+    };
+    meta.auth = match code {
+        Some(code) => Auth::Failed(code.into()),
+        None => Auth::Passed,
+    };
+    if let Some(code) = code {
+        state
+            .metrics
+            .count_rejection(Source::AuditRead.as_str(), code);
+    }
+    let outcome = if code.is_some() {
+        Outcome::Rejected
+    } else {
+        Outcome::Completed
+    };
+    if let Err(err) = state
+        .audit
+        .put(meta.into_record(outcome, status.as_u16(), code, 0))
+        .await
+    {
+        return ApiError::from(err).into_response();
+    }
+    if let Some((status, _, message)) = failure {
+        return login_page(&state, status, Some(message));
+    }
+    let mut response = see_other("/ui/");
+    let headers = response.headers_mut();
+    headers.append(
+        SET_COOKIE,
+        set_cookie(
+            &state,
+            SESSION_COOKIE,
+            &keys.issue(now),
+            SESSION_FOR.whole_seconds(),
+        ),
+    );
+    headers.append(SET_COOKIE, set_cookie(&state, CSRF_COOKIE, "", 0));
+    response
+}
+
+async fn logout(State(state): State<AppState>) -> Response {
+    let mut response = see_other("/ui/login");
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", 0));
+    response
+}
+
+/// `datetime-local` (`2026-11-26T03:12`, seconds optional), read as UTC.
+fn parse_local(value: &str) -> Option<OffsetDateTime> {
+    let with_seconds = if value.len() == 16 {
+        format!("{value}:00")
+    } else {
+        value.to_owned()
+    };
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(&with_seconds, &format)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
+fn some(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+async fn timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<FilterForm>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    if !signed_in(&state, &headers) {
+        return Ok(see_other("/ui/login"));
+    }
+    let Query(form) =
+        query.map_err(|err| ApiError::bad_request("invalid-query", err.body_text()))?;
+    let filter = Filter {
+        target: some(&form.target),
+        source: some(&form.source),
+        outcome: some(&form.outcome),
+        since: parse_local(&form.from),
+        until: parse_local(&form.to),
+        before: some(&form.before),
+    };
+    let mut records = state.audit.search(&filter, PAGE + 1).await?;
+    let next = (records.len() > PAGE as usize).then(|| {
+        records.truncate(PAGE as usize);
+        let mut link = url::form_urlencoded::Serializer::new(String::from("/ui/?"));
+        for (key, value) in [
+            ("target", &form.target),
+            ("source", &form.source),
+            ("outcome", &form.outcome),
+            ("from", &form.from),
+            ("to", &form.to),
+        ] {
+            if !value.is_empty() {
+                link.append_pair(key, value);
+            }
+        }
+        link.append_pair("before", &records[records.len() - 1].id);
+        link.finish()
+    });
+    let controls = Controls {
+        audit: &state.audit,
+        config: &state.config,
+        metrics: None,
+    };
+    let brakes = controls.state().await?;
+    let mut last_runs = Vec::new();
+    for target in &state.config.targets {
+        last_runs.push((
+            target.name().to_owned(),
+            state.audit.last_run(target.name()).await?,
+        ));
+    }
+    let page = pages::timeline(&brakes, &last_runs, &records, &form, next.as_deref());
+    Ok(Html(page.into_string()).into_response())
+}
+
+async fn run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !signed_in(&state, &headers) {
+        return Ok(see_other("/ui/login"));
+    }
+    let Some(record) = state.audit.get(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no audit record {id}"),
+        ));
+    };
+    let recovery = if record.acted > 0 {
+        state.audit.recovery_of(&record.id).await?
+    } else {
+        None
+    };
+    Ok(Html(pages::run(&record, recovery.as_ref()).into_string()).into_response())
+}

@@ -1,0 +1,344 @@
+//! The audit page's HTML, rendered on the server with maud (escaped by construction). No script and no asset
+//! from anywhere but reflex: one stylesheet at `/ui/style.css`.
+
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::audit::AuditRecord;
+use crate::controls::State;
+
+/// The timeline's filters as the form holds them (also the next page's link).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct FilterForm {
+    /// A configured target.
+    #[serde(default)]
+    pub target: String,
+    /// A source (`sns`, `manual`, ...).
+    #[serde(default)]
+    pub source: String,
+    /// An outcome (`completed`, `refused`, ...).
+    #[serde(default)]
+    pub outcome: String,
+    /// From (`datetime-local`, UTC).
+    #[serde(default)]
+    pub from: String,
+    /// To (`datetime-local`, UTC).
+    #[serde(default)]
+    pub to: String,
+    /// Older than this record.
+    #[serde(default)]
+    pub before: String,
+}
+
+const SOURCES: [&str; 9] = [
+    "sns",
+    "alertmanager",
+    "grafana",
+    "manual",
+    "cli",
+    "admin",
+    "recovery-check",
+    "notify",
+    "audit-read",
+];
+const OUTCOMES: [&str; 9] = [
+    "completed",
+    "refused",
+    "rejected",
+    "acting",
+    "duplicate",
+    "ignored",
+    "confirmed",
+    "recovered",
+    "not-recovered",
+];
+
+fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · reflex" }
+                link rel="stylesheet" href="/ui/style.css";
+            }
+            body {
+                header {
+                    h1 { a href="/ui/" { "reflex" } " · " (title) }
+                    @if signed_in {
+                        form method="post" action="/ui/logout" {
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The login form, with the CSRF token and, after a refused attempt, why.
+pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+    layout(
+        "log in",
+        false,
+        html! {
+            form.login method="post" action="/ui/login" {
+                p { "Log in with an audit token (" code { "[audit] tokens" } ")." }
+                @if let Some(error) = error {
+                    p.error role="alert" { (error) }
+                }
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Audit token" input type="password" name="token" autocomplete="current-password" required autofocus; }
+                button type="submit" { "Log in" }
+            }
+        },
+    )
+}
+
+fn when(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn count(value: &Value) -> usize {
+    value.as_array().map_or(0, Vec::len)
+}
+
+fn outcome_class(outcome: &str) -> &'static str {
+    match outcome {
+        "completed" | "recovered" | "confirmed" => "ok",
+        "refused" | "duplicate" | "ignored" | "acting" => "warn",
+        _ => "bad",
+    }
+}
+
+/// The timeline: the state panel, the filters, one row per record, and the next page.
+pub fn timeline(
+    state: &State,
+    last_runs: &[(String, Option<AuditRecord>)],
+    records: &[AuditRecord],
+    filter: &FilterForm,
+    next: Option<&str>,
+) -> Markup {
+    layout(
+        "audit timeline",
+        true,
+        html! {
+            section.panel aria-labelledby="state" {
+                h2 #state { "State" }
+                @if state.pauses.is_empty() {
+                    p { "No pauses." }
+                } @else {
+                    ul {
+                        @for pause in &state.pauses {
+                            li.warn { "Paused: " (pause.target.as_deref().unwrap_or("every target")) " since " (when(pause.since)) ": " (pause.reason) }
+                        }
+                    }
+                }
+                @let open: Vec<_> = state.breakers.iter().filter_map(|b| b.open.as_ref()).collect();
+                @if open.is_empty() {
+                    p { "No open breakers." }
+                } @else {
+                    ul {
+                        @for breaker in open {
+                            li.bad { "Breaker open: " (breaker.target) " since " (when(breaker.since)) ": " (breaker.reason) }
+                        }
+                    }
+                }
+                table {
+                    thead { tr { th { "Target" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
+                    tbody {
+                        @for budget in &state.budgets {
+                            tr {
+                                td { (budget.target) }
+                                td { (budget.left.target_hour) " / " (budget.left.target_day) }
+                                td { (budget.left.all_hour) " / " (budget.left.all_day) }
+                                td {
+                                    @match last_runs.iter().find(|(t, _)| *t == budget.target).and_then(|(_, r)| r.as_ref()) {
+                                        Some(run) => { a href={ "/ui/runs/" (run.id) } { (when(run.at)) } " " span class=(outcome_class(run.outcome.as_str())) { (run.outcome.as_str()) } }
+                                        None => { span.muted { "none" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Timeline" }
+            form.filters method="get" action="/ui/" {
+                label { "Target" input type="text" name="target" value=(filter.target); }
+                label { "Source"
+                    select name="source" {
+                        option value="" { "any" }
+                        @for source in SOURCES { option value=(source) selected[filter.source == source] { (source) } }
+                    }
+                }
+                label { "Outcome"
+                    select name="outcome" {
+                        option value="" { "any" }
+                        @for outcome in OUTCOMES { option value=(outcome) selected[filter.outcome == outcome] { (outcome) } }
+                    }
+                }
+                label { "From (UTC)" input type="datetime-local" name="from" value=(filter.from); }
+                label { "To (UTC)" input type="datetime-local" name="to" value=(filter.to); }
+                button type="submit" { "Filter" }
+            }
+            @if records.is_empty() {
+                p { "No records match." }
+            } @else {
+                table.timeline {
+                    thead { tr { th { "Time (UTC)" } th { "Source" } th { "Caller" } th { "Target" } th { "Outcome" } th { "Unhealthy" } th { "Acted" } th { "Skipped" } } }
+                    tbody {
+                        @for record in records {
+                            @let answer = &record.detail["answer"];
+                            tr {
+                                td data-label="Time" { a href={ "/ui/runs/" (record.id) } { (when(record.at)) } }
+                                td data-label="Source" { (record.source.as_str()) }
+                                td data-label="Caller" { (record.caller.as_deref().unwrap_or("-")) }
+                                td data-label="Target" { (record.target.as_deref().unwrap_or("-")) }
+                                td data-label="Outcome" class=(outcome_class(record.outcome.as_str())) {
+                                    (record.outcome.as_str())
+                                    @if let Some(error) = &record.error { " (" (error) ")" }
+                                }
+                                td data-label="Unhealthy" { (count(&answer["unhealthy-instance-ids"])) }
+                                td data-label="Acted" { (record.acted) }
+                                td data-label="Skipped" { (count(&answer["skipped"])) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = next {
+                nav.pager aria-label="pages" {
+                    a href=(next) { "Older records" }
+                }
+            }
+        },
+    )
+}
+
+/// Why an instance was left alone, in words.
+fn skip_words(reason: &str) -> &'static str {
+    match reason {
+        "unknown-state" => "the balancer reports a state reflex does not know",
+        "registration-in-progress" => "still being registered or in its first health checks",
+        "draining" => "being deregistered",
+        "not-in-use" => "registered but not serving",
+        "health-check-disabled" => "health checks are disabled: no verdict",
+        "balancer-error" => "the balancer failed to check it",
+        "instance-not-found" => "EC2 does not know it",
+        "already-terminating" => "already shutting down or terminated",
+        "state-in-transition" => "pending or stopping: waiting until it settles",
+        "grace-period" => "launched less than the grace period ago",
+        "protected" => "carries the protect tag",
+        "not-in-auto-scaling-group" => "in no Auto Scaling group",
+        "cap-reached" => "the per-run cap was reached",
+        "budget" => "the hourly or daily budget is spent",
+        _ => "left alone",
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// One record: trigger, snapshot, plan, AWS answers, errors, the recovery check, and the raw JSON.
+pub fn run(record: &AuditRecord, recovery: Option<&AuditRecord>) -> Markup {
+    let detail = &record.detail;
+    let plan = &detail["plan"];
+    layout(
+        "run",
+        true,
+        html! {
+            h2 { "Trigger" }
+            dl.panel {
+                dt { "Audit id" } dd { code { (record.id) } }
+                dt { "Time (UTC)" } dd { (when(record.at)) }
+                dt { "Source" } dd { (record.source.as_str()) }
+                dt { "Caller" } dd { (record.caller.as_deref().unwrap_or("-")) }
+                dt { "Authentication" } dd { (record.auth.as_str()) }
+                dt { "Target" } dd { (record.target.as_deref().unwrap_or("-")) }
+                dt { "Outcome" } dd class=(outcome_class(record.outcome.as_str())) { (record.outcome.as_str()) @if let Some(error) = &record.error { " (" (error) ")" } }
+                dt { "Dry run" } dd { (if record.dry_run { "yes" } else { "no" }) }
+                @if !detail["verified"].is_null() { dt { "Verified" } dd { code { (detail["verified"].to_string()) } } }
+                @if !detail["request"].is_null() { dt { "Request" } dd { code { (detail["request"].to_string()) } } }
+                @if let Some(message) = detail["answer"]["message"].as_str() { dt { "Alert" } dd { (message) } }
+            }
+            @if let Some(instances) = detail["seen"]["instances"].as_array() {
+                h2 { "Snapshot" }
+                table {
+                    thead { tr { th { "Instance" } th { "Health" } th { "Reported" } th { "EC2 state" } th { "Auto Scaling group" } } }
+                    tbody {
+                        @for instance in instances {
+                            tr {
+                                td { code { (text(&instance["instance_id"])) } }
+                                td { (text(&instance["health"]["state"])) }
+                                td { (text(&instance["health"]["reported"])) @if let Some(reason) = instance["health"]["reason_code"].as_str() { " (" (reason) ")" } }
+                                td { (text(&instance["ec2"]["state"])) }
+                                td { (text(&instance["auto_scaling_group"])) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if plan.is_object() {
+                h2 { "Plan" }
+                @if let Some(rule) = plan["refused"]["rule"].as_str() {
+                    p.warn { "Refused (" (rule) "): " (text(&detail["answer"]["refused"])) }
+                }
+                table {
+                    thead { tr { th { "Instance" } th { "Decision" } } }
+                    tbody {
+                        @for act in plan["act_on"].as_array().into_iter().flatten() {
+                            tr { td { code { (text(&act["instance-id"])) } } td.ok { "replace: " (text(&act["action"])) } }
+                        }
+                        @for skip in plan["skipped"].as_array().into_iter().flatten() {
+                            tr {
+                                td { code { (text(&skip["instance-id"])) } }
+                                td { "skipped: " (skip_words(skip["reason"].as_str().unwrap_or_default())) " (" (text(&skip["reason"])) ")" }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(actions) = detail["actions"].as_array() {
+                h2 { "AWS answers" }
+                table {
+                    thead { tr { th { "Instance" } th { "Call" } th { "Answer" } } }
+                    tbody {
+                        @for action in actions {
+                            tr {
+                                td { code { (text(&action["instance_id"])) } }
+                                td { (text(&action["action"])) }
+                                @if let Some(error) = action["error"].as_str() { td.bad { (error) } } @else { td { (text(&action["new_state"])) } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !detail["error"].is_null() {
+                h2 { "Error" }
+                p.bad { (text(&detail["error"])) }
+            }
+            @if let Some(check) = recovery {
+                h2 { "Recovery check" }
+                p class=(outcome_class(check.outcome.as_str())) {
+                    a href={ "/ui/runs/" (check.id) } { (check.outcome.as_str()) }
+                    " at " (when(check.at)) ": " (text(&check.detail["in_service"])) " of "
+                    (text(&check.detail["recovery"]["expected_in_service"])) " instances InService"
+                }
+            }
+            details {
+                summary { "Raw audit record (JSON)" }
+                pre { (serde_json::to_string_pretty(record).unwrap_or_default()) }
+            }
+        },
+    )
+}

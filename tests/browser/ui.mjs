@@ -1,0 +1,170 @@
+// The audit page in headless Chromium (Debian's chromium, driven by playwright-core), against a live reflex
+// that has remediated a moto fleet. Run by scripts/check-ui with BASE, TOKEN, TARGET and OUT set.
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { createRequire } from "node:module";
+
+const require = createRequire(process.env.PLAYWRIGHT_DIR + "/");
+const { chromium } = require("playwright-core");
+const { BASE, TOKEN, TARGET, OUT } = process.env;
+
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+const context = await browser.newContext();
+const page = await context.newPage();
+const requested = [];
+page.on("request", (request) => requested.push(request.url()));
+const step = (name) => console.log(`ui: ${name}`);
+
+// Unauthenticated: redirected to the form, which carries a CSRF token; the CSP allows nothing foreign.
+let response = await page.goto(`${BASE}/ui/`);
+assert.equal(new URL(page.url()).pathname, "/ui/login");
+const csp = response.headers()["content-security-policy"];
+assert.match(csp, /default-src 'none'/);
+assert.doesNotMatch(csp, /script-src/);
+const csrf = await page.inputValue('input[name="csrf"]');
+assert.ok(csrf.length > 40, "the login form has a CSRF token");
+step("unauthenticated requests go to the login form");
+
+// A wrong token is refused; a login without the form's CSRF token is refused too.
+await page.fill('input[name="token"]', "not-the-token-0123456789");
+response = await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]).then(([r]) => r);
+assert.equal(response.status(), 401);
+assert.match(await page.textContent("[role=alert]"), /not accepted/);
+const forged = await context.request.post(`${BASE}/ui/login`, {
+  form: { token: TOKEN, csrf: "1.00" },
+  maxRedirects: 0,
+});
+assert.equal(forged.status(), 403, "a login without a valid CSRF token is refused");
+step("a wrong token and a missing CSRF token are refused");
+
+// The right token: a session cookie with the flags, and the timeline.
+await page.goto(`${BASE}/ui/login`);
+await page.fill('input[name="token"]', TOKEN);
+await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
+assert.equal(new URL(page.url()).pathname, "/ui/");
+const session = (await context.cookies()).find((c) => c.name === "reflex_session");
+assert.ok(session, "a session cookie is set");
+assert.equal(session.httpOnly, true);
+assert.equal(session.sameSite, "Strict");
+const hours = (session.expires - Date.now() / 1000) / 3600;
+assert.ok(hours > 7 && hours <= 8, `the session expires in 8 hours, not ${hours}`);
+step("login sets an HttpOnly, SameSite=Strict session cookie that expires");
+
+// The timeline shows the remediation; its run page shows the skipped instance and why.
+const row = page.locator("table.timeline tbody tr", { hasText: TARGET }).filter({ hasText: "manual" }).first();
+await row.waitFor();
+assert.match(await row.textContent(), /completed/);
+await page.screenshot({ path: `${OUT}/timeline-light.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "dark" });
+await page.screenshot({ path: `${OUT}/timeline-dark.png`, fullPage: true });
+const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+assert.equal(background, "rgb(18, 18, 18)", "dark mode follows prefers-color-scheme");
+await page.emulateMedia({ colorScheme: "light" });
+await Promise.all([page.waitForNavigation(), row.locator("a").first().click()]);
+assert.match(new URL(page.url()).pathname, /^\/ui\/runs\//);
+const plan = await page.textContent("main");
+assert.match(plan, /skipped: the per-run cap was reached \(cap-reached\)/);
+assert.match(plan, /replace: terminate/);
+assert.match(plan, /TerminateInstances/);
+assert.match(plan, /Raw audit record/);
+await page.screenshot({ path: `${OUT}/run-light.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "dark" });
+await page.screenshot({ path: `${OUT}/run-dark.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "light" });
+step("the timeline shows the run, and the run page its plan with the skipped instance's reason");
+
+// WCAG AA contrast (4.5:1) for every text colour in use, light and dark.
+const contrast = () =>
+  page.evaluate(() => {
+    const rgb = (css) => (css.match(/\d+(\.\d+)?/g) || []).slice(0, 4).map(Number);
+    const lum = ([r, g, b]) => {
+      const c = [r, g, b].map((v) => {
+        v /= 255;
+        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+      });
+      return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    const ratio = (a, b) => {
+      const [x, y] = [lum(a), lum(b)].sort((m, n) => n - m);
+      return (x + 0.05) / (y + 0.05);
+    };
+    // The nearest ancestor's background that is not transparent.
+    const background = (el) => {
+      for (let up = el; up; up = up.parentElement) {
+        const bg = getComputedStyle(up).backgroundColor;
+        if (bg !== "rgba(0, 0, 0, 0)" && bg !== "transparent") return rgb(bg);
+      }
+      return [255, 255, 255];
+    };
+    return [...document.querySelectorAll("body *")]
+      .filter((el) => [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim()))
+      .map((el) => [`${el.tagName}.${el.className}: ${el.textContent.trim().slice(0, 30)}`, ratio(rgb(getComputedStyle(el).color), background(el))])
+      .filter(([, r]) => r < 4.5);
+  });
+const runPage = page.url();
+for (const scheme of ["light", "dark"]) {
+  await page.emulateMedia({ colorScheme: scheme });
+  for (const address of [`${BASE}/ui/`, runPage]) {
+    await page.goto(address);
+    assert.deepEqual(await contrast(), [], `text below 4.5:1 in ${scheme} mode on ${address}`);
+  }
+}
+await page.emulateMedia({ colorScheme: "light" });
+step("every text colour has at least 4.5:1 contrast, light and dark");
+
+// On a phone: no horizontal scrolling; the timeline's rows become cards.
+await page.setViewportSize({ width: 390, height: 844 });
+await page.goto(`${BASE}/ui/`);
+assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no horizontal scroll");
+assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector("table.timeline td")).display), "flex");
+await page.screenshot({ path: `${OUT}/timeline-phone.png`, fullPage: true });
+await page.setViewportSize({ width: 1280, height: 720 });
+step("on a phone the page fits the screen and rows become cards");
+
+// Filters: by source, by outcome, by target, by time.
+const rows = async (query) => {
+  await page.goto(`${BASE}/ui/?${query}`);
+  return page.locator("table.timeline tbody tr").count();
+};
+assert.ok((await rows("source=manual")) >= 1);
+assert.equal(await rows("source=grafana"), 0);
+assert.ok((await rows(`target=${TARGET}&outcome=completed`)) >= 1);
+assert.equal(await rows("target=no-such-target"), 0);
+assert.equal(await rows("from=2001-01-01T00:00&to=2001-01-02T00:00"), 0);
+assert.ok((await rows("from=2001-01-01T00:00")) >= 1);
+step("filters by source, outcome, target and time range work");
+
+// Keyboard: the filter form and the links are reachable with Tab.
+await page.goto(`${BASE}/ui/`);
+await page.keyboard.press("Tab");
+const focused = await page.evaluate(() => document.activeElement.tagName);
+assert.ok(["A", "BUTTON", "INPUT", "SELECT"].includes(focused), `Tab reaches ${focused}`);
+
+// Logout ends the session.
+await Promise.all([page.waitForNavigation(), page.click('header button[type="submit"]')]);
+assert.equal(new URL(page.url()).pathname, "/ui/login");
+await page.goto(`${BASE}/ui/`);
+assert.equal(new URL(page.url()).pathname, "/ui/login");
+step("logout ends the session");
+
+// A forged or expired session cookie is redirected to the form.
+const sign = (expires) => {
+  const key = crypto.createHmac("sha256", "reflex audit page sessions").update(`${TOKEN}\n`).digest();
+  return `${expires}.${crypto.createHmac("sha256", key).update(`session:${expires}`).digest("hex")}`;
+};
+const url = new URL(BASE);
+for (const value of [sign(Math.floor(Date.now() / 1000) - 60), `${Math.floor(Date.now() / 1000) + 3600}.00ff`]) {
+  await context.addCookies([{ name: "reflex_session", value, domain: url.hostname, path: "/ui" }]);
+  await page.goto(`${BASE}/ui/`);
+  assert.equal(new URL(page.url()).pathname, "/ui/login", `cookie ${value} is refused`);
+}
+// A session signed with the key is accepted (the same derivation as reflex's).
+await context.addCookies([{ name: "reflex_session", value: sign(Math.floor(Date.now() / 1000) + 3600), domain: url.hostname, path: "/ui" }]);
+await page.goto(`${BASE}/ui/`);
+assert.equal(new URL(page.url()).pathname, "/ui/");
+step("expired and forged session cookies are redirected");
+
+const foreign = requested.filter((address) => !address.startsWith(BASE));
+assert.deepEqual(foreign, [], "the pages request nothing from another origin");
+step(`no request left ${BASE} (${requested.length} requests)`);
+await browser.close();
