@@ -326,3 +326,42 @@ async fn a_body_that_trickles_past_the_total_deadline_is_408_and_audited() {
         (408, Some("body-timeout"))
     );
 }
+
+#[tokio::test]
+async fn the_audit_page_cookies_are_http_only_strict_and_secure_when_reflex_serves_tls() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let cookie_of = |state: AppState| async move {
+        let request = Request::get("/ui/login").body(Body::empty()).unwrap();
+        let response = router(state).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'none'")
+        );
+        response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let plain = cookie_of(app.state.clone()).await;
+    assert!(plain.starts_with("reflex_csrf="), "{plain}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age="] {
+        assert!(plain.contains(flag), "{plain}");
+    }
+    assert!(!plain.contains("Secure"), "{plain}");
+    let mut config = (*app.state.config).clone();
+    config.server.tls_cert = Some("cert.pem".into());
+    let tls = AppState {
+        config: Arc::new(config),
+        ..app.state.clone()
+    };
+    let secure = cookie_of(tls).await;
+    assert!(secure.ends_with("; Secure"), "{secure}");
+    // Without a session, a page redirects to the form.
+    let request = Request::get("/ui/runs/01").body(Body::empty()).unwrap();
+    let response = router(app.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/ui/login");
+}
