@@ -154,7 +154,7 @@ impl Engine {
         let mut result = self
             .remediate(&mut meta, trigger, previous.as_deref())
             .await;
-        self.count_failures(&mut meta, &mut result).await;
+        let tripped = self.count_failures(&mut meta, &mut result).await;
         let (record, settle) = match &result {
             Ok(run) => {
                 meta.note("answer", &run.summary);
@@ -176,19 +176,28 @@ impl Engine {
         };
         let meta_target = record.target.clone();
         self.audit.put_settling(record, settle).await?;
-        if let (Ok(run), Some(target)) = (&result, &meta_target) {
-            self.announce(target, run, &audit_id);
+        match (&result, &meta_target, tripped) {
+            (Ok(run), Some(target), _) => self.announce(target, run, &audit_id),
+            (Err(_), Some(target), Some(reason)) => self.notifier.send(Event::new(
+                NotifyEvent::BreakerTripped,
+                target,
+                reason,
+                &audit_id,
+            )),
+            _ => {}
         }
         result
     }
 
     /// The breaker's count of consecutive runs that hit AWS errors: one more for a run that failed to read
     /// its target or whose actions failed, back to 0 for one that read it cleanly. Noted in the record when it
-    /// opens the breaker.
-    async fn count_failures(&self, meta: &mut RequestMeta, result: &mut Result<Run, EngineError>) {
-        let Some(target) = meta.target.clone() else {
-            return;
-        };
+    /// opens the breaker; why it opened, then.
+    async fn count_failures(
+        &self,
+        meta: &mut RequestMeta,
+        result: &mut Result<Run, EngineError>,
+    ) -> Option<String> {
+        let target = meta.target.clone()?;
         let failed = match result {
             Err(EngineError::Fleet(_) | EngineError::TargetNotFound(_)) => true,
             Ok(run) => !run.summary.errors.is_empty(),
@@ -211,18 +220,15 @@ impl Engine {
                 );
                 self.tripped(meta, "aws-errors", &reason);
                 if let Ok(run) = result {
-                    run.tripped = Some(("aws-errors", reason));
-                } else {
-                    self.notifier.send(Event::new(
-                        NotifyEvent::BreakerTripped,
-                        &target,
-                        reason,
-                        &meta.id,
-                    ));
+                    run.tripped = Some(("aws-errors", reason.clone()));
                 }
+                Some(reason)
             }
-            Ok(false) => {}
-            Err(err) => tracing::error!(error = %err, "cannot count the run for the breaker"),
+            Ok(false) => None,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot count the run for the breaker");
+                None
+            }
         }
     }
 

@@ -145,7 +145,8 @@ pub enum Refusal {
     },
 }
 
-/// The rules of standing refusals (`Refusal::is_standing`), by name.
+/// The rules of standing refusals, by name: states the operator already knows of (a cooldown, a pause, an
+/// open breaker), answered to every alert while they last, rather than news about the target.
 pub const STANDING_RULES: [&str; 3] = ["cooldown", "paused", "breaker-open"];
 
 impl Refusal {
@@ -158,12 +159,6 @@ impl Refusal {
             Self::Paused { .. } => "paused",
             Self::BreakerOpen { .. } => "breaker-open",
         }
-    }
-
-    /// Whether the refusal is a state the operator already knows of (a cooldown, a pause, an open breaker),
-    /// answered to every alert while it lasts, rather than news about the target.
-    pub fn is_standing(&self) -> bool {
-        STANDING_RULES.contains(&self.rule())
     }
 
     /// The sentence reported in the summary's `refused` field.
