@@ -12,6 +12,7 @@ pub mod controls;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_entry;
+mod hex;
 pub mod http;
 mod logging;
 pub mod metrics;

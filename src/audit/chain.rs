@@ -15,17 +15,7 @@ pub fn link(previous: &str, row: &StoredRow) -> String {
     context.update(previous.as_bytes());
     context.update(b"\n");
     context.update(row.canonical().as_bytes());
-    hex(context.finish().as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
+    crate::hex::encode(context.finish().as_ref())
 }
 
 /// One stored entry, as verification reads it back and `reflex audit export` writes it.

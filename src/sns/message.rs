@@ -172,13 +172,12 @@ impl Unverified {
 
     /// `delivery_key` from the already built signed string.
     pub(super) fn delivery_key_of(&self, signed: &str) -> String {
-        use std::fmt::Write as _;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signed.as_bytes());
-        let mut key = format!("sns:{}:", self.message_id);
-        for byte in &digest.as_ref()[..16] {
-            let _ = write!(key, "{byte:02x}");
-        }
-        key
+        format!(
+            "sns:{}:{}",
+            self.message_id,
+            crate::hex::encode(&digest.as_ref()[..16])
+        )
     }
 
     /// The string AWS signed: `Key\nValue\n` pairs in byte order of the key names, values exactly as decoded.

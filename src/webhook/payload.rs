@@ -105,8 +105,7 @@ impl Payload {
             identities.join("\n")
         );
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.as_bytes());
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("{source}:{hex}")
+        format!("{source}:{}", crate::hex::encode(digest.as_ref()))
     }
 }
 

@@ -61,7 +61,7 @@ pub fn verify(
         message.push(b':');
     }
     message.extend_from_slice(body);
-    let tag = decode_hex(signature_hex.trim()).ok_or(SignatureError::Mismatch)?;
+    let tag = crate::hex::decode(signature_hex.trim()).ok_or(SignatureError::Mismatch)?;
     hmac::verify(&key, &message, &tag).map_err(|_| SignatureError::Mismatch)
 }
 
@@ -74,21 +74,7 @@ pub fn sign(secret: &[u8], body: &[u8], timestamp: Option<&str>) -> String {
         message.push(b':');
     }
     message.extend_from_slice(body);
-    hmac::sign(&key, &message)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    crate::hex::encode(hmac::sign(&key, &message).as_ref())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl Sessions {
     pub fn csrf(&self, now: OffsetDateTime) -> String {
         let mut nonce = [0u8; 16];
         let _ = SystemRandom::new().fill(&mut nonce);
-        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = crate::hex::encode(&nonce);
         let expires = (now + CSRF_FOR).unix_timestamp();
         self.sign("csrf", &format!("{expires}-{nonce}"))
     }
@@ -62,7 +62,7 @@ impl Sessions {
 
     fn sign(&self, purpose: &str, body: &str) -> String {
         let tag = hmac::sign(&self.key, format!("{purpose}:{body}").as_bytes());
-        let tag: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let tag = crate::hex::encode(tag.as_ref());
         format!("{body}.{tag}")
     }
 
@@ -71,7 +71,7 @@ impl Sessions {
         let Some((body, tag)) = value.rsplit_once('.') else {
             return false;
         };
-        let Some(tag) = decode_hex(tag) else {
+        let Some(tag) = crate::hex::decode(tag) else {
             return false;
         };
         if hmac::verify(&self.key, format!("{purpose}:{body}").as_bytes(), &tag).is_err() {
@@ -80,16 +80,6 @@ impl Sessions {
         let expires = body.split('-').next().and_then(|at| at.parse::<i64>().ok());
         expires.is_some_and(|at| at > now.unix_timestamp())
     }
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
