@@ -85,17 +85,7 @@ impl Fleet {
             .send()
             .await
             .expect("CreateLoadBalancer");
-        let mut register = self
-            .elb
-            .register_instances_with_load_balancer()
-            .load_balancer_name(name);
-        for id in instances {
-            register = register.instances(Instance::builder().instance_id(id).build());
-        }
-        register
-            .send()
-            .await
-            .expect("RegisterInstancesWithLoadBalancer");
+        self.register(name, instances).await;
     }
 
     /// Registers more instances with the classic ELB `name`.
