@@ -111,9 +111,7 @@ pub struct TargetLabels {
 /// Every metric reflex exports, and the registry that renders them.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
-    /// Every registered family's name, without the `reflex_` prefix and the `_total` of counters.
-    names: Vec<&'static str>,
+    registry: Described,
     /// HTTP requests by route template and status.
     pub http_requests: Family<RequestLabels, Counter>,
     /// Rejected requests by source and error code.
@@ -261,8 +259,7 @@ impl Default for Metrics {
             paused.clone(),
         );
         Self {
-            registry: registry.registry,
-            names: registry.names,
+            registry,
             breaker_open,
             paused,
             refusals,
@@ -288,7 +285,6 @@ impl Metrics {
     /// The metrics of a serving process, with the audit store's count of failed writes.
     pub fn with_audit_failures(write_failures: Counter) -> Self {
         let mut metrics = Self::default();
-        metrics.names.push("audit_write_failures");
         metrics.registry.register(
             "audit_write_failures",
             "Audit writes that failed to commit (the requests waiting for them were answered 503)",
@@ -331,10 +327,11 @@ impl Metrics {
         if value { "true" } else { "false" }
     }
 
-    /// The name of every metric family this process can export (`reflex_` + name, `_total` added for
-    /// counters), whether or not it has counted anything yet: what dashboards and alert rules may query.
+    /// The name of every metric family this process can export (`reflex_` + name; counters' samples add
+    /// `_total`), whether or not it has counted anything yet: what dashboards and alert rules may query.
     pub fn names(&self) -> Vec<String> {
-        self.names
+        self.registry
+            .names
             .iter()
             .map(|name| format!("reflex_{name}"))
             .collect()
@@ -343,7 +340,9 @@ impl Metrics {
     /// Renders every metric in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        if let Err(err) =
+            prometheus_client::encoding::text::encode(&mut out, &self.registry.registry)
+        {
             tracing::error!(error = %err, "cannot render metrics");
         }
         out
@@ -351,8 +350,10 @@ impl Metrics {
 }
 
 /// A registry that also keeps the names registered in it.
+#[derive(Debug)]
 struct Described {
     registry: Registry,
+    /// Every registered family's name, without the `reflex_` prefix.
     names: Vec<&'static str>,
 }
 

@@ -258,13 +258,7 @@ impl AuditStore {
 
     /// The newest records first.
     pub async fn list(&self, limit: u32) -> Result<Vec<AuditRecord>, AuditError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_records ORDER BY id DESC LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(record_from_row).collect()
+        self.search(&Filter::default(), limit).await
     }
 
     /// The newest records that pass `filter`, at most `limit`, older than the record `filter.before` when set
@@ -333,7 +327,7 @@ impl AuditStore {
         row.as_ref().map(record_from_row).transpose()
     }
 
-    /// The newest run (completed or refused) of `target`.
+    /// The newest run of `target` (acting, completed or refused; from an alert, a person or the CLI).
     pub async fn last_run(&self, target: &str) -> Result<Option<AuditRecord>, AuditError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM audit_records WHERE target = $1 AND outcome IN ('completed', 'refused', 'acting') \

@@ -326,8 +326,8 @@ async fn write_batch(
         }
     }
     let mut brake_results = Vec::new();
+    let now = millis(OffsetDateTime::now_utc());
     for pending in batch {
-        let now = millis(OffsetDateTime::now_utc());
         match &pending.op {
             Op::Breaker(change) => {
                 let changed = brakes::change_breaker(&mut tx, change, now).await?;

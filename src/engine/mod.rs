@@ -493,12 +493,7 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let in_service = snapshot
-            .instances
-            .iter()
-            .filter(|i| i.health.state == snapshot::HealthState::InService)
-            .count();
-        let in_service = u32::try_from(in_service).unwrap_or(u32::MAX);
+        let in_service = u32::try_from(snapshot.in_service()).unwrap_or(u32::MAX);
         let recovered = in_service >= check.expected_in_service;
         meta.note("seen", &snapshot);
         meta.note("in_service", in_service);
@@ -590,15 +585,10 @@ impl Engine {
         }
         let plan = plan::plan(&snapshot, &policy, clock);
         meta.note("plan", &plan);
-        let in_service = snapshot
-            .instances
-            .iter()
-            .filter(|i| i.health.state == snapshot::HealthState::InService)
-            .count();
         Ok(Observed {
             plan,
             last_action_at: clock.last_action_at,
-            in_service,
+            in_service: snapshot.in_service(),
         })
     }
 

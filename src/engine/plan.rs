@@ -254,11 +254,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
         .iter()
         .filter(|i| i.health.state != HealthState::InService)
         .collect();
-    let in_service = snapshot
-        .instances
-        .iter()
-        .filter(|i| i.health.state == HealthState::InService)
-        .count();
+    let in_service = snapshot.in_service();
     let mut plan = Plan {
         registered,
         unhealthy: unhealthy.iter().map(|i| i.instance_id.clone()).collect(),

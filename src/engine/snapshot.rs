@@ -13,6 +13,16 @@ pub struct Snapshot {
     pub instances: Vec<InstanceView>,
 }
 
+impl Snapshot {
+    /// How many instances the balancer reports InService.
+    pub fn in_service(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.health.state == HealthState::InService)
+            .count()
+    }
+}
+
 /// One registered instance as seen by the balancer and by EC2.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceView {
