@@ -177,23 +177,18 @@ async fn login(
     } else {
         None
     };
-    let (status, code) = match failure {
-        Some((status, code, _)) => (status, Some(code)),
-        None => (StatusCode::SEE_OTHER, None),
-    };
-    meta.auth = match code {
-        Some(code) => Auth::Failed(code.into()),
-        None => Auth::Passed,
-    };
-    if let Some(code) = code {
-        state
-            .metrics
-            .count_rejection(Source::AuditRead.as_str(), code);
-    }
-    let outcome = if code.is_some() {
-        Outcome::Rejected
-    } else {
-        Outcome::Completed
+    let (status, code, outcome) = match failure {
+        Some((status, code, _)) => {
+            meta.auth = Auth::Failed(code.into());
+            state
+                .metrics
+                .count_rejection(Source::AuditRead.as_str(), code);
+            (status, Some(code), Outcome::Rejected)
+        }
+        None => {
+            meta.auth = Auth::Passed;
+            (StatusCode::SEE_OTHER, None, Outcome::Completed)
+        }
     };
     if let Err(err) = state
         .audit
