@@ -85,8 +85,11 @@ pub async fn remediate_command(
 /// `reflex check-config --aws`: every target looked up and read once, with the configured AWS access.
 pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String>> {
     let sdk = crate::aws::sdk_config(&config.aws).await;
-    let fleet = crate::aws::AwsFleet::new(&sdk, Arc::new(crate::metrics::Metrics::default()));
-    crate::engine::probe_targets(config, &fleet)
+    let fleet: Arc<dyn crate::engine::port::Fleet> = Arc::new(crate::aws::AwsFleet::new(
+        &sdk,
+        Arc::new(crate::metrics::Metrics::default()),
+    ));
+    crate::engine::probe_targets(config, &|_| Arc::clone(&fleet))
         .await
         .context("a target cannot be used")
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
-use super::claims::{alive_since, holder_is_dead};
+use super::processes::{alive_since, holder_is_dead};
 use super::rows::{from_millis, millis};
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;

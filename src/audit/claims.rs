@@ -9,7 +9,8 @@ use sqlx::Row as _;
 use time::OffsetDateTime;
 
 use super::backend::{list, values};
-use super::deliveries::{Claim, DEAD_AFTER, DeliveryUpdate};
+use super::deliveries::{Claim, DeliveryUpdate};
+use super::processes::{alive_since, holder_is_dead};
 use super::rows::millis;
 use super::writer::{Op, Pending};
 
@@ -61,20 +62,6 @@ pub(super) async fn settle_and_claim(
         query.execute(&mut **tx).await?;
     }
     claim_all(tx, batch, now, owner).await
-}
-
-/// Heartbeats at or after this time (ms) are of live processes.
-pub(super) fn alive_since(now: i64) -> i64 {
-    now.saturating_sub(i64::try_from(DEAD_AFTER.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The SQL condition "the process named in `table.owner` is dead": no heartbeat since the value bound to
-/// `$param` (now minus `DEAD_AFTER`), gone from `processes`, or never named (rows from before leases).
-pub(super) fn holder_is_dead(table: &str, param: usize) -> String {
-    format!(
-        "({table}.owner IS NULL OR {table}.owner NOT IN \
-         (SELECT owner FROM processes WHERE heartbeat_ms >= ${param}))"
-    )
 }
 
 /// The claims of the batch: the first claim of each key tries to insert (or take over an expired row, or the

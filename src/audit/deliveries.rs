@@ -1,7 +1,7 @@
 //! Deduplication of deliveries, the one primitive every receiver uses: claim a delivery key (an SNS MessageId,
 //! an alert group notification), or get the first delivery's answer to replay. Claims are durable rows, so the
 //! answer holds across processes sharing the store. A claim is a lease: it names the process holding it, and a
-//! redelivery takes over a claim whose holder stopped heartbeating (see `HEARTBEAT_EVERY`), so an alert whose
+//! redelivery takes over a claim whose holder stopped heartbeating (see `processes`), so an alert whose
 //! first attempt died with its process is handled by the next attempt instead of being lost.
 
 use std::time::Duration;
@@ -94,10 +94,3 @@ pub(super) enum Claim {
 pub(super) const WAIT: Duration = Duration::from_secs(10);
 /// How often the store is asked during that wait.
 pub(super) const POLL: Duration = Duration::from_millis(20);
-
-/// How often a process proves it is alive (a row in `processes`, rewritten by its audit writer).
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-/// A process whose heartbeat is older than this is dead: its unsettled claims and its target leases are taken
-/// over. Three missed heartbeats, and shorter than SNS's 20 s between HTTPS retries, so the first retry after a
-/// crash runs.
-pub const DEAD_AFTER: Duration = Duration::from_secs(15);

@@ -14,8 +14,10 @@ use super::backend::Backend;
 use super::brakes::{BreakerChange, BreakerState, OpenBreaker, RecoveryCheck, breaker_from_row};
 use super::chain::{Break, Entry};
 use super::completed::{Completed, CompletedDeliveries};
+use super::decisions::DecisionRow;
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
 use super::entries::Verified;
+use super::leases::Lease;
 use super::rows::{COLUMNS, from_millis, millis, record_from_row};
 use super::writer::{Op, Pending, QUEUE_DEPTH, Store, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
@@ -118,7 +120,7 @@ impl AuditStore {
         }
         // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
         let owner: Arc<str> = super::next_id().into();
-        super::writer::beat(&mut writer, &owner).await?;
+        super::processes::beat(&mut writer, &owner, millis(OffsetDateTime::now_utc())).await?;
         let readers = backend.readers(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let write_failures = Counter::default();
@@ -369,19 +371,19 @@ impl AuditStore {
         row.as_ref().map(record_from_row).transpose()
     }
 
-    /// Takes `target`'s run lease for the run `audit_id`, waiting (bounded by `wait`) while another live
-    /// process holds it; `false` when it is still held then. Every process sharing the store goes through it,
-    /// so only one run at a time acts on a target; the run's final record gives it back.
-    pub async fn lease_target(
+    /// Takes `lease` for the run `audit_id`, waiting (bounded by `wait`) while another live process holds
+    /// it; `false` when it is still held then. Every process sharing the store goes through it, so only one
+    /// run at a time acts on a target (and counts the global budgets); the run's final record gives it back.
+    pub async fn take_lease(
         &self,
-        target: &str,
+        lease: Lease<'_>,
         audit_id: &str,
         wait: Duration,
     ) -> Result<bool, AuditError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let op = Op::Lease {
-                target: target.to_owned(),
+                key: lease.stored(),
                 audit_id: audit_id.to_owned(),
             };
             if let Written::Lease(true) = submit(&self.writer, op).await? {
@@ -394,15 +396,38 @@ impl AuditStore {
         }
     }
 
+    /// Appends a run's intent to the chain with its decision (`decision`, the engine's JSON), in one commit,
+    /// before the run's first AWS write.
+    pub async fn put_intent(
+        &self,
+        record: AuditRecord,
+        decision: String,
+    ) -> Result<(), AuditError> {
+        let row = DecisionRow {
+            run_id: record.id.clone(),
+            target: record.target.clone().unwrap_or_default(),
+            steps: record.acted,
+            body: decision,
+        };
+        submit(&self.writer, Op::Intent(Box::new(record), row))
+            .await
+            .map(|_| ())
+    }
+
+    /// The decision the run `run_id` stored with its intent (the engine's JSON), if it got that far.
+    pub async fn decision(&self, run_id: &str) -> Result<Option<String>, AuditError> {
+        Ok(super::decisions::body_of(&self.readers, run_id).await?)
+    }
+
     /// Delivery claims left unsettled by processes that are dead: each is taken over by its next redelivery.
     pub async fn stuck_claims(&self) -> Result<Vec<StuckClaim>, AuditError> {
         let now = millis(OffsetDateTime::now_utc());
         let sql = format!(
             "SELECT key, audit_id, at_ms, owner FROM deliveries WHERE summary IS NULL AND {} ORDER BY at_ms",
-            super::claims::holder_is_dead("deliveries", 1)
+            super::processes::holder_is_dead("deliveries", 1)
         );
         let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(&sql)
-            .bind(super::claims::alive_since(now))
+            .bind(super::processes::alive_since(now))
             .fetch_all(&self.readers)
             .await?;
         Ok(rows

@@ -580,30 +580,66 @@ async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_en
     let (first, first_writer) = db.open().await;
     let (second, second_writer) = db.open().await;
     let short = Duration::from_millis(300);
-    assert!(first.lease_target("web", "A1", short).await.unwrap());
     assert!(
-        !second.lease_target("web", "B1", short).await.unwrap(),
+        first
+            .take_lease(Lease::Target("web"), "A1", short)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !second
+            .take_lease(Lease::Target("web"), "B1", short)
+            .await
+            .unwrap(),
         "held by a live process"
     );
     assert!(
-        second.lease_target("api", "B1", short).await.unwrap(),
+        second
+            .take_lease(Lease::Target("api"), "B1", short)
+            .await
+            .unwrap(),
         "leases are per target"
     );
     // An intent keeps the lease; the final record gives it back.
     let mut intent = record("A1", "web", 1);
     intent.outcome = Outcome::Acting;
     first.put(intent).await.unwrap();
-    assert!(!second.lease_target("web", "B2", short).await.unwrap());
+    assert!(
+        !second
+            .take_lease(Lease::Target("web"), "B2", short)
+            .await
+            .unwrap()
+    );
     first.put(record("A1", "web", 1)).await.unwrap();
-    assert!(second.lease_target("web", "B2", short).await.unwrap());
+    assert!(
+        second
+            .take_lease(Lease::Target("web"), "B2", short)
+            .await
+            .unwrap()
+    );
 
     // A holder that dies gives its lease up once its heartbeat is stale.
-    assert!(first.lease_target("db", "A2", short).await.unwrap());
+    assert!(
+        first
+            .take_lease(Lease::Target("db"), "A2", short)
+            .await
+            .unwrap()
+    );
     drop(first);
     first_writer.abort();
-    assert!(!second.lease_target("db", "B3", short).await.unwrap());
+    assert!(
+        !second
+            .take_lease(Lease::Target("db"), "B3", short)
+            .await
+            .unwrap()
+    );
     stop_heartbeats(&db.url).await;
-    assert!(second.lease_target("db", "B3", short).await.unwrap());
+    assert!(
+        second
+            .take_lease(Lease::Target("db"), "B3", short)
+            .await
+            .unwrap()
+    );
     drop(second);
     second_writer.finish().await;
 }

@@ -9,13 +9,16 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::backend::{Backend, list};
+use super::backend::Backend;
 use super::brakes::{self, BreakerChange, RecoveryCheck};
 use super::claims;
-use super::deliveries::{Claim, DeliveryUpdate, HEARTBEAT_EVERY};
+use super::decisions::{self, DecisionRow};
+use super::deliveries::{Claim, DeliveryUpdate};
 use super::entries;
+use super::leases;
+use super::processes::{self, HEARTBEAT_EVERY};
 use super::rows::millis;
-use super::{AuditError, AuditRecord, Outcome};
+use super::{AuditError, AuditRecord};
 
 /// Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
 const ATTEMPTS: usize = 3;
@@ -29,6 +32,8 @@ pub(super) enum Op {
     /// Append a version of a record (an intent, then its outcome) to the chain, and settle its delivery claim
     /// if it has one.
     Put(Box<AuditRecord>, Option<DeliveryUpdate>),
+    /// Append a run's intent to the chain with its decision, in one commit.
+    Intent(Box<AuditRecord>, DecisionRow),
     /// Claim a delivery key for the request with this audit id; a claim older than `expired_before_ms`
     /// is taken over.
     Claim {
@@ -38,8 +43,8 @@ pub(super) enum Op {
     },
     /// Rewrite the readiness row: proves a commit still goes through.
     Probe,
-    /// Take the run lease of `target` for the run `audit_id` (or keep it, when this process holds it).
-    Lease { target: String, audit_id: String },
+    /// Take the lease stored as `key` for the run `audit_id` (or keep it, when this process holds it).
+    Lease { key: String, audit_id: String },
     /// Pause `target` (`*`: every target) with this reason: the kill switch.
     Pause { target: String, reason: String },
     /// Resume `target` (`*`: lift the pause of everything, not of single targets).
@@ -74,10 +79,6 @@ pub(super) enum Written {
     /// A claimed recovery check, if one was due.
     Check(Option<RecoveryCheck>),
 }
-
-/// A hard bound on a target lease: even a live process that holds one this long (a run hung far beyond every
-/// AWS timeout) gives it up. A dead holder's lease is taken over as soon as its heartbeat is `DEAD_AFTER` old.
-const LEASE_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A write and who waits for its commit.
 pub(super) struct Pending {
@@ -160,7 +161,7 @@ async fn write_loop(
             }
             _ = heartbeat.tick() => {
                 if let Some(open) = conn.as_mut()
-                    && let Err(err) = beat(open, &owner).await
+                    && let Err(err) = processes::beat(open, &owner, millis(OffsetDateTime::now_utc())).await
                 {
                     tracing::error!(error = %err, "audit heartbeat failed");
                 }
@@ -218,21 +219,6 @@ async fn write_loop(
     }
 }
 
-/// Records that the process `owner` is alive now.
-pub(super) async fn beat(conn: &mut AnyConnection, owner: &str) -> Result<(), sqlx::Error> {
-    let now = millis(OffsetDateTime::now_utc());
-    sqlx::query(
-        "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT(owner) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
-    )
-    .bind(owner)
-    .bind(now)
-    .bind(now)
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
 /// Removes the process `owner` and whatever target lease it still holds.
 async fn sign_off(
     backend: Backend,
@@ -240,14 +226,8 @@ async fn sign_off(
     owner: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = backend.begin(conn).await?;
-    sqlx::query("DELETE FROM target_leases WHERE owner = $1")
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM processes WHERE owner = $1")
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
+    leases::release_held_by(&mut tx, owner).await?;
+    processes::remove(&mut tx, owner).await?;
     tx.commit().await
 }
 
@@ -263,11 +243,13 @@ async fn write_batch(
     let records: Vec<&AuditRecord> = batch
         .iter()
         .filter_map(|pending| match &pending.op {
-            Op::Put(record, _) | Op::Checked(record, _) => Some(record.as_ref()),
+            Op::Put(record, _) | Op::Intent(record, _) | Op::Checked(record, _) => {
+                Some(record.as_ref())
+            }
             _ => None,
         })
         .collect();
-    release_leases(&mut tx, &records).await?;
+    leases::release_finished(&mut tx, &records).await?;
     if batch.iter().any(|pending| matches!(pending.op, Op::Probe)) {
         sqlx::query(
             "INSERT INTO readiness (id, at_ms) VALUES (1, $1) \
@@ -286,11 +268,8 @@ async fn write_batch(
                 .bind(before_ms)
                 .execute(&mut *tx)
                 .await?;
-            // Processes that stopped heartbeating that long ago (killed ones never signed off).
-            sqlx::query("DELETE FROM processes WHERE heartbeat_ms < $1")
-                .bind(before_ms)
-                .execute(&mut *tx)
-                .await?;
+            decisions::prune(&mut tx, before_ms).await?;
+            processes::prune(&mut tx, before_ms).await?;
             pruned.push(removed);
         }
     }
@@ -319,10 +298,17 @@ async fn write_batch(
             _ => {}
         }
     }
-    let mut leases = Vec::new();
+    let mut taken = Vec::new();
     for pending in batch {
-        if let Op::Lease { target, audit_id } = &pending.op {
-            leases.push(take_lease(&mut tx, target, audit_id, owner).await?);
+        match &pending.op {
+            Op::Lease { key, audit_id } => {
+                let now = millis(OffsetDateTime::now_utc());
+                taken.push(leases::take(&mut tx, key, audit_id, owner, now).await?);
+            }
+            Op::Intent(_, decision) => {
+                decisions::insert(&mut tx, decision, OffsetDateTime::now_utc()).await?;
+            }
+            _ => {}
         }
     }
     let mut brake_results = Vec::new();
@@ -347,19 +333,22 @@ async fn write_batch(
         .into_iter();
     let mut brake_results = brake_results.into_iter();
     let mut pruned = pruned.into_iter();
-    let mut leases = leases.into_iter();
+    let mut taken = taken.into_iter();
     let mut resumed = resumed.into_iter();
     let results = batch
         .iter()
         .map(|pending| match pending.op {
             Op::Claim { .. } => claims.next().map_or(Written::Done, Written::Claim),
             Op::Prune { .. } => Written::Pruned(pruned.next().unwrap_or(0)),
-            Op::Lease { .. } => Written::Lease(leases.next().unwrap_or(false)),
+            Op::Lease { .. } => Written::Lease(taken.next().unwrap_or(false)),
             Op::Resume { .. } => Written::Resumed(resumed.next().unwrap_or(false)),
             Op::Breaker(_) | Op::TakeCheck { .. } => brake_results.next().unwrap_or(Written::Done),
-            Op::Put(..) | Op::Probe | Op::Pause { .. } | Op::Schedule(_) | Op::Checked(..) => {
-                Written::Done
-            }
+            Op::Put(..)
+            | Op::Intent(..)
+            | Op::Probe
+            | Op::Pause { .. }
+            | Op::Schedule(_)
+            | Op::Checked(..) => Written::Done,
         })
         .collect();
     // Last, just before the commit: on PostgreSQL the chain's head stays locked until then, so replicas wait
@@ -367,58 +356,4 @@ async fn write_batch(
     entries::append(&mut tx, backend, &records).await?;
     tx.commit().await?;
     Ok(results)
-}
-
-/// Takes `target`'s run lease for `audit_id` when it is free, expired, held by a dead process, or already this
-/// process's (runs of one process are serialised before they get here); returns whether it is held now.
-async fn take_lease(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    target: &str,
-    audit_id: &str,
-    owner: &str,
-) -> Result<bool, sqlx::Error> {
-    let now = millis(OffsetDateTime::now_utc());
-    let expires = now.saturating_add(i64::try_from(LEASE_FOR.as_millis()).unwrap_or(i64::MAX));
-    let sql = format!(
-        "INSERT INTO target_leases (target, owner, audit_id, expires_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT(target) DO UPDATE SET owner = excluded.owner, audit_id = excluded.audit_id, \
-         expires_ms = excluded.expires_ms \
-         WHERE target_leases.expires_ms < $5 OR target_leases.owner = excluded.owner OR {} \
-         RETURNING target",
-        claims::holder_is_dead("target_leases", 6)
-    );
-    let taken = sqlx::query(&sql)
-        .bind(target)
-        .bind(owner)
-        .bind(audit_id)
-        .bind(expires)
-        .bind(now)
-        .bind(claims::alive_since(now))
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(taken.is_some())
-}
-
-/// A run's final record gives its target lease back, in the same commit.
-async fn release_leases(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    records: &[&AuditRecord],
-) -> Result<(), sqlx::Error> {
-    let finished: Vec<&str> = records
-        .iter()
-        .filter(|record| record.target.is_some() && record.outcome != Outcome::Acting)
-        .map(|record| record.id.as_str())
-        .collect();
-    for chunk in finished.chunks(256) {
-        let sql = format!(
-            "DELETE FROM target_leases WHERE audit_id IN ({})",
-            list(chunk.len(), 1)
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
 }

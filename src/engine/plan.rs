@@ -275,7 +275,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     }
     let mut candidates: Vec<(&InstanceView, Replacement)> = Vec::new();
     for instance in unhealthy {
-        match skip_reason(instance, policy, clock.now) {
+        match replacement_or_skip(instance, policy, clock.now) {
             Err(reason) => plan.skipped.push(Skip {
                 instance_id: instance.instance_id.clone(),
                 reason,
@@ -336,23 +336,25 @@ pub fn cooldown_refusal(cooldown: Duration, clock: Clock) -> Option<Refusal> {
 }
 
 /// Keeps at most `left` instances of the plan's actions (the budgets still allow that many), and reports the
-/// rest as skipped for `budget`; whether any had to be left out.
-pub fn within_budget(plan: &mut Plan, left: u64) -> bool {
+/// rest as skipped for `budget`; how many had to be left out.
+pub fn trim_to_budget(plan: &mut Plan, left: u64) -> usize {
     let keep = usize::try_from(left).unwrap_or(usize::MAX);
     if plan.act_on.len() <= keep {
-        return false;
+        return 0;
     }
-    for act in plan.act_on.split_off(keep) {
+    let over = plan.act_on.split_off(keep);
+    let count = over.len();
+    for act in over {
         plan.skipped.push(Skip {
             instance_id: act.instance_id,
             reason: SkipReason::Budget,
         });
     }
-    true
+    count
 }
 
 /// How to replace an unhealthy instance, or why to leave it alone.
-fn skip_reason(
+fn replacement_or_skip(
     instance: &InstanceView,
     policy: &Policy,
     now: OffsetDateTime,

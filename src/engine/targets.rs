@@ -1,11 +1,14 @@
 //! The configured targets as the engine serves them: target groups resolved to their ARNs once at start-up
-//! (refused when missing or not of instances), each with its action and its single-flight lock.
+//! (refused when missing or not of instances), each with the fleet that serves it, its action and its
+//! single-flight lock. The targets are the registry of fleets: each one is reached through its own.
+
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::summary::Names;
-use crate::config::{Action, Config};
+use crate::config::{Action, Config, TargetConfig};
 use crate::target::same_target_group;
 
 /// Why reflex cannot start with its configured targets.
@@ -56,6 +59,8 @@ pub(super) struct Target {
     pub names: Names,
     /// How its broken instances are replaced.
     pub action: Action,
+    /// The fleet it is read and healed through.
+    pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
     pub lock: Mutex<()>,
 }
@@ -65,10 +70,15 @@ pub(super) struct Target {
 pub(super) struct Targets(Vec<Target>);
 
 impl Targets {
-    /// Builds the targets of `config`, looking every target group up through `fleet`.
-    pub async fn resolve(config: &Config, fleet: &dyn Fleet) -> Result<Self, StartError> {
+    /// Builds the targets of `config`, each served by the fleet `fleet_of` gives it, looking every target
+    /// group up through its fleet.
+    pub async fn resolve(
+        config: &Config,
+        fleet_of: &dyn Fn(&TargetConfig) -> Arc<dyn Fleet>,
+    ) -> Result<Self, StartError> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
+            let fleet = fleet_of(target);
             let (fleet_ref, names) = match target.reference() {
                 TargetRef::LoadBalancer(name) => (
                     TargetRef::LoadBalancer(name.clone()),
@@ -109,6 +119,7 @@ impl Targets {
                 fleet_ref,
                 names,
                 action: config.action_of(target),
+                fleet,
                 lock: Mutex::new(()),
             });
         }
@@ -142,23 +153,22 @@ impl Targets {
 
 /// Looks every configured target up as start-up does, then reads its health once (nothing is written or
 /// recorded): one line per target for `reflex check-config --aws`, or the first problem.
-pub async fn probe_targets(config: &Config, fleet: &dyn Fleet) -> Result<Vec<String>, StartError> {
-    let targets = Targets::resolve(config, fleet).await?;
+pub async fn probe_targets(
+    config: &Config,
+    fleet_of: &dyn Fn(&TargetConfig) -> Arc<dyn Fleet>,
+) -> Result<Vec<String>, StartError> {
+    let targets = Targets::resolve(config, fleet_of).await?;
     let mut lines = Vec::with_capacity(targets.0.len());
     for target in &targets.0 {
-        let snapshot =
-            fleet
-                .snapshot(&target.fleet_ref)
-                .await
-                .map_err(|source| StartError::Probe {
-                    target: target.fleet_ref.to_string(),
-                    source,
-                })?;
-        let in_service = snapshot
-            .instances
-            .iter()
-            .filter(|i| i.health.state == super::snapshot::HealthState::InService)
-            .count();
+        let snapshot = target
+            .fleet
+            .snapshot(&target.fleet_ref)
+            .await
+            .map_err(|source| StartError::Probe {
+                target: target.fleet_ref.to_string(),
+                source,
+            })?;
+        let in_service = snapshot.in_service();
         let via = match &target.fleet_ref {
             TargetRef::TargetGroup(arn) => format!(" ({arn})"),
             TargetRef::LoadBalancer(_) => String::new(),

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::port::{
-    BoxFuture, Ec2Facts, FleetError, HealthState, InstanceView, Snapshot, TargetGroupInfo,
-    TargetRef,
+    BoxFuture, Ec2Facts, FailureKind, FleetError, HealthState, InstanceView, Snapshot,
+    TargetGroupInfo, TargetRef,
 };
 use super::*;
 use crate::audit::{Auth, Source, WriterTask};
@@ -377,8 +377,8 @@ async fn budgets_leave_the_rest_skipped_and_open_the_breaker_until_reset() {
             reason: SkipReason::Budget
         }]
     );
-    let (what, reason) = third.tripped.clone().unwrap();
-    assert_eq!(what, "budget");
+    let Tripped { trip, reason } = third.tripped.clone().unwrap();
+    assert_eq!(trip, Trip::Budget);
     assert!(reason.contains("max_acted_per_hour"), "{reason}");
     let record = h.store.get(&third.summary.audit_id).await.unwrap().unwrap();
     assert_eq!(record.detail["breaker"]["tripped"], "budget");
@@ -835,14 +835,26 @@ async fn dead_attempt(store: &AuditStore, planned: &[&str]) -> String {
     let mut dead = meta();
     dead.target = Some("web-tg".into());
     dead.acted_at = Some(OffsetDateTime::now_utc());
-    let act_on: Vec<_> = planned
-        .iter()
-        .map(|id| serde_json::json!({"instance-id": id, "action": "terminate"}))
-        .collect();
-    dead.note("plan", serde_json::json!({ "act_on": act_on }));
+    let decision = Decision {
+        run_id: dead.id.clone(),
+        target: "web-tg".into(),
+        steps: planned
+            .iter()
+            .map(|id| Act {
+                instance_id: (*id).into(),
+                action: Replacement::Terminate,
+                auto_scaling_group: None,
+            })
+            .collect(),
+        in_service: 4,
+        takeover_of: None,
+    };
     let intended = u32::try_from(planned.len()).unwrap();
     store
-        .put(dead.record(Outcome::Acting, 0, None, intended))
+        .put_intent(
+            dead.record(Outcome::Acting, 0, None, intended),
+            serde_json::to_string(&decision).unwrap(),
+        )
         .await
         .unwrap();
     dead.id

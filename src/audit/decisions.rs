@@ -1,0 +1,62 @@
+//! The `decisions` table: each acting run's decision (what it will do and why it may), written in the same
+//! commit as its intent and read back typed by the engine when the run is finished later (a takeover). The
+//! store keeps the decision's JSON; its meaning belongs to the engine.
+
+use sqlx::AnyPool;
+
+use super::rows::millis;
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// A decision as stored beside its run's intent.
+#[derive(Debug, Clone)]
+pub(super) struct DecisionRow {
+    /// The run that decided.
+    pub run_id: String,
+    /// Its target.
+    pub target: String,
+    /// How many steps it decided.
+    pub steps: u32,
+    /// The decision, as JSON.
+    pub body: String,
+}
+
+/// Writes `row` (once: a run decides once).
+pub(super) async fn insert(
+    tx: &mut Tx<'_>,
+    row: &DecisionRow,
+    now: time::OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO decisions (run_id, target, decided_ms, steps, body) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT(run_id) DO NOTHING",
+    )
+    .bind(row.run_id.as_str())
+    .bind(row.target.as_str())
+    .bind(millis(now))
+    .bind(i64::from(row.steps))
+    .bind(row.body.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The decision of the run `run_id`, as JSON, if it decided to act.
+pub(super) async fn body_of(
+    readers: &AnyPool,
+    run_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT body FROM decisions WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(readers)
+        .await
+}
+
+/// Removes the decisions made before `before_ms` (pruning, with the entries of the same age).
+pub(super) async fn prune(tx: &mut Tx<'_>, before_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM decisions WHERE decided_ms < $1")
+        .bind(before_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

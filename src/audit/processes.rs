@@ -1,0 +1,67 @@
+//! The `processes` table: process liveness. Every process sharing the store is a row whose heartbeat its audit
+//! writer rewrites every `HEARTBEAT_EVERY`; one whose heartbeat is `DEAD_AFTER` old is dead, and what it held
+//! (delivery claims, leases, claimed jobs) is taken over. Other tables ask "is the holder dead?" through
+//! `holder_is_dead`.
+
+use std::time::Duration;
+
+use sqlx::AnyConnection;
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// How often a process proves it is alive (a row in `processes`, rewritten by its audit writer).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A process whose heartbeat is older than this is dead: its unsettled claims and its target leases are taken
+/// over. Three missed heartbeats, and shorter than SNS's 20 s between HTTPS retries, so the first retry after a
+/// crash runs.
+pub const DEAD_AFTER: Duration = Duration::from_secs(15);
+
+/// Records that the process `owner` is alive at `now` (ms).
+pub(super) async fn beat(
+    conn: &mut AnyConnection,
+    owner: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT(owner) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+    )
+    .bind(owner)
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Removes the process `owner` (a clean stop).
+pub(super) async fn remove(tx: &mut Tx<'_>, owner: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM processes WHERE owner = $1")
+        .bind(owner)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+/// Forgets processes that stopped heartbeating before `before_ms` (killed ones never signed off).
+pub(super) async fn prune(tx: &mut Tx<'_>, before_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM processes WHERE heartbeat_ms < $1")
+        .bind(before_ms)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+/// Heartbeats at or after this time (ms) are of live processes.
+pub(super) fn alive_since(now: i64) -> i64 {
+    now.saturating_sub(i64::try_from(DEAD_AFTER.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The SQL condition "the process named in `table.owner` is dead": no heartbeat since the value bound to
+/// `$param` (now minus `DEAD_AFTER`), gone from `processes`, or never named (rows from before leases).
+pub(super) fn holder_is_dead(table: &str, param: usize) -> String {
+    format!(
+        "({table}.owner IS NULL OR {table}.owner NOT IN \
+         (SELECT owner FROM processes WHERE heartbeat_ms >= ${param}))"
+    )
+}

@@ -1,0 +1,106 @@
+//! The act stage: the run's intent (its record and its decision) made durable before any AWS write, then each
+//! step through the target's `Fleet` port, one failure not hiding the others, and what AWS answered noted.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::decide::Decided;
+use super::plan::{Act, Replacement};
+use super::summary::{ActionError, Summary};
+use super::targets::Target;
+use super::{Engine, EngineError};
+use crate::audit::{Outcome, RequestMeta};
+
+/// The result of one TerminateInstances or SetInstanceHealth call, as recorded in the audit trail.
+#[derive(Debug, Serialize)]
+struct ActionResult<'a> {
+    instance_id: &'a str,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_scaling_group: Option<&'a str>,
+    /// What AWS answered: the instance's new state, or the health status set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Engine {
+    /// Writes the intent, then carries out every step of the decision on `target`, filling the summary's
+    /// acted-on lists and errors with what really happened; how many instances were replaced.
+    pub(super) async fn act(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        decided: Decided<'_>,
+        summary: &mut Summary,
+    ) -> Result<u32, EngineError> {
+        let Decided {
+            decision,
+            budget_gate,
+            ..
+        } = decided;
+        let intended = u32::try_from(decision.steps.len()).unwrap_or(u32::MAX);
+        meta.acted_at = Some(OffsetDateTime::now_utc());
+        let body = serde_json::to_string(&decision).unwrap_or_default();
+        self.audit
+            .put_intent(meta.record(Outcome::Acting, 0, None, intended), body)
+            .await?;
+        drop(budget_gate);
+        summary.terminated_instance_ids.clear();
+        summary.asg_unhealthy_instance_ids.clear();
+        let mut results = Vec::with_capacity(decision.steps.len());
+        for step in &decision.steps {
+            results.push(self.step(target, step, summary).await);
+        }
+        meta.note("actions", &results);
+        meta.acted_at = Some(OffsetDateTime::now_utc());
+        let acted =
+            summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
+        Ok(u32::try_from(acted).unwrap_or(u32::MAX))
+    }
+
+    /// One step through the port, its outcome added to `summary`.
+    async fn step<'a>(
+        &self,
+        target: &Target,
+        step: &'a Act,
+        summary: &mut Summary,
+    ) -> ActionResult<'a> {
+        let instance_id = step.instance_id.as_str();
+        let (operation, result, done) = match step.action {
+            Replacement::Terminate => (
+                "TerminateInstances",
+                target.fleet.terminate(instance_id).await,
+                &mut summary.terminated_instance_ids,
+            ),
+            Replacement::AsgUnhealthy => (
+                "SetInstanceHealth",
+                target.fleet.mark_unhealthy(instance_id).await,
+                &mut summary.asg_unhealthy_instance_ids,
+            ),
+        };
+        let (new_state, error) = match result {
+            Ok(new_state) => {
+                tracing::warn!(instance_id, operation, new_state, group = ?step.auto_scaling_group, "replaced");
+                done.push(instance_id.to_owned());
+                (Some(new_state), None)
+            }
+            Err(err) => {
+                tracing::error!(instance_id, operation, error = %err, "replacement failed");
+                summary.errors.push(ActionError {
+                    instance_id: instance_id.to_owned(),
+                    error: err.to_string(),
+                });
+                (None, Some(err.to_string()))
+            }
+        };
+        ActionResult {
+            instance_id,
+            action: operation,
+            auto_scaling_group: step.auto_scaling_group.as_deref(),
+            new_state,
+            error,
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The decide stage: from what was observed, the plan under the safety policy, the leases a run that will act
+//! takes (its target's and the budget's, so that one run acts per target and the budgets are counted one run
+//! after another across processes), and the budgets. Its result is a typed, serialisable `Decision`, stored
+//! as its own row with the run's intent, so that it can be acted on later (a takeover finishes it).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::breaker::{Trip, Tripped};
+use super::budget;
+use super::observe::Observation;
+use super::plan::{self, Act, Clock, Plan, Policy};
+use super::port::Snapshot;
+use super::targets::Target;
+use super::{Engine, EngineError};
+use crate::audit::{Lease, RequestMeta};
+
+/// How long a run that is about to act waits for another process's run on the same target to finish.
+const LEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// What a run will do and why it may: the steps, in order, and what the recovery check will expect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Decision {
+    /// The run that decided.
+    pub run_id: String,
+    /// Its target.
+    pub target: String,
+    /// The instances to replace, and how, in order.
+    pub steps: Vec<Act>,
+    /// Instances InService when the target was read: the recovery check expects these plus those replaced.
+    pub in_service: u32,
+    /// The dead attempt this run finishes, when it is a takeover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_of: Option<String>,
+}
+
+/// What the decide stage hands the act stage.
+pub(super) struct Decided<'a> {
+    /// The whole plan: the steps and every instance skipped or the refusal, for the summary.
+    pub plan: Plan,
+    /// What will be done.
+    pub decision: Decision,
+    /// Set when the budgets cut the plan and opened the breaker.
+    pub tripped: Option<Tripped>,
+    /// Held from reading the budgets until the intent counts against them: no other run of this process reads
+    /// them meanwhile (other processes wait for the budget lease).
+    pub budget_gate: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+/// The instances a dead attempt decided to replace that EC2 now shows shutting down or terminated: it replaced
+/// them before it died. Pure.
+pub fn already_replaced(decided: &[Act], snapshot: &Snapshot) -> Vec<String> {
+    decided
+        .iter()
+        .filter(|act| {
+            snapshot.instances.iter().any(|instance| {
+                instance.instance_id == act.instance_id
+                    && instance.ec2.as_ref().is_some_and(|ec2| {
+                        matches!(ec2.state.as_str(), "shutting-down" | "terminated")
+                    })
+            })
+        })
+        .map(|act| act.instance_id.clone())
+        .collect()
+}
+
+/// The plan for what was observed at `now` under `policy`; a takeover's cap counts what its dead attempt
+/// already replaced, whose ids are returned beside the plan. Pure.
+pub fn plan_for(
+    observation: &Observation,
+    mut policy: Policy,
+    now: OffsetDateTime,
+) -> (Plan, Option<Vec<String>>) {
+    let clock = Clock {
+        now,
+        last_action_at: observation.last_action_at,
+    };
+    let replaced = observation.takeover.as_ref().map(|(_, decision)| {
+        let decided = decision.as_ref().map_or(&[][..], |d| d.steps.as_slice());
+        already_replaced(decided, &observation.snapshot)
+    });
+    if let Some(replaced) = &replaced {
+        policy.max_terminations_per_run = policy
+            .max_terminations_per_run
+            .saturating_sub(replaced.len());
+    }
+    (plan::plan(&observation.snapshot, &policy, clock), replaced)
+}
+
+impl Engine {
+    /// Observes `target` and decides what to do; a run that will act takes the leases first, and looks again
+    /// when another run acted meanwhile. `previous` is a dead attempt this run takes over.
+    pub(super) async fn decide(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        previous: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Decided<'_>, EngineError> {
+        let mut observation = self.observe(meta, target, previous).await?;
+        let mut plan = self.plan_noted(meta, target, &observation);
+        let acting = !dry_run && !plan.act_on.is_empty();
+        if acting {
+            for lease in [Lease::Target(&target.name), Lease::Budget] {
+                if !self.audit.take_lease(lease, &meta.id, LEASE_WAIT).await? {
+                    return Err(EngineError::TargetBusy(target.name.clone()));
+                }
+            }
+            if self.audit.last_action_at(&target.name, previous).await?
+                != observation.last_action_at
+            {
+                // Another process acted on this target since we looked: look again, holding the lease.
+                observation = self.observe(meta, target, previous).await?;
+                plan = self.plan_noted(meta, target, &observation);
+            }
+        }
+        let budget_gate = if acting {
+            Some(self.budget_gate.lock().await)
+        } else {
+            None
+        };
+        let tripped = if plan.act_on.is_empty() {
+            None
+        } else {
+            self.trim_to_budgets(meta, target, &mut plan, dry_run)
+                .await?
+        };
+        let decision = Decision {
+            run_id: meta.id.clone(),
+            target: target.name.clone(),
+            steps: plan.act_on.clone(),
+            in_service: u32::try_from(observation.snapshot.in_service()).unwrap_or(u32::MAX),
+            takeover_of: previous.map(str::to_owned),
+        };
+        Ok(Decided {
+            plan,
+            decision,
+            tripped,
+            budget_gate,
+        })
+    }
+
+    /// The plan for `observation` under the target's policy, noted (with the takeover's context).
+    fn plan_noted(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        observation: &Observation,
+    ) -> Plan {
+        let policy = Policy {
+            action: target.action,
+            ..Policy::from(&self.config.remediation)
+        };
+        let (plan, replaced) = plan_for(observation, policy, OffsetDateTime::now_utc());
+        if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {
+            meta.note(
+                "takeover",
+                serde_json::json!({"of": of, "already_replaced": replaced}),
+            );
+        }
+        meta.note("plan", &plan);
+        plan
+    }
+
+    /// Cuts the plan to what the budgets still allow (the rest skipped for `budget`); a real run cut short
+    /// opens the breaker, and the trip is returned.
+    async fn trim_to_budgets(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        plan: &mut Plan,
+        dry_run: bool,
+    ) -> Result<Option<Tripped>, EngineError> {
+        let used = budget::usage(&self.audit, &target.name, OffsetDateTime::now_utc()).await?;
+        let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
+        meta.note("budget_left", left);
+        if plan::trim_to_budget(plan, left.allowed()) == 0 {
+            return Ok(None);
+        }
+        meta.note("plan", &*plan);
+        if dry_run {
+            return Ok(None);
+        }
+        let (key, allowed) = left.tightest();
+        let reason = format!("budget exhausted: remediation.{key} leaves {allowed} now");
+        self.trip(meta, &target.name, Trip::Budget, reason).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::Replacement;
+    use crate::engine::port::{Ec2Facts, InstanceView};
+
+    fn instance(id: &str, state: &str) -> InstanceView {
+        InstanceView {
+            instance_id: id.into(),
+            health: crate::engine::health::classic("OutOfService", Some("Instance"), None),
+            ec2: Some(Ec2Facts {
+                state: state.into(),
+                launch_time: Some(OffsetDateTime::UNIX_EPOCH),
+                tags: vec![],
+            }),
+            auto_scaling_group: None,
+        }
+    }
+
+    fn act(id: &str) -> Act {
+        Act {
+            instance_id: id.into(),
+            action: Replacement::Terminate,
+            auto_scaling_group: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_attempt_replaced_what_it_decided_and_ec2_shows_going() {
+        let snapshot = Snapshot {
+            target: "web".into(),
+            instances: vec![
+                instance("i-1", "shutting-down"),
+                instance("i-2", "running"),
+                instance("i-3", "terminated"),
+            ],
+        };
+        assert_eq!(
+            already_replaced(&[act("i-1"), act("i-2")], &snapshot),
+            ["i-1"],
+            "i-3 is going too, but the attempt did not decide it"
+        );
+        assert!(already_replaced(&[], &snapshot).is_empty());
+    }
+
+    #[test]
+    fn a_decision_reads_back_as_it_was_stored() {
+        let decision = Decision {
+            run_id: "01J".into(),
+            target: "web".into(),
+            steps: vec![act("i-1")],
+            in_service: 4,
+            takeover_of: None,
+        };
+        let text = serde_json::to_string(&decision).unwrap();
+        assert_eq!(serde_json::from_str::<Decision>(&text).unwrap(), decision);
+        assert!(!text.contains("takeover"), "{text}");
+    }
+}
