@@ -2,6 +2,7 @@
 //!
 //! Receivers (`http`) verify a request and turn it into a `Trigger`; the `engine` snapshots the balancer's
 //! health through `aws`, plans within the safety limits and acts; the `audit` trail records every step.
+//! Background work (recovery checks, notifications) is durable `jobs` in the store.
 //! `main.rs` only parses the command line and calls `commands`.
 
 pub mod audit;
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod fuzz_entry;
 mod hex;
 pub mod http;
+pub mod jobs;
 mod logging;
 pub mod metrics;
 pub mod notify;

@@ -1,23 +1,23 @@
 //! Notifications: events (a run acted, was refused, a breaker tripped, a target did not recover) sent to the
-//! `[[notify]]` webhooks, as Slack incoming-webhook messages or plain JSON. A bounded queue and a background
-//! task deliver them with retries and backoff, so a slow or failing receiver never delays an answer; each
-//! delivery's result is an audit record and a metric. A full queue drops the event (counted), never blocks.
+//! `[[notify]]` webhooks, as Slack incoming-webhook messages or plain JSON. Each event becomes one durable job
+//! per webhook that wants it, written in the same commit as the record it comes from, so a notification
+//! queued before a crash or a restart is delivered after it; any process sharing the store delivers it. Each
+//! attempt is bounded; failures are retried with backoff; the delivery's result is an audit record (written
+//! with the job's removal, once) and a metric. The queue is bounded in the store: past it, events are dropped
+//! (counted), never waited for.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc};
 
-use crate::audit::{AuditStore, Outcome, RequestMeta, Source};
+use crate::audit::{AuditRecord, ClaimedJob, NewJob, Outcome, RequestMeta, Source};
 use crate::config::{Config, NotifyEvent, NotifyFormat};
 use crate::metrics::Metrics;
 
-/// Events waiting for delivery before new ones are dropped.
-const QUEUE_DEPTH: usize = 1024;
-/// Deliveries under way at once.
-const PARALLEL: usize = 8;
+/// The job kind of a notification.
+pub const JOB_KIND: &str = "notify";
 /// Attempts per delivery: the first and three retries.
 const ATTEMPTS: u32 = 4;
 /// The wait before the first retry; it doubles for each further one.
@@ -26,7 +26,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Something an operator wants to hear about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Which kind.
     pub event: NotifyEvent,
@@ -65,40 +65,59 @@ pub enum NotifyError {
 /// One `[[notify]]` webhook.
 #[derive(Debug)]
 struct Sink {
+    /// Names the webhook in its jobs without its URL (a webhook URL carries its secret): a digest of it.
+    id: String,
     url: reqwest::Url,
     format: NotifyFormat,
     events: Vec<NotifyEvent>,
 }
 
-/// Hands events to the delivery task; cheap to clone. Without `[[notify]]` entries it drops them at once.
+/// A notification job's data: the event and the webhook it goes to.
+#[derive(Debug, Serialize, Deserialize)]
+struct Queued {
+    event: Event,
+    sink: String,
+}
+
+/// What one attempt at a notification job came to.
+#[derive(Debug)]
+pub enum Attempted {
+    /// Delivered, or given up on: the record to write with the job's removal.
+    Done(Box<AuditRecord>),
+    /// Failed, worth another attempt after this long.
+    Retry(Duration, String),
+}
+
+/// Turns events into jobs and delivers them; cheap to clone. Without `[[notify]]` entries it makes no jobs.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    queue: Option<mpsc::Sender<Event>>,
+    sinks: Arc<[Sink]>,
+    client: reqwest::Client,
     metrics: Arc<Metrics>,
+    public_url: Option<String>,
 }
 
 impl Notifier {
     /// A notifier that sends nothing (no `[[notify]]` entries; tests).
     pub fn disabled(metrics: Arc<Metrics>) -> Self {
         Self {
-            queue: None,
+            sinks: Arc::from(Vec::new()),
+            client: reqwest::Client::new(),
             metrics,
+            public_url: None,
         }
     }
 
-    /// Starts the delivery task for the configured webhooks (none: a disabled notifier). It ends when every
-    /// clone of the notifier is gone.
-    pub fn start(
-        config: &Config,
-        audit: AuditStore,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, NotifyError> {
+    /// The notifier of the configured webhooks (none: a disabled notifier).
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Self, NotifyError> {
         let sinks: Vec<Sink> = config
             .notify
             .iter()
             .filter_map(|entry| {
-                let url = reqwest::Url::parse(entry.url.as_ref()?.expose()).ok()?;
+                let secret = entry.url.as_ref()?.expose();
+                let url = reqwest::Url::parse(secret).ok()?;
                 Some(Sink {
+                    id: sink_id(secret),
                     url,
                     format: entry.format,
                     events: entry.events.clone(),
@@ -113,139 +132,118 @@ impl Notifier {
             .connect_timeout(Duration::from_secs(2))
             .timeout(ATTEMPT_TIMEOUT)
             .build()?;
-        let (queue, events) = mpsc::channel(QUEUE_DEPTH);
-        let delivery = Delivery {
-            client,
+        Ok(Self {
             sinks: sinks.into(),
-            audit,
-            metrics: Arc::clone(&metrics),
+            client,
+            metrics,
             public_url: config
                 .server
                 .public_url
                 .as_deref()
                 .map(|url| url.trim_end_matches('/').to_owned()),
-        };
-        tokio::spawn(delivery.run(events));
-        Ok(Self {
-            queue: Some(queue),
-            metrics,
         })
     }
 
-    /// Queues `event` for every webhook that wants it; never waits (a full queue drops it, counted).
-    pub fn send(&self, event: Event) {
-        let Some(queue) = &self.queue else { return };
-        if queue.try_send(event).is_err() {
-            tracing::warn!("notification queue full: an event was dropped");
-            Metrics::count(&self.metrics.notifications, "dropped");
-        }
+    /// The jobs that deliver `event` to every webhook that wants it, due now.
+    pub fn jobs_for(&self, event: &Event) -> Vec<NewJob> {
+        self.sinks
+            .iter()
+            .filter(|sink| sink.events.contains(&event.event))
+            .map(|sink| NewJob {
+                kind: JOB_KIND,
+                dedup_key: None,
+                due_ms: crate::audit::millis(OffsetDateTime::now_utc()),
+                payload: serde_json::to_string(&Queued {
+                    event: event.clone(),
+                    sink: sink.id.clone(),
+                })
+                .unwrap_or_default(),
+                bounded: true,
+            })
+            .collect()
     }
-}
 
-/// The delivery task's state.
-struct Delivery {
-    client: reqwest::Client,
-    sinks: Arc<[Sink]>,
-    audit: AuditStore,
-    metrics: Arc<Metrics>,
-    public_url: Option<String>,
-}
-
-/// How one delivery ended.
-#[derive(Debug, Serialize)]
-struct Delivered {
-    event: NotifyEvent,
-    about: String,
-    /// The receiver's host only: a webhook URL carries its secret in the path.
-    host: String,
-    attempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl Delivery {
-    async fn run(self, mut events: mpsc::Receiver<Event>) {
-        let this = Arc::new(self);
-        let parallel = Arc::new(Semaphore::new(PARALLEL));
-        while let Some(event) = events.recv().await {
-            for index in 0..this.sinks.len() {
-                if !this.sinks[index].events.contains(&event.event) {
-                    continue;
-                }
-                let Ok(permit) = Arc::clone(&parallel).acquire_owned().await else {
-                    return;
-                };
-                let this = Arc::clone(&this);
-                let event = event.clone();
-                tokio::spawn(async move {
-                    this.deliver(&this.sinks[index], &event).await;
-                    drop(permit);
-                });
-            }
+    /// Counts events dropped because the queue in the store was full.
+    pub fn count_dropped(&self, dropped: usize) {
+        if dropped > 0 {
+            tracing::warn!(dropped, "notification queue full: events were dropped");
+            self.metrics
+                .notifications
+                .get_or_create(&crate::metrics::OutcomeLabels { outcome: "dropped" })
+                .inc_by(dropped as u64);
         }
     }
 
-    /// Posts `event` to `sink`, retrying failures with backoff, and records the result.
-    async fn deliver(&self, sink: &Sink, event: &Event) {
-        let body = self.body(sink.format, event);
-        let mut result = Delivered {
-            event: event.event,
-            about: event.audit_id.clone(),
-            host: sink.url.host_str().unwrap_or_default().to_owned(),
-            attempts: 0,
-            status: None,
-            error: None,
+    /// One attempt at the notification job `job`.
+    pub async fn attempt(&self, job: &ClaimedJob) -> Attempted {
+        let Ok(queued) = serde_json::from_str::<Queued>(&job.payload) else {
+            return Attempted::Done(Box::new(self.record(
+                None,
+                None,
+                "the job cannot be read",
+                job,
+            )));
         };
-        let mut backoff = FIRST_BACKOFF;
-        while result.attempts < ATTEMPTS {
-            if result.attempts > 0 {
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
+        let Some(sink) = self.sinks.iter().find(|sink| sink.id == queued.sink) else {
+            let event = Some(&queued.event);
+            let why = "its [[notify]] entry is no longer configured";
+            return Attempted::Done(Box::new(self.record(event, None, why, job)));
+        };
+        let body = self.body(sink.format, &queued.event);
+        let (status, error) = match self.client.post(sink.url.clone()).json(&body).send().await {
+            Ok(response) if response.status().is_success() => {
+                let status = response.status().as_u16();
+                Metrics::count(&self.metrics.notifications, "delivered");
+                let delivered =
+                    Delivered::of(&queued.event, sink, job.attempts, Some(status), None);
+                return Attempted::Done(Box::new(delivered.record(&queued.event)));
             }
-            result.attempts += 1;
-            match self.client.post(sink.url.clone()).json(&body).send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    result.status = Some(status.as_u16());
-                    if status.is_success() {
-                        result.error = None;
-                        break;
-                    }
-                    result.error = Some(format!("the receiver answered {status}"));
-                    // A request the receiver will never take (a revoked webhook) is not retried.
-                    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-                    {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    result.status = None;
-                    result.error = Some(format!("cannot reach the receiver: {err}"));
-                }
+            Ok(response) => {
+                let status = response.status();
+                // A request the receiver will never take (a revoked webhook) is not retried.
+                let permanent =
+                    status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+                (
+                    Some(status.as_u16()),
+                    (format!("the receiver answered {status}"), permanent),
+                )
             }
+            // The client's error names the URL, which carries the webhook's secret: say what failed, not where.
+            Err(err) => (
+                None,
+                (
+                    format!("cannot reach the receiver: {}", failure(&err)),
+                    false,
+                ),
+            ),
+        };
+        let (error, permanent) = error;
+        if !permanent && job.attempts < ATTEMPTS {
+            let backoff = FIRST_BACKOFF * 2u32.saturating_pow(job.attempts.saturating_sub(1));
+            return Attempted::Retry(backoff, error);
         }
-        let delivered = result.error.is_none();
-        Metrics::count(
-            &self.metrics.notifications,
-            if delivered { "delivered" } else { "failed" },
-        );
-        if !delivered {
-            tracing::warn!(host = result.host, error = ?result.error, "notification not delivered");
-        }
+        Metrics::count(&self.metrics.notifications, "failed");
+        let host = sink.url.host_str().unwrap_or_default();
+        tracing::warn!(host, error, "notification not delivered");
+        let delivered = Delivered::of(&queued.event, sink, job.attempts, status, Some(error));
+        Attempted::Done(Box::new(delivered.record(&queued.event)))
+    }
+
+    /// The record of a job that could not even be attempted.
+    fn record(
+        &self,
+        event: Option<&Event>,
+        status: Option<u16>,
+        why: &str,
+        job: &ClaimedJob,
+    ) -> AuditRecord {
         let mut meta = RequestMeta::new(Source::Notify, None);
-        meta.target = Some(event.target.clone());
-        meta.note("notification", &result);
-        let (outcome, code) = if delivered {
-            (Outcome::Completed, None)
-        } else {
-            (Outcome::Rejected, Some("notify-failed"))
-        };
-        let record = meta.into_record(outcome, result.status.unwrap_or(0), code, 0);
-        if let Err(err) = self.audit.put(record).await {
-            tracing::error!(error = %err, "cannot record a notification's delivery");
-        }
+        meta.target = event.map(|event| event.target.clone());
+        meta.note(
+            "notification",
+            serde_json::json!({"job": job.id, "ignored": why}),
+        );
+        meta.into_record(Outcome::Ignored, status.unwrap_or(0), None, 0)
     }
 
     /// The request body for `format`.
@@ -280,6 +278,69 @@ impl Delivery {
     }
 }
 
+/// How one delivery ended, as its audit record says.
+#[derive(Debug, Serialize)]
+struct Delivered {
+    event: NotifyEvent,
+    about: String,
+    /// The receiver's host only: a webhook URL carries its secret in the path.
+    host: String,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Delivered {
+    fn of(
+        event: &Event,
+        sink: &Sink,
+        attempts: u32,
+        status: Option<u16>,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            event: event.event,
+            about: event.audit_id.clone(),
+            host: sink.url.host_str().unwrap_or_default().to_owned(),
+            attempts,
+            status,
+            error,
+        }
+    }
+
+    fn record(&self, event: &Event) -> AuditRecord {
+        let mut meta = RequestMeta::new(Source::Notify, None);
+        meta.target = Some(event.target.clone());
+        meta.note("notification", self);
+        let (outcome, code) = match self.error {
+            None => (Outcome::Completed, None),
+            Some(_) => (Outcome::Rejected, Some("notify-failed")),
+        };
+        meta.into_record(outcome, self.status.unwrap_or(0), code, 0)
+    }
+}
+
+/// What went wrong with a request, without the URL the client's error names.
+fn failure(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_request() {
+        "the request failed"
+    } else {
+        "the exchange failed"
+    }
+}
+
+/// A webhook's id in its jobs: a digest of its URL (the URL itself is a secret and never stored).
+fn sink_id(url: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, url.as_bytes());
+    crate::hex::encode(&digest.as_ref()[..8])
+}
+
 /// Escapes the three characters Slack's mrkdwn gives meaning to.
 fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -294,5 +355,13 @@ mod tests {
     #[test]
     fn slack_text_is_escaped() {
         assert_eq!(slack_escape("a<b>&c"), "a&lt;b&gt;&amp;c");
+    }
+
+    #[test]
+    fn a_webhook_is_named_by_a_digest_never_by_its_url() {
+        let id = sink_id("https://hooks.example/T000/B000/secret");
+        assert_eq!(id.len(), 16);
+        assert!(!id.contains("secret"));
+        assert_ne!(id, sink_id("https://hooks.example/T000/B000/other"));
     }
 }

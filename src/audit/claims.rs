@@ -12,35 +12,38 @@ use super::backend::{list, values};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::processes::{alive_since, holder_is_dead};
 use super::rows::millis;
-use super::writer::{Op, Pending};
 
 /// Rows per multi-row statement (4 bound values each, well under either database's limit).
 const CHUNK: usize = 256;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
-/// Settles and claims every delivery of the batch for the process `owner`; returns one `Claim` per claim of
-/// the batch, in order.
+/// A claim to try: the key, the request's audit id, and the time (ms) before which an older claim of the key
+/// is taken over.
+pub(super) type ClaimTry<'a> = (&'a str, &'a str, i64);
+
+/// Settles every delivery (`settles`: the settling request's audit id and its update), then claims every
+/// delivery of `claims` for the process `owner`; returns one `Claim` per claim, in order.
 pub(super) async fn settle_and_claim(
     tx: &mut Tx<'_>,
-    batch: &[Pending],
+    settles: &[(&str, &DeliveryUpdate)],
+    claims: &[ClaimTry<'_>],
     owner: &str,
 ) -> Result<Vec<Claim>, sqlx::Error> {
     let now = millis(OffsetDateTime::now_utc());
     let mut completions = Vec::new();
-    for pending in batch {
-        match &pending.op {
-            Op::Put(record, Some(DeliveryUpdate::Complete { key, answer })) => {
-                completions.push((key.as_str(), record.id.as_str(), answer));
+    for (audit_id, update) in settles {
+        match update {
+            DeliveryUpdate::Complete { key, answer } => {
+                completions.push((key.as_str(), *audit_id, answer));
             }
-            Op::Put(record, Some(DeliveryUpdate::Release { key })) => {
+            DeliveryUpdate::Release { key } => {
                 sqlx::query("DELETE FROM deliveries WHERE key = $1 AND audit_id = $2")
                     .bind(key)
-                    .bind(&record.id)
+                    .bind(*audit_id)
                     .execute(&mut **tx)
                     .await?;
             }
-            _ => {}
         }
     }
     completions.sort_unstable_by_key(|(key, audit_id, _)| (*key, *audit_id));
@@ -61,31 +64,25 @@ pub(super) async fn settle_and_claim(
         }
         query.execute(&mut **tx).await?;
     }
-    claim_all(tx, batch, now, owner).await
+    claim_all(tx, claims, now, owner).await
 }
 
 /// The claims of the batch: the first claim of each key tries to insert (or take over an expired row, or the
 /// unsettled row of a dead process); the others learn who holds the key.
 async fn claim_all(
     tx: &mut Tx<'_>,
-    batch: &[Pending],
+    claims: &[ClaimTry<'_>],
     now: i64,
     owner: &str,
 ) -> Result<Vec<Claim>, sqlx::Error> {
     let alive_since = alive_since(now);
     let mut first_of_key: HashMap<&str, &str> = HashMap::new();
     let mut tries: HashMap<i64, Vec<(&str, &str)>> = HashMap::new();
-    for pending in batch {
-        if let Op::Claim {
-            key,
-            audit_id,
-            expired_before_ms,
-        } = &pending.op
-            && !first_of_key.contains_key(key.as_str())
-        {
+    for &(key, audit_id, expired_before_ms) in claims {
+        if !first_of_key.contains_key(key) {
             first_of_key.insert(key, audit_id);
             tries
-                .entry(*expired_before_ms)
+                .entry(expired_before_ms)
                 .or_default()
                 .push((key, audit_id));
         }
@@ -158,11 +155,17 @@ async fn claim_all(
             },
         }
     };
-    Ok(batch
+    Ok(claims
         .iter()
-        .filter_map(|pending| match &pending.op {
-            Op::Claim { key, audit_id, .. } => Some(answer(key, audit_id)),
-            _ => None,
-        })
+        .map(|&(key, audit_id, _)| answer(key, audit_id))
         .collect())
+}
+
+/// Forgets the settled claims made before `before_ms` (pruning; unsettled ones are kept for their takeover).
+pub(super) async fn prune(tx: &mut Tx<'_>, before_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM deliveries WHERE at_ms < $1 AND summary IS NOT NULL")
+        .bind(before_ms)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
 }

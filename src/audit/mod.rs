@@ -1,36 +1,44 @@
 //! The audit trail: every request, accepted or rejected, written durably before it is answered. It is also
 //! the source of truth for cooldowns and for deduplicating deliveries.
 //!
-//! `record` is what one row says; `rows` maps it to and from the database; `writer` batches writes into group
-//! commits; `store` is the API the rest of reflex uses; `deliveries` is the claim-or-replay primitive;
-//! `chain` hashes and checks the tamper-evident chain of entries, `entries` keeps it in the database;
-//! `backend` is what differs between SQLite and PostgreSQL; the schema lives in `migrations/<backend>/`.
+//! One home per table: `record` is what one row says and `rows` maps it to and from the database; `chain`
+//! hashes and checks the tamper-evident chain of entries, `entries` keeps it (`audit_entries`, `audit_chain`);
+//! `deliveries` is the claim-or-replay primitive and `claims` its table's SQL; `decisions`, `leases`,
+//! `pauses`, `breakers`, `jobs`, `processes` (liveness) and `readiness` each own their table. `writer`
+//! only orders a batch's operations through those modules and commits it (group commit); `store` is the API
+//! the rest of reflex uses; `backend` is what differs between SQLite and PostgreSQL; the schema lives in
+//! `migrations/<backend>/`.
 
 mod backend;
-mod brakes;
+mod breakers;
 mod chain;
 mod claims;
 mod completed;
 mod decisions;
 mod deliveries;
 mod entries;
+mod jobs;
 mod leases;
+mod pauses;
 mod processes;
+mod readiness;
 mod record;
 mod rows;
 mod store;
 mod writer;
 
 pub use backend::{Backend, redacted};
-pub use brakes::{BreakerState, OpenBreaker, RecoveryCheck};
+pub use breakers::{BreakerState, OpenBreaker};
 pub use chain::{Break, Entry};
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
 pub use entries::Verified;
+pub use jobs::{ClaimedJob, NewJob, QUEUE_BOUND};
 pub use leases::Lease;
+pub use pauses::Pause;
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
-pub use rows::StoredRow;
-pub use store::{AuditStore, Brakes, Filter, Pause, StuckClaim};
+pub use rows::{StoredRow, millis};
+pub use store::{AuditStore, Brakes, Filter, StuckClaim};
 pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.

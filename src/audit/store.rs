@@ -11,15 +11,17 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::backend::Backend;
-use super::brakes::{BreakerChange, BreakerState, OpenBreaker, RecoveryCheck, breaker_from_row};
+use super::breakers::{BreakerChange, BreakerState, OpenBreaker, breaker_from_row};
 use super::chain::{Break, Entry};
 use super::completed::{Completed, CompletedDeliveries};
 use super::decisions::DecisionRow;
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
 use super::entries::Verified;
+use super::jobs::{ClaimedJob, NewJob};
 use super::leases::Lease;
+use super::pauses::{ALL_TARGETS, Pause};
 use super::rows::{COLUMNS, from_millis, millis, record_from_row};
-use super::writer::{Op, Pending, QUEUE_DEPTH, Store, WriterTask, Written, submit};
+use super::writer::{Op, Pending, Put, QUEUE_DEPTH, Store, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
 
 /// How often a held target lease is asked for again while waiting.
@@ -32,6 +34,8 @@ pub struct AuditStore {
     readers: AnyPool,
     completed: Arc<CompletedDeliveries>,
     write_failures: Counter,
+    /// Woken when this process adds a job.
+    jobs_added: Arc<tokio::sync::Notify>,
 }
 
 /// A delivery claim whose process died before settling it, as `reflex audit list --stuck` shows it. The next
@@ -47,21 +51,6 @@ pub struct StuckClaim {
     pub claimed_at: OffsetDateTime,
     /// The process that held it (unset for claims from before leases).
     pub owner: Option<String>,
-}
-
-/// How the pause of every target is stored.
-const ALL_TARGETS: &str = "*";
-
-/// A pause in force: the kill switch for one target or for all.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Pause {
-    /// The paused target; `None` for every target.
-    pub target: Option<String>,
-    /// What the operator said.
-    pub reason: String,
-    /// Since when.
-    #[serde(with = "time::serde::rfc3339")]
-    pub since: OffsetDateTime,
 }
 
 /// Which records `AuditStore::search` returns.
@@ -88,16 +77,6 @@ pub struct Brakes {
     pub pause: Option<Pause>,
     /// Its breaker, when open.
     pub breaker: Option<OpenBreaker>,
-}
-
-impl Pause {
-    fn from_row((target, reason, at_ms): (String, String, i64)) -> Self {
-        Self {
-            target: (target != ALL_TARGETS).then_some(target),
-            reason,
-            since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        }
-    }
 }
 
 impl AuditStore {
@@ -130,6 +109,7 @@ impl AuditStore {
                 readers,
                 completed: Arc::default(),
                 write_failures: write_failures.clone(),
+                jobs_added: Arc::default(),
             },
             WriterTask::start(
                 Store {
@@ -152,7 +132,7 @@ impl AuditStore {
     /// Appends this version of the record (an intent, then its outcome, share an id) to the chain, and returns
     /// once it is durably committed. Reads see the newest version of each record.
     pub async fn put(&self, record: AuditRecord) -> Result<(), AuditError> {
-        self.put_settling(record, None).await
+        self.put_with(Put::record(record)).await.map(|_| ())
     }
 
     /// Like `put`, and in the same commit completes or releases the request's delivery claim.
@@ -161,21 +141,48 @@ impl AuditStore {
         record: AuditRecord,
         delivery: Option<DeliveryUpdate>,
     ) -> Result<(), AuditError> {
-        let completed = match &delivery {
+        self.put_run(record, delivery, Vec::new()).await.map(|_| ())
+    }
+
+    /// Like `put_settling`, and in the same commit adds the jobs the record gives rise to (notifications);
+    /// how many of those were dropped, their queue full.
+    pub async fn put_run(
+        &self,
+        record: AuditRecord,
+        delivery: Option<DeliveryUpdate>,
+        jobs: Vec<NewJob>,
+    ) -> Result<usize, AuditError> {
+        self.put_with(Put {
+            settle: delivery,
+            jobs,
+            ..Put::record(record)
+        })
+        .await
+    }
+
+    async fn put_with(&self, put: Put) -> Result<usize, AuditError> {
+        let completed = match &put.settle {
             Some(DeliveryUpdate::Complete { key, answer }) => Some((
                 key.clone(),
                 Completed {
-                    audit_id: record.id.clone(),
+                    audit_id: put.record.id.clone(),
                     answer: answer.clone(),
                 },
             )),
             _ => None,
         };
-        submit(&self.writer, Op::Put(Box::new(record), delivery)).await?;
+        let adds_jobs = !put.jobs.is_empty();
+        let written = submit(&self.writer, Op::Put(Box::new(put))).await?;
         if let Some((key, completed)) = completed {
             self.completed.insert(key, completed);
         }
-        Ok(())
+        if adds_jobs {
+            self.jobs_added.notify_one();
+        }
+        Ok(match written {
+            Written::Enqueued(dropped) => dropped,
+            _ => 0,
+        })
     }
 
     /// Claims `key` (e.g. `sns:<MessageId>`) for the request `audit_id`, durably: exactly one of several
@@ -409,9 +416,12 @@ impl AuditStore {
             steps: record.acted,
             body: decision,
         };
-        submit(&self.writer, Op::Intent(Box::new(record), row))
-            .await
-            .map(|_| ())
+        self.put_with(Put {
+            decision: Some(row),
+            ..Put::record(record)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The decision the run `run_id` stored with its intent (the engine's JSON), if it got that far.
@@ -596,44 +606,75 @@ impl AuditStore {
         Ok(u64::try_from(acted).unwrap_or(0))
     }
 
-    /// Records a recovery check to run at `check.due`, by whichever process sharing the store takes it first.
-    pub async fn schedule_check(&self, check: RecoveryCheck) -> Result<(), AuditError> {
-        submit(&self.writer, Op::Schedule(check)).await.map(|_| ())
+    /// Adds `jobs`, durably; how many were dropped, their queue full.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<usize, AuditError> {
+        let written = submit(&self.writer, Op::Enqueue(jobs)).await?;
+        self.jobs_added.notify_one();
+        Ok(match written {
+            Written::Enqueued(dropped) => dropped,
+            _ => 0,
+        })
     }
 
-    /// Claims the oldest due recovery check for this process, if any; a claim older than `retry_after` (its
-    /// holder could not read the target) is taken again.
-    pub async fn take_check(
-        &self,
-        retry_after: Duration,
-    ) -> Result<Option<RecoveryCheck>, AuditError> {
-        let retry_before_ms = millis(OffsetDateTime::now_utc())
-            .saturating_sub(i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX));
-        match submit(&self.writer, Op::TakeCheck { retry_before_ms }).await? {
-            Written::Check(check) => Ok(check),
+    /// Whether a job is due that nobody runs (a read: idle polling writes nothing).
+    pub async fn any_job_due(&self) -> Result<bool, AuditError> {
+        Ok(super::jobs::any_due(&self.readers, millis(OffsetDateTime::now_utc())).await?)
+    }
+
+    /// Claims the oldest due job for this process, if any: no other process runs it while this one lives.
+    pub async fn claim_job(&self) -> Result<Option<ClaimedJob>, AuditError> {
+        match submit(&self.writer, Op::ClaimJob).await? {
+            Written::Job(job) => Ok(job),
             _ => Ok(None),
         }
     }
 
-    /// Writes a recovery check's record and removes the check, in one commit: it runs once.
-    pub async fn put_checked(&self, record: AuditRecord, run_id: &str) -> Result<(), AuditError> {
-        submit(
-            &self.writer,
-            Op::Checked(Box::new(record), run_id.to_owned()),
-        )
+    /// Writes the record a claimed job produced, the jobs it gives rise to and the job's removal, in one
+    /// commit: the job runs once. How many of the new jobs were dropped, their queue full.
+    pub async fn finish_job(
+        &self,
+        record: AuditRecord,
+        job_id: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<usize, AuditError> {
+        self.put_with(Put {
+            jobs,
+            finishes: Some(job_id.to_owned()),
+            ..Put::record(record)
+        })
         .await
-        .map(|_| ())
+    }
+
+    /// Puts a claimed job back, to be tried again (by any process) `after` from now; `error` says why.
+    pub async fn retry_job(
+        &self,
+        job_id: &str,
+        after: Duration,
+        error: String,
+    ) -> Result<(), AuditError> {
+        let due = OffsetDateTime::now_utc() + after;
+        let op = Op::RetryJob {
+            id: job_id.to_owned(),
+            due_ms: millis(due),
+            error,
+        };
+        submit(&self.writer, op).await.map(|_| ())
+    }
+
+    /// Resolves when a job was added by this process since the last call (or at once, once in a while):
+    /// wakes the job runner without waiting for its next poll.
+    pub async fn job_added(&self) {
+        self.jobs_added.notified().await;
+    }
+
+    /// Jobs waiting, by kind.
+    pub async fn jobs_waiting(&self) -> Result<Vec<(String, u64)>, AuditError> {
+        Ok(super::jobs::waiting(&self.readers).await?)
     }
 
     /// Every pause in force, everything's first.
     pub async fn pauses(&self) -> Result<Vec<Pause>, AuditError> {
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT target, reason, at_ms FROM pauses ORDER BY target")
-                .fetch_all(&self.readers)
-                .await?;
-        let mut pauses: Vec<Pause> = rows.into_iter().map(Pause::from_row).collect();
-        pauses.sort_by_key(|pause| pause.target.is_some());
-        Ok(pauses)
+        Ok(super::pauses::all(&self.readers).await?)
     }
 
     /// Proves the store can be read and can still commit a write, for `/readyz`: a store that cannot write

@@ -128,7 +128,7 @@ on_both_stores!(
     the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out,
     budgets_count_real_runs_in_their_window_at_a_chosen_clock,
     a_breaker_opens_once_and_stays_open_for_every_process_until_reset,
-    a_recovery_check_is_taken_by_one_process_and_runs_once,
+    a_job_is_claimed_by_one_process_runs_once_and_is_retried_or_taken_over,
 );
 
 async fn budgets_count_real_runs_in_their_window_at_a_chosen_clock(db: TestDb) {
@@ -212,37 +212,80 @@ async fn a_breaker_opens_once_and_stays_open_for_every_process_until_reset(db: T
     second_writer.finish().await;
 }
 
-async fn a_recovery_check_is_taken_by_one_process_and_runs_once(db: TestDb) {
+fn job(kind: &'static str, key: Option<&str>, due_in_secs: i64, bounded: bool) -> NewJob {
+    NewJob {
+        kind,
+        dedup_key: key.map(str::to_owned),
+        due_ms: super::millis(OffsetDateTime::now_utc() + time::Duration::seconds(due_in_secs)),
+        payload: format!("{{\"key\":{key:?}}}"),
+        bounded,
+    }
+}
+
+async fn a_job_is_claimed_by_one_process_runs_once_and_is_retried_or_taken_over(db: TestDb) {
     let (first, first_writer) = db.open().await;
     let (second, second_writer) = db.open().await;
-    let check = |run: &str, due_in: i64| RecoveryCheck {
-        run_id: run.into(),
-        target: "web".into(),
-        expected_in_service: 4,
-        due: OffsetDateTime::now_utc() + time::Duration::seconds(due_in),
-    };
-    first.schedule_check(check("R1", -1)).await.unwrap();
-    first.schedule_check(check("R2", 3600)).await.unwrap();
-    let retry = Duration::from_secs(60);
-    let (a, b) = tokio::join!(first.take_check(retry), second.take_check(retry));
-    let taken: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
-    assert_eq!(taken.len(), 1, "one process takes it: {taken:?}");
-    assert_eq!(taken[0].run_id, "R1");
-    assert_eq!(taken[0].expected_in_service, 4);
-    // Held by a live process: nobody else takes it; a claim older than the retry delay is taken again.
-    assert_eq!(second.take_check(retry).await.unwrap(), None);
-    let again = second.take_check(Duration::ZERO).await.unwrap().unwrap();
-    assert_eq!(again.run_id, "R1");
-    second
-        .put_checked(record("C1", "web", 0), "R1")
+    let due = job("check", Some("R1"), -1, false);
+    assert_eq!(
+        first
+            .enqueue(vec![
+                due.clone(),
+                due,
+                job("check", Some("R2"), 3600, false)
+            ])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        first.jobs_waiting().await.unwrap(),
+        [("check".to_owned(), 2)],
+        "the same key is one job"
+    );
+    assert!(second.any_job_due().await.unwrap());
+    let (a, b) = tokio::join!(first.claim_job(), second.claim_job());
+    let mut taken: Vec<_> = [(&first, a.unwrap()), (&second, b.unwrap())]
+        .into_iter()
+        .filter_map(|(store, job)| Some((store, job?)))
+        .collect();
+    assert_eq!(taken.len(), 1, "one process takes it");
+    let (holder, claimed) = taken.pop().unwrap();
+    assert_eq!((claimed.kind.as_str(), claimed.attempts), ("check", 1));
+    assert!(claimed.payload.contains("R1"), "{}", claimed.payload);
+    // Held by a live process, and R2 is not due: nothing to claim, nothing due.
+    assert_eq!(second.claim_job().await.unwrap(), None);
+    assert!(!first.any_job_due().await.unwrap());
+    // Put back for a retry: claimed again, one attempt more.
+    holder
+        .retry_job(&claimed.id, Duration::ZERO, "try again".into())
         .await
         .unwrap();
+    let again = second.claim_job().await.unwrap().unwrap();
     assert_eq!(
-        first.take_check(Duration::ZERO).await.unwrap(),
-        None,
-        "done, and R2 is not due"
+        (again.id.as_str(), again.attempts),
+        (claimed.id.as_str(), 2)
     );
+    // Finished with its record in one commit: it runs once.
+    second
+        .finish_job(record("C1", "web", 0), &again.id, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(first.claim_job().await.unwrap(), None);
     assert!(first.get("C1").await.unwrap().is_some());
+    // A job whose claimer died is taken over.
+    first
+        .enqueue(vec![job("check", Some("R3"), -1, false)])
+        .await
+        .unwrap();
+    let orphan = first.claim_job().await.unwrap().unwrap();
+    stop_heartbeats(&db.url).await;
+    let taken_over = second.claim_job().await.unwrap().unwrap();
+    assert_eq!(taken_over.id, orphan.id);
+    // A bounded kind's queue drops what does not fit, and says how many.
+    let many: Vec<NewJob> = (0..QUEUE_BOUND + 2)
+        .map(|_| job("notify", None, 3600, true))
+        .collect();
+    assert_eq!(first.enqueue(many).await.unwrap(), 2);
     drop((first, second));
     first_writer.finish().await;
     second_writer.finish().await;

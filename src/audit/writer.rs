@@ -10,15 +10,16 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::backend::Backend;
-use super::brakes::{self, BreakerChange, RecoveryCheck};
+use super::breakers::{self, BreakerChange};
 use super::claims;
 use super::decisions::{self, DecisionRow};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::entries;
-use super::leases;
+use super::jobs::{self, ClaimedJob, NewJob};
 use super::processes::{self, HEARTBEAT_EVERY};
 use super::rows::millis;
 use super::{AuditError, AuditRecord};
+use super::{leases, pauses, readiness};
 
 /// Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
 const ATTEMPTS: usize = 3;
@@ -27,13 +28,38 @@ const BATCH_MAX: usize = 1024;
 /// Writes waiting for the writer before callers feel back-pressure.
 pub(super) const QUEUE_DEPTH: usize = 8192;
 
+/// A record version and what rides with it in the same commit.
+#[derive(Debug)]
+pub(super) struct Put {
+    /// The version of the record to append to the chain.
+    pub record: AuditRecord,
+    /// The request's delivery claim, completed or released.
+    pub settle: Option<DeliveryUpdate>,
+    /// The run's decision, with its intent.
+    pub decision: Option<DecisionRow>,
+    /// Jobs the record gives rise to (notifications).
+    pub jobs: Vec<NewJob>,
+    /// The claimed job whose result the record is, removed.
+    pub finishes: Option<String>,
+}
+
+impl Put {
+    /// Just the record.
+    pub fn record(record: AuditRecord) -> Self {
+        Self {
+            record,
+            settle: None,
+            decision: None,
+            jobs: Vec::new(),
+            finishes: None,
+        }
+    }
+}
+
 /// One write for the writer task.
 pub(super) enum Op {
-    /// Append a version of a record (an intent, then its outcome) to the chain, and settle its delivery claim
-    /// if it has one.
-    Put(Box<AuditRecord>, Option<DeliveryUpdate>),
-    /// Append a run's intent to the chain with its decision, in one commit.
-    Intent(Box<AuditRecord>, DecisionRow),
+    /// Append a version of a record (an intent, then its outcome) to the chain, with what rides with it.
+    Put(Box<Put>),
     /// Claim a delivery key for the request with this audit id; a claim older than `expired_before_ms`
     /// is taken over.
     Claim {
@@ -53,19 +79,25 @@ pub(super) enum Op {
     Prune { before_ms: i64 },
     /// Change a target's breaker.
     Breaker(BreakerChange),
-    /// Record a recovery check to run later.
-    Schedule(RecoveryCheck),
-    /// Claim the oldest due recovery check; a claim older than `retry_before_ms` is taken again.
-    TakeCheck { retry_before_ms: i64 },
-    /// Append a recovery check's record and remove the check (`run_id`), in one commit.
-    Checked(Box<AuditRecord>, String),
+    /// Add jobs.
+    Enqueue(Vec<NewJob>),
+    /// Claim the oldest due job.
+    ClaimJob,
+    /// Put a claimed job back, to be tried again at `due_ms`.
+    RetryJob {
+        id: String,
+        due_ms: i64,
+        error: String,
+    },
 }
 
 /// What the writer answers for one write once it is committed.
 #[derive(Debug)]
 pub(super) enum Written {
-    /// A put or a probe.
+    /// A probe, a pause, a breaker's clean run.
     Done,
+    /// A put or jobs added: how many jobs were dropped because their queue was full.
+    Enqueued(usize),
     /// A delivery claim, as it turned out.
     Claim(Claim),
     /// A prune, with how many records it removed.
@@ -76,8 +108,8 @@ pub(super) enum Written {
     Resumed(bool),
     /// A breaker change: whether the breaker opened (or, for a reset, closed).
     Breaker(bool),
-    /// A claimed recovery check, if one was due.
-    Check(Option<RecoveryCheck>),
+    /// A claimed job, if one was due.
+    Job(Option<ClaimedJob>),
 }
 
 /// A write and who waits for its commit.
@@ -231,8 +263,9 @@ async fn sign_off(
     tx.commit().await
 }
 
-/// Writes one batch in one transaction: every record version appended to the chain with multi-row inserts,
-/// then the delivery settlements and claims with a few multi-row statements (`claims`).
+/// Writes one batch in one transaction: each table's operations through the module that owns the table,
+/// the delivery settlements and claims with a few multi-row statements, and last every record version
+/// appended to the chain. Answers one `Written` per operation, in order.
 async fn write_batch(
     backend: Backend,
     conn: &mut AnyConnection,
@@ -240,120 +273,99 @@ async fn write_batch(
     owner: &str,
 ) -> Result<Vec<Written>, sqlx::Error> {
     let mut tx = backend.begin(conn).await?;
-    let records: Vec<&AuditRecord> = batch
+    let now_at = OffsetDateTime::now_utc();
+    let puts: Vec<&Put> = batch
         .iter()
         .filter_map(|pending| match &pending.op {
-            Op::Put(record, _) | Op::Intent(record, _) | Op::Checked(record, _) => {
-                Some(record.as_ref())
-            }
+            Op::Put(put) => Some(put.as_ref()),
             _ => None,
         })
         .collect();
+    let records: Vec<&AuditRecord> = puts.iter().map(|put| &put.record).collect();
     leases::release_finished(&mut tx, &records).await?;
-    if batch.iter().any(|pending| matches!(pending.op, Op::Probe)) {
-        sqlx::query(
-            "INSERT INTO readiness (id, at_ms) VALUES (1, $1) \
-             ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
-        )
-        .bind(super::rows::millis(time::OffsetDateTime::now_utc()))
-        .execute(&mut *tx)
-        .await?;
-    }
-    let mut pruned = Vec::new();
+    let mut results = Vec::with_capacity(batch.len());
     for pending in batch {
-        if let Op::Prune { before_ms } = pending.op {
-            let now = millis(OffsetDateTime::now_utc());
-            let removed = entries::prune(&mut tx, backend, before_ms, now).await?;
-            sqlx::query("DELETE FROM deliveries WHERE at_ms < $1 AND summary IS NOT NULL")
-                .bind(before_ms)
-                .execute(&mut *tx)
-                .await?;
-            decisions::prune(&mut tx, before_ms).await?;
-            processes::prune(&mut tx, before_ms).await?;
-            pruned.push(removed);
-        }
+        results.push(apply(&mut tx, backend, &pending.op, owner, now_at).await?);
     }
-    let mut resumed = Vec::new();
-    for pending in batch {
-        match &pending.op {
-            Op::Pause { target, reason } => {
-                sqlx::query(
-                    "INSERT INTO pauses (target, reason, at_ms) VALUES ($1, $2, $3) \
-                     ON CONFLICT(target) DO UPDATE SET reason = excluded.reason, at_ms = excluded.at_ms",
-                )
-                .bind(target.as_str())
-                .bind(reason.as_str())
-                .bind(millis(OffsetDateTime::now_utc()))
-                .execute(&mut *tx)
-                .await?;
-            }
-            Op::Resume { target } => {
-                let removed = sqlx::query("DELETE FROM pauses WHERE target = $1")
-                    .bind(target.as_str())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                resumed.push(removed > 0);
-            }
-            _ => {}
-        }
-    }
-    let mut taken = Vec::new();
-    for pending in batch {
-        match &pending.op {
-            Op::Lease { key, audit_id } => {
-                let now = millis(OffsetDateTime::now_utc());
-                taken.push(leases::take(&mut tx, key, audit_id, owner, now).await?);
-            }
-            Op::Intent(_, decision) => {
-                decisions::insert(&mut tx, decision, OffsetDateTime::now_utc()).await?;
-            }
-            _ => {}
-        }
-    }
-    let mut brake_results = Vec::new();
-    let now = millis(OffsetDateTime::now_utc());
-    for pending in batch {
-        match &pending.op {
-            Op::Breaker(change) => {
-                let changed = brakes::change_breaker(&mut tx, change, now).await?;
-                brake_results.push(Written::Breaker(changed));
-            }
-            Op::Schedule(check) => brakes::schedule(&mut tx, check).await?,
-            Op::TakeCheck { retry_before_ms } => {
-                let check = brakes::take_check(&mut tx, owner, now, *retry_before_ms).await?;
-                brake_results.push(Written::Check(check));
-            }
-            Op::Checked(_, run_id) => brakes::finish_check(&mut tx, run_id).await?,
-            _ => {}
-        }
-    }
-    let mut claims = claims::settle_and_claim(&mut tx, batch, owner)
-        .await?
-        .into_iter();
-    let mut brake_results = brake_results.into_iter();
-    let mut pruned = pruned.into_iter();
-    let mut taken = taken.into_iter();
-    let mut resumed = resumed.into_iter();
-    let results = batch
+    let settles: Vec<(&str, &DeliveryUpdate)> = puts
         .iter()
-        .map(|pending| match pending.op {
-            Op::Claim { .. } => claims.next().map_or(Written::Done, Written::Claim),
-            Op::Prune { .. } => Written::Pruned(pruned.next().unwrap_or(0)),
-            Op::Lease { .. } => Written::Lease(taken.next().unwrap_or(false)),
-            Op::Resume { .. } => Written::Resumed(resumed.next().unwrap_or(false)),
-            Op::Breaker(_) | Op::TakeCheck { .. } => brake_results.next().unwrap_or(Written::Done),
-            Op::Put(..)
-            | Op::Intent(..)
-            | Op::Probe
-            | Op::Pause { .. }
-            | Op::Schedule(_)
-            | Op::Checked(..) => Written::Done,
+        .filter_map(|put| Some((put.record.id.as_str(), put.settle.as_ref()?)))
+        .collect();
+    let tries: Vec<claims::ClaimTry<'_>> = batch
+        .iter()
+        .filter_map(|pending| match &pending.op {
+            Op::Claim {
+                key,
+                audit_id,
+                expired_before_ms,
+            } => Some((key.as_str(), audit_id.as_str(), *expired_before_ms)),
+            _ => None,
         })
         .collect();
+    let mut claimed = claims::settle_and_claim(&mut tx, &settles, &tries, owner)
+        .await?
+        .into_iter();
+    for (pending, result) in batch.iter().zip(results.iter_mut()) {
+        if let Op::Claim { .. } = pending.op {
+            *result = claimed.next().map_or(Written::Done, Written::Claim);
+        }
+    }
     // Last, just before the commit: on PostgreSQL the chain's head stays locked until then, so replicas wait
     // for each other only this long.
     entries::append(&mut tx, backend, &records).await?;
     tx.commit().await?;
     Ok(results)
+}
+
+/// Applies one operation (claims are answered after, all together); its answer.
+async fn apply(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    op: &Op,
+    owner: &str,
+    now_at: OffsetDateTime,
+) -> Result<Written, sqlx::Error> {
+    let now = millis(now_at);
+    Ok(match op {
+        Op::Put(put) => {
+            if let Some(decision) = &put.decision {
+                decisions::insert(tx, decision, now_at).await?;
+            }
+            if let Some(job) = &put.finishes {
+                jobs::finish(tx, job).await?;
+            }
+            let new: Vec<&NewJob> = put.jobs.iter().collect();
+            Written::Enqueued(jobs::enqueue(tx, &new).await?)
+        }
+        Op::Claim { .. } => Written::Done,
+        Op::Probe => {
+            readiness::probe(tx, now).await?;
+            Written::Done
+        }
+        Op::Lease { key, audit_id } => {
+            Written::Lease(leases::take(tx, key, audit_id, owner, now).await?)
+        }
+        Op::Pause { target, reason } => {
+            pauses::pause(tx, target, reason, now).await?;
+            Written::Done
+        }
+        Op::Resume { target } => Written::Resumed(pauses::resume(tx, target).await?),
+        Op::Prune { before_ms } => {
+            let removed = entries::prune(tx, backend, *before_ms, now).await?;
+            claims::prune(tx, *before_ms).await?;
+            decisions::prune(tx, *before_ms).await?;
+            processes::prune(tx, *before_ms).await?;
+            Written::Pruned(removed)
+        }
+        Op::Breaker(change) => Written::Breaker(breakers::change_breaker(tx, change, now).await?),
+        Op::Enqueue(new) => {
+            let new: Vec<&NewJob> = new.iter().collect();
+            Written::Enqueued(jobs::enqueue(tx, &new).await?)
+        }
+        Op::ClaimJob => Written::Job(jobs::claim(tx, backend, owner, now).await?),
+        Op::RetryJob { id, due_ms, error } => {
+            jobs::retry(tx, id, owner, *due_ms, error).await?;
+            Written::Done
+        }
+    })
 }

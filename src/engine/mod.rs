@@ -31,6 +31,7 @@ pub use breaker::{Trip, Tripped};
 pub use decide::Decision;
 pub use error::EngineError;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Replacement, Skip, SkipReason};
+pub use recovery::{JOB_KIND as RECOVERY_CHECK_JOB, RecoveryCheck};
 pub use reply::{Reply, SubscriptionReply};
 pub use summary::{ActionError, Names, Summary};
 pub use targets::{StartError, probe_targets};
@@ -151,18 +152,19 @@ impl Engine {
                 )
             }
         };
-        let target = record.target.clone();
-        self.audit.put_settling(record, settle).await?;
-        match (&result, &target, tripped) {
-            (Ok(run), Some(target), _) => self.announce(target, run, &audit_id),
-            (Err(_), Some(target), Some(tripped)) => self.notifier.send(Event::new(
+        let events = match (&result, &record.target, tripped) {
+            (Ok(run), Some(target), _) => self.events(target, run, &audit_id),
+            (Err(_), Some(target), Some(tripped)) => vec![Event::new(
                 NotifyEvent::BreakerTripped,
                 target,
                 tripped.reason,
                 &audit_id,
-            )),
-            _ => {}
-        }
+            )],
+            _ => Vec::new(),
+        };
+        let jobs = self.jobs_of(&events);
+        let dropped = self.audit.put_run(record, settle, jobs).await?;
+        self.notifier.count_dropped(dropped);
         result
     }
 

@@ -1,20 +1,39 @@
-//! The check stage: a run that acted is checked again `remediation.verify_after_secs` later, by whichever
-//! process sharing the store takes the check first. The target is read once more: at least as many
-//! instances InService as before the run plus those it replaced is `recovered`; fewer is `not-recovered`,
-//! which opens the breaker.
+//! The check stage: a run that acted is checked again `remediation.verify_after_secs` later, as a durable
+//! job that whichever process sharing the store claims first runs once. The target is read once more: at
+//! least as many instances InService as before the run plus those it replaced is `recovered`; fewer is
+//! `not-recovered`, which opens the breaker.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::breaker::Trip;
 use super::decide::Decision;
 use super::{Engine, EngineError};
-use crate::audit::{Outcome, RecoveryCheck, RequestMeta, Source};
+use crate::audit::{ClaimedJob, NewJob, Outcome, RequestMeta, Source, millis};
 use crate::config::NotifyEvent;
 use crate::metrics::Metrics;
 use crate::notify::Event;
 
-/// A claimed recovery check whose target could not be read is tried again (by any process) after this long.
-const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// The job kind of a recovery check.
+pub const JOB_KIND: &str = "recovery-check";
+
+/// A check whose target could not be read is tried again (by any process) after this long.
+const RECHECK_AFTER: Duration = Duration::from_secs(60);
+
+/// A recovery check's data: the run that acted, its target, and how many instances should be InService once
+/// the target recovered (those InService before the run plus those it replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RecoveryCheck {
+    /// The audit id of the run that acted.
+    pub run_id: String,
+    /// Its target.
+    pub target: String,
+    /// InService instances expected once the target recovered.
+    pub expected_in_service: u32,
+}
 
 impl Engine {
     /// Schedules the recovery check of a run that replaced `acted` instances as `decision` decided, noted.
@@ -24,30 +43,39 @@ impl Engine {
         decision: &Decision,
         acted: u32,
     ) -> Result<(), EngineError> {
-        let verify_after = time::Duration::seconds(
-            i64::try_from(self.config.remediation.verify_after_secs).unwrap_or(i64::MAX),
-        );
+        let verify_after = Duration::from_secs(self.config.remediation.verify_after_secs);
+        let due = OffsetDateTime::now_utc() + verify_after;
         let check = RecoveryCheck {
             run_id: decision.run_id.clone(),
             target: decision.target.clone(),
             expected_in_service: decision.in_service.saturating_add(acted),
-            due: OffsetDateTime::now_utc() + verify_after,
         };
         meta.note(
             "recovery_check",
-            serde_json::json!({"expected_in_service": check.expected_in_service, "due": check.due.unix_timestamp()}),
+            serde_json::json!({"expected_in_service": check.expected_in_service, "due": due.unix_timestamp()}),
         );
-        Ok(self.audit.schedule_check(check).await?)
+        let job = NewJob {
+            kind: JOB_KIND,
+            dedup_key: Some(format!("{JOB_KIND}:{}", check.run_id)),
+            due_ms: millis(due),
+            payload: serde_json::to_string(&check).unwrap_or_default(),
+            bounded: false,
+        };
+        self.audit.enqueue(vec![job]).await?;
+        Ok(())
     }
 
-    /// Runs the oldest due recovery check, if one is due and no other process has it: reads the target again
-    /// and records `recovered` or `not-recovered`. The record and the check's removal are one commit, so the
-    /// check runs once; one whose target cannot be read stays and is tried again later. Whether one was due.
-    pub async fn check_recovery(&self) -> Result<bool, EngineError> {
-        let Some(check) = self.audit.take_check(RECHECK_AFTER).await? else {
-            return Ok(false);
-        };
+    /// Runs the claimed recovery check `job`: reads the target again and records `recovered` or
+    /// `not-recovered`. The record, its notifications and the job's removal are one commit, so the check runs
+    /// once; one whose target cannot be read is put back and tried again later.
+    pub async fn check_recovery(&self, job: &ClaimedJob) -> Result<(), EngineError> {
         let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
+        let Ok(check) = serde_json::from_str::<RecoveryCheck>(&job.payload) else {
+            meta.note("ignored", "the recovery check cannot be read");
+            let record = meta.into_record(Outcome::Ignored, 200, None, 0);
+            self.audit.finish_job(record, &job.id, Vec::new()).await?;
+            return Ok(());
+        };
         meta.target = Some(check.target.clone());
         meta.note(
             "recovery",
@@ -56,49 +84,73 @@ impl Engine {
         let Some(target) = self.targets.by_name(&check.target) else {
             meta.note("ignored", "the target is no longer configured");
             let record = meta.into_record(Outcome::Ignored, 200, None, 0);
-            self.audit.put_checked(record, &check.run_id).await?;
-            return Ok(true);
+            self.audit.finish_job(record, &job.id, Vec::new()).await?;
+            return Ok(());
         };
         let snapshot = match target.fleet.snapshot(&target.fleet_ref).await {
             Ok(snapshot) => snapshot,
             Err(err) => {
                 Metrics::count(&self.metrics.recovery_checks, "failed");
                 tracing::warn!(run = check.run_id, error = %err, "recovery check cannot read its target; trying again later");
-                return Ok(false);
+                self.audit
+                    .retry_job(&job.id, RECHECK_AFTER, err.to_string())
+                    .await?;
+                return Ok(());
             }
         };
         let in_service = u32::try_from(snapshot.in_service()).unwrap_or(u32::MAX);
-        let recovered = in_service >= check.expected_in_service;
         meta.note("seen", &snapshot);
         meta.note("in_service", in_service);
-        let (outcome, name) = if recovered {
-            (Outcome::Recovered, "recovered")
+        let events = self.judge(&mut meta, &check, in_service).await?;
+        let outcome = if events.is_empty() {
+            Outcome::Recovered
         } else {
-            (Outcome::NotRecovered, "not-recovered")
+            Outcome::NotRecovered
         };
-        Metrics::count(&self.metrics.recovery_checks, name);
-        let mut events = Vec::new();
-        if !recovered {
-            let reason = format!(
-                "not recovered after run {}: {in_service} of {} instances InService",
-                check.run_id, check.expected_in_service
-            );
-            tracing::error!(target = check.target, reason, "target did not recover");
-            events.push((NotifyEvent::NotRecovered, reason.clone()));
-            if let Some(tripped) = self
-                .trip(&mut meta, &check.target, Trip::NotRecovered, reason)
-                .await?
-            {
-                events.push((NotifyEvent::BreakerTripped, tripped.reason));
-            }
-        }
-        let audit_id = meta.id.clone();
         let record = meta.into_record(outcome, 200, None, 0);
-        self.audit.put_checked(record, &check.run_id).await?;
-        for (event, text) in events {
-            self.notifier
-                .send(Event::new(event, &check.target, text, &audit_id));
+        let dropped = self
+            .audit
+            .finish_job(record, &job.id, self.jobs_of(&events))
+            .await?;
+        self.notifier.count_dropped(dropped);
+        Ok(())
+    }
+
+    /// Whether the target recovered, counted; the events of one that did not (its breaker opened).
+    async fn judge(
+        &self,
+        meta: &mut RequestMeta,
+        check: &RecoveryCheck,
+        in_service: u32,
+    ) -> Result<Vec<Event>, EngineError> {
+        if in_service >= check.expected_in_service {
+            Metrics::count(&self.metrics.recovery_checks, "recovered");
+            return Ok(Vec::new());
         }
-        Ok(true)
+        Metrics::count(&self.metrics.recovery_checks, "not-recovered");
+        let reason = format!(
+            "not recovered after run {}: {in_service} of {} instances InService",
+            check.run_id, check.expected_in_service
+        );
+        tracing::error!(target = check.target, reason, "target did not recover");
+        let mut events = vec![Event::new(
+            NotifyEvent::NotRecovered,
+            &check.target,
+            reason.clone(),
+            &meta.id,
+        )];
+        if let Some(tripped) = self
+            .trip(meta, &check.target, Trip::NotRecovered, reason)
+            .await?
+        {
+            let event = Event::new(
+                NotifyEvent::BreakerTripped,
+                &check.target,
+                tripped.reason,
+                &meta.id,
+            );
+            events.push(event);
+        }
+        Ok(events)
     }
 }

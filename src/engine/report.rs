@@ -6,33 +6,41 @@ use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
 use crate::notify::Event;
 
 impl Engine {
-    /// Sends the run's events: it acted, it was refused for news about the target (not a standing cooldown,
+    /// The run's events: it acted, it was refused for news about the target (not a standing cooldown,
     /// pause or open breaker, answered to every alert while it lasts), it opened the breaker.
-    pub(super) fn announce(&self, target: &str, run: &Run, audit_id: &str) {
+    pub(super) fn events(&self, target: &str, run: &Run, audit_id: &str) -> Vec<Event> {
+        let mut events = Vec::new();
         let summary = &run.summary;
         if run.acted > 0 {
             let mut replaced = summary.terminated_instance_ids.clone();
             replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
             let text = format!("replaced {}", replaced.join(", "));
-            self.notifier
-                .send(Event::new(NotifyEvent::Acted, target, text, audit_id));
+            events.push(Event::new(NotifyEvent::Acted, target, text, audit_id));
         }
         if let (Some(sentence), Some(rule)) = (&summary.refused, summary.refused_rule)
             && !plan::STANDING_RULES.contains(&rule)
         {
             let text = sentence.clone();
-            self.notifier
-                .send(Event::new(NotifyEvent::Refused, target, text, audit_id));
+            events.push(Event::new(NotifyEvent::Refused, target, text, audit_id));
         }
         if let Some(tripped) = &run.tripped {
             let text = tripped.reason.clone();
-            self.notifier.send(Event::new(
+            events.push(Event::new(
                 NotifyEvent::BreakerTripped,
                 target,
                 text,
                 audit_id,
             ));
         }
+        events
+    }
+
+    /// The notification jobs of `events`.
+    pub(super) fn jobs_of(&self, events: &[Event]) -> Vec<crate::audit::NewJob> {
+        events
+            .iter()
+            .flat_map(|event| self.notifier.jobs_for(event))
+            .collect()
     }
 
     /// Counts a finished run in the metrics.

@@ -479,10 +479,15 @@ async fn a_run_that_acted_is_checked_again_once_and_a_target_still_short_opens_t
     let h = harness(FakeFleet::default(), "verify_after_secs = 1").await;
     let run = run_once(&h, "web").await;
     assert_eq!(run.acted, 1);
-    assert!(!h.engine.check_recovery().await.unwrap(), "not due yet");
+    let jobs = crate::jobs::Jobs::new(
+        h.store.clone(),
+        Arc::clone(&h.engine),
+        Notifier::disabled(Arc::new(Metrics::default())),
+    );
+    assert!(!jobs.run_next().await.unwrap(), "not due yet");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(h.engine.check_recovery().await.unwrap());
-    assert!(!h.engine.check_recovery().await.unwrap(), "it runs once");
+    assert!(jobs.run_next().await.unwrap());
+    assert!(!jobs.run_next().await.unwrap(), "it runs once");
     // The fake fleet never replaces i-bad: 4 InService, 5 expected.
     let record = &h.store.list(1).await.unwrap()[0];
     assert_eq!(record.source, Source::RecoveryCheck);

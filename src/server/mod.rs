@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine::port::Fleet;
 use crate::http::{self, AppState};
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::sns::SnsReceiver;
@@ -39,6 +40,7 @@ pub struct App {
     /// The handlers' shared state.
     pub state: AppState,
     writer: WriterTask,
+    jobs: Jobs,
 }
 
 impl App {
@@ -70,22 +72,24 @@ impl App {
         })?;
         let sdk = aws::sdk_config(&config.aws).await;
         let metrics = Arc::new(Metrics::with_audit_failures(audit.write_failures()));
-        let notifier = Notifier::start(&config, audit.clone(), Arc::clone(&metrics))?;
+        let notifier = Notifier::start(&config, Arc::clone(&metrics))?;
         let engine = Engine::start(
             Arc::clone(&config),
             fleet(&sdk, Arc::clone(&metrics)),
             audit.clone(),
             Arc::clone(&metrics),
-            notifier,
+            notifier.clone(),
         )
         .await?;
+        let engine = Arc::new(engine);
+        let jobs = Jobs::new(audit.clone(), Arc::clone(&engine), notifier);
         let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight));
         let sns = SnsReceiver::new(&config, &sdk, &metrics)
             .context("failed to set up SNS verification")?;
         Ok(Self {
             state: AppState {
                 config,
-                engine: Arc::new(engine),
+                engine,
                 audit,
                 sns: Arc::new(sns),
                 metrics,
@@ -94,6 +98,7 @@ impl App {
                 rejections: Arc::default(),
             },
             writer,
+            jobs,
         })
     }
 
@@ -140,7 +145,7 @@ pub async fn serve(
 
     let summaries = tokio::spawn(record_suppressed_every(app.state.clone(), SUMMARY_EVERY));
     let pruning = tokio::spawn(prune_every(app.state.clone(), PRUNE_EVERY));
-    let recovery = tokio::spawn(check_recovery_every(app.state.clone(), RECOVERY_POLL));
+    let jobs = tokio::spawn(app.jobs.clone().run_every(JOBS_POLL));
     let brakes = tokio::spawn(refresh_brakes_every(app.state.clone(), BRAKES_EVERY));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -186,7 +191,7 @@ pub async fn serve(
     reloader.abort();
     summaries.abort();
     pruning.abort();
-    recovery.abort();
+    jobs.abort();
     brakes.abort();
     app.close().await;
     tracing::info!("reflex stopped");
@@ -243,27 +248,8 @@ async fn refresh_brakes_every(state: AppState, every: Duration) {
     }
 }
 
-/// How often due recovery checks are looked for.
-const RECOVERY_POLL: Duration = Duration::from_secs(1);
-
-/// Runs the recovery checks that are due, whichever process scheduled them (one process takes each).
-async fn check_recovery_every(state: AppState, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        loop {
-            match state.engine.check_recovery().await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(err) => {
-                    tracing::error!(error = %err, "recovery check failed");
-                    break;
-                }
-            }
-        }
-    }
-}
+/// How often due jobs (recovery checks, notifications, from any process) are looked for.
+const JOBS_POLL: Duration = Duration::from_millis(500);
 
 /// How often the rejections the throttle only counted are written as summary records.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);

@@ -10,6 +10,7 @@ mod disk;
 mod grafana;
 mod iam;
 mod monitoring;
+mod notify;
 mod remediate;
 mod replicas;
 mod safety;
