@@ -89,7 +89,17 @@ pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String
         &sdk,
         Arc::new(crate::metrics::Metrics::default()),
     ));
-    crate::engine::probe_targets(config, &|_| Arc::clone(&fleet))
+    let account = match &config.aws.account_id {
+        Some(account) => account.clone(),
+        None => crate::aws::caller_account(&sdk)
+            .await
+            .context("cannot learn the AWS account (STS GetCallerIdentity)")?,
+    };
+    let home = crate::audit::Home {
+        account,
+        region: config.aws.region.clone(),
+    };
+    crate::engine::probe_targets(config, &|_| (Arc::clone(&fleet), home.clone()))
         .await
         .context("a target cannot be used")
 }
@@ -195,9 +205,17 @@ async fn with_controls<T>(
 ) -> anyhow::Result<T> {
     let config = load_config(path)?;
     let (store, writer) = open_store(&config).await?;
+    let home = match store.home().await? {
+        Some(home) => home,
+        None => {
+            let sdk = crate::aws::sdk_config(&config.aws).await;
+            crate::server::learn_home(&config, &sdk, &store).await?
+        }
+    };
     let done = work(Controls {
         audit: &store,
         config: &config,
+        home: &home,
         metrics: None,
     })
     .await;
@@ -224,13 +242,15 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
             out.push_str(&serde_json::to_string(&record)?);
         } else {
             out.push_str(&format!(
-                "{}  {}  {:<10} {:<9} {:>3}  {:<22} {}",
+                "{}  {}  {:<10} {:<9} {:>3}  {:<22} {:<12} {:<14} {}",
                 record.id,
                 rfc3339(record.at),
                 record.source.as_str(),
                 record.outcome.as_str(),
                 record.status,
                 bounded(record.target.as_deref().unwrap_or("-")),
+                record.account.as_deref().unwrap_or("-"),
+                record.region.as_deref().unwrap_or("-"),
                 bounded(record.error.as_deref().unwrap_or("")),
             ));
         }

@@ -5,10 +5,13 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditError, AuditStore, BreakerState, Outcome, Pause, RequestMeta};
+use crate::audit::{
+    AuditError, AuditStore, BreakerState, Home, Outcome, Pause, RequestMeta, Scope,
+};
 use crate::config::Config;
 use crate::engine::budget::{self, Budgets, Left};
 use crate::metrics::Metrics;
+use crate::target::TargetId;
 
 /// Why a control was refused.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +59,12 @@ impl ControlError {
 /// A target's budgets left.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetBudget {
-    /// The target.
+    /// The target's name.
     pub target: String,
+    /// Its AWS account.
+    pub account: String,
+    /// Its AWS region.
+    pub region: String,
     /// What each budget still allows (the `all_*` ones are shared by every target).
     pub left: Left,
 }
@@ -83,6 +90,8 @@ pub struct Controls<'a> {
     pub audit: &'a AuditStore,
     /// The configured targets and budgets.
     pub config: &'a Config,
+    /// Where reflex runs: the account and region of the configured targets.
+    pub home: &'a Home,
     /// Counts resets, when serving.
     pub metrics: Option<&'a Metrics>,
 }
@@ -98,9 +107,9 @@ impl Controls<'_> {
     ) -> Result<(), ControlError> {
         meta.note("pause", serde_json::json!({"reason": reason}));
         let done: Result<(), ControlError> = async {
-            self.known(target)?;
+            let id = self.resolve(target)?;
             self.reason(reason)?;
-            self.audit.pause(target, reason).await?;
+            self.audit.pause(scope(id.as_ref()), reason).await?;
             Ok(())
         }
         .await;
@@ -116,7 +125,8 @@ impl Controls<'_> {
     ) -> Result<(), ControlError> {
         meta.note("resume", serde_json::json!({"reason": reason}));
         let done: Result<(), ControlError> = async {
-            if self.audit.resume(target).await? {
+            let id = self.resolve(target)?;
+            if self.audit.resume(scope(id.as_ref())).await? {
                 Ok(())
             } else {
                 Err(ControlError::NotPaused(
@@ -137,9 +147,14 @@ impl Controls<'_> {
     ) -> Result<(), ControlError> {
         meta.note("breaker_reset", serde_json::json!({"reason": reason}));
         let done: Result<(), ControlError> = async {
-            self.known(Some(target))?;
+            let id = self.resolve(Some(target))?;
             self.reason(reason)?;
-            if !self.audit.reset_breaker(target).await? {
+            let Some(id) = id else {
+                return Err(ControlError::UnknownTarget(crate::untrusted::bounded(
+                    target,
+                )));
+            };
+            if !self.audit.reset_breaker(&id).await? {
                 return Err(ControlError::NotOpen(target.to_owned()));
             }
             if let Some(metrics) = self.metrics {
@@ -158,9 +173,12 @@ impl Controls<'_> {
         let budgets = Budgets::from(&self.config.remediation);
         let mut per_target = Vec::with_capacity(self.config.targets.len());
         for target in &self.config.targets {
-            let used = budget::usage(self.audit, target.name(), now).await?;
+            let id = target.id(&self.home.account, &self.home.region);
+            let used = budget::usage(self.audit, &id, now).await?;
             per_target.push(TargetBudget {
-                target: target.name().to_owned(),
+                target: id.name,
+                account: id.account,
+                region: id.region,
                 left: Left::of(budgets, used),
             });
         }
@@ -172,12 +190,12 @@ impl Controls<'_> {
         })
     }
 
-    fn known(&self, target: Option<&str>) -> Result<(), ControlError> {
-        match target {
-            Some(name) if self.config.target(name).is_none() => {
-                Err(ControlError::UnknownTarget(crate::untrusted::bounded(name)))
-            }
-            _ => Ok(()),
+    /// The identity of the configured target `name` (`None`: everything).
+    fn resolve(&self, name: Option<&str>) -> Result<Option<TargetId>, ControlError> {
+        let Some(name) = name else { return Ok(None) };
+        match self.config.target(name) {
+            Some(target) => Ok(Some(target.id(&self.home.account, &self.home.region))),
+            None => Err(ControlError::UnknownTarget(crate::untrusted::bounded(name))),
         }
     }
 
@@ -196,11 +214,11 @@ impl Controls<'_> {
         target: Option<&str>,
         done: Result<(), ControlError>,
     ) -> Result<(), ControlError> {
-        meta.target = Some(match target {
-            Some(name) if self.config.target(name).is_some() => name.to_owned(),
-            Some(_) => "(unknown)".to_owned(),
-            None => "*".to_owned(),
-        });
+        match target.map(|name| self.config.target(name)) {
+            Some(Some(known)) => meta.concerns(&known.id(&self.home.account, &self.home.region)),
+            Some(None) => meta.target = Some("(unknown)".to_owned()),
+            None => meta.target = Some("*".to_owned()),
+        }
         let record = match &done {
             Ok(()) => meta.record(Outcome::Completed, 200, None, 0),
             Err(err) => {
@@ -211,4 +229,9 @@ impl Controls<'_> {
         self.audit.put(record).await?;
         done
     }
+}
+
+/// What a pause or resume of `target` (`None`: everything) is for.
+fn scope(target: Option<&TargetId>) -> Scope<'_> {
+    target.map_or(Scope::Everything, Scope::Target)
 }

@@ -101,11 +101,16 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
-/// A configured `target` (or `*` for every target): a closed set.
+/// A configured target by its name, account and region (or `target="*"` with empty account and region for
+/// every target): a closed set.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     /// The target's configured name.
     pub target: String,
+    /// Its AWS account.
+    pub account: String,
+    /// Its AWS region.
+    pub region: String,
 }
 
 /// Every metric reflex exports, and the registry that renders them.

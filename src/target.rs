@@ -21,12 +21,81 @@ impl TargetRef {
         }
     }
 
+    /// Which kind of target it names.
+    pub fn target_kind(&self) -> TargetKind {
+        match self {
+            Self::LoadBalancer(_) => TargetKind::LoadBalancer,
+            Self::TargetGroup(_) => TargetKind::TargetGroup,
+        }
+    }
+
     /// What kind of target this is, in words for messages.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::LoadBalancer(_) => "load balancer",
             Self::TargetGroup(_) => "target group",
         }
+    }
+}
+
+/// What kind of balancer a target is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// A classic ELB.
+    LoadBalancer,
+    /// An ELBv2 (ALB/NLB) target group.
+    TargetGroup,
+}
+
+/// Where a target lives and what it is: the one identity of a target from the configuration to every table of
+/// the store (its breaker, pause, leases, cooldown and budgets, its records). The same balancer name in two
+/// accounts or two regions is two targets.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct TargetId {
+    /// The AWS account id (12 digits) the target is in.
+    pub account: String,
+    /// The AWS region.
+    pub region: String,
+    /// Classic ELB or target group.
+    pub kind: TargetKind,
+    /// The name it goes by in the configuration and the audit trail: the load balancer's name or the target
+    /// group as configured.
+    pub name: String,
+}
+
+impl TargetId {
+    /// The identity of `name`, of `kind`, in `account` and `region`.
+    pub fn new(
+        account: impl Into<String>,
+        region: impl Into<String>,
+        kind: TargetKind,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            account: account.into(),
+            region: region.into(),
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for TargetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            TargetKind::LoadBalancer => "load balancer",
+            TargetKind::TargetGroup => "target group",
+        };
+        write!(
+            f,
+            "{kind} {:?} in {}/{}",
+            self.name, self.account, self.region
+        )
     }
 }
 
@@ -125,6 +194,20 @@ mod tests {
         assert!(!is_target_group_name("-web"));
         assert!(!is_target_group_name(&"a".repeat(33)));
         assert!(!is_target_group_name("web_tg"));
+    }
+
+    #[test]
+    fn a_target_id_says_where_the_target_lives() {
+        let web = TargetId::new("111111111111", "eu-west-1", TargetKind::LoadBalancer, "web");
+        assert_eq!(
+            web.to_string(),
+            "load balancer \"web\" in 111111111111/eu-west-1"
+        );
+        let elsewhere = TargetId::new("222222222222", "eu-west-1", TargetKind::LoadBalancer, "web");
+        assert_ne!(
+            web, elsewhere,
+            "the same name in another account is another target"
+        );
     }
 
     #[test]

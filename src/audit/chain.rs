@@ -194,7 +194,30 @@ mod tests {
             duration_ms: 3,
             detail: r#"{"k":"v"}"#.into(),
             acted_ms: None,
+            account: None,
+            region: None,
         }
+    }
+
+    #[test]
+    fn an_entry_without_a_place_hashes_as_before_and_one_with_a_place_hashes_it() {
+        let old = row("A");
+        assert_eq!(
+            old.canonical(),
+            r#"["A",1700000000000,"manual","127.0.0.1:1","passed","web","completed",200,null,0,1,3,"{\"k\":\"v\"}",null]"#
+        );
+        let placed = StoredRow {
+            account: Some("123456789012".into()),
+            region: Some("eu-west-1".into()),
+            ..row("A")
+        };
+        assert!(
+            placed
+                .canonical()
+                .ends_with(r#",null,"123456789012","eu-west-1"]"#),
+            "{}",
+            placed.canonical()
+        );
     }
 
     fn chain(ids: &[&str]) -> Vec<Entry> {

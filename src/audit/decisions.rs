@@ -4,6 +4,7 @@
 
 use sqlx::AnyPool;
 
+use super::keys::Key;
 use super::rows::millis;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
@@ -14,7 +15,7 @@ pub(super) struct DecisionRow {
     /// The run that decided.
     pub run_id: String,
     /// Its target.
-    pub target: String,
+    pub target: Key,
     /// How many steps it decided.
     pub steps: u32,
     /// The decision, as JSON.
@@ -28,14 +29,16 @@ pub(super) async fn insert(
     now: time::OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO decisions (run_id, target, decided_ms, steps, body) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT(run_id) DO NOTHING",
+        "INSERT INTO decisions (run_id, target, decided_ms, steps, body, account, region) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT(run_id) DO NOTHING",
     )
     .bind(row.run_id.as_str())
-    .bind(row.target.as_str())
+    .bind(row.target.target.as_str())
     .bind(millis(now))
     .bind(i64::from(row.steps))
     .bind(row.body.as_str())
+    .bind(row.target.account.as_str())
+    .bind(row.target.region.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::AuditRecord;
 use super::Outcome;
 use super::backend::list;
+use super::keys::Key;
 use super::processes::{alive_since, holder_is_dead};
+use crate::target::TargetId;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -16,25 +18,21 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 /// timeout) gives it up. A dead holder's lease is taken over as soon as its heartbeat is `DEAD_AFTER` old.
 const LEASE_FOR: Duration = Duration::from_secs(600);
 
-/// How the budget lease is keyed in the table; no target can have this name (it is no load balancer or
-/// target group name).
-const BUDGET_KEY: &str = "*";
-
 /// What a lease is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease<'a> {
-    /// Acting on this target (by its recorded name).
-    Target(&'a str),
-    /// Counting the budgets over all targets.
+    /// Acting on this target.
+    Target(&'a TargetId),
+    /// Counting the budgets over all targets (the row of every target).
     Budget,
 }
 
 impl Lease<'_> {
     /// The lease's key in the table.
-    pub(super) fn stored(self) -> String {
+    pub(super) fn key(self) -> Key {
         match self {
-            Self::Target(name) => name.to_owned(),
-            Self::Budget => BUDGET_KEY.to_owned(),
+            Self::Target(id) => Key::from(id),
+            Self::Budget => Key::every_target(),
         }
     }
 }
@@ -44,27 +42,30 @@ impl Lease<'_> {
 /// whether it is held now.
 pub(super) async fn take(
     tx: &mut Tx<'_>,
-    key: &str,
+    key: &Key,
     audit_id: &str,
     owner: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let expires = now.saturating_add(i64::try_from(LEASE_FOR.as_millis()).unwrap_or(i64::MAX));
     let sql = format!(
-        "INSERT INTO target_leases (target, owner, audit_id, expires_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT(target) DO UPDATE SET owner = excluded.owner, audit_id = excluded.audit_id, \
-         expires_ms = excluded.expires_ms \
+        "INSERT INTO target_leases (target, owner, audit_id, expires_ms, account, region) \
+         VALUES ($1, $2, $3, $4, $7, $8) \
+         ON CONFLICT(account, region, target) DO UPDATE SET owner = excluded.owner, \
+         audit_id = excluded.audit_id, expires_ms = excluded.expires_ms \
          WHERE target_leases.expires_ms < $5 OR target_leases.owner = excluded.owner OR {} \
          RETURNING target",
         holder_is_dead("target_leases", 6)
     );
     let taken = sqlx::query(&sql)
-        .bind(key)
+        .bind(key.target.as_str())
         .bind(owner)
         .bind(audit_id)
         .bind(expires)
         .bind(now)
         .bind(alive_since(now))
+        .bind(key.account.as_str())
+        .bind(key.region.as_str())
         .fetch_optional(&mut **tx)
         .await?;
     Ok(taken.is_some())

@@ -1,21 +1,43 @@
-//! The `pauses` table: the kill switch. A paused target (or every target) is refused without any AWS call
+//! The `pauses` table: the kill switch. A paused target (or everything) is refused without any AWS call
 //! until it is resumed; the pause lives in the store, so it survives restarts and holds for every process.
 
 use sqlx::AnyPool;
 use time::OffsetDateTime;
 
+use super::keys::{Key, matches};
 use super::rows::from_millis;
+use crate::target::TargetId;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
-/// How the pause of every target is stored.
-pub(super) const ALL_TARGETS: &str = "*";
+/// What a pause (or a resume) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every target.
+    Everything,
+    /// One target.
+    Target(&'a TargetId),
+}
+
+impl Scope<'_> {
+    /// The row it is stored as.
+    pub(super) fn key(self) -> Key {
+        match self {
+            Self::Everything => Key::every_target(),
+            Self::Target(id) => Key::from(id),
+        }
+    }
+}
 
 /// A pause in force: the kill switch for one target or for all.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Pause {
-    /// The paused target; `None` for every target.
+    /// The paused target's name; `None` for every target.
     pub target: Option<String>,
+    /// Its AWS account (`None` for every target).
+    pub account: Option<String>,
+    /// Its AWS region (`None` for every target).
+    pub region: Option<String>,
     /// What the operator said.
     pub reason: String,
     /// Since when.
@@ -23,28 +45,41 @@ pub struct Pause {
     pub since: OffsetDateTime,
 }
 
+/// A pauses row: account, region, target, reason, at_ms.
+type Row = (String, String, String, String, i64);
+
 impl Pause {
-    pub(super) fn from_row((target, reason, at_ms): (String, String, i64)) -> Self {
+    fn from_row((account, region, target, reason, at_ms): Row) -> Self {
+        let key = Key {
+            account,
+            region,
+            target,
+        };
+        let one = !key.is_every_target();
         Self {
-            target: (target != ALL_TARGETS).then_some(target),
+            target: one.then_some(key.target),
+            account: one.then_some(key.account),
+            region: one.then_some(key.region),
             reason,
             since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         }
     }
 }
 
-/// Pauses `target` (`ALL_TARGETS`: every target) for `reason` at `now` (ms); pausing again replaces the reason.
+/// Pauses `key` for `reason` at `now` (ms); pausing again replaces the reason.
 pub(super) async fn pause(
     tx: &mut Tx<'_>,
-    target: &str,
+    key: &Key,
     reason: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO pauses (target, reason, at_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT(target) DO UPDATE SET reason = excluded.reason, at_ms = excluded.at_ms",
+        "INSERT INTO pauses (account, region, target, reason, at_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT(account, region, target) DO UPDATE SET reason = excluded.reason, at_ms = excluded.at_ms",
     )
-    .bind(target)
+    .bind(key.account.as_str())
+    .bind(key.region.as_str())
+    .bind(key.target.as_str())
     .bind(reason)
     .bind(now)
     .execute(&mut **tx)
@@ -52,10 +87,13 @@ pub(super) async fn pause(
     .map(|_| ())
 }
 
-/// Lifts the pause of `target`; whether there was one.
-pub(super) async fn resume(tx: &mut Tx<'_>, target: &str) -> Result<bool, sqlx::Error> {
-    let removed = sqlx::query("DELETE FROM pauses WHERE target = $1")
-        .bind(target)
+/// Lifts the pause of `key`; whether there was one.
+pub(super) async fn resume(tx: &mut Tx<'_>, key: &Key) -> Result<bool, sqlx::Error> {
+    let sql = format!("DELETE FROM pauses WHERE {}", matches("pauses", 1));
+    let removed = sqlx::query(&sql)
+        .bind(key.account.as_str())
+        .bind(key.region.as_str())
+        .bind(key.target.as_str())
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -64,10 +102,11 @@ pub(super) async fn resume(tx: &mut Tx<'_>, target: &str) -> Result<bool, sqlx::
 
 /// Every pause in force, everything's first.
 pub(super) async fn all(readers: &AnyPool) -> Result<Vec<Pause>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT target, reason, at_ms FROM pauses ORDER BY target")
-            .fetch_all(readers)
-            .await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT account, region, target, reason, at_ms FROM pauses ORDER BY target, account, region",
+    )
+    .fetch_all(readers)
+    .await?;
     let mut pauses: Vec<Pause> = rows.into_iter().map(Pause::from_row).collect();
     pauses.sort_by_key(|pause| pause.target.is_some());
     Ok(pauses)

@@ -178,8 +178,14 @@ pub struct AuditRecord {
     pub caller: Option<String>,
     /// `passed` or what failed (e.g. `invalid-token`).
     pub auth: Auth,
-    /// The load balancer concerned, when known.
+    /// The target concerned (its name), when known.
     pub target: Option<String>,
+    /// The AWS account of the target, when known.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The AWS region of the target, when known.
+    #[serde(default)]
+    pub region: Option<String>,
     /// How it ended.
     pub outcome: Outcome,
     /// The HTTP status answered (0 while acting).
@@ -231,8 +237,10 @@ pub struct RequestMeta {
     pub caller: Option<String>,
     /// `NotChecked` until authentication runs, then `Passed` or the failure code.
     pub auth: Auth,
-    /// The load balancer concerned, once known.
+    /// The target concerned (its name), once known.
     pub target: Option<String>,
+    /// The target's AWS account and region, once known.
+    pub place: Option<(String, String)>,
     /// Whether the run is a dry run.
     pub dry_run: bool,
     /// When the run acted, once it does.
@@ -257,6 +265,7 @@ impl RequestMeta {
             caller,
             auth: Auth::NotChecked,
             target: None,
+            place: None,
             dry_run: false,
             acted_at: None,
             detail: serde_json::Map::new(),
@@ -270,6 +279,12 @@ impl RequestMeta {
         child.auth.clone_from(&self.auth);
         child.note("request_id", &self.id);
         child
+    }
+
+    /// Names the target the request concerns: its name, account and region.
+    pub fn concerns(&mut self, target: &crate::target::TargetId) {
+        self.target = Some(target.name.clone());
+        self.place = Some((target.account.clone(), target.region.clone()));
     }
 
     /// Records one step (`seen`, `plan`, `actions`, ...) under its name.
@@ -295,6 +310,7 @@ impl RequestMeta {
             caller: self.caller.clone(),
             auth: self.auth.clone(),
             target: self.target.clone(),
+            place: self.place.clone(),
             dry_run: self.dry_run,
             acted_at: self.acted_at,
             detail: self.detail.clone(),
@@ -318,6 +334,8 @@ impl RequestMeta {
             caller: self.caller,
             auth: self.auth,
             target: self.target,
+            account: self.place.as_ref().map(|(account, _)| account.clone()),
+            region: self.place.map(|(_, region)| region),
             outcome,
             status,
             error: error.map(str::to_owned),

@@ -11,7 +11,7 @@ use super::{AuditError, AuditRecord, Auth, Outcome, Source};
 
 /// The columns of a record (`audit_records`, the view of each record's newest entry), in the order they are
 /// bound.
-pub const COLUMNS: &str = "id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail, acted_ms";
+pub const COLUMNS: &str = "id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail, acted_ms, account, region";
 
 /// Rows per multi-row insert statement, largest first: a batch is written with as few statements as possible
 /// (each statement is one round trip to the database), from a fixed set of cached statements.
@@ -19,7 +19,7 @@ pub const INSERT_CHUNKS: [usize; 3] = [64, 8, 1];
 
 /// The insert of `rows` chain entries in one statement: the record's columns, then `seq`, `prev_hash`, `hash`.
 pub fn insert_sql(rows: usize) -> String {
-    let values = values(rows, 17, 1);
+    let values = values(rows, 19, 1);
     format!("INSERT INTO audit_entries ({COLUMNS}, seq, prev_hash, hash) VALUES {values}")
 }
 
@@ -55,6 +55,11 @@ pub struct StoredRow {
     pub detail: String,
     /// When the run acted (ms), for the cooldown.
     pub acted_ms: Option<i64>,
+    /// The target's AWS account (entries from before accounts were recorded have none; the store's home
+    /// account is theirs).
+    pub account: Option<String>,
+    /// The target's AWS region (likewise).
+    pub region: Option<String>,
 }
 
 impl StoredRow {
@@ -75,6 +80,8 @@ impl StoredRow {
             duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
             detail: record.detail.to_string(),
             acted_ms: record.acted_at.map(millis),
+            account: record.account.clone(),
+            region: record.region.clone(),
         }
     }
 
@@ -95,6 +102,8 @@ impl StoredRow {
             duration_ms: row.try_get("duration_ms")?,
             detail: row.try_get("detail")?,
             acted_ms: row.try_get("acted_ms")?,
+            account: row.try_get("account")?,
+            region: row.try_get("region")?,
         })
     }
 
@@ -118,11 +127,14 @@ impl StoredRow {
             .bind(self.duration_ms)
             .bind(self.detail.as_str())
             .bind(self.acted_ms)
+            .bind(self.account.as_deref())
+            .bind(self.region.as_deref())
     }
 
-    /// The content the chain hashes: every column, as one JSON array in `COLUMNS` order.
+    /// The content the chain hashes: every column, as one JSON array in `COLUMNS` order. An entry without an
+    /// account and region (every entry from before they were recorded) hashes as it always did.
     pub fn canonical(&self) -> String {
-        serde_json::to_string(&(
+        let columns = serde_json::to_value((
             &self.id,
             self.at_ms,
             &self.source,
@@ -138,7 +150,15 @@ impl StoredRow {
             &self.detail,
             self.acted_ms,
         ))
-        .unwrap_or_default()
+        .unwrap_or_default();
+        let serde_json::Value::Array(mut columns) = columns else {
+            return String::new();
+        };
+        if self.account.is_some() || self.region.is_some() {
+            columns.push(self.account.clone().into());
+            columns.push(self.region.clone().into());
+        }
+        serde_json::to_string(&columns).unwrap_or_default()
     }
 
     /// The typed record again.
@@ -159,6 +179,8 @@ impl StoredRow {
             id: self.id,
             caller: self.caller,
             target: self.target,
+            account: self.account,
+            region: self.region,
             error: self.error,
         })
     }

@@ -11,18 +11,21 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::backend::Backend;
-use super::breakers::{BreakerChange, BreakerState, OpenBreaker, breaker_from_row};
+use super::breakers::{BreakerChange, BreakerState, OpenBreaker};
 use super::chain::{Break, Entry};
 use super::completed::{Completed, CompletedDeliveries};
 use super::decisions::DecisionRow;
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
 use super::entries::Verified;
+use super::home::Home;
 use super::jobs::{ClaimedJob, NewJob};
+use super::keys::{self, Key};
 use super::leases::Lease;
-use super::pauses::{ALL_TARGETS, Pause};
+use super::pauses::{Pause, Scope};
 use super::rows::{COLUMNS, from_millis, millis, record_from_row};
 use super::writer::{Op, Pending, Put, QUEUE_DEPTH, Store, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
+use crate::target::TargetId;
 
 /// How often a held target lease is asked for again while waiting.
 const LEASE_POLL: Duration = Duration::from_millis(100);
@@ -337,12 +340,15 @@ impl AuditStore {
     }
 
     /// The newest run of `target` (acting, completed or refused; from an alert, a person or the CLI).
-    pub async fn last_run(&self, target: &str) -> Result<Option<AuditRecord>, AuditError> {
+    pub async fn last_run(&self, target: &TargetId) -> Result<Option<AuditRecord>, AuditError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_records WHERE target = $1 AND outcome IN ('completed', 'refused', 'acting') \
-             AND source NOT IN ('admin', 'notify', 'recovery-check', 'audit-read') ORDER BY id DESC LIMIT 1"
+            "SELECT {COLUMNS} FROM audit_records WHERE {} AND outcome IN ('completed', 'refused', 'acting') \
+             AND source NOT IN ('admin', 'notify', 'recovery-check', 'audit-read') ORDER BY id DESC LIMIT 1",
+            keys::matches("audit_records", 1)
         ))
-        .bind(target)
+        .bind(target.account.as_str())
+        .bind(target.region.as_str())
+        .bind(target.name.as_str())
         .fetch_optional(&self.readers)
         .await?;
         row.as_ref().map(record_from_row).transpose()
@@ -353,17 +359,21 @@ impl AuditStore {
     /// dead attempt a takeover finishes is not a cooldown for it.
     pub async fn last_action_at(
         &self,
-        target: &str,
+        target: &TargetId,
         except: Option<&str>,
     ) -> Result<Option<OffsetDateTime>, AuditError> {
-        let at_ms: Option<i64> = sqlx::query_scalar(
+        let sql = format!(
             "SELECT MAX(COALESCE(acted_ms, at_ms)) FROM audit_records \
-             WHERE target = $1 AND acted > 0 AND dry_run = 0 AND id != $2",
-        )
-        .bind(target)
-        .bind(except.unwrap_or_default())
-        .fetch_one(&self.readers)
-        .await?;
+             WHERE {} AND acted > 0 AND dry_run = 0 AND id != $4",
+            keys::matches("audit_records", 1)
+        );
+        let at_ms: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(target.account.as_str())
+            .bind(target.region.as_str())
+            .bind(target.name.as_str())
+            .bind(except.unwrap_or_default())
+            .fetch_one(&self.readers)
+            .await?;
         Ok(at_ms.and_then(from_millis))
     }
 
@@ -390,7 +400,7 @@ impl AuditStore {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let op = Op::Lease {
-                key: lease.stored(),
+                key: lease.key(),
                 audit_id: audit_id.to_owned(),
             };
             if let Written::Lease(true) = submit(&self.writer, op).await? {
@@ -412,7 +422,11 @@ impl AuditStore {
     ) -> Result<(), AuditError> {
         let row = DecisionRow {
             run_id: record.id.clone(),
-            target: record.target.clone().unwrap_or_default(),
+            target: Key {
+                account: record.account.clone().unwrap_or_default(),
+                region: record.region.clone().unwrap_or_default(),
+                target: record.target.clone().unwrap_or_default(),
+            },
             steps: record.acted,
             body: decision,
         };
@@ -473,22 +487,20 @@ impl AuditStore {
         .await
     }
 
-    /// Pauses `target` (`None`: every target) with `reason`, durably: every process sharing the store refuses
-    /// its alerts without any AWS call until it is resumed. Pausing again replaces the reason.
-    pub async fn pause(&self, target: Option<&str>, reason: &str) -> Result<(), AuditError> {
+    /// Pauses `scope` with `reason`, durably: every process sharing the store refuses its alerts without any
+    /// AWS call until it is resumed. Pausing again replaces the reason.
+    pub async fn pause(&self, scope: Scope<'_>, reason: &str) -> Result<(), AuditError> {
         let op = Op::Pause {
-            target: target.unwrap_or(ALL_TARGETS).to_owned(),
+            key: scope.key(),
             reason: reason.to_owned(),
         };
         submit(&self.writer, op).await.map(|_| ())
     }
 
-    /// Lifts the pause of `target` (`None`: the pause of everything; single targets' pauses stay); whether
-    /// there was one.
-    pub async fn resume(&self, target: Option<&str>) -> Result<bool, AuditError> {
-        let op = Op::Resume {
-            target: target.unwrap_or(ALL_TARGETS).to_owned(),
-        };
+    /// Lifts the pause of `scope` (`Everything`: the pause of everything; single targets' pauses stay);
+    /// whether there was one.
+    pub async fn resume(&self, scope: Scope<'_>) -> Result<bool, AuditError> {
+        let op = Op::Resume { key: scope.key() };
         Ok(matches!(
             submit(&self.writer, op).await?,
             Written::Resumed(true)
@@ -496,28 +508,49 @@ impl AuditStore {
     }
 
     /// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
-    /// else its own) and its breaker when open. Asked on every run, so it reads those three rows only.
-    pub async fn brakes_of(&self, target: &str) -> Result<Brakes, AuditError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT 'pause' AS kind, target, reason, at_ms FROM pauses WHERE target = $1 OR target = $2 \
-             UNION ALL SELECT 'breaker' AS kind, target, open_reason, opened_ms FROM breakers \
-             WHERE target = $1 AND opened_ms IS NOT NULL",
-        )
-        .bind(target)
-        .bind(ALL_TARGETS)
-        .fetch_all(&self.readers)
-        .await?;
+    /// else its own) and its breaker when open. Asked on every run, so it is one query of three rows at most.
+    pub async fn brakes_of(&self, target: &TargetId) -> Result<Brakes, AuditError> {
+        let key = Key::from(target);
+        let every = Key::every_target();
+        let sql = format!(
+            "SELECT 'pause' AS kind, account, region, target, reason, at_ms FROM pauses \
+             WHERE ({}) OR ({}) UNION ALL \
+             SELECT 'breaker' AS kind, account, region, target, open_reason, opened_ms FROM breakers \
+             WHERE {} AND opened_ms IS NOT NULL",
+            keys::matches("pauses", 1),
+            keys::matches("pauses", 4),
+            keys::matches("breakers", 1),
+        );
+        let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(&sql)
+            .bind(key.account.as_str())
+            .bind(key.region.as_str())
+            .bind(key.target.as_str())
+            .bind(every.account.as_str())
+            .bind(every.region.as_str())
+            .bind(every.target.as_str())
+            .fetch_all(&self.readers)
+            .await?;
         let mut brakes = Brakes::default();
-        for (kind, target, reason, at_ms) in rows {
+        for (kind, account, region, target, reason, at_ms) in rows {
+            let since = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
             if kind == "breaker" {
                 brakes.breaker = Some(OpenBreaker {
                     target,
+                    account,
+                    region,
                     reason,
-                    since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    since,
                 });
             } else if brakes.pause.as_ref().is_none_or(|p| p.target.is_some()) {
                 // The pause of everything wins over the target's own.
-                brakes.pause = Some(Pause::from_row((target, reason, at_ms)));
+                let everything = target == every.target;
+                brakes.pause = Some(Pause {
+                    target: (!everything).then_some(target),
+                    account: (!everything).then_some(account),
+                    region: (!everything).then_some(region),
+                    reason,
+                    since,
+                });
             }
         }
         Ok(brakes)
@@ -525,65 +558,64 @@ impl AuditStore {
 
     /// Every target's breaker with a row: open ones, and closed ones counting failures.
     pub async fn breakers(&self) -> Result<Vec<BreakerState>, AuditError> {
-        let rows = sqlx::query(
-            "SELECT target, failures, open_reason, opened_ms FROM breakers ORDER BY target",
-        )
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(breaker_from_row)
-            .collect::<Result<_, _>>()?)
+        Ok(super::breakers::all(&self.readers).await?)
     }
 
     /// A run of `target` hit AWS errors; the breaker opens at `trip_after` consecutive ones. Whether it
     /// opened now.
-    pub async fn breaker_failed(&self, target: &str, trip_after: u32) -> Result<bool, AuditError> {
-        self.breaker(BreakerChange::Failed {
-            target: target.to_owned(),
-            trip_after,
-        })
-        .await
+    pub async fn breaker_failed(
+        &self,
+        target: &TargetId,
+        trip_after: u32,
+    ) -> Result<bool, AuditError> {
+        self.breaker(target, BreakerChange::Failed { trip_after })
+            .await
     }
 
     /// A run of `target` read it without AWS errors: its consecutive failures start again from 0.
-    pub async fn breaker_succeeded(&self, target: &str) -> Result<(), AuditError> {
-        self.breaker(BreakerChange::Succeeded {
-            target: target.to_owned(),
-        })
-        .await
-        .map(|_| ())
+    pub async fn breaker_succeeded(&self, target: &TargetId) -> Result<(), AuditError> {
+        self.breaker(target, BreakerChange::Succeeded)
+            .await
+            .map(|_| ())
     }
 
     /// Opens `target`'s breaker for `reason`; whether it opened now (false: it was open already).
-    pub async fn trip_breaker(&self, target: &str, reason: &str) -> Result<bool, AuditError> {
-        self.breaker(BreakerChange::Trip {
-            target: target.to_owned(),
-            reason: reason.to_owned(),
-        })
-        .await
+    pub async fn trip_breaker(&self, target: &TargetId, reason: &str) -> Result<bool, AuditError> {
+        let reason = reason.to_owned();
+        self.breaker(target, BreakerChange::Trip { reason }).await
     }
 
     /// Closes `target`'s breaker; whether it was open.
-    pub async fn reset_breaker(&self, target: &str) -> Result<bool, AuditError> {
-        self.breaker(BreakerChange::Reset {
-            target: target.to_owned(),
-        })
-        .await
+    pub async fn reset_breaker(&self, target: &TargetId) -> Result<bool, AuditError> {
+        self.breaker(target, BreakerChange::Reset).await
     }
 
-    async fn breaker(&self, change: BreakerChange) -> Result<bool, AuditError> {
+    async fn breaker(&self, target: &TargetId, change: BreakerChange) -> Result<bool, AuditError> {
         Ok(matches!(
-            submit(&self.writer, Op::Breaker(change)).await?,
+            submit(&self.writer, Op::Breaker(Key::from(target), change)).await?,
             Written::Breaker(true)
         ))
+    }
+
+    /// Records where reflex runs (`home`) unless a process recorded it already, and gives rows from before
+    /// targets had accounts the recorded home; the home as recorded.
+    pub async fn settle_home(&self, home: Home) -> Result<Home, AuditError> {
+        match submit(&self.writer, Op::SettleHome(home.clone())).await? {
+            Written::Home(recorded) => Ok(recorded),
+            _ => Ok(home),
+        }
+    }
+
+    /// Where reflex runs, as a process recorded it, if one did.
+    pub async fn home(&self) -> Result<Option<Home>, AuditError> {
+        Ok(super::home::recorded(&self.readers).await?)
     }
 
     /// Instances acted on (or being acted on) from `since` to `until`, on `target` or (`None`) on every
     /// target, by real runs of any process sharing the store: what the budgets count.
     pub async fn acted_between(
         &self,
-        target: Option<&str>,
+        target: Option<&TargetId>,
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> Result<u64, AuditError> {
@@ -591,16 +623,19 @@ impl AuditStore {
             "SELECT CAST(COALESCE(SUM(acted), 0) AS BIGINT) FROM audit_records \
              WHERE acted > 0 AND dry_run = 0 AND COALESCE(acted_ms, at_ms) BETWEEN $1 AND $2{}",
             if target.is_some() {
-                " AND target = $3"
+                format!(" AND {}", keys::matches("audit_records", 3))
             } else {
-                ""
+                String::new()
             }
         );
         let mut query = sqlx::query_scalar::<_, i64>(&sql)
             .bind(millis(since))
             .bind(millis(until));
         if let Some(target) = target {
-            query = query.bind(target);
+            query = query
+                .bind(target.account.as_str())
+                .bind(target.region.as_str())
+                .bind(target.name.as_str());
         }
         let acted = query.fetch_one(&self.readers).await?;
         Ok(u64::try_from(acted).unwrap_or(0))

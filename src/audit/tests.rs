@@ -8,8 +8,24 @@ use time::OffsetDateTime;
 
 use super::*;
 
+/// The account and region of the test's targets.
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+/// The identity of the test's target `name`.
+fn id(name: &str) -> crate::target::TargetId {
+    crate::target::TargetId::new(
+        ACCOUNT,
+        REGION,
+        crate::target::TargetKind::LoadBalancer,
+        name,
+    )
+}
+
 fn record(id: &str, target: &str, acted: u32) -> AuditRecord {
     AuditRecord {
+        account: Some(ACCOUNT.into()),
+        region: Some(REGION.into()),
         id: id.into(),
         at: OffsetDateTime::now_utc(),
         source: Source::Manual,
@@ -115,7 +131,181 @@ macro_rules! on_both_stores {
     };
 }
 
+/// A store as the release before targets had accounts left it (migrations 1 to 6), with a chained record, a
+/// breaker, a pause, a lease and a recovery check in it; opened now, every row is the home's and the chain
+/// still verifies.
+async fn a_store_of_the_previous_release_opens_and_its_rows_become_the_homes(db: TestDb) {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let full = if db.url.starts_with("postgres") {
+        sqlx::migrate!("migrations/postgres")
+    } else {
+        sqlx::migrate!("migrations/sqlite")
+    };
+    let previous_release = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(full.migrations[..6].to_vec()),
+        ..full
+    };
+    {
+        let url = if db.url.starts_with("sqlite") {
+            format!("{}?mode=rwc", db.url)
+        } else {
+            db.url.clone()
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        previous_release.run(&mut conn).await.unwrap();
+        for sql in [
+            "INSERT INTO audit_entries (seq, id, at_ms, source, auth, target, outcome, status, dry_run, acted, \
+             duration_ms, detail, acted_ms) VALUES (1, 'OLD', 1000, 'manual', 'passed', 'web', 'completed', 200, 0, \
+             1, 1, '{}', 1000)",
+            "INSERT INTO breakers (target, failures, open_reason, opened_ms) VALUES ('web', 0, 'budget', 1000)",
+            "INSERT INTO pauses (target, reason, at_ms) VALUES ('api', 'deploy', 1000)",
+            "INSERT INTO pauses (target, reason, at_ms) VALUES ('*', 'incident', 1000)",
+            "INSERT INTO target_leases (target, owner, audit_id, expires_ms) VALUES ('web', 'gone', 'R0', 1)",
+            "INSERT INTO recovery_checks (run_id, target, due_ms, expected_in_service) VALUES ('OLD', 'web', 1, 4)",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+    let (store, writer) = db.open().await;
+    let home = Home {
+        account: ACCOUNT.into(),
+        region: REGION.into(),
+    };
+    assert_eq!(store.settle_home(home.clone()).await.unwrap(), home);
+    let old = store.get("OLD").await.unwrap().unwrap();
+    assert_eq!(
+        (old.account.as_deref(), old.region.as_deref()),
+        (Some(ACCOUNT), Some(REGION))
+    );
+    assert!(
+        store
+            .last_action_at(&id("web"), None)
+            .await
+            .unwrap()
+            .is_some(),
+        "its cooldown still counts"
+    );
+    let breakers = store.breakers().await.unwrap();
+    assert_eq!(
+        (breakers[0].account.as_str(), breakers[0].region.as_str()),
+        (ACCOUNT, REGION)
+    );
+    let brakes = store.brakes_of(&id("web")).await.unwrap();
+    assert_eq!(brakes.breaker.unwrap().reason, "budget");
+    assert_eq!(
+        brakes.pause.unwrap().reason,
+        "incident",
+        "the pause of everything stays everything's"
+    );
+    let pauses = store.pauses().await.unwrap();
+    assert_eq!(pauses.len(), 2);
+    assert_eq!(pauses[1].account.as_deref(), Some(ACCOUNT));
+    assert!(store.resume(Scope::Target(&id("api"))).await.unwrap());
+    assert!(
+        store
+            .take_lease(Lease::Target(&id("web")), "R1", Duration::ZERO)
+            .await
+            .unwrap(),
+        "the dead holder's lease is taken"
+    );
+    assert_eq!(
+        store.jobs_waiting().await.unwrap(),
+        [("recovery-check".to_owned(), 1)]
+    );
+    let job = store.claim_job().await.unwrap().unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&job.payload).unwrap();
+    assert_eq!(payload["target"], "web");
+    assert_eq!(payload["expected-in-service"], 4);
+    store.put(record("NEW", "web", 0)).await.unwrap();
+    let verified = store.verify().await.unwrap().unwrap();
+    assert_eq!(
+        verified.entries, 2,
+        "the old entry kept its hash and the new one chains on"
+    );
+    // Another process started with other credentials keeps the recorded home.
+    let elsewhere = Home {
+        account: "999999999999".into(),
+        region: REGION.into(),
+    };
+    assert_eq!(store.settle_home(elsewhere).await.unwrap(), home);
+    drop(store);
+    writer.finish().await;
+}
+
+/// The same balancer name in two accounts is two targets: cooldowns, breakers, pauses, budgets and leases are
+/// kept apart.
+async fn the_same_name_in_two_accounts_keeps_everything_apart(db: TestDb) {
+    let (store, writer) = db.open().await;
+    let a = id("web");
+    let b = crate::target::TargetId::new(
+        "222222222222",
+        REGION,
+        crate::target::TargetKind::LoadBalancer,
+        "web",
+    );
+    let mut acted = record("A1", "web", 1);
+    acted.acted_at = Some(OffsetDateTime::now_utc());
+    store.put(acted).await.unwrap();
+    assert!(store.last_action_at(&a, None).await.unwrap().is_some());
+    assert_eq!(
+        store.last_action_at(&b, None).await.unwrap(),
+        None,
+        "no cooldown in the other account"
+    );
+    let hour = OffsetDateTime::now_utc() - time::Duration::HOUR;
+    let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    assert_eq!(store.acted_between(Some(&a), hour, now).await.unwrap(), 1);
+    assert_eq!(store.acted_between(Some(&b), hour, now).await.unwrap(), 0);
+    assert_eq!(
+        store.acted_between(None, hour, now).await.unwrap(),
+        1,
+        "the global budget counts both"
+    );
+    assert!(store.trip_breaker(&a, "budget").await.unwrap());
+    assert!(store.brakes_of(&b).await.unwrap().breaker.is_none());
+    store.pause(Scope::Target(&b), "deploy").await.unwrap();
+    assert!(store.brakes_of(&a).await.unwrap().pause.is_none());
+    assert_eq!(
+        store
+            .brakes_of(&b)
+            .await
+            .unwrap()
+            .pause
+            .unwrap()
+            .account
+            .as_deref(),
+        Some("222222222222")
+    );
+    let short = Duration::ZERO;
+    assert!(
+        store
+            .take_lease(Lease::Target(&a), "R1", short)
+            .await
+            .unwrap()
+    );
+    let (other, other_writer) = db.open().await;
+    assert!(
+        !other
+            .take_lease(Lease::Target(&a), "R2", short)
+            .await
+            .unwrap()
+    );
+    assert!(
+        other
+            .take_lease(Lease::Target(&b), "R2", short)
+            .await
+            .unwrap(),
+        "the other account's lease is free"
+    );
+    drop((store, other));
+    writer.finish().await;
+    other_writer.finish().await;
+}
+
 on_both_stores!(
+    a_store_of_the_previous_release_opens_and_its_rows_become_the_homes,
+    the_same_name_in_two_accounts_keeps_everything_apart,
     concurrent_puts_are_all_committed_and_listed_newest_first,
     a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown,
     a_completed_claim_is_replayed_and_a_released_one_is_claimed_again,
@@ -155,7 +345,7 @@ async fn budgets_count_real_runs_in_their_window_at_a_chosen_clock(db: TestDb) {
     let mut dry = at("B7", "web", 5, 1);
     dry.dry_run = true;
     store.put(dry).await.unwrap();
-    let used = usage(&store, "web", now).await.unwrap();
+    let used = usage(&store, &id("web"), now).await.unwrap();
     assert_eq!(
         (
             used.target_hour,
@@ -174,7 +364,7 @@ async fn budgets_count_real_runs_in_their_window_at_a_chosen_clock(db: TestDb) {
     // The per-day budget is spent although the hour has room.
     assert_eq!(Left::of(budgets, used).tightest(), ("max_acted_per_day", 0));
     // A day later by the test clock, only B6 is inside the day.
-    let later = usage(&store, "web", now + time::Duration::days(1))
+    let later = usage(&store, &id("web"), now + time::Duration::days(1))
         .await
         .unwrap();
     assert_eq!((later.target_hour, later.target_day), (0, 3));
@@ -185,26 +375,31 @@ async fn budgets_count_real_runs_in_their_window_at_a_chosen_clock(db: TestDb) {
 async fn a_breaker_opens_once_and_stays_open_for_every_process_until_reset(db: TestDb) {
     let (first, first_writer) = db.open().await;
     let (second, second_writer) = db.open().await;
-    assert!(!first.breaker_failed("web", 2).await.unwrap());
+    assert!(!first.breaker_failed(&id("web"), 2).await.unwrap());
     assert!(
-        second.breaker_failed("web", 2).await.unwrap(),
+        second.breaker_failed(&id("web"), 2).await.unwrap(),
         "the second failure opens it"
     );
     assert!(
-        !first.breaker_failed("web", 2).await.unwrap(),
+        !first.breaker_failed(&id("web"), 2).await.unwrap(),
         "open already"
     );
-    assert!(!first.trip_breaker("web", "again").await.unwrap());
-    let open = second.brakes_of("web").await.unwrap().breaker.unwrap();
+    assert!(!first.trip_breaker(&id("web"), "again").await.unwrap());
+    let open = second.brakes_of(&id("web")).await.unwrap().breaker.unwrap();
     assert_eq!(open.reason, "2 consecutive runs hit AWS errors");
-    assert!(first.brakes_of("api").await.unwrap().breaker.is_none());
-    assert!(second.reset_breaker("web").await.unwrap());
-    assert!(first.brakes_of("web").await.unwrap().breaker.is_none());
-    assert!(!first.reset_breaker("web").await.unwrap());
-    assert!(first.trip_breaker("web", "budget exhausted").await.unwrap());
+    assert!(first.brakes_of(&id("api")).await.unwrap().breaker.is_none());
+    assert!(second.reset_breaker(&id("web")).await.unwrap());
+    assert!(first.brakes_of(&id("web")).await.unwrap().breaker.is_none());
+    assert!(!first.reset_breaker(&id("web")).await.unwrap());
+    assert!(
+        first
+            .trip_breaker(&id("web"), "budget exhausted")
+            .await
+            .unwrap()
+    );
     // The pause and the breaker are read together.
-    first.pause(None, "incident").await.unwrap();
-    let brakes = second.brakes_of("web").await.unwrap();
+    first.pause(Scope::Everything, "incident").await.unwrap();
+    let brakes = second.brakes_of(&id("web")).await.unwrap();
     assert_eq!(brakes.pause.unwrap().reason, "incident");
     assert_eq!(brakes.breaker.unwrap().reason, "budget exhausted");
     drop((first, second));
@@ -315,17 +510,26 @@ async fn concurrent_puts_are_all_committed_and_listed_newest_first(db: TestDb) {
 
 async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown(db: TestDb) {
     let (store, _writer) = db.open().await;
-    assert_eq!(store.last_action_at("web", None).await.unwrap(), None);
+    assert_eq!(store.last_action_at(&id("web"), None).await.unwrap(), None);
     let mut intent = record("1", "web", 2);
     intent.outcome = Outcome::Acting;
     store.put(intent).await.unwrap();
-    assert!(store.last_action_at("web", None).await.unwrap().is_some());
+    assert!(
+        store
+            .last_action_at(&id("web"), None)
+            .await
+            .unwrap()
+            .is_some()
+    );
     store.put(record("1", "web", 0)).await.unwrap();
     let listed = store.list(10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].outcome, Outcome::Completed);
-    assert_eq!(store.last_action_at("web", None).await.unwrap(), None);
-    assert_eq!(store.last_action_at("other", None).await.unwrap(), None);
+    assert_eq!(store.last_action_at(&id("web"), None).await.unwrap(), None);
+    assert_eq!(
+        store.last_action_at(&id("other"), None).await.unwrap(),
+        None
+    );
 }
 
 async fn a_completed_claim_is_replayed_and_a_released_one_is_claimed_again(db: TestDb) {
@@ -625,20 +829,20 @@ async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_en
     let short = Duration::from_millis(300);
     assert!(
         first
-            .take_lease(Lease::Target("web"), "A1", short)
+            .take_lease(Lease::Target(&id("web")), "A1", short)
             .await
             .unwrap()
     );
     assert!(
         !second
-            .take_lease(Lease::Target("web"), "B1", short)
+            .take_lease(Lease::Target(&id("web")), "B1", short)
             .await
             .unwrap(),
         "held by a live process"
     );
     assert!(
         second
-            .take_lease(Lease::Target("api"), "B1", short)
+            .take_lease(Lease::Target(&id("api")), "B1", short)
             .await
             .unwrap(),
         "leases are per target"
@@ -649,14 +853,14 @@ async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_en
     first.put(intent).await.unwrap();
     assert!(
         !second
-            .take_lease(Lease::Target("web"), "B2", short)
+            .take_lease(Lease::Target(&id("web")), "B2", short)
             .await
             .unwrap()
     );
     first.put(record("A1", "web", 1)).await.unwrap();
     assert!(
         second
-            .take_lease(Lease::Target("web"), "B2", short)
+            .take_lease(Lease::Target(&id("web")), "B2", short)
             .await
             .unwrap()
     );
@@ -664,7 +868,7 @@ async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_en
     // A holder that dies gives its lease up once its heartbeat is stale.
     assert!(
         first
-            .take_lease(Lease::Target("db"), "A2", short)
+            .take_lease(Lease::Target(&id("db")), "A2", short)
             .await
             .unwrap()
     );
@@ -672,14 +876,14 @@ async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_en
     first_writer.abort();
     assert!(
         !second
-            .take_lease(Lease::Target("db"), "B3", short)
+            .take_lease(Lease::Target(&id("db")), "B3", short)
             .await
             .unwrap()
     );
     stop_heartbeats(&db.url).await;
     assert!(
         second
-            .take_lease(Lease::Target("db"), "B3", short)
+            .take_lease(Lease::Target(&id("db")), "B3", short)
             .await
             .unwrap()
     );
@@ -694,12 +898,19 @@ async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out(db:
     let acted = OffsetDateTime::now_utc() - Duration::from_secs(5);
     old_arrival.acted_at = Some(acted);
     store.put(old_arrival).await.unwrap();
-    let last = store.last_action_at("web", None).await.unwrap().unwrap();
+    let last = store
+        .last_action_at(&id("web"), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         (last - acted).abs() < time::Duration::milliseconds(2),
         "{last} {acted}"
     );
-    assert_eq!(store.last_action_at("web", Some("R1")).await.unwrap(), None);
+    assert_eq!(
+        store.last_action_at(&id("web"), Some("R1")).await.unwrap(),
+        None
+    );
     drop(store);
     writer.finish().await;
 }

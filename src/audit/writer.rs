@@ -15,7 +15,9 @@ use super::claims;
 use super::decisions::{self, DecisionRow};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::entries;
+use super::home::{self, Home};
 use super::jobs::{self, ClaimedJob, NewJob};
+use super::keys::Key;
 use super::processes::{self, HEARTBEAT_EVERY};
 use super::rows::millis;
 use super::{AuditError, AuditRecord};
@@ -70,15 +72,17 @@ pub(super) enum Op {
     /// Rewrite the readiness row: proves a commit still goes through.
     Probe,
     /// Take the lease stored as `key` for the run `audit_id` (or keep it, when this process holds it).
-    Lease { key: String, audit_id: String },
-    /// Pause `target` (`*`: every target) with this reason: the kill switch.
-    Pause { target: String, reason: String },
-    /// Resume `target` (`*`: lift the pause of everything, not of single targets).
-    Resume { target: String },
+    Lease { key: Key, audit_id: String },
+    /// Pause `key` (the row of every target: everything) with this reason: the kill switch.
+    Pause { key: Key, reason: String },
+    /// Resume `key` (the row of every target lifts the pause of everything, not of single targets).
+    Resume { key: Key },
+    /// Record where reflex runs, unless recorded already.
+    SettleHome(Home),
     /// Prune the chain's entries, settled delivery claims and dead processes from before this time (ms).
     Prune { before_ms: i64 },
     /// Change a target's breaker.
-    Breaker(BreakerChange),
+    Breaker(Key, BreakerChange),
     /// Add jobs.
     Enqueue(Vec<NewJob>),
     /// Claim the oldest due job.
@@ -110,6 +114,8 @@ pub(super) enum Written {
     Breaker(bool),
     /// A claimed job, if one was due.
     Job(Option<ClaimedJob>),
+    /// Where reflex runs, as recorded.
+    Home(Home),
 }
 
 /// A write and who waits for its commit.
@@ -345,11 +351,12 @@ async fn apply(
         Op::Lease { key, audit_id } => {
             Written::Lease(leases::take(tx, key, audit_id, owner, now).await?)
         }
-        Op::Pause { target, reason } => {
-            pauses::pause(tx, target, reason, now).await?;
+        Op::Pause { key, reason } => {
+            pauses::pause(tx, key, reason, now).await?;
             Written::Done
         }
-        Op::Resume { target } => Written::Resumed(pauses::resume(tx, target).await?),
+        Op::Resume { key } => Written::Resumed(pauses::resume(tx, key).await?),
+        Op::SettleHome(home) => Written::Home(home::settle(tx, home, now).await?),
         Op::Prune { before_ms } => {
             let removed = entries::prune(tx, backend, *before_ms, now).await?;
             claims::prune(tx, *before_ms).await?;
@@ -357,7 +364,7 @@ async fn apply(
             processes::prune(tx, *before_ms).await?;
             Written::Pruned(removed)
         }
-        Op::Breaker(change) => Written::Breaker(breakers::change_breaker(tx, change, now).await?),
+        Op::Breaker(key, change) => Written::Breaker(breakers::change(tx, key, change, now).await?),
         Op::Enqueue(new) => {
             let new: Vec<&NewJob> = new.iter().collect();
             Written::Enqueued(jobs::enqueue(tx, &new).await?)

@@ -6,10 +6,12 @@ mod ec2;
 mod elb;
 mod elbv2;
 mod fleet;
+mod identity;
 mod signed_get;
 mod subscriptions;
 
 pub use fleet::AwsFleet;
+pub use identity::caller_account;
 pub use signed_get::{FetchError, SnsFetcher};
 pub use subscriptions::Subscriptions;
 

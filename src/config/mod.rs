@@ -306,6 +306,9 @@ pub struct AwsConfig {
     pub region: String,
     /// An AWS emulator endpoint (moto); unset for real AWS.
     pub endpoint_url: Option<String>,
+    /// The AWS account id reflex runs in; unset (the default) learns it at start-up with STS
+    /// GetCallerIdentity.
+    pub account_id: Option<String>,
     /// Connect timeout for every AWS call, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Upper bound for one AWS operation including its retries, in milliseconds.
@@ -325,6 +328,7 @@ impl Default for AwsConfig {
         Self {
             region: "us-east-1".to_owned(),
             endpoint_url: None,
+            account_id: None,
             connect_timeout_ms: 2_000,
             operation_timeout_ms: 10_000,
             max_attempts: 3,
@@ -462,6 +466,12 @@ impl TargetConfig {
             .as_deref()
             .or(self.target_group.as_deref())
             .unwrap_or_default()
+    }
+
+    /// The target's identity, in `account` and `region`.
+    pub fn id(&self, account: &str, region: &str) -> crate::target::TargetId {
+        let kind = self.reference().target_kind();
+        crate::target::TargetId::new(account, region, kind, self.name())
     }
 
     /// The target as a reference of its kind.

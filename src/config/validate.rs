@@ -175,6 +175,14 @@ impl AwsConfig {
                 }
             }
         }
+        if let Some(account) = &self.account_id
+            && (account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return invalid(
+                "aws.account_id",
+                "must be a 12-digit AWS account id, or unset to learn it with STS GetCallerIdentity",
+            );
+        }
         if self.connect_timeout_ms == 0 || self.operation_timeout_ms == 0 {
             return invalid(
                 "aws.connect_timeout_ms / aws.operation_timeout_ms",

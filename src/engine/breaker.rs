@@ -4,6 +4,7 @@
 use super::{Engine, EngineError, Run};
 use crate::audit::RequestMeta;
 use crate::metrics::TripLabels;
+use crate::target::TargetId;
 
 /// What opened a target's breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +44,9 @@ impl Engine {
     pub(super) async fn count_failures(
         &self,
         meta: &mut RequestMeta,
+        target: &TargetId,
         result: &mut Result<Run, EngineError>,
     ) -> Option<Tripped> {
-        let target = meta.target.clone()?;
         let failed = match result {
             Err(EngineError::Fleet(_) | EngineError::TargetNotFound(_)) => true,
             Ok(run) => !run.summary.errors.is_empty(),
@@ -53,9 +54,9 @@ impl Engine {
         };
         let after = self.config.remediation.breaker_after_failures;
         let changed = if failed {
-            self.audit.breaker_failed(&target, after).await
+            self.audit.breaker_failed(target, after).await
         } else if result.as_ref().is_ok_and(|run| run.read) {
-            self.audit.breaker_succeeded(&target).await.map(|()| false)
+            self.audit.breaker_succeeded(target).await.map(|()| false)
         } else {
             Ok(false)
         };
@@ -84,7 +85,7 @@ impl Engine {
     pub(super) async fn trip(
         &self,
         meta: &mut RequestMeta,
-        target: &str,
+        target: &TargetId,
         trip: Trip,
         reason: String,
     ) -> Result<Option<Tripped>, EngineError> {

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditError, AuditStore};
 use crate::config::RemediationConfig;
+use crate::target::TargetId;
 
 /// The configured budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +93,7 @@ impl Left {
 /// tests can place it).
 pub async fn usage(
     audit: &AuditStore,
-    target: &str,
+    target: &TargetId,
     now: OffsetDateTime,
 ) -> Result<Used, AuditError> {
     let hour = now - time::Duration::HOUR;

@@ -104,13 +104,12 @@ impl Engine {
         let mut plan = self.plan_noted(meta, target, &observation);
         let acting = !dry_run && !plan.act_on.is_empty();
         if acting {
-            for lease in [Lease::Target(&target.name), Lease::Budget] {
+            for lease in [Lease::Target(&target.id), Lease::Budget] {
                 if !self.audit.take_lease(lease, &meta.id, LEASE_WAIT).await? {
-                    return Err(EngineError::TargetBusy(target.name.clone()));
+                    return Err(EngineError::TargetBusy(target.id.name.clone()));
                 }
             }
-            if self.audit.last_action_at(&target.name, previous).await?
-                != observation.last_action_at
+            if self.audit.last_action_at(&target.id, previous).await? != observation.last_action_at
             {
                 // Another process acted on this target since we looked: look again, holding the lease.
                 observation = self.observe(meta, target, previous).await?;
@@ -130,7 +129,7 @@ impl Engine {
         };
         let decision = Decision {
             run_id: meta.id.clone(),
-            target: target.name.clone(),
+            target: target.id.name.clone(),
             steps: plan.act_on.clone(),
             in_service: u32::try_from(observation.snapshot.in_service()).unwrap_or(u32::MAX),
             takeover_of: previous.map(str::to_owned),
@@ -174,7 +173,7 @@ impl Engine {
         plan: &mut Plan,
         dry_run: bool,
     ) -> Result<Option<Tripped>, EngineError> {
-        let used = budget::usage(&self.audit, &target.name, OffsetDateTime::now_utc()).await?;
+        let used = budget::usage(&self.audit, &target.id, OffsetDateTime::now_utc()).await?;
         let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
         meta.note("budget_left", left);
         if plan::trim_to_budget(plan, left.allowed()) == 0 {
@@ -186,7 +185,7 @@ impl Engine {
         }
         let (key, allowed) = left.tightest();
         let reason = format!("budget exhausted: remediation.{key} leaves {allowed} now");
-        self.trip(meta, &target.name, Trip::Budget, reason).await
+        self.trip(meta, &target.id, Trip::Budget, reason).await
     }
 }
 

@@ -34,7 +34,7 @@ impl Engine {
         dry_run: bool,
         previous: Option<&str>,
     ) -> Result<Option<Refusal>, EngineError> {
-        if let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.name).await?) {
+        if let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.id).await?) {
             return Ok(Some(refusal));
         }
         if dry_run {
@@ -42,7 +42,7 @@ impl Engine {
         }
         let clock = Clock {
             now: OffsetDateTime::now_utc(),
-            last_action_at: self.audit.last_action_at(&target.name, previous).await?,
+            last_action_at: self.audit.last_action_at(&target.id, previous).await?,
         };
         let cooldown = Duration::from_secs(self.config.remediation.cooldown_secs);
         Ok(cooldown_refusal(cooldown, clock))
@@ -57,6 +57,8 @@ mod tests {
     fn pause() -> Pause {
         Pause {
             target: None,
+            account: None,
+            region: None,
             reason: "maintenance".into(),
             since: OffsetDateTime::UNIX_EPOCH,
         }
@@ -65,6 +67,8 @@ mod tests {
     fn breaker() -> OpenBreaker {
         OpenBreaker {
             target: "web".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
             reason: "budget".into(),
             since: OffsetDateTime::UNIX_EPOCH,
         }

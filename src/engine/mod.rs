@@ -34,10 +34,10 @@ pub use plan::{Act, Clock, Plan, Policy, Refusal, Replacement, Skip, SkipReason}
 pub use recovery::{JOB_KIND as RECOVERY_CHECK_JOB, RecoveryCheck};
 pub use reply::{Reply, SubscriptionReply};
 pub use summary::{ActionError, Names, Summary};
-pub use targets::{StartError, probe_targets};
+pub use targets::{FleetOf, StartError, probe_targets};
 pub use trigger::{Authenticated, Trigger};
 
-use crate::audit::{AuditStore, DeliveryKey, Outcome, RequestMeta};
+use crate::audit::{AuditStore, DeliveryKey, Home, Outcome, RequestMeta};
 use crate::config::{Config, NotifyEvent, TargetConfig};
 use crate::metrics::Metrics;
 use crate::notify::{Event, Notifier};
@@ -78,25 +78,30 @@ pub struct Engine {
     notifier: Notifier,
     /// Held by a run of this process from reading the budgets until its intent is written.
     budget_gate: tokio::sync::Mutex<()>,
+    /// Where reflex runs: the place of work recorded before targets had one is this.
+    home: Home,
 }
 
 impl Engine {
-    /// Builds the engine over the configured targets, every one served by `fleet`; looks every target group
-    /// up first and refuses to start when one is missing or not made of instances.
+    /// Builds the engine over the configured targets, every one in `home` and served by `fleet`; looks every
+    /// target group up first and refuses to start when one is missing or not made of instances.
     pub async fn start(
         config: Arc<Config>,
+        home: Home,
         fleet: Arc<dyn Fleet>,
         audit: AuditStore,
         metrics: Arc<Metrics>,
         notifier: Notifier,
     ) -> Result<Self, StartError> {
-        Self::start_with(config, &|_| Arc::clone(&fleet), audit, metrics, notifier).await
+        let fleet_of = |_: &TargetConfig| (Arc::clone(&fleet), home.clone());
+        Self::start_with(config, home.clone(), &fleet_of, audit, metrics, notifier).await
     }
 
-    /// Like `start`, with each target served by the fleet `fleet_of` gives it.
+    /// Like `start`, with each target in the place and served by the fleet `fleet_of` gives it.
     pub async fn start_with(
         config: Arc<Config>,
-        fleet_of: &dyn Fn(&TargetConfig) -> Arc<dyn Fleet>,
+        home: Home,
+        fleet_of: FleetOf<'_>,
         audit: AuditStore,
         metrics: Arc<Metrics>,
         notifier: Notifier,
@@ -111,7 +116,18 @@ impl Engine {
             slots,
             notifier,
             budget_gate: tokio::sync::Mutex::new(()),
+            home,
         })
+    }
+
+    /// Where reflex runs: the account and region of every configured target.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Every configured target's identity.
+    pub fn target_ids(&self) -> impl Iterator<Item = &crate::target::TargetId> {
+        self.targets.ids()
     }
 
     /// One recorded run: remediates for a verified trigger and writes the run's audit record (`meta`, which
@@ -129,10 +145,26 @@ impl Engine {
             .and_then(DeliveryKey::previous)
             .map(str::to_owned);
         let audit_id = meta.id.clone();
-        let mut result = self
-            .remediate(&mut meta, trigger, previous.as_deref())
-            .await;
-        let tripped = self.count_failures(&mut meta, &mut result).await;
+        let target = self.targets.find(&trigger.target);
+        let mut result = match target {
+            Some(target) => {
+                meta.concerns(&target.id);
+                self.remediate(&mut meta, trigger, target, previous.as_deref())
+                    .await
+            }
+            // Only a configured name is recorded as the target; anything else is the caller's text, bounded.
+            None => Err(EngineError::UnknownTarget(
+                trigger.target.kind(),
+                crate::untrusted::bounded(trigger.target.value()),
+            )),
+        };
+        let tripped = match target {
+            Some(target) => {
+                self.count_failures(&mut meta, &target.id, &mut result)
+                    .await
+            }
+            None => None,
+        };
         let (record, settle) = match &result {
             Ok(run) => {
                 meta.note("answer", &run.summary);
@@ -176,18 +208,11 @@ impl Engine {
         &self,
         meta: &mut RequestMeta,
         trigger: &Trigger,
+        target: &targets::Target,
         previous: Option<&str>,
     ) -> Result<Run, EngineError> {
         let dry_run = trigger.dry_run || self.config.remediation.dry_run;
         meta.dry_run = dry_run;
-        let target = self.targets.find(&trigger.target).ok_or_else(|| {
-            // Only a configured name is recorded as the target; anything else is the caller's text, bounded.
-            EngineError::UnknownTarget(
-                trigger.target.kind(),
-                crate::untrusted::bounded(trigger.target.value()),
-            )
-        })?;
-        meta.target = Some(target.name.clone());
         let _single_flight = target.lock.lock().await;
         let _slot = self
             .slots
@@ -230,7 +255,8 @@ impl Engine {
         let decision = decided.decision.clone();
         let acted = self.act(meta, target, decided, &mut summary).await?;
         if acted > 0 {
-            self.schedule_check(meta, &decision, acted).await?;
+            self.schedule_check(meta, &target.id, &decision, acted)
+                .await?;
         }
         Ok(self.counted(Run {
             summary,

@@ -43,7 +43,7 @@ impl Engine {
             find_groups(target, &mut snapshot).await?;
         }
         meta.note("seen", &snapshot);
-        let last_action_at = self.audit.last_action_at(&target.name, previous).await?;
+        let last_action_at = self.audit.last_action_at(&target.id, previous).await?;
         let takeover = match previous {
             Some(previous) => Some((previous.to_owned(), self.decision_of(previous).await?)),
             None => None,

@@ -15,6 +15,7 @@ use crate::audit::{ClaimedJob, NewJob, Outcome, RequestMeta, Source, millis};
 use crate::config::NotifyEvent;
 use crate::metrics::Metrics;
 use crate::notify::Event;
+use crate::target::TargetId;
 
 /// The job kind of a recovery check.
 pub const JOB_KIND: &str = "recovery-check";
@@ -29,8 +30,14 @@ const RECHECK_AFTER: Duration = Duration::from_secs(60);
 pub struct RecoveryCheck {
     /// The audit id of the run that acted.
     pub run_id: String,
-    /// Its target.
+    /// Its target's name.
     pub target: String,
+    /// Its target's AWS account (checks scheduled before targets had one are the home's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Its target's AWS region (likewise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// InService instances expected once the target recovered.
     pub expected_in_service: u32,
 }
@@ -40,6 +47,7 @@ impl Engine {
     pub(super) async fn schedule_check(
         &self,
         meta: &mut RequestMeta,
+        target: &TargetId,
         decision: &Decision,
         acted: u32,
     ) -> Result<(), EngineError> {
@@ -47,7 +55,9 @@ impl Engine {
         let due = OffsetDateTime::now_utc() + verify_after;
         let check = RecoveryCheck {
             run_id: decision.run_id.clone(),
-            target: decision.target.clone(),
+            target: target.name.clone(),
+            account: Some(target.account.clone()),
+            region: Some(target.region.clone()),
             expected_in_service: decision.in_service.saturating_add(acted),
         };
         meta.note(
@@ -76,12 +86,15 @@ impl Engine {
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
             return Ok(());
         };
+        let account = check.account.as_deref().unwrap_or(&self.home.account);
+        let region = check.region.as_deref().unwrap_or(&self.home.region);
         meta.target = Some(check.target.clone());
+        meta.place = Some((account.to_owned(), region.to_owned()));
         meta.note(
             "recovery",
             serde_json::json!({"run": check.run_id, "expected_in_service": check.expected_in_service}),
         );
-        let Some(target) = self.targets.by_name(&check.target) else {
+        let Some(target) = self.targets.by_place(&check.target, account, region) else {
             meta.note("ignored", "the target is no longer configured");
             let record = meta.into_record(Outcome::Ignored, 200, None, 0);
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
@@ -101,7 +114,9 @@ impl Engine {
         let in_service = u32::try_from(snapshot.in_service()).unwrap_or(u32::MAX);
         meta.note("seen", &snapshot);
         meta.note("in_service", in_service);
-        let events = self.judge(&mut meta, &check, in_service).await?;
+        let events = self
+            .judge(&mut meta, &target.id, &check, in_service)
+            .await?;
         let outcome = if events.is_empty() {
             Outcome::Recovered
         } else {
@@ -120,6 +135,7 @@ impl Engine {
     async fn judge(
         &self,
         meta: &mut RequestMeta,
+        target: &TargetId,
         check: &RecoveryCheck,
         in_service: u32,
     ) -> Result<Vec<Event>, EngineError> {
@@ -139,10 +155,7 @@ impl Engine {
             reason.clone(),
             &meta.id,
         )];
-        if let Some(tripped) = self
-            .trip(meta, &check.target, Trip::NotRecovered, reason)
-            .await?
-        {
+        if let Some(tripped) = self.trip(meta, target, Trip::NotRecovered, reason).await? {
             let event = Event::new(
                 NotifyEvent::BreakerTripped,
                 &check.target,

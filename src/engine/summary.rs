@@ -19,6 +19,10 @@ pub struct Summary {
     /// The target group, as configured; absent for classic load balancers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_group: Option<String>,
+    /// The AWS account of the target (empty when the alert named none).
+    pub account: String,
+    /// The AWS region of the target (empty when the alert named none).
+    pub region: String,
     /// Instances not InService.
     pub unhealthy_instance_ids: Vec<String>,
     /// Instances terminated by reflex (in dry-run: that would have been).
@@ -53,6 +57,10 @@ pub struct Names {
     pub load_balancer: String,
     /// See `Summary::target_group`.
     pub target_group: Option<String>,
+    /// See `Summary::account`.
+    pub account: String,
+    /// See `Summary::region`.
+    pub region: String,
 }
 
 /// One failed action.
@@ -86,6 +94,8 @@ impl Summary {
             elb_instance_ids: plan.registered.clone(),
             load_balancer: target.load_balancer,
             target_group: target.target_group,
+            account: target.account,
+            region: target.region,
             unhealthy_instance_ids: plan.unhealthy.clone(),
             terminated_instance_ids: planned(Replacement::Terminate),
             asg_unhealthy_instance_ids: planned(Replacement::AsgUnhealthy),
@@ -107,6 +117,8 @@ impl Summary {
             elb_instance_ids: Vec::new(),
             load_balancer: String::new(),
             target_group: None,
+            account: String::new(),
+            region: String::new(),
             unhealthy_instance_ids: Vec::new(),
             terminated_instance_ids: Vec::new(),
             asg_unhealthy_instance_ids: Vec::new(),

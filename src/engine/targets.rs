@@ -8,7 +8,12 @@ use tokio::sync::Mutex;
 
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::summary::Names;
+use crate::audit::Home;
 use crate::config::{Action, Config, TargetConfig};
+use crate::target::TargetId;
+
+/// Where each configured target lives and which fleet serves it.
+pub type FleetOf<'a> = &'a dyn Fn(&TargetConfig) -> (Arc<dyn Fleet>, Home);
 use crate::target::same_target_group;
 
 /// Why reflex cannot start with its configured targets.
@@ -51,8 +56,8 @@ pub enum StartError {
 /// One configured target.
 #[derive(Debug)]
 pub(super) struct Target {
-    /// The name recorded in the audit trail and used for its cooldown.
-    pub name: String,
+    /// Its identity: account, region, kind and the name recorded in the audit trail.
+    pub id: TargetId,
     /// How the fleet is asked about it: the load balancer's name or the target group's ARN.
     pub fleet_ref: TargetRef,
     /// How summaries name it.
@@ -70,21 +75,20 @@ pub(super) struct Target {
 pub(super) struct Targets(Vec<Target>);
 
 impl Targets {
-    /// Builds the targets of `config`, each served by the fleet `fleet_of` gives it, looking every target
-    /// group up through its fleet.
-    pub async fn resolve(
-        config: &Config,
-        fleet_of: &dyn Fn(&TargetConfig) -> Arc<dyn Fleet>,
-    ) -> Result<Self, StartError> {
+    /// Builds the targets of `config`, each in the place and served by the fleet `fleet_of` gives it,
+    /// looking every target group up through its fleet.
+    pub async fn resolve(config: &Config, fleet_of: FleetOf<'_>) -> Result<Self, StartError> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
-            let fleet = fleet_of(target);
+            let (fleet, home) = fleet_of(target);
             let (fleet_ref, names) = match target.reference() {
                 TargetRef::LoadBalancer(name) => (
                     TargetRef::LoadBalancer(name.clone()),
                     Names {
                         load_balancer: name,
                         target_group: None,
+                        account: home.account.clone(),
+                        region: home.region.clone(),
                     },
                 ),
                 TargetRef::TargetGroup(group) => {
@@ -110,12 +114,14 @@ impl Targets {
                         Names {
                             load_balancer: info.load_balancers.first().cloned().unwrap_or_default(),
                             target_group: Some(group),
+                            account: home.account.clone(),
+                            region: home.region.clone(),
                         },
                     )
                 }
             };
             targets.push(Target {
-                name: target.name().to_owned(),
+                id: target.id(&home.account, &home.region),
                 fleet_ref,
                 names,
                 action: config.action_of(target),
@@ -126,9 +132,16 @@ impl Targets {
         Ok(Self(targets))
     }
 
-    /// The configured target of this name (as recorded in the audit trail).
-    pub fn by_name(&self, name: &str) -> Option<&Target> {
-        self.0.iter().find(|target| target.name == name)
+    /// The configured target of this name in this account and region (as recorded in the audit trail).
+    pub fn by_place(&self, name: &str, account: &str, region: &str) -> Option<&Target> {
+        self.0.iter().find(|target| {
+            target.id.name == name && target.id.account == account && target.id.region == region
+        })
+    }
+
+    /// Every target's identity.
+    pub fn ids(&self) -> impl Iterator<Item = &TargetId> {
+        self.0.iter().map(|target| &target.id)
     }
 
     /// The configured target `reference` names: a load balancer by its name, a target group by its name,
@@ -155,7 +168,7 @@ impl Targets {
 /// recorded): one line per target for `reflex check-config --aws`, or the first problem.
 pub async fn probe_targets(
     config: &Config,
-    fleet_of: &dyn Fn(&TargetConfig) -> Arc<dyn Fleet>,
+    fleet_of: FleetOf<'_>,
 ) -> Result<Vec<String>, StartError> {
     let targets = Targets::resolve(config, fleet_of).await?;
     let mut lines = Vec::with_capacity(targets.0.len());
@@ -176,7 +189,7 @@ pub async fn probe_targets(
         lines.push(format!(
             "{} {:?}{via}: {} instances registered, {in_service} in service; action {}",
             target.fleet_ref.kind(),
-            target.name,
+            target.id.name,
             snapshot.instances.len(),
             target.action.as_str(),
         ));

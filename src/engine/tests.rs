@@ -14,7 +14,7 @@ use super::port::{
     TargetGroupInfo, TargetRef,
 };
 use super::*;
-use crate::audit::{Auth, Source, WriterTask};
+use crate::audit::{Auth, Scope, Source, WriterTask};
 use crate::notify::Notifier;
 
 /// A fleet whose answers the test sets, and which notes what the engine did to it.
@@ -227,11 +227,13 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
     );
     let config = Arc::new(crate::config::parse(&text, std::iter::empty()).unwrap());
     let (store, writer) = AuditStore::open(&config.audit.url).await.unwrap();
+    store.settle_home(home()).await.unwrap();
     *fleet.store.lock().unwrap() = Some(store.clone());
     let fleet = Arc::new(fleet);
     let metrics = Arc::new(Metrics::default());
     let engine = Engine::start(
         config,
+        home(),
         Arc::clone(&fleet) as Arc<dyn Fleet>,
         store.clone(),
         Arc::clone(&metrics),
@@ -246,6 +248,25 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
         _writer: writer,
         _dir: dir,
     }
+}
+
+/// Where the test's targets are.
+fn home() -> Home {
+    Home {
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+    }
+}
+
+/// The identity of the test's classic target `name` (its kind does not key the store).
+fn id(name: &str) -> crate::target::TargetId {
+    let home = home();
+    crate::target::TargetId::new(
+        home.account,
+        home.region,
+        crate::target::TargetKind::LoadBalancer,
+        name,
+    )
 }
 
 fn trigger(target: &str, dry_run: bool) -> Trigger {
@@ -301,7 +322,7 @@ async fn a_storm_during_the_cooldown_is_answered_without_reading_the_target() {
 async fn a_paused_target_is_refused_unread_until_resumed() {
     let h = harness(FakeFleet::default(), "").await;
     h.store
-        .pause(Some("web"), "deploy in progress")
+        .pause(Scope::Target(&id("web")), "deploy in progress")
         .await
         .unwrap();
     for dry_run in [false, true] {
@@ -318,16 +339,19 @@ async fn a_paused_target_is_refused_unread_until_resumed() {
     }
     assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 0, "not even read");
     // Everything paused: other targets too; lifting that leaves web's own pause.
-    h.store.pause(None, "incident 42").await.unwrap();
+    h.store
+        .pause(Scope::Everything, "incident 42")
+        .await
+        .unwrap();
     let api = h
         .engine
         .run(meta(), &trigger("api", false), None)
         .await
         .unwrap();
     assert!(api.summary.refused.unwrap().contains("incident 42"));
-    assert!(h.store.resume(None).await.unwrap());
+    assert!(h.store.resume(Scope::Everything).await.unwrap());
     assert!(
-        !h.store.resume(None).await.unwrap(),
+        !h.store.resume(Scope::Everything).await.unwrap(),
         "nothing left to resume"
     );
     let api = h
@@ -342,7 +366,7 @@ async fn a_paused_target_is_refused_unread_until_resumed() {
         .await
         .unwrap();
     assert!(web.summary.refused.unwrap().contains("deploy in progress"));
-    assert!(h.store.resume(Some("web")).await.unwrap());
+    assert!(h.store.resume(Scope::Target(&id("web"))).await.unwrap());
     let web = h
         .engine
         .run(meta(), &trigger("web", false), None)
@@ -393,9 +417,9 @@ async fn budgets_leave_the_rest_skipped_and_open_the_breaker_until_reset() {
         run_once(&h, "api").await.summary.terminated_instance_ids,
         ["i-bad"]
     );
-    assert!(h.store.reset_breaker("web").await.unwrap());
+    assert!(h.store.reset_breaker(&id("web")).await.unwrap());
     assert!(
-        !h.store.reset_breaker("web").await.unwrap(),
+        !h.store.reset_breaker(&id("web")).await.unwrap(),
         "closed already"
     );
     // The budget is still spent: the next run skips again and opens the breaker again.
@@ -468,7 +492,7 @@ async fn consecutive_aws_failures_open_the_breaker_and_a_clean_run_starts_the_co
     // Two failures, then a clean run: the count starts again.
     let h = harness(FakeFleet::default(), "breaker_after_failures = 3").await;
     for _ in 0..2 {
-        h.store.breaker_failed("web", 3).await.unwrap();
+        h.store.breaker_failed(&id("web"), 3).await.unwrap();
     }
     run_once(&h, "web").await;
     assert_eq!(h.store.breakers().await.unwrap()[0].failures, 0);
@@ -804,7 +828,7 @@ async fn target_groups_that_are_missing_or_not_instances_refuse_to_start() {
         let (store, _writer) = AuditStore::open(&config.audit.url).await.unwrap();
         let metrics = Arc::new(Metrics::default());
         let notifier = Notifier::disabled(Arc::clone(&metrics));
-        let err = Engine::start(config, Arc::new(fleet), store, metrics, notifier)
+        let err = Engine::start(config, home(), Arc::new(fleet), store, metrics, notifier)
             .await
             .unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
@@ -824,6 +848,20 @@ async fn an_unlisted_target_group_is_422_unknown_target_group() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), err.status()), ("unknown-target-group", 422));
+}
+
+impl Engine {
+    /// The run of a delivery whose first attempt `previous` died, without its record.
+    async fn take_over(
+        &self,
+        meta: &mut RequestMeta,
+        trigger: &Trigger,
+        previous: &str,
+    ) -> Result<Run, EngineError> {
+        let target = self.targets.find(&trigger.target).unwrap();
+        meta.concerns(&target.id);
+        self.remediate(meta, trigger, target, Some(previous)).await
+    }
 }
 
 /// The target group `web-tg` after a first attempt terminated `i-bad` and died: the fleet shows it shutting
@@ -879,11 +917,7 @@ async fn a_takeover_finishes_the_dead_attempt_within_the_cap_and_past_its_cooldo
     let mut takeover = meta();
     let run = h
         .engine
-        .remediate(
-            &mut takeover,
-            &group_trigger("web-tg", false),
-            Some(&dead_id),
-        )
+        .take_over(&mut takeover, &group_trigger("web-tg", false), &dead_id)
         .await
         .unwrap();
     assert_eq!(
@@ -925,7 +959,7 @@ async fn a_takeover_counts_what_the_dead_attempt_replaced_against_the_cap() {
     let dead_id = dead_attempt(&h.store, &["i-bad"]).await;
     let run = h
         .engine
-        .remediate(&mut meta(), &group_trigger("web-tg", false), Some(&dead_id))
+        .take_over(&mut meta(), &group_trigger("web-tg", false), &dead_id)
         .await
         .unwrap();
     assert!(

@@ -105,6 +105,7 @@ fn controls(state: &AppState) -> Controls<'_> {
     Controls {
         audit: &state.audit,
         config: &state.config,
+        home: state.engine.home(),
         metrics: Some(&state.metrics),
     }
 }

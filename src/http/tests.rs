@@ -62,7 +62,7 @@ impl TestApp {
     async fn new(failure: FailureKind) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[server]\nmax_body_bytes = 2048\nbody_timeout_secs = 1\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n\
+            "[server]\nmax_body_bytes = 2048\nbody_timeout_secs = 1\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\naccount_id = \"123456789012\"\n\
              [audit]\nurl = \"sqlite://{}\"\ntokens = [\"{AUDIT}\"]\n[manual]\ntokens = [\"{MANUAL}\"]\n\
              [alertmanager]\ntokens = [\"{HOOK}\"]\n[sns]\ntopic_arns = [\"arn:aws:sns:us-east-1:123456789012:alarms\"]\n\
              [[targets]]\nload_balancer = \"web-elb\"\n",

@@ -22,7 +22,7 @@ use tower::Service as _;
 
 use tls::ReloadingCert;
 
-use crate::audit::{AuditStore, WriterTask};
+use crate::audit::{AuditStore, Home, WriterTask};
 use crate::aws::{self, AwsFleet};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -73,8 +73,10 @@ impl App {
         let sdk = aws::sdk_config(&config.aws).await;
         let metrics = Arc::new(Metrics::with_audit_failures(audit.write_failures()));
         let notifier = Notifier::start(&config, Arc::clone(&metrics))?;
+        let home = learn_home(&config, &sdk, &audit).await?;
         let engine = Engine::start(
             Arc::clone(&config),
+            home,
             fleet(&sdk, Arc::clone(&metrics)),
             audit.clone(),
             Arc::clone(&metrics),
@@ -111,6 +113,55 @@ impl App {
         drop(self.state);
         self.writer.finish().await;
     }
+}
+
+/// Where reflex runs: the account (`aws.account_id`, else STS GetCallerIdentity, asked once) and
+/// `aws.region`, recorded in the store the first time (the home of every row from before targets had an
+/// account). A process started later with other credentials keeps the recorded home for those rows. When STS
+/// cannot be reached at start (an AWS outage), the home a process recorded earlier in the same region is
+/// used; with none recorded, reflex does not start.
+pub async fn learn_home(
+    config: &Config,
+    sdk: &SdkConfig,
+    audit: &AuditStore,
+) -> anyhow::Result<Home> {
+    let account = match &config.aws.account_id {
+        Some(account) => account.clone(),
+        None => match aws::caller_account(sdk).await {
+            Ok(account) => account,
+            Err(err) => match audit.home().await? {
+                Some(recorded) if recorded.region == config.aws.region => {
+                    tracing::warn!(error = %err, account = recorded.account, "STS GetCallerIdentity failed; using the account recorded in the audit store");
+                    recorded.account
+                }
+                _ => {
+                    return Err(anyhow::Error::new(err).context(
+                        "cannot learn the AWS account reflex runs in (STS GetCallerIdentity); check the \
+                         credentials and the network, or set aws.account_id",
+                    ));
+                }
+            },
+        },
+    };
+    let learned = Home {
+        account,
+        region: config.aws.region.clone(),
+    };
+    let recorded = audit.settle_home(learned.clone()).await?;
+    if recorded != learned {
+        tracing::warn!(
+            recorded = ?recorded,
+            now = ?learned,
+            "the audit store's recorded home differs from where these credentials are; rows from before \
+             accounts were recorded stay the recorded home's"
+        );
+    }
+    tracing::info!(
+        account = learned.account,
+        region = learned.region,
+        "AWS account learned"
+    );
+    Ok(learned)
 }
 
 /// Serves `app` on `listener` (HTTPS when `server.tls_cert` is set) until `shutdown` resolves, then stops
@@ -216,29 +267,40 @@ async fn refresh_brakes_every(state: AppState, every: Duration) {
                     continue;
                 }
             };
-        let names = state
-            .config
-            .targets
-            .iter()
-            .map(|target| target.name())
-            .chain(std::iter::once("*"));
-        for name in names {
+        let everything = TargetLabels {
+            target: "*".to_owned(),
+            account: String::new(),
+            region: String::new(),
+        };
+        let paused = pauses.iter().any(|p| p.target.is_none());
+        state
+            .metrics
+            .paused
+            .get_or_create(&everything)
+            .set(i64::from(paused));
+        for id in state.engine.target_ids() {
             let label = TargetLabels {
-                target: name.to_owned(),
+                target: id.name.clone(),
+                account: id.account.clone(),
+                region: id.region.clone(),
+            };
+            let at = |target: &str, account: &str, region: &str| {
+                target == id.name && account == id.account && region == id.region
             };
             let open = breakers
                 .iter()
-                .any(|b| b.target == name && b.open.is_some());
+                .any(|b| b.open.is_some() && at(&b.target, &b.account, &b.region));
             let paused = pauses
                 .iter()
-                .any(|p| p.target.as_deref().unwrap_or("*") == name);
-            if name != "*" {
-                state
-                    .metrics
-                    .breaker_open
-                    .get_or_create(&label)
-                    .set(i64::from(open));
-            }
+                .any(|p| match (&p.target, &p.account, &p.region) {
+                    (Some(target), Some(account), Some(region)) => at(target, account, region),
+                    _ => false,
+                });
+            state
+                .metrics
+                .breaker_open
+                .get_or_create(&label)
+                .set(i64::from(open));
             state
                 .metrics
                 .paused

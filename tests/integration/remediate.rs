@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::InstanceStateName;
 use serde_json::json;
 
-use crate::common::{AUDIT_TOKEN, Fleet, MANUAL_TOKEN, Moto, PERMISSIVE, TestApp, unique};
+use crate::common::{
+    AUDIT_TOKEN, Fleet, MANUAL_TOKEN, Moto, PERMISSIVE, TestApp, config_text, unique,
+};
 
 #[tokio::test]
 async fn terminates_the_unhealthy_instance_and_leaves_the_healthy_ones() {
@@ -22,6 +24,9 @@ async fn terminates_the_unhealthy_instance_and_leaves_the_healthy_ones() {
     assert_eq!(status, 200, "{summary}");
     assert_eq!(summary["message"], "pager says web is down");
     assert_eq!(summary["load-balancer"], lb.as_str());
+    // The account is learned from STS (moto's is 123456789012), the region is aws.region.
+    assert_eq!(summary["account"], "123456789012");
+    assert_eq!(summary["region"], "us-east-1");
     assert_eq!(summary["elb-instance-ids"].as_array().unwrap().len(), 4);
     assert_eq!(summary["unhealthy-instance-ids"], json!(bad));
     assert_eq!(summary["terminated-instance-ids"], json!(bad));
@@ -51,6 +56,10 @@ async fn terminates_the_unhealthy_instance_and_leaves_the_healthy_ones() {
         ("manual", "completed", 200)
     );
     assert_eq!(record.auth, "passed");
+    assert_eq!(
+        (record.account.as_deref(), record.region.as_deref()),
+        (Some("123456789012"), Some("us-east-1"))
+    );
     assert_eq!(record.acted, 1);
     assert!(record.caller.as_deref().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(
@@ -212,7 +221,16 @@ async fn aws_down_answers_503_quickly_and_is_audited() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let app = TestApp::spawn(&endpoint, &["web-elb"], PERMISSIVE).await;
+    // AWS is down from the start: the account cannot be learned, so it is configured.
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &endpoint,
+        &dir.path().join("audit.db"),
+        &["web-elb"],
+        PERMISSIVE,
+    )
+    .replace("[aws]\n", "[aws]\naccount_id = \"123456789012\"\n");
+    let app = TestApp::spawn_with_config(dir, &text).await;
     let started = Instant::now();
     let (status, answer) = app.remediate(json!({"load_balancer": "web-elb"})).await;
     assert_eq!(

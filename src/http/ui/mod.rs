@@ -280,15 +280,13 @@ async fn timeline(
     let controls = Controls {
         audit: &state.audit,
         config: &state.config,
+        home: state.engine.home(),
         metrics: None,
     };
     let brakes = controls.state().await?;
     let mut last_runs = Vec::new();
-    for target in &state.config.targets {
-        last_runs.push((
-            target.name().to_owned(),
-            state.audit.last_run(target.name()).await?,
-        ));
+    for target in state.engine.target_ids() {
+        last_runs.push((target.name.clone(), state.audit.last_run(target).await?));
     }
     let page = pages::timeline(&brakes, &last_runs, &records, &form, next.as_deref());
     Ok(Html(page.into_string()).into_response())

@@ -134,7 +134,7 @@ pub fn timeline(
                 } @else {
                     ul {
                         @for pause in &state.pauses {
-                            li.warn { "Paused: " (pause.target.as_deref().unwrap_or("every target")) " since " (when(pause.since)) ": " (pause.reason) }
+                            li.warn { "Paused: " (pause.target.as_deref().unwrap_or("every target")) @if let (Some(account), Some(region)) = (&pause.account, &pause.region) { " (" (account) "/" (region) ")" } " since " (when(pause.since)) ": " (pause.reason) }
                         }
                     }
                 }
@@ -144,16 +144,17 @@ pub fn timeline(
                 } @else {
                     ul {
                         @for breaker in open {
-                            li.bad { "Breaker open: " (breaker.target) " since " (when(breaker.since)) ": " (breaker.reason) }
+                            li.bad { "Breaker open: " (breaker.target) " (" (breaker.account) "/" (breaker.region) ") since " (when(breaker.since)) ": " (breaker.reason) }
                         }
                     }
                 }
                 table {
-                    thead { tr { th { "Target" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
+                    thead { tr { th { "Target" } th { "Account / region" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
                     tbody {
                         @for budget in &state.budgets {
                             tr {
                                 td { (budget.target) }
+                                td { (budget.account) " / " (budget.region) }
                                 td { (budget.left.target_hour) " / " (budget.left.target_day) }
                                 td { (budget.left.all_hour) " / " (budget.left.all_day) }
                                 td {
@@ -198,7 +199,7 @@ pub fn timeline(
                                 td data-label="Time" { a href={ "/ui/runs/" (record.id) } { (when(record.at)) } }
                                 td data-label="Source" { (record.source.as_str()) }
                                 td data-label="Caller" { (record.caller.as_deref().unwrap_or("-")) }
-                                td data-label="Target" { (record.target.as_deref().unwrap_or("-")) }
+                                td data-label="Target" { (record.target.as_deref().unwrap_or("-")) @if let (Some(account), Some(region)) = (&record.account, &record.region) { " " span.muted { (account) "/" (region) } } }
                                 td data-label="Outcome" class=(outcome_class(record.outcome.as_str())) {
                                     (record.outcome.as_str())
                                     @if let Some(error) = &record.error { " (" (error) ")" }
@@ -265,6 +266,7 @@ pub fn run(record: &AuditRecord, recovery: Option<&AuditRecord>) -> Markup {
                 dt { "Caller" } dd { (record.caller.as_deref().unwrap_or("-")) }
                 dt { "Authentication" } dd { (record.auth.as_str()) }
                 dt { "Target" } dd { (record.target.as_deref().unwrap_or("-")) }
+                dt { "Account / region" } dd { (record.account.as_deref().unwrap_or("-")) " / " (record.region.as_deref().unwrap_or("-")) }
                 dt { "Outcome" } dd class=(outcome_class(record.outcome.as_str())) { (record.outcome.as_str()) @if let Some(error) = &record.error { " (" (error) ")" } }
                 dt { "Dry run" } dd { (if record.dry_run { "yes" } else { "no" }) }
                 @if !detail["verified"].is_null() { dt { "Verified" } dd { code { (detail["verified"].to_string()) } } }

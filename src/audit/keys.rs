@@ -1,0 +1,51 @@
+//! How the tables key a target: its account, region and name (the `TargetId` without its kind, which the
+//! name already settles within an account and region), and the rows that stand for no single target.
+
+use crate::target::TargetId;
+
+/// A target as a table's key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Key {
+    pub account: String,
+    pub region: String,
+    pub target: String,
+}
+
+/// The name of the rows that stand for every target (the pause of everything, the budget lease); no load
+/// balancer or target group can be called this.
+const EVERY_TARGET: &str = "*";
+
+impl Key {
+    /// The row that stands for every target.
+    pub fn every_target() -> Self {
+        Self {
+            account: String::new(),
+            region: String::new(),
+            target: EVERY_TARGET.to_owned(),
+        }
+    }
+
+    /// Whether this is the row of every target.
+    pub fn is_every_target(&self) -> bool {
+        self.target == EVERY_TARGET
+    }
+}
+
+impl From<&TargetId> for Key {
+    fn from(id: &TargetId) -> Self {
+        Self {
+            account: id.account.clone(),
+            region: id.region.clone(),
+            target: id.name.clone(),
+        }
+    }
+}
+
+/// The SQL condition "the row is `$first`, `$first+1`, `$first+2`'s" (account, region, target) on `table`.
+pub(super) fn matches(table: &str, first: usize) -> String {
+    format!(
+        "{table}.account = ${first} AND {table}.region = ${} AND {table}.target = ${}",
+        first + 1,
+        first + 2
+    )
+}
