@@ -152,7 +152,7 @@ impl Notifier {
             .map(|sink| NewJob {
                 kind: JOB_KIND,
                 dedup_key: None,
-                due_ms: crate::audit::millis(OffsetDateTime::now_utc()),
+                delay_ms: 0,
                 payload: serde_json::to_string(&Queued {
                     event: event.clone(),
                     sink: sink.id.clone(),

@@ -101,6 +101,26 @@ impl Backend {
         }
     }
 
+    /// The database's clock as an SQL expression, in ms since the Unix epoch: the one clock every time that
+    /// replicas share is compared on (heartbeats, lease expiry, due times, cooldowns and budget windows), so
+    /// that a process whose own clock is off neither looks dead nor counts wrongly.
+    pub fn now_sql(self) -> &'static str {
+        match self {
+            Self::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            Self::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        }
+    }
+
+    /// The database's clock now (ms), read on `conn`.
+    pub async fn now_ms<'c, E>(self, conn: E) -> Result<i64, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        sqlx::query_scalar(&format!("SELECT {}", self.now_sql()))
+            .fetch_one(conn)
+            .await
+    }
+
     /// Whether a failed commit is worth trying again at once: PostgreSQL aborts one of two transactions that
     /// wait on each other's rows (deadlock) or conflict (serialization failure).
     pub fn is_retryable(self, err: &sqlx::Error) -> bool {

@@ -6,12 +6,10 @@
 use std::collections::HashMap;
 
 use sqlx::Row as _;
-use time::OffsetDateTime;
 
 use super::backend::{list, values};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::processes::{alive_since, holder_is_dead};
-use super::rows::millis;
 
 /// Rows per multi-row statement (4 bound values each, well under either database's limit).
 const CHUNK: usize = 256;
@@ -29,8 +27,8 @@ pub(super) async fn settle_and_claim(
     settles: &[(&str, &DeliveryUpdate)],
     claims: &[ClaimTry<'_>],
     owner: &str,
+    now: i64,
 ) -> Result<Vec<Claim>, sqlx::Error> {
-    let now = millis(OffsetDateTime::now_utc());
     let mut completions = Vec::new();
     for (audit_id, update) in settles {
         match update {

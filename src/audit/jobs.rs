@@ -26,8 +26,8 @@ pub struct NewJob {
     pub kind: &'static str,
     /// A key that makes it unique (a second job with the same key is not added), if it has one.
     pub dedup_key: Option<String>,
-    /// When it is due (ms since the Unix epoch).
-    pub due_ms: i64,
+    /// How long after it is added (on the database's clock) it is due, in ms.
+    pub delay_ms: i64,
     /// The handler's data, as JSON.
     pub payload: String,
     /// Whether its kind's queue is bounded by `QUEUE_BOUND` (notifications), rather than never dropped.
@@ -47,8 +47,12 @@ pub struct ClaimedJob {
     pub attempts: u32,
 }
 
-/// Adds `jobs`; returns how many were dropped because their bounded queue was full.
-pub(super) async fn enqueue(tx: &mut Tx<'_>, jobs: &[&NewJob]) -> Result<usize, sqlx::Error> {
+/// Adds `jobs` at `now` (ms); returns how many were dropped because their bounded queue was full.
+pub(super) async fn enqueue(
+    tx: &mut Tx<'_>,
+    jobs: &[&NewJob],
+    now: i64,
+) -> Result<usize, sqlx::Error> {
     let mut dropped = 0;
     let mut room: Vec<(&str, u64)> = Vec::new();
     let mut kept = Vec::with_capacity(jobs.len());
@@ -86,7 +90,7 @@ pub(super) async fn enqueue(tx: &mut Tx<'_>, jobs: &[&NewJob]) -> Result<usize, 
                 .bind(super::next_id())
                 .bind(job.kind)
                 .bind(job.dedup_key.as_deref())
-                .bind(job.due_ms)
+                .bind(now.saturating_add(job.delay_ms))
                 .bind(job.payload.as_str());
         }
         query.execute(&mut **tx).await?;
@@ -172,8 +176,10 @@ pub(super) async fn finish(tx: &mut Tx<'_>, id: &str) -> Result<(), sqlx::Error>
         .map(|_| ())
 }
 
-/// Whether some job is due at `now` (ms) that nobody runs: a read, so that idle polling writes nothing.
-pub(super) async fn any_due(readers: &AnyPool, now: i64) -> Result<bool, sqlx::Error> {
+/// Whether some job is due now (on the database's clock) that nobody runs: a read, so that idle polling
+/// writes nothing.
+pub(super) async fn any_due(readers: &AnyPool, backend: Backend) -> Result<bool, sqlx::Error> {
+    let now = backend.now_ms(readers).await?;
     let sql = format!(
         "SELECT id FROM jobs WHERE due_ms <= $1 AND {} LIMIT 1",
         claimable(2, 3)

@@ -41,7 +41,7 @@ pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use rows::{StoredRow, millis};
-pub use store::{AuditStore, Brakes, Filter, StuckClaim};
+pub use store::{AuditStore, Brakes, Filter, LastAction, SharedClock, StuckClaim};
 pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.

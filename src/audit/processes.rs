@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use sqlx::AnyConnection;
 
+use super::backend::Backend;
+
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// How often a process proves it is alive (a row in `processes`, rewritten by its audit writer).
@@ -16,19 +18,18 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// crash runs.
 pub const DEAD_AFTER: Duration = Duration::from_secs(15);
 
-/// Records that the process `owner` is alive at `now` (ms).
+/// Records that the process `owner` is alive now, on the database's clock.
 pub(super) async fn beat(
     conn: &mut AnyConnection,
+    backend: Backend,
     owner: &str,
-    now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT(owner) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
-    )
+    let now = backend.now_sql();
+    sqlx::query(&format!(
+        "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES ($1, {now}, {now}) \
+         ON CONFLICT(owner) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms"
+    ))
     .bind(owner)
-    .bind(now)
-    .bind(now)
     .execute(conn)
     .await
     .map(|_| ())

@@ -39,6 +39,41 @@ pub struct AuditStore {
     write_failures: Counter,
     /// Woken when this process adds a job.
     jobs_added: Arc<tokio::sync::Notify>,
+    backend: Backend,
+}
+
+/// The database's clock, read once and carried forward by this process's monotonic clock: the one clock
+/// that times replicas share are taken from (cooldowns, budget windows, when a run acted).
+#[derive(Debug, Clone, Copy)]
+pub struct SharedClock {
+    at: OffsetDateTime,
+    read: std::time::Instant,
+}
+
+impl SharedClock {
+    /// The clock as read (`None`: the database gave no time; this process's own clock stands in).
+    fn at(ms: Option<i64>) -> Self {
+        Self {
+            at: ms
+                .and_then(from_millis)
+                .unwrap_or_else(OffsetDateTime::now_utc),
+            read: std::time::Instant::now(),
+        }
+    }
+
+    /// The database's time now.
+    pub fn now(&self) -> OffsetDateTime {
+        self.at + self.read.elapsed()
+    }
+}
+
+/// When a target was last acted on, with the database's clock read at the same moment.
+#[derive(Debug, Clone, Copy)]
+pub struct LastAction {
+    /// When instances of the target were last replaced (or were being replaced), if ever.
+    pub at: Option<OffsetDateTime>,
+    /// The database's clock.
+    pub clock: SharedClock,
 }
 
 /// A delivery claim whose process died before settling it, as `reflex audit list --stuck` shows it. The next
@@ -102,7 +137,7 @@ impl AuditStore {
         }
         // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
         let owner: Arc<str> = super::next_id().into();
-        super::processes::beat(&mut writer, &owner, millis(OffsetDateTime::now_utc())).await?;
+        super::processes::beat(&mut writer, backend, &owner).await?;
         let readers = backend.readers(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let write_failures = Counter::default();
@@ -113,6 +148,7 @@ impl AuditStore {
                 completed: Arc::default(),
                 write_failures: write_failures.clone(),
                 jobs_added: Arc::default(),
+                backend,
             },
             WriterTask::start(
                 Store {
@@ -206,16 +242,13 @@ impl AuditStore {
                 answer: done.answer,
             });
         }
-        let expired_before_ms = window.map_or(i64::MIN, |window| {
-            millis(OffsetDateTime::now_utc())
-                .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
-        });
+        let window_ms = window.map(|window| i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
         let claim = submit(
             &self.writer,
             Op::Claim {
                 key: key.clone(),
                 audit_id: audit_id.to_owned(),
-                expired_before_ms,
+                window_ms,
             },
         )
         .await?;
@@ -356,25 +389,36 @@ impl AuditStore {
 
     /// When instances of this target were last replaced (or were being replaced), for the cooldown: the time
     /// the run acted (its arrival for records from before that was kept). `except` leaves out one run: the
-    /// dead attempt a takeover finishes is not a cooldown for it.
-    pub async fn last_action_at(
+    /// dead attempt a takeover finishes is not a cooldown for it. The database's clock is read in the same
+    /// query, so the cooldown is judged on it.
+    pub async fn last_action(
         &self,
         target: &TargetId,
         except: Option<&str>,
-    ) -> Result<Option<OffsetDateTime>, AuditError> {
+    ) -> Result<LastAction, AuditError> {
         let sql = format!(
-            "SELECT MAX(COALESCE(acted_ms, at_ms)) FROM audit_records \
+            "SELECT MAX(COALESCE(acted_ms, at_ms)), {} FROM audit_records \
              WHERE {} AND acted > 0 AND dry_run = 0 AND id != $4",
+            self.backend.now_sql(),
             keys::matches("audit_records", 1)
         );
-        let at_ms: Option<i64> = sqlx::query_scalar(&sql)
+        let (at_ms, now_ms): (Option<i64>, Option<i64>) = sqlx::query_as(&sql)
             .bind(target.account.as_str())
             .bind(target.region.as_str())
             .bind(target.name.as_str())
             .bind(except.unwrap_or_default())
             .fetch_one(&self.readers)
             .await?;
-        Ok(at_ms.and_then(from_millis))
+        Ok(LastAction {
+            at: at_ms.and_then(from_millis),
+            clock: SharedClock::at(now_ms),
+        })
+    }
+
+    /// The database's clock now.
+    pub async fn clock(&self) -> Result<SharedClock, AuditError> {
+        let now = self.backend.now_ms(&self.readers).await?;
+        Ok(SharedClock::at(Some(now)))
     }
 
     /// One record by id.
@@ -653,7 +697,7 @@ impl AuditStore {
 
     /// Whether a job is due that nobody runs (a read: idle polling writes nothing).
     pub async fn any_job_due(&self) -> Result<bool, AuditError> {
-        Ok(super::jobs::any_due(&self.readers, millis(OffsetDateTime::now_utc())).await?)
+        Ok(super::jobs::any_due(&self.readers, self.backend).await?)
     }
 
     /// Claims the oldest due job for this process, if any: no other process runs it while this one lives.
@@ -687,10 +731,9 @@ impl AuditStore {
         after: Duration,
         error: String,
     ) -> Result<(), AuditError> {
-        let due = OffsetDateTime::now_utc() + after;
         let op = Op::RetryJob {
             id: job_id.to_owned(),
-            due_ms: millis(due),
+            after_ms: i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
             error,
         };
         submit(&self.writer, op).await.map(|_| ())

@@ -180,9 +180,10 @@ async fn a_store_of_the_previous_release_opens_and_its_rows_become_the_homes(db:
     );
     assert!(
         store
-            .last_action_at(&id("web"), None)
+            .last_action(&id("web"), None)
             .await
             .unwrap()
+            .at
             .is_some(),
         "its cooldown still counts"
     );
@@ -247,9 +248,9 @@ async fn the_same_name_in_two_accounts_keeps_everything_apart(db: TestDb) {
     let mut acted = record("A1", "web", 1);
     acted.acted_at = Some(OffsetDateTime::now_utc());
     store.put(acted).await.unwrap();
-    assert!(store.last_action_at(&a, None).await.unwrap().is_some());
+    assert!(store.last_action(&a, None).await.unwrap().at.is_some());
     assert_eq!(
-        store.last_action_at(&b, None).await.unwrap(),
+        store.last_action(&b, None).await.unwrap().at,
         None,
         "no cooldown in the other account"
     );
@@ -411,7 +412,7 @@ fn job(kind: &'static str, key: Option<&str>, due_in_secs: i64, bounded: bool) -
     NewJob {
         kind,
         dedup_key: key.map(str::to_owned),
-        due_ms: super::millis(OffsetDateTime::now_utc() + time::Duration::seconds(due_in_secs)),
+        delay_ms: due_in_secs * 1000,
         payload: format!("{{\"key\":{key:?}}}"),
         bounded,
     }
@@ -510,24 +511,25 @@ async fn concurrent_puts_are_all_committed_and_listed_newest_first(db: TestDb) {
 
 async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown(db: TestDb) {
     let (store, _writer) = db.open().await;
-    assert_eq!(store.last_action_at(&id("web"), None).await.unwrap(), None);
+    assert_eq!(store.last_action(&id("web"), None).await.unwrap().at, None);
     let mut intent = record("1", "web", 2);
     intent.outcome = Outcome::Acting;
     store.put(intent).await.unwrap();
     assert!(
         store
-            .last_action_at(&id("web"), None)
+            .last_action(&id("web"), None)
             .await
             .unwrap()
+            .at
             .is_some()
     );
     store.put(record("1", "web", 0)).await.unwrap();
     let listed = store.list(10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].outcome, Outcome::Completed);
-    assert_eq!(store.last_action_at(&id("web"), None).await.unwrap(), None);
+    assert_eq!(store.last_action(&id("web"), None).await.unwrap().at, None);
     assert_eq!(
-        store.last_action_at(&id("other"), None).await.unwrap(),
+        store.last_action(&id("other"), None).await.unwrap().at,
         None
     );
 }
@@ -899,16 +901,17 @@ async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out(db:
     old_arrival.acted_at = Some(acted);
     store.put(old_arrival).await.unwrap();
     let last = store
-        .last_action_at(&id("web"), None)
+        .last_action(&id("web"), None)
         .await
         .unwrap()
+        .at
         .unwrap();
     assert!(
         (last - acted).abs() < time::Duration::milliseconds(2),
         "{last} {acted}"
     );
     assert_eq!(
-        store.last_action_at(&id("web"), Some("R1")).await.unwrap(),
+        store.last_action(&id("web"), Some("R1")).await.unwrap().at,
         None
     );
     drop(store);

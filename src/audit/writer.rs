@@ -62,12 +62,12 @@ impl Put {
 pub(super) enum Op {
     /// Append a version of a record (an intent, then its outcome) to the chain, with what rides with it.
     Put(Box<Put>),
-    /// Claim a delivery key for the request with this audit id; a claim older than `expired_before_ms`
+    /// Claim a delivery key for the request with this audit id; with a window (ms), a claim older than it
     /// is taken over.
     Claim {
         key: String,
         audit_id: String,
-        expired_before_ms: i64,
+        window_ms: Option<i64>,
     },
     /// Rewrite the readiness row: proves a commit still goes through.
     Probe,
@@ -87,10 +87,10 @@ pub(super) enum Op {
     Enqueue(Vec<NewJob>),
     /// Claim the oldest due job.
     ClaimJob,
-    /// Put a claimed job back, to be tried again at `due_ms`.
+    /// Put a claimed job back, to be tried again `after_ms` from now.
     RetryJob {
         id: String,
-        due_ms: i64,
+        after_ms: i64,
         error: String,
     },
 }
@@ -199,7 +199,7 @@ async fn write_loop(
             }
             _ = heartbeat.tick() => {
                 if let Some(open) = conn.as_mut()
-                    && let Err(err) = processes::beat(open, &owner, millis(OffsetDateTime::now_utc())).await
+                    && let Err(err) = processes::beat(open, store.backend, &owner).await
                 {
                     tracing::error!(error = %err, "audit heartbeat failed");
                 }
@@ -279,7 +279,9 @@ async fn write_batch(
     owner: &str,
 ) -> Result<Vec<Written>, sqlx::Error> {
     let mut tx = backend.begin(conn).await?;
-    let now_at = OffsetDateTime::now_utc();
+    // Every time this batch writes or compares is the database's, read once.
+    let now = backend.now_ms(&mut *tx).await?;
+    let now_at = super::rows::from_millis(now).unwrap_or_else(OffsetDateTime::now_utc);
     let puts: Vec<&Put> = batch
         .iter()
         .filter_map(|pending| match &pending.op {
@@ -303,12 +305,16 @@ async fn write_batch(
             Op::Claim {
                 key,
                 audit_id,
-                expired_before_ms,
-            } => Some((key.as_str(), audit_id.as_str(), *expired_before_ms)),
+                window_ms,
+            } => {
+                let expired_before =
+                    window_ms.map_or(i64::MIN, |window| now.saturating_sub(window));
+                Some((key.as_str(), audit_id.as_str(), expired_before))
+            }
             _ => None,
         })
         .collect();
-    let mut claimed = claims::settle_and_claim(&mut tx, &settles, &tries, owner)
+    let mut claimed = claims::settle_and_claim(&mut tx, &settles, &tries, owner, now)
         .await?
         .into_iter();
     for (pending, result) in batch.iter().zip(results.iter_mut()) {
@@ -341,7 +347,7 @@ async fn apply(
                 jobs::finish(tx, job).await?;
             }
             let new: Vec<&NewJob> = put.jobs.iter().collect();
-            Written::Enqueued(jobs::enqueue(tx, &new).await?)
+            Written::Enqueued(jobs::enqueue(tx, &new, now).await?)
         }
         Op::Claim { .. } => Written::Done,
         Op::Probe => {
@@ -367,11 +373,15 @@ async fn apply(
         Op::Breaker(key, change) => Written::Breaker(breakers::change(tx, key, change, now).await?),
         Op::Enqueue(new) => {
             let new: Vec<&NewJob> = new.iter().collect();
-            Written::Enqueued(jobs::enqueue(tx, &new).await?)
+            Written::Enqueued(jobs::enqueue(tx, &new, now).await?)
         }
         Op::ClaimJob => Written::Job(jobs::claim(tx, backend, owner, now).await?),
-        Op::RetryJob { id, due_ms, error } => {
-            jobs::retry(tx, id, owner, *due_ms, error).await?;
+        Op::RetryJob {
+            id,
+            after_ms,
+            error,
+        } => {
+            jobs::retry(tx, id, owner, now.saturating_add(*after_ms), error).await?;
             Written::Done
         }
     })

@@ -2,7 +2,6 @@
 //! step through the target's `Fleet` port, one failure not hiding the others, and what AWS answered noted.
 
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use super::decide::Decided;
 use super::plan::{Act, Replacement};
@@ -38,10 +37,11 @@ impl Engine {
         let Decided {
             decision,
             budget_gate,
+            clock,
             ..
         } = decided;
         let intended = u32::try_from(decision.steps.len()).unwrap_or(u32::MAX);
-        meta.acted_at = Some(OffsetDateTime::now_utc());
+        meta.acted_at = Some(clock.now());
         let body = serde_json::to_string(&decision).unwrap_or_default();
         self.audit
             .put_intent(meta.record(Outcome::Acting, 0, None, intended), body)
@@ -54,7 +54,7 @@ impl Engine {
             results.push(self.step(target, step, summary).await);
         }
         meta.note("actions", &results);
-        meta.acted_at = Some(OffsetDateTime::now_utc());
+        meta.acted_at = Some(clock.now());
         let acted =
             summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
         Ok(u32::try_from(acted).unwrap_or(u32::MAX))

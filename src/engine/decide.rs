@@ -15,7 +15,7 @@ use super::plan::{self, Act, Clock, Plan, Policy};
 use super::port::Snapshot;
 use super::targets::Target;
 use super::{Engine, EngineError};
-use crate::audit::{Lease, RequestMeta};
+use crate::audit::{Lease, RequestMeta, SharedClock};
 
 /// How long a run that is about to act waits for another process's run on the same target to finish.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -48,6 +48,8 @@ pub(super) struct Decided<'a> {
     /// Held from reading the budgets until the intent counts against them: no other run of this process reads
     /// them meanwhile (other processes wait for the budget lease).
     pub budget_gate: Option<tokio::sync::MutexGuard<'a, ()>>,
+    /// The database's clock, which stamps when the run acts.
+    pub clock: SharedClock,
 }
 
 /// The instances a dead attempt decided to replace that EC2 now shows shutting down or terminated: it replaced
@@ -109,7 +111,7 @@ impl Engine {
                     return Err(EngineError::TargetBusy(target.id.name.clone()));
                 }
             }
-            if self.audit.last_action_at(&target.id, previous).await? != observation.last_action_at
+            if self.audit.last_action(&target.id, previous).await?.at != observation.last_action_at
             {
                 // Another process acted on this target since we looked: look again, holding the lease.
                 observation = self.observe(meta, target, previous).await?;
@@ -124,7 +126,8 @@ impl Engine {
         let tripped = if plan.act_on.is_empty() {
             None
         } else {
-            self.trim_to_budgets(meta, target, &mut plan, dry_run)
+            let now = observation.clock.now();
+            self.trim_to_budgets(meta, target, &mut plan, dry_run, now)
                 .await?
         };
         let decision = Decision {
@@ -139,6 +142,7 @@ impl Engine {
             decision,
             tripped,
             budget_gate,
+            clock: observation.clock,
         })
     }
 
@@ -153,7 +157,7 @@ impl Engine {
             action: target.action,
             ..Policy::from(&self.config.remediation)
         };
-        let (plan, replaced) = plan_for(observation, policy, OffsetDateTime::now_utc());
+        let (plan, replaced) = plan_for(observation, policy, observation.clock.now());
         if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {
             meta.note(
                 "takeover",
@@ -172,8 +176,9 @@ impl Engine {
         target: &Target,
         plan: &mut Plan,
         dry_run: bool,
+        now: OffsetDateTime,
     ) -> Result<Option<Tripped>, EngineError> {
-        let used = budget::usage(&self.audit, &target.id, OffsetDateTime::now_utc()).await?;
+        let used = budget::usage(&self.audit, &target.id, now).await?;
         let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
         meta.note("budget_left", left);
         if plan::trim_to_budget(plan, left.allowed()) == 0 {

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use super::plan::{Clock, Refusal, cooldown_refusal};
 use super::targets::Target;
 use super::{Engine, EngineError};
@@ -40,9 +38,10 @@ impl Engine {
         if dry_run {
             return Ok(None);
         }
+        let last = self.audit.last_action(&target.id, previous).await?;
         let clock = Clock {
-            now: OffsetDateTime::now_utc(),
-            last_action_at: self.audit.last_action_at(&target.id, previous).await?,
+            now: last.clock.now(),
+            last_action_at: last.at,
         };
         let cooldown = Duration::from_secs(self.config.remediation.cooldown_secs);
         Ok(cooldown_refusal(cooldown, clock))
@@ -53,6 +52,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::audit::{OpenBreaker, Pause};
+    use time::OffsetDateTime;
 
     fn pause() -> Pause {
         Pause {

@@ -8,7 +8,7 @@ use super::decide::Decision;
 use super::port::{FailureKind, HealthState, Snapshot};
 use super::targets::Target;
 use super::{Engine, EngineError};
-use crate::audit::RequestMeta;
+use crate::audit::{RequestMeta, SharedClock};
 use crate::config::Action;
 
 /// What a run saw before deciding.
@@ -18,6 +18,8 @@ pub(super) struct Observation {
     pub snapshot: Snapshot,
     /// When a run (other than the dead attempt taken over) last acted on the target.
     pub last_action_at: Option<OffsetDateTime>,
+    /// The database's clock, read with it: every time this run compares or records is taken from it.
+    pub clock: SharedClock,
     /// The dead attempt this run takes over, with its stored decision (`None` when it died before deciding).
     pub takeover: Option<(String, Option<Decision>)>,
 }
@@ -43,14 +45,15 @@ impl Engine {
             find_groups(target, &mut snapshot).await?;
         }
         meta.note("seen", &snapshot);
-        let last_action_at = self.audit.last_action_at(&target.id, previous).await?;
+        let last = self.audit.last_action(&target.id, previous).await?;
         let takeover = match previous {
             Some(previous) => Some((previous.to_owned(), self.decision_of(previous).await?)),
             None => None,
         };
         Ok(Observation {
             snapshot,
-            last_action_at,
+            last_action_at: last.at,
+            clock: last.clock,
             takeover,
         })
     }

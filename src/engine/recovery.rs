@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::breaker::Trip;
 use super::decide::Decision;
 use super::{Engine, EngineError};
-use crate::audit::{ClaimedJob, NewJob, Outcome, RequestMeta, Source, millis};
+use crate::audit::{ClaimedJob, NewJob, Outcome, RequestMeta, Source};
 use crate::config::NotifyEvent;
 use crate::metrics::Metrics;
 use crate::notify::Event;
@@ -67,7 +67,7 @@ impl Engine {
         let job = NewJob {
             kind: JOB_KIND,
             dedup_key: Some(format!("{JOB_KIND}:{}", check.run_id)),
-            due_ms: millis(due),
+            delay_ms: i64::try_from(verify_after.as_millis()).unwrap_or(i64::MAX),
             payload: serde_json::to_string(&check).unwrap_or_default(),
             bounded: false,
         };

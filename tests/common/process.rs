@@ -43,6 +43,16 @@ impl ReflexProcess {
     /// Writes `text` (whose `listen` is `127.0.0.1:0`) to `dir/reflex.toml` with a free port, starts the
     /// binary on it, and waits until `client` gets an answer from `/readyz`.
     pub async fn start(dir: &Path, text: &str, client: &reqwest::Client) -> Self {
+        Self::start_with_clock(dir, text, client, None).await
+    }
+
+    /// Like `start`, with the process's clock moved by `offset` (libfaketime, e.g. `"+30s"`).
+    pub async fn start_with_clock(
+        dir: &Path,
+        text: &str,
+        client: &reqwest::Client,
+        offset: Option<&str>,
+    ) -> Self {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
@@ -53,7 +63,18 @@ impl ReflexProcess {
             &format!("listen = \"127.0.0.1:{port}\""),
         );
         std::fs::write(&config, &text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_reflex"))
+        let binary = env!("CARGO_BIN_EXE_reflex");
+        let mut command = match offset {
+            Some(offset) => {
+                let mut faked = Command::new("faketime");
+                // Wall-clock time only: timers and timeouts keep running at the real pace.
+                faked.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                faked.args(["-f", offset, binary]);
+                faked
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .args(["serve", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -6,6 +6,7 @@ mod common;
 mod alertmanager;
 mod brakes;
 mod cli;
+mod clock;
 mod disk;
 mod grafana;
 mod iam;
