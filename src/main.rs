@@ -221,10 +221,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             target_group,
             dry_run,
         } => {
-            let target = match (load_balancer, target_group) {
-                (Some(name), _) => TargetRef::LoadBalancer(name),
-                (None, group) => TargetRef::TargetGroup(group.unwrap_or_default()),
-            };
+            // clap requires exactly one of the two; the pair is checked once more like every other.
+            let target = TargetRef::from_pair(load_balancer, target_group)?;
             let summary = commands::remediate_command(&config, target, dry_run).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }

@@ -13,7 +13,32 @@ pub enum TargetRef {
     TargetGroup(String),
 }
 
+/// Why a pair of `load_balancer` / `target_group` fields (a request, a `[[targets]]` entry, the command line)
+/// names no single target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    /// Both are given.
+    #[error("give either load_balancer or target_group, not both")]
+    Both,
+    /// Neither is given.
+    #[error("give load_balancer (classic ELB name) or target_group (name or ARN)")]
+    Neither,
+}
+
 impl TargetRef {
+    /// The target a pair of fields names: exactly one of a classic load balancer and a target group.
+    pub fn from_pair(
+        load_balancer: Option<String>,
+        target_group: Option<String>,
+    ) -> Result<Self, PairError> {
+        match (load_balancer, target_group) {
+            (Some(name), None) => Ok(Self::LoadBalancer(name)),
+            (None, Some(group)) => Ok(Self::TargetGroup(group)),
+            (Some(_), Some(_)) => Err(PairError::Both),
+            (None, None) => Err(PairError::Neither),
+        }
+    }
+
     /// The name or identifier as given.
     pub fn value(&self) -> &str {
         match self {
@@ -130,6 +155,19 @@ pub fn target_group_name(value: &str) -> &str {
     }
 }
 
+/// Whether `reference` (from an alert, a request or the configuration) names the target `own`: a load balancer
+/// by its name, a target group by its name, its ARN or the `targetgroup/NAME/ID` of a CloudWatch dimension.
+/// The one way every receiver, the configuration and the engine match targets.
+pub fn names(reference: &TargetRef, own: &TargetRef) -> bool {
+    match (reference, own) {
+        (TargetRef::LoadBalancer(name), TargetRef::LoadBalancer(own)) => name == own,
+        (TargetRef::TargetGroup(value), TargetRef::TargetGroup(own)) => {
+            same_target_group(own, value)
+        }
+        _ => false,
+    }
+}
+
 /// Whether two ways of naming a target group name the same one. When both carry the group's id (ARNs or
 /// dimension values) the ids must agree too; otherwise the names decide (names are unique in an account
 /// and region, which is all reflex ever sees).
@@ -208,6 +246,21 @@ mod tests {
             web, elsewhere,
             "the same name in another account is another target"
         );
+    }
+
+    #[test]
+    fn a_pair_of_fields_names_exactly_one_target() {
+        let name = || Some("web".to_owned());
+        assert_eq!(
+            TargetRef::from_pair(name(), None),
+            Ok(TargetRef::LoadBalancer("web".into()))
+        );
+        assert_eq!(
+            TargetRef::from_pair(None, name()),
+            Ok(TargetRef::TargetGroup("web".into()))
+        );
+        assert_eq!(TargetRef::from_pair(name(), name()), Err(PairError::Both));
+        assert_eq!(TargetRef::from_pair(None, None), Err(PairError::Neither));
     }
 
     #[test]

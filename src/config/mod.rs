@@ -484,13 +484,7 @@ impl TargetConfig {
 
     /// Whether an alert's reference names this target (target groups match by name, ARN or dimension value).
     pub fn is(&self, reference: &TargetRef) -> bool {
-        match (reference, &self.load_balancer, &self.target_group) {
-            (TargetRef::LoadBalancer(name), Some(own), _) => name == own,
-            (TargetRef::TargetGroup(value), None, Some(own)) => {
-                crate::target::same_target_group(own, value)
-            }
-            _ => false,
-        }
+        crate::target::names(reference, &self.reference())
     }
 }
 

@@ -5,7 +5,7 @@ use super::{
     AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, RemediationConfig,
     Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
 };
-use crate::target::TargetRef;
+use crate::target::{PairError, TargetRef};
 
 /// Shortest accepted token: long enough that guessing is hopeless.
 const MIN_TOKEN_LEN: usize = 16;
@@ -307,13 +307,14 @@ impl TargetConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let pair = TargetRef::from_pair(self.load_balancer.clone(), self.target_group.clone());
         match (&self.load_balancer, &self.target_group) {
-            (Some(_), Some(_)) => invalid(
+            _ if pair == Err(PairError::Both) => invalid(
                 "targets.target_group",
                 "is set together with load_balancer: a [[targets]] entry names one classic load balancer \
                  or one target group; use two entries for both",
             ),
-            (None, None) => invalid(
+            _ if pair == Err(PairError::Neither) => invalid(
                 "targets.load_balancer",
                 "is missing: each [[targets]] entry needs load_balancer = \"NAME\" (classic ELB) or \
                  target_group = \"NAME or ARN\" (ALB/NLB)",

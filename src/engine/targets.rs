@@ -14,7 +14,7 @@ use crate::target::TargetId;
 
 /// Where each configured target lives and which fleet serves it.
 pub type FleetOf<'a> = &'a dyn Fn(&TargetConfig) -> (Arc<dyn Fleet>, Home);
-use crate::target::same_target_group;
+use crate::target::names;
 
 /// Why reflex cannot start with its configured targets.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,8 @@ pub(super) struct Target {
     pub id: TargetId,
     /// How the fleet is asked about it: the load balancer's name or the target group's ARN.
     pub fleet_ref: TargetRef,
+    /// How the configuration names it.
+    pub configured: TargetRef,
     /// How summaries name it.
     pub names: Names,
     /// How its broken instances are replaced.
@@ -123,6 +125,7 @@ impl Targets {
             targets.push(Target {
                 id: target.id(&home.account, &home.region),
                 fleet_ref,
+                configured: target.reference(),
                 names,
                 action: config.action_of(target),
                 fleet,
@@ -144,23 +147,11 @@ impl Targets {
         self.0.iter().map(|target| &target.id)
     }
 
-    /// The configured target `reference` names: a load balancer by its name, a target group by its name,
-    /// its ARN or the `targetgroup/NAME/ID` of a CloudWatch dimension.
+    /// The configured target `reference` names, as configured or as resolved (a target group's ARN).
     pub fn find(&self, reference: &TargetRef) -> Option<&Target> {
-        self.0
-            .iter()
-            .find(|target| match (reference, &target.fleet_ref) {
-                (TargetRef::LoadBalancer(name), TargetRef::LoadBalancer(own)) => name == own,
-                (TargetRef::TargetGroup(value), TargetRef::TargetGroup(arn)) => {
-                    same_target_group(arn, value)
-                        || target
-                            .names
-                            .target_group
-                            .as_deref()
-                            .is_some_and(|configured| same_target_group(configured, value))
-                }
-                _ => false,
-            })
+        self.0.iter().find(|target| {
+            names(reference, &target.fleet_ref) || names(reference, &target.configured)
+        })
     }
 }
 

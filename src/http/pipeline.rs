@@ -3,13 +3,16 @@
 //! An answer is only sent once its record is durable; when the audit trail cannot be written, the caller gets
 //! a 503 and may retry.
 
-use axum::http::StatusCode;
+use std::future::Future;
+
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use super::request_id::Arrival;
 use super::{ApiError, AppState};
-use crate::audit::{Auth, Delivery, DeliveryKey, Outcome, RequestMeta};
+use crate::audit::{Auth, Delivery, DeliveryKey, Outcome, RequestMeta, Source};
 use crate::engine::{Reply, Summary, Trigger};
 
 /// What an authenticated, parsed request comes to.
@@ -65,6 +68,39 @@ impl<E: Into<ApiError>> From<E> for Rejection {
             delivery: None,
         }
     }
+}
+
+/// A receiver: says who sends its requests and what one comes to once authenticated and parsed.
+pub trait Receive: Send + 'static {
+    /// Where its requests come from, for their audit records.
+    fn source(&self) -> Source;
+
+    /// Authenticates the raw request, then parses it into what it comes to.
+    fn handle<'a>(
+        self,
+        state: &'a AppState,
+        meta: &'a mut RequestMeta,
+        headers: &'a HeaderMap,
+        body: Result<Bytes, ApiError>,
+    ) -> impl Future<Output = Result<Handled, Rejection>> + Send + 'a;
+}
+
+/// Every audited receiver's path: the request's record starts at its arrival, its work runs detached from
+/// the connection (a client that goes away cancels nothing), and it ends in `finish`.
+pub async fn receive(
+    receiver: impl Receive,
+    state: AppState,
+    arrival: Arrival,
+    headers: HeaderMap,
+    body: Result<Bytes, ApiError>,
+) -> Response {
+    let mut meta = arrival.meta(receiver.source());
+    let id = meta.id.clone();
+    super::detached(&state.clone(), id, async move {
+        let handled = receiver.handle(&state, &mut meta, &headers, body).await;
+        finish(&state, meta, handled).await
+    })
+    .await
 }
 
 /// What the dedup primitive's answer means for a receiver: go on with a claimed key, or stop here.

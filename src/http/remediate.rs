@@ -10,12 +10,12 @@ use serde::Deserialize;
 
 use super::body::WholeBody;
 use super::error::parse_json;
-use super::pipeline::{Handled, Rejection, finish};
+use super::pipeline::{Handled, Receive, Rejection, receive};
 use super::request_id::Arrival;
-use super::{ApiError, AppState, auth, detached};
+use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, RequestMeta, Source};
 use crate::engine::Trigger;
-use crate::target::TargetRef;
+use crate::target::{PairError, TargetRef};
 
 /// The manual request body: exactly one of `load_balancer` and `target_group`.
 #[derive(Debug, Deserialize)]
@@ -50,13 +50,26 @@ async fn remediate(
     headers: HeaderMap,
     WholeBody(body): WholeBody,
 ) -> Response {
-    let mut meta = arrival.meta(Source::Manual);
-    let id = meta.id.clone();
-    detached(&state.clone(), id, async move {
-        let handled = handle(&state, &mut meta, &headers, body).await;
-        finish(&state, meta, handled).await
-    })
-    .await
+    receive(Manual, state, arrival, headers, body).await
+}
+
+/// The manual receiver.
+struct Manual;
+
+impl Receive for Manual {
+    fn source(&self) -> Source {
+        Source::Manual
+    }
+
+    fn handle<'a>(
+        self,
+        state: &'a AppState,
+        meta: &'a mut RequestMeta,
+        headers: &'a HeaderMap,
+        body: Result<Bytes, ApiError>,
+    ) -> impl Future<Output = Result<Handled, Rejection>> + Send + 'a {
+        handle(state, meta, headers, body)
+    }
 }
 
 async fn handle(
@@ -78,18 +91,14 @@ async fn handle(
             "reason": request.reason,
         }),
     );
-    let target = match (request.load_balancer, request.target_group) {
-        (Some(name), None) => TargetRef::LoadBalancer(name),
-        (None, Some(group)) => TargetRef::TargetGroup(group),
-        (load_balancer, _) => {
-            let problem = if load_balancer.is_some() {
-                "give either load_balancer or target_group, not both"
-            } else {
-                "missing field: give load_balancer (classic ELB name) or target_group (name or ARN)"
+    let target =
+        TargetRef::from_pair(request.load_balancer, request.target_group).map_err(|err| {
+            let problem = match err {
+                PairError::Both => err.to_string(),
+                PairError::Neither => format!("missing field: {err}"),
             };
-            return Err(ApiError::bad_request("invalid-request", problem).into());
-        }
-    };
+            ApiError::bad_request("invalid-request", problem)
+        })?;
     let trigger = Trigger::new(
         proof,
         target,

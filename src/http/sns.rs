@@ -11,9 +11,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::body::WholeBody;
-use super::pipeline::{Handled, Rejection, claimed, finish};
+use super::pipeline::{Handled, Receive, Rejection, claimed, receive};
 use super::request_id::Arrival;
-use super::{ApiError, AppState, detached};
+use super::{ApiError, AppState};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::engine::{Reply, SubscriptionReply, Summary, Trigger};
 use crate::sns::{ConfirmError, Decision, MessageType, SnsError, Verified, decide};
@@ -32,13 +32,26 @@ async fn sns(
     headers: HeaderMap,
     WholeBody(body): WholeBody,
 ) -> Response {
-    let mut meta = arrival.meta(Source::Sns);
-    let id = meta.id.clone();
-    detached(&state.clone(), id, async move {
-        let handled = handle(&state, &mut meta, &headers, body).await;
-        finish(&state, meta, handled).await
-    })
-    .await
+    receive(Sns, state, arrival, headers, body).await
+}
+
+/// The SNS receiver.
+struct Sns;
+
+impl Receive for Sns {
+    fn source(&self) -> Source {
+        Source::Sns
+    }
+
+    fn handle<'a>(
+        self,
+        state: &'a AppState,
+        meta: &'a mut RequestMeta,
+        headers: &'a HeaderMap,
+        body: Result<Bytes, ApiError>,
+    ) -> impl std::future::Future<Output = Result<Handled, Rejection>> + Send + 'a {
+        handle(state, meta, headers, body)
+    }
 }
 
 async fn handle(

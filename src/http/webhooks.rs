@@ -6,15 +6,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::json;
 
 use super::body::WholeBody;
-use super::pipeline::{Handled, Rejection, claimed, finish};
-use super::request_id::Arrival;
-use super::{ApiError, AppState, auth, detached};
+use super::pipeline::{Handled, Receive, Rejection, claimed, receive};
+use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
 use crate::engine::{Authenticated, Reply, Summary, Trigger};
@@ -55,32 +53,36 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/alertmanager",
-            post(|state, arrival, headers, body| {
-                receive(Sender::Alertmanager, state, arrival, headers, body)
-            }),
+            post(
+                |State(state): State<AppState>, arrival, headers, WholeBody(body)| {
+                    receive(Sender::Alertmanager, state, arrival, headers, body)
+                },
+            ),
         )
         .route(
             "/grafana",
-            post(|state, arrival, headers, body| {
-                receive(Sender::Grafana, state, arrival, headers, body)
-            }),
+            post(
+                |State(state): State<AppState>, arrival, headers, WholeBody(body)| {
+                    receive(Sender::Grafana, state, arrival, headers, body)
+                },
+            ),
         )
 }
 
-async fn receive(
-    sender: Sender,
-    State(state): State<AppState>,
-    arrival: Arrival,
-    headers: HeaderMap,
-    WholeBody(body): WholeBody,
-) -> Response {
-    let mut meta = arrival.meta(sender.source());
-    let id = meta.id.clone();
-    detached(&state.clone(), id, async move {
-        let handled = handle(sender, &state, &mut meta, &headers, body).await;
-        finish(&state, meta, handled).await
-    })
-    .await
+impl Receive for Sender {
+    fn source(&self) -> Source {
+        (*self).source()
+    }
+
+    fn handle<'a>(
+        self,
+        state: &'a AppState,
+        meta: &'a mut RequestMeta,
+        headers: &'a HeaderMap,
+        body: Result<Bytes, ApiError>,
+    ) -> impl std::future::Future<Output = Result<Handled, Rejection>> + Send + 'a {
+        handle(self, state, meta, headers, body)
+    }
 }
 
 async fn handle(

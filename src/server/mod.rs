@@ -115,33 +115,39 @@ impl App {
     }
 }
 
-/// Where reflex runs: the account (`aws.account_id`, else STS GetCallerIdentity, asked once) and
+/// Where reflex runs: the account (`aws.account_id`, else learned once with STS GetCallerIdentity) and
 /// `aws.region`, recorded in the store the first time (the home of every row from before targets had an
-/// account). A process started later with other credentials keeps the recorded home for those rows. When STS
-/// cannot be reached at start (an AWS outage), the home a process recorded earlier in the same region is
-/// used; with none recorded, reflex does not start.
+/// account). Later starts in the same region take the recorded account without waiting for STS, and check it
+/// against STS in the background (a mismatch is logged: the credentials now belong to another account). With
+/// nothing recorded and STS unreachable, reflex does not start.
 pub async fn learn_home(
     config: &Config,
     sdk: &SdkConfig,
     audit: &AuditStore,
 ) -> anyhow::Result<Home> {
-    let account = match &config.aws.account_id {
-        Some(account) => account.clone(),
-        None => match aws::caller_account(sdk).await {
-            Ok(account) => account,
-            Err(err) => match audit.home().await? {
-                Some(recorded) if recorded.region == config.aws.region => {
-                    tracing::warn!(error = %err, account = recorded.account, "STS GetCallerIdentity failed; using the account recorded in the audit store");
-                    recorded.account
+    let recorded = audit.home().await?;
+    let account = match (&config.aws.account_id, recorded) {
+        (Some(account), _) => account.clone(),
+        (None, Some(recorded)) if recorded.region == config.aws.region => {
+            let sdk = sdk.clone();
+            let expected = recorded.account.clone();
+            tokio::spawn(async move {
+                match aws::caller_account(&sdk).await {
+                    Ok(account) if account == expected => {}
+                    Ok(account) => tracing::error!(
+                        recorded = expected,
+                        credentials = account,
+                        "the AWS credentials belong to another account than the one recorded in the audit store"
+                    ),
+                    Err(err) => tracing::warn!(error = %err, "cannot check the AWS account with STS"),
                 }
-                _ => {
-                    return Err(anyhow::Error::new(err).context(
-                        "cannot learn the AWS account reflex runs in (STS GetCallerIdentity); check the \
-                         credentials and the network, or set aws.account_id",
-                    ));
-                }
-            },
-        },
+            });
+            recorded.account
+        }
+        (None, _) => aws::caller_account(sdk).await.context(
+            "cannot learn the AWS account reflex runs in (STS GetCallerIdentity); check the credentials and \
+             the network, or set aws.account_id",
+        )?,
     };
     let learned = Home {
         account,
