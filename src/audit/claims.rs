@@ -5,7 +5,10 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row as _;
+use sqlx::{AnyPool, Row as _};
+use time::OffsetDateTime;
+
+use super::rows::{from_millis, millis};
 
 use super::backend::{list, values};
 use super::deliveries::{Claim, DeliveryUpdate};
@@ -73,7 +76,6 @@ async fn claim_all(
     now: i64,
     owner: &str,
 ) -> Result<Vec<Claim>, sqlx::Error> {
-    let alive_since = alive_since(now);
     let mut first_of_key: HashMap<&str, &str> = HashMap::new();
     let mut tries: HashMap<i64, Vec<(&str, &str)>> = HashMap::new();
     for &(key, audit_id, expired_before_ms) in claims {
@@ -85,57 +87,13 @@ async fn claim_all(
                 .push((key, audit_id));
         }
     }
-    let mut won: HashMap<String, Option<String>> = HashMap::new();
-    for (expired_before_ms, rows) in &mut tries {
-        rows.sort_unstable_by_key(|(key, _)| *key);
-        for chunk in rows.chunks(CHUNK) {
-            let params = chunk.len() * 4;
-            let values = values(chunk.len(), 4, 1);
-            let sql = format!(
-                "INSERT INTO deliveries (key, audit_id, at_ms, owner) VALUES {values} ON CONFLICT(key) DO UPDATE \
-                 SET previous = CASE WHEN deliveries.summary IS NULL THEN deliveries.audit_id END, \
-                 audit_id = excluded.audit_id, at_ms = excluded.at_ms, owner = excluded.owner, summary = NULL \
-                 WHERE deliveries.at_ms < ${} OR (deliveries.summary IS NULL AND {}) \
-                 RETURNING key, previous",
-                params + 1,
-                holder_is_dead("deliveries", params + 2)
-            );
-            let mut query = sqlx::query(&sql);
-            for (key, audit_id) in chunk {
-                query = query.bind(*key).bind(*audit_id).bind(now).bind(owner);
-            }
-            let query = query.bind(*expired_before_ms).bind(alive_since);
-            for row in query.fetch_all(&mut **tx).await? {
-                won.insert(row.try_get("key")?, row.try_get("previous")?);
-            }
-        }
-    }
+    let won = try_claims(tx, &mut tries, now, owner).await?;
     let lost: Vec<&str> = first_of_key
         .keys()
         .copied()
         .filter(|key| !won.contains_key(*key))
         .collect();
-    let mut holders: HashMap<String, Claim> = HashMap::with_capacity(lost.len());
-    for chunk in lost.chunks(CHUNK) {
-        let sql = format!(
-            "SELECT key, audit_id, summary FROM deliveries WHERE key IN ({})",
-            list(chunk.len(), 1)
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(*key);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let summary: Option<String> = row.try_get("summary")?;
-            holders.insert(
-                row.try_get("key")?,
-                Claim::Existing {
-                    audit_id: row.try_get("audit_id")?,
-                    answer: summary.map(Into::into),
-                },
-            );
-        }
-    }
+    let holders = holders(tx, &lost).await?;
     let answer = |key: &str, audit_id: &str| -> Claim {
         let Some(previous) = won.get(key) else {
             return holders.get(key).cloned().unwrap_or(Claim::Existing {
@@ -159,6 +117,69 @@ async fn claim_all(
         .collect())
 }
 
+/// Inserts (or takes over) the claims of `tries` (by the time before which an older claim expires), in key
+/// order; the keys won, each with the dead attempt it took over.
+async fn try_claims(
+    tx: &mut Tx<'_>,
+    tries: &mut HashMap<i64, Vec<(&str, &str)>>,
+    now: i64,
+    owner: &str,
+) -> Result<HashMap<String, Option<String>>, sqlx::Error> {
+    let alive_since = alive_since(now);
+    let mut won: HashMap<String, Option<String>> = HashMap::new();
+    for (expired_before_ms, rows) in tries {
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        for chunk in rows.chunks(CHUNK) {
+            let params = chunk.len() * 4;
+            let values = values(chunk.len(), 4, 1);
+            let sql = format!(
+                "INSERT INTO deliveries (key, audit_id, at_ms, owner) VALUES {values} ON CONFLICT(key) DO UPDATE \
+                 SET previous = CASE WHEN deliveries.summary IS NULL THEN deliveries.audit_id END, \
+                 audit_id = excluded.audit_id, at_ms = excluded.at_ms, owner = excluded.owner, summary = NULL \
+                 WHERE deliveries.at_ms < ${} OR (deliveries.summary IS NULL AND {}) \
+                 RETURNING key, previous",
+                params + 1,
+                holder_is_dead("deliveries", params + 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, audit_id) in chunk.iter() {
+                query = query.bind(*key).bind(*audit_id).bind(now).bind(owner);
+            }
+            let query = query.bind(*expired_before_ms).bind(alive_since);
+            for row in query.fetch_all(&mut **tx).await? {
+                won.insert(row.try_get("key")?, row.try_get("previous")?);
+            }
+        }
+    }
+    Ok(won)
+}
+
+/// Who holds each of the keys `lost`, and their answers once settled.
+async fn holders(tx: &mut Tx<'_>, lost: &[&str]) -> Result<HashMap<String, Claim>, sqlx::Error> {
+    let mut holders: HashMap<String, Claim> = HashMap::with_capacity(lost.len());
+    for chunk in lost.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT key, audit_id, summary FROM deliveries WHERE key IN ({})",
+            list(chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let summary: Option<String> = row.try_get("summary")?;
+            holders.insert(
+                row.try_get("key")?,
+                Claim::Existing {
+                    audit_id: row.try_get("audit_id")?,
+                    answer: summary.map(Into::into),
+                },
+            );
+        }
+    }
+    Ok(holders)
+}
+
 /// Forgets the settled claims made before `before_ms` (pruning; unsettled ones are kept for their takeover).
 pub(super) async fn prune(tx: &mut Tx<'_>, before_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM deliveries WHERE at_ms < $1 AND summary IS NOT NULL")
@@ -166,4 +187,52 @@ pub(super) async fn prune(tx: &mut Tx<'_>, before_ms: i64) -> Result<(), sqlx::E
         .execute(&mut **tx)
         .await
         .map(|_| ())
+}
+
+/// A delivery claim whose process died before settling it, as `reflex audit list --stuck` shows it. The next
+/// redelivery of the same message takes it over.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StuckClaim {
+    /// The delivery key (`sns:<MessageId>:...`, `alertmanager:...`).
+    pub key: String,
+    /// The audit id of the attempt that claimed it.
+    pub audit_id: String,
+    /// When it was claimed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub claimed_at: OffsetDateTime,
+    /// The process that held it (unset for claims from before leases).
+    pub owner: Option<String>,
+}
+
+/// Who holds the claim of `key` now, and its answer once settled.
+pub(super) async fn holder_of(
+    readers: &AnyPool,
+    key: &str,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as("SELECT audit_id, summary FROM deliveries WHERE key = $1")
+        .bind(key)
+        .fetch_optional(readers)
+        .await
+}
+
+/// Delivery claims left unsettled by processes that are dead.
+pub(super) async fn stuck(readers: &AnyPool) -> Result<Vec<StuckClaim>, sqlx::Error> {
+    let now = millis(OffsetDateTime::now_utc());
+    let sql = format!(
+        "SELECT key, audit_id, at_ms, owner FROM deliveries WHERE summary IS NULL AND {} ORDER BY at_ms",
+        holder_is_dead("deliveries", 1)
+    );
+    let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(&sql)
+        .bind(alive_since(now))
+        .fetch_all(readers)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, audit_id, at_ms, owner)| StuckClaim {
+            key,
+            audit_id,
+            claimed_at: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            owner,
+        })
+        .collect())
 }

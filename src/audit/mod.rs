@@ -10,6 +10,7 @@
 //! `migrations/<backend>/`.
 
 mod backend;
+mod brakes;
 mod breakers;
 mod chain;
 mod claims;
@@ -25,13 +26,16 @@ mod pauses;
 mod processes;
 mod readiness;
 mod record;
+mod records;
 mod rows;
 mod store;
 mod writer;
 
 pub use backend::{Backend, redacted};
+pub use brakes::Brakes;
 pub use breakers::{BreakerState, OpenBreaker};
 pub use chain::{Break, Entry};
+pub use claims::StuckClaim;
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
 pub use entries::Verified;
 pub use home::Home;
@@ -40,8 +44,9 @@ pub use leases::Lease;
 pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
+pub use records::{Filter, LastAction, SharedClock};
 pub use rows::{StoredRow, millis};
-pub use store::{AuditStore, Brakes, Filter, LastAction, SharedClock, StuckClaim};
+pub use store::AuditStore;
 pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.

@@ -11,18 +11,21 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::backend::Backend;
-use super::breakers::{BreakerChange, BreakerState, OpenBreaker};
+use super::brakes::Brakes;
+use super::breakers::{BreakerChange, BreakerState};
 use super::chain::{Break, Entry};
+use super::claims::StuckClaim;
 use super::completed::{Completed, CompletedDeliveries};
 use super::decisions::DecisionRow;
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
 use super::entries::Verified;
 use super::home::Home;
 use super::jobs::{ClaimedJob, NewJob};
-use super::keys::{self, Key};
+use super::keys::Key;
 use super::leases::Lease;
 use super::pauses::{Pause, Scope};
-use super::rows::{COLUMNS, from_millis, millis, record_from_row};
+use super::records::{Filter, LastAction, SharedClock};
+use super::rows::millis;
 use super::writer::{Op, Pending, Put, QUEUE_DEPTH, Store, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
 use crate::target::TargetId;
@@ -40,81 +43,6 @@ pub struct AuditStore {
     /// Woken when this process adds a job.
     jobs_added: Arc<tokio::sync::Notify>,
     backend: Backend,
-}
-
-/// The database's clock, read once and carried forward by this process's monotonic clock: the one clock
-/// that times replicas share are taken from (cooldowns, budget windows, when a run acted).
-#[derive(Debug, Clone, Copy)]
-pub struct SharedClock {
-    at: OffsetDateTime,
-    read: std::time::Instant,
-}
-
-impl SharedClock {
-    /// The clock as read (`None`: the database gave no time; this process's own clock stands in).
-    fn at(ms: Option<i64>) -> Self {
-        Self {
-            at: ms
-                .and_then(from_millis)
-                .unwrap_or_else(OffsetDateTime::now_utc),
-            read: std::time::Instant::now(),
-        }
-    }
-
-    /// The database's time now.
-    pub fn now(&self) -> OffsetDateTime {
-        self.at + self.read.elapsed()
-    }
-}
-
-/// When a target was last acted on, with the database's clock read at the same moment.
-#[derive(Debug, Clone, Copy)]
-pub struct LastAction {
-    /// When instances of the target were last replaced (or were being replaced), if ever.
-    pub at: Option<OffsetDateTime>,
-    /// The database's clock.
-    pub clock: SharedClock,
-}
-
-/// A delivery claim whose process died before settling it, as `reflex audit list --stuck` shows it. The next
-/// redelivery of the same message takes it over.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StuckClaim {
-    /// The delivery key (`sns:<MessageId>:...`, `alertmanager:...`).
-    pub key: String,
-    /// The audit id of the attempt that claimed it.
-    pub audit_id: String,
-    /// When it was claimed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub claimed_at: OffsetDateTime,
-    /// The process that held it (unset for claims from before leases).
-    pub owner: Option<String>,
-}
-
-/// Which records `AuditStore::search` returns.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only this target.
-    pub target: Option<String>,
-    /// Only this source (`sns`, `manual`, ...).
-    pub source: Option<String>,
-    /// Only this outcome (`completed`, `refused`, ...).
-    pub outcome: Option<String>,
-    /// Arrived at or after.
-    pub since: Option<OffsetDateTime>,
-    /// Arrived at or before.
-    pub until: Option<OffsetDateTime>,
-    /// Older than this record (the next page).
-    pub before: Option<String>,
-}
-
-/// What stops a target before anything is read (`AuditStore::brakes_of`).
-#[derive(Debug, Clone, Default)]
-pub struct Brakes {
-    /// The pause in force for it.
-    pub pause: Option<Pause>,
-    /// Its breaker, when open.
-    pub breaker: Option<OpenBreaker>,
 }
 
 impl AuditStore {
@@ -266,11 +194,7 @@ impl AuditStore {
         let deadline = tokio::time::Instant::now() + WAIT;
         while answer.is_none() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
-            let row: Option<(String, Option<String>)> =
-                sqlx::query_as("SELECT audit_id, summary FROM deliveries WHERE key = $1")
-                    .bind(&key)
-                    .fetch_optional(&self.readers)
-                    .await?;
+            let row = super::claims::holder_of(&self.readers, &key).await?;
             match row {
                 Some((holder, summary)) if holder == first_id => answer = summary.map(Into::into),
                 // Released (the first delivery failed) or taken over: the sender retries afresh.
@@ -306,6 +230,12 @@ impl AuditStore {
         self.search(&Filter::default(), limit).await
     }
 
+    /// The database's clock now.
+    pub async fn clock(&self) -> Result<SharedClock, AuditError> {
+        let now = self.backend.now_ms(&self.readers).await?;
+        Ok(SharedClock::at(Some(now)))
+    }
+
     /// The newest records that pass `filter`, at most `limit`, older than the record `filter.before` when set
     /// (the next page): the audit page's timeline.
     pub async fn search(
@@ -313,78 +243,17 @@ impl AuditStore {
         filter: &Filter,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, AuditError> {
-        let mut conditions = Vec::new();
-        let mut texts: Vec<&str> = Vec::new();
-        let mut times: Vec<i64> = Vec::new();
-        for (column, value) in [
-            ("target", &filter.target),
-            ("source", &filter.source),
-            ("outcome", &filter.outcome),
-        ] {
-            if let Some(value) = value {
-                texts.push(value);
-                conditions.push(format!("{column} = ${}", texts.len()));
-            }
-        }
-        if let Some(before) = &filter.before {
-            texts.push(before);
-            conditions.push(format!("id < ${}", texts.len()));
-        }
-        for (op, at) in [(">=", filter.since), ("<=", filter.until)] {
-            if let Some(at) = at {
-                times.push(millis(at));
-                conditions.push(format!("at_ms {op} ${}", texts.len() + times.len()));
-            }
-        }
-        let filter_sql = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM audit_records {filter_sql} ORDER BY id DESC LIMIT ${}",
-            texts.len() + times.len() + 1
-        );
-        let mut query = sqlx::query(&sql);
-        for text in texts {
-            query = query.bind(text);
-        }
-        for at in times {
-            query = query.bind(at);
-        }
-        let rows = query
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter().map(record_from_row).collect()
+        super::records::search(&self.readers, filter, limit).await
     }
 
     /// The recovery check recorded for the run `run_id`, once it ran.
     pub async fn recovery_of(&self, run_id: &str) -> Result<Option<AuditRecord>, AuditError> {
-        let pattern = format!("%\"run\":\"{run_id}\"%");
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_records WHERE source = 'recovery-check' AND detail LIKE $1 \
-             ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(pattern)
-        .fetch_optional(&self.readers)
-        .await?;
-        row.as_ref().map(record_from_row).transpose()
+        super::records::recovery_of(&self.readers, run_id).await
     }
 
     /// The newest run of `target` (acting, completed or refused; from an alert, a person or the CLI).
     pub async fn last_run(&self, target: &TargetId) -> Result<Option<AuditRecord>, AuditError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_records WHERE {} AND outcome IN ('completed', 'refused', 'acting') \
-             AND source NOT IN ('admin', 'notify', 'recovery-check', 'audit-read') ORDER BY id DESC LIMIT 1",
-            keys::matches("audit_records", 1)
-        ))
-        .bind(target.account.as_str())
-        .bind(target.region.as_str())
-        .bind(target.name.as_str())
-        .fetch_optional(&self.readers)
-        .await?;
-        row.as_ref().map(record_from_row).transpose()
+        super::records::last_run(&self.readers, target).await
     }
 
     /// When instances of this target were last replaced (or were being replaced), for the cooldown: the time
@@ -396,40 +265,23 @@ impl AuditStore {
         target: &TargetId,
         except: Option<&str>,
     ) -> Result<LastAction, AuditError> {
-        let sql = format!(
-            "SELECT MAX(COALESCE(acted_ms, at_ms)), {} FROM audit_records \
-             WHERE {} AND acted > 0 AND dry_run = 0 AND id != $4",
-            self.backend.now_sql(),
-            keys::matches("audit_records", 1)
-        );
-        let (at_ms, now_ms): (Option<i64>, Option<i64>) = sqlx::query_as(&sql)
-            .bind(target.account.as_str())
-            .bind(target.region.as_str())
-            .bind(target.name.as_str())
-            .bind(except.unwrap_or_default())
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(LastAction {
-            at: at_ms.and_then(from_millis),
-            clock: SharedClock::at(now_ms),
-        })
-    }
-
-    /// The database's clock now.
-    pub async fn clock(&self) -> Result<SharedClock, AuditError> {
-        let now = self.backend.now_ms(&self.readers).await?;
-        Ok(SharedClock::at(Some(now)))
+        super::records::last_action(&self.readers, self.backend, target, except).await
     }
 
     /// One record by id.
     pub async fn get(&self, id: &str) -> Result<Option<AuditRecord>, AuditError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_records WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.readers)
-        .await?;
-        row.as_ref().map(record_from_row).transpose()
+        super::records::get(&self.readers, id).await
+    }
+
+    /// Instances acted on (or being acted on) from `since` to `until`, on `target` or (`None`) on every
+    /// target, by real runs of any process sharing the store: what the budgets count.
+    pub async fn acted_between(
+        &self,
+        target: Option<&TargetId>,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<u64, AuditError> {
+        super::records::acted_between(&self.readers, target, since, until).await
     }
 
     /// Takes `lease` for the run `audit_id`, waiting (bounded by `wait`) while another live process holds
@@ -489,24 +341,7 @@ impl AuditStore {
 
     /// Delivery claims left unsettled by processes that are dead: each is taken over by its next redelivery.
     pub async fn stuck_claims(&self) -> Result<Vec<StuckClaim>, AuditError> {
-        let now = millis(OffsetDateTime::now_utc());
-        let sql = format!(
-            "SELECT key, audit_id, at_ms, owner FROM deliveries WHERE summary IS NULL AND {} ORDER BY at_ms",
-            super::processes::holder_is_dead("deliveries", 1)
-        );
-        let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(&sql)
-            .bind(super::processes::alive_since(now))
-            .fetch_all(&self.readers)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, audit_id, at_ms, owner)| StuckClaim {
-                key,
-                audit_id,
-                claimed_at: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                owner,
-            })
-            .collect())
+        Ok(super::claims::stuck(&self.readers).await?)
     }
 
     /// Walks the whole chain from its checkpoint: what was verified, or the first entry that was changed,
@@ -554,50 +389,7 @@ impl AuditStore {
     /// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
     /// else its own) and its breaker when open. Asked on every run, so it is one query of three rows at most.
     pub async fn brakes_of(&self, target: &TargetId) -> Result<Brakes, AuditError> {
-        let key = Key::from(target);
-        let every = Key::every_target();
-        let sql = format!(
-            "SELECT 'pause' AS kind, account, region, target, reason, at_ms FROM pauses \
-             WHERE ({}) OR ({}) UNION ALL \
-             SELECT 'breaker' AS kind, account, region, target, open_reason, opened_ms FROM breakers \
-             WHERE {} AND opened_ms IS NOT NULL",
-            keys::matches("pauses", 1),
-            keys::matches("pauses", 4),
-            keys::matches("breakers", 1),
-        );
-        let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(&sql)
-            .bind(key.account.as_str())
-            .bind(key.region.as_str())
-            .bind(key.target.as_str())
-            .bind(every.account.as_str())
-            .bind(every.region.as_str())
-            .bind(every.target.as_str())
-            .fetch_all(&self.readers)
-            .await?;
-        let mut brakes = Brakes::default();
-        for (kind, account, region, target, reason, at_ms) in rows {
-            let since = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            if kind == "breaker" {
-                brakes.breaker = Some(OpenBreaker {
-                    target,
-                    account,
-                    region,
-                    reason,
-                    since,
-                });
-            } else if brakes.pause.as_ref().is_none_or(|p| p.target.is_some()) {
-                // The pause of everything wins over the target's own.
-                let everything = target == every.target;
-                brakes.pause = Some(Pause {
-                    target: (!everything).then_some(target),
-                    account: (!everything).then_some(account),
-                    region: (!everything).then_some(region),
-                    reason,
-                    since,
-                });
-            }
-        }
-        Ok(brakes)
+        Ok(super::brakes::of(&self.readers, target).await?)
     }
 
     /// Every target's breaker with a row: open ones, and closed ones counting failures.
@@ -653,36 +445,6 @@ impl AuditStore {
     /// Where reflex runs, as a process recorded it, if one did.
     pub async fn home(&self) -> Result<Option<Home>, AuditError> {
         Ok(super::home::recorded(&self.readers).await?)
-    }
-
-    /// Instances acted on (or being acted on) from `since` to `until`, on `target` or (`None`) on every
-    /// target, by real runs of any process sharing the store: what the budgets count.
-    pub async fn acted_between(
-        &self,
-        target: Option<&TargetId>,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> Result<u64, AuditError> {
-        let sql = format!(
-            "SELECT CAST(COALESCE(SUM(acted), 0) AS BIGINT) FROM audit_records \
-             WHERE acted > 0 AND dry_run = 0 AND COALESCE(acted_ms, at_ms) BETWEEN $1 AND $2{}",
-            if target.is_some() {
-                format!(" AND {}", keys::matches("audit_records", 3))
-            } else {
-                String::new()
-            }
-        );
-        let mut query = sqlx::query_scalar::<_, i64>(&sql)
-            .bind(millis(since))
-            .bind(millis(until));
-        if let Some(target) = target {
-            query = query
-                .bind(target.account.as_str())
-                .bind(target.region.as_str())
-                .bind(target.name.as_str());
-        }
-        let acted = query.fetch_one(&self.readers).await?;
-        Ok(u64::try_from(acted).unwrap_or(0))
     }
 
     /// Adds `jobs`, durably; how many were dropped, their queue full.

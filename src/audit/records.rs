@@ -1,0 +1,217 @@
+//! Reads of `audit_records`, the view of each record's newest chain entry: the timeline and its filters, one
+//! record, a target's last run, when it was last acted on (with the database's clock) and what the budgets
+//! count. Chain entries are written by `entries`; this module only reads.
+
+use sqlx::AnyPool;
+use time::OffsetDateTime;
+
+use super::backend::Backend;
+use super::keys;
+use super::rows::{COLUMNS, from_millis, millis, record_from_row};
+use super::{AuditError, AuditRecord};
+use crate::target::TargetId;
+
+/// Which records `AuditStore::search` returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only this source (`sns`, `manual`, ...).
+    pub source: Option<String>,
+    /// Only this outcome (`completed`, `refused`, ...).
+    pub outcome: Option<String>,
+    /// Arrived at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Arrived at or before.
+    pub until: Option<OffsetDateTime>,
+    /// Older than this record (the next page).
+    pub before: Option<String>,
+}
+
+/// The database's clock, read once and carried forward by this process's monotonic clock: the one clock
+/// that times replicas share are taken from (cooldowns, budget windows, when a run acted).
+#[derive(Debug, Clone, Copy)]
+pub struct SharedClock {
+    at: OffsetDateTime,
+    read: std::time::Instant,
+}
+
+impl SharedClock {
+    /// The clock as read (`None`: the database gave no time; this process's own clock stands in).
+    pub(super) fn at(ms: Option<i64>) -> Self {
+        Self {
+            at: ms
+                .and_then(from_millis)
+                .unwrap_or_else(OffsetDateTime::now_utc),
+            read: std::time::Instant::now(),
+        }
+    }
+
+    /// The database's time now.
+    pub fn now(&self) -> OffsetDateTime {
+        self.at + self.read.elapsed()
+    }
+}
+
+/// When a target was last acted on, with the database's clock read at the same moment.
+#[derive(Debug, Clone, Copy)]
+pub struct LastAction {
+    /// When instances of the target were last replaced (or were being replaced), if ever.
+    pub at: Option<OffsetDateTime>,
+    /// The database's clock.
+    pub clock: SharedClock,
+}
+
+/// The newest records that pass `filter`, at most `limit`, older than the record `filter.before` when set
+/// (the next page): the audit page's timeline.
+pub(super) async fn search(
+    readers: &AnyPool,
+    filter: &Filter,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, AuditError> {
+    let mut conditions = Vec::new();
+    let mut texts: Vec<&str> = Vec::new();
+    let mut times: Vec<i64> = Vec::new();
+    for (column, value) in [
+        ("target", &filter.target),
+        ("source", &filter.source),
+        ("outcome", &filter.outcome),
+    ] {
+        if let Some(value) = value {
+            texts.push(value);
+            conditions.push(format!("{column} = ${}", texts.len()));
+        }
+    }
+    if let Some(before) = &filter.before {
+        texts.push(before);
+        conditions.push(format!("id < ${}", texts.len()));
+    }
+    for (op, at) in [(">=", filter.since), ("<=", filter.until)] {
+        if let Some(at) = at {
+            times.push(millis(at));
+            conditions.push(format!("at_ms {op} ${}", texts.len() + times.len()));
+        }
+    }
+    let filter_sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_records {filter_sql} ORDER BY id DESC LIMIT ${}",
+        texts.len() + times.len() + 1
+    );
+    let mut query = sqlx::query(&sql);
+    for text in texts {
+        query = query.bind(text);
+    }
+    for at in times {
+        query = query.bind(at);
+    }
+    let rows = query.bind(i64::from(limit)).fetch_all(readers).await?;
+    rows.iter().map(record_from_row).collect()
+}
+
+/// The recovery check recorded for the run `run_id`, once it ran.
+pub(super) async fn recovery_of(
+    readers: &AnyPool,
+    run_id: &str,
+) -> Result<Option<AuditRecord>, AuditError> {
+    let pattern = format!("%\"run\":\"{run_id}\"%");
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_records WHERE source = 'recovery-check' AND detail LIKE $1 \
+         ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(pattern)
+    .fetch_optional(readers)
+    .await?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+/// The newest run of `target` (acting, completed or refused; from an alert, a person or the CLI).
+pub(super) async fn last_run(
+    readers: &AnyPool,
+    target: &TargetId,
+) -> Result<Option<AuditRecord>, AuditError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_records WHERE {} AND outcome IN ('completed', 'refused', 'acting') \
+         AND source NOT IN ('admin', 'notify', 'recovery-check', 'audit-read') ORDER BY id DESC LIMIT 1",
+        keys::matches("audit_records", 1)
+    ))
+    .bind(target.account.as_str())
+    .bind(target.region.as_str())
+    .bind(target.name.as_str())
+    .fetch_optional(readers)
+    .await?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+/// When instances of this target were last replaced (or were being replaced), for the cooldown: the time
+/// the run acted (its arrival for records from before that was kept). `except` leaves out one run: the
+/// dead attempt a takeover finishes is not a cooldown for it. The database's clock is read in the same
+/// query, so the cooldown is judged on it.
+pub(super) async fn last_action(
+    readers: &AnyPool,
+    backend: Backend,
+    target: &TargetId,
+    except: Option<&str>,
+) -> Result<LastAction, AuditError> {
+    let sql = format!(
+        "SELECT MAX(COALESCE(acted_ms, at_ms)), {} FROM audit_records \
+         WHERE {} AND acted > 0 AND dry_run = 0 AND id != $4",
+        backend.now_sql(),
+        keys::matches("audit_records", 1)
+    );
+    let (at_ms, now_ms): (Option<i64>, Option<i64>) = sqlx::query_as(&sql)
+        .bind(target.account.as_str())
+        .bind(target.region.as_str())
+        .bind(target.name.as_str())
+        .bind(except.unwrap_or_default())
+        .fetch_one(readers)
+        .await?;
+    Ok(LastAction {
+        at: at_ms.and_then(from_millis),
+        clock: SharedClock::at(now_ms),
+    })
+}
+
+/// One record by id.
+pub(super) async fn get(readers: &AnyPool, id: &str) -> Result<Option<AuditRecord>, AuditError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_records WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(readers)
+    .await?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+/// Instances acted on (or being acted on) from `since` to `until`, on `target` or (`None`) on every
+/// target, by real runs of any process sharing the store: what the budgets count.
+pub(super) async fn acted_between(
+    readers: &AnyPool,
+    target: Option<&TargetId>,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<u64, AuditError> {
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(acted), 0) AS BIGINT) FROM audit_records \
+         WHERE acted > 0 AND dry_run = 0 AND COALESCE(acted_ms, at_ms) BETWEEN $1 AND $2{}",
+        if target.is_some() {
+            format!(" AND {}", keys::matches("audit_records", 3))
+        } else {
+            String::new()
+        }
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(millis(since))
+        .bind(millis(until));
+    if let Some(target) = target {
+        query = query
+            .bind(target.account.as_str())
+            .bind(target.region.as_str())
+            .bind(target.name.as_str());
+    }
+    let acted = query.fetch_one(readers).await?;
+    Ok(u64::try_from(acted).unwrap_or(0))
+}
