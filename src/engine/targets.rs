@@ -142,6 +142,12 @@ impl Targets {
         })
     }
 
+    /// Every target, in the configuration's order.
+    #[cfg(test)]
+    pub fn all(&self) -> &[Target] {
+        &self.0
+    }
+
     /// Every target's identity.
     pub fn ids(&self) -> impl Iterator<Item = &TargetId> {
         self.0.iter().map(|target| &target.id)

@@ -968,3 +968,81 @@ async fn a_takeover_counts_what_the_dead_attempt_replaced_against_the_cap() {
     );
     assert!(h.fleet.done.lock().unwrap().is_empty());
 }
+
+/// Two targets named `web`, one in the home account and one in another, each read and healed through its own
+/// fake fleet: cooldowns, breakers, pauses and budgets are each target's own (the store keys them by account,
+/// region and name; an alert that names no account is routed by the multi-account work, so the runs here are
+/// started on each target directly).
+#[tokio::test]
+async fn the_same_balancer_name_in_two_accounts_is_two_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[audit]\nurl = \"sqlite://{}\"\n[remediation]\ncooldown_secs = 600\nmax_acted_per_hour = 1\n\
+         [[targets]]\nload_balancer = \"web\"\n",
+        dir.path().join("audit.db").display(),
+    );
+    let mut config = crate::config::parse(&text, std::iter::empty()).unwrap();
+    let second = config.targets[0].clone();
+    config.targets.push(second);
+    let config = Arc::new(config);
+    let (store, _writer) = AuditStore::open(&config.audit.url).await.unwrap();
+    store.settle_home(home()).await.unwrap();
+    let fleets = [
+        Arc::new(FakeFleet::default()),
+        Arc::new(FakeFleet::default()),
+    ];
+    let other = Home {
+        account: "222222222222".into(),
+        region: "us-east-1".into(),
+    };
+    let served = AtomicUsize::new(0);
+    let fleet_of = |_: &crate::config::TargetConfig| {
+        let n = served.fetch_add(1, Ordering::SeqCst);
+        let place = if n == 0 { home() } else { other.clone() };
+        (Arc::clone(&fleets[n]) as Arc<dyn Fleet>, place)
+    };
+    let metrics = Arc::new(Metrics::default());
+    let engine = Engine::start_with(
+        config,
+        home(),
+        &fleet_of,
+        store.clone(),
+        Arc::clone(&metrics),
+        Notifier::disabled(metrics),
+    )
+    .await
+    .unwrap();
+    let [a, b] = engine.targets.all() else {
+        panic!("two targets")
+    };
+    assert_eq!((a.id.name.as_str(), b.id.name.as_str()), ("web", "web"));
+    assert_ne!(a.id, b.id);
+    let run = async |target: &targets::Target| {
+        let mut meta = meta();
+        meta.concerns(&target.id);
+        engine
+            .remediate(&mut meta, &trigger("web", false), target, None)
+            .await
+            .unwrap()
+    };
+    // Each acts once: neither the other's cooldown nor its budget of 1 an hour holds it back.
+    assert_eq!(run(a).await.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run(b).await.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(
+        *fleets[0].done.lock().unwrap(),
+        [("terminate", "i-bad".to_owned())]
+    );
+    assert_eq!(
+        *fleets[1].done.lock().unwrap(),
+        [("terminate", "i-bad".to_owned())]
+    );
+    assert_eq!(run(a).await.summary.refused_rule, Some("cooldown"));
+    assert_eq!(b.id.account, "222222222222");
+    // A breaker and a pause are each target's own.
+    assert!(store.trip_breaker(&a.id, "test").await.unwrap());
+    store.pause(Scope::Target(&b.id), "deploy").await.unwrap();
+    assert_eq!(run(a).await.summary.refused_rule, Some("breaker-open"));
+    assert_eq!(run(b).await.summary.refused_rule, Some("paused"));
+    assert!(store.brakes_of(&a.id).await.unwrap().pause.is_none());
+    assert!(store.brakes_of(&b.id).await.unwrap().breaker.is_none());
+}
