@@ -205,13 +205,10 @@ async fn with_controls<T>(
 ) -> anyhow::Result<T> {
     let config = load_config(path)?;
     let (store, writer) = open_store(&config).await?;
-    let home = match store.home().await? {
-        Some(home) => home,
-        None => {
-            let sdk = crate::aws::sdk_config(&config.aws).await;
-            crate::server::learn_home(&config, &sdk, &store).await?
-        }
-    };
+    // The same home the server works out (it takes the recorded one without asking STS when it fits), so a
+    // pause or a reset names the row the engine reads.
+    let sdk = crate::aws::sdk_config(&config.aws).await;
+    let home = crate::server::learn_home(&config, &sdk, &store).await?;
     let done = work(Controls {
         audit: &store,
         config: &config,

@@ -169,7 +169,8 @@ impl Controls<'_> {
 
     /// Pauses, breakers and every configured target's budgets left, now.
     pub async fn state(&self) -> Result<State, AuditError> {
-        let now = OffsetDateTime::now_utc();
+        // The budgets count on the database's clock, as the runs do.
+        let now = self.audit.clock().await?.now();
         let budgets = Budgets::from(&self.config.remediation);
         let mut per_target = Vec::with_capacity(self.config.targets.len());
         for target in &self.config.targets {

@@ -23,6 +23,8 @@ pub struct Jobs {
     audit: AuditStore,
     engine: Arc<Engine>,
     notifier: Notifier,
+    /// The jobs running now, so that shutdown lets them finish and record their results.
+    running: tokio_util::task::TaskTracker,
 }
 
 impl Jobs {
@@ -32,7 +34,15 @@ impl Jobs {
             audit,
             engine,
             notifier,
+            running: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Waits for the jobs running now (stop `run_every` first): a job's result is recorded with its removal
+    /// before the store stops, so no other process runs it again.
+    pub async fn drain(&self) {
+        self.running.close();
+        self.running.wait().await;
     }
 
     /// Claims the next due job and runs it; whether there was one.
@@ -75,7 +85,7 @@ impl Jobs {
                     }
                 };
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.running.spawn(async move {
                     this.run(&job).await;
                     drop(permit);
                 });

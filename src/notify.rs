@@ -24,6 +24,10 @@ const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// One attempt's bound.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A notification for a webhook this process does not know is put back this often ...
+const UNKNOWN_SINK_AGAIN: Duration = Duration::from_secs(60);
+/// ... this many times (an hour), then recorded as ignored.
+const UNKNOWN_SINK_ATTEMPTS: u32 = 60;
 
 /// Something an operator wants to hear about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,14 +66,24 @@ pub enum NotifyError {
     Client(#[from] reqwest::Error),
 }
 
-/// One `[[notify]]` webhook.
-#[derive(Debug)]
+/// One `[[notify]]` webhook. Its `Debug` shows the host only: the URL carries the webhook's secret.
 struct Sink {
     /// Names the webhook in its jobs without its URL (a webhook URL carries its secret): a digest of it.
     id: String,
     url: reqwest::Url,
     format: NotifyFormat,
     events: Vec<NotifyEvent>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("id", &self.id)
+            .field("host", &self.url.host_str().unwrap_or_default())
+            .field("format", &self.format)
+            .field("events", &self.events)
+            .finish()
+    }
 }
 
 /// A notification job's data: the event and the webhook it goes to.
@@ -185,8 +199,13 @@ impl Notifier {
             )));
         };
         let Some(sink) = self.sinks.iter().find(|sink| sink.id == queued.sink) else {
+            // Another replica (or this one after a restart with other [[notify]] entries) may know the
+            // webhook: put it back for an hour before giving up on it.
+            let why = "its [[notify]] entry is not configured in this process";
+            if job.attempts < UNKNOWN_SINK_ATTEMPTS {
+                return Attempted::Retry(UNKNOWN_SINK_AGAIN, why.to_owned());
+            }
             let event = Some(&queued.event);
-            let why = "its [[notify]] entry is no longer configured";
             return Attempted::Done(Box::new(self.record(event, None, why, job)));
         };
         let body = self.body(sink.format, &queued.event);

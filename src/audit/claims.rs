@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use sqlx::{AnyPool, Row as _};
 use time::OffsetDateTime;
 
-use super::rows::{from_millis, millis};
+use super::backend::Backend;
+use super::rows::from_millis;
 
 use super::backend::{list, values};
 use super::deliveries::{Claim, DeliveryUpdate};
@@ -216,8 +217,11 @@ pub(super) async fn holder_of(
 }
 
 /// Delivery claims left unsettled by processes that are dead.
-pub(super) async fn stuck(readers: &AnyPool) -> Result<Vec<StuckClaim>, sqlx::Error> {
-    let now = millis(OffsetDateTime::now_utc());
+pub(super) async fn stuck(
+    readers: &AnyPool,
+    backend: Backend,
+) -> Result<Vec<StuckClaim>, sqlx::Error> {
+    let now = backend.now_ms(readers).await?;
     let sql = format!(
         "SELECT key, audit_id, at_ms, owner FROM deliveries WHERE summary IS NULL AND {} ORDER BY at_ms",
         holder_is_dead("deliveries", 1)

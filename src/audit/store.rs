@@ -341,7 +341,7 @@ impl AuditStore {
 
     /// Delivery claims left unsettled by processes that are dead: each is taken over by its next redelivery.
     pub async fn stuck_claims(&self) -> Result<Vec<StuckClaim>, AuditError> {
-        Ok(super::claims::stuck(&self.readers).await?)
+        Ok(super::claims::stuck(&self.readers, self.backend).await?)
     }
 
     /// Walks the whole chain from its checkpoint: what was verified, or the first entry that was changed,

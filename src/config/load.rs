@@ -380,6 +380,11 @@ mod tests {
                 "targets.target_group",
             ),
             (
+                // One name for a classic balancer and a target group: the store keys targets by name.
+                "[[targets]]\nload_balancer = \"web\"\n[[targets]]\ntarget_group = \"web\"\n",
+                "targets.target_group",
+            ),
+            (
                 "[[targets]]\ntarget_group = \
                  \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-tg/0123456789abcdef\"\n",
                 "targets.target_group",

@@ -286,7 +286,7 @@ impl TargetConfig {
             target.validate()?;
             if let Some(earlier) = targets[..index]
                 .iter()
-                .find(|other| other.is(&target.reference()))
+                .find(|other| other.is(&target.reference()) || other.name() == target.name())
             {
                 let key = match target.reference() {
                     TargetRef::LoadBalancer(_) => "targets.load_balancer",

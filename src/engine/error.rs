@@ -25,6 +25,9 @@ pub enum EngineError {
     /// Another process sharing the audit store is acting on this target and did not finish in time.
     #[error("another reflex process is remediating {0} right now; retry later")]
     TargetBusy(String),
+    /// The decision a dead attempt stored cannot be read, so what it may have done is unknown.
+    #[error("the decision of run {0} cannot be read ({1}); nothing was done")]
+    UnreadableDecision(String, String),
 }
 
 impl EngineError {
@@ -38,7 +41,7 @@ impl EngineError {
                 FailureKind::Permanent => "aws-denied",
                 FailureKind::Transient | FailureKind::NotFound => "aws-unavailable",
             },
-            Self::Audit(_) => "audit-unavailable",
+            Self::Audit(_) | Self::UnreadableDecision(..) => "audit-unavailable",
             Self::Busy(_) => "too-busy",
             Self::TargetBusy(_) => "target-busy",
         }
@@ -54,7 +57,9 @@ impl EngineError {
                 FailureKind::Permanent => 502,
                 FailureKind::Transient | FailureKind::NotFound => 503,
             },
-            Self::Audit(_) | Self::Busy(_) | Self::TargetBusy(_) => 503,
+            Self::Audit(_) | Self::Busy(_) | Self::TargetBusy(_) | Self::UnreadableDecision(..) => {
+                503
+            }
         }
     }
 
@@ -82,7 +87,9 @@ impl EngineError {
                     "a dependency failed; retry later".to_owned()
                 }
             },
-            Self::Audit(_) => "a dependency failed; retry later".to_owned(),
+            Self::Audit(_) | Self::UnreadableDecision(..) => {
+                "a dependency failed; retry later".to_owned()
+            }
         }
     }
 }

@@ -63,13 +63,10 @@ impl Engine {
         let Some(body) = self.audit.decision(run_id).await? else {
             return Ok(None);
         };
-        match serde_json::from_str(&body) {
-            Ok(decision) => Ok(Some(decision)),
-            Err(err) => {
-                tracing::error!(run_id, error = %err, "a stored decision cannot be read");
-                Ok(None)
-            }
-        }
+        // A decision that cannot be read must not lift the cap it set: the run stops here instead.
+        serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|err| EngineError::UnreadableDecision(run_id.to_owned(), err.to_string()))
     }
 }
 

@@ -229,6 +229,8 @@ pub async fn serve(
         }
     }
     drop(listener);
+    // No new jobs are claimed from here on; the ones running finish within the grace, as requests do.
+    jobs.abort();
 
     let tasks = app.state.tasks.clone();
     tasks.close();
@@ -236,6 +238,7 @@ pub async fn serve(
     let drained = tokio::time::timeout(grace, async {
         graceful.shutdown().await;
         tasks.wait().await;
+        app.jobs.drain().await;
     })
     .await;
     if drained.is_err() {
@@ -248,7 +251,6 @@ pub async fn serve(
     reloader.abort();
     summaries.abort();
     pruning.abort();
-    jobs.abort();
     brakes.abort();
     app.close().await;
     tracing::info!("reflex stopped");
