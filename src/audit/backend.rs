@@ -111,14 +111,20 @@ impl Backend {
         }
     }
 
-    /// The database's clock now (ms), read on `conn`.
+    /// The database's clock now (ms), read on `conn`. A SQLite file is on this host, so its clock is this
+    /// process's: no query is needed.
     pub async fn now_ms<'c, E>(self, conn: E) -> Result<i64, sqlx::Error>
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
-        sqlx::query_scalar(&format!("SELECT {}", self.now_sql()))
-            .fetch_one(conn)
-            .await
+        match self {
+            Self::Sqlite => Ok(super::rows::millis(time::OffsetDateTime::now_utc())),
+            Self::Postgres => {
+                sqlx::query_scalar(&format!("SELECT {}", self.now_sql()))
+                    .fetch_one(conn)
+                    .await
+            }
+        }
     }
 
     /// Whether a failed commit is worth trying again at once: PostgreSQL aborts one of two transactions that

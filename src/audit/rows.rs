@@ -134,7 +134,7 @@ impl StoredRow {
     /// The content the chain hashes: every column, as one JSON array in `COLUMNS` order. An entry without an
     /// account and region (every entry from before they were recorded) hashes as it always did.
     pub fn canonical(&self) -> String {
-        let columns = serde_json::to_value((
+        let columns = (
             &self.id,
             self.at_ms,
             &self.source,
@@ -149,16 +149,46 @@ impl StoredRow {
             self.duration_ms,
             &self.detail,
             self.acted_ms,
-        ))
-        .unwrap_or_default();
-        let serde_json::Value::Array(mut columns) = columns else {
-            return String::new();
+        );
+        let text = if self.account.is_none() && self.region.is_none() {
+            serde_json::to_string(&columns)
+        } else {
+            let (
+                id,
+                at,
+                source,
+                caller,
+                auth,
+                target,
+                outcome,
+                status,
+                error,
+                dry,
+                acted,
+                took,
+                detail,
+                when,
+            ) = columns;
+            serde_json::to_string(&(
+                id,
+                at,
+                source,
+                caller,
+                auth,
+                target,
+                outcome,
+                status,
+                error,
+                dry,
+                acted,
+                took,
+                detail,
+                when,
+                &self.account,
+                &self.region,
+            ))
         };
-        if self.account.is_some() || self.region.is_some() {
-            columns.push(self.account.clone().into());
-            columns.push(self.region.clone().into());
-        }
-        serde_json::to_string(&columns).unwrap_or_default()
+        text.unwrap_or_default()
     }
 
     /// The typed record again.
