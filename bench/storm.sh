@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNECTIONS=${2:-32}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 1; }
-cargo build --release --quiet
+# REFLEX_BIN runs another reflex binary (e.g. an older build) instead of this tree's release build.
+if [ -z "${REFLEX_BIN:-}" ]; then
+    cargo build --release --quiet
+    REFLEX_BIN=target/release/reflex
+fi
 RUN=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 MOTO_PORT=$(free_port)
@@ -42,7 +46,7 @@ tokens = ["$TOKEN"]
 [alertmanager]
 tokens = ["$AM_TOKEN"]
 TOML
-RUST_LOG=warn target/release/reflex serve --config "$RUN/reflex.toml" 2>"$RUN/reflex.log" &
+RUST_LOG=warn "$REFLEX_BIN" serve --config "$RUN/reflex.toml" 2>"$RUN/reflex.log" &
 PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.05; done
 # moto's own record of every request it receives from here on.
