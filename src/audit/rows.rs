@@ -150,45 +150,17 @@ impl StoredRow {
             &self.detail,
             self.acted_ms,
         );
-        let text = if self.account.is_none() && self.region.is_none() {
-            serde_json::to_string(&columns)
-        } else {
-            let (
-                id,
-                at,
-                source,
-                caller,
-                auth,
-                target,
-                outcome,
-                status,
-                error,
-                dry,
-                acted,
-                took,
-                detail,
-                when,
-            ) = columns;
-            serde_json::to_string(&(
-                id,
-                at,
-                source,
-                caller,
-                auth,
-                target,
-                outcome,
-                status,
-                error,
-                dry,
-                acted,
-                took,
-                detail,
-                when,
-                &self.account,
-                &self.region,
-            ))
+        let Ok(mut text) = serde_json::to_string(&columns) else {
+            return String::new();
         };
-        text.unwrap_or_default()
+        if self.account.is_some() || self.region.is_some() {
+            // The same array with the place as two more elements.
+            let place = serde_json::to_string(&(&self.account, &self.region)).unwrap_or_default();
+            text.pop();
+            text.push(',');
+            text.push_str(place.trim_start_matches('['));
+        }
+        text
     }
 
     /// The typed record again.

@@ -33,39 +33,16 @@ pub use error::EngineError;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Replacement, Skip, SkipReason};
 pub use recovery::{JOB_KIND as RECOVERY_CHECK_JOB, RecoveryCheck};
 pub use reply::{Reply, SubscriptionReply};
+pub use report::Run;
 pub use summary::{ActionError, Names, Summary};
 pub use targets::{FleetOf, StartError, probe_targets};
 pub use trigger::{Authenticated, Trigger};
 
-use crate::audit::{AuditStore, DeliveryKey, Home, Outcome, RequestMeta};
-use crate::config::{Config, NotifyEvent, TargetConfig};
+use crate::audit::{AuditStore, DeliveryKey, Home, RequestMeta};
+use crate::config::{Config, TargetConfig};
 use crate::metrics::Metrics;
-use crate::notify::{Event, Notifier};
+use crate::notify::Notifier;
 use port::Fleet;
-
-/// What one remediation run produced.
-#[derive(Debug, Clone)]
-pub struct Run {
-    /// The answer.
-    pub summary: Summary,
-    /// Instances actually replaced (terminated or handed to their Auto Scaling group).
-    pub acted: u32,
-    /// Whether the target was read (a refusal by a pause, the breaker or the cooldown reads nothing).
-    pub read: bool,
-    /// Set when this run opened the target's breaker: what tripped it and why.
-    pub tripped: Option<Tripped>,
-}
-
-impl Run {
-    /// The audit outcome of this run.
-    pub fn outcome(&self) -> Outcome {
-        if self.summary.refused.is_some() {
-            Outcome::Refused
-        } else {
-            Outcome::Completed
-        }
-    }
-}
 
 /// Runs remediations; one per target at a time.
 #[derive(Debug)]
@@ -165,36 +142,7 @@ impl Engine {
             }
             None => None,
         };
-        let (record, settle) = match &result {
-            Ok(run) => {
-                meta.note("answer", &run.summary);
-                let answer = Reply::Summary(Box::new(run.summary.clone()));
-                (
-                    meta.into_record(run.outcome(), 200, None, run.acted),
-                    delivery.map(|key| key.complete(answer.redelivered())),
-                )
-            }
-            Err(err) => {
-                self.metrics
-                    .count_rejection(meta.source.as_str(), err.code());
-                meta.note("error", err.to_string());
-                (
-                    meta.into_record(Outcome::Rejected, err.status(), Some(err.code()), 0),
-                    delivery.map(DeliveryKey::release),
-                )
-            }
-        };
-        let events = match (&result, &record.target, tripped) {
-            (Ok(run), Some(target), _) => self.events(target, run, &audit_id),
-            (Err(_), Some(target), Some(tripped)) => vec![Event::new(
-                NotifyEvent::BreakerTripped,
-                target,
-                tripped.reason,
-                &audit_id,
-            )],
-            _ => Vec::new(),
-        };
-        let jobs = self.jobs_of(&events);
+        let (record, settle, jobs) = self.finished(meta, &result, delivery, tripped, &audit_id);
         let dropped = self.audit.put_run(record, settle, jobs).await?;
         self.notifier.count_dropped(dropped);
         result

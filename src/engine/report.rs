@@ -1,11 +1,80 @@
-//! What a finished run tells besides its answer: the metrics it counts and the notifications it sends.
+//! What a finished run comes to: its record (with the delivery's settlement and the notifications it sends,
+//! committed together), and the metrics it counts.
 
-use super::{Engine, Run, plan};
+use super::{Engine, EngineError, Reply, Summary, Tripped, plan};
+use crate::audit::{AuditRecord, DeliveryKey, DeliveryUpdate, NewJob, Outcome, RequestMeta};
 use crate::config::NotifyEvent;
 use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
 use crate::notify::Event;
 
+/// What one remediation run produced.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The answer.
+    pub summary: Summary,
+    /// Instances actually replaced (terminated or handed to their Auto Scaling group).
+    pub acted: u32,
+    /// Whether the target was read (a refusal by a pause, the breaker or the cooldown reads nothing).
+    pub read: bool,
+    /// Set when this run opened the target's breaker: what tripped it and why.
+    pub tripped: Option<Tripped>,
+}
+
+impl Run {
+    /// The audit outcome of this run.
+    pub fn outcome(&self) -> Outcome {
+        if self.summary.refused.is_some() {
+            Outcome::Refused
+        } else {
+            Outcome::Completed
+        }
+    }
+}
+
 impl Engine {
+    /// The run's record, its delivery's settlement and the notification jobs of its events: written in one
+    /// commit by `run`.
+    pub(super) fn finished(
+        &self,
+        mut meta: RequestMeta,
+        result: &Result<Run, EngineError>,
+        delivery: Option<DeliveryKey>,
+        tripped: Option<Tripped>,
+        audit_id: &str,
+    ) -> (AuditRecord, Option<DeliveryUpdate>, Vec<NewJob>) {
+        let (record, settle) = match result {
+            Ok(run) => {
+                meta.note("answer", &run.summary);
+                let answer = Reply::Summary(Box::new(run.summary.clone()));
+                (
+                    meta.into_record(run.outcome(), 200, None, run.acted),
+                    delivery.map(|key| key.complete(answer.redelivered())),
+                )
+            }
+            Err(err) => {
+                self.metrics
+                    .count_rejection(meta.source.as_str(), err.code());
+                meta.note("error", err.to_string());
+                (
+                    meta.into_record(Outcome::Rejected, err.status(), Some(err.code()), 0),
+                    delivery.map(DeliveryKey::release),
+                )
+            }
+        };
+        let events = match (result, &record.target, tripped) {
+            (Ok(run), Some(target), _) => self.events(target, run, audit_id),
+            (Err(_), Some(target), Some(tripped)) => vec![Event::new(
+                NotifyEvent::BreakerTripped,
+                target,
+                tripped.reason,
+                audit_id,
+            )],
+            _ => Vec::new(),
+        };
+        let jobs = self.jobs_of(&events);
+        (record, settle, jobs)
+    }
+
     /// The run's events: it acted, it was refused for news about the target (not a standing cooldown,
     /// pause or open breaker, answered to every alert while it lasts), it opened the breaker.
     pub(super) fn events(&self, target: &str, run: &Run, audit_id: &str) -> Vec<Event> {

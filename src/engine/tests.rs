@@ -14,7 +14,7 @@ use super::port::{
     TargetGroupInfo, TargetRef,
 };
 use super::*;
-use crate::audit::{Auth, Scope, Source, WriterTask};
+use crate::audit::{Auth, Outcome, Scope, Source, WriterTask};
 use crate::notify::Notifier;
 
 /// A fleet whose answers the test sets, and which notes what the engine did to it.
