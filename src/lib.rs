@@ -9,6 +9,7 @@ pub mod audit;
 pub mod aws;
 pub mod commands;
 pub mod config;
+pub mod contract;
 pub mod controls;
 pub mod engine;
 #[doc(hidden)]

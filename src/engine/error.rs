@@ -1,5 +1,5 @@
-//! Why a remediation did not run, and what that means for the sender: a stable code, the contract's HTTP
-//! status, and whether a retry may help.
+//! Why a remediation did not run, and what that means for the sender: a stable code and whether a retry may
+//! help (the HTTP status each gets is the contract's, in `crate::contract`).
 
 use super::port::{FailureKind, FleetError, TargetRef};
 use crate::audit::AuditError;
@@ -47,25 +47,16 @@ impl EngineError {
         }
     }
 
-    /// The HTTP status the contract gives this failure (also recorded in the audit trail): 422 for a target
-    /// that does not exist, 502 for AWS refusing (permissions, validation: retrying will not help), 503 for
-    /// transient faults worth a retry.
-    pub fn status(&self) -> u16 {
+    /// Whether the same alert may succeed later, so its sender should retry it: a fault of AWS's reach or
+    /// of the store, or reflex busy; not a target that does not exist or AWS refusing.
+    pub fn is_transient(&self) -> bool {
         match self {
-            Self::UnknownTarget(..) | Self::TargetNotFound(_) => 422,
-            Self::Fleet(err) => match err.kind {
-                FailureKind::Permanent => 502,
-                FailureKind::Transient | FailureKind::NotFound => 503,
-            },
+            Self::UnknownTarget(..) | Self::TargetNotFound(_) => false,
+            Self::Fleet(err) => err.kind != FailureKind::Permanent,
             Self::Audit(_) | Self::Busy(_) | Self::TargetBusy(_) | Self::UnreadableDecision(..) => {
-                503
+                true
             }
         }
-    }
-
-    /// Whether the same alert may succeed later, so its sender should retry it.
-    pub fn is_transient(&self) -> bool {
-        self.status() == 503
     }
 
     /// A sentence for the caller. Transient faults say only that a dependency failed (their cause is logged

@@ -13,6 +13,7 @@ use super::decide::Decision;
 use super::{Engine, EngineError};
 use crate::audit::{ClaimedJob, NewJob, Outcome, RequestMeta, Source};
 use crate::config::NotifyEvent;
+use crate::contract::ANSWERED;
 use crate::metrics::Metrics;
 use crate::notify::Event;
 use crate::target::TargetId;
@@ -82,7 +83,7 @@ impl Engine {
         let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
         let Ok(check) = serde_json::from_str::<RecoveryCheck>(&job.payload) else {
             meta.note("ignored", "the recovery check cannot be read");
-            let record = meta.into_record(Outcome::Ignored, 200, None, 0);
+            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
             return Ok(());
         };
@@ -96,7 +97,7 @@ impl Engine {
         );
         let Some(target) = self.targets.by_place(&check.target, account, region) else {
             meta.note("ignored", "the target is no longer configured");
-            let record = meta.into_record(Outcome::Ignored, 200, None, 0);
+            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
             return Ok(());
         };
@@ -122,7 +123,7 @@ impl Engine {
         } else {
             Outcome::NotRecovered
         };
-        let record = meta.into_record(outcome, 200, None, 0);
+        let record = meta.into_record(outcome, ANSWERED, None, 0);
         let dropped = self
             .audit
             .finish_job(record, &job.id, self.jobs_of(&events))

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::Summary;
 
-/// The body of a 200 answer.
+/// The body of an answer that is not an error.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Reply {

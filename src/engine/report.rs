@@ -4,6 +4,7 @@
 use super::{Engine, EngineError, Reply, Summary, Tripped, plan};
 use crate::audit::{AuditRecord, DeliveryKey, DeliveryUpdate, NewJob, Outcome, RequestMeta};
 use crate::config::NotifyEvent;
+use crate::contract::ANSWERED;
 use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
 use crate::notify::Event;
 
@@ -47,7 +48,7 @@ impl Engine {
                 meta.note("answer", &run.summary);
                 let answer = Reply::Summary(Box::new(run.summary.clone()));
                 (
-                    meta.into_record(run.outcome(), 200, None, run.acted),
+                    meta.into_record(run.outcome(), ANSWERED, None, run.acted),
                     delivery.map(|key| key.complete(answer.redelivered())),
                 )
             }
@@ -56,7 +57,12 @@ impl Engine {
                     .count_rejection(meta.source.as_str(), err.code());
                 meta.note("error", err.to_string());
                 (
-                    meta.into_record(Outcome::Rejected, err.status(), Some(err.code()), 0),
+                    meta.into_record(
+                        Outcome::Rejected,
+                        crate::contract::status_of(err),
+                        Some(err.code()),
+                        0,
+                    ),
                     delivery.map(DeliveryKey::release),
                 )
             }

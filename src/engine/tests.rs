@@ -569,7 +569,11 @@ async fn a_run_beyond_max_concurrent_is_busy_and_recorded() {
     let err = busy.unwrap_err();
     assert!(matches!(err, EngineError::Busy(1)), "{err:?}");
     assert_eq!(
-        (err.code(), err.status(), err.is_transient()),
+        (
+            err.code(),
+            crate::contract::status_of(&err),
+            err.is_transient()
+        ),
         ("too-busy", 503, true)
     );
     h.fleet.hold.as_ref().unwrap().1.notify_one();
@@ -661,7 +665,11 @@ async fn a_permission_error_is_permanent_and_a_timeout_transient() {
             .await
             .unwrap_err();
         assert_eq!(
-            (err.code(), err.status(), err.is_transient()),
+            (
+                err.code(),
+                crate::contract::status_of(&err),
+                err.is_transient()
+            ),
             (expected, status, transient)
         );
         if let Some(code) = code {
@@ -707,7 +715,10 @@ async fn a_target_aws_does_not_know_and_an_unlisted_one_are_422() {
         .await
         .unwrap_err();
     for err in [gone, unlisted] {
-        assert_eq!((err.code(), err.status()), ("unknown-load-balancer", 422));
+        assert_eq!(
+            (err.code(), crate::contract::status_of(&err)),
+            ("unknown-load-balancer", 422)
+        );
     }
 }
 
@@ -847,7 +858,10 @@ async fn an_unlisted_target_group_is_422_unknown_target_group() {
         )
         .await
         .unwrap_err();
-    assert_eq!((err.code(), err.status()), ("unknown-target-group", 422));
+    assert_eq!(
+        (err.code(), crate::contract::status_of(&err)),
+        ("unknown-target-group", 422)
+    );
 }
 
 impl Engine {
