@@ -5,6 +5,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// `POST /remediate` for `lb` with the manual token to a server process at `base`; the status and answer.
+pub async fn remediate_at(
+    client: &reqwest::Client,
+    base: &str,
+    lb: &str,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(format!("{base}/remediate"))
+        .bearer_auth(super::MANUAL_TOKEN)
+        .json(&serde_json::json!({"load_balancer": lb}))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// Runs the `reflex` binary to its end with `args` (a config path from the environment ignored).
 pub fn reflex<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reflex"))

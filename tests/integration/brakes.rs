@@ -15,28 +15,13 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::alertmanager::AM_TOKEN;
-use crate::common::process::{ReflexProcess, reflex};
+use crate::common::process::{ReflexProcess, reflex, remediate_at};
 use crate::common::slow_proxy::SlowProxy;
 use crate::common::sns::TestSigner;
 use crate::common::{
     ADMIN, ADMIN_TOKEN, AUDIT_TOKEN, Fleet, MANUAL_TOKEN, Moto, TestApp, config_text, unique,
 };
 use crate::sns::alarm;
-
-/// `POST /remediate` for `lb` to a server process; the status and answer.
-async fn remediate(client: &reqwest::Client, base: &str, lb: &str) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/remediate"))
-        .bearer_auth(MANUAL_TOKEN)
-        .json(&json!({"load_balancer": lb}))
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 /// POSTs `body` to an `/admin` route of `app` with `token`.
 async fn admin(app: &TestApp, path: &str, token: &str, body: Value) -> (u16, Value) {
@@ -63,7 +48,7 @@ async fn budgets_hold_across_processes_and_a_restart_and_the_breaker_stays_open_
     let config = config.to_str().unwrap();
 
     // One instance by the server, one by another process (the CLI) on the same store: the budget is spent.
-    let (status, first) = remediate(&client, &server.base, &lb).await;
+    let (status, first) = remediate_at(&client, &server.base, &lb).await;
     assert_eq!(status, 200, "{first}");
     let cli = reflex(["remediate", "--config", config, "--load-balancer", &lb]);
     let second: Value = serde_json::from_slice(&cli.stdout).unwrap();
@@ -84,7 +69,7 @@ async fn budgets_hold_across_processes_and_a_restart_and_the_breaker_stays_open_
     server.signal("TERM");
     assert!(server.exit_within(Duration::from_secs(10)).await.success());
     let mut server = ReflexProcess::start(server_dir.path(), &text, &client).await;
-    let (_, third) = remediate(&client, &server.base, &lb).await;
+    let (_, third) = remediate_at(&client, &server.base, &lb).await;
     assert_eq!(third["terminated-instance-ids"], json!([]), "{third}");
     assert!(
         third["skipped"]
@@ -110,7 +95,7 @@ async fn budgets_hold_across_processes_and_a_restart_and_the_breaker_stays_open_
     server.signal("TERM");
     assert!(server.exit_within(Duration::from_secs(10)).await.success());
     let server = ReflexProcess::start(server_dir.path(), &text, &client).await;
-    let (status, refused) = remediate(&client, &server.base, &lb).await;
+    let (status, refused) = remediate_at(&client, &server.base, &lb).await;
     assert_eq!(status, 200);
     assert_eq!(refused["refused-rule"], "breaker-open", "{refused}");
     assert!(
@@ -149,7 +134,7 @@ async fn budgets_hold_across_processes_and_a_restart_and_the_breaker_stays_open_
         "breaker", "reset", "--config", config, "--target", &lb, "--reason", "twice",
     ]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("is not open"));
-    let (_, after) = remediate(&client, &server.base, &lb).await;
+    let (_, after) = remediate_at(&client, &server.base, &lb).await;
     assert!(
         after["skipped"]
             .as_array()

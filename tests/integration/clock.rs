@@ -5,21 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::common::postgres::Postgres;
-use crate::common::process::ReflexProcess;
-use crate::common::{Fleet, MANUAL_TOKEN, Moto, config_text, unique};
-
-async fn remediate(client: &reqwest::Client, base: &str, lb: &str) -> Value {
-    client
-        .post(format!("{base}/remediate"))
-        .bearer_auth(MANUAL_TOKEN)
-        .json(&json!({"load_balancer": lb}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
+use crate::common::process::{ReflexProcess, remediate_at};
+use crate::common::{Fleet, Moto, config_text, unique};
 
 /// Whether the run left an instance alone for the budget.
 fn skipped_for_budget(summary: &Value) -> bool {
@@ -52,7 +39,7 @@ async fn a_replica_whose_clock_is_30_s_ahead_shares_the_budget_with_the_others()
     let honest = ReflexProcess::start(honest_dir.path(), &text, &client).await;
 
     // The replica 30 s ahead acts on one instance: the target's hourly budget of 1 is spent.
-    let first = remediate(&client, &ahead.base, &lb).await;
+    let first = remediate_at(&client, &ahead.base, &lb).await.1;
     assert_eq!(
         first["terminated-instance-ids"].as_array().unwrap().len(),
         1,
@@ -60,11 +47,11 @@ async fn a_replica_whose_clock_is_30_s_ahead_shares_the_budget_with_the_others()
     );
     // Counted on its own clock, that run would lie 30 s in the other replica's future, outside its window,
     // and the other replica would act again. On the database's clock it is inside.
-    let second = remediate(&client, &honest.base, &lb).await;
+    let second = remediate_at(&client, &honest.base, &lb).await.1;
     assert_eq!(second["terminated-instance-ids"], json!([]), "{second}");
     assert!(skipped_for_budget(&second), "{second}");
     // The budget cut the honest replica's run short and opened the breaker, which holds for the one ahead.
-    let third = remediate(&client, &ahead.base, &lb).await;
+    let third = remediate_at(&client, &ahead.base, &lb).await.1;
     assert_eq!(third["refused-rule"], "breaker-open", "{third}");
     drop((ahead, honest));
 }

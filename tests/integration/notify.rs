@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::common::process::{ReflexProcess, reflex};
-use crate::common::{Fleet, MANUAL_TOKEN, Moto, config_text, unique};
+use crate::common::process::{ReflexProcess, reflex, remediate_at};
+use crate::common::{Fleet, Moto, config_text, unique};
 
 /// What the local receiver keeps: how many requests it got, and their bodies.
 type Received = (Arc<AtomicUsize>, Arc<tokio::sync::Mutex<Vec<Value>>>);
@@ -41,16 +41,7 @@ async fn a_notification_queued_before_kill_minus_nine_is_delivered_once_by_the_r
     );
     let client = reqwest::Client::new();
     let mut first = ReflexProcess::start(dir.path(), &text, &client).await;
-    let answer: Value = client
-        .post(format!("{}/remediate", first.base))
-        .bearer_auth(MANUAL_TOKEN)
-        .json(&json!({"load_balancer": lb}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, answer) = remediate_at(&client, &first.base, &lb).await;
     assert_eq!(answer["terminated-instance-ids"], json!(bad));
     first.child.kill().unwrap(); // SIGKILL: the notification is still queued in the store
     let _ = first.child.wait();
