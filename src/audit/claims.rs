@@ -3,7 +3,9 @@
 //! another claim of the same batch already tries is answered from that one. Rows are written in key order, so
 //! two PostgreSQL writers locking several keys each take them in the same order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
 
 use sqlx::{AnyPool, Row as _};
 use time::OffsetDateTime;
@@ -39,6 +41,8 @@ pub(super) async fn settle_and_claim(
             DeliveryUpdate::Complete { key, answer } => {
                 completions.push((key.as_str(), *audit_id, answer));
             }
+            // Written before every other claim of the batch, by `claim_completed`.
+            DeliveryUpdate::First { .. } => {}
             DeliveryUpdate::Release { key } => {
                 sqlx::query("DELETE FROM deliveries WHERE key = $1 AND audit_id = $2")
                     .bind(key)
@@ -67,6 +71,38 @@ pub(super) async fn settle_and_claim(
         query.execute(&mut **tx).await?;
     }
     claim_all(tx, claims, now, owner).await
+}
+
+/// Claims and completes at once each delivery of `firsts` (key, audit id, answer) whose key no one holds, in
+/// key order; the audit ids that got their key (one per key, when a batch tries one key twice).
+pub(super) async fn claim_completed(
+    tx: &mut Tx<'_>,
+    firsts: &mut [(&str, &str, &Bytes)],
+    owner: &str,
+    now: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    firsts.sort_unstable_by_key(|(key, _, _)| *key);
+    let mut won = HashSet::with_capacity(firsts.len());
+    for chunk in firsts.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO deliveries (key, audit_id, at_ms, owner, summary) VALUES {} \
+             ON CONFLICT(key) DO NOTHING RETURNING audit_id",
+            values(chunk.len(), 5, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for (key, audit_id, answer) in chunk {
+            query = query
+                .bind(*key)
+                .bind(*audit_id)
+                .bind(now)
+                .bind(owner)
+                .bind(String::from_utf8_lossy(answer).into_owned());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            won.insert(row.try_get("audit_id")?);
+        }
+    }
+    Ok(won)
 }
 
 /// The claims of the batch: the first claim of each key tries to insert (or take over an expired row, or the

@@ -52,6 +52,14 @@ pub enum DeliveryUpdate {
         /// The delivery key.
         key: String,
     },
+    /// Claim and complete at once, for a request whose answer needed no claim while it was made (an alert
+    /// that leads to nothing): only if no other delivery holds the key, and the record only with it.
+    First {
+        /// The delivery key.
+        key: String,
+        /// The answer a redelivery gets, serialised.
+        answer: Bytes,
+    },
 }
 
 /// The answer to claiming a delivery.
@@ -71,6 +79,15 @@ pub enum Delivery {
         /// The first request's audit id.
         first_id: String,
     },
+}
+
+/// A delivery this process completed, as remembered: a redelivery of it is answered without a query.
+#[derive(Debug)]
+pub struct Replay {
+    /// The first request's audit id.
+    pub first_id: String,
+    /// The answer a redelivery gets.
+    pub answer: Bytes,
 }
 
 /// What the store holds for a key, as one claim attempt found it.

@@ -36,7 +36,7 @@ pub use brakes::Brakes;
 pub use breakers::{BreakerState, OpenBreaker};
 pub use chain::{Break, Entry};
 pub use claims::StuckClaim;
-pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate};
+pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate, Replay};
 pub use entries::Verified;
 pub use home::Home;
 pub use jobs::{ClaimedJob, NewJob, QUEUE_BOUND};

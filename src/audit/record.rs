@@ -224,7 +224,7 @@ pub fn next_id() -> String {
 }
 
 /// What is known about a request while it is handled; it becomes the audit record.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RequestMeta {
     /// ULID: request id and audit id.
     pub id: String,

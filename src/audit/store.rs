@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use sqlx::AnyPool;
 use time::OffsetDateTime;
@@ -17,7 +18,7 @@ use super::chain::{Break, Entry};
 use super::claims::StuckClaim;
 use super::completed::{Completed, CompletedDeliveries};
 use super::decisions::DecisionRow;
-use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, WAIT};
+use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, Replay, WAIT};
 use super::entries::Verified;
 use super::home::Home;
 use super::jobs::{ClaimedJob, NewJob};
@@ -111,6 +112,47 @@ impl AuditStore {
         self.put_run(record, delivery, Vec::new()).await.map(|_| ())
     }
 
+    /// The answer of a delivery this process completed (from memory, no query): a redelivery it can replay.
+    pub fn replay_of(&self, key: &str) -> Option<Replay> {
+        self.completed.get(key).map(|done| Replay {
+            first_id: done.audit_id,
+            answer: done.answer,
+        })
+    }
+
+    /// Records a request whose answer needed no delivery claim while it was made (an alert that leads to
+    /// nothing) and, in the same commit, claims and completes its delivery `key` with `answer` (the answer a
+    /// redelivery gets). When another delivery of the message already holds the key, nothing is written and
+    /// `false` is answered: the request is a redelivery after all, to be handled by claiming as usual.
+    pub async fn put_first(
+        &self,
+        record: AuditRecord,
+        key: String,
+        answer: Bytes,
+    ) -> Result<bool, AuditError> {
+        let completed = Completed {
+            audit_id: record.id.clone(),
+            answer: answer.clone(),
+        };
+        let put = Put {
+            settle: Some(DeliveryUpdate::First {
+                key: key.clone(),
+                answer,
+            }),
+            ..Put::record(record)
+        };
+        match submit(&self.writer, Op::Put(Box::new(put))).await? {
+            Written::First(true) => {
+                self.completed.insert(key, completed);
+                Ok(true)
+            }
+            Written::First(false) => Ok(false),
+            _ => Err(AuditError::Commit(
+                "the writer did not answer the claim".into(),
+            )),
+        }
+    }
+
     /// Like `put_settling`, and in the same commit adds the jobs the record gives rise to (notifications);
     /// how many of those were dropped, their queue full.
     pub async fn put_run(
@@ -163,12 +205,9 @@ impl AuditStore {
         window: Option<Duration>,
     ) -> Result<Delivery, AuditError> {
         if window.is_none()
-            && let Some(done) = self.completed.get(&key)
+            && let Some(Replay { first_id, answer }) = self.replay_of(&key)
         {
-            return Ok(Delivery::Replay {
-                first_id: done.audit_id,
-                answer: done.answer,
-            });
+            return Ok(Delivery::Replay { first_id, answer });
         }
         let window_ms = window.map(|window| i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
         let claim = submit(

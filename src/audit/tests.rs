@@ -310,6 +310,7 @@ on_both_stores!(
     concurrent_puts_are_all_committed_and_listed_newest_first,
     a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown,
     a_completed_claim_is_replayed_and_a_released_one_is_claimed_again,
+    a_delivery_claimed_with_its_record_is_recorded_once_and_never_over_another_claim,
     a_claim_older_than_its_window_is_taken_over,
     of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_replay_its_answer,
     prune_removes_old_records_but_never_a_run_still_acting,
@@ -565,6 +566,68 @@ async fn a_completed_claim_is_replayed_and_a_released_one_is_claimed_again(db: T
         store.claim_delivery("r".into(), "4", None).await.unwrap(),
         Delivery::Claimed(_)
     ));
+}
+
+async fn a_delivery_claimed_with_its_record_is_recorded_once_and_never_over_another_claim(
+    db: TestDb,
+) {
+    let (store, _writer) = db.open().await;
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("F{n:03}");
+            let answer = Bytes::from(format!("answer of {id}"));
+            let won = store
+                .put_first(record(&id, "web", 0), "first".into(), answer)
+                .await
+                .unwrap();
+            won.then_some(id)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.extend(task.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "exactly one delivery gets the key");
+    let listed = store.list(100).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [winners[0].as_str()],
+        "only the winner's record is written"
+    );
+    // A redelivery replays the winner's answer, from this process's memory and from the store.
+    let (fresh, fresh_writer) = db.open().await;
+    for store in [&store, &fresh] {
+        match store
+            .claim_delivery("first".into(), "R", None)
+            .await
+            .unwrap()
+        {
+            Delivery::Replay { first_id, answer } => {
+                assert_eq!(first_id, winners[0]);
+                assert_eq!(answer, Bytes::from(format!("answer of {}", winners[0])));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A key claimed by a delivery still being handled is not taken, and the record is not written.
+    let Delivery::Claimed(_held) = store
+        .claim_delivery("held".into(), "H", None)
+        .await
+        .unwrap()
+    else {
+        panic!("new key");
+    };
+    let won = store
+        .put_first(record("L", "web", 0), "held".into(), Bytes::new())
+        .await
+        .unwrap();
+    assert!(!won);
+    assert!(store.get("L").await.unwrap().is_none());
+    drop(fresh);
+    fresh_writer.finish().await;
 }
 
 async fn a_claim_older_than_its_window_is_taken_over(db: TestDb) {

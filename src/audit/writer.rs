@@ -112,6 +112,9 @@ pub(super) enum Written {
     Resumed(bool),
     /// A breaker change: whether the breaker opened (or, for a reset, closed).
     Breaker(bool),
+    /// A record with a delivery claimed and completed at once: whether the claim was won (and the record
+    /// written).
+    First(bool),
     /// A claimed job, if one was due.
     Job(Option<ClaimedJob>),
     /// Where reflex runs, as recorded.
@@ -289,7 +292,27 @@ async fn write_batch(
             _ => None,
         })
         .collect();
-    let records: Vec<&AuditRecord> = puts.iter().map(|put| &put.record).collect();
+    // Deliveries claimed and completed at once go first, so that a claim of the same key in this batch finds
+    // them; a record that rides on one is written only if its claim was won.
+    let mut firsts: Vec<(&str, &str, &bytes::Bytes)> = puts
+        .iter()
+        .filter_map(|put| match &put.settle {
+            Some(DeliveryUpdate::First { key, answer }) => {
+                Some((key.as_str(), put.record.id.as_str(), answer))
+            }
+            _ => None,
+        })
+        .collect();
+    let firsts_won = claims::claim_completed(&mut tx, &mut firsts, owner, now).await?;
+    let won = |put: &Put| match put.settle {
+        Some(DeliveryUpdate::First { .. }) => firsts_won.contains(&put.record.id),
+        _ => true,
+    };
+    let records: Vec<&AuditRecord> = puts
+        .iter()
+        .filter(|put| won(put))
+        .map(|put| &put.record)
+        .collect();
     leases::release_finished(&mut tx, &records).await?;
     let mut results = Vec::with_capacity(batch.len());
     for pending in batch {
@@ -318,8 +341,12 @@ async fn write_batch(
         .await?
         .into_iter();
     for (pending, result) in batch.iter().zip(results.iter_mut()) {
-        if let Op::Claim { .. } = pending.op {
-            *result = claimed.next().map_or(Written::Done, Written::Claim);
+        match &pending.op {
+            Op::Claim { .. } => *result = claimed.next().map_or(Written::Done, Written::Claim),
+            Op::Put(put) if matches!(put.settle, Some(DeliveryUpdate::First { .. })) => {
+                *result = Written::First(won(put));
+            }
+            _ => {}
         }
     }
     // Last, just before the commit: on PostgreSQL the chain's head stays locked until then, so replicas wait

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::request_id::Arrival;
 use super::{ApiError, AppState};
-use crate::audit::{Auth, Delivery, DeliveryKey, Outcome, RequestMeta, Source};
+use crate::audit::{Auth, Delivery, DeliveryKey, Outcome, Replay, RequestMeta, Source};
 use crate::engine::{Reply, Summary, Trigger};
 
 /// What an authenticated, parsed request comes to.
@@ -26,6 +26,17 @@ pub enum Handled {
         outcome: Outcome,
         /// The claimed delivery, completed with the answer.
         delivery: Option<DeliveryKey>,
+    },
+    /// An answer that needed no delivery claim while it was made (an SNS alert that leads to nothing): recorded
+    /// with its delivery claimed and completed in one commit; when another delivery of the message holds the
+    /// key, handled as a redelivery instead.
+    Unclaimed {
+        /// The answer.
+        reply: Box<Reply>,
+        /// Its audit outcome.
+        outcome: Outcome,
+        /// The delivery key to claim and complete.
+        key: String,
     },
     /// A redelivery: the first delivery's answer, replayed as it is; nothing else happens.
     Replay {
@@ -111,8 +122,7 @@ pub fn claimed(
     match delivery {
         Delivery::Claimed(key) => Ok(Ok(key)),
         Delivery::Replay { first_id, answer } => {
-            meta.note("duplicate_of", &first_id);
-            Ok(Err(Handled::Replay { answer }))
+            Ok(Err(replayed(meta, Replay { first_id, answer })))
         }
         Delivery::InProgress { first_id } => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -121,6 +131,14 @@ pub fn claimed(
                 "an earlier delivery of this message ({first_id}) has not finished; retry later"
             ),
         )),
+    }
+}
+
+/// A redelivery answered from memory or from the store: the first delivery's answer, noted as its duplicate.
+pub fn replayed(meta: &mut RequestMeta, replay: Replay) -> Handled {
+    meta.note("duplicate_of", &replay.first_id);
+    Handled::Replay {
+        answer: replay.answer,
     }
 }
 
@@ -155,12 +173,55 @@ pub async fn finish(
             let settle = delivery.map(|key| key.complete(reply.redelivered()));
             answered(state, record, settle, reply.to_bytes()).await
         }
+        Ok(Handled::Unclaimed {
+            reply,
+            outcome,
+            key,
+        }) => Box::pin(unclaimed(state, meta, reply, outcome, key)).await,
         Ok(Handled::Replay { answer }) => {
             let record = meta.into_record(Outcome::Duplicate, 200, None, 0);
             answered(state, record, None, answer).await
         }
         Err(Rejection { error, delivery }) => rejected(state, meta, error, delivery).await,
     }
+}
+
+/// Records an answer and claims its delivery in one commit; when another delivery holds the key, claims it as
+/// any receiver does (a replay, a wait for the other, or a claim of a key that was released meanwhile).
+async fn unclaimed(
+    state: &AppState,
+    meta: RequestMeta,
+    reply: Box<Reply>,
+    outcome: Outcome,
+    key: String,
+) -> Response {
+    let mut again = meta.clone();
+    let mut meta = meta;
+    meta.note("answer", &reply);
+    let record = meta.into_record(outcome, 200, None, 0);
+    let body = reply.to_bytes();
+    match state
+        .audit
+        .put_first(record, key.clone(), reply.redelivered())
+        .await
+    {
+        Ok(true) => return json(body),
+        Ok(false) => {}
+        Err(err) => return ApiError::from(err).into_response(),
+    }
+    let handled = match state.audit.claim_delivery(key, &again.id, None).await {
+        Ok(delivery) => match claimed(&mut again, delivery) {
+            Ok(Ok(key)) => Ok(Handled::Reply {
+                reply,
+                outcome,
+                delivery: Some(key),
+            }),
+            Ok(Err(replay)) => Ok(replay),
+            Err(err) => Err(err.into()),
+        },
+        Err(err) => Err(err.into()),
+    };
+    finish(state, again, handled).await
 }
 
 /// The webhook case: a run per load balancer, then the request's record with every result.

@@ -11,7 +11,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::body::WholeBody;
-use super::pipeline::{Handled, Receive, Rejection, claimed, receive};
+use super::pipeline::{Handled, Receive, Rejection, claimed, receive, replayed};
 use super::request_id::Arrival;
 use super::{ApiError, AppState};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
@@ -92,45 +92,65 @@ async fn handle(
                 delivery: None,
             })
         }
-        MessageType::Notification => {
+        MessageType::Notification => notification(state, meta, &verified).await,
+    }
+}
+
+/// A verified notification. What it comes to depends only on its message and the configuration, so it is
+/// decided first: one that leads to nothing is recorded and its delivery claimed in a single commit; one that
+/// leads to a run claims its delivery before the run (a redelivery of either is answered as the first was).
+async fn notification(
+    state: &AppState,
+    meta: &mut RequestMeta,
+    verified: &Verified,
+) -> Result<Handled, Rejection> {
+    let message = verified.message();
+    let key = verified.delivery_key();
+    if let Some(replay) = state.audit.replay_of(key) {
+        return Ok(replayed(meta, replay));
+    }
+    let decision = match decide(&state.config, &message.topic_arn, &message.message) {
+        Ok(decision) => decision,
+        Err(reason) => {
+            // Refused, unless this is a redelivery of a message handled before (under another configuration).
             let delivery = state
                 .audit
-                .claim_delivery(verified.delivery_key().to_owned(), &meta.id, None)
+                .claim_delivery(key.to_owned(), &meta.id, None)
                 .await?;
             let key = match claimed(meta, delivery)? {
                 Ok(key) => key,
                 Err(replay) => return Ok(replay),
             };
-            let decision = match decide(&state.config, &message.topic_arn, &message.message) {
-                Ok(decision) => decision,
-                Err(reason) => {
-                    return Err(Rejection {
-                        error: ApiError::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "unusable-alert",
-                            reason,
-                        ),
-                        delivery: Some(key),
-                    });
-                }
-            };
-            meta.note("decision", format!("{decision:?}"));
-            Ok(match decision {
-                Decision::Ignore(reason) => Handled::Reply {
-                    reply: Box::new(Reply::Summary(Box::new(Summary::ignored(
-                        message.message.clone(),
-                        reason,
-                        state.config.remediation.dry_run,
-                        meta.id.clone(),
-                    )))),
-                    outcome: Outcome::Ignored,
-                    delivery: Some(key),
-                },
-                Decision::Remediate { target, .. } => Handled::Run {
+            return Err(Rejection {
+                error: ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unusable-alert", reason),
+                delivery: Some(key),
+            });
+        }
+    };
+    meta.note("decision", format!("{decision:?}"));
+    match decision {
+        Decision::Ignore(reason) => Ok(Handled::Unclaimed {
+            reply: Box::new(Reply::Summary(Box::new(Summary::ignored(
+                message.message.clone(),
+                reason,
+                state.config.remediation.dry_run,
+                meta.id.clone(),
+            )))),
+            outcome: Outcome::Ignored,
+            key: key.to_owned(),
+        }),
+        Decision::Remediate { target, .. } => {
+            let delivery = state
+                .audit
+                .claim_delivery(key.to_owned(), &meta.id, None)
+                .await?;
+            match claimed(meta, delivery)? {
+                Ok(key) => Ok(Handled::Run {
                     trigger: Trigger::new(verified.proof(), target, message.message.clone(), false),
                     delivery: Some(key),
-                },
-            })
+                }),
+                Err(replay) => Ok(replay),
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use x509_parser::pem::Pem;
 use x509_parser::public_key::PublicKey;
 
 use super::SnsError;
+use super::verified_signatures::VerifiedSignatures;
 
 /// Smallest accepted RSA modulus.
 const MIN_RSA_BITS: usize = 2048;
@@ -23,6 +24,8 @@ pub struct SigningCert {
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     subject: String,
+    /// Signatures already verified with this certificate (redeliveries skip the RSA operation).
+    verified: VerifiedSignatures,
 }
 
 impl SigningCert {
@@ -94,6 +97,7 @@ impl SigningCert {
             not_before: at(validity.not_before)?,
             not_after: at(validity.not_after)?,
             subject,
+            verified: VerifiedSignatures::default(),
         })
     }
 
@@ -112,12 +116,18 @@ impl SigningCert {
                 self.not_before, self.not_after
             )));
         }
+        let checked = VerifiedSignatures::digest_of(version.version(), signed, signature);
+        if self.verified.contains(&checked) {
+            return Ok(());
+        }
         let key = match version {
             SignatureAlgorithm::RsaSha1 => &self.sha1_key,
             SignatureAlgorithm::RsaSha256 => &self.sha256_key,
         };
         key.verify_sig(signed, signature)
-            .map_err(|_| SnsError::BadSignature)
+            .map_err(|_| SnsError::BadSignature)?;
+        self.verified.insert(checked);
+        Ok(())
     }
 
     /// The certificate's subject, for the audit trail.

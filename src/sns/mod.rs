@@ -8,6 +8,7 @@ mod confirm;
 mod decide;
 mod message;
 mod url_policy;
+mod verified_signatures;
 mod verify;
 
 pub use cert::SigningCert;

@@ -535,3 +535,43 @@ async fn a_subscribe_url_outside_the_topics_region_is_never_fetched() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_remembered_verification_vouches_only_for_the_same_bytes_and_time_still_counts() {
+    let verifier = verifier_with(good_cert());
+    let body = sign(notification());
+    verifier.verify(&body, None, NOW).await.unwrap();
+    // The redelivery is recognised; the same message with any other signature is still checked and refused.
+    verifier.verify(&body, None, NOW).await.unwrap();
+    let mut forged: Value = serde_json::from_slice(&body).unwrap();
+    let mut signature = STANDARD
+        .decode(forged["Signature"].as_str().unwrap())
+        .unwrap();
+    signature[10] ^= 1;
+    forged["Signature"] = json!(STANDARD.encode(&signature));
+    let err = verifier
+        .verify(forged.to_string().as_bytes(), None, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bad-signature");
+    // A remembered message is still refused once it is too old, and once its certificate has expired.
+    let late = NOW + time::Duration::hours(2);
+    let err = verifier.verify(&body, None, late).await.unwrap_err();
+    assert_eq!(err.code(), "stale-message");
+    let cert = good_cert();
+    let message = Unverified::parse(&body).unwrap();
+    let signed = message.string_to_sign();
+    let signature = STANDARD.decode(message.signature.as_bytes()).unwrap();
+    let scheme = crate::sns::cert::SignatureAlgorithm::RsaSha256;
+    cert.verify(scheme, signed.as_bytes(), &signature, NOW)
+        .unwrap();
+    let err = cert
+        .verify(
+            scheme,
+            signed.as_bytes(),
+            &signature,
+            datetime!(2027-02-01 0:00 UTC),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "certificate-rejected");
+}
