@@ -206,6 +206,25 @@ pub fn values(rows: usize, columns: usize, first: usize) -> String {
     out
 }
 
+/// Row counts of the multi-row statements a batch is written with, largest first: any number of rows is
+/// written with at most one statement of each size, and only these few statements are ever prepared (each
+/// statement is a round trip to the database; each new text is a new statement to prepare and cache).
+const STATEMENT_ROWS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// `items` in the slices one multi-row statement each writes: as many of 64 as fit, then at most one of
+/// each smaller power of two.
+pub fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let size = STATEMENT_ROWS
+            .into_iter()
+            .find(|size| *size <= rest.len())?;
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// `count` numbered placeholders from `$first`, comma-separated: `$3, $4, $5`.
 pub fn list(count: usize, first: usize) -> String {
     (first..first + count)
@@ -223,6 +242,21 @@ mod tests {
         assert_eq!(values(2, 2, 1), "($1, $2), ($3, $4)");
         assert_eq!(values(1, 3, 4), "($4, $5, $6)");
         assert_eq!(list(3, 3), "$3, $4, $5");
+    }
+
+    #[test]
+    fn a_batch_is_written_with_few_statements_of_a_few_sizes() {
+        let sizes = |n: usize| -> Vec<usize> {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = statement_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "every item once, in order");
+            chunks.iter().map(|chunk| chunk.len()).collect()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(63), [32, 16, 8, 4, 2, 1]);
+        assert_eq!(sizes(64), [64]);
+        assert_eq!(sizes(200), [64, 64, 64, 8]);
     }
 
     #[test]

@@ -11,10 +11,15 @@ use super::rows::StoredRow;
 
 /// The hash of an entry with this content, following the entry whose hash is `previous`.
 pub fn link(previous: &str, row: &StoredRow) -> String {
+    link_canonical(previous, &row.canonical())
+}
+
+/// `link` of an entry whose canonical content (`StoredRow::canonical`) is already known.
+pub fn link_canonical(previous: &str, canonical: &str) -> String {
     let mut context = digest::Context::new(&digest::SHA256);
     context.update(previous.as_bytes());
     context.update(b"\n");
-    context.update(row.canonical().as_bytes());
+    context.update(canonical.as_bytes());
     crate::hex::encode(context.finish().as_ref())
 }
 

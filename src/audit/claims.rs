@@ -13,12 +13,9 @@ use time::OffsetDateTime;
 use super::backend::Backend;
 use super::rows::from_millis;
 
-use super::backend::{list, values};
+use super::backend::{list, statement_chunks, values};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::processes::{alive_since, holder_is_dead};
-
-/// Rows per multi-row statement (4 bound values each, well under either database's limit).
-const CHUNK: usize = 256;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -54,7 +51,7 @@ pub(super) async fn settle_and_claim(
     }
     completions.sort_unstable_by_key(|(key, audit_id, _)| (*key, *audit_id));
     completions.dedup_by_key(|(key, audit_id, _)| (*key, *audit_id));
-    for chunk in completions.chunks(CHUNK) {
+    for chunk in statement_chunks(&completions) {
         let values = values(chunk.len(), 4, 1);
         let sql = format!(
             "INSERT INTO deliveries (key, audit_id, at_ms, summary) VALUES {values} ON CONFLICT(key) \
@@ -83,7 +80,7 @@ pub(super) async fn claim_completed(
 ) -> Result<HashSet<String>, sqlx::Error> {
     firsts.sort_unstable_by_key(|(key, _, _)| *key);
     let mut won = HashSet::with_capacity(firsts.len());
-    for chunk in firsts.chunks(CHUNK) {
+    for chunk in statement_chunks(firsts) {
         let sql = format!(
             "INSERT INTO deliveries (key, audit_id, at_ms, owner, summary) VALUES {} \
              ON CONFLICT(key) DO NOTHING RETURNING audit_id",
@@ -166,7 +163,7 @@ async fn try_claims(
     let mut won: HashMap<String, Option<String>> = HashMap::new();
     for (expired_before_ms, rows) in tries {
         rows.sort_unstable_by_key(|(key, _)| *key);
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in statement_chunks(rows) {
             let params = chunk.len() * 4;
             let values = values(chunk.len(), 4, 1);
             let sql = format!(
@@ -194,7 +191,7 @@ async fn try_claims(
 /// Who holds each of the keys `lost`, and their answers once settled.
 async fn holders(tx: &mut Tx<'_>, lost: &[&str]) -> Result<HashMap<String, Claim>, sqlx::Error> {
     let mut holders: HashMap<String, Claim> = HashMap::with_capacity(lost.len());
-    for chunk in lost.chunks(CHUNK) {
+    for chunk in statement_chunks(lost) {
         let sql = format!(
             "SELECT key, audit_id, summary FROM deliveries WHERE key IN ({})",
             list(chunk.len(), 1)

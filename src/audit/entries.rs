@@ -5,10 +5,11 @@
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use super::AuditError;
 use super::backend::Backend;
+use super::backend::statement_chunks;
 use super::chain::{self, Break, Entry, Mark, Verifier};
-use super::rows::{COLUMNS, INSERT_CHUNKS, StoredRow, insert_sql};
-use super::{AuditError, AuditRecord};
+use super::rows::{COLUMNS, PreparedRow, StoredRow, insert_sql};
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -43,43 +44,40 @@ async fn set_head(tx: &mut Tx<'_>, head: &Mark) -> Result<(), sqlx::Error> {
 pub(super) async fn append(
     tx: &mut Tx<'_>,
     backend: Backend,
-    records: &[&AuditRecord],
+    rows: &[&PreparedRow],
 ) -> Result<(), sqlx::Error> {
-    if records.is_empty() {
+    if rows.is_empty() {
         return Ok(());
     }
     let mut head = lock_head(tx, backend).await?;
-    let entries: Vec<Entry> = records
+    let links: Vec<(i64, String, String)> = rows
         .iter()
-        .map(|record| {
-            let row = StoredRow::of(record);
-            let hash = chain::link(&head.hash, &row);
+        .map(|prepared| {
+            let hash = chain::link_canonical(&head.hash, &prepared.canonical);
             head.seq += 1;
-            Entry {
-                seq: head.seq,
-                prev_hash: std::mem::replace(&mut head.hash, hash.clone()),
+            (
+                head.seq,
+                std::mem::replace(&mut head.hash, hash.clone()),
                 hash,
-                row,
-            }
+            )
         })
         .collect();
-    let mut rest = entries.as_slice();
-    for rows in INSERT_CHUNKS {
-        let sql = insert_sql(rows);
-        while rest.len() >= rows {
-            let (chunk, tail) = rest.split_at(rows);
-            let mut query = sqlx::query(&sql);
-            for entry in chunk {
-                query = entry
-                    .row
-                    .bind(query)
-                    .bind(entry.seq)
-                    .bind(entry.prev_hash.as_str())
-                    .bind(entry.hash.as_str());
-            }
-            query.execute(&mut **tx).await?;
-            rest = tail;
+    let entries: Vec<(&StoredRow, &(i64, String, String))> = rows
+        .iter()
+        .map(|prepared| &prepared.row)
+        .zip(&links)
+        .collect();
+    for chunk in statement_chunks(&entries) {
+        let sql = insert_sql(chunk.len());
+        let mut query = sqlx::query(&sql);
+        for (row, (seq, prev_hash, hash)) in chunk {
+            query = row
+                .bind(query)
+                .bind(*seq)
+                .bind(prev_hash.as_str())
+                .bind(hash.as_str());
         }
+        query.execute(&mut **tx).await?;
     }
     set_head(tx, &head).await
 }

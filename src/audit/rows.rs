@@ -13,10 +13,6 @@ use super::{AuditError, AuditRecord, Auth, Outcome, Source};
 /// bound.
 pub const COLUMNS: &str = "id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail, acted_ms, account, region";
 
-/// Rows per multi-row insert statement, largest first: a batch is written with as few statements as possible
-/// (each statement is one round trip to the database), from a fixed set of cached statements.
-pub const INSERT_CHUNKS: [usize; 3] = [64, 8, 1];
-
 /// The insert of `rows` chain entries in one statement: the record's columns, then `seq`, `prev_hash`, `hash`.
 pub fn insert_sql(rows: usize) -> String {
     let values = values(rows, 19, 1);
@@ -185,6 +181,25 @@ impl StoredRow {
             region: self.region,
             error: self.error,
         })
+    }
+}
+
+/// A record version ready to be appended: its columns and the content the chain hashes, both made by the
+/// request that writes it rather than by the single writer that appends it.
+#[derive(Debug)]
+pub struct PreparedRow {
+    /// The columns.
+    pub row: StoredRow,
+    /// `row.canonical()`.
+    pub canonical: String,
+}
+
+impl PreparedRow {
+    /// The columns of `record` and their canonical content.
+    pub fn of(record: &AuditRecord) -> Self {
+        let row = StoredRow::of(record);
+        let canonical = row.canonical();
+        Self { row, canonical }
     }
 }
 

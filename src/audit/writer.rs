@@ -19,7 +19,7 @@ use super::home::{self, Home};
 use super::jobs::{self, ClaimedJob, NewJob};
 use super::keys::Key;
 use super::processes::{self, HEARTBEAT_EVERY};
-use super::rows::millis;
+use super::rows::{PreparedRow, millis};
 use super::{AuditError, AuditRecord};
 use super::{leases, pauses, readiness};
 
@@ -35,6 +35,8 @@ pub(super) const QUEUE_DEPTH: usize = 8192;
 pub(super) struct Put {
     /// The version of the record to append to the chain.
     pub record: AuditRecord,
+    /// Its columns, as appended.
+    pub row: PreparedRow,
     /// The request's delivery claim, completed or released.
     pub settle: Option<DeliveryUpdate>,
     /// The run's decision, with its intent.
@@ -49,6 +51,7 @@ impl Put {
     /// Just the record.
     pub fn record(record: AuditRecord) -> Self {
         Self {
+            row: PreparedRow::of(&record),
             record,
             settle: None,
             decision: None,
@@ -351,7 +354,12 @@ async fn write_batch(
     }
     // Last, just before the commit: on PostgreSQL the chain's head stays locked until then, so replicas wait
     // for each other only this long.
-    entries::append(&mut tx, backend, &records).await?;
+    let rows: Vec<&PreparedRow> = puts
+        .iter()
+        .filter(|put| won(put))
+        .map(|put| &put.row)
+        .collect();
+    entries::append(&mut tx, backend, &rows).await?;
     tx.commit().await?;
     Ok(results)
 }

@@ -38,9 +38,28 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::sns::SnsReceiver;
 
-/// What every handler shares.
+/// What every handler shares, behind one reference count: the router clones it for every request.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<AppShared>);
+
+impl AppState {
+    /// Shares `shared` with every handler.
+    pub fn new(shared: AppShared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+/// The parts of the shared state.
+#[derive(Clone, Debug)]
+pub struct AppShared {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// The remediation engine.

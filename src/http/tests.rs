@@ -353,10 +353,10 @@ async fn the_audit_page_cookies_are_http_only_strict_and_secure_when_reflex_serv
     assert!(!plain.contains("Secure"), "{plain}");
     let mut config = (*app.state.config).clone();
     config.server.tls_cert = Some("cert.pem".into());
-    let tls = AppState {
+    let tls = AppState::new(crate::http::AppShared {
         config: Arc::new(config),
-        ..app.state.clone()
-    };
+        ..(*app.state).clone()
+    });
     let secure = cookie_of(tls).await;
     assert!(secure.ends_with("; Secure"), "{secure}");
     // Without a session, a page redirects to the form.

@@ -27,7 +27,7 @@ use crate::aws::{self, AwsFleet};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine::port::Fleet;
-use crate::http::{self, AppState};
+use crate::http::{self, AppShared, AppState};
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -89,7 +89,7 @@ impl App {
         let sns = SnsReceiver::new(&config, &sdk, &metrics)
             .context("failed to set up SNS verification")?;
         Ok(Self {
-            state: AppState {
+            state: AppState::new(AppShared {
                 config,
                 engine,
                 audit,
@@ -98,7 +98,7 @@ impl App {
                 tasks: tokio_util::task::TaskTracker::new(),
                 in_flight,
                 rejections: Arc::default(),
-            },
+            }),
             writer,
             jobs,
         })

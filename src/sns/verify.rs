@@ -1,5 +1,7 @@
 //! The verifier: the only way from raw delivery bytes to a `Verified` message.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -76,17 +78,45 @@ impl Verified {
     }
 }
 
+/// Most accepted SigningCertURLs remembered (SNS signs with one certificate per region at a time).
+const CERT_URLS_KEPT: usize = 64;
+
 /// Verifies deliveries with one certificate store and policy.
 #[derive(Debug)]
 pub struct Verifier {
     policy: VerifyPolicy,
     certs: CertStore,
+    /// SigningCertURLs that passed the URL policy, by their text: every delivery names one of a few.
+    cert_urls: Mutex<HashMap<String, Arc<CertUrl>>>,
 }
 
 impl Verifier {
     /// A verifier.
     pub fn new(policy: VerifyPolicy, certs: CertStore) -> Self {
-        Self { policy, certs }
+        Self {
+            policy,
+            certs,
+            cert_urls: Mutex::default(),
+        }
+    }
+
+    /// `raw` as a SigningCertURL that passed the policy (remembered once it has; a refusal is checked anew).
+    fn cert_url(&self, raw: &str) -> Result<Arc<CertUrl>, SnsError> {
+        let lock = || {
+            self.cert_urls
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some(url) = lock().get(raw) {
+            return Ok(Arc::clone(url));
+        }
+        let url = Arc::new(CertUrl::parse(raw)?);
+        let mut known = lock();
+        if known.len() >= CERT_URLS_KEPT {
+            known.clear();
+        }
+        known.insert(raw.to_owned(), Arc::clone(&url));
+        Ok(url)
     }
 
     /// The certificate store (for its counters).
@@ -125,7 +155,7 @@ impl Verifier {
             return Err(SnsError::TopicNotAllowed(message.topic_arn.clone()));
         }
         self.check_age(&message.timestamp, now)?;
-        let cert_url = CertUrl::parse(&message.signing_cert_url)?;
+        let cert_url = self.cert_url(&message.signing_cert_url)?;
         if cert_url.region() != topic_region(&message.topic_arn) {
             return Err(SnsError::UntrustedUrl {
                 field: "SigningCertURL",
