@@ -216,6 +216,52 @@ async fn redeliveries_even_concurrent_ones_act_once_and_return_the_first_summary
 }
 
 #[tokio::test]
+async fn concurrent_deliveries_of_an_alert_that_leads_to_nothing_are_recorded_once_and_replayed() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("snsok");
+    fleet.balancer_with(&lb, 2, 0).await;
+    let topic_arn = topic(&fleet, &unique("okdup")).await;
+    let delivery = captured_delivery(&fleet, &topic_arn, &alarm(&lb, "OK")).await;
+    let (app, _certs) = app(moto, &lb, &[&topic_arn], "").await;
+
+    let app = std::sync::Arc::new(app);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (app, delivery) = (std::sync::Arc::clone(&app), delivery.clone());
+        tasks.spawn(async move { app.post_sns(delivery).await });
+    }
+    let answers = tasks.join_all().await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let firsts: Vec<&Value> = answers
+        .iter()
+        .map(|(_, answer)| answer)
+        .filter(|answer| answer["duplicate"] == json!(false))
+        .collect();
+    assert_eq!(firsts.len(), 1, "one delivery is the first: {answers:?}");
+    for (_, answer) in &answers {
+        let mut same = answer.clone();
+        same["duplicate"] = json!(false);
+        assert_eq!(&same, firsts[0], "every copy answers the first summary");
+    }
+    let records = app.audit_records().await;
+    let outcomes: Vec<&str> = records.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "ignored").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "duplicate").count(),
+        11,
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
 async fn forged_replayed_foreign_and_unsigned_deliveries_are_rejected_and_change_nothing() {
     let moto = Moto::shared();
     let fleet = Fleet::new(&moto.endpoint).await;
