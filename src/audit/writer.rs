@@ -297,16 +297,7 @@ async fn write_batch(
         .collect();
     // Deliveries claimed and completed at once go first, so that a claim of the same key in this batch finds
     // them; a record that rides on one is written only if its claim was won.
-    let mut firsts: Vec<(&str, &str, &bytes::Bytes)> = puts
-        .iter()
-        .filter_map(|put| match &put.settle {
-            Some(DeliveryUpdate::First { key, answer }) => {
-                Some((key.as_str(), put.record.id.as_str(), answer))
-            }
-            _ => None,
-        })
-        .collect();
-    let firsts_won = claims::claim_completed(&mut tx, &mut firsts, owner, now).await?;
+    let firsts_won = claim_firsts(&mut tx, &puts, owner, now).await?;
     let won = |put: &Put| match put.settle {
         Some(DeliveryUpdate::First { .. }) => firsts_won.contains(&put.record.id),
         _ => true,
@@ -325,21 +316,7 @@ async fn write_batch(
         .iter()
         .filter_map(|put| Some((put.record.id.as_str(), put.settle.as_ref()?)))
         .collect();
-    let tries: Vec<claims::ClaimTry<'_>> = batch
-        .iter()
-        .filter_map(|pending| match &pending.op {
-            Op::Claim {
-                key,
-                audit_id,
-                window_ms,
-            } => {
-                let expired_before =
-                    window_ms.map_or(i64::MIN, |window| now.saturating_sub(window));
-                Some((key.as_str(), audit_id.as_str(), expired_before))
-            }
-            _ => None,
-        })
-        .collect();
+    let tries = claim_tries(batch, now);
     let mut claimed = claims::settle_and_claim(&mut tx, &settles, &tries, owner, now)
         .await?
         .into_iter();
@@ -362,6 +339,45 @@ async fn write_batch(
     entries::append(&mut tx, backend, &rows).await?;
     tx.commit().await?;
     Ok(results)
+}
+
+/// Claims and completes the deliveries of the puts that settle theirs at once; the audit ids of those that got
+/// their key.
+async fn claim_firsts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    puts: &[&Put],
+    owner: &str,
+    now: i64,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut firsts: Vec<(&str, &str, &bytes::Bytes)> = puts
+        .iter()
+        .filter_map(|put| match &put.settle {
+            Some(DeliveryUpdate::First { key, answer }) => {
+                Some((key.as_str(), put.record.id.as_str(), answer))
+            }
+            _ => None,
+        })
+        .collect();
+    claims::claim_completed(tx, &mut firsts, owner, now).await
+}
+
+/// The delivery claims of the batch, each with the time (ms) before which an older claim is taken over.
+fn claim_tries(batch: &[Pending], now: i64) -> Vec<claims::ClaimTry<'_>> {
+    batch
+        .iter()
+        .filter_map(|pending| match &pending.op {
+            Op::Claim {
+                key,
+                audit_id,
+                window_ms,
+            } => {
+                let expired_before =
+                    window_ms.map_or(i64::MIN, |window| now.saturating_sub(window));
+                Some((key.as_str(), audit_id.as_str(), expired_before))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Applies one operation (claims are answered after, all together); its answer.
