@@ -1,5 +1,6 @@
 //! `POST /sns`: SNS HTTP/S deliveries. Verify first (signature, certificate, topic, age), then confirm
-//! subscriptions, acknowledge unsubscriptions, or — for notifications — claim the MessageId and remediate.
+//! subscriptions, acknowledge unsubscriptions, or — for notifications — decide, then record what leads to nothing
+//! with its delivery claim in one commit, or claim the delivery and remediate.
 
 use axum::Router;
 use axum::extract::State;
