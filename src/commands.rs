@@ -287,7 +287,11 @@ pub async fn audit_stuck_command(path: &Path, json: bool) -> anyhow::Result<Stri
 
 /// `reflex audit prune`: removes records older than `days` days; returns how many.
 pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> {
-    let (store, writer) = open_audit(path).await?;
+    let config = load_config(path)?;
+    if let Some(refusal) = config.lookback().refusal(days) {
+        anyhow::bail!("refusing to prune with --older-than {days}: {refusal}");
+    }
+    let (store, writer) = open_store(&config).await?;
     let removed = store.prune_older_than(days).await;
     drop(store);
     writer.finish().await;

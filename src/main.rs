@@ -190,7 +190,8 @@ enum AuditCommand {
     },
     /// Remove the oldest entries, written more than DAYS days ago (never a run that may still be acting), as
     /// `audit.retain_days` does hourly while serving; the rest of the chain stays verifiable from a
-    /// checkpoint. Prints how many went.
+    /// checkpoint. Prints how many went. Refuses DAYS inside what the safety rules read back (the budgets' day,
+    /// the cooldown, sns.max_age_secs, the webhook dedup windows), naming the smallest allowed value.
     Prune {
         /// Configuration file (TOML); its [audit] url names the store.
         #[arg(long, env = "REFLEX_CONFIG")]

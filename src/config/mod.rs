@@ -2,6 +2,7 @@
 //! validated once at start-up with messages that name the key and the fix.
 
 mod load;
+mod retention;
 mod secret;
 mod validate;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::{ConfigError, load, parse};
+pub use retention::Lookback;
 pub use secret::{Secret, any_matches};
 
 use crate::target::TargetRef;

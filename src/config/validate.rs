@@ -84,6 +84,17 @@ impl Config {
         for (index, notify) in self.notify.iter().enumerate() {
             notify.validate(index)?;
         }
+        if self.audit.retain_days > 0
+            && let Some(refusal) = self.lookback().refusal(self.audit.retain_days)
+        {
+            return invalid(
+                "audit.retain_days",
+                format!(
+                    "is {}: {refusal} (or 0, which keeps every record)",
+                    self.audit.retain_days
+                ),
+            );
+        }
         Ok(())
     }
 }

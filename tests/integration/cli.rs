@@ -413,3 +413,38 @@ async fn pause_and_resume_from_the_cli_stop_and_restart_a_live_server() {
     );
     assert!(records.contains(r#""resume":{"reason":null}"#), "{records}");
 }
+
+#[tokio::test]
+async fn a_prune_inside_what_the_safety_rules_read_back_is_refused_and_the_cooldown_still_holds() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("prune");
+    let (_, bad) = fleet.balancer_with(&lb, 4, 1).await;
+    let app = TestApp::spawn(
+        &moto.endpoint,
+        &[&lb],
+        "grace_period_secs = 0\ncooldown_secs = 600\n",
+    )
+    .await;
+    let (status, first) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["terminated-instance-ids"], json!(bad));
+    let config = app.config_path.to_str().unwrap();
+
+    let output = reflex(["audit", "prune", "--config", config, "--older-than", "0"]);
+    assert!(!output.status.success(), "a prune of everything is refused");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("smallest allowed value is 1"), "{stderr}");
+    assert!(stderr.contains("max_acted_per_day"), "{stderr}");
+
+    let output = reflex(["audit", "prune", "--config", config, "--older-than", "1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The smallest allowed prune keeps what the cooldown reads: the next run is still refused by it.
+    let (status, again) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["refused-rule"], "cooldown", "{again}");
+}
