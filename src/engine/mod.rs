@@ -107,6 +107,14 @@ impl Engine {
         self.targets.ids()
     }
 
+    /// The identity of the configured target `reference` names (by name, ARN or metric dimension), if any.
+    pub fn target_id_of(
+        &self,
+        reference: &crate::target::TargetRef,
+    ) -> Option<&crate::target::TargetId> {
+        self.targets.find(reference).map(|target| &target.id)
+    }
+
     /// One recorded run: remediates for a verified trigger and writes the run's audit record (`meta`, which
     /// the receiver started with who called and what was verified) before returning. A claimed `delivery` is
     /// completed with the answer, or released on failure, in the same commit. Every receiver and the CLI

@@ -16,6 +16,7 @@ use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
 use crate::engine::{Authenticated, Reply, Summary, Trigger};
+use crate::target::TargetRef;
 use crate::webhook::{Payload, TargetLabels, group, signature};
 
 /// The two webhook senders.
@@ -164,8 +165,7 @@ async fn handle(
         Ok(delivery) => delivery,
         Err(replay) => return Ok(replay),
     };
-    let triggers = grouping
-        .groups
+    let triggers = one_per_target(state, grouping.groups)
         .into_iter()
         .map(|(target, texts)| Trigger::new(proof, target, texts.join("; "), false))
         .collect();
@@ -174,6 +174,30 @@ async fn handle(
         ignored,
         delivery,
     })
+}
+
+/// The group's alerts by configured target, however many ways they name it (a name, an ARN, a metric
+/// dimension): one run per target, not one per spelling. A reference to no configured target stays as it is
+/// (its run refuses it).
+fn one_per_target(
+    state: &AppState,
+    groups: std::collections::BTreeMap<TargetRef, Vec<String>>,
+) -> Vec<(TargetRef, Vec<String>)> {
+    let mut merged: Vec<(Option<&crate::target::TargetId>, TargetRef, Vec<String>)> = Vec::new();
+    for (reference, texts) in groups {
+        let id = state.engine.target_id_of(&reference);
+        match merged
+            .iter_mut()
+            .find(|(known, _, _)| id.is_some() && *known == id)
+        {
+            Some((_, _, all)) => all.extend(texts),
+            None => merged.push((id, reference, texts)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(_, reference, texts)| (reference, texts))
+        .collect()
 }
 
 /// Bearer or basic auth; for Grafana, the HMAC signature when a secret is configured and the request carries

@@ -402,3 +402,40 @@ async fn check_config_aws_looks_every_target_up() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_alert_group_naming_one_target_three_ways_is_one_run() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let name = unique("tgways");
+    let (group, good, bad) = fleet.target_group_with(&name, 3, 1).await;
+    let hook = format!("[alertmanager]\ntokens = [\"{AM_TOKEN}\"]\n");
+    let app = app(moto, &name, "", &hook).await;
+    let alert = |n: usize, value: &str| {
+        json!({"status": "firing", "labels": {"alertname": "Unhealthy", "target_group": value},
+               "annotations": {}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+               "generatorURL": "http://p", "fingerprint": format!("f{n}")})
+    };
+    let body = json!({
+        "version": "4", "groupKey": unique("ways"), "status": "firing", "receiver": "reflex",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
+        "truncatedAlerts": 0,
+        "alerts": [alert(1, &name), alert(2, &group.arn), alert(3, &group.dimension)]
+    });
+    let (status, answer) = app
+        .post("/alertmanager", Some(AM_TOKEN), body.to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "one run for one target: {answer}");
+    assert_eq!(results[0]["terminated-instance-ids"], json!(bad));
+    assert!(fleet.none_terminated(&good).await);
+    let runs = app
+        .audit_records()
+        .await
+        .into_iter()
+        .filter(|record| record.target.is_some())
+        .count();
+    assert_eq!(runs, 1, "one run recorded");
+    app.stop().await;
+}
