@@ -23,7 +23,15 @@ pub struct Brakes {
 /// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
 /// else its own) and its breaker when open. Asked on every run, so it is one query of three rows at most.
 pub(super) async fn of(readers: &AnyPool, target: &TargetId) -> Result<Brakes, sqlx::Error> {
-    let key = Key::from(target);
+    of_key(readers, &Key::from(target)).await
+}
+
+/// `of` for the target stored as `key`, read on `conn` (the pool, or the writer's transaction: a run's intent
+/// is refused in the very commit that would have written it).
+pub(super) async fn of_key<'c, E>(conn: E, key: &Key) -> Result<Brakes, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let every = Key::every_target();
     let sql = format!(
         "SELECT 'pause' AS kind, account, region, target, reason, at_ms FROM pauses \
@@ -41,7 +49,7 @@ pub(super) async fn of(readers: &AnyPool, target: &TargetId) -> Result<Brakes, s
         .bind(every.account.as_str())
         .bind(every.region.as_str())
         .bind(every.target.as_str())
-        .fetch_all(readers)
+        .fetch_all(conn)
         .await?;
     let mut brakes = Brakes::default();
     for (kind, account, region, target, reason, at_ms) in rows {

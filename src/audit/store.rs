@@ -349,12 +349,13 @@ impl AuditStore {
     }
 
     /// Appends a run's intent to the chain with its decision (`decision`, the engine's JSON), in one commit,
-    /// before the run's first AWS write.
+    /// before the run's first AWS write — unless, in that commit, its target is paused or its breaker open:
+    /// then nothing is written and the brakes are answered (the run must not act).
     pub async fn put_intent(
         &self,
         record: AuditRecord,
         decision: String,
-    ) -> Result<(), AuditError> {
+    ) -> Result<Option<Brakes>, AuditError> {
         let row = DecisionRow {
             run_id: record.id.clone(),
             target: Key {
@@ -365,12 +366,14 @@ impl AuditStore {
             steps: record.acted,
             body: decision,
         };
-        self.put_with(Put {
+        let put = Put {
             decision: Some(row),
             ..Put::record(record)
-        })
-        .await
-        .map(|_| ())
+        };
+        match submit(&self.writer, Op::Put(Box::new(put))).await? {
+            Written::Braked(brakes) => Ok(Some(brakes)),
+            _ => Ok(None),
+        }
     }
 
     /// The decision the run `run_id` stored with its intent (the engine's JSON), if it got that far.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::backend::Backend;
+use super::brakes::{self, Brakes};
 use super::breakers::{self, BreakerChange};
 use super::claims;
 use super::decisions::{self, DecisionRow};
@@ -118,6 +119,8 @@ pub(super) enum Written {
     /// A record with a delivery claimed and completed at once: whether the claim was won (and the record
     /// written).
     First(bool),
+    /// A run's intent not written: its target is paused or its breaker open.
+    Braked(Brakes),
     /// A claimed job, if one was due.
     Job(Option<ClaimedJob>),
     /// Where reflex runs, as recorded.
@@ -298,7 +301,17 @@ async fn write_batch(
     // Deliveries claimed and completed at once go first, so that a claim of the same key in this batch finds
     // them; a record that rides on one is written only if its claim was won.
     let firsts_won = claim_firsts(&mut tx, &puts, owner, now).await?;
+    // Pauses and breaker changes first: a run's intent in the same commit sees them, and is not written (so
+    // the run writes nothing to AWS) when its target is paused or its breaker open.
+    let mut results: Vec<Option<Written>> = (0..batch.len()).map(|_| None).collect();
+    for (result, pending) in results.iter_mut().zip(batch) {
+        if matches!(pending.op, Op::Pause { .. } | Op::Breaker(..)) {
+            *result = Some(apply(&mut tx, backend, &pending.op, owner, now_at).await?);
+        }
+    }
+    let braked = braked_intents(&mut tx, &puts).await?;
     let won = |put: &Put| match put.settle {
+        _ if braked.contains_key(&put.record.id) => false,
         Some(DeliveryUpdate::First { .. }) => firsts_won.contains(&put.record.id),
         _ => true,
     };
@@ -308,10 +321,15 @@ async fn write_batch(
         .map(|put| &put.record)
         .collect();
     leases::release_finished(&mut tx, &records).await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in batch {
-        results.push(apply(&mut tx, backend, &pending.op, owner, now_at).await?);
+    for (result, pending) in results.iter_mut().zip(batch) {
+        if result.is_none() {
+            *result = Some(match &pending.op {
+                Op::Put(put) if !won(put) => Written::Done,
+                op => apply(&mut tx, backend, op, owner, now_at).await?,
+            });
+        }
     }
+    let mut results: Vec<Written> = results.into_iter().flatten().collect();
     let settles: Vec<(&str, &DeliveryUpdate)> = puts
         .iter()
         .filter_map(|put| Some((put.record.id.as_str(), put.settle.as_ref()?)))
@@ -323,6 +341,9 @@ async fn write_batch(
     for (pending, result) in batch.iter().zip(results.iter_mut()) {
         match &pending.op {
             Op::Claim { .. } => *result = claimed.next().map_or(Written::Done, Written::Claim),
+            Op::Put(put) if braked.contains_key(&put.record.id) => {
+                *result = Written::Braked(braked[&put.record.id].clone());
+            }
             Op::Put(put) if matches!(put.settle, Some(DeliveryUpdate::First { .. })) => {
                 *result = Written::First(won(put));
             }
@@ -359,6 +380,24 @@ async fn claim_firsts(
         })
         .collect();
     claims::claim_completed(tx, &mut firsts, owner, now).await
+}
+
+/// The runs' intents of the batch whose target is paused or has its breaker open now, by record id, with
+/// what stops them.
+async fn braked_intents(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    puts: &[&Put],
+) -> Result<std::collections::HashMap<String, Brakes>, sqlx::Error> {
+    let mut braked = std::collections::HashMap::new();
+    for put in puts {
+        if let Some(decision) = &put.decision {
+            let brakes = brakes::of_key(&mut **tx, &decision.target).await?;
+            if brakes.pause.is_some() || brakes.breaker.is_some() {
+                braked.insert(put.record.id.clone(), brakes);
+            }
+        }
+    }
+    Ok(braked)
 }
 
 /// The delivery claims of the batch, each with the time (ms) before which an older claim is taken over.

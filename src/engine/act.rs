@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use super::decide::Decided;
-use super::plan::{Act, Replacement};
+use super::gate::brakes_refusal;
+use super::plan::{Act, Refusal, Replacement};
 use super::summary::{ActionError, Summary};
 use super::targets::Target;
 use super::{Engine, EngineError};
@@ -24,16 +25,27 @@ struct ActionResult<'a> {
     error: Option<String>,
 }
 
+/// What the act stage came to.
+#[derive(Debug)]
+pub(super) enum Acted {
+    /// The intent was written and the steps carried out: how many instances were replaced.
+    Replaced(u32),
+    /// The target was paused or its breaker opened before the intent was written: nothing was done.
+    Refused(Refusal),
+}
+
 impl Engine {
     /// Writes the intent, then carries out every step of the decision on `target`, filling the summary's
-    /// acted-on lists and errors with what really happened; how many instances were replaced.
+    /// acted-on lists and errors with what really happened; how many instances were replaced. A pause or an
+    /// open breaker seen in the intent's own commit refuses the run before any AWS write; one seen before a
+    /// later step stops the run there.
     pub(super) async fn act(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         decided: Decided<'_>,
         summary: &mut Summary,
-    ) -> Result<u32, EngineError> {
+    ) -> Result<Acted, EngineError> {
         let Decided {
             decision,
             budget_gate,
@@ -43,21 +55,33 @@ impl Engine {
         let intended = u32::try_from(decision.steps.len()).unwrap_or(u32::MAX);
         meta.acted_at = Some(clock.now());
         let body = serde_json::to_string(&decision).unwrap_or_default();
-        self.audit
+        let braked = self
+            .audit
             .put_intent(meta.record(Outcome::Acting, 0, None, intended), body)
             .await?;
         drop(budget_gate);
+        if let Some(refusal) = braked.and_then(brakes_refusal) {
+            meta.acted_at = None;
+            return Ok(Acted::Refused(refusal));
+        }
         summary.terminated_instance_ids.clear();
         summary.asg_unhealthy_instance_ids.clear();
         let mut results = Vec::with_capacity(decision.steps.len());
-        for step in &decision.steps {
+        for (n, step) in decision.steps.iter().enumerate() {
+            if n > 0
+                && let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.id).await?)
+            {
+                tracing::warn!(rule = refusal.rule(), "stopped before the next AWS write");
+                meta.note("stopped", refusal.rule());
+                break;
+            }
             results.push(self.step(target, step, summary).await);
         }
         meta.note("actions", &results);
         meta.acted_at = Some(clock.now());
         let acted =
             summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
-        Ok(u32::try_from(acted).unwrap_or(u32::MAX))
+        Ok(Acted::Replaced(u32::try_from(acted).unwrap_or(u32::MAX)))
     }
 
     /// One step through the port, its outcome added to `summary`.

@@ -209,7 +209,23 @@ impl Engine {
             }));
         }
         let decision = decided.decision.clone();
-        let acted = self.act(meta, target, decided, &mut summary).await?;
+        let acted = match self.act(meta, target, decided, &mut summary).await? {
+            act::Acted::Replaced(acted) => acted,
+            act::Acted::Refused(refusal) => {
+                let plan = Plan {
+                    refused: Some(refusal),
+                    ..Plan::default()
+                };
+                meta.note("plan", &plan);
+                tracing::info!(refused = ?plan.refused, "refused as it was about to act");
+                return Ok(self.counted(Run {
+                    summary: summary_of(meta, &plan),
+                    acted: 0,
+                    read: true,
+                    tripped,
+                }));
+            }
+        };
         if acted > 0 {
             self.schedule_check(meta, &target.id, &decision, acted)
                 .await?;

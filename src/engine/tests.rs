@@ -44,6 +44,10 @@ struct FakeFleet {
     done: StdMutex<Vec<(&'static str, String)>>,
     /// EC2 states other than `running`, by instance.
     ec2_states: HashMap<String, String>,
+    /// Each snapshot pauses everything (or, with `false`, opens the target's breaker) while the run reads.
+    brake_while_reading: Option<bool>,
+    /// The first TerminateInstances pauses everything once it is answered.
+    pause_after_first_terminate: bool,
 }
 
 const TG_ARN: &str =
@@ -167,6 +171,22 @@ impl Fleet for FakeFleet {
                 release.notified().await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+            let store = self.store.lock().unwrap().clone();
+            match (self.brake_while_reading, store) {
+                (Some(true), Some(store)) => {
+                    store
+                        .pause(Scope::Everything, "paused mid-run")
+                        .await
+                        .unwrap();
+                }
+                (Some(false), Some(store)) => {
+                    store
+                        .trip_breaker(&id("web"), "tripped mid-run")
+                        .await
+                        .unwrap();
+                }
+                _ => {}
+            }
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             match &self.snapshot_error {
                 Some(err) => Err(err.clone()),
@@ -182,6 +202,12 @@ impl Fleet for FakeFleet {
                 let records = store.list(100).await.unwrap();
                 let seen = records.iter().any(|r| r.outcome == Outcome::Acting);
                 self.intent_seen.lock().unwrap().push(seen);
+                if self.pause_after_first_terminate {
+                    store
+                        .pause(Scope::Everything, "paused between writes")
+                        .await
+                        .unwrap();
+                }
             }
             self.done
                 .lock()
@@ -822,6 +848,62 @@ async fn asg_unhealthy_skips_instances_in_no_group_and_terminate_never_asks() {
     assert_eq!(run.summary.terminated_instance_ids, ["i-bad", "i-bad2"]);
     assert_eq!(h.fleet.group_calls.load(Ordering::SeqCst), 0);
     assert!(h.fleet.done.lock().unwrap().is_empty(), "dry run");
+}
+
+#[tokio::test]
+async fn a_pause_or_a_breaker_that_lands_while_the_run_reads_refuses_it_before_any_aws_write() {
+    for (brake, rule) in [(true, "paused"), (false, "breaker-open")] {
+        let fleet = FakeFleet {
+            brake_while_reading: Some(brake),
+            ..FakeFleet::default()
+        };
+        let h = harness(fleet, "").await;
+        let run = h
+            .engine
+            .run(meta(), &trigger("web", false), None)
+            .await
+            .unwrap();
+        assert_eq!(run.acted, 0);
+        assert!(run.summary.terminated_instance_ids.is_empty());
+        assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+        assert_eq!(
+            run.summary.refused_rule,
+            Some(rule),
+            "{:?}",
+            run.summary.refused
+        );
+        let records = h.store.list(10).await.unwrap();
+        assert!(
+            records.iter().all(|r| r.outcome != Outcome::Acting),
+            "no intent was written"
+        );
+        assert_eq!(
+            h.store.last_action(&id("web"), None).await.unwrap().at,
+            None,
+            "nothing acted, so no cooldown"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_pause_between_two_aws_writes_of_a_run_stops_it_before_the_second() {
+    let fleet = FakeFleet {
+        pause_after_first_terminate: true,
+        ..FakeFleet::with_target_group("instance")
+    };
+    let h = harness_with(fleet, "", "[[targets]]\ntarget_group = \"web-tg\"\n").await;
+    let run = h
+        .engine
+        .run(meta(), &group_trigger(TG_ARN, false), None)
+        .await
+        .unwrap();
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(
+        *h.fleet.done.lock().unwrap(),
+        [("terminate", "i-bad".to_owned())]
+    );
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.detail["stopped"], "paused");
 }
 
 #[tokio::test]
