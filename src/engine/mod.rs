@@ -181,20 +181,24 @@ impl Engine {
             let (message, names) = (trigger.message.clone(), target.names.clone());
             Summary::of_plan(message, names, plan, dry_run, meta.id.clone())
         };
-        if let Some(refusal) = self.gate(target, dry_run, previous).await? {
+        // A run refused before it read its target (the gate), or as it was about to act (a brake that landed
+        // meanwhile): nothing acted.
+        let refused = |meta: &mut RequestMeta, refusal, read, tripped| {
             let plan = Plan {
                 refused: Some(refusal),
                 ..Plan::default()
             };
             meta.note("plan", &plan);
-            tracing::info!(refused = ?plan.refused, "answered without reading the target");
-            let summary = summary_of(meta, &plan);
-            return Ok(self.counted(Run {
-                summary,
+            tracing::info!(refused = ?plan.refused, read, "refused");
+            self.counted(Run {
+                summary: summary_of(meta, &plan),
                 acted: 0,
-                read: false,
-                tripped: None,
-            }));
+                read,
+                tripped,
+            })
+        };
+        if let Some(refusal) = self.gate(target, dry_run, previous).await? {
+            return Ok(refused(meta, refusal, false, None));
         }
         let decided = self.decide(meta, target, previous, dry_run).await?;
         let mut summary = summary_of(meta, &decided.plan);
@@ -211,20 +215,7 @@ impl Engine {
         let decision = decided.decision.clone();
         let acted = match self.act(meta, target, decided, &mut summary).await? {
             act::Acted::Replaced(acted) => acted,
-            act::Acted::Refused(refusal) => {
-                let plan = Plan {
-                    refused: Some(refusal),
-                    ..Plan::default()
-                };
-                meta.note("plan", &plan);
-                tracing::info!(refused = ?plan.refused, "refused as it was about to act");
-                return Ok(self.counted(Run {
-                    summary: summary_of(meta, &plan),
-                    acted: 0,
-                    read: true,
-                    tripped,
-                }));
-            }
+            act::Acted::Refused(refusal) => return Ok(refused(meta, refusal, true, tripped)),
         };
         if acted > 0 {
             self.schedule_check(meta, &target.id, &decision, acted)

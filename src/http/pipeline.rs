@@ -114,12 +114,15 @@ pub async fn receive(
     .await
 }
 
-/// What the dedup primitive's answer means for a receiver: go on with a claimed key, or stop here.
-pub fn claimed(
+/// Claims the delivery `key` for the request `meta` (with a window, a claim older than it is taken over) and
+/// says what the dedup primitive's answer means for a receiver: go on with a claimed key, or stop here.
+pub async fn claim(
+    state: &AppState,
     meta: &mut RequestMeta,
-    delivery: Delivery,
+    key: String,
+    window: Option<std::time::Duration>,
 ) -> Result<Result<DeliveryKey, Handled>, ApiError> {
-    match delivery {
+    match state.audit.claim_delivery(key, &meta.id, window).await? {
         Delivery::Claimed(key) => Ok(Ok(key)),
         Delivery::Replay { first_id, answer } => {
             Ok(Err(replayed(meta, Replay { first_id, answer })))
@@ -209,16 +212,13 @@ async fn unclaimed(
         Ok(false) => {}
         Err(err) => return ApiError::from(err).into_response(),
     }
-    let handled = match state.audit.claim_delivery(key, &again.id, None).await {
-        Ok(delivery) => match claimed(&mut again, delivery) {
-            Ok(Ok(key)) => Ok(Handled::Reply {
-                reply,
-                outcome,
-                delivery: Some(key),
-            }),
-            Ok(Err(replay)) => Ok(replay),
-            Err(err) => Err(err.into()),
-        },
+    let handled = match claim(state, &mut again, key, None).await {
+        Ok(Ok(key)) => Ok(Handled::Reply {
+            reply,
+            outcome,
+            delivery: Some(key),
+        }),
+        Ok(Err(replay)) => Ok(replay),
         Err(err) => Err(err.into()),
     };
     finish(state, again, handled).await

@@ -12,7 +12,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::body::WholeBody;
-use super::pipeline::{Handled, Receive, Rejection, claimed, receive, replayed};
+use super::pipeline::{Handled, Receive, Rejection, claim, receive, replayed};
 use super::request_id::Arrival;
 use super::{ApiError, AppState};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
@@ -114,11 +114,7 @@ async fn notification(
         Ok(decision) => decision,
         Err(reason) => {
             // Refused, unless this is a redelivery of a message handled before (under another configuration).
-            let delivery = state
-                .audit
-                .claim_delivery(key.to_owned(), &meta.id, None)
-                .await?;
-            let key = match claimed(meta, delivery)? {
+            let key = match claim(state, meta, key.to_owned(), None).await? {
                 Ok(key) => key,
                 Err(replay) => return Ok(replay),
             };
@@ -141,11 +137,7 @@ async fn notification(
             key: key.to_owned(),
         }),
         Decision::Remediate { target, .. } => {
-            let delivery = state
-                .audit
-                .claim_delivery(key.to_owned(), &meta.id, None)
-                .await?;
-            match claimed(meta, delivery)? {
+            match claim(state, meta, key.to_owned(), None).await? {
                 Ok(key) => Ok(Handled::Run {
                     trigger: Trigger::new(verified.proof(), target, message.message.clone(), false),
                     delivery: Some(key),

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::body::WholeBody;
-use super::pipeline::{Handled, Receive, Rejection, claimed, receive};
+use super::pipeline::{Handled, Receive, Rejection, claim, receive};
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
@@ -160,8 +160,7 @@ async fn handle(
 
     let key = payload.delivery_key(sender.source().as_str());
     let window = Some(Duration::from_secs(hook.dedup_window_secs));
-    let delivery = state.audit.claim_delivery(key, &meta.id, window).await?;
-    let delivery = match claimed(meta, delivery)? {
+    let delivery = match claim(state, meta, key, window).await? {
         Ok(delivery) => delivery,
         Err(replay) => return Ok(replay),
     };
