@@ -63,6 +63,7 @@ async fn shutdown_signal() {
 pub async fn remediate_command(
     path: &Path,
     target: TargetRef,
+    place: crate::target::Place,
     dry_run: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let config = load_config(path)?;
@@ -75,7 +76,8 @@ pub async fn remediate_command(
         target,
         "manual remediation (command line)".to_owned(),
         dry_run,
-    );
+    )
+    .in_place(place);
     let result = app.state.engine.run(meta, &trigger, None).await;
     app.close().await;
     let run = result.context("remediation failed")?;
@@ -85,10 +87,7 @@ pub async fn remediate_command(
 /// `reflex check-config --aws`: every target looked up and read once, with the configured AWS access.
 pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String>> {
     let sdk = crate::aws::sdk_config(&config.aws).await;
-    let fleet: Arc<dyn crate::engine::port::Fleet> = Arc::new(crate::aws::AwsFleet::new(
-        &sdk,
-        Arc::new(crate::metrics::Metrics::default()),
-    ));
+    let places = crate::aws::Places::new(config, &sdk, Arc::default());
     let account = match &config.aws.account_id {
         Some(account) => account.clone(),
         None => crate::aws::caller_account(&sdk)
@@ -99,7 +98,11 @@ pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String
         account,
         region: config.aws.region.clone(),
     };
-    crate::engine::probe_targets(config, &|_| (Arc::clone(&fleet), home.clone()))
+    let fleet_of = |target: &crate::config::TargetConfig| {
+        let place = crate::server::place_of(config, target, &home);
+        (places.fleet_of(config, target), place)
+    };
+    crate::engine::probe_targets(config, &fleet_of)
         .await
         .context("a target cannot be used")
 }

@@ -13,7 +13,10 @@ pub const ANSWERED: u16 = 200;
 /// validation: retrying will not help), 503 for transient faults worth a retry.
 pub fn status_of(err: &EngineError) -> u16 {
     match err {
-        EngineError::UnknownTarget(..) | EngineError::TargetNotFound(_) => 422,
+        EngineError::UnknownTarget(..)
+        | EngineError::UnknownTargetThere(..)
+        | EngineError::AmbiguousTarget { .. }
+        | EngineError::TargetNotFound(_) => 422,
         EngineError::Fleet(fleet) if fleet.kind == FailureKind::Permanent => 502,
         _ if err.is_transient() => 503,
         _ => 502,

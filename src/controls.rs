@@ -11,7 +11,7 @@ use crate::audit::{
 use crate::config::Config;
 use crate::engine::budget::{self, Budgets, Left};
 use crate::metrics::Metrics;
-use crate::target::TargetId;
+use crate::target::{Place, TargetId};
 
 /// Why a control was refused.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,12 @@ pub enum ControlError {
     /// The target is not in the configuration.
     #[error("{0:?} is not a configured target (a [[targets]] load_balancer or target_group)")]
     UnknownTarget(String),
+    /// Several targets in several accounts or regions share the name: a control by name cannot tell which.
+    #[error(
+        "{0:?} names {1} targets (in several accounts or regions); a pause, resume or breaker reset by name needs \
+         a name only one target has (pause everything instead, or rename)"
+    )]
+    AmbiguousTarget(String, usize),
     /// Pausing and resetting need a reason for the audit trail.
     #[error("a reason is required: say why")]
     NoReason,
@@ -38,6 +44,7 @@ impl ControlError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownTarget(_) => "unknown-target",
+            Self::AmbiguousTarget(..) => "ambiguous-target",
             Self::NoReason => "reason-required",
             Self::NotPaused(_) => "not-paused",
             Self::NotOpen(_) => "breaker-not-open",
@@ -49,6 +56,7 @@ impl ControlError {
     pub fn status(&self) -> u16 {
         match self {
             Self::UnknownTarget(_) => 404,
+            Self::AmbiguousTarget(..) => 422,
             Self::NoReason => 400,
             Self::NotPaused(_) | Self::NotOpen(_) => 409,
             Self::Audit(_) => 503,
@@ -174,7 +182,7 @@ impl Controls<'_> {
         let budgets = Budgets::from(&self.config.remediation);
         let mut per_target = Vec::with_capacity(self.config.targets.len());
         for target in &self.config.targets {
-            let id = target.id(&self.home.account, &self.home.region);
+            let id = self.config.target_id(target, &self.home.account);
             let used = budget::usage(self.audit, &id, now).await?;
             per_target.push(TargetBudget {
                 target: id.name,
@@ -194,8 +202,15 @@ impl Controls<'_> {
     /// The identity of the configured target `name` (`None`: everything).
     fn resolve(&self, name: Option<&str>) -> Result<Option<TargetId>, ControlError> {
         let Some(name) = name else { return Ok(None) };
+        let named = self.config.targets_named(name, &Place::ANYWHERE, "").len();
+        if named > 1 {
+            return Err(ControlError::AmbiguousTarget(
+                crate::untrusted::bounded(name),
+                named,
+            ));
+        }
         match self.config.target(name) {
-            Some(target) => Ok(Some(target.id(&self.home.account, &self.home.region))),
+            Some(target) => Ok(Some(self.config.target_id(target, &self.home.account))),
             None => Err(ControlError::UnknownTarget(crate::untrusted::bounded(name))),
         }
     }
@@ -216,7 +231,7 @@ impl Controls<'_> {
         done: Result<(), ControlError>,
     ) -> Result<(), ControlError> {
         match target.map(|name| self.config.target(name)) {
-            Some(Some(known)) => meta.concerns(&known.id(&self.home.account, &self.home.region)),
+            Some(Some(known)) => meta.concerns(&self.config.target_id(known, &self.home.account)),
             Some(None) => meta.target = Some("(unknown)".to_owned()),
             None => meta.target = Some("*".to_owned()),
         }

@@ -36,11 +36,20 @@ pub fn webhook_payload(data: &[u8]) {
         let labels = crate::webhook::TargetLabels {
             load_balancer: "load_balancer",
             target_group: "target_group",
+            account: "account",
+            region: "region",
         };
-        let default = crate::target::TargetRef::LoadBalancer("web-elb".to_owned());
+        let default = (
+            crate::target::TargetRef::LoadBalancer("web-elb".to_owned()),
+            crate::target::Place::default(),
+        );
         let grouping = crate::webhook::group(&payload, labels, Some(&default));
         let _ = payload.delivery_key("alertmanager");
-        let named: Vec<String> = grouping.groups.keys().map(ToString::to_string).collect();
+        let named: Vec<String> = grouping
+            .groups
+            .keys()
+            .map(|(target, place)| format!("{target} {place}"))
+            .collect();
         let _ = serde_json::to_string(&named);
     }
 }

@@ -27,4 +27,4 @@ pub mod untrusted;
 pub mod webhook;
 
 pub use logging::init_logging;
-pub use server::{App, load_tls, serve};
+pub use server::{App, Fleets, load_tls, serve};

@@ -80,6 +80,13 @@ enum Command {
         /// ALB/NLB target group (name or ARN); must be listed under [[targets]].
         #[arg(long)]
         target_group: Option<String>,
+        /// The target's account ([[accounts]] name, "local", or account id), when targets in several accounts
+        /// share its name.
+        #[arg(long)]
+        account: Option<String>,
+        /// The target's region, when targets in several regions share its name.
+        #[arg(long)]
+        region: Option<String>,
         /// Plan and report only; write nothing to AWS.
         #[arg(long)]
         dry_run: bool,
@@ -220,11 +227,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             load_balancer,
             target_group,
+            account,
+            region,
             dry_run,
         } => {
             // clap requires exactly one of the two; the pair is checked once more like every other.
             let target = TargetRef::from_pair(load_balancer, target_group)?;
-            let summary = commands::remediate_command(&config, target, dry_run).await?;
+            let place = reflex::target::Place::new(account, region);
+            let summary = commands::remediate_command(&config, target, place, dry_run).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::CheckConfig { config, aws } => {

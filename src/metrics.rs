@@ -73,6 +73,16 @@ pub struct AwsErrorLabels {
     pub kind: &'static str,
 }
 
+/// An STS AssumeRole into a configured account: the account's `[[accounts]]` name and the `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AssumeRoleLabels {
+    /// The `[[accounts]]` name (a closed set: only configured accounts are assumed).
+    pub account: String,
+    /// `assumed`, or how it failed: `denied` (AccessDenied, a wrong external id, a missing role) or
+    /// `unavailable`.
+    pub outcome: &'static str,
+}
+
 /// The `topic_arn` of an allowed topic (a closed set: only verified messages of allowed topics count).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -151,6 +161,8 @@ pub struct Metrics {
     pub breaker_open: Family<TargetLabels, Gauge>,
     /// 1 while a target (or `*`, everything) is paused, as the store says (refreshed every few seconds).
     pub paused: Family<TargetLabels, Gauge>,
+    /// STS AssumeRole calls into configured accounts, by account and outcome.
+    pub assume_role: Family<AssumeRoleLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -263,8 +275,15 @@ impl Default for Metrics {
             "1 while the target (or \"*\", every target) is paused (read from the audit store)",
             paused.clone(),
         );
+        let assume_role = Family::default();
+        registry.register(
+            "assume_role",
+            "STS AssumeRole calls into [[accounts]] roles, by account and outcome (assumed, denied, unavailable)",
+            assume_role.clone(),
+        );
         Self {
             registry,
+            assume_role,
             breaker_open,
             paused,
             refusals,

@@ -63,6 +63,55 @@ impl TargetRef {
     }
 }
 
+/// Where an alert, a request or the command line says its target is: an account (an `[[accounts]]` name,
+/// `local`, or a 12-digit account id) and a region, each when it says so. Together with a `TargetRef` it
+/// picks one configured target out of several of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    /// The account, as named; `None`: any.
+    pub account: Option<String>,
+    /// The region; `None`: any.
+    pub region: Option<String>,
+}
+
+impl Place {
+    /// A place that says nothing: any account, any region.
+    pub const ANYWHERE: Place = Place {
+        account: None,
+        region: None,
+    };
+
+    /// The place named by optional `account` and `region` fields (empty strings say nothing).
+    pub fn new(account: Option<String>, region: Option<String>) -> Self {
+        let given = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
+        Self {
+            account: given(account),
+            region: given(region),
+        }
+    }
+
+    /// Whether the place names an account or a region at all.
+    pub fn is_given(&self) -> bool {
+        self.account.is_some() || self.region.is_some()
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.account, &self.region) {
+            (Some(account), Some(region)) => write!(f, "in account {account:?}, region {region:?}"),
+            (Some(account), None) => write!(f, "in account {account:?}"),
+            (None, Some(region)) => write!(f, "in region {region:?}"),
+            (None, None) => write!(f, "anywhere"),
+        }
+    }
+}
+
+/// Whether `value` is a 12-digit AWS account id.
+pub fn is_account_id(value: &str) -> bool {
+    value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// What kind of balancer a target is.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,

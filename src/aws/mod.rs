@@ -1,5 +1,6 @@
 //! The only way reflex reaches AWS: one `SdkConfig` factory and narrow adapters over the calls reflex makes.
 
+mod assumed;
 mod autoscaling;
 mod classify;
 mod ec2;
@@ -7,11 +8,13 @@ mod elb;
 mod elbv2;
 mod fleet;
 mod identity;
+mod places;
 mod signed_get;
 mod subscriptions;
 
 pub use fleet::AwsFleet;
 pub use identity::caller_account;
+pub use places::Places;
 pub use signed_get::{FetchError, SnsFetcher};
 pub use subscriptions::Subscriptions;
 

@@ -125,6 +125,13 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
         config.admin.tokens_file.as_deref(),
         &mut config.admin.tokens,
     )?;
+    for account in &mut config.accounts {
+        if let Some(file) = account.external_id_file.clone() {
+            let mut ids = Vec::new();
+            append_tokens_file("accounts.external_id_file", Some(&file), &mut ids)?;
+            account.external_id = ids.into_iter().next();
+        }
+    }
     for (index, notify) in config.notify.iter_mut().enumerate() {
         if let Some(file) = notify.url_file.clone() {
             let mut urls = Vec::new();
@@ -391,6 +398,58 @@ mod tests {
             ),
             ("[remediation]\naction = \"reboot\"\n", "action"),
             (
+                "[[targets]]\nload_balancer = \"api\"\naccount = \"prod\"\n",
+                "targets.account",
+            ),
+            (
+                "[[accounts]]\nname = \"local\"\nrole_arn = \"arn:aws:iam::222233334444:role/r\"\n",
+                "accounts.name",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::2222:role/r\"\n",
+                "accounts.role_arn",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:user/r\"\n",
+                "accounts.role_arn",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/a\"\n\
+                 [[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::333344445555:role/a\"\n",
+                "accounts.name",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/a\"\n\
+                 [[accounts]]\nname = \"other\"\nrole_arn = \"arn:aws:iam::222233334444:role/b\"\n",
+                "accounts.role_arn",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/a\"\n\
+                 session_duration_secs = 60\n",
+                "accounts.session_duration_secs",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/a\"\n\
+                 session_duration_secs = 900\nrefresh_before_expiry_secs = 900\n",
+                "accounts.refresh_before_expiry_secs",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/a\"\n\
+                 [[targets]]\nload_balancer = \"api\"\naccount = \"prod\"\nregion = \"eu-west-1\"\n",
+                "targets.region",
+            ),
+            (
+                "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/a\"\n\
+                 [[targets]]\ntarget_group = \
+                 \"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/0123456789abcdef\"\n\
+                 account = \"prod\"\n",
+                "targets.target_group",
+            ),
+            (
+                "[[targets]]\nload_balancer = \"web-elb\"\nregion = \"us-east-1\"\n",
+                "targets.load_balancer",
+            ),
+            (
                 "[alertmanager]\ntarget_group_label = \"\"\n",
                 "alertmanager.target_group_label",
             ),
@@ -404,6 +463,66 @@ mod tests {
             let err = parse_with(&text, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{extra:?}: {err}");
         }
+    }
+
+    #[test]
+    fn one_name_in_several_accounts_and_regions_is_several_targets() {
+        let text = format!(
+            "{MINIMAL}[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/reflex\"\n\
+             regions = [\"eu-west-1\", \"us-east-1\"]\n\
+             [[targets]]\nload_balancer = \"web-elb\"\naccount = \"prod\"\n\
+             [[targets]]\nload_balancer = \"web-elb\"\naccount = \"prod\"\nregion = \"eu-west-1\"\n"
+        );
+        let config = parse_with(&text, &[]).unwrap();
+        let ids: Vec<_> = config
+            .targets
+            .iter()
+            .map(|target| config.target_id(target, "111122223333"))
+            .map(|id| (id.account, id.region))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("111122223333".to_owned(), "us-east-1".to_owned()),
+                ("222233334444".to_owned(), "us-east-1".to_owned()),
+                ("222233334444".to_owned(), "eu-west-1".to_owned()),
+            ]
+        );
+        // A name shared by several targets names no single one.
+        assert!(config.target("web-elb").is_none());
+        let prod = crate::target::Place::new(Some("prod".into()), None);
+        assert_eq!(config.targets_named("web-elb", &prod, "").len(), 2);
+        let by_id =
+            crate::target::Place::new(Some("222233334444".into()), Some("eu-west-1".into()));
+        assert_eq!(config.targets_named("web-elb", &by_id, "").len(), 1);
+        // With the local account's id unknown, an id that is no [[accounts]] entry's is the local one.
+        let local = crate::target::Place::new(Some("999988887777".into()), None);
+        assert_eq!(config.targets_named("web-elb", &local, "").len(), 1);
+        assert_eq!(
+            config
+                .targets_named("web-elb", &local, "111122223333")
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn an_external_id_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("external-id");
+        std::fs::write(&file, "the-external-id-0123\n").unwrap();
+        let text = format!(
+            "{MINIMAL}[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/reflex\"\n\
+             external_id_file = {file:?}\n"
+        );
+        let config = parse_with(&text, &[]).unwrap();
+        assert_eq!(
+            config.accounts[0]
+                .external_id
+                .as_ref()
+                .map(|id| id.expose().to_owned()),
+            Some("the-external-id-0123".to_owned())
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
 pub use secret::{Secret, any_matches};
 
-use crate::target::TargetRef;
+use crate::target::{Place, TargetRef};
 
 /// The commented example configuration, shipped in the repository and embedded for `--help` users.
 pub const EXAMPLE: &str = include_str!("../../reflex.example.toml");
@@ -33,6 +33,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The safety limits every remediation obeys.
     pub remediation: RemediationConfig,
+    /// Other AWS accounts reflex heals through a role it assumes there (`[[accounts]]`).
+    pub accounts: Vec<AccountConfig>,
     /// The only load balancers reflex may ever touch.
     pub targets: Vec<TargetConfig>,
     /// Credentials for `POST /remediate`.
@@ -133,6 +135,11 @@ pub struct WebhookConfig {
     /// The alert label naming the ELBv2 target group (name, ARN or `targetgroup/NAME/ID`); it wins over
     /// `target_label` when an alert carries both.
     pub target_group_label: String,
+    /// The alert label naming the target's account (`[[accounts]]` name, `local`, or account id), needed
+    /// only when targets in several accounts share a name.
+    pub account_label: String,
+    /// The alert label naming the target's region, needed only when targets in several regions share a name.
+    pub region_label: String,
     /// The target for firing alerts without either label; unset reports them as unusable.
     pub default_target: Option<String>,
     /// The same group notification arriving again within this many seconds is a duplicate.
@@ -159,6 +166,8 @@ impl Default for WebhookConfig {
             passwords_file: None,
             target_label: "load_balancer".to_owned(),
             target_group_label: "target_group".to_owned(),
+            account_label: "account".to_owned(),
+            region_label: "region".to_owned(),
             default_target: None,
             dedup_window_secs: 3600,
             hmac_secret: None,
@@ -442,6 +451,58 @@ impl Default for RemediationConfig {
     }
 }
 
+/// The name of the account reflex itself runs in, which needs no `[[accounts]]` entry.
+pub const LOCAL_ACCOUNT: &str = "local";
+
+/// `[[accounts]]`: another AWS account, reached through a role reflex assumes there (STS AssumeRole).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// How targets, alerts and the CLI name the account (`[[targets]] account`); not `local`.
+    pub name: String,
+    /// The role reflex assumes in that account: `arn:aws:iam::ACCOUNT:role/NAME`.
+    pub role_arn: String,
+    /// The external id the role's trust policy asks for (prefer `external_id_file`).
+    #[serde(default)]
+    pub external_id: Option<Secret>,
+    /// File whose first line is the external id.
+    #[serde(default)]
+    pub external_id_file: Option<PathBuf>,
+    /// How long assumed credentials last, in seconds (AWS allows 900 to the role's maximum).
+    #[serde(default = "AccountConfig::default_session_duration")]
+    pub session_duration_secs: u64,
+    /// Credentials are assumed again this many seconds before they expire, never used past it.
+    #[serde(default = "AccountConfig::default_refresh_before")]
+    pub refresh_before_expiry_secs: u64,
+    /// The regions reflex may act in there; empty: `aws.region` only.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+impl AccountConfig {
+    fn default_session_duration() -> u64 {
+        3600
+    }
+
+    fn default_refresh_before() -> u64 {
+        300
+    }
+
+    /// The 12-digit account id in `role_arn` (validated at start-up), or `""` when it has none.
+    pub fn account_id(&self) -> &str {
+        self.role_arn.split(':').nth(4).unwrap_or_default()
+    }
+
+    /// Whether reflex may act in `region` of this account.
+    pub fn allows(&self, region: &str, default_region: &str) -> bool {
+        if self.regions.is_empty() {
+            region == default_region
+        } else {
+            self.regions.iter().any(|allowed| allowed == region)
+        }
+    }
+}
+
 /// `[[targets]]`: one classic load balancer or one ELBv2 target group reflex may heal.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -458,6 +519,12 @@ pub struct TargetConfig {
     /// SNS topics whose non-alarm messages (or alarms without a balancer dimension) mean this target.
     #[serde(default)]
     pub sns_topic_arns: Vec<String>,
+    /// The `[[accounts]]` name of the account the target is in; unset: `local`, the account reflex runs in.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The region the target is in; unset: `aws.region`.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 impl TargetConfig {
@@ -470,10 +537,15 @@ impl TargetConfig {
             .unwrap_or_default()
     }
 
-    /// The target's identity, in `account` and `region`.
-    pub fn id(&self, account: &str, region: &str) -> crate::target::TargetId {
+    /// The target's identity in `place` (its account id and region).
+    pub fn id_in(&self, place: &crate::audit::Home) -> crate::target::TargetId {
         let kind = self.reference().target_kind();
-        crate::target::TargetId::new(account, region, kind, self.name())
+        crate::target::TargetId::new(&place.account, &place.region, kind, self.name())
+    }
+
+    /// The `[[accounts]]` name of the account the target is in (`local` unless set).
+    pub fn account_name(&self) -> &str {
+        self.account.as_deref().unwrap_or(LOCAL_ACCOUNT)
     }
 
     /// The target as a reference of its kind.
@@ -526,9 +598,86 @@ pub struct TokenConfig {
 }
 
 impl Config {
-    /// The configured target with this name (a load balancer's name or a target group as configured).
+    /// The configured target with this name (a load balancer's name or a target group as configured), when
+    /// only one target has it.
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
-        self.targets.iter().find(|target| target.name() == name)
+        match self.targets_named(name, &Place::ANYWHERE, "").as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The configured targets named `name` in `place` (`home_account`: the account id reflex runs in, or
+    /// `""` when it is not known yet).
+    pub fn targets_named(
+        &self,
+        name: &str,
+        place: &Place,
+        home_account: &str,
+    ) -> Vec<&TargetConfig> {
+        self.targets
+            .iter()
+            .filter(|target| target.name() == name && self.is_in(target, place, home_account))
+            .collect()
+    }
+
+    /// The `[[accounts]]` entry of `name` (`None` for `local` or an unknown name).
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|account| account.name == name)
+    }
+
+    /// The account id and region of `target`; the local account's id is `home_account`.
+    pub fn place_of(&self, target: &TargetConfig, home_account: &str) -> (String, String) {
+        let account = match self.account(target.account_name()) {
+            Some(account) => account.account_id().to_owned(),
+            None => home_account.to_owned(),
+        };
+        (account, self.region_of(target).to_owned())
+    }
+
+    /// Where `target` is, as its configuration names it: its account's name and its region.
+    pub fn place_named(&self, target: &TargetConfig) -> Place {
+        Place::new(
+            Some(target.account_name().to_owned()),
+            Some(self.region_of(target).to_owned()),
+        )
+    }
+
+    /// The region of `target`: its own, else `aws.region`.
+    pub fn region_of<'a>(&'a self, target: &'a TargetConfig) -> &'a str {
+        target.region.as_deref().unwrap_or(&self.aws.region)
+    }
+
+    /// The identity of `target`; the local account's id is `home_account`.
+    pub fn target_id(&self, target: &TargetConfig, home_account: &str) -> crate::target::TargetId {
+        let (account, region) = self.place_of(target, home_account);
+        let kind = target.reference().target_kind();
+        crate::target::TargetId::new(account, region, kind, target.name())
+    }
+
+    /// Whether `target` is in `place`: the account as named (`[[accounts]]` name or account id) and the
+    /// region, each when given. With the local account's id not known (`home_account` empty), an account id
+    /// that is none of `[[accounts]]`' is taken to be the local one.
+    pub fn is_in(&self, target: &TargetConfig, place: &Place, home_account: &str) -> bool {
+        let region_matches = place
+            .region
+            .as_deref()
+            .is_none_or(|region| region == self.region_of(target));
+        let account_matches = place.account.as_deref().is_none_or(|wanted| {
+            let name = target.account_name();
+            if wanted == name {
+                return true;
+            }
+            match self.account(name) {
+                Some(account) => account.account_id() == wanted,
+                None if !home_account.is_empty() => wanted == home_account,
+                None => {
+                    crate::target::is_account_id(wanted)
+                        && !self.accounts.iter().any(|a| a.account_id() == wanted)
+                }
+            }
+        });
+        region_matches && account_matches
     }
 
     /// How `target`'s broken instances are replaced: its own `action`, else `remediation.action`.

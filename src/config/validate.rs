@@ -24,23 +24,12 @@ impl Config {
         self.aws.validate()?;
         self.audit.validate()?;
         self.remediation.validate()?;
-        TargetConfig::validate_all(&self.targets)?;
-        if let Some(arn) = self
-            .targets
-            .iter()
-            .filter_map(|t| t.target_group.as_deref())
-            .find(|group| {
-                crate::target::is_target_group_arn(group)
-                    && group.split(':').nth(3) != Some(self.aws.region.as_str())
-            })
-        {
-            return invalid(
-                "targets.target_group",
-                format!(
-                    "names {arn:?}, which is not in aws.region {:?}: reflex heals one region; run one reflex per region",
-                    self.aws.region
-                ),
-            );
+        for (index, account) in self.accounts.iter().enumerate() {
+            account.validate(&self.accounts[..index])?;
+        }
+        TargetConfig::validate_all(&self.targets, &self.aws.region)?;
+        for target in &self.targets {
+            self.validate_place(target)?;
         }
         self.sns.validate()?;
         if let Some(arn) = self
@@ -93,6 +82,163 @@ impl Config {
                     "is {}: {refusal} (or 0, which keeps every record)",
                     self.audit.retain_days
                 ),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// A target's account is `local` or listed under `[[accounts]]`, its region one that account allows, and
+    /// a target group given by ARN is in that region (and account, when its id is known).
+    fn validate_place(&self, target: &TargetConfig) -> Result<(), ConfigError> {
+        let name = target.account_name();
+        let region = self.region_of(target);
+        if region.trim().is_empty() {
+            return invalid(
+                "targets.region",
+                "must name an AWS region, e.g. \"eu-west-1\"",
+            );
+        }
+        let account_id = match self.account(name) {
+            Some(account) if !account.allows(region, &self.aws.region) => {
+                return invalid(
+                    "targets.region",
+                    format!(
+                        "is {region:?} for target \"{}\", which account {name:?} does not list in its \
+                         regions; add it to that [[accounts]] entry's regions",
+                        target.name()
+                    ),
+                );
+            }
+            Some(account) => Some(account.account_id()),
+            None if name == super::LOCAL_ACCOUNT => self.aws.account_id.as_deref(),
+            None => {
+                return invalid(
+                    "targets.account",
+                    format!(
+                        "names {:?} for target \"{}\", which is neither \"local\" nor the name of an \
+                         [[accounts]] entry",
+                        crate::untrusted::bounded(name),
+                        target.name()
+                    ),
+                );
+            }
+        };
+        if let Some(arn) = target
+            .target_group
+            .as_deref()
+            .filter(|group| crate::target::is_target_group_arn(group))
+        {
+            let mut parts = arn.split(':');
+            let (arn_region, arn_account) = (parts.nth(3), parts.next());
+            if arn_region != Some(region) {
+                return invalid(
+                    "targets.target_group",
+                    format!(
+                        "names {arn:?}, which is not in the target's region {region:?} (targets.region, \
+                         else aws.region)"
+                    ),
+                );
+            }
+            if let Some(account_id) = account_id
+                && arn_account != Some(account_id)
+            {
+                return invalid(
+                    "targets.target_group",
+                    format!(
+                        "names {arn:?}, which is not in the target's account {account_id} ({name}); set \
+                         targets.account to the account the group is in"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl super::AccountConfig {
+    /// A name of its own (not `local`), a role ARN in another account than the earlier entries, a session
+    /// AWS accepts, and a refresh margin shorter than the session.
+    fn validate(&self, earlier: &[Self]) -> Result<(), ConfigError> {
+        let name = self.name.as_str();
+        if name.trim().is_empty() || name == super::LOCAL_ACCOUNT {
+            return invalid(
+                "accounts.name",
+                "must name the account (e.g. \"prod\"); \"local\" is the account reflex runs in, which needs \
+                 no [[accounts]] entry",
+            );
+        }
+        if earlier.iter().any(|other| other.name == name) {
+            return invalid("accounts.name", format!("lists {name:?} twice"));
+        }
+        let mut parts = self.role_arn.splitn(6, ':');
+        let well_formed = parts.next() == Some("arn")
+            && parts
+                .next()
+                .is_some_and(|partition| partition.starts_with("aws"))
+            && parts.next() == Some("iam")
+            && parts.next() == Some("")
+            && parts.next().is_some_and(crate::target::is_account_id)
+            && parts
+                .next()
+                .is_some_and(|role| role.starts_with("role/") && role.len() > "role/".len());
+        if !well_formed {
+            return invalid(
+                "accounts.role_arn",
+                format!(
+                    "of account {name:?} holds {:?}, which is not an IAM role ARN \
+                     (arn:aws:iam::123456789012:role/NAME)",
+                    crate::untrusted::bounded(&self.role_arn)
+                ),
+            );
+        }
+        if let Some(other) = earlier
+            .iter()
+            .find(|other| other.account_id() == self.account_id())
+        {
+            return invalid(
+                "accounts.role_arn",
+                format!(
+                    "of account {name:?} is in account {}, which account {:?} already names: one entry per \
+                     AWS account",
+                    self.account_id(),
+                    other.name
+                ),
+            );
+        }
+        if !(900..=43_200).contains(&self.session_duration_secs) {
+            return invalid(
+                "accounts.session_duration_secs",
+                format!(
+                    "of account {name:?} must be between 900 and 43200 (AWS's bounds; 3600 is usual)"
+                ),
+            );
+        }
+        if self.refresh_before_expiry_secs >= self.session_duration_secs {
+            return invalid(
+                "accounts.refresh_before_expiry_secs",
+                format!(
+                    "of account {name:?} must be shorter than session_duration_secs ({}), or every call \
+                     would assume the role again",
+                    self.session_duration_secs
+                ),
+            );
+        }
+        if self
+            .external_id
+            .as_ref()
+            .is_some_and(|id| id.expose().trim().is_empty())
+        {
+            return invalid(
+                "accounts.external_id",
+                format!("of account {name:?} is empty"),
+            );
+        }
+        if self.regions.iter().any(|region| region.trim().is_empty()) {
+            return invalid(
+                "accounts.regions",
+                format!("of account {name:?} lists an empty region"),
             );
         }
         Ok(())
@@ -284,8 +430,15 @@ impl RemediationConfig {
 
 impl TargetConfig {
     /// At least one target; each names exactly one classic load balancer or target group, well formed and
-    /// listed once; topic ARNs well formed.
-    fn validate_all(targets: &[Self]) -> Result<(), ConfigError> {
+    /// listed once in its account and region; topic ARNs well formed.
+    fn validate_all(targets: &[Self], default_region: &str) -> Result<(), ConfigError> {
+        let region = |target: &Self| {
+            target
+                .region
+                .as_deref()
+                .unwrap_or(default_region)
+                .to_owned()
+        };
         if targets.is_empty() {
             return invalid(
                 "targets",
@@ -295,10 +448,11 @@ impl TargetConfig {
         }
         for (index, target) in targets.iter().enumerate() {
             target.validate()?;
-            if let Some(earlier) = targets[..index]
-                .iter()
-                .find(|other| other.is(&target.reference()) || other.name() == target.name())
-            {
+            if let Some(earlier) = targets[..index].iter().find(|other| {
+                (other.is(&target.reference()) || other.name() == target.name())
+                    && other.account_name() == target.account_name()
+                    && region(other) == region(target)
+            }) {
                 let key = match target.reference() {
                     TargetRef::LoadBalancer(_) => "targets.load_balancer",
                     TargetRef::TargetGroup(_) => "targets.target_group",
@@ -397,6 +551,8 @@ impl WebhookConfig {
         for (name, label) in [
             ("target_label", &self.target_label),
             ("target_group_label", &self.target_group_label),
+            ("account_label", &self.account_label),
+            ("region_label", &self.region_label),
         ] {
             if label.trim().is_empty() {
                 return invalid(key(name), "must name an alert label");

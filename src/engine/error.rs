@@ -10,6 +10,23 @@ pub enum EngineError {
     /// The load balancer or target group (kind, name as given) is not listed under `[[targets]]`.
     #[error("{0} {1:?} is not a configured target")]
     UnknownTarget(&'static str, String),
+    /// The load balancer or target group (kind, name as given) is not listed under `[[targets]]` in the
+    /// account and region the request named.
+    #[error("{0} {1:?} is not a configured target {2}")]
+    UnknownTargetThere(&'static str, String, crate::target::Place),
+    /// The request names several configured targets, which only an account or a region tells apart: nothing
+    /// is done to any of them.
+    #[error(
+        "{target} names {} configured targets, in {}; name its account and region",
+        candidates.len(),
+        candidates.join(", ")
+    )]
+    AmbiguousTarget {
+        /// The target as the request named it.
+        target: String,
+        /// Where each configured target it could mean is: `ACCOUNT/REGION (account name)`.
+        candidates: Vec<String>,
+    },
     /// The target is configured but AWS does not know it (any more).
     #[error("{} {} does not exist in this account and region", .0.kind(), .0.value())]
     TargetNotFound(TargetRef),
@@ -35,8 +52,12 @@ impl EngineError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownTarget("target group", _)
+            | Self::UnknownTargetThere("target group", ..)
             | Self::TargetNotFound(TargetRef::TargetGroup(_)) => "unknown-target-group",
-            Self::UnknownTarget(..) | Self::TargetNotFound(_) => "unknown-load-balancer",
+            Self::UnknownTarget(..) | Self::UnknownTargetThere(..) | Self::TargetNotFound(_) => {
+                "unknown-load-balancer"
+            }
+            Self::AmbiguousTarget { .. } => "ambiguous-target",
             Self::Fleet(err) => match err.kind {
                 FailureKind::Permanent => "aws-denied",
                 FailureKind::Transient | FailureKind::NotFound => "aws-unavailable",
@@ -51,7 +72,10 @@ impl EngineError {
     /// of the store, or reflex busy; not a target that does not exist or AWS refusing.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::UnknownTarget(..) | Self::TargetNotFound(_) => false,
+            Self::UnknownTarget(..)
+            | Self::UnknownTargetThere(..)
+            | Self::AmbiguousTarget { .. }
+            | Self::TargetNotFound(_) => false,
             Self::Fleet(err) => err.kind != FailureKind::Permanent,
             Self::Audit(_) | Self::Busy(_) | Self::TargetBusy(_) | Self::UnreadableDecision(..) => {
                 true
@@ -65,10 +89,18 @@ impl EngineError {
     pub fn public_detail(&self) -> String {
         match self {
             Self::UnknownTarget(..)
+            | Self::UnknownTargetThere(..)
+            | Self::AmbiguousTarget { .. }
             | Self::TargetNotFound(_)
             | Self::Busy(_)
             | Self::TargetBusy(_) => self.to_string(),
             Self::Fleet(err) => match err.kind {
+                FailureKind::Permanent if let Some(account) = &err.account => format!(
+                    "AWS refused {} into account {account:?} ({}); check the role's trust policy, its \
+                     external id and reflex's permission to assume it",
+                    err.operation,
+                    err.code.as_deref().unwrap_or("no error code")
+                ),
                 FailureKind::Permanent => format!(
                     "AWS refused {} ({}); check reflex's IAM policy and configuration",
                     err.operation,

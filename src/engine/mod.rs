@@ -107,12 +107,17 @@ impl Engine {
         self.targets.ids()
     }
 
-    /// The identity of the configured target `reference` names (by name, ARN or metric dimension), if any.
+    /// The identity of the one configured target `reference` names (by name, ARN or metric dimension) in
+    /// `place`, if exactly one.
     pub fn target_id_of(
         &self,
         reference: &crate::target::TargetRef,
+        place: &crate::target::Place,
     ) -> Option<&crate::target::TargetId> {
-        self.targets.find(reference).map(|target| &target.id)
+        self.targets
+            .one(reference, place)
+            .ok()
+            .map(|target| &target.id)
     }
 
     /// One recorded run: remediates for a verified trigger and writes the run's audit record (`meta`, which
@@ -130,18 +135,16 @@ impl Engine {
             .and_then(DeliveryKey::previous)
             .map(str::to_owned);
         let audit_id = meta.id.clone();
-        let target = self.targets.find(&trigger.target);
-        let mut result = match target {
-            Some(target) => {
+        let (target, mut result) = match self.targets.one(&trigger.target, &trigger.place) {
+            Ok(target) => {
                 meta.concerns(&target.id);
-                self.remediate(&mut meta, trigger, target, previous.as_deref())
-                    .await
+                let run = self.remediate(&mut meta, trigger, target, previous.as_deref());
+                (
+                    Some(target),
+                    port::RUN_ID.scope(audit_id.clone(), run).await,
+                )
             }
-            // Only a configured name is recorded as the target; anything else is the caller's text, bounded.
-            None => Err(EngineError::UnknownTarget(
-                trigger.target.kind(),
-                crate::untrusted::bounded(trigger.target.value()),
-            )),
+            Err(refused) => (None, Err(refused)),
         };
         let tripped = match target {
             Some(target) => {

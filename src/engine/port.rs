@@ -9,6 +9,18 @@ use std::pin::Pin;
 pub use super::snapshot::{Ec2Facts, Health, HealthState, InstanceView, Snapshot};
 pub use crate::target::TargetRef;
 
+tokio::task_local! {
+    /// The audit id of the run a fleet call is made for, when there is one: credentials assumed for the call
+    /// are named after it (the STS session name), so that the member account's CloudTrail leads back to the
+    /// record.
+    pub static RUN_ID: String;
+}
+
+/// The audit id of the run this task works for, if any.
+pub fn current_run() -> Option<String> {
+    RUN_ID.try_with(Clone::clone).ok()
+}
+
 /// A boxed future, so that the port can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -88,6 +100,8 @@ pub struct FleetError {
     pub code: Option<String>,
     /// A description for logs and the audit trail.
     pub detail: String,
+    /// The `[[accounts]]` name whose role could not be assumed, when that is what failed.
+    pub account: Option<String>,
 }
 
 impl FleetError {
@@ -103,6 +117,7 @@ impl FleetError {
             operation,
             code,
             detail: detail.into(),
+            account: None,
         }
     }
 }

@@ -101,7 +101,8 @@ impl Engine {
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
             return Ok(());
         };
-        let snapshot = match target.fleet.snapshot(&target.fleet_ref).await {
+        let read = target.fleet.snapshot(&target.fleet_ref);
+        let snapshot = match super::port::RUN_ID.scope(meta.id.clone(), read).await {
             Ok(snapshot) => snapshot,
             Err(err) => {
                 Metrics::count(&self.metrics.recovery_checks, "failed");

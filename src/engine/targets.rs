@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use super::EngineError;
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::summary::Names;
 use crate::audit::Home;
 use crate::config::{Action, Config, TargetConfig};
-use crate::target::TargetId;
+use crate::target::{Place, TargetId};
 
 /// Where each configured target lives and which fleet serves it.
 pub type FleetOf<'a> = &'a dyn Fn(&TargetConfig) -> (Arc<dyn Fleet>, Home);
@@ -19,9 +20,9 @@ use crate::target::names;
 /// Why reflex cannot start with its configured targets.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A configured target group does not exist.
+    /// A configured target group does not exist (the group, with its account and region).
     #[error(
-        "target group {0:?} (targets.target_group) does not exist in this account and region; check the name or ARN"
+        "{0} (targets.target_group) does not exist there; check the name or ARN, and the target's account and region"
     )]
     TargetGroupNotFound(String),
     /// A configured target group routes to IP addresses, Lambda functions or a load balancer.
@@ -35,18 +36,18 @@ pub enum StartError {
         /// Its target type.
         target_type: String,
     },
-    /// Reading a target's health failed (`check-config --aws`).
+    /// Reading a target's health failed (`check-config --aws`, and start-up for another account's targets).
     #[error("cannot read the health of {target}: {source}")]
     Probe {
-        /// The target.
+        /// The target, with its account and region.
         target: String,
         /// The failed call.
         source: FleetError,
     },
     /// Looking a target group up failed.
-    #[error("cannot look up target group {group:?} (targets.target_group): {source}")]
+    #[error("cannot look up target group {group} (targets.target_group): {source}")]
     Lookup {
-        /// The group as configured.
+        /// The group as configured, with its account and region.
         group: String,
         /// The failed call.
         source: FleetError,
@@ -58,6 +59,8 @@ pub enum StartError {
 pub(super) struct Target {
     /// Its identity: account, region, kind and the name recorded in the audit trail.
     pub id: TargetId,
+    /// The `[[accounts]]` name of its account (`local` for the account reflex runs in).
+    pub account_name: String,
     /// How the fleet is asked about it: the load balancer's name or the target group's ARN.
     pub fleet_ref: TargetRef,
     /// How the configuration names it.
@@ -72,6 +75,21 @@ pub(super) struct Target {
     pub lock: Mutex<()>,
 }
 
+impl Target {
+    /// Whether the target is in `place`: its account named by `[[accounts]]` name or id, its region.
+    pub fn is_in(&self, place: &Place) -> bool {
+        let account = place
+            .account
+            .as_deref()
+            .is_none_or(|account| account == self.account_name || account == self.id.account);
+        let region = place
+            .region
+            .as_deref()
+            .is_none_or(|region| region == self.id.region);
+        account && region
+    }
+}
+
 /// Every configured target.
 #[derive(Debug)]
 pub(super) struct Targets(Vec<Target>);
@@ -83,6 +101,9 @@ impl Targets {
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
             let (fleet, home) = fleet_of(target);
+            let account_name = target.account_name().to_owned();
+            let id = target.id_in(&home);
+            let place = format!("{id} (account {account_name:?})");
             let (fleet_ref, names) = match target.reference() {
                 TargetRef::LoadBalancer(name) => (
                     TargetRef::LoadBalancer(name.clone()),
@@ -96,10 +117,10 @@ impl Targets {
                 TargetRef::TargetGroup(group) => {
                     let info = fleet.target_group(&group).await.map_err(|err| {
                         if err.kind == FailureKind::NotFound {
-                            StartError::TargetGroupNotFound(group.clone())
+                            StartError::TargetGroupNotFound(place.clone())
                         } else {
                             StartError::Lookup {
-                                group: group.clone(),
+                                group: place.clone(),
                                 source: err,
                             }
                         }
@@ -122,8 +143,22 @@ impl Targets {
                     )
                 }
             };
+            // Another account's targets are read once at start-up, through its role: a role that cannot be
+            // assumed, or a balancer it cannot see, is found now rather than at the first alert.
+            if account_name != crate::config::LOCAL_ACCOUNT
+                && let TargetRef::LoadBalancer(_) = &fleet_ref
+            {
+                fleet
+                    .snapshot(&fleet_ref)
+                    .await
+                    .map_err(|source| StartError::Probe {
+                        target: place.clone(),
+                        source,
+                    })?;
+            }
             targets.push(Target {
-                id: target.id(&home.account, &home.region),
+                id,
+                account_name,
                 fleet_ref,
                 configured: target.reference(),
                 names,
@@ -142,6 +177,32 @@ impl Targets {
         })
     }
 
+    /// The one configured target `reference` names in `place`. Only a configured name is recorded as the
+    /// target; anything else is the caller's text, bounded.
+    pub fn one(&self, reference: &TargetRef, place: &Place) -> Result<&Target, EngineError> {
+        let kind = reference.kind();
+        let named = || crate::untrusted::bounded(reference.value());
+        match self.find(reference, place).as_slice() {
+            [only] => Ok(only),
+            [] if place.is_given() => Err(EngineError::UnknownTargetThere(
+                kind,
+                named(),
+                place.clone(),
+            )),
+            [] => Err(EngineError::UnknownTarget(kind, named())),
+            several => Err(EngineError::AmbiguousTarget {
+                target: format!("{kind} {:?}", named()),
+                candidates: several
+                    .iter()
+                    .map(|target| {
+                        let id = &target.id;
+                        format!("{}/{} ({})", id.account, id.region, target.account_name)
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
     /// Every target, in the configuration's order.
     #[cfg(test)]
     pub fn all(&self) -> &[Target] {
@@ -153,11 +214,16 @@ impl Targets {
         self.0.iter().map(|target| &target.id)
     }
 
-    /// The configured target `reference` names, as configured or as resolved (a target group's ARN).
-    pub fn find(&self, reference: &TargetRef) -> Option<&Target> {
-        self.0.iter().find(|target| {
-            names(reference, &target.fleet_ref) || names(reference, &target.configured)
-        })
+    /// The configured targets `reference` names (as configured or as resolved: a target group's ARN) in
+    /// `place`: one, none, or several that only an account or a region would tell apart.
+    pub fn find(&self, reference: &TargetRef, place: &Place) -> Vec<&Target> {
+        self.0
+            .iter()
+            .filter(|target| {
+                (names(reference, &target.fleet_ref) || names(reference, &target.configured))
+                    && target.is_in(place)
+            })
+            .collect()
     }
 }
 
@@ -175,7 +241,7 @@ pub async fn probe_targets(
             .snapshot(&target.fleet_ref)
             .await
             .map_err(|source| StartError::Probe {
-                target: target.fleet_ref.to_string(),
+                target: format!("{} (account {:?})", target.id, target.account_name),
                 source,
             })?;
         let in_service = snapshot.in_service();

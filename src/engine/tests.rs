@@ -954,7 +954,7 @@ impl Engine {
         trigger: &Trigger,
         previous: &str,
     ) -> Result<Run, EngineError> {
-        let target = self.targets.find(&trigger.target).unwrap();
+        let target = self.targets.one(&trigger.target, &trigger.place).unwrap();
         meta.concerns(&target.id);
         self.remediate(meta, trigger, target, Some(previous)).await
     }
@@ -1141,4 +1141,29 @@ async fn the_same_balancer_name_in_two_accounts_is_two_targets() {
     assert_eq!(run(b).await.summary.refused_rule, Some("paused"));
     assert!(store.brakes_of(&a.id).await.unwrap().pause.is_none());
     assert!(store.brakes_of(&b.id).await.unwrap().breaker.is_none());
+    // An alert that names no account is refused for both, never run on both; one that names it runs there.
+    let ambiguous = engine
+        .run(meta(), &trigger("web", true), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (ambiguous.code(), crate::contract::status_of(&ambiguous)),
+        ("ambiguous-target", 422)
+    );
+    assert!(
+        ambiguous.to_string().contains("222222222222"),
+        "{ambiguous}"
+    );
+    let place = crate::target::Place::new(Some("222222222222".into()), None);
+    let there = engine
+        .run(meta(), &trigger("web", true).in_place(place), None)
+        .await
+        .unwrap();
+    assert_eq!(there.summary.account, "222222222222");
+    let nowhere = crate::target::Place::new(Some("333333333333".into()), None);
+    let err = engine
+        .run(meta(), &trigger("web", true).in_place(nowhere), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unknown-load-balancer");
 }

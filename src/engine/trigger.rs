@@ -14,13 +14,15 @@ impl Authenticated {
     }
 }
 
-use crate::target::TargetRef;
+use crate::target::{Place, TargetRef};
 
 /// A verified request to heal one target.
 #[derive(Debug, Clone)]
 pub struct Trigger {
     /// The load balancer or target group to heal, as the request named it.
     pub target: TargetRef,
+    /// The account and region the request says the target is in, when it says so.
+    pub place: Place,
     /// The SNS Message, alert text or manual reason, echoed in the summary.
     pub message: String,
     /// Plan only, write nothing.
@@ -32,8 +34,15 @@ impl Trigger {
     pub fn new(_proof: Authenticated, target: TargetRef, message: String, dry_run: bool) -> Self {
         Self {
             target,
+            place: Place::default(),
             message,
             dry_run,
         }
+    }
+
+    /// The trigger with the target's account and region as the request gave them.
+    pub fn in_place(mut self, place: Place) -> Self {
+        self.place = place;
+        self
     }
 }

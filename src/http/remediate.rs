@@ -15,9 +15,10 @@ use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, RequestMeta, Source};
 use crate::engine::Trigger;
-use crate::target::{PairError, TargetRef};
+use crate::target::{PairError, Place, TargetRef};
 
-/// The manual request body: exactly one of `load_balancer` and `target_group`.
+/// The manual request body: exactly one of `load_balancer` and `target_group`, and where it is when several
+/// targets share its name.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemediateRequest {
@@ -25,12 +26,18 @@ struct RemediateRequest {
     load_balancer: Option<String>,
     #[serde(default, deserialize_with = "present")]
     target_group: Option<String>,
+    /// The target's account (`[[accounts]]` name, `local`, or account id), when several share its name.
+    #[serde(default, deserialize_with = "present")]
+    account: Option<String>,
+    /// The target's region, when several share its name.
+    #[serde(default, deserialize_with = "present")]
+    region: Option<String>,
     #[serde(default)]
     dry_run: bool,
     reason: Option<String>,
 }
 
-/// A target field, when given, is a string: `null` is refused like any other wrong type rather than read as
+/// A target or place field, when given, is a string: `null` is refused like any other wrong type rather than read as
 /// absent, so that a request names its target in exactly one way.
 fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     String::deserialize(deserializer).map(Some)
@@ -87,6 +94,8 @@ async fn handle(
         serde_json::json!({
             "load_balancer": request.load_balancer,
             "target_group": request.target_group,
+            "account": request.account,
+            "region": request.region,
             "dry_run": request.dry_run,
             "reason": request.reason,
         }),
@@ -104,7 +113,8 @@ async fn handle(
         target,
         request.reason.unwrap_or_else(|| DEFAULT_REASON.to_owned()),
         request.dry_run,
-    );
+    )
+    .in_place(Place::new(request.account, request.region));
     Ok(Handled::Run {
         trigger,
         delivery: None,

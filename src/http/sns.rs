@@ -136,10 +136,11 @@ async fn notification(
             outcome: Outcome::Ignored,
             key: key.to_owned(),
         }),
-        Decision::Remediate { target, .. } => {
+        Decision::Remediate { target, place, .. } => {
             match claim(state, meta, key.to_owned(), None).await? {
                 Ok(key) => Ok(Handled::Run {
-                    trigger: Trigger::new(verified.proof(), target, message.message.clone(), false),
+                    trigger: Trigger::new(verified.proof(), target, message.message.clone(), false)
+                        .in_place(place),
                     delivery: Some(key),
                 }),
                 Err(replay) => Ok(replay),

@@ -75,7 +75,7 @@ impl TestApp {
             Some("AccessDenied".into()),
             "User is not authorized to perform elasticloadbalancing:DescribeInstanceHealth",
         ));
-        let app = App::build_with(config, |_, _| Arc::new(fleet))
+        let app = App::build_with(config, crate::Fleets::One(Arc::new(fleet)))
             .await
             .unwrap();
         Self {

@@ -16,7 +16,7 @@ use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
 use crate::engine::{Authenticated, Reply, Summary, Trigger};
-use crate::target::TargetRef;
+use crate::target::{Place, TargetRef};
 use crate::webhook::{Payload, TargetLabels, group, signature};
 
 /// The two webhook senders.
@@ -112,12 +112,14 @@ async fn handle(
     let labels = TargetLabels {
         load_balancer: &hook.target_label,
         target_group: &hook.target_group_label,
+        account: &hook.account_label,
+        region: &hook.region_label,
     };
     let default_target = hook
         .default_target
         .as_deref()
         .and_then(|name| state.config.target(name))
-        .map(|target| target.reference());
+        .map(|target| (target.reference(), state.config.place_named(target)));
     let grouping = group(&payload, labels, default_target.as_ref());
     meta.note(
         "alerts",
@@ -128,7 +130,13 @@ async fn handle(
             "groups": grouping
                 .groups
                 .iter()
-                .map(|(target, texts)| (target.value(), texts))
+                .map(|((target, place), texts)| {
+                    let named = match (&place.account, &place.region) {
+                        (None, None) => target.value().to_owned(),
+                        _ => format!("{} {place}", target.value()),
+                    };
+                    (named, texts)
+                })
                 .collect::<std::collections::BTreeMap<_, _>>(),
             "unusable": grouping.unusable,
             "resolved": grouping.resolved,
@@ -166,7 +174,9 @@ async fn handle(
     };
     let triggers = one_per_target(state, grouping.groups)
         .into_iter()
-        .map(|(target, texts)| Trigger::new(proof, target, texts.join("; "), false))
+        .map(|((target, place), texts)| {
+            Trigger::new(proof, target, texts.join("; "), false).in_place(place)
+        })
         .collect();
     Ok(Handled::Runs {
         triggers,
@@ -180,11 +190,11 @@ async fn handle(
 /// (its run refuses it).
 fn one_per_target(
     state: &AppState,
-    groups: std::collections::BTreeMap<TargetRef, Vec<String>>,
-) -> Vec<(TargetRef, Vec<String>)> {
-    let mut merged: Vec<(Option<&crate::target::TargetId>, TargetRef, Vec<String>)> = Vec::new();
+    groups: std::collections::BTreeMap<Placed, Vec<String>>,
+) -> Vec<(Placed, Vec<String>)> {
+    let mut merged: Vec<(Option<&crate::target::TargetId>, Placed, Vec<String>)> = Vec::new();
     for (reference, texts) in groups {
-        let id = state.engine.target_id_of(&reference);
+        let id = state.engine.target_id_of(&reference.0, &reference.1);
         match merged
             .iter_mut()
             .find(|(known, _, _)| id.is_some() && *known == id)
@@ -198,6 +208,9 @@ fn one_per_target(
         .map(|(_, reference, texts)| (reference, texts))
         .collect()
 }
+
+/// A target as an alert names it, with where the alert says it is.
+type Placed = (TargetRef, Place);
 
 /// Bearer or basic auth; for Grafana, the HMAC signature when a secret is configured and the request carries
 /// the signature header or no Authorization header at all.

@@ -23,8 +23,8 @@ use tower::Service as _;
 use tls::ReloadingCert;
 
 use crate::audit::{AuditStore, Home, WriterTask};
-use crate::aws::{self, AwsFleet};
-use crate::config::Config;
+use crate::aws::{self, Places};
+use crate::config::{Config, TargetConfig};
 use crate::engine::Engine;
 use crate::engine::port::Fleet;
 use crate::http::{self, AppShared, AppState};
@@ -43,18 +43,24 @@ pub struct App {
     jobs: Jobs,
 }
 
+/// What serves the targets: AWS, each target through its own account and region, or one given fleet for all
+/// of them (tests put a fake fleet here).
+#[derive(Debug)]
+pub enum Fleets {
+    /// The AWS SDK: the local account's clients, or those of the role assumed in the target's account.
+    Aws,
+    /// This fleet, for every target.
+    One(Arc<dyn Fleet>),
+}
+
 impl App {
     /// Opens the audit store and builds the AWS clients and the engine.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with(config, |sdk, metrics| Arc::new(AwsFleet::new(sdk, metrics))).await
+        Self::build_with(config, Fleets::Aws).await
     }
 
-    /// Like `build`, with the engine's fleet made by `fleet` from the SDK configuration and the metrics (tests
-    /// put a fake fleet here).
-    pub async fn build_with(
-        config: Config,
-        fleet: impl FnOnce(&SdkConfig, Arc<Metrics>) -> Arc<dyn Fleet>,
-    ) -> anyhow::Result<Self> {
+    /// Like `build`, with the targets served by `fleets`.
+    pub async fn build_with(config: Config, fleets: Fleets) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         if let Some(endpoint) = &config.aws.endpoint_url {
             tracing::warn!(endpoint, "AWS calls go to an EMULATOR endpoint, not to AWS");
@@ -74,10 +80,18 @@ impl App {
         let metrics = Arc::new(Metrics::with_audit_failures(audit.write_failures()));
         let notifier = Notifier::start(&config, Arc::clone(&metrics))?;
         let home = learn_home(&config, &sdk, &audit).await?;
-        let engine = Engine::start(
+        let places = Places::new(&config, &sdk, Arc::clone(&metrics));
+        let fleet_of = |target: &TargetConfig| {
+            let fleet = match &fleets {
+                Fleets::Aws => places.fleet_of(&config, target),
+                Fleets::One(fleet) => Arc::clone(fleet),
+            };
+            (fleet, place_of(&config, target, &home))
+        };
+        let engine = Engine::start_with(
             Arc::clone(&config),
-            home,
-            fleet(&sdk, Arc::clone(&metrics)),
+            home.clone(),
+            &fleet_of,
             audit.clone(),
             Arc::clone(&metrics),
             notifier.clone(),
@@ -113,6 +127,12 @@ impl App {
         drop(self.state);
         self.writer.finish().await;
     }
+}
+
+/// Where `target` is: its account's id (the local one is `home`'s) and its region.
+pub fn place_of(config: &Config, target: &TargetConfig, home: &Home) -> Home {
+    let (account, region) = config.place_of(target, &home.account);
+    Home { account, region }
 }
 
 /// Where reflex runs: the account (`aws.account_id`, else learned once with STS GetCallerIdentity) and

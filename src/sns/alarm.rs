@@ -18,6 +18,10 @@ pub struct CloudWatchAlarm {
     pub target_group: Option<String>,
     /// The metric's namespace, e.g. `AWS/ELB`, `AWS/ApplicationELB`, `AWS/NetworkELB`.
     pub namespace: Option<String>,
+    /// The account the alarm (and so its metric's balancer) is in: from `AlarmArn`, else `AWSAccountId`.
+    pub account: Option<String>,
+    /// The region the alarm is in, from `AlarmArn` (older messages give only a display name, not read).
+    pub region: Option<String>,
 }
 
 /// The namespaces whose `TargetGroup` dimension names an ELBv2 target group.
@@ -30,6 +34,10 @@ struct Wire {
     new_state_value: String,
     #[serde(default)]
     trigger: Option<Trigger>,
+    #[serde(default)]
+    alarm_arn: Option<String>,
+    #[serde(default, rename = "AWSAccountId")]
+    aws_account_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +71,24 @@ impl CloudWatchAlarm {
                 .find(|d| d.name == name)
                 .map(|d| d.value.clone())
         };
+        // arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME
+        let arn: Vec<&str> = wire
+            .alarm_arn
+            .as_deref()
+            .unwrap_or_default()
+            .splitn(7, ':')
+            .collect();
+        let from_arn = |index: usize| {
+            (arn.len() == 7 && arn[0] == "arn" && arn[2] == "cloudwatch")
+                .then(|| arn[index].to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let account = from_arn(4)
+            .or(wire.aws_account_id)
+            .filter(|id| crate::target::is_account_id(id));
         Some(Self {
+            region: from_arn(3),
+            account,
             alarm_name: wire.alarm_name,
             new_state: wire.new_state_value,
             load_balancer_name: dimension("LoadBalancerName"),
@@ -106,6 +131,28 @@ mod tests {
         ))
         .unwrap();
         assert!(modern.load_balancer_name.is_some() && modern.is_firing());
+    }
+
+    #[test]
+    fn an_alarm_says_its_account_and_region() {
+        let modern = CloudWatchAlarm::parse(&vector(
+            "SYNTH_cw_elb_unhealthyhostcount_modern_format.json",
+        ))
+        .unwrap();
+        assert_eq!(modern.account.as_deref(), Some("496780030265"));
+        assert_eq!(modern.region.as_deref(), Some("eu-west-1"));
+        // Older messages carry the account id, and the region only as a display name.
+        let old = CloudWatchAlarm::parse(&vector(
+            "cw_elb_unhealthyhostcount_alarm_2014_eu-west-1.json",
+        ))
+        .unwrap();
+        assert_eq!(old.account.as_deref(), Some("496780030265"));
+        assert_eq!(old.region, None);
+        let odd = CloudWatchAlarm::parse(
+            r#"{"AlarmName":"a","NewStateValue":"ALARM","AlarmArn":"arn:aws:sns:x:y:z","AWSAccountId":"nope"}"#,
+        )
+        .unwrap();
+        assert_eq!((odd.account, odd.region), (None, None));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::alarm::{CloudWatchAlarm, ELBV2_NAMESPACES};
 use crate::config::Config;
-use crate::target::TargetRef;
+use crate::target::{Place, TargetRef};
 
 /// The decision for one verified notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +11,8 @@ pub enum Decision {
     Remediate {
         /// The target (still checked against the configured targets by the engine).
         target: TargetRef,
+        /// Where the alarm says the target is (its `AlarmArn`), or where the topic's target is.
+        place: Place,
         /// The ALB/NLB an alarm's `LoadBalancer` dimension names, recorded in the audit trail.
         load_balancer: Option<String>,
     },
@@ -20,8 +22,9 @@ pub enum Decision {
 
 /// Reads the notification's `Message`: a CloudWatch alarm acts only when it is `ALARM` and names its target,
 /// a classic balancer by the `LoadBalancerName` dimension or (in `AWS/ApplicationELB` and `AWS/NetworkELB`) a
-/// target group by the `TargetGroup` dimension; any other message uses the target configured for its topic,
-/// or the only configured target. `Err` carries why the message cannot be used.
+/// target group by the `TargetGroup` dimension, in the account and region of its `AlarmArn`; any other message
+/// uses the target configured for its topic, or the only configured target. `Err` carries why the message
+/// cannot be used.
 pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decision, String> {
     let alarm = CloudWatchAlarm::parse(message);
     if let Some(alarm) = &alarm {
@@ -32,13 +35,19 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
             )));
         }
         if let Some(target) = named_target(alarm)? {
+            let place = Place::new(alarm.account.clone(), alarm.region.clone());
+            let home = config.aws.account_id.as_deref().unwrap_or_default();
             // A topic that lists its targets may only heal those: an alarm on it cannot name another one.
             let listed: Vec<_> = config
                 .targets
                 .iter()
                 .filter(|t| t.sns_topic_arns.iter().any(|arn| arn == topic_arn))
                 .collect();
-            if !listed.is_empty() && !listed.iter().any(|t| t.is(&target)) {
+            if !listed.is_empty()
+                && !listed
+                    .iter()
+                    .any(|t| t.is(&target) && config.is_in(t, &place, home))
+            {
                 let names: Vec<&str> = listed.iter().map(|t| t.name()).collect();
                 return Err(format!(
                     "alarm {:?} names {target}, but topic {topic_arn} may only heal {} (targets.sns_topic_arns)",
@@ -48,6 +57,7 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
             }
             return Ok(Decision::Remediate {
                 target,
+                place,
                 load_balancer: alarm.elbv2_load_balancer.clone(),
             });
         }
@@ -68,6 +78,7 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
     };
     Ok(Decision::Remediate {
         target: target.reference(),
+        place: config.place_named(target),
         load_balancer: None,
     })
 }
@@ -129,6 +140,7 @@ mod tests {
             decision,
             Ok(Decision::Remediate {
                 target: TargetRef::LoadBalancer("api".into()),
+                place: Place::default(),
                 load_balancer: None,
             })
         );
@@ -156,6 +168,7 @@ mod tests {
                 decide(&config(TWO), TOPIC, &firing(namespace)),
                 Ok(Decision::Remediate {
                     target: TargetRef::TargetGroup("targetgroup/web-tg/2".into()),
+                    place: Place::default(),
                     load_balancer: Some("app/alb/1".into()),
                 })
             );
@@ -190,6 +203,7 @@ mod tests {
             decide(&one, TOPIC, "web is down"),
             Ok(Decision::Remediate {
                 target: TargetRef::LoadBalancer("web".into()),
+                place: local(),
                 load_balancer: None,
             })
         );
@@ -201,6 +215,7 @@ mod tests {
             decide(&mapped, TOPIC, "web is down"),
             Ok(Decision::Remediate {
                 target: TargetRef::LoadBalancer("api".into()),
+                place: local(),
                 load_balancer: None,
             })
         );
@@ -208,6 +223,7 @@ mod tests {
             decide(&mapped, TOPIC, &alarm("ALARM", "")),
             Ok(Decision::Remediate {
                 target: TargetRef::LoadBalancer("api".into()),
+                place: local(),
                 load_balancer: None,
             })
         );
@@ -233,8 +249,43 @@ mod tests {
             ),
             Ok(Decision::Remediate {
                 target: TargetRef::LoadBalancer("api".into()),
+                place: Place::default(),
                 load_balancer: None,
             })
         );
+    }
+
+    #[test]
+    fn an_alarm_heals_the_target_in_its_own_account_and_region_only() {
+        let text = format!(
+            "[sns]\ntopic_arns = [\"{TOPIC}\"]\n\
+             [[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222222222222:role/reflex\"\nregions = [\"eu-west-1\"]\n\
+             [[targets]]\nload_balancer = \"web\"\n\
+             [[targets]]\nload_balancer = \"web\"\naccount = \"prod\"\nregion = \"eu-west-1\"\nsns_topic_arns = [\"{TOPIC}\"]\n"
+        );
+        let config = crate::config::parse(&text, std::iter::empty()).unwrap();
+        let firing = |arn: &str| {
+            alarm("ALARM", r#"{"name":"LoadBalancerName","value":"web"}"#).replace(
+                "{\"AlarmName\"",
+                &format!("{{\"AlarmArn\":\"{arn}\",\"AlarmName\""),
+            )
+        };
+        let prod = "arn:aws:cloudwatch:eu-west-1:222222222222:alarm:web-unhealthy";
+        assert_eq!(
+            decide(&config, TOPIC, &firing(prod)),
+            Ok(Decision::Remediate {
+                target: TargetRef::LoadBalancer("web".into()),
+                place: Place::new(Some("222222222222".into()), Some("eu-west-1".into())),
+                load_balancer: None,
+            })
+        );
+        // The topic lists prod's web only: an alarm of the local account's web over it is refused.
+        let local = "arn:aws:cloudwatch:us-east-1:111111111111:alarm:web-unhealthy";
+        let err = decide(&config, TOPIC, &firing(local)).unwrap_err();
+        assert!(err.contains("may only heal web"), "{err}");
+    }
+
+    fn local() -> Place {
+        Place::new(Some("local".into()), Some("us-east-1".into()))
     }
 }

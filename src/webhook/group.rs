@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::payload::{Alert, Payload};
-use crate::target::TargetRef;
+use crate::target::{Place, TargetRef};
 
 /// The alert labels that name a target.
 #[derive(Debug, Clone, Copy)]
@@ -12,24 +12,29 @@ pub struct TargetLabels<'a> {
     pub load_balancer: &'a str,
     /// The label naming a target group; wins when an alert carries both.
     pub target_group: &'a str,
+    /// The label naming the target's account.
+    pub account: &'a str,
+    /// The label naming the target's region.
+    pub region: &'a str,
 }
 
 /// The plan for one webhook: one group per target, plus what is not acted on.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Grouping {
-    /// Target → the texts of its firing alerts.
-    pub groups: BTreeMap<TargetRef, Vec<String>>,
+    /// Target and where it is → the texts of its firing alerts.
+    pub groups: BTreeMap<(TargetRef, Place), Vec<String>>,
     /// Firing alerts naming no balancer, with no default target: (alert text, reason).
     pub unusable: Vec<(String, String)>,
     /// Texts of resolved alerts (audited, never acted on).
     pub resolved: Vec<String>,
 }
 
-/// Groups the payload's firing alerts by the value of their target labels, falling back to `default_target`.
+/// Groups the payload's firing alerts by the value of their target labels (and account and region labels),
+/// falling back to `default_target`.
 pub fn group(
     payload: &Payload,
     labels: TargetLabels<'_>,
-    default_target: Option<&TargetRef>,
+    default_target: Option<&(TargetRef, Place)>,
 ) -> Grouping {
     let mut grouping = Grouping::default();
     for alert in &payload.alerts {
@@ -58,8 +63,8 @@ pub fn group(
 fn target_of(
     alert: &Alert,
     labels: TargetLabels<'_>,
-    default_target: Option<&TargetRef>,
-) -> Option<TargetRef> {
+    default_target: Option<&(TargetRef, Place)>,
+) -> Option<(TargetRef, Place)> {
     let label = |name: &str| {
         alert
             .labels
@@ -67,9 +72,11 @@ fn target_of(
             .filter(|value| !value.is_empty())
             .cloned()
     };
+    let place = Place::new(label(labels.account), label(labels.region));
     label(labels.target_group)
         .map(TargetRef::TargetGroup)
         .or_else(|| label(labels.load_balancer).map(TargetRef::LoadBalancer))
+        .map(|target| (target, place))
         .or_else(|| default_target.cloned())
 }
 
@@ -80,10 +87,12 @@ mod tests {
     const LABELS: TargetLabels<'static> = TargetLabels {
         load_balancer: "load_balancer",
         target_group: "target_group",
+        account: "account",
+        region: "region",
     };
 
-    fn lb(name: &str) -> TargetRef {
-        TargetRef::LoadBalancer(name.into())
+    fn lb(name: &str) -> (TargetRef, Place) {
+        (TargetRef::LoadBalancer(name.into()), Place::default())
     }
 
     fn payload(alerts: &[(&str, Option<&str>)]) -> Payload {
@@ -135,9 +144,33 @@ mod tests {
         .unwrap();
         let grouping = group(&p, LABELS, None);
         assert_eq!(
-            grouping.groups[&TargetRef::TargetGroup("web-tg".into())],
+            grouping.groups[&(TargetRef::TargetGroup("web-tg".into()), Place::default())],
             vec!["a", "b"]
         );
         assert_eq!(grouping.groups.len(), 1);
+    }
+
+    #[test]
+    fn the_account_and_region_labels_tell_targets_of_one_name_apart() {
+        let p: Payload = serde_json::from_value(serde_json::json!({"version": "4", "alerts": [
+            {"status": "firing", "labels": {"load_balancer": "web", "account": "prod", "region": "eu-west-1"},
+             "annotations": {"summary": "a"}},
+            {"status": "firing", "labels": {"load_balancer": "web", "account": "staging"},
+             "annotations": {"summary": "b"}},
+            {"status": "firing", "labels": {"load_balancer": "web"}, "annotations": {"summary": "c"}},
+        ]}))
+        .unwrap();
+        let grouping = group(&p, LABELS, None);
+        let web = || TargetRef::LoadBalancer("web".into());
+        let place = |account: &str, region: Option<&str>| {
+            Place::new(Some(account.into()), region.map(str::to_owned))
+        };
+        assert_eq!(grouping.groups.len(), 3);
+        assert_eq!(
+            grouping.groups[&(web(), place("prod", Some("eu-west-1")))],
+            vec!["a"]
+        );
+        assert_eq!(grouping.groups[&(web(), place("staging", None))], vec!["b"]);
+        assert_eq!(grouping.groups[&(web(), Place::default())], vec!["c"]);
     }
 }

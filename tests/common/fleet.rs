@@ -35,6 +35,38 @@ impl Fleet {
             .credentials_provider(Credentials::new(key, secret, None, None, "test"))
             .load()
             .await;
+        Self::of(sdk)
+    }
+
+    /// Clients acting in another account and region of moto: credentials of a role assumed in `account` (moto
+    /// keeps accounts apart by the assumed role's credentials; the role need not exist).
+    pub async fn in_account(endpoint: &str, account: &str, region: &str) -> Self {
+        let local = Self::new(endpoint).await;
+        let assumed = aws_sdk_sts::Client::new(&local.sdk)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/test-builder"))
+            .role_session_name("test-builder")
+            .send()
+            .await
+            .expect("AssumeRole")
+            .credentials
+            .unwrap();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new(
+                assumed.access_key_id,
+                assumed.secret_access_key,
+                Some(assumed.session_token),
+                None,
+                "test",
+            ))
+            .load()
+            .await;
+        Self::of(sdk)
+    }
+
+    fn of(sdk: SdkConfig) -> Self {
         Self {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancing::Client::new(&sdk),
@@ -81,11 +113,19 @@ impl Fleet {
                     .build()
                     .unwrap(),
             )
-            .availability_zones("us-east-1a")
+            .availability_zones(format!("{}a", self.region()))
             .send()
             .await
             .expect("CreateLoadBalancer");
         self.register(name, instances).await;
+    }
+
+    /// The region the clients act in.
+    pub fn region(&self) -> String {
+        self.sdk
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 
     /// Registers more instances with the classic ELB `name`.

@@ -14,15 +14,29 @@ use serde_yaml::Value as Yaml;
 /// because moto presents every EC2 and ELB request to IAM with the resource `*` and without condition context.
 /// What this proves is the set of actions: each one reflex calls must be granted, and nothing else is.
 pub fn template_policy() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/cloudformation/reflex.yaml"
+    let template = template("reflex.yaml");
+    policy_of(&template["Resources"]["ReflexPolicy"]["Properties"]["PolicyDocument"])
+}
+
+/// The policy of the member account's role (`deploy/cloudformation/member-role.yaml`), as moto can check it
+/// (see `template_policy`).
+pub fn member_policy() -> Value {
+    let template = template("member-role.yaml");
+    policy_of(&template["Resources"]["MemberRole"]["Properties"]["Policies"][0]["PolicyDocument"])
+}
+
+fn template(name: &str) -> Yaml {
+    let path = format!(
+        "{}/deploy/cloudformation/{name}",
+        env!("CARGO_MANIFEST_DIR")
     );
-    let template: Yaml = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let statements =
-        template["Resources"]["ReflexPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-            .as_sequence()
-            .expect("ReflexPolicy has a Statement list");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn policy_of(document: &Yaml) -> Value {
+    let statements = document["Statement"]
+        .as_sequence()
+        .expect("the policy has a Statement list");
     let statements: Vec<Value> = statements
         .iter()
         .map(|statement| {
@@ -50,19 +64,71 @@ pub fn template_policy() -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// An IAM administrator for the moto server at `endpoint` (moto's default credentials).
+/// An IAM administrator for the moto server at `endpoint` (moto's default credentials, or others).
 pub struct IamAdmin {
     endpoint: String,
     client: reqwest::Client,
+    credentials: Credentials,
 }
 
 impl IamAdmin {
     /// Talks to `endpoint`.
     pub fn new(endpoint: &str) -> Self {
+        Self::with(
+            endpoint,
+            Credentials::new("testing", "testing", None, None, "test"),
+        )
+    }
+
+    /// Talks to `endpoint` with `credentials` (another IAM user's, or a role's assumed in another account).
+    pub fn with(endpoint: &str, credentials: Credentials) -> Self {
         Self {
             endpoint: endpoint.to_owned(),
             client: reqwest::Client::new(),
+            credentials,
         }
+    }
+
+    /// Gives user `user` the inline policy `name` (replacing one of that name).
+    pub async fn put_user_policy(&self, user: &str, name: &str, policy: &Value) {
+        self.call(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", user),
+            ("PolicyName", name),
+            ("PolicyDocument", &policy.to_string()),
+        ])
+        .await;
+    }
+
+    /// Takes user `user`'s inline policy `name` away.
+    pub async fn delete_user_policy(&self, user: &str, name: &str) {
+        self.call(&[
+            ("Action", "DeleteUserPolicy"),
+            ("UserName", user),
+            ("PolicyName", name),
+        ])
+        .await;
+    }
+
+    /// Creates role `name` (trusting anyone: moto does not check trust across accounts) whose only
+    /// permissions are `policy`.
+    pub async fn role_with_only(&self, name: &str, policy: &Value) {
+        let trust = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+        ]});
+        self.call(&[
+            ("Action", "CreateRole"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", &trust.to_string()),
+        ])
+        .await;
+        self.call(&[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", name),
+            ("PolicyName", name),
+            ("PolicyDocument", &policy.to_string()),
+        ])
+        .await;
     }
 
     /// Creates user `name` whose only permissions are `policy`; returns its access key id and secret.
@@ -102,7 +168,7 @@ impl IamAdmin {
         }
         let body = form.finish();
         let url = format!("{}/", self.endpoint);
-        let identity = Credentials::new("testing", "testing", None, None, "test").into();
+        let identity = self.credentials.clone().into();
         let signing = v4::SigningParams::builder()
             .identity(&identity)
             .region("us-east-1")

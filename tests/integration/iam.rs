@@ -39,6 +39,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "ec2:TerminateInstances",
             "autoscaling:SetInstanceHealth",
             "sns:ConfirmSubscription",
+            "sts:AssumeRole",
         ]
     );
     let (key_id, secret) = IamAdmin::new(&moto.endpoint)
@@ -133,7 +134,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
 }
 
 /// Makes the moto server at `endpoint` check every later request against the caller's IAM policies.
-async fn enforce_iam(endpoint: &str) {
+pub(crate) async fn enforce_iam(endpoint: &str) {
     let response = reqwest::Client::new()
         .post(format!("{endpoint}/moto-api/reset-auth"))
         .body("0")
