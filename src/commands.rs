@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::audit::{AuditStore, Auth, RequestMeta, Source};
 use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
-use crate::controls::{ControlError, Controls};
+use crate::controls::{ControlError, Controls, Named};
 use crate::engine::{Authenticated, Trigger};
 use crate::sns::{CertSource, CertStore, SigningCert, SnsReceiver, Verifier, VerifyPolicy};
 use crate::target::TargetRef;
@@ -126,7 +126,7 @@ async fn open_store(config: &Config) -> anyhow::Result<(AuditStore, crate::audit
 /// trail; without a reason, lists the pauses in force.
 pub async fn pause_command(
     path: &Path,
-    target: Option<&str>,
+    target: Option<Named<'_>>,
     reason: Option<&str>,
 ) -> anyhow::Result<String> {
     let Some(reason) = reason else {
@@ -150,10 +150,7 @@ pub async fn pause_command(
     };
     with_controls(path, async |controls| {
         controls.pause(operator(), target, reason).await?;
-        Ok(format!(
-            "paused {}: {reason}\n",
-            target.unwrap_or("every target")
-        ))
+        Ok(format!("paused {}: {reason}\n", or_everything(target)))
     })
     .await
 }
@@ -161,7 +158,7 @@ pub async fn pause_command(
 /// `reflex resume`: lifts the pause of `target` (or of everything), recorded in the audit trail.
 pub async fn resume_command(
     path: &Path,
-    target: Option<&str>,
+    target: Option<Named<'_>>,
     reason: Option<&str>,
 ) -> anyhow::Result<String> {
     with_controls(path, async |controls| {
@@ -174,7 +171,7 @@ pub async fn resume_command(
                 }
                 err => err.into(),
             })?;
-        Ok(format!("resumed {}", target.unwrap_or("every target")))
+        Ok(format!("resumed {}", or_everything(target)))
     })
     .await
 }
@@ -182,7 +179,7 @@ pub async fn resume_command(
 /// `reflex breaker reset`: closes `target`'s open breaker, recorded in the audit trail with `reason`.
 pub async fn breaker_reset_command(
     path: &Path,
-    target: &str,
+    target: Named<'_>,
     reason: &str,
 ) -> anyhow::Result<String> {
     with_controls(path, async |controls| {
@@ -190,6 +187,11 @@ pub async fn breaker_reset_command(
         Ok(format!("breaker of {target} reset: {reason}"))
     })
     .await
+}
+
+/// A control's target in words: the target, or every target.
+fn or_everything(target: Option<Named<'_>>) -> String {
+    target.map_or_else(|| "every target".to_owned(), |named| named.to_string())
 }
 
 /// `reflex breaker status`: pauses, breakers and budgets left, as pretty JSON.

@@ -21,8 +21,7 @@ pub enum ControlError {
     UnknownTarget(String),
     /// Several targets in several accounts or regions share the name: a control by name cannot tell which.
     #[error(
-        "{0:?} names {1} targets (in several accounts or regions); a pause, resume or breaker reset by name needs \
-         a name only one target has (pause everything instead, or rename)"
+        "{0:?} names {1} targets (in several accounts or regions): name the account and region too"
     )]
     AmbiguousTarget(String, usize),
     /// Pausing and resetting need a reason for the audit trail.
@@ -91,6 +90,25 @@ pub struct State {
     pub at: OffsetDateTime,
 }
 
+/// A target as an operator names it: its name, and where it is when several targets share the name.
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a> {
+    /// The configured target's name (its load_balancer or target_group as configured).
+    pub name: &'a str,
+    /// Its account and region, each when given.
+    pub place: &'a Place,
+}
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.place.is_given() {
+            write!(f, "{} {}", self.name, self.place)
+        } else {
+            f.write_str(self.name)
+        }
+    }
+}
+
 /// The controls over one store and configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Controls<'a> {
@@ -110,7 +128,7 @@ impl Controls<'_> {
     pub async fn pause(
         &self,
         mut meta: RequestMeta,
-        target: Option<&str>,
+        target: Option<Named<'_>>,
         reason: &str,
     ) -> Result<(), ControlError> {
         meta.note("pause", serde_json::json!({"reason": reason}));
@@ -128,7 +146,7 @@ impl Controls<'_> {
     pub async fn resume(
         &self,
         mut meta: RequestMeta,
-        target: Option<&str>,
+        target: Option<Named<'_>>,
         reason: Option<&str>,
     ) -> Result<(), ControlError> {
         meta.note("resume", serde_json::json!({"reason": reason}));
@@ -137,9 +155,10 @@ impl Controls<'_> {
             if self.audit.resume(scope(id.as_ref())).await? {
                 Ok(())
             } else {
-                Err(ControlError::NotPaused(
-                    target.unwrap_or("everything").to_owned(),
-                ))
+                Err(ControlError::NotPaused(target.map_or_else(
+                    || "everything".to_owned(),
+                    |named| named.to_string(),
+                )))
             }
         }
         .await;
@@ -150,7 +169,7 @@ impl Controls<'_> {
     pub async fn reset_breaker(
         &self,
         mut meta: RequestMeta,
-        target: &str,
+        target: Named<'_>,
         reason: &str,
     ) -> Result<(), ControlError> {
         meta.note("breaker_reset", serde_json::json!({"reason": reason}));
@@ -159,16 +178,16 @@ impl Controls<'_> {
             self.reason(reason)?;
             let Some(id) = id else {
                 return Err(ControlError::UnknownTarget(crate::untrusted::bounded(
-                    target,
+                    target.name,
                 )));
             };
             if !self.audit.reset_breaker(&id).await? {
-                return Err(ControlError::NotOpen(target.to_owned()));
+                return Err(ControlError::NotOpen(target.to_string()));
             }
             if let Some(metrics) = self.metrics {
                 metrics.breaker_resets.inc();
             }
-            tracing::warn!(target, reason, "breaker reset by an operator");
+            tracing::warn!(target = %target, reason, "breaker reset by an operator");
             Ok(())
         }
         .await;
@@ -199,19 +218,22 @@ impl Controls<'_> {
         })
     }
 
-    /// The identity of the configured target `name` (`None`: everything).
-    fn resolve(&self, name: Option<&str>) -> Result<Option<TargetId>, ControlError> {
-        let Some(name) = name else { return Ok(None) };
-        let named = self.config.targets_named(name, &Place::ANYWHERE, "").len();
-        if named > 1 {
-            return Err(ControlError::AmbiguousTarget(
-                crate::untrusted::bounded(name),
-                named,
-            ));
-        }
-        match self.config.target(name) {
-            Some(target) => Ok(Some(self.config.target_id(target, &self.home.account))),
-            None => Err(ControlError::UnknownTarget(crate::untrusted::bounded(name))),
+    /// The identity of the configured target `named` names (`None`: everything): one target, or why not.
+    fn resolve(&self, named: Option<Named<'_>>) -> Result<Option<TargetId>, ControlError> {
+        let Some(named) = named else { return Ok(None) };
+        match self
+            .config
+            .targets_named(named.name, named.place, &self.home.account)
+            .as_slice()
+        {
+            [only] => Ok(Some(self.config.target_id(only, &self.home.account))),
+            [] => Err(ControlError::UnknownTarget(crate::untrusted::bounded(
+                &named.to_string(),
+            ))),
+            several => Err(ControlError::AmbiguousTarget(
+                crate::untrusted::bounded(named.name),
+                several.len(),
+            )),
         }
     }
 
@@ -227,12 +249,12 @@ impl Controls<'_> {
     async fn record(
         &self,
         mut meta: RequestMeta,
-        target: Option<&str>,
+        target: Option<Named<'_>>,
         done: Result<(), ControlError>,
     ) -> Result<(), ControlError> {
-        match target.map(|name| self.config.target(name)) {
-            Some(Some(known)) => meta.concerns(&self.config.target_id(known, &self.home.account)),
-            Some(None) => meta.target = Some("(unknown)".to_owned()),
+        match target.map(|named| self.resolve(Some(named))) {
+            Some(Ok(Some(known))) => meta.concerns(&known),
+            Some(_) => meta.target = Some("(unknown)".to_owned()),
             None => meta.target = Some("*".to_owned()),
         }
         let record = match &done {

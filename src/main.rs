@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reflex::commands;
-use reflex::target::TargetRef;
+use reflex::controls::Named;
+use reflex::target::{Place, TargetRef};
 
 /// reflex turns load-balancer alerts into safe, audited self-healing on AWS.
 ///
@@ -41,6 +42,8 @@ enum Command {
         /// The configured target to pause (its load_balancer or target_group name); every target without it.
         #[arg(long)]
         target: Option<String>,
+        #[command(flatten)]
+        place: PlaceArgs,
         /// Why (recorded in the pause, the audit trail and every refused answer).
         #[arg(long)]
         reason: Option<String>,
@@ -54,6 +57,8 @@ enum Command {
         /// The paused target; the pause of everything without it.
         #[arg(long)]
         target: Option<String>,
+        #[command(flatten)]
+        place: PlaceArgs,
         /// Why (recorded in the audit trail).
         #[arg(long)]
         reason: Option<String>,
@@ -80,13 +85,8 @@ enum Command {
         /// ALB/NLB target group (name or ARN); must be listed under [[targets]].
         #[arg(long)]
         target_group: Option<String>,
-        /// The target's account ([[accounts]] name, "local", or account id), when targets in several accounts
-        /// share its name.
-        #[arg(long)]
-        account: Option<String>,
-        /// The target's region, when targets in several regions share its name.
-        #[arg(long)]
-        region: Option<String>,
+        #[command(flatten)]
+        place: PlaceArgs,
         /// Plan and report only; write nothing to AWS.
         #[arg(long)]
         dry_run: bool,
@@ -147,6 +147,8 @@ enum BreakerCommand {
         /// The configured target whose breaker to close.
         #[arg(long)]
         target: String,
+        #[command(flatten)]
+        place: PlaceArgs,
         /// Why it is safe to act again (recorded in the audit trail).
         #[arg(long)]
         reason: String,
@@ -220,6 +222,24 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `--account` and `--region`: where a target is, when several targets share its name.
+#[derive(Debug, clap::Args)]
+struct PlaceArgs {
+    /// The target's account ([[accounts]] name, "local", or account id), when targets in several accounts
+    /// share its name.
+    #[arg(long)]
+    account: Option<String>,
+    /// The target's region, when targets in several regions share its name.
+    #[arg(long)]
+    region: Option<String>,
+}
+
+impl PlaceArgs {
+    fn place(self) -> Place {
+        Place::new(self.account, self.region)
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => commands::serve_command(&config).await?,
@@ -227,13 +247,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             load_balancer,
             target_group,
-            account,
-            region,
+            place,
             dry_run,
         } => {
             // clap requires exactly one of the two; the pair is checked once more like every other.
             let target = TargetRef::from_pair(load_balancer, target_group)?;
-            let place = reflex::target::Place::new(account, region);
+            let place = place.place();
             let summary = commands::remediate_command(&config, target, place, dry_run).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
@@ -272,19 +291,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause {
             config,
             target,
+            place,
             reason,
-        } => print!(
-            "{}",
-            commands::pause_command(&config, target.as_deref(), reason.as_deref()).await?
-        ),
+        } => {
+            let place = place.place();
+            let target = target.as_deref().map(|name| Named {
+                name,
+                place: &place,
+            });
+            print!(
+                "{}",
+                commands::pause_command(&config, target, reason.as_deref()).await?
+            );
+        }
         Command::Resume {
             config,
             target,
+            place,
             reason,
         } => {
+            let place = place.place();
+            let target = target.as_deref().map(|name| Named {
+                name,
+                place: &place,
+            });
             println!(
                 "{}",
-                commands::resume_command(&config, target.as_deref(), reason.as_deref()).await?
+                commands::resume_command(&config, target, reason.as_deref()).await?
             );
         }
         Command::Breaker {
@@ -292,12 +325,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BreakerCommand::Reset {
                     config,
                     target,
+                    place,
                     reason,
                 },
-        } => println!(
-            "{}",
-            commands::breaker_reset_command(&config, &target, &reason).await?
-        ),
+        } => {
+            let place = place.place();
+            let target = Named {
+                name: &target,
+                place: &place,
+            };
+            println!(
+                "{}",
+                commands::breaker_reset_command(&config, target, &reason).await?
+            );
+        }
         Command::Breaker {
             command: BreakerCommand::Status { config },
         } => println!("{}", commands::breaker_status_command(&config).await?),

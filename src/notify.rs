@@ -36,6 +36,12 @@ pub struct Event {
     pub event: NotifyEvent,
     /// The target it concerns.
     pub target: String,
+    /// The target's AWS account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The target's AWS region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// One sentence saying what happened.
     pub text: String,
     /// The audit record it comes from.
@@ -51,10 +57,23 @@ impl Event {
         Self {
             event,
             target: target.to_owned(),
+            account: None,
+            region: None,
             text,
             audit_id: audit_id.to_owned(),
             at: OffsetDateTime::now_utc(),
         }
+    }
+}
+
+impl Event {
+    /// The event, saying where its target is: `place` is the target's account and region.
+    pub fn at(mut self, place: Option<&(String, String)>) -> Self {
+        if let Some((account, region)) = place {
+            self.account = Some(account.clone());
+            self.region = Some(region.clone());
+        }
+        self
     }
 }
 
@@ -284,11 +303,16 @@ impl Notifier {
                     Some(link) => format!("<{link}|audit {}>", event.audit_id),
                     None => format!("audit {}", event.audit_id),
                 };
+                let place = match (&event.account, &event.region) {
+                    (Some(account), Some(region)) => format!(" ({account}/{region})"),
+                    _ => String::new(),
+                };
                 serde_json::json!({
                     "text": format!(
-                        "*reflex: {}* on `{}`: {} ({record})",
+                        "*reflex: {}* on `{}`{}: {} ({record})",
                         event.event.as_str(),
                         slack_escape(&event.target),
+                        slack_escape(&place),
                         slack_escape(&event.text),
                     )
                 })

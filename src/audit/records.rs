@@ -16,6 +16,10 @@ use crate::target::TargetId;
 pub struct Filter {
     /// Only this target.
     pub target: Option<String>,
+    /// Only targets of this AWS account id.
+    pub account: Option<String>,
+    /// Only targets of this region.
+    pub region: Option<String>,
     /// Only this source (`sns`, `manual`, ...).
     pub source: Option<String>,
     /// Only this outcome (`completed`, `refused`, ...).
@@ -74,6 +78,8 @@ pub(super) async fn search(
     let mut times: Vec<i64> = Vec::new();
     for (column, value) in [
         ("target", &filter.target),
+        ("account", &filter.account),
+        ("region", &filter.region),
         ("source", &filter.source),
         ("outcome", &filter.outcome),
     ] {

@@ -151,19 +151,23 @@ impl Engine {
             check.run_id, check.expected_in_service
         );
         tracing::error!(target = check.target, reason, "target did not recover");
-        let mut events = vec![Event::new(
-            NotifyEvent::NotRecovered,
-            &check.target,
-            reason.clone(),
-            &meta.id,
-        )];
+        let mut events = vec![
+            Event::new(
+                NotifyEvent::NotRecovered,
+                &check.target,
+                reason.clone(),
+                &meta.id,
+            )
+            .at(meta.place.as_ref()),
+        ];
         if let Some(tripped) = self.trip(meta, target, Trip::NotRecovered, reason).await? {
             let event = Event::new(
                 NotifyEvent::BreakerTripped,
                 &check.target,
                 tripped.reason,
                 &meta.id,
-            );
+            )
+            .at(meta.place.as_ref());
             events.push(event);
         }
         Ok(events)

@@ -77,6 +77,11 @@ impl Engine {
             )],
             _ => Vec::new(),
         };
+        let place = record.account.clone().zip(record.region.clone());
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|event| event.at(place.as_ref()))
+            .collect();
         let jobs = self.jobs_of(&events);
         (record, settle, jobs)
     }

@@ -14,7 +14,8 @@ use super::error::parse_json;
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
-use crate::controls::{ControlError, Controls, State as Brakes};
+use crate::controls::{ControlError, Controls, Named, State as Brakes};
+use crate::target::Place;
 
 /// The body of every `/admin` change.
 #[derive(Debug, Deserialize)]
@@ -22,8 +23,24 @@ use crate::controls::{ControlError, Controls, State as Brakes};
 struct ControlRequest {
     /// The configured target; absent for everything (pause and resume only).
     target: Option<String>,
+    /// The target's account, when several targets share its name.
+    account: Option<String>,
+    /// The target's region, when several targets share its name.
+    region: Option<String>,
     /// Why (required to pause and to reset a breaker).
     reason: Option<String>,
+}
+
+impl ControlRequest {
+    /// Where the request says its target is.
+    fn place(&self) -> Place {
+        Place::new(self.account.clone(), self.region.clone())
+    }
+
+    /// The target it names, in `place`.
+    fn named<'a>(&'a self, place: &'a Place) -> Option<Named<'a>> {
+        self.target.as_deref().map(|name| Named { name, place })
+    }
 }
 
 /// The routes.
@@ -54,9 +71,10 @@ async fn pause(
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (meta, request) = accepted(&state, arrival, &headers, body).await?;
-    let reason = request.reason.unwrap_or_default();
+    let place = request.place();
+    let reason = request.reason.as_deref().unwrap_or_default();
     controls(&state)
-        .pause(meta, request.target.as_deref(), &reason)
+        .pause(meta, request.named(&place), reason)
         .await
         .map_err(refused)?;
     Ok(Json(
@@ -71,8 +89,9 @@ async fn resume(
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (meta, request) = accepted(&state, arrival, &headers, body).await?;
+    let place = request.place();
     controls(&state)
-        .resume(meta, request.target.as_deref(), request.reason.as_deref())
+        .resume(meta, request.named(&place), request.reason.as_deref())
         .await
         .map_err(refused)?;
     Ok(Json(serde_json::json!({"resumed": request.target})))
@@ -85,7 +104,8 @@ async fn reset(
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (mut meta, request) = accepted(&state, arrival, &headers, body).await?;
-    let Some(target) = request.target else {
+    let place = request.place();
+    let Some(target) = request.named(&place) else {
         let err = ApiError::bad_request(
             "invalid-request",
             "missing field: give target (the configured target whose breaker to reset)",
@@ -93,12 +113,14 @@ async fn reset(
         meta.note("error", &err.detail);
         return Err(rejected(&state, meta, err).await);
     };
-    let reason = request.reason.unwrap_or_default();
+    let reason = request.reason.as_deref().unwrap_or_default();
     controls(&state)
-        .reset_breaker(meta, &target, &reason)
+        .reset_breaker(meta, target, reason)
         .await
         .map_err(refused)?;
-    Ok(Json(serde_json::json!({"reset": target, "reason": reason})))
+    Ok(Json(
+        serde_json::json!({"reset": request.target, "reason": reason}),
+    ))
 }
 
 fn controls(state: &AppState) -> Controls<'_> {

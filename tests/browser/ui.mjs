@@ -130,9 +130,13 @@ assert.ok((await rows("source=manual")) >= 1);
 assert.equal(await rows("source=grafana"), 0);
 assert.ok((await rows(`target=${TARGET}&outcome=completed`)) >= 1);
 assert.equal(await rows("target=no-such-target"), 0);
+assert.ok((await rows(`target=${TARGET}&account=local&region=us-east-1`)) >= 1);
+assert.ok((await rows(`target=${TARGET}&account=123456789012`)) >= 1);
+assert.equal(await rows(`target=${TARGET}&region=eu-west-1`), 0);
+assert.equal(await rows(`target=${TARGET}&account=222233334444`), 0);
 assert.equal(await rows("from=2001-01-01T00:00&to=2001-01-02T00:00"), 0);
 assert.ok((await rows("from=2001-01-01T00:00")) >= 1);
-step("filters by source, outcome, target and time range work");
+step("filters by source, outcome, target, account, region and time range work");
 
 // Keyboard: the filter form and the links are reachable with Tab.
 await page.goto(`${BASE}/ui/`);

@@ -29,8 +29,17 @@ impl Fleet {
 
     /// Clients with specific credentials (for IAM-enforced moto).
     pub async fn with_credentials(endpoint: &str, key: &str, secret: &str) -> Self {
+        Self::in_region_with(endpoint, "us-east-1", key, secret).await
+    }
+
+    /// Clients of moto's own account in another region.
+    pub async fn in_region(endpoint: &str, region: &str) -> Self {
+        Self::in_region_with(endpoint, region, "testing", "testing").await
+    }
+
+    async fn in_region_with(endpoint: &str, region: &str, key: &str, secret: &str) -> Self {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(endpoint)
             .credentials_provider(Credentials::new(key, secret, None, None, "test"))
             .load()

@@ -89,6 +89,16 @@ impl IamAdmin {
         }
     }
 
+    /// Replaces the trust policy of role `name`.
+    pub async fn update_trust(&self, name: &str, trust: &Value) {
+        self.call(&[
+            ("Action", "UpdateAssumeRolePolicy"),
+            ("RoleName", name),
+            ("PolicyDocument", &trust.to_string()),
+        ])
+        .await;
+    }
+
     /// Gives user `user` the inline policy `name` (replacing one of that name).
     pub async fn put_user_policy(&self, user: &str, name: &str, policy: &Value) {
         self.call(&[
@@ -116,6 +126,12 @@ impl IamAdmin {
         let trust = json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
         ]});
+        self.role_trusting(name, &trust, policy).await;
+    }
+
+    /// Creates role `name` with the trust policy `trust` whose only permissions are `policy` (moto checks the
+    /// trust of a role in the caller's own account).
+    pub async fn role_trusting(&self, name: &str, trust: &Value, policy: &Value) {
         self.call(&[
             ("Action", "CreateRole"),
             ("RoleName", name),

@@ -564,6 +564,10 @@ async fn notifications_reach_a_webhook_and_slack_with_retries_and_never_delay_an
     let event = &hooks[1].1;
     assert_eq!(event["event"], "acted");
     assert_eq!(event["target"], lb.as_str());
+    assert_eq!(
+        (event["account"].as_str(), event["region"].as_str()),
+        (Some("123456789012"), Some("us-east-1"))
+    );
     assert_eq!(event["audit_id"], audit_id);
     assert_eq!(event["link"], link.as_str());
     assert!(event["text"].as_str().unwrap().contains(&bad[0]));

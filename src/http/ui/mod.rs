@@ -241,6 +241,15 @@ fn some(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
+/// The account id an operator's `account` filter means: an `[[accounts]]` name, `local`, or an id as given.
+fn account_id(state: &AppState, account: String) -> String {
+    match state.config.account(&account) {
+        Some(named) => named.account_id().to_owned(),
+        None if account == crate::config::LOCAL_ACCOUNT => state.engine.home().account.clone(),
+        None => account,
+    }
+}
+
 async fn timeline(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -253,6 +262,8 @@ async fn timeline(
         query.map_err(|err| ApiError::bad_request("invalid-query", err.body_text()))?;
     let filter = Filter {
         target: some(&form.target),
+        account: some(&form.account).map(|account| account_id(&state, account)),
+        region: some(&form.region),
         source: some(&form.source),
         outcome: some(&form.outcome),
         since: parse_local(&form.from),
@@ -265,6 +276,8 @@ async fn timeline(
         let mut link = url::form_urlencoded::Serializer::new(String::from("/ui/?"));
         for (key, value) in [
             ("target", &form.target),
+            ("account", &form.account),
+            ("region", &form.region),
             ("source", &form.source),
             ("outcome", &form.outcome),
             ("from", &form.from),

@@ -14,6 +14,12 @@ pub struct FilterForm {
     /// A configured target.
     #[serde(default)]
     pub target: String,
+    /// An account: its `[[accounts]]` name, `local`, or its id.
+    #[serde(default)]
+    pub account: String,
+    /// A region.
+    #[serde(default)]
+    pub region: String,
     /// A source (`sns`, `manual`, ...).
     #[serde(default)]
     pub source: String,
@@ -171,6 +177,8 @@ pub fn timeline(
             h2 { "Timeline" }
             form.filters method="get" action="/ui/" {
                 label { "Target" input type="text" name="target" value=(filter.target); }
+                label { "Account" input type="text" name="account" value=(filter.account); }
+                label { "Region" input type="text" name="region" value=(filter.region); }
                 label { "Source"
                     select name="source" {
                         option value="" { "any" }
