@@ -78,7 +78,7 @@ impl Engine {
 
     /// Runs the claimed recovery check `job`: reads the target again and records `recovered` or
     /// `not-recovered`. The record, its notifications and the job's removal are one commit, so the check runs
-    /// once; one whose target cannot be read is put back and tried again later.
+    /// once; one whose target cannot be read, or is paused, is put back and tried again later.
     pub async fn check_recovery(&self, job: &ClaimedJob) -> Result<(), EngineError> {
         let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
         let Ok(check) = serde_json::from_str::<RecoveryCheck>(&job.payload) else {
@@ -101,6 +101,14 @@ impl Engine {
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
             return Ok(());
         };
+        // A paused target is being looked after by a person: its check waits until the pause is lifted, with no
+        // AWS call, rather than reading it and opening its breaker meanwhile.
+        if let Some(pause) = self.audit.brakes_of(&target.id).await?.pause {
+            tracing::info!(run = check.run_id, "recovery check waits: the target is paused");
+            let why = format!("the target is paused: {}", pause.reason);
+            self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
+            return Ok(());
+        }
         let read = target.fleet.snapshot(&target.fleet_ref);
         let snapshot = match super::port::RUN_ID.scope(meta.id.clone(), read).await {
             Ok(snapshot) => snapshot,

@@ -554,6 +554,37 @@ async fn a_run_that_acted_is_checked_again_once_and_a_target_still_short_opens_t
 }
 
 #[tokio::test]
+async fn a_recovery_check_waits_while_its_target_is_paused_and_reads_nothing() {
+    let h = harness(FakeFleet::default(), "verify_after_secs = 1").await;
+    assert_eq!(run_once(&h, "web").await.acted, 1);
+    h.store
+        .pause(Scope::Target(&id("web")), "an operator is on it")
+        .await
+        .unwrap();
+    let jobs = crate::jobs::Jobs::new(
+        h.store.clone(),
+        Arc::clone(&h.engine),
+        Notifier::disabled(Arc::new(Metrics::default())),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reads = h.fleet.snapshots.load(Ordering::SeqCst);
+    assert!(jobs.run_next().await.unwrap(), "the check was due");
+    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), reads, "no AWS call");
+    assert!(h.store.breakers().await.unwrap().is_empty(), "no breaker opened");
+    let waiting = h.store.jobs_waiting().await.unwrap();
+    assert_eq!(waiting, [(RECOVERY_CHECK_JOB.to_owned(), 1)], "put back");
+    assert!(
+        h.store
+            .list(5)
+            .await
+            .unwrap()
+            .iter()
+            .all(|record| record.source != Source::RecoveryCheck),
+        "nothing recorded as checked"
+    );
+}
+
+#[tokio::test]
 async fn the_per_target_lock_serialises_two_runs() {
     let h = harness(FakeFleet::default(), "").await;
     let (first, second) = (trigger("web", true), trigger("web", true));
