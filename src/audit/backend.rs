@@ -38,9 +38,11 @@ impl Backend {
         }
     }
 
-    /// The connection that writes (creating a missing SQLite file), with its schema brought up to date.
-    pub async fn writer(self, url: &str) -> Result<AnyConnection, sqlx::Error> {
+    /// The connection that writes for the process `owner` (creating a missing SQLite file). On PostgreSQL the
+    /// session is named `reflex:OWNER`, so that another replica can tell whose session holds a lock.
+    pub async fn writer(self, url: &str, owner: &str) -> Result<AnyConnection, sqlx::Error> {
         let mut conn = self.connect(url, Mode::Write).await?;
+        self.name_session(&mut conn, owner).await?;
         if self == Self::Sqlite {
             // Durable before an answer is sent; readers never block the writer.
             conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
@@ -50,12 +52,24 @@ impl Backend {
     }
 
     /// A fresh writer connection after a failed commit (the schema is already there).
-    pub async fn reconnect(self, url: &str) -> Result<AnyConnection, sqlx::Error> {
+    pub async fn reconnect(self, url: &str, owner: &str) -> Result<AnyConnection, sqlx::Error> {
         let mut conn = self.connect(url, Mode::Write).await?;
+        self.name_session(&mut conn, owner).await?;
         if self == Self::Sqlite {
             conn.execute("PRAGMA synchronous = FULL").await?;
         }
         Ok(conn)
+    }
+
+    /// Names a PostgreSQL session after the process that owns it (`application_name`).
+    async fn name_session(self, conn: &mut AnyConnection, owner: &str) -> Result<(), sqlx::Error> {
+        if self == Self::Postgres {
+            sqlx::query("SELECT set_config('application_name', $1, false)")
+                .bind(format!("{SESSION_PREFIX}{owner}"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Brings the schema to the newest version. Several processes may start at once: PostgreSQL's migrator
@@ -77,9 +91,10 @@ impl Backend {
             .max_connections(4)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if self == Self::Sqlite {
-                        conn.execute(sqlite_busy_timeout().as_str()).await?;
-                    }
+                    match self {
+                        Self::Sqlite => conn.execute(sqlite_busy_timeout().as_str()).await?,
+                        Self::Postgres => conn.execute(POSTGRES_SESSION).await?,
+                    };
                     Ok(())
                 })
             })
@@ -132,7 +147,18 @@ impl Backend {
     pub fn is_retryable(self, err: &sqlx::Error) -> bool {
         match (self, err) {
             (Self::Postgres, sqlx::Error::Database(db)) => {
-                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+                matches!(db.code().as_deref(), Some("40P01" | "40001")) || self.is_lock_timeout(err)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a statement gave up waiting for a lock (`lock_timeout`, or `statement_timeout` while it
+    /// waited): another session holds a row this transaction needs.
+    pub fn is_lock_timeout(self, err: &sqlx::Error) -> bool {
+        match (self, err) {
+            (Self::Postgres, sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("55P03" | "57014"))
             }
             _ => false,
         }
@@ -140,9 +166,10 @@ impl Backend {
 
     async fn connect(self, url: &str, mode: Mode) -> Result<AnyConnection, sqlx::Error> {
         let mut conn = AnyConnection::connect(&self.url(url, mode)).await?;
-        if self == Self::Sqlite {
-            conn.execute(sqlite_busy_timeout().as_str()).await?;
-        }
+        match self {
+            Self::Sqlite => conn.execute(sqlite_busy_timeout().as_str()).await?,
+            Self::Postgres => conn.execute(POSTGRES_SESSION).await?,
+        };
         Ok(conn)
     }
 
@@ -170,6 +197,16 @@ enum Mode {
     Write,
     Read,
 }
+
+/// The prefix of a reflex process's PostgreSQL session name (`application_name`), before its owner id.
+pub const SESSION_PREFIX: &str = "reflex:";
+
+/// Every PostgreSQL session's bounds, so that no replica can stall the others: a statement waits at most 2 s for
+/// a lock and runs at most 30 s; a session left inside a transaction for 15 s (a frozen process) is ended by the
+/// server, which releases its locks; the server's TCP keepalives find a vanished host within about a minute.
+const POSTGRES_SESSION: &str = "SET lock_timeout = '2s'; SET statement_timeout = '30s'; \
+     SET idle_in_transaction_session_timeout = '15s'; SET tcp_keepalives_idle = 30; \
+     SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3";
 
 fn sqlite_busy_timeout() -> String {
     format!("PRAGMA busy_timeout = {}", SQLITE_BUSY.as_millis())

@@ -66,3 +66,25 @@ pub(super) fn holder_is_dead(table: &str, param: usize) -> String {
          (SELECT owner FROM processes WHERE heartbeat_ms >= ${param}))"
     )
 }
+
+/// Ends the PostgreSQL sessions, inside a transaction, of reflex processes that are dead (their heartbeat is
+/// `DEAD_AFTER` old): a frozen replica's open transaction would otherwise hold the chain's head, and every other
+/// replica's writes with it, until the server's idle timeout. Answers how many were ended.
+pub(super) async fn break_dead_holders(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<i64, sqlx::Error> {
+    if backend != Backend::Postgres {
+        return Ok(0);
+    }
+    let now = backend.now_sql();
+    let dead_ms = i64::try_from(DEAD_AFTER.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query_scalar(&format!(
+        "SELECT COUNT(pg_terminate_backend(a.pid)) FROM pg_stat_activity a \
+         JOIN processes p ON a.application_name = $1 || p.owner \
+         WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL AND p.heartbeat_ms < {now} - {dead_ms}"
+    ))
+    .bind(super::backend::SESSION_PREFIX)
+    .fetch_one(conn)
+    .await
+}

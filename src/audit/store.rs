@@ -55,7 +55,9 @@ impl AuditStore {
                 "audit.url is neither sqlite:// nor postgres://".into(),
             ))
         })?;
-        let mut writer = backend.writer(url).await?;
+        // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
+        let owner: Arc<str> = super::next_id().into();
+        let mut writer = backend.writer(url, &owner).await?;
         backend.migrate(&mut writer).await?;
         let adopted = super::entries::adopt(&mut writer, backend).await?;
         if adopted > 0 {
@@ -64,8 +66,6 @@ impl AuditStore {
                 "audit records from before the hash chain were chained"
             );
         }
-        // This process's name in claims and leases; alive from now on, as long as its writer heartbeats.
-        let owner: Arc<str> = super::next_id().into();
         super::processes::beat(&mut writer, backend, &owner).await?;
         let readers = backend.readers(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);

@@ -222,7 +222,7 @@ async fn write_loop(
         let written = loop {
             let written = match conn.as_mut() {
                 Some(open) => write_batch(store.backend, open, &batch, &owner).await,
-                None => match store.backend.reconnect(&store.url).await {
+                None => match store.backend.reconnect(&store.url, &owner).await {
                     Ok(fresh) => {
                         write_batch(store.backend, conn.insert(fresh), &batch, &owner).await
                     }
@@ -232,6 +232,11 @@ async fn write_loop(
             match &written {
                 Err(err) if attempt < ATTEMPTS && store.backend.is_retryable(err) => {
                     tracing::warn!(error = %err, "audit commit aborted by the database; trying again");
+                    if store.backend.is_lock_timeout(err)
+                        && let Some(open) = conn.as_mut()
+                    {
+                        break_dead_holders(store.backend, open).await;
+                    }
                     attempt += 1;
                 }
                 _ => break written,
@@ -263,6 +268,18 @@ async fn write_loop(
         && let Err(err) = sign_off(store.backend, open, &owner).await
     {
         tracing::warn!(error = %err, "cannot remove this process from the audit store's process list");
+    }
+}
+
+/// Ends the sessions of dead processes that still hold locks, logging what was done.
+async fn break_dead_holders(backend: Backend, conn: &mut AnyConnection) {
+    match processes::break_dead_holders(conn, backend).await {
+        Ok(0) => {}
+        Ok(ended) => tracing::warn!(
+            sessions = ended,
+            "ended the database sessions of dead processes that held the audit store's locks"
+        ),
+        Err(err) => tracing::warn!(error = %err, "cannot look for dead processes holding locks"),
     }
 }
 

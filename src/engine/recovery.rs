@@ -104,7 +104,10 @@ impl Engine {
         // A paused target is being looked after by a person: its check waits until the pause is lifted, with no
         // AWS call, rather than reading it and opening its breaker meanwhile.
         if let Some(pause) = self.audit.brakes_of(&target.id).await?.pause {
-            tracing::info!(run = check.run_id, "recovery check waits: the target is paused");
+            tracing::info!(
+                run = check.run_id,
+                "recovery check waits: the target is paused"
+            );
             let why = format!("the target is paused: {}", pause.reason);
             self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
             return Ok(());

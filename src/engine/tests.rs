@@ -569,8 +569,15 @@ async fn a_recovery_check_waits_while_its_target_is_paused_and_reads_nothing() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let reads = h.fleet.snapshots.load(Ordering::SeqCst);
     assert!(jobs.run_next().await.unwrap(), "the check was due");
-    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), reads, "no AWS call");
-    assert!(h.store.breakers().await.unwrap().is_empty(), "no breaker opened");
+    assert_eq!(
+        h.fleet.snapshots.load(Ordering::SeqCst),
+        reads,
+        "no AWS call"
+    );
+    assert!(
+        h.store.breakers().await.unwrap().is_empty(),
+        "no breaker opened"
+    );
     let waiting = h.store.jobs_waiting().await.unwrap();
     assert_eq!(waiting, [(RECOVERY_CHECK_JOB.to_owned(), 1)], "put back");
     assert!(

@@ -18,5 +18,6 @@ mod replicas;
 mod safety;
 mod serving;
 mod sns;
+mod store_locks;
 mod takeover;
 mod target_groups;
