@@ -238,6 +238,16 @@ impl PlaceArgs {
     fn place(self) -> Place {
         Place::new(self.account, self.region)
     }
+
+    /// The place of `target`; refused without one, since a place alone names no target.
+    fn of(self, target: Option<&str>) -> anyhow::Result<Place> {
+        let place = self.place();
+        anyhow::ensure!(
+            target.is_some() || !place.is_given(),
+            "--account and --region say where a target is: give --target too (without any of them, every target)"
+        );
+        Ok(place)
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -294,7 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             place,
             reason,
         } => {
-            let place = place.place();
+            let place = place.of(target.as_deref())?;
             let target = target.as_deref().map(|name| Named {
                 name,
                 place: &place,
@@ -310,7 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             place,
             reason,
         } => {
-            let place = place.place();
+            let place = place.of(target.as_deref())?;
             let target = target.as_deref().map(|name| Named {
                 name,
                 place: &place,

@@ -75,6 +75,11 @@ impl Event {
         }
         self
     }
+
+    /// The target's account and region, when the event says them.
+    fn place(&self) -> Option<(String, String)> {
+        self.account.clone().zip(self.region.clone())
+    }
 }
 
 /// Why notifications cannot be set up.
@@ -277,6 +282,7 @@ impl Notifier {
     ) -> AuditRecord {
         let mut meta = RequestMeta::new(Source::Notify, None);
         meta.target = event.map(|event| event.target.clone());
+        meta.place = event.and_then(Event::place);
         meta.note(
             "notification",
             serde_json::json!({"job": job.id, "ignored": why}),
@@ -356,6 +362,7 @@ impl Delivered {
     fn record(&self, event: &Event) -> AuditRecord {
         let mut meta = RequestMeta::new(Source::Notify, None);
         meta.target = Some(event.target.clone());
+        meta.place = event.place();
         meta.note("notification", self);
         let (outcome, code) = match self.error {
             None => (Outcome::Completed, None),

@@ -90,11 +90,6 @@ impl AssumedRole {
             .await
             .map_err(|err| {
                 let mut failed = classify(OPERATION, &err, &[]);
-                // A role that is missing or does not trust reflex is an answer of STS: permanent, whatever the
-                // code; only no answer at all is worth a retry.
-                if failed.kind == FailureKind::NotFound {
-                    failed.kind = FailureKind::Permanent;
-                }
                 failed.account = Some(self.account.clone());
                 failed.detail = format!(
                     "assuming role {} of account {:?}: {}",
@@ -110,7 +105,9 @@ impl AssumedRole {
                 format!("STS answered no credentials for role {}", self.role_arn),
             )
         })?;
-        let expiry = SystemTime::try_from(given.expiration).ok();
+        // Credentials whose expiry cannot be read are taken to last the session asked for, never for ever.
+        let expiry = SystemTime::try_from(given.expiration)
+            .unwrap_or_else(|_| SystemTime::now() + self.session);
         tracing::info!(
             account = self.account,
             role = self.role_arn,
@@ -121,7 +118,7 @@ impl AssumedRole {
             given.access_key_id,
             given.secret_access_key,
             Some(given.session_token),
-            expiry,
+            Some(expiry),
             "reflex-assume-role",
         ))
     }

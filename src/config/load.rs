@@ -127,9 +127,22 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
     )?;
     for account in &mut config.accounts {
         if let Some(file) = account.external_id_file.clone() {
+            if account.external_id.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "accounts.external_id".into(),
+                    problem: format!(
+                        "of account {:?} is set together with external_id_file: keep one",
+                        account.name
+                    ),
+                });
+            }
             let mut ids = Vec::new();
             append_tokens_file("accounts.external_id_file", Some(&file), &mut ids)?;
-            account.external_id = ids.into_iter().next();
+            account.external_id =
+                Some(ids.into_iter().next().ok_or_else(|| ConfigError::Invalid {
+                    key: "accounts.external_id_file".into(),
+                    problem: format!("names {}, which is empty", file.display()),
+                })?);
         }
     }
     for (index, notify) in config.notify.iter_mut().enumerate() {

@@ -5,7 +5,7 @@ use super::{
     AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, RemediationConfig,
     Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
 };
-use crate::target::{PairError, TargetRef};
+use crate::target::{PairError, Place, TargetRef};
 
 /// Shortest accepted token: long enough that guessing is hopeless.
 const MIN_TOKEN_LEN: usize = 16;
@@ -561,10 +561,14 @@ impl WebhookConfig {
         if let Some(target) = &self.default_target
             && config.target(target).is_none()
         {
-            return invalid(
-                key("default_target"),
-                format!("names {target:?}, which is not listed under [[targets]]"),
-            );
+            let problem = match config.targets_named(target, &Place::ANYWHERE, "").len() {
+                0 => format!("names {target:?}, which is not listed under [[targets]]"),
+                several => format!(
+                    "names {target:?}, which {several} targets (in several accounts or regions) share: a \
+                     default target must be one only"
+                ),
+            };
+            return invalid(key("default_target"), problem);
         }
         if self.hmac_secret.is_some() {
             for (name, header) in [

@@ -44,6 +44,18 @@ pub enum StartError {
         /// The failed call.
         source: FleetError,
     },
+    /// Two configured targets are one: an `[[accounts]]` role in the account reflex runs in (or two entries
+    /// of one account) names a balancer also configured elsewhere.
+    #[error(
+        "{target} is configured twice (also through account {other:?}): one balancer in one account and region \
+         is one [[targets]] entry"
+    )]
+    SameTarget {
+        /// The target, with its account and region.
+        target: String,
+        /// The `[[accounts]]` name of the other entry.
+        other: String,
+    },
     /// Looking a target group up failed.
     #[error("cannot look up target group {group} (targets.target_group): {source}")]
     Lookup {
@@ -143,9 +155,10 @@ impl Targets {
                     )
                 }
             };
-            // Another account's targets are read once at start-up, through its role: a role that cannot be
-            // assumed, or a balancer it cannot see, is found now rather than at the first alert.
-            if account_name != crate::config::LOCAL_ACCOUNT
+            // Another account's or region's targets are read once at start-up, through their own clients: a
+            // role that cannot be assumed, or a balancer it cannot see, is found now rather than at the first
+            // alert.
+            if (account_name != crate::config::LOCAL_ACCOUNT || id.region != config.aws.region)
                 && let TargetRef::LoadBalancer(_) = &fleet_ref
             {
                 fleet
@@ -155,6 +168,12 @@ impl Targets {
                         target: place.clone(),
                         source,
                     })?;
+            }
+            if let Some(same) = targets.iter().find(|known: &&Target| known.id == id) {
+                return Err(StartError::SameTarget {
+                    target: place,
+                    other: same.account_name.clone(),
+                });
             }
             targets.push(Target {
                 id,

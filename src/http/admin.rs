@@ -72,6 +72,7 @@ async fn pause(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (meta, request) = accepted(&state, arrival, &headers, body).await?;
     let place = request.place();
+    let meta = placed(&state, meta, &request, &place).await?;
     let reason = request.reason.as_deref().unwrap_or_default();
     controls(&state)
         .pause(meta, request.named(&place), reason)
@@ -90,6 +91,7 @@ async fn resume(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (meta, request) = accepted(&state, arrival, &headers, body).await?;
     let place = request.place();
+    let meta = placed(&state, meta, &request, &place).await?;
     controls(&state)
         .resume(meta, request.named(&place), request.reason.as_deref())
         .await
@@ -121,6 +123,25 @@ async fn reset(
     Ok(Json(
         serde_json::json!({"reset": request.target, "reason": reason}),
     ))
+}
+
+/// A place names where a target is: given without a target it is refused (and audited), never read as
+/// "everything".
+async fn placed(
+    state: &AppState,
+    mut meta: RequestMeta,
+    request: &ControlRequest,
+    place: &Place,
+) -> Result<RequestMeta, ApiError> {
+    if request.target.is_some() || !place.is_given() {
+        return Ok(meta);
+    }
+    let err = ApiError::bad_request(
+        "invalid-request",
+        "account and region say where a target is: give target too (without any of them, everything)",
+    );
+    meta.note("error", &err.detail);
+    Err(rejected(state, meta, err).await)
 }
 
 fn controls(state: &AppState) -> Controls<'_> {

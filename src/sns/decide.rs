@@ -62,14 +62,23 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
             });
         }
     }
-    let for_topic = config
+    let for_topic: Vec<_> = config
         .targets
         .iter()
-        .find(|t| t.sns_topic_arns.iter().any(|arn| arn == topic_arn));
-    let target = match (for_topic, config.targets.as_slice()) {
-        (Some(target), _) => target,
-        (None, [only]) => only,
-        (None, _) => {
+        .filter(|t| t.sns_topic_arns.iter().any(|arn| arn == topic_arn))
+        .collect();
+    let target = match (for_topic.as_slice(), config.targets.as_slice()) {
+        ([target], _) => *target,
+        ([], [only]) => only,
+        ([_, _, ..], _) => {
+            let names: Vec<&str> = for_topic.iter().map(|t| t.name()).collect();
+            return Err(format!(
+                "the message names no load balancer or target group, and topic {topic_arn} is listed by \
+                 several targets ({}): which one is meant cannot be told",
+                names.join(", ")
+            ));
+        }
+        ([], _) => {
             return Err(format!(
                 "the message names no load balancer or target group and no target lists topic {topic_arn} in \
                  sns_topic_arns"
@@ -283,6 +292,19 @@ mod tests {
         let local = "arn:aws:cloudwatch:us-east-1:111111111111:alarm:web-unhealthy";
         let err = decide(&config, TOPIC, &firing(local)).unwrap_err();
         assert!(err.contains("may only heal web"), "{err}");
+    }
+
+    #[test]
+    fn a_message_naming_no_target_over_a_topic_several_targets_list_is_unusable() {
+        let listed = config(&format!(
+            "[[targets]]\nload_balancer = \"web\"\nsns_topic_arns = [\"{TOPIC}\"]\n\
+             [[targets]]\nload_balancer = \"api\"\nsns_topic_arns = [\"{TOPIC}\"]\n"
+        ));
+        let err = decide(&listed, TOPIC, "something is down").unwrap_err();
+        assert!(
+            err.contains("listed by several targets (web, api)"),
+            "{err}"
+        );
     }
 
     fn local() -> Place {

@@ -218,6 +218,19 @@ async fn one_balancer_name_in_two_accounts_and_two_regions_is_four_targets_each_
         refused(&body).map(str::to_owned)
     };
     assert_eq!(manual("prod", "us-east-1").await.as_deref(), Some("paused"));
+    // A place without a target names nothing: refused, not read as "everything".
+    let (status, body) = app
+        .post(
+            "/admin/pause",
+            Some(ADMIN_TOKEN),
+            json!({"account": "prod", "reason": "deploy"}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid-request")),
+        "{body}"
+    );
     assert_eq!(
         manual("prod", "eu-west-1").await.as_deref(),
         Some("cooldown")

@@ -436,3 +436,25 @@ async fn a_thousand_concurrent_deliveries_fetch_the_new_certificate_once() {
     );
     assert_eq!(app.audit_records().await.len(), 1000);
 }
+
+#[tokio::test]
+async fn a_subscription_to_a_topic_in_another_region_is_confirmed_in_that_region() {
+    let moto = Moto::shared();
+    let eu = Fleet::in_region(&moto.endpoint, "eu-west-1").await;
+    let signer = TestSigner::new();
+    let topic_arn = topic(&eu, &unique("eutopic")).await;
+    assert!(topic_arn.contains(":eu-west-1:"), "{topic_arn}");
+    let (app, certs) = app(
+        moto,
+        &unique("snseu"),
+        &[&topic_arn],
+        "cert_dir = \"CERT_DIR\"\nconfirm = \"api\"",
+    )
+    .await;
+    signer.pin_into(certs.path());
+    let (status, answer) = app
+        .post_sns(signer.confirmation("SubscriptionConfirmation", &topic_arn))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["subscription"], "confirmed");
+}
