@@ -303,19 +303,50 @@ pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> 
     Ok(removed?)
 }
 
-/// `reflex audit verify`: `Ok(Ok(summary))` for an intact chain, `Ok(Err(what broke))` for a tampered one.
-pub async fn audit_verify_command(path: &Path) -> anyhow::Result<Result<String, String>> {
+/// `reflex audit anchor`: the chain's head, as a line to keep elsewhere.
+pub async fn audit_anchor_command(path: &Path) -> anyhow::Result<String> {
     let (store, writer) = open_audit(path).await?;
-    let verified = store.verify().await;
+    let anchor = store.anchor().await;
     drop(store);
     writer.finish().await;
+    Ok(anchor?.to_string())
+}
+
+/// `reflex audit verify`: `Ok(Ok(summary))` for an intact chain, `Ok(Err(what broke))` for a tampered one;
+/// with `anchors` (a file of `reflex audit anchor` lines), also against each of them.
+pub async fn audit_verify_command(
+    path: &Path,
+    anchors: Option<&Path>,
+) -> anyhow::Result<Result<String, String>> {
+    let config = load_config(path)?;
+    let anchors = anchors.map(read_anchors).transpose()?;
+    let (store, writer) = open_store(&config).await?;
+    let verified = store.verify().await;
+    let anchored = match (&anchors, &verified) {
+        (Some(anchors), Ok(Ok(_))) => Some(
+            store
+                .check_anchors(anchors, config.lookback().min_days())
+                .await,
+        ),
+        _ => None,
+    };
+    drop(store);
+    writer.finish().await;
+    let anchored = match anchored.transpose()? {
+        Some(Err(mismatch)) => return Ok(Err(format!("audit chain broken: {mismatch}"))),
+        Some(Ok(checked)) => format!(
+            "; {} anchors matched, {} behind a prune",
+            checked.matched, checked.pruned
+        ),
+        None => String::new(),
+    };
     Ok(match verified? {
         Ok(verified) if verified.entries == 0 => Ok(format!(
-            "audit chain intact: no entries after checkpoint {}",
+            "audit chain intact: no entries after checkpoint {}{anchored}",
             verified.from
         )),
         Ok(verified) => Ok(format!(
-            "audit chain intact: {} entries, {} to {}{}",
+            "audit chain intact: {} entries, {} to {}{}{anchored}",
             verified.entries,
             verified.from + 1,
             verified.to,
@@ -327,6 +358,14 @@ pub async fn audit_verify_command(path: &Path) -> anyhow::Result<Result<String, 
         )),
         Err(broken) => Err(format!("audit chain broken: {broken}")),
     })
+}
+
+/// The anchors in `file`, one `reflex audit anchor` line each.
+fn read_anchors(file: &Path) -> anyhow::Result<Vec<crate::audit::Anchor>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the anchors file {}", file.display()))?;
+    crate::audit::Anchor::parse_all(&text)
+        .map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))
 }
 
 /// `reflex audit export`: the entries written at or after `since`, as JSON lines on stdout.

@@ -186,6 +186,18 @@ enum AuditCommand {
         /// Configuration file (TOML); its [audit] url names the store.
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
+        /// Also check the chain against a file of anchors printed earlier by `reflex audit anchor` (one per
+        /// line), kept where the database's owner cannot edit them: a rewrite, a cut end or a faked prune
+        /// shows.
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
+    },
+    /// Print the chain's head as an anchor (`SEQ HASH TIME`), for a cron job to append to a file kept outside
+    /// the database (see `reflex audit verify --anchor`).
+    Anchor {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
     },
     /// Write the trail's entries (every version of every record, with its place in the chain and its hashes)
     /// written at or after TIME, oldest first, one JSON object per line, to stdout: for archiving elsewhere.
@@ -375,8 +387,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("removed {removed} audit entries older than {older_than} days");
         }
         Command::Audit {
-            command: AuditCommand::Verify { config },
-        } => match commands::audit_verify_command(&config).await? {
+            command: AuditCommand::Anchor { config },
+        } => println!("{}", commands::audit_anchor_command(&config).await?),
+        Command::Audit {
+            command: AuditCommand::Verify { config, anchor },
+        } => match commands::audit_verify_command(&config, anchor.as_deref()).await? {
             Ok(verified) => println!("{verified}"),
             Err(broken) => {
                 println!("{broken}");

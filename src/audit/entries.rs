@@ -2,6 +2,7 @@
 //! prefix behind a checkpoint, hashing entries carried over from a store older than the chain, and reading the
 //! entries back for verification and export. The hashing and the checks themselves are in `chain`.
 
+use sqlx::Connection as _;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -45,9 +46,9 @@ pub(super) async fn append(
     tx: &mut Tx<'_>,
     backend: Backend,
     rows: &[&PreparedRow],
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<Mark>, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut head = lock_head(tx, backend).await?;
     let links: Vec<(i64, String, String)> = rows
@@ -79,7 +80,8 @@ pub(super) async fn append(
         }
         query.execute(&mut **tx).await?;
     }
-    set_head(tx, &head).await
+    set_head(tx, &head).await?;
+    Ok(Some(head))
 }
 
 /// A run whose intent is younger than this may still be acting (a target lease lasts at most 10 minutes), so
@@ -180,30 +182,25 @@ pub struct Verified {
     pub to: i64,
 }
 
-/// Reads `pool`'s chain in pages and checks every entry; the first break, or what was verified.
-pub(super) async fn verify(pool: &sqlx::AnyPool) -> Result<Result<Verified, Break>, AuditError> {
-    let (checkpoint, head): (Mark, Mark) = {
-        let row = sqlx::query(
-            "SELECT head_seq, head_hash, checkpoint_seq, checkpoint_hash FROM audit_chain WHERE id = 1",
-        )
-        .fetch_one(pool)
-        .await?;
-        (
-            Mark {
-                seq: row.try_get("checkpoint_seq")?,
-                hash: row.try_get("checkpoint_hash")?,
-            },
-            Mark {
-                seq: row.try_get("head_seq")?,
-                hash: row.try_get("head_hash")?,
-            },
-        )
+/// Reads `pool`'s chain in pages and checks every entry; the first break, or what was verified. The head and
+/// every page are read in one read-only transaction (a snapshot: PostgreSQL's REPEATABLE READ, SQLite's read
+/// transaction), so a server writing meanwhile neither breaks nor extends what is checked.
+pub(super) async fn verify(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+) -> Result<Result<Verified, Break>, AuditError> {
+    let mut conn = pool.acquire().await?;
+    let begin = match backend {
+        Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        Backend::Sqlite => "BEGIN",
     };
+    let mut tx = conn.begin_with(begin).await?;
+    let (checkpoint, head) = marks(&mut *tx).await?;
     let from = checkpoint.seq;
     let mut verifier = Verifier::new(checkpoint);
     let mut after = i64::MIN;
     loop {
-        let page = entries_after(pool, after, None).await?;
+        let page = entries_after(&mut *tx, after, None).await?;
         for entry in &page {
             if let Err(broken) = verifier.push(entry) {
                 return Ok(Err(broken));
@@ -214,6 +211,7 @@ pub(super) async fn verify(pool: &sqlx::AnyPool) -> Result<Result<Verified, Brea
             _ => break,
         }
     }
+    tx.rollback().await?;
     Ok(verifier.finish(&head).map(|(entries, last)| Verified {
         entries,
         from,
@@ -221,12 +219,48 @@ pub(super) async fn verify(pool: &sqlx::AnyPool) -> Result<Result<Verified, Brea
     }))
 }
 
+/// The chain's checkpoint and head.
+pub(super) async fn marks<'c, E>(executor: E) -> Result<(Mark, Mark), AuditError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT head_seq, head_hash, checkpoint_seq, checkpoint_hash FROM audit_chain WHERE id = 1",
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok((
+        Mark {
+            seq: row.try_get("checkpoint_seq")?,
+            hash: row.try_get("checkpoint_hash")?,
+        },
+        Mark {
+            seq: row.try_get("head_seq")?,
+            hash: row.try_get("head_hash")?,
+        },
+    ))
+}
+
+/// The hash of entry `seq`, when it is there.
+pub(super) async fn hash_of(pool: &sqlx::AnyPool, seq: i64) -> Result<Option<String>, AuditError> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT hash FROM audit_entries WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
+}
+
 /// Up to `PAGE` entries after sequence number `after`, in order; with `since_ms`, only those written at or after it.
-pub(super) async fn entries_after(
-    pool: &sqlx::AnyPool,
+pub(super) async fn entries_after<'c, E>(
+    pool: E,
     after: i64,
     since_ms: Option<i64>,
-) -> Result<Vec<Entry>, AuditError> {
+) -> Result<Vec<Entry>, AuditError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let rows = sqlx::query(&format!(
         "SELECT seq, prev_hash, hash, {COLUMNS} FROM audit_entries WHERE seq > $1 AND at_ms >= $2 \
          ORDER BY seq LIMIT {PAGE}"

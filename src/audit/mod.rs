@@ -9,6 +9,7 @@
 //! the rest of reflex uses; `backend` is what differs between SQLite and PostgreSQL; the schema lives in
 //! `migrations/<backend>/`.
 
+mod anchor;
 mod backend;
 mod brakes;
 mod breakers;
@@ -31,6 +32,7 @@ mod rows;
 mod store;
 mod writer;
 
+pub use anchor::{Anchor, Checked as AnchorsChecked, Mismatch};
 pub use backend::{Backend, redacted};
 pub use brakes::Brakes;
 pub use breakers::{BreakerState, OpenBreaker};

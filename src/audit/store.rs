@@ -11,6 +11,7 @@ use sqlx::AnyPool;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use super::anchor::{Anchor, Checked as AnchorsChecked, Mismatch};
 use super::backend::Backend;
 use super::brakes::Brakes;
 use super::breakers::{BreakerChange, BreakerState};
@@ -389,7 +390,44 @@ impl AuditStore {
     /// Walks the whole chain from its checkpoint: what was verified, or the first entry that was changed,
     /// removed or moved. `reflex audit verify`.
     pub async fn verify(&self) -> Result<Result<Verified, Break>, AuditError> {
-        super::entries::verify(&self.readers).await
+        super::entries::verify(&self.readers, self.backend).await
+    }
+
+    /// The chain's head now, as an anchor to keep outside the database. `reflex audit anchor`.
+    pub async fn anchor(&self) -> Result<Anchor, AuditError> {
+        let (_, head) = super::entries::marks(&self.readers).await?;
+        Ok(Anchor {
+            seq: head.seq,
+            hash: head.hash,
+            at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// Checks the chain against `anchors` taken earlier; a prune keeps at least `min_days` days.
+    /// `reflex audit verify --anchor FILE`.
+    pub async fn check_anchors(
+        &self,
+        anchors: &[Anchor],
+        min_days: u32,
+    ) -> Result<Result<AnchorsChecked, Mismatch>, AuditError> {
+        let (checkpoint, head) = super::entries::marks(&self.readers).await?;
+        let mut hashes = std::collections::HashMap::new();
+        for anchor in anchors {
+            if anchor.seq > checkpoint.seq && anchor.seq <= head.seq {
+                let hash = super::entries::hash_of(&self.readers, anchor.seq).await?;
+                hashes.insert(anchor.seq, hash);
+            }
+        }
+        let hash_of = |seq: i64| hashes.get(&seq).cloned().flatten();
+        let now = OffsetDateTime::now_utc();
+        Ok(super::anchor::check(
+            anchors,
+            &checkpoint,
+            &head,
+            hash_of,
+            now,
+            min_days,
+        ))
     }
 
     /// A page of the entries (each version of each record, with its place in the chain and its hashes)

@@ -374,8 +374,12 @@ async fn write_batch(
         .filter(|put| won(put))
         .map(|put| &put.row)
         .collect();
-    entries::append(&mut tx, backend, &rows).await?;
+    let head = entries::append(&mut tx, backend, &rows).await?;
     tx.commit().await?;
+    if let Some(head) = head {
+        // Each batch's head in the log: anchors kept where the database's owner cannot edit them.
+        tracing::info!(target: "reflex::audit::anchor", seq = head.seq, hash = %head.hash, "audit chain head");
+    }
     Ok(results)
 }
 

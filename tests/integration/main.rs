@@ -5,6 +5,7 @@ mod common;
 
 mod accounts;
 mod alertmanager;
+mod anchors;
 mod brakes;
 mod cli;
 mod clock;
