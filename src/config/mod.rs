@@ -272,6 +272,9 @@ pub struct ServerConfig {
     /// Requests handled at once at most; beyond it requests are answered 503 `overloaded` at once (SNS and
     /// Alertmanager retry), without reading their bodies.
     pub max_in_flight: usize,
+    /// Reads of the audit trail (`GET /audit`, the audit page) handled at once at most; beyond it they are
+    /// answered 503 `overloaded` at once. Probes and metrics are never capped.
+    pub max_reads_in_flight: usize,
     /// The address operators reach reflex at (e.g. `https://reflex.example.com`): notifications link the
     /// audit record under it.
     pub public_url: Option<String>,
@@ -293,6 +296,7 @@ impl Default for ServerConfig {
             body_timeout_secs: 30,
             max_connections: 1024,
             max_in_flight: 256,
+            max_reads_in_flight: 32,
             public_url: None,
         }
     }

@@ -307,6 +307,10 @@ impl ServerConfig {
             ("server.body_timeout_secs", self.body_timeout_secs),
             ("server.max_connections", self.max_connections as u64),
             ("server.max_in_flight", self.max_in_flight as u64),
+            (
+                "server.max_reads_in_flight",
+                self.max_reads_in_flight as u64,
+            ),
         ] {
             if value == 0 {
                 return invalid(name, "must be greater than 0");

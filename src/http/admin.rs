@@ -179,6 +179,10 @@ async fn rejected(state: &AppState, mut meta: RequestMeta, err: ApiError) -> Api
     state
         .metrics
         .count_rejection(Source::Admin.as_str(), err.code);
+    // An unauthenticated rejection past the source's rate is counted for a summary record instead.
+    if meta.auth != Auth::Passed && !state.rejections.admit(Source::Admin, err.code) {
+        return err;
+    }
     let record = meta.into_record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
     match state.audit.put(record).await {
         Ok(()) => err,

@@ -74,6 +74,8 @@ pub struct AppShared {
     pub tasks: TaskTracker,
     /// Permits for requests handled at once (`server.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Permits for reads of the trail handled at once (`server.max_reads_in_flight`).
+    pub reads_in_flight: Arc<tokio::sync::Semaphore>,
     /// Bounds the full records of unauthenticated rejections.
     pub rejections: Arc<RejectionThrottle>,
 }

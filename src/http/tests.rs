@@ -295,6 +295,80 @@ async fn past_max_in_flight_a_post_is_503_at_once_and_probes_still_answer() {
 }
 
 #[tokio::test]
+async fn past_max_reads_in_flight_a_read_of_the_trail_is_503_and_alerts_and_probes_still_answer() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let all = u32::try_from(app.state.config.server.max_reads_in_flight).unwrap();
+    let _held = app.state.reads_in_flight.try_acquire_many(all).unwrap();
+    for path in ["/audit", "/ui/"] {
+        let (status, _, answer) = app
+            .send(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
+            "{path}"
+        );
+    }
+    for probe in ["/healthz", "/metrics"] {
+        let (status, _, _) = app
+            .send(Request::get(probe).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{probe}");
+    }
+    // Alerts have permits of their own: the fleet fails here, but the request is handled, not refused.
+    let (status, answer) = app
+        .post(
+            "/remediate",
+            Some(MANUAL),
+            r#"{"load_balancer": "web-elb"}"#,
+        )
+        .await;
+    assert_ne!(answer["error"].as_str(), Some("overloaded"), "{status}");
+}
+
+#[tokio::test]
+async fn unauthenticated_reads_and_admin_calls_past_their_rate_are_counted_not_recorded() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    for _ in 0..200 {
+        let (status, _, _) = app
+            .send(
+                Request::get("/audit")
+                    .header(header::AUTHORIZATION, "Bearer not-the-audit-token-0123")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = app
+            .send(
+                Request::get("/admin/state")
+                    .header(header::AUTHORIZATION, "Bearer not-the-admin-token-0123")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let recorded = app.state.audit.list(1000).await.unwrap().len();
+    assert!(
+        (20..=60).contains(&recorded),
+        "a burst per source recorded, the rest counted: {recorded}"
+    );
+    app.state.record_suppressed().await.unwrap();
+    let records = app.state.audit.list(1000).await.unwrap();
+    let summaries: u64 = records
+        .iter()
+        .filter_map(|record| record.detail.get("suppressed"))
+        .map(|suppressed| suppressed["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        summaries as usize + recorded,
+        400,
+        "every rejection is accounted for"
+    );
+}
+
+#[tokio::test]
 async fn a_body_that_trickles_past_the_total_deadline_is_408_and_audited() {
     let app = TestApp::new(FailureKind::Transient).await;
     let (mut sender, body) = http_body_util::Channel::<bytes::Bytes>::new(1);

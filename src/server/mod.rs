@@ -100,6 +100,7 @@ impl App {
         let engine = Arc::new(engine);
         let jobs = Jobs::new(audit.clone(), Arc::clone(&engine), notifier);
         let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight));
+        let reads_in_flight = Arc::new(Semaphore::new(config.server.max_reads_in_flight));
         let sns = SnsReceiver::new(&config, &sdk, &metrics)
             .context("failed to set up SNS verification")?;
         Ok(Self {
@@ -111,6 +112,7 @@ impl App {
                 metrics,
                 tasks: tokio_util::task::TaskTracker::new(),
                 in_flight,
+                reads_in_flight,
                 rejections: Arc::default(),
             }),
             writer,

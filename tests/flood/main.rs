@@ -1,6 +1,6 @@
-//! A flood of unauthenticated junk against a real `reflex serve` process while genuine alerts arrive: every
-//! genuine alert is answered and acted on, peak memory stays bounded, and the audit trail grows by a bounded
-//! amount. Its own test binary, so that its load does not disturb the timing of other tests. Loopback only; it
+//! A flood of unauthenticated junk against a real `reflex serve` process while genuine alerts arrive (at the
+//! receivers, the trail's reads, the admin routes and the login form): every genuine alert is answered and acted
+//! on, peak memory stays bounded, and the audit trail grows by a bounded amount. Its own test binary, so that its load does not disturb the timing of other tests. Loopback only; it
 //! stops by itself after `FLOOD` (60 s).
 
 #[path = "../common/mod.rs"]
@@ -121,7 +121,7 @@ async fn a_flood_of_junk_cannot_stop_genuine_alerts() {
         let (huge, forged) = (huge_topic.clone(), bad_signature.clone());
         junk.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let request = match worker % 4 {
+                let request = match worker % 8 {
                     0 => client.post(format!("{base}/sns")).body(huge.clone()),
                     1 => client.post(format!("{base}/sns")).body(forged.clone()),
                     2 => client
@@ -131,10 +131,24 @@ async fn a_flood_of_junk_cannot_stop_genuine_alerts() {
                             "{{\"load_balancer\": \"{}\"}}",
                             "\u{1b}[2J".repeat(1000)
                         )),
-                    _ => client
+                    3 => client
                         .post(format!("{base}/alertmanager"))
                         .bearer_auth("not-the-token-0123456789")
                         .body("{}"),
+                    // The doors that read or steer: the trail, a record, the admin routes, the login form.
+                    4 => client
+                        .get(format!("{base}/audit"))
+                        .bearer_auth("not-the-token-0123456789"),
+                    5 => client
+                        .get(format!("{base}/audit/01HXXXXXXXXXXXXXXXXXXXXXXX"))
+                        .bearer_auth("not-the-token-0123456789"),
+                    6 => client
+                        .get(format!("{base}/admin/state"))
+                        .bearer_auth("not-the-token-0123456789"),
+                    _ => client
+                        .post(format!("{base}/ui/login"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body("csrf=forged&token=guess-0123456789"),
                 };
                 let _ = request.timeout(Duration::from_secs(5)).send().await;
                 sent.fetch_add(1, Ordering::Relaxed);

@@ -178,11 +178,15 @@ async fn login(
         None
     };
     let (status, code, outcome) = match failure {
-        Some((status, code, _)) => {
+        Some((status, code, message)) => {
             meta.auth = Auth::Failed(code.into());
             state
                 .metrics
                 .count_rejection(Source::AuditRead.as_str(), code);
+            // Past the source's rate, counted for a summary record like every unauthenticated rejection.
+            if !state.rejections.admit(Source::AuditRead, code) {
+                return login_page(&state, status, Some(message));
+            }
             (status, Some(code), Outcome::Rejected)
         }
         None => {
