@@ -23,9 +23,11 @@ use crate::target::Place;
 struct ControlRequest {
     /// The configured target; absent for everything (pause and resume only).
     target: Option<String>,
-    /// The target's account, when several targets share its name.
+    /// The target's account, when several targets share its name (a string when given, never null).
+    #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
-    /// The target's region, when several targets share its name.
+    /// The target's region, when several targets share its name (a string when given, never null).
+    #[serde(default, deserialize_with = "super::error::present")]
     region: Option<String>,
     /// Why (required to pause and to reset a breaker).
     reason: Option<String>,

@@ -152,3 +152,11 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         ),
     })
 }
+
+/// A body field that, when given, is a string: `null` is refused like any other wrong type rather than read as
+/// absent, so that a request names its target (and its place) in exactly one way.
+pub fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    <String as serde::Deserialize>::deserialize(deserializer).map(Some)
+}

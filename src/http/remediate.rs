@@ -22,25 +22,19 @@ use crate::target::{PairError, Place, TargetRef};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemediateRequest {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::error::present")]
     load_balancer: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::error::present")]
     target_group: Option<String>,
     /// The target's account (`[[accounts]]` name, `local`, or account id), when several share its name.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
     /// The target's region, when several share its name.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::error::present")]
     region: Option<String>,
     #[serde(default)]
     dry_run: bool,
     reason: Option<String>,
-}
-
-/// A target or place field, when given, is a string: `null` is refused like any other wrong type rather than read as
-/// absent, so that a request names its target in exactly one way.
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(deserializer).map(Some)
 }
 
 /// The message echoed when the operator gives no reason.
