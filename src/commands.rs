@@ -303,6 +303,28 @@ pub async fn audit_prune_command(path: &Path, days: u32) -> anyhow::Result<u64> 
     Ok(removed?)
 }
 
+/// `reflex ui rotate-key`: a new random key for the audit page, which ends every session; recorded in the audit
+/// trail.
+pub async fn ui_rotate_key_command(path: &Path) -> anyhow::Result<String> {
+    let (store, writer) = open_audit(path).await?;
+    let rotated = store.rotate_ui_key().await;
+    let recorded = match &rotated {
+        Ok(()) => {
+            let mut meta = operator();
+            meta.note("ui", "signing key rotated: every session ended");
+            store
+                .put(meta.into_record(crate::audit::Outcome::Completed, 200, None, 0))
+                .await
+        }
+        Err(_) => Ok(()),
+    };
+    drop(store);
+    writer.finish().await;
+    rotated?;
+    recorded?;
+    Ok("audit page key rotated: every session has ended".to_owned())
+}
+
 /// `reflex audit anchor`: the chain's head, as a line to keep elsewhere.
 pub async fn audit_anchor_command(path: &Path) -> anyhow::Result<String> {
     let (store, writer) = open_audit(path).await?;

@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: BreakerCommand,
     },
+    /// The audit page (`/ui/`).
+    Ui {
+        #[command(subcommand)]
+        command: UiCommand,
+    },
     /// Run one remediation of a configured load balancer or target group and print the summary JSON.
     Remediate {
         /// Configuration file (TOML).
@@ -133,6 +138,18 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+/// `reflex ui ...`.
+#[derive(Debug, Subcommand)]
+enum UiCommand {
+    /// Replace the audit page's signing key (random, kept in the audit store, shared by every replica) with a
+    /// new one: every session ends at once on every replica, and every login form must be loaded again.
+    RotateKey {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -361,6 +378,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 commands::breaker_reset_command(&config, target, &reason).await?
             );
         }
+        Command::Ui {
+            command: UiCommand::RotateKey { config },
+        } => println!("{}", commands::ui_rotate_key_command(&config).await?),
         Command::Breaker {
             command: BreakerCommand::Status { config },
         } => println!("{}", commands::breaker_status_command(&config).await?),

@@ -30,6 +30,7 @@ mod record;
 mod records;
 mod rows;
 mod store;
+mod ui_sessions;
 mod writer;
 
 pub use anchor::{Anchor, Checked as AnchorsChecked, Mismatch};

@@ -393,6 +393,59 @@ impl AuditStore {
         super::entries::verify(&self.readers, self.backend).await
     }
 
+    /// The audit page's signing key (hex), made (randomly, once, for every replica) when there is none.
+    pub async fn ui_key(&self) -> Result<String, AuditError> {
+        if let Some(key) = super::ui_sessions::key(&self.readers).await? {
+            return Ok(key);
+        }
+        self.write_ui_key(false).await
+    }
+
+    /// Replaces the audit page's signing key with a new random one and ends every session.
+    /// `reflex ui rotate-key`.
+    pub async fn rotate_ui_key(&self) -> Result<(), AuditError> {
+        self.write_ui_key(true).await.map(|_| ())
+    }
+
+    async fn write_ui_key(&self, rotate: bool) -> Result<String, AuditError> {
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| AuditError::Commit("no randomness for the audit page key".into()))?;
+        let fresh = crate::hex::encode(&bytes);
+        match submit(&self.writer, Op::UiKey { fresh, rotate }).await? {
+            Written::UiKey(key) => Ok(key),
+            _ => Err(AuditError::Commit(
+                "the writer answered another operation".into(),
+            )),
+        }
+    }
+
+    /// Records the audit page session `id`, lasting `lifetime`.
+    pub async fn start_session(&self, id: &str, lifetime: Duration) -> Result<(), AuditError> {
+        let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+        submit(
+            &self.writer,
+            Op::SessionStart {
+                id: id.to_owned(),
+                lifetime_ms,
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Ends the audit page session `id` (a logout).
+    pub async fn end_session(&self, id: &str) -> Result<(), AuditError> {
+        submit(&self.writer, Op::SessionEnd { id: id.to_owned() })
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the audit page session `id` was issued and is neither ended nor expired.
+    pub async fn session_is_live(&self, id: &str) -> Result<bool, AuditError> {
+        Ok(super::ui_sessions::is_live(&self.readers, self.backend, id).await?)
+    }
+
     /// The chain's head now, as an anchor to keep outside the database. `reflex audit anchor`.
     pub async fn anchor(&self) -> Result<Anchor, AuditError> {
         let (_, head) = super::entries::marks(&self.readers).await?;

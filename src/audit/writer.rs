@@ -21,6 +21,7 @@ use super::jobs::{self, ClaimedJob, NewJob};
 use super::keys::Key;
 use super::processes::{self, HEARTBEAT_EVERY};
 use super::rows::{PreparedRow, millis};
+use super::ui_sessions;
 use super::{AuditError, AuditRecord};
 use super::{leases, pauses, readiness};
 
@@ -97,6 +98,13 @@ pub(super) enum Op {
         after_ms: i64,
         error: String,
     },
+    /// The audit page's key, made from `fresh` when there is none; with `rotate`, replaced by it (every
+    /// session ends).
+    UiKey { fresh: String, rotate: bool },
+    /// Record an audit page session that lasts `lifetime_ms`.
+    SessionStart { id: String, lifetime_ms: i64 },
+    /// End an audit page session.
+    SessionEnd { id: String },
 }
 
 /// What the writer answers for one write once it is committed.
@@ -125,6 +133,8 @@ pub(super) enum Written {
     Job(Option<ClaimedJob>),
     /// Where reflex runs, as recorded.
     Home(Home),
+    /// The audit page's key.
+    UiKey(String),
 }
 
 /// A write and who waits for its commit.
@@ -493,6 +503,22 @@ async fn apply(
             error,
         } => {
             jobs::retry(tx, id, owner, now.saturating_add(*after_ms), error).await?;
+            Written::Done
+        }
+        Op::UiKey {
+            fresh,
+            rotate: false,
+        } => Written::UiKey(ui_sessions::key_or(tx, fresh, now).await?),
+        Op::UiKey {
+            fresh,
+            rotate: true,
+        } => Written::UiKey(ui_sessions::rotate(tx, fresh, now).await?),
+        Op::SessionStart { id, lifetime_ms } => {
+            ui_sessions::start(tx, id, now, *lifetime_ms).await?;
+            Written::Done
+        }
+        Op::SessionEnd { id } => {
+            ui_sessions::end(tx, id).await?;
             Written::Done
         }
     })

@@ -78,6 +78,8 @@ pub struct AppShared {
     pub reads_in_flight: Arc<tokio::sync::Semaphore>,
     /// Bounds the full records of unauthenticated rejections.
     pub rejections: Arc<RejectionThrottle>,
+    /// Limits the audit page's login attempts per address and per token prefix.
+    pub logins: Arc<ui::LoginAttempts>,
 }
 
 impl AppState {

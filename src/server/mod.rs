@@ -114,6 +114,7 @@ impl App {
                 in_flight,
                 reads_in_flight,
                 rejections: Arc::default(),
+                logins: Arc::default(),
             }),
             writer,
             jobs,

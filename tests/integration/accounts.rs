@@ -147,6 +147,10 @@ async fn one_balancer_name_in_two_accounts_and_two_regions_is_four_targets_each_
         })
         .collect();
     acted.sort();
+    // What each of the four runs answered (shown with --nocapture).
+    for record in records.iter().filter(|record| record.acted == 1) {
+        eprintln!("four targets: {}", record.detail["answer"]);
+    }
     let mut expected: Vec<(String, String)> = places
         .iter()
         .map(|(_, account, region, ..)| (account.to_string(), region.to_string()))
@@ -301,6 +305,10 @@ async fn one_balancer_name_in_two_accounts_and_two_regions_is_four_targets_each_
     // One AssumeRole for prod at start-up, however many runs and regions followed; the command line's runs
     // are processes of their own, each with its own.
     let actions = moto.recorded_actions().await;
+    eprintln!(
+        "moto's request log: AssumeRole {:?}",
+        actions.get("AssumeRole")
+    );
     assert_eq!(actions.get("AssumeRole").copied(), Some(2), "{actions:?}");
     let metrics = app.get_text("/metrics").await;
     assert!(

@@ -22,3 +22,4 @@ mod sns;
 mod store_locks;
 mod takeover;
 mod target_groups;
+mod ui_sessions;

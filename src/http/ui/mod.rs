@@ -1,11 +1,15 @@
 //! `/ui/`: the audit page for people — a timeline of what reflex did, one page per run, and the state of its
-//! brakes — rendered on the server, read-only, for holders of an audit token. A login form (with a CSRF token)
-//! sets an HttpOnly, SameSite=Strict session cookie (Secure when reflex serves TLS) that expires; without one,
-//! a page redirects to the form. Every answer carries a strict Content-Security-Policy: no script, nothing
+//! brakes — rendered on the server, read-only, for holders of an audit token. A login form (with a CSRF token,
+//! its attempts limited per address and per token prefix) sets an HttpOnly, SameSite=Strict session cookie
+//! (Secure when reflex serves TLS or `server.public_url` is https) naming a session the store records, which a
+//! logout ends and which expires; without one, a page redirects to the form. Every answer carries a strict Content-Security-Policy: no script, nothing
 //! from another origin.
 
+mod attempts;
 mod pages;
 mod session;
+
+pub use attempts::LoginAttempts;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -78,9 +82,15 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure when reflex serves TLS, for `/ui`.
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for `/ui`; Secure when reflex serves TLS or is reached
+/// at an https `server.public_url` (a proxy terminating TLS).
 fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if state.config.server.tls_cert.is_some() {
+    let server = &state.config.server;
+    let https = server
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
+    let secure = if server.tls_cert.is_some() || https {
         "; Secure"
     } else {
         ""
@@ -91,16 +101,33 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Header
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The session's keys, when audit tokens are configured.
-fn sessions(state: &AppState) -> Option<Sessions> {
-    Sessions::new(&state.config.audit.tokens)
+/// The session's keys (the store's random key), when audit tokens are configured.
+async fn sessions(state: &AppState) -> Result<Option<Sessions>, ApiError> {
+    if state.config.audit.tokens.is_empty() {
+        return Ok(None);
+    }
+    let key = state.audit.ui_key().await?;
+    Ok(Sessions::from_key(&key))
 }
 
-fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
-    match (sessions(state), cookie(headers, SESSION_COOKIE)) {
-        (Some(keys), Some(value)) => keys.valid(value, OffsetDateTime::now_utc()),
-        _ => false,
-    }
+/// The live session the request's cookie names, if any.
+async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let (Some(keys), Some(value)) = (sessions(state).await?, cookie(headers, SESSION_COOKIE))
+    else {
+        return Ok(None);
+    };
+    let Some(id) = keys.session_id(value, OffsetDateTime::now_utc()) else {
+        return Ok(None);
+    };
+    Ok(state
+        .audit
+        .session_is_live(id)
+        .await?
+        .then(|| id.to_owned()))
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
+    Ok(session_of(state, headers).await?.is_some())
 }
 
 async fn style() -> Response {
@@ -112,8 +139,12 @@ async fn style() -> Response {
 }
 
 /// The login form with a fresh CSRF token (in the form and in a cookie), answered with `status`.
-fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
-    let Some(keys) = sessions(state) else {
+async fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let keys = match sessions(state).await {
+        Ok(keys) => keys,
+        Err(err) => return err.into_response(),
+    };
+    let Some(keys) = keys else {
         return ApiError::unauthorized(
             "auth-not-configured",
             "the audit page is disabled: no tokens are configured in [audit]",
@@ -129,10 +160,11 @@ fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
 }
 
 async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if signed_in(&state, &headers) {
-        return see_other("/ui/");
+    match signed_in(&state, &headers).await {
+        Ok(true) => see_other("/ui/"),
+        Ok(false) => login_page(&state, StatusCode::OK, None).await,
+        Err(err) => err.into_response(),
     }
-    login_page(&state, StatusCode::OK, None)
 }
 
 /// Checks the CSRF token and the audit token; records the attempt; sets the session cookie.
@@ -144,8 +176,10 @@ async fn login(
 ) -> Response {
     let mut meta = arrival.meta(Source::AuditRead);
     meta.note("ui", "login");
-    let Some(keys) = sessions(&state) else {
-        return login_page(&state, StatusCode::UNAUTHORIZED, None);
+    let keys = match sessions(&state).await {
+        Ok(Some(keys)) => keys,
+        Ok(None) => return login_page(&state, StatusCode::UNAUTHORIZED, None).await,
+        Err(err) => return err.into_response(),
     };
     let body = body.unwrap_or_default();
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
@@ -156,7 +190,15 @@ async fn login(
     };
     let now = OffsetDateTime::now_utc();
     let csrf = field("csrf").unwrap_or_default();
-    let failure = if csrf.is_empty()
+    let token = field("token").unwrap_or_default();
+    let source = attempts::address_of(meta.caller.as_deref().unwrap_or_default()).to_owned();
+    let failure = if !state.logins.allow(&source, token) {
+        Some((
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-attempts",
+            "Too many attempts; wait a minute and try again.",
+        ))
+    } else if csrf.is_empty()
         || cookie(&headers, CSRF_COOKIE) != Some(csrf)
         || !keys.csrf_valid(csrf, now)
     {
@@ -165,10 +207,7 @@ async fn login(
             "invalid-csrf",
             "The form expired; try again.",
         ))
-    } else if !crate::config::any_matches(
-        &state.config.audit.tokens,
-        field("token").unwrap_or_default().as_bytes(),
-    ) {
+    } else if !crate::config::any_matches(&state.config.audit.tokens, token.as_bytes()) {
         Some((
             StatusCode::UNAUTHORIZED,
             "invalid-token",
@@ -185,7 +224,7 @@ async fn login(
                 .count_rejection(Source::AuditRead.as_str(), code);
             // Past the source's rate, counted for a summary record like every unauthenticated rejection.
             if !state.rejections.admit(Source::AuditRead, code) {
-                return login_page(&state, status, Some(message));
+                return login_page(&state, status, Some(message)).await;
             }
             (status, Some(code), Outcome::Rejected)
         }
@@ -202,7 +241,12 @@ async fn login(
         return ApiError::from(err).into_response();
     }
     if let Some((status, _, message)) = failure {
-        return login_page(&state, status, Some(message));
+        return login_page(&state, status, Some(message)).await;
+    }
+    let id = Sessions::new_id();
+    let lifetime = std::time::Duration::from_secs(SESSION_FOR.whole_seconds().unsigned_abs());
+    if let Err(err) = state.audit.start_session(&id, lifetime).await {
+        return ApiError::from(err).into_response();
     }
     let mut response = see_other("/ui/");
     let headers = response.headers_mut();
@@ -211,7 +255,7 @@ async fn login(
         set_cookie(
             &state,
             SESSION_COOKIE,
-            &keys.issue(now),
+            &keys.issue(&id, now),
             SESSION_FOR.whole_seconds(),
         ),
     );
@@ -219,7 +263,17 @@ async fn login(
     response
 }
 
-async fn logout(State(state): State<AppState>) -> Response {
+/// Ends the session in the store (on every replica at once) and clears its cookie.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match session_of(&state, &headers).await {
+        Ok(Some(id)) => {
+            if let Err(err) = state.audit.end_session(&id).await {
+                return ApiError::from(err).into_response();
+            }
+        }
+        Ok(None) => {}
+        Err(err) => return err.into_response(),
+    }
     let mut response = see_other("/ui/login");
     response
         .headers_mut()
@@ -259,7 +313,7 @@ async fn timeline(
     headers: HeaderMap,
     query: Result<Query<FilterForm>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if !signed_in(&state, &headers) {
+    if !signed_in(&state, &headers).await? {
         return Ok(see_other("/ui/login"));
     }
     let Query(form) =
@@ -314,7 +368,7 @@ async fn run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !signed_in(&state, &headers) {
+    if !signed_in(&state, &headers).await? {
         return Ok(see_other("/ui/login"));
     }
     let Some(record) = state.audit.get(&id).await? else {

@@ -1,14 +1,13 @@
-//! The audit page's session and CSRF tokens: stateless, HMAC-signed values, so that every replica that shares
-//! the audit tokens accepts a session any of them issued. The key is derived from the configured audit tokens:
-//! rotating them ends every session.
+//! The audit page's session and CSRF values: HMAC-signed with a random key kept in the audit store (made once,
+//! shared by every replica, replaced by `reflex ui rotate-key`), never derived from the audit tokens, so that
+//! nothing the page hands out can be used to guess a token offline. A session value names a session the store
+//! records: a logout or a key rotation ends it at once, and it lasts `SESSION_FOR` at most.
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 
-use crate::config::Secret;
-
-/// How long a session lasts after login.
+/// How long a session lasts after login, at most.
 pub const SESSION_FOR: time::Duration = time::Duration::hours(8);
 /// How long a login form may be filled in.
 const CSRF_FOR: time::Duration = time::Duration::hours(1);
@@ -20,44 +19,42 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Keys derived from the audit tokens (`None` when there is none: nobody can log in).
-    pub fn new(tokens: &[Secret]) -> Option<Self> {
-        if tokens.is_empty() {
-            return None;
-        }
-        let derive = hmac::Key::new(hmac::HMAC_SHA256, b"reflex audit page sessions");
-        let mut context = hmac::Context::with_key(&derive);
-        for token in tokens {
-            context.update(token.expose().as_bytes());
-            context.update(b"\n");
-        }
-        let key = hmac::Key::new(hmac::HMAC_SHA256, context.sign().as_ref());
-        Some(Self { key })
+    /// Keys from the store's key (hex); `None` when it is not hex.
+    pub fn from_key(hex: &str) -> Option<Self> {
+        let bytes = crate::hex::decode(hex)?;
+        Some(Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+        })
     }
 
-    /// A session value valid until `now + SESSION_FOR`.
-    pub fn issue(&self, now: OffsetDateTime) -> String {
-        self.sign("session", &(now + SESSION_FOR).unix_timestamp().to_string())
+    /// A new random session id.
+    pub fn new_id() -> String {
+        random_hex()
     }
 
-    /// Whether `value` is a session this key issued and it has not expired.
-    pub fn valid(&self, value: &str, now: OffsetDateTime) -> bool {
-        self.check("session", value, now)
+    /// A session value for the session `id`, valid until `now + SESSION_FOR`.
+    pub fn issue(&self, id: &str, now: OffsetDateTime) -> String {
+        let expires = (now + SESSION_FOR).unix_timestamp();
+        self.sign("session", &format!("{expires}-{id}"))
+    }
+
+    /// The session id in `value`, when this key signed it and it has not expired (the store still says
+    /// whether the session was ended).
+    pub fn session_id<'a>(&self, value: &'a str, now: OffsetDateTime) -> Option<&'a str> {
+        let body = self.check("session", value, now)?;
+        body.split_once('-').map(|(_, id)| id)
     }
 
     /// A CSRF token for the login form: random, signed, valid for an hour; the form carries it and a cookie
     /// holds the same value (double submit).
     pub fn csrf(&self, now: OffsetDateTime) -> String {
-        let mut nonce = [0u8; 16];
-        let _ = SystemRandom::new().fill(&mut nonce);
-        let nonce = crate::hex::encode(&nonce);
         let expires = (now + CSRF_FOR).unix_timestamp();
-        self.sign("csrf", &format!("{expires}-{nonce}"))
+        self.sign("csrf", &format!("{expires}-{}", random_hex()))
     }
 
     /// Whether `value` is an unexpired CSRF token this key issued.
     pub fn csrf_valid(&self, value: &str, now: OffsetDateTime) -> bool {
-        self.check("csrf", value, now)
+        self.check("csrf", value, now).is_some()
     }
 
     fn sign(&self, purpose: &str, body: &str) -> String {
@@ -66,50 +63,61 @@ impl Sessions {
         format!("{body}.{tag}")
     }
 
-    /// A signed value whose body starts with its expiry (Unix seconds) and has not expired.
-    fn check(&self, purpose: &str, value: &str, now: OffsetDateTime) -> bool {
-        let Some((body, tag)) = value.rsplit_once('.') else {
-            return false;
-        };
-        let Some(tag) = crate::hex::decode(tag) else {
-            return false;
-        };
-        if hmac::verify(&self.key, format!("{purpose}:{body}").as_bytes(), &tag).is_err() {
-            return false;
-        }
-        let expires = body.split('-').next().and_then(|at| at.parse::<i64>().ok());
-        expires.is_some_and(|at| at > now.unix_timestamp())
+    /// The body of a signed value whose body starts with its expiry (Unix seconds) and has not expired.
+    fn check<'a>(&self, purpose: &str, value: &'a str, now: OffsetDateTime) -> Option<&'a str> {
+        let (body, tag) = value.rsplit_once('.')?;
+        let tag = crate::hex::decode(tag)?;
+        hmac::verify(&self.key, format!("{purpose}:{body}").as_bytes(), &tag).ok()?;
+        let expires = body.split('-').next()?.parse::<i64>().ok()?;
+        (expires > now.unix_timestamp()).then_some(body)
     }
+}
+
+/// 16 random bytes, as hex.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = SystemRandom::new().fill(&mut bytes);
+    crate::hex::encode(&bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sessions(token: &str) -> Sessions {
-        Sessions::new(&[Secret::new(token)]).unwrap()
+    fn sessions(key: &str) -> Sessions {
+        Sessions::from_key(key).unwrap()
     }
 
     #[test]
     fn a_session_is_valid_until_it_expires_and_only_under_its_key() {
         let now = OffsetDateTime::now_utc();
-        let keys = sessions("audit-token-0123456789");
-        let session = keys.issue(now);
-        assert!(keys.valid(&session, now));
-        assert!(keys.valid(&session, now + SESSION_FOR - time::Duration::SECOND));
-        assert!(!keys.valid(&session, now + SESSION_FOR));
-        assert!(!sessions("another-token-0123456789").valid(&session, now));
+        let keys = sessions(&"ab".repeat(32));
+        let id = Sessions::new_id();
+        let session = keys.issue(&id, now);
+        assert_eq!(keys.session_id(&session, now), Some(id.as_str()));
+        let almost = now + SESSION_FOR - time::Duration::SECOND;
+        assert!(keys.session_id(&session, almost).is_some());
+        assert!(keys.session_id(&session, now + SESSION_FOR).is_none());
+        assert!(
+            sessions(&"cd".repeat(32))
+                .session_id(&session, now)
+                .is_none()
+        );
         let (body, tag) = session.rsplit_once('.').unwrap();
         let later = (now + time::Duration::days(30)).unix_timestamp();
-        assert!(!keys.valid(&format!("{later}.{tag}"), now), "forged expiry");
-        assert!(!keys.valid(body, now));
-        assert!(!keys.valid("", now));
+        assert!(
+            keys.session_id(&format!("{later}-{id}.{tag}"), now)
+                .is_none(),
+            "forged expiry"
+        );
+        assert!(keys.session_id(body, now).is_none());
+        assert!(keys.session_id("", now).is_none());
         // A CSRF token is not a session, nor the other way round.
         let csrf = keys.csrf(now);
         assert!(keys.csrf_valid(&csrf, now));
-        assert!(!keys.valid(&csrf, now));
+        assert!(keys.session_id(&csrf, now).is_none());
         assert!(!keys.csrf_valid(&session, now));
         assert_ne!(csrf, keys.csrf(now), "random");
-        assert!(Sessions::new(&[]).is_none());
+        assert!(Sessions::from_key("not hex").is_none());
     }
 }
