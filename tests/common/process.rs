@@ -65,12 +65,28 @@ impl ReflexProcess {
         Self::start_with_clock(dir, text, client, None).await
     }
 
+    /// Like `start`, with everything the process logs written to `dir/reflex.log`.
+    pub async fn start_logged(dir: &Path, text: &str, client: &reqwest::Client) -> Self {
+        let log = std::fs::File::create(dir.join("reflex.log")).unwrap();
+        Self::spawn(dir, text, client, None, Stdio::from(log)).await
+    }
+
     /// Like `start`, with the process's clock moved by `offset` (libfaketime, e.g. `"+30s"`).
     pub async fn start_with_clock(
         dir: &Path,
         text: &str,
         client: &reqwest::Client,
         offset: Option<&str>,
+    ) -> Self {
+        Self::spawn(dir, text, client, offset, Stdio::null()).await
+    }
+
+    async fn spawn(
+        dir: &Path,
+        text: &str,
+        client: &reqwest::Client,
+        offset: Option<&str>,
+        log: Stdio,
     ) -> Self {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -96,7 +112,7 @@ impl ReflexProcess {
         let child = command
             .args(["serve", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let scheme = if text.contains("tls_cert") {

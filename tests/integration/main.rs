@@ -17,6 +17,7 @@ mod notify;
 mod remediate;
 mod replicas;
 mod safety;
+mod secrets;
 mod serving;
 mod sns;
 mod store_locks;
