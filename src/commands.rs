@@ -99,7 +99,7 @@ pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String
         region: config.aws.region.clone(),
     };
     let fleet_of = |target: &crate::config::TargetConfig| {
-        let place = crate::server::place_of(config, target, &home);
+        let place = config.place_of(target, &home.account);
         (places.fleet_of(config, target), place)
     };
     crate::engine::probe_targets(config, &fleet_of)

@@ -630,13 +630,16 @@ impl Config {
         self.accounts.iter().find(|account| account.name == name)
     }
 
-    /// The account id and region of `target`; the local account's id is `home_account`.
-    pub fn place_of(&self, target: &TargetConfig, home_account: &str) -> (String, String) {
+    /// Where `target` is: its account's id (the local account's is `home_account`) and its region.
+    pub fn place_of(&self, target: &TargetConfig, home_account: &str) -> crate::audit::Home {
         let account = match self.account(target.account_name()) {
             Some(account) => account.account_id().to_owned(),
             None => home_account.to_owned(),
         };
-        (account, self.region_of(target).to_owned())
+        crate::audit::Home {
+            account,
+            region: self.region_of(target).to_owned(),
+        }
     }
 
     /// Where `target` is, as its configuration names it: its account's name and its region.
@@ -654,9 +657,7 @@ impl Config {
 
     /// The identity of `target`; the local account's id is `home_account`.
     pub fn target_id(&self, target: &TargetConfig, home_account: &str) -> crate::target::TargetId {
-        let (account, region) = self.place_of(target, home_account);
-        let kind = target.reference().target_kind();
-        crate::target::TargetId::new(account, region, kind, target.name())
+        target.id_in(&self.place_of(target, home_account))
     }
 
     /// Whether `target` is in `place`: the account as named (`[[accounts]]` name or account id) and the

@@ -87,6 +87,11 @@ pub(super) struct Target {
     pub lock: Mutex<()>,
 }
 
+/// A target in start-up's messages: where it is, and its account's `[[accounts]]` name.
+fn described(id: &TargetId, account_name: &str) -> String {
+    format!("{id} (account {account_name:?})")
+}
+
 impl Target {
     /// Whether the target is in `place`: its account named by `[[accounts]]` name or id, its region.
     pub fn is_in(&self, place: &Place) -> bool {
@@ -115,7 +120,7 @@ impl Targets {
             let (fleet, home) = fleet_of(target);
             let account_name = target.account_name().to_owned();
             let id = target.id_in(&home);
-            let place = format!("{id} (account {account_name:?})");
+            let place = described(&id, &account_name);
             let (fleet_ref, names) = match target.reference() {
                 TargetRef::LoadBalancer(name) => (
                     TargetRef::LoadBalancer(name.clone()),
@@ -260,7 +265,7 @@ pub async fn probe_targets(
             .snapshot(&target.fleet_ref)
             .await
             .map_err(|source| StartError::Probe {
-                target: format!("{} (account {:?})", target.id, target.account_name),
+                target: described(&target.id, &target.account_name),
                 source,
             })?;
         let in_service = snapshot.in_service();

@@ -178,11 +178,7 @@ async fn rejected(state: &AppState, mut meta: RequestMeta, err: ApiError) -> Api
     if err.is_auth_failure() {
         meta.auth = Auth::Failed(err.code.into());
     }
-    state
-        .metrics
-        .count_rejection(Source::Admin.as_str(), err.code);
-    // An unauthenticated rejection past the source's rate is counted for a summary record instead.
-    if meta.auth != Auth::Passed && !state.rejections.admit(Source::Admin, err.code) {
+    if !state.rejection_recorded(Source::Admin, err.code, meta.auth == Auth::Passed) {
         return err;
     }
     let record = meta.into_record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);

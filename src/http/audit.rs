@@ -42,11 +42,7 @@ async fn authorized(
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     if let Err(err) = auth::bearer(headers, &state.config.audit.tokens, "audit") {
-        state
-            .metrics
-            .count_rejection(Source::AuditRead.as_str(), err.code);
-        // Past the source's rate, counted for a summary record like the receivers' rejections.
-        if !state.rejections.admit(Source::AuditRead, err.code) {
+        if !state.rejection_recorded(Source::AuditRead, err.code, false) {
             return Err(err);
         }
         let mut meta = arrival.meta(Source::AuditRead);

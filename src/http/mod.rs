@@ -32,7 +32,7 @@ use tracing::Instrument as _;
 pub use error::ApiError;
 pub use throttle::RejectionThrottle;
 
-use crate::audit::AuditStore;
+use crate::audit::{AuditStore, Source};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -43,6 +43,19 @@ use crate::sns::SnsReceiver;
 pub struct AppState(Arc<AppShared>);
 
 impl AppState {
+    /// Counts a rejection of `source` with `code`, and says whether it gets a full audit record: always when the
+    /// caller authenticated (or holds a delivery claim), else while the source is under the throttle's rate;
+    /// past it, the rejection is counted for a summary record instead.
+    pub fn rejection_recorded(
+        &self,
+        source: Source,
+        code: &'static str,
+        authenticated: bool,
+    ) -> bool {
+        self.metrics.count_rejection(source.as_str(), code);
+        authenticated || self.rejections.admit(source, code)
+    }
+
     /// Shares `shared` with every handler.
     pub fn new(shared: AppShared) -> Self {
         Self(Arc::new(shared))

@@ -287,15 +287,10 @@ async fn rejected(
     if err.is_auth_failure() {
         meta.auth = Auth::Failed(err.code.into());
     }
-    state
-        .metrics
-        .count_rejection(meta.source.as_str(), err.code);
     // An unauthenticated rejection past its source's rate is counted for a summary record instead of a full
     // one (it never holds a delivery claim: claims come after authentication).
-    if delivery.is_none()
-        && meta.auth != Auth::Passed
-        && !state.rejections.admit(meta.source, err.code)
-    {
+    let authenticated = delivery.is_some() || meta.auth == Auth::Passed;
+    if !state.rejection_recorded(meta.source, err.code, authenticated) {
         return err.into_response();
     }
     meta.note("error", &err.detail);

@@ -86,7 +86,7 @@ impl App {
                 Fleets::Aws => places.fleet_of(&config, target),
                 Fleets::One(fleet) => Arc::clone(fleet),
             };
-            (fleet, place_of(&config, target, &home))
+            (fleet, config.place_of(target, &home.account))
         };
         let engine = Engine::start_with(
             Arc::clone(&config),
@@ -130,12 +130,6 @@ impl App {
         drop(self.state);
         self.writer.finish().await;
     }
-}
-
-/// Where `target` is: its account's id (the local one is `home`'s) and its region.
-pub fn place_of(config: &Config, target: &TargetConfig, home: &Home) -> Home {
-    let (account, region) = config.place_of(target, &home.account);
-    Home { account, region }
 }
 
 /// Where reflex runs: the account (`aws.account_id`, else learned once with STS GetCallerIdentity) and

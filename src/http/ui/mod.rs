@@ -219,11 +219,7 @@ async fn login(
     let (status, code, outcome) = match failure {
         Some((status, code, message)) => {
             meta.auth = Auth::Failed(code.into());
-            state
-                .metrics
-                .count_rejection(Source::AuditRead.as_str(), code);
-            // Past the source's rate, counted for a summary record like every unauthenticated rejection.
-            if !state.rejections.admit(Source::AuditRead, code) {
+            if !state.rejection_recorded(Source::AuditRead, code, false) {
                 return login_page(&state, status, Some(message)).await;
             }
             (status, Some(code), Outcome::Rejected)
