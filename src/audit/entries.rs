@@ -41,6 +41,19 @@ async fn set_head(tx: &mut Tx<'_>, head: &Mark) -> Result<(), sqlx::Error> {
         .map(|_| ())
 }
 
+/// Whether the record `id` has a version other than its intent in the chain.
+pub(super) async fn has_final(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    let found =
+        sqlx::query("SELECT 1 FROM audit_entries WHERE id = $1 AND outcome <> 'acting' LIMIT 1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// Appends one entry per record version, in order, after the chain's head.
 pub(super) async fn append(
     tx: &mut Tx<'_>,

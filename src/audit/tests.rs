@@ -1024,3 +1024,46 @@ async fn a_store_from_before_the_chain_is_chained_once_when_opened() {
     drop(store);
     writer.finish().await;
 }
+
+#[test]
+fn a_failed_commit_holds_run_results_and_settlements_but_not_intents_or_refused_requests() {
+    use super::held::Held;
+    use super::writer::{Op, Put};
+    let op = |put: Put| Op::Put(Box::new(put));
+    assert!(Held::keeps(&op(Put::record(record("R1", "web", 1)))));
+    let mut intent = record("R2", "web", 1);
+    intent.outcome = Outcome::Acting;
+    assert!(!Held::keeps(&op(Put::record(intent.clone()))));
+    let mut untargeted = record("R3", "web", 0);
+    untargeted.target = None;
+    assert!(!Held::keeps(&op(Put::record(untargeted.clone()))));
+    let released = Put {
+        settle: Some(DeliveryUpdate::Release {
+            key: "sns:1".into(),
+        }),
+        ..Put::record(untargeted.clone())
+    };
+    assert!(Held::keeps(&op(released)));
+    let first = Put {
+        settle: Some(DeliveryUpdate::First {
+            key: "sns:2".into(),
+            answer: Bytes::from_static(b"{}"),
+        }),
+        ..Put::record(untargeted)
+    };
+    assert!(!Held::keeps(&op(first)), "its request is retried whole");
+    assert!(!Held::keeps(&Op::Probe));
+
+    let mut held = Held::new();
+    held.hold(op(Put::record(record("R1", "web", 1))), "connection lost");
+    assert_eq!(held.len(), 1);
+    let (pendings, _) = held.take();
+    let Op::Put(put) = &pendings[0].op else {
+        panic!("a put")
+    };
+    assert_eq!(
+        put.record.detail["committed_late"]["first_commit_failed"],
+        "connection lost"
+    );
+    assert!(held.is_empty());
+}

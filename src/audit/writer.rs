@@ -1,7 +1,7 @@
 //! The batching writer: one task commits every pending write in a single transaction (group commit), so each
 //! request waits for a durable commit without paying one fsync of its own.
 
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -16,9 +16,11 @@ use super::claims;
 use super::decisions::{self, DecisionRow};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::entries;
+use super::held::Held;
 use super::home::{self, Home};
 use super::jobs::{self, ClaimedJob, NewJob};
 use super::keys::Key;
+use super::link::Link;
 use super::processes::{self, HEARTBEAT_EVERY};
 use super::rows::{PreparedRow, millis};
 use super::ui_sessions;
@@ -204,7 +206,8 @@ async fn write_loop(
     mut stopped: oneshot::Receiver<()>,
     owner: Arc<str>,
 ) {
-    let mut conn = Some(conn);
+    let mut link = Link::new(conn, store.backend, store.url.clone(), &owner);
+    let mut held = Held::new();
     let mut batch = Vec::with_capacity(BATCH_MAX);
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -216,11 +219,16 @@ async fn write_loop(
                 rx.close();
                 continue;
             }
+            _ = tokio::time::sleep_until(held.next_try()), if !held.is_empty() => {
+                write_held(&store, &mut link, &mut held, &owner).await;
+                continue;
+            }
             _ = heartbeat.tick() => {
-                if let Some(open) = conn.as_mut()
+                if let Some(open) = link.current()
                     && let Err(err) = processes::beat(open, store.backend, &owner).await
                 {
                     tracing::error!(error = %err, "audit heartbeat failed");
+                    link.lost().await;
                 }
                 continue;
             }
@@ -228,31 +236,7 @@ async fn write_loop(
         if received == 0 {
             break;
         }
-        let mut attempt = 1;
-        let written = loop {
-            let written = match conn.as_mut() {
-                Some(open) => write_batch(store.backend, open, &batch, &owner).await,
-                None => match store.backend.reconnect(&store.url, &owner).await {
-                    Ok(fresh) => {
-                        write_batch(store.backend, conn.insert(fresh), &batch, &owner).await
-                    }
-                    Err(err) => Err(err),
-                },
-            };
-            match &written {
-                Err(err) if attempt < ATTEMPTS && store.backend.is_retryable(err) => {
-                    tracing::warn!(error = %err, "audit commit aborted by the database; trying again");
-                    if store.backend.is_lock_timeout(err)
-                        && let Some(open) = conn.as_mut()
-                    {
-                        break_dead_holders(store.backend, open).await;
-                    }
-                    attempt += 1;
-                }
-                _ => break written,
-            }
-        };
-        match written {
+        match write_retrying(&store, &mut link, &batch, &owner).await {
             Ok(results) => {
                 for (pending, result) in batch.drain(..).zip(results) {
                     let _ = pending.done.send(Ok(result));
@@ -261,24 +245,120 @@ async fn write_loop(
             Err(err) => {
                 tracing::error!(error = %err, records = batch.len(), "audit commit failed");
                 store.write_failures.inc_by(batch.len() as u64);
-                for pending in batch.drain(..) {
-                    let _ = pending.done.send(Err(err.to_string()));
-                }
-                // A failed commit (a full disk, a lost server) can leave the connection inside a transaction
-                // that neither the database nor the driver will end; every later "commit" would then be lost.
-                // The next batch gets a fresh connection instead.
-                if let Some(broken) = conn.take() {
-                    let _ = broken.close().await;
+                let error = err.to_string();
+                for Pending { op, done } in batch.drain(..) {
+                    let _ = done.send(Err(error.clone()));
+                    if Held::keeps(&op) {
+                        held.hold(op, &error);
+                    }
                 }
             }
         }
     }
+    if !held.is_empty() {
+        write_held(&store, &mut link, &mut held, &owner).await;
+        if !held.is_empty() {
+            tracing::error!(
+                records = held.len(),
+                "stopping with run results the audit store did not take; another process takes their deliveries over"
+            );
+        }
+    }
     // A clean stop: this process holds nothing any more, so nothing waits for its heartbeat to go stale.
-    if let Some(open) = conn.as_mut()
+    if let Some(open) = link.current()
         && let Err(err) = sign_off(store.backend, open, &owner).await
     {
         tracing::warn!(error = %err, "cannot remove this process from the audit store's process list");
     }
+}
+
+/// Commits `batch` over the link, again when the database aborted it for a deadlock, a serialization failure
+/// or a lock timeout (after ending dead processes' sessions); after a failure the link opens a fresh
+/// connection for the next batch.
+async fn write_retrying(
+    store: &Store,
+    link: &mut Link,
+    batch: &[Pending],
+    owner: &str,
+) -> Result<Vec<Written>, sqlx::Error> {
+    let mut attempt = 1;
+    let written = loop {
+        let written = match link.open().await {
+            Ok(open) => write_batch(store.backend, open, batch, owner).await,
+            Err(err) => Err(err),
+        };
+        match &written {
+            Err(err) if attempt < ATTEMPTS && store.backend.is_retryable(err) => {
+                tracing::warn!(error = %err, "audit commit aborted by the database; trying again");
+                if store.backend.is_lock_timeout(err)
+                    && let Some(open) = link.current()
+                {
+                    break_dead_holders(store.backend, open).await;
+                }
+                attempt += 1;
+            }
+            _ => break written,
+        }
+    };
+    if written.is_err() {
+        link.lost().await;
+    }
+    written
+}
+
+/// Tries the held run results again, leaving out any that an earlier commit reported failed but did write.
+async fn write_held(store: &Store, link: &mut Link, held: &mut Held, owner: &str) {
+    let (pendings, since) = held.take();
+    let unwritten = match link.open().await {
+        Ok(open) => unwritten(open, &pendings).await,
+        Err(err) => Err(err),
+    };
+    let written = match unwritten {
+        Ok(keep) => {
+            let (pendings, since): (Vec<Pending>, Vec<tokio::time::Instant>) = pendings
+                .into_iter()
+                .zip(since)
+                .zip(keep)
+                .filter_map(|(held, keep)| keep.then_some(held))
+                .unzip();
+            if pendings.is_empty() {
+                return;
+            }
+            match write_retrying(store, link, &pendings, owner).await {
+                Ok(_) => Ok(pendings.len()),
+                Err(err) => Err((err, pendings, since)),
+            }
+        }
+        Err(err) => {
+            link.lost().await;
+            Err((err, pendings, since))
+        }
+    };
+    match written {
+        Ok(records) => tracing::warn!(
+            records,
+            "the audit store is back: run results held by a failed commit are written, their claims and leases given back"
+        ),
+        Err((err, pendings, since)) => {
+            tracing::warn!(error = %err, records = pendings.len(), "the audit store is still unavailable");
+            held.failed(pendings, since);
+        }
+    }
+}
+
+/// For each held write, whether its record's final version is not in the chain yet.
+async fn unwritten(
+    conn: &mut AnyConnection,
+    pendings: &[Pending],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut keep = Vec::with_capacity(pendings.len());
+    for pending in pendings {
+        keep.push(match &pending.op {
+            Op::Put(put) => !entries::has_final(conn, &put.record.id).await?,
+            _ => false,
+        });
+    }
+    Ok(keep)
 }
 
 /// Ends the sessions of dead processes that still hold locks, logging what was done.

@@ -198,6 +198,7 @@ impl Engine {
                 acted: 0,
                 read,
                 tripped,
+                check: None,
             })
         };
         if let Some(refusal) = self.gate(target, dry_run, previous).await? {
@@ -213,6 +214,7 @@ impl Engine {
                 acted: 0,
                 read: true,
                 tripped,
+                check: None,
             }));
         }
         let decision = decided.decision.clone();
@@ -220,15 +222,13 @@ impl Engine {
             act::Acted::Replaced(acted) => acted,
             act::Acted::Refused(refusal) => return Ok(refused(meta, refusal, true, tripped)),
         };
-        if acted > 0 {
-            self.schedule_check(meta, &target.id, &decision, acted)
-                .await?;
-        }
+        let check = (acted > 0).then(|| self.recovery_check(meta, &target.id, &decision, acted));
         Ok(self.counted(Run {
             summary,
             acted,
             read: true,
             tripped,
+            check,
         }))
     }
 }

@@ -44,14 +44,15 @@ pub struct RecoveryCheck {
 }
 
 impl Engine {
-    /// Schedules the recovery check of a run that replaced `acted` instances as `decision` decided, noted.
-    pub(super) async fn schedule_check(
+    /// The recovery check of a run that replaced `acted` instances as `decision` decided, noted: a job that
+    /// rides in the run's final commit, so that the check is scheduled exactly when the run's record lands.
+    pub(super) fn recovery_check(
         &self,
         meta: &mut RequestMeta,
         target: &TargetId,
         decision: &Decision,
         acted: u32,
-    ) -> Result<(), EngineError> {
+    ) -> NewJob {
         let verify_after = Duration::from_secs(self.config.remediation.verify_after_secs);
         let due = OffsetDateTime::now_utc() + verify_after;
         let check = RecoveryCheck {
@@ -65,15 +66,13 @@ impl Engine {
             "recovery_check",
             serde_json::json!({"expected_in_service": check.expected_in_service, "due": due.unix_timestamp()}),
         );
-        let job = NewJob {
+        NewJob {
             kind: JOB_KIND,
             dedup_key: Some(format!("{JOB_KIND}:{}", check.run_id)),
             delay_ms: i64::try_from(verify_after.as_millis()).unwrap_or(i64::MAX),
             payload: serde_json::to_string(&check).unwrap_or_default(),
             bounded: false,
-        };
-        self.audit.enqueue(vec![job]).await?;
-        Ok(())
+        }
     }
 
     /// Runs the claimed recovery check `job`: reads the target again and records `recovered` or

@@ -19,6 +19,8 @@ pub struct Run {
     pub read: bool,
     /// Set when this run opened the target's breaker: what tripped it and why.
     pub tripped: Option<Tripped>,
+    /// The recovery check of a run that acted, added in the commit of the run's record.
+    pub check: Option<NewJob>,
 }
 
 impl Run {
@@ -82,7 +84,13 @@ impl Engine {
             .into_iter()
             .map(|event| event.at(place.as_ref()))
             .collect();
-        let jobs = self.jobs_of(&events);
+        let mut jobs = self.jobs_of(&events);
+        if let Ok(Run {
+            check: Some(check), ..
+        }) = result
+        {
+            jobs.push(check.clone());
+        }
         (record, settle, jobs)
     }
 

@@ -7,6 +7,7 @@ pub mod alertmanager;
 pub mod fleet;
 pub mod iam;
 pub mod moto;
+pub mod own_postgres;
 pub mod postgres;
 pub mod process;
 pub mod slow_proxy;

@@ -35,17 +35,22 @@ impl Postgres {
 
     /// `text` (from `config_text`) with its audit store in this database instead of a SQLite file.
     pub fn config(&self, text: &str) -> String {
-        text.lines()
-            .map(|line| {
-                if line.starts_with("url = \"sqlite://") {
-                    format!("url = \"{}\"", self.url)
-                } else {
-                    line.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        with_store(text, &self.url)
     }
+}
+
+/// `text` (from `config_text`) with its audit store at `url` instead of a SQLite file.
+pub fn with_store(text: &str, url: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.starts_with("url = \"sqlite://") {
+                format!("url = \"{url}\"")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for Postgres {

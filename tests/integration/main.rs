@@ -21,6 +21,7 @@ mod secrets;
 mod serving;
 mod sns;
 mod store_locks;
+mod store_recovery;
 mod takeover;
 mod target_groups;
 mod ui_sessions;
