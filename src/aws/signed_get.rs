@@ -82,7 +82,12 @@ impl SnsFetcher {
             .await
             .map_err(|err| FetchError::Failed(format!("GET failed: {err}")))?;
         let status = response.status();
-        if status.is_client_error() {
+        // A host that throttles (429) or timed the request out (408) may answer the next one: not a refusal.
+        let transient = matches!(
+            status,
+            reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::REQUEST_TIMEOUT
+        );
+        if status.is_client_error() && !transient {
             return Err(FetchError::Refused(status.as_u16()));
         }
         if status != reqwest::StatusCode::OK {

@@ -259,6 +259,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_throttling_host_is_transient_so_sns_sends_again() {
+        for status in ["429 Too Many Requests", "408 Request Timeout"] {
+            let (endpoint, _) = server(status, Duration::ZERO).await;
+            let codes = many_gets(store(&endpoint)).await;
+            assert!(
+                codes.iter().all(|code| *code == "certificate-unavailable"),
+                "{status}: {codes:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_failing_host_is_transient_and_waiters_fail_fast_behind_one_fetch() {
         let (endpoint, requests) =
             server("503 Service Unavailable", Duration::from_millis(200)).await;

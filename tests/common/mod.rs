@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod fault_relay;
 pub mod fleet;
 pub mod iam;
 pub mod moto;

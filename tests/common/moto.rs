@@ -66,6 +66,20 @@ impl Moto {
     /// How many requests of each AWS action moto recorded since `start_recording` (query-protocol actions
     /// are named by the `Action` form field of the request).
     pub async fn recorded_actions(&self) -> std::collections::HashMap<String, usize> {
+        let mut actions = std::collections::HashMap::new();
+        for form in self.recorded_forms().await {
+            let action = form
+                .iter()
+                .find(|(key, _)| key == "Action")
+                .map_or_else(|| "other".to_owned(), |(_, value)| value.clone());
+            *actions.entry(action).or_default() += 1;
+        }
+        actions
+    }
+
+    /// The form fields of every request moto recorded since `start_recording`, in order (a request without a
+    /// form body gives an empty list).
+    pub async fn recorded_forms(&self) -> Vec<Vec<(String, String)>> {
         use base64::Engine as _;
         let text = reqwest::get(format!(
             "{}/moto-api/recorder/download-recording",
@@ -76,7 +90,7 @@ impl Moto {
         .text()
         .await
         .unwrap();
-        let mut actions = std::collections::HashMap::new();
+        let mut forms = Vec::new();
         for line in text.lines().filter(|line| !line.trim().is_empty()) {
             let entry: serde_json::Value = serde_json::from_str(line).unwrap();
             let mut body = entry["body"].as_str().unwrap_or_default().to_owned();
@@ -86,11 +100,12 @@ impl Moto {
                     .unwrap_or_default();
                 body = String::from_utf8_lossy(&bytes).into_owned();
             }
-            let action = url::form_urlencoded::parse(body.as_bytes())
-                .find(|(key, _)| key == "Action")
-                .map_or_else(|| "other".to_owned(), |(_, value)| value.into_owned());
-            *actions.entry(action).or_default() += 1;
+            forms.push(
+                url::form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect(),
+            );
         }
-        actions
+        forms
     }
 }

@@ -14,6 +14,8 @@ use base64::Engine as _;
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_RSA_SHA256, RsaKeySize};
 use serde_json::{Value, json};
 
+use super::Fleet;
+
 /// A signing key with a certificate whose subject is `sns.amazonaws.com`.
 pub struct TestSigner {
     pkcs8: Vec<u8>,
@@ -155,4 +157,74 @@ impl Capture {
     pub fn bodies(&self) -> Vec<Bytes> {
         self.bodies.lock().unwrap().clone()
     }
+}
+
+/// A CloudWatch alarm body for a classic ELB, as CloudWatch publishes it to SNS.
+pub fn alarm(load_balancer: &str, state: &str) -> String {
+    json!({
+        "AlarmName": format!("awselb-{load_balancer}-High-Unhealthy-Hosts"),
+        "AlarmDescription": "Created from EC2 Console",
+        "AWSAccountId": "123456789012",
+        "NewStateValue": state,
+        "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0).",
+        "StateChangeTime": "2026-11-25T10:00:00.000+0000",
+        "Region": "US East (N. Virginia)",
+        "OldStateValue": "OK",
+        "Trigger": {
+            "MetricName": "UnHealthyHostCount",
+            "Namespace": "AWS/ELB",
+            "Statistic": "MAXIMUM",
+            "Dimensions": [{"name": "LoadBalancerName", "value": load_balancer}],
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Threshold": 0.0
+        }
+    })
+    .to_string()
+}
+
+pub async fn topic(fleet: &Fleet, name: &str) -> String {
+    let sns = aws_sdk_sns::Client::new(&fleet.sdk);
+    sns.create_topic()
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn subscribe(fleet: &Fleet, topic_arn: &str, endpoint: &str) {
+    aws_sdk_sns::Client::new(&fleet.sdk)
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("http")
+        .endpoint(endpoint)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Publishes without a Subject: moto leaves the Subject out of the string it signs, which AWS includes, so a
+/// message with a Subject from moto cannot verify (the unit tests and AWS vectors cover Subject).
+pub async fn publish(fleet: &Fleet, topic_arn: &str, message: &str) {
+    aws_sdk_sns::Client::new(&fleet.sdk)
+        .publish()
+        .topic_arn(topic_arn)
+        .message(message)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Publishes one alarm to a capture endpoint and returns moto's genuinely signed delivery.
+pub async fn captured_delivery(fleet: &Fleet, topic_arn: &str, message: &str) -> Vec<u8> {
+    let capture = Capture::start().await;
+    subscribe(fleet, topic_arn, &capture.url).await;
+    publish(fleet, topic_arn, message).await;
+    let bodies = capture.bodies();
+    assert_eq!(bodies.len(), 1);
+    bodies[0].to_vec()
 }

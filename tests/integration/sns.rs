@@ -4,33 +4,9 @@
 use aws_sdk_ec2::types::InstanceStateName;
 use serde_json::{Value, json};
 
-use crate::common::sns::{Capture, TestSigner};
+use crate::common::sns::TestSigner;
+pub(crate) use crate::common::sns::{alarm, captured_delivery, publish, subscribe, topic};
 use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
-
-/// A CloudWatch alarm body for a classic ELB, as CloudWatch publishes it to SNS.
-pub(crate) fn alarm(load_balancer: &str, state: &str) -> String {
-    json!({
-        "AlarmName": format!("awselb-{load_balancer}-High-Unhealthy-Hosts"),
-        "AlarmDescription": "Created from EC2 Console",
-        "AWSAccountId": "123456789012",
-        "NewStateValue": state,
-        "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0).",
-        "StateChangeTime": "2026-11-25T10:00:00.000+0000",
-        "Region": "US East (N. Virginia)",
-        "OldStateValue": "OK",
-        "Trigger": {
-            "MetricName": "UnHealthyHostCount",
-            "Namespace": "AWS/ELB",
-            "Statistic": "MAXIMUM",
-            "Dimensions": [{"name": "LoadBalancerName", "value": load_balancer}],
-            "Period": 60,
-            "EvaluationPeriods": 1,
-            "ComparisonOperator": "GreaterThanThreshold",
-            "Threshold": 0.0
-        }
-    })
-    .to_string()
-}
 
 /// reflex allowed to touch `lb` and to take deliveries from `topics`, plus `sns_extra` keys in `[sns]`.
 async fn app(
@@ -65,41 +41,6 @@ async fn app_with(
         sns_extra.replace("CERT_DIR", certs.path().to_str().unwrap())
     ));
     (TestApp::spawn_with_config(dir, &text).await, certs)
-}
-
-pub(crate) async fn topic(fleet: &Fleet, name: &str) -> String {
-    let sns = aws_sdk_sns::Client::new(&fleet.sdk);
-    sns.create_topic()
-        .name(name)
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned()
-}
-
-pub(crate) async fn subscribe(fleet: &Fleet, topic_arn: &str, endpoint: &str) {
-    aws_sdk_sns::Client::new(&fleet.sdk)
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("http")
-        .endpoint(endpoint)
-        .send()
-        .await
-        .unwrap();
-}
-
-/// Publishes without a Subject: moto leaves the Subject out of the string it signs, which AWS includes, so a
-/// message with a Subject from moto cannot verify (the unit tests and AWS vectors cover Subject).
-pub(crate) async fn publish(fleet: &Fleet, topic_arn: &str, message: &str) {
-    aws_sdk_sns::Client::new(&fleet.sdk)
-        .publish()
-        .topic_arn(topic_arn)
-        .message(message)
-        .send()
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -156,16 +97,6 @@ async fn a_signed_alarm_from_moto_terminates_the_stopped_instance_and_ok_does_no
     );
     // moto signs every message with a certificate of its own (a new SigningCertURL each time).
     assert_eq!(app.state_cert_loads(), 2);
-}
-
-/// Publishes one alarm to a capture endpoint and returns moto's genuinely signed delivery.
-pub(crate) async fn captured_delivery(fleet: &Fleet, topic_arn: &str, message: &str) -> Vec<u8> {
-    let capture = Capture::start().await;
-    subscribe(fleet, topic_arn, &capture.url).await;
-    publish(fleet, topic_arn, message).await;
-    let bodies = capture.bodies();
-    assert_eq!(bodies.len(), 1);
-    bodies[0].to_vec()
 }
 
 #[tokio::test]
