@@ -15,7 +15,7 @@ load "$PORT" 0; REFLEX_NEW=$RATE
 echo "== reflex: redeliveries of one notification (answered from the first delivery, audited)"
 load "$PORT" 1; REFLEX_AGAIN=$RATE
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" || true
-echo "   audit records: $(sqlite3 "$RUN/audit.db" 'SELECT outcome, COUNT(*) FROM audit_records GROUP BY outcome' | tr '\n' ' ')"
+echo "   audit records: $(sqlite3 "$RUN/audit.db" 'SELECT outcome, COUNT(*) FROM audit_entries GROUP BY outcome' | tr '\n' ' ')"
 
 PEER_PORT=$(free_port)
 NODE_PATH="$PWD/$PEER/node_modules" node bench/sns_peer.js "$PEER_PORT" "$WORK/certs" &

@@ -55,7 +55,7 @@ rows = [pathlib.Path(sys.argv[1], f"replica-{i}").read_text().split() for i in r
 print(sum(float(rate) for rate, _ in rows), f"{max(ms(p99) for _, p99 in rows):.2f}ms")
 PY
 )
-echo "   audit records: $(psql -tA "$PG_URL" -c "SELECT outcome || ' ' || COUNT(*) FROM audit_records GROUP BY outcome" | tr '\n' ' ')"
+echo "   audit records: $(psql -tA "$PG_URL" -c "SELECT outcome || ' ' || COUNT(*) FROM audit_entries GROUP BY outcome" | tr '\n' ' ')"
 
 PEER_PORT=$(free_port)
 NODE_PATH="$PWD/$PEER/node_modules" node bench/sns_peer.js "$PEER_PORT" "$WORK/certs" &

@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::Outcome;
 use super::rows::PreparedRow;
 use super::writer::{Op, Pending, Put};
 
@@ -53,8 +52,7 @@ impl Held {
         {
             return false;
         }
-        let run_result = put.record.target.is_some() && put.record.outcome != Outcome::Acting;
-        run_result || put.settle.is_some() || put.finishes.is_some()
+        put.record.ends_a_run() || put.settle.is_some() || put.finishes.is_some()
     }
 
     /// Holds `op` (one `keeps` kept) whose commit failed with `error`; its record notes that the request was
@@ -100,33 +98,34 @@ impl Held {
         self.next_try
     }
 
-    /// The held writes, to be committed again (nobody waits for their answer), and when each was first held.
-    pub fn take(&mut self) -> (Vec<Pending>, Vec<Instant>) {
-        self.puts
-            .drain(..)
-            .map(|(since, put)| {
-                let (done, _) = oneshot::channel();
-                let pending = Pending {
-                    op: Op::Put(put),
-                    done,
-                };
-                (pending, since)
-            })
-            .unzip()
+    /// Tries again at once (the store just took another write).
+    pub fn try_now(&mut self) {
+        self.next_try = Instant::now();
     }
 
-    /// Puts back writes `take` gave that failed again; those held too long are given up.
-    pub fn failed(&mut self, pendings: Vec<Pending>, since: Vec<Instant>) {
-        for (pending, since) in pendings.into_iter().zip(since) {
-            let Op::Put(put) = pending.op else { continue };
+    /// The oldest held write, to be committed again (nobody waits for its answer), and when it was first held.
+    pub fn take(&mut self) -> Option<(Pending, Instant)> {
+        let (since, put) = self.puts.pop_front()?;
+        let (done, _) = oneshot::channel();
+        let pending = Pending {
+            op: Op::Put(put),
+            done,
+        };
+        Some((pending, since))
+    }
+
+    /// Puts back, first in line, a write `take` gave that failed again, unless it was held too long; the next
+    /// try waits longer.
+    pub fn failed(&mut self, pending: Pending, since: Instant) {
+        if let Op::Put(put) = pending.op {
             if since.elapsed() > GIVE_UP_AFTER {
                 tracing::error!(
                     id = %put.record.id,
                     "a run's result waited an hour for the audit store; it is given up"
                 );
-                continue;
+            } else {
+                self.puts.push_front((since, put));
             }
-            self.puts.push_back((since, put));
         }
         self.pause = (self.pause * 2).min(LONGEST_PAUSE);
         self.next_try = Instant::now() + self.pause;

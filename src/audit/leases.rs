@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use super::AuditRecord;
-use super::Outcome;
 use super::backend::list;
 use super::keys::Key;
 use super::processes::{alive_since, holder_is_dead};
@@ -78,7 +77,7 @@ pub(super) async fn release_finished(
 ) -> Result<(), sqlx::Error> {
     let finished: Vec<&str> = records
         .iter()
-        .filter(|record| record.target.is_some() && record.outcome != Outcome::Acting)
+        .filter(|record| record.ends_a_run())
         .map(|record| record.id.as_str())
         .collect();
     for chunk in finished.chunks(256) {

@@ -209,6 +209,14 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
+impl AuditRecord {
+    /// Whether this version ends a run on a target (not its intent): the version that gives the run's leases
+    /// back.
+    pub(super) fn ends_a_run(&self) -> bool {
+        self.target.is_some() && self.outcome != Outcome::Acting
+    }
+}
+
 /// A new ULID, strictly greater than every earlier one of this process, so that records sort in arrival order
 /// even within one millisecond. It is the request id and the audit id.
 pub fn next_id() -> String {

@@ -321,7 +321,28 @@ on_both_stores!(
     budgets_count_real_runs_in_their_window_at_a_chosen_clock,
     a_breaker_opens_once_and_stays_open_for_every_process_until_reset,
     a_job_is_claimed_by_one_process_runs_once_and_is_retried_or_taken_over,
+    a_held_record_counts_as_written_once_its_final_version_is_in_the_chain,
 );
+
+/// What the writer asks before writing a held record again: a commit reported failed may have landed.
+async fn a_held_record_counts_as_written_once_its_final_version_is_in_the_chain(db: TestDb) {
+    use sqlx::Connection as _;
+    let (store, writer) = db.open().await;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    assert!(!super::entries::has_final(&mut conn, "H1").await.unwrap());
+    let mut intent = record("H1", "web", 1);
+    intent.outcome = Outcome::Acting;
+    store.put(intent).await.unwrap();
+    assert!(
+        !super::entries::has_final(&mut conn, "H1").await.unwrap(),
+        "an intent is not the final version"
+    );
+    store.put(record("H1", "web", 1)).await.unwrap();
+    assert!(super::entries::has_final(&mut conn, "H1").await.unwrap());
+    drop(store);
+    writer.finish().await;
+}
 
 async fn budgets_count_real_runs_in_their_window_at_a_chosen_clock(db: TestDb) {
     use crate::engine::budget::{Budgets, Left, usage};
@@ -1057,8 +1078,8 @@ fn a_failed_commit_holds_run_results_and_settlements_but_not_intents_or_refused_
     let mut held = Held::new();
     held.hold(op(Put::record(record("R1", "web", 1))), "connection lost");
     assert_eq!(held.len(), 1);
-    let (pendings, _) = held.take();
-    let Op::Put(put) = &pendings[0].op else {
+    let (pending, _) = held.take().unwrap();
+    let Op::Put(put) = &pending.op else {
         panic!("a put")
     };
     assert_eq!(

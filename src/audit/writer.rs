@@ -31,6 +31,8 @@ use super::{leases, pauses, readiness};
 const ATTEMPTS: usize = 3;
 /// Most writes committed in one transaction.
 const BATCH_MAX: usize = 1024;
+/// How long a stopping writer keeps trying to write the run results the store refused.
+const LAST_TRIES: std::time::Duration = std::time::Duration::from_secs(5);
 /// Writes waiting for the writer before callers feel back-pressure.
 pub(super) const QUEUE_DEPTH: usize = 8192;
 
@@ -224,9 +226,11 @@ async fn write_loop(
                 continue;
             }
             _ = heartbeat.tick() => {
-                if let Some(open) = link.current()
-                    && let Err(err) = processes::beat(open, store.backend, &owner).await
-                {
+                let beat = match link.open().await {
+                    Ok(open) => processes::beat(open, store.backend, &owner).await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = beat {
                     tracing::error!(error = %err, "audit heartbeat failed");
                     link.lost().await;
                 }
@@ -241,6 +245,8 @@ async fn write_loop(
                 for (pending, result) in batch.drain(..).zip(results) {
                     let _ = pending.done.send(Ok(result));
                 }
+                // The store takes writes again: what it refused earlier need not wait for its timer.
+                held.try_now();
             }
             Err(err) => {
                 tracing::error!(error = %err, records = batch.len(), "audit commit failed");
@@ -255,19 +261,25 @@ async fn write_loop(
             }
         }
     }
-    if !held.is_empty() {
+    // Before stopping, the held run results get a few more tries.
+    let last_try = tokio::time::Instant::now() + LAST_TRIES;
+    while !held.is_empty() && tokio::time::Instant::now() < last_try {
+        tokio::time::sleep_until(held.next_try().min(last_try)).await;
         write_held(&store, &mut link, &mut held, &owner).await;
-        if !held.is_empty() {
-            tracing::error!(
-                records = held.len(),
-                "stopping with run results the audit store did not take; another process takes their deliveries over"
-            );
-        }
+    }
+    if !held.is_empty() {
+        tracing::error!(
+            records = held.len(),
+            "stopping with run results the audit store did not take; after this process signs off, the next \
+             redelivery of each takes it over"
+        );
     }
     // A clean stop: this process holds nothing any more, so nothing waits for its heartbeat to go stale.
-    if let Some(open) = link.current()
-        && let Err(err) = sign_off(store.backend, open, &owner).await
-    {
+    let signed_off = match link.open().await {
+        Ok(open) => sign_off(store.backend, open, &owner).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = signed_off {
         tracing::warn!(error = %err, "cannot remove this process from the audit store's process list");
     }
 }
@@ -306,59 +318,49 @@ async fn write_retrying(
     written
 }
 
-/// Tries the held run results again, leaving out any that an earlier commit reported failed but did write.
+/// Tries the held run results again, oldest first, each in a commit of its own (one the store keeps refusing
+/// does not hold the others back), leaving out any that an earlier commit reported failed but did write; stops
+/// at the first that fails again.
 async fn write_held(store: &Store, link: &mut Link, held: &mut Held, owner: &str) {
-    let (pendings, since) = held.take();
-    let unwritten = match link.open().await {
-        Ok(open) => unwritten(open, &pendings).await,
-        Err(err) => Err(err),
-    };
-    let written = match unwritten {
-        Ok(keep) => {
-            let (pendings, since): (Vec<Pending>, Vec<tokio::time::Instant>) = pendings
-                .into_iter()
-                .zip(since)
-                .zip(keep)
-                .filter_map(|(held, keep)| keep.then_some(held))
-                .unzip();
-            if pendings.is_empty() {
-                return;
+    let mut written = 0;
+    while let Some((pending, since)) = held.take() {
+        let landed = match link.open().await {
+            Ok(open) => unwritten(open, &pending).await,
+            Err(err) => Err(err),
+        };
+        let result = match landed {
+            Ok(false) => Ok(()),
+            Ok(true) => write_retrying(store, link, std::slice::from_ref(&pending), owner)
+                .await
+                .map(|_| ()),
+            Err(err) => {
+                link.lost().await;
+                Err(err)
             }
-            match write_retrying(store, link, &pendings, owner).await {
-                Ok(_) => Ok(pendings.len()),
-                Err(err) => Err((err, pendings, since)),
+        };
+        match result {
+            Ok(()) => written += 1,
+            Err(err) => {
+                tracing::warn!(error = %err, records = held.len() + 1, "the audit store is still unavailable");
+                held.failed(pending, since);
+                break;
             }
         }
-        Err(err) => {
-            link.lost().await;
-            Err((err, pendings, since))
-        }
-    };
-    match written {
-        Ok(records) => tracing::warn!(
-            records,
+    }
+    if written > 0 {
+        tracing::warn!(
+            records = written,
             "the audit store is back: run results held by a failed commit are written, their claims and leases given back"
-        ),
-        Err((err, pendings, since)) => {
-            tracing::warn!(error = %err, records = pendings.len(), "the audit store is still unavailable");
-            held.failed(pendings, since);
-        }
+        );
     }
 }
 
-/// For each held write, whether its record's final version is not in the chain yet.
-async fn unwritten(
-    conn: &mut AnyConnection,
-    pendings: &[Pending],
-) -> Result<Vec<bool>, sqlx::Error> {
-    let mut keep = Vec::with_capacity(pendings.len());
-    for pending in pendings {
-        keep.push(match &pending.op {
-            Op::Put(put) => !entries::has_final(conn, &put.record.id).await?,
-            _ => false,
-        });
+/// Whether the held write's record has no final version in the chain yet.
+async fn unwritten(conn: &mut AnyConnection, pending: &Pending) -> Result<bool, sqlx::Error> {
+    match &pending.op {
+        Op::Put(put) => Ok(!entries::has_final(conn, &put.record.id).await?),
+        _ => Ok(false),
     }
-    Ok(keep)
 }
 
 /// Ends the sessions of dead processes that still hold locks, logging what was done.

@@ -95,11 +95,27 @@ impl Drop for FaultRelay {
     }
 }
 
-/// Reads the request's head and answers it 429, closing the connection.
+/// Reads the request (its head, then as many bytes as its `content-length` says) and answers it 429, closing
+/// the connection.
 async fn throttle(mut client: TcpStream) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut seen = Vec::new();
-    while !seen.windows(4).any(|window| window == b"\r\n\r\n") {
+    let head_end = loop {
+        if let Some(at) = seen.windows(4).position(|window| window == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match client.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    while seen.len() < head_end + length {
         match client.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => seen.extend_from_slice(&buf[..n]),
