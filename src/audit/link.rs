@@ -53,7 +53,8 @@ impl Link {
         }
     }
 
-    /// The open connection, if there is one, without checking it (the heartbeat, the last sign-off).
+    /// The open connection, if there is one, without checking it (to look for dead lock holders after a lock
+    /// timeout on it).
     pub fn current(&mut self) -> Option<&mut AnyConnection> {
         self.conn.as_mut()
     }

@@ -30,56 +30,37 @@ pub struct FaultRelay {
     /// Connections by what they got.
     pub counts: Arc<FaultCounts>,
     faulty: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    _relay: Relay,
 }
 
 impl FaultRelay {
     /// Relays to the `http://HOST:PORT` endpoint `upstream`; faults are off until `faults(true)`. `seed` makes
     /// the choice of faults repeatable.
     pub async fn start(upstream: &str, seed: u64) -> Self {
-        let upstream: SocketAddr = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("upstream is http://IP:PORT");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let faulty = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(FaultCounts::default());
         let (on, count) = (Arc::clone(&faulty), Arc::clone(&counts));
-        let task = tokio::spawn(async move {
-            let mut state = seed | 1;
-            while let Ok((client, _)) = listener.accept().await {
-                // xorshift64: enough to spread the faults, repeatable from the seed.
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let roll = state % 100;
-                match (on.load(Ordering::SeqCst), roll) {
-                    (true, 0..10) => {
-                        count.dropped.fetch_add(1, Ordering::SeqCst);
-                        drop(client);
-                    }
-                    (true, 10..20) => {
-                        count.throttled.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(throttle(client));
-                    }
-                    (true, 20..35) => {
-                        count.slow.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(relay(client, upstream, SLOW));
-                    }
-                    _ => {
-                        count.relayed.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(relay(client, upstream, Duration::ZERO));
-                    }
-                }
-            }
-        });
+        let mut state = seed | 1;
+        let relay = Relay::start(upstream, move || {
+            // xorshift64: enough to spread the faults, repeatable from the seed.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let (counter, fate) = match (on.load(Ordering::SeqCst), state % 100) {
+                (true, 0..10) => (&count.dropped, Fate::Drop),
+                (true, 10..20) => (&count.throttled, Fate::Throttle),
+                (true, 20..35) => (&count.slow, Fate::Relay(SLOW)),
+                _ => (&count.relayed, Fate::Relay(Duration::ZERO)),
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            fate
+        })
+        .await;
         Self {
-            endpoint,
+            endpoint: relay.endpoint.clone(),
             counts,
             faulty,
-            task,
+            _relay: relay,
         }
     }
 
@@ -89,7 +70,51 @@ impl FaultRelay {
     }
 }
 
-impl Drop for FaultRelay {
+/// What one accepted connection gets.
+pub(crate) enum Fate {
+    /// Relayed, each client chunk held this long first.
+    Relay(Duration),
+    /// Closed at once: nothing reaches the upstream.
+    Drop,
+    /// Answered 429 without reaching the upstream.
+    Throttle,
+}
+
+/// The accept loop both relays share: each new connection gets the fate `choose` gives it. It stops when
+/// dropped.
+pub(crate) struct Relay {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Listens on a free loopback port in front of the `http://IP:PORT` endpoint `upstream`.
+    pub(crate) async fn start(
+        upstream: &str,
+        mut choose: impl FnMut() -> Fate + Send + 'static,
+    ) -> Self {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream is http://IP:PORT");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                match choose() {
+                    Fate::Drop => drop(client),
+                    Fate::Throttle => drop(tokio::spawn(throttle(client))),
+                    Fate::Relay(delay) => drop(tokio::spawn(relay(client, upstream, delay))),
+                }
+            }
+        });
+        Self { endpoint, task }
+    }
+}
+
+impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -131,7 +156,7 @@ async fn throttle(mut client: TcpStream) {
 }
 
 /// Relays one connection to `upstream`, holding each client chunk for `delay`.
-pub(crate) async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) {
+async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };

@@ -3,12 +3,11 @@
 //! Switched to failing, it drops every connection at once, as an unreachable AWS endpoint would. It forwards
 //! bytes unchanged; it knows nothing of the AWS API.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use super::fault_relay::{Fate, Relay};
 
 /// The relay; it stops when dropped.
 pub struct SlowProxy {
@@ -16,37 +15,29 @@ pub struct SlowProxy {
     pub endpoint: String,
     failing: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    _relay: Relay,
 }
 
 impl SlowProxy {
     /// Relays to the `http://HOST:PORT` endpoint `upstream`, delaying each client chunk by `delay`.
     pub async fn start(upstream: &str, delay: Duration) -> Self {
-        let upstream: SocketAddr = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("upstream is http://IP:PORT");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let failing = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
         let (fail, count) = (Arc::clone(&failing), Arc::clone(&connections));
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                if fail.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                tokio::spawn(relay(client, upstream, delay));
+        let relay = Relay::start(upstream, move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            if fail.load(Ordering::SeqCst) {
+                Fate::Drop
+            } else {
+                Fate::Relay(delay)
             }
-        });
+        })
+        .await;
         Self {
-            endpoint,
+            endpoint: relay.endpoint.clone(),
             failing,
             connections,
-            task,
+            _relay: relay,
         }
     }
 
@@ -59,14 +50,4 @@ impl SlowProxy {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
-}
-
-impl Drop for SlowProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) {
-    super::fault_relay::relay(client, upstream, delay).await;
 }
