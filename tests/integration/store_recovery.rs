@@ -96,7 +96,10 @@ async fn results_survive(mut store: Store, dir: tempfile::TempDir) {
     };
     let config = |endpoint: &str| {
         let db = dir.path().join("audit.db");
-        let mut text = config_text(endpoint, &db, &[&first_lb, &second_lb], PERMISSIVE);
+        let mut text = config_text(endpoint, &db, &[&first_lb, &second_lb], PERMISSIVE)
+            // While SQLite is locked each of the writer's batches (heartbeats, probes, the run's writes) waits
+            // out the 5 s busy timeout: the run's answer may take longer than the default 60 s.
+            .replace("[server]\n", "[server]\nrequest_timeout_secs = 180\n");
         text.push_str(&format!(
             "\n[sns]\ntopic_arns = [\"{topic_arn}\"]\ncertificates_from = \"endpoint\"\n"
         ));
