@@ -223,6 +223,20 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// `rows` groups of `columns` placeholders for a statement that binds nothing else, in order: numbered on
+/// PostgreSQL (`($1, $2), ($3, $4)`), anonymous on SQLite (`(?, ?), (?, ?)`). SQLite looks each numbered
+/// parameter's name up in a list as long as the statement's parameters, once per parameter and execution, so
+/// a wide multi-row insert with numbered ones spends its time in that search; anonymous ones have no names.
+pub fn row_values(backend: Backend, rows: usize, columns: usize) -> String {
+    match backend {
+        Backend::Postgres => values(rows, columns, 1),
+        Backend::Sqlite => {
+            let row = format!("({})", vec!["?"; columns].join(", "));
+            vec![row; rows].join(", ")
+        }
+    }
+}
+
 /// `rows` groups of `columns` numbered placeholders, starting at `$first`: `($1, $2), ($3, $4)`.
 pub fn values(rows: usize, columns: usize, first: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
@@ -279,6 +293,8 @@ mod tests {
         assert_eq!(values(2, 2, 1), "($1, $2), ($3, $4)");
         assert_eq!(values(1, 3, 4), "($4, $5, $6)");
         assert_eq!(list(3, 3), "$3, $4, $5");
+        assert_eq!(row_values(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(row_values(Backend::Sqlite, 2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::backend::Backend;
 use super::rows::from_millis;
 
-use super::backend::{list, statement_chunks, values};
+use super::backend::{list, row_values, statement_chunks, values};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::processes::{alive_since, holder_is_dead};
 
@@ -74,6 +74,7 @@ pub(super) async fn settle_and_claim(
 /// key order; the audit ids that got their key (one per key, when a batch tries one key twice).
 pub(super) async fn claim_completed(
     tx: &mut Tx<'_>,
+    backend: Backend,
     firsts: &mut [(&str, &str, &Bytes)],
     owner: &str,
     now: i64,
@@ -84,7 +85,7 @@ pub(super) async fn claim_completed(
         let sql = format!(
             "INSERT INTO deliveries (key, audit_id, at_ms, owner, summary) VALUES {} \
              ON CONFLICT(key) DO NOTHING RETURNING audit_id",
-            values(chunk.len(), 5, 1)
+            row_values(backend, chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
         for (key, audit_id, answer) in chunk {

@@ -82,7 +82,7 @@ pub(super) async fn append(
         .zip(&links)
         .collect();
     for chunk in statement_chunks(&entries) {
-        let sql = insert_sql(chunk.len());
+        let sql = insert_sql(backend, chunk.len());
         let mut query = sqlx::query(&sql);
         for (row, (seq, prev_hash, hash)) in chunk {
             query = row

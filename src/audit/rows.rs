@@ -5,7 +5,7 @@ use sqlx::Row as _;
 use sqlx::any::{AnyArguments, AnyRow};
 use time::OffsetDateTime;
 
-use super::backend::values;
+use super::backend::{Backend, row_values};
 
 use super::{AuditError, AuditRecord, Auth, Outcome, Source};
 
@@ -14,8 +14,8 @@ use super::{AuditError, AuditRecord, Auth, Outcome, Source};
 pub const COLUMNS: &str = "id, at_ms, source, caller, auth, target, outcome, status, error, dry_run, acted, duration_ms, detail, acted_ms, account, region";
 
 /// The insert of `rows` chain entries in one statement: the record's columns, then `seq`, `prev_hash`, `hash`.
-pub fn insert_sql(rows: usize) -> String {
-    let values = values(rows, 19, 1);
+pub fn insert_sql(backend: Backend, rows: usize) -> String {
+    let values = row_values(backend, rows, 19);
     format!("INSERT INTO audit_entries ({COLUMNS}, seq, prev_hash, hash) VALUES {values}")
 }
 

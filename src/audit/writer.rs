@@ -409,7 +409,7 @@ async fn write_batch(
         .collect();
     // Deliveries claimed and completed at once go first, so that a claim of the same key in this batch finds
     // them; a record that rides on one is written only if its claim was won.
-    let firsts_won = claim_firsts(&mut tx, &puts, owner, now).await?;
+    let firsts_won = claim_firsts(&mut tx, backend, &puts, owner, now).await?;
     // Pauses and breaker changes first: a run's intent in the same commit sees them, and is not written (so
     // the run writes nothing to AWS) when its target is paused or its breaker open.
     let mut results: Vec<Option<Written>> = (0..batch.len()).map(|_| None).collect();
@@ -479,6 +479,7 @@ async fn write_batch(
 /// their key.
 async fn claim_firsts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     puts: &[&Put],
     owner: &str,
     now: i64,
@@ -492,7 +493,7 @@ async fn claim_firsts(
             _ => None,
         })
         .collect();
-    claims::claim_completed(tx, &mut firsts, owner, now).await
+    claims::claim_completed(tx, backend, &mut firsts, owner, now).await
 }
 
 /// The runs' intents of the batch whose target is paused or has its breaker open now, by record id, with

@@ -244,6 +244,8 @@ mod tests {
         let config = parse_with(MINIMAL, &[]).unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.remediation.max_terminations_per_run, 2);
+        assert_eq!(config.remediation.max_removed_fraction_per_hour, 0.34);
+        assert_eq!(config.removed_fraction_of(&config.targets[0]), 0.34);
         assert_eq!(config.audit.url, "sqlite://reflex-audit.db");
         assert!(config.manual.tokens.is_empty());
     }
@@ -310,6 +312,14 @@ mod tests {
             (
                 "[remediation]\nmax_terminations_per_run = 0\n",
                 "remediation.max_terminations_per_run",
+            ),
+            (
+                "[remediation]\nmax_removed_fraction_per_hour = 0.0\n",
+                "remediation.max_removed_fraction_per_hour",
+            ),
+            (
+                "[[targets]]\nload_balancer = \"api\"\nmax_removed_fraction_per_hour = 1.5\n",
+                "targets.max_removed_fraction_per_hour",
             ),
             ("[aws]\nendpoint_url = \"ftp://x\"\n", "aws.endpoint_url"),
             (

@@ -431,6 +431,10 @@ pub struct RemediationConfig {
     pub breaker_after_failures: u32,
     /// After a run acted, the target is checked again this many seconds later: recovered or not.
     pub verify_after_secs: u64,
+    /// Speed limit: at most this fraction of a target's registered instances (rounded up, at least one) is
+    /// acted on in any rolling hour, counted across runs, restarts and replicas; the rest is skipped
+    /// `speed-limit`. Unlike the budgets, it scales with the fleet.
+    pub max_removed_fraction_per_hour: f64,
 }
 
 impl Default for RemediationConfig {
@@ -451,6 +455,7 @@ impl Default for RemediationConfig {
             max_acted_per_day_all: 50,
             breaker_after_failures: 3,
             verify_after_secs: 300,
+            max_removed_fraction_per_hour: 0.34,
         }
     }
 }
@@ -529,6 +534,9 @@ pub struct TargetConfig {
     /// The region the target is in; unset: `aws.region`.
     #[serde(default)]
     pub region: Option<String>,
+    /// This target's speed limit; unset uses `remediation.max_removed_fraction_per_hour`.
+    #[serde(default)]
+    pub max_removed_fraction_per_hour: Option<f64>,
 }
 
 impl TargetConfig {
@@ -688,5 +696,12 @@ impl Config {
     /// How `target`'s broken instances are replaced: its own `action`, else `remediation.action`.
     pub fn action_of(&self, target: &TargetConfig) -> Action {
         target.action.unwrap_or(self.remediation.action)
+    }
+
+    /// The fraction of `target`'s instances that may be acted on in an hour: its own, else the default.
+    pub fn removed_fraction_of(&self, target: &TargetConfig) -> f64 {
+        target
+            .max_removed_fraction_per_hour
+            .unwrap_or(self.remediation.max_removed_fraction_per_hour)
     }
 }

@@ -384,6 +384,10 @@ impl RemediationConfig {
                 "must be greater than 0 and at most 1 (e.g. 0.5)",
             );
         }
+        check_removed_fraction(
+            "remediation.max_removed_fraction_per_hour",
+            self.max_removed_fraction_per_hour,
+        )?;
         if self.max_terminations_per_run == 0 {
             return invalid(
                 "remediation.max_terminations_per_run",
@@ -476,6 +480,9 @@ impl TargetConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(fraction) = self.max_removed_fraction_per_hour {
+            check_removed_fraction("targets.max_removed_fraction_per_hour", fraction)?;
+        }
         let pair = TargetRef::from_pair(self.load_balancer.clone(), self.target_group.clone());
         match (&self.load_balancer, &self.target_group) {
             _ if pair == Err(PairError::Both) => invalid(
@@ -514,6 +521,20 @@ impl TargetConfig {
             _ => Ok(()),
         }
     }
+}
+
+/// A speed limit is a fraction of the fleet: above 0 (0 would stop every action: that is a pause) and at most 1.
+fn check_removed_fraction(key: &'static str, fraction: f64) -> Result<(), ConfigError> {
+    if fraction > 0.0 && fraction <= 1.0 {
+        return Ok(());
+    }
+    invalid(
+        key,
+        format!(
+            "is {fraction}; it must be greater than 0 and at most 1 (e.g. 0.34: at most a third of a target's \
+             instances acted on in any hour; to stop all actions, pause instead)"
+        ),
+    )
 }
 
 impl SnsConfig {

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::breaker::{Trip, Tripped};
 use super::budget;
 use super::observe::Observation;
-use super::plan::{self, Act, Clock, Plan, Policy};
+use super::plan::{self, Act, Clock, Plan, Policy, SkipReason};
 use super::port::Snapshot;
 use super::targets::Target;
 use super::{Engine, EngineError};
@@ -127,7 +127,8 @@ impl Engine {
             None
         } else {
             let now = observation.clock.now();
-            self.trim_to_budgets(meta, target, &mut plan, dry_run, now)
+            let registered = observation.snapshot.instances.len();
+            self.trim_to_limits(meta, target, &mut plan, (registered, dry_run), now)
                 .await?
         };
         let decision = Decision {
@@ -168,24 +169,33 @@ impl Engine {
         plan
     }
 
-    /// Cuts the plan to what the budgets still allow (the rest skipped for `budget`); a real run cut short
-    /// opens the breaker, and the trip is returned.
-    async fn trim_to_budgets(
+    /// Cuts the plan to what the budgets (the rest skipped for `budget`) and then the target's speed limit (a
+    /// fraction of its `registered` instances per hour; the rest skipped for `speed-limit`) still allow. A
+    /// real run that the budgets cut short opens the breaker, and the trip is returned; the speed limit opens
+    /// nothing: it only slows the removal of capacity down.
+    async fn trim_to_limits(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         plan: &mut Plan,
-        dry_run: bool,
+        (registered, dry_run): (usize, bool),
         now: OffsetDateTime,
     ) -> Result<Option<Tripped>, EngineError> {
         let used = budget::usage(&self.audit, &target.id, now).await?;
         let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
         meta.note("budget_left", left);
-        if plan::trim_to_budget(plan, left.allowed()) == 0 {
-            return Ok(None);
+        let cut = plan::trim_to(plan, left.allowed(), SkipReason::Budget);
+        let per_hour = plan::speed_limit(registered, target.removed_fraction);
+        let speed_left = per_hour.saturating_sub(used.target_hour);
+        meta.note(
+            "speed_limit",
+            serde_json::json!({"per_hour": per_hour, "left": speed_left, "registered": registered}),
+        );
+        let slowed = plan::trim_to(plan, speed_left, SkipReason::SpeedLimit);
+        if cut + slowed > 0 {
+            meta.note("plan", &*plan);
         }
-        meta.note("plan", &*plan);
-        if dry_run {
+        if cut == 0 || dry_run {
             return Ok(None);
         }
         let (key, allowed) = left.tightest();

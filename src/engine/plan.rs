@@ -83,6 +83,8 @@ pub enum SkipReason {
     CapReached,
     /// The hourly or daily budget of instances acted on is used up (per target or over all targets).
     Budget,
+    /// The target's speed limit (`max_removed_fraction_per_hour` of its instances in any hour) is reached.
+    SpeedLimit,
 }
 
 impl SkipReason {
@@ -103,6 +105,7 @@ impl SkipReason {
             Self::NotInAutoScalingGroup => "not-in-auto-scaling-group",
             Self::CapReached => "cap-reached",
             Self::Budget => "budget",
+            Self::SpeedLimit => "speed-limit",
         }
     }
 }
@@ -335,9 +338,21 @@ pub fn cooldown_refusal(cooldown: Duration, clock: Clock) -> Option<Refusal> {
     })
 }
 
-/// Keeps at most `left` instances of the plan's actions (the budgets still allow that many), and reports the
-/// rest as skipped for `budget`; how many had to be left out.
-pub fn trim_to_budget(plan: &mut Plan, left: u64) -> usize {
+/// How many instances a target of `registered` instances may have acted on in any hour under its speed limit
+/// `fraction`: the fraction of the fleet, rounded up, and at least one (4 instances at 0.34 -> 2, 12 -> 5).
+pub fn speed_limit(registered: usize, fraction: f64) -> u64 {
+    // A product a rounding error puts just above a whole number (0.1 x 30) is that number.
+    let exact = fraction * registered as f64;
+    let limit = (exact - 1e-9).ceil();
+    if limit >= u64::MAX as f64 {
+        return u64::MAX;
+    }
+    (limit as u64).max(1)
+}
+
+/// Keeps at most `left` instances of the plan's actions (what a limit still allows), and reports the rest as
+/// skipped for `reason` (`budget`, `speed-limit`); how many had to be left out.
+pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
     let keep = usize::try_from(left).unwrap_or(usize::MAX);
     if plan.act_on.len() <= keep {
         return 0;
@@ -347,7 +362,7 @@ pub fn trim_to_budget(plan: &mut Plan, left: u64) -> usize {
     for act in over {
         plan.skipped.push(Skip {
             instance_id: act.instance_id,
-            reason: SkipReason::Budget,
+            reason,
         });
     }
     count

@@ -547,7 +547,73 @@ fn skip_reason_names_match_their_json() {
         SkipReason::GracePeriod,
         SkipReason::Protected,
         SkipReason::CapReached,
+        SkipReason::Budget,
+        SkipReason::SpeedLimit,
     ] {
         assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
     }
+}
+
+#[test]
+fn the_speed_limit_is_a_fraction_of_the_fleet_rounded_up_and_never_zero() {
+    assert_eq!(speed_limit(4, 0.34), 2);
+    assert_eq!(speed_limit(12, 0.34), 5);
+    assert_eq!(speed_limit(3, 0.34), 2);
+    assert_eq!(speed_limit(1, 0.34), 1);
+    assert_eq!(
+        speed_limit(0, 0.34),
+        1,
+        "a fleet that shows nothing still may lose one"
+    );
+    assert_eq!(speed_limit(2, 0.1), 1, "at least one");
+    assert_eq!(
+        speed_limit(30, 0.1),
+        3,
+        "0.1 x 30 is 3, not 4 by a rounding error"
+    );
+    assert_eq!(speed_limit(4, 0.25), 1);
+    assert_eq!(speed_limit(7, 1.0), 7);
+}
+
+proptest! {
+    /// Never below one, never above the fleet (for a fleet of one or more), and growing with the fleet.
+    #[test]
+    fn the_speed_limit_stays_within_the_fleet(registered in 1usize..5000, fraction in 0.001f64..=1.0) {
+        let limit = speed_limit(registered, fraction);
+        prop_assert!(limit >= 1);
+        prop_assert!(limit <= registered as u64);
+        prop_assert!(speed_limit(registered + 1, fraction) >= limit);
+    }
+}
+
+#[test]
+fn trimming_keeps_the_first_actions_and_skips_the_rest_with_the_limit_reason() {
+    let bad = |n: usize| instance(&format!("i-bad{n}"), HealthState::OutOfService);
+    let mut instances: Vec<_> = (1..=8)
+        .map(|n| instance(&format!("i-ok{n}"), HealthState::InService))
+        .collect();
+    instances.extend((1..=3).map(bad));
+    let policy = Policy {
+        max_terminations_per_run: 3,
+        ..policy()
+    };
+    let mut plan = plan(&snapshot(instances), &policy, clock());
+    assert_eq!(ids(&plan.act_on), ["i-bad1", "i-bad2", "i-bad3"]);
+    assert_eq!(trim_to(&mut plan, 5, SkipReason::SpeedLimit), 0);
+    assert_eq!(trim_to(&mut plan, 2, SkipReason::Budget), 1);
+    assert_eq!(trim_to(&mut plan, 1, SkipReason::SpeedLimit), 1);
+    assert_eq!(ids(&plan.act_on), ["i-bad1"]);
+    assert_eq!(
+        plan.skipped,
+        [
+            Skip {
+                instance_id: "i-bad3".into(),
+                reason: SkipReason::Budget
+            },
+            Skip {
+                instance_id: "i-bad2".into(),
+                reason: SkipReason::SpeedLimit
+            },
+        ]
+    );
 }

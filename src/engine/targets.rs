@@ -81,6 +81,8 @@ pub(super) struct Target {
     pub names: Names,
     /// How its broken instances are replaced.
     pub action: Action,
+    /// Its speed limit: the fraction of its instances that may be acted on in any hour.
+    pub removed_fraction: f64,
     /// The fleet it is read and healed through.
     pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
@@ -187,6 +189,7 @@ impl Targets {
                 configured: target.reference(),
                 names,
                 action: config.action_of(target),
+                removed_fraction: config.removed_fraction_of(target),
                 fleet,
                 lock: Mutex::new(()),
             });

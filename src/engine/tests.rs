@@ -48,6 +48,9 @@ struct FakeFleet {
     brake_while_reading: Option<bool>,
     /// The first TerminateInstances pauses everything once it is answered.
     pause_after_first_terminate: bool,
+    /// A wider fleet instead of four healthy and `i-bad`: this many InService (`i-ok1`...) and this many
+    /// OutOfService (`i-bad1`...), whose terminated instances EC2 shows `terminated` afterwards.
+    wide: Option<(usize, usize)>,
 }
 
 const TG_ARN: &str =
@@ -99,6 +102,23 @@ impl FakeFleet {
             auto_scaling_group: None,
             instance_id: id,
         };
+        if let Some((healthy, broken)) = self.wide {
+            let done = self.done.lock().unwrap().clone();
+            let mut instances: Vec<_> = (1..=healthy)
+                .map(|n| instance(format!("i-ok{n}"), HealthState::InService))
+                .collect();
+            for n in 1..=broken {
+                let mut view = instance(format!("i-bad{n}"), HealthState::OutOfService);
+                if done.iter().any(|(_, id)| *id == view.instance_id) {
+                    view.ec2.as_mut().unwrap().state = "terminated".into();
+                }
+                instances.push(view);
+            }
+            return Snapshot {
+                target: target.to_owned(),
+                instances,
+            };
+        }
         let mut instances: Vec<_> = (1..=4)
             .map(|n| instance(format!("i-ok{n}"), HealthState::InService))
             .collect();
@@ -1204,4 +1224,82 @@ async fn the_same_balancer_name_in_two_accounts_is_two_targets() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "unknown-load-balancer");
+}
+
+/// The speed limit: a fleet of twelve, six broken, may lose ceil(0.34 x 12) = 5 in an hour. Runs act up to it
+/// within their cap, the rest is skipped `speed-limit` (no breaker opens), and an engine of another process
+/// sharing the store counts the same hour.
+#[tokio::test]
+async fn the_speed_limit_holds_across_runs_and_processes_sharing_the_store() {
+    let wide = || FakeFleet {
+        wide: Some((6, 6)),
+        ..FakeFleet::default()
+    };
+    let limits = "max_terminations_per_run = 3\nmax_unhealthy_fraction = 0.9\nmax_acted_per_hour = 100\n\
+                  max_acted_per_day = 100\nmax_acted_per_hour_all = 100\nmax_acted_per_day_all = 100";
+    let h = harness(wide(), limits).await;
+    let first = run_once(&h, "web").await;
+    assert_eq!(
+        first.summary.terminated_instance_ids,
+        ["i-bad1", "i-bad2", "i-bad3"],
+        "the per-run cap, not the speed limit, holds the first run"
+    );
+    let second = run_once(&h, "web").await;
+    assert_eq!(second.summary.terminated_instance_ids, ["i-bad4", "i-bad5"]);
+    assert_eq!(
+        second.summary.skipped.last(),
+        Some(&Skip {
+            instance_id: "i-bad6".into(),
+            reason: SkipReason::SpeedLimit
+        }),
+        "the first run's three show as terminated, the sixth is left for the speed limit"
+    );
+    assert!(second.tripped.is_none(), "a speed limit opens no breaker");
+    let record = h
+        .store
+        .get(&second.summary.audit_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.detail["speed_limit"]["per_hour"], 5);
+    assert_eq!(record.detail["speed_limit"]["left"], 2);
+    // Another process on the same store: its own fleet view and engine, the same hour.
+    let (store, _writer) = AuditStore::open(&h.engine.config.audit.url).await.unwrap();
+    let fleet = Arc::new(wide());
+    *fleet.store.lock().unwrap() = Some(store.clone());
+    let metrics = Arc::new(Metrics::default());
+    let other = Engine::start(
+        Arc::clone(&h.engine.config),
+        home(),
+        Arc::clone(&fleet) as Arc<dyn Fleet>,
+        store,
+        Arc::clone(&metrics),
+        Notifier::disabled(metrics),
+    )
+    .await
+    .unwrap();
+    let third = other
+        .run(meta(), &trigger("web", false), None)
+        .await
+        .unwrap();
+    // Its fleet view still shows all six broken: the cap picks three, and the speed limit leaves none.
+    assert!(third.summary.terminated_instance_ids.is_empty());
+    let slowed: Vec<&str> = third
+        .summary
+        .skipped
+        .iter()
+        .filter(|skip| skip.reason == SkipReason::SpeedLimit)
+        .map(|skip| skip.instance_id.as_str())
+        .collect();
+    assert_eq!(
+        slowed,
+        ["i-bad1", "i-bad2", "i-bad3"],
+        "{:?}",
+        third.summary.skipped
+    );
+    assert!(fleet.done.lock().unwrap().is_empty());
+    // Another target's limit is its own (the fake fleet shows the same instances under every target, those
+    // terminated under `web` as terminated: `i-bad6` is the one left, and the speed limit of `api` allows it).
+    let api = run_once(&h, "api").await;
+    assert_eq!(api.summary.terminated_instance_ids, ["i-bad6"]);
 }

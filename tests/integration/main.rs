@@ -20,6 +20,7 @@ mod safety;
 mod secrets;
 mod serving;
 mod sns;
+mod speed_limit;
 mod store_locks;
 mod store_recovery;
 mod takeover;

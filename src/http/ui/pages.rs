@@ -246,6 +246,7 @@ fn skip_words(reason: &str) -> &'static str {
         "not-in-auto-scaling-group" => "in no Auto Scaling group",
         "cap-reached" => "the per-run cap was reached",
         "budget" => "the hourly or daily budget is spent",
+        "speed-limit" => "the target's hourly speed limit is reached",
         _ => "left alone",
     }
 }
