@@ -59,7 +59,7 @@ async fn five_of_twelve_an_hour_across_two_processes_and_the_next_after_the_hour
     for base in [&one.base, &two.base] {
         let again = remediate_at(&client, base, &lb).await.1;
         assert_eq!(again["terminated-instance-ids"], json!([]), "{again}");
-        assert_eq!(slowed(&again), [last.clone()], "{again}");
+        assert_eq!(slowed(&again), std::slice::from_ref(&last), "{again}");
     }
     drop((one, two));
 
