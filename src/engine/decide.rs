@@ -127,8 +127,7 @@ impl Engine {
             None
         } else {
             let now = observation.clock.now();
-            let registered = observation.snapshot.instances.len();
-            self.trim_to_limits(meta, target, &mut plan, (registered, dry_run), now)
+            self.trim_to_limits(meta, target, &mut plan, dry_run, now)
                 .await?
         };
         let decision = Decision {
@@ -170,7 +169,7 @@ impl Engine {
     }
 
     /// Cuts the plan to what the budgets (the rest skipped for `budget`) and then the target's speed limit (a
-    /// fraction of its `registered` instances per hour; the rest skipped for `speed-limit`) still allow. A
+    /// fraction of its registered instances per hour; the rest skipped for `speed-limit`) still allow. A
     /// real run that the budgets cut short opens the breaker, and the trip is returned; the speed limit opens
     /// nothing: it only slows the removal of capacity down.
     async fn trim_to_limits(
@@ -178,13 +177,14 @@ impl Engine {
         meta: &mut RequestMeta,
         target: &Target,
         plan: &mut Plan,
-        (registered, dry_run): (usize, bool),
+        dry_run: bool,
         now: OffsetDateTime,
     ) -> Result<Option<Tripped>, EngineError> {
         let used = budget::usage(&self.audit, &target.id, now).await?;
         let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
         meta.note("budget_left", left);
         let cut = plan::trim_to(plan, left.allowed(), SkipReason::Budget);
+        let registered = plan.registered.len();
         let per_hour = plan::speed_limit(registered, target.removed_fraction);
         let speed_left = per_hour.saturating_sub(used.target_hour);
         meta.note(
