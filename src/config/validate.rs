@@ -378,15 +378,15 @@ impl AuditConfig {
 
 impl RemediationConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.max_unhealthy_fraction > 0.0 && self.max_unhealthy_fraction <= 1.0) {
-            return invalid(
-                "remediation.max_unhealthy_fraction",
-                "must be greater than 0 and at most 1 (e.g. 0.5)",
-            );
-        }
-        check_removed_fraction(
+        check_fraction(
+            "remediation.max_unhealthy_fraction",
+            self.max_unhealthy_fraction,
+            "e.g. 0.5",
+        )?;
+        check_fraction(
             "remediation.max_removed_fraction_per_hour",
             self.max_removed_fraction_per_hour,
+            REMOVED_FRACTION_HINT,
         )?;
         if self.max_terminations_per_run == 0 {
             return invalid(
@@ -481,7 +481,11 @@ impl TargetConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(fraction) = self.max_removed_fraction_per_hour {
-            check_removed_fraction("targets.max_removed_fraction_per_hour", fraction)?;
+            check_fraction(
+                "targets.max_removed_fraction_per_hour",
+                fraction,
+                REMOVED_FRACTION_HINT,
+            )?;
         }
         let pair = TargetRef::from_pair(self.load_balancer.clone(), self.target_group.clone());
         match (&self.load_balancer, &self.target_group) {
@@ -523,17 +527,18 @@ impl TargetConfig {
     }
 }
 
-/// A speed limit is a fraction of the fleet: above 0 (0 would stop every action: that is a pause) and at most 1.
-fn check_removed_fraction(key: &'static str, fraction: f64) -> Result<(), ConfigError> {
+/// What a speed limit means, for its error message: 0 would stop every action, which is what a pause is for.
+const REMOVED_FRACTION_HINT: &str = "e.g. 0.34: at most a third of a target's instances acted on in any hour; \
+                                     to stop all actions, pause instead";
+
+/// A fraction of a fleet: above 0 and at most 1; `hint` says what a good value looks like.
+fn check_fraction(key: &'static str, fraction: f64, hint: &str) -> Result<(), ConfigError> {
     if fraction > 0.0 && fraction <= 1.0 {
         return Ok(());
     }
     invalid(
         key,
-        format!(
-            "is {fraction}; it must be greater than 0 and at most 1 (e.g. 0.34: at most a third of a target's \
-             instances acted on in any hour; to stop all actions, pause instead)"
-        ),
+        format!("is {fraction}; it must be greater than 0 and at most 1 ({hint})"),
     )
 }
 
