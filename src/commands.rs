@@ -84,6 +84,32 @@ pub async fn remediate_command(
     Ok(serde_json::to_value(&run.summary)?)
 }
 
+/// The next three occurrences of each `[[windows]]` entry after `now`, in its own time zone, one per line.
+pub fn windows_summary(config: &Config, now: jiff::Timestamp) -> String {
+    let mut out = String::new();
+    for window in &config.windows {
+        out.push_str(&format!(
+            "window {:?} ({}; {}): next\n",
+            window.name,
+            window.targets.join(", "),
+            window.zone_name()
+        ));
+        for occurrence in window.next(now, 3) {
+            out.push_str(&format!(
+                "  {} to {}{}\n",
+                window.local(occurrence.start),
+                window.local(occurrence.end),
+                if occurrence.start <= now {
+                    "  (in force now)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    out
+}
+
 /// `reflex check-config --aws`: every target looked up and read once, with the configured AWS access.
 pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String>> {
     let sdk = crate::aws::sdk_config(&config.aws).await;
@@ -174,6 +200,90 @@ pub async fn resume_command(
         Ok(format!("resumed {}", or_everything(target)))
     })
     .await
+}
+
+/// `reflex silence`: silences `target` (or everything) for `length`, recorded in the audit trail; without a
+/// length, lists the silences in force.
+pub async fn silence_command(
+    path: &Path,
+    target: Option<Named<'_>>,
+    length: Option<&str>,
+    reason: Option<&str>,
+    by: Option<&str>,
+) -> anyhow::Result<String> {
+    let Some(length) = length else {
+        return with_controls(path, async |controls| {
+            let mut out = String::new();
+            for silence in controls.audit.silences().await? {
+                out.push_str(&format!(
+                    "{}  {}  until {}  by {}  {}\n",
+                    silence.id,
+                    silence.target.as_deref().unwrap_or("(every target)"),
+                    rfc3339(silence.until),
+                    bounded(&silence.by),
+                    bounded(&silence.reason),
+                ));
+            }
+            Ok(if out.is_empty() {
+                "no silences\n".into()
+            } else {
+                out
+            })
+        })
+        .await;
+    };
+    let by = by.map_or_else(local_operator, ToOwned::to_owned);
+    with_controls(path, async |controls| {
+        let silence = controls
+            .silence(operator(), target, length, reason.unwrap_or_default(), &by)
+            .await?;
+        Ok(format!(
+            "silenced {} until {} (id {}): {}\n",
+            or_everything(target),
+            rfc3339(silence.until),
+            silence.id,
+            silence.reason
+        ))
+    })
+    .await
+}
+
+/// `reflex unsilence`: lifts the silence `id` before its end, recorded in the audit trail.
+pub async fn unsilence_command(
+    path: &Path,
+    id: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<String> {
+    with_controls(path, async |controls| {
+        let lifted = controls
+            .unsilence(operator(), id, reason)
+            .await
+            .map_err(|err| match err {
+                ControlError::NotSilenced(_) => {
+                    anyhow::anyhow!("{err} (reflex silence --config FILE lists the silences)")
+                }
+                err => err.into(),
+            })?;
+        Ok(format!(
+            "lifted the silence of {}",
+            lifted.target.as_deref().unwrap_or("every target")
+        ))
+    })
+    .await
+}
+
+/// Who runs a command at this host, as a silence records it: the login name and the host.
+fn local_operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "an operator".to_owned());
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = host.trim();
+    if host.is_empty() {
+        format!("{user} (reflex silence)")
+    } else {
+        format!("{user}@{host} (reflex silence)")
+    }
 }
 
 /// `reflex breaker reset`: closes `target`'s open breaker, recorded in the audit trail with `reason`.

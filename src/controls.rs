@@ -1,16 +1,21 @@
-//! The operator's controls: the kill switch (pause, resume), the breaker reset, and the state of pauses,
-//! breakers and budgets. `reflex pause|resume|breaker` and the `/admin` routes call the same functions, and
-//! each writes its audit record (who, what, why, and a refusal's reason) before it returns.
+//! The operator's controls: the kill switch (pause, resume), silences (a pause with an end), the breaker
+//! reset, and the state of pauses, silences, breakers and budgets. `reflex pause|resume|silence|breaker` and
+//! the `/admin` routes call the same functions, and each writes its audit record (who, what, why, and a
+//! refusal's reason) before it returns.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::audit::{
-    AuditError, AuditStore, BreakerState, Home, Outcome, Pause, RequestMeta, Scope,
+    AuditError, AuditStore, BreakerState, ClaimedJob, Home, Outcome, Pause, RequestMeta, Scope,
+    Silence, Source,
 };
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent, parse_length};
 use crate::engine::budget::{self, Budgets, Left};
 use crate::metrics::Metrics;
+use crate::notify::{Event, Notifier};
 use crate::target::{Place, TargetId};
 
 /// Why a control was refused.
@@ -33,6 +38,12 @@ pub enum ControlError {
     /// Nothing to reset.
     #[error("the breaker of {0} is not open")]
     NotOpen(String),
+    /// A silence's length is not a duration reflex reads, or is out of bounds.
+    #[error("{0}")]
+    BadDuration(String),
+    /// No silence in force has this id.
+    #[error("no silence in force has the id {0:?} (it ended, was lifted, or never was)")]
+    NotSilenced(String),
     /// The store failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -47,6 +58,8 @@ impl ControlError {
             Self::NoReason => "reason-required",
             Self::NotPaused(_) => "not-paused",
             Self::NotOpen(_) => "breaker-not-open",
+            Self::BadDuration(_) => "invalid-duration",
+            Self::NotSilenced(_) => "not-silenced",
             Self::Audit(_) => "audit-unavailable",
         }
     }
@@ -56,7 +69,8 @@ impl ControlError {
         match self {
             Self::UnknownTarget(_) => 404,
             Self::AmbiguousTarget(..) => 422,
-            Self::NoReason => 400,
+            Self::NoReason | Self::BadDuration(_) => 400,
+            Self::NotSilenced(_) => 404,
             Self::NotPaused(_) | Self::NotOpen(_) => 409,
             Self::Audit(_) => 503,
         }
@@ -81,6 +95,8 @@ pub struct TargetBudget {
 pub struct State {
     /// Pauses in force (`target: null` is everything).
     pub pauses: Vec<Pause>,
+    /// Silences in force (`target: null` is everything), each with its end.
+    pub silences: Vec<Silence>,
     /// Breakers with a history: open ones, and closed ones counting consecutive failures.
     pub breakers: Vec<BreakerState>,
     /// Budgets left per configured target.
@@ -165,6 +181,60 @@ impl Controls<'_> {
         self.record(meta, target, done).await
     }
 
+    /// Silences `target` (`None`: everything) for `length` (`90s`, `15m`, `2h`, `1d`), for `reason`, set `by`
+    /// someone: every process sharing the store refuses its alerts (`silenced`) without any AWS call until
+    /// the silence ends by itself, or is lifted.
+    pub async fn silence(
+        &self,
+        mut meta: RequestMeta,
+        target: Option<Named<'_>>,
+        length: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<Silence, ControlError> {
+        meta.note(
+            "silence",
+            serde_json::json!({"for": length, "reason": reason, "by": by}),
+        );
+        let done: Result<Silence, ControlError> = async {
+            let id = self.resolve(target)?;
+            self.reason(reason)?;
+            let length = silence_length(length).map_err(ControlError::BadDuration)?;
+            Ok(self
+                .audit
+                .silence(scope(id.as_ref()), reason, by, length)
+                .await?)
+        }
+        .await;
+        if let Ok(silence) = &done {
+            meta.note("silenced", silence);
+        }
+        self.record(meta, target, done).await
+    }
+
+    /// Lifts the silence `id` before its end; the silence lifted.
+    pub async fn unsilence(
+        &self,
+        mut meta: RequestMeta,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<Silence, ControlError> {
+        meta.note("unsilence", serde_json::json!({"id": id, "reason": reason}));
+        let done = match self.audit.unsilence(id).await {
+            Ok(Some(silence)) => Ok(silence),
+            Ok(None) => Err(ControlError::NotSilenced(crate::untrusted::bounded(id))),
+            Err(err) => Err(err.into()),
+        };
+        match &done {
+            Ok(silence) => {
+                silenced_target(&mut meta, silence);
+                meta.note("lifted", silence);
+            }
+            Err(_) => meta.target = Some("(unknown)".to_owned()),
+        }
+        self.written(meta, done).await
+    }
+
     /// Closes `target`'s breaker, for `reason`.
     pub async fn reset_breaker(
         &self,
@@ -212,6 +282,7 @@ impl Controls<'_> {
         }
         Ok(State {
             pauses: self.audit.pauses().await?,
+            silences: self.audit.silences().await?,
             breakers: self.audit.breakers().await?,
             budgets: per_target,
             at: now,
@@ -246,19 +317,28 @@ impl Controls<'_> {
     }
 
     /// Writes the control's audit record: done, or refused with its code.
-    async fn record(
+    async fn record<T>(
         &self,
         mut meta: RequestMeta,
         target: Option<Named<'_>>,
-        done: Result<(), ControlError>,
-    ) -> Result<(), ControlError> {
+        done: Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
         match target.map(|named| self.resolve(Some(named))) {
             Some(Ok(Some(known))) => meta.concerns(&known),
             Some(_) => meta.target = Some("(unknown)".to_owned()),
             None => meta.target = Some("*".to_owned()),
         }
+        self.written(meta, done).await
+    }
+
+    /// Writes the control's audit record, its target already said: done, or refused with its code.
+    async fn written<T>(
+        &self,
+        mut meta: RequestMeta,
+        done: Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
         let record = match &done {
-            Ok(()) => meta.record(Outcome::Completed, 200, None, 0),
+            Ok(_) => meta.record(Outcome::Completed, 200, None, 0),
             Err(err) => {
                 meta.note("error", err.to_string());
                 meta.record(Outcome::Rejected, err.status(), Some(err.code()), 0)
@@ -267,6 +347,66 @@ impl Controls<'_> {
         self.audit.put(record).await?;
         done
     }
+}
+
+/// The longest silence: one meant to last longer is a pause (`reflex pause`), which says so.
+const LONGEST_SILENCE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A silence's length: at least a second, at most 30 days.
+fn silence_length(text: &str) -> Result<Duration, String> {
+    let length = parse_length(text)?;
+    if length > LONGEST_SILENCE {
+        return Err(format!(
+            "a silence lasts at most 30d ({text:?} is longer): to stop until you say so, pause instead"
+        ));
+    }
+    Ok(length)
+}
+
+/// The record says which target a silence is for (`*`: everything).
+fn silenced_target(meta: &mut RequestMeta, silence: &Silence) {
+    meta.target = Some(silence.target.clone().unwrap_or_else(|| "*".to_owned()));
+    meta.place = silence.account.clone().zip(silence.region.clone());
+}
+
+/// Announces the end of the silence a `silence-end` job names: its audit record and its notifications, written
+/// with the job's removal, once across every process sharing the store. A silence lifted early has no such
+/// job left.
+pub async fn end_silence(
+    audit: &AuditStore,
+    notifier: &Notifier,
+    job: &ClaimedJob,
+) -> Result<(), AuditError> {
+    let mut meta = RequestMeta::new(Source::Admin, None);
+    let Ok(silence) = serde_json::from_str::<Silence>(&job.payload) else {
+        meta.note("ignored", "the silence's end cannot be read");
+        let record = meta.into_record(Outcome::Ignored, 200, None, 0);
+        return audit
+            .finish_job(record, &job.id, Vec::new())
+            .await
+            .map(|_| ());
+    };
+    silenced_target(&mut meta, &silence);
+    meta.note("silence_end", &silence);
+    let who = silence.target.as_deref().unwrap_or("every target");
+    let text = format!(
+        "the silence of {who} set by {} ({}) has ended: alerts are acted on again",
+        silence.by, silence.reason
+    );
+    let event = Event::new(
+        NotifyEvent::Silence,
+        meta.target.as_deref().unwrap_or("*"),
+        text,
+        &meta.id,
+    )
+    .at(meta.place.as_ref());
+    tracing::info!(silence = silence.id, target = who, "a silence ended");
+    let record = meta.into_record(Outcome::Completed, 200, None, 0);
+    let dropped = audit
+        .finish_job(record, &job.id, notifier.jobs_for(&event))
+        .await?;
+    notifier.count_dropped(dropped);
+    Ok(())
 }
 
 /// What a pause or resume of `target` (`None`: everything) is for.

@@ -63,6 +63,41 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// A pause with an end: stop reflex acting on a target (or on every target) for a while (a deploy, an
+    /// incident, maintenance). Alerts are answered `refused` (silenced: who, why, until when) and audited, with
+    /// no AWS call; the silence is in the audit store, so it survives restarts and holds for every replica; it
+    /// ends by itself (announced to [[notify]] webhooks) or with `reflex unsilence ID`. Without --for, lists
+    /// the silences in force.
+    Silence {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The configured target to silence (its load_balancer or target_group name); every target without it.
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// How long: a number and a unit, s, m, h or d (90s, 15m, 2h, 1h30m; at most 30d).
+        #[arg(long = "for", value_name = "LENGTH")]
+        length: Option<String>,
+        /// Why (required with --for; recorded, and in every refused answer).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who sets it (default: the login name and host).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Lift a silence before its end, by the id `reflex silence` printed (or listed).
+    Unsilence {
+        /// Configuration file (TOML); its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The silence's id.
+        id: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// A target's breaker: it opens when a budget is exhausted, when runs keep hitting AWS errors
     /// (remediation.breaker_after_failures) or when a recovery check fails, and then refuses the target's
     /// alerts (`refused: breaker-open`, no AWS call) until a person resets it here.
@@ -97,7 +132,7 @@ enum Command {
         dry_run: bool,
     },
     /// Validate a configuration file (and read the TLS certificate and key it names); exits non-zero with the
-    /// offending key on error.
+    /// offending key on error. Prints the next three occurrences of each maintenance window.
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -303,6 +338,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{line}");
                 }
             }
+            print!(
+                "{}",
+                commands::windows_summary(&loaded, jiff::Timestamp::now())
+            );
             println!("{}: ok", config.display());
         }
         Command::SnsVerify {
@@ -357,6 +396,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "{}",
                 commands::resume_command(&config, target, reason.as_deref()).await?
+            );
+        }
+        Command::Silence {
+            config,
+            target,
+            place,
+            length,
+            reason,
+            by,
+        } => {
+            if length.is_some() && reason.is_none() {
+                anyhow::bail!("--reason is required with --for: say why (it is recorded)");
+            }
+            let place = place.of(target.as_deref())?;
+            let target = target.as_deref().map(|name| Named {
+                name,
+                place: &place,
+            });
+            print!(
+                "{}",
+                commands::silence_command(
+                    &config,
+                    target,
+                    length.as_deref(),
+                    reason.as_deref(),
+                    by.as_deref()
+                )
+                .await?
+            );
+        }
+        Command::Unsilence { config, id, reason } => {
+            println!(
+                "{}",
+                commands::unsilence_command(&config, &id, reason.as_deref()).await?
             );
         }
         Command::Breaker {

@@ -161,6 +161,8 @@ pub struct Metrics {
     pub breaker_open: Family<TargetLabels, Gauge>,
     /// 1 while a target (or `*`, everything) is paused, as the store says (refreshed every few seconds).
     pub paused: Family<TargetLabels, Gauge>,
+    /// 1 while a target (or `*`, everything) is silenced, as the store says (refreshed every few seconds).
+    pub silenced: Family<TargetLabels, Gauge>,
     /// STS AssumeRole calls into configured accounts, by account and outcome.
     pub assume_role: Family<AssumeRoleLabels, Counter>,
 }
@@ -236,7 +238,7 @@ impl Default for Metrics {
         let refusals = Family::default();
         registry.register(
             "refusals",
-            "Refused runs by rule (cooldown, paused, breaker-open, too-many-unhealthy, below-min-in-service)",
+            "Refused runs by rule (the refused-rule of the summary: paused, silenced, breaker-open, maintenance-window, cooldown, too-many-unhealthy, zonal-failure, below-min-in-service, change-in-progress, change-unknown)",
             refusals.clone(),
         );
         let breaker_trips = Family::default();
@@ -275,6 +277,12 @@ impl Default for Metrics {
             "1 while the target (or \"*\", every target) is paused (read from the audit store)",
             paused.clone(),
         );
+        let silenced = Family::default();
+        registry.register(
+            "silenced",
+            "1 while the target (or \"*\", every target) is silenced: a pause with an end (read from the audit store)",
+            silenced.clone(),
+        );
         let assume_role = Family::default();
         registry.register(
             "assume_role",
@@ -286,6 +294,7 @@ impl Default for Metrics {
             assume_role,
             breaker_open,
             paused,
+            silenced,
             refusals,
             breaker_trips,
             breaker_resets,

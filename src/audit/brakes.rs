@@ -1,14 +1,16 @@
-//! The brakes a run asks for before anything is read: the pause that holds for its target and its breaker
-//! when open, read together from `pauses` and `breakers` in one query (each table's writes live in its own
-//! module).
+//! The brakes a run asks for before anything is read: the pause that holds for its target, the silence in
+//! force for it and its breaker when open, read together from `pauses`, `silences` and `breakers` in one
+//! query (each table's writes live in its own module).
 
 use sqlx::AnyPool;
 use time::OffsetDateTime;
 
+use super::backend::Backend;
 use super::breakers::OpenBreaker;
 use super::keys::{self, Key};
 use super::pauses::Pause;
 use super::rows::from_millis;
+use super::silences::Silence;
 use crate::target::TargetId;
 
 /// What stops a target before anything is read (`AuditStore::brakes_of`).
@@ -16,33 +18,70 @@ use crate::target::TargetId;
 pub struct Brakes {
     /// The pause in force for it.
     pub pause: Option<Pause>,
+    /// The silence in force for it (of several, the one that ends last).
+    pub silence: Option<Silence>,
     /// Its breaker, when open.
     pub breaker: Option<OpenBreaker>,
 }
 
-/// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
-/// else its own) and its breaker when open. Asked on every run, so it is one query of three rows at most.
-pub(super) async fn of(readers: &AnyPool, target: &TargetId) -> Result<Brakes, sqlx::Error> {
-    of_key(readers, &Key::from(target)).await
+impl Brakes {
+    /// Whether any brake holds.
+    pub fn any(&self) -> bool {
+        self.pause.is_some() || self.silence.is_some() || self.breaker.is_some()
+    }
 }
 
+/// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
+/// else its own), the silence in force for it and its breaker when open. Asked on every run, so it is one
+/// query of a few rows.
+pub(super) async fn of(
+    readers: &AnyPool,
+    backend: Backend,
+    target: &TargetId,
+) -> Result<Brakes, sqlx::Error> {
+    of_key(readers, backend, &Key::from(target)).await
+}
+
+/// A brakes row: kind, account, region, target, reason, at_ms, until_ms, id, by_whom.
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+);
+
 /// `of` for the target stored as `key`, read on `conn` (the pool, or the writer's transaction: a run's intent
-/// is refused in the very commit that would have written it).
-pub(super) async fn of_key<'c, E>(conn: E, key: &Key) -> Result<Brakes, sqlx::Error>
+/// is refused in the very commit that would have written it). Silences are compared with the database's clock.
+pub(super) async fn of_key<'c, E>(
+    conn: E,
+    backend: Backend,
+    key: &Key,
+) -> Result<Brakes, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     let every = Key::every_target();
+    let none = "CAST(0 AS BIGINT) AS until_ms, '' AS id, '' AS by_whom";
     let sql = format!(
-        "SELECT 'pause' AS kind, account, region, target, reason, at_ms FROM pauses \
+        "SELECT 'pause' AS kind, account, region, target, reason, at_ms, {none} FROM pauses \
          WHERE ({}) OR ({}) UNION ALL \
-         SELECT 'breaker' AS kind, account, region, target, open_reason, opened_ms FROM breakers \
+         SELECT 'silence' AS kind, account, region, target, reason, at_ms, until_ms, id, by_whom FROM silences \
+         WHERE (({}) OR ({})) AND until_ms > {} UNION ALL \
+         SELECT 'breaker' AS kind, account, region, target, open_reason, opened_ms, {none} FROM breakers \
          WHERE {} AND opened_ms IS NOT NULL",
         keys::matches("pauses", 1),
         keys::matches("pauses", 4),
+        keys::matches("silences", 1),
+        keys::matches("silences", 4),
+        backend.now_sql(),
         keys::matches("breakers", 1),
     );
-    let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(&sql)
+    let rows: Vec<Row> = sqlx::query_as(&sql)
         .bind(key.account.as_str())
         .bind(key.region.as_str())
         .bind(key.target.as_str())
@@ -52,26 +91,41 @@ where
         .fetch_all(conn)
         .await?;
     let mut brakes = Brakes::default();
-    for (kind, account, region, target, reason, at_ms) in rows {
+    for (kind, account, region, target, reason, at_ms, until_ms, id, by) in rows {
         let since = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        if kind == "breaker" {
-            brakes.breaker = Some(OpenBreaker {
-                target,
-                account,
-                region,
-                reason,
-                since,
-            });
-        } else if brakes.pause.as_ref().is_none_or(|p| p.target.is_some()) {
-            // The pause of everything wins over the target's own.
-            let everything = target == every.target;
-            brakes.pause = Some(Pause {
-                target: (!everything).then_some(target),
-                account: (!everything).then_some(account),
-                region: (!everything).then_some(region),
-                reason,
-                since,
-            });
+        match kind.as_str() {
+            "breaker" => {
+                brakes.breaker = Some(OpenBreaker {
+                    target,
+                    account,
+                    region,
+                    reason,
+                    since,
+                });
+            }
+            "silence" => {
+                let silence =
+                    Silence::from_row((id, account, region, target, reason, by, at_ms, until_ms));
+                if brakes
+                    .silence
+                    .as_ref()
+                    .is_none_or(|held| held.until < silence.until)
+                {
+                    brakes.silence = Some(silence);
+                }
+            }
+            _ if brakes.pause.as_ref().is_none_or(|p| p.target.is_some()) => {
+                // The pause of everything wins over the target's own.
+                let everything = target == every.target;
+                brakes.pause = Some(Pause {
+                    target: (!everything).then_some(target),
+                    account: (!everything).then_some(account),
+                    region: (!everything).then_some(region),
+                    reason,
+                    since,
+                });
+            }
+            _ => {}
         }
     }
     Ok(brakes)

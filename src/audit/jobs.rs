@@ -167,6 +167,15 @@ pub(super) async fn retry(
     .map(|_| ())
 }
 
+/// Removes the job added with `dedup_key`, whoever holds it: what it would do is no longer wanted.
+pub(super) async fn cancel(tx: &mut Tx<'_>, dedup_key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM jobs WHERE dedup_key = $1")
+        .bind(dedup_key)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
 /// Removes the finished job `id`.
 pub(super) async fn finish(tx: &mut Tx<'_>, id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM jobs WHERE id = $1")

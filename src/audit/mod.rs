@@ -4,7 +4,7 @@
 //! One home per table: `record` is what one row says and `rows` maps it to and from the database; `chain`
 //! hashes and checks the tamper-evident chain of entries, `entries` keeps it (`audit_entries`, `audit_chain`);
 //! `deliveries` is the claim-or-replay primitive and `claims` its table's SQL; `decisions`, `leases`,
-//! `pauses`, `breakers`, `jobs`, `processes` (liveness) and `readiness` each own their table. `writer`
+//! `pauses`, `silences`, `breakers`, `jobs`, `processes` (liveness) and `readiness` each own their table. `writer`
 //! only orders a batch's operations through those modules and commits it (group commit); `store` is the API
 //! the rest of reflex uses; `backend` is what differs between SQLite and PostgreSQL; the schema lives in
 //! `migrations/<backend>/`.
@@ -31,6 +31,7 @@ mod readiness;
 mod record;
 mod records;
 mod rows;
+mod silences;
 mod store;
 mod ui_sessions;
 mod writer;
@@ -51,6 +52,7 @@ pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use records::{Filter, LastAction, SharedClock};
 pub use rows::{StoredRow, millis};
+pub use silences::{END_JOB as SILENCE_END_JOB, Silence};
 pub use store::AuditStore;
 pub use writer::WriterTask;
 

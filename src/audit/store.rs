@@ -28,6 +28,7 @@ use super::leases::Lease;
 use super::pauses::{Pause, Scope};
 use super::records::{Filter, LastAction, SharedClock};
 use super::rows::millis;
+use super::silences::{NewSilence, Silence};
 use super::writer::{Op, Pending, Put, QUEUE_DEPTH, Store, WriterTask, Written, submit};
 use super::{AuditError, AuditRecord};
 use crate::target::TargetId;
@@ -372,7 +373,7 @@ impl AuditStore {
             ..Put::record(record)
         };
         match submit(&self.writer, Op::Put(Box::new(put))).await? {
-            Written::Braked(brakes) => Ok(Some(brakes)),
+            Written::Braked(brakes) => Ok(Some(*brakes)),
             _ => Ok(None),
         }
     }
@@ -519,10 +520,50 @@ impl AuditStore {
         ))
     }
 
+    /// Silences `scope` for `reason`, set `by` someone, for `duration` from now on the database's clock; a job
+    /// announces its end. The silence as stored (with its id and end).
+    pub async fn silence(
+        &self,
+        scope: Scope<'_>,
+        reason: &str,
+        by: &str,
+        duration: Duration,
+    ) -> Result<Silence, AuditError> {
+        let op = Op::Silence(NewSilence {
+            id: super::next_id(),
+            key: scope.key(),
+            reason: reason.to_owned(),
+            by: by.to_owned(),
+            for_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
+        });
+        let written = submit(&self.writer, op).await?;
+        self.jobs_added.notify_one();
+        match written {
+            Written::Silenced(silence) => Ok(*silence),
+            _ => Err(AuditError::Commit("the silence was not written".into())),
+        }
+    }
+
+    /// Lifts the silence `id` before its end (its end's announcement is cancelled): the silence, if it was in
+    /// force.
+    pub async fn unsilence(&self, id: &str) -> Result<Option<Silence>, AuditError> {
+        let op = Op::Unsilence { id: id.to_owned() };
+        Ok(match submit(&self.writer, op).await? {
+            Written::Unsilenced(lifted) => lifted.map(|silence| *silence),
+            _ => None,
+        })
+    }
+
+    /// Every silence in force now, everything's first.
+    pub async fn silences(&self) -> Result<Vec<Silence>, AuditError> {
+        Ok(super::silences::all(&self.readers, self.backend).await?)
+    }
+
     /// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
-    /// else its own) and its breaker when open. Asked on every run, so it is one query of three rows at most.
+    /// else its own), the silence in force for it and its breaker when open. Asked on every run, so it is one
+    /// query of a few rows.
     pub async fn brakes_of(&self, target: &TargetId) -> Result<Brakes, AuditError> {
-        Ok(super::brakes::of(&self.readers, target).await?)
+        Ok(super::brakes::of(&self.readers, self.backend, target).await?)
     }
 
     /// Every target's breaker with a row: open ones, and closed ones counting failures.

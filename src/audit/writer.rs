@@ -23,6 +23,7 @@ use super::keys::Key;
 use super::link::Link;
 use super::processes::{self, HEARTBEAT_EVERY};
 use super::rows::{PreparedRow, millis};
+use super::silences::{self, NewSilence, Silence};
 use super::ui_sessions;
 use super::{AuditError, AuditRecord};
 use super::{leases, pauses, readiness};
@@ -86,6 +87,10 @@ pub(super) enum Op {
     Pause { key: Key, reason: String },
     /// Resume `key` (the row of every target lifts the pause of everything, not of single targets).
     Resume { key: Key },
+    /// Silence a target (or everything) until a time, with the job that announces its end.
+    Silence(NewSilence),
+    /// Lift the silence with this id before its end, and cancel its end's job.
+    Unsilence { id: String },
     /// Record where reflex runs, unless recorded already.
     SettleHome(Home),
     /// Prune the chain's entries, settled delivery claims and dead processes from before this time (ms).
@@ -126,13 +131,17 @@ pub(super) enum Written {
     Lease(bool),
     /// A resume: whether there was such a pause.
     Resumed(bool),
+    /// A silence, as stored.
+    Silenced(Box<Silence>),
+    /// A silence lifted early, if it was in force.
+    Unsilenced(Option<Box<Silence>>),
     /// A breaker change: whether the breaker opened (or, for a reset, closed).
     Breaker(bool),
     /// A record with a delivery claimed and completed at once: whether the claim was won (and the record
     /// written).
     First(bool),
     /// A run's intent not written: its target is paused or its breaker open.
-    Braked(Brakes),
+    Braked(Box<Brakes>),
     /// A claimed job, if one was due.
     Job(Option<ClaimedJob>),
     /// Where reflex runs, as recorded.
@@ -414,11 +423,14 @@ async fn write_batch(
     // the run writes nothing to AWS) when its target is paused or its breaker open.
     let mut results: Vec<Option<Written>> = (0..batch.len()).map(|_| None).collect();
     for (result, pending) in results.iter_mut().zip(batch) {
-        if matches!(pending.op, Op::Pause { .. } | Op::Breaker(..)) {
+        if matches!(
+            pending.op,
+            Op::Pause { .. } | Op::Silence(..) | Op::Breaker(..)
+        ) {
             *result = Some(apply(&mut tx, backend, &pending.op, owner, now_at).await?);
         }
     }
-    let braked = braked_intents(&mut tx, &puts).await?;
+    let braked = braked_intents(&mut tx, backend, &puts).await?;
     let won = |put: &Put| match put.settle {
         _ if braked.contains_key(&put.record.id) => false,
         Some(DeliveryUpdate::First { .. }) => firsts_won.contains(&put.record.id),
@@ -451,7 +463,7 @@ async fn write_batch(
         match &pending.op {
             Op::Claim { .. } => *result = claimed.next().map_or(Written::Done, Written::Claim),
             Op::Put(put) if braked.contains_key(&put.record.id) => {
-                *result = Written::Braked(braked[&put.record.id].clone());
+                *result = Written::Braked(Box::new(braked[&put.record.id].clone()));
             }
             Op::Put(put) if matches!(put.settle, Some(DeliveryUpdate::First { .. })) => {
                 *result = Written::First(won(put));
@@ -500,13 +512,14 @@ async fn claim_firsts(
 /// what stops them.
 async fn braked_intents(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     puts: &[&Put],
 ) -> Result<std::collections::HashMap<String, Brakes>, sqlx::Error> {
     let mut braked = std::collections::HashMap::new();
     for put in puts {
         if let Some(decision) = &put.decision {
-            let brakes = brakes::of_key(&mut **tx, &decision.target).await?;
-            if brakes.pause.is_some() || brakes.breaker.is_some() {
+            let brakes = brakes::of_key(&mut **tx, backend, &decision.target).await?;
+            if brakes.any() {
                 braked.insert(put.record.id.clone(), brakes);
             }
         }
@@ -566,12 +579,32 @@ async fn apply(
             Written::Done
         }
         Op::Resume { key } => Written::Resumed(pauses::resume(tx, key).await?),
+        Op::Silence(new) => {
+            let silence = silences::add(tx, new, now).await?;
+            let end = NewJob {
+                kind: silences::END_JOB,
+                dedup_key: Some(format!("{}:{}", silences::END_JOB, silence.id)),
+                delay_ms: new.for_ms,
+                payload: serde_json::to_string(&silence).unwrap_or_default(),
+                bounded: false,
+            };
+            jobs::enqueue(tx, &[&end], now).await?;
+            Written::Silenced(Box::new(silence))
+        }
+        Op::Unsilence { id } => {
+            let lifted = silences::remove(tx, id, now).await?;
+            if lifted.is_some() {
+                jobs::cancel(tx, &format!("{}:{id}", silences::END_JOB)).await?;
+            }
+            Written::Unsilenced(lifted.map(Box::new))
+        }
         Op::SettleHome(home) => Written::Home(home::settle(tx, home, now).await?),
         Op::Prune { before_ms } => {
             let removed = entries::prune(tx, backend, *before_ms, now).await?;
             claims::prune(tx, *before_ms).await?;
             decisions::prune(tx, *before_ms).await?;
             processes::prune(tx, *before_ms).await?;
+            silences::prune(tx, *before_ms).await?;
             Written::Pruned(removed)
         }
         Op::Breaker(key, change) => Written::Breaker(breakers::change(tx, key, change, now).await?),

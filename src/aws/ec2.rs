@@ -65,6 +65,10 @@ impl AwsFleet {
                                 .unwrap_or_default(),
                             launch_time: instance.launch_time().and_then(to_offset_date_time),
                             tags,
+                            zone: instance
+                                .placement()
+                                .and_then(|p| p.availability_zone())
+                                .map(ToOwned::to_owned),
                         },
                     );
                 }

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use aws_config::SdkConfig;
 
-use crate::engine::port::{BoxFuture, Fleet, FleetError, Snapshot, TargetGroupInfo, TargetRef};
+use crate::engine::port::{
+    BoxFuture, Fleet, FleetError, GroupChange, Snapshot, TargetGroupInfo, TargetRef,
+};
 use crate::metrics::Metrics;
 
 /// The SDK clients, built once from the shared SDK configuration.
@@ -71,6 +73,13 @@ impl Fleet for AwsFleet {
         instance_ids: &'a [String],
     ) -> BoxFuture<'a, Result<HashMap<String, String>, FleetError>> {
         Box::pin(self.describe_auto_scaling_instances(instance_ids))
+    }
+
+    fn group_changes<'a>(
+        &'a self,
+        groups: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<GroupChange>, FleetError>> {
+        Box::pin(self.describe_group_changes(groups))
     }
 
     fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {

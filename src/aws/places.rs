@@ -12,7 +12,9 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use super::assumed::{AssumedRole, RoleCredentials};
 use super::fleet::AwsFleet;
 use crate::config::{Config, TargetConfig};
-use crate::engine::port::{BoxFuture, Fleet, FleetError, Snapshot, TargetGroupInfo, TargetRef};
+use crate::engine::port::{
+    BoxFuture, Fleet, FleetError, GroupChange, Snapshot, TargetGroupInfo, TargetRef,
+};
 use crate::metrics::Metrics;
 
 /// The fleets of every place the configured targets are in.
@@ -119,6 +121,13 @@ impl Fleet for Assumed {
         instance_ids: &'a [String],
     ) -> BoxFuture<'a, Result<HashMap<String, String>, FleetError>> {
         Box::pin(self.with_role(self.clients.auto_scaling_groups(instance_ids)))
+    }
+
+    fn group_changes<'a>(
+        &'a self,
+        groups: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<GroupChange>, FleetError>> {
+        Box::pin(self.with_role(self.clients.group_changes(groups)))
     }
 
     fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {

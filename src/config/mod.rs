@@ -1,10 +1,12 @@
 //! Configuration: a TOML file, then `REFLEX_<SECTION>_<KEY>` environment overrides, then `<key>_file` secrets,
 //! validated once at start-up with messages that name the key and the fix.
 
+mod length;
 mod load;
 mod retention;
 mod secret;
 mod validate;
+mod windows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,9 +14,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
 pub use secret::{Secret, any_matches};
+pub use windows::{Occurrence, Window};
 
 use crate::target::{Place, TargetRef};
 
@@ -49,6 +53,8 @@ pub struct Config {
     pub admin: TokenConfig,
     /// Where events (acted, refused, breaker tripped, not recovered) are sent: `[[notify]]` tables.
     pub notify: Vec<NotifyConfig>,
+    /// Weekly maintenance windows: alerts for their targets inside them are refused (`[[windows]]`).
+    pub windows: Vec<Window>,
 }
 
 /// `[[notify]]`: one webhook that hears about some events.
@@ -92,6 +98,8 @@ pub enum NotifyEvent {
     BreakerTripped,
     /// A recovery check found the target no better after a run.
     NotRecovered,
+    /// A silence began, was lifted or ended by itself.
+    Silence,
 }
 
 impl NotifyEvent {
@@ -102,6 +110,7 @@ impl NotifyEvent {
             Self::Refused,
             Self::BreakerTripped,
             Self::NotRecovered,
+            Self::Silence,
         ]
     }
 
@@ -112,6 +121,7 @@ impl NotifyEvent {
             Self::Refused => "refused",
             Self::BreakerTripped => "breaker-tripped",
             Self::NotRecovered => "not-recovered",
+            Self::Silence => "silence",
         }
     }
 }

@@ -32,6 +32,22 @@ impl Config {
             self.validate_place(target)?;
         }
         self.sns.validate()?;
+        for window in &self.windows {
+            if let Some(name) = window
+                .targets
+                .iter()
+                .find(|name| *name != "*" && !self.targets.iter().any(|t| t.name() == *name))
+            {
+                return invalid(
+                    "windows.targets",
+                    format!(
+                        "window {:?} names {name:?}, which is not a configured target's load_balancer or \
+                         target_group; fix the name, or use \"*\" for every target",
+                        window.name
+                    ),
+                );
+            }
+        }
         if let Some(arn) = self
             .targets
             .iter()

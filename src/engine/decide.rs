@@ -157,7 +157,12 @@ impl Engine {
             action: target.action,
             ..Policy::from(&self.config.remediation)
         };
-        let (plan, replaced) = plan_for(observation, policy, observation.clock.now());
+        let (mut plan, replaced) = plan_for(observation, policy, observation.clock.now());
+        if !plan.act_on.is_empty()
+            && let Some(refusal) = super::change::change_refusal(&observation.changes)
+        {
+            plan.refuse(refusal);
+        }
         if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {
             meta.note(
                 "takeover",
@@ -218,6 +223,7 @@ mod tests {
                 state: state.into(),
                 launch_time: Some(OffsetDateTime::UNIX_EPOCH),
                 tags: vec![],
+                zone: None,
             }),
             auto_scaling_group: None,
         }

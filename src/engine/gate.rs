@@ -1,6 +1,6 @@
-//! The gate: the refusals decided before any AWS read. A paused target, one whose breaker is open, or (for a
-//! real run) one still cooling down after a run acted, is answered from the store alone, so that a storm of
-//! alerts during any of them makes no AWS call.
+//! The gate: the refusals decided before any AWS read. A paused or silenced target, one whose breaker is open,
+//! one inside a maintenance window, or (for a real run) one still cooling down after a run acted, is answered
+//! from the store and the configuration alone, so that a storm of alerts during any of them makes no AWS call.
 
 use std::time::Duration;
 
@@ -8,23 +8,47 @@ use super::plan::{Clock, Refusal, cooldown_refusal};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::Brakes;
+use crate::config::Window;
 
-/// The refusal the brakes give, if any: a pause first, then an open breaker. Pure.
+/// The refusal the brakes give, if any: a pause first, then a silence, then an open breaker. Pure.
 pub fn brakes_refusal(brakes: Brakes) -> Option<Refusal> {
-    match (brakes.pause, brakes.breaker) {
-        (Some(pause), _) => Some(Refusal::Paused {
+    if let Some(pause) = brakes.pause {
+        return Some(Refusal::Paused {
             reason: pause.reason,
-        }),
-        (None, Some(breaker)) => Some(Refusal::BreakerOpen {
-            reason: breaker.reason,
-        }),
-        (None, None) => None,
+        });
     }
+    if let Some(silence) = brakes.silence {
+        return Some(Refusal::Silenced {
+            reason: silence.reason,
+            by: silence.by,
+            until: silence
+                .until
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        });
+    }
+    brakes.breaker.map(|breaker| Refusal::BreakerOpen {
+        reason: breaker.reason,
+    })
+}
+
+/// The refusal of a maintenance window of the target called `name` in force at `now`, if any. Pure.
+pub fn window_refusal(windows: &[Window], name: &str, now: jiff::Timestamp) -> Option<Refusal> {
+    windows
+        .iter()
+        .filter(|w| w.covers(name))
+        .find_map(|window| {
+            let occurrence = window.active_at(now)?;
+            Some(Refusal::MaintenanceWindow {
+                window: window.name.clone(),
+                until: occurrence.end.to_string(),
+            })
+        })
 }
 
 impl Engine {
-    /// Whether `target` is refused before it is read: paused, breaker open, or (unless `dry_run`: a dry run
-    /// was asked what would happen) cooling down. `previous` is the dead attempt a takeover finishes: its own
+    /// Whether `target` is refused before it is read: paused, silenced, breaker open, inside a maintenance
+    /// window, or (unless `dry_run`: a dry run was asked what would happen) cooling down. `previous` is the dead attempt a takeover finishes: its own
     /// action is no cooldown for it.
     pub(super) async fn gate(
         &self,
@@ -33,6 +57,13 @@ impl Engine {
         previous: Option<&str>,
     ) -> Result<Option<Refusal>, EngineError> {
         if let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.id).await?) {
+            return Ok(Some(refusal));
+        }
+        if let Some(refusal) = window_refusal(
+            &self.config.windows,
+            &target.id.name,
+            jiff::Timestamp::now(),
+        ) {
             return Ok(Some(refusal));
         }
         if dry_run {
@@ -51,7 +82,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{OpenBreaker, Pause};
+    use crate::audit::{OpenBreaker, Pause, Silence};
     use time::OffsetDateTime;
 
     fn pause() -> Pause {
@@ -61,6 +92,19 @@ mod tests {
             region: None,
             reason: "maintenance".into(),
             since: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn silence() -> Silence {
+        Silence {
+            id: "01S".into(),
+            target: None,
+            account: None,
+            region: None,
+            reason: "deploy 42".into(),
+            by: "ops".into(),
+            since: OffsetDateTime::UNIX_EPOCH,
+            until: OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1),
         }
     }
 
@@ -75,9 +119,10 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_wins_over_an_open_breaker_and_no_brake_lets_the_run_on() {
+    fn a_pause_wins_over_a_silence_which_wins_over_an_open_breaker_and_no_brake_lets_the_run_on() {
         let both = Brakes {
             pause: Some(pause()),
+            silence: Some(silence()),
             breaker: Some(breaker()),
         };
         assert_eq!(
@@ -86,8 +131,22 @@ mod tests {
                 reason: "maintenance".into()
             })
         );
+        let silenced = Brakes {
+            pause: None,
+            silence: Some(silence()),
+            breaker: Some(breaker()),
+        };
+        assert_eq!(
+            brakes_refusal(silenced),
+            Some(Refusal::Silenced {
+                reason: "deploy 42".into(),
+                by: "ops".into(),
+                until: "1970-01-01T01:00:00Z".into(),
+            })
+        );
         let open = Brakes {
             pause: None,
+            silence: None,
             breaker: Some(breaker()),
         };
         assert_eq!(
@@ -95,5 +154,27 @@ mod tests {
             Some("breaker-open")
         );
         assert_eq!(brakes_refusal(Brakes::default()), None);
+    }
+
+    #[test]
+    fn a_window_refuses_only_its_targets_and_only_inside_it() {
+        let config = crate::config::parse(
+            "[aws]\nregion = \"us-east-1\"\n[[targets]]\nload_balancer = \"web\"\n[[targets]]\nload_balancer = \"api\"\n\
+             [[windows]]\nname = \"patching\"\ntargets = [\"web\"]\ndays = [\"sun\"]\nstart = \"01:00\"\nduration = \"2h\"\n\
+             time_zone = \"Europe/Berlin\"\n",
+            std::iter::empty(),
+        )
+        .unwrap();
+        let inside: jiff::Timestamp = "2026-04-05T00:30:00Z".parse().unwrap();
+        let outside: jiff::Timestamp = "2026-04-05T01:30:00Z".parse().unwrap();
+        assert_eq!(
+            window_refusal(&config.windows, "web", inside),
+            Some(Refusal::MaintenanceWindow {
+                window: "patching".into(),
+                until: "2026-04-05T01:00:00Z".into(),
+            })
+        );
+        assert_eq!(window_refusal(&config.windows, "api", inside), None);
+        assert_eq!(window_refusal(&config.windows, "web", outside), None);
     }
 }

@@ -8,6 +8,7 @@
 mod act;
 mod breaker;
 pub mod budget;
+mod change;
 mod decide;
 mod error;
 mod gate;
@@ -22,6 +23,7 @@ pub mod snapshot;
 mod summary;
 mod targets;
 mod trigger;
+mod zones;
 
 use std::sync::Arc;
 

@@ -1,9 +1,10 @@
-//! The observe stage: what AWS shows of a target now (each instance's health, EC2 facts and, when the
-//! target's action needs it, Auto Scaling membership), when a run last acted on it, and, for a takeover, what
-//! the dead attempt it finishes had decided.
+//! The observe stage: what AWS shows of a target now (each instance's health and EC2 facts, and for the
+//! instances that could be acted on their Auto Scaling groups and whether those are changing), when a run last
+//! acted on it, and, for a takeover, what the dead attempt it finishes had decided.
 
 use time::OffsetDateTime;
 
+use super::change::Changes;
 use super::decide::Decision;
 use super::port::{FailureKind, HealthState, Snapshot};
 use super::targets::Target;
@@ -16,6 +17,8 @@ use crate::config::Action;
 pub(super) struct Observation {
     /// The target's health and each instance's facts.
     pub snapshot: Snapshot,
+    /// What the candidates' Auto Scaling groups show of a change under way.
+    pub changes: Changes,
     /// When a run (other than the dead attempt taken over) last acted on the target.
     pub last_action_at: Option<OffsetDateTime>,
     /// The database's clock, read with it: every time this run compares or records is taken from it.
@@ -41,10 +44,11 @@ impl Engine {
                     FailureKind::NotFound => EngineError::TargetNotFound(target.fleet_ref.clone()),
                     _ => EngineError::Fleet(err),
                 })?;
-        if target.action != Action::Terminate {
-            find_groups(target, &mut snapshot).await?;
-        }
+        let changes = find_groups(target, &mut snapshot).await?;
         meta.note("seen", &snapshot);
+        if let Some(noted) = changes.noted() {
+            meta.note("seen_changes", noted);
+        }
         let last = self.audit.last_action(&target.id, previous).await?;
         let takeover = match previous {
             Some(previous) => Some((previous.to_owned(), self.decision_of(previous).await?)),
@@ -52,6 +56,7 @@ impl Engine {
         };
         Ok(Observation {
             snapshot,
+            changes,
             last_action_at: last.at,
             clock: last.clock,
             takeover,
@@ -71,8 +76,10 @@ impl Engine {
 }
 
 /// Fills in the Auto Scaling group of every instance that could be acted on (OutOfService and known to
-/// EC2): one DescribeAutoScalingInstances call per run for up to 50 of them.
-async fn find_groups(target: &Target, snapshot: &mut Snapshot) -> Result<(), EngineError> {
+/// EC2): one DescribeAutoScalingInstances call per run for up to 50 of them; then reads whether those groups
+/// are changing (one DescribeAutoScalingGroups call, and one DescribeScalingActivities per group). A target
+/// with nothing to act on reads neither.
+async fn find_groups(target: &Target, snapshot: &mut Snapshot) -> Result<Changes, EngineError> {
     let candidates: Vec<String> = snapshot
         .instances
         .iter()
@@ -80,15 +87,38 @@ async fn find_groups(target: &Target, snapshot: &mut Snapshot) -> Result<(), Eng
         .map(|i| i.instance_id.clone())
         .collect();
     if candidates.is_empty() {
-        return Ok(());
+        return Ok(Changes::NotRead);
     }
-    let mut groups = target
-        .fleet
-        .auto_scaling_groups(&candidates)
-        .await
-        .map_err(EngineError::Fleet)?;
+    let mut groups = match target.fleet.auto_scaling_groups(&candidates).await {
+        Ok(groups) => groups,
+        // Replacing through Auto Scaling needs the membership to plan at all: the run fails.
+        Err(err) if target.action != Action::Terminate => return Err(EngineError::Fleet(err)),
+        // A termination needs it only to tell whether a change is under way: it cannot tell.
+        Err(error) => {
+            return Ok(Changes::Unknown {
+                groups: Vec::new(),
+                error,
+            });
+        }
+    };
     for instance in &mut snapshot.instances {
         instance.auto_scaling_group = groups.remove(&instance.instance_id);
     }
-    Ok(())
+    let mut names: Vec<String> = snapshot
+        .instances
+        .iter()
+        .filter_map(|i| i.auto_scaling_group.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(Changes::NotRead);
+    }
+    Ok(match target.fleet.group_changes(&names).await {
+        Ok(changes) => Changes::Read(changes),
+        Err(error) => Changes::Unknown {
+            groups: names,
+            error,
+        },
+    })
 }

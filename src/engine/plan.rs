@@ -146,11 +146,58 @@ pub enum Refusal {
         /// Why it opened.
         reason: String,
     },
+    /// An operator silenced this target (or every target) until a time: a pause with an end.
+    Silenced {
+        /// What the operator said.
+        reason: String,
+        /// Who set it.
+        by: String,
+        /// When it ends (RFC 3339).
+        until: String,
+    },
+    /// The alert came inside a configured maintenance window of this target.
+    MaintenanceWindow {
+        /// The window's name.
+        window: String,
+        /// When this occurrence of it ends (RFC 3339).
+        until: String,
+    },
+    /// The target's Auto Scaling group is changing (a deploy, an instance refresh, a scaling event) or has the
+    /// processes that replace instances suspended: what looks broken may be the change.
+    ChangeInProgress {
+        /// The Auto Scaling group.
+        group: String,
+        /// What was seen.
+        seen: String,
+    },
+    /// Whether a change is under way could not be read: reflex refuses rather than guess.
+    ChangeUnknown {
+        /// The Auto Scaling groups asked about (empty: their membership could not be read).
+        group: String,
+        /// What failed.
+        error: String,
+    },
+    /// Every instance of one Availability Zone is unhealthy while other zones are healthy: a zone is failing,
+    /// and replacing its instances in the same zone removes capacity without helping.
+    ZonalFailure {
+        /// The failing zone.
+        zone: String,
+        /// Its instances, all unhealthy.
+        unhealthy: usize,
+        /// Healthy instances in the other zones.
+        healthy_elsewhere: usize,
+    },
 }
 
 /// The rules of standing refusals, by name: states the operator already knows of (a cooldown, a pause, an
 /// open breaker), answered to every alert while they last, rather than news about the target.
-pub const STANDING_RULES: [&str; 3] = ["cooldown", "paused", "breaker-open"];
+pub const STANDING_RULES: [&str; 5] = [
+    "cooldown",
+    "paused",
+    "breaker-open",
+    "silenced",
+    "maintenance-window",
+];
 
 impl Refusal {
     /// The rule's name, as in the summary's `refused-rule` and in metrics.
@@ -161,6 +208,11 @@ impl Refusal {
             Self::Cooldown { .. } => "cooldown",
             Self::Paused { .. } => "paused",
             Self::BreakerOpen { .. } => "breaker-open",
+            Self::Silenced { .. } => "silenced",
+            Self::MaintenanceWindow { .. } => "maintenance-window",
+            Self::ChangeInProgress { .. } => "change-in-progress",
+            Self::ChangeUnknown { .. } => "change-unknown",
+            Self::ZonalFailure { .. } => "zonal-failure",
         }
     }
 
@@ -192,6 +244,37 @@ impl Refusal {
             Self::BreakerOpen { reason } => format!(
                 "breaker-open: this target's breaker is open ({reason}); nothing was read or replaced until \
                  `reflex breaker reset`"
+            ),
+            Self::Silenced { reason, by, until } => format!(
+                "silenced: reflex is silenced for this target until {until} by {by} ({reason}); nothing was read \
+                 or replaced"
+            ),
+            Self::MaintenanceWindow { window, until } => format!(
+                "maintenance-window: the alert came inside maintenance window {window:?}, which ends {until}; \
+                 nothing was read or replaced"
+            ),
+            Self::ChangeInProgress { group, seen } => format!(
+                "change-in-progress: Auto Scaling group {group} is changing ({seen}); what looks broken may be \
+                 the change: nothing was replaced"
+            ),
+            Self::ChangeUnknown { group, error } => {
+                let which = if group.is_empty() {
+                    "the instances' Auto Scaling groups are".to_owned()
+                } else {
+                    format!("Auto Scaling group {group} is")
+                };
+                format!(
+                    "change-unknown: cannot tell whether {which} changing ({error}); nothing was replaced"
+                )
+            }
+            Self::ZonalFailure {
+                zone,
+                unhealthy,
+                healthy_elsewhere,
+            } => format!(
+                "zonal-failure: all {unhealthy} instances in {zone} are not InService while {healthy_elsewhere} \
+                 in other zones are: the zone is failing, and replacing its instances there would not help; \
+                 nothing was replaced"
             ),
         }
     }
@@ -245,6 +328,14 @@ pub struct Plan {
     pub refused: Option<Refusal>,
 }
 
+impl Plan {
+    /// Refuses the whole run: nothing is acted on.
+    pub fn refuse(&mut self, refusal: Refusal) {
+        self.act_on.clear();
+        self.refused = Some(refusal);
+    }
+}
+
 /// Decides which instances to terminate. Pure: the same inputs always give the same plan.
 pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     let registered: Vec<String> = snapshot
@@ -272,7 +363,8 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
         in_service,
         policy,
         clock,
-    );
+    )
+    .or_else(|| super::zones::zonal_refusal(snapshot));
     if plan.refused.is_some() {
         return plan;
     }

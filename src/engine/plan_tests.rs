@@ -48,6 +48,7 @@ fn instance(id: &str, state: HealthState) -> InstanceView {
             state: "running".into(),
             launch_time: Some(OLD),
             tags: vec![],
+            zone: None,
         }),
         auto_scaling_group: None,
     }
@@ -441,6 +442,7 @@ fn arb_instance() -> impl Strategy<Value = InstanceView> {
                     } else {
                         vec![("team".into(), "web".into())]
                     },
+                    zone: None,
                 }),
                 auto_scaling_group: group.map(str::to_owned),
             },

@@ -43,6 +43,13 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
         instance_ids: &'a [String],
     ) -> BoxFuture<'a, Result<HashMap<String, String>, FleetError>>;
 
+    /// What each of `groups` (Auto Scaling group names) shows of a change under way: instances entering or
+    /// leaving service, processes suspended, scaling activities in progress.
+    fn group_changes<'a>(
+        &'a self,
+        groups: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<GroupChange>, FleetError>>;
+
     /// Replaces one instance (TerminateInstances); returns the state it is moving to.
     fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>>;
 
@@ -52,6 +59,80 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
         &'a self,
         instance_id: &'a str,
     ) -> BoxFuture<'a, Result<String, FleetError>>;
+}
+
+/// What one Auto Scaling group shows of a change under way; nothing in it: no change seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupChange {
+    /// The group's name.
+    pub group: String,
+    /// Its instances in a lifecycle state of a change (`Pending`, `Terminating`, `Standby`, `Detaching`, and
+    /// their `:Wait`/`:Proceed` steps), with the state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<(String, String)>,
+    /// Its suspended processes among those that replace instances (`Launch`, `Terminate`, `HealthCheck`,
+    /// `ReplaceUnhealthy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<String>,
+    /// Its scaling activities in progress (their descriptions).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub activities: Vec<String>,
+}
+
+/// The processes whose suspension means a person is holding the group's replacements back.
+pub const REPLACING_PROCESSES: [&str; 4] =
+    ["Launch", "Terminate", "HealthCheck", "ReplaceUnhealthy"];
+
+/// Whether an Auto Scaling lifecycle state is part of a change (an instance entering, leaving or out of
+/// service on purpose).
+pub fn is_changing_state(state: &str) -> bool {
+    [
+        "Pending",
+        "Terminating",
+        "Standby",
+        "EnteringStandby",
+        "Detaching",
+        "Detached",
+    ]
+    .iter()
+    .any(|prefix| state == *prefix || state.starts_with(&format!("{prefix}:")))
+        || state.starts_with("Warmed:Pending")
+        || state.starts_with("Warmed:Terminating")
+}
+
+impl GroupChange {
+    /// Whether anything of a change was seen.
+    pub fn is_changing(&self) -> bool {
+        !(self.instances.is_empty() && self.suspended.is_empty() && self.activities.is_empty())
+    }
+
+    /// What was seen, in words.
+    pub fn seen(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.instances.is_empty() {
+            let states: Vec<String> = self
+                .instances
+                .iter()
+                .map(|(id, state)| format!("{id} {state}"))
+                .collect();
+            parts.push(format!("instances {}", states.join(", ")));
+        }
+        if !self.suspended.is_empty() {
+            parts.push(format!("suspended {}", self.suspended.join(", ")));
+        }
+        if !self.activities.is_empty() {
+            parts.push(format!(
+                "{} scaling activit{} in progress",
+                self.activities.len(),
+                if self.activities.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            ));
+        }
+        parts.join("; ")
+    }
 }
 
 /// What start-up needs to know of a target group.

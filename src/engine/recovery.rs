@@ -100,14 +100,19 @@ impl Engine {
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
             return Ok(());
         };
-        // A paused target is being looked after by a person: its check waits until the pause is lifted, with no
-        // AWS call, rather than reading it and opening its breaker meanwhile.
-        if let Some(pause) = self.audit.brakes_of(&target.id).await?.pause {
+        // A paused or silenced target is being looked after by a person: its check waits until the brake is
+        // lifted, with no AWS call, rather than reading it and opening its breaker meanwhile.
+        let brakes = self.audit.brakes_of(&target.id).await?;
+        let held = brakes.pause.map(|pause| ("paused", pause.reason));
+        if let Some((brake, reason)) =
+            held.or_else(|| brakes.silence.map(|silence| ("silenced", silence.reason)))
+        {
             tracing::info!(
                 run = check.run_id,
-                "recovery check waits: the target is paused"
+                brake,
+                "recovery check waits: the target is {brake}"
             );
-            let why = format!("the target is paused: {}", pause.reason);
+            let why = format!("the target is {brake}: {reason}");
             self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
             return Ok(());
         }

@@ -83,4 +83,7 @@ pub struct Ec2Facts {
     pub launch_time: Option<OffsetDateTime>,
     /// Tag keys and values.
     pub tags: Vec<(String, String)>,
+    /// Its Availability Zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::port::{
-    BoxFuture, Ec2Facts, FailureKind, FleetError, HealthState, InstanceView, Snapshot,
+    BoxFuture, Ec2Facts, FailureKind, FleetError, GroupChange, HealthState, InstanceView, Snapshot,
     TargetGroupInfo, TargetRef,
 };
 use super::*;
@@ -51,6 +51,14 @@ struct FakeFleet {
     /// A wider fleet instead of four healthy and `i-bad`: this many InService (`i-ok1`...) and this many
     /// OutOfService (`i-bad1`...), whose terminated instances EC2 shows `terminated` afterwards.
     wide: Option<(usize, usize)>,
+    /// Availability Zones by instance (none: EC2 says no zone).
+    zones: HashMap<String, String>,
+    /// What DescribeAutoScalingGroups and DescribeScalingActivities show of each group (none: no change).
+    changes: Vec<GroupChange>,
+    /// Reading the groups' changes fails so.
+    changes_fail: Option<FleetError>,
+    /// Group-change reads made.
+    change_calls: AtomicUsize,
 }
 
 const TG_ARN: &str =
@@ -98,6 +106,7 @@ impl FakeFleet {
                     .unwrap_or_else(|| "running".into()),
                 launch_time: Some(old),
                 tags: vec![],
+                zone: self.zones.get(&id).cloned(),
             }),
             auto_scaling_group: None,
             instance_id: id,
@@ -159,6 +168,31 @@ impl Fleet for FakeFleet {
             Ok(instance_ids
                 .iter()
                 .filter_map(|id| Some((id.clone(), self.groups.get(id)?.clone())))
+                .collect())
+        })
+    }
+
+    fn group_changes<'a>(
+        &'a self,
+        groups: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<GroupChange>, FleetError>> {
+        Box::pin(async move {
+            self.change_calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(err) = &self.changes_fail {
+                return Err(err.clone());
+            }
+            Ok(groups
+                .iter()
+                .map(|group| {
+                    self.changes
+                        .iter()
+                        .find(|change| change.group == *group)
+                        .cloned()
+                        .unwrap_or_else(|| GroupChange {
+                            group: group.clone(),
+                            ..GroupChange::default()
+                        })
+                })
                 .collect())
         })
     }
@@ -895,7 +929,7 @@ async fn asg_unhealthy_skips_instances_in_no_group_and_terminate_never_asks() {
         SkipReason::NotInAutoScalingGroup
     );
 
-    // The classic targets keep terminating (the default action), without an Auto Scaling lookup.
+    // The classic targets keep terminating (the default action).
     let fleet = FakeFleet::with_target_group("instance");
     let h = harness_with(fleet, "", "[[targets]]\ntarget_group = \"web-tg\"\n").await;
     let run = h
@@ -904,7 +938,9 @@ async fn asg_unhealthy_skips_instances_in_no_group_and_terminate_never_asks() {
         .await
         .unwrap();
     assert_eq!(run.summary.terminated_instance_ids, ["i-bad", "i-bad2"]);
-    assert_eq!(h.fleet.group_calls.load(Ordering::SeqCst), 0);
+    // One membership lookup, to tell whether a change is under way; the instances are in no group.
+    assert_eq!(h.fleet.group_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(h.fleet.change_calls.load(Ordering::SeqCst), 0);
     assert!(h.fleet.done.lock().unwrap().is_empty(), "dry run");
 }
 
@@ -1302,4 +1338,163 @@ async fn the_speed_limit_holds_across_runs_and_processes_sharing_the_store() {
     // terminated under `web` as terminated: `i-bad6` is the one left, and the speed limit of `api` allows it).
     let api = run_once(&h, "api").await;
     assert_eq!(api.summary.terminated_instance_ids, ["i-bad6"]);
+}
+
+#[tokio::test]
+async fn a_silence_refuses_its_target_without_reading_it_until_it_is_lifted_or_ends() {
+    let h = harness(FakeFleet::default(), "").await;
+    let silence = h
+        .store
+        .silence(
+            Scope::Target(&id("web")),
+            "deploy 7",
+            "ops",
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.summary.refused_rule, Some("silenced"));
+    let refused = run.summary.refused.clone().unwrap();
+    assert!(
+        refused.contains("deploy 7") && refused.contains("ops"),
+        "{refused}"
+    );
+    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 0, "no AWS read");
+    // Another target is not silenced.
+    assert_eq!(
+        run_once(&h, "api").await.summary.terminated_instance_ids,
+        ["i-bad"]
+    );
+    assert_eq!(
+        h.store.silences().await.unwrap(),
+        std::slice::from_ref(&silence)
+    );
+    assert_eq!(
+        h.store.unsilence(&silence.id).await.unwrap(),
+        Some(silence.clone())
+    );
+    assert_eq!(h.store.unsilence(&silence.id).await.unwrap(), None);
+    assert_eq!(
+        run_once(&h, "web").await.summary.terminated_instance_ids,
+        ["i-bad"]
+    );
+
+    // A silence of everything ends by itself at its end, on the store's clock.
+    let h = harness(FakeFleet::default(), "").await;
+    h.store
+        .silence(Scope::Everything, "game day", "ops", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        run_once(&h, "api").await.summary.refused_rule,
+        Some("silenced")
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(h.store.silences().await.unwrap().is_empty());
+    assert_eq!(
+        run_once(&h, "api").await.summary.terminated_instance_ids,
+        ["i-bad"]
+    );
+}
+
+#[tokio::test]
+async fn a_maintenance_window_refuses_its_targets_without_reading_them() {
+    let every_day = "[[windows]]\nname = \"always\"\ntargets = [\"web\"]\n\
+                     days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+                     start = \"00:00\"\nduration = \"1d\"\ntime_zone = \"Europe/Berlin\"\n";
+    let h = harness(FakeFleet::default(), every_day).await;
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.summary.refused_rule, Some("maintenance-window"));
+    assert!(run.summary.refused.unwrap().contains("\"always\""));
+    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 0, "no AWS read");
+    assert_eq!(
+        run_once(&h, "api").await.summary.terminated_instance_ids,
+        ["i-bad"]
+    );
+}
+
+#[tokio::test]
+async fn a_group_that_is_changing_or_cannot_be_read_refuses_the_run_before_any_write() {
+    let groups = HashMap::from([("i-bad".to_owned(), "web-asg".to_owned())]);
+    let scaling = FakeFleet {
+        groups: groups.clone(),
+        changes: vec![GroupChange {
+            group: "web-asg".into(),
+            activities: vec!["Launching a new EC2 instance: i-new".into()],
+            ..GroupChange::default()
+        }],
+        ..FakeFleet::default()
+    };
+    let h = harness(scaling, "").await;
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.summary.refused_rule, Some("change-in-progress"));
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(
+        record.detail["seen_changes"][0]["activities"][0],
+        "Launching a new EC2 instance: i-new"
+    );
+    assert_eq!(
+        h.store.last_action(&id("web"), None).await.unwrap().at,
+        None,
+        "nothing acted, so no cooldown"
+    );
+
+    let denied = FakeFleet {
+        groups: groups.clone(),
+        changes_fail: Some(FleetError::new(
+            FailureKind::Permanent,
+            "DescribeScalingActivities",
+            Some("AccessDenied".into()),
+            "not authorized",
+        )),
+        ..FakeFleet::default()
+    };
+    let h = harness(denied, "").await;
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.summary.refused_rule, Some("change-unknown"));
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+
+    // A quiet group lets the run act; a healthy target reads no group at all.
+    let quiet = FakeFleet {
+        groups,
+        ..FakeFleet::default()
+    };
+    let h = harness(quiet, "").await;
+    assert_eq!(
+        run_once(&h, "web").await.summary.terminated_instance_ids,
+        ["i-bad"]
+    );
+    assert_eq!(h.fleet.change_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_whole_zone_down_is_refused_as_zonal_failure_and_part_of_one_is_acted_on() {
+    let zoned = |zone_a: &[&str]| FakeFleet {
+        wide: Some((4, 2)),
+        zones: (1..=4)
+            .map(|n| format!("i-ok{n}"))
+            .chain((1..=2).map(|n| format!("i-bad{n}")))
+            .map(|id| {
+                let zone = if zone_a.contains(&id.as_str()) {
+                    "us-east-1a"
+                } else {
+                    "us-east-1b"
+                };
+                (id, zone.to_owned())
+            })
+            .collect(),
+        ..FakeFleet::default()
+    };
+    let h = harness(zoned(&["i-bad1", "i-bad2"]), "max_terminations_per_run = 2").await;
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.summary.refused_rule, Some("zonal-failure"));
+    assert!(run.summary.refused.unwrap().contains("us-east-1a"));
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+
+    let h = harness(zoned(&["i-bad1", "i-ok1"]), "max_terminations_per_run = 2").await;
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.summary.refused_rule, None);
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad1", "i-bad2"]);
 }

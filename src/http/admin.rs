@@ -1,13 +1,15 @@
 //! The `/admin` routes, for holders of an admin token (`[admin] tokens`, separate from the manual ones): the
-//! kill switch (`POST /admin/pause`, `POST /admin/resume`), the breaker reset (`POST /admin/breaker/reset`)
-//! and `GET /admin/state`. Every call that changes something, and every refused call, is audited.
+//! kill switch (`POST /admin/pause`, `POST /admin/resume`), silences (`POST /admin/silences`,
+//! `DELETE /admin/silences/{id}`), the breaker reset (`POST /admin/breaker/reset`) and `GET /admin/state`.
+//! Every call that changes something, and every refused call, is audited.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::body::WholeBody;
 use super::error::parse_json;
@@ -33,15 +35,63 @@ struct ControlRequest {
     reason: Option<String>,
 }
 
-impl ControlRequest {
+/// The body of `POST /admin/silences`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceRequest {
+    /// The configured target; absent for everything.
+    target: Option<String>,
+    /// The target's account, when several targets share its name.
+    #[serde(default, deserialize_with = "super::error::present")]
+    account: Option<String>,
+    /// The target's region, when several targets share its name.
+    #[serde(default, deserialize_with = "super::error::present")]
+    region: Option<String>,
+    /// How long (`90s`, `15m`, `2h`, `1d`): required, a silence always ends.
+    #[serde(rename = "for")]
+    length: Option<String>,
+    /// Why (required).
+    reason: Option<String>,
+    /// Who sets it (recorded and shown; defaults to the admin token's caller).
+    #[serde(default, deserialize_with = "super::error::present")]
+    by: Option<String>,
+}
+
+/// The body of `DELETE /admin/silences/{id}` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiftRequest {
+    /// Why it is lifted early.
+    reason: Option<String>,
+}
+
+/// A change that names a target.
+trait Targeted {
+    /// The target's name, if any (none: everything).
+    fn target(&self) -> Option<&str>;
     /// Where the request says its target is.
+    fn place(&self) -> Place;
+    /// The target it names, in `place`.
+    fn named<'a>(&'a self, place: &'a Place) -> Option<Named<'a>> {
+        self.target().map(|name| Named { name, place })
+    }
+}
+
+impl Targeted for ControlRequest {
+    fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
     fn place(&self) -> Place {
         Place::new(self.account.clone(), self.region.clone())
     }
+}
 
-    /// The target it names, in `place`.
-    fn named<'a>(&'a self, place: &'a Place) -> Option<Named<'a>> {
-        self.target.as_deref().map(|name| Named { name, place })
+impl Targeted for SilenceRequest {
+    fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+    fn place(&self) -> Place {
+        Place::new(self.account.clone(), self.region.clone())
     }
 }
 
@@ -52,6 +102,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/pause", post(pause))
         .route("/admin/resume", post(resume))
         .route("/admin/breaker/reset", post(reset))
+        .route("/admin/silences", post(silence))
+        .route("/admin/silences/{id}", axum::routing::delete(lift))
 }
 
 async fn state(
@@ -72,7 +124,7 @@ async fn pause(
     headers: HeaderMap,
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (meta, request) = accepted(&state, arrival, &headers, body).await?;
+    let (meta, request) = accepted::<ControlRequest>(&state, arrival, &headers, body).await?;
     let place = request.place();
     let meta = placed(&state, meta, &request, &place).await?;
     let reason = request.reason.as_deref().unwrap_or_default();
@@ -91,7 +143,7 @@ async fn resume(
     headers: HeaderMap,
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (meta, request) = accepted(&state, arrival, &headers, body).await?;
+    let (meta, request) = accepted::<ControlRequest>(&state, arrival, &headers, body).await?;
     let place = request.place();
     let meta = placed(&state, meta, &request, &place).await?;
     controls(&state)
@@ -101,13 +153,77 @@ async fn resume(
     Ok(Json(serde_json::json!({"resumed": request.target})))
 }
 
+async fn silence(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (meta, request) = accepted::<SilenceRequest>(&state, arrival, &headers, body).await?;
+    let place = request.place();
+    let mut meta = placed(&state, meta, &request, &place).await?;
+    let Some(length) = request.length.as_deref() else {
+        let err = ApiError::bad_request(
+            "invalid-request",
+            "missing field: give for (how long the silence lasts: 90s, 15m, 2h, 1d)",
+        );
+        meta.note("error", &err.detail);
+        return Err(rejected(&state, meta, err).await);
+    };
+    let by = request.by.clone().unwrap_or_else(|| {
+        format!(
+            "admin token from {}",
+            meta.caller.as_deref().unwrap_or("an unknown address")
+        )
+    });
+    let silence = controls(&state)
+        .silence(
+            meta,
+            request.named(&place),
+            length,
+            request.reason.as_deref().unwrap_or_default(),
+            &crate::untrusted::bounded(&by),
+        )
+        .await
+        .map_err(refused)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"silence": silence})),
+    ))
+}
+
+async fn lift(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let empty = matches!(&body, Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace));
+    let (meta, request) = if empty {
+        let mut meta = arrival.meta(Source::Admin);
+        if let Err(err) = auth::bearer(&headers, &state.config.admin.tokens, "admin") {
+            return Err(rejected(&state, meta, err).await);
+        }
+        meta.auth = Auth::Passed;
+        (meta, LiftRequest::default())
+    } else {
+        accepted::<LiftRequest>(&state, arrival, &headers, body).await?
+    };
+    let lifted = controls(&state)
+        .unsilence(meta, &id, request.reason.as_deref())
+        .await
+        .map_err(refused)?;
+    Ok(Json(serde_json::json!({"lifted": lifted})))
+}
+
 async fn reset(
     State(state): State<AppState>,
     arrival: Arrival,
     headers: HeaderMap,
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (mut meta, request) = accepted(&state, arrival, &headers, body).await?;
+    let (mut meta, request) = accepted::<ControlRequest>(&state, arrival, &headers, body).await?;
     let place = request.place();
     let Some(target) = request.named(&place) else {
         let err = ApiError::bad_request(
@@ -132,10 +248,10 @@ async fn reset(
 async fn placed(
     state: &AppState,
     mut meta: RequestMeta,
-    request: &ControlRequest,
+    request: &impl Targeted,
     place: &Place,
 ) -> Result<RequestMeta, ApiError> {
-    if request.target.is_some() || !place.is_given() {
+    if request.target().is_some() || !place.is_given() {
         return Ok(meta);
     }
     let err = ApiError::bad_request(
@@ -156,16 +272,16 @@ fn controls(state: &AppState) -> Controls<'_> {
 }
 
 /// Authenticates and parses a change; a refused one is audited before its answer.
-async fn accepted(
+async fn accepted<T: DeserializeOwned>(
     state: &AppState,
     arrival: Arrival,
     headers: &HeaderMap,
     body: Result<Bytes, ApiError>,
-) -> Result<(RequestMeta, ControlRequest), ApiError> {
+) -> Result<(RequestMeta, T), ApiError> {
     let mut meta = arrival.meta(Source::Admin);
     let parsed = auth::bearer(headers, &state.config.admin.tokens, "admin").and_then(|_| {
         meta.auth = Auth::Passed;
-        parse_json::<ControlRequest>(&body?)
+        parse_json::<T>(&body?)
     });
     match parsed {
         Ok(request) => Ok((meta, request)),

@@ -13,7 +13,7 @@ use tower::ServiceExt as _;
 use super::{AppState, router};
 use crate::App;
 use crate::engine::port::{
-    BoxFuture, FailureKind, Fleet, FleetError, Snapshot, TargetGroupInfo, TargetRef,
+    BoxFuture, FailureKind, Fleet, FleetError, GroupChange, Snapshot, TargetGroupInfo, TargetRef,
 };
 
 const MANUAL: &str = "manual-token-0123456789";
@@ -40,6 +40,13 @@ impl Fleet for FailingFleet {
         &'a self,
         _: &'a [String],
     ) -> BoxFuture<'a, Result<HashMap<String, String>, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
+    fn group_changes<'a>(
+        &'a self,
+        _: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<GroupChange>, FleetError>> {
         Box::pin(async { Err(self.0.clone()) })
     }
 

@@ -277,21 +277,24 @@ pub async fn serve(
 /// How often the breaker and pause gauges are read from the store.
 const BRAKES_EVERY: Duration = Duration::from_secs(5);
 
-/// Keeps `reflex_breaker_open` and `reflex_paused` in step with the store, which every replica shares.
+/// Keeps `reflex_breaker_open`, `reflex_paused` and `reflex_silenced` in step with the store, which every replica shares.
 async fn refresh_brakes_every(state: AppState, every: Duration) {
     use crate::metrics::TargetLabels;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let (breakers, pauses) =
-            match tokio::try_join!(state.audit.breakers(), state.audit.pauses()) {
-                Ok(read) => read,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot read breakers and pauses for the metrics");
-                    continue;
-                }
-            };
+        let (breakers, pauses, silences) = match tokio::try_join!(
+            state.audit.breakers(),
+            state.audit.pauses(),
+            state.audit.silences()
+        ) {
+            Ok(read) => read,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read breakers, pauses and silences for the metrics");
+                continue;
+            }
+        };
         let everything = TargetLabels {
             target: "*".to_owned(),
             account: String::new(),
@@ -303,6 +306,12 @@ async fn refresh_brakes_every(state: AppState, every: Duration) {
             .paused
             .get_or_create(&everything)
             .set(i64::from(paused));
+        let silenced = silences.iter().any(|s| s.target.is_none());
+        state
+            .metrics
+            .silenced
+            .get_or_create(&everything)
+            .set(i64::from(silenced));
         for id in state.engine.target_ids() {
             let label = TargetLabels {
                 target: id.name.clone(),
@@ -331,6 +340,17 @@ async fn refresh_brakes_every(state: AppState, every: Duration) {
                 .paused
                 .get_or_create(&label)
                 .set(i64::from(paused));
+            let silenced = silences
+                .iter()
+                .any(|s| match (&s.target, &s.account, &s.region) {
+                    (Some(target), Some(account), Some(region)) => at(target, account, region),
+                    _ => false,
+                });
+            state
+                .metrics
+                .silenced
+                .get_or_create(&label)
+                .set(i64::from(silenced));
         }
     }
 }

@@ -109,6 +109,30 @@ impl Fleet {
             .collect()
     }
 
+    /// Launches `count` instances in the Availability Zone `zone`.
+    pub async fn launch_in(&self, count: i32, zone: &str) -> Vec<String> {
+        let output = self
+            .ec2
+            .run_instances()
+            .image_id("ami-12345678")
+            .instance_type(InstanceType::T3Micro)
+            .min_count(count)
+            .max_count(count)
+            .placement(
+                aws_sdk_ec2::types::Placement::builder()
+                    .availability_zone(zone)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RunInstances");
+        output
+            .instances()
+            .iter()
+            .map(|i| i.instance_id().unwrap().to_owned())
+            .collect()
+    }
+
     /// Creates a classic ELB named `name` with these instances registered.
     pub async fn balancer(&self, name: &str, instances: &[String]) {
         self.elb

@@ -36,14 +36,21 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "elasticloadbalancing:DescribeTargetHealth",
             "ec2:DescribeInstances",
             "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeScalingActivities",
             "ec2:TerminateInstances",
             "autoscaling:SetInstanceHealth",
             "sns:ConfirmSubscription",
             "sts:AssumeRole",
         ]
     );
-    let (key_id, secret) = IamAdmin::new(&moto.endpoint)
-        .user_with_only("reflex", &policy)
+    let iam = IamAdmin::new(&moto.endpoint);
+    let (key_id, secret) = iam.user_with_only("reflex", &policy).await;
+    let (blind_id, blind_secret) = iam
+        .user_with_only(
+            "blind",
+            &without(&policy, "autoscaling:DescribeScalingActivities"),
+        )
         .await;
 
     // IAM is enforced from here on: moto's default credentials belong to no IAM user.
@@ -61,6 +68,35 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
     text.push_str(&format!(
         "\n[[targets]]\ntarget_group = \"{group_name}\"\naction = \"auto\"\n"
     ));
+    // Without DescribeScalingActivities reflex cannot tell whether the group is changing: it refuses, and
+    // writes nothing.
+    let blind_dir = tempfile::tempdir().unwrap();
+    let blind_text = with_credentials(
+        &text.replace(
+            &dir.path().join("audit.db").display().to_string(),
+            &blind_dir.path().join("audit.db").display().to_string(),
+        ),
+        &blind_id,
+        &blind_secret,
+    );
+    let blind = TestApp::spawn_with_config(blind_dir, &blind_text).await;
+    let (status, summary) = blind.remediate(json!({"target_group": group_name})).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["refused-rule"], "change-unknown", "{summary}");
+    let refused = summary["refused"].as_str().unwrap();
+    assert!(
+        refused.contains(&group_name) && refused.contains("DescribeScalingActivities"),
+        "{refused}"
+    );
+    assert_eq!(summary["terminated-instance-ids"], json!([]));
+    assert_eq!(summary["asg-unhealthy-instance-ids"], json!([]));
+    drop(blind);
+    let as_reflex = Fleet::with_credentials(&moto.endpoint, &key_id, &secret).await;
+    assert_eq!(
+        as_reflex.asg_health(&members[0]).await.as_deref(),
+        Some("HEALTHY")
+    );
+
     let text = with_credentials(&text, &key_id, &secret);
     let app = TestApp::spawn_with_config(dir, &text).await;
     let (status, summary) = app.remediate(json!({"load_balancer": lb})).await;
@@ -74,7 +110,6 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
     assert_eq!(summary["errors"], json!([]));
 
     // With reflex's own keys: what the policy grants works, anything else is denied.
-    let as_reflex = Fleet::with_credentials(&moto.endpoint, &key_id, &secret).await;
     for id in [&bad[0], &lone[0]] {
         assert!(matches!(
             as_reflex.state(id).await,
@@ -144,6 +179,17 @@ pub(crate) async fn enforce_iam(endpoint: &str) {
     assert!(response.status().is_success());
 }
 
+/// `policy` without `action` in any statement.
+fn without(policy: &serde_json::Value, action: &str) -> serde_json::Value {
+    let mut policy = policy.clone();
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        if let Some(actions) = statement["Action"].as_array_mut() {
+            actions.retain(|granted| granted != action);
+        }
+    }
+    policy
+}
+
 /// A policy that grants only these actions.
 fn only(actions: &[&str]) -> serde_json::Value {
     json!({
@@ -169,6 +215,7 @@ async fn permission_errors_answer_aws_denied_and_are_audited() {
             &only(&[
                 "elasticloadbalancing:DescribeInstanceHealth",
                 "ec2:DescribeInstances",
+                "autoscaling:DescribeAutoScalingInstances",
             ]),
         )
         .await;

@@ -7,6 +7,7 @@ mod accounts;
 mod alertmanager;
 mod anchors;
 mod brakes;
+mod changes;
 mod cli;
 mod clock;
 mod disk;

@@ -144,6 +144,15 @@ pub fn timeline(
                         }
                     }
                 }
+                @if state.silences.is_empty() {
+                    p { "No silences." }
+                } @else {
+                    ul {
+                        @for silence in &state.silences {
+                            li.warn { "Silenced: " (silence.target.as_deref().unwrap_or("every target")) @if let (Some(account), Some(region)) = (&silence.account, &silence.region) { " (" (account) "/" (region) ")" } " until " (when(silence.until)) " by " (silence.by) ": " (silence.reason) }
+                        }
+                    }
+                }
                 @let open: Vec<_> = state.breakers.iter().filter_map(|b| b.open.as_ref()).collect();
                 @if open.is_empty() {
                     p { "No open breakers." }
