@@ -10,6 +10,9 @@ if [ -z "${REFLEX_BIN:-}" ]; then
     cargo build --release --quiet
     REFLEX_BIN=target/release/reflex
 fi
+# REFLEX_PREVIOUS: an older reflex binary (the previous release) measured in the same run, beside this one.
+BINS=("$REFLEX_BIN")
+if [ -n "${REFLEX_PREVIOUS:-}" ]; then BINS+=("$REFLEX_PREVIOUS"); fi
 WORK=target/bench-sns
 mkdir -p "$WORK"
 if [ ! -s "$WORK/messages.txt" ] || [ "$(wc -l < "$WORK/messages.txt")" -lt "$COUNT" ] \
@@ -42,9 +45,10 @@ load() {
     P99=$(echo "$out" | awk '$1 == "99%" {print $2}')
 }
 
-# Starts reflex on a free port with its audit store at $1; leaves the port in $PORT and the pid in PIDS.
+# Starts reflex (the binary $2, default $REFLEX_BIN) on a free port with its audit store at $1; leaves the port
+# in $PORT and the pid in PIDS.
 start_reflex() {
-    local store=$1 dir
+    local store=$1 bin=${2:-$REFLEX_BIN} dir
     PORT=$(free_port)
     dir=$(mktemp -d -p "$RUN")
     cat > "$dir/reflex.toml" <<TOML
@@ -64,8 +68,8 @@ topic_arns = ["$TOPIC"]
 cert_dir = "$PWD/$WORK/certs"
 TOML
     # No AWS to learn the account from; a release from before aws.account_id does not know the key.
-    "$REFLEX_BIN" check-config --config "$dir/reflex.toml" >/dev/null 2>&1 || sed -i '/^account_id/d' "$dir/reflex.toml"
-    RUST_LOG=warn "$REFLEX_BIN" serve --config "$dir/reflex.toml" 2>"$dir/reflex.log" &
+    "$bin" check-config --config "$dir/reflex.toml" >/dev/null 2>&1 || sed -i '/^account_id/d' "$dir/reflex.toml"
+    RUST_LOG=warn "$bin" serve --config "$dir/reflex.toml" 2>"$dir/reflex.log" &
     PIDS+=($!)
     wait_ready "$PORT" /readyz
 }

@@ -390,7 +390,7 @@ pub async fn end_silence(
     meta.note("silence_end", &silence);
     let who = silence.target.as_deref().unwrap_or("every target");
     let text = format!(
-        "the silence of {who} set by {} ({}) has ended: alerts are acted on again",
+        "the silence of {who} set by {} ({}) has ended",
         silence.by, silence.reason
     );
     let event = Event::new(

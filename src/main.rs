@@ -409,6 +409,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if length.is_some() && reason.is_none() {
                 anyhow::bail!("--reason is required with --for: say why (it is recorded)");
             }
+            if length.is_none() && (target.is_some() || reason.is_some() || by.is_some()) {
+                anyhow::bail!(
+                    "--for is required to silence: say how long (90s, 15m, 2h); without options, the \
+                     silences in force are listed"
+                );
+            }
             let place = place.of(target.as_deref())?;
             let target = target.as_deref().map(|name| Named {
                 name,

@@ -6,6 +6,7 @@ use sqlx::AnyPool;
 use time::OffsetDateTime;
 
 use super::backend::Backend;
+use super::jobs::{self, NewJob};
 use super::keys::Key;
 use super::rows::from_millis;
 
@@ -74,12 +75,45 @@ impl Silence {
     }
 }
 
-/// Adds `silence` at `now` (ms); the silence as stored.
+/// Adds `silence` at `now` (ms), with the job that announces its end; the silence as stored.
 pub(super) async fn add(
     tx: &mut Tx<'_>,
     silence: &NewSilence,
     now: i64,
 ) -> Result<Silence, sqlx::Error> {
+    let added = insert(tx, silence, now).await?;
+    let end = NewJob {
+        kind: END_JOB,
+        dedup_key: Some(end_key(&added.id)),
+        delay_ms: silence.for_ms,
+        payload: serde_json::to_string(&added).unwrap_or_default(),
+        bounded: false,
+    };
+    jobs::enqueue(tx, &[&end], now).await?;
+    Ok(added)
+}
+
+/// Lifts the silence `id` before its end, if it is still in force at `now`, and cancels its end's job: the
+/// silence lifted.
+pub(super) async fn lift(
+    tx: &mut Tx<'_>,
+    id: &str,
+    now: i64,
+) -> Result<Option<Silence>, sqlx::Error> {
+    let lifted = remove(tx, id, now).await?;
+    if lifted.is_some() {
+        jobs::cancel(tx, &end_key(id)).await?;
+    }
+    Ok(lifted)
+}
+
+/// The key of the job that announces the end of the silence `id`.
+fn end_key(id: &str) -> String {
+    format!("{END_JOB}:{id}")
+}
+
+/// Writes the row of `silence` at `now` (ms).
+async fn insert(tx: &mut Tx<'_>, silence: &NewSilence, now: i64) -> Result<Silence, sqlx::Error> {
     let row: Row = (
         silence.id.clone(),
         silence.key.account.clone(),
@@ -107,12 +141,8 @@ pub(super) async fn add(
     Ok(Silence::from_row(row))
 }
 
-/// Lifts the silence `id` before its end, if it is still in force at `now`: the silence lifted.
-pub(super) async fn remove(
-    tx: &mut Tx<'_>,
-    id: &str,
-    now: i64,
-) -> Result<Option<Silence>, sqlx::Error> {
+/// Removes the silence `id`, if it is still in force at `now`.
+async fn remove(tx: &mut Tx<'_>, id: &str, now: i64) -> Result<Option<Silence>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
         "DELETE FROM silences WHERE id = $1 AND until_ms > $2 \
          RETURNING id, account, region, target, reason, by_whom, at_ms, until_ms",

@@ -579,24 +579,9 @@ async fn apply(
             Written::Done
         }
         Op::Resume { key } => Written::Resumed(pauses::resume(tx, key).await?),
-        Op::Silence(new) => {
-            let silence = silences::add(tx, new, now).await?;
-            let end = NewJob {
-                kind: silences::END_JOB,
-                dedup_key: Some(format!("{}:{}", silences::END_JOB, silence.id)),
-                delay_ms: new.for_ms,
-                payload: serde_json::to_string(&silence).unwrap_or_default(),
-                bounded: false,
-            };
-            jobs::enqueue(tx, &[&end], now).await?;
-            Written::Silenced(Box::new(silence))
-        }
+        Op::Silence(new) => Written::Silenced(Box::new(silences::add(tx, new, now).await?)),
         Op::Unsilence { id } => {
-            let lifted = silences::remove(tx, id, now).await?;
-            if lifted.is_some() {
-                jobs::cancel(tx, &format!("{}:{id}", silences::END_JOB)).await?;
-            }
-            Written::Unsilenced(lifted.map(Box::new))
+            Written::Unsilenced(silences::lift(tx, id, now).await?.map(Box::new))
         }
         Op::SettleHome(home) => Written::Home(home::settle(tx, home, now).await?),
         Op::Prune { before_ms } => {

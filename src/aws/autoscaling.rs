@@ -5,16 +5,28 @@ use std::collections::HashMap;
 
 use super::classify::classify;
 use super::fleet::AwsFleet;
-use crate::engine::port::{FleetError, GroupChange, REPLACING_PROCESSES, is_changing_state};
+use crate::engine::port::{
+    FailureKind, FleetError, GroupChange, REPLACING_PROCESSES, is_changing_state,
+};
 
 /// Most instance ids one DescribeAutoScalingInstances call takes.
 const IDS_PER_CALL: usize = 50;
-/// Most group names one DescribeAutoScalingGroups call takes.
+/// Most group names one DescribeAutoScalingGroups call takes (and answers in one page).
 const GROUPS_PER_CALL: usize = 100;
-/// The newest scaling activities read per group: one in progress is among the newest.
-const ACTIVITIES_READ: i32 = 20;
+/// The operation that reads groups.
+const GROUPS: &str = "DescribeAutoScalingGroups";
+/// The newest scaling activities and instance refreshes read per group: one in progress is among the newest.
+const NEWEST_READ: i32 = 20;
 /// The scaling activity status codes of a finished activity.
 const FINISHED: [&str; 3] = ["Successful", "Failed", "Cancelled"];
+/// The statuses of an instance refresh that is over.
+const REFRESH_OVER: [&str; 5] = [
+    "Successful",
+    "Failed",
+    "Cancelled",
+    "RollbackFailed",
+    "RollbackSuccessful",
+];
 
 impl AwsFleet {
     /// DescribeAutoScalingInstances: instance id → group name, for the instances that are in a group.
@@ -47,15 +59,43 @@ impl AwsFleet {
         Ok(groups)
     }
 
-    /// DescribeAutoScalingGroups (instances' lifecycle states, suspended processes) for `groups`, then
-    /// DescribeScalingActivities of each: what each shows of a change under way. (An instance refresh shows
-    /// as instances Pending and Terminating, and as scaling activities.)
+    /// DescribeAutoScalingGroups (instances' lifecycle states, suspended processes) for `groups`, then for each
+    /// DescribeScalingActivities and DescribeInstanceRefreshes: what each shows of a change under way. A group
+    /// asked about that does not answer is an error: reflex cannot tell. A refresh read that fails for a moment
+    /// (or that an emulator does not implement) is noted, and the other signals decide: a refresh that is
+    /// replacing instances also shows as instances Pending and Terminating and as scaling activities.
     pub(super) async fn describe_group_changes(
         &self,
         groups: &[String],
     ) -> Result<Vec<GroupChange>, FleetError> {
-        const GROUPS: &str = "DescribeAutoScalingGroups";
-        const ACTIVITIES: &str = "DescribeScalingActivities";
+        let mut changes = self.describe_groups(groups).await?;
+        if let Some(missing) = groups
+            .iter()
+            .find(|name| !changes.iter().any(|change| change.group == **name))
+        {
+            return Err(FleetError::new(
+                FailureKind::Permanent,
+                GROUPS,
+                Some("GroupNotFound".into()),
+                format!("Auto Scaling group {missing} was not found"),
+            ));
+        }
+        for change in &mut changes {
+            change.activities = self.activities_in_progress(&change.group).await?;
+            match self.refreshes_in_progress(&change.group).await {
+                Ok(refreshes) => change.refreshes = refreshes,
+                Err(err) if err.kind == FailureKind::Transient => {
+                    change.refreshes_unread = Some(err.to_string());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// DescribeAutoScalingGroups: each group's instances in a lifecycle state of a change, and its suspended
+    /// replacing processes.
+    async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupChange>, FleetError> {
         let mut changes = Vec::with_capacity(groups.len());
         for chunk in groups.chunks(GROUPS_PER_CALL) {
             let output = self
@@ -63,15 +103,18 @@ impl AwsFleet {
                     self.autoscaling
                         .describe_auto_scaling_groups()
                         .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                        .max_records(GROUPS_PER_CALL as i32)
                         .send()
                         .await
                         .map_err(|err| classify(GROUPS, &err, &[]))
                 })
                 .await?;
             for group in output.auto_scaling_groups() {
-                let name = group.auto_scaling_group_name().unwrap_or_default();
                 changes.push(GroupChange {
-                    group: name.to_owned(),
+                    group: group
+                        .auto_scaling_group_name()
+                        .unwrap_or_default()
+                        .to_owned(),
                     instances: group
                         .instances()
                         .iter()
@@ -91,33 +134,63 @@ impl AwsFleet {
                         .filter(|name| REPLACING_PROCESSES.contains(name))
                         .map(ToOwned::to_owned)
                         .collect(),
-                    activities: Vec::new(),
+                    ..GroupChange::default()
                 });
             }
         }
-        for change in &mut changes {
-            let output = self
-                .timed(ACTIVITIES, async {
-                    self.autoscaling
-                        .describe_scaling_activities()
-                        .auto_scaling_group_name(&change.group)
-                        .max_records(ACTIVITIES_READ)
-                        .send()
-                        .await
-                        .map_err(|err| classify(ACTIVITIES, &err, &[]))
-                })
-                .await?;
-            change.activities = output
-                .activities()
-                .iter()
-                .filter(|a| {
-                    a.status_code()
-                        .is_some_and(|code| !FINISHED.contains(&code.as_str()))
-                })
-                .map(|a| a.description().unwrap_or("an activity").to_owned())
-                .collect();
-        }
         Ok(changes)
+    }
+
+    /// DescribeScalingActivities: the group's newest activities that have not finished (their descriptions).
+    async fn activities_in_progress(&self, group: &str) -> Result<Vec<String>, FleetError> {
+        const ACTIVITIES: &str = "DescribeScalingActivities";
+        let output = self
+            .timed(ACTIVITIES, async {
+                self.autoscaling
+                    .describe_scaling_activities()
+                    .auto_scaling_group_name(group)
+                    .max_records(NEWEST_READ)
+                    .send()
+                    .await
+                    .map_err(|err| classify(ACTIVITIES, &err, &[]))
+            })
+            .await?;
+        Ok(output
+            .activities()
+            .iter()
+            .filter(|a| {
+                a.status_code()
+                    .is_some_and(|code| !FINISHED.contains(&code.as_str()))
+            })
+            .map(|a| a.description().unwrap_or("an activity").to_owned())
+            .collect())
+    }
+
+    /// DescribeInstanceRefreshes: the group's refreshes not yet over (status and progress).
+    async fn refreshes_in_progress(&self, group: &str) -> Result<Vec<String>, FleetError> {
+        const REFRESHES: &str = "DescribeInstanceRefreshes";
+        let output = self
+            .timed(REFRESHES, async {
+                self.autoscaling
+                    .describe_instance_refreshes()
+                    .auto_scaling_group_name(group)
+                    .max_records(NEWEST_READ)
+                    .send()
+                    .await
+                    .map_err(|err| classify(REFRESHES, &err, &[]))
+            })
+            .await?;
+        Ok(output
+            .instance_refreshes()
+            .iter()
+            .filter_map(|refresh| {
+                let status = refresh.status()?.as_str();
+                (!REFRESH_OVER.contains(&status)).then(|| {
+                    let percent = refresh.percentage_complete().unwrap_or(0);
+                    format!("instance refresh {status} ({percent}%)")
+                })
+            })
+            .collect())
     }
 
     /// SetInstanceHealth Unhealthy with ShouldRespectGracePeriod: the group replaces the instance by its own

@@ -98,7 +98,7 @@ pub enum NotifyEvent {
     BreakerTripped,
     /// A recovery check found the target no better after a run.
     NotRecovered,
-    /// A silence began, was lifted or ended by itself.
+    /// A silence ended by itself.
     Silence,
 }
 

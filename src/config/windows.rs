@@ -1,7 +1,8 @@
 //! `[[windows]]`: weekly maintenance windows in a named time zone. An alert for a target inside one of its
 //! windows is refused (`maintenance-window`): planned work makes instances look broken. The schedule is read
-//! in the window's own time zone by a time-zone library, so a window at 02:00 Europe/Berlin stays at 02:00
-//! local time across daylight saving changes.
+//! in the window's own time zone by a time-zone library, so a window at 02:00 Europe/Berlin starts at 02:00
+//! local time across daylight saving changes; its `duration` is elapsed time, so on the night the clocks
+//! change its local end moves by the hour they moved.
 
 use std::time::Duration;
 
@@ -185,6 +186,20 @@ impl Window {
         None
     }
 
+    /// When the window, in force at `at`, ends: occurrences that touch or overlap (every day for a day) are one
+    /// stretch. `None` when it is not in force.
+    pub fn in_force_until(&self, at: Timestamp) -> Option<Timestamp> {
+        let mut end = self.active_at(at)?.end;
+        // Eight weeks of back-to-back occurrences at most; a window that never ends reports that far.
+        for _ in 0..56 {
+            match self.active_at(end) {
+                Some(next) if next.end > end => end = next.end,
+                _ => break,
+            }
+        }
+        Some(end)
+    }
+
     /// The next `n` occurrences that have not ended at `after` (one in force first).
     pub fn next(&self, after: Timestamp, n: usize) -> Vec<Occurrence> {
         let mut found: Vec<Occurrence> = self.active_at(after).into_iter().collect();
@@ -287,6 +302,17 @@ mod tests {
         assert_eq!(during[0].start, at("2026-12-04T22:00:00Z"));
         assert_eq!(during.len(), 3);
         assert_eq!(w.local(during[0].start), "Fri 2026-12-04 22:00 UTC");
+    }
+
+    #[test]
+    fn back_to_back_occurrences_are_one_stretch() {
+        let daily = window(&["mon", "tue", "wed"], "00:00", "1d", "UTC");
+        // Monday 2026-11-30 to Thursday 00:00.
+        assert_eq!(
+            daily.in_force_until(at("2026-11-30T12:00:00Z")),
+            Some(at("2026-12-03T00:00:00Z"))
+        );
+        assert_eq!(daily.in_force_until(at("2026-12-03T00:00:00Z")), None);
     }
 
     #[test]

@@ -173,10 +173,10 @@ impl Engine {
         plan
     }
 
-    /// Cuts the plan to what the budgets (the rest skipped for `budget`) and then the target's speed limit (a
-    /// fraction of its registered instances per hour; the rest skipped for `speed-limit`) still allow. A
-    /// real run that the budgets cut short opens the breaker, and the trip is returned; the speed limit opens
-    /// nothing: it only slows the removal of capacity down.
+    /// Cuts the plan to what the budgets (the rest skipped for `budget`) and the target's speed limit (a
+    /// fraction of its registered instances per hour; the rest skipped for `speed-limit`) still allow, the
+    /// tighter first. A real run that the budgets cut short opens the breaker, and the trip is returned; the
+    /// speed limit opens nothing: it only slows the removal of capacity down.
     async fn trim_to_limits(
         &self,
         meta: &mut RequestMeta,
@@ -188,7 +188,6 @@ impl Engine {
         let used = budget::usage(&self.audit, &target.id, now).await?;
         let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
         meta.note("budget_left", left);
-        let cut = plan::trim_to(plan, left.allowed(), SkipReason::Budget);
         let registered = plan.registered.len();
         let per_hour = plan::speed_limit(registered, target.removed_fraction);
         let speed_left = per_hour.saturating_sub(used.target_hour);
@@ -196,7 +195,18 @@ impl Engine {
             "speed_limit",
             serde_json::json!({"per_hour": per_hour, "left": speed_left, "registered": registered}),
         );
-        let slowed = plan::trim_to(plan, speed_left, SkipReason::SpeedLimit);
+        // The tighter limit cuts first and names the skips: a run held back by the speed limit does not open
+        // the breaker through a budget that would have allowed no more (a tie is the budget's).
+        let (cut, slowed) = if left.allowed() <= speed_left {
+            let cut = plan::trim_to(plan, left.allowed(), SkipReason::Budget);
+            (cut, plan::trim_to(plan, speed_left, SkipReason::SpeedLimit))
+        } else {
+            let slowed = plan::trim_to(plan, speed_left, SkipReason::SpeedLimit);
+            (
+                plan::trim_to(plan, left.allowed(), SkipReason::Budget),
+                slowed,
+            )
+        };
         if cut + slowed > 0 {
             meta.note("plan", &*plan);
         }

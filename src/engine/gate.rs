@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use super::plan::{Clock, Refusal, cooldown_refusal};
 use super::targets::Target;
 use super::{Engine, EngineError};
@@ -33,23 +35,23 @@ pub fn brakes_refusal(brakes: Brakes) -> Option<Refusal> {
 }
 
 /// The refusal of a maintenance window of the target called `name` in force at `now`, if any. Pure.
-pub fn window_refusal(windows: &[Window], name: &str, now: jiff::Timestamp) -> Option<Refusal> {
+pub fn window_refusal(windows: &[Window], name: &str, now: OffsetDateTime) -> Option<Refusal> {
+    let now = jiff::Timestamp::from_nanosecond(now.unix_timestamp_nanos()).ok()?;
     windows
         .iter()
         .filter(|w| w.covers(name))
         .find_map(|window| {
-            let occurrence = window.active_at(now)?;
             Some(Refusal::MaintenanceWindow {
                 window: window.name.clone(),
-                until: occurrence.end.to_string(),
+                until: window.in_force_until(now)?.to_string(),
             })
         })
 }
 
 impl Engine {
     /// Whether `target` is refused before it is read: paused, silenced, breaker open, inside a maintenance
-    /// window, or (unless `dry_run`: a dry run was asked what would happen) cooling down. `previous` is the dead attempt a takeover finishes: its own
-    /// action is no cooldown for it.
+    /// window, or (unless `dry_run`: a dry run was asked what would happen) cooling down. `previous` is the
+    /// dead attempt a takeover finishes: its own action is no cooldown for it.
     pub(super) async fn gate(
         &self,
         target: &Target,
@@ -59,19 +61,17 @@ impl Engine {
         if let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.id).await?) {
             return Ok(Some(refusal));
         }
-        if let Some(refusal) = window_refusal(
-            &self.config.windows,
-            &target.id.name,
-            jiff::Timestamp::now(),
-        ) {
+        // The last action comes with the database's clock: windows and the cooldown are read on it.
+        let last = self.audit.last_action(&target.id, previous).await?;
+        let now = last.clock.now();
+        if let Some(refusal) = window_refusal(&self.config.windows, &target.id.name, now) {
             return Ok(Some(refusal));
         }
         if dry_run {
             return Ok(None);
         }
-        let last = self.audit.last_action(&target.id, previous).await?;
         let clock = Clock {
-            now: last.clock.now(),
+            now,
             last_action_at: last.at,
         };
         let cooldown = Duration::from_secs(self.config.remediation.cooldown_secs);
@@ -83,7 +83,6 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::audit::{OpenBreaker, Pause, Silence};
-    use time::OffsetDateTime;
 
     fn pause() -> Pause {
         Pause {
@@ -165,8 +164,11 @@ mod tests {
             std::iter::empty(),
         )
         .unwrap();
-        let inside: jiff::Timestamp = "2026-04-05T00:30:00Z".parse().unwrap();
-        let outside: jiff::Timestamp = "2026-04-05T01:30:00Z".parse().unwrap();
+        let at = |text: &str| {
+            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+        };
+        let inside = at("2026-04-05T00:30:00Z");
+        let outside = at("2026-04-05T01:30:00Z");
         assert_eq!(
             window_refusal(&config.windows, "web", inside),
             Some(Refusal::MaintenanceWindow {

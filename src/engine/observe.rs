@@ -77,8 +77,9 @@ impl Engine {
 
 /// Fills in the Auto Scaling group of every instance that could be acted on (OutOfService and known to
 /// EC2): one DescribeAutoScalingInstances call per run for up to 50 of them; then reads whether those groups
-/// are changing (one DescribeAutoScalingGroups call, and one DescribeScalingActivities per group). A target
-/// with nothing to act on reads neither.
+/// are changing (one DescribeAutoScalingGroups call, and one DescribeScalingActivities and one
+/// DescribeInstanceRefreshes per group). A target with nothing to act on reads neither. A read that fails for
+/// a moment fails the run (the sender retries); one that is denied makes the run refuse `change-unknown`.
 async fn find_groups(target: &Target, snapshot: &mut Snapshot) -> Result<Changes, EngineError> {
     let candidates: Vec<String> = snapshot
         .instances
@@ -91,9 +92,12 @@ async fn find_groups(target: &Target, snapshot: &mut Snapshot) -> Result<Changes
     }
     let mut groups = match target.fleet.auto_scaling_groups(&candidates).await {
         Ok(groups) => groups,
-        // Replacing through Auto Scaling needs the membership to plan at all: the run fails.
-        Err(err) if target.action != Action::Terminate => return Err(EngineError::Fleet(err)),
-        // A termination needs it only to tell whether a change is under way: it cannot tell.
+        // Replacing through Auto Scaling needs the membership to plan at all, and a read that failed for a
+        // moment is worth a retry: the run fails.
+        Err(err) if target.action != Action::Terminate || err.kind == FailureKind::Transient => {
+            return Err(EngineError::Fleet(err));
+        }
+        // A termination needs it only to tell whether a change is under way: denied, it cannot tell.
         Err(error) => {
             return Ok(Changes::Unknown {
                 groups: Vec::new(),
@@ -116,6 +120,9 @@ async fn find_groups(target: &Target, snapshot: &mut Snapshot) -> Result<Changes
     }
     Ok(match target.fleet.group_changes(&names).await {
         Ok(changes) => Changes::Read(changes),
+        Err(error) if error.kind == FailureKind::Transient => {
+            return Err(EngineError::Fleet(error));
+        }
         Err(error) => Changes::Unknown {
             groups: names,
             error,

@@ -189,14 +189,16 @@ pub enum Refusal {
     },
 }
 
-/// The rules of standing refusals, by name: states the operator already knows of (a cooldown, a pause, an
-/// open breaker), answered to every alert while they last, rather than news about the target.
-pub const STANDING_RULES: [&str; 5] = [
+/// The rules of standing refusals, by name: states the operator already knows of (a cooldown, a pause, a
+/// silence, an open breaker, a maintenance window, a deploy under way), answered to every alert while they
+/// last, rather than news about the target.
+pub const STANDING_RULES: [&str; 6] = [
     "cooldown",
     "paused",
     "breaker-open",
     "silenced",
     "maintenance-window",
+    "change-in-progress",
 ];
 
 impl Refusal {

@@ -61,7 +61,8 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<String, FleetError>>;
 }
 
-/// What one Auto Scaling group shows of a change under way; nothing in it: no change seen.
+/// What one Auto Scaling group shows of a change under way; nothing in it (but `refreshes_unread`): no change
+/// seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GroupChange {
     /// The group's name.
@@ -77,6 +78,12 @@ pub struct GroupChange {
     /// Its scaling activities in progress (their descriptions).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub activities: Vec<String>,
+    /// Its instance refreshes not yet over (status and progress).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refreshes: Vec<String>,
+    /// Why its instance refreshes could not be read, when a read failed for a moment (not a change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refreshes_unread: Option<String>,
 }
 
 /// The processes whose suspension means a person is holding the group's replacements back.
@@ -103,7 +110,10 @@ pub fn is_changing_state(state: &str) -> bool {
 impl GroupChange {
     /// Whether anything of a change was seen.
     pub fn is_changing(&self) -> bool {
-        !(self.instances.is_empty() && self.suspended.is_empty() && self.activities.is_empty())
+        !(self.instances.is_empty()
+            && self.suspended.is_empty()
+            && self.activities.is_empty()
+            && self.refreshes.is_empty())
     }
 
     /// What was seen, in words.
@@ -131,6 +141,7 @@ impl GroupChange {
                 }
             ));
         }
+        parts.extend(self.refreshes.iter().cloned());
         parts.join("; ")
     }
 }

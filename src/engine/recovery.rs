@@ -75,6 +75,22 @@ impl Engine {
         }
     }
 
+    /// Why a recovery check of `target` waits, if it does: a pause, a silence or a maintenance window holds.
+    async fn held_by_people(&self, target: &TargetId) -> Result<Option<String>, EngineError> {
+        let brakes = self.audit.brakes_of(target).await?;
+        if let Some(pause) = brakes.pause {
+            return Ok(Some(format!("the target is paused: {}", pause.reason)));
+        }
+        if let Some(silence) = brakes.silence {
+            return Ok(Some(format!("the target is silenced: {}", silence.reason)));
+        }
+        let now = self.audit.clock().await?.now();
+        Ok(
+            super::gate::window_refusal(&self.config.windows, &target.name, now)
+                .map(|window| window.sentence()),
+        )
+    }
+
     /// Runs the claimed recovery check `job`: reads the target again and records `recovered` or
     /// `not-recovered`. The record, its notifications and the job's removal are one commit, so the check runs
     /// once; one whose target cannot be read, or is paused, is put back and tried again later.
@@ -100,19 +116,10 @@ impl Engine {
             self.audit.finish_job(record, &job.id, Vec::new()).await?;
             return Ok(());
         };
-        // A paused or silenced target is being looked after by a person: its check waits until the brake is
-        // lifted, with no AWS call, rather than reading it and opening its breaker meanwhile.
-        let brakes = self.audit.brakes_of(&target.id).await?;
-        let held = brakes.pause.map(|pause| ("paused", pause.reason));
-        if let Some((brake, reason)) =
-            held.or_else(|| brakes.silence.map(|silence| ("silenced", silence.reason)))
-        {
-            tracing::info!(
-                run = check.run_id,
-                brake,
-                "recovery check waits: the target is {brake}"
-            );
-            let why = format!("the target is {brake}: {reason}");
+        // A paused or silenced target, or one in a maintenance window, is being looked after by a person: its
+        // check waits until that is over, with no AWS call, rather than reading it and opening its breaker.
+        if let Some(why) = self.held_by_people(&target.id).await? {
+            tracing::info!(run = check.run_id, why, "recovery check waits");
             self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
             return Ok(());
         }

@@ -1456,6 +1456,25 @@ async fn a_group_that_is_changing_or_cannot_be_read_refuses_the_run_before_any_w
     assert_eq!(run.summary.refused_rule, Some("change-unknown"));
     assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
 
+    // A read that fails for a moment fails the run, to be retried, rather than refusing it for good.
+    let throttled = FakeFleet {
+        groups: groups.clone(),
+        changes_fail: Some(FleetError::new(
+            FailureKind::Transient,
+            "DescribeScalingActivities",
+            Some("Throttling".into()),
+            "rate exceeded",
+        )),
+        ..FakeFleet::default()
+    };
+    let h = harness(throttled, "").await;
+    let failed = h.engine.run(meta(), &trigger("web", false), None).await;
+    assert!(
+        matches!(&failed, Err(EngineError::Fleet(err)) if err.kind == FailureKind::Transient),
+        "{failed:?}"
+    );
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+
     // A quiet group lets the run act; a healthy target reads no group at all.
     let quiet = FakeFleet {
         groups,

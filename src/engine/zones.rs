@@ -11,28 +11,41 @@ use super::port::{HealthState, Snapshot};
 /// is just one instance.
 const MIN_ZONE_SIZE: usize = 2;
 
-/// The zonal-failure refusal, when one zone of at least two instances has none InService while instances in
-/// other zones are. Instances whose zone EC2 does not say are left out.
+/// How one zone's instances stand.
+#[derive(Debug, Default, Clone, Copy)]
+struct Zone {
+    instances: usize,
+    in_service: usize,
+    /// Failing health checks (OutOfService): what replacing would act on.
+    out_of_service: usize,
+}
+
+/// The zonal-failure refusal, when every instance of one zone of at least two is OutOfService while instances in
+/// other zones are InService. A zone with an instance in any other state (registering, draining, not in use by
+/// the balancer, unknown) is not judged: that is not a zone failing its health checks. Instances whose zone EC2
+/// does not say are left out.
 pub fn zonal_refusal(snapshot: &Snapshot) -> Option<Refusal> {
-    // zone -> (instances, InService)
-    let mut zones: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut zones: BTreeMap<&str, Zone> = BTreeMap::new();
     for instance in &snapshot.instances {
         let Some(zone) = instance.ec2.as_ref().and_then(|ec2| ec2.zone.as_deref()) else {
             continue;
         };
         let counts = zones.entry(zone).or_default();
-        counts.0 += 1;
-        if instance.health.state == HealthState::InService {
-            counts.1 += 1;
+        counts.instances += 1;
+        match instance.health.state {
+            HealthState::InService => counts.in_service += 1,
+            HealthState::OutOfService => counts.out_of_service += 1,
+            _ => {}
         }
     }
-    let (zone, &(unhealthy, _)) = zones
-        .iter()
-        .find(|(_, (total, in_service))| *total >= MIN_ZONE_SIZE && *in_service == 0)?;
+    let (zone, failing) = zones.iter().find(|(_, counts)| {
+        counts.instances >= MIN_ZONE_SIZE && counts.out_of_service == counts.instances
+    })?;
+    let unhealthy = failing.out_of_service;
     let healthy_elsewhere: usize = zones
         .iter()
         .filter(|(other, _)| *other != zone)
-        .map(|(_, (_, in_service))| in_service)
+        .map(|(_, counts)| counts.in_service)
         .sum();
     (healthy_elsewhere > 0).then(|| Refusal::ZonalFailure {
         zone: (*zone).to_owned(),
@@ -116,5 +129,15 @@ mod tests {
             instance("i-3", None, true),
         ]);
         assert_eq!(zonal_refusal(&unknown), None);
+        // A zone the balancer does not use (its instances "not in use") is not a zone failing.
+        let mut unused = vec![
+            instance("i-a1", Some("us-east-1a"), false),
+            instance("i-a2", Some("us-east-1a"), false),
+            instance("i-b1", Some("us-east-1b"), true),
+        ];
+        for view in &mut unused[..2] {
+            view.health = health::target_group("unused", Some("Target.NotInUse"), None);
+        }
+        assert_eq!(zonal_refusal(&snapshot(unused)), None);
     }
 }

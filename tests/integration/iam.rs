@@ -38,6 +38,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "autoscaling:DescribeAutoScalingInstances",
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:DescribeScalingActivities",
+            "autoscaling:DescribeInstanceRefreshes",
             "ec2:TerminateInstances",
             "autoscaling:SetInstanceHealth",
             "sns:ConfirmSubscription",
