@@ -235,14 +235,7 @@ async fn write_loop(
                 continue;
             }
             _ = heartbeat.tick() => {
-                let beat = match link.open().await {
-                    Ok(open) => processes::beat(open, store.backend, &owner).await,
-                    Err(err) => Err(err),
-                };
-                if let Err(err) = beat {
-                    tracing::error!(error = %err, "audit heartbeat failed");
-                    link.lost().await;
-                }
+                beat(&store, &mut link, &owner).await;
                 continue;
             }
         };
@@ -270,11 +263,27 @@ async fn write_loop(
             }
         }
     }
-    // Before stopping, the held run results get a few more tries.
+    stop(&store, &mut link, &mut held, &owner).await;
+}
+
+/// One heartbeat of this process; a failed one drops the link, to be opened afresh.
+async fn beat(store: &Store, link: &mut Link, owner: &str) {
+    let beat = match link.open().await {
+        Ok(open) => processes::beat(open, store.backend, owner).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = beat {
+        tracing::error!(error = %err, "audit heartbeat failed");
+        link.lost().await;
+    }
+}
+
+/// The writer's last steps: the held run results get a few more tries, then this process signs off.
+async fn stop(store: &Store, link: &mut Link, held: &mut Held, owner: &str) {
     let last_try = tokio::time::Instant::now() + LAST_TRIES;
     while !held.is_empty() && tokio::time::Instant::now() < last_try {
         tokio::time::sleep_until(held.next_try().min(last_try)).await;
-        write_held(&store, &mut link, &mut held, &owner).await;
+        write_held(store, link, held, owner).await;
     }
     if !held.is_empty() {
         tracing::error!(
@@ -285,7 +294,7 @@ async fn write_loop(
     }
     // A clean stop: this process holds nothing any more, so nothing waits for its heartbeat to go stale.
     let signed_off = match link.open().await {
-        Ok(open) => sign_off(store.backend, open, &owner).await,
+        Ok(open) => sign_off(store.backend, open, owner).await,
         Err(err) => Err(err),
     };
     if let Err(err) = signed_off {
@@ -419,17 +428,7 @@ async fn write_batch(
     // Deliveries claimed and completed at once go first, so that a claim of the same key in this batch finds
     // them; a record that rides on one is written only if its claim was won.
     let firsts_won = claim_firsts(&mut tx, backend, &puts, owner, now).await?;
-    // Pauses and breaker changes first: a run's intent in the same commit sees them, and is not written (so
-    // the run writes nothing to AWS) when its target is paused or its breaker open.
-    let mut results: Vec<Option<Written>> = (0..batch.len()).map(|_| None).collect();
-    for (result, pending) in results.iter_mut().zip(batch) {
-        if matches!(
-            pending.op,
-            Op::Pause { .. } | Op::Silence(..) | Op::Breaker(..)
-        ) {
-            *result = Some(apply(&mut tx, backend, &pending.op, owner, now_at).await?);
-        }
-    }
+    let mut results = apply_brakes(&mut tx, backend, batch, owner, now_at).await?;
     let braked = braked_intents(&mut tx, backend, &puts).await?;
     let won = |put: &Put| match put.settle {
         _ if braked.contains_key(&put.record.id) => false,
@@ -510,6 +509,28 @@ async fn claim_firsts(
 
 /// The runs' intents of the batch whose target is paused or has its breaker open now, by record id, with
 /// what stops them.
+/// Applies the batch's pauses, silences and breaker changes before anything else: a run's intent in the same
+/// commit sees them, and is not written (so the run writes nothing to AWS) when its target is braked. Their
+/// results, in the batch's order (`None` for the other writes).
+async fn apply_brakes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    batch: &[Pending],
+    owner: &str,
+    now_at: OffsetDateTime,
+) -> Result<Vec<Option<Written>>, sqlx::Error> {
+    let mut results: Vec<Option<Written>> = (0..batch.len()).map(|_| None).collect();
+    for (result, pending) in results.iter_mut().zip(batch) {
+        if matches!(
+            pending.op,
+            Op::Pause { .. } | Op::Silence(..) | Op::Breaker(..)
+        ) {
+            *result = Some(apply(tx, backend, &pending.op, owner, now_at).await?);
+        }
+    }
+    Ok(results)
+}
+
 async fn braked_intents(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
