@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::breaker::{Trip, Tripped};
 use super::budget;
 use super::observe::Observation;
-use super::plan::{self, Act, Clock, Plan, Policy, SkipReason};
+use super::plan::{self, Act, Clock, Plan, Policy, Refusal, SkipReason};
 use super::port::Snapshot;
 use super::targets::Target;
 use super::{Engine, EngineError};
@@ -161,6 +161,9 @@ impl Engine {
         if !plan.act_on.is_empty()
             && let Some(refusal) = super::change::change_refusal(&observation.changes)
         {
+            if matches!(refusal, Refusal::ChangeInProgress { .. }) {
+                target.saw_change(&refusal);
+            }
             plan.refuse(refusal);
         }
         if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {

@@ -50,7 +50,8 @@ pub fn window_refusal(windows: &[Window], name: &str, now: OffsetDateTime) -> Op
 
 impl Engine {
     /// Whether `target` is refused before it is read: paused, silenced, breaker open, inside a maintenance
-    /// window, or (unless `dry_run`: a dry run was asked what would happen) cooling down. `previous` is the
+    /// window, changing (a change this process saw under way moments ago), or (unless `dry_run`: a dry run was
+    /// asked what would happen) cooling down. `previous` is the
     /// dead attempt a takeover finishes: its own action is no cooldown for it.
     pub(super) async fn gate(
         &self,
@@ -65,6 +66,9 @@ impl Engine {
         let last = self.audit.last_action(&target.id, previous).await?;
         let now = last.clock.now();
         if let Some(refusal) = window_refusal(&self.config.windows, &target.id.name, now) {
+            return Ok(Some(refusal));
+        }
+        if let Some(refusal) = target.recent_change() {
             return Ok(Some(refusal));
         }
         if dry_run {

@@ -3,10 +3,12 @@
 //! single-flight lock. The targets are the registry of fleets: each one is reached through its own.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
 use super::EngineError;
+use super::plan::Refusal;
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::summary::Names;
 use crate::audit::Home;
@@ -87,7 +89,13 @@ pub(super) struct Target {
     pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
     pub lock: Mutex<()>,
+    /// The last change seen under way in its Auto Scaling groups, and when: remembered a short while, so that
+    /// a storm of alerts during a deploy is answered without reading AWS again for each.
+    pub change_seen: std::sync::Mutex<Option<(Instant, Refusal)>>,
 }
+
+/// How long a change seen under way is remembered: alerts in this time are refused with it, with no AWS call.
+pub(super) const CHANGE_REMEMBERED: Duration = Duration::from_secs(30);
 
 /// A target in start-up's messages: where it is, and its account's `[[accounts]]` name.
 fn described(id: &TargetId, account_name: &str) -> String {
@@ -95,6 +103,26 @@ fn described(id: &TargetId, account_name: &str) -> String {
 }
 
 impl Target {
+    /// Remembers `refusal`, a change seen under way now.
+    pub fn saw_change(&self, refusal: &Refusal) {
+        *self
+            .change_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((Instant::now(), refusal.clone()));
+    }
+
+    /// The change seen under way less than `CHANGE_REMEMBERED` ago, if any.
+    pub fn recent_change(&self) -> Option<Refusal> {
+        let seen = self
+            .change_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.as_ref()
+            .filter(|(at, _)| at.elapsed() < CHANGE_REMEMBERED)
+            .map(|(_, refusal)| refusal.clone())
+    }
+
     /// Whether the target is in `place`: its account named by `[[accounts]]` name or id, its region.
     pub fn is_in(&self, place: &Place) -> bool {
         let account = place
@@ -192,6 +220,7 @@ impl Targets {
                 removed_fraction: config.removed_fraction_of(target),
                 fleet,
                 lock: Mutex::new(()),
+                change_seen: std::sync::Mutex::default(),
             });
         }
         Ok(Self(targets))

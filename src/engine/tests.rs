@@ -1430,6 +1430,13 @@ async fn a_group_that_is_changing_or_cannot_be_read_refuses_the_run_before_any_w
     let run = run_once(&h, "web").await;
     assert_eq!(run.summary.refused_rule, Some("change-in-progress"));
     assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    // The change is remembered a short while: the next alerts are refused without reading AWS again.
+    for _ in 0..3 {
+        let again = run_once(&h, "web").await;
+        assert_eq!(again.summary.refused_rule, Some("change-in-progress"));
+    }
+    assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(h.fleet.change_calls.load(Ordering::SeqCst), 1);
     let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
     assert_eq!(
         record.detail["seen_changes"][0]["activities"][0],
