@@ -188,7 +188,7 @@ impl Default for Metrics {
         let remediation_runs = Family::default();
         registry.register(
             "remediation_runs",
-            "Remediation runs by outcome (completed, refused) and dry-run",
+            "Remediation runs by outcome (completed, would-act, refused) and dry-run",
             remediation_runs.clone(),
         );
         let instances_terminated = Family::default();

@@ -73,6 +73,8 @@ pub enum Outcome {
     Acting,
     /// The remediation ran (in dry-run or for real) and answered a summary.
     Completed,
+    /// A target in observe mode: the run decided to act on instances, and touched nothing.
+    WouldAct,
     /// A safety rule refused the run.
     Refused,
     /// The request was rejected (4xx) or failed (5xx) before any AWS write.
@@ -95,6 +97,7 @@ impl Outcome {
         match self {
             Self::Acting => "acting",
             Self::Completed => "completed",
+            Self::WouldAct => "would-act",
             Self::Refused => "refused",
             Self::Rejected => "rejected",
             Self::Duplicate => "duplicate",
@@ -110,6 +113,7 @@ impl Outcome {
         [
             Self::Acting,
             Self::Completed,
+            Self::WouldAct,
             Self::Refused,
             Self::Rejected,
             Self::Duplicate,

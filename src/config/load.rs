@@ -558,6 +558,23 @@ mod tests {
     }
 
     #[test]
+    fn a_target_watches_or_acts_as_its_mode_says_and_auto_is_the_default() {
+        use crate::config::Mode;
+        let config = parse_with(MINIMAL, &[]).unwrap();
+        assert_eq!(config.mode_of(&config.targets[0]), Mode::Auto);
+        let text = format!("[remediation]\nmode = \"observe\"\n{MINIMAL}");
+        let config = parse_with(&text, &[]).unwrap();
+        assert_eq!(config.mode_of(&config.targets[0]), Mode::Observe);
+        let text = format!("[remediation]\nmode = \"observe\"\n{MINIMAL}mode = \"auto\"\n");
+        let config = parse_with(&text, &[]).unwrap();
+        assert_eq!(config.mode_of(&config.targets[0]), Mode::Auto);
+        let err = parse_with(&format!("[remediation]\nmode = \"yolo\"\n{MINIMAL}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("observe") && err.contains("auto"), "{err}");
+    }
+
+    #[test]
     fn safe_sns_defaults_and_an_emulator_only_on_loopback() {
         let config = parse_with(MINIMAL, &[]).unwrap();
         assert_eq!(config.sns.confirm, crate::config::ConfirmMethod::Api);

@@ -100,6 +100,8 @@ pub enum NotifyEvent {
     NotRecovered,
     /// A silence ended by itself.
     Silence,
+    /// A target in observe mode would have been acted on.
+    WouldAct,
 }
 
 impl NotifyEvent {
@@ -111,6 +113,7 @@ impl NotifyEvent {
             Self::BreakerTripped,
             Self::NotRecovered,
             Self::Silence,
+            Self::WouldAct,
         ]
     }
 
@@ -122,6 +125,7 @@ impl NotifyEvent {
             Self::BreakerTripped => "breaker-tripped",
             Self::NotRecovered => "not-recovered",
             Self::Silence => "silence",
+            Self::WouldAct => "would-act",
         }
     }
 }
@@ -429,6 +433,8 @@ pub struct RemediationConfig {
     /// How broken instances are replaced unless a target says otherwise: `terminate`, `asg-unhealthy` or
     /// `auto`.
     pub action: Action,
+    /// How far reflex may go on its own unless a target says otherwise: `observe` or `auto`.
+    pub mode: Mode,
     /// Budget: at most this many instances acted on per target in any hour (across restarts and replicas).
     pub max_acted_per_hour: u32,
     /// Budget: at most this many instances acted on per target in any 24 hours.
@@ -459,6 +465,7 @@ impl Default for RemediationConfig {
             protect_tag: "reflex:protect".to_owned(),
             max_concurrent: 4,
             action: Action::Terminate,
+            mode: Mode::Auto,
             max_acted_per_hour: 5,
             max_acted_per_day: 20,
             max_acted_per_hour_all: 20,
@@ -547,6 +554,9 @@ pub struct TargetConfig {
     /// This target's speed limit; unset uses `remediation.max_removed_fraction_per_hour`.
     #[serde(default)]
     pub max_removed_fraction_per_hour: Option<f64>,
+    /// How far reflex may go on its own with this target; unset uses `remediation.mode`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
 }
 
 impl TargetConfig {
@@ -581,6 +591,28 @@ impl TargetConfig {
     /// Whether an alert's reference names this target (target groups match by name, ARN or dimension value).
     pub fn is(&self, reference: &TargetRef) -> bool {
         crate::target::names(reference, &self.reference())
+    }
+}
+
+/// How far reflex may go on its own with a target: the first steps of handing a fleet over.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Every alert runs the whole pipeline up to the decision and records what would have been done
+    /// (`would-act`), touching nothing.
+    Observe,
+    /// Acts within the safety rules.
+    #[default]
+    Auto,
+}
+
+impl Mode {
+    /// The mode's name, as configured and in summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Observe => "observe",
+            Self::Auto => "auto",
+        }
     }
 }
 
@@ -706,6 +738,11 @@ impl Config {
     /// How `target`'s broken instances are replaced: its own `action`, else `remediation.action`.
     pub fn action_of(&self, target: &TargetConfig) -> Action {
         target.action.unwrap_or(self.remediation.action)
+    }
+
+    /// How far reflex may go on its own with `target`: its own mode, else the default.
+    pub fn mode_of(&self, target: &TargetConfig) -> Mode {
+        target.mode.unwrap_or(self.remediation.mode)
     }
 
     /// The fraction of `target`'s instances that may be acted on in an hour: its own, else the default.

@@ -41,7 +41,7 @@ pub use targets::{FleetOf, StartError, probe_targets};
 pub use trigger::{Authenticated, Trigger};
 
 use crate::audit::{AuditStore, DeliveryKey, Home, RequestMeta};
-use crate::config::{Config, TargetConfig};
+use crate::config::{Config, Mode, TargetConfig};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use port::Fleet;
@@ -172,7 +172,9 @@ impl Engine {
         target: &targets::Target,
         previous: Option<&str>,
     ) -> Result<Run, EngineError> {
-        let dry_run = trigger.dry_run || self.config.remediation.dry_run;
+        // A target in observe mode runs every stage up to the decision and records what it would have done.
+        let observing = target.mode == Mode::Observe;
+        let dry_run = trigger.dry_run || self.config.remediation.dry_run || observing;
         meta.dry_run = dry_run;
         let _single_flight = target.lock.lock().await;
         let _slot = self
@@ -184,7 +186,9 @@ impl Engine {
         }
         let summary_of = |meta: &RequestMeta, plan: &Plan| {
             let (message, names) = (trigger.message.clone(), target.names.clone());
-            Summary::of_plan(message, names, plan, dry_run, meta.id.clone())
+            let mut summary = Summary::of_plan(message, names, plan, dry_run, meta.id.clone());
+            summary.mode = observing.then_some(Mode::Observe.as_str());
+            summary
         };
         // A run refused before it read its target (the gate), or as it was about to act (a brake that landed
         // meanwhile): nothing acted.

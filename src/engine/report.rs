@@ -3,7 +3,7 @@
 
 use super::{Engine, EngineError, Reply, Summary, Tripped, plan};
 use crate::audit::{AuditRecord, DeliveryKey, DeliveryUpdate, NewJob, Outcome, RequestMeta};
-use crate::config::NotifyEvent;
+use crate::config::{Mode, NotifyEvent};
 use crate::contract::ANSWERED;
 use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
 use crate::notify::Event;
@@ -28,9 +28,18 @@ impl Run {
     pub fn outcome(&self) -> Outcome {
         if self.summary.refused.is_some() {
             Outcome::Refused
+        } else if self.would_act() {
+            Outcome::WouldAct
         } else {
             Outcome::Completed
         }
+    }
+
+    /// Whether this run, in observe mode, decided to act on instances it left alone.
+    fn would_act(&self) -> bool {
+        self.summary.mode == Some(Mode::Observe.as_str())
+            && !(self.summary.terminated_instance_ids.is_empty()
+                && self.summary.asg_unhealthy_instance_ids.is_empty())
     }
 }
 
@@ -99,11 +108,17 @@ impl Engine {
     pub(super) fn events(&self, target: &str, run: &Run, audit_id: &str) -> Vec<Event> {
         let mut events = Vec::new();
         let summary = &run.summary;
+        let mut replaced = summary.terminated_instance_ids.clone();
+        replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
         if run.acted > 0 {
-            let mut replaced = summary.terminated_instance_ids.clone();
-            replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
             let text = format!("replaced {}", replaced.join(", "));
             events.push(Event::new(NotifyEvent::Acted, target, text, audit_id));
+        } else if run.would_act() {
+            let text = format!(
+                "observe mode: would have replaced {}; nothing was touched",
+                replaced.join(", ")
+            );
+            events.push(Event::new(NotifyEvent::WouldAct, target, text, audit_id));
         }
         if let (Some(sentence), Some(rule)) = (&summary.refused, summary.refused_rule)
             && !plan::STANDING_RULES.contains(&rule)

@@ -41,6 +41,9 @@ pub struct Summary {
     pub errors: Vec<ActionError>,
     /// Whether nothing was written.
     pub dry_run: bool,
+    /// `observe` when the target is in observe mode: what it lists is what would have been done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
     /// Whether this answers a redelivery of an earlier request.
     pub duplicate: bool,
     /// The audit record of the run.
@@ -104,6 +107,7 @@ impl Summary {
             refused_rule: plan.refused.as_ref().map(Refusal::rule),
             errors: Vec::new(),
             dry_run,
+            mode: None,
             duplicate: false,
             audit_id,
             ignored: None,
@@ -127,6 +131,7 @@ impl Summary {
             refused_rule: None,
             errors: Vec::new(),
             dry_run,
+            mode: None,
             duplicate: false,
             audit_id,
             ignored: Some(reason),

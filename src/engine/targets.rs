@@ -12,7 +12,7 @@ use super::plan::Refusal;
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::summary::Names;
 use crate::audit::Home;
-use crate::config::{Action, Config, TargetConfig};
+use crate::config::{Action, Config, Mode, TargetConfig};
 use crate::target::{Place, TargetId};
 
 /// Where each configured target lives and which fleet serves it.
@@ -85,6 +85,8 @@ pub(super) struct Target {
     pub action: Action,
     /// Its speed limit: the fraction of its instances that may be acted on in any hour.
     pub removed_fraction: f64,
+    /// How far reflex may go on its own with it.
+    pub mode: Mode,
     /// The fleet it is read and healed through.
     pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
@@ -218,6 +220,7 @@ impl Targets {
                 names,
                 action: config.action_of(target),
                 removed_fraction: config.removed_fraction_of(target),
+                mode: config.mode_of(target),
                 fleet,
                 lock: Mutex::new(()),
                 change_seen: std::sync::Mutex::default(),

@@ -1524,3 +1524,40 @@ async fn a_whole_zone_down_is_refused_as_zonal_failure_and_part_of_one_is_acted_
     assert_eq!(run.summary.refused_rule, None);
     assert_eq!(run.summary.terminated_instance_ids, ["i-bad1", "i-bad2"]);
 }
+
+#[tokio::test]
+async fn observe_mode_records_what_it_would_have_done_and_touches_nothing() {
+    let h = harness(FakeFleet::default(), "mode = \"observe\"").await;
+    let run = run_once(&h, "web").await;
+    assert_eq!(run.acted, 0);
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run.summary.mode, Some("observe"));
+    assert!(run.summary.dry_run);
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.outcome, Outcome::WouldAct);
+    assert_eq!(record.detail["plan"]["act_on"][0]["instance-id"], "i-bad");
+    assert_eq!(
+        h.store.last_action(&id("web"), None).await.unwrap().at,
+        None,
+        "nothing acted, so no cooldown"
+    );
+    let events = h.engine.events("web", &run, &run.summary.audit_id);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, crate::config::NotifyEvent::WouldAct);
+    assert!(
+        events[0].text.contains("would have replaced i-bad"),
+        "{}",
+        events[0].text
+    );
+
+    // A healthy target in observe mode just completes.
+    let healthy = FakeFleet {
+        wide: Some((3, 0)),
+        ..FakeFleet::default()
+    };
+    let h = harness(healthy, "mode = \"observe\"").await;
+    let run = run_once(&h, "web").await;
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.outcome, Outcome::Completed);
+}

@@ -253,16 +253,19 @@ async fn a_group_with_an_instance_in_standby_or_replace_unhealthy_suspended_is_n
         .await
         .expect("SuspendProcesses");
 
+    let text_in = |dir: &tempfile::TempDir| {
+        config_text(
+            &moto.endpoint,
+            &dir.path().join("audit.db"),
+            &[],
+            PERMISSIVE,
+        ) + &format!(
+            "\n[[targets]]\ntarget_group = \"{standby_name}\"\naction = \"auto\"\n\
+                 \n[[targets]]\ntarget_group = \"{held_name}\"\naction = \"auto\"\n"
+        )
+    };
     let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &moto.endpoint,
-        &dir.path().join("audit.db"),
-        &[],
-        PERMISSIVE,
-    ) + &format!(
-        "\n[[targets]]\ntarget_group = \"{standby_name}\"\naction = \"auto\"\n\
-             \n[[targets]]\ntarget_group = \"{held_name}\"\naction = \"auto\"\n"
-    );
+    let text = text_in(&dir);
     let app = TestApp::spawn_with_config(dir, &text).await;
     for (name, members, seen) in [
         (&standby_name, &standby_members, "Standby"),
@@ -290,7 +293,8 @@ async fn a_group_with_an_instance_in_standby_or_replace_unhealthy_suspended_is_n
         "what was seen is recorded"
     );
 
-    // Once the process is resumed, the same alert acts.
+    // Once the process is resumed, the change seen stays remembered a short while by the process that saw
+    // it (answered without reading AWS); another process sees the group quiet and acts.
     fleet
         .autoscaling
         .resume_processes()
@@ -300,6 +304,16 @@ async fn a_group_with_an_instance_in_standby_or_replace_unhealthy_suspended_is_n
         .await
         .expect("ResumeProcesses");
     let (_, answer) = app.remediate(json!({"target_group": held_name})).await;
+    assert_eq!(answer["refused-rule"], "change-in-progress", "{answer}");
+    assert_eq!(
+        answer["elb-instance-ids"],
+        json!([]),
+        "not read again: {answer}"
+    );
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_text = text_in(&other_dir);
+    let other = TestApp::spawn_with_config(other_dir, &other_text).await;
+    let (_, answer) = other.remediate(json!({"target_group": held_name})).await;
     assert_eq!(
         answer["asg-unhealthy-instance-ids"],
         json!([held_members[0]]),

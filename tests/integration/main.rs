@@ -13,6 +13,7 @@ mod clock;
 mod disk;
 mod grafana;
 mod iam;
+mod modes;
 mod monitoring;
 mod notify;
 mod remediate;

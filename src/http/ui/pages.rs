@@ -48,8 +48,9 @@ const SOURCES: [&str; 9] = [
     "notify",
     "audit-read",
 ];
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 10] = [
     "completed",
+    "would-act",
     "refused",
     "rejected",
     "acting",
@@ -116,7 +117,7 @@ fn count(value: &Value) -> usize {
 fn outcome_class(outcome: &str) -> &'static str {
     match outcome {
         "completed" | "recovered" | "confirmed" => "ok",
-        "refused" | "duplicate" | "ignored" | "acting" => "warn",
+        "refused" | "duplicate" | "ignored" | "acting" | "would-act" => "warn",
         _ => "bad",
     }
 }
