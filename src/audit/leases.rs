@@ -26,6 +26,17 @@ pub enum Lease<'a> {
     Budget,
 }
 
+/// How a lease request came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leased {
+    /// Taken at the first try: no other run held it.
+    AtOnce,
+    /// Taken after waiting for another run to give it back (or to be found dead).
+    AfterWaiting,
+    /// Still held by another run when the wait ran out.
+    Busy,
+}
+
 impl Lease<'_> {
     /// The lease's key in the table.
     pub(super) fn key(self) -> Key {

@@ -46,7 +46,7 @@ pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate, Replay};
 pub use entries::Verified;
 pub use home::Home;
 pub use jobs::{ClaimedJob, NewJob, QUEUE_BOUND};
-pub use leases::Lease;
+pub use leases::{Lease, Leased};
 pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};

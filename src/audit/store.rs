@@ -24,7 +24,7 @@ use super::entries::Verified;
 use super::home::Home;
 use super::jobs::{ClaimedJob, NewJob};
 use super::keys::Key;
-use super::leases::Lease;
+use super::leases::{Lease, Leased};
 use super::pauses::{Pause, Scope};
 use super::records::{Filter, LastAction, SharedClock};
 use super::rows::millis;
@@ -334,18 +334,35 @@ impl AuditStore {
         audit_id: &str,
         wait: Duration,
     ) -> Result<bool, AuditError> {
+        Ok(self.lease(lease, audit_id, wait).await? != Leased::Busy)
+    }
+
+    /// `take_lease`, saying whether another run held the lease when it was first asked for: what that run
+    /// did to the target may not be in what this run read before.
+    pub async fn lease(
+        &self,
+        lease: Lease<'_>,
+        audit_id: &str,
+        wait: Duration,
+    ) -> Result<Leased, AuditError> {
         let deadline = tokio::time::Instant::now() + wait;
+        let mut waited = false;
         loop {
             let op = Op::Lease {
                 key: lease.key(),
                 audit_id: audit_id.to_owned(),
             };
             if let Written::Lease(true) = submit(&self.writer, op).await? {
-                return Ok(true);
+                return Ok(if waited {
+                    Leased::AfterWaiting
+                } else {
+                    Leased::AtOnce
+                });
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
+                return Ok(Leased::Busy);
             }
+            waited = true;
             tokio::time::sleep(LEASE_POLL).await;
         }
     }

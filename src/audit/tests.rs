@@ -943,12 +943,29 @@ async fn one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_en
             .await
             .unwrap()
     );
-    first.put(record("A1", "web", 1)).await.unwrap();
-    assert!(
+    // Its holder's final record gives it back; the run that waited for it is told so.
+    let release = {
+        let first = first.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            first.put(record("A1", "web", 1)).await.unwrap();
+        })
+    };
+    assert_eq!(
         second
-            .take_lease(Lease::Target(&id("web")), "B2", short)
+            .lease(Lease::Target(&id("web")), "B2", Duration::from_secs(5))
             .await
-            .unwrap()
+            .unwrap(),
+        Leased::AfterWaiting
+    );
+    release.await.unwrap();
+    assert_eq!(
+        second
+            .lease(Lease::Target(&id("api")), "B2", short)
+            .await
+            .unwrap(),
+        Leased::AtOnce,
+        "this process's own lease is taken at once"
     );
 
     // A holder that dies gives its lease up once its heartbeat is stale.

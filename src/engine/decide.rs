@@ -15,7 +15,7 @@ use super::plan::{self, Act, Clock, Plan, Policy, Refusal, SkipReason};
 use super::port::Snapshot;
 use super::targets::Target;
 use super::{Engine, EngineError};
-use crate::audit::{Lease, RequestMeta, SharedClock};
+use crate::audit::{Lease, Leased, RequestMeta, SharedClock};
 
 /// How long a run that is about to act waits for another process's run on the same target to finish.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -106,14 +106,21 @@ impl Engine {
         let mut plan = self.plan_noted(meta, target, &observation);
         let acting = !dry_run && !plan.act_on.is_empty();
         if acting {
+            let mut contended = false;
             for lease in [Lease::Target(&target.id), Lease::Budget] {
-                if !self.audit.take_lease(lease, &meta.id, LEASE_WAIT).await? {
-                    return Err(EngineError::TargetBusy(target.id.name.clone()));
+                match self.audit.lease(lease, &meta.id, LEASE_WAIT).await? {
+                    Leased::Busy => return Err(EngineError::TargetBusy(target.id.name.clone())),
+                    Leased::AfterWaiting => contended |= matches!(lease, Lease::Target(_)),
+                    Leased::AtOnce => {}
                 }
             }
-            if self.audit.last_action(&target.id, previous).await?.at != observation.last_action_at
+            // Another run acted on this target since we looked (the last action read before the target
+            // moved), or held the target when we asked (it may have acted and died before its record said so):
+            // look again, holding the lease.
+            if contended
+                || self.audit.last_action(&target.id, previous).await?.at
+                    != observation.last_action_at
             {
-                // Another process acted on this target since we looked: look again, holding the lease.
                 observation = self.observe(meta, target, previous).await?;
                 plan = self.plan_noted(meta, target, &observation);
             }

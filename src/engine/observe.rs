@@ -35,6 +35,9 @@ impl Engine {
         target: &Target,
         previous: Option<&str>,
     ) -> Result<Observation, EngineError> {
+        // The last action is read before the target: a run that acts after this read changes it, so the
+        // decide stage can tell that what it read may be out of date.
+        let last = self.audit.last_action(&target.id, previous).await?;
         let mut snapshot =
             target
                 .fleet
@@ -49,7 +52,6 @@ impl Engine {
         if let Some(noted) = changes.noted() {
             meta.note("seen_changes", noted);
         }
-        let last = self.audit.last_action(&target.id, previous).await?;
         let takeover = match previous {
             Some(previous) => Some((previous.to_owned(), self.decision_of(previous).await?)),
             None => None,
