@@ -84,6 +84,9 @@ impl Engine {
         if let Some(silence) = brakes.silence {
             return Ok(Some(format!("the target is silenced: {}", silence.reason)));
         }
+        if self.config.windows.is_empty() {
+            return Ok(None);
+        }
         let now = self.audit.clock().await?.now();
         Ok(
             super::gate::window_refusal(&self.config.windows, &target.name, now)

@@ -1430,6 +1430,12 @@ async fn a_group_that_is_changing_or_cannot_be_read_refuses_the_run_before_any_w
     let run = run_once(&h, "web").await;
     assert_eq!(run.summary.refused_rule, Some("change-in-progress"));
     assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    assert!(
+        h.engine
+            .events("web", &run, &run.summary.audit_id)
+            .is_empty(),
+        "a change under way is a standing refusal: not notified on every alert"
+    );
     // The change is remembered a short while: the next alerts are refused without reading AWS again.
     for _ in 0..3 {
         let again = run_once(&h, "web").await;
@@ -1516,8 +1522,17 @@ async fn a_whole_zone_down_is_refused_as_zonal_failure_and_part_of_one_is_acted_
     let h = harness(zoned(&["i-bad1", "i-bad2"]), "max_terminations_per_run = 2").await;
     let run = run_once(&h, "web").await;
     assert_eq!(run.summary.refused_rule, Some("zonal-failure"));
-    assert!(run.summary.refused.unwrap().contains("us-east-1a"));
+    assert!(run.summary.refused.clone().unwrap().contains("us-east-1a"));
     assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    // A zone failing is news: it is notified.
+    let events = h.engine.events("web", &run, &run.summary.audit_id);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, crate::config::NotifyEvent::Refused);
+    assert!(
+        events[0].text.starts_with("zonal-failure"),
+        "{}",
+        events[0].text
+    );
 
     let h = harness(zoned(&["i-bad1", "i-ok1"]), "max_terminations_per_run = 2").await;
     let run = run_once(&h, "web").await;
