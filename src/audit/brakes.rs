@@ -116,14 +116,7 @@ where
             }
             _ if brakes.pause.as_ref().is_none_or(|p| p.target.is_some()) => {
                 // The pause of everything wins over the target's own.
-                let everything = target == every.target;
-                brakes.pause = Some(Pause {
-                    target: (!everything).then_some(target),
-                    account: (!everything).then_some(account),
-                    region: (!everything).then_some(region),
-                    reason,
-                    since,
-                });
+                brakes.pause = Some(Pause::from_row((account, region, target, reason, at_ms)));
             }
             _ => {}
         }

@@ -29,6 +29,16 @@ impl Key {
     pub fn is_every_target(&self) -> bool {
         self.target == EVERY_TARGET
     }
+
+    /// The row's target, account and region, as pauses and silences show them: all `None` for the row of
+    /// every target.
+    pub fn into_shown(self) -> (Option<String>, Option<String>, Option<String>) {
+        if self.is_every_target() {
+            (None, None, None)
+        } else {
+            (Some(self.target), Some(self.account), Some(self.region))
+        }
+    }
 }
 
 impl From<&TargetId> for Key {

@@ -46,20 +46,21 @@ pub struct Pause {
 }
 
 /// A pauses row: account, region, target, reason, at_ms.
-type Row = (String, String, String, String, i64);
+pub(super) type Row = (String, String, String, String, i64);
 
 impl Pause {
-    fn from_row((account, region, target, reason, at_ms): Row) -> Self {
-        let key = Key {
+    /// The pause a row stores.
+    pub(super) fn from_row((account, region, target, reason, at_ms): Row) -> Self {
+        let (target, account, region) = Key {
             account,
             region,
             target,
-        };
-        let one = !key.is_every_target();
+        }
+        .into_shown();
         Self {
-            target: one.then_some(key.target),
-            account: one.then_some(key.account),
-            region: one.then_some(key.region),
+            target,
+            account,
+            region,
             reason,
             since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         }

@@ -56,17 +56,17 @@ impl Silence {
     pub(super) fn from_row(
         (id, account, region, target, reason, by, at_ms, until_ms): Row,
     ) -> Self {
-        let key = Key {
+        let (target, account, region) = Key {
             account,
             region,
             target,
-        };
-        let one = !key.is_every_target();
+        }
+        .into_shown();
         Self {
             id,
-            target: one.then_some(key.target),
-            account: one.then_some(key.account),
-            region: one.then_some(key.region),
+            target,
+            account,
+            region,
             reason,
             by,
             since: from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH),

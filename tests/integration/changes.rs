@@ -9,6 +9,23 @@ use serde_json::{Value, json};
 use crate::common::process::{ReflexProcess, reflex, remediate_at};
 use crate::common::{ADMIN, ADMIN_TOKEN, Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
 
+/// Calls an `/admin` route of the server at `base` with the admin token: its status and JSON body (null when
+/// there is none).
+async fn admin_at(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client.request(method, url).bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// The JSON records `reflex audit list --json` prints, newest first.
 fn records(config: &str) -> Vec<Value> {
     let out = reflex([
@@ -91,15 +108,13 @@ async fn silences_from_the_cli_and_the_api_refuse_without_aws_calls_outlive_a_re
         Default::default(),
         "no AWS call at all"
     );
-    let state: Value = client
-        .get(format!("{}/admin/state", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, state) = admin_at(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/admin/state", server.base),
+        None,
+    )
+    .await;
     assert_eq!(state["silences"][0]["id"], id.as_str(), "{state}");
     assert_eq!(state["silences"][0]["by"], "ana");
     let metrics = client
@@ -113,38 +128,29 @@ async fn silences_from_the_cli_and_the_api_refuse_without_aws_calls_outlive_a_re
     assert!(metrics.contains("reflex_silenced"), "{metrics}");
 
     // Lifted through the API, then set again for two seconds: it ends by itself, announced once.
-    let lifted = client
-        .delete(format!("{}/admin/silences/{id}", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(lifted.status(), 200);
-    let again = client
-        .delete(format!("{}/admin/silences/{id}", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 404);
-    let set = client
-        .post(format!("{}/admin/silences", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"target": lb, "for": "2s", "reason": "short"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 201);
-    let set: Value = set.json().await.unwrap();
+    let lift = format!("{}/admin/silences/{id}", server.base);
+    let (status, _) = admin_at(&client, reqwest::Method::DELETE, lift.clone(), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = admin_at(&client, reqwest::Method::DELETE, lift, None).await;
+    assert_eq!(status, 404);
+    let silences = format!("{}/admin/silences", server.base);
+    let (status, set) = admin_at(
+        &client,
+        reqwest::Method::POST,
+        silences.clone(),
+        Some(json!({"target": lb, "for": "2s", "reason": "short"})),
+    )
+    .await;
+    assert_eq!(status, 201);
     let short_id = set["silence"]["id"].as_str().unwrap().to_owned();
-    let missing_length = client
-        .post(format!("{}/admin/silences", server.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"target": lb, "reason": "forever"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing_length.status(), 400);
+    let (status, _) = admin_at(
+        &client,
+        reqwest::Method::POST,
+        silences,
+        Some(json!({"target": lb, "reason": "forever"})),
+    )
+    .await;
+    assert_eq!(status, 400);
     let (_, answer) = remediate_at(&client, &server.base, &lb).await;
     assert_eq!(answer["refused-rule"], "silenced", "{answer}");
     assert_eq!(
