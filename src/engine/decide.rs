@@ -184,9 +184,9 @@ impl Engine {
     }
 
     /// Cuts the plan to what the budgets (the rest skipped for `budget`) and the target's speed limit (a
-    /// fraction of its registered instances per hour; the rest skipped for `speed-limit`) still allow, the
-    /// tighter first. A real run that the budgets cut short opens the breaker, and the trip is returned; the
-    /// speed limit opens nothing: it only slows the removal of capacity down.
+    /// fraction of its registered instances per hour; the rest skipped for `speed-limit`) still allow,
+    /// whichever is tighter. A real run that the budgets cut short opens the breaker, and the trip is
+    /// returned; the speed limit opens nothing: it only slows the removal of capacity down.
     async fn trim_to_limits(
         &self,
         meta: &mut RequestMeta,
@@ -205,17 +205,13 @@ impl Engine {
             "speed_limit",
             serde_json::json!({"per_hour": per_hour, "left": speed_left, "registered": registered}),
         );
-        // The tighter limit cuts first and names the skips: a run held back by the speed limit does not open
-        // the breaker through a budget that would have allowed no more (a tie is the budget's).
+        // Only the tighter limit can cut (the looser one then finds nothing to cut), and it names the
+        // skips: a run held back by the speed limit does not open the breaker through a budget that would
+        // have allowed no more (a tie is the budget's).
         let (cut, slowed) = if left.allowed() <= speed_left {
-            let cut = plan::trim_to(plan, left.allowed(), SkipReason::Budget);
-            (cut, plan::trim_to(plan, speed_left, SkipReason::SpeedLimit))
+            (plan::trim_to(plan, left.allowed(), SkipReason::Budget), 0)
         } else {
-            let slowed = plan::trim_to(plan, speed_left, SkipReason::SpeedLimit);
-            (
-                plan::trim_to(plan, left.allowed(), SkipReason::Budget),
-                slowed,
-            )
+            (0, plan::trim_to(plan, speed_left, SkipReason::SpeedLimit))
         };
         if cut + slowed > 0 {
             meta.note("plan", &*plan);
