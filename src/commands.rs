@@ -84,6 +84,111 @@ pub async fn remediate_command(
     Ok(serde_json::to_value(&run.summary)?)
 }
 
+/// `reflex approvals list|approve|reject`: the held decisions waiting (pretty JSON), or a vote on one by the
+/// operator at this host (counted as `cli:<login>@<host>`); approving the last needed approval acts at once,
+/// through the engine, as the server would. The vote's outcome as pretty JSON.
+pub async fn approvals_command(path: &Path, vote: Option<CliVote>) -> anyhow::Result<String> {
+    let config = load_config(path)?;
+    init_logging(config.server.log_format);
+    let app = App::build(config).await?;
+    let approvals = crate::approvals::Approvals {
+        audit: &app.state.audit,
+        engine: &app.state.engine,
+    };
+    let mut meta = RequestMeta::new(Source::Approval, None);
+    meta.auth = Auth::LocalOperator;
+    let approver = |by: Option<String>| crate::audit::Approver {
+        who: format!("cli:{}", login_at_host()),
+        door: "cli".into(),
+        name: by,
+        at: String::new(),
+    };
+    let out = match vote {
+        None => approvals
+            .pending()
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|pending| Ok(serde_json::to_string_pretty(&pending)?)),
+        Some(CliVote::Approve { id, by }) => approvals
+            .approve(meta, &id, approver(by))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|voted| Ok(serde_json::to_string_pretty(&voted)?)),
+        Some(CliVote::Reject { id, reason, by }) => approvals
+            .reject(meta, &id, approver(by), &reason)
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|voted| Ok(serde_json::to_string_pretty(&voted)?)),
+    };
+    app.close().await;
+    out
+}
+
+/// A vote from the command line.
+#[derive(Debug, Clone)]
+pub enum CliVote {
+    /// Approve the held decision `id`.
+    Approve {
+        /// The held decision.
+        id: String,
+        /// A name shown beside the operator.
+        by: Option<String>,
+    },
+    /// Reject it for `reason`.
+    Reject {
+        /// The held decision.
+        id: String,
+        /// Why.
+        reason: String,
+        /// A name shown beside the operator.
+        by: Option<String>,
+    },
+}
+
+/// `reflex targets`: each target's mode and what observe and approve modes have seen of it (runs, would
+/// have acted, held, approved, rejected, expired, acted, recovered), as a table or as JSON.
+pub async fn targets_command(path: &Path, json: bool) -> anyhow::Result<String> {
+    let config = load_config(path)?;
+    init_logging(config.server.log_format);
+    let app = App::build(config).await?;
+    let ways = crate::approvals::way_up(&app.state.audit, &app.state.engine).await;
+    app.close().await;
+    let ways = ways?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&ways)?);
+    }
+    let mut out = format!(
+        "{:<32} {:<8} {:>5} {:>9} {:>5} {:>8} {:>8} {:>7} {:>5} {:>9}\n",
+        "TARGET",
+        "MODE",
+        "RUNS",
+        "WOULD-ACT",
+        "HELD",
+        "APPROVED",
+        "REJECTED",
+        "EXPIRED",
+        "ACTED",
+        "RECOVERED"
+    );
+    for way in ways {
+        let checked = way.recovered + way.not_recovered;
+        out.push_str(&format!(
+            "{:<32} {:<8} {:>5} {:>9} {:>5} {:>8} {:>8} {:>7} {:>5} {:>9}\n",
+            format!("{} ({}/{})", way.target, way.account, way.region),
+            way.mode,
+            way.runs,
+            way.would_act,
+            way.held,
+            way.approved,
+            way.rejected,
+            way.expired,
+            way.acted,
+            format!("{}/{checked}", way.recovered),
+        ));
+    }
+    Ok(out)
+}
+
 /// The next three occurrences of each `[[windows]]` entry after `now`, in its own time zone, one per line.
 pub fn windows_summary(config: &Config, now: jiff::Timestamp) -> String {
     let mut out = String::new();
@@ -274,15 +379,20 @@ pub async fn unsilence_command(
 
 /// Who runs a command at this host, as a silence records it: the login name and the host.
 fn local_operator() -> String {
+    format!("{} (reflex silence)", login_at_host())
+}
+
+/// The login name and the host (`alice@ops-1`), or the login name alone.
+fn login_at_host() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "an operator".to_owned());
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim();
     if host.is_empty() {
-        format!("{user} (reflex silence)")
+        user
     } else {
-        format!("{user}@{host} (reflex silence)")
+        format!("{user}@{host}")
     }
 }
 

@@ -1,4 +1,4 @@
-//! The job runner (recovery checks, notifications, silence ends): every serving process polls the store for due jobs (and is woken at once when it adds
+//! The job runner (recovery checks, notifications, silence ends, approval expiries): every serving process polls the store for due jobs (and is woken at once when it adds
 //! one), claims them one at a time and runs each by its kind, at most `PARALLEL` at once. Claims name the
 //! process, so a job runs once across replicas; what a job produces is written with its removal.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::audit::{AuditError, AuditStore, ClaimedJob, SILENCE_END_JOB};
+use crate::audit::{APPROVAL_EXPIRE_JOB, AuditError, AuditStore, ClaimedJob, SILENCE_END_JOB};
 use crate::engine::{Engine, RECOVERY_CHECK_JOB};
 use crate::notify::{self, Attempted, Notifier};
 
@@ -105,6 +105,11 @@ impl Jobs {
             SILENCE_END_JOB => crate::controls::end_silence(&self.audit, &self.notifier, job)
                 .await
                 .map_err(|err| err.to_string()),
+            APPROVAL_EXPIRE_JOB => self
+                .approvals()
+                .expire(job)
+                .await
+                .map_err(|err| err.to_string()),
             other => {
                 tracing::warn!(kind = other, "a job of a kind this release does not run");
                 let why = format!("no handler for {other:?} in this release");
@@ -116,6 +121,13 @@ impl Jobs {
         };
         if let Err(err) = result {
             tracing::error!(job = job.id, kind = job.kind, error = err, "job failed");
+        }
+    }
+
+    fn approvals(&self) -> crate::approvals::Approvals<'_> {
+        crate::approvals::Approvals {
+            audit: &self.audit,
+            engine: &self.engine,
         }
     }
 

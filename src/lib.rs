@@ -2,9 +2,11 @@
 //!
 //! Receivers (`http`) verify a request and turn it into a `Trigger`; the `engine` snapshots the balancer's
 //! health through `aws`, plans within the safety limits and acts; the `audit` trail records every step.
-//! Background work (recovery checks, notifications) is durable `jobs` in the store.
+//! Background work (recovery checks, notifications, approval expiries) is durable `jobs` in the store;
+//! `approvals` votes on the decisions a target in approve mode holds.
 //! `main.rs` only parses the command line and calls `commands`.
 
+pub mod approvals;
 pub mod audit;
 pub mod aws;
 pub mod commands;
@@ -21,6 +23,7 @@ mod logging;
 pub mod metrics;
 pub mod notify;
 mod server;
+pub mod slack;
 pub mod sns;
 pub mod target;
 pub mod untrusted;

@@ -105,6 +105,24 @@ enum Command {
         #[command(subcommand)]
         command: BreakerCommand,
     },
+    /// Held decisions of targets in approve mode: list those waiting (with their evidence), or approve or
+    /// reject one as the operator at this host. The approval that completes a decision acts at once: reflex
+    /// reads the target again, decides under every rule as it stands, and replaces only instances that are
+    /// both in the approved decision and still broken.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// Each target's mode and what observe and approve modes have seen of it: runs, would have acted, held,
+    /// approved, rejected, expired, acted and recovered, so that a target can be promoted with evidence.
+    Targets {
+        /// Configuration file (TOML).
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit page (`/ui/`).
     Ui {
         #[command(subcommand)]
@@ -210,6 +228,41 @@ enum BreakerCommand {
         /// Configuration file (TOML); its [audit] url names the store.
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsCommand {
+    /// The held decisions waiting, soonest to expire first, with their evidence (JSON).
+    List {
+        /// Configuration file (TOML).
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+    },
+    /// Approve a held decision (counted once per operator; acts when enough approvers approved).
+    Approve {
+        /// Configuration file (TOML).
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The approval's id (the held run's audit id).
+        id: String,
+        /// A name shown beside the operator.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject a held decision: nothing is done.
+    Reject {
+        /// Configuration file (TOML).
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The approval's id.
+        id: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        /// A name shown beside the operator.
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -456,6 +509,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 commands::breaker_reset_command(&config, target, &reason).await?
             );
+        }
+        Command::Approvals { command } => {
+            let (config, vote) = match command {
+                ApprovalsCommand::List { config } => (config, None),
+                ApprovalsCommand::Approve { config, id, by } => {
+                    (config, Some(commands::CliVote::Approve { id, by }))
+                }
+                ApprovalsCommand::Reject {
+                    config,
+                    id,
+                    reason,
+                    by,
+                } => (config, Some(commands::CliVote::Reject { id, reason, by })),
+            };
+            println!("{}", commands::approvals_command(&config, vote).await?);
+        }
+        Command::Targets { config, json } => {
+            print!("{}", commands::targets_command(&config, json).await?);
         }
         Command::Ui {
             command: UiCommand::RotateKey { config },

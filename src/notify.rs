@@ -49,6 +49,36 @@ pub struct Event {
     /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// For a held decision: what approvers need to see and where to approve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Ask>,
+}
+
+/// A request for approval: the held decision's id, expiry and page, and its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Ask {
+    /// The approval's id.
+    pub id: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+    /// The audit page that shows it.
+    pub url: String,
+    /// The evidence (see `engine::hold::evidence`).
+    pub evidence: serde_json::Value,
+}
+
+impl Ask {
+    /// The request for approval of the held decision `hold`, answered as `approval`.
+    pub fn of(approval: &crate::engine::ApprovalRef, hold: &crate::audit::NewApproval) -> Self {
+        let body: serde_json::Value = serde_json::from_str(&hold.body).unwrap_or_default();
+        Self {
+            id: approval.id.clone(),
+            expires_at: approval.expires_at.clone(),
+            url: approval.url.clone(),
+            evidence: body.get("evidence").cloned().unwrap_or_default(),
+        }
+    }
 }
 
 impl Event {
@@ -62,6 +92,7 @@ impl Event {
             text,
             audit_id: audit_id.to_owned(),
             at: OffsetDateTime::now_utc(),
+            approval: None,
         }
     }
 }
@@ -201,6 +232,27 @@ impl Notifier {
             .collect()
     }
 
+    /// Posts the update of a Slack message (an approval's outcome) to its `response_url`, when that is Slack's
+    /// own host or a configured Slack webhook's origin; one bounded attempt, logged when it fails.
+    pub async fn respond_to_slack(&self, response_url: &str, message: &serde_json::Value) {
+        let webhooks: Vec<&reqwest::Url> = self
+            .sinks
+            .iter()
+            .filter(|sink| sink.format == NotifyFormat::Slack)
+            .map(|sink| &sink.url)
+            .collect();
+        if !crate::slack::response_url_allowed(response_url, &webhooks) {
+            tracing::warn!(
+                "a Slack response_url outside Slack and the configured webhooks: not used"
+            );
+            return;
+        }
+        let sent = self.client.post(response_url).json(message).send().await;
+        if let Err(err) = sent.and_then(reqwest::Response::error_for_status) {
+            tracing::warn!(error = failure(&err), "cannot update the Slack message");
+        }
+    }
+
     /// Counts events dropped because the queue in the store was full.
     pub fn count_dropped(&self, dropped: usize) {
         if dropped > 0 {
@@ -313,15 +365,17 @@ impl Notifier {
                     (Some(account), Some(region)) => format!(" ({account}/{region})"),
                     _ => String::new(),
                 };
-                serde_json::json!({
-                    "text": format!(
-                        "*reflex: {}* on `{}`{}: {} ({record})",
-                        event.event.as_str(),
-                        slack_escape(&event.target),
-                        slack_escape(&place),
-                        slack_escape(&event.text),
-                    )
-                })
+                let text = format!(
+                    "*reflex: {}* on `{}`{}: {} ({record})",
+                    event.event.as_str(),
+                    crate::slack::escape(&event.target),
+                    crate::slack::escape(&place),
+                    crate::slack::escape(&event.text),
+                );
+                match &event.approval {
+                    Some(ask) => crate::slack::approval_message(&text, ask),
+                    None => serde_json::json!({ "text": text }),
+                }
             }
         }
     }
@@ -391,21 +445,9 @@ fn sink_id(url: &str) -> String {
     crate::hex::encode(&digest.as_ref()[..8])
 }
 
-/// Escapes the three characters Slack's mrkdwn gives meaning to.
-fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slack_text_is_escaped() {
-        assert_eq!(slack_escape("a<b>&c"), "a&lt;b&gt;&amp;c");
-    }
 
     #[test]
     fn a_webhook_is_named_by_a_digest_never_by_its_url() {

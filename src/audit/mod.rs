@@ -4,12 +4,13 @@
 //! One home per table: `record` is what one row says and `rows` maps it to and from the database; `chain`
 //! hashes and checks the tamper-evident chain of entries, `entries` keeps it (`audit_entries`, `audit_chain`);
 //! `deliveries` is the claim-or-replay primitive and `claims` its table's SQL; `decisions`, `leases`,
-//! `pauses`, `silences`, `breakers`, `jobs`, `processes` (liveness) and `readiness` each own their table. `writer`
+//! `pauses`, `silences`, `approvals`, `breakers`, `jobs`, `processes` (liveness) and `readiness` each own their table. `writer`
 //! only orders a batch's operations through those modules and commits it (group commit); `store` is the API
 //! the rest of reflex uses; `backend` is what differs between SQLite and PostgreSQL; the schema lives in
 //! `migrations/<backend>/`.
 
 mod anchor;
+mod approvals;
 mod backend;
 mod brakes;
 mod breakers;
@@ -37,6 +38,10 @@ mod ui_sessions;
 mod writer;
 
 pub use anchor::{Anchor, Checked as AnchorsChecked, Mismatch};
+pub use approvals::{
+    Approval, ApprovalState, ApprovalWrite, Approver, EXPIRE_JOB as APPROVAL_EXPIRE_JOB,
+    NewApproval, Vote,
+};
 pub use backend::{Backend, redacted};
 pub use brakes::Brakes;
 pub use breakers::{BreakerState, OpenBreaker};
@@ -50,7 +55,7 @@ pub use leases::{Lease, Leased};
 pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
-pub use records::{Filter, LastAction, SharedClock};
+pub use records::{Filter, LastAction, SharedClock, Tally};
 pub use rows::{StoredRow, millis};
 pub use silences::{END_JOB as SILENCE_END_JOB, Silence};
 pub use store::AuditStore;

@@ -29,6 +29,11 @@ pub enum Source {
     RecoveryCheck,
     /// A notification delivered (or not) to a `[[notify]]` webhook.
     Notify,
+    /// An approver's approval or rejection of a held decision (the API, the audit page, the command
+    /// line), and a held decision's expiry.
+    Approval,
+    /// `POST /slack/interactions`: an Approve or Reject button pressed in Slack.
+    Slack,
 }
 
 impl Source {
@@ -44,6 +49,8 @@ impl Source {
             Self::Admin => "admin",
             Self::RecoveryCheck => "recovery-check",
             Self::Notify => "notify",
+            Self::Approval => "approval",
+            Self::Slack => "slack",
         }
     }
 
@@ -59,6 +66,8 @@ impl Source {
             Self::Admin,
             Self::RecoveryCheck,
             Self::Notify,
+            Self::Approval,
+            Self::Slack,
         ]
         .into_iter()
         .find(|source| source.as_str() == name)
@@ -75,6 +84,14 @@ pub enum Outcome {
     Completed,
     /// A target in observe mode: the run decided to act on instances, and touched nothing.
     WouldAct,
+    /// A target in approve mode: the run decided to act and holds its decision for approvers.
+    Held,
+    /// An approval of a held decision was counted; more approvers are needed.
+    Approved,
+    /// An approver rejected a held decision: nothing was done.
+    Declined,
+    /// A held decision expired before enough approvers approved it: nothing was done.
+    Expired,
     /// A safety rule refused the run.
     Refused,
     /// The request was rejected (4xx) or failed (5xx) before any AWS write.
@@ -98,6 +115,10 @@ impl Outcome {
             Self::Acting => "acting",
             Self::Completed => "completed",
             Self::WouldAct => "would-act",
+            Self::Held => "held",
+            Self::Approved => "approved",
+            Self::Declined => "declined",
+            Self::Expired => "expired",
             Self::Refused => "refused",
             Self::Rejected => "rejected",
             Self::Duplicate => "duplicate",
@@ -114,6 +135,10 @@ impl Outcome {
             Self::Acting,
             Self::Completed,
             Self::WouldAct,
+            Self::Held,
+            Self::Approved,
+            Self::Declined,
+            Self::Expired,
             Self::Refused,
             Self::Rejected,
             Self::Duplicate,

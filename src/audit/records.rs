@@ -152,6 +152,51 @@ pub(super) async fn last_run(
     row.as_ref().map(record_from_row).transpose()
 }
 
+/// The newest `limit` runs of `target` and their recovery checks, newest first: what an approver sees of its
+/// history.
+pub(super) async fn recent_runs(
+    readers: &AnyPool,
+    target: &TargetId,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, AuditError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_records WHERE {} \
+         AND outcome NOT IN ('rejected', 'duplicate', 'ignored', 'confirmed') \
+         AND source NOT IN ('admin', 'notify', 'audit-read') ORDER BY id DESC LIMIT $4",
+        keys::matches("audit_records", 1)
+    ))
+    .bind(target.account.as_str())
+    .bind(target.region.as_str())
+    .bind(target.name.as_str())
+    .bind(i64::from(limit))
+    .fetch_all(readers)
+    .await?;
+    rows.iter().map(record_from_row).collect()
+}
+
+/// How many records each target has, by source and outcome, and how many of them acted: (account, region,
+/// target, source, outcome, records, acted).
+pub(super) async fn tally(readers: &AnyPool) -> Result<Vec<Tally>, AuditError> {
+    Ok(sqlx::query_as(
+        "SELECT account, region, target, source, outcome, COUNT(*), \
+         SUM(CASE WHEN acted > 0 AND dry_run = 0 THEN 1 ELSE 0 END) FROM audit_records \
+         WHERE target IS NOT NULL GROUP BY account, region, target, source, outcome",
+    )
+    .fetch_all(readers)
+    .await?)
+}
+
+/// One row of `tally`.
+pub type Tally = (
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+);
+
 /// When instances of this target were last replaced (or were being replaced), for the cooldown: the time
 /// the run acted (its arrival for records from before that was kept). `except` leaves out one run: the
 /// dead attempt a takeover finishes is not a cooldown for it. The database's clock is read in the same

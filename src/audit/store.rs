@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::anchor::{Anchor, Checked as AnchorsChecked, Mismatch};
+use super::approvals::{Approval, ApprovalWrite, Approver, Change, Vote};
 use super::backend::Backend;
 use super::brakes::Brakes;
 use super::breakers::{BreakerChange, BreakerState};
@@ -111,7 +112,9 @@ impl AuditStore {
         record: AuditRecord,
         delivery: Option<DeliveryUpdate>,
     ) -> Result<(), AuditError> {
-        self.put_run(record, delivery, Vec::new()).await.map(|_| ())
+        self.put_run(record, delivery, Vec::new(), None)
+            .await
+            .map(|_| ())
     }
 
     /// The answer of a delivery this process completed (from memory, no query): a redelivery it can replay.
@@ -162,10 +165,12 @@ impl AuditStore {
         record: AuditRecord,
         delivery: Option<DeliveryUpdate>,
         jobs: Vec<NewJob>,
+        approval: Option<ApprovalWrite>,
     ) -> Result<usize, AuditError> {
         self.put_with(Put {
             settle: delivery,
             jobs,
+            approval,
             ..Put::record(record)
         })
         .await
@@ -675,6 +680,83 @@ impl AuditStore {
             ..Put::record(record)
         })
         .await
+    }
+
+    /// Writes the record of a held decision's expiry, closes the decision as expired and removes its expiry
+    /// job, in one commit: it expires once, whichever process runs the job.
+    pub async fn finish_expiry(
+        &self,
+        record: AuditRecord,
+        job_id: &str,
+        approval_id: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<usize, AuditError> {
+        self.put_with(Put {
+            jobs,
+            finishes: Some(job_id.to_owned()),
+            approval: Some(ApprovalWrite::Expire(approval_id.to_owned())),
+            ..Put::record(record)
+        })
+        .await
+    }
+
+    /// Counts `approver`'s approval of the held decision `id`: what it came to (closed once enough distinct
+    /// approvers approved; nothing changes once it is closed or past its expiry).
+    pub async fn approve(&self, id: &str, approver: Approver) -> Result<Vote, AuditError> {
+        self.vote(id, Change::Approve(approver)).await
+    }
+
+    /// Rejects the held decision `id` for `reason`, unless it is closed or past its expiry.
+    pub async fn reject(
+        &self,
+        id: &str,
+        approver: Approver,
+        reason: &str,
+    ) -> Result<Vote, AuditError> {
+        self.vote(id, Change::Reject(approver, reason.to_owned()))
+            .await
+    }
+
+    async fn vote(&self, id: &str, change: Change) -> Result<Vote, AuditError> {
+        let op = Op::Vote {
+            id: id.to_owned(),
+            change,
+        };
+        match submit(&self.writer, op).await? {
+            Written::Vote(vote) => Ok(vote),
+            _ => Err(AuditError::Commit("the vote was not answered".into())),
+        }
+    }
+
+    /// The held decision `id`, in whatever state.
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, AuditError> {
+        Ok(super::approvals::get(&self.readers, id).await?)
+    }
+
+    /// The newest `limit` runs of `target` and their recovery checks, newest first.
+    pub async fn recent_runs(
+        &self,
+        target: &TargetId,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        super::records::recent_runs(&self.readers, target, limit).await
+    }
+
+    /// How many records each target has, by source and outcome, and how many acted.
+    pub async fn tally(&self) -> Result<Vec<super::records::Tally>, AuditError> {
+        super::records::tally(&self.readers).await
+    }
+
+    /// Every held decision still waiting, the soonest to expire first.
+    pub async fn pending_approvals(&self) -> Result<Vec<Approval>, AuditError> {
+        Ok(super::approvals::pending(&self.readers, self.backend).await?)
+    }
+
+    /// How many decisions each target held, by state: (account, region, target, state, count).
+    pub async fn approval_counts(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, i64)>, AuditError> {
+        Ok(super::approvals::counts(&self.readers).await?)
     }
 
     /// Puts a claimed job back, to be tried again (by any process) `after` from now; `error` says why.

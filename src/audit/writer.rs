@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::approvals::{self, ApprovalWrite, Change, Vote};
 use super::backend::Backend;
 use super::brakes::{self, Brakes};
 use super::breakers::{self, BreakerChange};
@@ -52,6 +53,8 @@ pub(super) struct Put {
     pub jobs: Vec<NewJob>,
     /// The claimed job whose result the record is, removed.
     pub finishes: Option<String>,
+    /// A decision held, acted on or expired by the record's run.
+    pub approval: Option<ApprovalWrite>,
 }
 
 impl Put {
@@ -64,6 +67,7 @@ impl Put {
             decision: None,
             jobs: Vec::new(),
             finishes: None,
+            approval: None,
         }
     }
 }
@@ -114,6 +118,8 @@ pub(super) enum Op {
     SessionStart { id: String, lifetime_ms: i64 },
     /// End an audit page session.
     SessionEnd { id: String },
+    /// Approve or reject a held decision.
+    Vote { id: String, change: Change },
 }
 
 /// What the writer answers for one write once it is committed.
@@ -148,6 +154,8 @@ pub(super) enum Written {
     Home(Home),
     /// The audit page's key.
     UiKey(String),
+    /// What a vote on a held decision came to.
+    Vote(Vote),
 }
 
 /// A write and who waits for its commit.
@@ -584,6 +592,9 @@ async fn apply(
             if let Some(job) = &put.finishes {
                 jobs::finish(tx, job).await?;
             }
+            if let Some(write) = &put.approval {
+                approvals::apply(tx, backend, write, &put.record.id, now).await?;
+            }
             let new: Vec<&NewJob> = put.jobs.iter().collect();
             Written::Enqueued(jobs::enqueue(tx, &new, now).await?)
         }
@@ -611,6 +622,7 @@ async fn apply(
             decisions::prune(tx, *before_ms).await?;
             processes::prune(tx, *before_ms).await?;
             silences::prune(tx, *before_ms).await?;
+            approvals::prune(tx, *before_ms).await?;
             Written::Pruned(removed)
         }
         Op::Breaker(key, change) => Written::Breaker(breakers::change(tx, key, change, now).await?),
@@ -642,6 +654,9 @@ async fn apply(
         Op::SessionEnd { id } => {
             ui_sessions::end(tx, id).await?;
             Written::Done
+        }
+        Op::Vote { id, change } => {
+            Written::Vote(approvals::vote(tx, backend, id, change, now).await?)
         }
     })
 }

@@ -41,6 +41,8 @@ const SECTIONS: &[&str] = &[
     "alertmanager",
     "grafana",
     "admin",
+    "approvals",
+    "slack",
 ];
 
 /// Reads `path`, applies the process environment's overrides, resolves secrets files and validates.
@@ -125,6 +127,16 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
         config.admin.tokens_file.as_deref(),
         &mut config.admin.tokens,
     )?;
+    append_tokens_file(
+        "approvals.tokens_file",
+        config.approvals.tokens_file.as_deref(),
+        &mut config.approvals.tokens,
+    )?;
+    if let Some(file) = config.slack.signing_secret_file.clone() {
+        let mut secrets = Vec::new();
+        append_tokens_file("slack.signing_secret_file", Some(&file), &mut secrets)?;
+        config.slack.signing_secret = secrets.into_iter().next();
+    }
     for account in &mut config.accounts {
         if let Some(file) = account.external_id_file.clone() {
             if account.external_id.is_some() {

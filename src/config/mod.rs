@@ -1,6 +1,7 @@
 //! Configuration: a TOML file, then `REFLEX_<SECTION>_<KEY>` environment overrides, then `<key>_file` secrets,
 //! validated once at start-up with messages that name the key and the fix.
 
+mod approvals;
 mod length;
 mod load;
 mod retention;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use approvals::{ApprovalsConfig, DEFAULT_TTL_SECS, SlackConfig};
 pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
@@ -55,6 +57,10 @@ pub struct Config {
     pub notify: Vec<NotifyConfig>,
     /// Weekly maintenance windows: alerts for their targets inside them are refused (`[[windows]]`).
     pub windows: Vec<Window>,
+    /// Who approves held decisions (targets in `approve` mode), and for how long they wait.
+    pub approvals: ApprovalsConfig,
+    /// Slack's interactive Approve / Reject buttons.
+    pub slack: SlackConfig,
 }
 
 /// `[[notify]]`: one webhook that hears about some events.
@@ -102,6 +108,8 @@ pub enum NotifyEvent {
     Silence,
     /// A target in observe mode would have been acted on.
     WouldAct,
+    /// A target in approve mode holds a decision for approvers (with Slack's Approve / Reject buttons).
+    Held,
 }
 
 impl NotifyEvent {
@@ -114,6 +122,7 @@ impl NotifyEvent {
             Self::NotRecovered,
             Self::Silence,
             Self::WouldAct,
+            Self::Held,
         ]
     }
 
@@ -126,6 +135,7 @@ impl NotifyEvent {
             Self::NotRecovered => "not-recovered",
             Self::Silence => "silence",
             Self::WouldAct => "would-act",
+            Self::Held => "held",
         }
     }
 }
@@ -557,6 +567,9 @@ pub struct TargetConfig {
     /// How far reflex may go on its own with this target; unset uses `remediation.mode`.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Distinct approvers this target's held decisions need; unset uses `approvals.required`.
+    #[serde(default)]
+    pub approvals_required: Option<u32>,
 }
 
 impl TargetConfig {
@@ -601,6 +614,9 @@ pub enum Mode {
     /// Every alert runs the whole pipeline up to the decision and records what would have been done
     /// (`would-act`), touching nothing.
     Observe,
+    /// A run that decides to act holds its decision until approvers approve it (or it expires), then
+    /// decides again and acts on what is still broken.
+    Approve,
     /// Acts within the safety rules.
     #[default]
     Auto,
@@ -611,6 +627,7 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Observe => "observe",
+            Self::Approve => "approve",
             Self::Auto => "auto",
         }
     }
@@ -743,6 +760,11 @@ impl Config {
     /// How far reflex may go on its own with `target`: its own mode, else the default.
     pub fn mode_of(&self, target: &TargetConfig) -> Mode {
         target.mode.unwrap_or(self.remediation.mode)
+    }
+
+    /// How many distinct approvers `target`'s held decisions need: its own, else the default.
+    pub fn approvals_required_of(&self, target: &TargetConfig) -> u32 {
+        target.approvals_required.unwrap_or(self.approvals.required)
     }
 
     /// The fraction of `target`'s instances that may be acted on in an hour: its own, else the default.

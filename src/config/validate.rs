@@ -3,7 +3,7 @@
 
 use super::{
     AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, RemediationConfig,
-    Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
+    Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig, any_matches,
 };
 use crate::target::{PairError, Place, TargetRef};
 
@@ -78,6 +78,7 @@ impl Config {
         self.grafana.validate("grafana", self)?;
         check_tokens("manual.tokens", &self.manual.tokens)?;
         check_tokens("admin.tokens", &self.admin.tokens)?;
+        self.validate_approvals()?;
         if let Some(url) = &self.server.public_url
             && !url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
         {
@@ -105,6 +106,78 @@ impl Config {
 }
 
 impl Config {
+    /// Approver tokens are long and belong to no other door; a held decision waits a sane while and needs
+    /// between one and five approvers; Slack's approvers need its signing secret.
+    fn validate_approvals(&self) -> Result<(), ConfigError> {
+        let approvals = &self.approvals;
+        check_tokens("approvals.tokens", &approvals.tokens)?;
+        let shared = approvals.tokens.iter().any(|token| {
+            [&self.manual.tokens, &self.admin.tokens, &self.audit.tokens]
+                .iter()
+                .any(|door| any_matches(door, token.expose().as_bytes()))
+        });
+        if shared {
+            return invalid(
+                "approvals.tokens",
+                "holds a token that [manual], [admin] or [audit] also accepts: an approver's token must be \
+                 its own, so that who approved is known",
+            );
+        }
+        if !(60..=86_400).contains(&approvals.ttl_secs) {
+            return invalid(
+                "approvals.ttl_secs",
+                format!(
+                    "is {}: a held decision waits between 60 s and a day (default {})",
+                    approvals.ttl_secs,
+                    super::DEFAULT_TTL_SECS
+                ),
+            );
+        }
+        let required = std::iter::once(("approvals.required", approvals.required)).chain(
+            self.targets
+                .iter()
+                .filter_map(|t| Some(("targets.approvals_required", t.approvals_required?))),
+        );
+        for (key, required) in required {
+            if !(1..=5).contains(&required) {
+                return invalid(
+                    key,
+                    format!(
+                        "is {required}: between 1 and 5 distinct approvers (2: the two-person rule)"
+                    ),
+                );
+            }
+        }
+        let slack = &self.slack;
+        if !slack.approvers.is_empty() && !slack.enabled() {
+            return invalid(
+                "slack.approvers",
+                "is set without slack.signing_secret_file: Slack's buttons cannot be trusted without the \
+                 app's signing secret",
+            );
+        }
+        if let Some(user) = slack.approvers.iter().find(|user| {
+            user.len() < 2
+                || !user
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        }) {
+            return invalid(
+                "slack.approvers",
+                format!("holds {user:?}, which is not a Slack user id (like \"U0123ABCD\")"),
+            );
+        }
+        if let Some(secret) = &slack.signing_secret
+            && secret.expose().len() < 16
+        {
+            return invalid(
+                "slack.signing_secret",
+                "is shorter than 16 characters: use the app's Signing Secret from its Basic Information page",
+            );
+        }
+        Ok(())
+    }
+
     /// A target's account is `local` or listed under `[[accounts]]`, its region one that account allows, and
     /// a target group given by ARN is in that region (and account, when its id is known).
     fn validate_place(&self, target: &TargetConfig) -> Result<(), ConfigError> {

@@ -50,6 +50,8 @@ pub(super) struct Decided<'a> {
     pub budget_gate: Option<tokio::sync::MutexGuard<'a, ()>>,
     /// The database's clock, which stamps when the run acts.
     pub clock: SharedClock,
+    /// What the plan was made from (the evidence of a held decision).
+    pub snapshot: Snapshot,
 }
 
 /// The instances a dead attempt decided to replace that EC2 now shows shutting down or terminated: it replaced
@@ -94,16 +96,19 @@ pub fn plan_for(
 
 impl Engine {
     /// Observes `target` and decides what to do; a run that will act takes the leases first, and looks again
-    /// when another run acted meanwhile. `previous` is a dead attempt this run takes over.
+    /// when another run acted meanwhile. `previous` is a dead attempt this run takes over; `approved`, the
+    /// instances of an approved decision, the only ones the run may act on. A run that will not act now
+    /// (`dry_run`: a dry run, or a decision to hold) takes no lease.
     pub(super) async fn decide(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         previous: Option<&str>,
         dry_run: bool,
+        approved: Option<&[String]>,
     ) -> Result<Decided<'_>, EngineError> {
         let mut observation = self.observe(meta, target, previous).await?;
-        let mut plan = self.plan_noted(meta, target, &observation);
+        let mut plan = self.plan_noted(meta, target, &observation, approved);
         let acting = !dry_run && !plan.act_on.is_empty();
         if acting {
             let mut contended = false;
@@ -122,7 +127,7 @@ impl Engine {
                     != observation.last_action_at
             {
                 observation = self.observe(meta, target, previous).await?;
-                plan = self.plan_noted(meta, target, &observation);
+                plan = self.plan_noted(meta, target, &observation, approved);
             }
         }
         let budget_gate = if acting {
@@ -150,15 +155,18 @@ impl Engine {
             tripped,
             budget_gate,
             clock: observation.clock,
+            snapshot: observation.snapshot,
         })
     }
 
-    /// The plan for `observation` under the target's policy, noted (with the takeover's context).
+    /// The plan for `observation` under the target's policy, cut to the `approved` instances when approvers
+    /// approved a held decision, noted (with the takeover's context).
     fn plan_noted(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         observation: &Observation,
+        approved: Option<&[String]>,
     ) -> Plan {
         let policy = Policy {
             action: target.action,
@@ -172,6 +180,9 @@ impl Engine {
                 target.saw_change(&refusal);
             }
             plan.refuse(refusal);
+        }
+        if let Some(approved) = approved {
+            plan::keep_approved(&mut plan, approved);
         }
         if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {
             meta.note(

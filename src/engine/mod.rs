@@ -13,6 +13,7 @@ mod decide;
 mod error;
 mod gate;
 pub mod health;
+pub mod hold;
 mod observe;
 pub mod plan;
 pub mod port;
@@ -36,11 +37,11 @@ pub use plan::{Act, Clock, Plan, Policy, Refusal, Replacement, Skip, SkipReason}
 pub use recovery::{JOB_KIND as RECOVERY_CHECK_JOB, RecoveryCheck};
 pub use reply::{Reply, SubscriptionReply};
 pub use report::Run;
-pub use summary::{ActionError, Names, Summary};
+pub use summary::{ActionError, ApprovalRef, Names, Summary};
 pub use targets::{FleetOf, StartError, probe_targets};
-pub use trigger::{Authenticated, Trigger};
+pub use trigger::{Approved, Authenticated, Trigger};
 
-use crate::audit::{AuditStore, DeliveryKey, Home, RequestMeta};
+use crate::audit::{ApprovalWrite, AuditStore, DeliveryKey, Home, RequestMeta};
 use crate::config::{Config, Mode, TargetConfig};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -99,6 +100,11 @@ impl Engine {
         })
     }
 
+    /// The notifier the engine's runs send their events through.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     /// Where reflex runs: the account and region of every configured target.
     pub fn home(&self) -> &Home {
         &self.home
@@ -107,6 +113,14 @@ impl Engine {
     /// Every configured target's identity.
     pub fn target_ids(&self) -> impl Iterator<Item = &crate::target::TargetId> {
         self.targets.ids()
+    }
+
+    /// Every configured target's identity and mode.
+    pub fn target_modes(&self) -> impl Iterator<Item = (&crate::target::TargetId, Mode)> {
+        self.targets
+            .all()
+            .iter()
+            .map(|target| (&target.id, target.mode))
     }
 
     /// The identity of the one configured target `reference` names (by name, ARN or metric dimension) in
@@ -156,7 +170,18 @@ impl Engine {
             None => None,
         };
         let (record, settle, jobs) = self.finished(meta, &result, delivery, tripped, &audit_id);
-        let dropped = self.audit.put_run(record, settle, jobs).await?;
+        // A held decision is written with its run's record; an approval's run is named in the decision.
+        let approval = match (&result, &trigger.approval) {
+            (
+                Ok(Run {
+                    hold: Some(hold), ..
+                }),
+                _,
+            ) => Some(ApprovalWrite::Hold(hold.clone())),
+            (_, Some(approved)) => Some(ApprovalWrite::ActedOn(approved.id.clone())),
+            _ => None,
+        };
+        let dropped = self.audit.put_run(record, settle, jobs, approval).await?;
         self.notifier.count_dropped(dropped);
         result
     }
@@ -172,9 +197,11 @@ impl Engine {
         target: &targets::Target,
         previous: Option<&str>,
     ) -> Result<Run, EngineError> {
-        // A target in observe mode runs every stage up to the decision and records what it would have done.
+        // A target in observe mode runs every stage up to the decision and records what it would have done;
+        // one in approve mode holds a decision to act for approvers, unless this run is their approval.
         let observing = target.mode == Mode::Observe;
         let dry_run = trigger.dry_run || self.config.remediation.dry_run || observing;
+        let holding = target.mode == Mode::Approve && trigger.approval.is_none() && !dry_run;
         meta.dry_run = dry_run;
         let _single_flight = target.lock.lock().await;
         let _slot = self
@@ -187,7 +214,7 @@ impl Engine {
         let summary_of = |meta: &RequestMeta, plan: &Plan| {
             let (message, names) = (trigger.message.clone(), target.names.clone());
             let mut summary = Summary::of_plan(message, names, plan, dry_run, meta.id.clone());
-            summary.mode = observing.then_some(Mode::Observe.as_str());
+            summary.mode = (target.mode != Mode::Auto).then_some(target.mode.as_str());
             summary
         };
         // A run refused before it read its target (the gate), or as it was about to act (a brake that landed
@@ -199,29 +226,21 @@ impl Engine {
             };
             meta.note("plan", &plan);
             tracing::info!(refused = ?plan.refused, read, "refused");
-            self.counted(Run {
-                summary: summary_of(meta, &plan),
-                acted: 0,
-                read,
-                tripped,
-                check: None,
-            })
+            self.counted(Run::nothing_done(summary_of(meta, &plan), read, tripped))
         };
         if let Some(refusal) = self.gate(target, dry_run, previous).await? {
             return Ok(refused(meta, refusal, false, None));
         }
-        let decided = self.decide(meta, target, previous, dry_run).await?;
+        let approved = trigger.approval.as_ref().map(|a| a.instances.as_slice());
+        let decided = (self.decide(meta, target, previous, dry_run || holding, approved)).await?;
         let mut summary = summary_of(meta, &decided.plan);
         let tripped = decided.tripped.clone();
-        if dry_run || decided.decision.steps.is_empty() {
+        if holding && !decided.decision.steps.is_empty() {
+            return self.hold(meta, target, decided, summary).await;
+        }
+        if dry_run || holding || decided.decision.steps.is_empty() {
             tracing::info!(would_replace = ?decided.plan.act_on, refused = ?summary.refused, dry_run, "planned");
-            return Ok(self.counted(Run {
-                summary,
-                acted: 0,
-                read: true,
-                tripped,
-                check: None,
-            }));
+            return Ok(self.counted(Run::nothing_done(summary, true, tripped)));
         }
         let decision = decided.decision.clone();
         let acted = match self.act(meta, target, decided, &mut summary).await? {
@@ -230,11 +249,9 @@ impl Engine {
         };
         let check = (acted > 0).then(|| self.recovery_check(meta, &target.id, &decision, acted));
         Ok(self.counted(Run {
-            summary,
-            acted,
-            read: true,
-            tripped,
             check,
+            acted,
+            ..Run::nothing_done(summary, true, tripped)
         }))
     }
 }

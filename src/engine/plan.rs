@@ -85,6 +85,10 @@ pub enum SkipReason {
     Budget,
     /// The target's speed limit (`max_removed_fraction_per_hour` of its instances in any hour) is reached.
     SpeedLimit,
+    /// Approved, but no longer broken when the approval came (InService again, or gone).
+    NoLongerBroken,
+    /// Broken now, but not in the decision the approvers approved.
+    NotApproved,
 }
 
 impl SkipReason {
@@ -106,6 +110,8 @@ impl SkipReason {
             Self::CapReached => "cap-reached",
             Self::Budget => "budget",
             Self::SpeedLimit => "speed-limit",
+            Self::NoLongerBroken => "no-longer-broken",
+            Self::NotApproved => "not-approved",
         }
     }
 }
@@ -460,6 +466,34 @@ pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
         });
     }
     count
+}
+
+/// Keeps, of what the plan acts on now, only the instances approvers approved (the rest skipped for
+/// `not-approved`), and says why each approved instance left out is: its own skip when the plan has one,
+/// else `no-longer-broken`. A refused plan acts on nothing and adds no skip. Pure.
+pub fn keep_approved(plan: &mut Plan, approved: &[String]) {
+    let (kept, unapproved): (Vec<Act>, Vec<Act>) = std::mem::take(&mut plan.act_on)
+        .into_iter()
+        .partition(|act| approved.contains(&act.instance_id));
+    plan.act_on = kept;
+    for act in unapproved {
+        plan.skipped.push(Skip {
+            instance_id: act.instance_id,
+            reason: SkipReason::NotApproved,
+        });
+    }
+    if plan.refused.is_some() {
+        return;
+    }
+    for id in approved {
+        let planned = plan.act_on.iter().any(|act| &act.instance_id == id);
+        if !planned && !plan.skipped.iter().any(|skip| &skip.instance_id == id) {
+            plan.skipped.push(Skip {
+                instance_id: id.clone(),
+                reason: SkipReason::NoLongerBroken,
+            });
+        }
+    }
 }
 
 /// How to replace an unhealthy instance, or why to leave it alone.

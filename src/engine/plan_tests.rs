@@ -619,3 +619,38 @@ fn trimming_keeps_the_first_actions_and_skips_the_rest_with_the_limit_reason() {
         ]
     );
 }
+
+#[test]
+fn an_approval_acts_only_on_what_was_approved_and_is_still_broken() {
+    let mut instances: Vec<_> = (1..=8)
+        .map(|n| instance(&format!("i-ok{n}"), HealthState::InService))
+        .collect();
+    instances.push(instance("i-bad1", HealthState::OutOfService));
+    instances.push(instance("i-bad3", HealthState::OutOfService));
+    let mut now = plan(&snapshot(instances.clone()), &policy(), clock());
+    // i-bad2 recovered since the hold; i-bad3 broke since; i-ok1 was never approved.
+    let approved = ["i-bad1".to_owned(), "i-bad2".to_owned()];
+    keep_approved(&mut now, &approved);
+    assert_eq!(ids(&now.act_on), ["i-bad1"]);
+    assert_eq!(
+        now.skipped,
+        [
+            Skip {
+                instance_id: "i-bad3".into(),
+                reason: SkipReason::NotApproved
+            },
+            Skip {
+                instance_id: "i-bad2".into(),
+                reason: SkipReason::NoLongerBroken
+            },
+        ]
+    );
+    // A refused plan acts on nothing and says nothing of the approved instances.
+    let mut refused = plan(&snapshot(instances), &policy(), clock());
+    refused.refuse(Refusal::Paused {
+        reason: "deploy".into(),
+    });
+    keep_approved(&mut refused, &approved);
+    assert!(refused.act_on.is_empty());
+    assert!(refused.skipped.is_empty(), "{:?}", refused.skipped);
+}

@@ -2,7 +2,9 @@
 //! committed together), and the metrics it counts.
 
 use super::{Engine, EngineError, Reply, Summary, Tripped, plan};
-use crate::audit::{AuditRecord, DeliveryKey, DeliveryUpdate, NewJob, Outcome, RequestMeta};
+use crate::audit::{
+    AuditRecord, DeliveryKey, DeliveryUpdate, NewApproval, NewJob, Outcome, RequestMeta,
+};
 use crate::config::{Mode, NotifyEvent};
 use crate::contract::ANSWERED;
 use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
@@ -21,13 +23,30 @@ pub struct Run {
     pub tripped: Option<Tripped>,
     /// The recovery check of a run that acted, added in the commit of the run's record.
     pub check: Option<NewJob>,
+    /// The decision a run in approve mode holds for approvers, written with the run's record.
+    pub hold: Option<NewApproval>,
 }
 
 impl Run {
+    /// A run that acted on nothing (refused, planned, a dry run): its summary, whether it read the target,
+    /// and the breaker it opened, if any.
+    pub(super) fn nothing_done(summary: Summary, read: bool, tripped: Option<Tripped>) -> Self {
+        Self {
+            summary,
+            acted: 0,
+            read,
+            tripped,
+            check: None,
+            hold: None,
+        }
+    }
+
     /// The audit outcome of this run.
     pub fn outcome(&self) -> Outcome {
         if self.summary.refused.is_some() {
             Outcome::Refused
+        } else if self.hold.is_some() {
+            Outcome::Held
         } else if self.would_act() {
             Outcome::WouldAct
         } else {
@@ -113,6 +132,15 @@ impl Engine {
         if run.acted > 0 {
             let text = format!("replaced {}", replaced.join(", "));
             events.push(Event::new(NotifyEvent::Acted, target, text, audit_id));
+        } else if let (Some(hold), Some(approval)) = (&run.hold, &summary.approval) {
+            let text = format!(
+                "approval needed: would replace {}; expires at {}",
+                replaced.join(", "),
+                approval.expires_at
+            );
+            let mut event = Event::new(NotifyEvent::Held, target, text, audit_id);
+            event.approval = Some(crate::notify::Ask::of(approval, hold));
+            events.push(event);
         } else if run.would_act() {
             let text = format!(
                 "observe mode: would have replaced {}; nothing was touched",

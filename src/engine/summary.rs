@@ -44,6 +44,9 @@ pub struct Summary {
     /// `observe` when the target is in observe mode: what it lists is what would have been done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
+    /// Set when the run holds its decision for approvers (a target in approve mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRef>,
     /// Whether this answers a redelivery of an earlier request.
     pub duplicate: bool,
     /// The audit record of the run.
@@ -51,6 +54,18 @@ pub struct Summary {
     /// Why a verified alert led to nothing (e.g. an `OK` alarm); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+}
+
+/// Where a held decision waits: its id, when it expires and where to approve it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ApprovalRef {
+    /// The approval's id (the id of the run that held it).
+    pub id: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+    /// The audit page that shows its evidence, with the buttons.
+    pub url: String,
 }
 
 /// How a summary names its target.
@@ -108,6 +123,7 @@ impl Summary {
             errors: Vec::new(),
             dry_run,
             mode: None,
+            approval: None,
             duplicate: false,
             audit_id,
             ignored: None,
@@ -132,6 +148,7 @@ impl Summary {
             errors: Vec::new(),
             dry_run,
             mode: None,
+            approval: None,
             duplicate: false,
             audit_id,
             ignored: Some(reason),

@@ -87,6 +87,8 @@ pub(super) struct Target {
     pub removed_fraction: f64,
     /// How far reflex may go on its own with it.
     pub mode: Mode,
+    /// Distinct approvers its held decisions need (approve mode).
+    pub approvals_required: u32,
     /// The fleet it is read and healed through.
     pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
@@ -221,6 +223,7 @@ impl Targets {
                 action: config.action_of(target),
                 removed_fraction: config.removed_fraction_of(target),
                 mode: config.mode_of(target),
+                approvals_required: config.approvals_required_of(target),
                 fleet,
                 lock: Mutex::new(()),
                 change_seen: std::sync::Mutex::default(),
@@ -263,7 +266,6 @@ impl Targets {
     }
 
     /// Every target, in the configuration's order.
-    #[cfg(test)]
     pub fn all(&self) -> &[Target] {
         &self.0
     }

@@ -27,6 +27,17 @@ pub struct Trigger {
     pub message: String,
     /// Plan only, write nothing.
     pub dry_run: bool,
+    /// Set when approvers approved a held decision: the run acts on these instances only, if still broken.
+    pub approval: Option<Approved>,
+}
+
+/// A held decision that approvers approved: what it would have acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    /// The held decision's id (the run that held it).
+    pub id: String,
+    /// The instances it would have acted on.
+    pub instances: Vec<String>,
 }
 
 impl Trigger {
@@ -37,7 +48,14 @@ impl Trigger {
             place: Place::default(),
             message,
             dry_run,
+            approval: None,
         }
+    }
+
+    /// The trigger acting on the held decision approvers approved.
+    pub fn approved(mut self, approved: Approved) -> Self {
+        self.approval = Some(approved);
+        self
     }
 
     /// The trigger with the target's account and region as the request gave them.

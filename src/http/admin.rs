@@ -15,7 +15,7 @@ use super::body::WholeBody;
 use super::error::parse_json;
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
-use crate::audit::{Auth, Outcome, RequestMeta, Source};
+use crate::audit::{Auth, RequestMeta, Source};
 use crate::controls::{ControlError, Controls, Named, State as Brakes};
 use crate::target::Place;
 
@@ -113,7 +113,7 @@ async fn state(
 ) -> Result<Json<Brakes>, ApiError> {
     let meta = arrival.meta(Source::Admin);
     if let Err(err) = auth::bearer(&headers, &state.config.admin.tokens, "admin") {
-        return Err(rejected(&state, meta, err).await);
+        return Err(state.refused(meta, err).await);
     }
     Ok(Json(controls(&state).state().await?))
 }
@@ -161,14 +161,13 @@ async fn silence(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let (meta, request) = accepted::<SilenceRequest>(&state, arrival, &headers, body).await?;
     let place = request.place();
-    let mut meta = placed(&state, meta, &request, &place).await?;
+    let meta = placed(&state, meta, &request, &place).await?;
     let Some(length) = request.length.as_deref() else {
         let err = ApiError::bad_request(
             "invalid-request",
             "missing field: give for (how long the silence lasts: 90s, 15m, 2h, 1d)",
         );
-        meta.note("error", &err.detail);
-        return Err(rejected(&state, meta, err).await);
+        return Err(state.refused(meta, err).await);
     };
     let by = request.by.clone().unwrap_or_else(|| {
         format!(
@@ -221,15 +220,14 @@ async fn reset(
     headers: HeaderMap,
     WholeBody(body): WholeBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (mut meta, request) = accepted::<ControlRequest>(&state, arrival, &headers, body).await?;
+    let (meta, request) = accepted::<ControlRequest>(&state, arrival, &headers, body).await?;
     let place = request.place();
     let Some(target) = request.named(&place) else {
         let err = ApiError::bad_request(
             "invalid-request",
             "missing field: give target (the configured target whose breaker to reset)",
         );
-        meta.note("error", &err.detail);
-        return Err(rejected(&state, meta, err).await);
+        return Err(state.refused(meta, err).await);
     };
     let reason = request.reason.as_deref().unwrap_or_default();
     controls(&state)
@@ -245,7 +243,7 @@ async fn reset(
 /// "everything".
 async fn placed(
     state: &AppState,
-    mut meta: RequestMeta,
+    meta: RequestMeta,
     request: &impl Targeted,
     place: &Place,
 ) -> Result<RequestMeta, ApiError> {
@@ -256,8 +254,7 @@ async fn placed(
         "invalid-request",
         "account and region say where a target is: give target too (without any of them, everything)",
     );
-    meta.note("error", &err.detail);
-    Err(rejected(state, meta, err).await)
+    Err(state.refused(meta, err).await)
 }
 
 fn controls(state: &AppState) -> Controls<'_> {
@@ -283,22 +280,7 @@ async fn accepted<T: DeserializeOwned>(
     });
     match parsed {
         Ok(request) => Ok((meta, request)),
-        Err(err) => Err(rejected(state, meta, err).await),
-    }
-}
-
-/// Records a refused admin call and returns its answer.
-async fn rejected(state: &AppState, mut meta: RequestMeta, err: ApiError) -> ApiError {
-    if err.is_auth_failure() {
-        meta.auth = Auth::Failed(err.code.into());
-    }
-    if !state.rejection_recorded(Source::Admin, err.code, meta.auth == Auth::Passed) {
-        return err;
-    }
-    let record = meta.into_record(Outcome::Rejected, err.status.as_u16(), Some(err.code), 0);
-    match state.audit.put(record).await {
-        Ok(()) => err,
-        Err(failed) => failed.into(),
+        Err(err) => Err(state.refused(meta, err).await),
     }
 }
 

@@ -21,17 +21,7 @@ pub fn bearer(
             format!("this route is disabled: no tokens are configured in [{section}]"),
         ));
     }
-    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized("missing-credentials", "send Authorization: Bearer <token>")
-    })?;
-    let presented = header
-        .as_bytes()
-        .strip_prefix(b"Bearer ")
-        .or_else(|| header.as_bytes().strip_prefix(b"bearer "))
-        .ok_or_else(|| {
-            ApiError::unauthorized("missing-credentials", "send Authorization: Bearer <token>")
-        })?;
-    if any_matches(tokens, presented) {
+    if any_matches(tokens, presented(headers)?) {
         Ok(Authenticated::issued())
     } else {
         Err(ApiError::unauthorized(
@@ -39,6 +29,32 @@ pub fn bearer(
             "the bearer token is not accepted",
         ))
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn presented(headers: &HeaderMap) -> Result<&[u8], ApiError> {
+    let missing =
+        || ApiError::unauthorized("missing-credentials", "send Authorization: Bearer <token>");
+    let header = headers.get(AUTHORIZATION).ok_or_else(missing)?;
+    header
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .or_else(|| header.as_bytes().strip_prefix(b"bearer "))
+        .ok_or_else(missing)
+}
+
+/// Checks an approver's `Authorization: Bearer <token>` against `[approvals] tokens`: who approves, as
+/// `approver_of` names the token.
+pub fn approver(headers: &HeaderMap, tokens: &[Secret]) -> Result<String, ApiError> {
+    bearer(headers, tokens, "approvals")?;
+    Ok(approver_of(presented(headers)?))
+}
+
+/// Who holds an approver token, as approvals record it: a digest of the token (never the token), so that two
+/// approvals with one token count once and two tokens count as two approvers.
+pub fn approver_of(token: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    format!("token:{}", crate::hex::encode(&digest.as_ref()[..6]))
 }
 
 /// Checks `Authorization: Bearer <token>` against `tokens`, or `Authorization: Basic` against `username` and

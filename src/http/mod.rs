@@ -1,6 +1,7 @@
 //! HTTP routes. Each route module ends in `router()`; they are merged here, with the shared state and limits.
 
 mod admin;
+mod approvals;
 mod audit;
 mod auth;
 mod body;
@@ -11,6 +12,7 @@ mod overload;
 mod pipeline;
 mod remediate;
 mod request_id;
+mod slack;
 mod sns;
 mod throttle;
 mod ui;
@@ -54,6 +56,25 @@ impl AppState {
     ) -> bool {
         self.metrics.count_rejection(source.as_str(), code);
         authenticated || self.rejections.admit(source, code)
+    }
+
+    /// Records a refused call of `meta`'s source (under the throttle when it did not authenticate) and
+    /// returns its answer.
+    pub async fn refused(&self, mut meta: crate::audit::RequestMeta, err: ApiError) -> ApiError {
+        if err.is_auth_failure() {
+            meta.auth = crate::audit::Auth::Failed(err.code.into());
+        }
+        let authenticated = meta.auth == crate::audit::Auth::Passed;
+        if !self.rejection_recorded(meta.source, err.code, authenticated) {
+            return err;
+        }
+        meta.note("error", &err.detail);
+        let status = err.status.as_u16();
+        let record = meta.into_record(crate::audit::Outcome::Rejected, status, Some(err.code), 0);
+        match self.audit.put(record).await {
+            Ok(()) => err,
+            Err(failed) => failed.into(),
+        }
     }
 
     /// Shares `shared` with every handler.
@@ -128,6 +149,8 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(audit::router())
         .merge(admin::router())
+        .merge(approvals::router())
+        .merge(slack::router())
         .merge(ui::router())
         .merge(health::router())
         .merge(metrics::router())

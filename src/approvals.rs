@@ -1,0 +1,359 @@
+//! Approving and rejecting held decisions, whichever door the approver came through (the API, the audit
+//! page, Slack, the command line), and their expiry. A vote is one change of the decision's row in the store
+//! (counted once per approver, nothing after it is closed or past its expiry); the vote that approves it runs
+//! the engine at once on the approved instances, deciding again under every rule as it stands. Every vote,
+//! refused or not, is a record of the audit trail.
+
+use serde_json::json;
+
+use crate::audit::{
+    Approval, ApprovalState, Approver, AuditError, AuditStore, ClaimedJob, Outcome, RequestMeta,
+    Source, Vote,
+};
+use crate::engine::{Engine, EngineError};
+
+/// Why a vote changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No held decision has this id.
+    #[error("no held decision {0}")]
+    NotFound(String),
+    /// It expired before this vote.
+    #[error("held decision {0} expired at {1}: nothing was done; a new alert holds a new decision")]
+    Expired(String, String),
+    /// It was already approved or rejected.
+    #[error("held decision {0} is already {1}: this vote changes nothing")]
+    Closed(String, &'static str),
+    /// This approver had already approved it.
+    #[error(
+        "{0} already approved held decision {1}; it needs {2} distinct approvers: another approver must approve"
+    )]
+    AlreadyCounted(String, String, u32),
+    /// A rejection without a reason.
+    #[error("a rejection needs a reason")]
+    ReasonRequired,
+    /// The held decision's target is no longer configured here.
+    #[error("the target of held decision {0} is not configured in this process")]
+    UnknownTarget(String),
+    /// The store failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The approved run failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl ApprovalError {
+    /// The error code answered and audited.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "approval-not-found",
+            Self::Expired(..) => "approval-expired",
+            Self::Closed(..) => "approval-closed",
+            Self::AlreadyCounted(..) => "already-approved",
+            Self::ReasonRequired => "invalid-request",
+            Self::UnknownTarget(_) => "unknown-target",
+            Self::Audit(_) => "audit-unavailable",
+            Self::Engine(err) => err.code(),
+        }
+    }
+
+    /// The HTTP status answered.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound(_) => 404,
+            Self::Expired(..) | Self::Closed(..) | Self::AlreadyCounted(..) => 409,
+            Self::ReasonRequired => 400,
+            Self::UnknownTarget(_) => 422,
+            Self::Audit(_) => 503,
+            Self::Engine(err) => crate::contract::status_of(err),
+        }
+    }
+}
+
+/// What a vote came to.
+#[derive(Debug, serde::Serialize)]
+pub struct Voted {
+    /// The held decision as it stands now.
+    pub approval: Approval,
+    /// The summary of the run that acted on it, when this vote approved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::engine::Summary>,
+}
+
+/// What observe and approve modes have seen of one target: what an operator weighs before promoting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct WayUp {
+    /// The target's name.
+    pub target: String,
+    /// Its AWS account.
+    pub account: String,
+    /// Its AWS region.
+    pub region: String,
+    /// Its mode now.
+    pub mode: &'static str,
+    /// Runs from alerts, people and the command line (not their refusals before reading anything).
+    pub runs: u64,
+    /// Runs in observe mode that would have acted.
+    pub would_act: u64,
+    /// Decisions held for approvers.
+    pub held: u64,
+    /// Held decisions approved.
+    pub approved: u64,
+    /// Held decisions rejected.
+    pub rejected: u64,
+    /// Held decisions that expired.
+    pub expired: u64,
+    /// Held decisions still waiting.
+    pub pending: u64,
+    /// Runs that replaced instances.
+    pub acted: u64,
+    /// Recovery checks that found the target recovered.
+    pub recovered: u64,
+    /// Recovery checks that found it not recovered.
+    pub not_recovered: u64,
+}
+
+/// The way up of every configured target, from two grouped reads of the store.
+pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, AuditError> {
+    let tally = audit.tally().await?;
+    let held = audit.approval_counts().await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(engine
+        .target_modes()
+        .map(|(id, mode)| {
+            let mut way = WayUp {
+                target: id.name.clone(),
+                account: id.account.clone(),
+                region: id.region.clone(),
+                mode: mode.as_str(),
+                ..WayUp::default()
+            };
+            let mine = |account: &str, region: &str, target: &str| {
+                account == id.account && region == id.region && target == id.name
+            };
+            for (account, region, target, source, outcome, records, acted) in &tally {
+                let (account, region) = (account.as_deref(), region.as_deref());
+                if !mine(
+                    account.unwrap_or_default(),
+                    region.unwrap_or_default(),
+                    target,
+                ) {
+                    continue;
+                }
+                let run_source = !matches!(
+                    source.as_str(),
+                    "admin" | "notify" | "audit-read" | "recovery-check"
+                );
+                match outcome.as_str() {
+                    "recovered" => way.recovered += count(*records),
+                    "not-recovered" => way.not_recovered += count(*records),
+                    "would-act" => way.would_act += count(*records),
+                    "completed" | "refused" | "held" | "acting" if run_source => {}
+                    _ => continue,
+                }
+                if run_source {
+                    // An approval's run acts on a run counted already: the one that held.
+                    if !matches!(source.as_str(), "approval" | "slack") {
+                        way.runs += count(*records);
+                    }
+                    way.acted += count(*acted);
+                }
+            }
+            for (account, region, target, state, records) in &held {
+                if !mine(account, region, target) {
+                    continue;
+                }
+                way.held += count(*records);
+                match ApprovalState::parse(state) {
+                    ApprovalState::Approved => way.approved += count(*records),
+                    ApprovalState::Rejected => way.rejected += count(*records),
+                    ApprovalState::Expired => way.expired += count(*records),
+                    ApprovalState::Pending => way.pending += count(*records),
+                }
+            }
+            way
+        })
+        .collect())
+}
+
+/// Votes on held decisions, over the store and the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Approvals<'a> {
+    /// The store the decisions are held in.
+    pub audit: &'a AuditStore,
+    /// The engine that acts on an approved decision.
+    pub engine: &'a Engine,
+}
+
+impl Approvals<'_> {
+    /// Every held decision still waiting, with its evidence.
+    pub async fn pending(&self) -> Result<Vec<Approval>, AuditError> {
+        self.audit.pending_approvals().await
+    }
+
+    /// Counts `approver`'s approval of `id` (recorded in `meta`, whose source is the door's); the vote that
+    /// makes enough distinct approvers runs the engine on the approved instances, and its record is that
+    /// run's.
+    pub async fn approve(
+        &self,
+        mut meta: RequestMeta,
+        id: &str,
+        approver: Approver,
+    ) -> Result<Voted, ApprovalError> {
+        meta.note(
+            "approval",
+            json!({ "id": id, "vote": "approve", "by": approver }),
+        );
+        let vote = self.audit.approve(id, approver.clone()).await;
+        let approval = match self.closed(vote, id, &approver) {
+            Ok((approval, false)) => {
+                let have = approval.approvers.len();
+                meta.note(
+                    "approvals",
+                    json!({"have": have, "required": approval.required}),
+                );
+                self.record(meta, &approval, Outcome::Approved).await?;
+                return Ok(Voted {
+                    approval: *approval,
+                    summary: None,
+                });
+            }
+            Ok((approval, true)) => approval,
+            Err(err) => return Err(self.refused(meta, err).await),
+        };
+        let Some(trigger) = self.engine.approved_trigger(&approval) else {
+            let err = ApprovalError::UnknownTarget(id.to_owned());
+            return Err(self.refused(meta, err).await);
+        };
+        meta.note("approvals", &approval.approvers);
+        let run = self.engine.run(meta, &trigger, None).await?;
+        Ok(Voted {
+            approval: *approval,
+            summary: Some(run.summary),
+        })
+    }
+
+    /// Rejects `id` for `reason` (recorded in `meta`): nothing is done, and the decision is closed.
+    pub async fn reject(
+        &self,
+        mut meta: RequestMeta,
+        id: &str,
+        approver: Approver,
+        reason: &str,
+    ) -> Result<Voted, ApprovalError> {
+        let reason = reason.trim();
+        meta.note(
+            "approval",
+            json!({ "id": id, "vote": "reject", "by": approver, "reason": reason }),
+        );
+        if reason.is_empty() {
+            return Err(self.refused(meta, ApprovalError::ReasonRequired).await);
+        }
+        let vote = self.audit.reject(id, approver.clone(), reason).await;
+        match self.closed(vote, id, &approver) {
+            Ok((approval, _)) => {
+                self.record(meta, &approval, Outcome::Declined).await?;
+                Ok(Voted {
+                    approval: *approval,
+                    summary: None,
+                })
+            }
+            Err(err) => Err(self.refused(meta, err).await),
+        }
+    }
+
+    /// Runs the expiry job of a held decision: closes it as expired if nobody approved it in time, with its
+    /// record, in the commit that removes the job.
+    pub async fn expire(&self, job: &ClaimedJob) -> Result<(), AuditError> {
+        let id = serde_json::from_str::<serde_json::Value>(&job.payload)
+            .ok()
+            .and_then(|payload| payload["id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut meta = RequestMeta::new(Source::Approval, None);
+        meta.auth = crate::audit::Auth::LocalOperator;
+        let Some(approval) = self.audit.approval(&id).await? else {
+            meta.note(
+                "approval",
+                json!({"id": id, "expired": "no such held decision"}),
+            );
+            let record = meta.into_record(Outcome::Ignored, 0, None, 0);
+            return self
+                .audit
+                .finish_job(record, &job.id, Vec::new())
+                .await
+                .map(|_| ());
+        };
+        let expired = approval.state == ApprovalState::Pending;
+        meta.target = Some(approval.target.clone());
+        meta.place = Some((approval.account.clone(), approval.region.clone()));
+        meta.note(
+            "approval",
+            json!({"id": id, "expired": expired, "state": approval.state, "approvers": approval.approvers}),
+        );
+        let outcome = if expired {
+            Outcome::Expired
+        } else {
+            Outcome::Ignored
+        };
+        let record = meta.into_record(outcome, 0, None, 0);
+        self.audit
+            .finish_expiry(record, &job.id, &id, Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// The decision a vote counted on (`false`) or closed (`true`), or why it changed nothing.
+    fn closed(
+        &self,
+        vote: Result<Vote, AuditError>,
+        id: &str,
+        approver: &Approver,
+    ) -> Result<(Box<Approval>, bool), ApprovalError> {
+        match vote? {
+            Vote::Unknown => Err(ApprovalError::NotFound(id.to_owned())),
+            Vote::Again(approval) => Err(ApprovalError::AlreadyCounted(
+                approver.who.clone(),
+                id.to_owned(),
+                approval.required,
+            )),
+            Vote::TooLate(approval) => Err(match approval.state {
+                ApprovalState::Pending | ApprovalState::Expired => {
+                    let at = crate::engine::hold::rfc3339(approval.expires_at);
+                    ApprovalError::Expired(id.to_owned(), at)
+                }
+                state => ApprovalError::Closed(id.to_owned(), state.as_str()),
+            }),
+            Vote::Counted(approval) => Ok((approval, false)),
+            Vote::Closed(approval) => Ok((approval, true)),
+        }
+    }
+
+    /// Records a vote that counted (`Approved`) or closed the decision without acting (`Declined`).
+    async fn record(
+        &self,
+        mut meta: RequestMeta,
+        approval: &Approval,
+        outcome: Outcome,
+    ) -> Result<(), AuditError> {
+        meta.target = Some(approval.target.clone());
+        meta.place = Some((approval.account.clone(), approval.region.clone()));
+        self.audit
+            .put(meta.into_record(outcome, 200, None, 0))
+            .await
+    }
+
+    /// Records a vote that changed nothing, and returns why.
+    async fn refused(&self, mut meta: RequestMeta, err: ApprovalError) -> ApprovalError {
+        if let ApprovalError::Audit(_) | ApprovalError::Engine(_) = err {
+            return err;
+        }
+        meta.note("error", err.to_string());
+        let record = meta.into_record(Outcome::Rejected, err.status(), Some(err.code()), 0);
+        match self.audit.put(record).await {
+            Ok(()) => err,
+            Err(failed) => failed.into(),
+        }
+    }
+}

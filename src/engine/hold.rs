@@ -1,0 +1,177 @@
+//! The hold stage of a target in approve mode: a run that decided to act keeps its decision for approvers
+//! instead, with the evidence they see (the alert, the target's health, the plan with every skip, the budgets
+//! left, the last runs and whether they recovered) and an expiry. It holds no lock or lease while it waits;
+//! the hold is written with the run's record, and the approval's run decides again before it acts.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::decide::{Decided, Decision};
+use super::port::Snapshot;
+use super::summary::ApprovalRef;
+use super::targets::Target;
+use super::{Approved, Authenticated, Engine, EngineError, Run, Summary, Trigger};
+use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta};
+use crate::target::Place;
+
+/// Runs (and recovery checks) of the target an approver sees.
+const LAST_RUNS: u32 = 5;
+
+/// RFC 3339, or nothing.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// What approvers see of a held decision. Pure.
+pub fn evidence(
+    meta: &RequestMeta,
+    summary: &Summary,
+    snapshot: &Snapshot,
+    last_runs: &[AuditRecord],
+    now: OffsetDateTime,
+) -> Value {
+    let instances: Vec<Value> = snapshot
+        .instances
+        .iter()
+        .map(|instance| {
+            let ec2 = instance.ec2.as_ref();
+            let launched = ec2.and_then(|ec2| ec2.launch_time);
+            json!({
+                "instance-id": instance.instance_id,
+                "health": instance.health.reported,
+                "reason": instance.health.description.as_ref().or(instance.health.reason_code.as_ref()),
+                "ec2-state": ec2.map(|ec2| ec2.state.as_str()),
+                "age-secs": launched.map(|at| (now - at).whole_seconds().max(0)),
+                "auto-scaling-group": instance.auto_scaling_group,
+            })
+        })
+        .collect();
+    let runs: Vec<Value> = last_runs
+        .iter()
+        .map(|record| {
+            json!({
+                "id": record.id,
+                "at": rfc3339(record.at),
+                "source": record.source.as_str(),
+                "outcome": record.outcome.as_str(),
+                "acted": record.acted,
+            })
+        })
+        .collect();
+    let detail = |key: &str| meta.detail.get(key).cloned().unwrap_or(Value::Null);
+    json!({
+        "alert": {
+            "source": meta.source.as_str(),
+            "caller": meta.caller,
+            "auth": meta.auth.as_str(),
+            "verified": detail("verified"),
+            "message": summary.message,
+        },
+        "instances": instances,
+        "plan": {
+            "terminate": summary.terminated_instance_ids,
+            "asg-unhealthy": summary.asg_unhealthy_instance_ids,
+            "skipped": summary.skipped,
+        },
+        "budget-left": detail("budget_left"),
+        "speed-limit": detail("speed_limit"),
+        "last-runs": runs,
+    })
+}
+
+/// Where approvers see a held decision: the audit page's approval, under `server.public_url` when set.
+pub fn approval_url(public_url: Option<&str>, id: &str) -> String {
+    let base = public_url.map_or("", |url| url.trim_end_matches('/'));
+    format!("{base}/ui/approvals/{id}")
+}
+
+impl Engine {
+    /// Holds `decided` for approvers: the run's answer says where and until when, and the hold (the
+    /// decision, the summary and the evidence) is written with its record. One store read: the last runs.
+    pub(super) async fn hold(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        decided: Decided<'_>,
+        mut summary: Summary,
+    ) -> Result<Run, EngineError> {
+        let now = decided.clock.now();
+        let ttl = time::Duration::seconds(
+            i64::try_from(self.config.approvals.ttl_secs).unwrap_or(i64::MAX),
+        );
+        let expires_at = now + ttl;
+        let last_runs = self.audit.recent_runs(&target.id, LAST_RUNS).await?;
+        let evidence = evidence(meta, &summary, &decided.snapshot, &last_runs, now);
+        let id = meta.id.clone();
+        let public_url = self.config.server.public_url.as_deref();
+        summary.approval = Some(ApprovalRef {
+            id: id.clone(),
+            expires_at: rfc3339(expires_at),
+            url: approval_url(public_url, &id),
+        });
+        meta.note("held", &summary.approval);
+        let body = json!({
+            "decision": decided.decision,
+            "summary": summary,
+            "evidence": evidence,
+        });
+        let required = target.approvals_required;
+        tracing::info!(would_replace = ?decided.plan.act_on, required, "held for approval");
+        Ok(self.counted(Run {
+            summary,
+            acted: 0,
+            read: true,
+            tripped: None,
+            check: None,
+            hold: Some(NewApproval::new(
+                id,
+                &target.id,
+                required,
+                expires_at,
+                body.to_string(),
+            )),
+        }))
+    }
+}
+
+impl Engine {
+    /// The trigger of a run that acts on the approved decision `approval`: its target as configured, the
+    /// instances it held; `None` when the target is no longer configured here.
+    pub fn approved_trigger(&self, approval: &Approval) -> Option<Trigger> {
+        let target = self.targets.all().iter().find(|target| {
+            target.id.account == approval.account
+                && target.id.region == approval.region
+                && target.id.name == approval.target
+        })?;
+        let decision: Option<Decision> =
+            serde_json::from_value(approval.body["decision"].clone()).ok();
+        let instances = decision
+            .map(|decision| {
+                decision
+                    .steps
+                    .into_iter()
+                    .map(|act| act.instance_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let message = approval.body["summary"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let place = Place::new(
+            Some(approval.account.clone()),
+            Some(approval.region.clone()),
+        );
+        let trigger = Trigger::new(
+            Authenticated::issued(),
+            target.configured.clone(),
+            message,
+            false,
+        );
+        Some(trigger.in_place(place).approved(Approved {
+            id: approval.id.clone(),
+            instances,
+        }))
+    }
+}

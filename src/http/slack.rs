@@ -1,0 +1,148 @@
+//! `POST /slack/interactions`: the Approve and Reject buttons of an approval message in Slack. The request
+//! must carry Slack's signature of its body under the app's signing secret (`[slack] signing_secret_file`),
+//! made within five minutes; the button's user must be one of `[slack] approvers`. Slack wants an answer
+//! within three seconds, so a verified press is answered at once and its vote runs detached (shutdown waits
+//! for it); the message is then updated through the press's `response_url` with the outcome. Every press,
+//! refused or not, is audited.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+
+use super::body::WholeBody;
+use super::request_id::Arrival;
+use super::{ApiError, AppState};
+use crate::audit::{Approver, Auth, RequestMeta, Source};
+use crate::slack::{Action, Press, escape};
+
+/// The route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/slack/interactions", post(interaction))
+}
+
+async fn interaction(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Response {
+    let mut meta = arrival.meta(Source::Slack);
+    let press = match verified(&state, &headers, body) {
+        Ok(press) => press,
+        Err(err) => return state.refused(meta, err).await.into_response(),
+    };
+    meta.auth = Auth::Passed;
+    meta.note(
+        "slack",
+        serde_json::json!({"user": press.user, "approval": press.approval}),
+    );
+    if !state.config.slack.approvers.contains(&press.user) {
+        let err = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not-an-approver",
+            format!(
+                "Slack user {} is not listed in [slack] approvers",
+                press.user
+            ),
+        );
+        return state.refused(meta, err).await.into_response();
+    }
+    let work_state = state.clone();
+    state
+        .tasks
+        .spawn(async move { vote(&work_state, meta, press).await });
+    StatusCode::OK.into_response()
+}
+
+/// The press a request carries, once Slack's signature, its timestamp and its payload check out.
+fn verified(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, ApiError>,
+) -> Result<Press, ApiError> {
+    let Some(secret) = &state.config.slack.signing_secret else {
+        return Err(ApiError::unauthorized(
+            "auth-not-configured",
+            "Slack interactions are disabled: no [slack] signing_secret_file is configured",
+        ));
+    };
+    let body = body?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::slack::verify(
+        secret.expose().as_bytes(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+        now,
+    )
+    .map_err(|err| ApiError::unauthorized(err.code(), err.to_string()))?;
+    crate::slack::press(&body).map_err(|why| ApiError::bad_request("invalid-payload", why))
+}
+
+/// Runs the vote of a verified press and updates its message with the outcome.
+async fn vote(state: &AppState, meta: RequestMeta, press: Press) {
+    let approvals = super::approvals::approvals(state);
+    let approver = Approver {
+        who: format!("slack:{}", press.user),
+        door: "slack".into(),
+        name: None,
+        at: String::new(),
+    };
+    let voted = match press.action {
+        Action::Approve => approvals.approve(meta, &press.approval, approver).await,
+        Action::Reject => {
+            let reason = format!("rejected in Slack by <@{}>", press.user);
+            approvals
+                .reject(meta, &press.approval, approver, &reason)
+                .await
+        }
+    };
+    let text = match &voted {
+        Ok(voted) => outcome_text(&press, voted),
+        Err(err) => format!("Nothing changed: {}", escape(&err.to_string())),
+    };
+    if let Some(url) = &press.response_url {
+        let message = crate::slack::outcome_message(&text);
+        state
+            .engine
+            .notifier()
+            .respond_to_slack(url, &message)
+            .await;
+    }
+}
+
+/// The outcome of a vote in words, for the updated message.
+fn outcome_text(press: &Press, voted: &crate::approvals::Voted) -> String {
+    let approval = &voted.approval;
+    let by = format!("<@{}>", press.user);
+    match (&voted.summary, approval.state) {
+        (Some(summary), _) => {
+            let mut replaced = summary.terminated_instance_ids.clone();
+            replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
+            match &summary.refused {
+                Some(refused) => format!("Approved by {by}; refused now: {}", escape(refused)),
+                None if replaced.is_empty() => {
+                    format!("Approved by {by}; nothing is broken any more")
+                }
+                None => format!("Approved by {by}: replaced {}", replaced.join(", ")),
+            }
+        }
+        (None, crate::audit::ApprovalState::Rejected) => {
+            format!("Rejected by {by}: nothing was done")
+        }
+        (None, _) => format!(
+            "Approved by {by}: {} of {} approvals",
+            approval.approvers.len(),
+            approval.required
+        ),
+    }
+}
