@@ -123,11 +123,11 @@ impl Config {
                  its own, so that who approved is known",
             );
         }
-        if !(60..=86_400).contains(&approvals.ttl_secs) {
+        if !(1..=86_400).contains(&approvals.ttl_secs) {
             return invalid(
                 "approvals.ttl_secs",
                 format!(
-                    "is {}: a held decision waits between 60 s and a day (default {})",
+                    "is {}: a held decision waits between 1 s and a day (default {})",
                     approvals.ttl_secs,
                     super::DEFAULT_TTL_SECS
                 ),

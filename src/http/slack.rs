@@ -50,11 +50,12 @@ async fn interaction(
         );
         return state.refused(meta, err).await.into_response();
     }
+    let accepted = axum::Json(serde_json::json!({ "accepted": press.approval }));
     let work_state = state.clone();
     state
         .tasks
         .spawn(async move { vote(&work_state, meta, press).await });
-    StatusCode::OK.into_response()
+    accepted.into_response()
 }
 
 /// The press a request carries, once Slack's signature, its timestamp and its payload check out.

@@ -208,6 +208,16 @@ impl Fleet {
             .expect("StopInstances");
     }
 
+    /// Starts stopped instances again, which makes moto's ELB report them InService.
+    pub async fn start(&self, ids: &[String]) {
+        self.ec2
+            .start_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .expect("StartInstances");
+    }
+
     /// The EC2 state name of one instance.
     pub async fn state(&self, id: &str) -> InstanceStateName {
         let output = self

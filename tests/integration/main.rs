@@ -6,6 +6,7 @@ mod common;
 mod accounts;
 mod alertmanager;
 mod anchors;
+mod approvals;
 mod brakes;
 mod changes;
 mod cli;
