@@ -178,6 +178,32 @@ pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, A
         .collect())
 }
 
+impl Voted {
+    /// What the vote did, in words, for the person who voted.
+    pub fn in_words(&self) -> String {
+        let approval = &self.approval;
+        match (&self.summary, approval.state) {
+            (Some(summary), _) => {
+                let mut replaced = summary.terminated_instance_ids.clone();
+                replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
+                match &summary.refused {
+                    Some(refused) => format!("Approved, and refused now: {refused}"),
+                    None if replaced.is_empty() => {
+                        "Approved: nothing is broken any more".to_owned()
+                    }
+                    None => format!("Approved: replaced {}", replaced.join(", ")),
+                }
+            }
+            (None, ApprovalState::Rejected) => "Rejected: nothing was done".to_owned(),
+            (None, _) => format!(
+                "Approved: {} of {} approvals",
+                approval.approvers.len(),
+                approval.required
+            ),
+        }
+    }
+}
+
 /// Votes on held decisions, over the store and the engine.
 #[derive(Debug, Clone, Copy)]
 pub struct Approvals<'a> {

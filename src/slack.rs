@@ -238,7 +238,7 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
         } else {
             skipped.join(", ")
         },
-        escape(&evidence["budget-left"].to_string()),
+        budgets(&evidence["budget-left"]),
         if runs.is_empty() {
             "none".into()
         } else {
@@ -268,6 +268,22 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
             },
         ],
     })
+}
+
+/// The budgets left, in words.
+fn budgets(left: &Value) -> String {
+    let n = |key: &str| {
+        left[key]
+            .as_u64()
+            .map_or_else(|| "?".to_owned(), |n| n.to_string())
+    };
+    format!(
+        "{}/h, {}/day here; {}/h, {}/day in all",
+        n("target_hour"),
+        n("target_day"),
+        n("all_hour"),
+        n("all_day")
+    )
 }
 
 /// Escapes the three characters Slack's mrkdwn gives meaning to.

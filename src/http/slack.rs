@@ -108,7 +108,7 @@ async fn vote(state: &AppState, meta: RequestMeta, press: Press) {
         }
     };
     let text = match &voted {
-        Ok(voted) => outcome_text(&press, voted),
+        Ok(voted) => format!("<@{}>: {}", press.user, escape(&voted.in_words())),
         Err(err) => format!("Nothing changed: {}", escape(&err.to_string())),
     };
     if let Some(url) = &press.response_url {
@@ -118,32 +118,5 @@ async fn vote(state: &AppState, meta: RequestMeta, press: Press) {
             .notifier()
             .respond_to_slack(url, &message)
             .await;
-    }
-}
-
-/// The outcome of a vote in words, for the updated message.
-fn outcome_text(press: &Press, voted: &crate::approvals::Voted) -> String {
-    let approval = &voted.approval;
-    let by = format!("<@{}>", press.user);
-    match (&voted.summary, approval.state) {
-        (Some(summary), _) => {
-            let mut replaced = summary.terminated_instance_ids.clone();
-            replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
-            match &summary.refused {
-                Some(refused) => format!("Approved by {by}; refused now: {}", escape(refused)),
-                None if replaced.is_empty() => {
-                    format!("Approved by {by}; nothing is broken any more")
-                }
-                None => format!("Approved by {by}: replaced {}", replaced.join(", ")),
-            }
-        }
-        (None, crate::audit::ApprovalState::Rejected) => {
-            format!("Rejected by {by}: nothing was done")
-        }
-        (None, _) => format!(
-            "Approved by {by}: {} of {} approvals",
-            approval.approvers.len(),
-            approval.required
-        ),
     }
 }

@@ -1,12 +1,13 @@
 // The audit page in headless Chromium (Debian's chromium, driven by playwright-core), against a live reflex
-// that has remediated a moto fleet. Run by scripts/check-ui with BASE, TOKEN, TARGET and OUT set.
+// that has remediated a moto fleet and holds a decision for approval (HELD, on HELD_INSTANCE). Run by
+// scripts/check-ui with BASE, TOKEN, TARGET, OUT, APPROVER, HELD and HELD_INSTANCE set.
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { createRequire } from "node:module";
 
 const require = createRequire(process.env.PLAYWRIGHT_DIR + "/");
 const { chromium } = require("playwright-core");
-const { BASE, TOKEN, TARGET, OUT } = process.env;
+const { BASE, TOKEN, TARGET, OUT, APPROVER, HELD, HELD_INSTANCE } = process.env;
 
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 const context = await browser.newContext();
@@ -138,6 +139,12 @@ assert.equal(await rows("from=2001-01-01T00:00&to=2001-01-02T00:00"), 0);
 assert.ok((await rows("from=2001-01-01T00:00")) >= 1);
 step("filters by source, outcome, target, account, region and time range work");
 
+// An audit token's session sees a held decision's evidence, without the buttons.
+await page.goto(`${BASE}/ui/approvals/${HELD}`);
+assert.match(await page.textContent("main"), /OutOfService/);
+assert.equal(await page.locator("button.approve").count(), 0, "no Approve button for an audit token");
+step("an audit session sees a held decision, and no buttons");
+
 // Keyboard: the filter form and the links are reachable with Tab.
 await page.goto(`${BASE}/ui/`);
 await page.keyboard.press("Tab");
@@ -172,6 +179,47 @@ await context.addCookies([{ name: "reflex_session", value: sign(Math.floor(Date.
 await page.goto(`${BASE}/ui/`);
 assert.equal(new URL(page.url()).pathname, "/ui/login");
 step("expired, forged and token-derived session cookies are redirected");
+
+// An approver's session: the waiting decisions, one decision's evidence, and the buttons that act.
+await page.goto(`${BASE}/ui/login`);
+await page.fill('input[name="token"]', APPROVER);
+await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
+await page.goto(`${BASE}/ui/approvals`);
+const waiting = page.locator("main table tbody tr", { hasText: "ui-approve-elb" }).first();
+await waiting.waitFor();
+assert.match(await waiting.textContent(), new RegExp(HELD_INSTANCE));
+assert.match(await page.textContent("main"), /The way up/);
+await page.screenshot({ path: `${OUT}/approvals-light.png`, fullPage: true });
+await Promise.all([page.waitForNavigation(), waiting.locator("a").first().click()]);
+assert.equal(new URL(page.url()).pathname, `/ui/approvals/${HELD}`);
+const evidence = await page.textContent("main");
+for (const seen of [HELD_INSTANCE, "OutOfService", "stopped", "Budgets left", "Last runs on this target", "manual"]) {
+  assert.ok(evidence.includes(seen), `the evidence shows ${seen}`);
+}
+await page.screenshot({ path: `${OUT}/approval-light.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "dark" });
+await page.screenshot({ path: `${OUT}/approval-dark.png`, fullPage: true });
+for (const scheme of ["dark", "light"]) {
+  await page.emulateMedia({ colorScheme: scheme });
+  assert.deepEqual(await contrast(), [], `text below 4.5:1 in ${scheme} mode on the approval page`);
+}
+const forgedVote = await context.request.post(`${BASE}/ui/approvals/${HELD}/approve`, {
+  form: { csrf: "00" },
+  maxRedirects: 0,
+});
+assert.equal(forgedVote.status(), 403, "a vote without the session's form token is refused");
+await page.reload();
+assert.equal(await page.locator("button.approve").count(), 1, "the refused vote changed nothing");
+step("an approver sees the waiting decision and its evidence; a forged vote is refused");
+await Promise.all([page.waitForNavigation(), page.click("button.approve")]);
+assert.match(await page.textContent("[role=status]"), new RegExp(`Approved: replaced ${HELD_INSTANCE}`));
+assert.match(await page.textContent("main"), /approved/);
+assert.equal(await page.locator("button.approve").count(), 0, "a decided approval has no buttons");
+await page.screenshot({ path: `${OUT}/approved-light.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "dark" });
+await page.screenshot({ path: `${OUT}/approved-dark.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "light" });
+step("approving on the page acts on the held instance");
 
 const foreign = requested.filter((address) => !address.startsWith(BASE));
 assert.deepEqual(foreign, [], "the pages request nothing from another origin");

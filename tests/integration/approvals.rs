@@ -267,7 +267,7 @@ async fn a_signed_slack_button_approves_and_forged_stale_or_unlisted_presses_are
     };
     let text = update["text"].as_str().unwrap();
     assert!(
-        text.contains(&format!("Approved by <@{SLACK_APPROVER}>")),
+        text.starts_with(&format!("<@{SLACK_APPROVER}>: Approved: replaced")),
         "{text}"
     );
     assert!(text.contains(&bad[0]), "{text}");

@@ -5,6 +5,8 @@
 //! logout ends and which expires; without one, a page redirects to the form. Every answer carries a strict Content-Security-Policy: no script, nothing
 //! from another origin.
 
+mod approval_pages;
+mod approvals;
 mod attempts;
 mod pages;
 mod session;
@@ -45,6 +47,10 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(|| async { see_other("/ui/") }))
         .route("/ui/", get(timeline))
         .route("/ui/runs/{id}", get(run))
+        .route("/ui/approvals", get(approvals::list))
+        .route("/ui/approvals/{id}", get(approvals::show))
+        .route("/ui/approvals/{id}/approve", post(approvals::approve))
+        .route("/ui/approvals/{id}/reject", post(approvals::reject))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/style.css", get(style))
@@ -101,9 +107,9 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Header
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The session's keys (the store's random key), when audit tokens are configured.
+/// The session's keys (the store's random key), when audit or approver tokens are configured.
 async fn sessions(state: &AppState) -> Result<Option<Sessions>, ApiError> {
-    if state.config.audit.tokens.is_empty() {
+    if state.config.audit.tokens.is_empty() && state.config.approvals.tokens.is_empty() {
         return Ok(None);
     }
     let key = state.audit.ui_key().await?;
@@ -207,7 +213,9 @@ async fn login(
             "invalid-csrf",
             "The form expired; try again.",
         ))
-    } else if !crate::config::any_matches(&state.config.audit.tokens, token.as_bytes()) {
+    } else if !crate::config::any_matches(&state.config.audit.tokens, token.as_bytes())
+        && !crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes())
+    {
         Some((
             StatusCode::UNAUTHORIZED,
             "invalid-token",
@@ -239,7 +247,13 @@ async fn login(
     if let Some((status, _, message)) = failure {
         return login_page(&state, status, Some(message)).await;
     }
-    let id = Sessions::new_id();
+    // An approver's session carries who the approver is: its pages show the approval buttons.
+    let approving = crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes());
+    let id = if approving {
+        Sessions::new_approver_id(&super::auth::approver_of(token.as_bytes()))
+    } else {
+        Sessions::new_id()
+    };
     let lifetime = std::time::Duration::from_secs(SESSION_FOR.whole_seconds().unsigned_abs());
     if let Err(err) = state.audit.start_session(&id, lifetime).await {
         return ApiError::from(err).into_response();

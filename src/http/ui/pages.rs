@@ -37,20 +37,26 @@ pub struct FilterForm {
     pub before: String,
 }
 
-const SOURCES: [&str; 9] = [
+const SOURCES: [&str; 11] = [
     "sns",
     "alertmanager",
     "grafana",
     "manual",
     "cli",
     "admin",
+    "approval",
+    "slack",
     "recovery-check",
     "notify",
     "audit-read",
 ];
-const OUTCOMES: [&str; 10] = [
+const OUTCOMES: [&str; 14] = [
     "completed",
     "would-act",
+    "held",
+    "approved",
+    "declined",
+    "expired",
     "refused",
     "rejected",
     "acting",
@@ -61,7 +67,7 @@ const OUTCOMES: [&str; 10] = [
     "not-recovered",
 ];
 
-fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -75,6 +81,10 @@ fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
                 header {
                     h1 { a href="/ui/" { "reflex" } " · " (title) }
                     @if signed_in {
+                        nav aria-label="pages" {
+                            a href="/ui/" { "Timeline" }
+                            a href="/ui/approvals" { "Approvals" }
+                        }
                         form method="post" action="/ui/logout" {
                             button type="submit" { "Log out" }
                         }
@@ -93,19 +103,19 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
         false,
         html! {
             form.login method="post" action="/ui/login" {
-                p { "Log in with an audit token (" code { "[audit] tokens" } ")." }
+                p { "Log in with an audit token (" code { "[audit] tokens" } ") or an approver token (" code { "[approvals] tokens" } ")." }
                 @if let Some(error) = error {
                     p.error role="alert" { (error) }
                 }
                 input type="hidden" name="csrf" value=(csrf);
-                label { "Audit token" input type="password" name="token" autocomplete="current-password" required autofocus; }
+                label { "Token" input type="password" name="token" autocomplete="current-password" required autofocus; }
                 button type="submit" { "Log in" }
             }
         },
     )
 }
 
-fn when(at: OffsetDateTime) -> String {
+pub(super) fn when(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -114,10 +124,11 @@ fn count(value: &Value) -> usize {
     value.as_array().map_or(0, Vec::len)
 }
 
-fn outcome_class(outcome: &str) -> &'static str {
+pub(super) fn outcome_class(outcome: &str) -> &'static str {
     match outcome {
-        "completed" | "recovered" | "confirmed" => "ok",
-        "refused" | "duplicate" | "ignored" | "acting" | "would-act" => "warn",
+        "completed" | "recovered" | "confirmed" | "approved" => "ok",
+        "refused" | "duplicate" | "ignored" | "acting" | "would-act" | "held" | "pending"
+        | "expired" => "warn",
         _ => "bad",
     }
 }
@@ -240,7 +251,7 @@ pub fn timeline(
 }
 
 /// Why an instance was left alone, in words.
-fn skip_words(reason: &str) -> &'static str {
+pub(super) fn skip_words(reason: &str) -> &'static str {
     match reason {
         "unknown-state" => "the balancer reports a state reflex does not know",
         "registration-in-progress" => "still being registered or in its first health checks",
@@ -257,11 +268,13 @@ fn skip_words(reason: &str) -> &'static str {
         "cap-reached" => "the per-run cap was reached",
         "budget" => "the hourly or daily budget is spent",
         "speed-limit" => "the target's hourly speed limit is reached",
+        "no-longer-broken" => "approved, but no longer broken",
+        "not-approved" => "broken, but not in the approved decision",
         _ => "left alone",
     }
 }
 
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         Value::Null => "-".to_owned(),

@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 
 /// How long a session lasts after login, at most.
 pub const SESSION_FOR: time::Duration = time::Duration::hours(8);
+/// Separates an approver session's random id from who the approver is.
+const APPROVER_MARK: &str = "-approver-";
 /// How long a login form may be filled in.
 const CSRF_FOR: time::Duration = time::Duration::hours(1);
 
@@ -55,6 +57,33 @@ impl Sessions {
     /// Whether `value` is an unexpired CSRF token this key issued.
     pub fn csrf_valid(&self, value: &str, now: OffsetDateTime) -> bool {
         self.check("csrf", value, now).is_some()
+    }
+
+    /// The token of an approval form shown in the session `id`: bound to the session (a form of another
+    /// session, or forged without the key, is refused), valid while the session lives.
+    pub fn form_token(&self, id: &str) -> String {
+        let tag = hmac::sign(&self.key, format!("form:{id}").as_bytes());
+        crate::hex::encode(tag.as_ref())
+    }
+
+    /// Whether `value` is the approval form token of the session `id`.
+    pub fn form_token_valid(&self, id: &str, value: &str) -> bool {
+        crate::hex::decode(value).is_some_and(|tag| {
+            hmac::verify(&self.key, format!("form:{id}").as_bytes(), &tag).is_ok()
+        })
+    }
+
+    /// A new random id for an approver's session: it carries who the approver is (as `approver_of` names
+    /// their token), signed with the session.
+    pub fn new_approver_id(approver: &str) -> String {
+        let digest = approver.strip_prefix("token:").unwrap_or(approver);
+        format!("{}{APPROVER_MARK}{digest}", random_hex())
+    }
+
+    /// The approver a session id names, if it is an approver's session.
+    pub fn approver_of(id: &str) -> Option<String> {
+        id.split_once(APPROVER_MARK)
+            .map(|(_, digest)| format!("token:{digest}"))
     }
 
     fn sign(&self, purpose: &str, body: &str) -> String {
@@ -119,5 +148,24 @@ mod tests {
         assert!(!keys.csrf_valid(&session, now));
         assert_ne!(csrf, keys.csrf(now), "random");
         assert!(Sessions::from_key("not hex").is_none());
+    }
+
+    #[test]
+    fn an_approver_session_names_its_approver_and_its_form_token_binds_to_it() {
+        let now = OffsetDateTime::now_utc();
+        let keys = sessions(&"ab".repeat(32));
+        let id = Sessions::new_approver_id("token:0123456789ab");
+        assert_eq!(
+            Sessions::approver_of(&id).as_deref(),
+            Some("token:0123456789ab")
+        );
+        let session = keys.issue(&id, now);
+        assert_eq!(keys.session_id(&session, now), Some(id.as_str()));
+        assert_eq!(Sessions::approver_of(&Sessions::new_id()), None);
+        let token = keys.form_token(&id);
+        assert!(keys.form_token_valid(&id, &token));
+        assert!(!keys.form_token_valid(&Sessions::new_approver_id("token:0123456789ab"), &token));
+        assert!(!keys.form_token_valid(&id, "00"));
+        assert!(!sessions(&"cd".repeat(32)).form_token_valid(&id, &token));
     }
 }

@@ -1,0 +1,205 @@
+//! The audit page's approvals: the held decisions waiting, what observe and approve modes have seen of each
+//! target (the way up), and one held decision with its evidence and, for an approver's session, the Approve
+//! and Reject forms.
+
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::pages::{layout, outcome_class, skip_words, text, when};
+use crate::approvals::WayUp;
+use crate::audit::Approval;
+
+/// The held decisions waiting, and the way up of every target.
+pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
+    layout(
+        "approvals",
+        true,
+        html! {
+            h2 { "Waiting for approval" }
+            @if pending.is_empty() {
+                p { "No decision is waiting." }
+            } @else {
+                table {
+                    thead { tr { th { "Held (UTC)" } th { "Target" } th { "Would replace" } th { "Approvals" } th { "Expires (UTC)" } } }
+                    tbody {
+                        @for approval in pending {
+                            tr {
+                                td { a href={ "/ui/approvals/" (approval.id) } { (when(approval.created_at)) } }
+                                td { (approval.target) " " span.muted { (approval.account) "/" (approval.region) } }
+                                td { (planned(&approval.body["evidence"]).join(", ")) }
+                                td { (approval.approvers.len()) " of " (approval.required) }
+                                td { (when(approval.expires_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "The way up" }
+            p.muted { "What observe and approve modes have seen of each target: promote a target when its decisions were right." }
+            table {
+                thead { tr { th { "Target" } th { "Mode" } th { "Runs" } th { "Would have acted" } th { "Held" } th { "Approved" } th { "Rejected" } th { "Expired" } th { "Acted" } th { "Recovered" } } }
+                tbody {
+                    @for way in ways {
+                        tr {
+                            td { (way.target) " " span.muted { (way.account) "/" (way.region) } }
+                            td { (way.mode) }
+                            td { (way.runs) }
+                            td { (way.would_act) }
+                            td { (way.held) }
+                            td { (way.approved) }
+                            td { (way.rejected) }
+                            td { (way.expired) }
+                            td { (way.acted) }
+                            td { (way.recovered) " of " (way.recovered + way.not_recovered) " checked" }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The instances a held decision would replace.
+fn planned(evidence: &Value) -> Vec<String> {
+    ["terminate", "asg-unhealthy"]
+        .iter()
+        .flat_map(|how| {
+            evidence["plan"][how]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|id| text(&id))
+        .collect()
+}
+
+/// One held decision: its state, its evidence, and the forms when `form_token` is set (an approver's
+/// session and a decision still waiting); `notice` says what the last vote did (`Ok`) or why it changed
+/// nothing (`Err`).
+pub fn show(
+    approval: &Approval,
+    form_token: Option<&str>,
+    notice: Option<Result<&str, &str>>,
+) -> Markup {
+    let evidence = &approval.body["evidence"];
+    let alert = &evidence["alert"];
+    let run = approval
+        .resolution
+        .as_ref()
+        .and_then(|resolution| resolution["run"].as_str());
+    layout(
+        "approval",
+        true,
+        html! {
+            @match notice {
+                Some(Ok(done)) => { p.ok role="status" { (done) } }
+                Some(Err(why)) => { p.error role="alert" { (why) } }
+                None => {}
+            }
+            h2 { "Held decision" }
+            dl.panel {
+                dt { "Id" } dd { code { (approval.id) } }
+                dt { "Target" } dd { (approval.target) " (" (approval.account) "/" (approval.region) ")" }
+                dt { "State" } dd class=(outcome_class(approval.state.as_str())) { (approval.state.as_str()) }
+                dt { "Would replace" } dd { (planned(evidence).join(", ")) }
+                dt { "Held (UTC)" } dd { a href={ "/ui/runs/" (approval.id) } { (when(approval.created_at)) } }
+                dt { "Expires (UTC)" } dd { (when(approval.expires_at)) }
+                dt { "Approvals" } dd {
+                    (approval.approvers.len()) " of " (approval.required)
+                    @for approver in &approval.approvers {
+                        " · " (approver.name.as_deref().unwrap_or(&approver.who)) " (" (approver.door) ")"
+                    }
+                }
+                @if let Some(resolution) = &approval.resolution {
+                    @if let Some(reason) = resolution["reason"].as_str() { dt { "Rejected" } dd { (reason) } }
+                }
+                @if let Some(run) = run { dt { "Acted in" } dd { a href={ "/ui/runs/" (run) } { (run) } } }
+            }
+            @if let Some(token) = form_token {
+                section.panel.decide aria-labelledby="decide" {
+                    h2 #decide { "Decide" }
+                    p { "Approving reads the target again and replaces only instances that are still broken and in this decision, under every safety rule as it stands now." }
+                    form method="post" action={ "/ui/approvals/" (approval.id) "/approve" } {
+                        input type="hidden" name="csrf" value=(token);
+                        button.approve type="submit" { "Approve" }
+                    }
+                    form method="post" action={ "/ui/approvals/" (approval.id) "/reject" } {
+                        input type="hidden" name="csrf" value=(token);
+                        label { "Why reject" input type="text" name="reason" required; }
+                        button type="submit" { "Reject" }
+                    }
+                }
+            }
+            h2 { "Alert" }
+            dl.panel {
+                dt { "Source" } dd { (text(&alert["source"])) }
+                dt { "Sent by" } dd { (text(&alert["caller"])) }
+                dt { "Authentication" } dd { (text(&alert["auth"])) }
+                @if !alert["verified"].is_null() { dt { "Verified" } dd { code { (alert["verified"].to_string()) } } }
+                dt { "Message" } dd { (text(&alert["message"])) }
+            }
+            h2 { "Health" }
+            table {
+                thead { tr { th { "Instance" } th { "Health" } th { "Reason" } th { "EC2 state" } th { "Age" } th { "Auto Scaling group" } } }
+                tbody {
+                    @for instance in evidence["instances"].as_array().into_iter().flatten() {
+                        tr {
+                            td { code { (text(&instance["instance-id"])) } }
+                            td { (text(&instance["health"])) }
+                            td { (text(&instance["reason"])) }
+                            td { (text(&instance["ec2-state"])) }
+                            td { (age(&instance["age-secs"])) }
+                            td { (text(&instance["auto-scaling-group"])) }
+                        }
+                    }
+                }
+            }
+            h2 { "Plan" }
+            table {
+                thead { tr { th { "Instance" } th { "Decision" } } }
+                tbody {
+                    @for id in planned(evidence) { tr { td { code { (id) } } td.ok { "replace" } } }
+                    @for skip in evidence["plan"]["skipped"].as_array().into_iter().flatten() {
+                        tr {
+                            td { code { (text(&skip["instance-id"])) } }
+                            td { "skipped: " (skip_words(skip["reason"].as_str().unwrap_or_default())) " (" (text(&skip["reason"])) ")" }
+                        }
+                    }
+                }
+            }
+            h2 { "Budgets left" }
+            @let left = &evidence["budget-left"];
+            p {
+                "This target: " (text(&left["target_hour"])) " this hour, " (text(&left["target_day"])) " today. "
+                "All targets: " (text(&left["all_hour"])) " this hour, " (text(&left["all_day"])) " today."
+            }
+            h2 { "Last runs on this target" }
+            @let runs = evidence["last-runs"].as_array().cloned().unwrap_or_default();
+            @if runs.is_empty() {
+                p { "None." }
+            } @else {
+                table {
+                    thead { tr { th { "Time (UTC)" } th { "Source" } th { "Outcome" } th { "Acted" } } }
+                    tbody {
+                        @for run in &runs {
+                            tr {
+                                td { a href={ "/ui/runs/" (text(&run["id"])) } { (text(&run["at"])) } }
+                                td { (text(&run["source"])) }
+                                td class=(outcome_class(run["outcome"].as_str().unwrap_or_default())) { (text(&run["outcome"])) }
+                                td { (text(&run["acted"])) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// An age in seconds, in hours and minutes.
+fn age(seconds: &Value) -> String {
+    match seconds.as_i64() {
+        Some(secs) => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+        None => "-".to_owned(),
+    }
+}
