@@ -1576,3 +1576,50 @@ async fn observe_mode_records_what_it_would_have_done_and_touches_nothing() {
     let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
     assert_eq!(record.outcome, Outcome::Completed);
 }
+
+#[tokio::test]
+async fn approve_mode_holds_without_a_lease_and_the_approval_acts_only_on_what_it_approved() {
+    let wide = FakeFleet {
+        wide: Some((8, 2)),
+        ..FakeFleet::default()
+    };
+    let h = harness(wide, "mode = \"approve\"").await;
+    let held = run_once(&h, "web").await;
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    assert_eq!(held.summary.mode, Some("approve"));
+    assert!(!held.summary.dry_run);
+    assert_eq!(held.summary.terminated_instance_ids, ["i-bad1", "i-bad2"]);
+    let held_id = held.summary.approval.as_ref().unwrap().id.clone();
+    let record = h.store.get(&held_id).await.unwrap().unwrap();
+    assert_eq!(record.outcome, Outcome::Held);
+    let approval = h.store.approval(&held_id).await.unwrap().unwrap();
+    assert_eq!(approval.state.as_str(), "pending");
+    assert_eq!(approval.body["evidence"]["plan"]["terminate"][1], "i-bad2");
+    // It holds no lease while it waits: another process's run takes the target's at once.
+    let lease = crate::audit::Lease::Target(&id("web"));
+    let other = h
+        .store
+        .lease(lease, "another-run", std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(other, crate::audit::Leased::AtOnce);
+    // That run's final record gives the lease back.
+    let mut finished = meta().into_record(Outcome::Completed, 200, None, 0);
+    finished.id = "another-run".into();
+    h.store.put(finished).await.unwrap();
+    let events = h.engine.events("web", &held, &held_id);
+    assert_eq!(events[0].event, crate::config::NotifyEvent::Held);
+    assert_eq!(events[0].approval.as_ref().unwrap().id, held_id);
+
+    // Approved with only i-bad2 in its decision, the run acts on i-bad2 alone.
+    let mut approval = approval;
+    approval.body["decision"]["steps"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    let trigger = h.engine.approved_trigger(&approval).unwrap();
+    let run = h.engine.run(meta(), &trigger, None).await.unwrap();
+    assert_eq!(run.summary.terminated_instance_ids, ["i-bad2"]);
+    assert_eq!(run.summary.skipped[0].reason, SkipReason::NotApproved);
+    assert_eq!(run.acted, 1);
+}

@@ -91,7 +91,7 @@ async fn silences_from_the_cli_and_the_api_refuse_without_aws_calls_outlive_a_re
         "{sentence}"
     );
     assert_eq!(
-        moto.recorded_actions().await,
+        fleet_calls(&moto).await,
         Default::default(),
         "no AWS call at all"
     );
@@ -104,7 +104,7 @@ async fn silences_from_the_cli_and_the_api_refuse_without_aws_calls_outlive_a_re
     let (_, answer) = remediate_at(&client, &server.base, &lb).await;
     assert_eq!(answer["refused-rule"], "silenced", "{answer}");
     assert_eq!(
-        moto.recorded_actions().await,
+        fleet_calls(&moto).await,
         Default::default(),
         "no AWS call at all"
     );
@@ -154,7 +154,7 @@ async fn silences_from_the_cli_and_the_api_refuse_without_aws_calls_outlive_a_re
     let (_, answer) = remediate_at(&client, &server.base, &lb).await;
     assert_eq!(answer["refused-rule"], "silenced", "{answer}");
     assert_eq!(
-        moto.recorded_actions().await,
+        fleet_calls(&moto).await,
         Default::default(),
         "no AWS call at all"
     );
@@ -364,4 +364,12 @@ async fn a_whole_zone_down_is_refused_as_zonal_failure_and_one_instance_of_it_is
         json!([a2[0]]),
         "{answer}"
     );
+}
+
+/// The AWS calls moto recorded, but for the check of the recorded account a process starting on an existing
+/// store makes with STS in the background (it may land at any time after start-up).
+async fn fleet_calls(moto: &Moto) -> std::collections::HashMap<String, usize> {
+    let mut calls = moto.recorded_actions().await;
+    calls.remove("GetCallerIdentity");
+    calls
 }
