@@ -6,11 +6,28 @@
 
 use serde_json::json;
 
+use std::time::Duration;
+
 use crate::audit::{
-    Approval, ApprovalState, Approver, AuditError, AuditStore, ClaimedJob, Outcome, RequestMeta,
-    Source, Vote,
+    Approval, ApprovalState, Approver, AuditError, AuditStore, ClaimedJob, Delivery, Outcome,
+    RequestMeta, Source, Vote,
 };
 use crate::engine::{Engine, EngineError};
+
+/// Who holds an approver token, as approvals record it: a digest of the token (never the token), so that two
+/// approvals with one token count once and two tokens count as two approvers, whichever door they use.
+pub fn approver_of(token: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    format!("token:{}", crate::hex::encode(&digest.as_ref()[..6]))
+}
+
+/// Whether `who` (as `approver_of` names a token) holds one of the approver `tokens` configured now: a session
+/// of a token since removed from `[approvals] tokens` votes no more.
+pub fn is_approver(who: &str, tokens: &[crate::config::Secret]) -> bool {
+    tokens.iter().fold(false, |found, token| {
+        found | (approver_of(token.expose().as_bytes()) == who)
+    })
+}
 
 /// Why a vote changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +52,9 @@ pub enum ApprovalError {
     /// The held decision's target is no longer configured here.
     #[error("the target of held decision {0} is not configured in this process")]
     UnknownTarget(String),
+    /// Approved, and a run elsewhere is acting on it now.
+    #[error("approved; run {0} is acting on it now: its audit record will say what was done")]
+    Acting(String),
     /// The store failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -53,6 +73,7 @@ impl ApprovalError {
             Self::AlreadyCounted(..) => "already-approved",
             Self::ReasonRequired => "invalid-request",
             Self::UnknownTarget(_) => "unknown-target",
+            Self::Acting(_) => "approval-in-progress",
             Self::Audit(_) => "audit-unavailable",
             Self::Engine(err) => err.code(),
         }
@@ -65,6 +86,7 @@ impl ApprovalError {
             Self::Expired(..) | Self::Closed(..) | Self::AlreadyCounted(..) => 409,
             Self::ReasonRequired => 400,
             Self::UnknownTarget(_) => 422,
+            Self::Acting(_) => 503,
             Self::Audit(_) => 503,
             Self::Engine(err) => crate::contract::status_of(err),
         }
@@ -93,7 +115,7 @@ pub struct WayUp {
     pub region: String,
     /// Its mode now.
     pub mode: &'static str,
-    /// Runs from alerts, people and the command line (not their refusals before reading anything).
+    /// Runs from alerts, people and the command line (refused ones included).
     pub runs: u64,
     /// Runs in observe mode that would have acted.
     pub would_act: u64,
@@ -171,6 +193,7 @@ pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, A
                     ApprovalState::Rejected => way.rejected += count(*records),
                     ApprovalState::Expired => way.expired += count(*records),
                     ApprovalState::Pending => way.pending += count(*records),
+                    ApprovalState::Unknown => {}
                 }
             }
             way
@@ -183,6 +206,11 @@ impl Voted {
     pub fn in_words(&self) -> String {
         let approval = &self.approval;
         match (&self.summary, approval.state) {
+            (Some(summary), _) if summary.dry_run => {
+                "Approved; the run was a dry run (the target is in observe mode, or remediation.dry_run is \
+                 set): nothing was replaced"
+                    .to_owned()
+            }
             (Some(summary), _) => {
                 let mut replaced = summary.terminated_instance_ids.clone();
                 replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
@@ -207,39 +235,59 @@ impl Voted {
 /// Votes on held decisions, over the store and the engine.
 #[derive(Debug, Clone, Copy)]
 pub struct Approvals<'a> {
-    /// The store the decisions are held in.
-    pub audit: &'a AuditStore,
-    /// The engine that acts on an approved decision.
-    pub engine: &'a Engine,
+    audit: &'a AuditStore,
+    engine: &'a Engine,
 }
 
-impl Approvals<'_> {
+/// Attempts at an approved decision's act job before it is given up (and recorded).
+const ACT_ATTEMPTS: u32 = 5;
+/// The wait before an act job whose run failed, or is still under way elsewhere, is tried again.
+const ACT_AGAIN: Duration = Duration::from_secs(60);
+
+impl<'a> Approvals<'a> {
+    /// Votes over the decisions held in `audit`, acted on through `engine`.
+    pub fn new(audit: &'a AuditStore, engine: &'a Engine) -> Self {
+        Self { audit, engine }
+    }
+
     /// Every held decision still waiting, with its evidence.
     pub async fn pending(&self) -> Result<Vec<Approval>, AuditError> {
         self.audit.pending_approvals().await
     }
 
     /// Counts `approver`'s approval of `id` (recorded in `meta`, whose source is the door's); the vote that
-    /// makes enough distinct approvers runs the engine on the approved instances, and its record is that
-    /// run's.
+    /// makes enough distinct approvers runs the engine on the approved instances at once, and its record is
+    /// that run's. Should that run fail or its process die, the act job the approval added runs it later,
+    /// once, on any process.
     pub async fn approve(
         &self,
         mut meta: RequestMeta,
         id: &str,
         approver: Approver,
     ) -> Result<Voted, ApprovalError> {
-        meta.note(
-            "approval",
-            json!({ "id": id, "vote": "approve", "by": approver }),
-        );
-        let vote = self.audit.approve(id, approver.clone()).await;
+        let vote = json!({ "id": id, "vote": "approve", "by": approver });
+        meta.note("approval", vote);
+        // A decision whose target is no longer configured here is refused before the vote closes it.
+        match self.audit.approval(id).await? {
+            None => {
+                return Err(self
+                    .refused(meta, ApprovalError::NotFound(id.to_owned()))
+                    .await);
+            }
+            Some(held) if self.engine.approved_trigger(&held).is_none() => {
+                let err = ApprovalError::UnknownTarget(id.to_owned());
+                return Err(self.refused(meta, err).await);
+            }
+            Some(_) => {}
+        }
+        // The approver's own run has the request's time; after it, the act job finishes what it did not.
+        let act_after = Duration::from_secs(self.engine.config().server.request_timeout_secs);
+        let vote = self.audit.approve(id, approver.clone(), act_after).await;
         let approval = match self.closed(vote, id, &approver) {
             Ok((approval, false)) => {
                 let have = approval.approvers.len();
-                meta.note(
-                    "approvals",
-                    json!({"have": have, "required": approval.required}),
-                );
+                let counted = json!({"have": have, "required": approval.required});
+                meta.note("approvals", counted);
                 self.record(meta, &approval, Outcome::Approved).await?;
                 return Ok(Voted {
                     approval: *approval,
@@ -249,16 +297,36 @@ impl Approvals<'_> {
             Ok((approval, true)) => approval,
             Err(err) => return Err(self.refused(meta, err).await),
         };
-        let Some(trigger) = self.engine.approved_trigger(&approval) else {
-            let err = ApprovalError::UnknownTarget(id.to_owned());
-            return Err(self.refused(meta, err).await);
-        };
         meta.note("approvals", &approval.approvers);
-        let run = self.engine.run(meta, &trigger, None).await?;
-        Ok(Voted {
-            approval: *approval,
-            summary: Some(run.summary),
-        })
+        match self.act(meta, &approval).await? {
+            Acted::Ran(summary) => Ok(Voted {
+                approval: *approval,
+                summary: Some(*summary),
+            }),
+            Acted::Already(_) => Ok(Voted {
+                approval: *approval,
+                summary: None,
+            }),
+            Acted::Elsewhere(first) => Err(ApprovalError::Acting(first)),
+        }
+    }
+
+    /// Runs the engine on the approved decision `approval` under its delivery key, so that it acts once
+    /// whoever runs it (the approver's request, or the act job after a failure): a dead attempt's claim is
+    /// taken over, and a finished one is not run again.
+    async fn act(&self, meta: RequestMeta, approval: &Approval) -> Result<Acted, ApprovalError> {
+        let Some(trigger) = self.engine.approved_trigger(approval) else {
+            return Err(ApprovalError::UnknownTarget(approval.id.clone()));
+        };
+        let key = format!("approval:{}", approval.id);
+        match self.audit.claim_delivery(key, &meta.id, None).await? {
+            Delivery::Claimed(key) => {
+                let run = self.engine.run(meta, &trigger, Some(key)).await?;
+                Ok(Acted::Ran(Box::new(run.summary)))
+            }
+            Delivery::Replay { first_id, .. } => Ok(Acted::Already(first_id)),
+            Delivery::InProgress { first_id } => Ok(Acted::Elsewhere(first_id)),
+        }
     }
 
     /// Rejects `id` for `reason` (recorded in `meta`): nothing is done, and the decision is closed.
@@ -270,10 +338,8 @@ impl Approvals<'_> {
         reason: &str,
     ) -> Result<Voted, ApprovalError> {
         let reason = reason.trim();
-        meta.note(
-            "approval",
-            json!({ "id": id, "vote": "reject", "by": approver, "reason": reason }),
-        );
+        let vote = json!({ "id": id, "vote": "reject", "by": approver, "reason": reason });
+        meta.note("approval", vote);
         if reason.is_empty() {
             return Err(self.refused(meta, ApprovalError::ReasonRequired).await);
         }
@@ -290,42 +356,91 @@ impl Approvals<'_> {
         }
     }
 
-    /// Runs the expiry job of a held decision: closes it as expired if nobody approved it in time, with its
-    /// record, in the commit that removes the job.
+    /// Runs the expiry job of a held decision: closes it as expired if nobody approved it in time, and
+    /// records what the vote found in the commit that removes the job (a rerun after a crash finds it
+    /// expired already, and records that once).
     pub async fn expire(&self, job: &ClaimedJob) -> Result<(), AuditError> {
-        let id = serde_json::from_str::<serde_json::Value>(&job.payload)
-            .ok()
-            .and_then(|payload| payload["id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let mut meta = RequestMeta::new(Source::Approval, None);
-        meta.auth = crate::audit::Auth::LocalOperator;
-        let Some(approval) = self.audit.approval(&id).await? else {
-            meta.note(
-                "approval",
-                json!({"id": id, "expired": "no such held decision"}),
-            );
-            let record = meta.into_record(Outcome::Ignored, 0, None, 0);
-            return self
-                .audit
-                .finish_job(record, &job.id, Vec::new())
-                .await
-                .map(|_| ());
+        let id = job_id(job);
+        let mut meta = job_meta();
+        let (outcome, approval) = match self.audit.expire(&id).await? {
+            Vote::Closed(approval) => (Outcome::Expired, Some(approval)),
+            Vote::TooLate(approval) if approval.state == ApprovalState::Expired => {
+                (Outcome::Expired, Some(approval))
+            }
+            Vote::TooLate(approval) | Vote::Counted(approval) | Vote::Again(approval) => {
+                (Outcome::Ignored, Some(approval))
+            }
+            Vote::Unknown => (Outcome::Ignored, None),
         };
-        let expired = approval.state == ApprovalState::Pending;
-        meta.target = Some(approval.target.clone());
-        meta.place = Some((approval.account.clone(), approval.region.clone()));
         meta.note(
             "approval",
-            json!({"id": id, "expired": expired, "state": approval.state, "approvers": approval.approvers}),
+            json!({"id": id, "expired": outcome == Outcome::Expired}),
         );
-        let outcome = if expired {
-            Outcome::Expired
-        } else {
-            Outcome::Ignored
-        };
+        if let Some(approval) = &approval {
+            meta.note("approvers", &approval.approvers);
+            meta.target = Some(approval.target.clone());
+            meta.place = Some((approval.account.clone(), approval.region.clone()));
+        }
         let record = meta.into_record(outcome, 0, None, 0);
         self.audit
-            .finish_expiry(record, &job.id, &id, Vec::new())
+            .finish_job(record, &job.id, Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs the act job of an approved decision whose approver's run did not finish it: the run, once (its
+    /// record removes the job); tried again a while later when it fails or runs elsewhere, and given up
+    /// (recorded) after `ACT_ATTEMPTS`.
+    pub async fn act_later(&self, job: &ClaimedJob) -> Result<(), AuditError> {
+        let id = job_id(job);
+        let mut meta = job_meta();
+        meta.note(
+            "approval",
+            json!({"id": id, "act": "the approval's own run did not finish"}),
+        );
+        let approval = match self.audit.approval(&id).await? {
+            Some(approval) if approval.state == ApprovalState::Approved => approval,
+            _ => {
+                let record = meta.into_record(Outcome::Ignored, 0, None, 0);
+                return self
+                    .audit
+                    .finish_job(record, &job.id, Vec::new())
+                    .await
+                    .map(|_| ());
+            }
+        };
+        let why = match self.act(meta.clone(), &approval).await {
+            // The run's record removed the job.
+            Ok(Acted::Ran(_)) => return Ok(()),
+            Ok(Acted::Already(first)) => {
+                meta.note("acted_in", first);
+                let record = meta.into_record(Outcome::Ignored, 0, None, 0);
+                return self
+                    .audit
+                    .finish_job(record, &job.id, Vec::new())
+                    .await
+                    .map(|_| ());
+            }
+            Ok(Acted::Elsewhere(first)) => format!("run {first} is acting on it"),
+            Err(err) => err.to_string(),
+        };
+        if job.attempts < ACT_ATTEMPTS {
+            return self.audit.retry_job(&job.id, ACT_AGAIN, why).await;
+        }
+        tracing::error!(
+            approval = id,
+            error = why,
+            "an approved decision could not be acted on"
+        );
+        meta.note(
+            "error",
+            format!("given up after {} attempts: {why}", job.attempts),
+        );
+        meta.target = Some(approval.target.clone());
+        meta.place = Some((approval.account.clone(), approval.region.clone()));
+        let record = meta.into_record(Outcome::Rejected, 0, Some("approval-not-acted"), 0);
+        self.audit
+            .finish_job(record, &job.id, Vec::new())
             .await
             .map(|_| ())
     }
@@ -382,4 +497,29 @@ impl Approvals<'_> {
             Err(failed) => failed.into(),
         }
     }
+}
+
+/// What acting on an approved decision came to.
+enum Acted {
+    /// This call ran it: the run's summary.
+    Ran(Box<crate::engine::Summary>),
+    /// A run had finished it already: its audit id.
+    Already(String),
+    /// A run elsewhere holds it now: its audit id.
+    Elsewhere(String),
+}
+
+/// The approval id a decision's job carries.
+fn job_id(job: &ClaimedJob) -> String {
+    serde_json::from_str::<serde_json::Value>(&job.payload)
+        .ok()
+        .and_then(|payload| payload["id"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The record of a decision's job: reflex itself, acting on what approvers decided.
+fn job_meta() -> RequestMeta {
+    let mut meta = RequestMeta::new(Source::Approval, None);
+    meta.auth = crate::audit::Auth::LocalOperator;
+    meta
 }

@@ -84,23 +84,48 @@ pub async fn remediate_command(
     Ok(serde_json::to_value(&run.summary)?)
 }
 
-/// `reflex approvals list|approve|reject`: the held decisions waiting (pretty JSON), or a vote on one by the
-/// operator at this host (counted as `cli:<login>@<host>`); approving the last needed approval acts at once,
+/// The approver token of a vote from the command line: the first line of `file`, else `REFLEX_APPROVER_TOKEN`.
+pub fn approver_token(file: Option<&Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the approver token file {}", file.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        None => std::env::var("REFLEX_APPROVER_TOKEN").unwrap_or_default(),
+    };
+    anyhow::ensure!(
+        !token.is_empty(),
+        "a vote needs an approver token: --token-file FILE or REFLEX_APPROVER_TOKEN"
+    );
+    Ok(token)
+}
+
+/// `reflex approvals list|approve|reject`: the held decisions waiting (pretty JSON), or a vote on one with an
+/// approver token (counted as the token, as through the API); approving the last needed approval acts at once,
 /// through the engine, as the server would. The vote's outcome as pretty JSON.
-pub async fn approvals_command(path: &Path, vote: Option<CliVote>) -> anyhow::Result<String> {
+pub async fn approvals_command(
+    path: &Path,
+    vote: Option<(CliVote, String)>,
+) -> anyhow::Result<String> {
     let config = load_config(path)?;
+    if let Some((_, token)) = &vote {
+        anyhow::ensure!(
+            config::any_matches(&config.approvals.tokens, token.as_bytes()),
+            "the approver token is not one of [approvals] tokens"
+        );
+    }
     init_logging(config.server.log_format);
     let app = App::build(config).await?;
-    let approvals = crate::approvals::Approvals {
-        audit: &app.state.audit,
-        engine: &app.state.engine,
-    };
+    let approvals = crate::approvals::Approvals::new(&app.state.audit, &app.state.engine);
     let mut meta = RequestMeta::new(Source::Approval, None);
     meta.auth = Auth::LocalOperator;
-    let approver = |by: Option<String>| crate::audit::Approver {
-        who: format!("cli:{}", login_at_host()),
+    let approver = |by: Option<String>, token: &str| crate::audit::Approver {
+        who: crate::approvals::approver_of(token.as_bytes()),
         door: "cli".into(),
-        name: by,
+        name: by.or_else(|| Some(login_at_host())),
         at: String::new(),
     };
     let out = match vote {
@@ -109,13 +134,13 @@ pub async fn approvals_command(path: &Path, vote: Option<CliVote>) -> anyhow::Re
             .await
             .map_err(anyhow::Error::from)
             .and_then(|pending| Ok(serde_json::to_string_pretty(&pending)?)),
-        Some(CliVote::Approve { id, by }) => approvals
-            .approve(meta, &id, approver(by))
+        Some((CliVote::Approve { id, by }, token)) => approvals
+            .approve(meta, &id, approver(by, &token))
             .await
             .map_err(anyhow::Error::from)
             .and_then(|voted| Ok(serde_json::to_string_pretty(&voted)?)),
-        Some(CliVote::Reject { id, reason, by }) => approvals
-            .reject(meta, &id, approver(by), &reason)
+        Some((CliVote::Reject { id, reason, by }, token)) => approvals
+            .reject(meta, &id, approver(by, &token), &reason)
             .await
             .map_err(anyhow::Error::from)
             .and_then(|voted| Ok(serde_json::to_string_pretty(&voted)?)),

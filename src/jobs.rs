@@ -1,4 +1,4 @@
-//! The job runner (recovery checks, notifications, silence ends, approval expiries): every serving process polls the store for due jobs (and is woken at once when it adds
+//! The job runner (recovery checks, notifications, silence ends, approval expiries and acts): every serving process polls the store for due jobs (and is woken at once when it adds
 //! one), claims them one at a time and runs each by its kind, at most `PARALLEL` at once. Claims name the
 //! process, so a job runs once across replicas; what a job produces is written with its removal.
 
@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::audit::{APPROVAL_EXPIRE_JOB, AuditError, AuditStore, ClaimedJob, SILENCE_END_JOB};
+use crate::audit::{
+    APPROVAL_ACT_JOB, APPROVAL_EXPIRE_JOB, AuditError, AuditStore, ClaimedJob, SILENCE_END_JOB,
+};
 use crate::engine::{Engine, RECOVERY_CHECK_JOB};
 use crate::notify::{self, Attempted, Notifier};
 
@@ -110,6 +112,11 @@ impl Jobs {
                 .expire(job)
                 .await
                 .map_err(|err| err.to_string()),
+            APPROVAL_ACT_JOB => self
+                .approvals()
+                .act_later(job)
+                .await
+                .map_err(|err| err.to_string()),
             other => {
                 tracing::warn!(kind = other, "a job of a kind this release does not run");
                 let why = format!("no handler for {other:?} in this release");
@@ -125,10 +132,7 @@ impl Jobs {
     }
 
     fn approvals(&self) -> crate::approvals::Approvals<'_> {
-        crate::approvals::Approvals {
-            audit: &self.audit,
-            engine: &self.engine,
-        }
+        crate::approvals::Approvals::new(&self.audit, &self.engine)
     }
 
     /// One attempt at a notification job: finished with its delivery record, or put back for a retry.

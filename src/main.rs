@@ -106,7 +106,7 @@ enum Command {
         command: BreakerCommand,
     },
     /// Held decisions of targets in approve mode: list those waiting (with their evidence), or approve or
-    /// reject one as the operator at this host. The approval that completes a decision acts at once: reflex
+    /// reject one with an approver token. The approval that completes a decision acts at once: reflex
     /// reads the target again, decides under every rule as it stands, and replaces only instances that are
     /// both in the approved decision and still broken.
     Approvals {
@@ -239,18 +239,22 @@ enum ApprovalsCommand {
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
     },
-    /// Approve a held decision (counted once per operator; acts when enough approvers approved).
+    /// Approve a held decision with an approver token (counted once per token, whatever door it uses; acts
+    /// when enough distinct approvers approved).
     Approve {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
         /// The approval's id (the held run's audit id).
         id: String,
-        /// A name shown beside the operator.
+        /// A file whose first line is one of `[approvals] tokens` (or set REFLEX_APPROVER_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// A name shown beside the approver.
         #[arg(long)]
         by: Option<String>,
     },
-    /// Reject a held decision: nothing is done.
+    /// Reject a held decision with an approver token: nothing is done.
     Reject {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -260,7 +264,10 @@ enum ApprovalsCommand {
         /// Why (required).
         #[arg(long)]
         reason: String,
-        /// A name shown beside the operator.
+        /// A file whose first line is one of `[approvals] tokens` (or set REFLEX_APPROVER_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// A name shown beside the approver.
         #[arg(long)]
         by: Option<String>,
     },
@@ -513,15 +520,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approvals { command } => {
             let (config, vote) = match command {
                 ApprovalsCommand::List { config } => (config, None),
-                ApprovalsCommand::Approve { config, id, by } => {
-                    (config, Some(commands::CliVote::Approve { id, by }))
+                ApprovalsCommand::Approve {
+                    config,
+                    id,
+                    token_file,
+                    by,
+                } => {
+                    let token = commands::approver_token(token_file.as_deref())?;
+                    let vote = commands::CliVote::Approve { id, by };
+                    (config, Some((vote, token)))
                 }
                 ApprovalsCommand::Reject {
                     config,
                     id,
                     reason,
+                    token_file,
                     by,
-                } => (config, Some(commands::CliVote::Reject { id, reason, by })),
+                } => {
+                    let token = commands::approver_token(token_file.as_deref())?;
+                    let vote = commands::CliVote::Reject { id, reason, by };
+                    (config, Some((vote, token)))
+                }
             };
             println!("{}", commands::approvals_command(&config, vote).await?);
         }

@@ -1,6 +1,6 @@
 -- Held decisions of targets in approve mode. A run that decided to act holds its decision here, with what the
 -- approvers see (body: the decision, the summary and the evidence), until enough distinct approvers approve it
--- (state approved), one rejects it (declined) or it expires (expired: a durable job fires at expires_ms on the
+-- (state approved), one rejects it (rejected) or it expires (expired: a durable job fires at expires_ms on the
 -- database's clock, once across replicas). approvers is the JSON list of who approved, through which door.
 CREATE TABLE approvals (
     id          TEXT PRIMARY KEY,

@@ -17,6 +17,10 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// The job kind that expires a held decision.
 pub const EXPIRE_JOB: &str = "approval-expire";
+/// The job kind that acts on an approved decision when the vote's own run did not finish it (it failed, or its
+/// process died): added in the commit that approves, due once the approver's own run has had its time; removed
+/// by the run that acts.
+pub const ACT_JOB: &str = "approval-act";
 
 /// Where a held decision stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +34,8 @@ pub enum ApprovalState {
     Rejected,
     /// Nobody approved it in time.
     Expired,
+    /// Stored by a newer release with a state this one does not know: closed to this release.
+    Unknown,
 }
 
 impl ApprovalState {
@@ -40,16 +46,18 @@ impl ApprovalState {
             Self::Approved => "approved",
             Self::Rejected => "rejected",
             Self::Expired => "expired",
+            Self::Unknown => "unknown",
         }
     }
 
-    /// Reads a stored name back.
+    /// Reads a stored name back; a name this release does not know is `Unknown`, never `Pending`.
     pub fn parse(name: &str) -> Self {
         match name {
+            "pending" => Self::Pending,
             "approved" => Self::Approved,
             "rejected" => Self::Rejected,
             "expired" => Self::Expired,
-            _ => Self::Pending,
+            _ => Self::Unknown,
         }
     }
 }
@@ -177,8 +185,12 @@ fn from_row(
         target,
         account,
         region,
-        state: ApprovalState::parse(&state),
-        required: u32::try_from(required).unwrap_or(1),
+        // Unreadable values close the decision rather than open it.
+        state: match serde_json::from_str::<Vec<Approver>>(&approvers) {
+            Ok(_) if required >= 1 => ApprovalState::parse(&state),
+            _ => ApprovalState::Unknown,
+        },
+        required: u32::try_from(required).unwrap_or(u32::MAX),
         approvers: serde_json::from_str(&approvers).unwrap_or_default(),
         created_at: at(created),
         expires_at: at(expires),
@@ -190,6 +202,11 @@ fn from_row(
 /// The key of the job that expires the held decision `id`.
 fn expire_key(id: &str) -> String {
     format!("{EXPIRE_JOB}:{id}")
+}
+
+/// The key of the job that acts on the approved decision `id`.
+fn act_key(id: &str) -> String {
+    format!("{ACT_JOB}:{id}")
 }
 
 /// Holds `held` at `now` (ms), with the job that expires it.
@@ -213,7 +230,7 @@ async fn hold(tx: &mut Tx<'_>, held: &NewApproval, now: i64) -> Result<(), sqlx:
         kind: EXPIRE_JOB,
         dedup_key: Some(expire_key(&held.id)),
         delay_ms: held.expires_ms.saturating_sub(now).max(0),
-        payload: serde_json::json!({ "id": held.id }).to_string(),
+        payload: json_id(&held.id),
         bounded: false,
     };
     jobs::enqueue(tx, &[&expire], now).await?;
@@ -225,34 +242,32 @@ async fn hold(tx: &mut Tx<'_>, held: &NewApproval, now: i64) -> Result<(), sqlx:
 pub enum ApprovalWrite {
     /// A run holds its decision (and the job that expires it is added).
     Hold(NewApproval),
-    /// A run acted on the approved decision with this id: its resolution names the run.
+    /// A run acted on the approved decision with this id: its resolution names the run, and the decision's
+    /// act job is removed.
     ActedOn(String),
-    /// The expiry job of the decision with this id ran: it is closed as expired if still pending.
-    Expire(String),
 }
 
 /// Applies `write` for the record `run_id` at `now` (ms).
 pub(super) async fn apply(
     tx: &mut Tx<'_>,
-    backend: Backend,
     write: &ApprovalWrite,
     run_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     match write {
         ApprovalWrite::Hold(held) => hold(tx, held, now).await,
-        ApprovalWrite::ActedOn(id) => acted_by(tx, id, run_id).await,
-        ApprovalWrite::Expire(id) => vote(tx, backend, id, &Change::Expire, now)
-            .await
-            .map(|_| ()),
+        ApprovalWrite::ActedOn(id) => {
+            acted_by(tx, id, run_id).await?;
+            jobs::cancel(tx, &act_key(id)).await
+        }
     }
 }
 
 /// How a vote changes a held decision.
 #[derive(Debug, Clone)]
 pub(super) enum Change {
-    /// An approval by this approver.
-    Approve(Approver),
+    /// An approval by this approver; the one that approves adds the act job, due this long (ms) after.
+    Approve(Approver, i64),
     /// A rejection by this approver, with the reason.
     Reject(Approver, String),
     /// The expiry job: closes it if it is still pending at its expiry.
@@ -260,8 +275,9 @@ pub(super) enum Change {
 }
 
 /// Applies `change` to the held decision `id` at `now` (ms), locked for the transaction: a pending decision
-/// before its expiry counts an approval (closing it once enough distinct approvers approved), or is closed by
-/// a rejection; one past its expiry is closed by the expiry job only.
+/// before its expiry counts an approval (closing it once enough distinct approvers approved, with the job that
+/// acts on it should the approver's own run not finish), or is closed by a rejection; one past its expiry is
+/// closed by the expiry job only.
 pub(super) async fn vote(
     tx: &mut Tx<'_>,
     backend: Backend,
@@ -281,53 +297,28 @@ pub(super) async fn vote(
     else {
         return Ok(Vote::Unknown);
     };
-    let expires_ms = row.8;
+    let expired = now >= row.8;
     let mut approval = from_row(row);
-    let expired = now >= expires_ms;
-    let stamped = |approver: &Approver| Approver {
-        at: from_millis(now)
-            .and_then(|at| {
-                at.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default(),
-        ..approver.clone()
+    let at = from_millis(now)
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let Some(resolution) = voted(&mut approval, change, expired, at) else {
+        let again = approval.state == ApprovalState::Pending && !expired;
+        return Ok(if again && matches!(change, Change::Approve(..)) {
+            Vote::Again(Box::new(approval))
+        } else {
+            Vote::TooLate(Box::new(approval))
+        });
     };
-    let (state, resolution) = match change {
-        _ if approval.state != ApprovalState::Pending => {
-            return Ok(Vote::TooLate(Box::new(approval)));
-        }
-        Change::Expire if !expired => return Ok(Vote::TooLate(Box::new(approval))),
-        Change::Expire => (ApprovalState::Expired, None),
-        _ if expired => return Ok(Vote::TooLate(Box::new(approval))),
-        Change::Approve(approver) => {
-            if approval.approvers.iter().any(|a| a.who == approver.who) {
-                return Ok(Vote::Again(Box::new(approval)));
-            }
-            approval.approvers.push(stamped(approver));
-            let enough = approval.approvers.len() >= approval.required as usize;
-            let state = if enough {
-                ApprovalState::Approved
-            } else {
-                ApprovalState::Pending
-            };
-            (state, None)
-        }
-        Change::Reject(approver, reason) => (
-            ApprovalState::Rejected,
-            Some(serde_json::json!({ "rejected-by": stamped(approver), "reason": reason })),
-        ),
-    };
-    approval.state = state;
-    let closed = state != ApprovalState::Pending;
-    if let Some(resolution) = &resolution {
-        approval.resolution = Some(resolution.clone());
-    }
+    let closed = approval.state != ApprovalState::Pending;
     sqlx::query(
         "UPDATE approvals SET state = $2, approvers = $3, resolution = $4, resolved_ms = $5 WHERE id = $1",
     )
     .bind(id)
-    .bind(state.as_str())
+    .bind(approval.state.as_str())
     .bind(serde_json::to_string(&approval.approvers).unwrap_or_else(|_| "[]".into()))
     .bind(resolution.map(|value| value.to_string()))
     .bind(closed.then_some(now))
@@ -336,10 +327,67 @@ pub(super) async fn vote(
     if !closed {
         return Ok(Vote::Counted(Box::new(approval)));
     }
-    if !matches!(change, Change::Expire) {
-        jobs::cancel(tx, &expire_key(id)).await?;
+    jobs::cancel(tx, &expire_key(id)).await?;
+    if approval.state == ApprovalState::Approved {
+        let act = NewJob {
+            kind: ACT_JOB,
+            dedup_key: Some(act_key(id)),
+            delay_ms: match change {
+                Change::Approve(_, act_after_ms) => *act_after_ms,
+                _ => 0,
+            },
+            payload: json_id(id),
+            bounded: false,
+        };
+        jobs::enqueue(tx, &[&act], now).await?;
     }
     Ok(Vote::Closed(Box::new(approval)))
+}
+
+/// `{"id": id}`: the payload of a decision's jobs.
+fn json_id(id: &str) -> String {
+    serde_json::json!({ "id": id }).to_string()
+}
+
+/// What `change` does to `approval` (`expired`: its expiry has passed; `at`: now, RFC 3339): `None` when it
+/// changes nothing (closed already, past its expiry, not yet expired for the expiry job, or an approver
+/// approving again), else the resolution to store (`Some(None)` when there is none). Pure.
+fn voted(
+    approval: &mut Approval,
+    change: &Change,
+    expired: bool,
+    at: String,
+) -> Option<Option<serde_json::Value>> {
+    if approval.state != ApprovalState::Pending || expired != matches!(change, Change::Expire) {
+        return None;
+    }
+    let stamped = |approver: &Approver| Approver {
+        at: at.clone(),
+        ..approver.clone()
+    };
+    match change {
+        Change::Expire => {
+            approval.state = ApprovalState::Expired;
+            Some(None)
+        }
+        Change::Approve(approver, _) => {
+            if approval.approvers.iter().any(|a| a.who == approver.who) {
+                return None;
+            }
+            approval.approvers.push(stamped(approver));
+            if approval.approvers.len() >= approval.required as usize {
+                approval.state = ApprovalState::Approved;
+            }
+            Some(None)
+        }
+        Change::Reject(approver, reason) => {
+            approval.state = ApprovalState::Rejected;
+            let resolution =
+                serde_json::json!({ "rejected-by": stamped(approver), "reason": reason });
+            approval.resolution = Some(resolution.clone());
+            Some(Some(resolution))
+        }
+    }
 }
 
 /// Records which run acted on the approved decision `id` (its resolution).
@@ -376,16 +424,19 @@ pub(super) async fn pending(
     Ok(rows.into_iter().map(from_row).collect())
 }
 
-/// How many decisions each target held, by state: (account, region, target, state, count).
+/// How many decisions each target held, by state (a pending one past its expiry, whose job has not run yet,
+/// counts as expired): (account, region, target, state, count).
 pub(super) async fn counts(
     readers: &AnyPool,
+    backend: Backend,
 ) -> Result<Vec<(String, String, String, String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT account, region, target, state, COUNT(*) FROM approvals \
-         GROUP BY account, region, target, state",
-    )
-    .fetch_all(readers)
-    .await
+    let sql = format!(
+        "SELECT account, region, target, \
+         CASE WHEN state = 'pending' AND expires_ms <= {now} THEN 'expired' ELSE state END AS shown, \
+         COUNT(*) FROM approvals GROUP BY account, region, target, shown",
+        now = backend.now_sql()
+    );
+    sqlx::query_as(&sql).fetch_all(readers).await
 }
 
 /// Removes the closed decisions held before `before_ms`.

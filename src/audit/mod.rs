@@ -39,8 +39,8 @@ mod writer;
 
 pub use anchor::{Anchor, Checked as AnchorsChecked, Mismatch};
 pub use approvals::{
-    Approval, ApprovalState, ApprovalWrite, Approver, EXPIRE_JOB as APPROVAL_EXPIRE_JOB,
-    NewApproval, Vote,
+    ACT_JOB as APPROVAL_ACT_JOB, Approval, ApprovalState, ApprovalWrite, Approver,
+    EXPIRE_JOB as APPROVAL_EXPIRE_JOB, NewApproval, Vote,
 };
 pub use backend::{Backend, redacted};
 pub use brakes::Brakes;

@@ -682,28 +682,25 @@ impl AuditStore {
         .await
     }
 
-    /// Writes the record of a held decision's expiry, closes the decision as expired and removes its expiry
-    /// job, in one commit: it expires once, whichever process runs the job.
-    pub async fn finish_expiry(
-        &self,
-        record: AuditRecord,
-        job_id: &str,
-        approval_id: &str,
-        jobs: Vec<NewJob>,
-    ) -> Result<usize, AuditError> {
-        self.put_with(Put {
-            jobs,
-            finishes: Some(job_id.to_owned()),
-            approval: Some(ApprovalWrite::Expire(approval_id.to_owned())),
-            ..Put::record(record)
-        })
-        .await
+    /// Closes the held decision `id` as expired, if it is still pending and past its expiry: what the expiry
+    /// job's vote came to.
+    pub async fn expire(&self, id: &str) -> Result<Vote, AuditError> {
+        self.vote(id, Change::Expire).await
     }
 
     /// Counts `approver`'s approval of the held decision `id`: what it came to (closed once enough distinct
-    /// approvers approved; nothing changes once it is closed or past its expiry).
-    pub async fn approve(&self, id: &str, approver: Approver) -> Result<Vote, AuditError> {
-        self.vote(id, Change::Approve(approver)).await
+    /// approvers approved, with the job that acts on it `act_after` from now should the approver's own run not
+    /// finish; nothing changes once it is closed or past its expiry).
+    pub async fn approve(
+        &self,
+        id: &str,
+        approver: Approver,
+        act_after: Duration,
+    ) -> Result<Vote, AuditError> {
+        let act_after_ms = i64::try_from(act_after.as_millis()).unwrap_or(i64::MAX);
+        let vote = self.vote(id, Change::Approve(approver, act_after_ms)).await;
+        self.jobs_added.notify_one();
+        vote
     }
 
     /// Rejects the held decision `id` for `reason`, unless it is closed or past its expiry.
@@ -756,7 +753,7 @@ impl AuditStore {
     pub async fn approval_counts(
         &self,
     ) -> Result<Vec<(String, String, String, String, i64)>, AuditError> {
-        Ok(super::approvals::counts(&self.readers).await?)
+        Ok(super::approvals::counts(&self.readers, self.backend).await?)
     }
 
     /// Puts a claimed job back, to be tried again (by any process) `after` from now; `error` says why.

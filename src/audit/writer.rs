@@ -575,6 +575,27 @@ fn claim_tries(batch: &[Pending], now: i64) -> Vec<claims::ClaimTry<'_>> {
         .collect()
 }
 
+/// Writes what rides with a record version (the chain's entry is appended with the batch's others): its
+/// decision, the job it finishes, its approvals change and the jobs it adds.
+async fn apply_put(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    put: &Put,
+    now_at: OffsetDateTime,
+) -> Result<Written, sqlx::Error> {
+    let now = millis(now_at);
+    if let Some(decision) = &put.decision {
+        decisions::insert(tx, decision, now_at).await?;
+    }
+    if let Some(job) = &put.finishes {
+        jobs::finish(tx, job).await?;
+    }
+    if let Some(write) = &put.approval {
+        approvals::apply(tx, write, &put.record.id, now).await?;
+    }
+    let new: Vec<&NewJob> = put.jobs.iter().collect();
+    Ok(Written::Enqueued(jobs::enqueue(tx, &new, now).await?))
+}
+
 /// Applies one operation (claims are answered after, all together); its answer.
 async fn apply(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -585,19 +606,7 @@ async fn apply(
 ) -> Result<Written, sqlx::Error> {
     let now = millis(now_at);
     Ok(match op {
-        Op::Put(put) => {
-            if let Some(decision) = &put.decision {
-                decisions::insert(tx, decision, now_at).await?;
-            }
-            if let Some(job) = &put.finishes {
-                jobs::finish(tx, job).await?;
-            }
-            if let Some(write) = &put.approval {
-                approvals::apply(tx, backend, write, &put.record.id, now).await?;
-            }
-            let new: Vec<&NewJob> = put.jobs.iter().collect();
-            Written::Enqueued(jobs::enqueue(tx, &new, now).await?)
-        }
+        Op::Put(put) => apply_put(tx, put, now_at).await?,
         Op::Claim { .. } => Written::Done,
         Op::Probe => {
             readiness::probe(tx, now).await?;

@@ -359,6 +359,22 @@ mod tests {
                 "remediation.max_concurrent",
             ),
             ("[audit]\nurl = \"mysql://x\"\n", "audit.url"),
+            ("[remediation]\nmode = \"approve\"\n", "targets.mode"),
+            (
+                "[remediation]\nmode = \"approve\"\n[approvals]\nrequired = 2\ntokens = [\"approver-0123456789abcdef\"]\n",
+                "targets.mode",
+            ),
+            (
+                "[manual]\ntokens = [\"shared-0123456789abcdef\"]\n[approvals]\ntokens = [\"shared-0123456789abcdef\"]\n",
+                "approvals.tokens",
+            ),
+            ("[approvals]\nttl_secs = 0\n", "approvals.ttl_secs"),
+            ("[approvals]\nrequired = 6\n", "approvals.required"),
+            ("[slack]\napprovers = [\"U0123ABCD\"]\n", "slack.approvers"),
+            (
+                "[slack]\nsigning_secret = \"0123456789abcdef\"\napprovers = [\"alice\"]\n",
+                "slack.approvers",
+            ),
             ("[manual]\ntokens = [\"short\"]\n", "manual.tokens"),
             ("[sns]\ntopic_arns = [\"alarms\"]\n", "sns.topic_arns"),
             ("[sns]\ncert_dir = \"/nonexistent\"\n", "sns.cert_dir"),

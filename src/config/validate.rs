@@ -149,6 +149,20 @@ impl Config {
             }
         }
         let slack = &self.slack;
+        let approvers = approvals.tokens.len() + slack.approvers.len();
+        for target in &self.targets {
+            let required = self.approvals_required_of(target);
+            if self.mode_of(target) == super::Mode::Approve && (required as usize) > approvers {
+                return invalid(
+                    "targets.mode",
+                    format!(
+                        "of {:?} is \"approve\", which needs {required} distinct approver(s), but [approvals] \
+                         tokens and [slack] approvers name {approvers}: its decisions could only expire",
+                        target.name()
+                    ),
+                );
+            }
+        }
         if !slack.approvers.is_empty() && !slack.enabled() {
             return invalid(
                 "slack.approvers",

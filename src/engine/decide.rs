@@ -168,10 +168,15 @@ impl Engine {
         observation: &Observation,
         approved: Option<&[String]>,
     ) -> Plan {
-        let policy = Policy {
+        let mut policy = Policy {
             action: target.action,
             ..Policy::from(&self.config.remediation)
         };
+        // An approval caps what it approved, not what broke since: it plans uncapped, then keeps the approved.
+        let cap = policy.max_terminations_per_run;
+        if approved.is_some() {
+            policy.max_terminations_per_run = usize::MAX;
+        }
         let (mut plan, replaced) = plan_for(observation, policy, observation.clock.now());
         if !plan.act_on.is_empty()
             && let Some(refusal) = super::change::change_refusal(&observation.changes)
@@ -182,7 +187,7 @@ impl Engine {
             plan.refuse(refusal);
         }
         if let Some(approved) = approved {
-            plan::keep_approved(&mut plan, approved);
+            plan::keep_approved(&mut plan, approved, cap);
         }
         if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {
             meta.note(

@@ -105,10 +105,14 @@ impl Engine {
         let evidence = evidence(meta, &summary, &decided.snapshot, &last_runs, now);
         let id = meta.id.clone();
         let public_url = self.config.server.public_url.as_deref();
+        // Nothing was replaced: what would be moves from the summary's lists to the approval.
+        let mut would_replace = std::mem::take(&mut summary.terminated_instance_ids);
+        would_replace.append(&mut summary.asg_unhealthy_instance_ids);
         summary.approval = Some(ApprovalRef {
             id: id.clone(),
             expires_at: rfc3339(expires_at),
             url: approval_url(public_url, &id),
+            would_replace,
         });
         meta.note("held", &summary.approval);
         let body = json!({

@@ -100,6 +100,11 @@ impl Engine {
         })
     }
 
+    /// The configuration the engine runs under.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The notifier the engine's runs send their events through.
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
@@ -108,32 +113,6 @@ impl Engine {
     /// Where reflex runs: the account and region of every configured target.
     pub fn home(&self) -> &Home {
         &self.home
-    }
-
-    /// Every configured target's identity.
-    pub fn target_ids(&self) -> impl Iterator<Item = &crate::target::TargetId> {
-        self.targets.ids()
-    }
-
-    /// Every configured target's identity and mode.
-    pub fn target_modes(&self) -> impl Iterator<Item = (&crate::target::TargetId, Mode)> {
-        self.targets
-            .all()
-            .iter()
-            .map(|target| (&target.id, target.mode))
-    }
-
-    /// The identity of the one configured target `reference` names (by name, ARN or metric dimension) in
-    /// `place`, if exactly one.
-    pub fn target_id_of(
-        &self,
-        reference: &crate::target::TargetRef,
-        place: &crate::target::Place,
-    ) -> Option<&crate::target::TargetId> {
-        self.targets
-            .one(reference, place)
-            .ok()
-            .map(|target| &target.id)
     }
 
     /// One recorded run: remediates for a verified trigger and writes the run's audit record (`meta`, which
@@ -178,7 +157,7 @@ impl Engine {
                 }),
                 _,
             ) => Some(ApprovalWrite::Hold(hold.clone())),
-            (_, Some(approved)) => Some(ApprovalWrite::ActedOn(approved.id.clone())),
+            (Ok(_), Some(approved)) => Some(ApprovalWrite::ActedOn(approved.id.clone())),
             _ => None,
         };
         let dropped = self.audit.put_run(record, settle, jobs, approval).await?;

@@ -468,10 +468,11 @@ pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
     count
 }
 
-/// Keeps, of what the plan acts on now, only the instances approvers approved (the rest skipped for
-/// `not-approved`), and says why each approved instance left out is: its own skip when the plan has one,
-/// else `no-longer-broken`. A refused plan acts on nothing and adds no skip. Pure.
-pub fn keep_approved(plan: &mut Plan, approved: &[String]) {
+/// Keeps, of what an uncapped plan acts on now, only the instances approvers approved (the rest skipped for
+/// `not-approved`), then the per-run `cap` of those (the rest skipped for `cap-reached`), and says why each
+/// approved instance left out is: its own skip when the plan has one, else `no-longer-broken`. A refused plan
+/// acts on nothing and adds no skip. Pure.
+pub fn keep_approved(plan: &mut Plan, approved: &[String], cap: usize) {
     let (kept, unapproved): (Vec<Act>, Vec<Act>) = std::mem::take(&mut plan.act_on)
         .into_iter()
         .partition(|act| approved.contains(&act.instance_id));
@@ -482,6 +483,11 @@ pub fn keep_approved(plan: &mut Plan, approved: &[String]) {
             reason: SkipReason::NotApproved,
         });
     }
+    trim_to(
+        plan,
+        u64::try_from(cap).unwrap_or(u64::MAX),
+        SkipReason::CapReached,
+    );
     if plan.refused.is_some() {
         return;
     }

@@ -630,7 +630,7 @@ fn an_approval_acts_only_on_what_was_approved_and_is_still_broken() {
     let mut now = plan(&snapshot(instances.clone()), &policy(), clock());
     // i-bad2 recovered since the hold; i-bad3 broke since; i-ok1 was never approved.
     let approved = ["i-bad1".to_owned(), "i-bad2".to_owned()];
-    keep_approved(&mut now, &approved);
+    keep_approved(&mut now, &approved, 2);
     assert_eq!(ids(&now.act_on), ["i-bad1"]);
     assert_eq!(
         now.skipped,
@@ -650,7 +650,31 @@ fn an_approval_acts_only_on_what_was_approved_and_is_still_broken() {
     refused.refuse(Refusal::Paused {
         reason: "deploy".into(),
     });
-    keep_approved(&mut refused, &approved);
+    keep_approved(&mut refused, &approved, 2);
     assert!(refused.act_on.is_empty());
     assert!(refused.skipped.is_empty(), "{:?}", refused.skipped);
+}
+
+#[test]
+fn an_instance_broken_since_the_hold_takes_no_slot_of_the_approved_ones() {
+    let mut instances: Vec<_> = (1..=8)
+        .map(|n| instance(&format!("i-ok{n}"), HealthState::InService))
+        .collect();
+    // i-a broke after the hold and sorts first; the cap is one.
+    instances.push(instance("i-a", HealthState::OutOfService));
+    instances.push(instance("i-b", HealthState::OutOfService));
+    let uncapped = Policy {
+        max_terminations_per_run: usize::MAX,
+        ..policy()
+    };
+    let mut now = plan(&snapshot(instances), &uncapped, clock());
+    keep_approved(&mut now, &["i-b".to_owned()], 1);
+    assert_eq!(ids(&now.act_on), ["i-b"]);
+    assert_eq!(
+        now.skipped,
+        [Skip {
+            instance_id: "i-a".into(),
+            reason: SkipReason::NotApproved
+        }]
+    );
 }

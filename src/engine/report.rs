@@ -135,7 +135,7 @@ impl Engine {
         } else if let (Some(hold), Some(approval)) = (&run.hold, &summary.approval) {
             let text = format!(
                 "approval needed: would replace {}; expires at {}",
-                replaced.join(", "),
+                approval.would_replace.join(", "),
                 approval.expires_at
             );
             let mut event = Event::new(NotifyEvent::Held, target, text, audit_id);

@@ -56,7 +56,7 @@ pub struct Summary {
     pub ignored: Option<String>,
 }
 
-/// Where a held decision waits: its id, when it expires and where to approve it.
+/// Where a held decision waits: its id, when it expires, where to approve it and what it would replace.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct ApprovalRef {
@@ -66,6 +66,9 @@ pub struct ApprovalRef {
     pub expires_at: String,
     /// The audit page that shows its evidence, with the buttons.
     pub url: String,
+    /// The instances the decision would replace once approved (the summary's own lists stay empty: nothing
+    /// was replaced).
+    pub would_replace: Vec<String>,
 }
 
 /// How a summary names its target.

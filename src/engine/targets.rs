@@ -320,3 +320,31 @@ pub async fn probe_targets(
     }
     Ok(lines)
 }
+
+impl super::Engine {
+    /// Every configured target's identity.
+    pub fn target_ids(&self) -> impl Iterator<Item = &crate::target::TargetId> {
+        self.targets.ids()
+    }
+
+    /// Every configured target's identity and mode.
+    pub fn target_modes(&self) -> impl Iterator<Item = (&crate::target::TargetId, Mode)> {
+        self.targets
+            .all()
+            .iter()
+            .map(|target| (&target.id, target.mode))
+    }
+
+    /// The identity of the one configured target `reference` names (by name, ARN or metric dimension) in
+    /// `place`, if exactly one.
+    pub fn target_id_of(
+        &self,
+        reference: &crate::target::TargetRef,
+        place: &crate::target::Place,
+    ) -> Option<&crate::target::TargetId> {
+        self.targets
+            .one(reference, place)
+            .ok()
+            .map(|target| &target.id)
+    }
+}

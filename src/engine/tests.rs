@@ -22,6 +22,8 @@ use crate::notify::Notifier;
 struct FakeFleet {
     /// A snapshot error to answer instead of the fleet.
     snapshot_error: Option<FleetError>,
+    /// This many snapshots fail (transiently) before the fleet answers again.
+    failing_snapshots: AtomicUsize,
     /// Instances whose TerminateInstances fails.
     failing: HashSet<String>,
     /// Snapshots of this target wait until `release` is notified.
@@ -242,6 +244,20 @@ impl Fleet for FakeFleet {
                 _ => {}
             }
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let failing = self
+                .failing_snapshots
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                let detail = "connection refused";
+                let err = FleetError::new(
+                    FailureKind::Transient,
+                    "DescribeInstanceHealth",
+                    None,
+                    detail,
+                );
+                return Err(err);
+            }
             match &self.snapshot_error {
                 Some(err) => Err(err.clone()),
                 None => Ok(self.healthy_but_one(target)),
@@ -1583,13 +1599,19 @@ async fn approve_mode_holds_without_a_lease_and_the_approval_acts_only_on_what_i
         wide: Some((8, 2)),
         ..FakeFleet::default()
     };
-    let h = harness(wide, "mode = \"approve\"").await;
+    let approve = "mode = \"approve\"\n[approvals]\ntokens = [\"approver-token-0123456789\"]";
+    let h = harness(wide, approve).await;
     let held = run_once(&h, "web").await;
     assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
     assert_eq!(held.summary.mode, Some("approve"));
     assert!(!held.summary.dry_run);
-    assert_eq!(held.summary.terminated_instance_ids, ["i-bad1", "i-bad2"]);
-    let held_id = held.summary.approval.as_ref().unwrap().id.clone();
+    assert!(
+        held.summary.terminated_instance_ids.is_empty(),
+        "nothing replaced"
+    );
+    let ask = held.summary.approval.as_ref().unwrap();
+    assert_eq!(ask.would_replace, ["i-bad1", "i-bad2"]);
+    let held_id = ask.id.clone();
     let record = h.store.get(&held_id).await.unwrap().unwrap();
     assert_eq!(record.outcome, Outcome::Held);
     let approval = h.store.approval(&held_id).await.unwrap().unwrap();
@@ -1622,4 +1644,65 @@ async fn approve_mode_holds_without_a_lease_and_the_approval_acts_only_on_what_i
     assert_eq!(run.summary.terminated_instance_ids, ["i-bad2"]);
     assert_eq!(run.summary.skipped[0].reason, SkipReason::NotApproved);
     assert_eq!(run.acted, 1);
+}
+
+#[tokio::test]
+async fn an_approval_whose_run_failed_is_acted_on_once_by_its_act_job() {
+    let wide = FakeFleet {
+        wide: Some((8, 2)),
+        ..FakeFleet::default()
+    };
+    let approve = "mode = \"approve\"\n[approvals]\ntokens = [\"approver-token-0123456789\"]\n\
+                   [server]\nrequest_timeout_secs = 1";
+    let h = harness(wide, approve).await;
+    let held = run_once(&h, "web").await;
+    let held_id = held.summary.approval.unwrap().id;
+    let approvals = crate::approvals::Approvals::new(&h.store, &h.engine);
+    let approver = crate::audit::Approver {
+        who: "token:0123".into(),
+        door: "api".into(),
+        name: None,
+        at: String::new(),
+    };
+    // The approver's own run cannot read the target: approved, nothing acted, the act job waits.
+    h.fleet.failing_snapshots.store(1, Ordering::SeqCst);
+    let failed = approvals.approve(meta(), &held_id, approver.clone()).await;
+    assert!(
+        matches!(failed, Err(crate::approvals::ApprovalError::Engine(_))),
+        "{failed:?}"
+    );
+    assert!(h.fleet.done.lock().unwrap().is_empty());
+    let approval = h.store.approval(&held_id).await.unwrap().unwrap();
+    assert_eq!(approval.state.as_str(), "approved");
+    assert!(h.store.claim_job().await.unwrap().is_none(), "not due yet");
+    // Once due, the act job runs it, once.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let job = h
+        .store
+        .claim_job()
+        .await
+        .unwrap()
+        .expect("the act job is due");
+    assert_eq!(job.kind, crate::audit::APPROVAL_ACT_JOB);
+    approvals.act_later(&job).await.unwrap();
+    let done = h.fleet.done.lock().unwrap().clone();
+    assert_eq!(done.len(), 2, "{done:?}");
+    let approval = h.store.approval(&held_id).await.unwrap().unwrap();
+    let run = approval.resolution.unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record = h.store.get(&run).await.unwrap().unwrap();
+    assert_eq!((record.outcome, record.acted), (Outcome::Completed, 2));
+    assert!(
+        h.store.claim_job().await.unwrap().is_none(),
+        "the run removed its job"
+    );
+    // A vote after it changes nothing.
+    let again = approvals.approve(meta(), &held_id, approver).await;
+    assert!(
+        matches!(again, Err(crate::approvals::ApprovalError::Closed(..))),
+        "{again:?}"
+    );
+    assert_eq!(h.fleet.done.lock().unwrap().len(), 2);
 }

@@ -41,10 +41,7 @@ pub fn router() -> Router<AppState> {
 
 /// The approvals of `state`.
 pub(super) fn approvals(state: &AppState) -> Approvals<'_> {
-    Approvals {
-        audit: &state.audit,
-        engine: &state.engine,
-    }
+    Approvals::new(&state.audit, &state.engine)
 }
 
 async fn list(

@@ -44,17 +44,10 @@ fn presented(headers: &HeaderMap) -> Result<&[u8], ApiError> {
 }
 
 /// Checks an approver's `Authorization: Bearer <token>` against `[approvals] tokens`: who approves, as
-/// `approver_of` names the token.
+/// `approvals::approver_of` names the token.
 pub fn approver(headers: &HeaderMap, tokens: &[Secret]) -> Result<String, ApiError> {
     bearer(headers, tokens, "approvals")?;
-    Ok(approver_of(presented(headers)?))
-}
-
-/// Who holds an approver token, as approvals record it: a digest of the token (never the token), so that two
-/// approvals with one token count once and two tokens count as two approvers.
-pub fn approver_of(token: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
-    format!("token:{}", crate::hex::encode(&digest.as_ref()[..6]))
+    Ok(crate::approvals::approver_of(presented(headers)?))
 }
 
 /// Checks `Authorization: Bearer <token>` against `tokens`, or `Authorization: Basic` against `username` and

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::body::WholeBody;
 use super::request_id::Arrival;
 use super::{ApiError, AppState};
+use crate::approvals::ApprovalError;
 use crate::audit::{Approver, Auth, RequestMeta, Source};
 use crate::slack::{Action, Press, escape};
 
@@ -30,11 +31,18 @@ async fn interaction(
     WholeBody(body): WholeBody,
 ) -> Response {
     let mut meta = arrival.meta(Source::Slack);
-    let press = match verified(&state, &headers, body) {
-        Ok(press) => press,
+    let body = match verified(&state, &headers, body) {
+        Ok(body) => body,
         Err(err) => return state.refused(meta, err).await.into_response(),
     };
     meta.auth = Auth::Passed;
+    let press = match crate::slack::press(&body) {
+        Ok(press) => press,
+        Err(why) => {
+            let err = ApiError::bad_request("invalid-payload", why);
+            return state.refused(meta, err).await.into_response();
+        }
+    };
     meta.note(
         "slack",
         serde_json::json!({"user": press.user, "approval": press.approval}),
@@ -58,12 +66,12 @@ async fn interaction(
     accepted.into_response()
 }
 
-/// The press a request carries, once Slack's signature, its timestamp and its payload check out.
+/// The body of a request whose Slack signature and timestamp check out.
 fn verified(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, ApiError>,
-) -> Result<Press, ApiError> {
+) -> Result<Bytes, ApiError> {
     let Some(secret) = &state.config.slack.signing_secret else {
         return Err(ApiError::unauthorized(
             "auth-not-configured",
@@ -86,7 +94,7 @@ fn verified(
         now,
     )
     .map_err(|err| ApiError::unauthorized(err.code(), err.to_string()))?;
-    crate::slack::press(&body).map_err(|why| ApiError::bad_request("invalid-payload", why))
+    Ok(body)
 }
 
 /// Runs the vote of a verified press and updates its message with the outcome.
@@ -109,6 +117,12 @@ async fn vote(state: &AppState, meta: RequestMeta, press: Press) {
     };
     let text = match &voted {
         Ok(voted) => format!("<@{}>: {}", press.user, escape(&voted.in_words())),
+        // A failure inside reflex (the store, AWS) is not told to the channel: its code, and the trail.
+        Err(err @ (ApprovalError::Audit(_) | ApprovalError::Engine(_))) => format!(
+            "reflex could not finish this ({}); an approved decision is tried again, and the audit trail says \
+             what was done",
+            err.code()
+        ),
         Err(err) => format!("Nothing changed: {}", escape(&err.to_string())),
     };
     if let Some(url) = &press.response_url {

@@ -91,7 +91,12 @@ async fn an_sns_alarm_holds_and_an_api_approval_replaces_the_held_instance() {
     assert_eq!(status, 200, "{held}");
     assert_eq!(held["mode"], "approve");
     assert_eq!(held["dry-run"], false);
-    assert_eq!(held["terminated-instance-ids"], json!(bad));
+    assert_eq!(held["approval"]["would-replace"], json!(bad));
+    assert_eq!(
+        held["terminated-instance-ids"],
+        json!([]),
+        "nothing was replaced"
+    );
     let id = held["approval"]["id"].as_str().unwrap().to_owned();
     assert_eq!(id, held["audit-id"].as_str().unwrap());
     assert_eq!(held["approval"]["url"], format!("/ui/approvals/{id}"));
@@ -303,7 +308,7 @@ async fn an_approval_decides_again_sparing_a_recovered_instance_and_a_pause_bloc
 
     let held = hold(&app, &lb).await;
     let mut planned: Vec<String> =
-        serde_json::from_value(held["terminated-instance-ids"].clone()).unwrap();
+        serde_json::from_value(held["approval"]["would-replace"].clone()).unwrap();
     planned.sort();
     let mut bad = bad;
     bad.sort();
@@ -401,7 +406,31 @@ async fn two_approvers_are_needed_the_same_one_twice_counts_once_and_the_cli_can
     let listed = reflex(["approvals", "list", "--config", &config]);
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed[0]["approvers"].as_array().unwrap().len(), 1);
-    let out = reflex(["approvals", "approve", "--config", &config, id]);
+    // The command line counts an approver token as the API does: the same one again changes nothing.
+    let token_file = app.config_path.with_file_name("approver-token");
+    let vote = |token: &str| {
+        std::fs::write(&token_file, token).unwrap();
+        let file = token_file.to_str().unwrap();
+        reflex([
+            "approvals",
+            "approve",
+            "--config",
+            &config,
+            id,
+            "--token-file",
+            file,
+        ])
+    };
+    let again = vote(APPROVER_A);
+    assert!(!again.status.success());
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("already approved"), "{said}");
+    let stranger = vote(MANUAL_TOKEN);
+    assert!(
+        !stranger.status.success(),
+        "a manual token is no approver's"
+    );
+    let out = vote(APPROVER_B);
     assert!(
         out.status.success(),
         "{}",

@@ -58,7 +58,9 @@ async fn page(
     };
     let keys = sessions(state).await?;
     let waiting = approval.state == crate::audit::ApprovalState::Pending;
-    let token = match (keys, Sessions::approver_of(session)) {
+    let approver = Sessions::approver_of(session)
+        .filter(|who| crate::approvals::is_approver(who, &state.config.approvals.tokens));
+    let token = match (keys, approver) {
         (Some(keys), Some(_)) if waiting => Some(keys.form_token(session)),
         _ => None,
     };
@@ -103,9 +105,10 @@ async fn vote(
         Ok(None) => return see_other("/ui/login"),
         Err(err) => return err.into_response(),
     };
-    let form: Vec<(String, String)> = body
-        .map(|body| url::form_urlencoded::parse(&body).into_owned().collect())
-        .unwrap_or_default();
+    let form: Vec<(String, String)> = match body {
+        Ok(body) => url::form_urlencoded::parse(&body).into_owned().collect(),
+        Err(err) => return state.refused(meta, err).await.into_response(),
+    };
     let field = |name: &str| {
         form.iter()
             .find(|(key, _)| key == name)
@@ -116,11 +119,13 @@ async fn vote(
         Ok(keys) => keys,
         Err(err) => return err.into_response(),
     };
-    let Some(who) = Sessions::approver_of(&session) else {
+    let approver = Sessions::approver_of(&session)
+        .filter(|who| crate::approvals::is_approver(who, &state.config.approvals.tokens));
+    let Some(who) = approver else {
         let err = ApiError::new(
             StatusCode::FORBIDDEN,
             "not-an-approver",
-            "this session's token is an audit token: log in with an approver token to approve",
+            "this session's token is no approver token (now): log in with an approver token to approve",
         );
         return state.refused(meta, err).await.into_response();
     };
@@ -143,10 +148,7 @@ async fn vote(
     let audit_id = meta.id.clone();
     let work_state = state.clone();
     let work = async move {
-        let approvals = Approvals {
-            audit: &work_state.audit,
-            engine: &work_state.engine,
-        };
+        let approvals = Approvals::new(&work_state.audit, &work_state.engine);
         let voted = if rejecting {
             approvals.reject(meta, &id, approver, &reason).await
         } else {

@@ -250,7 +250,7 @@ async fn login(
     // An approver's session carries who the approver is: its pages show the approval buttons.
     let approving = crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes());
     let id = if approving {
-        Sessions::new_approver_id(&super::auth::approver_of(token.as_bytes()))
+        Sessions::new_approver_id(&crate::approvals::approver_of(token.as_bytes()))
     } else {
         Sessions::new_id()
     };
