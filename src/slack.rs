@@ -3,79 +3,49 @@
 //! `v0:timestamp:body` with the app's signing secret, the timestamp within five minutes, compared in
 //! constant time), and the reading of the press itself.
 
-use aws_lc_rs::hmac;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::notify::Ask;
+use crate::webhook::signature::{self, SignatureError};
 
 /// How far a request's timestamp may be from now: Slack's own advice against replays.
 pub const MAX_SKEW_SECS: i64 = 300;
 /// Instances listed in a message at most (Slack cuts a section's text at 3000 characters).
 const MAX_LISTED: usize = 20;
 
-/// Why a request is not Slack's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SlackError {
-    /// The signature or timestamp header is missing or malformed.
-    #[error("missing or malformed X-Slack-Signature / X-Slack-Request-Timestamp")]
-    Missing,
-    /// The timestamp is more than five minutes from now.
-    #[error(
-        "the request's timestamp is {0} s from now (at most 300 s): a replay, or a wrong clock"
-    )]
-    Stale(i64),
-    /// The signature does not match the body under the signing secret.
-    #[error("the signature does not match the request under the configured signing secret")]
-    BadSignature,
-}
-
-impl SlackError {
-    /// The error code answered and audited.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Missing => "missing-signature",
-            Self::Stale(_) => "stale-timestamp",
-            Self::BadSignature => "bad-signature",
-        }
-    }
-}
+/// The header of Slack's signature.
+const SIGNATURE_HEADER: &str = "X-Slack-Signature";
 
 /// Checks Slack's signature `signature` (`v0=<hex>`) of `body` sent at `timestamp` (Unix seconds, as the
-/// header gave it) under `secret`, at `now` (Unix seconds).
+/// header gave it) under `secret`, at `now` (Unix seconds): HMAC-SHA256 of `v0:<timestamp>:<body>`, compared
+/// in constant time, the timestamp within `MAX_SKEW_SECS`.
 pub fn verify(
     secret: &[u8],
     timestamp: &str,
     signature: &str,
     body: &[u8],
     now: i64,
-) -> Result<(), SlackError> {
-    let sent: i64 = timestamp.trim().parse().map_err(|_| SlackError::Missing)?;
-    let tag = signature
+) -> Result<(), SignatureError> {
+    let hex = signature
         .strip_prefix("v0=")
-        .and_then(crate::hex::decode)
-        .ok_or(SlackError::Missing)?;
-    let skew = now.saturating_sub(sent);
-    if skew.abs() > MAX_SKEW_SECS {
-        return Err(SlackError::Stale(skew));
-    }
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut signed = Vec::with_capacity(body.len() + timestamp.len() + 4);
-    signed.extend_from_slice(b"v0:");
-    signed.extend_from_slice(timestamp.trim().as_bytes());
-    signed.push(b':');
-    signed.extend_from_slice(body);
-    hmac::verify(&key, &signed, &tag).map_err(|_| SlackError::BadSignature)
+        .ok_or_else(|| SignatureError::MissingSignature(SIGNATURE_HEADER.to_owned()))?;
+    signature::verify_prefixed(
+        secret,
+        b"v0:",
+        body,
+        hex,
+        Some(timestamp),
+        now,
+        MAX_SKEW_SECS,
+    )
 }
 
-/// The signature Slack would send for `body` at `timestamp`: for tests and for `verify`'s own checks.
+/// The signature Slack would send for `body` at `timestamp` (for tests and tooling).
 pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut signed = format!("v0:{timestamp}:").into_bytes();
-    signed.extend_from_slice(body);
     format!(
         "v0={}",
-        crate::hex::encode(hmac::sign(&key, &signed).as_ref())
+        signature::sign_prefixed(secret, b"v0:", body, Some(timestamp))
     )
 }
 
@@ -226,7 +196,14 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .map(|run| format!("{} {}", text(&run["at"]), text(&run["outcome"])))
+        .map(|run| match run["recovery"].as_str() {
+            Some(recovery) => format!(
+                "{} {} ({recovery})",
+                text(&run["at"]),
+                text(&run["outcome"])
+            ),
+            None => format!("{} {}", text(&run["at"]), text(&run["outcome"])),
+        })
         .collect();
     let context = format!(
         "alert: {} from {} ({}) · skipped: {} · budgets left: {} · last runs: {} · expires {}",
@@ -325,25 +302,25 @@ mod tests {
         assert_eq!(verify(SECRET, &at, &good, body, now), Ok(()));
         assert_eq!(
             verify(b"another-secret-of-this-app", &at, &good, body, now),
-            Err(SlackError::BadSignature)
+            Err(SignatureError::Mismatch)
         );
         assert_eq!(
             verify(SECRET, &at, &good, b"payload=%7B%22x%22%7D", now),
-            Err(SlackError::BadSignature)
+            Err(SignatureError::Mismatch)
         );
         let old = (now - 301).to_string();
         let signed_old = sign(SECRET, &old, body);
         assert_eq!(
             verify(SECRET, &old, &signed_old, body, now),
-            Err(SlackError::Stale(301))
+            Err(SignatureError::Stale(301))
         );
         assert_eq!(
             verify(SECRET, "soon", &good, body, now),
-            Err(SlackError::Missing)
+            Err(SignatureError::BadTimestamp)
         );
         assert_eq!(
             verify(SECRET, &at, good.trim_start_matches("v0="), body, now),
-            Err(SlackError::Missing)
+            Err(SignatureError::MissingSignature(SIGNATURE_HEADER.into()))
         );
     }
 

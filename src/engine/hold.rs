@@ -47,15 +47,28 @@ pub fn evidence(
             })
         })
         .collect();
+    // Whether each run that acted recovered: the outcome of its recovery check, when listed too.
+    let recovery_of = |run: &str| {
+        last_runs.iter().find_map(|check| {
+            (check.source == crate::audit::Source::RecoveryCheck
+                && check.detail["recovery"]["run"] == run)
+                .then(|| check.outcome.as_str())
+        })
+    };
     let runs: Vec<Value> = last_runs
         .iter()
         .map(|record| {
+            let recovered = match record.acted {
+                0 => None,
+                _ => Some(recovery_of(&record.id).unwrap_or("not checked yet")),
+            };
             json!({
                 "id": record.id,
                 "at": rfc3339(record.at),
                 "source": record.source.as_str(),
                 "outcome": record.outcome.as_str(),
                 "acted": record.acted,
+                "recovery": recovered,
             })
         })
         .collect();
@@ -177,5 +190,67 @@ impl Engine {
             id: approval.id.clone(),
             instances,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Outcome, Source};
+    use crate::engine::Names;
+    use crate::engine::plan::Plan;
+
+    #[test]
+    fn the_evidence_says_what_was_seen_and_whether_the_last_runs_recovered() {
+        let mut meta = RequestMeta::new(Source::Sns, Some("203.0.113.9".into()));
+        meta.note(
+            "verified",
+            json!({"topic_arn": "arn:aws:sns:us-east-1:1:alarms"}),
+        );
+        meta.note("budget_left", json!({"target_hour": 4}));
+        let plan = Plan {
+            registered: vec!["i-1".into()],
+            ..Plan::default()
+        };
+        let summary = Summary::of_plan("alarm".into(), Names::default(), &plan, false, "H".into());
+        let now = OffsetDateTime::now_utc();
+        let snapshot = Snapshot {
+            target: "web".into(),
+            instances: vec![crate::engine::port::InstanceView {
+                instance_id: "i-1".into(),
+                health: crate::engine::health::classic("OutOfService", Some("Instance"), None),
+                ec2: Some(crate::engine::port::Ec2Facts {
+                    state: "running".into(),
+                    launch_time: Some(now - time::Duration::hours(3)),
+                    tags: vec![],
+                    zone: None,
+                }),
+                auto_scaling_group: Some("web-asg".into()),
+            }],
+        };
+        let acted =
+            RequestMeta::new(Source::Sns, None).into_record(Outcome::Completed, 200, None, 1);
+        let mut check = RequestMeta::new(Source::RecoveryCheck, None);
+        check.note("recovery", json!({"run": acted.id}));
+        let check = check.into_record(Outcome::Recovered, 200, None, 0);
+        let evidence = evidence(&meta, &summary, &snapshot, &[check, acted], now);
+        assert_eq!(evidence["alert"]["source"], "sns");
+        assert_eq!(evidence["alert"]["caller"], "203.0.113.9");
+        assert_eq!(
+            evidence["alert"]["verified"]["topic_arn"],
+            "arn:aws:sns:us-east-1:1:alarms"
+        );
+        let instance = &evidence["instances"][0];
+        assert_eq!(instance["health"], "OutOfService");
+        assert_eq!(instance["ec2-state"], "running");
+        assert_eq!(instance["age-secs"], 3 * 3600);
+        assert_eq!(instance["auto-scaling-group"], "web-asg");
+        assert_eq!(evidence["budget-left"]["target_hour"], 4);
+        assert_eq!(evidence["last-runs"][1]["recovery"], "recovered");
+        assert_eq!(
+            evidence["last-runs"][0]["recovery"],
+            Value::Null,
+            "a check acts on nothing"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Grafana's webhook HMAC: lowercase hex HMAC-SHA256, keyed with the secret's bytes, over
-//! `<unix-seconds>:<raw body>` when a timestamp header is configured (else over the raw body).
+//! `<unix-seconds>:<raw body>` when a timestamp header is configured (else over the raw body); Slack signs the
+//! same with a `v0:` prefix.
 
 use aws_lc_rs::hmac;
 
@@ -46,8 +47,30 @@ pub fn verify(
     now: i64,
     max_skew_secs: i64,
 ) -> Result<(), SignatureError> {
+    verify_prefixed(
+        secret,
+        b"",
+        body,
+        signature_hex,
+        timestamp,
+        now,
+        max_skew_secs,
+    )
+}
+
+/// `verify` for a scheme that signs `<prefix><timestamp>:<raw body>` (Slack's requests: `v0:`).
+pub fn verify_prefixed(
+    secret: &[u8],
+    prefix: &[u8],
+    body: &[u8],
+    signature_hex: &str,
+    timestamp: Option<&str>,
+    now: i64,
+    max_skew_secs: i64,
+) -> Result<(), SignatureError> {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut message = Vec::with_capacity(body.len() + 21);
+    let mut message = Vec::with_capacity(prefix.len() + body.len() + 21);
+    message.extend_from_slice(prefix);
     if let Some(timestamp) = timestamp {
         let at: i64 = timestamp
             .trim()
@@ -67,8 +90,13 @@ pub fn verify(
 
 /// Computes the signature Grafana would send (used by tests and tooling).
 pub fn sign(secret: &[u8], body: &[u8], timestamp: Option<&str>) -> String {
+    sign_prefixed(secret, b"", body, timestamp)
+}
+
+/// `sign` for a scheme that signs `<prefix><timestamp>:<raw body>`.
+pub fn sign_prefixed(secret: &[u8], prefix: &[u8], body: &[u8], timestamp: Option<&str>) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut message = Vec::new();
+    let mut message = prefix.to_vec();
     if let Some(timestamp) = timestamp {
         message.extend_from_slice(timestamp.as_bytes());
         message.push(b':');

@@ -241,7 +241,7 @@ async fn a_signed_slack_button_approves_and_forged_stale_or_unlisted_presses_are
     let stale = send(&press(SLACK_APPROVER), SIGNING_SECRET, now - 600).await;
     assert_eq!(
         (stale.0, stale.1["error"].as_str()),
-        (401, Some("stale-timestamp"))
+        (401, Some("stale-signature"))
     );
     let stranger = send(&press("U0STRANGER"), SIGNING_SECRET, now).await;
     assert_eq!(
@@ -290,7 +290,7 @@ async fn a_signed_slack_button_approves_and_forged_stale_or_unlisted_presses_are
             ("completed".to_owned(), None),
             ("rejected".to_owned(), Some("bad-signature".to_owned())),
             ("rejected".to_owned(), Some("not-an-approver".to_owned())),
-            ("rejected".to_owned(), Some("stale-timestamp".to_owned())),
+            ("rejected".to_owned(), Some("stale-signature".to_owned())),
         ]
     );
 }

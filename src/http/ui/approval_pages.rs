@@ -179,7 +179,7 @@ pub fn show(
                 p { "None." }
             } @else {
                 table {
-                    thead { tr { th { "Time (UTC)" } th { "Source" } th { "Outcome" } th { "Acted" } } }
+                    thead { tr { th { "Time (UTC)" } th { "Source" } th { "Outcome" } th { "Acted" } th { "Recovery check" } } }
                     tbody {
                         @for run in &runs {
                             tr {
@@ -187,6 +187,7 @@ pub fn show(
                                 td { (text(&run["source"])) }
                                 td class=(outcome_class(run["outcome"].as_str().unwrap_or_default())) { (text(&run["outcome"])) }
                                 td { (text(&run["acted"])) }
+                                td { (text(&run["recovery"])) }
                             }
                         }
                     }
