@@ -298,11 +298,16 @@ impl<'a> Approvals<'a> {
             Err(err) => return Err(self.refused(meta, err).await),
         };
         meta.note("approvals", &approval.approvers);
+        let mut approval = approval;
         match self.act(meta, &approval).await? {
-            Acted::Ran(summary) => Ok(Voted {
-                approval: *approval,
-                summary: Some(*summary),
-            }),
+            Acted::Ran(summary) => {
+                // As the run's record wrote it in its commit.
+                approval.resolution = Some(json!({ "run": summary.audit_id }));
+                Ok(Voted {
+                    approval: *approval,
+                    summary: Some(*summary),
+                })
+            }
             Acted::Already(_) => Ok(Voted {
                 approval: *approval,
                 summary: None,

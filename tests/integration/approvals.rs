@@ -161,6 +161,10 @@ async fn an_sns_alarm_holds_and_an_api_approval_replaces_the_held_instance() {
     assert_eq!(voted["approval"]["approvers"][0]["door"], "api");
     assert_eq!(voted["approval"]["approvers"][0]["name"], "alice");
     assert_eq!(voted["summary"]["terminated-instance-ids"], json!(bad));
+    assert_eq!(
+        voted["approval"]["resolution"]["run"],
+        voted["summary"]["audit-id"]
+    );
     assert!(!fleet.none_terminated(&bad).await);
     assert!(fleet.none_terminated(&good).await);
 
