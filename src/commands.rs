@@ -121,7 +121,12 @@ pub async fn approvals_command(
     let app = App::build(config).await?;
     let approvals = crate::approvals::Approvals::new(&app.state.audit, &app.state.engine);
     let mut meta = RequestMeta::new(Source::Approval, None);
-    meta.auth = Auth::LocalOperator;
+    // A vote's approver token was checked above; listing is the operator's at this host.
+    meta.auth = if vote.is_some() {
+        Auth::Passed
+    } else {
+        Auth::LocalOperator
+    };
     let approver = |by: Option<String>, token: &str| crate::audit::Approver {
         who: crate::approvals::approver_of(token.as_bytes()),
         door: "cli".into(),

@@ -169,9 +169,15 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier that sends nothing (no `[[notify]]` entries; tests).
     pub fn disabled(metrics: Arc<Metrics>) -> Self {
+        // It still answers Slack's buttons (`respond_to_slack`): bounded, and never redirected elsewhere.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(ATTEMPT_TIMEOUT)
+            .build()
+            .unwrap_or_default();
         Self {
             sinks: Arc::from(Vec::new()),
-            client: reqwest::Client::new(),
+            client,
             metrics,
             public_url: None,
         }

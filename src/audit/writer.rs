@@ -53,7 +53,7 @@ pub(super) struct Put {
     pub jobs: Vec<NewJob>,
     /// The claimed job whose result the record is, removed.
     pub finishes: Option<String>,
-    /// A decision held, acted on or expired by the record's run.
+    /// A decision held, or acted on, by the record's run.
     pub approval: Option<ApprovalWrite>,
 }
 

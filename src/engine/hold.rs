@@ -150,9 +150,7 @@ impl Engine {
             )),
         }))
     }
-}
 
-impl Engine {
     /// The trigger of a run that acts on the approved decision `approval`: its target as configured, the
     /// instances it held; `None` when the target is no longer configured here.
     pub fn approved_trigger(&self, approval: &Approval) -> Option<Trigger> {
