@@ -30,6 +30,9 @@ pub struct Filter {
     pub until: Option<OffsetDateTime>,
     /// Older than this record (the next page).
     pub before: Option<String>,
+    /// Leave out the access records (page views and logins, source `audit-read`) and the summaries of
+    /// suppressed unauthenticated rejections, so that the runs are not pages down.
+    pub runs_only: bool,
 }
 
 /// The database's clock, read once and carried forward by this process's monotonic clock: the one clock
@@ -92,6 +95,10 @@ pub(super) async fn search(
         texts.push(before);
         conditions.push(format!("id < ${}", texts.len()));
     }
+    if filter.runs_only {
+        conditions
+            .push("source <> 'audit-read' AND (error IS NULL OR error <> 'suppressed')".to_owned());
+    }
     for (op, at) in [(">=", filter.since), ("<=", filter.until)] {
         if let Some(at) = at {
             times.push(millis(at));
@@ -134,13 +141,14 @@ pub(super) async fn recovery_of(
     row.as_ref().map(record_from_row).transpose()
 }
 
-/// The newest run of `target` (acting, completed or refused; from an alert, a person or the CLI).
+/// The newest run of `target` (acting, completed, refused, held or would-act; from an alert, a person or the
+/// CLI).
 pub(super) async fn last_run(
     readers: &AnyPool,
     target: &TargetId,
 ) -> Result<Option<AuditRecord>, AuditError> {
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM audit_records WHERE {} AND outcome IN ('completed', 'refused', 'acting') \
+        "SELECT {COLUMNS} FROM audit_records WHERE {} AND outcome IN ('completed', 'refused', 'acting', 'held', 'would-act') \
          AND source NOT IN ('admin', 'notify', 'recovery-check', 'audit-read') ORDER BY id DESC LIMIT 1",
         keys::matches("audit_records", 1)
     ))

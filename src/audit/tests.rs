@@ -322,7 +322,111 @@ on_both_stores!(
     a_breaker_opens_once_and_stays_open_for_every_process_until_reset,
     a_job_is_claimed_by_one_process_runs_once_and_is_retried_or_taken_over,
     a_held_record_counts_as_written_once_its_final_version_is_in_the_chain,
+    the_runs_only_search_leaves_access_records_and_suppressed_summaries_out,
+    a_held_decision_counts_each_approver_once_and_closes_once,
 );
+
+async fn the_runs_only_search_leaves_access_records_and_suppressed_summaries_out(db: TestDb) {
+    let (store, writer) = db.open().await;
+    let mut login = record("A1", "web", 0);
+    login.source = Source::AuditRead;
+    let mut suppressed = record("A2", "web", 0);
+    suppressed.outcome = Outcome::Rejected;
+    suppressed.error = Some("suppressed".into());
+    for put in [login, suppressed, record("A3", "web", 1)] {
+        store.put(put).await.unwrap();
+    }
+    let ids = |records: Vec<AuditRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let runs = Filter {
+        runs_only: true,
+        ..Filter::default()
+    };
+    assert_eq!(ids(store.search(&runs, 10).await.unwrap()), ["A3"]);
+    assert_eq!(
+        ids(store.search(&Filter::default(), 10).await.unwrap()),
+        ["A3", "A2", "A1"]
+    );
+    drop(store);
+    writer.finish().await;
+}
+
+async fn a_held_decision_counts_each_approver_once_and_closes_once(db: TestDb) {
+    let (store, writer) = db.open().await;
+    let approver = |who: &str| Approver {
+        who: who.into(),
+        door: "api".into(),
+        name: None,
+        at: String::new(),
+    };
+    let hold = |held: &str, ttl: time::Duration| {
+        ApprovalWrite::Hold(NewApproval::new(
+            held.into(),
+            &id("web"),
+            2,
+            OffsetDateTime::now_utc() + ttl,
+            r#"{"decision": {"steps": []}}"#.into(),
+        ))
+    };
+    let held = record("H1", "web", 0);
+    let long = time::Duration::hours(1);
+    store
+        .put_run(held, None, Vec::new(), Some(hold("H1", long)))
+        .await
+        .unwrap();
+    let act_after = Duration::from_secs(60);
+    let first = store.approve("H1", approver("a"), act_after).await.unwrap();
+    assert!(matches!(first, Vote::Counted(_)), "{first:?}");
+    let again = store.approve("H1", approver("a"), act_after).await.unwrap();
+    assert!(matches!(again, Vote::Again(_)), "{again:?}");
+    assert_eq!(store.pending_approvals().await.unwrap().len(), 1);
+    let second = store.approve("H1", approver("b"), act_after).await.unwrap();
+    let Vote::Closed(closed) = second else {
+        panic!("{second:?}")
+    };
+    assert_eq!(closed.state, ApprovalState::Approved);
+    let late = store.approve("H1", approver("c"), act_after).await.unwrap();
+    assert!(matches!(late, Vote::TooLate(_)), "{late:?}");
+    assert!(store.pending_approvals().await.unwrap().is_empty());
+    // A decision past its expiry takes no vote, and its expiry closes it once; it counts as expired.
+    let short = time::Duration::milliseconds(-1);
+    store
+        .put_run(
+            record("H2", "web", 0),
+            None,
+            Vec::new(),
+            Some(hold("H2", short)),
+        )
+        .await
+        .unwrap();
+    let late = store.approve("H2", approver("a"), act_after).await.unwrap();
+    assert!(matches!(late, Vote::TooLate(_)), "{late:?}");
+    assert!(matches!(store.expire("H2").await.unwrap(), Vote::Closed(_)));
+    assert!(matches!(
+        store.expire("H2").await.unwrap(),
+        Vote::TooLate(_)
+    ));
+    let mut counts: Vec<(String, i64)> = store
+        .approval_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, _, state, n)| (state, n))
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("approved".to_owned(), 1), ("expired".to_owned(), 1)]
+    );
+    assert!(matches!(
+        store
+            .approve("nope", approver("a"), act_after)
+            .await
+            .unwrap(),
+        Vote::Unknown
+    ));
+    drop(store);
+    writer.finish().await;
+}
 
 /// What the writer asks before writing a held record again: a commit reported failed may have landed.
 async fn a_held_record_counts_as_written_once_its_final_version_is_in_the_chain(db: TestDb) {

@@ -137,7 +137,14 @@ assert.equal(await rows(`target=${TARGET}&region=eu-west-1`), 0);
 assert.equal(await rows(`target=${TARGET}&account=222233334444`), 0);
 assert.equal(await rows("from=2001-01-01T00:00&to=2001-01-02T00:00"), 0);
 assert.ok((await rows("from=2001-01-01T00:00")) >= 1);
-step("filters by source, outcome, target, account, region and time range work");
+const sources = async (query) => {
+  await page.goto(`${BASE}/ui/?${query}`);
+  return page.locator('table.timeline td[data-label="Source"]').allTextContents();
+};
+assert.ok(!(await sources("")).includes("audit-read"), "the default timeline shows runs, not logins");
+assert.ok((await sources("access=on")).includes("audit-read"), "the access filter shows the logins");
+assert.ok((await sources("source=audit-read")).includes("audit-read"), "as does their source");
+step("filters by source, outcome, target, account, region and time range work; logins only when asked");
 
 // An audit token's session sees a held decision's evidence, without the buttons.
 await page.goto(`${BASE}/ui/approvals/${HELD}`);

@@ -337,6 +337,7 @@ async fn timeline(
         since: parse_local(&form.from),
         until: parse_local(&form.to),
         before: some(&form.before),
+        runs_only: form.runs_only(),
     };
     let mut records = state.audit.search(&filter, PAGE + 1).await?;
     let next = (records.len() > PAGE as usize).then(|| {
@@ -350,6 +351,7 @@ async fn timeline(
             ("outcome", &form.outcome),
             ("from", &form.from),
             ("to", &form.to),
+            ("access", &form.access),
         ] {
             if !value.is_empty() {
                 link.append_pair(key, value);

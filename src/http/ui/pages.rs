@@ -35,6 +35,16 @@ pub struct FilterForm {
     /// Older than this record.
     #[serde(default)]
     pub before: String,
+    /// `on`: include the access records (page views, logins) and the summaries of suppressed rejections.
+    #[serde(default)]
+    pub access: String,
+}
+
+impl FilterForm {
+    /// Whether the timeline leaves the access records out: unless asked for, or their source is.
+    pub fn runs_only(&self) -> bool {
+        self.access.is_empty() && self.source != "audit-read"
+    }
 }
 
 const SOURCES: [&str; 11] = [
@@ -214,6 +224,7 @@ pub fn timeline(
                 }
                 label { "From (UTC)" input type="datetime-local" name="from" value=(filter.from); }
                 label { "To (UTC)" input type="datetime-local" name="to" value=(filter.to); }
+                label.check { input type="checkbox" name="access" value="on" checked[!filter.access.is_empty()]; "Include access records (page views, logins)" }
                 button type="submit" { "Filter" }
             }
             @if records.is_empty() {
