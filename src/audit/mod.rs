@@ -55,7 +55,7 @@ pub use leases::{Lease, Leased};
 pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
-pub use records::{Filter, LastAction, SharedClock, Tally};
+pub use records::{Filter, HealthPoint, LastAction, SharedClock, Tally};
 pub use rows::{StoredRow, millis};
 pub use silences::{END_JOB as SILENCE_END_JOB, Silence};
 pub use store::AuditStore;

@@ -182,6 +182,70 @@ pub(super) async fn recent_runs(
     rows.iter().map(record_from_row).collect()
 }
 
+/// A target's health as one run or recovery check saw it: what the audit page's charts draw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthPoint {
+    /// The record.
+    pub id: String,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Instances InService then.
+    pub in_service: u32,
+    /// Instances registered but not InService then.
+    pub not_in_service: u32,
+    /// Instances the run acted on (0 for a check).
+    pub acted: u32,
+}
+
+impl HealthPoint {
+    /// The point a record gives, when it read the target (its snapshot is in its detail).
+    pub fn of(record: &AuditRecord) -> Option<Self> {
+        let instances = record.detail["seen"]["instances"].as_array()?;
+        let in_service = instances
+            .iter()
+            .filter(|instance| instance["health"]["state"] == "InService")
+            .count();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Some(Self {
+            id: record.id.clone(),
+            at: record.at,
+            in_service: count(in_service),
+            not_in_service: count(instances.len() - in_service),
+            acted: record.acted,
+        })
+    }
+}
+
+/// What `target`'s runs and recovery checks since `since` saw of it, oldest first, at most `limit` of the
+/// newest: one query on the (target, time) index.
+pub(super) async fn health_points(
+    readers: &AnyPool,
+    target: &TargetId,
+    since: OffsetDateTime,
+    limit: u32,
+) -> Result<Vec<HealthPoint>, AuditError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_records WHERE {} AND at_ms >= $4 \
+         AND source NOT IN ('admin', 'notify', 'audit-read') ORDER BY id DESC LIMIT $5",
+        keys::matches("audit_records", 1)
+    ))
+    .bind(target.account.as_str())
+    .bind(target.region.as_str())
+    .bind(target.name.as_str())
+    .bind(millis(since))
+    .bind(i64::from(limit))
+    .fetch_all(readers)
+    .await?;
+    let mut points = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(point) = HealthPoint::of(&record_from_row(row)?) {
+            points.push(point);
+        }
+    }
+    points.reverse();
+    Ok(points)
+}
+
 /// How many records each target has, by source and outcome, and how many of them acted: (account, region,
 /// target, source, outcome, records, acted).
 pub(super) async fn tally(readers: &AnyPool) -> Result<Vec<Tally>, AuditError> {

@@ -739,6 +739,17 @@ impl AuditStore {
         super::records::recent_runs(&self.readers, target, limit).await
     }
 
+    /// What `target`'s runs and recovery checks since `since` saw of its health, oldest first, at most `limit`
+    /// of the newest.
+    pub async fn health_points(
+        &self,
+        target: &TargetId,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<super::HealthPoint>, AuditError> {
+        super::records::health_points(&self.readers, target, since, limit).await
+    }
+
     /// How many records each target has, by source and outcome, and how many acted.
     pub async fn tally(&self) -> Result<Vec<super::records::Tally>, AuditError> {
         super::records::tally(&self.readers).await

@@ -146,6 +146,29 @@ assert.ok((await sources("access=on")).includes("audit-read"), "the access filte
 assert.ok((await sources("source=audit-read")).includes("audit-read"), "as does their source");
 step("filters by source, outcome, target, account, region and time range work; logins only when asked");
 
+// A target's page: its health as a chart whose marks link to the runs that acted, with a text alternative.
+await page.goto(`${BASE}/ui/`);
+await Promise.all([page.waitForNavigation(), page.locator("table a", { hasText: TARGET }).first().click()]);
+assert.match(new URL(page.url()).pathname, /^\/ui\/targets\//);
+assert.equal(await page.textContent("svg title#health-title"), `Health of ${TARGET}`);
+assert.match(await page.textContent("svg desc"), /1 readings? from .* the last saw 3 InService and 2 not InService; 1 runs acted/);
+const mark = page.locator('svg a[href^="/ui/runs/"]');
+assert.equal(await mark.count(), 1, "the run that acted is marked");
+assert.match(await page.locator("details table").textContent(), /3.*2.*1/s);
+await page.screenshot({ path: `${OUT}/target-light.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "dark" });
+await page.screenshot({ path: `${OUT}/target-dark.png`, fullPage: true });
+for (const scheme of ["dark", "light"]) {
+  await page.emulateMedia({ colorScheme: scheme });
+  assert.deepEqual(await contrast(), [], `text below 4.5:1 in ${scheme} mode on the target page`);
+}
+await Promise.all([page.waitForNavigation(), page.click("text=last 7 days")]);
+assert.match(page.url(), /range=7d/);
+const markHref = await page.locator('svg a[href^="/ui/runs/"]').getAttribute("href");
+await Promise.all([page.waitForNavigation(), page.goto(`${BASE}${markHref}`)]);
+assert.match(await page.textContent("main"), /replace: terminate/);
+step("a target's page charts its health; the mark of the run that acted links to it");
+
 // An audit token's session sees a held decision's evidence, without the buttons.
 await page.goto(`${BASE}/ui/approvals/${HELD}`);
 assert.match(await page.textContent("main"), /OutOfService/);

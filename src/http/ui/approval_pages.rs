@@ -41,7 +41,7 @@ pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
                 tbody {
                     @for way in ways {
                         tr {
-                            td { (way.target) " " span.muted { (way.account) "/" (way.region) } }
+                            td { a href=(super::targets::path_of(&way.account, &way.region, &way.target)) { (way.target) } " " span.muted { (way.account) "/" (way.region) } }
                             td { (way.mode) }
                             td { (way.runs) }
                             td { (way.would_act) }

@@ -8,8 +8,10 @@
 mod approval_pages;
 mod approvals;
 mod attempts;
+mod chart;
 mod pages;
 mod session;
+mod targets;
 
 pub use attempts::LoginAttempts;
 
@@ -47,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(|| async { see_other("/ui/") }))
         .route("/ui/", get(timeline))
         .route("/ui/runs/{id}", get(run))
+        .route("/ui/targets/{key}", get(targets::show))
         .route("/ui/approvals", get(approvals::list))
         .route("/ui/approvals/{id}", get(approvals::show))
         .route("/ui/approvals/{id}/approve", post(approvals::approve))

@@ -190,7 +190,7 @@ pub fn timeline(
                     tbody {
                         @for budget in &state.budgets {
                             tr {
-                                td { (budget.target) }
+                                td { a href=(super::targets::path_of(&budget.account, &budget.region, &budget.target)) { (budget.target) } }
                                 td { (budget.account) " / " (budget.region) }
                                 td { (budget.left.target_hour) " / " (budget.left.target_day) }
                                 td { (budget.left.all_hour) " / " (budget.left.all_day) }
