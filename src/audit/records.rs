@@ -217,7 +217,7 @@ impl HealthPoint {
 }
 
 /// What `target`'s runs and recovery checks since `since` saw of it, oldest first, at most `limit` of the
-/// newest: one query on the (target, time) index.
+/// newest that read it (a refusal before the read has no snapshot): one query on the (target, time) index.
 pub(super) async fn health_points(
     readers: &AnyPool,
     target: &TargetId,
@@ -226,7 +226,8 @@ pub(super) async fn health_points(
 ) -> Result<Vec<HealthPoint>, AuditError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM audit_records WHERE {} AND at_ms >= $4 \
-         AND source NOT IN ('admin', 'notify', 'audit-read') ORDER BY id DESC LIMIT $5",
+         AND source NOT IN ('admin', 'notify', 'audit-read') AND detail LIKE '%\"seen\":%' \
+         ORDER BY id DESC LIMIT $5",
         keys::matches("audit_records", 1)
     ))
     .bind(target.account.as_str())

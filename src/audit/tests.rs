@@ -324,7 +324,44 @@ on_both_stores!(
     a_held_record_counts_as_written_once_its_final_version_is_in_the_chain,
     the_runs_only_search_leaves_access_records_and_suppressed_summaries_out,
     a_held_decision_counts_each_approver_once_and_closes_once,
+    a_targets_health_points_are_its_readings_in_the_range_oldest_first,
 );
+
+async fn a_targets_health_points_are_its_readings_in_the_range_oldest_first(db: TestDb) {
+    let (store, writer) = db.open().await;
+    let seen = |states: &[&str]| {
+        let instances: Vec<serde_json::Value> = states
+            .iter()
+            .map(|state| serde_json::json!({"instance_id": "i", "health": {"state": state}}))
+            .collect();
+        serde_json::json!({"seen": {"target": "web", "instances": instances}})
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut old = record("P1", "web", 0);
+    old.at = now - time::Duration::days(2);
+    old.detail = seen(&["InService", "OutOfService"]);
+    let mut acted = record("P2", "web", 1);
+    acted.detail = seen(&["InService", "InService", "OutOfService"]);
+    let mut check = record("P3", "web", 0);
+    check.detail = seen(&["InService", "InService", "InService"]);
+    let mut other = record("P4", "api", 0);
+    other.detail = seen(&["OutOfService"]);
+    let unread = record("P5", "web", 0);
+    for put in [old, acted, check, other, unread] {
+        store.put(put).await.unwrap();
+    }
+    let day = now - time::Duration::days(1);
+    let points = store.health_points(&id("web"), day, 10).await.unwrap();
+    let seen: Vec<(&str, u32, u32, u32)> = points
+        .iter()
+        .map(|p| (p.id.as_str(), p.in_service, p.not_in_service, p.acted))
+        .collect();
+    assert_eq!(seen, [("P2", 2, 1, 1), ("P3", 3, 0, 0)]);
+    let newest = store.health_points(&id("web"), day, 1).await.unwrap();
+    assert_eq!(newest[0].id, "P3", "the newest of the range when bounded");
+    drop(store);
+    writer.finish().await;
+}
 
 async fn the_runs_only_search_leaves_access_records_and_suppressed_summaries_out(db: TestDb) {
     let (store, writer) = db.open().await;
