@@ -232,6 +232,15 @@ impl Voted {
     }
 }
 
+/// A vote as every door takes it: approve, or reject for a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ballot {
+    /// Approve the held decision.
+    Approve,
+    /// Reject it, for this reason (required).
+    Reject(String),
+}
+
 /// Votes on held decisions, over the store and the engine.
 #[derive(Debug, Clone, Copy)]
 pub struct Approvals<'a> {
@@ -253,6 +262,20 @@ impl<'a> Approvals<'a> {
     /// Every held decision still waiting, with its evidence.
     pub async fn pending(&self) -> Result<Vec<Approval>, AuditError> {
         self.audit.pending_approvals().await
+    }
+
+    /// Casts `approver`'s `ballot` on `id` (recorded in `meta`): `approve` or `reject`.
+    pub async fn cast(
+        &self,
+        meta: RequestMeta,
+        id: &str,
+        approver: Approver,
+        ballot: Ballot,
+    ) -> Result<Voted, ApprovalError> {
+        match ballot {
+            Ballot::Approve => self.approve(meta, id, approver).await,
+            Ballot::Reject(reason) => self.reject(meta, id, approver, &reason).await,
+        }
     }
 
     /// Counts `approver`'s approval of `id` (recorded in `meta`, whose source is the door's); the vote that
@@ -386,11 +409,8 @@ impl<'a> Approvals<'a> {
             meta.target = Some(approval.target.clone());
             meta.place = Some((approval.account.clone(), approval.region.clone()));
         }
-        let record = meta.into_record(outcome, 0, None, 0);
-        self.audit
-            .finish_job(record, &job.id, Vec::new())
+        self.finish(job, meta.into_record(outcome, 0, None, 0))
             .await
-            .map(|_| ())
     }
 
     /// Runs the act job of an approved decision whose approver's run did not finish it: the run, once (its
@@ -406,12 +426,9 @@ impl<'a> Approvals<'a> {
         let approval = match self.audit.approval(&id).await? {
             Some(approval) if approval.state == ApprovalState::Approved => approval,
             _ => {
-                let record = meta.into_record(Outcome::Ignored, 0, None, 0);
                 return self
-                    .audit
-                    .finish_job(record, &job.id, Vec::new())
-                    .await
-                    .map(|_| ());
+                    .finish(job, meta.into_record(Outcome::Ignored, 0, None, 0))
+                    .await;
             }
         };
         let why = match self.act(meta.clone(), &approval).await {
@@ -419,12 +436,9 @@ impl<'a> Approvals<'a> {
             Ok(Acted::Ran(_)) => return Ok(()),
             Ok(Acted::Already(first)) => {
                 meta.note("acted_in", first);
-                let record = meta.into_record(Outcome::Ignored, 0, None, 0);
                 return self
-                    .audit
-                    .finish_job(record, &job.id, Vec::new())
-                    .await
-                    .map(|_| ());
+                    .finish(job, meta.into_record(Outcome::Ignored, 0, None, 0))
+                    .await;
             }
             Ok(Acted::Elsewhere(first)) => format!("run {first} is acting on it"),
             Err(err) => err.to_string(),
@@ -444,6 +458,15 @@ impl<'a> Approvals<'a> {
         meta.target = Some(approval.target.clone());
         meta.place = Some((approval.account.clone(), approval.region.clone()));
         let record = meta.into_record(Outcome::Rejected, 0, Some("approval-not-acted"), 0);
+        self.finish(job, record).await
+    }
+
+    /// Removes a decision's job with the record it produced, in one commit.
+    async fn finish(
+        &self,
+        job: &ClaimedJob,
+        record: crate::audit::AuditRecord,
+    ) -> Result<(), AuditError> {
         self.audit
             .finish_job(record, &job.id, Vec::new())
             .await
@@ -466,7 +489,7 @@ impl<'a> Approvals<'a> {
             )),
             Vote::TooLate(approval) => Err(match approval.state {
                 ApprovalState::Pending | ApprovalState::Expired => {
-                    let at = crate::engine::hold::rfc3339(approval.expires_at);
+                    let at = crate::audit::rfc3339(approval.expires_at);
                     ApprovalError::Expired(id.to_owned(), at)
                 }
                 state => ApprovalError::Closed(id.to_owned(), state.as_str()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditStore, Auth, RequestMeta, Source};
+use crate::audit::{AuditStore, Auth, RequestMeta, Source, rfc3339};
 use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
 use crate::controls::{ControlError, Controls, Named};
@@ -139,13 +139,8 @@ pub async fn approvals_command(
             .await
             .map_err(anyhow::Error::from)
             .and_then(|pending| Ok(serde_json::to_string_pretty(&pending)?)),
-        Some((CliVote::Approve { id, by }, token)) => approvals
-            .approve(meta, &id, approver(by, &token))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|voted| Ok(serde_json::to_string_pretty(&voted)?)),
-        Some((CliVote::Reject { id, reason, by }, token)) => approvals
-            .reject(meta, &id, approver(by, &token), &reason)
+        Some((CliVote { id, ballot, by }, token)) => approvals
+            .cast(meta, &id, approver(by, &token), ballot)
             .await
             .map_err(anyhow::Error::from)
             .and_then(|voted| Ok(serde_json::to_string_pretty(&voted)?)),
@@ -154,25 +149,15 @@ pub async fn approvals_command(
     out
 }
 
-/// A vote from the command line.
+/// A vote from the command line: on which held decision, the ballot, and a name shown beside the approver.
 #[derive(Debug, Clone)]
-pub enum CliVote {
-    /// Approve the held decision `id`.
-    Approve {
-        /// The held decision.
-        id: String,
-        /// A name shown beside the operator.
-        by: Option<String>,
-    },
-    /// Reject it for `reason`.
-    Reject {
-        /// The held decision.
-        id: String,
-        /// Why.
-        reason: String,
-        /// A name shown beside the operator.
-        by: Option<String>,
-    },
+pub struct CliVote {
+    /// The held decision.
+    pub id: String,
+    /// Approve, or reject for a reason.
+    pub ballot: crate::approvals::Ballot,
+    /// A name shown beside the approver (default: the login name and host).
+    pub by: Option<String>,
 }
 
 /// `reflex targets`: each target's mode and what observe and approve modes have seen of it (runs, would
@@ -509,12 +494,6 @@ pub async fn audit_list_command(path: &Path, limit: u32, json: bool) -> anyhow::
         out.push('\n');
     }
     Ok(out)
-}
-
-/// A time as the audit listings print it.
-fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// `reflex audit list --stuck`: delivery claims whose process died before settling them.

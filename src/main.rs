@@ -527,7 +527,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     by,
                 } => {
                     let token = commands::approver_token(token_file.as_deref())?;
-                    let vote = commands::CliVote::Approve { id, by };
+                    let ballot = reflex::approvals::Ballot::Approve;
+                    let vote = commands::CliVote { id, ballot, by };
                     (config, Some((vote, token)))
                 }
                 ApprovalsCommand::Reject {
@@ -538,7 +539,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     by,
                 } => {
                     let token = commands::approver_token(token_file.as_deref())?;
-                    let vote = commands::CliVote::Reject { id, reason, by };
+                    let ballot = reflex::approvals::Ballot::Reject(reason);
+                    let vote = commands::CliVote { id, ballot, by };
                     (config, Some((vote, token)))
                 }
             };

@@ -71,12 +71,11 @@ pub struct Ask {
 impl Ask {
     /// The request for approval of the held decision `hold`, answered as `approval`.
     pub fn of(approval: &crate::engine::ApprovalRef, hold: &crate::audit::NewApproval) -> Self {
-        let body: serde_json::Value = serde_json::from_str(&hold.body).unwrap_or_default();
         Self {
             id: approval.id.clone(),
             expires_at: approval.expires_at.clone(),
             url: approval.url.clone(),
-            evidence: body.get("evidence").cloned().unwrap_or_default(),
+            evidence: hold.body["evidence"].clone(),
         }
     }
 }

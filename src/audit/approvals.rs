@@ -120,7 +120,7 @@ pub struct NewApproval {
     /// When it expires (ms on the database's clock).
     pub expires_ms: i64,
     /// The engine's JSON.
-    pub body: String,
+    pub body: serde_json::Value,
 }
 
 impl NewApproval {
@@ -130,7 +130,7 @@ impl NewApproval {
         target: &crate::target::TargetId,
         required: u32,
         expires_at: OffsetDateTime,
-        body: String,
+        body: serde_json::Value,
     ) -> Self {
         Self {
             id,
@@ -223,7 +223,7 @@ async fn hold(tx: &mut Tx<'_>, held: &NewApproval, now: i64) -> Result<(), sqlx:
     .bind(i64::from(held.required))
     .bind(now)
     .bind(held.expires_ms)
-    .bind(held.body.as_str())
+    .bind(held.body.to_string())
     .execute(&mut **tx)
     .await?;
     let expire = NewJob {
@@ -299,12 +299,7 @@ pub(super) async fn vote(
     };
     let expired = now >= row.8;
     let mut approval = from_row(row);
-    let at = from_millis(now)
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
+    let at = from_millis(now).map(super::rfc3339).unwrap_or_default();
     let Some(resolution) = voted(&mut approval, change, expired, at) else {
         let again = approval.state == ApprovalState::Pending && !expired;
         return Ok(if again && matches!(change, Change::Approve(..)) {

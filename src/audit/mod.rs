@@ -56,7 +56,7 @@ pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use records::{Filter, HealthPoint, LastAction, SharedClock, Tally};
-pub use rows::{StoredRow, millis};
+pub use rows::{StoredRow, millis, rfc3339};
 pub use silences::{END_JOB as SILENCE_END_JOB, Silence};
 pub use store::AuditStore;
 pub use writer::WriterTask;

@@ -401,7 +401,7 @@ async fn a_held_decision_counts_each_approver_once_and_closes_once(db: TestDb) {
             &id("web"),
             2,
             OffsetDateTime::now_utc() + ttl,
-            r#"{"decision": {"steps": []}}"#.into(),
+            serde_json::json!({"decision": {"steps": []}}),
         ))
     };
     let held = record("H1", "web", 0);

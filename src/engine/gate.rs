@@ -23,10 +23,7 @@ pub fn brakes_refusal(brakes: Brakes) -> Option<Refusal> {
         return Some(Refusal::Silenced {
             reason: silence.reason,
             by: silence.by,
-            until: silence
-                .until
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
+            until: crate::audit::rfc3339(silence.until),
         });
     }
     brakes.breaker.map(|breaker| Refusal::BreakerOpen {

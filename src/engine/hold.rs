@@ -5,23 +5,17 @@
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::decide::{Decided, Decision};
 use super::port::Snapshot;
 use super::summary::ApprovalRef;
 use super::targets::Target;
 use super::{Approved, Authenticated, Engine, EngineError, Run, Summary, Trigger};
-use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta};
+use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta, rfc3339};
 use crate::target::Place;
 
 /// Runs (and recovery checks) of the target an approver sees.
 const LAST_RUNS: u32 = 5;
-
-/// RFC 3339, or nothing.
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
-}
 
 /// What approvers see of a held decision. Pure.
 pub fn evidence(
@@ -141,24 +135,16 @@ impl Engine {
             read: true,
             tripped: None,
             check: None,
-            hold: Some(NewApproval::new(
-                id,
-                &target.id,
-                required,
-                expires_at,
-                body.to_string(),
-            )),
+            hold: Some(NewApproval::new(id, &target.id, required, expires_at, body)),
         }))
     }
 
     /// The trigger of a run that acts on the approved decision `approval`: its target as configured, the
     /// instances it held; `None` when the target is no longer configured here.
     pub fn approved_trigger(&self, approval: &Approval) -> Option<Trigger> {
-        let target = self.targets.all().iter().find(|target| {
-            target.id.account == approval.account
-                && target.id.region == approval.region
-                && target.id.name == approval.target
-        })?;
+        let target =
+            self.targets
+                .by_place(&approval.target, &approval.account, &approval.region)?;
         let decision: Option<Decision> =
             serde_json::from_value(approval.body["decision"].clone()).ok();
         let instances = decision

@@ -16,7 +16,7 @@ use super::body::WholeBody;
 use super::error::parse_json;
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
-use crate::approvals::{ApprovalError, Approvals, Voted};
+use crate::approvals::{ApprovalError, Approvals, Ballot, Voted};
 use crate::audit::{Approver, Auth, Source};
 
 /// The body of a vote (optional for an approval).
@@ -109,16 +109,17 @@ async fn vote(
         name: request.by.as_deref().map(crate::untrusted::bounded),
         at: String::new(),
     };
+    let ballot = if rejecting {
+        Ballot::Reject(request.reason.unwrap_or_default())
+    } else {
+        Ballot::Approve
+    };
     let audit_id = meta.id.clone();
     let work_state = state.clone();
     let work = async move {
-        let approvals = approvals(&work_state);
-        let voted = if rejecting {
-            let reason = request.reason.unwrap_or_default();
-            approvals.reject(meta, &id, approver, &reason).await
-        } else {
-            approvals.approve(meta, &id, approver).await
-        };
+        let voted = approvals(&work_state)
+            .cast(meta, &id, approver, ballot)
+            .await;
         answer(voted)
     };
     super::detached(&state, audit_id, work).await

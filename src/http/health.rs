@@ -29,9 +29,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .iter()
         .map(|(topic, at)| {
-            let at = at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
+            let at = crate::audit::rfc3339(*at);
             format!("SNS topic {topic} unsubscribed reflex at {at}; subscribe again")
         })
         .collect();

@@ -128,7 +128,7 @@ impl AppState {
                 serde_json::json!({
                     "count": total,
                     "codes": codes,
-                    "since": since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    "since": crate::audit::rfc3339(since),
                     "why": "unauthenticated rejections past the per-source rate are counted, not recorded one by one",
                 }),
             );

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::body::WholeBody;
 use super::request_id::Arrival;
 use super::{ApiError, AppState};
-use crate::approvals::ApprovalError;
+use crate::approvals::{ApprovalError, Ballot};
 use crate::audit::{Approver, Auth, RequestMeta, Source};
 use crate::slack::{Action, Press, escape};
 
@@ -106,15 +106,14 @@ async fn vote(state: &AppState, meta: RequestMeta, press: Press) {
         name: None,
         at: String::new(),
     };
-    let voted = match press.action {
-        Action::Approve => approvals.approve(meta, &press.approval, approver).await,
-        Action::Reject => {
-            let reason = format!("rejected in Slack by <@{}>", press.user);
-            approvals
-                .reject(meta, &press.approval, approver, &reason)
-                .await
-        }
+    let ballot = match press.action {
+        Action::Approve => Ballot::Approve,
+        // A button carries no text: the reason says where and who.
+        Action::Reject => Ballot::Reject(format!("rejected in Slack by <@{}>", press.user)),
     };
+    let voted = approvals
+        .cast(meta, &press.approval, approver, ballot)
+        .await;
     let text = match &voted {
         Ok(voted) => format!("<@{}>: {}", press.user, escape(&voted.in_words())),
         // A failure inside reflex (the store, AWS) is not told to the channel: its code, and the trail.

@@ -13,7 +13,7 @@ use super::super::request_id::Arrival;
 use super::super::{ApiError, AppState};
 use super::session::Sessions;
 use super::{approval_pages, see_other, session_of, sessions};
-use crate::approvals::Approvals;
+use crate::approvals::{Approvals, Ballot};
 use crate::audit::{Approver, Auth, Source};
 
 /// The held decisions waiting and the way up.
@@ -138,7 +138,11 @@ async fn vote(
         return state.refused(meta, err).await.into_response();
     }
     meta.auth = Auth::Passed;
-    let reason = field("reason");
+    let ballot = if rejecting {
+        Ballot::Reject(field("reason"))
+    } else {
+        Ballot::Approve
+    };
     let approver = Approver {
         who,
         door: "page".into(),
@@ -149,11 +153,7 @@ async fn vote(
     let work_state = state.clone();
     let work = async move {
         let approvals = Approvals::new(&work_state.audit, &work_state.engine);
-        let voted = if rejecting {
-            approvals.reject(meta, &id, approver, &reason).await
-        } else {
-            approvals.approve(meta, &id, approver).await
-        };
+        let voted = approvals.cast(meta, &id, approver, ballot).await;
         let (status, notice) = match &voted {
             Ok(voted) => (StatusCode::OK, Ok(voted.in_words())),
             Err(err) => {

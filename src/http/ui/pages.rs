@@ -3,7 +3,6 @@
 
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
 use crate::controls::State;
@@ -125,10 +124,7 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
     )
 }
 
-pub(super) fn when(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub(super) use crate::audit::rfc3339 as when;
 
 fn count(value: &Value) -> usize {
     value.as_array().map_or(0, Vec::len)
