@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{
     APPROVAL_ACT_JOB, APPROVAL_EXPIRE_JOB, AuditError, AuditStore, ClaimedJob, SILENCE_END_JOB,
 };
-use crate::engine::{Engine, RECOVERY_CHECK_JOB};
+use crate::engine::{Engine, LADDER_CHECK_JOB, RECOVERY_CHECK_JOB};
 use crate::notify::{self, Attempted, Notifier};
 
 /// Jobs run at once by one process.
@@ -101,6 +101,11 @@ impl Jobs {
             RECOVERY_CHECK_JOB => self
                 .engine
                 .check_recovery(job)
+                .await
+                .map_err(|err| err.to_string()),
+            LADDER_CHECK_JOB => self
+                .engine
+                .check_step(job)
                 .await
                 .map_err(|err| err.to_string()),
             notify::JOB_KIND => self.notify(job).await.map_err(|err| err.to_string()),

@@ -22,6 +22,7 @@ pub mod jobs;
 mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod pagerduty;
 mod server;
 pub mod slack;
 pub mod sns;

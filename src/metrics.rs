@@ -97,11 +97,18 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
-/// Why a breaker opened: `budget`, `aws-errors` or `not-recovered`.
+/// Why a breaker opened (`budget`, `aws-errors`, `escalated`, `relapsing`), or why a target escalated.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TripLabels {
     /// What tripped it.
     pub reason: &'static str,
+}
+
+/// A step of a target's ladder: `reboot` or `replace`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// The step.
+    pub step: &'static str,
 }
 
 /// A finished step with an `outcome` from a closed set (recovery checks, notifications, refusals).
@@ -153,6 +160,12 @@ pub struct Metrics {
     pub breaker_trips: Family<TripLabels, Counter>,
     /// Breakers closed by an operator through this process.
     pub breaker_resets: Counter,
+    /// Instances acted on by each step of the ladders (reboot, replace), by this process.
+    pub ladder_steps: Family<StepLabels, Counter>,
+    /// Replacements found broken again within the relapse window, by this process's runs.
+    pub relapses: Counter,
+    /// Targets escalated to a person, by why (escalated: the last step did not fix it; relapsing).
+    pub escalations: Family<TripLabels, Counter>,
     /// Recovery checks run by this process, by outcome (recovered, not-recovered, failed).
     pub recovery_checks: Family<OutcomeLabels, Counter>,
     /// Notifications by outcome (delivered, failed, dropped).
@@ -244,7 +257,7 @@ impl Default for Metrics {
         let breaker_trips = Family::default();
         registry.register(
             "breaker_trips",
-            "Breakers opened, by what tripped them (budget, aws-errors, not-recovered)",
+            "Breakers opened, by what tripped them (budget, aws-errors, escalated, relapsing)",
             breaker_trips.clone(),
         );
         let breaker_resets = Counter::default();
@@ -252,6 +265,24 @@ impl Default for Metrics {
             "breaker_resets",
             "Breakers closed by an operator",
             breaker_resets.clone(),
+        );
+        let ladder_steps = Family::default();
+        registry.register(
+            "ladder_steps",
+            "Instances acted on by each step of the targets' ladders (reboot, replace)",
+            ladder_steps.clone(),
+        );
+        let relapses = Counter::default();
+        registry.register(
+            "relapses",
+            "Instances that replaced broken ones and broke again within remediation.relapse_window_secs",
+            relapses.clone(),
+        );
+        let escalations = Family::default();
+        registry.register(
+            "escalations",
+            "Targets escalated to a person, by reason (escalated: the last step of the ladder did not fix it; relapsing)",
+            escalations.clone(),
         );
         let recovery_checks = Family::default();
         registry.register(
@@ -298,6 +329,9 @@ impl Default for Metrics {
             refusals,
             breaker_trips,
             breaker_resets,
+            ladder_steps,
+            relapses,
+            escalations,
             recovery_checks,
             notifications,
             sns_unsubscribed,

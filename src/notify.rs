@@ -52,6 +52,23 @@ pub struct Event {
     /// For a held decision: what approvers need to see and where to approve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Ask>,
+    /// The episode it belongs to (an escalation and its resolution: one PagerDuty incident per target and
+    /// episode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<String>,
+    /// For an escalation: what was tried, in order, each step with its record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tried: Vec<Tried>,
+}
+
+/// One step of an episode, as an escalation lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Tried {
+    /// `reboot`, `check`, `replace`, `escalated`, ...
+    pub step: String,
+    /// Its audit record.
+    pub audit_id: String,
 }
 
 /// A request for approval: the held decision's id, expiry and page, and its evidence.
@@ -92,7 +109,26 @@ impl Event {
             audit_id: audit_id.to_owned(),
             at: OffsetDateTime::now_utc(),
             approval: None,
+            episode: None,
+            tried: Vec::new(),
         }
+    }
+
+    /// The event, as a step of `episode`.
+    pub fn of_episode(mut self, episode: &str) -> Self {
+        self.episode = Some(episode.to_owned());
+        self
+    }
+
+    /// The key PagerDuty groups an episode's events by: one incident per target and episode.
+    pub fn dedup_key(&self) -> String {
+        format!(
+            "reflex/{}/{}/{}/{}",
+            self.account.as_deref().unwrap_or_default(),
+            self.region.as_deref().unwrap_or_default(),
+            self.target,
+            self.episode.as_deref().unwrap_or(&self.audit_id)
+        )
     }
 }
 
@@ -127,6 +163,17 @@ struct Sink {
     url: reqwest::Url,
     format: NotifyFormat,
     events: Vec<NotifyEvent>,
+    /// PagerDuty's routing key (`pagerduty` only), sent in the body, never logged.
+    routing_key: Option<crate::config::Secret>,
+}
+
+impl Sink {
+    /// Whether this webhook hears about `event`: a PagerDuty integration only of escalations and their
+    /// resolution.
+    fn wants(&self, event: NotifyEvent) -> bool {
+        let pages = matches!(event, NotifyEvent::Escalated | NotifyEvent::Resolved);
+        self.events.contains(&event) && (self.format != NotifyFormat::Pagerduty || pages)
+    }
 }
 
 impl std::fmt::Debug for Sink {
@@ -195,6 +242,7 @@ impl Notifier {
                     url,
                     format: entry.format,
                     events: entry.events.clone(),
+                    routing_key: entry.routing_key.clone(),
                 })
             })
             .collect();
@@ -222,7 +270,7 @@ impl Notifier {
     pub fn jobs_for(&self, event: &Event) -> Vec<NewJob> {
         self.sinks
             .iter()
-            .filter(|sink| sink.events.contains(&event.event))
+            .filter(|sink| sink.wants(event.event))
             .map(|sink| NewJob {
                 kind: JOB_KIND,
                 dedup_key: None,
@@ -289,7 +337,7 @@ impl Notifier {
             let event = Some(&queued.event);
             return Attempted::Done(Box::new(self.record(event, None, why, job)));
         };
-        let body = self.body(sink.format, &queued.event);
+        let body = self.body(sink, &queued.event);
         let (status, error) = match self.client.post(sink.url.clone()).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
                 let status = response.status().as_u16();
@@ -347,19 +395,27 @@ impl Notifier {
         meta.into_record(Outcome::Ignored, status.unwrap_or(0), None, 0)
     }
 
-    /// The request body for `format`.
-    fn body(&self, format: NotifyFormat, event: &Event) -> serde_json::Value {
-        let link = self
-            .public_url
+    /// The audit page of the record `audit_id`, when `server.public_url` says where reflex is.
+    fn link(&self, audit_id: &str) -> Option<String> {
+        self.public_url
             .as_ref()
-            .map(|base| format!("{base}/audit/{}", event.audit_id));
-        match format {
+            .map(|base| format!("{base}/audit/{audit_id}"))
+    }
+
+    /// The request body for `sink`.
+    fn body(&self, sink: &Sink, event: &Event) -> serde_json::Value {
+        let link = self.link(&event.audit_id);
+        match sink.format {
             NotifyFormat::Json => {
                 let mut body = serde_json::to_value(event).unwrap_or_default();
                 if let (Some(link), Some(fields)) = (&link, body.as_object_mut()) {
                     fields.insert("link".into(), link.clone().into());
                 }
                 body
+            }
+            NotifyFormat::Pagerduty => {
+                let routing_key = sink.routing_key.as_ref().map(|k| k.expose().to_owned());
+                crate::pagerduty::event(event, routing_key.unwrap_or_default(), |id| self.link(id))
             }
             NotifyFormat::Slack => {
                 let record = match &link {
@@ -370,8 +426,21 @@ impl Notifier {
                     (Some(account), Some(region)) => format!(" ({account}/{region})"),
                     _ => String::new(),
                 };
+                let tried: Vec<String> = event
+                    .tried
+                    .iter()
+                    .map(|step| match self.link(&step.audit_id) {
+                        Some(link) => format!("<{link}|{}>", step.step),
+                        None => format!("{} ({})", step.step, step.audit_id),
+                    })
+                    .collect();
+                let tried = if tried.is_empty() {
+                    String::new()
+                } else {
+                    format!("\ntried: {}", tried.join(" → "))
+                };
                 let text = format!(
-                    "*reflex: {}* on `{}`{}: {} ({record})",
+                    "*reflex: {}* on `{}`{}: {} ({record}){tried}",
                     event.event.as_str(),
                     crate::slack::escape(&event.target),
                     crate::slack::escape(&place),

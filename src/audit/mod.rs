@@ -4,7 +4,7 @@
 //! One home per table: `record` is what one row says and `rows` maps it to and from the database; `chain`
 //! hashes and checks the tamper-evident chain of entries, `entries` keeps it (`audit_entries`, `audit_chain`);
 //! `deliveries` is the claim-or-replay primitive and `claims` its table's SQL; `decisions`, `leases`,
-//! `pauses`, `silences`, `approvals`, `breakers`, `jobs`, `processes` (liveness) and `readiness` each own their table. `writer`
+//! `pauses`, `silences`, `approvals`, `episodes` (and `replacements`, the relapse memory), `breakers`, `jobs`, `processes` (liveness) and `readiness` each own their table. `writer`
 //! only orders a batch's operations through those modules and commits it (group commit); `store` is the API
 //! the rest of reflex uses; `backend` is what differs between SQLite and PostgreSQL; the schema lives in
 //! `migrations/<backend>/`.
@@ -20,6 +20,7 @@ mod completed;
 mod decisions;
 mod deliveries;
 mod entries;
+mod episodes;
 mod held;
 mod home;
 mod jobs;
@@ -31,6 +32,7 @@ mod processes;
 mod readiness;
 mod record;
 mod records;
+mod replacements;
 mod rows;
 mod silences;
 mod store;
@@ -49,6 +51,7 @@ pub use chain::{Break, Entry};
 pub use claims::StuckClaim;
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate, Replay};
 pub use entries::Verified;
+pub use episodes::{EpisodeStep, EpisodeWrite};
 pub use home::Home;
 pub use jobs::{ClaimedJob, NewJob, QUEUE_BOUND};
 pub use leases::{Lease, Leased};
@@ -56,6 +59,7 @@ pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use records::{Filter, HealthPoint, LastAction, SharedClock, Tally};
+pub use replacements::{Joined, Replacement};
 pub use rows::{StoredRow, millis, rfc3339};
 pub use silences::{END_JOB as SILENCE_END_JOB, Silence};
 pub use store::AuditStore;

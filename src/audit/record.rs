@@ -34,6 +34,8 @@ pub enum Source {
     Approval,
     /// `POST /slack/interactions`: an Approve or Reject button pressed in Slack.
     Slack,
+    /// A ladder's next step, taken after the check of the step before it found instances still down.
+    Ladder,
 }
 
 impl Source {
@@ -51,6 +53,7 @@ impl Source {
             Self::Notify => "notify",
             Self::Approval => "approval",
             Self::Slack => "slack",
+            Self::Ladder => "ladder",
         }
     }
 
@@ -68,6 +71,7 @@ impl Source {
             Self::Notify,
             Self::Approval,
             Self::Slack,
+            Self::Ladder,
         ]
         .into_iter()
         .find(|source| source.as_str() == name)

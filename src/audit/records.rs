@@ -278,11 +278,11 @@ pub(super) async fn last_action(
     readers: &AnyPool,
     backend: Backend,
     target: &TargetId,
-    except: Option<&str>,
+    except: &[&str],
 ) -> Result<LastAction, AuditError> {
     let sql = format!(
         "SELECT MAX(COALESCE(acted_ms, at_ms)), {} FROM audit_records \
-         WHERE {} AND acted > 0 AND dry_run = 0 AND id != $4",
+         WHERE {} AND acted > 0 AND dry_run = 0 AND id != $4 AND id != $5",
         backend.now_sql(),
         keys::matches("audit_records", 1)
     );
@@ -290,7 +290,8 @@ pub(super) async fn last_action(
         .bind(target.account.as_str())
         .bind(target.region.as_str())
         .bind(target.name.as_str())
-        .bind(except.unwrap_or_default())
+        .bind(except.first().copied().unwrap_or_default())
+        .bind(except.get(1).copied().unwrap_or_default())
         .fetch_one(readers)
         .await?;
     Ok(LastAction {

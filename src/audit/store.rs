@@ -22,12 +22,14 @@ use super::completed::{Completed, CompletedDeliveries};
 use super::decisions::DecisionRow;
 use super::deliveries::{Claim, Delivery, DeliveryKey, DeliveryUpdate, POLL, Replay, WAIT};
 use super::entries::Verified;
+use super::episodes::{EpisodeStep, EpisodeWrite};
 use super::home::Home;
 use super::jobs::{ClaimedJob, NewJob};
 use super::keys::Key;
 use super::leases::{Lease, Leased};
 use super::pauses::{Pause, Scope};
 use super::records::{Filter, LastAction, SharedClock};
+use super::replacements::Replacement;
 use super::rows::millis;
 use super::silences::{NewSilence, Silence};
 use super::writer::{Op, Pending, Put, QUEUE_DEPTH, Store, WriterTask, Written, submit};
@@ -112,7 +114,7 @@ impl AuditStore {
         record: AuditRecord,
         delivery: Option<DeliveryUpdate>,
     ) -> Result<(), AuditError> {
-        self.put_run(record, delivery, Vec::new(), None)
+        self.put_run(record, delivery, Vec::new(), None, None)
             .await
             .map(|_| ())
     }
@@ -166,14 +168,39 @@ impl AuditStore {
         delivery: Option<DeliveryUpdate>,
         jobs: Vec<NewJob>,
         approval: Option<ApprovalWrite>,
+        episode: Option<EpisodeWrite>,
     ) -> Result<usize, AuditError> {
         self.put_with(Put {
             settle: delivery,
             jobs,
             approval,
+            episode,
             ..Put::record(record)
         })
         .await
+    }
+
+    /// The episode the record `record_id` is a step of, and that episode's steps, oldest first; `None` for a
+    /// record of no episode.
+    pub async fn episode_story(
+        &self,
+        record_id: &str,
+    ) -> Result<Option<(String, Vec<EpisodeStep>)>, AuditError> {
+        let Some(episode) = super::episodes::episode_of(&self.readers, record_id).await? else {
+            return Ok(None);
+        };
+        let story = super::episodes::story(&self.readers, &episode).await?;
+        Ok(Some((episode, story)))
+    }
+
+    /// The replacements of `target` that joined at or after `since_ms` (the database's clock), oldest first:
+    /// what a relapse is counted from.
+    pub async fn replacements_since(
+        &self,
+        target: &TargetId,
+        since_ms: i64,
+    ) -> Result<Vec<Replacement>, AuditError> {
+        Ok(super::replacements::since(&self.readers, target, since_ms).await?)
     }
 
     async fn put_with(&self, put: Put) -> Result<usize, AuditError> {
@@ -303,13 +330,13 @@ impl AuditStore {
     }
 
     /// When instances of this target were last replaced (or were being replaced), for the cooldown: the time
-    /// the run acted (its arrival for records from before that was kept). `except` leaves out one run: the
-    /// dead attempt a takeover finishes is not a cooldown for it. The database's clock is read in the same
-    /// query, so the cooldown is judged on it.
+    /// the run acted (its arrival for records from before that was kept). `except` leaves out up to two runs:
+    /// the dead attempt a takeover finishes, and the earlier step of a ladder's episode, are no cooldown for
+    /// it. The database's clock is read in the same query, so the cooldown is judged on it.
     pub async fn last_action(
         &self,
         target: &TargetId,
-        except: Option<&str>,
+        except: &[&str],
     ) -> Result<LastAction, AuditError> {
         super::records::last_action(&self.readers, self.backend, target, except).await
     }
@@ -674,9 +701,22 @@ impl AuditStore {
         job_id: &str,
         jobs: Vec<NewJob>,
     ) -> Result<usize, AuditError> {
+        self.finish_step(record, job_id, jobs, None).await
+    }
+
+    /// Like `finish_job`, for a job whose record is a step of an episode (a check): the step, and what the
+    /// relapse memory learns from it, ride in the same commit.
+    pub async fn finish_step(
+        &self,
+        record: AuditRecord,
+        job_id: &str,
+        jobs: Vec<NewJob>,
+        episode: Option<EpisodeWrite>,
+    ) -> Result<usize, AuditError> {
         self.put_with(Put {
             jobs,
             finishes: Some(job_id.to_owned()),
+            episode,
             ..Put::record(record)
         })
         .await

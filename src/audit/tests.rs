@@ -180,7 +180,7 @@ async fn a_store_of_the_previous_release_opens_and_its_rows_become_the_homes(db:
     );
     assert!(
         store
-            .last_action(&id("web"), None)
+            .last_action(&id("web"), &[])
             .await
             .unwrap()
             .at
@@ -248,9 +248,9 @@ async fn the_same_name_in_two_accounts_keeps_everything_apart(db: TestDb) {
     let mut acted = record("A1", "web", 1);
     acted.acted_at = Some(OffsetDateTime::now_utc());
     store.put(acted).await.unwrap();
-    assert!(store.last_action(&a, None).await.unwrap().at.is_some());
+    assert!(store.last_action(&a, &[]).await.unwrap().at.is_some());
     assert_eq!(
-        store.last_action(&b, None).await.unwrap().at,
+        store.last_action(&b, &[]).await.unwrap().at,
         None,
         "no cooldown in the other account"
     );
@@ -407,7 +407,7 @@ async fn a_held_decision_counts_each_approver_once_and_closes_once(db: TestDb) {
     let held = record("H1", "web", 0);
     let long = time::Duration::hours(1);
     store
-        .put_run(held, None, Vec::new(), Some(hold("H1", long)))
+        .put_run(held, None, Vec::new(), Some(hold("H1", long)), None)
         .await
         .unwrap();
     let act_after = Duration::from_secs(60);
@@ -432,6 +432,7 @@ async fn a_held_decision_counts_each_approver_once_and_closes_once(db: TestDb) {
             None,
             Vec::new(),
             Some(hold("H2", short)),
+            None,
         )
         .await
         .unwrap();
@@ -674,13 +675,13 @@ async fn concurrent_puts_are_all_committed_and_listed_newest_first(db: TestDb) {
 
 async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown(db: TestDb) {
     let (store, _writer) = db.open().await;
-    assert_eq!(store.last_action(&id("web"), None).await.unwrap().at, None);
+    assert_eq!(store.last_action(&id("web"), &[]).await.unwrap().at, None);
     let mut intent = record("1", "web", 2);
     intent.outcome = Outcome::Acting;
     store.put(intent).await.unwrap();
     assert!(
         store
-            .last_action(&id("web"), None)
+            .last_action(&id("web"), &[])
             .await
             .unwrap()
             .at
@@ -690,11 +691,8 @@ async fn a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown(db:
     let listed = store.list(10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].outcome, Outcome::Completed);
-    assert_eq!(store.last_action(&id("web"), None).await.unwrap().at, None);
-    assert_eq!(
-        store.last_action(&id("other"), None).await.unwrap().at,
-        None
-    );
+    assert_eq!(store.last_action(&id("web"), &[]).await.unwrap().at, None);
+    assert_eq!(store.last_action(&id("other"), &[]).await.unwrap().at, None);
 }
 
 async fn a_completed_claim_is_replayed_and_a_released_one_is_claimed_again(db: TestDb) {
@@ -1143,7 +1141,7 @@ async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out(db:
     old_arrival.acted_at = Some(acted);
     store.put(old_arrival).await.unwrap();
     let last = store
-        .last_action(&id("web"), None)
+        .last_action(&id("web"), &[])
         .await
         .unwrap()
         .at
@@ -1153,7 +1151,7 @@ async fn the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out(db:
         "{last} {acted}"
     );
     assert_eq!(
-        store.last_action(&id("web"), Some("R1")).await.unwrap().at,
+        store.last_action(&id("web"), &["R1"]).await.unwrap().at,
         None
     );
     drop(store);

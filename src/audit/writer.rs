@@ -17,6 +17,7 @@ use super::claims;
 use super::decisions::{self, DecisionRow};
 use super::deliveries::{Claim, DeliveryUpdate};
 use super::entries;
+use super::episodes::{self, EpisodeWrite};
 use super::held::Held;
 use super::home::{self, Home};
 use super::jobs::{self, ClaimedJob, NewJob};
@@ -55,6 +56,8 @@ pub(super) struct Put {
     pub finishes: Option<String>,
     /// A decision held, or acted on, by the record's run.
     pub approval: Option<ApprovalWrite>,
+    /// The record's step in an episode, with what the relapse memory learns from it.
+    pub episode: Option<EpisodeWrite>,
 }
 
 impl Put {
@@ -68,6 +71,7 @@ impl Put {
             jobs: Vec::new(),
             finishes: None,
             approval: None,
+            episode: None,
         }
     }
 }
@@ -576,7 +580,7 @@ fn claim_tries(batch: &[Pending], now: i64) -> Vec<claims::ClaimTry<'_>> {
 }
 
 /// Writes what rides with a record version (the chain's entry is appended with the batch's others): its
-/// decision, the job it finishes, its approvals change and the jobs it adds.
+/// decision, the job it finishes, its approvals change, its episode step and the jobs it adds.
 async fn apply_put(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     put: &Put,
@@ -591,6 +595,9 @@ async fn apply_put(
     }
     if let Some(write) = &put.approval {
         approvals::apply(tx, write, &put.record.id, now).await?;
+    }
+    if let Some(write) = &put.episode {
+        episodes::apply(tx, write, &put.record.id, now).await?;
     }
     let new: Vec<&NewJob> = put.jobs.iter().collect();
     Ok(Written::Enqueued(jobs::enqueue(tx, &new, now).await?))
@@ -632,6 +639,7 @@ async fn apply(
             processes::prune(tx, *before_ms).await?;
             silences::prune(tx, *before_ms).await?;
             approvals::prune(tx, *before_ms).await?;
+            episodes::prune(tx, *before_ms).await?;
             Written::Pruned(removed)
         }
         Op::Breaker(key, change) => Written::Breaker(breakers::change(tx, key, change, now).await?),

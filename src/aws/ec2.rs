@@ -1,4 +1,5 @@
-//! EC2: the facts the planner needs about each instance, and TerminateInstances.
+//! EC2: the facts the planner needs about each instance, TerminateInstances, RebootInstances and
+//! StartInstances.
 
 use std::collections::HashMap;
 
@@ -64,6 +65,7 @@ impl AwsFleet {
                                 .map(|n| n.as_str().to_owned())
                                 .unwrap_or_default(),
                             launch_time: instance.launch_time().and_then(to_offset_date_time),
+                            image_id: instance.image_id().map(ToOwned::to_owned),
                             tags,
                             zone: instance
                                 .placement()
@@ -92,6 +94,46 @@ impl AwsFleet {
             .await?;
         Ok(output
             .terminating_instances()
+            .iter()
+            .find(|change| change.instance_id() == Some(instance_id))
+            .and_then(|change| change.current_state())
+            .and_then(|state| state.name())
+            .map(|name| name.as_str().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned()))
+    }
+}
+
+impl AwsFleet {
+    /// RebootInstances on one instance: AWS answers it with nothing, so the state reported is `rebooting`.
+    pub(super) async fn reboot_instance(&self, instance_id: &str) -> Result<String, FleetError> {
+        const OPERATION: &str = "RebootInstances";
+        self.timed(OPERATION, async {
+            self.ec2
+                .reboot_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .map_err(|err| classify(OPERATION, &err, &[]))
+        })
+        .await?;
+        Ok("rebooting".to_owned())
+    }
+
+    /// StartInstances on one stopped instance; the state it is moving to.
+    pub(super) async fn start_instance(&self, instance_id: &str) -> Result<String, FleetError> {
+        const OPERATION: &str = "StartInstances";
+        let output = self
+            .timed(OPERATION, async {
+                self.ec2
+                    .start_instances()
+                    .instance_ids(instance_id)
+                    .send()
+                    .await
+                    .map_err(|err| classify(OPERATION, &err, &[]))
+            })
+            .await?;
+        Ok(output
+            .starting_instances()
             .iter()
             .find(|change| change.instance_id() == Some(instance_id))
             .and_then(|change| change.current_state())

@@ -92,4 +92,12 @@ impl Fleet for AwsFleet {
     ) -> BoxFuture<'a, Result<String, FleetError>> {
         Box::pin(self.set_instance_unhealthy(instance_id))
     }
+
+    fn reboot<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(self.reboot_instance(instance_id))
+    }
+
+    fn start<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(self.start_instance(instance_id))
+    }
 }

@@ -140,4 +140,12 @@ impl Fleet for Assumed {
     ) -> BoxFuture<'a, Result<String, FleetError>> {
         Box::pin(self.with_role(self.clients.mark_unhealthy(instance_id)))
     }
+
+    fn reboot<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(self.with_role(self.clients.reboot(instance_id)))
+    }
+
+    fn start<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(self.with_role(self.clients.start(instance_id)))
+    }
 }

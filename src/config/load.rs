@@ -163,6 +163,15 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
             append_tokens_file(&format!("notify[{index}].url_file"), Some(&file), &mut urls)?;
             notify.url = urls.into_iter().next();
         }
+        if let Some(file) = notify.routing_key_file.clone() {
+            let mut keys = Vec::new();
+            let key = format!("notify[{index}].routing_key_file");
+            append_tokens_file(&key, Some(&file), &mut keys)?;
+            notify.routing_key = keys.into_iter().next();
+        }
+        if notify.format == super::NotifyFormat::Pagerduty && notify.url.is_none() {
+            notify.url = Some(super::Secret::new(super::PAGERDUTY_EVENTS_URL));
+        }
     }
     append_tokens_file(
         "audit.tokens_file",

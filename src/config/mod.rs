@@ -73,9 +73,16 @@ pub struct NotifyConfig {
     /// File whose first line is the URL.
     #[serde(default)]
     pub url_file: Option<PathBuf>,
-    /// `slack` (Slack's incoming-webhook message) or `json` (the event as a JSON object).
+    /// `slack` (Slack's incoming-webhook message), `json` (the event as a JSON object) or `pagerduty`
+    /// (Events API v2; `url` defaults to PagerDuty's enqueue endpoint).
     #[serde(default)]
     pub format: NotifyFormat,
+    /// `pagerduty` only: the integration's routing key (prefer `routing_key_file`).
+    #[serde(default)]
+    pub routing_key: Option<Secret>,
+    /// `pagerduty` only: file whose first line is the routing key.
+    #[serde(default)]
+    pub routing_key_file: Option<PathBuf>,
     /// Which events go there; unset: all of them.
     #[serde(default = "NotifyEvent::all")]
     pub events: Vec<NotifyEvent>,
@@ -90,6 +97,32 @@ pub enum NotifyFormat {
     /// The event as a JSON object, for anything else.
     #[default]
     Json,
+    /// PagerDuty Events API v2: `escalated` triggers an incident (one per target and episode, by its
+    /// `dedup_key`) and `resolved` resolves it; other events are not sent.
+    Pagerduty,
+}
+
+/// PagerDuty's Events API v2 endpoint: where a `pagerduty` `[[notify]]` entry posts unless `url` says otherwise.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// One step of a target's escalation ladder.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rung {
+    /// EC2 RebootInstances (StartInstances for a stopped instance): keeps the instance, its disks and its place.
+    Reboot,
+    /// The target's `action`: terminate, or hand the instance to its Auto Scaling group.
+    Replace,
+}
+
+impl Rung {
+    /// The step's name in records, summaries and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reboot => "reboot",
+            Self::Replace => "replace",
+        }
+    }
 }
 
 /// Events a `[[notify]]` entry can subscribe to.
@@ -110,6 +143,11 @@ pub enum NotifyEvent {
     WouldAct,
     /// A target in approve mode holds a decision for approvers (with Slack's Approve / Reject buttons).
     Held,
+    /// The last step of a ladder did not fix the target, or replaced instances keep breaking: a person is
+    /// needed (a PagerDuty `trigger`).
+    Escalated,
+    /// A target that escalated has its capacity back (a PagerDuty `resolve`).
+    Resolved,
 }
 
 impl NotifyEvent {
@@ -123,6 +161,8 @@ impl NotifyEvent {
             Self::Silence,
             Self::WouldAct,
             Self::Held,
+            Self::Escalated,
+            Self::Resolved,
         ]
     }
 
@@ -136,6 +176,8 @@ impl NotifyEvent {
             Self::Silence => "silence",
             Self::WouldAct => "would-act",
             Self::Held => "held",
+            Self::Escalated => "escalated",
+            Self::Resolved => "resolved",
         }
     }
 }
@@ -461,6 +503,15 @@ pub struct RemediationConfig {
     /// acted on in any rolling hour, counted across runs, restarts and replicas; the rest is skipped
     /// `speed-limit`. Unlike the budgets, it scales with the fleet.
     pub max_removed_fraction_per_hour: f64,
+    /// After a reboot (the `reboot` step of a target's ladder), the target is checked again this many seconds
+    /// later: each rebooted instance back InService recovered, each still down goes to the next step.
+    pub reboot_verify_secs: u64,
+    /// Instances that replaced broken ones and go unhealthy again within this many seconds of joining are a
+    /// relapse: the cause is not the instances.
+    pub relapse_window_secs: u64,
+    /// This many relapses of one target within `relapse_window_secs` open its breaker (`relapsing`): nothing
+    /// more is replaced until a person resets it.
+    pub relapse_limit: u32,
 }
 
 impl Default for RemediationConfig {
@@ -483,6 +534,9 @@ impl Default for RemediationConfig {
             breaker_after_failures: 3,
             verify_after_secs: 300,
             max_removed_fraction_per_hour: 0.34,
+            reboot_verify_secs: 180,
+            relapse_window_secs: 3600,
+            relapse_limit: 2,
         }
     }
 }
@@ -570,6 +624,13 @@ pub struct TargetConfig {
     /// Distinct approvers this target's held decisions need; unset uses `approvals.required`.
     #[serde(default)]
     pub approvals_required: Option<u32>,
+    /// The remedies tried in order, each only when the one before did not fix an instance: `reboot`, then
+    /// `replace` (the target's `action`); unset: `["replace"]`.
+    #[serde(default)]
+    pub ladder: Option<Vec<Rung>>,
+    /// This target's wait before a reboot is checked; unset uses `remediation.reboot_verify_secs`.
+    #[serde(default)]
+    pub reboot_verify_secs: Option<u64>,
 }
 
 impl TargetConfig {
@@ -765,6 +826,18 @@ impl Config {
     /// How many distinct approvers `target`'s held decisions need: its own, else the default.
     pub fn approvals_required_of(&self, target: &TargetConfig) -> u32 {
         target.approvals_required.unwrap_or(self.approvals.required)
+    }
+
+    /// The remedies `target` tries in order: its own ladder, else replacement only.
+    pub fn ladder_of(&self, target: &TargetConfig) -> Vec<Rung> {
+        target.ladder.clone().unwrap_or_else(|| vec![Rung::Replace])
+    }
+
+    /// How long after a reboot `target` is checked: its own wait, else the default.
+    pub fn reboot_verify_secs_of(&self, target: &TargetConfig) -> u64 {
+        target
+            .reboot_verify_secs
+            .unwrap_or(self.remediation.reboot_verify_secs)
     }
 
     /// The fraction of `target`'s instances that may be acted on in an hour: its own, else the default.

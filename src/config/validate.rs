@@ -2,8 +2,9 @@
 //! Every message names the key and says how to fix it.
 
 use super::{
-    AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, RemediationConfig,
-    Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig, any_matches,
+    AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, NotifyEvent,
+    NotifyFormat, RemediationConfig, Rung, Secret, ServerConfig, SnsConfig, TargetConfig,
+    WebhookConfig, any_matches,
 };
 use crate::target::{PairError, Place, TargetRef};
 
@@ -364,6 +365,30 @@ impl NotifyConfig {
                 "must be https:// (plain http only to a receiver on this host)",
             );
         }
+        if self.format == NotifyFormat::Pagerduty {
+            if self
+                .routing_key
+                .as_ref()
+                .is_none_or(|k| k.expose().trim().is_empty())
+            {
+                return invalid(
+                    key("routing_key"),
+                    "is missing: a pagerduty entry needs its integration's routing key (routing_key_file)",
+                );
+            }
+            if !self
+                .events
+                .iter()
+                .any(|e| matches!(e, NotifyEvent::Escalated))
+            {
+                return invalid(
+                    key("events"),
+                    "must include \"escalated\": a pagerduty entry sends only escalated and resolved",
+                );
+            }
+        } else if self.routing_key.is_some() {
+            return invalid(key("routing_key"), "is only for format = \"pagerduty\"");
+        }
         if self.events.is_empty() {
             return invalid(
                 key("events"),
@@ -521,6 +546,7 @@ impl RemediationConfig {
                 "remediation.breaker_after_failures",
                 self.breaker_after_failures,
             ),
+            ("remediation.relapse_limit", self.relapse_limit),
         ] {
             if value == 0 {
                 return invalid(
@@ -533,6 +559,18 @@ impl RemediationConfig {
             return invalid(
                 "remediation.verify_after_secs",
                 "must be at least 1 (seconds after a run that acted before its target is checked again)",
+            );
+        }
+        if self.reboot_verify_secs == 0 {
+            return invalid(
+                "remediation.reboot_verify_secs",
+                "must be at least 1 (seconds after a reboot before the rebooted instances are checked)",
+            );
+        }
+        if self.relapse_window_secs == 0 {
+            return invalid(
+                "remediation.relapse_window_secs",
+                "must be at least 1 (how long after joining a replacement that breaks again is a relapse)",
             );
         }
         Ok(())
@@ -583,6 +621,15 @@ impl TargetConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(ladder) = &self.ladder {
+            check_ladder(ladder)?;
+        }
+        if self.reboot_verify_secs == Some(0) {
+            return invalid(
+                "targets.reboot_verify_secs",
+                "is 0; a rebooted instance needs time to come back (the default is 180)",
+            );
+        }
         if let Some(fraction) = self.max_removed_fraction_per_hour {
             check_fraction(
                 "targets.max_removed_fraction_per_hour",
@@ -628,6 +675,26 @@ impl TargetConfig {
             _ => Ok(()),
         }
     }
+}
+
+/// A ladder: not empty, each step once, `reboot` before `replace` (a reboot after a replacement would reboot
+/// the replacement, which nothing has shown broken).
+fn check_ladder(ladder: &[Rung]) -> Result<(), ConfigError> {
+    let fine = matches!(
+        ladder,
+        [Rung::Reboot] | [Rung::Replace] | [Rung::Reboot, Rung::Replace]
+    );
+    if fine {
+        return Ok(());
+    }
+    invalid(
+        "targets.ladder",
+        format!(
+            "is {:?}; use [\"replace\"] (the default), [\"reboot\", \"replace\"] (reboot first, replace what a \
+             reboot did not fix) or [\"reboot\"] (reboot only, then escalate to a person)",
+            ladder.iter().map(|r| r.as_str()).collect::<Vec<_>>()
+        ),
+    )
 }
 
 /// What a speed limit means, for its error message: 0 would stop every action, which is what a pause is for.

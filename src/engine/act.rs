@@ -11,7 +11,8 @@ use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{Outcome, RequestMeta};
 
-/// The result of one TerminateInstances or SetInstanceHealth call, as recorded in the audit trail.
+/// The result of one TerminateInstances, SetInstanceHealth, RebootInstances or StartInstances call, as recorded
+/// in the audit trail.
 #[derive(Debug, Serialize)]
 struct ActionResult<'a> {
     instance_id: &'a str,
@@ -28,7 +29,7 @@ struct ActionResult<'a> {
 /// What the act stage came to.
 #[derive(Debug)]
 pub(super) enum Acted {
-    /// The intent was written and the steps carried out: how many instances were replaced.
+    /// The intent was written and the steps carried out: how many instances were acted on.
     Replaced(u32),
     /// The target was paused or its breaker opened before the intent was written: nothing was done.
     Refused(Refusal),
@@ -64,8 +65,7 @@ impl Engine {
             meta.acted_at = None;
             return Ok(Acted::Refused(refusal));
         }
-        summary.terminated_instance_ids.clear();
-        summary.asg_unhealthy_instance_ids.clear();
+        summary.take_acted_on();
         let mut results = Vec::with_capacity(decision.steps.len());
         for (n, step) in decision.steps.iter().enumerate() {
             if n > 0
@@ -79,8 +79,7 @@ impl Engine {
         }
         meta.note("actions", &results);
         meta.acted_at = Some(clock.now());
-        let acted =
-            summary.terminated_instance_ids.len() + summary.asg_unhealthy_instance_ids.len();
+        let acted = summary.acted_on().len();
         Ok(Acted::Replaced(u32::try_from(acted).unwrap_or(u32::MAX)))
     }
 
@@ -103,15 +102,25 @@ impl Engine {
                 target.fleet.mark_unhealthy(instance_id).await,
                 &mut summary.asg_unhealthy_instance_ids,
             ),
+            Replacement::Reboot => (
+                "RebootInstances",
+                target.fleet.reboot(instance_id).await,
+                &mut summary.rebooted_instance_ids,
+            ),
+            Replacement::Start => (
+                "StartInstances",
+                target.fleet.start(instance_id).await,
+                &mut summary.rebooted_instance_ids,
+            ),
         };
         let (new_state, error) = match result {
             Ok(new_state) => {
-                tracing::warn!(instance_id, operation, new_state, group = ?step.auto_scaling_group, "replaced");
+                tracing::warn!(instance_id, operation, new_state, group = ?step.auto_scaling_group, "acted");
                 done.push(instance_id.to_owned());
                 (Some(new_state), None)
             }
             Err(err) => {
-                tracing::error!(instance_id, operation, error = %err, "replacement failed");
+                tracing::error!(instance_id, operation, error = %err, "action failed");
                 summary.errors.push(ActionError {
                     instance_id: instance_id.to_owned(),
                     error: err.to_string(),

@@ -13,8 +13,11 @@ pub enum Trip {
     Budget,
     /// `remediation.breaker_after_failures` consecutive runs hit AWS errors.
     AwsErrors,
-    /// A recovery check found the target short of the instances it should have.
-    NotRecovered,
+    /// The last step of the target's ladder did not fix it (a recovery check found it short, or a rebooted
+    /// instance still down with no step after): a person is needed.
+    Escalated,
+    /// Instances that replaced broken ones kept breaking (`remediation.relapse_limit` in the window).
+    Relapsing,
 }
 
 impl Trip {
@@ -23,7 +26,8 @@ impl Trip {
         match self {
             Self::Budget => "budget",
             Self::AwsErrors => "aws-errors",
-            Self::NotRecovered => "not-recovered",
+            Self::Escalated => "escalated",
+            Self::Relapsing => "relapsing",
         }
     }
 }
@@ -122,7 +126,13 @@ mod tests {
 
     #[test]
     fn each_trip_has_its_own_name() {
-        let names = [Trip::Budget, Trip::AwsErrors, Trip::NotRecovered].map(Trip::as_str);
-        assert_eq!(names, ["budget", "aws-errors", "not-recovered"]);
+        let names = [
+            Trip::Budget,
+            Trip::AwsErrors,
+            Trip::Escalated,
+            Trip::Relapsing,
+        ]
+        .map(Trip::as_str);
+        assert_eq!(names, ["budget", "aws-errors", "escalated", "relapsing"]);
     }
 }

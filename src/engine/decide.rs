@@ -16,6 +16,7 @@ use super::port::Snapshot;
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{Lease, Leased, RequestMeta, SharedClock};
+use crate::config::Rung;
 
 /// How long a run that is about to act waits for another process's run on the same target to finish.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -52,6 +53,8 @@ pub(super) struct Decided<'a> {
     pub clock: SharedClock,
     /// What the plan was made from (the evidence of a held decision).
     pub snapshot: Snapshot,
+    /// Replacements the plan acts on again: relapses, marked in the run's commit once it acts.
+    pub relapsed: Vec<String>,
 }
 
 /// The instances a dead attempt decided to replace that EC2 now shows shutting down or terminated: it replaced
@@ -94,22 +97,37 @@ pub fn plan_for(
     (plan::plan(&observation.snapshot, &policy, clock), replaced)
 }
 
+/// What a run asks the decide stage for.
+pub(super) struct Asked<'a> {
+    /// The dead attempt this run takes over, if it is a takeover.
+    pub previous: Option<&'a str>,
+    /// Runs whose action is no cooldown for this one (the dead attempt, the earlier step of its episode).
+    pub except: &'a [&'a str],
+    /// Whether the run will act now (not a dry run, not a decision to hold): only then are leases taken and
+    /// a budget or a relapse opens the breaker.
+    pub acting: bool,
+    /// The only instances it may act on, and the skip of the rest: an approval's, or a ladder step's.
+    pub only: Option<(&'a [String], SkipReason)>,
+    /// The step of the target's ladder it takes.
+    pub rung: Rung,
+}
+
 impl Engine {
-    /// Observes `target` and decides what to do; a run that will act takes the leases first, and looks again
-    /// when another run acted meanwhile. `previous` is a dead attempt this run takes over; `approved`, the
-    /// instances of an approved decision, the only ones the run may act on. A run that will not act now
-    /// (`dry_run`: a dry run, or a decision to hold) takes no lease.
+    /// Observes `target` and decides what to do as `asked`; a run that will act takes the leases first, and
+    /// looks again when another run acted meanwhile. A replacement of instances that replaced broken ones
+    /// not long ago is a relapse, counted (`relapse`).
     pub(super) async fn decide(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
-        previous: Option<&str>,
-        dry_run: bool,
-        approved: Option<&[String]>,
+        asked: Asked<'_>,
     ) -> Result<Decided<'_>, EngineError> {
-        let mut observation = self.observe(meta, target, previous).await?;
-        let mut plan = self.plan_noted(meta, target, &observation, approved);
-        let acting = !dry_run && !plan.act_on.is_empty();
+        let Asked {
+            previous, except, ..
+        } = asked;
+        let mut observation = self.observe(meta, target, previous, except).await?;
+        let mut plan = self.plan_noted(meta, target, &observation, &asked);
+        let acting = asked.acting && !plan.act_on.is_empty();
         if acting {
             let mut contended = false;
             for lease in [Lease::Target(&target.id), Lease::Budget] {
@@ -123,11 +141,11 @@ impl Engine {
             // moved), or held the target when we asked (it may have acted and died before its record said so):
             // look again, holding the lease.
             if contended
-                || self.audit.last_action(&target.id, previous).await?.at
+                || self.audit.last_action(&target.id, except).await?.at
                     != observation.last_action_at
             {
-                observation = self.observe(meta, target, previous).await?;
-                plan = self.plan_noted(meta, target, &observation, approved);
+                observation = self.observe(meta, target, previous, except).await?;
+                plan = self.plan_noted(meta, target, &observation, &asked);
             }
         }
         let budget_gate = if acting {
@@ -135,11 +153,17 @@ impl Engine {
         } else {
             None
         };
+        let now = observation.clock.now();
+        let mut relapse = super::relapse::Relapse::default();
+        if asked.rung == Rung::Replace && !plan.act_on.is_empty() {
+            relapse = self
+                .relapses(meta, target, &mut plan, asked.acting, now)
+                .await?;
+        }
         let tripped = if plan.act_on.is_empty() {
-            None
+            relapse.tripped
         } else {
-            let now = observation.clock.now();
-            self.trim_to_limits(meta, target, &mut plan, dry_run, now)
+            self.trim_to_limits(meta, target, &mut plan, !asked.acting, now)
                 .await?
         };
         let decision = Decision {
@@ -156,25 +180,28 @@ impl Engine {
             budget_gate,
             clock: observation.clock,
             snapshot: observation.snapshot,
+            relapsed: relapse.relapsed,
         })
     }
 
-    /// The plan for `observation` under the target's policy, cut to the `approved` instances when approvers
-    /// approved a held decision, noted (with the takeover's context).
+    /// The plan for `observation` under the target's policy at the step `asked` takes, cut to the only
+    /// instances it may act on (an approval's, a ladder step's), noted (with the takeover's context).
     fn plan_noted(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         observation: &Observation,
-        approved: Option<&[String]>,
+        asked: &Asked<'_>,
     ) -> Plan {
         let mut policy = Policy {
             action: target.action,
+            rung: asked.rung,
             ..Policy::from(&self.config.remediation)
         };
-        // An approval caps what it approved, not what broke since: it plans uncapped, then keeps the approved.
+        // An approval (or a ladder step) caps what it may act on, not what broke since: it plans uncapped,
+        // then keeps its own.
         let cap = policy.max_terminations_per_run;
-        if approved.is_some() {
+        if asked.only.is_some() {
             policy.max_terminations_per_run = usize::MAX;
         }
         let (mut plan, replaced) = plan_for(observation, policy, observation.clock.now());
@@ -186,8 +213,8 @@ impl Engine {
             }
             plan.refuse(refusal);
         }
-        if let Some(approved) = approved {
-            plan::keep_approved(&mut plan, approved, cap);
+        if let Some((only, outside)) = asked.only {
+            plan::keep_only(&mut plan, only, cap, outside);
         }
         if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {
             meta.note(
@@ -256,6 +283,7 @@ mod tests {
                 launch_time: Some(OffsetDateTime::UNIX_EPOCH),
                 tags: vec![],
                 zone: None,
+                image_id: None,
             }),
             auto_scaling_group: None,
         }

@@ -48,19 +48,19 @@ pub fn window_refusal(windows: &[Window], name: &str, now: OffsetDateTime) -> Op
 impl Engine {
     /// Whether `target` is refused before it is read: paused, silenced, breaker open, inside a maintenance
     /// window, changing (a change this process saw under way moments ago), or (unless `dry_run`: a dry run was
-    /// asked what would happen) cooling down. `previous` is the
-    /// dead attempt a takeover finishes: its own action is no cooldown for it.
+    /// asked what would happen) cooling down. The runs in `except`
+    /// (the dead attempt a takeover finishes, the earlier step of a ladder's episode) are no cooldown for it.
     pub(super) async fn gate(
         &self,
         target: &Target,
         dry_run: bool,
-        previous: Option<&str>,
+        except: &[&str],
     ) -> Result<Option<Refusal>, EngineError> {
         if let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.id).await?) {
             return Ok(Some(refusal));
         }
         // The last action comes with the database's clock: windows and the cooldown are read on it.
-        let last = self.audit.last_action(&target.id, previous).await?;
+        let last = self.audit.last_action(&target.id, except).await?;
         let now = last.clock.now();
         if let Some(refusal) = window_refusal(&self.config.windows, &target.id.name, now) {
             return Ok(Some(refusal));

@@ -79,6 +79,7 @@ pub fn evidence(
         "plan": {
             "terminate": summary.terminated_instance_ids,
             "asg-unhealthy": summary.asg_unhealthy_instance_ids,
+            "reboot": summary.rebooted_instance_ids,
             "skipped": summary.skipped,
         },
         "budget-left": detail("budget_left"),
@@ -113,8 +114,7 @@ impl Engine {
         let id = meta.id.clone();
         let public_url = self.config.server.public_url.as_deref();
         // Nothing was replaced: what would be moves from the summary's lists to the approval.
-        let mut would_replace = std::mem::take(&mut summary.terminated_instance_ids);
-        would_replace.append(&mut summary.asg_unhealthy_instance_ids);
+        let would_replace = summary.take_acted_on();
         summary.approval = Some(ApprovalRef {
             id: id.clone(),
             expires_at: rfc3339(expires_at),
@@ -130,12 +130,8 @@ impl Engine {
         let required = target.approvals_required;
         tracing::info!(would_replace = ?decided.plan.act_on, required, "held for approval");
         Ok(self.counted(Run {
-            summary,
-            acted: 0,
-            read: true,
-            tripped: None,
-            check: None,
             hold: Some(NewApproval::new(id, &target.id, required, expires_at, body)),
+            ..Run::nothing_done(summary, true, None)
         }))
     }
 
@@ -208,6 +204,7 @@ mod tests {
                     launch_time: Some(now - time::Duration::hours(3)),
                     tags: vec![],
                     zone: None,
+                    image_id: None,
                 }),
                 auto_scaling_group: Some("web-asg".into()),
             }],

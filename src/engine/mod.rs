@@ -14,10 +14,12 @@ mod error;
 mod gate;
 pub mod health;
 pub mod hold;
+mod ladder;
 mod observe;
 pub mod plan;
 pub mod port;
 mod recovery;
+pub mod relapse;
 mod reply;
 mod report;
 pub mod snapshot;
@@ -33,18 +35,20 @@ use tokio::sync::Semaphore;
 pub use breaker::{Trip, Tripped};
 pub use decide::Decision;
 pub use error::EngineError;
+pub use ladder::{JOB_KIND as LADDER_CHECK_JOB, StepCheck};
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Replacement, Skip, SkipReason};
 pub use recovery::{JOB_KIND as RECOVERY_CHECK_JOB, RecoveryCheck};
 pub use reply::{Reply, SubscriptionReply};
 pub use report::Run;
 pub use summary::{ActionError, ApprovalRef, Names, Summary};
 pub use targets::{FleetOf, StartError, probe_targets};
-pub use trigger::{Approved, Authenticated, Trigger};
+pub use trigger::{Approved, Authenticated, NextStep, Trigger};
 
-use crate::audit::{ApprovalWrite, AuditStore, DeliveryKey, Home, RequestMeta};
-use crate::config::{Config, Mode, TargetConfig};
+use crate::audit::{ApprovalWrite, AuditStore, DeliveryKey, EpisodeWrite, Home, RequestMeta};
+use crate::config::{Config, Mode, Rung, TargetConfig};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use ladder::Step;
 use port::Fleet;
 
 /// Runs remediations; one per target at a time.
@@ -160,7 +164,11 @@ impl Engine {
             (Ok(_), Some(approved)) => Some(ApprovalWrite::ActedOn(approved.id.clone())),
             _ => None,
         };
-        let dropped = self.audit.put_run(record, settle, jobs, approval).await?;
+        let episode = result.as_ref().ok().and_then(|run| run.episode.clone());
+        let dropped = self
+            .audit
+            .put_run(record, settle, jobs, approval, episode)
+            .await?;
         self.notifier.count_dropped(dropped);
         result
     }
@@ -207,31 +215,89 @@ impl Engine {
             tracing::info!(refused = ?plan.refused, read, "refused");
             self.counted(Run::nothing_done(summary_of(meta, &plan), read, tripped))
         };
-        if let Some(refusal) = self.gate(target, dry_run, previous).await? {
-            return Ok(refused(meta, refusal, false, None));
+        // The step of the target's ladder this run takes; the earlier step of its episode is no cooldown for it.
+        let step = Step::of(trigger, target);
+        let except: Vec<&str> = previous.into_iter().chain(step.after).collect();
+        if let Some(refusal) = self.gate(target, dry_run, &except).await? {
+            let refused = refused(meta, refusal, false, None);
+            return Ok(step.recorded(refused, meta, target));
         }
-        let approved = trigger.approval.as_ref().map(|a| a.instances.as_slice());
-        let decided = (self.decide(meta, target, previous, dry_run || holding, approved)).await?;
+        let only = match (&trigger.approval, &trigger.ladder) {
+            (Some(approved), _) => Some((approved.instances.as_slice(), SkipReason::NotApproved)),
+            (None, Some(next)) => Some((next.instances.as_slice(), SkipReason::NotInEpisode)),
+            (None, None) => None,
+        };
+        let acting_now = !(dry_run || holding);
+        let asked = decide::Asked {
+            previous,
+            except: &except,
+            acting: acting_now,
+            only,
+            rung: step.rung,
+        };
+        let decided = self.decide(meta, target, asked).await?;
         let mut summary = summary_of(meta, &decided.plan);
         let tripped = decided.tripped.clone();
+        let relapsed = decided.relapsed.clone();
         if holding && !decided.decision.steps.is_empty() {
             return self.hold(meta, target, decided, summary).await;
         }
         if dry_run || holding || decided.decision.steps.is_empty() {
-            tracing::info!(would_replace = ?decided.plan.act_on, refused = ?summary.refused, dry_run, "planned");
-            return Ok(self.counted(Run::nothing_done(summary, true, tripped)));
+            tracing::info!(would_act = ?decided.plan.act_on, refused = ?summary.refused, dry_run, "planned");
+            let run = self.counted(Run::nothing_done(summary, true, tripped));
+            return Ok(step.recorded(run, meta, target));
         }
         let decision = decided.decision.clone();
+        let registered = decided.plan.registered.clone();
         let acted = match self.act(meta, target, decided, &mut summary).await? {
             act::Acted::Replaced(acted) => acted,
-            act::Acted::Refused(refusal) => return Ok(refused(meta, refusal, true, tripped)),
+            act::Acted::Refused(refusal) => {
+                let refused = refused(meta, refusal, true, tripped);
+                return Ok(step.recorded(refused, meta, target));
+            }
         };
-        let check = (acted > 0).then(|| self.recovery_check(meta, &target.id, &decision, acted));
-        Ok(self.counted(Run {
+        let episode = step.episode.unwrap_or(&meta.id).to_owned();
+        let check = (acted > 0).then(|| match step.rung {
+            Rung::Reboot => {
+                let rebooted = &summary.rebooted_instance_ids;
+                let after = ladder::After {
+                    episode: &episode,
+                    index: step.index,
+                    acted,
+                };
+                self.step_check(meta, target, &decision, rebooted, after)
+            }
+            Rung::Replace => {
+                let replaced = summary.acted_on();
+                let of = recovery::Of {
+                    episode: &episode,
+                    registered,
+                    replaced,
+                };
+                self.recovery_check(meta, &target.id, &decision, acted, of)
+            }
+        });
+        self.metrics
+            .ladder_steps
+            .get_or_create(&crate::metrics::StepLabels {
+                step: step.rung.as_str(),
+            })
+            .inc_by(u64::from(acted));
+        let mut run = self.counted(Run {
             check,
             acted,
             ..Run::nothing_done(summary, true, tripped)
-        }))
+        });
+        if acted > 0 {
+            let mut write = EpisodeWrite::step(&episode, &target.id, step.rung.as_str());
+            write.relapsed = relapsed;
+            meta.note(
+                "episode",
+                serde_json::json!({"id": episode, "step": step.rung.as_str()}),
+            );
+            run.episode = Some(write);
+        }
+        Ok(run)
     }
 }
 

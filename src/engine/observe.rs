@@ -28,16 +28,18 @@ pub(super) struct Observation {
 }
 
 impl Engine {
-    /// Reads `target` and notes what was seen. `previous` is a dead attempt this run takes over.
+    /// Reads `target` and notes what was seen. `previous` is a dead attempt this run takes over; `except`,
+    /// the runs whose action is no cooldown for this one.
     pub(super) async fn observe(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         previous: Option<&str>,
+        except: &[&str],
     ) -> Result<Observation, EngineError> {
         // The last action is read before the target: a run that acts after this read changes it, so the
         // decide stage can tell that what it read may be out of date.
-        let last = self.audit.last_action(&target.id, previous).await?;
+        let last = self.audit.last_action(&target.id, except).await?;
         let mut snapshot =
             target
                 .fleet

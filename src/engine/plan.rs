@@ -7,7 +7,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::snapshot::{HealthState, InstanceView, Snapshot};
-use crate::config::{Action, RemediationConfig};
+use crate::config::{Action, RemediationConfig, Rung};
 
 /// The safety limits the planner enforces (the `[remediation]` config section).
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct Policy {
     pub protect_tag: String,
     /// How an instance is replaced (needs `InstanceView::auto_scaling_group` filled unless `Terminate`).
     pub action: Action,
+    /// The step of the target's ladder this run takes: a reboot, or a replacement by `action`.
+    pub rung: Rung,
 }
 
 impl From<&RemediationConfig> for Policy {
@@ -38,6 +40,7 @@ impl From<&RemediationConfig> for Policy {
             cooldown: Duration::from_secs(config.cooldown_secs),
             protect_tag: config.protect_tag.clone(),
             action: config.action,
+            rung: Rung::Replace,
         }
     }
 }
@@ -89,6 +92,9 @@ pub enum SkipReason {
     NoLongerBroken,
     /// Broken now, but not in the decision the approvers approved.
     NotApproved,
+    /// Broken now, but not one of the instances whose earlier step this ladder step follows (its own alert
+    /// starts its own episode).
+    NotInEpisode,
 }
 
 impl SkipReason {
@@ -112,6 +118,7 @@ impl SkipReason {
             Self::SpeedLimit => "speed-limit",
             Self::NoLongerBroken => "no-longer-broken",
             Self::NotApproved => "not-approved",
+            Self::NotInEpisode => "not-in-episode",
         }
     }
 }
@@ -183,6 +190,16 @@ pub enum Refusal {
         /// What failed.
         error: String,
     },
+    /// Instances that replaced broken ones keep breaking: the cause is not the instances (an image, a config,
+    /// a dependency), and replacing more would not help.
+    Relapsing {
+        /// Relapses in the window, this run's included.
+        relapses: usize,
+        /// The window (`remediation.relapse_window_secs`).
+        window_secs: u64,
+        /// The instances, what they replaced, their image and launch template, and the runs.
+        instances: String,
+    },
     /// Every instance of one Availability Zone is unhealthy while other zones are healthy: a zone is failing,
     /// and replacing its instances in the same zone removes capacity without helping.
     ZonalFailure {
@@ -221,6 +238,7 @@ impl Refusal {
             Self::ChangeInProgress { .. } => "change-in-progress",
             Self::ChangeUnknown { .. } => "change-unknown",
             Self::ZonalFailure { .. } => "zonal-failure",
+            Self::Relapsing { .. } => "relapsing",
         }
     }
 
@@ -275,6 +293,15 @@ impl Refusal {
                     "change-unknown: cannot tell whether {which} changing ({error}); nothing was replaced"
                 )
             }
+            Self::Relapsing {
+                relapses,
+                window_secs,
+                instances,
+            } => format!(
+                "relapsing: {relapses} instances that replaced broken ones broke again within {window_secs} s \
+                 ({instances}): the cause is not the instances; nothing was replaced, and the breaker stays open \
+                 until `reflex breaker reset`"
+            ),
             Self::ZonalFailure {
                 zone,
                 unhealthy,
@@ -306,6 +333,17 @@ pub enum Replacement {
     Terminate,
     /// Auto Scaling SetInstanceHealth Unhealthy: its group replaces it.
     AsgUnhealthy,
+    /// EC2 RebootInstances (a ladder's `reboot` step, for a running instance): the instance stays.
+    Reboot,
+    /// EC2 StartInstances (a ladder's `reboot` step, for a stopped instance, which AWS refuses to reboot).
+    Start,
+}
+
+impl Replacement {
+    /// Whether the instance stays (a reboot or a start) rather than being replaced.
+    pub fn keeps_instance(self) -> bool {
+        matches!(self, Self::Reboot | Self::Start)
+    }
 }
 
 /// One instance to act on, and how.
@@ -468,11 +506,11 @@ pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
     count
 }
 
-/// Keeps, of what an uncapped plan acts on now, only the instances approvers approved (the rest skipped for
-/// `not-approved`), then the per-run `cap` of those (the rest skipped for `cap-reached`), and says why each
-/// approved instance left out is: its own skip when the plan has one, else `no-longer-broken`. A refused plan
-/// acts on nothing and adds no skip. Pure.
-pub fn keep_approved(plan: &mut Plan, approved: &[String], cap: usize) {
+/// Keeps, of what an uncapped plan acts on now, only `approved` (the rest skipped for `outside`: `not-approved`
+/// for an approval, `not-in-episode` for a ladder's next step), then the per-run `cap` of those (the rest
+/// skipped for `cap-reached`), and says why each approved instance left out is: its own skip when the plan has
+/// one, else `no-longer-broken`. A refused plan acts on nothing and adds no skip. Pure.
+pub fn keep_only(plan: &mut Plan, approved: &[String], cap: usize, outside: SkipReason) {
     let (kept, unapproved): (Vec<Act>, Vec<Act>) = std::mem::take(&mut plan.act_on)
         .into_iter()
         .partition(|act| approved.contains(&act.instance_id));
@@ -480,7 +518,7 @@ pub fn keep_approved(plan: &mut Plan, approved: &[String], cap: usize) {
     for act in unapproved {
         plan.skipped.push(Skip {
             instance_id: act.instance_id,
-            reason: SkipReason::NotApproved,
+            reason: outside,
         });
     }
     trim_to(
@@ -534,6 +572,13 @@ fn replacement_or_skip(
         .is_none_or(|launched| now - launched < grace)
     {
         return Err(SkipReason::GracePeriod);
+    }
+    if policy.rung == Rung::Reboot {
+        return Ok(if ec2.state == "stopped" {
+            Replacement::Start
+        } else {
+            Replacement::Reboot
+        });
     }
     match (policy.action, &instance.auto_scaling_group) {
         (Action::Terminate, _) | (Action::Auto, None) => Ok(Replacement::Terminate),

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
+use crate::config::Rung;
 use crate::engine::health;
 use crate::engine::snapshot::{Ec2Facts, Health};
 
@@ -20,6 +21,7 @@ fn policy() -> Policy {
         cooldown: Duration::from_secs(600),
         protect_tag: "reflex:protect".into(),
         action: Action::Terminate,
+        rung: Rung::Replace,
     }
 }
 
@@ -49,6 +51,7 @@ fn instance(id: &str, state: HealthState) -> InstanceView {
             launch_time: Some(OLD),
             tags: vec![],
             zone: None,
+            image_id: None,
         }),
         auto_scaling_group: None,
     }
@@ -443,6 +446,7 @@ fn arb_instance() -> impl Strategy<Value = InstanceView> {
                         vec![("team".into(), "web".into())]
                     },
                     zone: None,
+                    image_id: None,
                 }),
                 auto_scaling_group: group.map(str::to_owned),
             },
@@ -466,6 +470,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             cooldown: Duration::from_secs(cooldown),
             protect_tag: "reflex:protect".into(),
             action,
+            rung: Rung::Replace,
         })
 }
 
@@ -630,7 +635,7 @@ fn an_approval_acts_only_on_what_was_approved_and_is_still_broken() {
     let mut now = plan(&snapshot(instances.clone()), &policy(), clock());
     // i-bad2 recovered since the hold; i-bad3 broke since; i-ok1 was never approved.
     let approved = ["i-bad1".to_owned(), "i-bad2".to_owned()];
-    keep_approved(&mut now, &approved, 2);
+    keep_only(&mut now, &approved, 2, SkipReason::NotApproved);
     assert_eq!(ids(&now.act_on), ["i-bad1"]);
     assert_eq!(
         now.skipped,
@@ -650,7 +655,7 @@ fn an_approval_acts_only_on_what_was_approved_and_is_still_broken() {
     refused.refuse(Refusal::Paused {
         reason: "deploy".into(),
     });
-    keep_approved(&mut refused, &approved, 2);
+    keep_only(&mut refused, &approved, 2, SkipReason::NotApproved);
     assert!(refused.act_on.is_empty());
     assert!(refused.skipped.is_empty(), "{:?}", refused.skipped);
 }
@@ -668,7 +673,7 @@ fn an_instance_broken_since_the_hold_takes_no_slot_of_the_approved_ones() {
         ..policy()
     };
     let mut now = plan(&snapshot(instances), &uncapped, clock());
-    keep_approved(&mut now, &["i-b".to_owned()], 1);
+    keep_only(&mut now, &["i-b".to_owned()], 1, SkipReason::NotApproved);
     assert_eq!(ids(&now.act_on), ["i-b"]);
     assert_eq!(
         now.skipped,
@@ -676,5 +681,80 @@ fn an_instance_broken_since_the_hold_takes_no_slot_of_the_approved_ones() {
             instance_id: "i-a".into(),
             reason: SkipReason::NotApproved
         }]
+    );
+}
+
+#[test]
+fn a_reboot_step_reboots_a_running_instance_and_starts_a_stopped_one_under_every_rule() {
+    let mut instances: Vec<_> = (1..=6)
+        .map(|n| instance(&format!("i-ok{n}"), HealthState::OutOfService))
+        .collect();
+    for view in &mut instances[2..] {
+        view.health.state = HealthState::InService;
+    }
+    if let Some(ec2) = instances[1].ec2.as_mut() {
+        ec2.state = "stopped".into();
+    }
+    // In no Auto Scaling group, as `asg-unhealthy` would refuse: a reboot needs none.
+    let policy = Policy {
+        rung: Rung::Reboot,
+        action: Action::AsgUnhealthy,
+        ..policy()
+    };
+    let planned = plan(&snapshot(instances.clone()), &policy, clock());
+    let steps: Vec<_> = planned
+        .act_on
+        .iter()
+        .map(|a| (a.instance_id.as_str(), a.action))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("i-ok1", Replacement::Reboot),
+            ("i-ok2", Replacement::Start)
+        ]
+    );
+    assert!(steps.iter().all(|(_, action)| action.keeps_instance()));
+    // The cap and the protect tag hold for a reboot as for a replacement.
+    let capped = plan(
+        &snapshot(instances.clone()),
+        &Policy {
+            max_terminations_per_run: 1,
+            ..policy.clone()
+        },
+        clock(),
+    );
+    assert_eq!(ids(&capped.act_on), ["i-ok1"]);
+    if let Some(ec2) = instances[0].ec2.as_mut() {
+        ec2.tags.push(("reflex:protect".into(), String::new()));
+    }
+    let protected = plan(&snapshot(instances), &policy, clock());
+    assert_eq!(ids(&protected.act_on), ["i-ok2"]);
+    assert!(!Replacement::Terminate.keeps_instance());
+}
+
+#[test]
+fn a_ladder_step_keeps_only_its_episode_and_says_why_the_rest_is_left() {
+    let bad = |n: usize| instance(&format!("i-bad{n}"), HealthState::OutOfService);
+    let mut instances: Vec<_> = (1..=8)
+        .map(|n| instance(&format!("i-ok{n}"), HealthState::InService))
+        .collect();
+    instances.extend((1..=2).map(bad));
+    let mut planned = plan(&snapshot(instances), &policy(), clock());
+    keep_only(
+        &mut planned,
+        &["i-bad2".into(), "i-gone".into()],
+        2,
+        SkipReason::NotInEpisode,
+    );
+    assert_eq!(ids(&planned.act_on), ["i-bad2"]);
+    let reasons: Vec<_> = planned
+        .skipped
+        .iter()
+        .map(|s| (s.instance_id.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [("i-bad1", "not-in-episode"), ("i-gone", "no-longer-broken")]
     );
 }

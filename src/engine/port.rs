@@ -53,6 +53,14 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
     /// Replaces one instance (TerminateInstances); returns the state it is moving to.
     fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>>;
 
+    /// Reboots one running instance (RebootInstances); returns its state (AWS answers a reboot with nothing,
+    /// so `rebooting`).
+    fn reboot<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>>;
+
+    /// Starts one stopped instance (StartInstances), which AWS refuses to reboot; returns the state it is
+    /// moving to.
+    fn start<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>>;
+
     /// Hands one instance to its Auto Scaling group for replacement (SetInstanceHealth Unhealthy, respecting
     /// the group's grace period); returns the health status set.
     fn mark_unhealthy<'a>(

@@ -1,7 +1,9 @@
-//! The check stage: a run that acted is checked again `remediation.verify_after_secs` later, as a durable
-//! job that whichever process sharing the store claims first runs once. The target is read once more: at
-//! least as many instances InService as before the run plus those it replaced is `recovered`; fewer is
-//! `not-recovered`, which opens the breaker.
+//! The check stage: a run that replaced instances is checked again `remediation.verify_after_secs` later, as a
+//! durable job that whichever process sharing the store claims first runs once. The target is read once more:
+//! at least as many instances InService as before the run plus those it replaced is `recovered`; fewer is
+//! `not-recovered`, and since replacement is a ladder's last step, the target escalates: its breaker opens
+//! (`escalated`), a person is paged, and the check goes on watching until the capacity is back (`resolved`).
+//! The instances that joined since the run are what replaced the broken ones: the relapse memory.
 
 use std::time::Duration;
 
@@ -11,11 +13,11 @@ use time::OffsetDateTime;
 use super::breaker::Trip;
 use super::decide::Decision;
 use super::{Engine, EngineError};
-use crate::audit::{ClaimedJob, NewJob, Outcome, RequestMeta, Source};
+use crate::audit::{ClaimedJob, EpisodeWrite, Joined, NewJob, Outcome, RequestMeta, Source};
 use crate::config::NotifyEvent;
 use crate::contract::ANSWERED;
 use crate::metrics::Metrics;
-use crate::notify::Event;
+use crate::notify::{Event, Tried};
 use crate::target::TargetId;
 
 /// The job kind of a recovery check.
@@ -24,9 +26,12 @@ pub const JOB_KIND: &str = "recovery-check";
 /// A check whose target could not be read is tried again (by any process) after this long.
 const RECHECK_AFTER: Duration = Duration::from_secs(60);
 
+/// An escalated target is watched for its capacity coming back this long, then given up on.
+const WATCH_FOR: Duration = Duration::from_secs(24 * 3600);
+
 /// A recovery check's data: the run that acted, its target, and how many instances should be InService once
 /// the target recovered (those InService before the run plus those it replaced).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct RecoveryCheck {
     /// The audit id of the run that acted.
@@ -41,6 +46,36 @@ pub struct RecoveryCheck {
     pub region: Option<String>,
     /// InService instances expected once the target recovered.
     pub expected_in_service: u32,
+    /// The run's episode (checks scheduled before episodes: the run itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<String>,
+    /// The instances registered when the run read the target: any other found now joined since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered: Vec<String>,
+    /// The instances the run replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<String>,
+    /// Set once the target escalated: the check watches for its capacity coming back (Unix seconds since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watching_since: Option<i64>,
+}
+
+/// What a replacement's check is of: its episode, the instances registered when its run read the target,
+/// and those it replaced.
+pub(super) struct Of<'a> {
+    /// The episode.
+    pub episode: &'a str,
+    /// Registered when the run read the target.
+    pub registered: Vec<String>,
+    /// Replaced by the run.
+    pub replaced: Vec<String>,
+}
+
+impl RecoveryCheck {
+    /// The episode the checked run belongs to.
+    fn episode(&self) -> &str {
+        self.episode.as_deref().unwrap_or(&self.run_id)
+    }
 }
 
 impl Engine {
@@ -52,6 +87,7 @@ impl Engine {
         target: &TargetId,
         decision: &Decision,
         acted: u32,
+        of: Of<'_>,
     ) -> NewJob {
         let verify_after = Duration::from_secs(self.config.remediation.verify_after_secs);
         let due = OffsetDateTime::now_utc() + verify_after;
@@ -61,6 +97,10 @@ impl Engine {
             account: Some(target.account.clone()),
             region: Some(target.region.clone()),
             expected_in_service: decision.in_service.saturating_add(acted),
+            episode: Some(of.episode.to_owned()),
+            registered: of.registered,
+            replaced: of.replaced,
+            watching_since: None,
         };
         meta.note(
             "recovery_check",
@@ -76,7 +116,10 @@ impl Engine {
     }
 
     /// Why a recovery check of `target` waits, if it does: a pause, a silence or a maintenance window holds.
-    async fn held_by_people(&self, target: &TargetId) -> Result<Option<String>, EngineError> {
+    pub(super) async fn held_by_people(
+        &self,
+        target: &TargetId,
+    ) -> Result<Option<String>, EngineError> {
         let brakes = self.audit.brakes_of(target).await?;
         if let Some(pause) = brakes.pause {
             return Ok(Some(format!("the target is paused: {}", pause.reason)));
@@ -139,62 +182,202 @@ impl Engine {
             }
         };
         let in_service = u32::try_from(snapshot.in_service()).unwrap_or(u32::MAX);
+        if let Some(since) = check.watching_since {
+            return self
+                .watched(job, meta, target, &check, since, in_service)
+                .await;
+        }
         meta.note("seen", &snapshot);
         meta.note("in_service", in_service);
-        let events = self
-            .judge(&mut meta, &target.id, &check, in_service)
-            .await?;
-        let outcome = if events.is_empty() {
-            Outcome::Recovered
+        let joined = joined(&check, &snapshot);
+        if !joined.is_empty() {
+            meta.note("joined", &joined);
+        }
+        let (outcome, step, events) = if in_service >= check.expected_in_service {
+            Metrics::count(&self.metrics.recovery_checks, "recovered");
+            (Outcome::Recovered, "check", Vec::new())
         } else {
-            Outcome::NotRecovered
+            Metrics::count(&self.metrics.recovery_checks, "not-recovered");
+            let reason = format!(
+                "not recovered after run {}: {in_service} of {} instances InService",
+                check.run_id, check.expected_in_service
+            );
+            tracing::error!(target = check.target, reason, "target did not recover");
+            let mut events = vec![
+                Event::new(
+                    NotifyEvent::NotRecovered,
+                    &check.target,
+                    reason.clone(),
+                    &meta.id,
+                )
+                .at(meta.place.as_ref())
+                .of_episode(check.episode()),
+            ];
+            events.extend(
+                self.escalate(&mut meta, &target.id, check.episode(), reason)
+                    .await?,
+            );
+            (Outcome::NotRecovered, "escalated", events)
         };
+        let mut jobs = self.jobs_of(&events);
+        if outcome == Outcome::NotRecovered {
+            jobs.push(self.watch(&check));
+        }
         let record = meta.into_record(outcome, ANSWERED, None, 0);
+        let mut episode = EpisodeWrite::step(check.episode(), &target.id, step);
+        episode.joined = joined;
         let dropped = self
             .audit
-            .finish_job(record, &job.id, self.jobs_of(&events))
+            .finish_step(record, &job.id, jobs, Some(episode))
             .await?;
         self.notifier.count_dropped(dropped);
         Ok(())
     }
 
-    /// Whether the target recovered, counted; the events of one that did not (its breaker opened).
-    async fn judge(
+    /// Escalates `target`'s `episode` to a person for `reason`: opens its breaker (`escalated`), and the
+    /// events that say so, the escalation listing what was tried, in order, with each step's record (one
+    /// store read: the episode's story).
+    pub(super) async fn escalate(
         &self,
         meta: &mut RequestMeta,
         target: &TargetId,
-        check: &RecoveryCheck,
-        in_service: u32,
+        episode: &str,
+        reason: String,
     ) -> Result<Vec<Event>, EngineError> {
-        if in_service >= check.expected_in_service {
-            Metrics::count(&self.metrics.recovery_checks, "recovered");
-            return Ok(Vec::new());
-        }
-        Metrics::count(&self.metrics.recovery_checks, "not-recovered");
-        let reason = format!(
-            "not recovered after run {}: {in_service} of {} instances InService",
-            check.run_id, check.expected_in_service
+        self.metrics
+            .escalations
+            .get_or_create(&crate::metrics::TripLabels {
+                reason: "escalated",
+            })
+            .inc();
+        let story = self.audit.episode_story(episode).await?;
+        let mut tried: Vec<Tried> = story
+            .map(|(_, steps)| steps)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|step| Tried {
+                step: step.step,
+                audit_id: step.record_id,
+            })
+            .collect();
+        tried.push(Tried {
+            step: "escalated".into(),
+            audit_id: meta.id.clone(),
+        });
+        meta.note(
+            "escalated",
+            serde_json::json!({"episode": episode, "reason": reason, "tried": tried}),
         );
-        tracing::error!(target = check.target, reason, "target did not recover");
-        let mut events = vec![
-            Event::new(
-                NotifyEvent::NotRecovered,
-                &check.target,
-                reason.clone(),
-                &meta.id,
-            )
-            .at(meta.place.as_ref()),
-        ];
-        if let Some(tripped) = self.trip(meta, target, Trip::NotRecovered, reason).await? {
+        let mut escalated = Event::new(
+            NotifyEvent::Escalated,
+            &target.name,
+            reason.clone(),
+            &meta.id,
+        )
+        .at(meta.place.as_ref())
+        .of_episode(episode);
+        escalated.tried = tried;
+        let mut events = vec![escalated];
+        if let Some(tripped) = self.trip(meta, target, Trip::Escalated, reason).await? {
             let event = Event::new(
                 NotifyEvent::BreakerTripped,
-                &check.target,
+                &target.name,
                 tripped.reason,
                 &meta.id,
             )
-            .at(meta.place.as_ref());
+            .at(meta.place.as_ref())
+            .of_episode(episode);
             events.push(event);
         }
         Ok(events)
     }
+
+    /// The job that watches an escalated target for its capacity coming back, every `verify_after_secs`.
+    pub(super) fn watch(&self, check: &RecoveryCheck) -> NewJob {
+        let every = Duration::from_secs(self.config.remediation.verify_after_secs);
+        let watching = RecoveryCheck {
+            watching_since: Some(OffsetDateTime::now_utc().unix_timestamp()),
+            ..check.clone()
+        };
+        NewJob {
+            kind: JOB_KIND,
+            dedup_key: Some(format!("recovery-watch:{}", check.run_id)),
+            delay_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+            payload: serde_json::to_string(&watching).unwrap_or_default(),
+            bounded: false,
+        }
+    }
+
+    /// One look of the watch on an escalated target: its capacity back is `recovered`, with the event that
+    /// resolves its page; still short, the watch looks again later (no record), until it gives up.
+    async fn watched(
+        &self,
+        job: &ClaimedJob,
+        mut meta: RequestMeta,
+        target: &super::targets::Target,
+        check: &RecoveryCheck,
+        since: i64,
+        in_service: u32,
+    ) -> Result<(), EngineError> {
+        let watched_for = OffsetDateTime::now_utc()
+            .unix_timestamp()
+            .saturating_sub(since);
+        meta.note(
+            "watch",
+            serde_json::json!({"run": check.run_id, "in_service": in_service}),
+        );
+        let (outcome, step, events) = if in_service >= check.expected_in_service {
+            Metrics::count(&self.metrics.recovery_checks, "recovered");
+            let text = format!(
+                "recovered after escalating: {in_service} of {} instances InService",
+                check.expected_in_service
+            );
+            let event = Event::new(NotifyEvent::Resolved, &check.target, text, &meta.id)
+                .at(meta.place.as_ref())
+                .of_episode(check.episode());
+            (Outcome::Recovered, "resolved", vec![event])
+        } else if u64::try_from(watched_for).unwrap_or(0) < WATCH_FOR.as_secs() {
+            let every = Duration::from_secs(self.config.remediation.verify_after_secs);
+            let why = format!("{in_service} of {} InService", check.expected_in_service);
+            self.audit.retry_job(&job.id, every, why).await?;
+            return Ok(());
+        } else {
+            meta.note(
+                "ignored",
+                "stopped watching: the target stayed short for a day",
+            );
+            (Outcome::Ignored, "check", Vec::new())
+        };
+        let record = meta.into_record(outcome, ANSWERED, None, 0);
+        let episode = EpisodeWrite::step(check.episode(), &target.id, step);
+        let dropped = self
+            .audit
+            .finish_step(record, &job.id, self.jobs_of(&events), Some(episode))
+            .await?;
+        self.notifier.count_dropped(dropped);
+        Ok(())
+    }
+}
+
+/// The instances that joined the target since `check`'s run read it, with what they replaced: each
+/// instance registered now that was not then. Pure.
+fn joined(check: &RecoveryCheck, snapshot: &super::port::Snapshot) -> Vec<Joined> {
+    if check.registered.is_empty() || check.replaced.is_empty() {
+        return Vec::new();
+    }
+    snapshot
+        .instances
+        .iter()
+        .filter(|i| !check.registered.contains(&i.instance_id))
+        .map(|i| Joined {
+            instance_id: i.instance_id.clone(),
+            run_id: check.run_id.clone(),
+            replaced: check.replaced.clone(),
+            image_id: i.ec2.as_ref().and_then(|e| e.image_id.clone()),
+            launch_template: i
+                .ec2
+                .as_ref()
+                .and_then(super::port::Ec2Facts::launch_template),
+        })
+        .collect()
 }

@@ -3,7 +3,8 @@
 
 use super::{Engine, EngineError, Reply, Summary, Tripped, plan};
 use crate::audit::{
-    AuditRecord, DeliveryKey, DeliveryUpdate, NewApproval, NewJob, Outcome, RequestMeta,
+    AuditRecord, DeliveryKey, DeliveryUpdate, EpisodeWrite, NewApproval, NewJob, Outcome,
+    RequestMeta,
 };
 use crate::config::{Mode, NotifyEvent};
 use crate::contract::ANSWERED;
@@ -25,6 +26,8 @@ pub struct Run {
     pub check: Option<NewJob>,
     /// The decision a run in approve mode holds for approvers, written with the run's record.
     pub hold: Option<NewApproval>,
+    /// The run's step in an episode (it acted, or it is a ladder's later step), written with its record.
+    pub episode: Option<EpisodeWrite>,
 }
 
 impl Run {
@@ -38,6 +41,7 @@ impl Run {
             tripped,
             check: None,
             hold: None,
+            episode: None,
         }
     }
 
@@ -56,9 +60,7 @@ impl Run {
 
     /// Whether this run, in observe mode, decided to act on instances it left alone.
     fn would_act(&self) -> bool {
-        self.summary.mode == Some(Mode::Observe.as_str())
-            && !(self.summary.terminated_instance_ids.is_empty()
-                && self.summary.asg_unhealthy_instance_ids.is_empty())
+        self.summary.mode == Some(Mode::Observe.as_str()) && !self.summary.acted_on().is_empty()
     }
 }
 
@@ -127,10 +129,16 @@ impl Engine {
     pub(super) fn events(&self, target: &str, run: &Run, audit_id: &str) -> Vec<Event> {
         let mut events = Vec::new();
         let summary = &run.summary;
-        let mut replaced = summary.terminated_instance_ids.clone();
-        replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
+        let replaced = summary.acted_on();
         if run.acted > 0 {
-            let text = format!("replaced {}", replaced.join(", "));
+            let text = match (
+                summary.rebooted_instance_ids.is_empty(),
+                replaced.len() == summary.rebooted_instance_ids.len(),
+            ) {
+                (true, _) => format!("replaced {}", replaced.join(", ")),
+                (false, true) => format!("rebooted {}", replaced.join(", ")),
+                (false, false) => format!("acted on {}", replaced.join(", ")),
+            };
             events.push(Event::new(NotifyEvent::Acted, target, text, audit_id));
         } else if let (Some(hold), Some(approval)) = (&run.hold, &summary.approval) {
             let text = format!(
@@ -156,6 +164,20 @@ impl Engine {
         }
         if let Some(tripped) = &run.tripped {
             let text = tripped.reason.clone();
+            if tripped.trip == super::Trip::Relapsing {
+                self.metrics
+                    .escalations
+                    .get_or_create(&crate::metrics::TripLabels {
+                        reason: "relapsing",
+                    })
+                    .inc();
+                let mut escalated =
+                    Event::new(NotifyEvent::Escalated, target, text.clone(), audit_id);
+                if let Some(episode) = &run.episode {
+                    escalated = escalated.of_episode(&episode.episode);
+                }
+                events.push(escalated);
+            }
             events.push(Event::new(
                 NotifyEvent::BreakerTripped,
                 target,

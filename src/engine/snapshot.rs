@@ -86,4 +86,24 @@ pub struct Ec2Facts {
     /// Its Availability Zone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The AMI it was launched from (what a relapse names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+}
+
+impl Ec2Facts {
+    /// The launch template it was launched from (`id` and version, from the tags AWS sets), if any.
+    pub fn launch_template(&self) -> Option<String> {
+        let tag = |key: &str| {
+            self.tags
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let id = tag("aws:ec2launchtemplate:id")?;
+        Some(match tag("aws:ec2launchtemplate:version") {
+            Some(version) => format!("{id}:{version}"),
+            None => id.to_owned(),
+        })
+    }
 }

@@ -30,6 +30,9 @@ pub struct Summary {
     /// Instances marked Unhealthy in their Auto Scaling group, which replaces them (in dry-run: that would
     /// have been).
     pub asg_unhealthy_instance_ids: Vec<String>,
+    /// Instances rebooted (or started, when stopped) by the `reboot` step of the target's ladder (in dry-run:
+    /// that would have been).
+    pub rebooted_instance_ids: Vec<String>,
     /// Unhealthy instances left alone, with reasons.
     pub skipped: Vec<Skip>,
     /// The sentence of the safety rule that stopped the whole run.
@@ -120,6 +123,12 @@ impl Summary {
             unhealthy_instance_ids: plan.unhealthy.clone(),
             terminated_instance_ids: planned(Replacement::Terminate),
             asg_unhealthy_instance_ids: planned(Replacement::AsgUnhealthy),
+            rebooted_instance_ids: plan
+                .act_on
+                .iter()
+                .filter(|act| act.action.keeps_instance())
+                .map(|act| act.instance_id.clone())
+                .collect(),
             skipped: plan.skipped.clone(),
             refused: plan.refused.as_ref().map(|r| r.sentence()),
             refused_rule: plan.refused.as_ref().map(Refusal::rule),
@@ -131,6 +140,25 @@ impl Summary {
             audit_id,
             ignored: None,
         }
+    }
+
+    /// Every instance the run acted on (or would have): terminated, handed to its group, rebooted.
+    pub fn acted_on(&self) -> Vec<String> {
+        let lists = [
+            &self.terminated_instance_ids,
+            &self.asg_unhealthy_instance_ids,
+            &self.rebooted_instance_ids,
+        ];
+        lists.into_iter().flatten().cloned().collect()
+    }
+
+    /// Moves every instance acted on out of the summary's lists (a held decision acted on nothing).
+    pub fn take_acted_on(&mut self) -> Vec<String> {
+        let acted = self.acted_on();
+        self.terminated_instance_ids.clear();
+        self.asg_unhealthy_instance_ids.clear();
+        self.rebooted_instance_ids.clear();
+        acted
     }
 
     /// The answer to a verified alert that asks for nothing: no AWS call was made.
@@ -145,6 +173,7 @@ impl Summary {
             unhealthy_instance_ids: Vec::new(),
             terminated_instance_ids: Vec::new(),
             asg_unhealthy_instance_ids: Vec::new(),
+            rebooted_instance_ids: Vec::new(),
             skipped: Vec::new(),
             refused: None,
             refused_rule: None,

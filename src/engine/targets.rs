@@ -12,7 +12,7 @@ use super::plan::Refusal;
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::summary::Names;
 use crate::audit::Home;
-use crate::config::{Action, Config, Mode, TargetConfig};
+use crate::config::{Action, Config, Mode, Rung, TargetConfig};
 use crate::target::{Place, TargetId};
 
 /// Where each configured target lives and which fleet serves it.
@@ -89,6 +89,10 @@ pub(super) struct Target {
     pub mode: Mode,
     /// Distinct approvers its held decisions need (approve mode).
     pub approvals_required: u32,
+    /// The remedies it tries in order (`reboot`, then `replace`).
+    pub ladder: Vec<Rung>,
+    /// How long after a reboot it is checked.
+    pub reboot_verify: Duration,
     /// The fleet it is read and healed through.
     pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
@@ -224,6 +228,8 @@ impl Targets {
                 removed_fraction: config.removed_fraction_of(target),
                 mode: config.mode_of(target),
                 approvals_required: config.approvals_required_of(target),
+                ladder: config.ladder_of(target),
+                reboot_verify: Duration::from_secs(config.reboot_verify_secs_of(target)),
                 fleet,
                 lock: Mutex::new(()),
                 change_seen: std::sync::Mutex::default(),

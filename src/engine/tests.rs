@@ -109,6 +109,7 @@ impl FakeFleet {
                 launch_time: Some(old),
                 tags: vec![],
                 zone: self.zones.get(&id).cloned(),
+                image_id: None,
             }),
             auto_scaling_group: None,
             instance_id: id,
@@ -209,6 +210,26 @@ impl Fleet for FakeFleet {
                 .unwrap()
                 .push(("mark-unhealthy", instance_id.to_owned()));
             Ok("Unhealthy".to_owned())
+        })
+    }
+
+    fn reboot<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async move {
+            self.done
+                .lock()
+                .unwrap()
+                .push(("reboot", instance_id.to_owned()));
+            Ok("rebooting".to_owned())
+        })
+    }
+
+    fn start<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async move {
+            self.done
+                .lock()
+                .unwrap()
+                .push(("start", instance_id.to_owned()));
+            Ok("pending".to_owned())
         })
     }
 
@@ -618,7 +639,7 @@ async fn a_run_that_acted_is_checked_again_once_and_a_target_still_short_opens_t
     );
     assert_eq!(record.detail["recovery"]["expected_in_service"], 5);
     assert_eq!(record.detail["in_service"], 4);
-    assert_eq!(record.detail["breaker"]["tripped"], "not-recovered");
+    assert_eq!(record.detail["breaker"]["tripped"], "escalated");
     let refused = run_once(&h, "web").await;
     assert_eq!(refused.summary.refused_rule, Some("breaker-open"));
 }
@@ -988,7 +1009,7 @@ async fn a_pause_or_a_breaker_that_lands_while_the_run_reads_refuses_it_before_a
             "no intent was written"
         );
         assert_eq!(
-            h.store.last_action(&id("web"), None).await.unwrap().at,
+            h.store.last_action(&id("web"), &[]).await.unwrap().at,
             None,
             "nothing acted, so no cooldown"
         );
@@ -1465,7 +1486,7 @@ async fn a_group_that_is_changing_or_cannot_be_read_refuses_the_run_before_any_w
         "Launching a new EC2 instance: i-new"
     );
     assert_eq!(
-        h.store.last_action(&id("web"), None).await.unwrap().at,
+        h.store.last_action(&id("web"), &[]).await.unwrap().at,
         None,
         "nothing acted, so no cooldown"
     );
@@ -1569,7 +1590,7 @@ async fn observe_mode_records_what_it_would_have_done_and_touches_nothing() {
     assert_eq!(record.outcome, Outcome::WouldAct);
     assert_eq!(record.detail["plan"]["act_on"][0]["instance-id"], "i-bad");
     assert_eq!(
-        h.store.last_action(&id("web"), None).await.unwrap().at,
+        h.store.last_action(&id("web"), &[]).await.unwrap().at,
         None,
         "nothing acted, so no cooldown"
     );

@@ -29,6 +29,21 @@ pub struct Trigger {
     pub dry_run: bool,
     /// Set when approvers approved a held decision: the run acts on these instances only, if still broken.
     pub approval: Option<Approved>,
+    /// Set for a ladder's next step: the run takes that step on the instances the earlier one did not fix.
+    pub ladder: Option<NextStep>,
+}
+
+/// A ladder's next step: the instances an earlier step of an episode did not fix, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextStep {
+    /// The episode (the audit id of its first acting run).
+    pub episode: String,
+    /// Which step of the target's ladder this is (0 is the first).
+    pub index: usize,
+    /// The run of the earlier step: its action is no cooldown for this one.
+    pub after: String,
+    /// The instances it did not fix: the only ones this step may act on.
+    pub instances: Vec<String>,
 }
 
 /// A held decision that approvers approved: what it would have acted on.
@@ -49,7 +64,14 @@ impl Trigger {
             message,
             dry_run,
             approval: None,
+            ladder: None,
         }
+    }
+
+    /// The trigger taking a ladder's next step.
+    pub fn next_step(mut self, step: NextStep) -> Self {
+        self.ladder = Some(step);
+        self
     }
 
     /// The trigger acting on the held decision approvers approved.

@@ -73,6 +73,7 @@ mod tests {
                 launch_time: None,
                 tags: vec![],
                 zone: zone.map(str::to_owned),
+                image_id: None,
             }),
             auto_scaling_group: None,
         }

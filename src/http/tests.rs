@@ -57,6 +57,14 @@ impl Fleet for FailingFleet {
     fn mark_unhealthy<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
         Box::pin(async { Err(self.0.clone()) })
     }
+
+    fn reboot<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
+    fn start<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
 }
 
 struct TestApp {

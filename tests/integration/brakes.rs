@@ -360,7 +360,7 @@ async fn a_replaced_instance_is_recovered_and_one_not_replaced_opens_the_breaker
         "{:?}",
         record.detail
     );
-    assert_eq!(record.detail["breaker"]["tripped"], "not-recovered");
+    assert_eq!(record.detail["breaker"]["tripped"], "escalated");
     let (_, refused) = app.remediate(json!({"load_balancer": lost})).await;
     assert_eq!(refused["refused-rule"], "breaker-open", "{refused}");
     // The other target's breaker is untouched.

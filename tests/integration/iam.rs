@@ -14,6 +14,8 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
     let admin_fleet = Fleet::new(&moto.endpoint).await;
     let lb = unique("iam");
     let (good, bad) = admin_fleet.balancer_with(&lb, 2, 1).await;
+    let rebooted = unique("iam-reboot");
+    let (_, stopped) = admin_fleet.balancer_with(&rebooted, 2, 1).await;
     let group_name = unique("iamtg");
     let (group, group_good, lone) = admin_fleet.target_group_with(&group_name, 2, 1).await;
     let members = admin_fleet
@@ -40,6 +42,8 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "autoscaling:DescribeScalingActivities",
             "autoscaling:DescribeInstanceRefreshes",
             "ec2:TerminateInstances",
+            "ec2:RebootInstances",
+            "ec2:StartInstances",
             "autoscaling:SetInstanceHealth",
             "sns:ConfirmSubscription",
             "sts:AssumeRole",
@@ -68,6 +72,9 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
     );
     text.push_str(&format!(
         "\n[[targets]]\ntarget_group = \"{group_name}\"\naction = \"auto\"\n"
+    ));
+    text.push_str(&format!(
+        "\n[[targets]]\nload_balancer = \"{rebooted}\"\nladder = [\"reboot\", \"replace\"]\n"
     ));
     // Without DescribeScalingActivities reflex cannot tell whether the group is changing: it refuses, and
     // writes nothing.
@@ -109,6 +116,22 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
     assert_eq!(summary["terminated-instance-ids"], json!(lone));
     assert_eq!(summary["asg-unhealthy-instance-ids"], json!([members[0]]));
     assert_eq!(summary["errors"], json!([]));
+    // A ladder's reboot of a stopped instance is StartInstances; of a running one, RebootInstances.
+    let (status, summary) = app.remediate(json!({"load_balancer": rebooted})).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["rebooted-instance-ids"], json!(stopped));
+    assert_eq!(summary["errors"], json!([]));
+    assert_eq!(
+        as_reflex.state(&stopped[0]).await,
+        InstanceStateName::Running
+    );
+    as_reflex
+        .ec2
+        .reboot_instances()
+        .instance_ids(&stopped[0])
+        .send()
+        .await
+        .expect("RebootInstances is in the policy");
 
     // With reflex's own keys: what the policy grants works, anything else is denied.
     for id in [&bad[0], &lone[0]] {

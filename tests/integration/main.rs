@@ -14,6 +14,7 @@ mod clock;
 mod disk;
 mod grafana;
 mod iam;
+mod ladder;
 mod modes;
 mod monitoring;
 mod notify;

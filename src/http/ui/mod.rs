@@ -398,5 +398,7 @@ async fn run(
     } else {
         None
     };
-    Ok(Html(pages::run(&record, recovery.as_ref()).into_string()).into_response())
+    let episode = state.audit.episode_story(&record.id).await?;
+    let page = pages::run(&record, recovery.as_ref(), episode.as_ref());
+    Ok(Html(page.into_string()).into_response())
 }

@@ -4,7 +4,7 @@
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, EpisodeStep};
 use crate::controls::State;
 
 /// The timeline's filters as the form holds them (also the next page's link).
@@ -46,7 +46,7 @@ impl FilterForm {
     }
 }
 
-const SOURCES: [&str; 11] = [
+const SOURCES: [&str; 12] = [
     "sns",
     "alertmanager",
     "grafana",
@@ -55,6 +55,7 @@ const SOURCES: [&str; 11] = [
     "admin",
     "approval",
     "slack",
+    "ladder",
     "recovery-check",
     "notify",
     "audit-read",
@@ -277,6 +278,7 @@ pub(super) fn skip_words(reason: &str) -> &'static str {
         "speed-limit" => "the target's hourly speed limit is reached",
         "no-longer-broken" => "approved, but no longer broken",
         "not-approved" => "broken, but not in the approved decision",
+        "not-in-episode" => "broken, but not one of the instances this ladder step follows",
         _ => "left alone",
     }
 }
@@ -289,8 +291,13 @@ pub(super) fn text(value: &Value) -> String {
     }
 }
 
-/// One record: trigger, snapshot, plan, AWS answers, errors, the recovery check, and the raw JSON.
-pub fn run(record: &AuditRecord, recovery: Option<&AuditRecord>) -> Markup {
+/// One record: trigger, snapshot, plan, AWS answers, errors, the recovery check, the episode it is a step of
+/// (alert, reboot, check, replace, check, escalated), and the raw JSON.
+pub fn run(
+    record: &AuditRecord,
+    recovery: Option<&AuditRecord>,
+    episode: Option<&(String, Vec<EpisodeStep>)>,
+) -> Markup {
     let detail = &record.detail;
     let plan = &detail["plan"];
     layout(
@@ -338,7 +345,10 @@ pub fn run(record: &AuditRecord, recovery: Option<&AuditRecord>) -> Markup {
                     thead { tr { th { "Instance" } th { "Decision" } } }
                     tbody {
                         @for act in plan["act_on"].as_array().into_iter().flatten() {
-                            tr { td { code { (text(&act["instance-id"])) } } td.ok { "replace: " (text(&act["action"])) } }
+                            tr {
+                                td { code { (text(&act["instance-id"])) } }
+                                td.ok { (act_words(act["action"].as_str().unwrap_or_default())) ": " (text(&act["action"])) }
+                            }
                         }
                         @for skip in plan["skipped"].as_array().into_iter().flatten() {
                             tr {
@@ -376,10 +386,50 @@ pub fn run(record: &AuditRecord, recovery: Option<&AuditRecord>) -> Markup {
                     (text(&check.detail["recovery"]["expected_in_service"])) " instances InService"
                 }
             }
+            @if let Some((id, steps)) = episode {
+                h2 { "Episode" }
+                p { "What reflex did about one alert on this target, in order (episode " code { (id) } ")." }
+                ol.episode {
+                    @for (n, step) in steps.iter().enumerate() {
+                        li {
+                            @if n == 0 { "alert, then " }
+                            strong class=(step_class(&step.step)) { (step.step) }
+                            " "
+                            @if step.record_id == record.id { code { (step.record_id) } " (this record)" }
+                            @else { a href={ "/ui/runs/" (step.record_id) } { code { (step.record_id) } } }
+                            " at " (when_ms(step.at_ms))
+                        }
+                    }
+                }
+            }
             details {
                 summary { "Raw audit record (JSON)" }
                 pre { (serde_json::to_string_pretty(record).unwrap_or_default()) }
             }
         },
     )
+}
+
+/// What a planned action is, in one word.
+fn act_words(action: &str) -> &'static str {
+    match action {
+        "reboot" | "start" => "reboot",
+        _ => "replace",
+    }
+}
+
+/// The class an episode's step is drawn in: a person is needed, it is over, or neither.
+fn step_class(step: &str) -> &'static str {
+    match step {
+        "escalated" | "relapsing" => "bad",
+        "resolved" => "ok",
+        _ => "",
+    }
+}
+
+/// A time in milliseconds since the epoch, as the page shows times.
+fn when_ms(at_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .map(when)
+        .unwrap_or_default()
 }

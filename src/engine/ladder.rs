@@ -1,0 +1,299 @@
+//! The escalation ladder: a target tries its remedies in order (`[[targets]] ladder`, e.g. reboot, then
+//! replace). A run that rebooted instances is checked `reboot_verify_secs` later by a durable job (any process
+//! sharing the store runs it once): each rebooted instance back InService recovered; those still down go to
+//! the next step as a new recorded run of the same episode, through every rule as it stands then, and acted
+//! on once (its delivery key); with no step after, the target escalates to a person.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::decide::Decision;
+use super::targets::Target;
+use super::{Authenticated, Engine, EngineError, NextStep, Run, Trigger};
+use crate::audit::{ClaimedJob, Delivery, EpisodeWrite, NewJob, Outcome, RequestMeta, Source};
+use crate::config::Rung;
+use crate::contract::ANSWERED;
+use crate::metrics::Metrics;
+use crate::target::Place;
+
+/// The job kind of a ladder step's check.
+pub const JOB_KIND: &str = "ladder-check";
+
+/// A check whose target could not be read, or whose next step could not run, is tried again after this long ...
+const AGAIN_AFTER: Duration = Duration::from_secs(60);
+/// ... and a next step that keeps failing is given up on (recorded) after this many attempts.
+const NEXT_STEP_ATTEMPTS: u32 = 5;
+
+/// The step a run takes, and where it stands in its episode.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Step<'a> {
+    /// The remedy.
+    pub rung: Rung,
+    /// Its place in the target's ladder.
+    pub index: usize,
+    /// The episode, when the run is a later step of one (the first step's run starts its own).
+    pub episode: Option<&'a str>,
+    /// The run of the earlier step, whose action is no cooldown for this one.
+    pub after: Option<&'a str>,
+}
+
+impl<'a> Step<'a> {
+    /// The step `trigger` asks of `target`: a ladder's next step, else the first.
+    pub fn of(trigger: &'a Trigger, target: &Target) -> Self {
+        let index = trigger.ladder.as_ref().map_or(0, |next| next.index);
+        Self {
+            rung: target.ladder.get(index).copied().unwrap_or(Rung::Replace),
+            index,
+            episode: trigger.ladder.as_ref().map(|next| next.episode.as_str()),
+            after: trigger.ladder.as_ref().map(|next| next.after.as_str()),
+        }
+    }
+
+    /// `run`, which acted on nothing, as a step of its episode when it is one: a later step that did not act
+    /// (refused, nothing left to do), or a refusal for relapsing, which starts and ends its own.
+    pub fn recorded(self, mut run: Run, meta: &mut RequestMeta, target: &Target) -> Run {
+        let relapsing = run
+            .tripped
+            .as_ref()
+            .is_some_and(|t| t.trip == super::Trip::Relapsing);
+        let (episode, step) = match (self.episode, relapsing) {
+            (_, true) => (meta.id.clone(), "relapsing"),
+            (Some(episode), false) => (episode.to_owned(), self.rung.as_str()),
+            (None, false) => return run,
+        };
+        meta.note("episode", serde_json::json!({"id": episode, "step": step}));
+        run.episode = Some(EpisodeWrite::step(&episode, &target.id, step));
+        run
+    }
+}
+
+/// A reboot's check: the run, its episode and step, and what it rebooted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StepCheck {
+    /// The run that rebooted.
+    pub run_id: String,
+    /// Its episode.
+    pub episode: String,
+    /// Its step in the target's ladder.
+    pub index: usize,
+    /// Its target's name, account and region.
+    pub target: String,
+    /// The target's account.
+    pub account: String,
+    /// The target's region.
+    pub region: String,
+    /// The instances it rebooted (or started).
+    pub rebooted: Vec<String>,
+    /// InService instances expected once the target recovered (an escalation watches for these).
+    pub expected_in_service: u32,
+}
+
+/// Where a reboot stands in its episode.
+pub(super) struct After<'a> {
+    /// The episode.
+    pub episode: &'a str,
+    /// The reboot's step in the target's ladder.
+    pub index: usize,
+    /// How many instances it rebooted.
+    pub acted: u32,
+}
+
+impl Engine {
+    /// The check of a run that rebooted `rebooted` as `decision` decided, noted: a job that rides in the run's
+    /// final commit, due the target's `reboot_verify_secs` later.
+    pub(super) fn step_check(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        decision: &Decision,
+        rebooted: &[String],
+        after: After<'_>,
+    ) -> NewJob {
+        let due = OffsetDateTime::now_utc() + target.reboot_verify;
+        let check = StepCheck {
+            run_id: decision.run_id.clone(),
+            episode: after.episode.to_owned(),
+            index: after.index,
+            target: target.id.name.clone(),
+            account: target.id.account.clone(),
+            region: target.id.region.clone(),
+            rebooted: rebooted.to_vec(),
+            expected_in_service: decision.in_service.saturating_add(after.acted),
+        };
+        meta.note(
+            "ladder_check",
+            serde_json::json!({"rebooted": check.rebooted, "due": due.unix_timestamp()}),
+        );
+        NewJob {
+            kind: JOB_KIND,
+            dedup_key: Some(format!("{JOB_KIND}:{}", check.run_id)),
+            delay_ms: i64::try_from(target.reboot_verify.as_millis()).unwrap_or(i64::MAX),
+            payload: serde_json::to_string(&check).unwrap_or_default(),
+            bounded: false,
+        }
+    }
+
+    /// Runs the claimed reboot check `job`: reads the target; each rebooted instance back InService
+    /// recovered; those still down go to the next step (a run of the same episode, acted on once whoever runs
+    /// it), or, with none after, escalate. The check's record and the job's removal are one commit, written
+    /// after the next step's run, so that a crash between them runs the check again and finds that run done.
+    pub async fn check_step(&self, job: &ClaimedJob) -> Result<(), EngineError> {
+        let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
+        let Ok(check) = serde_json::from_str::<StepCheck>(&job.payload) else {
+            meta.note("ignored", "the ladder check cannot be read");
+            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
+            self.audit.finish_job(record, &job.id, Vec::new()).await?;
+            return Ok(());
+        };
+        meta.target = Some(check.target.clone());
+        meta.place = Some((check.account.clone(), check.region.clone()));
+        let Some(target) = self
+            .targets
+            .by_place(&check.target, &check.account, &check.region)
+        else {
+            meta.note("ignored", "the target is no longer configured");
+            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
+            self.audit.finish_job(record, &job.id, Vec::new()).await?;
+            return Ok(());
+        };
+        if let Some(why) = self.held_by_people(&target.id).await? {
+            tracing::info!(run = check.run_id, why, "ladder check waits");
+            self.audit.retry_job(&job.id, AGAIN_AFTER, why).await?;
+            return Ok(());
+        }
+        let read = target.fleet.snapshot(&target.fleet_ref);
+        let snapshot = match super::port::RUN_ID.scope(meta.id.clone(), read).await {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                Metrics::count(&self.metrics.recovery_checks, "failed");
+                tracing::warn!(run = check.run_id, error = %err, "ladder check cannot read its target; trying again later");
+                self.audit
+                    .retry_job(&job.id, AGAIN_AFTER, err.to_string())
+                    .await?;
+                return Ok(());
+            }
+        };
+        let (back, down): (Vec<String>, Vec<String>) =
+            check.rebooted.iter().cloned().partition(|id| {
+                snapshot.instances.iter().any(|i| {
+                    &i.instance_id == id && i.health.state == super::port::HealthState::InService
+                })
+            });
+        meta.note("seen", &snapshot);
+        meta.note(
+            "ladder",
+            serde_json::json!({"run": check.run_id, "episode": check.episode, "step": Rung::Reboot.as_str(),
+                               "recovered": back, "still_down": down}),
+        );
+        let mut events = Vec::new();
+        let mut jobs = Vec::new();
+        let (outcome, step) = if down.is_empty() {
+            Metrics::count(&self.metrics.recovery_checks, "recovered");
+            (Outcome::Recovered, "check")
+        } else if check.index + 1 < target.ladder.len() {
+            Metrics::count(&self.metrics.recovery_checks, "not-recovered");
+            match self.next_step(target, &check, down, &meta.id).await {
+                Ok(next) => meta.note("next", next),
+                Err(why) if job.attempts < NEXT_STEP_ATTEMPTS => {
+                    tracing::warn!(run = check.run_id, why, "the next step cannot run yet");
+                    self.audit.retry_job(&job.id, AGAIN_AFTER, why).await?;
+                    return Ok(());
+                }
+                Err(why) => {
+                    tracing::error!(
+                        run = check.run_id,
+                        why,
+                        "the next step did not run; giving up"
+                    );
+                    meta.note("next", serde_json::json!({ "not-run": why }));
+                }
+            }
+            (Outcome::NotRecovered, "check")
+        } else {
+            Metrics::count(&self.metrics.recovery_checks, "not-recovered");
+            let reason = format!(
+                "not recovered after reboot in run {}: {} still not InService, and the ladder has no step after",
+                check.run_id,
+                down.join(", ")
+            );
+            events = self
+                .escalate(&mut meta, &target.id, &check.episode, reason)
+                .await?;
+            jobs.push(self.watch(&super::RecoveryCheck {
+                run_id: check.run_id.clone(),
+                target: check.target.clone(),
+                account: Some(check.account.clone()),
+                region: Some(check.region.clone()),
+                expected_in_service: check.expected_in_service,
+                episode: Some(check.episode.clone()),
+                ..super::RecoveryCheck::default()
+            }));
+            (Outcome::NotRecovered, "escalated")
+        };
+        jobs.extend(self.jobs_of(&events));
+        let record = meta.into_record(outcome, ANSWERED, None, 0);
+        let episode = EpisodeWrite::step(&check.episode, &target.id, step);
+        let dropped = self
+            .audit
+            .finish_step(record, &job.id, jobs, Some(episode))
+            .await?;
+        self.notifier.count_dropped(dropped);
+        Ok(())
+    }
+
+    /// Runs the next step of `check`'s episode on `down` (the instances the reboot did not fix), once: under
+    /// the delivery key of the step, a run already done is not run again. What became of it, or why it cannot
+    /// run now (another process runs it; the store failed).
+    async fn next_step(
+        &self,
+        target: &Target,
+        check: &StepCheck,
+        down: Vec<String>,
+        check_id: &str,
+    ) -> Result<serde_json::Value, String> {
+        let mut meta = RequestMeta::new(Source::Ladder, None);
+        meta.note(
+            "ladder",
+            serde_json::json!({"episode": check.episode, "after": check.run_id, "check": check_id}),
+        );
+        let next = NextStep {
+            episode: check.episode.clone(),
+            index: check.index + 1,
+            after: check.run_id.clone(),
+            instances: down.clone(),
+        };
+        let message = format!(
+            "ladder: the reboot in run {} did not fix {}",
+            check.run_id,
+            down.join(", ")
+        );
+        let place = Place::new(Some(check.account.clone()), Some(check.region.clone()));
+        let trigger = Trigger::new(
+            Authenticated::issued(),
+            target.configured.clone(),
+            message,
+            false,
+        )
+        .in_place(place)
+        .next_step(next);
+        let key = format!("ladder:{}:{}", check.run_id, check.index + 1);
+        let claimed = self.audit.claim_delivery(key, &meta.id, None).await;
+        match claimed.map_err(|err| err.to_string())? {
+            Delivery::Claimed(key) => {
+                let run = self.run(meta, &trigger, Some(key)).await;
+                let run = run.map_err(|err| format!("the next step's run failed: {err}"))?;
+                let summary = run.summary;
+                Ok(serde_json::json!({"run": summary.audit_id, "refused": summary.refused_rule}))
+            }
+            Delivery::Replay { first_id, .. } => {
+                Ok(serde_json::json!({"run": first_id, "already": true}))
+            }
+            Delivery::InProgress { first_id } => {
+                Err(format!("run {first_id} is taking the next step"))
+            }
+        }
+    }
+}
