@@ -325,7 +325,97 @@ on_both_stores!(
     the_runs_only_search_leaves_access_records_and_suppressed_summaries_out,
     a_held_decision_counts_each_approver_once_and_closes_once,
     a_targets_health_points_are_its_readings_in_the_range_oldest_first,
+    an_episode_reads_back_as_its_steps_in_order_and_the_relapse_memory_marks_once,
 );
+
+async fn an_episode_reads_back_as_its_steps_in_order_and_the_relapse_memory_marks_once(db: TestDb) {
+    use super::{EpisodeWrite, Joined};
+    let (store, writer) = db.open().await;
+    let web = id("web");
+    let step = |name: &'static str| Some(EpisodeWrite::step("E1", &web, name));
+    // Written out of order, as a check commits after the next step it starts: read back by record.
+    store
+        .put_run(
+            record("E1", "web", 1),
+            None,
+            Vec::new(),
+            None,
+            step("reboot"),
+        )
+        .await
+        .unwrap();
+    store
+        .put_run(
+            record("E3", "web", 1),
+            None,
+            Vec::new(),
+            None,
+            step("replace"),
+        )
+        .await
+        .unwrap();
+    let joined = Joined {
+        instance_id: "i-new".into(),
+        run_id: "E3".into(),
+        replaced: vec!["i-old".into()],
+        image_id: Some("ami-1".into()),
+        launch_template: None,
+    };
+    let mut check = EpisodeWrite::step("E1", &web, "check");
+    check.joined = vec![joined.clone()];
+    store
+        .put_run(record("E2", "web", 0), None, Vec::new(), None, Some(check))
+        .await
+        .unwrap();
+    store
+        .put_run(record("X1", "web", 0), None, Vec::new(), None, None)
+        .await
+        .unwrap();
+    let (episode, steps) = store.episode_story("E3").await.unwrap().unwrap();
+    assert_eq!(episode, "E1");
+    let steps: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.record_id.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [("reboot", "E1"), ("check", "E2"), ("replace", "E3")]
+    );
+    assert!(store.episode_story("X1").await.unwrap().is_none());
+    // What joined is remembered once; a relapse is marked once, with the run that found it.
+    let recent = store.replacements_since(&web, 0).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].joined, joined);
+    assert_eq!(recent[0].relapsed_ms, None);
+    for run in ["R1", "R2"] {
+        let mut relapse = EpisodeWrite::step(run, &web, "replace");
+        relapse.relapsed = vec!["i-new".into()];
+        store
+            .put_run(record(run, "web", 1), None, Vec::new(), None, Some(relapse))
+            .await
+            .unwrap();
+    }
+    let recent = store.replacements_since(&web, 0).await.unwrap();
+    assert_eq!(recent[0].relapse_run.as_deref(), Some("R1"));
+    assert!(recent[0].relapsed_ms.is_some());
+    assert!(
+        store
+            .replacements_since(&id("api"), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = recent[0].joined_ms + 1;
+    assert!(
+        store
+            .replacements_since(&web, later)
+            .await
+            .unwrap()
+            .is_empty(),
+        "joined before the window"
+    );
+    writer.finish().await;
+}
 
 async fn a_targets_health_points_are_its_readings_in_the_range_oldest_first(db: TestDb) {
     let (store, writer) = db.open().await;

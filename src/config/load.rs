@@ -639,4 +639,104 @@ mod tests {
             .to_string();
         assert!(err.contains("dry_rnu"), "{err}");
     }
+
+    #[test]
+    fn a_ladder_reboots_first_only_in_order_and_replacement_alone_is_the_default() {
+        use crate::config::Rung;
+        let config = parse_with(MINIMAL, &[]).unwrap();
+        assert_eq!(config.ladder_of(&config.targets[0]), [Rung::Replace]);
+        assert_eq!(config.reboot_verify_secs_of(&config.targets[0]), 180);
+        let text =
+            format!("{MINIMAL}ladder = [\"reboot\", \"replace\"]\nreboot_verify_secs = 60\n");
+        let config = parse_with(&text, &[]).unwrap();
+        assert_eq!(
+            config.ladder_of(&config.targets[0]),
+            [Rung::Reboot, Rung::Replace]
+        );
+        assert_eq!(config.reboot_verify_secs_of(&config.targets[0]), 60);
+        for (ladder, key) in [
+            ("[\"replace\", \"reboot\"]", "targets.ladder"),
+            ("[]", "targets.ladder"),
+            ("[\"reboot\", \"reboot\"]", "targets.ladder"),
+        ] {
+            let err = parse_with(&format!("{MINIMAL}ladder = {ladder}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("[\"reboot\", \"replace\"]"),
+                "{err}"
+            );
+        }
+        let err = parse_with(&format!("{MINIMAL}ladder = [\"pray\"]\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reboot") && err.contains("replace"), "{err}");
+        for (section, key) in [
+            (
+                "[remediation]\nreboot_verify_secs = 0\n",
+                "remediation.reboot_verify_secs",
+            ),
+            (
+                "[remediation]\nrelapse_limit = 0\n",
+                "remediation.relapse_limit",
+            ),
+            (
+                "[remediation]\nrelapse_window_secs = 0\n",
+                "remediation.relapse_window_secs",
+            ),
+        ] {
+            let err = parse_with(&format!("{section}{MINIMAL}"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_pagerduty_entry_needs_its_routing_key_and_escalations_and_posts_to_pagerduty_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("routing-key");
+        std::fs::write(&key, "R0UTING0123456789\n").unwrap();
+        let text = format!(
+            "{MINIMAL}[[notify]]\nformat = \"pagerduty\"\nrouting_key_file = {key:?}\nevents = [\"escalated\", \"resolved\"]\n"
+        );
+        let config = parse_with(&text, &[]).unwrap();
+        let notify = &config.notify[0];
+        assert_eq!(
+            notify.url.as_ref().map(|u| u.expose()),
+            Some(crate::config::PAGERDUTY_EVENTS_URL)
+        );
+        assert_eq!(
+            notify.routing_key.as_ref().map(|k| k.expose()),
+            Some("R0UTING0123456789")
+        );
+        assert!(
+            !format!("{notify:?}").contains("R0UTING"),
+            "the key is redacted"
+        );
+        let err = parse_with(
+            &format!("{MINIMAL}[[notify]]\nformat = \"pagerduty\"\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notify[0].routing_key"), "{err}");
+        let err = parse_with(
+            &format!("{MINIMAL}[[notify]]\nformat = \"pagerduty\"\nrouting_key_file = {key:?}\nevents = [\"acted\"]\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("notify[0].events") && err.contains("escalated"),
+            "{err}"
+        );
+        let err = parse_with(
+            &format!("{MINIMAL}[[notify]]\nurl = \"https://hooks.example/x\"\nrouting_key_file = {key:?}\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notify[0].routing_key"), "{err}");
+    }
 }

@@ -145,8 +145,14 @@ async fn a_reboot_that_does_not_fix_it_is_replaced_then_escalated_paged_and_reso
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("routing-key");
     std::fs::write(&key_file, "R0UTINGKEY0123456789\n").unwrap();
-    let text = config_text(&moto.endpoint, &dir.path().join("audit.db"), &[], QUICK)
-        + &ladder_target(&lb)
+    // A cooldown far longer than the test: the reboot's own action is no cooldown for the next step.
+    let remediation = QUICK.replace("cooldown_secs = 0", "cooldown_secs = 600");
+    let text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &[],
+        &remediation,
+    ) + &ladder_target(&lb)
         + &format!(
             "\n[[notify]]\nurl = \"{url}\"\nformat = \"pagerduty\"\nrouting_key_file = \"{}\"\n",
             key_file.display()

@@ -433,3 +433,45 @@ fn when_ms(at_ms: i64) -> String {
         .map(when)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Outcome, RequestMeta, Source};
+
+    #[test]
+    fn a_run_page_tells_its_episode_in_order_and_links_every_other_step() {
+        let record =
+            RequestMeta::new(Source::Ladder, None).into_record(Outcome::Completed, 200, None, 1);
+        let step = |step: &str, id: &str| EpisodeStep {
+            step: step.into(),
+            record_id: id.into(),
+            at_ms: 1_767_225_600_000,
+        };
+        let story = (
+            "E1".to_owned(),
+            vec![
+                step("reboot", "E1"),
+                step("check", "C1"),
+                step("replace", &record.id),
+                step("escalated", "C2"),
+            ],
+        );
+        let page = run(&record, None, Some(&story)).into_string();
+        let at = |text: &str| {
+            page.find(text)
+                .unwrap_or_else(|| panic!("{text} in {page}"))
+        };
+        assert!(at("Episode") < at("alert, then "));
+        assert!(at(">reboot<") < at(">check<") && at(">check<") < at(">replace<"));
+        assert!(at(">replace<") < at(">escalated<"));
+        assert!(page.contains(r#"href="/ui/runs/C1""#) && page.contains(r#"href="/ui/runs/C2""#));
+        assert!(
+            !page.contains(&format!(r#"href="/ui/runs/{}""#, record.id)),
+            "this record is not linked"
+        );
+        assert!(page.contains(r#"class="bad">escalated<"#), "{page}");
+        let alone = run(&record, None, None).into_string();
+        assert!(!alone.contains("Episode"));
+    }
+}
