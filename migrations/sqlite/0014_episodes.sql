@@ -12,6 +12,7 @@ CREATE TABLE episode_steps (
 );
 
 CREATE INDEX episode_steps_episode ON episode_steps (episode, record_id);
+CREATE INDEX episode_steps_target ON episode_steps (account, region, target, record_id);
 
 -- What replaced broken instances: each instance that joined a target between a run that replaced instances and
 -- its recovery check, with what it replaced, the run, and its image and launch template. One that goes

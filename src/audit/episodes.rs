@@ -113,6 +113,35 @@ pub(super) async fn story(
         .collect()
 }
 
+/// The steps of `target`'s newest episodes (at most `steps` steps, newest first), for its page.
+pub(super) async fn of_target(
+    readers: &AnyPool,
+    target: &TargetId,
+    steps: u32,
+) -> Result<Vec<(String, EpisodeStep)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT episode, record_id, step, at_ms FROM episode_steps WHERE {} ORDER BY record_id DESC LIMIT $4",
+        super::keys::matches("episode_steps", 1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(target.account.as_str())
+        .bind(target.region.as_str())
+        .bind(target.name.as_str())
+        .bind(i64::from(steps))
+        .fetch_all(readers)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let step = EpisodeStep {
+                record_id: row.try_get(1)?,
+                step: row.try_get(2)?,
+                at_ms: row.try_get(3)?,
+            };
+            Ok((row.try_get(0)?, step))
+        })
+        .collect()
+}
+
 /// Removes the steps written before `before_ms` (pruning, with the entries of the same age).
 pub(super) async fn prune(tx: &mut Tx<'_>, before_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM episode_steps WHERE at_ms < $1")

@@ -247,6 +247,43 @@ pub(super) async fn health_points(
     Ok(points)
 }
 
+/// What the runs chart groups records into: acted (a real run that acted), refused, held, would-act and
+/// escalated (a check that found its target not recovered); other records are not drawn.
+const RUN_KIND: &str = "CASE WHEN acted > 0 AND dry_run = 0 THEN 'acted' \
+     WHEN outcome = 'refused' THEN 'refused' WHEN outcome = 'held' THEN 'held' \
+     WHEN outcome = 'would-act' THEN 'would-act' WHEN outcome = 'not-recovered' THEN 'escalated' END";
+
+/// Runs since `since` in periods of `period_ms`, by kind (see `RUN_KIND`), for one target or (`None`) every
+/// target: (period start in ms, kind, runs), oldest first. One grouped query of the range's rows.
+pub(super) async fn runs_by_period(
+    readers: &AnyPool,
+    target: Option<&TargetId>,
+    since: OffsetDateTime,
+    period_ms: i64,
+) -> Result<Vec<(i64, String, i64)>, AuditError> {
+    let of_target = if target.is_some() {
+        format!(" AND {}", keys::matches("audit_records", 3))
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT (at_ms / $1) * $1 AS period, {RUN_KIND} AS kind, COUNT(*) FROM audit_records \
+         WHERE at_ms >= $2 AND source NOT IN ('admin', 'notify', 'audit-read'){of_target} \
+         AND (acted > 0 AND dry_run = 0 OR outcome IN ('refused', 'held', 'would-act', 'not-recovered')) \
+         GROUP BY period, kind ORDER BY period"
+    );
+    let mut query = sqlx::query_as(&sql)
+        .bind(period_ms.max(1))
+        .bind(millis(since));
+    if let Some(target) = target {
+        query = query
+            .bind(target.account.as_str())
+            .bind(target.region.as_str())
+            .bind(target.name.as_str());
+    }
+    Ok(query.fetch_all(readers).await?)
+}
+
 /// How many records each target has, by source and outcome, and how many of them acted: (account, region,
 /// target, source, outcome, records, acted).
 pub(super) async fn tally(readers: &AnyPool) -> Result<Vec<Tally>, AuditError> {

@@ -779,6 +779,26 @@ impl AuditStore {
         super::records::recent_runs(&self.readers, target, limit).await
     }
 
+    /// Runs since `since` in periods of `period_ms`, by kind (`acted`, `refused`, `held`, `would-act`,
+    /// `escalated`), for `target` or every target: (period start in ms, kind, runs), oldest first.
+    pub async fn runs_by_period(
+        &self,
+        target: Option<&TargetId>,
+        since: OffsetDateTime,
+        period_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>, AuditError> {
+        super::records::runs_by_period(&self.readers, target, since, period_ms).await
+    }
+
+    /// The steps of `target`'s newest episodes, at most `steps`, newest first: (episode, step).
+    pub async fn episodes_of(
+        &self,
+        target: &TargetId,
+        steps: u32,
+    ) -> Result<Vec<(String, EpisodeStep)>, AuditError> {
+        Ok(super::episodes::of_target(&self.readers, target, steps).await?)
+    }
+
     /// What `target`'s runs and recovery checks since `since` saw of its health, oldest first, at most `limit`
     /// of the newest.
     pub async fn health_points(

@@ -326,7 +326,67 @@ on_both_stores!(
     a_held_decision_counts_each_approver_once_and_closes_once,
     a_targets_health_points_are_its_readings_in_the_range_oldest_first,
     an_episode_reads_back_as_its_steps_in_order_and_the_relapse_memory_marks_once,
+    runs_are_counted_per_period_by_kind_for_one_target_or_all,
 );
+
+async fn runs_are_counted_per_period_by_kind_for_one_target_or_all(db: TestDb) {
+    let (store, writer) = db.open().await;
+    let now = OffsetDateTime::now_utc();
+    let put = |id: &str, target: &str, acted: u32, outcome: Outcome, source: Source, ago: i64| {
+        let mut record = record(id, target, acted);
+        record.outcome = outcome;
+        record.source = source;
+        record.at = now - time::Duration::minutes(ago);
+        record
+    };
+    for record in [
+        put("A1", "web", 1, Outcome::Completed, Source::Sns, 10),
+        put("A2", "web", 0, Outcome::Refused, Source::Sns, 11),
+        put("A3", "web", 0, Outcome::Refused, Source::Manual, 12),
+        put("A4", "api", 0, Outcome::Held, Source::Manual, 13),
+        put(
+            "A5",
+            "web",
+            0,
+            Outcome::NotRecovered,
+            Source::RecoveryCheck,
+            14,
+        ),
+        put("A6", "web", 0, Outcome::Completed, Source::Sns, 15),
+        put("A7", "web", 0, Outcome::Rejected, Source::AuditRead, 16),
+        put("A8", "web", 1, Outcome::Completed, Source::Sns, 60 * 30),
+    ] {
+        store.put(record).await.unwrap();
+    }
+    let since = now - time::Duration::hours(2);
+    let day_ms = 86_400_000;
+    let mut all = store.runs_by_period(None, since, day_ms).await.unwrap();
+    all.sort();
+    let kinds: Vec<(&str, i64)> = all
+        .iter()
+        .map(|(_, kind, runs)| (kind.as_str(), *runs))
+        .collect();
+    let mut expected = vec![("acted", 1), ("escalated", 1), ("held", 1), ("refused", 2)];
+    if all.len() > 4 {
+        // The two hours crossed midnight: the rows are split over two days.
+        expected.clear();
+    }
+    if !expected.is_empty() {
+        let mut sorted = kinds.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, "{all:?}");
+    }
+    let total: i64 = all.iter().map(|(_, _, runs)| runs).sum();
+    assert_eq!(total, 5, "{all:?}");
+    let web = store
+        .runs_by_period(Some(&id("web")), since, 3_600_000)
+        .await
+        .unwrap();
+    let total: i64 = web.iter().map(|(_, _, runs)| runs).sum();
+    assert_eq!(total, 4, "api's held run is not web's: {web:?}");
+    assert!(web.iter().all(|(start, ..)| start % 3_600_000 == 0));
+    writer.finish().await;
+}
 
 async fn an_episode_reads_back_as_its_steps_in_order_and_the_relapse_memory_marks_once(db: TestDb) {
     use super::{EpisodeWrite, Joined};

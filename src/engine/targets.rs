@@ -333,6 +333,15 @@ impl super::Engine {
         self.targets.ids()
     }
 
+    /// The ladder of the configured target `id`, if it is one.
+    pub fn ladder_of(&self, id: &crate::target::TargetId) -> Option<Vec<crate::config::Rung>> {
+        self.targets
+            .all()
+            .iter()
+            .find(|target| target.id == *id)
+            .map(|target| target.ladder.clone())
+    }
+
     /// Every configured target's identity and mode.
     pub fn target_modes(&self) -> impl Iterator<Item = (&crate::target::TargetId, Mode)> {
         self.targets

@@ -154,10 +154,27 @@ assert.equal(await page.textContent("svg title#health-title"), `Health of ${TARG
 assert.match(await page.textContent("svg desc"), /1 readings? from .* the last saw 3 InService and 2 not InService; 1 runs acted/);
 const mark = page.locator('svg a[href^="/ui/runs/"]');
 assert.equal(await mark.count(), 1, "the run that acted is marked");
-assert.match(await page.locator("details table").textContent(), /3.*2.*1/s);
+assert.match(await page.locator("details table").first().textContent(), /3.*2.*1/s);
+// Its state, what it did by outcome, its budget use and its last episode.
+const state = await page.textContent("dl.panel");
+assert.match(state, /Ladder\s*replace/);
+assert.match(state, /Breaker\s*closed/);
+assert.equal(await page.textContent("svg title#runs-title"), `Runs per hour of ${TARGET}, by outcome`);
+assert.match(await page.textContent("svg desc#runs-desc"), /1 acted, 0 refused by a rule, 0 held for approval/);
+assert.equal(await page.locator("svg rect.run.acted").count(), 1);
+assert.match(await page.textContent("svg desc#budget-desc"), /this target, last hour: 1 of 5/);
+const episode = page.locator("ol.episode li").first();
+assert.match(await episode.textContent(), /replace/);
 await page.screenshot({ path: `${OUT}/target-light.png`, fullPage: true });
 await page.emulateMedia({ colorScheme: "dark" });
 await page.screenshot({ path: `${OUT}/target-dark.png`, fullPage: true });
+await page.emulateMedia({ colorScheme: "light" });
+await page.setViewportSize({ width: 390, height: 844 });
+await page.reload();
+assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no horizontal scroll");
+await page.screenshot({ path: `${OUT}/target-phone.png`, fullPage: true });
+await page.setViewportSize({ width: 1280, height: 720 });
+await page.emulateMedia({ colorScheme: "dark" });
 for (const scheme of ["dark", "light"]) {
   await page.emulateMedia({ colorScheme: scheme });
   assert.deepEqual(await contrast(), [], `text below 4.5:1 in ${scheme} mode on the target page`);
@@ -167,7 +184,11 @@ assert.match(page.url(), /range=7d/);
 const markHref = await page.locator('svg a[href^="/ui/runs/"]').getAttribute("href");
 await Promise.all([page.waitForNavigation(), page.goto(`${BASE}${markHref}`)]);
 assert.match(await page.textContent("main"), /replace: terminate/);
-step("a target's page charts its health; the mark of the run that acted links to it");
+step("a target's page charts its health, runs and budget use, with its state and episodes; the mark of the run that acted links to it");
+await page.goto(`${BASE}/ui/`);
+assert.equal(await page.textContent("svg title#runs-title"), "Runs per hour of every target, by outcome");
+assert.match(await page.textContent("svg desc#runs-desc"), /[1-9]\d* acted/);
+step("the timeline charts every target's runs per hour");
 
 // An audit token's session sees a held decision's evidence, without the buttons.
 await page.goto(`${BASE}/ui/approvals/${HELD}`);

@@ -5,6 +5,7 @@
 //! logout ends and which expires; without one, a page redirects to the form. Every answer carries a strict Content-Security-Policy: no script, nothing
 //! from another origin.
 
+mod activity;
 mod approval_pages;
 mod approvals;
 mod attempts;
@@ -321,6 +322,9 @@ fn account_id(state: &AppState, account: String) -> String {
     }
 }
 
+/// An hour in milliseconds: the timeline's runs chart counts runs per hour.
+const HOUR_MS: i64 = 3_600_000;
+
 async fn timeline(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -374,7 +378,19 @@ async fn timeline(
     for target in state.engine.target_ids() {
         last_runs.push((target.name.clone(), state.audit.last_run(target).await?));
     }
-    let page = pages::timeline(&brakes, &last_runs, &records, &form, next.as_deref());
+    let until = OffsetDateTime::now_utc();
+    let since = until - time::Duration::DAY;
+    let rows = state.audit.runs_by_period(None, since, HOUR_MS).await?;
+    let periods = activity::periods(&rows, since, until, time::Duration::HOUR);
+    let activity = activity::runs("every target", "hour", &periods);
+    let page = pages::timeline(
+        &brakes,
+        &last_runs,
+        activity,
+        &records,
+        &form,
+        next.as_deref(),
+    );
     Ok(Html(page.into_string()).into_response())
 }
 

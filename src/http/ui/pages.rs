@@ -144,6 +144,7 @@ pub(super) fn outcome_class(outcome: &str) -> &'static str {
 pub fn timeline(
     state: &State,
     last_runs: &[(String, Option<AuditRecord>)],
+    activity: Markup,
     records: &[AuditRecord],
     filter: &FilterForm,
     next: Option<&str>,
@@ -201,6 +202,10 @@ pub fn timeline(
                         }
                     }
                 }
+            }
+            section aria-labelledby="activity" {
+                h2 #activity { "Runs per hour, last 24 hours" }
+                (activity)
             }
             h2 { "Timeline" }
             form.filters method="get" action="/ui/" {
