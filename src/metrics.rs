@@ -384,6 +384,11 @@ impl Metrics {
         }
     }
 
+    /// Counts a target escalated to a person, for `reason` (`escalated`, `relapsing`).
+    pub fn count_escalation(&self, reason: &'static str) {
+        self.escalations.get_or_create(&TripLabels { reason }).inc();
+    }
+
     /// Counts one step of a closed-set `outcome` in `family`.
     pub fn count(family: &Family<OutcomeLabels, Counter>, outcome: &'static str) {
         family.get_or_create(&OutcomeLabels { outcome }).inc();

@@ -237,8 +237,14 @@ impl Notifier {
             .filter_map(|entry| {
                 let secret = entry.url.as_ref()?.expose();
                 let url = reqwest::Url::parse(secret).ok()?;
+                // Entries to one URL (every PagerDuty integration posts to the same endpoint) differ by their
+                // routing key: it is part of the digest, never stored itself.
+                let id = match &entry.routing_key {
+                    Some(key) => sink_id(&format!("{secret}\n{}", key.expose())),
+                    None => sink_id(secret),
+                };
                 Some(Sink {
-                    id: sink_id(secret),
+                    id,
                     url,
                     format: entry.format,
                     events: entry.events.clone(),
@@ -522,6 +528,44 @@ fn sink_id(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_pagerduty_integrations_are_two_webhooks_each_with_its_own_routing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |name: &str, key: &str| {
+            let file = dir.path().join(name);
+            std::fs::write(&file, key).unwrap();
+            format!(
+                "[[notify]]\nformat = \"pagerduty\"\nrouting_key_file = {file:?}\nevents = [\"escalated\"]\n"
+            )
+        };
+        let text = format!(
+            "[[targets]]\nload_balancer = \"web\"\n{}{}",
+            entry("a", "KEY-A-0123456789"),
+            entry("b", "KEY-B-0123456789")
+        );
+        let config = crate::config::parse(&text, std::iter::empty()).unwrap();
+        let notifier = Notifier::start(&config, Arc::new(Metrics::default())).unwrap();
+        let event = Event::new(NotifyEvent::Escalated, "web", "down".into(), "R1");
+        let jobs = notifier.jobs_for(&event);
+        assert_eq!(jobs.len(), 2);
+        let sinks: Vec<String> = jobs
+            .iter()
+            .map(|job| serde_json::from_str::<Queued>(&job.payload).unwrap().sink)
+            .collect();
+        assert_ne!(sinks[0], sinks[1]);
+        for (job, key) in jobs.iter().zip(["KEY-A-0123456789", "KEY-B-0123456789"]) {
+            assert!(!job.payload.contains(key), "the key is never stored");
+            let queued: Queued = serde_json::from_str(&job.payload).unwrap();
+            let sink = notifier.sinks.iter().find(|s| s.id == queued.sink).unwrap();
+            assert_eq!(notifier.body(sink, &event)["routing_key"], key);
+        }
+        let acted = Event::new(NotifyEvent::Acted, "web", "replaced".into(), "R1");
+        assert!(
+            notifier.jobs_for(&acted).is_empty(),
+            "PagerDuty hears only escalations"
+        );
+    }
 
     #[test]
     fn a_webhook_is_named_by_a_digest_never_by_its_url() {

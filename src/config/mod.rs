@@ -840,6 +840,17 @@ impl Config {
             .unwrap_or(self.remediation.reboot_verify_secs)
     }
 
+    /// How long `target` cools down after a run acted on it: `remediation.cooldown_secs`, and for a ladder
+    /// that starts with a reboot at least its `reboot_verify_secs` (the reboot is checked before another alert
+    /// may act).
+    pub fn cooldown_secs_of(&self, target: &TargetConfig) -> u64 {
+        let cooldown = self.remediation.cooldown_secs;
+        match self.ladder_of(target).first() {
+            Some(Rung::Reboot) => cooldown.max(self.reboot_verify_secs_of(target)),
+            _ => cooldown,
+        }
+    }
+
     /// The fraction of `target`'s instances that may be acted on in an hour: its own, else the default.
     pub fn removed_fraction_of(&self, target: &TargetConfig) -> f64 {
         target

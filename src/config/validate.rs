@@ -393,7 +393,7 @@ impl NotifyConfig {
             return invalid(
                 key("events"),
                 "is empty: name some of \"acted\", \"refused\", \"breaker-tripped\", \"not-recovered\", \
-                 or remove the entry",
+                 \"escalated\", \"resolved\", or remove the entry",
             );
         }
         Ok(())

@@ -196,6 +196,7 @@ impl Engine {
         let mut policy = Policy {
             action: target.action,
             rung: asked.rung,
+            cooldown: target.cooldown,
             ..Policy::from(&self.config.remediation)
         };
         // An approval (or a ladder step) caps what it may act on, not what broke since: it plans uncapped,

@@ -2,8 +2,6 @@
 //! one inside a maintenance window, or (for a real run) one still cooling down after a run acted, is answered
 //! from the store and the configuration alone, so that a storm of alerts during any of them makes no AWS call.
 
-use std::time::Duration;
-
 use time::OffsetDateTime;
 
 use super::plan::{Clock, Refusal, cooldown_refusal};
@@ -75,8 +73,7 @@ impl Engine {
             now,
             last_action_at: last.at,
         };
-        let cooldown = Duration::from_secs(self.config.remediation.cooldown_secs);
-        Ok(cooldown_refusal(cooldown, clock))
+        Ok(cooldown_refusal(target.cooldown, clock))
     }
 }
 

@@ -10,7 +10,7 @@ use super::decide::{Decided, Decision};
 use super::port::Snapshot;
 use super::summary::ApprovalRef;
 use super::targets::Target;
-use super::{Approved, Authenticated, Engine, EngineError, Run, Summary, Trigger};
+use super::{Approved, Authenticated, Engine, EngineError, NextStep, Run, Summary, Trigger};
 use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta, rfc3339};
 use crate::target::Place;
 
@@ -103,6 +103,7 @@ impl Engine {
         target: &Target,
         decided: Decided<'_>,
         mut summary: Summary,
+        next: Option<&NextStep>,
     ) -> Result<Run, EngineError> {
         let now = decided.clock.now();
         let ttl = time::Duration::seconds(
@@ -114,19 +115,25 @@ impl Engine {
         let id = meta.id.clone();
         let public_url = self.config.server.public_url.as_deref();
         // Nothing was replaced: what would be moves from the summary's lists to the approval.
+        let verb = summary.verb().1.to_owned();
         let would_replace = summary.take_acted_on();
         summary.approval = Some(ApprovalRef {
             id: id.clone(),
             expires_at: rfc3339(expires_at),
             url: approval_url(public_url, &id),
             would_replace,
+            verb,
         });
         meta.note("held", &summary.approval);
-        let body = json!({
+        let mut body = json!({
             "decision": decided.decision,
             "summary": summary,
             "evidence": evidence,
         });
+        // A ladder's later step held for approvers is that step once approved, in its episode.
+        if let Some(next) = next {
+            body["ladder"] = json!(next);
+        }
         let required = target.approvals_required;
         tracing::info!(would_replace = ?decided.plan.act_on, required, "held for approval");
         Ok(self.counted(Run {
@@ -166,10 +173,16 @@ impl Engine {
             message,
             false,
         );
-        Some(trigger.in_place(place).approved(Approved {
+        let trigger = trigger.in_place(place).approved(Approved {
             id: approval.id.clone(),
             instances,
-        }))
+        });
+        Some(
+            match serde_json::from_value::<NextStep>(approval.body["ladder"].clone()) {
+                Ok(next) => trigger.next_step(next),
+                Err(_) => trigger,
+            },
+        )
     }
 }
 

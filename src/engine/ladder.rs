@@ -4,12 +4,11 @@
 //! the next step as a new recorded run of the same episode, through every rule as it stands then, and acted
 //! on once (its delivery key); with no step after, the target escalates to a person.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::decide::Decision;
+use super::recovery::RECHECK_AFTER;
 use super::targets::Target;
 use super::{Authenticated, Engine, EngineError, NextStep, Run, Trigger};
 use crate::audit::{ClaimedJob, Delivery, EpisodeWrite, NewJob, Outcome, RequestMeta, Source};
@@ -21,10 +20,9 @@ use crate::target::Place;
 /// The job kind of a ladder step's check.
 pub const JOB_KIND: &str = "ladder-check";
 
-/// A check whose target could not be read, or whose next step could not run, is tried again after this long ...
-const AGAIN_AFTER: Duration = Duration::from_secs(60);
-/// ... and a next step that keeps failing is given up on (recorded) after this many attempts.
-const NEXT_STEP_ATTEMPTS: u32 = 5;
+/// A next step that keeps failing is given up on (and the target escalated) after this many attempts of its
+/// check, a minute apart.
+const NEXT_STEP_ATTEMPTS: u32 = 10;
 
 /// The step a run takes, and where it stands in its episode.
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +50,15 @@ impl<'a> Step<'a> {
     }
 
     /// `run`, which acted on nothing, as a step of its episode when it is one: a later step that did not act
-    /// (refused, nothing left to do), or a refusal for relapsing, which starts and ends its own.
-    pub fn recorded(self, mut run: Run, meta: &mut RequestMeta, target: &Target) -> Run {
+    /// (refused, held for approvers, nothing left to do), or a refusal for relapsing, which starts and ends its
+    /// own and marks the `relapsed` replacements it found (a reset breaker then lets them be replaced).
+    pub fn recorded(
+        self,
+        mut run: Run,
+        meta: &mut RequestMeta,
+        target: &Target,
+        relapsed: Vec<String>,
+    ) -> Run {
         let relapsing = run
             .tripped
             .as_ref()
@@ -64,7 +69,11 @@ impl<'a> Step<'a> {
             (None, false) => return run,
         };
         meta.note("episode", serde_json::json!({"id": episode, "step": step}));
-        run.episode = Some(EpisodeWrite::step(&episode, &target.id, step));
+        let mut write = EpisodeWrite::step(&episode, &target.id, step);
+        if relapsing {
+            write.relapsed = relapsed;
+        }
+        run.episode = Some(write);
         run
     }
 }
@@ -138,43 +147,24 @@ impl Engine {
 
     /// Runs the claimed reboot check `job`: reads the target; each rebooted instance back InService
     /// recovered; those still down go to the next step (a run of the same episode, acted on once whoever runs
-    /// it), or, with none after, escalate. The check's record and the job's removal are one commit, written
-    /// after the next step's run, so that a crash between them runs the check again and finds that run done.
+    /// it), or, with none after (or a next step refused, or given up on), escalate. The check's record and the
+    /// job's removal are one commit, written after the next step's run, so that a crash between them runs the
+    /// check again and finds that run done.
     pub async fn check_step(&self, job: &ClaimedJob) -> Result<(), EngineError> {
         let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
         let Ok(check) = serde_json::from_str::<StepCheck>(&job.payload) else {
-            meta.note("ignored", "the ladder check cannot be read");
-            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
-            self.audit.finish_job(record, &job.id, Vec::new()).await?;
-            return Ok(());
+            return self
+                .ignore(job, meta, "the ladder check cannot be read")
+                .await;
         };
-        meta.target = Some(check.target.clone());
-        meta.place = Some((check.account.clone(), check.region.clone()));
-        let Some(target) = self
-            .targets
-            .by_place(&check.target, &check.account, &check.region)
-        else {
-            meta.note("ignored", "the target is no longer configured");
-            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
-            self.audit.finish_job(record, &job.id, Vec::new()).await?;
+        meta.note("episode", serde_json::json!({"id": check.episode}));
+        let place = (
+            check.target.as_str(),
+            check.account.as_str(),
+            check.region.as_str(),
+        );
+        let Some((target, snapshot)) = self.look(job, &mut meta, place).await? else {
             return Ok(());
-        };
-        if let Some(why) = self.held_by_people(&target.id).await? {
-            tracing::info!(run = check.run_id, why, "ladder check waits");
-            self.audit.retry_job(&job.id, AGAIN_AFTER, why).await?;
-            return Ok(());
-        }
-        let read = target.fleet.snapshot(&target.fleet_ref);
-        let snapshot = match super::port::RUN_ID.scope(meta.id.clone(), read).await {
-            Ok(snapshot) => snapshot,
-            Err(err) => {
-                Metrics::count(&self.metrics.recovery_checks, "failed");
-                tracing::warn!(run = check.run_id, error = %err, "ladder check cannot read its target; trying again later");
-                self.audit
-                    .retry_job(&job.id, AGAIN_AFTER, err.to_string())
-                    .await?;
-                return Ok(());
-            }
         };
         let (back, down): (Vec<String>, Vec<String>) =
             check.rebooted.iter().cloned().partition(|id| {
@@ -188,54 +178,58 @@ impl Engine {
             serde_json::json!({"run": check.run_id, "episode": check.episode, "step": Rung::Reboot.as_str(),
                                "recovered": back, "still_down": down}),
         );
-        let mut events = Vec::new();
-        let mut jobs = Vec::new();
-        let (outcome, step) = if down.is_empty() {
+        if down.is_empty() {
             Metrics::count(&self.metrics.recovery_checks, "recovered");
-            (Outcome::Recovered, "check")
-        } else if check.index + 1 < target.ladder.len() {
-            Metrics::count(&self.metrics.recovery_checks, "not-recovered");
-            match self.next_step(target, &check, down, &meta.id).await {
-                Ok(next) => meta.note("next", next),
+            return self
+                .checked(job, meta, target, &check, Outcome::Recovered)
+                .await;
+        }
+        Metrics::count(&self.metrics.recovery_checks, "not-recovered");
+        let why = if check.index + 1 < target.ladder.len() {
+            match self.next_step(target, &check, &down, &meta.id).await {
+                Ok(Next::Ran(next)) => {
+                    meta.note("next", next);
+                    return self
+                        .checked(job, meta, target, &check, Outcome::NotRecovered)
+                        .await;
+                }
+                Ok(Next::Refused(next, sentence)) => {
+                    meta.note("next", next);
+                    format!("the next step was refused: {sentence}")
+                }
                 Err(why) if job.attempts < NEXT_STEP_ATTEMPTS => {
                     tracing::warn!(run = check.run_id, why, "the next step cannot run yet");
-                    self.audit.retry_job(&job.id, AGAIN_AFTER, why).await?;
+                    self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
                     return Ok(());
                 }
                 Err(why) => {
-                    tracing::error!(
-                        run = check.run_id,
-                        why,
-                        "the next step did not run; giving up"
-                    );
                     meta.note("next", serde_json::json!({ "not-run": why }));
+                    format!("the next step did not run: {why}")
                 }
             }
-            (Outcome::NotRecovered, "check")
         } else {
-            Metrics::count(&self.metrics.recovery_checks, "not-recovered");
-            let reason = format!(
-                "not recovered after reboot in run {}: {} still not InService, and the ladder has no step after",
-                check.run_id,
-                down.join(", ")
-            );
-            events = self
-                .escalate(&mut meta, &target.id, &check.episode, reason)
-                .await?;
-            jobs.push(self.watch(&super::RecoveryCheck {
-                run_id: check.run_id.clone(),
-                target: check.target.clone(),
-                account: Some(check.account.clone()),
-                region: Some(check.region.clone()),
-                expected_in_service: check.expected_in_service,
-                episode: Some(check.episode.clone()),
-                ..super::RecoveryCheck::default()
-            }));
-            (Outcome::NotRecovered, "escalated")
+            "and the ladder has no step after".to_owned()
         };
-        jobs.extend(self.jobs_of(&events));
-        let record = meta.into_record(outcome, ANSWERED, None, 0);
-        let episode = EpisodeWrite::step(&check.episode, &target.id, step);
+        let reason = format!(
+            "not recovered after the reboot in run {}: {} still not InService, {why}",
+            check.run_id,
+            down.join(", ")
+        );
+        let events = self
+            .escalate(&mut meta, &target.id, &check.episode, reason)
+            .await?;
+        let mut jobs = self.jobs_of(&events);
+        jobs.push(self.watch(&super::RecoveryCheck {
+            run_id: check.run_id.clone(),
+            target: check.target.clone(),
+            account: Some(check.account.clone()),
+            region: Some(check.region.clone()),
+            expected_in_service: check.expected_in_service,
+            episode: Some(check.episode.clone()),
+            ..super::RecoveryCheck::default()
+        }));
+        let record = meta.into_record(Outcome::NotRecovered, ANSWERED, None, 0);
+        let episode = EpisodeWrite::step(&check.episode, &target.id, "escalated");
         let dropped = self
             .audit
             .finish_step(record, &job.id, jobs, Some(episode))
@@ -244,16 +238,33 @@ impl Engine {
         Ok(())
     }
 
+    /// Records the reboot check `check` as `outcome`, a `check` step of its episode, and finishes its job.
+    async fn checked(
+        &self,
+        job: &ClaimedJob,
+        meta: RequestMeta,
+        target: &Target,
+        check: &StepCheck,
+        outcome: Outcome,
+    ) -> Result<(), EngineError> {
+        let record = meta.into_record(outcome, ANSWERED, None, 0);
+        let episode = EpisodeWrite::step(&check.episode, &target.id, "check");
+        self.audit
+            .finish_step(record, &job.id, Vec::new(), Some(episode))
+            .await?;
+        Ok(())
+    }
+
     /// Runs the next step of `check`'s episode on `down` (the instances the reboot did not fix), once: under
     /// the delivery key of the step, a run already done is not run again. What became of it, or why it cannot
-    /// run now (another process runs it; the store failed).
+    /// run now (another process runs it; the run failed).
     async fn next_step(
         &self,
         target: &Target,
         check: &StepCheck,
-        down: Vec<String>,
+        down: &[String],
         check_id: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<Next, String> {
         let mut meta = RequestMeta::new(Source::Ladder, None);
         meta.note(
             "ladder",
@@ -263,7 +274,7 @@ impl Engine {
             episode: check.episode.clone(),
             index: check.index + 1,
             after: check.run_id.clone(),
-            instances: down.clone(),
+            instances: down.to_vec(),
         };
         let message = format!(
             "ladder: the reboot in run {} did not fix {}",
@@ -284,16 +295,30 @@ impl Engine {
         match claimed.map_err(|err| err.to_string())? {
             Delivery::Claimed(key) => {
                 let run = self.run(meta, &trigger, Some(key)).await;
-                let run = run.map_err(|err| format!("the next step's run failed: {err}"))?;
-                let summary = run.summary;
-                Ok(serde_json::json!({"run": summary.audit_id, "refused": summary.refused_rule}))
+                let summary = run
+                    .map_err(|err| format!("the next step's run failed: {err}"))?
+                    .summary;
+                let noted =
+                    serde_json::json!({"run": summary.audit_id, "refused": summary.refused_rule});
+                Ok(match summary.refused {
+                    Some(sentence) => Next::Refused(noted, sentence),
+                    None => Next::Ran(noted),
+                })
             }
-            Delivery::Replay { first_id, .. } => {
-                Ok(serde_json::json!({"run": first_id, "already": true}))
-            }
+            Delivery::Replay { first_id, .. } => Ok(Next::Ran(
+                serde_json::json!({"run": first_id, "already": true}),
+            )),
             Delivery::InProgress { first_id } => {
                 Err(format!("run {first_id} is taking the next step"))
             }
         }
     }
+}
+
+/// What became of a ladder's next step (as noted in the check's record).
+enum Next {
+    /// It ran (acted, held for approvers, or found nothing left to do), or had run already.
+    Ran(serde_json::Value),
+    /// A rule refused it, for this reason: a person is needed.
+    Refused(serde_json::Value, String),
 }

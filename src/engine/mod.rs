@@ -220,7 +220,7 @@ impl Engine {
         let except: Vec<&str> = previous.into_iter().chain(step.after).collect();
         if let Some(refusal) = self.gate(target, dry_run, &except).await? {
             let refused = refused(meta, refusal, false, None);
-            return Ok(step.recorded(refused, meta, target));
+            return Ok(step.recorded(refused, meta, target, Vec::new()));
         }
         let only = match (&trigger.approval, &trigger.ladder) {
             (Some(approved), _) => Some((approved.instances.as_slice(), SkipReason::NotApproved)),
@@ -240,12 +240,13 @@ impl Engine {
         let tripped = decided.tripped.clone();
         let relapsed = decided.relapsed.clone();
         if holding && !decided.decision.steps.is_empty() {
-            return self.hold(meta, target, decided, summary).await;
+            let held = self.hold(meta, target, decided, summary, trigger.ladder.as_ref());
+            return Ok(step.recorded(held.await?, meta, target, Vec::new()));
         }
         if dry_run || holding || decided.decision.steps.is_empty() {
             tracing::info!(would_act = ?decided.plan.act_on, refused = ?summary.refused, dry_run, "planned");
             let run = self.counted(Run::nothing_done(summary, true, tripped));
-            return Ok(step.recorded(run, meta, target));
+            return Ok(step.recorded(run, meta, target, relapsed));
         }
         let decision = decided.decision.clone();
         let registered = decided.plan.registered.clone();
@@ -253,19 +254,26 @@ impl Engine {
             act::Acted::Replaced(acted) => acted,
             act::Acted::Refused(refusal) => {
                 let refused = refused(meta, refusal, true, tripped);
-                return Ok(step.recorded(refused, meta, target));
+                return Ok(step.recorded(refused, meta, target, Vec::new()));
             }
         };
         let episode = step.episode.unwrap_or(&meta.id).to_owned();
-        let check = (acted > 0).then(|| match step.rung {
+        // A reboot is checked whatever AWS answered: an instance whose reboot failed is still down at its
+        // check, and goes to the next step (or escalates) like one the reboot did not fix.
+        let checked = acted > 0 || step.rung == Rung::Reboot;
+        let check = checked.then(|| match step.rung {
             Rung::Reboot => {
-                let rebooted = &summary.rebooted_instance_ids;
+                let planned: Vec<String> = decision
+                    .steps
+                    .iter()
+                    .map(|act| act.instance_id.clone())
+                    .collect();
                 let after = ladder::After {
                     episode: &episode,
                     index: step.index,
                     acted,
                 };
-                self.step_check(meta, target, &decision, rebooted, after)
+                self.step_check(meta, target, &decision, &planned, after)
             }
             Rung::Replace => {
                 let replaced = summary.acted_on();
@@ -288,7 +296,7 @@ impl Engine {
             acted,
             ..Run::nothing_done(summary, true, tripped)
         });
-        if acted > 0 {
+        if checked {
             let mut write = EpisodeWrite::step(&episode, &target.id, step.rung.as_str());
             write.relapsed = relapsed;
             meta.note(

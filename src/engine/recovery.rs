@@ -23,8 +23,9 @@ use crate::target::TargetId;
 /// The job kind of a recovery check.
 pub const JOB_KIND: &str = "recovery-check";
 
-/// A check whose target could not be read is tried again (by any process) after this long.
-const RECHECK_AFTER: Duration = Duration::from_secs(60);
+/// A check whose target could not be read, or is looked after by a person, is tried again (by any process)
+/// after this long.
+pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(60);
 
 /// An escalated target is watched for its capacity coming back this long, then given up on.
 const WATCH_FOR: Duration = Duration::from_secs(24 * 3600);
@@ -143,43 +144,22 @@ impl Engine {
     pub async fn check_recovery(&self, job: &ClaimedJob) -> Result<(), EngineError> {
         let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
         let Ok(check) = serde_json::from_str::<RecoveryCheck>(&job.payload) else {
-            meta.note("ignored", "the recovery check cannot be read");
-            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
-            self.audit.finish_job(record, &job.id, Vec::new()).await?;
-            return Ok(());
+            return self
+                .ignore(job, meta, "the recovery check cannot be read")
+                .await;
         };
         let account = check.account.as_deref().unwrap_or(&self.home.account);
         let region = check.region.as_deref().unwrap_or(&self.home.region);
-        meta.target = Some(check.target.clone());
-        meta.place = Some((account.to_owned(), region.to_owned()));
         meta.note(
             "recovery",
             serde_json::json!({"run": check.run_id, "expected_in_service": check.expected_in_service}),
         );
-        let Some(target) = self.targets.by_place(&check.target, account, region) else {
-            meta.note("ignored", "the target is no longer configured");
-            let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
-            self.audit.finish_job(record, &job.id, Vec::new()).await?;
+        meta.note("episode", serde_json::json!({"id": check.episode()}));
+        let Some((target, snapshot)) = self
+            .look(job, &mut meta, (&check.target, account, region))
+            .await?
+        else {
             return Ok(());
-        };
-        // A paused or silenced target, or one in a maintenance window, is being looked after by a person: its
-        // check waits until that is over, with no AWS call, rather than reading it and opening its breaker.
-        if let Some(why) = self.held_by_people(&target.id).await? {
-            tracing::info!(run = check.run_id, why, "recovery check waits");
-            self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
-            return Ok(());
-        }
-        let read = target.fleet.snapshot(&target.fleet_ref);
-        let snapshot = match super::port::RUN_ID.scope(meta.id.clone(), read).await {
-            Ok(snapshot) => snapshot,
-            Err(err) => {
-                Metrics::count(&self.metrics.recovery_checks, "failed");
-                tracing::warn!(run = check.run_id, error = %err, "recovery check cannot read its target; trying again later");
-                self.audit
-                    .retry_job(&job.id, RECHECK_AFTER, err.to_string())
-                    .await?;
-                return Ok(());
-            }
         };
         let in_service = u32::try_from(snapshot.in_service()).unwrap_or(u32::MAX);
         if let Some(since) = check.watching_since {
@@ -232,6 +212,57 @@ impl Engine {
             .await?;
         self.notifier.count_dropped(dropped);
         Ok(())
+    }
+
+    /// Records a check job that cannot be run (unreadable, or its target no longer configured) as ignored,
+    /// and finishes it.
+    pub(super) async fn ignore(
+        &self,
+        job: &ClaimedJob,
+        mut meta: RequestMeta,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        meta.note("ignored", why);
+        let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
+        self.audit.finish_job(record, &job.id, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// The look a check takes at its target (`name`, `account`, `region`) and what it saw; `None` when the
+    /// job is done with for now: its target is no longer configured (recorded and finished), it is looked
+    /// after by a person (a pause, a silence, a maintenance window: it waits, with no AWS call, rather than
+    /// reading the target and escalating), or it cannot be read (tried again by any process).
+    pub(super) async fn look(
+        &self,
+        job: &ClaimedJob,
+        meta: &mut RequestMeta,
+        (name, account, region): (&str, &str, &str),
+    ) -> Result<Option<(&super::targets::Target, super::port::Snapshot)>, EngineError> {
+        meta.target = Some(name.to_owned());
+        meta.place = Some((account.to_owned(), region.to_owned()));
+        let Some(target) = self.targets.by_place(name, account, region) else {
+            let meta = std::mem::replace(meta, RequestMeta::new(Source::RecoveryCheck, None));
+            self.ignore(job, meta, "the target is no longer configured")
+                .await?;
+            return Ok(None);
+        };
+        if let Some(why) = self.held_by_people(&target.id).await? {
+            tracing::info!(job = job.id, why, "check waits");
+            self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
+            return Ok(None);
+        }
+        let read = target.fleet.snapshot(&target.fleet_ref);
+        match super::port::RUN_ID.scope(meta.id.clone(), read).await {
+            Ok(snapshot) => Ok(Some((target, snapshot))),
+            Err(err) => {
+                Metrics::count(&self.metrics.recovery_checks, "failed");
+                tracing::warn!(job = job.id, error = %err, "check cannot read its target; trying again later");
+                self.audit
+                    .retry_job(&job.id, RECHECK_AFTER, err.to_string())
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Escalates `target`'s `episode` to a person for `reason`: opens its breaker (`escalated`), and the

@@ -129,19 +129,18 @@ impl Engine {
                 tripped: None,
             });
         }
-        let described = verdict.described();
-        plan.refuse(Refusal::Relapsing {
+        let refusal = Refusal::Relapsing {
             relapses,
             window_secs: window,
-            instances: described.clone(),
-        });
+            instances: verdict.described(),
+        };
+        // The breaker's reason is the refusal's sentence: it names the instances, their images and the runs.
+        let reason = refusal.sentence();
+        plan.refuse(refusal);
         meta.note("plan", &*plan);
         if !acting {
             return Ok(Relapse::default());
         }
-        let reason = format!(
-            "relapsing: {relapses} instances that replaced broken ones broke again within {window} s: {described}"
-        );
         let tripped = self.trip(meta, &target.id, Trip::Relapsing, reason).await?;
         Ok(Relapse { relapsed, tripped })
     }

@@ -131,18 +131,12 @@ impl Engine {
         let summary = &run.summary;
         let replaced = summary.acted_on();
         if run.acted > 0 {
-            let text = match (
-                summary.rebooted_instance_ids.is_empty(),
-                replaced.len() == summary.rebooted_instance_ids.len(),
-            ) {
-                (true, _) => format!("replaced {}", replaced.join(", ")),
-                (false, true) => format!("rebooted {}", replaced.join(", ")),
-                (false, false) => format!("acted on {}", replaced.join(", ")),
-            };
+            let text = format!("{} {}", summary.verb().0, replaced.join(", "));
             events.push(Event::new(NotifyEvent::Acted, target, text, audit_id));
         } else if let (Some(hold), Some(approval)) = (&run.hold, &summary.approval) {
             let text = format!(
-                "approval needed: would replace {}; expires at {}",
+                "approval needed: would {} {}; expires at {}",
+                approval.verb,
                 approval.would_replace.join(", "),
                 approval.expires_at
             );
@@ -151,7 +145,8 @@ impl Engine {
             events.push(event);
         } else if run.would_act() {
             let text = format!(
-                "observe mode: would have replaced {}; nothing was touched",
+                "observe mode: would have {} {}; nothing was touched",
+                summary.verb().0,
                 replaced.join(", ")
             );
             events.push(Event::new(NotifyEvent::WouldAct, target, text, audit_id));
@@ -165,12 +160,7 @@ impl Engine {
         if let Some(tripped) = &run.tripped {
             let text = tripped.reason.clone();
             if tripped.trip == super::Trip::Relapsing {
-                self.metrics
-                    .escalations
-                    .get_or_create(&crate::metrics::TripLabels {
-                        reason: "relapsing",
-                    })
-                    .inc();
+                self.metrics.count_escalation(tripped.trip.as_str());
                 let mut escalated =
                     Event::new(NotifyEvent::Escalated, target, text.clone(), audit_id);
                 if let Some(episode) = &run.episode {

@@ -69,9 +69,25 @@ pub struct ApprovalRef {
     pub expires_at: String,
     /// The audit page that shows its evidence, with the buttons.
     pub url: String,
-    /// The instances the decision would replace once approved (the summary's own lists stay empty: nothing
-    /// was replaced).
+    /// The instances the decision would act on once approved (the summary's own lists stay empty: nothing
+    /// was done).
     pub would_replace: Vec<String>,
+    /// What it would do to them: `replace`, `reboot` (a ladder's first step) or `act on`.
+    #[serde(
+        default = "ApprovalRef::replace",
+        skip_serializing_if = "ApprovalRef::is_replace"
+    )]
+    pub verb: String,
+}
+
+impl ApprovalRef {
+    fn replace() -> String {
+        "replace".to_owned()
+    }
+
+    fn is_replace(verb: &str) -> bool {
+        verb == "replace"
+    }
 }
 
 /// How a summary names its target.
@@ -150,6 +166,18 @@ impl Summary {
             &self.rebooted_instance_ids,
         ];
         lists.into_iter().flatten().cloned().collect()
+    }
+
+    /// What the run did (or would do) to its instances, in words: as a past participle and as a verb
+    /// (`replaced`/`replace`, `rebooted`/`reboot`, or `acted on`/`act on` for both).
+    pub fn verb(&self) -> (&'static str, &'static str) {
+        let rebooted = self.rebooted_instance_ids.len();
+        let all = self.acted_on().len();
+        match (rebooted, rebooted == all) {
+            (0, _) => ("replaced", "replace"),
+            (_, true) => ("rebooted", "reboot"),
+            (_, false) => ("acted on", "act on"),
+        }
     }
 
     /// Moves every instance acted on out of the summary's lists (a held decision acted on nothing).

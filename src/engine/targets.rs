@@ -93,6 +93,10 @@ pub(super) struct Target {
     pub ladder: Vec<Rung>,
     /// How long after a reboot it is checked.
     pub reboot_verify: Duration,
+    /// How long after a run acted on it its alerts are refused `cooldown`: `remediation.cooldown_secs`, and
+    /// for a ladder that starts with a reboot at least until the reboot is checked, so that an alert repeated
+    /// meanwhile does not reboot the instance again in an episode of its own.
+    pub cooldown: Duration,
     /// The fleet it is read and healed through.
     pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
@@ -230,6 +234,7 @@ impl Targets {
                 approvals_required: config.approvals_required_of(target),
                 ladder: config.ladder_of(target),
                 reboot_verify: Duration::from_secs(config.reboot_verify_secs_of(target)),
+                cooldown: Duration::from_secs(config.cooldown_secs_of(target)),
                 fleet,
                 lock: Mutex::new(()),
                 change_seen: std::sync::Mutex::default(),

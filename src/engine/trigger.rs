@@ -34,7 +34,7 @@ pub struct Trigger {
 }
 
 /// A ladder's next step: the instances an earlier step of an episode did not fix, and where it stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NextStep {
     /// The episode (the audit id of its first acting run).
     pub episode: String,

@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 
 use crate::common::postgres::Postgres;
 use crate::common::process::{ReflexProcess, reflex, remediate_at};
-use crate::common::{Fleet, Moto, TestApp, config_text, unique};
+use crate::common::{ADMIN, ADMIN_TOKEN, Fleet, Moto, TestApp, config_text, unique};
+
+/// An approver's token (approve mode).
+const APPROVER: &str = "ladder-approver-token-0123456789";
 
 /// Remediation settings for a fleet the test plays: no grace, no cooldown, quick checks, room to act.
 const QUICK: &str = "grace_period_secs = 0\ncooldown_secs = 0\nverify_after_secs = 2\nreboot_verify_secs = 2\n\
@@ -266,9 +269,8 @@ async fn replacements_that_keep_breaking_open_the_breaker_relapsing_and_the_next
         &dir.path().join("audit.db"),
         &[&lb],
         &remediation,
-    ) + &format!(
-        "\n[[notify]]\nurl = \"{url}\"\nformat = \"json\"\nevents = [\"escalated\"]\n"
-    );
+    ) + ADMIN
+        + &format!("\n[[notify]]\nurl = \"{url}\"\nformat = \"json\"\nevents = [\"escalated\"]\n");
     let app = TestApp::spawn_with_config(dir, &text).await;
     let mut runs = Vec::new();
     let mut broken = first_bad;
@@ -333,6 +335,80 @@ async fn replacements_that_keep_breaking_open_the_breaker_relapsing_and_the_next
         metrics.contains(r#"reflex_escalations_total{reason="relapsing"} 1"#),
         "{metrics}"
     );
+    // A person looked and reset the breaker: the relapse was counted, and the instance is replaced now.
+    let reset = json!({"target": lb, "reason": "new image rolled out"});
+    let (status, answer) = app
+        .post("/admin/breaker/reset", Some(ADMIN_TOKEN), reset.to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, replaced) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(
+        replaced["terminated-instance-ids"],
+        json!(broken),
+        "{replaced}"
+    );
+}
+
+#[tokio::test]
+async fn in_approve_mode_each_step_of_the_ladder_is_held_and_the_approved_next_step_replaces() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("ladder-approve");
+    let (_, bad) = fleet.balancer_with(&lb, 3, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let remediation = format!("{QUICK}mode = \"approve\"\n");
+    let text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &[],
+        &remediation,
+    ) + &ladder_target(&lb)
+        + &format!("\n[approvals]\ntokens = [\"{APPROVER}\"]\n");
+    let app = TestApp::spawn_with_config(dir, &text).await;
+    let approve = async |id: &str| {
+        let path = format!("/admin/approvals/{id}/approve");
+        let (status, voted) = app.post(&path, Some(APPROVER), "{}").await;
+        assert_eq!(status, 200, "{voted}");
+        voted
+    };
+    let (_, held) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(held["approval"]["verb"], "reboot", "{held}");
+    assert_eq!(held["approval"]["would-replace"], json!(bad));
+    let voted = approve(held["approval"]["id"].as_str().unwrap()).await;
+    assert_eq!(
+        voted["summary"]["rebooted-instance-ids"],
+        json!(bad),
+        "{voted}"
+    );
+    let first = voted["summary"]["audit-id"].as_str().unwrap().to_owned();
+    fleet.stop(&bad).await;
+    check_of(&app, &first).await;
+    // The next step is held too, as that step: approved, it replaces (not reboots again) in the same episode.
+    let next = record_where(&app, "the held next step", |r| {
+        r.source.as_str() == "ladder" && r.outcome.as_str() == "held"
+    })
+    .await;
+    let answer = &next.detail["answer"];
+    assert!(
+        answer["approval"].get("verb").is_none(),
+        "would replace: {answer}"
+    );
+    let voted = approve(&next.id).await;
+    assert_eq!(
+        voted["summary"]["terminated-instance-ids"],
+        json!(bad),
+        "{voted}"
+    );
+    let replaced = voted["summary"]["audit-id"].as_str().unwrap();
+    let steps: Vec<(String, String)> = story(&app, replaced).await;
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    // The held next step and the approved one that acted are both its `replace` step.
+    assert_eq!(
+        names,
+        ["reboot", "check", "replace", "replace"],
+        "{steps:?}"
+    );
+    assert_eq!(steps[0].1, first);
 }
 
 #[tokio::test]
