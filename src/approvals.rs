@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use crate::audit::{
     Approval, ApprovalState, Approver, AuditError, AuditStore, ClaimedJob, Delivery, Outcome,
-    RequestMeta, Source, Vote,
+    RequestMeta, Source, Tally, Vote,
 };
+use crate::config::Mode;
 use crate::engine::{Engine, EngineError};
+use crate::target::TargetId;
 
 /// Who holds an approver token, as approvals record it: a digest of the token (never the token), so that two
 /// approvals with one token count once and two tokens count as two approvers, whichever door they use.
@@ -141,9 +143,21 @@ pub struct WayUp {
 pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, AuditError> {
     let tally = audit.tally().await?;
     let held = audit.approval_counts().await?;
+    Ok(ways(&tally, &held, engine.target_modes()))
+}
+
+/// A target's held decisions in one state: (account, region, target, state, decisions).
+pub type ApprovalCount = (String, String, String, String, i64);
+
+/// The way up of each of `targets` (identity and mode) from its records' `tally` and its decisions' `held`
+/// counts. Pure.
+pub fn ways<'a>(
+    tally: &[Tally],
+    held: &[ApprovalCount],
+    targets: impl Iterator<Item = (&'a TargetId, Mode)>,
+) -> Vec<WayUp> {
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
-    Ok(engine
-        .target_modes()
+    targets
         .map(|(id, mode)| {
             let mut way = WayUp {
                 target: id.name.clone(),
@@ -155,7 +169,7 @@ pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, A
             let mine = |account: &str, region: &str, target: &str| {
                 account == id.account && region == id.region && target == id.name
             };
-            for (account, region, target, source, outcome, records, acted) in &tally {
+            for (account, region, target, source, outcome, records, acted) in tally {
                 let (account, region) = (account.as_deref(), region.as_deref());
                 if !mine(
                     account.unwrap_or_default(),
@@ -183,7 +197,7 @@ pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, A
                     way.acted += count(*acted);
                 }
             }
-            for (account, region, target, state, records) in &held {
+            for (account, region, target, state, records) in held {
                 if !mine(account, region, target) {
                     continue;
                 }
@@ -198,7 +212,7 @@ pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, A
             }
             way
         })
-        .collect())
+        .collect()
 }
 
 impl Voted {

@@ -58,7 +58,7 @@ pub use leases::{Lease, Leased};
 pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
-pub use records::{Filter, HealthPoint, LastAction, SharedClock, Tally};
+pub use records::{Activity, Filter, HealthPoint, LastAction, SharedClock, Tally};
 pub use replacements::{Joined, Replacement};
 pub use rows::{StoredRow, millis, rfc3339};
 pub use silences::{END_JOB as SILENCE_END_JOB, Silence};

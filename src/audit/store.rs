@@ -779,15 +779,16 @@ impl AuditStore {
         super::records::recent_runs(&self.readers, target, limit).await
     }
 
-    /// Runs since `since` in periods of `period_ms`, by kind (`acted`, `refused`, `held`, `would-act`,
-    /// `escalated`), for `target` or every target: (period start in ms, kind, runs), oldest first.
-    pub async fn runs_by_period(
+    /// The records about `target` (or every target) since `since`, grouped by period of `period_ms`, source
+    /// and outcome, with how many acted, oldest first: what the charts of runs and a target's way up are
+    /// drawn from.
+    pub async fn activity(
         &self,
         target: Option<&TargetId>,
         since: OffsetDateTime,
         period_ms: i64,
-    ) -> Result<Vec<(i64, String, i64)>, AuditError> {
-        super::records::runs_by_period(&self.readers, target, since, period_ms).await
+    ) -> Result<Vec<super::records::Activity>, AuditError> {
+        super::records::activity(&self.readers, target, since, period_ms).await
     }
 
     /// The steps of `target`'s newest episodes, at most `steps`, newest first: (episode, step).

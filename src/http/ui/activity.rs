@@ -6,6 +6,7 @@ use maud::{Markup, html};
 use time::OffsetDateTime;
 
 use super::pages::when;
+use crate::audit::Activity;
 use crate::engine::budget::{Budgets, Used};
 
 /// The drawing area, in SVG units; the SVG scales to the page's width.
@@ -34,10 +35,27 @@ pub struct Period {
     pub runs: [u64; KINDS.len()],
 }
 
-/// The periods between `since` and `until` of `period` each, with the grouped `rows` (period start in ms,
-/// kind, runs) filled in; periods with no run are there, empty. Pure.
+/// Sources whose records are not runs: operators' controls, notification deliveries and page views.
+const NOT_RUNS: [&str; 3] = ["admin", "notify", "audit-read"];
+
+/// The kind (index into `KINDS`) of a run's record that did not act, by its outcome: refused, held, would-act,
+/// escalated (a check that found its target not recovered); none for the others.
+fn kind_of(outcome: &str) -> Option<usize> {
+    let name = match outcome {
+        "refused" => "refused",
+        "held" => "held",
+        "would-act" => "would-act",
+        "not-recovered" => "escalated",
+        _ => return None,
+    };
+    KINDS.iter().position(|(kind, _)| *kind == name)
+}
+
+/// The periods between `since` and `until` of `period` each, with the grouped `rows` of records (period start
+/// in ms, source, outcome, records, of them acted) counted in by kind; periods with no run are there, empty.
+/// Pure.
 pub fn periods(
-    rows: &[(i64, String, i64)],
+    rows: &[Activity],
     since: OffsetDateTime,
     until: OffsetDateTime,
     period: time::Duration,
@@ -60,15 +78,20 @@ pub fn periods(
             runs: [0; KINDS.len()],
         })
         .collect();
-    for (start, kind, runs) in rows {
-        let Some(index) = usize::try_from((start - first).div_euclid(step_ms)).ok() else {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    for (start, source, outcome, records, acted) in rows {
+        if NOT_RUNS.contains(&source.as_str()) {
+            continue;
+        }
+        let Some(period) = usize::try_from((start - first).div_euclid(step_ms))
+            .ok()
+            .and_then(|index| out.get_mut(index))
+        else {
             continue;
         };
-        let Some(kind) = KINDS.iter().position(|(name, _)| name == kind) else {
-            continue;
-        };
-        if let Some(period) = out.get_mut(index) {
-            period.runs[kind] += u64::try_from(*runs).unwrap_or(0);
+        period.runs[0] += count(*acted);
+        if let Some(kind) = kind_of(outcome) {
+            period.runs[kind] += count(records - acted);
         }
     }
     out
@@ -236,14 +259,19 @@ mod tests {
     const HOUR: i64 = 3_600_000;
 
     #[test]
-    fn periods_are_filled_in_with_the_grouped_rows_and_the_empty_ones_kept() {
+    fn periods_are_filled_in_with_the_grouped_rows_by_kind_and_the_empty_ones_kept() {
         let since = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(30);
         let until = OffsetDateTime::UNIX_EPOCH + time::Duration::hours(3);
+        let row = |start: i64, source: &str, outcome: &str, records: i64, acted: i64| {
+            (start, source.to_owned(), outcome.to_owned(), records, acted)
+        };
         let rows = [
-            (0, "acted".to_owned(), 2),
-            (0, "refused".to_owned(), 1),
-            (2 * HOUR, "escalated".to_owned(), 1),
-            (2 * HOUR, "ignored".to_owned(), 9),
+            row(0, "sns", "completed", 3, 2),
+            row(0, "sns", "refused", 1, 0),
+            row(0, "notify", "completed", 9, 0),
+            row(2 * HOUR, "recovery-check", "not-recovered", 1, 0),
+            row(2 * HOUR, "sns", "ignored", 9, 0),
+            row(9 * HOUR, "sns", "refused", 1, 0),
         ];
         let periods = periods(&rows, since, until, time::Duration::HOUR);
         let runs: Vec<[u64; 5]> = periods.iter().map(|p| p.runs).collect();

@@ -380,7 +380,7 @@ async fn timeline(
     }
     let until = OffsetDateTime::now_utc();
     let since = until - time::Duration::DAY;
-    let rows = state.audit.runs_by_period(None, since, HOUR_MS).await?;
+    let rows = state.audit.activity(None, since, HOUR_MS).await?;
     let periods = activity::periods(&rows, since, until, time::Duration::HOUR);
     let activity = activity::runs("every target", "hour", &periods);
     let page = pages::timeline(

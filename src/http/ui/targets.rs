@@ -12,7 +12,7 @@ use super::super::{ApiError, AppState};
 use super::pages::{layout, when};
 use super::{activity, chart, see_other, session_of};
 use crate::approvals::WayUp;
-use crate::audit::{Brakes, EpisodeStep};
+use crate::audit::{Activity, Brakes, EpisodeStep, Tally};
 use crate::config::Rung;
 use crate::engine::budget::Budgets;
 use crate::target::TargetId;
@@ -81,23 +81,17 @@ pub(super) async fn show(
     let since = until - time::Duration::hours(hours);
     let points = state.audit.health_points(id, since, POINTS).await?;
     let period = time::Duration::hours(period_hours);
-    let rows = state
-        .audit
-        .runs_by_period(
-            Some(id),
-            since,
-            i64::try_from(period.whole_milliseconds()).unwrap_or(i64::MAX),
-        )
-        .await?;
+    let period_ms = i64::try_from(period.whole_milliseconds()).unwrap_or(i64::MAX);
+    // One pass over the range's records draws the runs chart and counts the way up.
+    let rows = state.audit.activity(Some(id), since, period_ms).await?;
     let periods = activity::periods(&rows, since, until, period);
     let used = crate::engine::budget::usage(&state.audit, id, until).await?;
     let limits = Budgets::from(&state.config.remediation);
     let brakes = state.audit.brakes_of(id).await?;
     let episodes = episodes(state.audit.episodes_of(id, EPISODE_STEPS).await?);
-    let ways = crate::approvals::way_up(&state.audit, &state.engine).await?;
-    let way = ways
-        .into_iter()
-        .find(|way| way.account == id.account && way.region == id.region && way.target == id.name);
+    let held = state.audit.approval_counts().await?;
+    let mode = state.engine.target_modes().find(|(known, _)| *known == id);
+    let way = crate::approvals::ways(&tally_of(id, &rows), &held, mode.into_iter()).pop();
     let ladder = state.engine.ladder_of(id).unwrap_or_default();
     let charts = Charts {
         health: chart::health(&id.name, &points, since, until),
@@ -127,6 +121,30 @@ struct Seen<'a> {
     ladder: &'a [Rung],
     episodes: &'a [(String, Vec<EpisodeStep>)],
     way: Option<&'a WayUp>,
+}
+
+/// `target`'s records of `rows` counted by source and outcome over the whole range, as the way up reads them.
+fn tally_of(target: &TargetId, rows: &[Activity]) -> Vec<Tally> {
+    let mut tally: Vec<Tally> = Vec::new();
+    for (_, source, outcome, records, acted) in rows {
+        let same = |t: &&mut Tally| t.3 == *source && t.4 == *outcome;
+        match tally.iter_mut().find(same) {
+            Some(row) => {
+                row.5 += records;
+                row.6 += acted;
+            }
+            None => tally.push((
+                Some(target.account.clone()),
+                Some(target.region.clone()),
+                target.name.clone(),
+                source.clone(),
+                outcome.clone(),
+                *records,
+                *acted,
+            )),
+        }
+    }
+    tally
 }
 
 /// The newest episodes of `steps` (newest first), each with its steps oldest first.
@@ -191,7 +209,7 @@ fn target(id: &TargetId, range: &str, charts: Charts, seen: &Seen<'_>) -> Markup
                 }
             }
             @if let Some(way) = seen.way {
-                h2 { "Mode and the way up" }
+                h2 { "Mode and the way up, in this range" }
                 dl.panel {
                     dt { "Mode" } dd { (way.mode) }
                     dt { "Runs" } dd { (way.runs) }
