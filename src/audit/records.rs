@@ -347,8 +347,9 @@ pub(super) async fn get(readers: &AnyPool, id: &str) -> Result<Option<AuditRecor
 }
 
 /// A run acts within its request's time after it arrives (a takeover, an approval's run, a ladder's next step
-/// are records of their own): a bound on arrival that lets the budgets' reads seek their window in the index
-/// instead of reading every run that ever acted.
+/// are records of their own), and its arrival is stamped by its process's clock, which may be off the
+/// database's by some seconds: a bound on arrival either side of a window that lets the budgets' reads seek it
+/// in the index instead of reading every run that ever acted.
 const ACTED_WITHIN_MS: i64 = 3_600_000;
 
 /// Instances acted on (or being acted on) from `since` to `until`, on `target` or (`None`) on every
@@ -362,7 +363,7 @@ pub(super) async fn acted_between(
     let sql = format!(
         "SELECT CAST(COALESCE(SUM(acted), 0) AS BIGINT) FROM audit_records \
          WHERE acted > 0 AND dry_run = 0 AND COALESCE(acted_ms, at_ms) BETWEEN $1 AND $2 \
-         AND at_ms BETWEEN $1 - {ACTED_WITHIN_MS} AND $2{}",
+         AND at_ms BETWEEN $1 - {ACTED_WITHIN_MS} AND $2 + {ACTED_WITHIN_MS}{}",
         if target.is_some() {
             format!(" AND {}", keys::matches("audit_records", 3))
         } else {
