@@ -99,16 +99,16 @@ impl ReflexProcess {
         );
         std::fs::write(&config, &text).unwrap();
         let binary = env!("CARGO_BIN_EXE_reflex");
-        let mut command = match offset {
-            Some(offset) => {
-                let mut faked = Command::new("faketime");
-                // Wall-clock time only: timers and timeouts keep running at the real pace.
-                faked.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                faked.args(["-f", offset, binary]);
-                faked
-            }
-            None => Command::new(binary),
-        };
+        let mut command = Command::new(binary);
+        if let Some(offset) = offset {
+            // libfaketime preloaded into reflex itself (the `faketime` wrapper would fork, and killing the
+            // wrapper would leave reflex running). Wall-clock time only: timers and timeouts keep running at
+            // the real pace.
+            command
+                .env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         let child = command
             .args(["serve", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -163,4 +163,16 @@ impl Drop for ReflexProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Debian's libfaketime (package faketime, which scripts/setup-test-deps installs).
+fn libfaketime() -> &'static str {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists())
+    .expect("libfaketime (apt-get install faketime; scripts/setup-test-deps does)")
 }
