@@ -6,3 +6,8 @@ CREATE INDEX audit_entries_at ON audit_entries (at_ms);
 CREATE INDEX audit_entries_target_counts
     ON audit_entries (target, at_ms, account, region, source, outcome, acted, dry_run, id);
 DROP INDEX audit_entries_target_at;
+-- The cooldown and the budgets read a target's runs that acted. With the index above also keyed by target,
+-- their own index must say more of what they ask (dry_run = 0 as well as the target), or a storm of refused
+-- alerts, each a record of the target, would be read on every alert.
+CREATE INDEX audit_entries_last_acted ON audit_entries (target, dry_run, at_ms) WHERE acted > 0;
+DROP INDEX audit_entries_acted;
