@@ -40,6 +40,7 @@ pub fn event(event: &Event, routing_key: String, link: impl Fn(&str) -> Option<S
             event
                 .tried
                 .iter()
+                .filter(|s| s.audit_id != event.audit_id)
                 .map(|s| (s.step.as_str(), s.audit_id.as_str())),
         )
         .filter_map(|(step, id)| {
@@ -114,6 +115,17 @@ mod tests {
         );
         assert_eq!(body["links"][0]["href"], "https://reflex.example/audit/R3");
         assert_eq!(body["links"].as_array().map(Vec::len), Some(3));
+        let mut listed = escalation();
+        listed.tried.push(Tried {
+            step: "escalated".into(),
+            audit_id: "R3".into(),
+        });
+        let body = event(&listed, "KEY".into(), link);
+        assert_eq!(
+            body["links"].as_array().map(Vec::len),
+            Some(3),
+            "the escalation once"
+        );
     }
 
     #[test]
