@@ -92,18 +92,9 @@ impl AwsFleet {
                     .map_err(|err| classify(OPERATION, &err, &[]))
             })
             .await?;
-        Ok(output
-            .terminating_instances()
-            .iter()
-            .find(|change| change.instance_id() == Some(instance_id))
-            .and_then(|change| change.current_state())
-            .and_then(|state| state.name())
-            .map(|name| name.as_str().to_owned())
-            .unwrap_or_else(|| "unknown".to_owned()))
+        Ok(state_of(output.terminating_instances(), instance_id))
     }
-}
 
-impl AwsFleet {
     /// RebootInstances on one instance: AWS answers it with nothing, so the state reported is `rebooting`.
     pub(super) async fn reboot_instance(&self, instance_id: &str) -> Result<String, FleetError> {
         const OPERATION: &str = "RebootInstances";
@@ -132,15 +123,19 @@ impl AwsFleet {
                     .map_err(|err| classify(OPERATION, &err, &[]))
             })
             .await?;
-        Ok(output
-            .starting_instances()
-            .iter()
-            .find(|change| change.instance_id() == Some(instance_id))
-            .and_then(|change| change.current_state())
-            .and_then(|state| state.name())
-            .map(|name| name.as_str().to_owned())
-            .unwrap_or_else(|| "unknown".to_owned()))
+        Ok(state_of(output.starting_instances(), instance_id))
     }
+}
+
+/// The state `changes` (what EC2 answered a state-changing call) say `instance_id` is moving to.
+fn state_of(changes: &[aws_sdk_ec2::types::InstanceStateChange], instance_id: &str) -> String {
+    changes
+        .iter()
+        .find(|change| change.instance_id() == Some(instance_id))
+        .and_then(|change| change.current_state())
+        .and_then(|state| state.name())
+        .map(|name| name.as_str().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn to_offset_date_time(at: &aws_sdk_ec2::primitives::DateTime) -> Option<OffsetDateTime> {
