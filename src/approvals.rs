@@ -226,14 +226,11 @@ impl Voted {
                     .to_owned()
             }
             (Some(summary), _) => {
-                let mut replaced = summary.terminated_instance_ids.clone();
-                replaced.extend(summary.asg_unhealthy_instance_ids.iter().cloned());
+                let acted = summary.acted_on();
                 match &summary.refused {
                     Some(refused) => format!("Approved, and refused now: {refused}"),
-                    None if replaced.is_empty() => {
-                        "Approved: nothing is broken any more".to_owned()
-                    }
-                    None => format!("Approved: replaced {}", replaced.join(", ")),
+                    None if acted.is_empty() => "Approved: nothing is broken any more".to_owned(),
+                    None => format!("Approved: {} {}", summary.verb().0, acted.join(", ")),
                 }
             }
             (None, ApprovalState::Rejected) => "Rejected: nothing was done".to_owned(),

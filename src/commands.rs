@@ -17,9 +17,21 @@ use crate::target::TargetRef;
 use crate::untrusted::bounded;
 use crate::{App, init_logging, serve};
 
-/// Loads and validates the configuration, with the file named in the error.
+/// Loads and validates the configuration, with the file named in the error: every target's ladder is checked
+/// against the built-in action kinds too.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    config::load(path).with_context(|| format!("config {}", path.display()))
+    let config = config::load(path).with_context(|| format!("config {}", path.display()))?;
+    let kinds = crate::actions::builtin();
+    for target in &config.targets {
+        kinds.ladder(&config.ladder_of(target)).with_context(|| {
+            format!(
+                "config {}: target {:?}: invalid targets.ladder",
+                path.display(),
+                target.name()
+            )
+        })?;
+    }
+    Ok(config)
 }
 
 /// `reflex serve`: runs the service until SIGINT or SIGTERM.
@@ -248,7 +260,7 @@ pub async fn probe_targets_command(config: &Config) -> anyhow::Result<Vec<String
         let place = config.place_of(target, &home.account);
         (places.fleet_of(config, target), place)
     };
-    crate::engine::probe_targets(config, &fleet_of)
+    crate::engine::probe_targets(config, &fleet_of, &crate::actions::builtin())
         .await
         .context("a target cannot be used")
 }

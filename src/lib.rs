@@ -6,6 +6,7 @@
 //! `approvals` votes on the decisions a target in approve mode holds.
 //! `main.rs` only parses the command line and calls `commands`.
 
+pub mod actions;
 pub mod approvals;
 pub mod audit;
 pub mod aws;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod contract;
 pub mod controls;
 pub mod engine;
+pub mod evidence;
 #[doc(hidden)]
 pub mod fuzz_entry;
 mod hex;

@@ -49,6 +49,15 @@ pub struct DryRunLabels {
     pub dry_run: &'static str,
 }
 
+/// The `action` (its kind's call) and `dry_run` of an instance acted on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActedLabels {
+    /// The call (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`, ...): a registered kind's.
+    pub action: String,
+    /// `true` when the instance was only planned for.
+    pub dry_run: &'static str,
+}
+
 /// `reason` an unhealthy instance was left alone.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SkipLabels {
@@ -140,7 +149,10 @@ pub struct Metrics {
     pub rejections: Family<RejectionLabels, Counter>,
     /// Remediation runs by outcome and dry-run.
     pub remediation_runs: Family<RunLabels, Counter>,
-    /// Instances terminated (or that would have been, in dry-run).
+    /// Instances acted on, by action and dry-run (in dry-run: that would have been).
+    pub instances_acted: Family<ActedLabels, Counter>,
+    /// Instances terminated (or that would have been, in dry-run); kept beside `instances_acted` one release
+    /// for the shipped dashboard and rules.
     pub instances_terminated: Family<DryRunLabels, Counter>,
     /// Instances marked Unhealthy in their Auto Scaling group (or that would have been, in dry-run).
     pub instances_marked_unhealthy: Family<DryRunLabels, Counter>,
@@ -203,6 +215,12 @@ impl Default for Metrics {
             "remediation_runs",
             "Remediation runs by outcome (completed, would-act, refused) and dry-run",
             remediation_runs.clone(),
+        );
+        let instances_acted = Family::default();
+        registry.register(
+            "instances_acted",
+            "Instances acted on by action (terminate, asg-unhealthy, reboot, start, isolate, ...) and dry-run",
+            instances_acted.clone(),
         );
         let instances_terminated = Family::default();
         registry.register(
@@ -338,6 +356,7 @@ impl Default for Metrics {
             http_requests,
             rejections,
             remediation_runs,
+            instances_acted,
             instances_terminated,
             instances_marked_unhealthy,
             instances_skipped,

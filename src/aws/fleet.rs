@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use crate::engine::port::{
     BoxFuture, Fleet, FleetError, GroupChange, Snapshot, TargetGroupInfo, TargetRef,
@@ -33,6 +35,43 @@ impl AwsFleet {
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             metrics,
         }
+    }
+
+    /// EC2's client, for an action kind's own calls.
+    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.ec2
+    }
+
+    /// Auto Scaling's client, for an action kind's own calls.
+    pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
+        &self.autoscaling
+    }
+
+    /// Classic ELB's client, for an action kind's own calls.
+    pub fn elb(&self) -> &aws_sdk_elasticloadbalancing::Client {
+        &self.elb
+    }
+
+    /// ELBv2's client (target groups), for an action kind's own calls.
+    pub fn elbv2(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
+        &self.elbv2
+    }
+
+    /// Runs an action kind's SDK call `operation` as the fleet runs its own: timed in the metrics, and a
+    /// failure classified (transient, permanent).
+    pub async fn call<T, E>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, FleetError>
+    where
+        E: std::error::Error + ProvideErrorMetadata + 'static,
+    {
+        self.timed(operation, async {
+            call.await
+                .map_err(|err| super::classify::classify(operation, &err, &[]))
+        })
+        .await
     }
 
     /// Runs one AWS call, recording its latency and, when it failed, how.
@@ -100,4 +139,14 @@ impl Fleet for AwsFleet {
     fn start<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
         Box::pin(self.start_instance(instance_id))
     }
+
+    fn clients(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(self)
+    }
+}
+
+/// The SDK clients behind `fleet`, for an action kind that makes calls of its own: none when the fleet is not
+/// AWS's (a test's).
+pub fn clients_of(fleet: &dyn Fleet) -> Option<&AwsFleet> {
+    fleet.clients()?.downcast_ref()
 }

@@ -12,7 +12,7 @@ mod places;
 mod signed_get;
 mod subscriptions;
 
-pub use fleet::AwsFleet;
+pub use fleet::{AwsFleet, clients_of};
 pub use identity::caller_account;
 pub use places::Places;
 pub use signed_get::{FetchError, SnsFetcher};

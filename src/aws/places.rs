@@ -148,4 +148,8 @@ impl Fleet for Assumed {
     fn start<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<String, FleetError>> {
         Box::pin(self.with_role(self.clients.start(instance_id)))
     }
+
+    fn clients(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(&self.clients)
+    }
 }

@@ -105,25 +105,8 @@ pub enum NotifyFormat {
 /// PagerDuty's Events API v2 endpoint: where a `pagerduty` `[[notify]]` entry posts unless `url` says otherwise.
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
-/// One step of a target's escalation ladder.
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum Rung {
-    /// EC2 RebootInstances (StartInstances for a stopped instance): keeps the instance, its disks and its place.
-    Reboot,
-    /// The target's `action`: terminate, or hand the instance to its Auto Scaling group.
-    Replace,
-}
-
-impl Rung {
-    /// The step's name in records, summaries and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reboot => "reboot",
-            Self::Replace => "replace",
-        }
-    }
-}
+/// The ladder of a target that names none: replacement only.
+pub const DEFAULT_STEP: &str = "replace";
 
 /// Events a `[[notify]]` entry can subscribe to.
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
@@ -624,10 +607,11 @@ pub struct TargetConfig {
     /// Distinct approvers this target's held decisions need; unset uses `approvals.required`.
     #[serde(default)]
     pub approvals_required: Option<u32>,
-    /// The remedies tried in order, each only when the one before did not fix an instance: `reboot`, then
-    /// `replace` (the target's `action`); unset: `["replace"]`.
+    /// The action kinds tried in order, each only when the one before did not fix an instance: `reboot`, then
+    /// `replace` (the target's `action`) or `isolate`; unset: `["replace"]`. Which names are kinds, and that
+    /// only the last step takes the instance out of service, is checked against the registered kinds.
     #[serde(default)]
-    pub ladder: Option<Vec<Rung>>,
+    pub ladder: Option<Vec<String>>,
     /// This target's wait before a reboot is checked; unset uses `remediation.reboot_verify_secs`.
     #[serde(default)]
     pub reboot_verify_secs: Option<u64>,
@@ -828,9 +812,12 @@ impl Config {
         target.approvals_required.unwrap_or(self.approvals.required)
     }
 
-    /// The remedies `target` tries in order: its own ladder, else replacement only.
-    pub fn ladder_of(&self, target: &TargetConfig) -> Vec<Rung> {
-        target.ladder.clone().unwrap_or_else(|| vec![Rung::Replace])
+    /// The action kinds `target` tries in order: its own ladder, else replacement only.
+    pub fn ladder_of(&self, target: &TargetConfig) -> Vec<String> {
+        target
+            .ladder
+            .clone()
+            .unwrap_or_else(|| vec![DEFAULT_STEP.to_owned()])
     }
 
     /// How long after a reboot `target` is checked: its own wait, else the default.
@@ -838,17 +825,6 @@ impl Config {
         target
             .reboot_verify_secs
             .unwrap_or(self.remediation.reboot_verify_secs)
-    }
-
-    /// How long `target` cools down after a run acted on it: `remediation.cooldown_secs`, and for a ladder
-    /// that starts with a reboot at least its `reboot_verify_secs` (the reboot is checked before another alert
-    /// may act).
-    pub fn cooldown_secs_of(&self, target: &TargetConfig) -> u64 {
-        let cooldown = self.remediation.cooldown_secs;
-        match self.ladder_of(target).first() {
-            Some(Rung::Reboot) => cooldown.max(self.reboot_verify_secs_of(target)),
-            _ => cooldown,
-        }
     }
 
     /// The fraction of `target`'s instances that may be acted on in an hour: its own, else the default.

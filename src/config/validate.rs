@@ -3,8 +3,8 @@
 
 use super::{
     AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, NotifyEvent,
-    NotifyFormat, RemediationConfig, Rung, Secret, ServerConfig, SnsConfig, TargetConfig,
-    WebhookConfig, any_matches,
+    NotifyFormat, RemediationConfig, Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
+    any_matches,
 };
 use crate::target::{PairError, Place, TargetRef};
 
@@ -677,24 +677,26 @@ impl TargetConfig {
     }
 }
 
-/// A ladder: not empty, each step once, `reboot` before `replace` (a reboot after a replacement would reboot
-/// the replacement, which nothing has shown broken).
-fn check_ladder(ladder: &[Rung]) -> Result<(), ConfigError> {
-    let fine = matches!(
-        ladder,
-        [Rung::Reboot] | [Rung::Replace] | [Rung::Reboot, Rung::Replace]
-    );
-    if fine {
-        return Ok(());
-    }
-    invalid(
-        "targets.ladder",
-        format!(
-            "is {:?}; use [\"replace\"] (the default), [\"reboot\", \"replace\"] (reboot first, replace what a \
-             reboot did not fix) or [\"reboot\"] (reboot only, then escalate to a person)",
-            ladder.iter().map(|r| r.as_str()).collect::<Vec<_>>()
+/// A ladder: not empty, each step once. (Which names are action kinds, and that only the last step takes the
+/// instance out of service, the registered kinds check: `engine::action::Kinds::ladder`.)
+fn check_ladder(ladder: &[String]) -> Result<(), ConfigError> {
+    let repeated = ladder
+        .iter()
+        .enumerate()
+        .find(|(n, step)| ladder[..*n].contains(step));
+    match (ladder.is_empty(), repeated) {
+        (true, _) => invalid(
+            "targets.ladder",
+            "is empty; use [\"replace\"] (the default), [\"reboot\", \"replace\"] (reboot first, replace what a \
+             reboot did not fix) or [\"reboot\"] (reboot only, then escalate to a person)"
+                .to_owned(),
         ),
-    )
+        (false, Some((_, step))) => invalid(
+            "targets.ladder",
+            format!("names {step:?} twice; each step is tried once, in order"),
+        ),
+        (false, None) => Ok(()),
+    }
 }
 
 /// What a speed limit means, for its error message: 0 would stop every action, which is what a pause is for.

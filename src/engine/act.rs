@@ -3,20 +3,22 @@
 
 use serde::Serialize;
 
+use super::action::On;
 use super::decide::Decided;
 use super::gate::brakes_refusal;
-use super::plan::{Act, Refusal, Replacement};
-use super::summary::{ActionError, Summary};
+use super::plan::{Act, Refusal};
+use super::summary::{ActEntry, ActionError, Summary};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{Outcome, RequestMeta};
 
-/// The result of one TerminateInstances, SetInstanceHealth, RebootInstances or StartInstances call, as recorded
-/// in the audit trail.
+/// The result of one act (its kind's call: TerminateInstances, SetInstanceHealth, RebootInstances, ...), as
+/// recorded in the audit trail.
 #[derive(Debug, Serialize)]
 struct ActionResult<'a> {
     instance_id: &'a str,
-    action: &'static str,
+    action: &'a str,
+    kind: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     auto_scaling_group: Option<&'a str>,
     /// What AWS answered: the instance's new state, or the health status set.
@@ -83,7 +85,7 @@ impl Engine {
         Ok(Acted::Replaced(u32::try_from(acted).unwrap_or(u32::MAX)))
     }
 
-    /// One step through the port, its outcome added to `summary`.
+    /// One act through its kind, its outcome added to `summary`.
     async fn step<'a>(
         &self,
         target: &Target,
@@ -91,32 +93,30 @@ impl Engine {
         summary: &mut Summary,
     ) -> ActionResult<'a> {
         let instance_id = step.instance_id.as_str();
-        let (operation, result, done) = match step.action {
-            Replacement::Terminate => (
-                "TerminateInstances",
-                target.fleet.terminate(instance_id).await,
-                &mut summary.terminated_instance_ids,
-            ),
-            Replacement::AsgUnhealthy => (
-                "SetInstanceHealth",
-                target.fleet.mark_unhealthy(instance_id).await,
-                &mut summary.asg_unhealthy_instance_ids,
-            ),
-            Replacement::Reboot => (
-                "RebootInstances",
-                target.fleet.reboot(instance_id).await,
-                &mut summary.rebooted_instance_ids,
-            ),
-            Replacement::Start => (
-                "StartInstances",
-                target.fleet.start(instance_id).await,
-                &mut summary.rebooted_instance_ids,
+        let operation = step.action.as_str();
+        let (list, result) = match self.kinds.get(step.kind()) {
+            Some(kind) => {
+                let on = On {
+                    fleet: target.fleet.as_ref(),
+                    target: &target.fleet_ref,
+                    act: step,
+                };
+                (kind.listed_as(operation), kind.start(on).await)
+            }
+            None => (
+                "",
+                Err(super::port::FleetError::new(
+                    super::port::FailureKind::Permanent,
+                    "act",
+                    None,
+                    format!("no action kind {:?} is registered", step.kind()),
+                )),
             ),
         };
         let (new_state, error) = match result {
             Ok(new_state) => {
                 tracing::warn!(instance_id, operation, new_state, group = ?step.auto_scaling_group, "acted");
-                done.push(instance_id.to_owned());
+                summary.list_mut(list).push(instance_id.to_owned());
                 (Some(new_state), None)
             }
             Err(err) => {
@@ -128,9 +128,16 @@ impl Engine {
                 (None, Some(err.to_string()))
             }
         };
+        summary.actions.push(ActEntry {
+            instance_id: instance_id.to_owned(),
+            action: operation.to_owned(),
+            state: new_state.clone(),
+            error: error.clone(),
+        });
         ActionResult {
             instance_id,
             action: operation,
+            kind: step.kind(),
             auto_scaling_group: step.auto_scaling_group.as_deref(),
             new_state,
             error,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::action::Action as ActionKind;
 use super::breaker::{Trip, Tripped};
 use super::budget;
 use super::observe::Observation;
@@ -16,7 +17,6 @@ use super::port::Snapshot;
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{Lease, Leased, RequestMeta, SharedClock};
-use crate::config::Rung;
 
 /// How long a run that is about to act waits for another process's run on the same target to finish.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -108,8 +108,8 @@ pub(super) struct Asked<'a> {
     pub acting: bool,
     /// The only instances it may act on, and the skip of the rest: an approval's, or a ladder step's.
     pub only: Option<(&'a [String], SkipReason)>,
-    /// The step of the target's ladder it takes.
-    pub rung: Rung,
+    /// The action kind of the step of the target's ladder it takes.
+    pub step: &'a std::sync::Arc<dyn ActionKind>,
 }
 
 impl Engine {
@@ -155,7 +155,9 @@ impl Engine {
         };
         let now = observation.clock.now();
         let mut relapse = super::relapse::Relapse::default();
-        if asked.rung == Rung::Replace && !plan.act_on.is_empty() {
+        // A step that takes instances out of service has them replaced: what replaced broken ones not long
+        // ago and broke again is a relapse.
+        if !asked.step.effect().keeps_instance && !plan.act_on.is_empty() {
             relapse = self
                 .relapses(meta, target, &mut plan, asked.acting, now)
                 .await?;
@@ -195,9 +197,8 @@ impl Engine {
     ) -> Plan {
         let mut policy = Policy {
             action: target.action,
-            rung: asked.rung,
             cooldown: target.cooldown,
-            ..Policy::from(&self.config.remediation)
+            ..Policy::new(&self.config.remediation, std::sync::Arc::clone(asked.step))
         };
         // An approval (or a ladder step) caps what it may act on, not what broke since: it plans uncapped,
         // then keeps its own.
@@ -272,7 +273,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan::Replacement;
     use crate::engine::port::{Ec2Facts, InstanceView};
 
     fn instance(id: &str, state: &str) -> InstanceView {
@@ -293,7 +293,8 @@ mod tests {
     fn act(id: &str) -> Act {
         Act {
             instance_id: id.into(),
-            action: Replacement::Terminate,
+            action: "terminate".into(),
+            kind: "replace".into(),
             auto_scaling_group: None,
         }
     }

@@ -77,9 +77,11 @@ pub fn evidence(
         },
         "instances": instances,
         "plan": {
-            "terminate": summary.terminated_instance_ids,
-            "asg-unhealthy": summary.asg_unhealthy_instance_ids,
-            "reboot": summary.rebooted_instance_ids,
+            "terminate": summary.list("terminated-instance-ids"),
+            "asg-unhealthy": summary.list("asg-unhealthy-instance-ids"),
+            "reboot": summary.list("rebooted-instance-ids"),
+            "acts": summary.actions,
+            "verb": summary.verb().1,
             "skipped": summary.skipped,
         },
         "budget-left": detail("budget_left"),
@@ -150,15 +152,9 @@ impl Engine {
                 .by_place(&approval.target, &approval.account, &approval.region)?;
         let decision: Option<Decision> =
             serde_json::from_value(approval.body["decision"].clone()).ok();
-        let instances = decision
-            .map(|decision| {
-                decision
-                    .steps
-                    .into_iter()
-                    .map(|act| act.instance_id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let steps = decision.map(|decision| decision.steps).unwrap_or_default();
+        let kind = steps.first().map(|act| act.kind().to_owned());
+        let instances = steps.into_iter().map(|act| act.instance_id).collect();
         let message = approval.body["summary"]["message"]
             .as_str()
             .unwrap_or_default()
@@ -176,6 +172,7 @@ impl Engine {
         let trigger = trigger.in_place(place).approved(Approved {
             id: approval.id.clone(),
             instances,
+            kind,
         });
         Some(
             match serde_json::from_value::<NextStep>(approval.body["ladder"].clone()) {
@@ -205,7 +202,14 @@ mod tests {
             registered: vec!["i-1".into()],
             ..Plan::default()
         };
-        let summary = Summary::of_plan("alarm".into(), Names::default(), &plan, false, "H".into());
+        let summary = Summary::of_plan(
+            "alarm".into(),
+            Names::default(),
+            &plan,
+            false,
+            "H".into(),
+            &crate::actions::builtin(),
+        );
         let now = OffsetDateTime::now_utc();
         let snapshot = Snapshot {
             target: "web".into(),

@@ -4,15 +4,17 @@
 //! the next step as a new recorded run of the same episode, through every rule as it stands then, and acted
 //! on once (its delivery key); with no step after, the target escalates to a person.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::action::Action as ActionKind;
 use super::decide::Decision;
 use super::recovery::RECHECK_AFTER;
 use super::targets::Target;
 use super::{Authenticated, Engine, EngineError, NextStep, Run, Trigger};
 use crate::audit::{ClaimedJob, Delivery, EpisodeWrite, NewJob, Outcome, RequestMeta, Source};
-use crate::config::Rung;
 use crate::contract::ANSWERED;
 use crate::metrics::Metrics;
 use crate::target::Place;
@@ -27,8 +29,8 @@ const NEXT_STEP_ATTEMPTS: u32 = 10;
 /// The step a run takes, and where it stands in its episode.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Step<'a> {
-    /// The remedy.
-    pub rung: Rung,
+    /// Its action kind.
+    pub kind: &'a Arc<dyn ActionKind>,
     /// Its place in the target's ladder.
     pub index: usize,
     /// The episode, when the run is a later step of one (the first step's run starts its own).
@@ -39,10 +41,12 @@ pub(super) struct Step<'a> {
 
 impl<'a> Step<'a> {
     /// The step `trigger` asks of `target`: a ladder's next step, else the first.
-    pub fn of(trigger: &'a Trigger, target: &Target) -> Self {
+    /// (A ladder shortened since the earlier step takes its last step.)
+    pub fn of(trigger: &'a Trigger, target: &'a Target) -> Self {
         let index = trigger.ladder.as_ref().map_or(0, |next| next.index);
+        let last = target.ladder.len().saturating_sub(1);
         Self {
-            rung: target.ladder.get(index).copied().unwrap_or(Rung::Replace),
+            kind: &target.ladder[index.min(last)],
             index,
             episode: trigger.ladder.as_ref().map(|next| next.episode.as_str()),
             after: trigger.ladder.as_ref().map(|next| next.after.as_str()),
@@ -65,7 +69,7 @@ impl<'a> Step<'a> {
             .is_some_and(|t| t.trip == super::Trip::Relapsing);
         let (episode, step) = match (self.episode, relapsing) {
             (_, true) => (meta.id.clone(), "relapsing"),
-            (Some(episode), false) => (episode.to_owned(), self.rung.as_str()),
+            (Some(episode), false) => (episode.to_owned(), self.kind.name()),
             (None, false) => return run,
         };
         meta.note("episode", serde_json::json!({"id": episode, "step": step}));
@@ -173,9 +177,10 @@ impl Engine {
                 })
             });
         meta.note("seen", &snapshot);
+        let step = target.ladder.get(check.index).map(|kind| kind.name());
         meta.note(
             "ladder",
-            serde_json::json!({"run": check.run_id, "episode": check.episode, "step": Rung::Reboot.as_str(),
+            serde_json::json!({"run": check.run_id, "episode": check.episode, "step": step,
                                "recovered": back, "still_down": down}),
         );
         if down.is_empty() {
@@ -210,8 +215,12 @@ impl Engine {
         } else {
             "and the ladder has no step after".to_owned()
         };
+        let step = target
+            .ladder
+            .get(check.index)
+            .map_or("step", |kind| kind.name());
         let reason = format!(
-            "not recovered after the reboot in run {}: {} still not InService, {why}",
+            "not recovered after the {step} in run {}: {} still not InService, {why}",
             check.run_id,
             down.join(", ")
         );
@@ -276,8 +285,12 @@ impl Engine {
             after: check.run_id.clone(),
             instances: down.to_vec(),
         };
+        let step = target
+            .ladder
+            .get(check.index)
+            .map_or("step", |kind| kind.name());
         let message = format!(
-            "ladder: the reboot in run {} did not fix {}",
+            "ladder: the {step} in run {} did not fix {}",
             check.run_id,
             down.join(", ")
         );

@@ -6,8 +6,11 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
+use super::action::Action as ActionKind;
 use super::snapshot::{HealthState, InstanceView, Snapshot};
-use crate::config::{Action, RemediationConfig, Rung};
+use crate::config::{Action, RemediationConfig};
 
 /// The safety limits the planner enforces (the `[remediation]` config section).
 #[derive(Debug, Clone)]
@@ -24,14 +27,16 @@ pub struct Policy {
     pub cooldown: Duration,
     /// Never touch instances with a tag of this key.
     pub protect_tag: String,
-    /// How an instance is replaced (needs `InstanceView::auto_scaling_group` filled unless `Terminate`).
+    /// How the `replace` kind replaces an instance (needs `InstanceView::auto_scaling_group` filled unless
+    /// `Terminate`).
     pub action: Action,
-    /// The step of the target's ladder this run takes: a reboot, or a replacement by `action`.
-    pub rung: Rung,
+    /// The action kind of the step of the target's ladder this run takes.
+    pub step: Arc<dyn ActionKind>,
 }
 
-impl From<&RemediationConfig> for Policy {
-    fn from(config: &RemediationConfig) -> Self {
+impl Policy {
+    /// The `[remediation]` limits, for a run that takes `step`.
+    pub fn new(config: &RemediationConfig, step: Arc<dyn ActionKind>) -> Self {
         Self {
             max_terminations_per_run: config.max_terminations_per_run,
             max_unhealthy_fraction: config.max_unhealthy_fraction,
@@ -40,7 +45,7 @@ impl From<&RemediationConfig> for Policy {
             cooldown: Duration::from_secs(config.cooldown_secs),
             protect_tag: config.protect_tag.clone(),
             action: config.action,
-            rung: Rung::Replace,
+            step,
         }
     }
 }
@@ -325,35 +330,18 @@ pub struct Skip {
     pub reason: SkipReason,
 }
 
-/// How one instance is to be replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Replacement {
-    /// EC2 TerminateInstances.
-    Terminate,
-    /// Auto Scaling SetInstanceHealth Unhealthy: its group replaces it.
-    AsgUnhealthy,
-    /// EC2 RebootInstances (a ladder's `reboot` step, for a running instance): the instance stays.
-    Reboot,
-    /// EC2 StartInstances (a ladder's `reboot` step, for a stopped instance, which AWS refuses to reboot).
-    Start,
-}
-
-impl Replacement {
-    /// Whether the instance stays (a reboot or a start) rather than being replaced.
-    pub fn keeps_instance(self) -> bool {
-        matches!(self, Self::Reboot | Self::Start)
-    }
-}
-
 /// One instance to act on, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Act {
     /// The instance.
     pub instance_id: String,
-    /// How it is replaced.
-    pub action: Replacement,
+    /// The call its action kind chose for it (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`).
+    pub action: String,
+    /// The action kind (the ladder's step); empty in decisions stored before kinds were named: see
+    /// `Act::kind`.
+    #[serde(default)]
+    pub kind: String,
     /// Its Auto Scaling group, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_scaling_group: Option<String>,
@@ -372,6 +360,18 @@ pub struct Plan {
     pub skipped: Vec<Skip>,
     /// Set when a safety rule stops the whole run.
     pub refused: Option<Refusal>,
+}
+
+impl Act {
+    /// The action kind of the act: as stored, or for a decision stored before kinds were named, the kind
+    /// whose call it is (`reboot` and `start` were the reboot step's, the rest replacements).
+    pub fn kind(&self) -> &str {
+        match (self.kind.as_str(), self.action.as_str()) {
+            ("", "reboot" | "start") => "reboot",
+            ("", _) => "replace",
+            (kind, _) => kind,
+        }
+    }
 }
 
 impl Plan {
@@ -414,7 +414,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     if plan.refused.is_some() {
         return plan;
     }
-    let mut candidates: Vec<(&InstanceView, Replacement)> = Vec::new();
+    let mut candidates: Vec<(&InstanceView, &'static str)> = Vec::new();
     for instance in unhealthy {
         match replacement_or_skip(instance, policy, clock.now) {
             Err(reason) => plan.skipped.push(Skip {
@@ -429,7 +429,8 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
         if index < policy.max_terminations_per_run {
             plan.act_on.push(Act {
                 instance_id: instance.instance_id.clone(),
-                action,
+                action: action.to_owned(),
+                kind: policy.step.name().to_owned(),
                 auto_scaling_group: instance.auto_scaling_group.clone(),
             });
         } else {
@@ -540,12 +541,12 @@ pub fn keep_only(plan: &mut Plan, approved: &[String], cap: usize, outside: Skip
     }
 }
 
-/// How to replace an unhealthy instance, or why to leave it alone.
+/// How the step's action kind acts on an unhealthy instance (its call), or why to leave it alone.
 fn replacement_or_skip(
     instance: &InstanceView,
     policy: &Policy,
     now: OffsetDateTime,
-) -> Result<Replacement, SkipReason> {
+) -> Result<&'static str, SkipReason> {
     match instance.health.state {
         HealthState::OutOfService => {}
         HealthState::Registering => return Err(SkipReason::RegistrationInProgress),
@@ -573,18 +574,7 @@ fn replacement_or_skip(
     {
         return Err(SkipReason::GracePeriod);
     }
-    if policy.rung == Rung::Reboot {
-        return Ok(if ec2.state == "stopped" {
-            Replacement::Start
-        } else {
-            Replacement::Reboot
-        });
-    }
-    match (policy.action, &instance.auto_scaling_group) {
-        (Action::Terminate, _) | (Action::Auto, None) => Ok(Replacement::Terminate),
-        (Action::AsgUnhealthy | Action::Auto, Some(_)) => Ok(Replacement::AsgUnhealthy),
-        (Action::AsgUnhealthy, None) => Err(SkipReason::NotInAutoScalingGroup),
-    }
+    policy.step.choose(instance, policy)
 }
 
 #[cfg(test)]

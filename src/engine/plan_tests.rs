@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
-use crate::config::Rung;
+use crate::actions::{reboot::Reboot, replace::Replace};
 use crate::engine::health;
 use crate::engine::snapshot::{Ec2Facts, Health};
 
@@ -21,7 +21,7 @@ fn policy() -> Policy {
         cooldown: Duration::from_secs(600),
         protect_tag: "reflex:protect".into(),
         action: Action::Terminate,
-        rung: Rung::Replace,
+        step: Arc::new(Replace),
     }
 }
 
@@ -214,17 +214,15 @@ fn the_action_decides_how_each_instance_is_replaced() {
     let with = |action| Policy { action, ..policy() };
     let act = |action, bad| plan(&fleet_with(bad), &with(action), clock()).act_on;
     let lone = || instance("i-bad", HealthState::OutOfService);
-    assert_eq!(
-        act(Action::Terminate, grouped())[0].action,
-        Replacement::Terminate
-    );
-    assert_eq!(act(Action::Auto, lone())[0].action, Replacement::Terminate);
+    assert_eq!(act(Action::Terminate, grouped())[0].action, "terminate");
+    assert_eq!(act(Action::Auto, lone())[0].action, "terminate");
     let handed = act(Action::Auto, grouped());
-    assert_eq!(handed[0].action, Replacement::AsgUnhealthy);
+    assert_eq!(handed[0].action, "asg-unhealthy");
+    assert_eq!(handed[0].kind, "replace");
     assert_eq!(handed[0].auto_scaling_group.as_deref(), Some("web-asg"));
     assert_eq!(
         act(Action::AsgUnhealthy, grouped())[0].action,
-        Replacement::AsgUnhealthy
+        "asg-unhealthy"
     );
     let plan = plan(&fleet_with(lone()), &with(Action::AsgUnhealthy), clock());
     assert!(plan.act_on.is_empty());
@@ -470,7 +468,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             cooldown: Duration::from_secs(cooldown),
             protect_tag: "reflex:protect".into(),
             action,
-            rung: Rung::Replace,
+            step: Arc::new(Replace),
         })
 }
 
@@ -523,13 +521,13 @@ proptest! {
             prop_assert!(NOW - ec2.launch_time.unwrap() >= time::Duration::try_from(policy.grace_period).unwrap());
             prop_assert!(!plan.skipped.iter().any(|s| &s.instance_id == id));
             let expected = match (policy.action, &view.auto_scaling_group) {
-                (Action::Terminate, _) | (Action::Auto, None) => Replacement::Terminate,
+                (Action::Terminate, _) | (Action::Auto, None) => "terminate",
                 (Action::AsgUnhealthy, None) => {
                     return Err(TestCaseError::fail("handed an instance in no group to Auto Scaling"));
                 }
-                (_, Some(_)) => Replacement::AsgUnhealthy,
+                (_, Some(_)) => "asg-unhealthy",
             };
-            prop_assert_eq!(act.action, expected);
+            prop_assert_eq!(act.action.as_str(), expected);
         }
         if plan.refused.is_none() {
             // Every unhealthy instance is either acted on or skipped with a reason, exactly once.
@@ -697,7 +695,7 @@ fn a_reboot_step_reboots_a_running_instance_and_starts_a_stopped_one_under_every
     }
     // In no Auto Scaling group, as `asg-unhealthy` would refuse: a reboot needs none.
     let policy = Policy {
-        rung: Rung::Reboot,
+        step: Arc::new(Reboot),
         action: Action::AsgUnhealthy,
         ..policy()
     };
@@ -705,16 +703,12 @@ fn a_reboot_step_reboots_a_running_instance_and_starts_a_stopped_one_under_every
     let steps: Vec<_> = planned
         .act_on
         .iter()
-        .map(|a| (a.instance_id.as_str(), a.action))
+        .map(|a| (a.instance_id.as_str(), a.action.as_str(), a.kind.as_str()))
         .collect();
     assert_eq!(
         steps,
-        [
-            ("i-ok1", Replacement::Reboot),
-            ("i-ok2", Replacement::Start)
-        ]
+        [("i-ok1", "reboot", "reboot"), ("i-ok2", "start", "reboot")]
     );
-    assert!(steps.iter().all(|(_, action)| action.keeps_instance()));
     // The cap and the protect tag hold for a reboot as for a replacement.
     let capped = plan(
         &snapshot(instances.clone()),
@@ -730,7 +724,6 @@ fn a_reboot_step_reboots_a_running_instance_and_starts_a_stopped_one_under_every
     }
     let protected = plan(&snapshot(instances), &policy, clock());
     assert_eq!(ids(&protected.act_on), ["i-ok2"]);
-    assert!(!Replacement::Terminate.keeps_instance());
 }
 
 #[test]

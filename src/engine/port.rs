@@ -67,6 +67,12 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
         &'a self,
         instance_id: &'a str,
     ) -> BoxFuture<'a, Result<String, FleetError>>;
+
+    /// The SDK clients behind the fleet, for an action kind that makes calls of its own (`aws::clients_of`
+    /// reads them; the engine never does); none for a fleet that is not AWS's.
+    fn clients(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
 }
 
 /// What one Auto Scaling group shows of a change under way; nothing in it (but `refreshes_unread`): no change

@@ -150,7 +150,6 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::audit::Joined;
-    use crate::engine::plan::Replacement as How;
 
     fn replacement(id: &str, replaced: &str, run: &str, relapsed_ms: Option<i64>) -> Replacement {
         Replacement {
@@ -170,7 +169,8 @@ mod tests {
     fn act(id: &str) -> Act {
         Act {
             instance_id: id.into(),
-            action: How::Terminate,
+            action: "terminate".into(),
+            kind: "replace".into(),
             auto_scaling_group: None,
         }
     }

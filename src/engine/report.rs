@@ -194,9 +194,16 @@ impl Engine {
         let runs = RunLabels { outcome, dry_run };
         self.metrics.remediation_runs.get_or_create(&runs).inc();
         let by_dry_run = DryRunLabels { dry_run };
-        let terminated = summary.terminated_instance_ids.len() as u64;
-        let marked = summary.asg_unhealthy_instance_ids.len() as u64;
+        let terminated = summary.list("terminated-instance-ids").len() as u64;
+        let marked = summary.list("asg-unhealthy-instance-ids").len() as u64;
         let counters = &self.metrics;
+        for act in summary.actions.iter().filter(|act| act.error.is_none()) {
+            let labels = crate::metrics::ActedLabels {
+                action: act.action.clone(),
+                dry_run,
+            };
+            counters.instances_acted.get_or_create(&labels).inc();
+        }
         counters
             .instances_terminated
             .get_or_create(&by_dry_run)

@@ -1,9 +1,23 @@
 //! The JSON summary every remediation answers with; keeps the original tool's `message` and
 //! `elb-instance-ids` keys.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
-use super::plan::{Plan, Refusal, Replacement, Skip};
+use super::action::Kinds;
+use super::plan::{Plan, Refusal, Skip};
+
+/// The lists of instances acted on that every summary has, even when empty, whatever the target's kinds: the
+/// keys the original tool and earlier releases answered with.
+pub const STANDING_LISTS: [&str; 3] = [
+    "terminated-instance-ids",
+    "asg-unhealthy-instance-ids",
+    "rebooted-instance-ids",
+];
+
+/// A run's acts in words when nothing says otherwise.
+const REPLACED: (&str, &str) = ("replaced", "replace");
 
 /// The answer to an accepted alert or manual request.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -25,16 +39,21 @@ pub struct Summary {
     pub region: String,
     /// Instances not InService.
     pub unhealthy_instance_ids: Vec<String>,
-    /// Instances terminated by reflex (in dry-run: that would have been).
-    pub terminated_instance_ids: Vec<String>,
-    /// Instances marked Unhealthy in their Auto Scaling group, which replaces them (in dry-run: that would
-    /// have been).
-    pub asg_unhealthy_instance_ids: Vec<String>,
-    /// Instances rebooted (or started, when stopped) by the `reboot` step of the target's ladder (in dry-run:
-    /// that would have been).
-    pub rebooted_instance_ids: Vec<String>,
+    /// The instances acted on (in a dry run: that would have been), one list per way of acting, named by
+    /// the action kind: `terminated-instance-ids` and `asg-unhealthy-instance-ids` (replace),
+    /// `rebooted-instance-ids` (reboot, or a start of a stopped instance), `isolated-instance-ids`
+    /// (isolate), ... The standing lists are always there.
+    #[serde(flatten)]
+    pub listed: BTreeMap<&'static str, Vec<String>>,
+    /// One entry per act, in order: the instance (or the resource), the call, and the state AWS answered
+    /// or the error (`planned` before the run acted, and in a dry run).
+    pub actions: Vec<ActEntry>,
     /// Unhealthy instances left alone, with reasons.
     pub skipped: Vec<Skip>,
+    /// What the run's acts do, in words (a past participle and a verb), as their kinds say: one kind's own
+    /// (`replaced`/`replace`, `rebooted`/`reboot`, `isolated`/`isolate`), `acted on`/`act on` for several.
+    #[serde(skip)]
+    pub words: (&'static str, &'static str),
     /// The sentence of the safety rule that stopped the whole run.
     pub refused: Option<String>,
     /// That rule's name (`cooldown`, `paused`, `breaker-open`, ...); absent when nothing was refused.
@@ -103,6 +122,25 @@ pub struct Names {
     pub region: String,
 }
 
+/// One act of a run, as the summary's `actions` list tells it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ActEntry {
+    /// The instance acted on.
+    pub instance_id: String,
+    /// The call (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`, ...).
+    pub action: String,
+    /// What AWS answered: the new state; `planned` for an act not (yet) carried out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why the act failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The state of an act in a summary before it is carried out.
+pub const PLANNED: &str = "planned";
+
 /// One failed action.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -114,78 +152,87 @@ pub struct ActionError {
 }
 
 impl Summary {
-    /// The summary of a plan before any action: what would be replaced, and how.
+    /// The summary of a plan before any action: what would be acted on, and how (`kinds` name each act's list).
     pub fn of_plan(
         message: String,
         target: Names,
         plan: &Plan,
         dry_run: bool,
         audit_id: String,
+        kinds: &Kinds,
     ) -> Self {
-        let planned = |action: Replacement| {
-            plan.act_on
-                .iter()
-                .filter(|act| act.action == action)
-                .map(|act| act.instance_id.clone())
-                .collect()
-        };
+        let mut summary = Self::ignored(message, String::new(), dry_run, audit_id);
+        summary.ignored = None;
+        for kind in kinds.all() {
+            for list in kind.lists() {
+                summary.listed.entry(list).or_default();
+            }
+        }
+        let mut named = plan.act_on.iter().filter_map(|act| kinds.get(act.kind()));
+        if let Some(first) = named.next() {
+            summary.words = if named.all(|kind| kind.name() == first.name()) {
+                (first.done(), first.name())
+            } else {
+                ("acted on", "act on")
+            };
+        }
+        for act in &plan.act_on {
+            let list = kinds
+                .get(act.kind())
+                .map_or("terminated-instance-ids", |kind| {
+                    kind.listed_as(&act.action)
+                });
+            summary.list_mut(list).push(act.instance_id.clone());
+            summary.actions.push(ActEntry {
+                instance_id: act.instance_id.clone(),
+                action: act.action.clone(),
+                state: Some(PLANNED.to_owned()),
+                error: None,
+            });
+        }
         Self {
-            message,
             elb_instance_ids: plan.registered.clone(),
             load_balancer: target.load_balancer,
             target_group: target.target_group,
             account: target.account,
             region: target.region,
             unhealthy_instance_ids: plan.unhealthy.clone(),
-            terminated_instance_ids: planned(Replacement::Terminate),
-            asg_unhealthy_instance_ids: planned(Replacement::AsgUnhealthy),
-            rebooted_instance_ids: plan
-                .act_on
-                .iter()
-                .filter(|act| act.action.keeps_instance())
-                .map(|act| act.instance_id.clone())
-                .collect(),
             skipped: plan.skipped.clone(),
             refused: plan.refused.as_ref().map(|r| r.sentence()),
             refused_rule: plan.refused.as_ref().map(Refusal::rule),
-            errors: Vec::new(),
-            dry_run,
-            mode: None,
-            approval: None,
-            duplicate: false,
-            audit_id,
-            ignored: None,
+            ..summary
         }
     }
 
-    /// Every instance the run acted on (or would have): terminated, handed to its group, rebooted.
+    /// The instances of the summary list `list` (empty when the summary has no such list).
+    pub fn list(&self, list: &str) -> &[String] {
+        self.listed.get(list).map_or(&[], Vec::as_slice)
+    }
+
+    /// The summary list `list`, made when missing.
+    pub fn list_mut(&mut self, list: &'static str) -> &mut Vec<String> {
+        self.listed.entry(list).or_default()
+    }
+
+    /// Every instance the run acted on (or would have), list by list.
     pub fn acted_on(&self) -> Vec<String> {
-        let lists = [
-            &self.terminated_instance_ids,
-            &self.asg_unhealthy_instance_ids,
-            &self.rebooted_instance_ids,
-        ];
-        lists.into_iter().flatten().cloned().collect()
+        self.listed.values().flatten().cloned().collect()
     }
 
     /// What the run did (or would do) to its instances, in words: as a past participle and as a verb
-    /// (`replaced`/`replace`, `rebooted`/`reboot`, or `acted on`/`act on` for both).
+    /// (`replaced`/`replace`, `rebooted`/`reboot`, ..., or `acted on`/`act on` for several kinds).
     pub fn verb(&self) -> (&'static str, &'static str) {
-        let rebooted = self.rebooted_instance_ids.len();
-        let all = self.acted_on().len();
-        match (rebooted, rebooted == all) {
-            (0, _) => ("replaced", "replace"),
-            (_, true) => ("rebooted", "reboot"),
-            (_, false) => ("acted on", "act on"),
-        }
+        self.words
     }
 
-    /// Moves every instance acted on out of the summary's lists (a held decision acted on nothing).
+    /// Moves every instance acted on out of the summary's lists, and every act out of `actions` (a held
+    /// decision acted on nothing; a run about to act lists what it really did).
     pub fn take_acted_on(&mut self) -> Vec<String> {
         let acted = self.acted_on();
-        self.terminated_instance_ids.clear();
-        self.asg_unhealthy_instance_ids.clear();
-        self.rebooted_instance_ids.clear();
+        for list in self.listed.values_mut() {
+            list.clear();
+        }
+        self.actions.clear();
         acted
     }
 
@@ -199,9 +246,12 @@ impl Summary {
             account: String::new(),
             region: String::new(),
             unhealthy_instance_ids: Vec::new(),
-            terminated_instance_ids: Vec::new(),
-            asg_unhealthy_instance_ids: Vec::new(),
-            rebooted_instance_ids: Vec::new(),
+            listed: STANDING_LISTS
+                .into_iter()
+                .map(|list| (list, Vec::new()))
+                .collect(),
+            actions: Vec::new(),
+            words: REPLACED,
             skipped: Vec::new(),
             refused: None,
             refused_rule: None,

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use super::EngineError;
+use super::action::{Action as ActionKind, Judged, Kinds, LadderError};
 use super::plan::Refusal;
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::summary::Names;
 use crate::audit::Home;
-use crate::config::{Action, Config, Mode, Rung, TargetConfig};
+use crate::config::{Action, Config, Mode, TargetConfig};
 use crate::target::{Place, TargetId};
 
 /// Where each configured target lives and which fleet serves it.
@@ -58,6 +59,14 @@ pub enum StartError {
         /// The `[[accounts]]` name of the other entry.
         other: String,
     },
+    /// A target's ladder names a step no action kind serves, or removes the instance before its last step.
+    #[error("{target}: targets.ladder {source}")]
+    Ladder {
+        /// The target, with its account and region.
+        target: String,
+        /// What is wrong with the ladder.
+        source: LadderError,
+    },
     /// Looking a target group up failed.
     #[error("cannot look up target group {group} (targets.target_group): {source}")]
     Lookup {
@@ -89,8 +98,8 @@ pub(super) struct Target {
     pub mode: Mode,
     /// Distinct approvers its held decisions need (approve mode).
     pub approvals_required: u32,
-    /// The remedies it tries in order (`reboot`, then `replace`).
-    pub ladder: Vec<Rung>,
+    /// The action kinds it tries in order (`reboot`, then `replace`).
+    pub ladder: Vec<Arc<dyn ActionKind>>,
     /// How long after a reboot it is checked.
     pub reboot_verify: Duration,
     /// How long after a run acted on it its alerts are refused `cooldown`: `remediation.cooldown_secs`, and
@@ -149,6 +158,18 @@ impl Target {
     }
 }
 
+/// How long `target` cools down after a run acted on it: `remediation.cooldown_secs`, and when its ladder's
+/// first step is judged by its instances coming back (a reboot), at least until that is checked
+/// (`reboot_verify_secs`), so that an alert repeated meanwhile does not take the step again.
+fn cooldown_of(config: &Config, target: &TargetConfig, ladder: &[Arc<dyn ActionKind>]) -> Duration {
+    let cooldown = config.remediation.cooldown_secs;
+    let secs = match ladder.first().map(|kind| kind.effect().judged) {
+        Some(Judged::InstancesBack) => cooldown.max(config.reboot_verify_secs_of(target)),
+        _ => cooldown,
+    };
+    Duration::from_secs(secs)
+}
+
 /// Every configured target.
 #[derive(Debug)]
 pub(super) struct Targets(Vec<Target>);
@@ -156,13 +177,24 @@ pub(super) struct Targets(Vec<Target>);
 impl Targets {
     /// Builds the targets of `config`, each in the place and served by the fleet `fleet_of` gives it,
     /// looking every target group up through its fleet.
-    pub async fn resolve(config: &Config, fleet_of: FleetOf<'_>) -> Result<Self, StartError> {
+    pub async fn resolve(
+        config: &Config,
+        fleet_of: FleetOf<'_>,
+        kinds: &Kinds,
+    ) -> Result<Self, StartError> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
             let (fleet, home) = fleet_of(target);
             let account_name = target.account_name().to_owned();
             let id = target.id_in(&home);
             let place = described(&id, &account_name);
+            let ladder =
+                kinds
+                    .ladder(&config.ladder_of(target))
+                    .map_err(|source| StartError::Ladder {
+                        target: place.clone(),
+                        source,
+                    })?;
             let (fleet_ref, names) = match target.reference() {
                 TargetRef::LoadBalancer(name) => (
                     TargetRef::LoadBalancer(name.clone()),
@@ -232,9 +264,9 @@ impl Targets {
                 removed_fraction: config.removed_fraction_of(target),
                 mode: config.mode_of(target),
                 approvals_required: config.approvals_required_of(target),
-                ladder: config.ladder_of(target),
                 reboot_verify: Duration::from_secs(config.reboot_verify_secs_of(target)),
-                cooldown: Duration::from_secs(config.cooldown_secs_of(target)),
+                cooldown: cooldown_of(config, target, &ladder),
+                ladder,
                 fleet,
                 lock: Mutex::new(()),
                 change_seen: std::sync::Mutex::default(),
@@ -304,8 +336,9 @@ impl Targets {
 pub async fn probe_targets(
     config: &Config,
     fleet_of: FleetOf<'_>,
+    kinds: &Kinds,
 ) -> Result<Vec<String>, StartError> {
-    let targets = Targets::resolve(config, fleet_of).await?;
+    let targets = Targets::resolve(config, fleet_of, kinds).await?;
     let mut lines = Vec::with_capacity(targets.0.len());
     for target in &targets.0 {
         let snapshot = target
@@ -339,12 +372,12 @@ impl super::Engine {
     }
 
     /// The ladder of the configured target `id`, if it is one.
-    pub fn ladder_of(&self, id: &crate::target::TargetId) -> Option<Vec<crate::config::Rung>> {
+    pub fn ladder_of(&self, id: &crate::target::TargetId) -> Option<Vec<&'static str>> {
         self.targets
             .all()
             .iter()
             .find(|target| target.id == *id)
-            .map(|target| target.ladder.clone())
+            .map(|target| target.ladder.iter().map(|kind| kind.name()).collect())
     }
 
     /// Every configured target's identity and mode.

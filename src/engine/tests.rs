@@ -355,6 +355,7 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
         store.clone(),
         Arc::clone(&metrics),
         Notifier::disabled(metrics),
+        kinds(),
     )
     .await
     .unwrap();
@@ -365,6 +366,11 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
         _writer: writer,
         _dir: dir,
     }
+}
+
+/// The action kinds of the harness: the built-in ones, and the test's own.
+fn kinds() -> crate::engine::action::Kinds {
+    crate::actions::builtin().with(kind::Drain)
 }
 
 /// Where the test's targets are.
@@ -409,7 +415,7 @@ async fn a_storm_during_the_cooldown_is_answered_without_reading_the_target() {
         .run(meta(), &trigger("web", false), None)
         .await
         .unwrap();
-    assert_eq!(first.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(first.summary.list("terminated-instance-ids"), ["i-bad"]);
     let storm: Vec<_> = (0..200)
         .map(|_| {
             let engine = Arc::clone(&h.engine);
@@ -418,9 +424,9 @@ async fn a_storm_during_the_cooldown_is_answered_without_reading_the_target() {
         .collect();
     for run in storm {
         let run = run.await.unwrap().unwrap();
-        let refused = run.summary.refused.unwrap();
+        let refused = run.summary.refused.clone().unwrap();
         assert!(refused.contains("cooldown ends in"), "{refused}");
-        assert!(run.summary.terminated_instance_ids.is_empty());
+        assert!(run.summary.list("terminated-instance-ids").is_empty());
     }
     assert_eq!(
         h.fleet.snapshots.load(Ordering::SeqCst),
@@ -476,7 +482,7 @@ async fn a_paused_target_is_refused_unread_until_resumed() {
         .run(meta(), &trigger("api", false), None)
         .await
         .unwrap();
-    assert_eq!(api.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(api.summary.list("terminated-instance-ids"), ["i-bad"]);
     let web = h
         .engine
         .run(meta(), &trigger("web", false), None)
@@ -489,7 +495,7 @@ async fn a_paused_target_is_refused_unread_until_resumed() {
         .run(meta(), &trigger("web", false), None)
         .await
         .unwrap();
-    assert_eq!(web.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(web.summary.list("terminated-instance-ids"), ["i-bad"]);
 }
 
 /// One run of `target`, real, that must succeed.
@@ -505,12 +511,15 @@ async fn budgets_leave_the_rest_skipped_and_open_the_breaker_until_reset() {
     let h = harness(FakeFleet::default(), "max_acted_per_hour = 2").await;
     for _ in 0..2 {
         assert_eq!(
-            run_once(&h, "web").await.summary.terminated_instance_ids,
+            run_once(&h, "web")
+                .await
+                .summary
+                .list("terminated-instance-ids"),
             ["i-bad"]
         );
     }
     let third = run_once(&h, "web").await;
-    assert!(third.summary.terminated_instance_ids.is_empty());
+    assert!(third.summary.list("terminated-instance-ids").is_empty());
     assert_eq!(
         third.summary.skipped,
         [Skip {
@@ -531,7 +540,10 @@ async fn budgets_leave_the_rest_skipped_and_open_the_breaker_until_reset() {
     assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), reads);
     // Another target has its own breaker and budget.
     assert_eq!(
-        run_once(&h, "api").await.summary.terminated_instance_ids,
+        run_once(&h, "api")
+            .await
+            .summary
+            .list("terminated-instance-ids"),
         ["i-bad"]
     );
     assert!(h.store.reset_breaker(&id("web")).await.unwrap());
@@ -549,11 +561,14 @@ async fn budgets_leave_the_rest_skipped_and_open_the_breaker_until_reset() {
 async fn the_global_budget_counts_every_target() {
     let h = harness(FakeFleet::default(), "max_acted_per_hour_all = 1").await;
     assert_eq!(
-        run_once(&h, "web").await.summary.terminated_instance_ids,
+        run_once(&h, "web")
+            .await
+            .summary
+            .list("terminated-instance-ids"),
         ["i-bad"]
     );
     let api = run_once(&h, "api").await;
-    assert!(api.summary.terminated_instance_ids.is_empty());
+    assert!(api.summary.list("terminated-instance-ids").is_empty());
     assert_eq!(api.summary.skipped[0].reason, SkipReason::Budget);
     // A dry run reports the budget too, and opens nothing.
     let dry = h
@@ -749,7 +764,7 @@ async fn the_intent_is_durable_before_the_first_terminate() {
         .run(meta(), &trigger("web", false), None)
         .await
         .unwrap();
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad"]);
     assert_eq!(run.acted, 1);
     assert_eq!(*h.fleet.intent_seen.lock().unwrap(), [true]);
     let records = h.store.list(10).await.unwrap();
@@ -770,7 +785,7 @@ async fn a_failed_terminate_is_in_errors_and_in_the_audit_record() {
         .run(meta(), &trigger("web", false), None)
         .await
         .unwrap();
-    assert!(run.summary.terminated_instance_ids.is_empty());
+    assert!(run.summary.list("terminated-instance-ids").is_empty());
     assert_eq!(run.acted, 0);
     assert_eq!(run.summary.errors.len(), 1);
     assert_eq!(run.summary.errors[0].instance_id, "i-bad");
@@ -886,7 +901,7 @@ async fn a_dry_run_writes_nothing_and_records_no_intent() {
         .await
         .unwrap();
     assert!(run.summary.dry_run);
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad"]);
     assert_eq!(run.acted, 0);
     assert!(h.fleet.intent_seen.lock().unwrap().is_empty());
 }
@@ -919,8 +934,8 @@ async fn auto_hands_group_members_to_auto_scaling_and_terminates_the_rest() {
         )
         .await
         .unwrap();
-    assert_eq!(run.summary.asg_unhealthy_instance_ids, ["i-bad"]);
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad2"]);
+    assert_eq!(run.summary.list("asg-unhealthy-instance-ids"), ["i-bad"]);
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad2"]);
     assert_eq!(run.summary.target_group.as_deref(), Some("web-tg"));
     assert_eq!(run.summary.load_balancer, "app/web-alb/1");
     assert_eq!(run.acted, 2);
@@ -939,10 +954,11 @@ async fn auto_hands_group_members_to_auto_scaling_and_terminates_the_rest() {
     let record = &h.store.list(1).await.unwrap()[0];
     assert_eq!(record.target.as_deref(), Some("web-tg"));
     let actions = &record.detail["actions"];
-    assert_eq!(actions[0]["action"], "SetInstanceHealth");
+    assert_eq!(actions[0]["action"], "asg-unhealthy");
+    assert_eq!(actions[0]["kind"], "replace");
     assert_eq!(actions[0]["auto_scaling_group"], "web-asg");
     assert_eq!(actions[0]["new_state"], "Unhealthy");
-    assert_eq!(actions[1]["action"], "TerminateInstances");
+    assert_eq!(actions[1]["action"], "terminate");
 }
 
 #[tokio::test]
@@ -958,8 +974,8 @@ async fn asg_unhealthy_skips_instances_in_no_group_and_terminate_never_asks() {
         .run(meta(), &group_trigger("web-tg", false), None)
         .await
         .unwrap();
-    assert_eq!(run.summary.asg_unhealthy_instance_ids, ["i-bad"]);
-    assert!(run.summary.terminated_instance_ids.is_empty());
+    assert_eq!(run.summary.list("asg-unhealthy-instance-ids"), ["i-bad"]);
+    assert!(run.summary.list("terminated-instance-ids").is_empty());
     assert_eq!(run.summary.skipped[0].instance_id, "i-bad2");
     assert_eq!(
         run.summary.skipped[0].reason,
@@ -974,7 +990,10 @@ async fn asg_unhealthy_skips_instances_in_no_group_and_terminate_never_asks() {
         .run(meta(), &group_trigger(TG_ARN, true), None)
         .await
         .unwrap();
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad", "i-bad2"]);
+    assert_eq!(
+        run.summary.list("terminated-instance-ids"),
+        ["i-bad", "i-bad2"]
+    );
     // One membership lookup, to tell whether a change is under way; the instances are in no group.
     assert_eq!(h.fleet.group_calls.load(Ordering::SeqCst), 1);
     assert_eq!(h.fleet.change_calls.load(Ordering::SeqCst), 0);
@@ -995,7 +1014,7 @@ async fn a_pause_or_a_breaker_that_lands_while_the_run_reads_refuses_it_before_a
             .await
             .unwrap();
         assert_eq!(run.acted, 0);
-        assert!(run.summary.terminated_instance_ids.is_empty());
+        assert!(run.summary.list("terminated-instance-ids").is_empty());
         assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
         assert_eq!(
             run.summary.refused_rule,
@@ -1028,7 +1047,7 @@ async fn a_pause_between_two_aws_writes_of_a_run_stops_it_before_the_second() {
         .run(meta(), &group_trigger(TG_ARN, false), None)
         .await
         .unwrap();
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad"]);
     assert_eq!(
         *h.fleet.done.lock().unwrap(),
         [("terminate", "i-bad".to_owned())]
@@ -1052,9 +1071,17 @@ async fn target_groups_that_are_missing_or_not_instances_refuse_to_start() {
         let (store, _writer) = AuditStore::open(&config.audit.url).await.unwrap();
         let metrics = Arc::new(Metrics::default());
         let notifier = Notifier::disabled(Arc::clone(&metrics));
-        let err = Engine::start(config, home(), Arc::new(fleet), store, metrics, notifier)
-            .await
-            .unwrap_err();
+        let err = Engine::start(
+            config,
+            home(),
+            Arc::new(fleet),
+            store,
+            metrics,
+            notifier,
+            crate::actions::builtin(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     }
 }
@@ -1112,7 +1139,9 @@ async fn dead_attempt(store: &AuditStore, planned: &[&str]) -> String {
             .iter()
             .map(|id| Act {
                 instance_id: (*id).into(),
-                action: Replacement::Terminate,
+                action: "terminate".into(),
+                // As the previous release stored it: no kind, which the act's call tells.
+                kind: String::new(),
                 auto_scaling_group: None,
             })
             .collect(),
@@ -1151,7 +1180,7 @@ async fn a_takeover_finishes_the_dead_attempt_within_the_cap_and_past_its_cooldo
         run.summary.refused, None,
         "its own first attempt is no cooldown"
     );
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad2"]);
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad2"]);
     assert_eq!(run.summary.skipped[0].instance_id, "i-bad");
     assert_eq!(
         run.summary.skipped[0].reason,
@@ -1190,7 +1219,7 @@ async fn a_takeover_counts_what_the_dead_attempt_replaced_against_the_cap() {
         .await
         .unwrap();
     assert!(
-        run.summary.terminated_instance_ids.is_empty(),
+        run.summary.list("terminated-instance-ids").is_empty(),
         "the cap of 1 was used by the dead attempt"
     );
     assert!(h.fleet.done.lock().unwrap().is_empty());
@@ -1236,6 +1265,7 @@ async fn the_same_balancer_name_in_two_accounts_is_two_targets() {
         store.clone(),
         Arc::clone(&metrics),
         Notifier::disabled(metrics),
+        crate::actions::builtin(),
     )
     .await
     .unwrap();
@@ -1253,8 +1283,14 @@ async fn the_same_balancer_name_in_two_accounts_is_two_targets() {
             .unwrap()
     };
     // Each acts once: neither the other's cooldown nor its budget of 1 an hour holds it back.
-    assert_eq!(run(a).await.summary.terminated_instance_ids, ["i-bad"]);
-    assert_eq!(run(b).await.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(
+        run(a).await.summary.list("terminated-instance-ids"),
+        ["i-bad"]
+    );
+    assert_eq!(
+        run(b).await.summary.list("terminated-instance-ids"),
+        ["i-bad"]
+    );
     assert_eq!(
         *fleets[0].done.lock().unwrap(),
         [("terminate", "i-bad".to_owned())]
@@ -1313,12 +1349,15 @@ async fn the_speed_limit_holds_across_runs_and_processes_sharing_the_store() {
     let h = harness(wide(), limits).await;
     let first = run_once(&h, "web").await;
     assert_eq!(
-        first.summary.terminated_instance_ids,
+        first.summary.list("terminated-instance-ids"),
         ["i-bad1", "i-bad2", "i-bad3"],
         "the per-run cap, not the speed limit, holds the first run"
     );
     let second = run_once(&h, "web").await;
-    assert_eq!(second.summary.terminated_instance_ids, ["i-bad4", "i-bad5"]);
+    assert_eq!(
+        second.summary.list("terminated-instance-ids"),
+        ["i-bad4", "i-bad5"]
+    );
     assert_eq!(
         second.summary.skipped.last(),
         Some(&Skip {
@@ -1348,6 +1387,7 @@ async fn the_speed_limit_holds_across_runs_and_processes_sharing_the_store() {
         store,
         Arc::clone(&metrics),
         Notifier::disabled(metrics),
+        crate::actions::builtin(),
     )
     .await
     .unwrap();
@@ -1356,7 +1396,7 @@ async fn the_speed_limit_holds_across_runs_and_processes_sharing_the_store() {
         .await
         .unwrap();
     // Its fleet view still shows all six broken: the cap picks three, and the speed limit leaves none.
-    assert!(third.summary.terminated_instance_ids.is_empty());
+    assert!(third.summary.list("terminated-instance-ids").is_empty());
     let slowed: Vec<&str> = third
         .summary
         .skipped
@@ -1374,7 +1414,7 @@ async fn the_speed_limit_holds_across_runs_and_processes_sharing_the_store() {
     // Another target's limit is its own (the fake fleet shows the same instances under every target, those
     // terminated under `web` as terminated: `i-bad6` is the one left, and the speed limit of `api` allows it).
     let api = run_once(&h, "api").await;
-    assert_eq!(api.summary.terminated_instance_ids, ["i-bad6"]);
+    assert_eq!(api.summary.list("terminated-instance-ids"), ["i-bad6"]);
 }
 
 #[tokio::test]
@@ -1400,7 +1440,10 @@ async fn a_silence_refuses_its_target_without_reading_it_until_it_is_lifted_or_e
     assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 0, "no AWS read");
     // Another target is not silenced.
     assert_eq!(
-        run_once(&h, "api").await.summary.terminated_instance_ids,
+        run_once(&h, "api")
+            .await
+            .summary
+            .list("terminated-instance-ids"),
         ["i-bad"]
     );
     assert_eq!(
@@ -1413,7 +1456,10 @@ async fn a_silence_refuses_its_target_without_reading_it_until_it_is_lifted_or_e
     );
     assert_eq!(h.store.unsilence(&silence.id).await.unwrap(), None);
     assert_eq!(
-        run_once(&h, "web").await.summary.terminated_instance_ids,
+        run_once(&h, "web")
+            .await
+            .summary
+            .list("terminated-instance-ids"),
         ["i-bad"]
     );
 
@@ -1430,7 +1476,10 @@ async fn a_silence_refuses_its_target_without_reading_it_until_it_is_lifted_or_e
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(h.store.silences().await.unwrap().is_empty());
     assert_eq!(
-        run_once(&h, "api").await.summary.terminated_instance_ids,
+        run_once(&h, "api")
+            .await
+            .summary
+            .list("terminated-instance-ids"),
         ["i-bad"]
     );
 }
@@ -1446,7 +1495,10 @@ async fn a_maintenance_window_refuses_its_targets_without_reading_them() {
     assert!(run.summary.refused.unwrap().contains("\"always\""));
     assert_eq!(h.fleet.snapshots.load(Ordering::SeqCst), 0, "no AWS read");
     assert_eq!(
-        run_once(&h, "api").await.summary.terminated_instance_ids,
+        run_once(&h, "api")
+            .await
+            .summary
+            .list("terminated-instance-ids"),
         ["i-bad"]
     );
 }
@@ -1532,7 +1584,10 @@ async fn a_group_that_is_changing_or_cannot_be_read_refuses_the_run_before_any_w
     };
     let h = harness(quiet, "").await;
     assert_eq!(
-        run_once(&h, "web").await.summary.terminated_instance_ids,
+        run_once(&h, "web")
+            .await
+            .summary
+            .list("terminated-instance-ids"),
         ["i-bad"]
     );
     assert_eq!(h.fleet.change_calls.load(Ordering::SeqCst), 1);
@@ -1574,7 +1629,10 @@ async fn a_whole_zone_down_is_refused_as_zonal_failure_and_part_of_one_is_acted_
     let h = harness(zoned(&["i-bad1", "i-ok1"]), "max_terminations_per_run = 2").await;
     let run = run_once(&h, "web").await;
     assert_eq!(run.summary.refused_rule, None);
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad1", "i-bad2"]);
+    assert_eq!(
+        run.summary.list("terminated-instance-ids"),
+        ["i-bad1", "i-bad2"]
+    );
 }
 
 #[tokio::test]
@@ -1583,7 +1641,7 @@ async fn observe_mode_records_what_it_would_have_done_and_touches_nothing() {
     let run = run_once(&h, "web").await;
     assert_eq!(run.acted, 0);
     assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad"]);
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad"]);
     assert_eq!(run.summary.mode, Some("observe"));
     assert!(run.summary.dry_run);
     let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
@@ -1627,7 +1685,7 @@ async fn approve_mode_holds_without_a_lease_and_the_approval_acts_only_on_what_i
     assert_eq!(held.summary.mode, Some("approve"));
     assert!(!held.summary.dry_run);
     assert!(
-        held.summary.terminated_instance_ids.is_empty(),
+        held.summary.list("terminated-instance-ids").is_empty(),
         "nothing replaced"
     );
     let ask = held.summary.approval.as_ref().unwrap();
@@ -1662,7 +1720,7 @@ async fn approve_mode_holds_without_a_lease_and_the_approval_acts_only_on_what_i
         .remove(0);
     let trigger = h.engine.approved_trigger(&approval).unwrap();
     let run = h.engine.run(meta(), &trigger, None).await.unwrap();
-    assert_eq!(run.summary.terminated_instance_ids, ["i-bad2"]);
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad2"]);
     assert_eq!(run.summary.skipped[0].reason, SkipReason::NotApproved);
     assert_eq!(run.acted, 1);
 }
@@ -1727,3 +1785,5 @@ async fn an_approval_whose_run_failed_is_acted_on_once_by_its_act_job() {
     );
     assert_eq!(h.fleet.done.lock().unwrap().len(), 2);
 }
+
+mod kind;

@@ -28,7 +28,7 @@ pub struct Trigger {
     /// Plan only, write nothing.
     pub dry_run: bool,
     /// Set when approvers approved a held decision: the run acts on these instances only, if still broken.
-    pub approval: Option<Approved>,
+    pub approval: Option<Box<Approved>>,
     /// Set for a ladder's next step: the run takes that step on the instances the earlier one did not fix.
     pub ladder: Option<NextStep>,
 }
@@ -53,6 +53,9 @@ pub struct Approved {
     pub id: String,
     /// The instances it would have acted on.
     pub instances: Vec<String>,
+    /// The action kind the approvers saw (`reboot`, `replace`, `isolate`, ...): when the target's ladder
+    /// names another for this step since, the approved run does not act but holds again.
+    pub kind: Option<String>,
 }
 
 impl Trigger {
@@ -76,7 +79,7 @@ impl Trigger {
 
     /// The trigger acting on the held decision approvers approved.
     pub fn approved(mut self, approved: Approved) -> Self {
-        self.approval = Some(approved);
+        self.approval = Some(Box::new(approved));
         self
     }
 

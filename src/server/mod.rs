@@ -95,6 +95,7 @@ impl App {
             audit.clone(),
             Arc::clone(&metrics),
             notifier.clone(),
+            crate::actions::builtin(),
         )
         .await?;
         let engine = Arc::new(engine);

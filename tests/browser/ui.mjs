@@ -66,7 +66,7 @@ assert.match(new URL(page.url()).pathname, /^\/ui\/runs\//);
 const plan = await page.textContent("main");
 assert.match(plan, /skipped: the per-run cap was reached \(cap-reached\)/);
 assert.match(plan, /replace: terminate/);
-assert.match(plan, /TerminateInstances/);
+assert.match(plan, /shutting-down/);
 assert.match(plan, /Raw audit record/);
 await page.screenshot({ path: `${OUT}/run-light.png`, fullPage: true });
 await page.emulateMedia({ colorScheme: "dark" });

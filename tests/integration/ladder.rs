@@ -105,7 +105,7 @@ async fn a_reboot_that_brings_the_instance_back_is_recovered_and_nothing_is_term
     let run_id = run["audit-id"].as_str().unwrap();
     let record = app.audit.get(run_id).await.unwrap().unwrap();
     assert_eq!(
-        record.detail["actions"][0]["action"], "StartInstances",
+        record.detail["actions"][0]["action"], "start",
         "{:?}",
         record.detail
     );

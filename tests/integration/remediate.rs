@@ -68,9 +68,9 @@ async fn terminates_the_unhealthy_instance_and_leaves_the_healthy_ones() {
     );
     assert_eq!(
         record.detail["plan"]["act_on"],
-        json!([{"instance-id": bad[0], "action": "terminate"}])
+        json!([{"instance-id": bad[0], "action": "terminate", "kind": "replace"}])
     );
-    assert_eq!(record.detail["actions"][0]["action"], "TerminateInstances");
+    assert_eq!(record.detail["actions"][0]["action"], "terminate");
     assert_eq!(record.detail["actions"][0]["new_state"], "shutting-down");
     assert_eq!(record.detail["answer"], summary);
 }

@@ -257,7 +257,7 @@ async fn auto_hands_group_members_to_auto_scaling_and_terminates_the_others() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["action"] == "SetInstanceHealth")
+        .find(|a| a["action"] == "asg-unhealthy")
         .expect("the SetInstanceHealth result");
     assert_eq!(handed["instance_id"], json!(members[0]));
     assert_eq!(handed["auto_scaling_group"], json!(name));

@@ -13,7 +13,6 @@ use super::pages::{layout, when};
 use super::{activity, chart, see_other, session_of};
 use crate::approvals::WayUp;
 use crate::audit::{Activity, Brakes, EpisodeStep, Tally};
-use crate::config::Rung;
 use crate::engine::budget::Budgets;
 use crate::target::TargetId;
 
@@ -118,7 +117,7 @@ struct Charts {
 /// What a target page says of the target besides its charts.
 struct Seen<'a> {
     brakes: &'a Brakes,
-    ladder: &'a [Rung],
+    ladder: &'a [&'static str],
     episodes: &'a [(String, Vec<EpisodeStep>)],
     way: Option<&'a WayUp>,
 }
@@ -164,7 +163,7 @@ fn episodes(steps: Vec<(String, EpisodeStep)>) -> Vec<(String, Vec<EpisodeStep>)
 fn target(id: &TargetId, range: &str, charts: Charts, seen: &Seen<'_>) -> Markup {
     let path = path_of(&id.account, &id.region, &id.name);
     let brakes = seen.brakes;
-    let ladder: Vec<&str> = seen.ladder.iter().map(|rung| rung.as_str()).collect();
+    let ladder: Vec<&str> = seen.ladder.to_vec();
     layout(
         &id.name,
         true,

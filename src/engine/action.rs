@@ -1,0 +1,150 @@
+//! The engine's port to a remedy: an action kind (`replace`, `reboot`, `isolate`, ...) says what it does to a
+//! target and how its success is judged, chooses how it acts on one broken instance, and acts through the
+//! target's fleet. Every gate of a run (mode, pause, silence, window, breaker, cooldown, budgets, speed limit,
+//! leases, the intent, approval, episode, check, escalation, record, summary, metrics) lives in the engine's
+//! stages and applies to every kind alike; a kind holds only its calls and its declared effect. The kinds are
+//! registered in `Kinds`, which the engine is given at start-up, so that a kind is one file and one line.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use super::plan::{Act, Policy, SkipReason};
+use super::port::{BoxFuture, Fleet, FleetError, InstanceView, TargetRef};
+
+/// How a step's check judges whether it worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// Each instance acted on is InService again (a reboot): those still down go to the ladder's next step,
+    /// checked after the target's `reboot_verify_secs`.
+    InstancesBack,
+    /// The target's capacity is back: as many instances InService as before the run plus those acted on (a
+    /// replacement, an isolation), checked after `remediation.verify_after_secs`.
+    CapacityBack,
+}
+
+/// What an action kind does, declared once: the engine's stages read it, never the kind's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effect {
+    /// Whether the instance stays in service once acted on (a reboot keeps it; a replacement or an isolation
+    /// takes it out). Only the last step of a ladder may take it out: a later step would act on an instance
+    /// already gone.
+    pub keeps_instance: bool,
+    /// Whether acting removes capacity for a while: every action kind counts against the budgets and the speed
+    /// limit; one that removes capacity is also remembered as a replacement (the relapse memory).
+    pub removes_capacity: bool,
+    /// How its check judges it.
+    pub judged: Judged,
+}
+
+/// What a kind's call is given: the target's fleet, the target as the fleet knows it, and the act.
+#[derive(Debug, Clone, Copy)]
+pub struct On<'a> {
+    /// The fleet the target is read and healed through.
+    pub fleet: &'a dyn Fleet,
+    /// The target: a load balancer's name or a target group's ARN.
+    pub target: &'a TargetRef,
+    /// The act: the instance, the call the kind chose for it, its Auto Scaling group.
+    pub act: &'a Act,
+}
+
+/// One action kind.
+pub trait Action: Send + Sync + Debug {
+    /// Its name, as configured in a ladder and recorded in episodes, decisions and metrics.
+    fn name(&self) -> &'static str;
+
+    /// What it does, for the engine's stages.
+    fn effect(&self) -> Effect;
+
+    /// What it did to an instance, as a past participle in sentences (`replaced`, `rebooted`, `isolated`).
+    fn done(&self) -> &'static str;
+
+    /// The IAM actions its calls need (each is in the IAM templates under `deploy/`).
+    fn iam_actions(&self) -> &'static [&'static str];
+
+    /// How it acts on `instance`, one the safety rules let through (OutOfService, running or stopped, past
+    /// its grace period, not protected): the call it makes (`terminate`, `reboot`, ...), or why the instance
+    /// is left alone.
+    fn choose(&self, instance: &InstanceView, policy: &Policy) -> Result<&'static str, SkipReason>;
+
+    /// The summary list an instance acted on by `call` is listed in (e.g. `terminated-instance-ids`).
+    fn listed_as(&self, call: &str) -> &'static str;
+
+    /// Every summary list `listed_as` may name: each is in the summary of a run of a target with this kind,
+    /// empty when nothing was listed.
+    fn lists(&self) -> &'static [&'static str];
+
+    /// Acts once, as `on.act` says; the state AWS answered (the instance's new state, the health status set).
+    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<String, FleetError>>;
+}
+
+/// Why a ladder cannot be served by the registered kinds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LadderError {
+    /// A step names no registered kind.
+    #[error("has step {step:?}, which is no action kind; the kinds are {known}")]
+    Unknown {
+        /// The step as configured.
+        step: String,
+        /// The registered kinds' names, comma separated.
+        known: String,
+    },
+    /// A step that takes the instance out of service is followed by another.
+    #[error(
+        "has {step:?} before {next:?}, but {step:?} takes the instance out of service: only the last step may; \
+         put the steps that keep the instance (such as \"reboot\") first"
+    )]
+    RemovesBeforeLast {
+        /// The step that removes the instance.
+        step: String,
+        /// The step after it.
+        next: String,
+    },
+}
+
+/// The registered action kinds, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Kinds(BTreeMap<&'static str, Arc<dyn Action>>);
+
+impl Kinds {
+    /// The kinds with `kind` registered too (a kind of the same name is replaced).
+    #[must_use]
+    pub fn with(mut self, kind: impl Action + 'static) -> Self {
+        self.0.insert(kind.name(), Arc::new(kind));
+        self
+    }
+
+    /// The kind of this name, if registered.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
+        self.0.get(name)
+    }
+
+    /// Every registered kind, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Action>> {
+        self.0.values()
+    }
+
+    /// The kinds of `ladder`'s steps, in order, when every step is registered and only the last one takes the
+    /// instance out of service. (That the ladder is not empty and names each step once is the config's own
+    /// check.)
+    pub fn ladder(&self, ladder: &[String]) -> Result<Vec<Arc<dyn Action>>, LadderError> {
+        let steps = ladder
+            .iter()
+            .map(|step| {
+                self.get(step).cloned().ok_or_else(|| LadderError::Unknown {
+                    step: step.clone(),
+                    known: self.0.keys().copied().collect::<Vec<_>>().join(", "),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for pair in steps.windows(2) {
+            if !pair[0].effect().keeps_instance {
+                return Err(LadderError::RemovesBeforeLast {
+                    step: pair[0].name().to_owned(),
+                    next: pair[1].name().to_owned(),
+                });
+            }
+        }
+        Ok(steps)
+    }
+}

@@ -1,0 +1,243 @@
+//! A run, stage by stage: the gate, then the decision (observing the target), then the acts with the intent
+//! durable before any AWS write, then the check of the step scheduled, chosen by how the step's action kind
+//! is judged. Every action kind goes through the same stages.
+
+use super::act::Acted;
+use super::action::Judged;
+use super::breaker::Tripped;
+use super::decide::{self, Decision};
+use super::ladder::{self, Step};
+use super::plan::{Plan, Refusal, SkipReason};
+use super::summary::Summary;
+use super::targets::Target;
+use super::{Engine, EngineError, Run, Trigger, recovery};
+use crate::audit::{EpisodeWrite, NewJob, RequestMeta};
+use crate::config::Mode;
+
+/// How a run answers: its trigger, its target, and whether it writes nothing.
+struct Answer<'a> {
+    trigger: &'a Trigger,
+    target: &'a Target,
+    dry_run: bool,
+}
+
+/// What a run that acted hands its check: the decision, what it read, how many it acted on, its answer.
+struct Done {
+    decision: Decision,
+    registered: Vec<String>,
+    acted: u32,
+    summary: Summary,
+    tripped: Option<Tripped>,
+    relapsed: Vec<String>,
+}
+
+impl Engine {
+    /// The run itself, stage by stage, noting each step in `meta`. `previous` is a dead attempt at the same
+    /// delivery that this run takes over.
+    #[tracing::instrument(skip_all, fields(request_id = %meta.id, target = %trigger.target))]
+    pub(super) async fn remediate(
+        &self,
+        meta: &mut RequestMeta,
+        trigger: &Trigger,
+        target: &Target,
+        previous: Option<&str>,
+    ) -> Result<Run, EngineError> {
+        // A target in observe mode runs every stage up to the decision and records what it would have done;
+        // one in approve mode holds a decision to act for approvers, unless this run is their approval.
+        let observing = target.mode == Mode::Observe;
+        let dry_run = trigger.dry_run || self.config.remediation.dry_run || observing;
+        // The step of the target's ladder this run takes; the earlier step of its episode is no cooldown for it.
+        let step = Step::of(trigger, target);
+        let approved = self.approval_holds(meta, trigger, &step);
+        let holding = target.mode == Mode::Approve && !approved && !dry_run;
+        meta.dry_run = dry_run;
+        let _single_flight = target.lock.lock().await;
+        let _slot = self
+            .slots
+            .try_acquire()
+            .map_err(|_| EngineError::Busy(self.config.remediation.max_concurrent))?;
+        if let Some(previous) = previous {
+            tracing::warn!(previous, "taking over a delivery whose first attempt died");
+        }
+        let answer = Answer {
+            trigger,
+            target,
+            dry_run,
+        };
+        let except: Vec<&str> = previous.into_iter().chain(step.after).collect();
+        if let Some(refusal) = self.gate(target, dry_run, &except).await? {
+            let refused = self.refused(meta, &answer, refusal, false, None);
+            return Ok(step.recorded(refused, meta, target, Vec::new()));
+        }
+        let asked = decide::Asked {
+            previous,
+            except: &except,
+            acting: !(dry_run || holding),
+            only: only_of(trigger),
+            step: step.kind,
+        };
+        let decided = self.decide(meta, target, asked).await?;
+        let mut summary = self.summary_of(meta, &answer, &decided.plan);
+        let (tripped, relapsed) = (decided.tripped.clone(), decided.relapsed.clone());
+        if holding && !decided.decision.steps.is_empty() {
+            let held = self.hold(meta, target, decided, summary, trigger.ladder.as_ref());
+            return Ok(step.recorded(held.await?, meta, target, Vec::new()));
+        }
+        if dry_run || holding || decided.decision.steps.is_empty() {
+            tracing::info!(would_act = ?decided.plan.act_on, refused = ?summary.refused, dry_run, "planned");
+            let run = self.counted(Run::nothing_done(summary, true, tripped));
+            return Ok(step.recorded(run, meta, target, relapsed));
+        }
+        let (decision, registered) = (decided.decision.clone(), decided.plan.registered.clone());
+        let acted = match self.act(meta, target, decided, &mut summary).await? {
+            Acted::Replaced(acted) => acted,
+            Acted::Refused(refusal) => {
+                let refused = self.refused(meta, &answer, refusal, true, tripped);
+                return Ok(step.recorded(refused, meta, target, Vec::new()));
+            }
+        };
+        let done = Done {
+            decision,
+            registered,
+            acted,
+            summary,
+            tripped,
+            relapsed,
+        };
+        Ok(self.after_acting(meta, target, &step, done))
+    }
+
+    /// Whether the run acts on an approval that still holds: the approvers saw the action kind the target's
+    /// ladder names for this step now. One that named another since is noted, and the run holds again.
+    fn approval_holds(&self, meta: &mut RequestMeta, trigger: &Trigger, step: &Step<'_>) -> bool {
+        let Some(approved) = &trigger.approval else {
+            return false;
+        };
+        let now = step.kind.name();
+        match approved.kind.as_deref() {
+            Some(seen) if seen != now => {
+                tracing::warn!(
+                    approval = approved.id,
+                    seen,
+                    now,
+                    "the approved step changed"
+                );
+                meta.note(
+                    "approval_stale",
+                    serde_json::json!({"approval": approved.id, "approved": seen, "now": now}),
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The summary of `plan` as `answer` gives it: the target's names, its mode when not `auto`.
+    fn summary_of(&self, meta: &RequestMeta, answer: &Answer<'_>, plan: &Plan) -> Summary {
+        let (message, names) = (answer.trigger.message.clone(), answer.target.names.clone());
+        let id = meta.id.clone();
+        let mut summary = Summary::of_plan(message, names, plan, answer.dry_run, id, &self.kinds);
+        summary.mode = (answer.target.mode != Mode::Auto).then_some(answer.target.mode.as_str());
+        summary
+    }
+
+    /// A run refused before it read its target (the gate), or as it was about to act (a brake that landed
+    /// meanwhile): nothing acted.
+    fn refused(
+        &self,
+        meta: &mut RequestMeta,
+        answer: &Answer<'_>,
+        refusal: Refusal,
+        read: bool,
+        tripped: Option<Tripped>,
+    ) -> Run {
+        let plan = Plan {
+            refused: Some(refusal),
+            ..Plan::default()
+        };
+        meta.note("plan", &plan);
+        tracing::info!(refused = ?plan.refused, read, "refused");
+        let summary = self.summary_of(meta, answer, &plan);
+        self.counted(Run::nothing_done(summary, true, tripped))
+    }
+
+    /// The run that acted, with the check of its step scheduled (judged as the step's kind declares) and
+    /// counted as a step of its episode.
+    fn after_acting(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        step: &Step<'_>,
+        done: Done,
+    ) -> Run {
+        let episode = step.episode.unwrap_or(&meta.id).to_owned();
+        let judged = step.kind.effect().judged;
+        // A step judged by its instances coming back is checked whatever AWS answered: an instance whose act
+        // failed is still down at its check, and goes to the next step (or escalates) like one the act did
+        // not fix.
+        let checked = done.acted > 0 || judged == Judged::InstancesBack;
+        let check = checked.then(|| self.check_of(meta, target, step, &episode, &done));
+        let name = step.kind.name();
+        self.metrics
+            .ladder_steps
+            .get_or_create(&crate::metrics::StepLabels { step: name })
+            .inc_by(u64::from(done.acted));
+        let mut run = self.counted(Run {
+            check,
+            acted: done.acted,
+            ..Run::nothing_done(done.summary, true, done.tripped)
+        });
+        if checked {
+            let mut write = EpisodeWrite::step(&episode, &target.id, name);
+            write.relapsed = done.relapsed;
+            meta.note("episode", serde_json::json!({"id": episode, "step": name}));
+            run.episode = Some(write);
+        }
+        run
+    }
+
+    /// The check job of a step that acted: each instance back (the ladder's step check), or the target's
+    /// capacity back (the recovery check).
+    fn check_of(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        step: &Step<'_>,
+        episode: &str,
+        done: &Done,
+    ) -> NewJob {
+        let decision = &done.decision;
+        match step.kind.effect().judged {
+            Judged::InstancesBack => {
+                let planned: Vec<String> = decision
+                    .steps
+                    .iter()
+                    .map(|act| act.instance_id.clone())
+                    .collect();
+                let after = ladder::After {
+                    episode,
+                    index: step.index,
+                    acted: done.acted,
+                };
+                self.step_check(meta, target, decision, &planned, after)
+            }
+            Judged::CapacityBack => {
+                let of = recovery::Of {
+                    episode,
+                    registered: done.registered.clone(),
+                    replaced: done.summary.acted_on(),
+                };
+                self.recovery_check(meta, &target.id, decision, done.acted, of)
+            }
+        }
+    }
+}
+
+/// The only instances a run may act on, and the skip of the rest: an approval's, or a ladder step's.
+fn only_of(trigger: &Trigger) -> Option<(&[String], SkipReason)> {
+    match (&trigger.approval, &trigger.ladder) {
+        (Some(approved), _) => Some((approved.instances.as_slice(), SkipReason::NotApproved)),
+        (None, Some(next)) => Some((next.instances.as_slice(), SkipReason::NotInEpisode)),
+        (None, None) => None,
+    }
+}
