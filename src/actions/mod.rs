@@ -3,6 +3,7 @@
 //! and the UI come from the engine. A kind may name SDK types, as `aws/` does: it reaches AWS through the
 //! target's fleet, or through the SDK clients behind it (`crate::aws::clients_of`).
 
+pub mod isolate;
 pub mod reboot;
 pub mod replace;
 
@@ -10,7 +11,10 @@ use crate::engine::action::Kinds;
 
 /// Every built-in action kind.
 pub fn builtin() -> Kinds {
-    Kinds::default().with(replace::Replace).with(reboot::Reboot)
+    Kinds::default()
+        .with(replace::Replace)
+        .with(reboot::Reboot)
+        .with(isolate::Isolate)
 }
 
 #[cfg(test)]
@@ -25,17 +29,29 @@ mod tests {
 
     #[test]
     fn only_the_last_step_of_a_ladder_takes_the_instance_out_of_service() {
-        for fine in [&["replace"][..], &["reboot"], &["reboot", "replace"]] {
+        for fine in [
+            &["replace"][..],
+            &["reboot"],
+            &["isolate"],
+            &["reboot", "replace"],
+            &["reboot", "isolate"],
+        ] {
             assert_eq!(ladder(fine).unwrap(), fine);
         }
-        let err = ladder(&["replace", "reboot"]).unwrap_err();
-        assert!(
-            matches!(&err, LadderError::RemovesBeforeLast { step, .. } if step == "replace"),
-            "{err}"
-        );
+        for (wrong, step) in [
+            (&["replace", "reboot"][..], "replace"),
+            (&["isolate", "reboot"], "isolate"),
+            (&["isolate", "replace"], "isolate"),
+        ] {
+            let err = ladder(wrong).unwrap_err();
+            assert!(
+                matches!(&err, LadderError::RemovesBeforeLast { step: s, .. } if s == step),
+                "{err}"
+            );
+        }
         let err = ladder(&["pray"]).unwrap_err().to_string();
         assert!(
-            err.contains("\"pray\"") && err.contains("reboot, replace"),
+            err.contains("\"pray\"") && err.contains("isolate, reboot, replace"),
             "{err}"
         );
     }

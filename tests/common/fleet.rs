@@ -6,6 +6,15 @@ use aws_credential_types::Credentials;
 use aws_sdk_ec2::types::{InstanceStateName, InstanceType, ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancing::types::{Instance, Listener};
 
+/// What an Auto Scaling group's instances are registered on.
+#[derive(Debug, Clone, Copy)]
+pub enum Behind<'a> {
+    /// A target group, by ARN.
+    TargetGroup(&'a str),
+    /// A classic load balancer, by name.
+    Balancer(&'a str),
+}
+
 /// SDK clients talking to one moto server.
 #[derive(Clone)]
 pub struct Fleet {
@@ -355,6 +364,18 @@ impl Fleet {
         target_group_arn: &str,
         size: i32,
     ) -> Vec<String> {
+        self.auto_scaling_group_behind(name, Behind::TargetGroup(target_group_arn), size)
+            .await
+    }
+
+    /// An Auto Scaling group `name` of `size` instances behind `behind` (a target group or a classic load
+    /// balancer), tagged `reflex:managed=true`; returns its instances.
+    pub async fn auto_scaling_group_behind(
+        &self,
+        name: &str,
+        behind: Behind<'_>,
+        size: i32,
+    ) -> Vec<String> {
         use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
         let (_, subnets) = self.default_network().await;
         self.ec2
@@ -381,7 +402,14 @@ impl Fleet {
             .max_size(size + 1)
             .desired_capacity(size)
             .vpc_zone_identifier(&subnets[0])
-            .target_group_arns(target_group_arn)
+            .set_target_group_arns(match behind {
+                Behind::TargetGroup(arn) => Some(vec![arn.to_owned()]),
+                Behind::Balancer(_) => None,
+            })
+            .set_load_balancer_names(match behind {
+                Behind::Balancer(name) => Some(vec![name.to_owned()]),
+                Behind::TargetGroup(_) => None,
+            })
             .tags(
                 Tag::builder()
                     .key("reflex:managed")

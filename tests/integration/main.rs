@@ -14,6 +14,7 @@ mod clock;
 mod disk;
 mod grafana;
 mod iam;
+mod isolate;
 mod ladder;
 mod modes;
 mod monitoring;
