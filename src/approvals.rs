@@ -90,7 +90,7 @@ impl ApprovalError {
             Self::UnknownTarget(_) => 422,
             Self::Acting(_) => 503,
             Self::Audit(_) => 503,
-            Self::Engine(err) => crate::contract::status_of(err),
+            Self::Engine(err) => err.status(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod contract;
 pub mod controls;
 pub mod engine;
+pub mod events;
 pub mod evidence;
 #[doc(hidden)]
 pub mod fuzz_entry;

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::config::NotifyEvent;
-use crate::notify::Event;
+use crate::events::Event;
 
 /// PagerDuty's limit on an event's summary.
 const SUMMARY_MAX: usize = 1024;
@@ -76,7 +76,7 @@ pub fn event(event: &Event, routing_key: String, link: impl Fn(&str) -> Option<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::Tried;
+    use crate::events::Tried;
 
     fn escalation() -> Event {
         let mut event = Event::new(

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::notify::Ask;
+use crate::events::Ask;
 use crate::webhook::signature::{self, SignatureError};
 
 /// How far a request's timestamp may be from now: Slack's own advice against replays.

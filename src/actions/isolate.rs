@@ -7,8 +7,9 @@
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 
 use crate::aws::{AwsFleet, clients_of};
+use crate::config::Action as ReplaceBy;
 use crate::engine::action::{Action, Effect, Judged, On};
-use crate::engine::plan::{Policy, SkipReason};
+use crate::engine::plan::SkipReason;
 use crate::engine::port::{
     BoxFuture, FailureKind, FleetError, InstanceView, TargetRef, current_run,
 };
@@ -49,7 +50,7 @@ impl Action for Isolate {
         ]
     }
 
-    fn choose(&self, _: &InstanceView, _: &Policy) -> Result<&'static str, SkipReason> {
+    fn choose(&self, _: &InstanceView, _: ReplaceBy) -> Result<&'static str, SkipReason> {
         Ok(ISOLATE)
     }
 

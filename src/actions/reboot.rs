@@ -3,8 +3,9 @@
 //! judged by each rebooted instance being InService again after the target's `reboot_verify_secs`; those
 //! still down go to the ladder's next step.
 
+use crate::config::Action as ReplaceBy;
 use crate::engine::action::{Action, Effect, Judged, On};
-use crate::engine::plan::{Policy, SkipReason};
+use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FleetError, InstanceView};
 
 /// The `reboot` action kind.
@@ -35,7 +36,7 @@ impl Action for Reboot {
         &["ec2:RebootInstances", "ec2:StartInstances"]
     }
 
-    fn choose(&self, instance: &InstanceView, _: &Policy) -> Result<&'static str, SkipReason> {
+    fn choose(&self, instance: &InstanceView, _: ReplaceBy) -> Result<&'static str, SkipReason> {
         let stopped = instance
             .ec2
             .as_ref()

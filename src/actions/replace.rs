@@ -4,7 +4,7 @@
 
 use crate::config::Action as How;
 use crate::engine::action::{Action, Effect, Judged, On};
-use crate::engine::plan::{Policy, SkipReason};
+use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FleetError, InstanceView};
 
 /// The `replace` action kind.
@@ -37,8 +37,8 @@ impl Action for Replace {
         &["ec2:TerminateInstances", "autoscaling:SetInstanceHealth"]
     }
 
-    fn choose(&self, instance: &InstanceView, policy: &Policy) -> Result<&'static str, SkipReason> {
-        match (policy.action, &instance.auto_scaling_group) {
+    fn choose(&self, instance: &InstanceView, replace_by: How) -> Result<&'static str, SkipReason> {
+        match (replace_by, &instance.auto_scaling_group) {
             (How::Terminate, _) | (How::Auto, None) => Ok(TERMINATE),
             (How::AsgUnhealthy | How::Auto, Some(_)) => Ok(ASG_UNHEALTHY),
             (How::AsgUnhealthy, None) => Err(SkipReason::NotInAutoScalingGroup),

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use super::plan::{Act, Policy, SkipReason};
 use super::port::{BoxFuture, Fleet, FleetError, InstanceView, TargetRef};
+use super::refusal::SkipReason;
+use crate::config::Action as ReplaceBy;
 
 /// How a step's check judges whether it worked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,35 @@ pub struct On<'a> {
     pub act: &'a Act,
 }
 
+/// One instance to act on, and how: the subject of one act of a decision.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Act {
+    /// The instance.
+    pub instance_id: String,
+    /// The call its action kind chose for it (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`).
+    pub action: String,
+    /// The action kind (the ladder's step); empty in decisions stored before kinds were named: see
+    /// `Act::kind`.
+    #[serde(default)]
+    pub kind: String,
+    /// Its Auto Scaling group, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_scaling_group: Option<String>,
+}
+
+impl Act {
+    /// The action kind of the act: as stored, or for a decision stored before kinds were named, the kind
+    /// whose call it is (`reboot` and `start` were the reboot step's, the rest replacements).
+    pub fn kind(&self) -> &str {
+        match (self.kind.as_str(), self.action.as_str()) {
+            ("", "reboot" | "start") => "reboot",
+            ("", _) => "replace",
+            (kind, _) => kind,
+        }
+    }
+}
+
 /// One action kind.
 pub trait Action: Send + Sync + Debug {
     /// Its name, as configured in a ladder and recorded in episodes, decisions and metrics.
@@ -64,8 +94,12 @@ pub trait Action: Send + Sync + Debug {
 
     /// How it acts on `instance`, one the safety rules let through (OutOfService, running or stopped, past
     /// its grace period, not protected): the call it makes (`terminate`, `reboot`, ...), or why the instance
-    /// is left alone.
-    fn choose(&self, instance: &InstanceView, policy: &Policy) -> Result<&'static str, SkipReason>;
+    /// is left alone. `replace_by` is the target's `action` setting (how the `replace` kind replaces).
+    fn choose(
+        &self,
+        instance: &InstanceView,
+        replace_by: ReplaceBy,
+    ) -> Result<&'static str, SkipReason>;
 
     /// The summary list an instance acted on by `call` is listed in (e.g. `terminated-instance-ids`).
     fn listed_as(&self, call: &str) -> &'static str;

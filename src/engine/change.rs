@@ -3,8 +3,8 @@
 //! candidates' Auto Scaling groups are read only when a run has something to act on; when they cannot be read,
 //! the run refuses (`change-unknown`) rather than guess.
 
-use super::plan::Refusal;
 use super::port::{FleetError, GroupChange};
+use super::refusal::Refusal;
 
 /// What the candidates' Auto Scaling groups showed.
 #[derive(Debug, Clone, Default)]

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::action::Action as ActionKind;
 use super::breaker::{Trip, Tripped};
 use super::budget;
+pub use super::decision::Decision;
 use super::observe::Observation;
 use super::plan::{self, Act, Clock, Plan, Policy, Refusal, SkipReason};
 use super::port::Snapshot;
@@ -20,23 +20,6 @@ use crate::audit::{Lease, Leased, RequestMeta, SharedClock};
 
 /// How long a run that is about to act waits for another process's run on the same target to finish.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
-
-/// What a run will do and why it may: the steps, in order, and what the recovery check will expect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Decision {
-    /// The run that decided.
-    pub run_id: String,
-    /// Its target.
-    pub target: String,
-    /// The instances to replace, and how, in order.
-    pub steps: Vec<Act>,
-    /// Instances InService when the target was read: the recovery check expects these plus those replaced.
-    pub in_service: u32,
-    /// The dead attempt this run finishes, when it is a takeover.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub takeover_of: Option<String>,
-}
 
 /// What the decide stage hands the act stage.
 pub(super) struct Decided<'a> {

@@ -3,6 +3,7 @@
 
 use super::port::{FailureKind, FleetError, TargetRef};
 use crate::audit::AuditError;
+use crate::contract::Failure;
 
 /// Why a remediation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,23 @@ impl EngineError {
         }
     }
 
+    /// The class of the failure, as the external contract answers it.
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::UnknownTarget(..)
+            | Self::UnknownTargetThere(..)
+            | Self::AmbiguousTarget { .. }
+            | Self::TargetNotFound(_) => Failure::UnknownTarget,
+            _ if self.is_transient() => Failure::Transient,
+            _ => Failure::Refused,
+        }
+    }
+
+    /// The HTTP status the contract answers this failure with (422, 502 or 503).
+    pub fn status(&self) -> u16 {
+        crate::contract::status_of(self.failure())
+    }
+
     /// Whether the same alert may succeed later, so its sender should retry it: a fault of AWS's reach or
     /// of the store, or reflex busy; not a target that does not exist or AWS refusing.
     pub fn is_transient(&self) -> bool {
@@ -113,6 +131,31 @@ impl EngineError {
             Self::Audit(_) | Self::UnreadableDecision(..) => {
                 "a dependency failed; retry later".to_owned()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_asked_for_exactly_when_one_may_help() {
+        let fleet =
+            |kind| EngineError::Fleet(FleetError::new(kind, "DescribeInstanceHealth", None, "x"));
+        assert_eq!(fleet(FailureKind::Permanent).status(), 502);
+        assert_eq!(fleet(FailureKind::Transient).status(), 503);
+        assert_eq!(EngineError::Busy(2).status(), 503);
+        assert_eq!(
+            EngineError::UnknownTarget("load balancer", "x".into()).status(),
+            422
+        );
+        for err in [
+            fleet(FailureKind::Permanent),
+            fleet(FailureKind::Transient),
+            EngineError::Busy(1),
+        ] {
+            assert_eq!(err.status() == 503, err.is_transient(), "{err}");
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::action::Action as ActionKind;
-use super::decide::Decision;
+use super::decision::Decision;
 use super::recovery::RECHECK_AFTER;
 use super::targets::Target;
 use super::{Authenticated, Engine, EngineError, NextStep, Run, Trigger};

@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 
 use super::change::Changes;
-use super::decide::Decision;
+use super::decision::Decision;
 use super::port::{FailureKind, HealthState, Snapshot};
 use super::targets::Target;
 use super::{Engine, EngineError};

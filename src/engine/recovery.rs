@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::breaker::Trip;
-use super::decide::Decision;
+use super::decision::Decision;
 use super::{Engine, EngineError};
 use crate::audit::{ClaimedJob, EpisodeWrite, Joined, NewJob, Outcome, RequestMeta, Source};
 use crate::config::NotifyEvent;
 use crate::contract::ANSWERED;
+use crate::events::{Event, Tried};
 use crate::metrics::Metrics;
-use crate::notify::{Event, Tried};
 use crate::target::TargetId;
 
 /// The job kind of a recovery check.

@@ -5,7 +5,8 @@
 use super::act::Acted;
 use super::action::Judged;
 use super::breaker::Tripped;
-use super::decide::{self, Decision};
+use super::decide;
+use super::decision::Decision;
 use super::ladder::{self, Step};
 use super::plan::{Plan, Refusal, SkipReason};
 use super::summary::Summary;
@@ -158,7 +159,7 @@ impl Engine {
         meta.note("plan", &plan);
         tracing::info!(refused = ?plan.refused, read, "refused");
         let summary = self.summary_of(meta, answer, &plan);
-        self.counted(Run::nothing_done(summary, true, tripped))
+        self.counted(Run::nothing_done(summary, read, tripped))
     }
 
     /// The run that acted, with the check of its step scheduled (judged as the step's kind declares) and

@@ -8,8 +8,8 @@ use crate::audit::{
 };
 use crate::config::{Mode, NotifyEvent};
 use crate::contract::ANSWERED;
+use crate::events::Event;
 use crate::metrics::{DryRunLabels, Metrics, RunLabels, SkipLabels};
-use crate::notify::Event;
 
 /// What one remediation run produced.
 #[derive(Debug, Clone)]
@@ -89,12 +89,7 @@ impl Engine {
                     .count_rejection(meta.source.as_str(), err.code());
                 meta.note("error", err.to_string());
                 (
-                    meta.into_record(
-                        Outcome::Rejected,
-                        crate::contract::status_of(err),
-                        Some(err.code()),
-                        0,
-                    ),
+                    meta.into_record(Outcome::Rejected, err.status(), Some(err.code()), 0),
                     delivery.map(DeliveryKey::release),
                 )
             }
@@ -141,7 +136,7 @@ impl Engine {
                 approval.expires_at
             );
             let mut event = Event::new(NotifyEvent::Held, target, text, audit_id);
-            event.approval = Some(crate::notify::Ask::of(approval, hold));
+            event.approval = Some(crate::events::Ask::of(approval, hold));
             events.push(event);
         } else if run.would_act() {
             let text = format!(

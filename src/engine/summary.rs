@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::action::Kinds;
 use super::plan::{Plan, Refusal, Skip};
+pub use crate::contract::ApprovalRef;
 
 /// The lists of instances acted on that every summary has, even when empty, whatever the target's kinds: the
 /// keys the original tool and earlier releases answered with.
@@ -76,37 +77,6 @@ pub struct Summary {
     /// Why a verified alert led to nothing (e.g. an `OK` alarm); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
-}
-
-/// Where a held decision waits: its id, when it expires, where to approve it and what it would replace.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub struct ApprovalRef {
-    /// The approval's id (the id of the run that held it).
-    pub id: String,
-    /// When it expires (RFC 3339).
-    pub expires_at: String,
-    /// The audit page that shows its evidence, with the buttons.
-    pub url: String,
-    /// The instances the decision would act on once approved (the summary's own lists stay empty: nothing
-    /// was done).
-    pub would_replace: Vec<String>,
-    /// What it would do to them: `replace`, `reboot` (a ladder's first step) or `act on`.
-    #[serde(
-        default = "ApprovalRef::replace",
-        skip_serializing_if = "ApprovalRef::is_replace"
-    )]
-    pub verb: String,
-}
-
-impl ApprovalRef {
-    fn replace() -> String {
-        "replace".to_owned()
-    }
-
-    fn is_replace(verb: &str) -> bool {
-        verb == "replace"
-    }
 }
 
 /// How a summary names its target.

@@ -9,8 +9,8 @@ use tokio::sync::Mutex;
 
 use super::EngineError;
 use super::action::{Action as ActionKind, Judged, Kinds, LadderError};
-use super::plan::Refusal;
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
+use super::refusal::Refusal;
 use super::summary::Names;
 use crate::audit::Home;
 use crate::config::{Action, Config, Mode, TargetConfig};

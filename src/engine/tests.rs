@@ -739,11 +739,7 @@ async fn a_run_beyond_max_concurrent_is_busy_and_recorded() {
     let err = busy.unwrap_err();
     assert!(matches!(err, EngineError::Busy(1)), "{err:?}");
     assert_eq!(
-        (
-            err.code(),
-            crate::contract::status_of(&err),
-            err.is_transient()
-        ),
+        (err.code(), err.status(), err.is_transient()),
         ("too-busy", 503, true)
     );
     h.fleet.hold.as_ref().unwrap().1.notify_one();
@@ -835,11 +831,7 @@ async fn a_permission_error_is_permanent_and_a_timeout_transient() {
             .await
             .unwrap_err();
         assert_eq!(
-            (
-                err.code(),
-                crate::contract::status_of(&err),
-                err.is_transient()
-            ),
+            (err.code(), err.status(), err.is_transient()),
             (expected, status, transient)
         );
         if let Some(code) = code {
@@ -885,10 +877,7 @@ async fn a_target_aws_does_not_know_and_an_unlisted_one_are_422() {
         .await
         .unwrap_err();
     for err in [gone, unlisted] {
-        assert_eq!(
-            (err.code(), crate::contract::status_of(&err)),
-            ("unknown-load-balancer", 422)
-        );
+        assert_eq!((err.code(), err.status()), ("unknown-load-balancer", 422));
     }
 }
 
@@ -1098,10 +1087,7 @@ async fn an_unlisted_target_group_is_422_unknown_target_group() {
         )
         .await
         .unwrap_err();
-    assert_eq!(
-        (err.code(), crate::contract::status_of(&err)),
-        ("unknown-target-group", 422)
-    );
+    assert_eq!((err.code(), err.status()), ("unknown-target-group", 422));
 }
 
 impl Engine {
@@ -1314,7 +1300,7 @@ async fn the_same_balancer_name_in_two_accounts_is_two_targets() {
         .await
         .unwrap_err();
     assert_eq!(
-        (ambiguous.code(), crate::contract::status_of(&ambiguous)),
+        (ambiguous.code(), ambiguous.status()),
         ("ambiguous-target", 422)
     );
     assert!(

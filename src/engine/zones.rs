@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::Refusal;
 use super::port::{HealthState, Snapshot};
+use super::refusal::Refusal;
 
 /// The fewest instances a zone needs before all of them failing counts as the zone failing: one instance down
 /// is just one instance.

@@ -112,8 +112,7 @@ fn stalled(rejection: &BytesRejection) -> bool {
 
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
-        let status = StatusCode::from_u16(crate::contract::status_of(&err))
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         if err.is_transient() {
             tracing::error!(code = err.code(), error = %err, "request failed");
         } else if status.is_server_error() {

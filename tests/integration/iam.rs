@@ -22,6 +22,12 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
         .auto_scaling_group(&group_name, &group.arn, 2)
         .await;
     admin_fleet.stop(&members[..1]).await;
+    let isolated_name = unique("iamiso");
+    let (isolated_group, _, _) = admin_fleet.target_group_with(&isolated_name, 2, 0).await;
+    let isolated = admin_fleet
+        .auto_scaling_group(&isolated_name, &isolated_group.arn, 2)
+        .await;
+    admin_fleet.stop(&isolated[..1]).await;
     let policy = template_policy();
     let actions: Vec<&str> = policy["Statement"]
         .as_array()
@@ -45,6 +51,10 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "ec2:RebootInstances",
             "ec2:StartInstances",
             "autoscaling:SetInstanceHealth",
+            "ec2:CreateTags",
+            "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+            "elasticloadbalancing:DeregisterTargets",
+            "autoscaling:DetachInstances",
             "sns:ConfirmSubscription",
             "sts:AssumeRole",
         ]
@@ -75,6 +85,9 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
     ));
     text.push_str(&format!(
         "\n[[targets]]\nload_balancer = \"{rebooted}\"\nladder = [\"reboot\", \"replace\"]\n"
+    ));
+    text.push_str(&format!(
+        "\n[[targets]]\ntarget_group = \"{isolated_name}\"\nladder = [\"isolate\"]\n"
     ));
     // Without DescribeScalingActivities reflex cannot tell whether the group is changing: it refuses, and
     // writes nothing.
@@ -132,6 +145,15 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
         .send()
         .await
         .expect("RebootInstances is in the policy");
+    // isolate tags, deregisters and detaches under the template's statements.
+    let (status, summary) = app.remediate(json!({"target_group": isolated_name})).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(
+        summary["isolated-instance-ids"],
+        json!([isolated[0]]),
+        "{summary}"
+    );
+    assert_eq!(summary["errors"], json!([]));
 
     // With reflex's own keys: what the policy grants works, anything else is denied.
     for id in [&bad[0], &lone[0]] {
@@ -167,7 +189,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
     assert!(denied.is_err(), "DeleteLoadBalancer is not in the policy");
     let denied = as_reflex
         .elbv2
-        .deregister_targets()
+        .register_targets()
         .target_group_arn(&group.arn)
         .targets(
             aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
@@ -176,7 +198,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
         )
         .send()
         .await;
-    assert!(denied.is_err(), "DeregisterTargets is not in the policy");
+    assert!(denied.is_err(), "RegisterTargets is not in the policy");
     let denied = as_reflex
         .autoscaling
         .update_auto_scaling_group()

@@ -3,8 +3,8 @@
 //! approval, the check and the escalation.
 
 use super::*;
+use crate::config::Action as ReplaceBy;
 use crate::engine::action::{Action, Effect, Judged, On};
-use crate::engine::plan::Policy;
 use crate::engine::port::InstanceView;
 
 /// Hands a broken instance to its group (through the fleet's SetInstanceHealth), and is judged by the target's
@@ -33,7 +33,7 @@ impl Action for Drain {
         &["autoscaling:SetInstanceHealth"]
     }
 
-    fn choose(&self, _: &InstanceView, _: &Policy) -> Result<&'static str, SkipReason> {
+    fn choose(&self, _: &InstanceView, _: ReplaceBy) -> Result<&'static str, SkipReason> {
         Ok("drain")
     }
 

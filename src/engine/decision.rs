@@ -1,0 +1,24 @@
+//! The decide stage's typed hand-off: what a run will do and why it may, stored as its own row with the run's
+//! intent, so that it can be acted on later (an approval, a takeover) and read by the stages that share it
+//! (observe reads a dead attempt's, the checks read what was acted on).
+
+use serde::{Deserialize, Serialize};
+
+use super::action::Act;
+
+/// What a run will do and why it may: the steps, in order, and what the recovery check will expect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Decision {
+    /// The run that decided.
+    pub run_id: String,
+    /// Its target.
+    pub target: String,
+    /// The instances to replace, and how, in order.
+    pub steps: Vec<Act>,
+    /// Instances InService when the target was read: the recovery check expects these plus those replaced.
+    pub in_service: u32,
+    /// The dead attempt this run finishes, when it is a takeover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_of: Option<String>,
+}

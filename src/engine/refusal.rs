@@ -1,0 +1,276 @@
+//! Why a run or an instance is left alone: a refusal of the whole run by a safety rule, a brake or a person,
+//! and the reason one instance is skipped. Shared by the stages that refuse (the gate, the planner, the zones,
+//! the change check, the act stage's brakes), so that none of them owns what the others name.
+
+use serde::Serialize;
+
+/// Why an unhealthy instance is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// The balancer reports a state or reason reflex does not know.
+    UnknownState,
+    /// The instance is still being registered or in its first health checks.
+    RegistrationInProgress,
+    /// The target is being deregistered.
+    Draining,
+    /// The target is registered but not serving (zone not enabled, not registered).
+    NotInUse,
+    /// Health checks are disabled for the target group: no verdict.
+    HealthCheckDisabled,
+    /// The balancer failed to check the target (an `Elb.*` reason).
+    BalancerError,
+    /// EC2 does not know the instance.
+    InstanceNotFound,
+    /// EC2 already shuts it down or has terminated it.
+    AlreadyTerminating,
+    /// EC2 reports pending or stopping: wait until it settles.
+    StateInTransition,
+    /// Launched less than the grace period ago, or its launch time is unknown.
+    GracePeriod,
+    /// Carries the protect tag.
+    Protected,
+    /// `action = "asg-unhealthy"`, and the instance belongs to no Auto Scaling group.
+    NotInAutoScalingGroup,
+    /// More candidates than `max_terminations_per_run`.
+    CapReached,
+    /// The hourly or daily budget of instances acted on is used up (per target or over all targets).
+    Budget,
+    /// The target's speed limit (`max_removed_fraction_per_hour` of its instances in any hour) is reached.
+    SpeedLimit,
+    /// Approved, but no longer broken when the approval came (InService again, or gone).
+    NoLongerBroken,
+    /// Broken now, but not in the decision the approvers approved.
+    NotApproved,
+    /// Broken now, but not one of the instances whose earlier step this ladder step follows (its own alert
+    /// starts its own episode).
+    NotInEpisode,
+}
+
+impl SkipReason {
+    /// The reason as reported in summaries and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownState => "unknown-state",
+            Self::RegistrationInProgress => "registration-in-progress",
+            Self::Draining => "draining",
+            Self::NotInUse => "not-in-use",
+            Self::HealthCheckDisabled => "health-check-disabled",
+            Self::BalancerError => "balancer-error",
+            Self::InstanceNotFound => "instance-not-found",
+            Self::AlreadyTerminating => "already-terminating",
+            Self::StateInTransition => "state-in-transition",
+            Self::GracePeriod => "grace-period",
+            Self::Protected => "protected",
+            Self::NotInAutoScalingGroup => "not-in-auto-scaling-group",
+            Self::CapReached => "cap-reached",
+            Self::Budget => "budget",
+            Self::SpeedLimit => "speed-limit",
+            Self::NoLongerBroken => "no-longer-broken",
+            Self::NotApproved => "not-approved",
+            Self::NotInEpisode => "not-in-episode",
+        }
+    }
+}
+
+/// Why the whole run was refused: no writes at all.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum Refusal {
+    /// Too large a share of the balancer is not InService: the cause is systemic.
+    TooManyUnhealthy {
+        /// OutOfService instances.
+        unhealthy: usize,
+        /// Registered instances.
+        total: usize,
+        /// The configured limit.
+        max_fraction: f64,
+    },
+    /// Too few instances are InService to risk changing anything.
+    BelowMinInService {
+        /// InService instances.
+        in_service: usize,
+        /// The configured floor.
+        min_in_service: usize,
+    },
+    /// The balancer was acted on too recently.
+    Cooldown {
+        /// Seconds until the cooldown ends.
+        remaining_secs: u64,
+    },
+    /// An operator paused reflex for this target (or for every target): the kill switch.
+    Paused {
+        /// What the operator said when pausing.
+        reason: String,
+    },
+    /// The target's breaker is open (a budget was exhausted, runs kept hitting AWS errors, or a recovery check
+    /// failed) until an operator resets it.
+    BreakerOpen {
+        /// Why it opened.
+        reason: String,
+    },
+    /// An operator silenced this target (or every target) until a time: a pause with an end.
+    Silenced {
+        /// What the operator said.
+        reason: String,
+        /// Who set it.
+        by: String,
+        /// When it ends (RFC 3339).
+        until: String,
+    },
+    /// The alert came inside a configured maintenance window of this target.
+    MaintenanceWindow {
+        /// The window's name.
+        window: String,
+        /// When this occurrence of it ends (RFC 3339).
+        until: String,
+    },
+    /// The target's Auto Scaling group is changing (a deploy, an instance refresh, a scaling event) or has the
+    /// processes that replace instances suspended: what looks broken may be the change.
+    ChangeInProgress {
+        /// The Auto Scaling group.
+        group: String,
+        /// What was seen.
+        seen: String,
+    },
+    /// Whether a change is under way could not be read: reflex refuses rather than guess.
+    ChangeUnknown {
+        /// The Auto Scaling groups asked about (empty: their membership could not be read).
+        group: String,
+        /// What failed.
+        error: String,
+    },
+    /// Instances that replaced broken ones keep breaking: the cause is not the instances (an image, a config,
+    /// a dependency), and replacing more would not help.
+    Relapsing {
+        /// Relapses in the window, this run's included.
+        relapses: usize,
+        /// The window (`remediation.relapse_window_secs`).
+        window_secs: u64,
+        /// The instances, what they replaced, their image and launch template, and the runs.
+        instances: String,
+    },
+    /// Every instance of one Availability Zone is unhealthy while other zones are healthy: a zone is failing,
+    /// and replacing its instances in the same zone removes capacity without helping.
+    ZonalFailure {
+        /// The failing zone.
+        zone: String,
+        /// Its instances, all unhealthy.
+        unhealthy: usize,
+        /// Healthy instances in the other zones.
+        healthy_elsewhere: usize,
+    },
+}
+
+/// The rules of standing refusals, by name: states the operator already knows of (a cooldown, a pause, a
+/// silence, an open breaker, a maintenance window, a deploy under way), answered to every alert while they
+/// last, rather than news about the target.
+pub const STANDING_RULES: [&str; 6] = [
+    "cooldown",
+    "paused",
+    "breaker-open",
+    "silenced",
+    "maintenance-window",
+    "change-in-progress",
+];
+
+impl Refusal {
+    /// The rule's name, as in the summary's `refused-rule` and in metrics.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::TooManyUnhealthy { .. } => "too-many-unhealthy",
+            Self::BelowMinInService { .. } => "below-min-in-service",
+            Self::Cooldown { .. } => "cooldown",
+            Self::Paused { .. } => "paused",
+            Self::BreakerOpen { .. } => "breaker-open",
+            Self::Silenced { .. } => "silenced",
+            Self::MaintenanceWindow { .. } => "maintenance-window",
+            Self::ChangeInProgress { .. } => "change-in-progress",
+            Self::ChangeUnknown { .. } => "change-unknown",
+            Self::ZonalFailure { .. } => "zonal-failure",
+            Self::Relapsing { .. } => "relapsing",
+        }
+    }
+
+    /// The sentence reported in the summary's `refused` field.
+    pub fn sentence(&self) -> String {
+        match self {
+            Self::TooManyUnhealthy {
+                unhealthy,
+                total,
+                max_fraction,
+            } => format!(
+                "{unhealthy} of {total} instances are not InService, more than max_unhealthy_fraction {max_fraction}: \
+                 the cause looks systemic, nothing was replaced"
+            ),
+            Self::BelowMinInService {
+                in_service,
+                min_in_service,
+            } => format!(
+                "only {in_service} instances are InService, fewer than min_in_service {min_in_service}: \
+                 nothing was replaced"
+            ),
+            Self::Cooldown { remaining_secs } => format!(
+                "this target was remediated recently; cooldown ends in {remaining_secs} s: nothing was replaced"
+            ),
+            Self::Paused { reason } => format!(
+                "paused: reflex is paused for this target ({reason}); nothing was read or replaced until \
+                 `reflex resume`"
+            ),
+            Self::BreakerOpen { reason } => format!(
+                "breaker-open: this target's breaker is open ({reason}); nothing was read or replaced until \
+                 `reflex breaker reset`"
+            ),
+            Self::Silenced { reason, by, until } => format!(
+                "silenced: reflex is silenced for this target until {until} by {by} ({reason}); nothing was read \
+                 or replaced"
+            ),
+            Self::MaintenanceWindow { window, until } => format!(
+                "maintenance-window: the alert came inside maintenance window {window:?}, which ends {until}; \
+                 nothing was read or replaced"
+            ),
+            Self::ChangeInProgress { group, seen } => format!(
+                "change-in-progress: Auto Scaling group {group} is changing ({seen}); what looks broken may be \
+                 the change: nothing was replaced"
+            ),
+            Self::ChangeUnknown { group, error } => {
+                let which = if group.is_empty() {
+                    "the instances' Auto Scaling groups are".to_owned()
+                } else {
+                    format!("Auto Scaling group {group} is")
+                };
+                format!(
+                    "change-unknown: cannot tell whether {which} changing ({error}); nothing was replaced"
+                )
+            }
+            Self::Relapsing {
+                relapses,
+                window_secs,
+                instances,
+            } => format!(
+                "relapsing: {relapses} instances that replaced broken ones broke again within {window_secs} s \
+                 ({instances}): the cause is not the instances; nothing was replaced, and the breaker stays open \
+                 until `reflex breaker reset`"
+            ),
+            Self::ZonalFailure {
+                zone,
+                unhealthy,
+                healthy_elsewhere,
+            } => format!(
+                "zonal-failure: all {unhealthy} instances in {zone} are not InService while {healthy_elsewhere} \
+                 in other zones are: the zone is failing, and replacing its instances there would not help; \
+                 nothing was replaced"
+            ),
+        }
+    }
+}
+
+/// An instance left alone, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skip {
+    /// The instance.
+    #[serde(rename = "instance-id")]
+    pub instance_id: String,
+    /// Why.
+    pub reason: SkipReason,
+}
