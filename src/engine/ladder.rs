@@ -190,30 +190,11 @@ impl Engine {
                 .await;
         }
         Metrics::count(&self.metrics.recovery_checks, "not-recovered");
-        let why = if check.index + 1 < target.ladder.len() {
-            match self.next_step(target, &check, &down, &meta.id).await {
-                Ok(Next::Ran(next)) => {
-                    meta.note("next", next);
-                    return self
-                        .checked(job, meta, target, &check, Outcome::NotRecovered)
-                        .await;
-                }
-                Ok(Next::Refused(next, sentence)) => {
-                    meta.note("next", next);
-                    format!("the next step was refused: {sentence}")
-                }
-                Err(why) if job.attempts < NEXT_STEP_ATTEMPTS => {
-                    tracing::warn!(run = check.run_id, why, "the next step cannot run yet");
-                    self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
-                    return Ok(());
-                }
-                Err(why) => {
-                    meta.note("next", serde_json::json!({ "not-run": why }));
-                    format!("the next step did not run: {why}")
-                }
-            }
-        } else {
-            "and the ladder has no step after".to_owned()
+        let Some(why) = self
+            .next_or_why(job, &mut meta, target, &check, &down)
+            .await?
+        else {
+            return Ok(());
         };
         let step = target
             .ladder
@@ -245,6 +226,46 @@ impl Engine {
             .await?;
         self.notifier.count_dropped(dropped);
         Ok(())
+    }
+
+    /// Takes the next step of `check`'s episode on `down`, the instances still down, and finishes the check
+    /// when it ran (`None`); or says why a person is needed instead: the ladder has no step after, the next
+    /// step was refused, or it could not run for `NEXT_STEP_ATTEMPTS` attempts. A next step that cannot run
+    /// yet puts the check back (`None`).
+    async fn next_or_why(
+        &self,
+        job: &ClaimedJob,
+        meta: &mut RequestMeta,
+        target: &Target,
+        check: &StepCheck,
+        down: &[String],
+    ) -> Result<Option<String>, EngineError> {
+        if check.index + 1 >= target.ladder.len() {
+            return Ok(Some("and the ladder has no step after".to_owned()));
+        }
+        let why = match self.next_step(target, check, down, &meta.id).await {
+            Ok(Next::Ran(next)) => {
+                meta.note("next", next);
+                let done = std::mem::replace(meta, RequestMeta::new(Source::RecoveryCheck, None));
+                self.checked(job, done, target, check, Outcome::NotRecovered)
+                    .await?;
+                return Ok(None);
+            }
+            Ok(Next::Refused(next, sentence)) => {
+                meta.note("next", next);
+                format!("the next step was refused: {sentence}")
+            }
+            Err(why) if job.attempts < NEXT_STEP_ATTEMPTS => {
+                tracing::warn!(run = check.run_id, why, "the next step cannot run yet");
+                self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
+                return Ok(None);
+            }
+            Err(why) => {
+                meta.note("next", serde_json::json!({ "not-run": why }));
+                format!("the next step did not run: {why}")
+            }
+        };
+        Ok(Some(why))
     }
 
     /// Records the reboot check `check` as `outcome`, a `check` step of its episode, and finishes its job.

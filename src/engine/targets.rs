@@ -170,6 +170,55 @@ fn cooldown_of(config: &Config, target: &TargetConfig, ladder: &[Arc<dyn ActionK
     Duration::from_secs(secs)
 }
 
+/// How the fleet is asked about `target`, and how summaries name it: a classic load balancer by its name, a
+/// target group by its ARN (looked up once; refused when missing or not made of instances).
+async fn locate(
+    fleet: &dyn Fleet,
+    target: &TargetConfig,
+    home: &Home,
+    place: &str,
+) -> Result<(TargetRef, Names), StartError> {
+    Ok(match target.reference() {
+        TargetRef::LoadBalancer(name) => (
+            TargetRef::LoadBalancer(name.clone()),
+            Names {
+                load_balancer: name,
+                target_group: None,
+                account: home.account.clone(),
+                region: home.region.clone(),
+            },
+        ),
+        TargetRef::TargetGroup(group) => {
+            let info = fleet.target_group(&group).await.map_err(|err| {
+                if err.kind == FailureKind::NotFound {
+                    StartError::TargetGroupNotFound(place.to_owned())
+                } else {
+                    StartError::Lookup {
+                        group: place.to_owned(),
+                        source: err,
+                    }
+                }
+            })?;
+            if info.target_type != "instance" {
+                return Err(StartError::NotInstances {
+                    group,
+                    target_type: info.target_type,
+                });
+            }
+            tracing::info!(target_group = %group, arn = %info.arn, "target group resolved");
+            (
+                TargetRef::TargetGroup(info.arn),
+                Names {
+                    load_balancer: info.load_balancers.first().cloned().unwrap_or_default(),
+                    target_group: Some(group),
+                    account: home.account.clone(),
+                    region: home.region.clone(),
+                },
+            )
+        }
+    })
+}
+
 /// Every configured target.
 #[derive(Debug)]
 pub(super) struct Targets(Vec<Target>);
@@ -195,45 +244,7 @@ impl Targets {
                         target: place.clone(),
                         source,
                     })?;
-            let (fleet_ref, names) = match target.reference() {
-                TargetRef::LoadBalancer(name) => (
-                    TargetRef::LoadBalancer(name.clone()),
-                    Names {
-                        load_balancer: name,
-                        target_group: None,
-                        account: home.account.clone(),
-                        region: home.region.clone(),
-                    },
-                ),
-                TargetRef::TargetGroup(group) => {
-                    let info = fleet.target_group(&group).await.map_err(|err| {
-                        if err.kind == FailureKind::NotFound {
-                            StartError::TargetGroupNotFound(place.clone())
-                        } else {
-                            StartError::Lookup {
-                                group: place.clone(),
-                                source: err,
-                            }
-                        }
-                    })?;
-                    if info.target_type != "instance" {
-                        return Err(StartError::NotInstances {
-                            group,
-                            target_type: info.target_type,
-                        });
-                    }
-                    tracing::info!(target_group = %group, arn = %info.arn, "target group resolved");
-                    (
-                        TargetRef::TargetGroup(info.arn),
-                        Names {
-                            load_balancer: info.load_balancers.first().cloned().unwrap_or_default(),
-                            target_group: Some(group),
-                            account: home.account.clone(),
-                            region: home.region.clone(),
-                        },
-                    )
-                }
-            };
+            let (fleet_ref, names) = locate(fleet.as_ref(), target, &home, &place).await?;
             // Another account's or region's targets are read once at start-up, through their own clients: a
             // role that cannot be assumed, or a balancer it cannot see, is found now rather than at the first
             // alert.
