@@ -1772,4 +1772,37 @@ async fn an_approval_whose_run_failed_is_acted_on_once_by_its_act_job() {
     assert_eq!(h.fleet.done.lock().unwrap().len(), 2);
 }
 
+#[tokio::test]
+async fn an_approval_of_another_action_than_the_ladder_names_now_holds_again() {
+    let approve = "mode = \"approve\"\n[approvals]\ntokens = [\"approver-token-0123456789\"]";
+    let h = harness(FakeFleet::default(), approve).await;
+    let held = run_once(&h, "web").await;
+    let id = held.summary.approval.as_ref().unwrap().id.clone();
+    let mut approval = h.store.approval(&id).await.unwrap().unwrap();
+    // The approvers saw a reboot; the target's ladder names a replacement for that step now.
+    for step in approval.body["decision"]["steps"].as_array_mut().unwrap() {
+        step["kind"] = "reboot".into();
+        step["action"] = "reboot".into();
+    }
+    let trigger = h.engine.approved_trigger(&approval).unwrap();
+    let run = h.engine.run(meta(), &trigger, None).await.unwrap();
+    assert!(
+        h.fleet.done.lock().unwrap().is_empty(),
+        "not acted on as a replacement"
+    );
+    assert_eq!(run.acted, 0);
+    let again = run.summary.approval.as_ref().expect("held again");
+    assert_ne!(again.id, id);
+    assert_eq!(again.would_replace, ["i-bad"]);
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.outcome, Outcome::Held);
+    assert_eq!(record.detail["approval_stale"]["approved"], "reboot");
+    assert_eq!(record.detail["approval_stale"]["now"], "replace");
+    // The approval of what the ladder names now acts.
+    let approval = h.store.approval(&again.id).await.unwrap().unwrap();
+    let trigger = h.engine.approved_trigger(&approval).unwrap();
+    let run = h.engine.run(meta(), &trigger, None).await.unwrap();
+    assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad"]);
+}
+
 mod kind;
