@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 use time::OffsetDateTime;
 
-use super::pages::when;
+use super::layout::when;
 use crate::audit::Activity;
 use crate::engine::budget::{Budgets, Used};
 

@@ -5,7 +5,8 @@
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::pages::{layout, outcome_class, skip_words, text, when};
+use super::layout::{layout, path_of, when};
+use super::pages::{outcome_class, skip_words, text};
 use crate::approvals::WayUp;
 use crate::audit::Approval;
 
@@ -41,7 +42,7 @@ pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
                 tbody {
                     @for way in ways {
                         tr {
-                            td { a href=(super::targets::path_of(&way.account, &way.region, &way.target)) { (way.target) } " " span.muted { (way.account) "/" (way.region) } }
+                            td { a href=(path_of(&way.account, &way.region, &way.target)) { (way.target) } " " span.muted { (way.account) "/" (way.region) } }
                             td { (way.mode) }
                             td { (way.runs) }
                             td { (way.would_act) }

@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 use time::OffsetDateTime;
 
-use super::pages::when;
+use super::layout::when;
 use crate::audit::HealthPoint;
 
 /// The drawing area, in SVG units; the SVG scales to the page's width.

@@ -10,6 +10,7 @@ mod approval_pages;
 mod approvals;
 mod attempts;
 mod chart;
+mod layout;
 mod pages;
 mod session;
 mod targets;

@@ -1,9 +1,10 @@
 //! The audit page's HTML, rendered on the server with maud (escaped by construction). No script and no asset
 //! from anywhere but reflex: one stylesheet at `/ui/style.css`.
 
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use serde_json::Value;
 
+use super::layout::{layout, path_of, when};
 use crate::audit::{AuditRecord, EpisodeStep};
 use crate::controls::State;
 
@@ -77,35 +78,6 @@ const OUTCOMES: [&str; 14] = [
     "not-recovered",
 ];
 
-pub(super) fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · reflex" }
-                link rel="stylesheet" href="/ui/style.css";
-            }
-            body {
-                header {
-                    h1 { a href="/ui/" { "reflex" } " · " (title) }
-                    @if signed_in {
-                        nav aria-label="pages" {
-                            a href="/ui/" { "Timeline" }
-                            a href="/ui/approvals" { "Approvals" }
-                        }
-                        form method="post" action="/ui/logout" {
-                            button type="submit" { "Log out" }
-                        }
-                    }
-                }
-                main { (body) }
-            }
-        }
-    }
-}
-
 /// The login form, with the CSRF token and, after a refused attempt, why.
 pub fn login(csrf: &str, error: Option<&str>) -> Markup {
     layout(
@@ -124,8 +96,6 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
         },
     )
 }
-
-pub(super) use crate::audit::rfc3339 as when;
 
 fn count(value: &Value) -> usize {
     value.as_array().map_or(0, Vec::len)
@@ -188,7 +158,7 @@ pub fn timeline(
                     tbody {
                         @for budget in &state.budgets {
                             tr {
-                                td { a href=(super::targets::path_of(&budget.account, &budget.region, &budget.target)) { (budget.target) } }
+                                td { a href=(path_of(&budget.account, &budget.region, &budget.target)) { (budget.target) } }
                                 td { (budget.account) " / " (budget.region) }
                                 td { (budget.left.target_hour) " / " (budget.left.target_day) }
                                 td { (budget.left.all_hour) " / " (budget.left.all_day) }
