@@ -1,6 +1,6 @@
 //! The `reflex` command line: parses arguments and calls into the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -374,6 +374,8 @@ impl PlaceArgs {
     }
 }
 
+/// Runs the command line's command; the exit code is a failure when a check it makes (`sns-verify`, `audit
+/// verify`) fails.
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => commands::serve_command(&config).await?,
@@ -383,46 +385,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             target_group,
             place,
             dry_run,
-        } => {
-            // clap requires exactly one of the two; the pair is checked once more like every other.
-            let target = TargetRef::from_pair(load_balancer, target_group)?;
-            let place = place.place();
-            let summary = commands::remediate_command(&config, target, place, dry_run).await?;
-            println!("{}", serde_json::to_string_pretty(&summary)?);
-        }
-        Command::CheckConfig { config, aws } => {
-            let loaded = commands::load_config(&config)?;
-            reflex::load_tls(&loaded)?;
-            if aws {
-                for line in commands::probe_targets_command(&loaded).await? {
-                    println!("{line}");
-                }
-            }
-            print!(
-                "{}",
-                commands::windows_summary(&loaded, jiff::Timestamp::now())
-            );
-            println!("{}: ok", config.display());
-        }
+        } => remediate(&config, load_balancer, target_group, place, dry_run).await?,
+        Command::CheckConfig { config, aws } => check_config(&config, aws).await?,
         Command::SnsVerify {
             file,
             cert,
             at,
             config,
-        } => {
-            let outcome = commands::sns_verify_command(
-                &file,
-                cert.as_deref(),
-                at.as_deref(),
-                config.as_deref(),
-            )
-            .await?;
-            if let Err(reason) = outcome {
-                println!("{reason}");
-                return Ok(ExitCode::FAILURE);
-            }
-            println!("verified");
-        }
+        } => return sns_verify(&file, cert.as_deref(), at.as_deref(), config.as_deref()).await,
         Command::Healthcheck { url, insecure } => {
             commands::healthcheck_command(&url, insecure).await?;
         }
@@ -431,33 +401,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             place,
             reason,
-        } => {
-            let place = place.of(target.as_deref())?;
-            let target = target.as_deref().map(|name| Named {
-                name,
-                place: &place,
-            });
-            print!(
-                "{}",
-                commands::pause_command(&config, target, reason.as_deref()).await?
-            );
-        }
+        } => print!(
+            "{}",
+            pause(&config, target.as_deref(), place, reason.as_deref()).await?
+        ),
         Command::Resume {
             config,
             target,
             place,
             reason,
-        } => {
-            let place = place.of(target.as_deref())?;
-            let target = target.as_deref().map(|name| Named {
-                name,
-                place: &place,
-            });
-            println!(
-                "{}",
-                commands::resume_command(&config, target, reason.as_deref()).await?
-            );
-        }
+        } => println!(
+            "{}",
+            resume(&config, target.as_deref(), place, reason.as_deref()).await?
+        ),
         Command::Silence {
             config,
             target,
@@ -465,85 +421,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             length,
             reason,
             by,
-        } => {
-            if length.is_some() && reason.is_none() {
-                anyhow::bail!("--reason is required with --for: say why (it is recorded)");
-            }
-            if length.is_none() && (target.is_some() || reason.is_some() || by.is_some()) {
-                anyhow::bail!(
-                    "--for is required to silence: say how long (90s, 15m, 2h); without options, the \
-                     silences in force are listed"
-                );
-            }
-            let place = place.of(target.as_deref())?;
-            let target = target.as_deref().map(|name| Named {
-                name,
-                place: &place,
-            });
-            print!(
-                "{}",
-                commands::silence_command(
-                    &config,
-                    target,
-                    length.as_deref(),
-                    reason.as_deref(),
-                    by.as_deref()
-                )
-                .await?
-            );
-        }
+        } => print!(
+            "{}",
+            silence(
+                &config,
+                target.as_deref(),
+                place,
+                length.as_deref(),
+                reason.as_deref(),
+                by.as_deref()
+            )
+            .await?
+        ),
         Command::Unsilence { config, id, reason } => {
             println!(
                 "{}",
                 commands::unsilence_command(&config, &id, reason.as_deref()).await?
             );
         }
-        Command::Breaker {
-            command:
-                BreakerCommand::Reset {
-                    config,
-                    target,
-                    place,
-                    reason,
-                },
-        } => {
-            let place = place.place();
-            let target = Named {
-                name: &target,
-                place: &place,
-            };
-            println!(
-                "{}",
-                commands::breaker_reset_command(&config, target, &reason).await?
-            );
-        }
+        Command::Breaker { command } => println!("{}", breaker(command).await?),
         Command::Approvals { command } => {
-            let (config, vote) = match command {
-                ApprovalsCommand::List { config } => (config, None),
-                ApprovalsCommand::Approve {
-                    config,
-                    id,
-                    token_file,
-                    by,
-                } => {
-                    let token = commands::approver_token(token_file.as_deref())?;
-                    let ballot = reflex::approvals::Ballot::Approve;
-                    let vote = commands::CliVote { id, ballot, by };
-                    (config, Some((vote, token)))
-                }
-                ApprovalsCommand::Reject {
-                    config,
-                    id,
-                    reason,
-                    token_file,
-                    by,
-                } => {
-                    let token = commands::approver_token(token_file.as_deref())?;
-                    let ballot = reflex::approvals::Ballot::Reject(reason);
-                    let vote = commands::CliVote { id, ballot, by };
-                    (config, Some((vote, token)))
-                }
-            };
+            let (config, vote) = approvals_vote(command)?;
             println!("{}", commands::approvals_command(&config, vote).await?);
         }
         Command::Targets { config, json } => {
@@ -552,17 +450,178 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ui {
             command: UiCommand::RotateKey { config },
         } => println!("{}", commands::ui_rotate_key_command(&config).await?),
-        Command::Breaker {
-            command: BreakerCommand::Status { config },
-        } => println!("{}", commands::breaker_status_command(&config).await?),
-        Command::Audit {
-            command:
-                AuditCommand::List {
-                    config,
-                    limit,
-                    json,
-                    stuck,
-                },
+        Command::Audit { command } => return audit(command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `remediate`: runs the remedy once on the named target and prints the run's summary.
+async fn remediate(
+    config: &Path,
+    load_balancer: Option<String>,
+    target_group: Option<String>,
+    place: PlaceArgs,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    // clap requires exactly one of the two; the pair is checked once more like every other.
+    let target = TargetRef::from_pair(load_balancer, target_group)?;
+    let place = place.place();
+    let summary = commands::remediate_command(config, target, place, dry_run).await?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// `check-config`: loads the configuration and its TLS files, with `--aws` probes the targets, and prints
+/// the windows' summary.
+async fn check_config(config: &Path, aws: bool) -> anyhow::Result<()> {
+    let loaded = commands::load_config(config)?;
+    reflex::load_tls(&loaded)?;
+    if aws {
+        for line in commands::probe_targets_command(&loaded).await? {
+            println!("{line}");
+        }
+    }
+    print!(
+        "{}",
+        commands::windows_summary(&loaded, jiff::Timestamp::now())
+    );
+    println!("{}: ok", config.display());
+    Ok(())
+}
+
+/// `sns-verify`: checks a saved SNS delivery; a failure when it does not verify, saying why.
+async fn sns_verify(
+    file: &Path,
+    cert: Option<&Path>,
+    at: Option<&str>,
+    config: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let outcome = commands::sns_verify_command(file, cert, at, config).await?;
+    if let Err(reason) = outcome {
+        println!("{reason}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("verified");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pause`: pauses a target (or everything) for a reason; without one, lists the pauses.
+async fn pause(
+    config: &Path,
+    target: Option<&str>,
+    place: PlaceArgs,
+    reason: Option<&str>,
+) -> anyhow::Result<String> {
+    let place = place.of(target)?;
+    let target = target.map(|name| Named {
+        name,
+        place: &place,
+    });
+    commands::pause_command(config, target, reason).await
+}
+
+/// `resume`: lifts the pause of a target (or of everything).
+async fn resume(
+    config: &Path,
+    target: Option<&str>,
+    place: PlaceArgs,
+    reason: Option<&str>,
+) -> anyhow::Result<String> {
+    let place = place.of(target)?;
+    let target = target.map(|name| Named {
+        name,
+        place: &place,
+    });
+    commands::resume_command(config, target, reason).await
+}
+
+/// `silence`: refuses options that do not go together, then silences a target (or everything) or, without
+/// options, lists the silences in force.
+async fn silence(
+    config: &Path,
+    target: Option<&str>,
+    place: PlaceArgs,
+    length: Option<&str>,
+    reason: Option<&str>,
+    by: Option<&str>,
+) -> anyhow::Result<String> {
+    if length.is_some() && reason.is_none() {
+        anyhow::bail!("--reason is required with --for: say why (it is recorded)");
+    }
+    if length.is_none() && (target.is_some() || reason.is_some() || by.is_some()) {
+        anyhow::bail!(
+            "--for is required to silence: say how long (90s, 15m, 2h); without options, the \
+             silences in force are listed"
+        );
+    }
+    let place = place.of(target)?;
+    let target = target.map(|name| Named {
+        name,
+        place: &place,
+    });
+    commands::silence_command(config, target, length, reason, by).await
+}
+
+/// `breaker reset` and `breaker status`: what each prints.
+async fn breaker(command: BreakerCommand) -> anyhow::Result<String> {
+    match command {
+        BreakerCommand::Reset {
+            config,
+            target,
+            place,
+            reason,
+        } => {
+            let place = place.place();
+            let target = Named {
+                name: &target,
+                place: &place,
+            };
+            commands::breaker_reset_command(&config, target, &reason).await
+        }
+        BreakerCommand::Status { config } => commands::breaker_status_command(&config).await,
+    }
+}
+
+/// `approvals list|approve|reject`: the configuration, and the vote with the approver's token unless listing.
+fn approvals_vote(
+    command: ApprovalsCommand,
+) -> anyhow::Result<(PathBuf, Option<(commands::CliVote, String)>)> {
+    Ok(match command {
+        ApprovalsCommand::List { config } => (config, None),
+        ApprovalsCommand::Approve {
+            config,
+            id,
+            token_file,
+            by,
+        } => {
+            let token = commands::approver_token(token_file.as_deref())?;
+            let ballot = reflex::approvals::Ballot::Approve;
+            let vote = commands::CliVote { id, ballot, by };
+            (config, Some((vote, token)))
+        }
+        ApprovalsCommand::Reject {
+            config,
+            id,
+            reason,
+            token_file,
+            by,
+        } => {
+            let token = commands::approver_token(token_file.as_deref())?;
+            let ballot = reflex::approvals::Ballot::Reject(reason);
+            let vote = commands::CliVote { id, ballot, by };
+            (config, Some((vote, token)))
+        }
+    })
+}
+
+/// `audit list|prune|anchor|verify|export`; a failure when `verify` finds the chain broken.
+async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::List {
+            config,
+            limit,
+            json,
+            stuck,
         } => print!(
             "{}",
             if stuck {
@@ -571,27 +630,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 commands::audit_list_command(&config, limit, json).await?
             }
         ),
-        Command::Audit {
-            command: AuditCommand::Prune { config, older_than },
-        } => {
+        AuditCommand::Prune { config, older_than } => {
             let removed = commands::audit_prune_command(&config, older_than).await?;
             println!("removed {removed} audit entries older than {older_than} days");
         }
-        Command::Audit {
-            command: AuditCommand::Anchor { config },
-        } => println!("{}", commands::audit_anchor_command(&config).await?),
-        Command::Audit {
-            command: AuditCommand::Verify { config, anchor },
-        } => match commands::audit_verify_command(&config, anchor.as_deref()).await? {
-            Ok(verified) => println!("{verified}"),
-            Err(broken) => {
-                println!("{broken}");
-                return Ok(ExitCode::FAILURE);
+        AuditCommand::Anchor { config } => {
+            println!("{}", commands::audit_anchor_command(&config).await?)
+        }
+        AuditCommand::Verify { config, anchor } => {
+            match commands::audit_verify_command(&config, anchor.as_deref()).await? {
+                Ok(verified) => println!("{verified}"),
+                Err(broken) => {
+                    println!("{broken}");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
-        },
-        Command::Audit {
-            command: AuditCommand::Export { config, since },
-        } => commands::audit_export_command(&config, &since).await?,
+        }
+        AuditCommand::Export { config, since } => {
+            commands::audit_export_command(&config, &since).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -194,176 +194,180 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Described {
-            registry: Registry::with_prefix("reflex"),
-            names: Vec::new(),
-        };
-        let http_requests = Family::default();
-        registry.register(
+        let mut metrics = Self::unregistered();
+        metrics.register_requests();
+        metrics.register_aws();
+        metrics.register_runs();
+        metrics.register_state();
+        metrics
+    }
+}
+
+impl Metrics {
+    /// The metrics, none of them registered yet.
+    fn unregistered() -> Self {
+        Self {
+            registry: Described {
+                registry: Registry::with_prefix("reflex"),
+                names: Vec::new(),
+            },
+            http_requests: Family::default(),
+            rejections: Family::default(),
+            remediation_runs: Family::default(),
+            instances_acted: Family::default(),
+            instances_terminated: Family::default(),
+            instances_marked_unhealthy: Family::default(),
+            instances_skipped: Family::default(),
+            aws_call_duration: Family::<OperationLabels, Histogram>::new_with_constructor(
+                (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
+            ),
+            aws_call_errors: Family::default(),
+            sns_certificate_cache: Family::default(),
+            sns_unsubscribed: Family::default(),
+            refusals: Family::default(),
+            breaker_trips: Family::default(),
+            breaker_resets: Counter::default(),
+            ladder_steps: Family::default(),
+            relapses: Counter::default(),
+            escalations: Family::default(),
+            recovery_checks: Family::default(),
+            notifications: Family::default(),
+            breaker_open: Family::default(),
+            paused: Family::default(),
+            silenced: Family::default(),
+            assume_role: Family::default(),
+        }
+    }
+
+    /// Registers the requests and what the runs did to instances.
+    fn register_requests(&mut self) {
+        self.registry.register(
             "http_requests",
             "HTTP requests by route template and status",
-            http_requests.clone(),
+            self.http_requests.clone(),
         );
-        let rejections = Family::default();
-        registry.register(
+        self.registry.register(
             "rejections",
             "Rejected requests by source and error code (verification failures included)",
-            rejections.clone(),
+            self.rejections.clone(),
         );
-        let remediation_runs = Family::default();
-        registry.register(
+        self.registry.register(
             "remediation_runs",
             "Remediation runs by outcome (completed, would-act, refused) and dry-run",
-            remediation_runs.clone(),
+            self.remediation_runs.clone(),
         );
-        let instances_acted = Family::default();
-        registry.register(
+        self.registry.register(
             "instances_acted",
             "Instances acted on by action (terminate, asg-unhealthy, reboot, start, isolate, ...) and dry-run",
-            instances_acted.clone(),
+            self.instances_acted.clone(),
         );
-        let instances_terminated = Family::default();
-        registry.register(
+        self.registry.register(
             "instances_terminated",
             "Instances terminated (or that would have been, in dry-run)",
-            instances_terminated.clone(),
+            self.instances_terminated.clone(),
         );
-        let instances_marked_unhealthy = Family::default();
-        registry.register(
+        self.registry.register(
             "instances_marked_unhealthy",
             "Instances handed to their Auto Scaling group as Unhealthy (or that would have been, in dry-run)",
-            instances_marked_unhealthy.clone(),
+            self.instances_marked_unhealthy.clone(),
         );
-        let instances_skipped = Family::default();
-        registry.register(
+        self.registry.register(
             "instances_skipped",
             "Unhealthy instances left alone, by reason",
-            instances_skipped.clone(),
+            self.instances_skipped.clone(),
         );
-        let aws_call_duration = Family::<OperationLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
-        );
-        registry.register(
+    }
+
+    /// Registers the calls to AWS and SNS.
+    fn register_aws(&mut self) {
+        self.registry.register(
             "aws_call_duration_seconds",
             "AWS API call latency by operation",
-            aws_call_duration.clone(),
+            self.aws_call_duration.clone(),
         );
-        let aws_call_errors = Family::default();
-        registry.register(
+        self.registry.register(
             "aws_call_errors",
             "Failed AWS API calls by operation and kind (transient, permanent, not-found)",
-            aws_call_errors.clone(),
+            self.aws_call_errors.clone(),
         );
-        let sns_certificate_cache = Family::default();
-        registry.register(
+        self.registry.register(
             "sns_certificate_cache",
             "SNS signing certificate lookups by result (hit, load)",
-            sns_certificate_cache.clone(),
+            self.sns_certificate_cache.clone(),
         );
-        let sns_unsubscribed = Family::default();
-        registry.register(
+        self.registry.register(
             "sns_unsubscribed",
             "Verified SNS UnsubscribeConfirmations by topic: alarms of that topic no longer reach reflex",
-            sns_unsubscribed.clone(),
+            self.sns_unsubscribed.clone(),
         );
-        let refusals = Family::default();
-        registry.register(
+    }
+
+    /// Registers why runs were refused or stepped up, and what came of them.
+    fn register_runs(&mut self) {
+        self.registry.register(
             "refusals",
             "Refused runs by rule (the refused-rule of the summary: paused, silenced, breaker-open, maintenance-window, cooldown, too-many-unhealthy, zonal-failure, below-min-in-service, change-in-progress, change-unknown)",
-            refusals.clone(),
+            self.refusals.clone(),
         );
-        let breaker_trips = Family::default();
-        registry.register(
+        self.registry.register(
             "breaker_trips",
             "Breakers opened, by what tripped them (budget, aws-errors, escalated, relapsing)",
-            breaker_trips.clone(),
+            self.breaker_trips.clone(),
         );
-        let breaker_resets = Counter::default();
-        registry.register(
+        self.registry.register(
             "breaker_resets",
             "Breakers closed by an operator",
-            breaker_resets.clone(),
+            self.breaker_resets.clone(),
         );
-        let ladder_steps = Family::default();
-        registry.register(
+        self.registry.register(
             "ladder_steps",
             "Instances acted on by each step of the targets' ladders (reboot, replace)",
-            ladder_steps.clone(),
+            self.ladder_steps.clone(),
         );
-        let relapses = Counter::default();
-        registry.register(
+        self.registry.register(
             "relapses",
             "Instances that replaced broken ones and broke again within remediation.relapse_window_secs",
-            relapses.clone(),
+            self.relapses.clone(),
         );
-        let escalations = Family::default();
-        registry.register(
+        self.registry.register(
             "escalations",
             "Targets escalated to a person, by reason (escalated: the last step of the ladder did not fix it; relapsing)",
-            escalations.clone(),
+            self.escalations.clone(),
         );
-        let recovery_checks = Family::default();
-        registry.register(
+        self.registry.register(
             "recovery_checks",
             "Recovery checks after runs that acted, by outcome (recovered, not-recovered, failed)",
-            recovery_checks.clone(),
+            self.recovery_checks.clone(),
         );
-        let notifications = Family::default();
-        registry.register(
+        self.registry.register(
             "notifications",
             "Notifications to [[notify]] webhooks by outcome (delivered, failed, dropped)",
-            notifications.clone(),
+            self.notifications.clone(),
         );
-        let breaker_open = Family::default();
-        registry.register(
+    }
+
+    /// Registers what the store says of the targets, and the roles assumed.
+    fn register_state(&mut self) {
+        self.registry.register(
             "breaker_open",
             "1 while the target's breaker is open (shared by every replica: read from the audit store)",
-            breaker_open.clone(),
+            self.breaker_open.clone(),
         );
-        let paused = Family::default();
-        registry.register(
+        self.registry.register(
             "paused",
             "1 while the target (or \"*\", every target) is paused (read from the audit store)",
-            paused.clone(),
+            self.paused.clone(),
         );
-        let silenced = Family::default();
-        registry.register(
+        self.registry.register(
             "silenced",
             "1 while the target (or \"*\", every target) is silenced: a pause with an end (read from the audit store)",
-            silenced.clone(),
+            self.silenced.clone(),
         );
-        let assume_role = Family::default();
-        registry.register(
+        self.registry.register(
             "assume_role",
             "STS AssumeRole calls into [[accounts]] roles, by account and outcome (assumed, denied, unavailable)",
-            assume_role.clone(),
+            self.assume_role.clone(),
         );
-        Self {
-            registry,
-            assume_role,
-            breaker_open,
-            paused,
-            silenced,
-            refusals,
-            breaker_trips,
-            breaker_resets,
-            ladder_steps,
-            relapses,
-            escalations,
-            recovery_checks,
-            notifications,
-            sns_unsubscribed,
-            http_requests,
-            rejections,
-            remediation_runs,
-            instances_acted,
-            instances_terminated,
-            instances_marked_unhealthy,
-            instances_skipped,
-            aws_call_duration,
-            aws_call_errors,
-            sns_certificate_cache,
-        }
     }
 }
 

@@ -154,9 +154,39 @@ pub fn outcome_message(text: &str) -> Value {
 
 /// The Block Kit message that asks for approval: `headline`, the evidence and the buttons.
 pub fn approval_message(headline: &str, ask: &Ask) -> Value {
-    let evidence = &ask.evidence;
-    let text = |value: &Value| value.as_str().map(escape).unwrap_or_default();
-    let alert = &evidence["alert"];
+    let instances = instance_lines(&ask.evidence);
+    let context = context_line(ask);
+    let button = |label: &str, action: &str, style: &str| {
+        json!({
+            "type": "button",
+            "text": { "type": "plain_text", "text": label },
+            "style": style,
+            "action_id": action,
+            "value": ask.id,
+        })
+    };
+    json!({
+        "text": headline,
+        "blocks": [
+            { "type": "section", "text": { "type": "mrkdwn", "text": headline } },
+            { "type": "section", "text": { "type": "mrkdwn", "text": format!("*Instances*\n{}", instances.join("\n")) } },
+            { "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] },
+            {
+                "type": "actions",
+                "block_id": format!("reflex-approval-{}", ask.id),
+                "elements": [button("Approve", "approve", "primary"), button("Reject", "reject", "danger")],
+            },
+        ],
+    })
+}
+
+/// A string of the evidence, escaped for Slack; nothing when it is not a string.
+fn text(value: &Value) -> String {
+    value.as_str().map(escape).unwrap_or_default()
+}
+
+/// The approval message's instances, one line each (at most `MAX_LISTED`), or that none is listed.
+fn instance_lines(evidence: &Value) -> Vec<String> {
     let mut instances: Vec<String> = evidence["instances"]
         .as_array()
         .map(Vec::as_slice)
@@ -184,6 +214,14 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
     if instances.is_empty() {
         instances.push("(none listed)".into());
     }
+    instances
+}
+
+/// The approval message's context line: the alert, the instances skipped, the budgets left, the last runs,
+/// and when the decision expires.
+fn context_line(ask: &Ask) -> String {
+    let evidence = &ask.evidence;
+    let alert = &evidence["alert"];
     let skipped: Vec<String> = evidence["plan"]["skipped"]
         .as_array()
         .map(Vec::as_slice)
@@ -205,7 +243,7 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
             None => format!("{} {}", text(&run["at"]), text(&run["outcome"])),
         })
         .collect();
-    let context = format!(
+    format!(
         "alert: {} from {} ({}) · skipped: {} · budgets left: {} · last runs: {} · expires {}",
         text(&alert["source"]),
         text(&alert["caller"]),
@@ -222,29 +260,7 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
             runs.join(", ")
         },
         escape(&ask.expires_at),
-    );
-    let button = |label: &str, action: &str, style: &str| {
-        json!({
-            "type": "button",
-            "text": { "type": "plain_text", "text": label },
-            "style": style,
-            "action_id": action,
-            "value": ask.id,
-        })
-    };
-    json!({
-        "text": headline,
-        "blocks": [
-            { "type": "section", "text": { "type": "mrkdwn", "text": headline } },
-            { "type": "section", "text": { "type": "mrkdwn", "text": format!("*Instances*\n{}", instances.join("\n")) } },
-            { "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] },
-            {
-                "type": "actions",
-                "block_id": format!("reflex-approval-{}", ask.id),
-                "elements": [button("Approve", "approve", "primary"), button("Reject", "reject", "danger")],
-            },
-        ],
-    })
+    )
 }
 
 /// The budgets left, in words.

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::backend::Backend;
 use super::jobs::{self, NewJob};
 use super::keys::Key;
-use super::rows::from_millis;
+use super::times::from_millis;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 

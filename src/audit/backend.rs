@@ -133,7 +133,7 @@ impl Backend {
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
         match self {
-            Self::Sqlite => Ok(super::rows::millis(time::OffsetDateTime::now_utc())),
+            Self::Sqlite => Ok(super::times::millis(time::OffsetDateTime::now_utc())),
             Self::Postgres => {
                 sqlx::query_scalar(&format!("SELECT {}", self.now_sql()))
                     .fetch_one(conn)

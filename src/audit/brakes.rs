@@ -9,8 +9,8 @@ use super::backend::Backend;
 use super::breakers::OpenBreaker;
 use super::keys::{self, Key};
 use super::pauses::Pause;
-use super::rows::from_millis;
 use super::silences::Silence;
+use super::times::from_millis;
 use crate::target::TargetId;
 
 /// What stops a target before anything is read (`AuditStore::brakes_of`).

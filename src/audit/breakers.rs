@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Row as _};
 use time::OffsetDateTime;
 
 use super::keys::{Key, matches};
-use super::rows::from_millis;
+use super::times::from_millis;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 

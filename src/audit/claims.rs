@@ -11,7 +11,7 @@ use sqlx::{AnyPool, Row as _};
 use time::OffsetDateTime;
 
 use super::backend::Backend;
-use super::rows::from_millis;
+use super::times::from_millis;
 
 use super::backend::{list, row_values, statement_chunks, values};
 use super::deliveries::{Claim, DeliveryUpdate};

@@ -5,7 +5,7 @@
 use sqlx::AnyPool;
 
 use super::keys::Key;
-use super::rows::millis;
+use super::times::millis;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::ops::{Op, Pending, Put};
 use super::rows::PreparedRow;
-use super::writer::{Op, Pending, Put};
 
 /// Most writes held at once; beyond it a failed run's result is dropped (and logged): its claim and leases
 /// then wait for this process to stop, after which another process takes them over.

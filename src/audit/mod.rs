@@ -27,6 +27,7 @@ mod jobs;
 mod keys;
 mod leases;
 mod link;
+mod ops;
 mod pauses;
 mod processes;
 mod readiness;
@@ -36,6 +37,7 @@ mod replacements;
 mod rows;
 mod silences;
 mod store;
+mod times;
 mod ui_sessions;
 mod writer;
 
@@ -60,9 +62,10 @@ pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};
 pub use record::{AuditRecord, Auth, Outcome, RequestMeta, Source, next_id};
 pub use records::{Activity, Filter, HealthPoint, LastAction, SharedClock, Tally};
 pub use replacements::{Joined, Replacement};
-pub use rows::{StoredRow, millis, rfc3339};
+pub use rows::StoredRow;
 pub use silences::{END_JOB as SILENCE_END_JOB, Silence};
 pub use store::AuditStore;
+pub use times::{millis, rfc3339};
 pub use writer::WriterTask;
 
 /// Why the audit trail could not be read or written.

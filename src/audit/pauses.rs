@@ -5,7 +5,7 @@ use sqlx::AnyPool;
 use time::OffsetDateTime;
 
 use super::keys::{Key, matches};
-use super::rows::from_millis;
+use super::times::from_millis;
 use crate::target::TargetId;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;

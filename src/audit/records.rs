@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 
 use super::backend::Backend;
 use super::keys;
-use super::rows::{COLUMNS, from_millis, millis, record_from_row};
+use super::rows::{COLUMNS, record_from_row};
+use super::times::{from_millis, millis};
 use super::{AuditError, AuditRecord};
 use crate::target::TargetId;
 

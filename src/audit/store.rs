@@ -27,12 +27,13 @@ use super::home::Home;
 use super::jobs::{ClaimedJob, NewJob};
 use super::keys::Key;
 use super::leases::{Lease, Leased};
+use super::ops::{Op, Pending, Put, Written};
 use super::pauses::{Pause, Scope};
 use super::records::{Filter, LastAction, SharedClock};
 use super::replacements::Replacement;
-use super::rows::millis;
 use super::silences::{NewSilence, Silence};
-use super::writer::{Op, Pending, Put, QUEUE_DEPTH, Store, WriterTask, Written, submit};
+use super::times::millis;
+use super::writer::{QUEUE_DEPTH, Store, WriterTask, submit};
 use super::{AuditError, AuditRecord};
 use crate::target::TargetId;
 

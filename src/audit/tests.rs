@@ -1368,7 +1368,7 @@ async fn a_store_from_before_the_chain_is_chained_once_when_opened() {
 #[test]
 fn a_failed_commit_holds_run_results_and_settlements_but_not_intents_or_refused_requests() {
     use super::held::Held;
-    use super::writer::{Op, Put};
+    use super::ops::{Op, Put};
     let op = |put: Put| Op::Put(Box::new(put));
     assert!(Held::keeps(&op(Put::record(record("R1", "web", 1)))));
     let mut intent = record("R2", "web", 1);

@@ -3,7 +3,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use super::{Config, Secret};
+use super::{AccountConfig, Config, NotifyConfig, Secret};
 
 /// Why a configuration cannot be used; each message names the key or file and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,7 @@ fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (S
     }
 }
 
+/// Reads every `*_file` setting of the configuration into the secret it stands for.
 fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
     if let Some(file) = &config.aws.secret_access_key_file {
         let mut keys = Vec::new();
@@ -137,7 +138,19 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
         append_tokens_file("slack.signing_secret_file", Some(&file), &mut secrets)?;
         config.slack.signing_secret = secrets.into_iter().next();
     }
-    for account in &mut config.accounts {
+    resolve_account_files(&mut config.accounts)?;
+    resolve_notify_files(&mut config.notify)?;
+    append_tokens_file(
+        "audit.tokens_file",
+        config.audit.tokens_file.as_deref(),
+        &mut config.audit.tokens,
+    )?;
+    resolve_webhook_files(config)
+}
+
+/// Reads each account's `external_id_file`, refused beside an `external_id` or when empty.
+fn resolve_account_files(accounts: &mut [AccountConfig]) -> Result<(), ConfigError> {
+    for account in accounts.iter_mut() {
         if let Some(file) = account.external_id_file.clone() {
             if account.external_id.is_some() {
                 return Err(ConfigError::Invalid {
@@ -157,7 +170,13 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
                 })?);
         }
     }
-    for (index, notify) in config.notify.iter_mut().enumerate() {
+    Ok(())
+}
+
+/// Reads each notification's `url_file` and `routing_key_file`; a PagerDuty one without a URL gets the
+/// Events API's.
+fn resolve_notify_files(notifications: &mut [NotifyConfig]) -> Result<(), ConfigError> {
+    for (index, notify) in notifications.iter_mut().enumerate() {
         if let Some(file) = notify.url_file.clone() {
             let mut urls = Vec::new();
             append_tokens_file(&format!("notify[{index}].url_file"), Some(&file), &mut urls)?;
@@ -173,11 +192,11 @@ fn resolve_secret_files(config: &mut Config) -> Result<(), ConfigError> {
             notify.url = Some(super::Secret::new(super::PAGERDUTY_EVENTS_URL));
         }
     }
-    append_tokens_file(
-        "audit.tokens_file",
-        config.audit.tokens_file.as_deref(),
-        &mut config.audit.tokens,
-    )?;
+    Ok(())
+}
+
+/// Reads the Alertmanager and Grafana webhooks' tokens, passwords and HMAC secret files.
+fn resolve_webhook_files(config: &mut Config) -> Result<(), ConfigError> {
     for (section, hook) in [
         ("alertmanager", &mut config.alertmanager),
         ("grafana", &mut config.grafana),

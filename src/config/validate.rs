@@ -33,6 +33,29 @@ impl Config {
             self.validate_place(target)?;
         }
         self.sns.validate()?;
+        self.validate_windows()?;
+        self.validate_sns_references()?;
+        self.alertmanager.validate("alertmanager", self)?;
+        self.grafana.validate("grafana", self)?;
+        check_tokens("manual.tokens", &self.manual.tokens)?;
+        check_tokens("admin.tokens", &self.admin.tokens)?;
+        self.validate_approvals()?;
+        if let Some(url) = &self.server.public_url
+            && !url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+        {
+            return invalid(
+                "server.public_url",
+                "must be an http(s) URL, e.g. \"https://reflex.example.com\"",
+            );
+        }
+        for (index, notify) in self.notify.iter().enumerate() {
+            notify.validate(index)?;
+        }
+        self.validate_retention()
+    }
+
+    /// A window names only configured targets (or `*`).
+    fn validate_windows(&self) -> Result<(), ConfigError> {
         for window in &self.windows {
             if let Some(name) = window
                 .targets
@@ -49,6 +72,12 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// A target's SNS topics are listed in `[sns]`, and certificates come from the endpoint only when it is
+    /// an emulator on this host.
+    fn validate_sns_references(&self) -> Result<(), ConfigError> {
         if let Some(arn) = self
             .targets
             .iter()
@@ -75,22 +104,11 @@ impl Config {
                 );
             }
         }
-        self.alertmanager.validate("alertmanager", self)?;
-        self.grafana.validate("grafana", self)?;
-        check_tokens("manual.tokens", &self.manual.tokens)?;
-        check_tokens("admin.tokens", &self.admin.tokens)?;
-        self.validate_approvals()?;
-        if let Some(url) = &self.server.public_url
-            && !url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
-        {
-            return invalid(
-                "server.public_url",
-                "must be an http(s) URL, e.g. \"https://reflex.example.com\"",
-            );
-        }
-        for (index, notify) in self.notify.iter().enumerate() {
-            notify.validate(index)?;
-        }
+        Ok(())
+    }
+
+    /// The audit records are kept at least as long as the rules that read them look back.
+    fn validate_retention(&self) -> Result<(), ConfigError> {
         if self.audit.retain_days > 0
             && let Some(refusal) = self.lookback().refusal(self.audit.retain_days)
         {
@@ -164,6 +182,12 @@ impl Config {
                 );
             }
         }
+        self.validate_slack_approvers()
+    }
+
+    /// Slack's approvers need the app's signing secret, and are Slack user ids.
+    fn validate_slack_approvers(&self) -> Result<(), ConfigError> {
+        let slack = &self.slack;
         if !slack.approvers.is_empty() && !slack.enabled() {
             return invalid(
                 "slack.approvers",
@@ -276,18 +300,7 @@ impl super::AccountConfig {
         if earlier.iter().any(|other| other.name == name) {
             return invalid("accounts.name", format!("lists {name:?} twice"));
         }
-        let mut parts = self.role_arn.splitn(6, ':');
-        let well_formed = parts.next() == Some("arn")
-            && parts
-                .next()
-                .is_some_and(|partition| partition.starts_with("aws"))
-            && parts.next() == Some("iam")
-            && parts.next() == Some("")
-            && parts.next().is_some_and(crate::target::is_account_id)
-            && parts
-                .next()
-                .is_some_and(|role| role.starts_with("role/") && role.len() > "role/".len());
-        if !well_formed {
+        if !is_role_arn(&self.role_arn) {
             return invalid(
                 "accounts.role_arn",
                 format!(
@@ -311,24 +324,7 @@ impl super::AccountConfig {
                 ),
             );
         }
-        if !(900..=43_200).contains(&self.session_duration_secs) {
-            return invalid(
-                "accounts.session_duration_secs",
-                format!(
-                    "of account {name:?} must be between 900 and 43200 (AWS's bounds; 3600 is usual)"
-                ),
-            );
-        }
-        if self.refresh_before_expiry_secs >= self.session_duration_secs {
-            return invalid(
-                "accounts.refresh_before_expiry_secs",
-                format!(
-                    "of account {name:?} must be shorter than session_duration_secs ({}), or every call \
-                     would assume the role again",
-                    self.session_duration_secs
-                ),
-            );
-        }
+        self.validate_session(name)?;
         if self
             .external_id
             .as_ref()
@@ -347,6 +343,44 @@ impl super::AccountConfig {
         }
         Ok(())
     }
+
+    /// A session AWS accepts, and a refresh margin shorter than it (`name`: the account's).
+    fn validate_session(&self, name: &str) -> Result<(), ConfigError> {
+        if !(900..=43_200).contains(&self.session_duration_secs) {
+            return invalid(
+                "accounts.session_duration_secs",
+                format!(
+                    "of account {name:?} must be between 900 and 43200 (AWS's bounds; 3600 is usual)"
+                ),
+            );
+        }
+        if self.refresh_before_expiry_secs >= self.session_duration_secs {
+            return invalid(
+                "accounts.refresh_before_expiry_secs",
+                format!(
+                    "of account {name:?} must be shorter than session_duration_secs ({}), or every call \
+                     would assume the role again",
+                    self.session_duration_secs
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether `role_arn` is an IAM role's ARN: `arn:aws*:iam::<account id>:role/<name>`.
+fn is_role_arn(role_arn: &str) -> bool {
+    let mut parts = role_arn.splitn(6, ':');
+    parts.next() == Some("arn")
+        && parts
+            .next()
+            .is_some_and(|partition| partition.starts_with("aws"))
+        && parts.next() == Some("iam")
+        && parts.next() == Some("")
+        && parts.next().is_some_and(crate::target::is_account_id)
+        && parts
+            .next()
+            .is_some_and(|role| role.starts_with("role/") && role.len() > "role/".len())
 }
 
 impl NotifyConfig {

@@ -17,7 +17,7 @@ use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::WebhookConfig;
 use crate::engine::{Authenticated, Reply, Summary, Trigger};
 use crate::target::{Place, TargetRef};
-use crate::webhook::{Payload, TargetLabels, group, signature};
+use crate::webhook::{Grouping, Payload, TargetLabels, group, signature};
 
 /// The two webhook senders.
 #[derive(Debug, Clone, Copy)]
@@ -98,50 +98,9 @@ async fn handle(
     let proof = authenticate(sender, hook, headers, &body)?;
     meta.auth = Auth::Passed;
     let payload: Payload = super::error::parse_json(&body)?;
-    if payload.version != sender.version() {
-        return Err(ApiError::bad_request(
-            "unsupported-version",
-            format!(
-                "payload version {:?} is not supported (expected {:?})",
-                payload.version,
-                sender.version()
-            ),
-        )
-        .into());
-    }
-    let labels = TargetLabels {
-        load_balancer: &hook.target_label,
-        target_group: &hook.target_group_label,
-        account: &hook.account_label,
-        region: &hook.region_label,
-    };
-    let default_target = hook
-        .default_target
-        .as_deref()
-        .and_then(|name| state.config.target(name))
-        .map(|target| (target.reference(), state.config.place_named(target)));
-    let grouping = group(&payload, labels, default_target.as_ref());
-    meta.note(
-        "alerts",
-        json!({
-            "group_key": payload.group_key,
-            "receiver": payload.receiver,
-            "status": payload.status,
-            "groups": grouping
-                .groups
-                .iter()
-                .map(|((target, place), texts)| {
-                    let named = match (&place.account, &place.region) {
-                        (None, None) => target.value().to_owned(),
-                        _ => format!("{} {place}", target.value()),
-                    };
-                    (named, texts)
-                })
-                .collect::<std::collections::BTreeMap<_, _>>(),
-            "unusable": grouping.unusable,
-            "resolved": grouping.resolved,
-        }),
-    );
+    supported(sender, &payload)?;
+    let grouping = grouping_of(state, hook, &payload);
+    meta.note("alerts", alerts_note(&payload, &grouping));
     let dry_run = state.config.remediation.dry_run;
     let mut ignored: Vec<Summary> = grouping
         .unusable
@@ -182,6 +141,62 @@ async fn handle(
         triggers,
         ignored,
         delivery,
+    })
+}
+
+/// Refuses a payload of another version than the sender's (its fields might mean something else).
+fn supported(sender: Sender, payload: &Payload) -> Result<(), Rejection> {
+    if payload.version != sender.version() {
+        return Err(ApiError::bad_request(
+            "unsupported-version",
+            format!(
+                "payload version {:?} is not supported (expected {:?})",
+                payload.version,
+                sender.version()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The payload's alerts grouped by the target their labels name, after the webhook's labels and with its
+/// default target.
+fn grouping_of(state: &AppState, hook: &WebhookConfig, payload: &Payload) -> Grouping {
+    let labels = TargetLabels {
+        load_balancer: &hook.target_label,
+        target_group: &hook.target_group_label,
+        account: &hook.account_label,
+        region: &hook.region_label,
+    };
+    let default_target = hook
+        .default_target
+        .as_deref()
+        .and_then(|name| state.config.target(name))
+        .map(|target| (target.reference(), state.config.place_named(target)));
+    group(payload, labels, default_target.as_ref())
+}
+
+/// What the audit record notes of the alert group: its key, receiver and status, and how its alerts were
+/// grouped (by target, unusable, resolved).
+fn alerts_note(payload: &Payload, grouping: &Grouping) -> serde_json::Value {
+    json!({
+        "group_key": payload.group_key,
+        "receiver": payload.receiver,
+        "status": payload.status,
+        "groups": grouping
+            .groups
+            .iter()
+            .map(|((target, place), texts)| {
+                let named = match (&place.account, &place.region) {
+                    (None, None) => target.value().to_owned(),
+                    _ => format!("{} {place}", target.value()),
+                };
+                (named, texts)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        "unusable": grouping.unusable,
+        "resolved": grouping.resolved,
     })
 }
 

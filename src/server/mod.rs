@@ -223,9 +223,40 @@ pub async fn serve(
     let jobs = tokio::spawn(app.jobs.clone().run_every(JOBS_POLL));
     let brakes = tokio::spawn(refresh_brakes_every(app.state.clone(), BRAKES_EVERY));
     let graceful = GracefulShutdown::new();
+    accept_until(
+        &listener,
+        &connections,
+        &graceful,
+        settings.max_connections,
+        shutdown,
+    )
+    .await;
+    drop(listener);
+    // No new jobs are claimed from here on; the ones running finish within the grace, as requests do.
+    jobs.abort();
+
+    finish_in_flight(&app, graceful).await;
+    reloader.abort();
+    summaries.abort();
+    pruning.abort();
+    brakes.abort();
+    app.close().await;
+    tracing::info!("reflex stopped");
+    Ok(())
+}
+
+/// Accepts connections, each served on its own task, until `shutdown` resolves; at most `max_connections`
+/// are open at once.
+async fn accept_until(
+    listener: &TcpListener,
+    connections: &Connections,
+    graceful: &GracefulShutdown,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut shutdown = std::pin::pin!(shutdown);
     // At most `server.max_connections` open: past it, new connections wait in the kernel's accept queue.
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => match slot {
@@ -246,10 +277,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
-    // No new jobs are claimed from here on; the ones running finish within the grace, as requests do.
-    jobs.abort();
+}
 
+/// Lets in-flight connections, requests and remediations, and the jobs running, finish within
+/// `server.shutdown_grace_secs`; past it, says what is still in flight.
+async fn finish_in_flight(app: &App, graceful: GracefulShutdown) {
     let tasks = app.state.tasks.clone();
     tasks.close();
     let grace = Duration::from_secs(app.state.config.server.shutdown_grace_secs);
@@ -266,13 +298,6 @@ pub async fn serve(
             "shutdown grace elapsed with work in flight; exiting anyway (intent records are in the audit trail)"
         );
     }
-    reloader.abort();
-    summaries.abort();
-    pruning.abort();
-    brakes.abort();
-    app.close().await;
-    tracing::info!("reflex stopped");
-    Ok(())
 }
 
 /// How often the breaker and pause gauges are read from the store.

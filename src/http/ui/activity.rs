@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 use time::OffsetDateTime;
 
-use super::pages::when;
+use super::layout::when;
 use crate::audit::Activity;
 use crate::engine::budget::{Budgets, Used};
 
@@ -105,23 +105,7 @@ pub fn runs(whose: &str, each: &str, periods: &[Period]) -> Markup {
         .map(|p| p.runs.iter().sum::<u64>())
         .max()
         .unwrap_or(0);
-    let totals: Vec<u64> = (0..KINDS.len())
-        .map(|k| periods.iter().map(|p| p.runs[k]).sum())
-        .collect();
-    let said: Vec<String> = KINDS
-        .iter()
-        .zip(&totals)
-        .map(|((_, words), total)| format!("{total} {words}"))
-        .collect();
-    let description = match (periods.first(), periods.last()) {
-        (Some(first), Some(last)) if max > 0 => format!(
-            "Runs per {each} from {} to {}: {}; at most {max} in one {each}.",
-            when(first.start),
-            when(last.start),
-            said.join(", ")
-        ),
-        _ => "No run in this period.".to_owned(),
-    };
+    let description = runs_description(each, periods, max);
     let bottom = HEIGHT - BOTTOM;
     let width = (WIDTH - LEFT) / periods.len().max(1) as f64;
     let scale = (bottom - TOP) / max.max(1) as f64;
@@ -166,19 +150,48 @@ pub fn runs(whose: &str, each: &str, periods: &[Period]) -> Markup {
             }
         }
         @if max > 0 {
-            details {
-                summary { "The numbers" }
-                table {
-                    thead { tr { th { "From (UTC)" } @for (_, words) in KINDS { th { (words) } } } }
-                    tbody {
-                        @for period in periods.iter().filter(|p| p.runs.iter().any(|r| *r > 0)) {
-                            tr { td { (when(period.start)) } @for runs in period.runs { td { (runs) } } }
-                        }
+            (runs_numbers(periods))
+        } @else {
+            p { (description) }
+        }
+    }
+}
+
+/// The runs chart's text alternative: the runs of each kind over `periods`, and the most in one period
+/// (`max`).
+fn runs_description(each: &str, periods: &[Period], max: u64) -> String {
+    let totals: Vec<u64> = (0..KINDS.len())
+        .map(|k| periods.iter().map(|p| p.runs[k]).sum())
+        .collect();
+    let said: Vec<String> = KINDS
+        .iter()
+        .zip(&totals)
+        .map(|((_, words), total)| format!("{total} {words}"))
+        .collect();
+    match (periods.first(), periods.last()) {
+        (Some(first), Some(last)) if max > 0 => format!(
+            "Runs per {each} from {} to {}: {}; at most {max} in one {each}.",
+            when(first.start),
+            when(last.start),
+            said.join(", ")
+        ),
+        _ => "No run in this period.".to_owned(),
+    }
+}
+
+/// The runs chart's numbers, one row per period with runs, for whoever cannot read the chart.
+fn runs_numbers(periods: &[Period]) -> Markup {
+    html! {
+        details {
+            summary { "The numbers" }
+            table {
+                thead { tr { th { "From (UTC)" } @for (_, words) in KINDS { th { (words) } } } }
+                tbody {
+                    @for period in periods.iter().filter(|p| p.runs.iter().any(|r| *r > 0)) {
+                        tr { td { (when(period.start)) } @for runs in period.runs { td { (runs) } } }
                     }
                 }
             }
-        } @else {
-            p { (description) }
         }
     }
 }

@@ -5,7 +5,8 @@
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::pages::{layout, outcome_class, skip_words, text, when};
+use super::layout::{layout, path_of, when};
+use super::pages::{outcome_class, skip_words, text};
 use crate::approvals::WayUp;
 use crate::audit::Approval;
 
@@ -41,7 +42,7 @@ pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
                 tbody {
                     @for way in ways {
                         tr {
-                            td { a href=(super::targets::path_of(&way.account, &way.region, &way.target)) { (way.target) } " " span.muted { (way.account) "/" (way.region) } }
+                            td { a href=(path_of(&way.account, &way.region, &way.target)) { (way.target) } " " span.muted { (way.account) "/" (way.region) } }
                             td { (way.mode) }
                             td { (way.runs) }
                             td { (way.would_act) }
@@ -82,11 +83,6 @@ pub fn show(
     notice: Option<Result<&str, &str>>,
 ) -> Markup {
     let evidence = &approval.body["evidence"];
-    let alert = &evidence["alert"];
-    let run = approval
-        .resolution
-        .as_ref()
-        .and_then(|resolution| resolution["run"].as_str());
     layout(
         "approval",
         true,
@@ -96,105 +92,152 @@ pub fn show(
                 Some(Err(why)) => { p.error role="alert" { (why) } }
                 None => {}
             }
-            h2 { "Held decision" }
-            dl.panel {
-                dt { "Id" } dd { code { (approval.id) } }
-                dt { "Target" } dd { (approval.target) " (" (approval.account) "/" (approval.region) ")" }
-                dt { "State" } dd class=(outcome_class(approval.state.as_str())) { (approval.state.as_str()) }
-                dt { "Would replace" } dd { (planned(evidence).join(", ")) }
-                dt { "Held (UTC)" } dd { a href={ "/ui/runs/" (approval.id) } { (when(approval.created_at)) } }
-                dt { "Expires (UTC)" } dd { (when(approval.expires_at)) }
-                dt { "Approvals" } dd {
-                    (approval.approvers.len()) " of " (approval.required)
-                    @for approver in &approval.approvers {
-                        " · " (approver.name.as_deref().unwrap_or(&approver.who)) " (" (approver.door) ")"
-                    }
-                }
-                @if let Some(resolution) = &approval.resolution {
-                    @if let Some(reason) = resolution["reason"].as_str() { dt { "Rejected" } dd { (reason) } }
-                }
-                @if let Some(run) = run { dt { "Acted in" } dd { a href={ "/ui/runs/" (run) } { (run) } } }
-            }
+            (held_decision(approval))
             @if let Some(token) = form_token {
-                section.panel.decide aria-labelledby="decide" {
-                    h2 #decide { "Decide" }
-                    p { "Approving reads the target again and replaces only instances that are still broken and in this decision, under every safety rule as it stands now." }
-                    form method="post" action={ "/ui/approvals/" (approval.id) "/approve" } {
-                        input type="hidden" name="csrf" value=(token);
-                        button.approve type="submit" { "Approve" }
-                    }
-                    form method="post" action={ "/ui/approvals/" (approval.id) "/reject" } {
-                        input type="hidden" name="csrf" value=(token);
-                        label { "Why reject" input type="text" name="reason" required; }
-                        button type="submit" { "Reject" }
-                    }
-                }
+                (decide_forms(approval, token))
             }
-            h2 { "Alert" }
-            dl.panel {
-                dt { "Source" } dd { (text(&alert["source"])) }
-                dt { "Sent by" } dd { (text(&alert["caller"])) }
-                dt { "Authentication" } dd { (text(&alert["auth"])) }
-                @if !alert["verified"].is_null() { dt { "Verified" } dd { code { (alert["verified"].to_string()) } } }
-                dt { "Message" } dd { (text(&alert["message"])) }
-            }
-            h2 { "Health" }
-            table {
-                thead { tr { th { "Instance" } th { "Health" } th { "Reason" } th { "EC2 state" } th { "Age" } th { "Auto Scaling group" } } }
-                tbody {
-                    @for instance in evidence["instances"].as_array().into_iter().flatten() {
-                        tr {
-                            td { code { (text(&instance["instance-id"])) } }
-                            td { (text(&instance["health"])) }
-                            td { (text(&instance["reason"])) }
-                            td { (text(&instance["ec2-state"])) }
-                            td { (age(&instance["age-secs"])) }
-                            td { (text(&instance["auto-scaling-group"])) }
-                        }
-                    }
-                }
-            }
-            h2 { "Plan" }
-            table {
-                thead { tr { th { "Instance" } th { "Decision" } } }
-                tbody {
-                    @for id in planned(evidence) { tr { td { code { (id) } } td.ok { "replace" } } }
-                    @for skip in evidence["plan"]["skipped"].as_array().into_iter().flatten() {
-                        tr {
-                            td { code { (text(&skip["instance-id"])) } }
-                            td { "skipped: " (skip_words(skip["reason"].as_str().unwrap_or_default())) " (" (text(&skip["reason"])) ")" }
-                        }
-                    }
-                }
-            }
+            (alert_panel(&evidence["alert"]))
+            (health_table(evidence))
+            (plan_table(evidence))
             h2 { "Budgets left" }
             @let left = &evidence["budget-left"];
             p {
                 "This target: " (text(&left["target_hour"])) " this hour, " (text(&left["target_day"])) " today. "
                 "All targets: " (text(&left["all_hour"])) " this hour, " (text(&left["all_day"])) " today."
             }
-            h2 { "Last runs on this target" }
-            @let runs = evidence["last-runs"].as_array().cloned().unwrap_or_default();
-            @if runs.is_empty() {
-                p { "None." }
-            } @else {
-                table {
-                    thead { tr { th { "Time (UTC)" } th { "Source" } th { "Outcome" } th { "Acted" } th { "Recovery check" } } }
-                    tbody {
-                        @for run in &runs {
-                            tr {
-                                td { a href={ "/ui/runs/" (text(&run["id"])) } { (text(&run["at"])) } }
-                                td { (text(&run["source"])) }
-                                td class=(outcome_class(run["outcome"].as_str().unwrap_or_default())) { (text(&run["outcome"])) }
-                                td { (text(&run["acted"])) }
-                                td { (text(&run["recovery"])) }
-                            }
+            (last_runs(evidence))
+        },
+    )
+}
+
+/// A held decision's panel: its target, state, instances, times, approvers, and how it was resolved.
+fn held_decision(approval: &Approval) -> Markup {
+    let evidence = &approval.body["evidence"];
+    let run = approval
+        .resolution
+        .as_ref()
+        .and_then(|resolution| resolution["run"].as_str());
+    html! {
+        h2 { "Held decision" }
+        dl.panel {
+            dt { "Id" } dd { code { (approval.id) } }
+            dt { "Target" } dd { (approval.target) " (" (approval.account) "/" (approval.region) ")" }
+            dt { "State" } dd class=(outcome_class(approval.state.as_str())) { (approval.state.as_str()) }
+            dt { "Would replace" } dd { (planned(evidence).join(", ")) }
+            dt { "Held (UTC)" } dd { a href={ "/ui/runs/" (approval.id) } { (when(approval.created_at)) } }
+            dt { "Expires (UTC)" } dd { (when(approval.expires_at)) }
+            dt { "Approvals" } dd {
+                (approval.approvers.len()) " of " (approval.required)
+                @for approver in &approval.approvers {
+                    " · " (approver.name.as_deref().unwrap_or(&approver.who)) " (" (approver.door) ")"
+                }
+            }
+            @if let Some(resolution) = &approval.resolution {
+                @if let Some(reason) = resolution["reason"].as_str() { dt { "Rejected" } dd { (reason) } }
+            }
+            @if let Some(run) = run { dt { "Acted in" } dd { a href={ "/ui/runs/" (run) } { (run) } } }
+        }
+    }
+}
+
+/// The Approve and Reject forms, each carrying the session's CSRF `token`.
+fn decide_forms(approval: &Approval, token: &str) -> Markup {
+    html! {
+        section.panel.decide aria-labelledby="decide" {
+            h2 #decide { "Decide" }
+            p { "Approving reads the target again and replaces only instances that are still broken and in this decision, under every safety rule as it stands now." }
+            form method="post" action={ "/ui/approvals/" (approval.id) "/approve" } {
+                input type="hidden" name="csrf" value=(token);
+                button.approve type="submit" { "Approve" }
+            }
+            form method="post" action={ "/ui/approvals/" (approval.id) "/reject" } {
+                input type="hidden" name="csrf" value=(token);
+                label { "Why reject" input type="text" name="reason" required; }
+                button type="submit" { "Reject" }
+            }
+        }
+    }
+}
+
+/// The alert that led to the held decision: where it came from and what it said.
+fn alert_panel(alert: &Value) -> Markup {
+    html! {
+        h2 { "Alert" }
+        dl.panel {
+            dt { "Source" } dd { (text(&alert["source"])) }
+            dt { "Sent by" } dd { (text(&alert["caller"])) }
+            dt { "Authentication" } dd { (text(&alert["auth"])) }
+            @if !alert["verified"].is_null() { dt { "Verified" } dd { code { (alert["verified"].to_string()) } } }
+            dt { "Message" } dd { (text(&alert["message"])) }
+        }
+    }
+}
+
+/// The target's instances as the held decision saw them.
+fn health_table(evidence: &Value) -> Markup {
+    html! {
+        h2 { "Health" }
+        table {
+            thead { tr { th { "Instance" } th { "Health" } th { "Reason" } th { "EC2 state" } th { "Age" } th { "Auto Scaling group" } } }
+            tbody {
+                @for instance in evidence["instances"].as_array().into_iter().flatten() {
+                    tr {
+                        td { code { (text(&instance["instance-id"])) } }
+                        td { (text(&instance["health"])) }
+                        td { (text(&instance["reason"])) }
+                        td { (text(&instance["ec2-state"])) }
+                        td { (age(&instance["age-secs"])) }
+                        td { (text(&instance["auto-scaling-group"])) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The held decision's plan: the instances it would replace and those it skips, with why.
+fn plan_table(evidence: &Value) -> Markup {
+    html! {
+        h2 { "Plan" }
+        table {
+            thead { tr { th { "Instance" } th { "Decision" } } }
+            tbody {
+                @for id in planned(evidence) { tr { td { code { (id) } } td.ok { "replace" } } }
+                @for skip in evidence["plan"]["skipped"].as_array().into_iter().flatten() {
+                    tr {
+                        td { code { (text(&skip["instance-id"])) } }
+                        td { "skipped: " (skip_words(skip["reason"].as_str().unwrap_or_default())) " (" (text(&skip["reason"])) ")" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The target's last runs before the decision was held, or that there were none.
+fn last_runs(evidence: &Value) -> Markup {
+    html! {
+        h2 { "Last runs on this target" }
+        @let runs = evidence["last-runs"].as_array().cloned().unwrap_or_default();
+        @if runs.is_empty() {
+            p { "None." }
+        } @else {
+            table {
+                thead { tr { th { "Time (UTC)" } th { "Source" } th { "Outcome" } th { "Acted" } th { "Recovery check" } } }
+                tbody {
+                    @for run in &runs {
+                        tr {
+                            td { a href={ "/ui/runs/" (text(&run["id"])) } { (text(&run["at"])) } }
+                            td { (text(&run["source"])) }
+                            td class=(outcome_class(run["outcome"].as_str().unwrap_or_default())) { (text(&run["outcome"])) }
+                            td { (text(&run["acted"])) }
+                            td { (text(&run["recovery"])) }
                         }
                     }
                 }
             }
-        },
-    )
+        }
+    }
 }
 
 /// An age in seconds, in hours and minutes.

@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 use time::OffsetDateTime;
 
-use super::pages::when;
+use super::layout::when;
 use crate::audit::HealthPoint;
 
 /// The drawing area, in SVG units; the SVG scales to the page's width.
@@ -61,18 +61,7 @@ pub fn health(
         .map(|point| point.in_service + point.not_in_service)
         .max()
         .unwrap_or(0);
-    let description = match points {
-        [] => "No run or recovery check read the target in this period.".to_owned(),
-        [.., last] => format!(
-            "{} readings from {} to {}; the last saw {} InService and {} not InService; {} runs acted.",
-            points.len(),
-            when(points[0].at),
-            when(last.at),
-            last.in_service,
-            last.not_in_service,
-            points.iter().filter(|point| point.acted > 0).count()
-        ),
-    };
+    let description = health_description(points);
     let bottom = HEIGHT - BOTTOM;
     html! {
         figure.chart {
@@ -110,24 +99,47 @@ pub fn health(
             }
         }
         @if !points.is_empty() {
-            details {
-                summary { "The numbers" }
-                table {
-                    thead { tr { th { "Time (UTC)" } th { "InService" } th { "Not InService" } th { "Acted" } } }
-                    tbody {
-                        @for point in points {
-                            tr {
-                                td { a href={ "/ui/runs/" (point.id) } { (when(point.at)) } }
-                                td { (point.in_service) }
-                                td { (point.not_in_service) }
-                                td { (point.acted) }
-                            }
+            (health_numbers(points))
+        } @else {
+            p { (description) }
+        }
+    }
+}
+
+/// The health chart's text alternative: how many readings, the last one, and how many runs acted.
+fn health_description(points: &[HealthPoint]) -> String {
+    match points {
+        [] => "No run or recovery check read the target in this period.".to_owned(),
+        [.., last] => format!(
+            "{} readings from {} to {}; the last saw {} InService and {} not InService; {} runs acted.",
+            points.len(),
+            when(points[0].at),
+            when(last.at),
+            last.in_service,
+            last.not_in_service,
+            points.iter().filter(|point| point.acted > 0).count()
+        ),
+    }
+}
+
+/// The health chart's numbers, one row per reading, for whoever cannot read the chart.
+fn health_numbers(points: &[HealthPoint]) -> Markup {
+    html! {
+        details {
+            summary { "The numbers" }
+            table {
+                thead { tr { th { "Time (UTC)" } th { "InService" } th { "Not InService" } th { "Acted" } } }
+                tbody {
+                    @for point in points {
+                        tr {
+                            td { a href={ "/ui/runs/" (point.id) } { (when(point.at)) } }
+                            td { (point.in_service) }
+                            td { (point.not_in_service) }
+                            td { (point.acted) }
                         }
                     }
                 }
             }
-        } @else {
-            p { (description) }
         }
     }
 }

@@ -10,6 +10,7 @@ mod approval_pages;
 mod approvals;
 mod attempts;
 mod chart;
+mod layout;
 mod pages;
 mod session;
 mod targets;
@@ -202,32 +203,7 @@ async fn login(
     let csrf = field("csrf").unwrap_or_default();
     let token = field("token").unwrap_or_default();
     let source = attempts::address_of(meta.caller.as_deref().unwrap_or_default()).to_owned();
-    let failure = if !state.logins.allow(&source, token) {
-        Some((
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-attempts",
-            "Too many attempts; wait a minute and try again.",
-        ))
-    } else if csrf.is_empty()
-        || cookie(&headers, CSRF_COOKIE) != Some(csrf)
-        || !keys.csrf_valid(csrf, now)
-    {
-        Some((
-            StatusCode::FORBIDDEN,
-            "invalid-csrf",
-            "The form expired; try again.",
-        ))
-    } else if !crate::config::any_matches(&state.config.audit.tokens, token.as_bytes())
-        && !crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes())
-    {
-        Some((
-            StatusCode::UNAUTHORIZED,
-            "invalid-token",
-            "That token is not accepted.",
-        ))
-    } else {
-        None
-    };
+    let failure = login_refused(&state, &headers, &keys, &source, csrf, token, now);
     let (status, code, outcome) = match failure {
         Some((status, code, message)) => {
             meta.auth = Auth::Failed(code.into());
@@ -251,6 +227,57 @@ async fn login(
     if let Some((status, _, message)) = failure {
         return login_page(&state, status, Some(message)).await;
     }
+    start_session(&state, &keys, token, now).await
+}
+
+/// Why a login is refused, checked in this order: too many attempts from `source` or with this token (the
+/// attempt counts), a missing or stale CSRF token, a token that is neither an audit nor an approver token.
+/// Each reason is its status, its rejection code and the message the form shows.
+fn login_refused(
+    state: &AppState,
+    headers: &HeaderMap,
+    keys: &Sessions,
+    source: &str,
+    csrf: &str,
+    token: &str,
+    now: OffsetDateTime,
+) -> Option<(StatusCode, &'static str, &'static str)> {
+    if !state.logins.allow(source, token) {
+        Some((
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-attempts",
+            "Too many attempts; wait a minute and try again.",
+        ))
+    } else if csrf.is_empty()
+        || cookie(headers, CSRF_COOKIE) != Some(csrf)
+        || !keys.csrf_valid(csrf, now)
+    {
+        Some((
+            StatusCode::FORBIDDEN,
+            "invalid-csrf",
+            "The form expired; try again.",
+        ))
+    } else if !crate::config::any_matches(&state.config.audit.tokens, token.as_bytes())
+        && !crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes())
+    {
+        Some((
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "That token is not accepted.",
+        ))
+    } else {
+        None
+    }
+}
+
+/// After a login that passed: records the session for `token` and answers with its cookie (clearing the
+/// CSRF one), on to the timeline.
+async fn start_session(
+    state: &AppState,
+    keys: &Sessions,
+    token: &str,
+    now: OffsetDateTime,
+) -> Response {
     // An approver's session carries who the approver is: its pages show the approval buttons.
     let approving = crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes());
     let id = if approving {
@@ -267,13 +294,13 @@ async fn login(
     headers.append(
         SET_COOKIE,
         set_cookie(
-            &state,
+            state,
             SESSION_COOKIE,
             &keys.issue(&id, now),
             SESSION_FOR.whole_seconds(),
         ),
     );
-    headers.append(SET_COOKIE, set_cookie(&state, CSRF_COOKIE, "", 0));
+    headers.append(SET_COOKIE, set_cookie(state, CSRF_COOKIE, "", 0));
     response
 }
 

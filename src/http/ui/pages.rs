@@ -1,9 +1,10 @@
 //! The audit page's HTML, rendered on the server with maud (escaped by construction). No script and no asset
 //! from anywhere but reflex: one stylesheet at `/ui/style.css`.
 
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use serde_json::Value;
 
+use super::layout::{layout, path_of, when};
 use crate::audit::{AuditRecord, EpisodeStep};
 use crate::controls::State;
 
@@ -77,35 +78,6 @@ const OUTCOMES: [&str; 14] = [
     "not-recovered",
 ];
 
-pub(super) fn layout(title: &str, signed_in: bool, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · reflex" }
-                link rel="stylesheet" href="/ui/style.css";
-            }
-            body {
-                header {
-                    h1 { a href="/ui/" { "reflex" } " · " (title) }
-                    @if signed_in {
-                        nav aria-label="pages" {
-                            a href="/ui/" { "Timeline" }
-                            a href="/ui/approvals" { "Approvals" }
-                        }
-                        form method="post" action="/ui/logout" {
-                            button type="submit" { "Log out" }
-                        }
-                    }
-                }
-                main { (body) }
-            }
-        }
-    }
-}
-
 /// The login form, with the CSRF token and, after a refused attempt, why.
 pub fn login(csrf: &str, error: Option<&str>) -> Markup {
     layout(
@@ -124,8 +96,6 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
         },
     )
 }
-
-pub(super) use crate::audit::rfc3339 as when;
 
 fn count(value: &Value) -> usize {
     value.as_array().map_or(0, Vec::len)
@@ -153,107 +123,14 @@ pub fn timeline(
         "audit timeline",
         true,
         html! {
-            section.panel aria-labelledby="state" {
-                h2 #state { "State" }
-                @if state.pauses.is_empty() {
-                    p { "No pauses." }
-                } @else {
-                    ul {
-                        @for pause in &state.pauses {
-                            li.warn { "Paused: " (pause.target.as_deref().unwrap_or("every target")) @if let (Some(account), Some(region)) = (&pause.account, &pause.region) { " (" (account) "/" (region) ")" } " since " (when(pause.since)) ": " (pause.reason) }
-                        }
-                    }
-                }
-                @if state.silences.is_empty() {
-                    p { "No silences." }
-                } @else {
-                    ul {
-                        @for silence in &state.silences {
-                            li.warn { "Silenced: " (silence.target.as_deref().unwrap_or("every target")) @if let (Some(account), Some(region)) = (&silence.account, &silence.region) { " (" (account) "/" (region) ")" } " until " (when(silence.until)) " by " (silence.by) ": " (silence.reason) }
-                        }
-                    }
-                }
-                @let open: Vec<_> = state.breakers.iter().filter_map(|b| b.open.as_ref()).collect();
-                @if open.is_empty() {
-                    p { "No open breakers." }
-                } @else {
-                    ul {
-                        @for breaker in open {
-                            li.bad { "Breaker open: " (breaker.target) " (" (breaker.account) "/" (breaker.region) ") since " (when(breaker.since)) ": " (breaker.reason) }
-                        }
-                    }
-                }
-                table {
-                    thead { tr { th { "Target" } th { "Account / region" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
-                    tbody {
-                        @for budget in &state.budgets {
-                            tr {
-                                td { a href=(super::targets::path_of(&budget.account, &budget.region, &budget.target)) { (budget.target) } }
-                                td { (budget.account) " / " (budget.region) }
-                                td { (budget.left.target_hour) " / " (budget.left.target_day) }
-                                td { (budget.left.all_hour) " / " (budget.left.all_day) }
-                                td {
-                                    @match last_runs.iter().find(|(t, _)| *t == budget.target).and_then(|(_, r)| r.as_ref()) {
-                                        Some(run) => { a href={ "/ui/runs/" (run.id) } { (when(run.at)) } " " span class=(outcome_class(run.outcome.as_str())) { (run.outcome.as_str()) } }
-                                        None => { span.muted { "none" } }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (state_panel(state, last_runs))
             section aria-labelledby="activity" {
                 h2 #activity { "Runs per hour, last 24 hours" }
                 (activity)
             }
             h2 { "Timeline" }
-            form.filters method="get" action="/ui/" {
-                label { "Target" input type="text" name="target" value=(filter.target); }
-                label { "Account" input type="text" name="account" value=(filter.account); }
-                label { "Region" input type="text" name="region" value=(filter.region); }
-                label { "Source"
-                    select name="source" {
-                        option value="" { "any" }
-                        @for source in SOURCES { option value=(source) selected[filter.source == source] { (source) } }
-                    }
-                }
-                label { "Outcome"
-                    select name="outcome" {
-                        option value="" { "any" }
-                        @for outcome in OUTCOMES { option value=(outcome) selected[filter.outcome == outcome] { (outcome) } }
-                    }
-                }
-                label { "From (UTC)" input type="datetime-local" name="from" value=(filter.from); }
-                label { "To (UTC)" input type="datetime-local" name="to" value=(filter.to); }
-                label.check { input type="checkbox" name="access" value="on" checked[!filter.access.is_empty()]; "Include access records (page views, logins)" }
-                button type="submit" { "Filter" }
-            }
-            @if records.is_empty() {
-                p { "No records match." }
-            } @else {
-                table.timeline {
-                    thead { tr { th { "Time (UTC)" } th { "Source" } th { "Caller" } th { "Target" } th { "Outcome" } th { "Unhealthy" } th { "Acted" } th { "Skipped" } } }
-                    tbody {
-                        @for record in records {
-                            @let answer = &record.detail["answer"];
-                            tr {
-                                td data-label="Time" { a href={ "/ui/runs/" (record.id) } { (when(record.at)) } }
-                                td data-label="Source" { (record.source.as_str()) }
-                                td data-label="Caller" { (record.caller.as_deref().unwrap_or("-")) }
-                                td data-label="Target" { (record.target.as_deref().unwrap_or("-")) @if let (Some(account), Some(region)) = (&record.account, &record.region) { " " span.muted { (account) "/" (region) } } }
-                                td data-label="Outcome" class=(outcome_class(record.outcome.as_str())) {
-                                    (record.outcome.as_str())
-                                    @if let Some(error) = &record.error { " (" (error) ")" }
-                                }
-                                td data-label="Unhealthy" { (count(&answer["unhealthy-instance-ids"])) }
-                                td data-label="Acted" { (record.acted) }
-                                td data-label="Skipped" { (count(&answer["skipped"])) }
-                            }
-                        }
-                    }
-                }
-            }
+            (filters(filter))
+            (records_table(records))
             @if let Some(next) = next {
                 nav.pager aria-label="pages" {
                     a href=(next) { "Older records" }
@@ -261,6 +138,127 @@ pub fn timeline(
             }
         },
     )
+}
+
+/// The timeline's state panel: the pauses, the silences and the open breakers, then each target's budget.
+fn state_panel(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> Markup {
+    html! {
+        section.panel aria-labelledby="state" {
+            h2 #state { "State" }
+            @if state.pauses.is_empty() {
+                p { "No pauses." }
+            } @else {
+                ul {
+                    @for pause in &state.pauses {
+                        li.warn { "Paused: " (pause.target.as_deref().unwrap_or("every target")) @if let (Some(account), Some(region)) = (&pause.account, &pause.region) { " (" (account) "/" (region) ")" } " since " (when(pause.since)) ": " (pause.reason) }
+                    }
+                }
+            }
+            @if state.silences.is_empty() {
+                p { "No silences." }
+            } @else {
+                ul {
+                    @for silence in &state.silences {
+                        li.warn { "Silenced: " (silence.target.as_deref().unwrap_or("every target")) @if let (Some(account), Some(region)) = (&silence.account, &silence.region) { " (" (account) "/" (region) ")" } " until " (when(silence.until)) " by " (silence.by) ": " (silence.reason) }
+                    }
+                }
+            }
+            @let open: Vec<_> = state.breakers.iter().filter_map(|b| b.open.as_ref()).collect();
+            @if open.is_empty() {
+                p { "No open breakers." }
+            } @else {
+                ul {
+                    @for breaker in open {
+                        li.bad { "Breaker open: " (breaker.target) " (" (breaker.account) "/" (breaker.region) ") since " (when(breaker.since)) ": " (breaker.reason) }
+                    }
+                }
+            }
+            (budget_table(state, last_runs))
+        }
+    }
+}
+
+/// The state panel's table: each target's budget left, and its last run.
+fn budget_table(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Target" } th { "Account / region" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
+            tbody {
+                @for budget in &state.budgets {
+                    tr {
+                        td { a href=(path_of(&budget.account, &budget.region, &budget.target)) { (budget.target) } }
+                        td { (budget.account) " / " (budget.region) }
+                        td { (budget.left.target_hour) " / " (budget.left.target_day) }
+                        td { (budget.left.all_hour) " / " (budget.left.all_day) }
+                        td {
+                            @match last_runs.iter().find(|(t, _)| *t == budget.target).and_then(|(_, r)| r.as_ref()) {
+                                Some(run) => { a href={ "/ui/runs/" (run.id) } { (when(run.at)) } " " span class=(outcome_class(run.outcome.as_str())) { (run.outcome.as_str()) } }
+                                None => { span.muted { "none" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The timeline's filter form, holding the filters in force.
+fn filters(filter: &FilterForm) -> Markup {
+    html! {
+        form.filters method="get" action="/ui/" {
+            label { "Target" input type="text" name="target" value=(filter.target); }
+            label { "Account" input type="text" name="account" value=(filter.account); }
+            label { "Region" input type="text" name="region" value=(filter.region); }
+            label { "Source"
+                select name="source" {
+                    option value="" { "any" }
+                    @for source in SOURCES { option value=(source) selected[filter.source == source] { (source) } }
+                }
+            }
+            label { "Outcome"
+                select name="outcome" {
+                    option value="" { "any" }
+                    @for outcome in OUTCOMES { option value=(outcome) selected[filter.outcome == outcome] { (outcome) } }
+                }
+            }
+            label { "From (UTC)" input type="datetime-local" name="from" value=(filter.from); }
+            label { "To (UTC)" input type="datetime-local" name="to" value=(filter.to); }
+            label.check { input type="checkbox" name="access" value="on" checked[!filter.access.is_empty()]; "Include access records (page views, logins)" }
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+/// The timeline's records, one row each, or that none matches the filters.
+fn records_table(records: &[AuditRecord]) -> Markup {
+    html! {
+        @if records.is_empty() {
+            p { "No records match." }
+        } @else {
+            table.timeline {
+                thead { tr { th { "Time (UTC)" } th { "Source" } th { "Caller" } th { "Target" } th { "Outcome" } th { "Unhealthy" } th { "Acted" } th { "Skipped" } } }
+                tbody {
+                    @for record in records {
+                        @let answer = &record.detail["answer"];
+                        tr {
+                            td data-label="Time" { a href={ "/ui/runs/" (record.id) } { (when(record.at)) } }
+                            td data-label="Source" { (record.source.as_str()) }
+                            td data-label="Caller" { (record.caller.as_deref().unwrap_or("-")) }
+                            td data-label="Target" { (record.target.as_deref().unwrap_or("-")) @if let (Some(account), Some(region)) = (&record.account, &record.region) { " " span.muted { (account) "/" (region) } } }
+                            td data-label="Outcome" class=(outcome_class(record.outcome.as_str())) {
+                                (record.outcome.as_str())
+                                @if let Some(error) = &record.error { " (" (error) ")" }
+                            }
+                            td data-label="Unhealthy" { (count(&answer["unhealthy-instance-ids"])) }
+                            td data-label="Acted" { (record.acted) }
+                            td data-label="Skipped" { (count(&answer["skipped"])) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Why an instance was left alone, in words.
@@ -304,81 +302,14 @@ pub fn run(
     episode: Option<&(String, Vec<EpisodeStep>)>,
 ) -> Markup {
     let detail = &record.detail;
-    let plan = &detail["plan"];
     layout(
         "run",
         true,
         html! {
-            h2 { "Trigger" }
-            dl.panel {
-                dt { "Audit id" } dd { code { (record.id) } }
-                dt { "Time (UTC)" } dd { (when(record.at)) }
-                dt { "Source" } dd { (record.source.as_str()) }
-                dt { "Caller" } dd { (record.caller.as_deref().unwrap_or("-")) }
-                dt { "Authentication" } dd { (record.auth.as_str()) }
-                dt { "Target" } dd { (record.target.as_deref().unwrap_or("-")) }
-                dt { "Account / region" } dd { (record.account.as_deref().unwrap_or("-")) " / " (record.region.as_deref().unwrap_or("-")) }
-                dt { "Outcome" } dd class=(outcome_class(record.outcome.as_str())) { (record.outcome.as_str()) @if let Some(error) = &record.error { " (" (error) ")" } }
-                dt { "Dry run" } dd { (if record.dry_run { "yes" } else { "no" }) }
-                @if !detail["verified"].is_null() { dt { "Verified" } dd { code { (detail["verified"].to_string()) } } }
-                @if !detail["request"].is_null() { dt { "Request" } dd { code { (detail["request"].to_string()) } } }
-                @if let Some(message) = detail["answer"]["message"].as_str() { dt { "Alert" } dd { (message) } }
-            }
-            @if let Some(instances) = detail["seen"]["instances"].as_array() {
-                h2 { "Snapshot" }
-                table {
-                    thead { tr { th { "Instance" } th { "Health" } th { "Reported" } th { "EC2 state" } th { "Auto Scaling group" } } }
-                    tbody {
-                        @for instance in instances {
-                            tr {
-                                td { code { (text(&instance["instance_id"])) } }
-                                td { (text(&instance["health"]["state"])) }
-                                td { (text(&instance["health"]["reported"])) @if let Some(reason) = instance["health"]["reason_code"].as_str() { " (" (reason) ")" } }
-                                td { (text(&instance["ec2"]["state"])) }
-                                td { (text(&instance["auto_scaling_group"])) }
-                            }
-                        }
-                    }
-                }
-            }
-            @if plan.is_object() {
-                h2 { "Plan" }
-                @if let Some(rule) = plan["refused"]["rule"].as_str() {
-                    p.warn { "Refused (" (rule) "): " (text(&detail["answer"]["refused"])) }
-                }
-                table {
-                    thead { tr { th { "Instance" } th { "Decision" } } }
-                    tbody {
-                        @for act in plan["act_on"].as_array().into_iter().flatten() {
-                            tr {
-                                td { code { (text(&act["instance-id"])) } }
-                                td.ok { (act_words(act["action"].as_str().unwrap_or_default())) ": " (text(&act["action"])) }
-                            }
-                        }
-                        @for skip in plan["skipped"].as_array().into_iter().flatten() {
-                            tr {
-                                td { code { (text(&skip["instance-id"])) } }
-                                td { "skipped: " (skip_words(skip["reason"].as_str().unwrap_or_default())) " (" (text(&skip["reason"])) ")" }
-                            }
-                        }
-                    }
-                }
-            }
-            @if let Some(actions) = detail["actions"].as_array() {
-                h2 { "AWS answers" }
-                table {
-                    thead { tr { th { "Instance" } th { "Call" } th { "Answer" } } }
-                    tbody {
-                        @for action in actions {
-                            tr {
-                                td { code { (text(&action["instance_id"])) } }
-                                td { (text(&action["action"])) }
-                                @if let Some(error) = action["error"].as_str() { td.bad { (error) } } @else { td { (text(&action["new_state"])) } }
-                            }
-                        }
-                    }
-                }
-            }
+            (trigger(record))
+            (snapshot(detail))
+            (plan(detail))
+            (aws_answers(detail))
             @if !detail["error"].is_null() {
                 h2 { "Error" }
                 p.bad { (text(&detail["error"])) }
@@ -392,20 +323,7 @@ pub fn run(
                 }
             }
             @if let Some((id, steps)) = episode {
-                h2 { "Episode" }
-                p { "What reflex did about one alert on this target, in order (episode " code { (id) } ")." }
-                ol.episode {
-                    @for (n, step) in steps.iter().enumerate() {
-                        li {
-                            @if n == 0 { "alert, then " }
-                            strong class=(step_class(&step.step)) { (step.step) }
-                            " "
-                            @if step.record_id == record.id { code { (step.record_id) } " (this record)" }
-                            @else { a href={ "/ui/runs/" (step.record_id) } { code { (step.record_id) } } }
-                            " at " (when_ms(step.at_ms))
-                        }
-                    }
-                }
+                (episode_steps(record, id, steps))
             }
             details {
                 summary { "Raw audit record (JSON)" }
@@ -413,6 +331,122 @@ pub fn run(
             }
         },
     )
+}
+
+/// The run page's trigger: who asked, how, about which target, and what came of it.
+fn trigger(record: &AuditRecord) -> Markup {
+    let detail = &record.detail;
+    html! {
+        h2 { "Trigger" }
+        dl.panel {
+            dt { "Audit id" } dd { code { (record.id) } }
+            dt { "Time (UTC)" } dd { (when(record.at)) }
+            dt { "Source" } dd { (record.source.as_str()) }
+            dt { "Caller" } dd { (record.caller.as_deref().unwrap_or("-")) }
+            dt { "Authentication" } dd { (record.auth.as_str()) }
+            dt { "Target" } dd { (record.target.as_deref().unwrap_or("-")) }
+            dt { "Account / region" } dd { (record.account.as_deref().unwrap_or("-")) " / " (record.region.as_deref().unwrap_or("-")) }
+            dt { "Outcome" } dd class=(outcome_class(record.outcome.as_str())) { (record.outcome.as_str()) @if let Some(error) = &record.error { " (" (error) ")" } }
+            dt { "Dry run" } dd { (if record.dry_run { "yes" } else { "no" }) }
+            @if !detail["verified"].is_null() { dt { "Verified" } dd { code { (detail["verified"].to_string()) } } }
+            @if !detail["request"].is_null() { dt { "Request" } dd { code { (detail["request"].to_string()) } } }
+            @if let Some(message) = detail["answer"]["message"].as_str() { dt { "Alert" } dd { (message) } }
+        }
+    }
+}
+
+/// The run page's snapshot of the target's instances, when the run took one.
+fn snapshot(detail: &Value) -> Markup {
+    html! {
+        @if let Some(instances) = detail["seen"]["instances"].as_array() {
+            h2 { "Snapshot" }
+            table {
+                thead { tr { th { "Instance" } th { "Health" } th { "Reported" } th { "EC2 state" } th { "Auto Scaling group" } } }
+                tbody {
+                    @for instance in instances {
+                        tr {
+                            td { code { (text(&instance["instance_id"])) } }
+                            td { (text(&instance["health"]["state"])) }
+                            td { (text(&instance["health"]["reported"])) @if let Some(reason) = instance["health"]["reason_code"].as_str() { " (" (reason) ")" } }
+                            td { (text(&instance["ec2"]["state"])) }
+                            td { (text(&instance["auto_scaling_group"])) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The run page's plan, when the run made one: why it was refused, what it acts on and what it skips.
+fn plan(detail: &Value) -> Markup {
+    let plan = &detail["plan"];
+    html! {
+        @if plan.is_object() {
+            h2 { "Plan" }
+            @if let Some(rule) = plan["refused"]["rule"].as_str() {
+                p.warn { "Refused (" (rule) "): " (text(&detail["answer"]["refused"])) }
+            }
+            table {
+                thead { tr { th { "Instance" } th { "Decision" } } }
+                tbody {
+                    @for act in plan["act_on"].as_array().into_iter().flatten() {
+                        tr {
+                            td { code { (text(&act["instance-id"])) } }
+                            td.ok { (act_words(act["action"].as_str().unwrap_or_default())) ": " (text(&act["action"])) }
+                        }
+                    }
+                    @for skip in plan["skipped"].as_array().into_iter().flatten() {
+                        tr {
+                            td { code { (text(&skip["instance-id"])) } }
+                            td { "skipped: " (skip_words(skip["reason"].as_str().unwrap_or_default())) " (" (text(&skip["reason"])) ")" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The run page's AWS answers, one row per call, when the run acted.
+fn aws_answers(detail: &Value) -> Markup {
+    html! {
+        @if let Some(actions) = detail["actions"].as_array() {
+            h2 { "AWS answers" }
+            table {
+                thead { tr { th { "Instance" } th { "Call" } th { "Answer" } } }
+                tbody {
+                    @for action in actions {
+                        tr {
+                            td { code { (text(&action["instance_id"])) } }
+                            td { (text(&action["action"])) }
+                            @if let Some(error) = action["error"].as_str() { td.bad { (error) } } @else { td { (text(&action["new_state"])) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The run page's episode: its steps in order, each linked but the record's own.
+fn episode_steps(record: &AuditRecord, id: &str, steps: &[EpisodeStep]) -> Markup {
+    html! {
+        h2 { "Episode" }
+        p { "What reflex did about one alert on this target, in order (episode " code { (id) } ")." }
+        ol.episode {
+            @for (n, step) in steps.iter().enumerate() {
+                li {
+                    @if n == 0 { "alert, then " }
+                    strong class=(step_class(&step.step)) { (step.step) }
+                    " "
+                    @if step.record_id == record.id { code { (step.record_id) } " (this record)" }
+                    @else { a href={ "/ui/runs/" (step.record_id) } { code { (step.record_id) } } }
+                    " at " (when_ms(step.at_ms))
+                }
+            }
+        }
+    }
 }
 
 /// What a planned action is, in one word.

@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use time::OffsetDateTime;
 
 use super::super::{ApiError, AppState};
-use super::pages::{layout, when};
+use super::layout::{layout, path_of, when};
 use super::{activity, chart, see_other, session_of};
 use crate::approvals::WayUp;
 use crate::audit::{Activity, Brakes, EpisodeStep, Tally};
@@ -37,16 +37,6 @@ const EPISODES: usize = 5;
 pub(super) struct RangeForm {
     #[serde(default)]
     range: String,
-}
-
-/// How a target's page is addressed: `account:region:name`, the name as configured (percent-encoded in the
-/// path, a target group's ARN included).
-pub(super) fn path_of(account: &str, region: &str, name: &str) -> String {
-    let key = format!("{account}:{region}:{name}");
-    format!(
-        "/ui/targets/{}",
-        url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
-    )
 }
 
 pub(super) async fn show(
