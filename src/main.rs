@@ -1,5 +1,8 @@
 //! The `reflex` command line: parses arguments and calls into the library.
 
+// No function over 80 lines (clippy.toml); tests aside.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
