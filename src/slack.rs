@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::events::Ask;
+use crate::evidence::WouldDo;
 use crate::webhook::signature::{self, SignatureError};
 
 /// How far a request's timestamp may be from now: Slack's own advice against replays.
@@ -155,6 +156,7 @@ pub fn outcome_message(text: &str) -> Value {
 /// The Block Kit message that asks for approval: `headline`, the evidence and the buttons.
 pub fn approval_message(headline: &str, ask: &Ask) -> Value {
     let instances = instance_lines(&ask.evidence);
+    let would = would_line(&ask.evidence);
     let context = context_line(ask);
     let button = |label: &str, action: &str, style: &str| {
         json!({
@@ -169,6 +171,7 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
         "text": headline,
         "blocks": [
             { "type": "section", "text": { "type": "mrkdwn", "text": headline } },
+            { "type": "section", "text": { "type": "mrkdwn", "text": would } },
             { "type": "section", "text": { "type": "mrkdwn", "text": format!("*Instances*\n{}", instances.join("\n")) } },
             { "type": "context", "elements": [{ "type": "mrkdwn", "text": context }] },
             {
@@ -178,6 +181,23 @@ pub fn approval_message(headline: &str, ask: &Ask) -> Value {
             },
         ],
     })
+}
+
+/// What the held decision would do, as its evidence says: `*Would isolate:* `i-1`, `i-2``.
+fn would_line(evidence: &Value) -> String {
+    let would = WouldDo::of(evidence);
+    let instances: Vec<String> = would
+        .instances
+        .iter()
+        .take(MAX_LISTED)
+        .map(|id| format!("`{}`", escape(id)))
+        .collect();
+    let listed = if instances.is_empty() {
+        "(none listed)".to_owned()
+    } else {
+        instances.join(", ")
+    };
+    format!("*Would {}:* {listed}", escape(&would.verb))
 }
 
 /// A string of the evidence, escaped for Slack; nothing when it is not a string.
@@ -405,9 +425,28 @@ mod tests {
         assert!(text.contains("i-1"), "{text}");
         assert!(text.contains("&lt;checks&gt;"), "escaped: {text}");
         assert!(text.contains("i-2 grace-period"), "{text}");
-        let buttons = &message["blocks"][3]["elements"];
+        let buttons = &message["blocks"][4]["elements"];
         assert_eq!(buttons[0]["action_id"], "approve");
         assert_eq!(buttons[1]["action_id"], "reject");
         assert_eq!(buttons[1]["value"], "01JHELD");
+    }
+
+    #[test]
+    fn the_approval_message_says_what_the_held_decision_would_do() {
+        let ask = |plan: Value| Ask {
+            id: "01JHELD".into(),
+            expires_at: "2026-12-03T10:15:00Z".into(),
+            url: "/ui/approvals/01JHELD".into(),
+            evidence: json!({"plan": plan}),
+        };
+        let would =
+            |plan| approval_message("held", &ask(plan))["blocks"][1]["text"]["text"].clone();
+        let isolate = json!({"acts": [{"instance-id": "i-1", "action": "isolate", "state": "planned"}],
+                             "verb": "isolate"});
+        assert_eq!(would(isolate), "*Would isolate:* `i-1`");
+        // A reboot held by the previous release.
+        let reboot = json!({"terminate": [], "asg-unhealthy": [], "reboot": ["i-2", "i-3"]});
+        assert_eq!(would(reboot), "*Would reboot:* `i-2`, `i-3`");
+        assert_eq!(would(json!({})), "*Would replace:* (none listed)");
     }
 }

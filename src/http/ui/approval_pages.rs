@@ -9,6 +9,7 @@ use super::layout::{layout, path_of, when};
 use super::pages::{outcome_class, skip_words, text};
 use crate::approvals::WayUp;
 use crate::audit::Approval;
+use crate::evidence::WouldDo;
 
 /// The held decisions waiting, and the way up of every target.
 pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
@@ -21,13 +22,13 @@ pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
                 p { "No decision is waiting." }
             } @else {
                 table {
-                    thead { tr { th { "Held (UTC)" } th { "Target" } th { "Would replace" } th { "Approvals" } th { "Expires (UTC)" } } }
+                    thead { tr { th { "Held (UTC)" } th { "Target" } th { "Would do" } th { "Approvals" } th { "Expires (UTC)" } } }
                     tbody {
                         @for approval in pending {
                             tr {
                                 td { a href={ "/ui/approvals/" (approval.id) } { (when(approval.created_at)) } }
                                 td { (approval.target) " " span.muted { (approval.account) "/" (approval.region) } }
-                                td { (planned(&approval.body["evidence"]).join(", ")) }
+                                td { (planned_words(&approval.body["evidence"])) }
                                 td { (approval.approvers.len()) " of " (approval.required) }
                                 td { (when(approval.expires_at)) }
                             }
@@ -60,18 +61,10 @@ pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
     )
 }
 
-/// The instances a held decision would replace.
-fn planned(evidence: &Value) -> Vec<String> {
-    ["terminate", "asg-unhealthy"]
-        .iter()
-        .flat_map(|how| {
-            evidence["plan"][how]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|id| text(&id))
-        .collect()
+/// What a held decision would do, in a few words, as its evidence says: `reboot: i-1, i-2`.
+fn planned_words(evidence: &Value) -> String {
+    let would = WouldDo::of(evidence);
+    format!("{}: {}", would.verb, would.instances.join(", "))
 }
 
 /// One held decision: its state, its evidence, and the forms when `form_token` is set (an approver's
@@ -112,7 +105,7 @@ pub fn show(
 
 /// A held decision's panel: its target, state, instances, times, approvers, and how it was resolved.
 fn held_decision(approval: &Approval) -> Markup {
-    let evidence = &approval.body["evidence"];
+    let would = WouldDo::of(&approval.body["evidence"]);
     let run = approval
         .resolution
         .as_ref()
@@ -123,7 +116,7 @@ fn held_decision(approval: &Approval) -> Markup {
             dt { "Id" } dd { code { (approval.id) } }
             dt { "Target" } dd { (approval.target) " (" (approval.account) "/" (approval.region) ")" }
             dt { "State" } dd class=(outcome_class(approval.state.as_str())) { (approval.state.as_str()) }
-            dt { "Would replace" } dd { (planned(evidence).join(", ")) }
+            dt { "Would " (would.verb) } dd { (would.instances.join(", ")) }
             dt { "Held (UTC)" } dd { a href={ "/ui/runs/" (approval.id) } { (when(approval.created_at)) } }
             dt { "Expires (UTC)" } dd { (when(approval.expires_at)) }
             dt { "Approvals" } dd {
@@ -145,7 +138,7 @@ fn decide_forms(approval: &Approval, token: &str) -> Markup {
     html! {
         section.panel.decide aria-labelledby="decide" {
             h2 #decide { "Decide" }
-            p { "Approving reads the target again and replaces only instances that are still broken and in this decision, under every safety rule as it stands now." }
+            p { "Approving reads the target again and acts only on instances that are still broken and in this decision, as the decision says, under every safety rule as it stands now." }
             form method="post" action={ "/ui/approvals/" (approval.id) "/approve" } {
                 input type="hidden" name="csrf" value=(token);
                 button.approve type="submit" { "Approve" }
@@ -195,14 +188,16 @@ fn health_table(evidence: &Value) -> Markup {
     }
 }
 
-/// The held decision's plan: the instances it would replace and those it skips, with why.
+/// The held decision's plan: the instances it would act on (under its kind's verb) and those it skips, with
+/// why.
 fn plan_table(evidence: &Value) -> Markup {
+    let would = WouldDo::of(evidence);
     html! {
         h2 { "Plan" }
         table {
             thead { tr { th { "Instance" } th { "Decision" } } }
             tbody {
-                @for id in planned(evidence) { tr { td { code { (id) } } td.ok { "replace" } } }
+                @for id in &would.instances { tr { td { code { (id) } } td.ok { (would.verb) } } }
                 @for skip in evidence["plan"]["skipped"].as_array().into_iter().flatten() {
                     tr {
                         td { code { (text(&skip["instance-id"])) } }
@@ -245,5 +240,61 @@ fn age(seconds: &Value) -> String {
     match seconds.as_i64() {
         Some(secs) => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
         None => "-".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A held decision whose evidence has `plan`.
+    fn held(plan: Value) -> Approval {
+        Approval {
+            id: "01JHELD".into(),
+            target: "web".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            state: crate::audit::ApprovalState::Pending,
+            required: 1,
+            approvers: Vec::new(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            expires_at: time::OffsetDateTime::UNIX_EPOCH,
+            resolution: None,
+            body: json!({"evidence": {"plan": plan}}),
+        }
+    }
+
+    #[test]
+    fn a_held_reboot_lists_its_instances_under_reboot_and_a_held_isolate_under_isolate() {
+        // As the previous release held a reboot: one list per way of acting.
+        let reboot = held(json!({"terminate": [], "asg-unhealthy": [], "reboot": ["i-1", "i-2"]}));
+        let page = held_decision(&reboot).into_string();
+        assert!(
+            page.contains("<dt>Would reboot</dt><dd>i-1, i-2</dd>"),
+            "{page}"
+        );
+        let table = plan_table(&reboot.body["evidence"]).into_string();
+        assert!(
+            table.contains("<code>i-1</code></td><td class=\"ok\">reboot</td>"),
+            "{table}"
+        );
+        assert_eq!(planned_words(&reboot.body["evidence"]), "reboot: i-1, i-2");
+        // As this release holds an isolation: its acts and their verb.
+        let isolate = held(
+            json!({"acts": [{"instance-id": "i-3", "action": "isolate", "state": "planned"}],
+                                  "verb": "isolate"}),
+        );
+        let page = held_decision(&isolate).into_string();
+        assert!(
+            page.contains("<dt>Would isolate</dt><dd>i-3</dd>"),
+            "{page}"
+        );
+        let table = plan_table(&isolate.body["evidence"]).into_string();
+        assert!(
+            table.contains("<code>i-3</code></td><td class=\"ok\">isolate</td>"),
+            "{table}"
+        );
     }
 }

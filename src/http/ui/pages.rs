@@ -393,7 +393,7 @@ fn plan(detail: &Value) -> Markup {
                     @for act in plan["act_on"].as_array().into_iter().flatten() {
                         tr {
                             td { code { (text(&act["instance-id"])) } }
-                            td.ok { (act_words(act["action"].as_str().unwrap_or_default())) ": " (text(&act["action"])) }
+                            td.ok { (kind_of(act)) ": " (text(&act["action"])) }
                         }
                     }
                     @for skip in plan["skipped"].as_array().into_iter().flatten() {
@@ -449,12 +449,12 @@ fn episode_steps(record: &AuditRecord, id: &str, steps: &[EpisodeStep]) -> Marku
     }
 }
 
-/// What a planned action is, in one word.
-fn act_words(action: &str) -> &'static str {
-    match action {
-        "reboot" | "start" => "reboot",
-        _ => "replace",
-    }
+/// The action kind of a planned act, as the decision names it (or, for a decision recorded before kinds were
+/// named, as its call tells).
+fn kind_of(act: &Value) -> String {
+    serde_json::from_value::<crate::engine::Act>(act.clone())
+        .map(|act| act.kind().to_owned())
+        .unwrap_or_else(|_| "act".to_owned())
 }
 
 /// The class an episode's step is drawn in: a person is needed, it is over, or neither.
