@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{
     APPROVAL_ACT_JOB, APPROVAL_EXPIRE_JOB, AuditError, AuditStore, ClaimedJob, SILENCE_END_JOB,
 };
-use crate::engine::{Engine, LADDER_CHECK_JOB, RECOVERY_CHECK_JOB};
+use crate::engine::{CHECK_JOB, Engine, LADDER_CHECK_JOB, RECOVERY_CHECK_JOB};
 use crate::notify::{self, Attempted, Notifier};
 
 /// Jobs run at once by one process.
@@ -98,14 +98,9 @@ impl Jobs {
     /// Runs one claimed job by its kind; a failure to record its result leaves it to be taken over.
     async fn run(&self, job: &ClaimedJob) {
         let result = match job.kind.as_str() {
-            RECOVERY_CHECK_JOB => self
+            CHECK_JOB | RECOVERY_CHECK_JOB | LADDER_CHECK_JOB => self
                 .engine
-                .check_recovery(job)
-                .await
-                .map_err(|err| err.to_string()),
-            LADDER_CHECK_JOB => self
-                .engine
-                .check_step(job)
+                .run_check(job)
                 .await
                 .map_err(|err| err.to_string()),
             notify::JOB_KIND => self.notify(job).await.map_err(|err| err.to_string()),

@@ -6,21 +6,14 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-
 use super::action::Action as ActionKind;
-use super::decision::Decision;
-use super::recovery::RECHECK_AFTER;
+use super::check::{Check, RECHECK_AFTER};
 use super::targets::Target;
 use super::{Authenticated, Engine, EngineError, NextStep, Run, Trigger};
-use crate::audit::{ClaimedJob, Delivery, EpisodeWrite, NewJob, Outcome, RequestMeta, Source};
+use crate::audit::{ClaimedJob, Delivery, EpisodeWrite, Outcome, RequestMeta, Source};
 use crate::contract::ANSWERED;
 use crate::metrics::Metrics;
 use crate::target::Place;
-
-/// The job kind of a ladder step's check.
-pub const JOB_KIND: &str = "ladder-check";
 
 /// A next step that keeps failing is given up on (and the target escalated) after this many attempts of its
 /// check, a minute apart.
@@ -82,96 +75,24 @@ impl<'a> Step<'a> {
     }
 }
 
-/// A reboot's check: the run, its episode and step, and what it rebooted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct StepCheck {
-    /// The run that rebooted.
-    pub run_id: String,
-    /// Its episode.
-    pub episode: String,
-    /// Its step in the target's ladder.
-    pub index: usize,
-    /// Its target's name, account and region.
-    pub target: String,
-    /// The target's account.
-    pub account: String,
-    /// The target's region.
-    pub region: String,
-    /// The instances it rebooted (or started).
-    pub rebooted: Vec<String>,
-    /// InService instances expected once the target recovered (an escalation watches for these).
-    pub expected_in_service: u32,
-}
-
-/// Where a reboot stands in its episode.
-pub(super) struct After<'a> {
-    /// The episode.
-    pub episode: &'a str,
-    /// The reboot's step in the target's ladder.
-    pub index: usize,
-    /// How many instances it rebooted.
-    pub acted: u32,
-}
-
 impl Engine {
-    /// The check of a run that rebooted `rebooted` as `decision` decided, noted: a job that rides in the run's
-    /// final commit, due the target's `reboot_verify_secs` later.
-    pub(super) fn step_check(
+    /// Runs the check `check` of a step judged by its instances (claimed as `job`): reads the target; each
+    /// instance the step acted on back InService recovered; those still down go to the next step (a run of
+    /// the same episode, acted on once whoever runs it), or, with none after (or a next step refused, or given
+    /// up on), escalate. The check's record and the job's removal are one commit, written after the next
+    /// step's run, so that a crash between them runs the check again and finds that run done.
+    pub(super) async fn check_instances(
         &self,
-        meta: &mut RequestMeta,
-        target: &Target,
-        decision: &Decision,
-        rebooted: &[String],
-        after: After<'_>,
-    ) -> NewJob {
-        let due = OffsetDateTime::now_utc() + target.reboot_verify;
-        let check = StepCheck {
-            run_id: decision.run_id.clone(),
-            episode: after.episode.to_owned(),
-            index: after.index,
-            target: target.id.name.clone(),
-            account: target.id.account.clone(),
-            region: target.id.region.clone(),
-            rebooted: rebooted.to_vec(),
-            expected_in_service: decision.in_service.saturating_add(after.acted),
-        };
-        meta.note(
-            "ladder_check",
-            serde_json::json!({"rebooted": check.rebooted, "due": due.unix_timestamp()}),
-        );
-        NewJob {
-            kind: JOB_KIND,
-            dedup_key: Some(format!("{JOB_KIND}:{}", check.run_id)),
-            delay_ms: i64::try_from(target.reboot_verify.as_millis()).unwrap_or(i64::MAX),
-            payload: serde_json::to_string(&check).unwrap_or_default(),
-            bounded: false,
-        }
-    }
-
-    /// Runs the claimed reboot check `job`: reads the target; each rebooted instance back InService
-    /// recovered; those still down go to the next step (a run of the same episode, acted on once whoever runs
-    /// it), or, with none after (or a next step refused, or given up on), escalate. The check's record and the
-    /// job's removal are one commit, written after the next step's run, so that a crash between them runs the
-    /// check again and finds that run done.
-    pub async fn check_step(&self, job: &ClaimedJob) -> Result<(), EngineError> {
-        let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
-        let Ok(check) = serde_json::from_str::<StepCheck>(&job.payload) else {
-            return self
-                .ignore(job, meta, "the ladder check cannot be read")
-                .await;
-        };
+        job: &ClaimedJob,
+        mut meta: RequestMeta,
+        check: Check,
+    ) -> Result<(), EngineError> {
         meta.note("episode", serde_json::json!({"id": check.episode}));
-        let place = (
-            check.target.as_str(),
-            check.account.as_str(),
-            check.region.as_str(),
-        );
-        let Some((target, snapshot)) = self.look(job, &mut meta, place).await? else {
+        let Some((target, snapshot)) = self.look(job, &mut meta, &check).await? else {
             return Ok(());
         };
         let (back, down): (Vec<String>, Vec<String>) =
-            check.rebooted.iter().cloned().partition(|id| {
+            check.acted.iter().cloned().partition(|id| {
                 snapshot.instances.iter().any(|i| {
                     &i.instance_id == id && i.health.state == super::port::HealthState::InService
                 })
@@ -209,15 +130,7 @@ impl Engine {
             .escalate(&mut meta, &target.id, &check.episode, reason)
             .await?;
         let mut jobs = self.jobs_of(&events);
-        jobs.push(self.watch(&super::RecoveryCheck {
-            run_id: check.run_id.clone(),
-            target: check.target.clone(),
-            account: Some(check.account.clone()),
-            region: Some(check.region.clone()),
-            expected_in_service: check.expected_in_service,
-            episode: Some(check.episode.clone()),
-            ..super::RecoveryCheck::default()
-        }));
+        jobs.push(self.watch(&check));
         let record = meta.into_record(Outcome::NotRecovered, ANSWERED, None, 0);
         let episode = EpisodeWrite::step(&check.episode, &target.id, "escalated");
         let dropped = self
@@ -237,7 +150,7 @@ impl Engine {
         job: &ClaimedJob,
         meta: &mut RequestMeta,
         target: &Target,
-        check: &StepCheck,
+        check: &Check,
         down: &[String],
     ) -> Result<Option<String>, EngineError> {
         if check.index + 1 >= target.ladder.len() {
@@ -274,7 +187,7 @@ impl Engine {
         job: &ClaimedJob,
         meta: RequestMeta,
         target: &Target,
-        check: &StepCheck,
+        check: &Check,
         outcome: Outcome,
     ) -> Result<(), EngineError> {
         let record = meta.into_record(outcome, ANSWERED, None, 0);
@@ -291,7 +204,7 @@ impl Engine {
     async fn next_step(
         &self,
         target: &Target,
-        check: &StepCheck,
+        check: &Check,
         down: &[String],
         check_id: &str,
     ) -> Result<Next, String> {

@@ -10,8 +10,10 @@ pub mod action;
 mod breaker;
 pub mod budget;
 mod change;
+mod check;
 mod decide;
 mod decision;
+mod earlier_checks;
 mod error;
 mod gate;
 pub mod health;
@@ -37,11 +39,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 pub use breaker::{Trip, Tripped};
+pub use check::{Check, JOB_KIND as CHECK_JOB};
 pub use decision::Decision;
+pub use earlier_checks::{
+    LADDER_JOB as LADDER_CHECK_JOB, RECOVERY_JOB as RECOVERY_CHECK_JOB, RecoveryCheck, StepCheck,
+};
 pub use error::EngineError;
-pub use ladder::{JOB_KIND as LADDER_CHECK_JOB, StepCheck};
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Skip, SkipReason};
-pub use recovery::{JOB_KIND as RECOVERY_CHECK_JOB, RecoveryCheck};
 pub use reply::{Reply, SubscriptionReply};
 pub use report::Run;
 pub use summary::{ActEntry, ActionError, ApprovalRef, Names, Summary};

@@ -5,13 +5,14 @@
 use super::act::Acted;
 use super::action::Judged;
 use super::breaker::Tripped;
+use super::check;
 use super::decide;
 use super::decision::Decision;
-use super::ladder::{self, Step};
+use super::ladder::Step;
 use super::plan::{Plan, Refusal, SkipReason};
 use super::summary::Summary;
 use super::targets::Target;
-use super::{Engine, EngineError, Run, Trigger, recovery};
+use super::{Engine, EngineError, Run, Trigger};
 use crate::audit::{EpisodeWrite, NewJob, RequestMeta};
 use crate::config::Mode;
 
@@ -197,8 +198,8 @@ impl Engine {
         run
     }
 
-    /// The check job of a step that acted: each instance back (the ladder's step check), or the target's
-    /// capacity back (the recovery check).
+    /// The check job of a step that acted, judged as its kind declares: each instance back (for which the
+    /// instances it was to act on are checked, whatever AWS answered), or the target's capacity back.
     fn check_of(
         &self,
         meta: &mut RequestMeta,
@@ -207,30 +208,25 @@ impl Engine {
         episode: &str,
         done: &Done,
     ) -> NewJob {
-        let decision = &done.decision;
-        match step.kind.effect().judged {
-            Judged::InstancesBack => {
-                let planned: Vec<String> = decision
-                    .steps
-                    .iter()
-                    .map(|act| act.instance_id.clone())
-                    .collect();
-                let after = ladder::After {
-                    episode,
-                    index: step.index,
-                    acted: done.acted,
-                };
-                self.step_check(meta, target, decision, &planned, after)
-            }
-            Judged::CapacityBack => {
-                let of = recovery::Of {
-                    episode,
-                    registered: done.registered.clone(),
-                    replaced: done.summary.acted_on(),
-                };
-                self.recovery_check(meta, &target.id, decision, done.acted, of)
-            }
-        }
+        let judged = step.kind.effect().judged;
+        let acted = match judged {
+            Judged::InstancesBack => done
+                .decision
+                .steps
+                .iter()
+                .map(|act| act.instance_id.clone())
+                .collect(),
+            Judged::CapacityBack => done.summary.acted_on(),
+        };
+        let acted = check::Acted {
+            decision: &done.decision,
+            episode,
+            index: step.index,
+            registered: done.registered.clone(),
+            acted,
+            count: done.acted,
+        };
+        self.check_job(meta, target, step.kind.name(), judged, acted)
     }
 }
 

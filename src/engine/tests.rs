@@ -685,7 +685,7 @@ async fn a_recovery_check_waits_while_its_target_is_paused_and_reads_nothing() {
         "no breaker opened"
     );
     let waiting = h.store.jobs_waiting().await.unwrap();
-    assert_eq!(waiting, [(RECOVERY_CHECK_JOB.to_owned(), 1)], "put back");
+    assert_eq!(waiting, [(CHECK_JOB.to_owned(), 1)], "put back");
     assert!(
         h.store
             .list(5)
@@ -1803,6 +1803,71 @@ async fn an_approval_of_another_action_than_the_ladder_names_now_holds_again() {
     let trigger = h.engine.approved_trigger(&approval).unwrap();
     let run = h.engine.run(meta(), &trigger, None).await.unwrap();
     assert_eq!(run.summary.list("terminated-instance-ids"), ["i-bad"]);
+}
+
+#[tokio::test]
+async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check() {
+    let h = harness(FakeFleet::default(), "").await;
+    let legacy = |kind: &'static str, run: &str, payload: String| crate::audit::NewJob {
+        kind,
+        dedup_key: Some(format!("{kind}:{run}")),
+        delay_ms: 0,
+        payload,
+        bounded: false,
+    };
+    let jobs = vec![
+        // A replacement's check from before targets had a place or episodes.
+        legacy(
+            RECOVERY_CHECK_JOB,
+            "R1",
+            r#"{"run-id":"R1","target":"web","expected-in-service":4}"#.to_owned(),
+        ),
+        // A reboot's check of i-bad, still down, on a target whose ladder has no step after.
+        legacy(
+            LADDER_CHECK_JOB,
+            "R2",
+            r#"{"run-id":"R2","episode":"R2","index":0,"target":"api","account":"123456789012",
+                "region":"us-east-1","rebooted":["i-bad"],"expected-in-service":5}"#
+                .to_owned(),
+        ),
+    ];
+    let record = meta().into_record(Outcome::Completed, 200, None, 0);
+    h.store
+        .put_run(record, None, jobs, None, None)
+        .await
+        .unwrap();
+    let runner = crate::jobs::Jobs::new(
+        h.store.clone(),
+        Arc::clone(&h.engine),
+        Notifier::disabled(Arc::new(Metrics::default())),
+    );
+    assert!(runner.run_next().await.unwrap());
+    assert!(runner.run_next().await.unwrap());
+    let checks: Vec<_> = h
+        .store
+        .list(5)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.source == Source::RecoveryCheck)
+        .collect();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    let replaced = checks
+        .iter()
+        .find(|r| r.detail["recovery"]["run"] == "R1")
+        .unwrap();
+    assert_eq!(replaced.outcome, Outcome::Recovered, "4 of 4 InService");
+    assert_eq!(replaced.target.as_deref(), Some("web"));
+    let rebooted = checks
+        .iter()
+        .find(|r| r.detail["ladder"]["run"] == "R2")
+        .unwrap();
+    assert_eq!(rebooted.outcome, Outcome::NotRecovered);
+    assert_eq!(rebooted.detail["ladder"]["still_down"][0], "i-bad");
+    assert_eq!(rebooted.detail["breaker"]["tripped"], "escalated");
+    // What is left is this release's watch of the escalated target.
+    let waiting = h.store.jobs_waiting().await.unwrap();
+    assert_eq!(waiting, [(CHECK_JOB.to_owned(), 1)]);
 }
 
 mod kind;

@@ -178,7 +178,7 @@ async fn results_survive(mut store: Store, dir: tempfile::TempDir) {
         "{record}"
     );
     let id = record["id"].as_str().unwrap();
-    let check = format!("SELECT COUNT(*) FROM jobs WHERE dedup_key = 'recovery-check:{id}'");
+    let check = format!("SELECT COUNT(*) FROM jobs WHERE dedup_key = 'check:{id}'");
     assert_eq!(
         store.count(&check).await,
         1,

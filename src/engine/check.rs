@@ -1,0 +1,301 @@
+//! The check stage, one for every step: a run that acted is checked again later, as a durable job that
+//! whichever process sharing the store claims first runs once, and judged as the step's action kind declares
+//! (`Effect::judged`): each instance back InService (`ladder`: those still down go to the ladder's next step)
+//! or the target's capacity back (`recovery`: short, the target escalates). Checks scheduled by the previous
+//! release (`recovery-check`, `ladder-check`) are read into the same `Check` and run the same way.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::action::Judged;
+use super::decision::Decision;
+use super::earlier_checks::{LADDER_JOB, RECOVERY_JOB, RecoveryCheck, StepCheck};
+use super::targets::Target;
+use super::{Engine, EngineError};
+use crate::audit::{ClaimedJob, Home, NewJob, Outcome, RequestMeta, Source};
+use crate::contract::ANSWERED;
+use crate::metrics::Metrics;
+
+/// The job kind of a step's check.
+pub const JOB_KIND: &str = "check";
+
+/// A check whose target could not be read, or is looked after by a person, is tried again (by any process)
+/// after this long.
+pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(60);
+
+/// A step's check: the run that acted, where it stands in its episode, what it acted on and what the target
+/// should show once it recovered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Check {
+    /// The run that acted.
+    pub run_id: String,
+    /// Its episode (the audit id of the episode's first acting run).
+    pub episode: String,
+    /// Its step in the target's ladder (0 is the first).
+    pub index: usize,
+    /// The step's action kind, whose declared effect says how the check judges.
+    pub kind: String,
+    /// The target's name.
+    pub target: String,
+    /// The target's account.
+    pub account: String,
+    /// The target's region.
+    pub region: String,
+    /// The instances the step acted on (for a step judged by its instances, those it was to act on: one whose
+    /// act AWS refused is still down at the check).
+    pub acted: Vec<String>,
+    /// The instances registered when the run read the target: any other found now joined since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered: Vec<String>,
+    /// InService instances expected once the target recovered (those before the run plus those acted on).
+    pub expected_in_service: u32,
+    /// Set once the target escalated: the check watches for its capacity coming back (Unix seconds since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watching_since: Option<i64>,
+}
+
+/// What a run that acted hands its check.
+pub(super) struct Acted<'a> {
+    /// The run's decision.
+    pub decision: &'a Decision,
+    /// The episode.
+    pub episode: &'a str,
+    /// The step's place in the target's ladder.
+    pub index: usize,
+    /// The instances registered when the run read the target.
+    pub registered: Vec<String>,
+    /// The instances it acted on (or, for a step judged by its instances, was to).
+    pub acted: Vec<String>,
+    /// How many instances it acted on.
+    pub count: u32,
+}
+
+impl Engine {
+    /// The check of a step of `target` that acted as `acted` says, by a kind judged `judged`, noted: a job that
+    /// rides in the run's final commit, due when the kind's wait is over (`reboot_verify_secs` for a step
+    /// judged by its instances, `verify_after_secs` for one judged by capacity).
+    pub(super) fn check_job(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        kind: &str,
+        judged: Judged,
+        acted: Acted<'_>,
+    ) -> NewJob {
+        let check = Check {
+            run_id: acted.decision.run_id.clone(),
+            episode: acted.episode.to_owned(),
+            index: acted.index,
+            kind: kind.to_owned(),
+            target: target.id.name.clone(),
+            account: target.id.account.clone(),
+            region: target.id.region.clone(),
+            acted: acted.acted,
+            registered: acted.registered,
+            expected_in_service: acted.decision.in_service.saturating_add(acted.count),
+            watching_since: None,
+        };
+        let wait = match judged {
+            Judged::InstancesBack => target.reboot_verify,
+            Judged::CapacityBack => Duration::from_secs(self.config.remediation.verify_after_secs),
+        };
+        let due = (OffsetDateTime::now_utc() + wait).unix_timestamp();
+        match judged {
+            Judged::InstancesBack => meta.note(
+                "ladder_check",
+                serde_json::json!({"rebooted": check.acted, "kind": kind, "due": due}),
+            ),
+            Judged::CapacityBack => meta.note(
+                "recovery_check",
+                serde_json::json!({"expected_in_service": check.expected_in_service, "kind": kind, "due": due}),
+            ),
+        }
+        NewJob {
+            kind: JOB_KIND,
+            dedup_key: Some(format!("{JOB_KIND}:{}", check.run_id)),
+            delay_ms: i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
+            payload: serde_json::to_string(&check).unwrap_or_default(),
+            bounded: false,
+        }
+    }
+
+    /// Runs the claimed check `job` (of this release's kind, or the previous release's `recovery-check` or
+    /// `ladder-check`): judged as its step's action kind declares. One that cannot be read, or whose kind is
+    /// not registered, is recorded as ignored and finished.
+    pub async fn run_check(&self, job: &ClaimedJob) -> Result<(), EngineError> {
+        let meta = RequestMeta::new(Source::RecoveryCheck, None);
+        let Some(check) = self.scheduled(job) else {
+            return self.ignore(job, meta, "the check cannot be read").await;
+        };
+        let Some(judged) = self.kinds.get(&check.kind).map(|kind| kind.effect().judged) else {
+            let why = format!("no action kind {:?} is registered", check.kind);
+            return self.ignore(job, meta, &why).await;
+        };
+        match judged {
+            Judged::InstancesBack => self.check_instances(job, meta, check).await,
+            Judged::CapacityBack => self.check_capacity(job, meta, check).await,
+        }
+    }
+
+    /// The check `job` carries, whichever release scheduled it.
+    fn scheduled(&self, job: &ClaimedJob) -> Option<Check> {
+        match job.kind.as_str() {
+            RECOVERY_JOB => serde_json::from_str(&job.payload)
+                .ok()
+                .map(|check| of_recovery(check, &self.home)),
+            LADDER_JOB => serde_json::from_str(&job.payload).ok().map(of_reboot),
+            _ => serde_json::from_str(&job.payload).ok(),
+        }
+    }
+
+    /// Why a check of `target` waits, if it does: a pause, a silence or a maintenance window holds.
+    pub(super) async fn held_by_people(
+        &self,
+        target: &crate::target::TargetId,
+    ) -> Result<Option<String>, EngineError> {
+        let brakes = self.audit.brakes_of(target).await?;
+        if let Some(pause) = brakes.pause {
+            return Ok(Some(format!("the target is paused: {}", pause.reason)));
+        }
+        if let Some(silence) = brakes.silence {
+            return Ok(Some(format!("the target is silenced: {}", silence.reason)));
+        }
+        if self.config.windows.is_empty() {
+            return Ok(None);
+        }
+        let now = self.audit.clock().await?.now();
+        Ok(
+            super::gate::window_refusal(&self.config.windows, &target.name, now)
+                .map(|window| window.sentence()),
+        )
+    }
+
+    /// Records a check job that cannot be run (unreadable, or its target no longer configured) as ignored,
+    /// and finishes it.
+    pub(super) async fn ignore(
+        &self,
+        job: &ClaimedJob,
+        mut meta: RequestMeta,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        meta.note("ignored", why);
+        let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
+        self.audit.finish_job(record, &job.id, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// The look a check takes at its target (`name`, `account`, `region`) and what it saw; `None` when the
+    /// job is done with for now: its target is no longer configured (recorded and finished), it is looked
+    /// after by a person (a pause, a silence, a maintenance window: it waits, with no AWS call, rather than
+    /// reading the target and escalating), or it cannot be read (tried again by any process).
+    pub(super) async fn look(
+        &self,
+        job: &ClaimedJob,
+        meta: &mut RequestMeta,
+        check: &Check,
+    ) -> Result<Option<(&Target, super::port::Snapshot)>, EngineError> {
+        meta.target = Some(check.target.clone());
+        meta.place = Some((check.account.clone(), check.region.clone()));
+        let found = self
+            .targets
+            .by_place(&check.target, &check.account, &check.region);
+        let Some(target) = found else {
+            let meta = std::mem::replace(meta, RequestMeta::new(Source::RecoveryCheck, None));
+            self.ignore(job, meta, "the target is no longer configured")
+                .await?;
+            return Ok(None);
+        };
+        if let Some(why) = self.held_by_people(&target.id).await? {
+            tracing::info!(job = job.id, why, "check waits");
+            self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
+            return Ok(None);
+        }
+        let read = target.fleet.snapshot(&target.fleet_ref);
+        match super::port::RUN_ID.scope(meta.id.clone(), read).await {
+            Ok(snapshot) => Ok(Some((target, snapshot))),
+            Err(err) => {
+                Metrics::count(&self.metrics.recovery_checks, "failed");
+                tracing::warn!(job = job.id, error = %err, "check cannot read its target; trying again later");
+                self.audit
+                    .retry_job(&job.id, RECHECK_AFTER, err.to_string())
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// A replacement's check as the previous release scheduled it (checks from before targets had a place are the
+/// home's; from before episodes, the run's own).
+fn of_recovery(check: RecoveryCheck, home: &Home) -> Check {
+    Check {
+        episode: check.episode.unwrap_or_else(|| check.run_id.clone()),
+        run_id: check.run_id,
+        index: 0,
+        kind: "replace".to_owned(),
+        target: check.target,
+        account: check.account.unwrap_or_else(|| home.account.clone()),
+        region: check.region.unwrap_or_else(|| home.region.clone()),
+        acted: check.replaced,
+        registered: check.registered,
+        expected_in_service: check.expected_in_service,
+        watching_since: check.watching_since,
+    }
+}
+
+/// A reboot's check as the previous release scheduled it.
+fn of_reboot(check: StepCheck) -> Check {
+    Check {
+        run_id: check.run_id,
+        episode: check.episode,
+        index: check.index,
+        kind: "reboot".to_owned(),
+        target: check.target,
+        account: check.account,
+        region: check.region,
+        acted: check.rebooted,
+        registered: Vec::new(),
+        expected_in_service: check.expected_in_service,
+        watching_since: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_the_previous_release_scheduled_read_as_this_release_s() {
+        let home = Home {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        let recovery: RecoveryCheck = serde_json::from_str(
+            r#"{"run-id":"R1","target":"web","expected-in-service":5,"replaced":["i-1"],"registered":["i-1","i-2"]}"#,
+        )
+        .unwrap();
+        let check = of_recovery(recovery, &home);
+        assert_eq!(
+            (
+                check.kind.as_str(),
+                check.episode.as_str(),
+                check.account.as_str()
+            ),
+            ("replace", "R1", "123456789012")
+        );
+        assert_eq!(
+            (check.acted, check.expected_in_service),
+            (vec!["i-1".to_owned()], 5)
+        );
+        let reboot: StepCheck = serde_json::from_str(
+            r#"{"run-id":"R2","episode":"E","index":0,"target":"web","account":"1","region":"r","rebooted":["i-3"],"expected-in-service":4}"#,
+        )
+        .unwrap();
+        let check = of_reboot(reboot);
+        assert_eq!((check.kind.as_str(), check.index), ("reboot", 0));
+        assert_eq!(check.acted, ["i-3"]);
+    }
+}
