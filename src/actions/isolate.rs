@@ -8,7 +8,7 @@ use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 
 use crate::aws::{AwsFleet, clients_of};
 use crate::config::Action as ReplaceBy;
-use crate::engine::action::{Action, Effect, Judged, On};
+use crate::engine::action::{Action, Effect, Judged, On, Started};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{
     BoxFuture, FailureKind, FleetError, InstanceView, TargetRef, current_run,
@@ -62,7 +62,7 @@ impl Action for Isolate {
         &["isolated-instance-ids"]
     }
 
-    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<String, FleetError>> {
+    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
         Box::pin(async move {
             let aws = clients_of(on.fleet).ok_or_else(|| {
                 FleetError::new(
@@ -78,7 +78,7 @@ impl Action for Isolate {
             if let Some(group) = &on.act.auto_scaling_group {
                 detach(aws, group, id).await?;
             }
-            Ok("isolated".to_owned())
+            Ok(Started::Done("isolated".to_owned()))
         })
     }
 }

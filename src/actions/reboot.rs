@@ -4,7 +4,7 @@
 //! still down go to the ladder's next step.
 
 use crate::config::Action as ReplaceBy;
-use crate::engine::action::{Action, Effect, Judged, On};
+use crate::engine::action::{Action, Effect, Judged, On, Started};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FleetError, InstanceView};
 
@@ -52,12 +52,13 @@ impl Action for Reboot {
         &["rebooted-instance-ids"]
     }
 
-    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<String, FleetError>> {
+    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
         let id = on.act.instance_id.as_str();
-        if on.act.action == START {
+        let call = if on.act.action == START {
             on.fleet.start(id)
         } else {
             on.fleet.reboot(id)
-        }
+        };
+        Box::pin(async move { call.await.map(Started::Done) })
     }
 }

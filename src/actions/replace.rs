@@ -3,7 +3,7 @@
 //! either (`auto`: handed when it is in a group). It is judged by the target's capacity coming back.
 
 use crate::config::Action as How;
-use crate::engine::action::{Action, Effect, Judged, On};
+use crate::engine::action::{Action, Effect, Judged, On, Started};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FleetError, InstanceView};
 
@@ -57,12 +57,13 @@ impl Action for Replace {
         &["terminated-instance-ids", "asg-unhealthy-instance-ids"]
     }
 
-    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<String, FleetError>> {
+    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
         let id = on.act.instance_id.as_str();
-        if on.act.action == ASG_UNHEALTHY {
+        let call = if on.act.action == ASG_UNHEALTHY {
             on.fleet.mark_unhealthy(id)
         } else {
             on.fleet.terminate(id)
-        }
+        };
+        Box::pin(async move { call.await.map(Started::Done) })
     }
 }

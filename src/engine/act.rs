@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::action::On;
+use super::action::{On, Started};
 use super::decide::Decided;
 use super::gate::brakes_refusal;
 use super::plan::{Act, Refusal};
@@ -24,9 +24,15 @@ struct ActionResult<'a> {
     /// What AWS answered: the instance's new state, or the health status set.
     #[serde(skip_serializing_if = "Option::is_none")]
     new_state: Option<String>,
+    /// The handle of an act under way, which the step's check polls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handle: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
+
+/// The state of an act under way, until its check polls it done.
+pub(super) const PENDING: &str = "pending";
 
 /// What the act stage came to.
 #[derive(Debug)]
@@ -113,11 +119,15 @@ impl Engine {
                 )),
             ),
         };
-        let (new_state, error) = match result {
-            Ok(new_state) => {
-                tracing::warn!(instance_id, operation, new_state, group = ?step.auto_scaling_group, "acted");
+        let (new_state, error, handle) = match result {
+            Ok(started) => {
+                let (new_state, handle) = match started {
+                    Started::Done(state) => (state, None),
+                    Started::Pending(handle) => (PENDING.to_owned(), Some(handle)),
+                };
+                tracing::warn!(instance_id, operation, new_state, handle, group = ?step.auto_scaling_group, "acted");
                 summary.list_mut(list).push(instance_id.to_owned());
-                (Some(new_state), None)
+                (Some(new_state), None, handle)
             }
             Err(err) => {
                 tracing::error!(instance_id, operation, error = %err, "action failed");
@@ -125,13 +135,14 @@ impl Engine {
                     instance_id: instance_id.to_owned(),
                     error: err.to_string(),
                 });
-                (None, Some(err.to_string()))
+                (None, Some(err.to_string()), None)
             }
         };
         summary.actions.push(ActEntry {
             instance_id: instance_id.to_owned(),
             action: operation.to_owned(),
             state: new_state.clone(),
+            handle: handle.clone(),
             error: error.clone(),
         });
         ActionResult {
@@ -140,6 +151,7 @@ impl Engine {
             kind: step.kind(),
             auto_scaling_group: step.auto_scaling_group.as_deref(),
             new_state,
+            handle,
             error,
         }
     }

@@ -108,8 +108,44 @@ pub trait Action: Send + Sync + Debug {
     /// empty when nothing was listed.
     fn lists(&self) -> &'static [&'static str];
 
-    /// Acts once, as `on.act` says; the state AWS answered (the instance's new state, the health status set).
-    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<String, FleetError>>;
+    /// Acts once, as `on.act` says: done, with the state AWS answered (the instance's new state, the health
+    /// status set), or under way, with a handle the step's check polls (an SSM command's id).
+    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>>;
+
+    /// Follows an act that `start` answered pending with `handle`. A kind that never answers pending keeps
+    /// this default, which says so.
+    fn poll<'a>(
+        &'a self,
+        on: On<'a>,
+        handle: &'a str,
+    ) -> BoxFuture<'a, Result<Polled, FleetError>> {
+        let why = format!(
+            "{} answers no act pending, yet its act on {} has handle {handle:?}",
+            self.name(),
+            on.act.instance_id
+        );
+        Box::pin(async move { Ok(Polled::Failed(why)) })
+    }
+}
+
+/// What an act's call answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Done: the state AWS answered.
+    Done(String),
+    /// Under way: the handle the step's check polls until it is done.
+    Pending(String),
+}
+
+/// What a poll of a pending act found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Polled {
+    /// Done, with its final state.
+    Done(String),
+    /// Still under way.
+    Pending,
+    /// Over, and it failed: why.
+    Failed(String),
 }
 
 /// Why a ladder cannot be served by the registered kinds.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::action::Judged;
+use super::action::{Act, Action as ActionKind, Judged, On, Polled};
 use super::decision::Decision;
 use super::earlier_checks::{LADDER_JOB, RECOVERY_JOB, RecoveryCheck, StepCheck};
 use super::targets::Target;
@@ -55,7 +55,28 @@ pub struct Check {
     /// Set once the target escalated: the check watches for its capacity coming back (Unix seconds since).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watching_since: Option<i64>,
+    /// The acts still under way when the run ended: the check polls each until it is over, then judges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingAct>,
 }
+
+/// An act its kind answered pending: the check polls it by its handle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PendingAct {
+    /// The instance acted on.
+    pub instance_id: String,
+    /// The kind's call.
+    pub action: String,
+    /// What the kind polls it by.
+    pub handle: String,
+}
+
+/// A check whose acts are still under way looks again after this long, and after this many looks judges
+/// what it has (about ten minutes).
+const POLL_AGAIN: Duration = Duration::from_secs(2);
+/// See `POLL_AGAIN`.
+const POLLS: u32 = 300;
 
 /// What a run that acted hands its check.
 pub(super) struct Acted<'a> {
@@ -71,6 +92,8 @@ pub(super) struct Acted<'a> {
     pub acted: Vec<String>,
     /// How many instances it acted on.
     pub count: u32,
+    /// Its acts still under way.
+    pub pending: Vec<PendingAct>,
 }
 
 impl Engine {
@@ -97,6 +120,7 @@ impl Engine {
             registered: acted.registered,
             expected_in_service: acted.decision.in_service.saturating_add(acted.count),
             watching_since: None,
+            pending: acted.pending,
         };
         let wait = match judged {
             Judged::InstancesBack => target.reboot_verify,
@@ -126,15 +150,18 @@ impl Engine {
     /// `ladder-check`): judged as its step's action kind declares. One that cannot be read, or whose kind is
     /// not registered, is recorded as ignored and finished.
     pub async fn run_check(&self, job: &ClaimedJob) -> Result<(), EngineError> {
-        let meta = RequestMeta::new(Source::RecoveryCheck, None);
+        let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
         let Some(check) = self.scheduled(job) else {
             return self.ignore(job, meta, "the check cannot be read").await;
         };
-        let Some(judged) = self.kinds.get(&check.kind).map(|kind| kind.effect().judged) else {
+        let Some(kind) = self.kinds.get(&check.kind).cloned() else {
             let why = format!("no action kind {:?} is registered", check.kind);
             return self.ignore(job, meta, &why).await;
         };
-        match judged {
+        if !self.settled(job, &mut meta, &check, kind.as_ref()).await? {
+            return Ok(());
+        }
+        match kind.effect().judged {
             Judged::InstancesBack => self.check_instances(job, meta, check).await,
             Judged::CapacityBack => self.check_capacity(job, meta, check).await,
         }
@@ -149,6 +176,57 @@ impl Engine {
             LADDER_JOB => serde_json::from_str(&job.payload).ok().map(of_reboot),
             _ => serde_json::from_str(&job.payload).ok(),
         }
+    }
+
+    /// Polls `check`'s acts under way through their `kind`: whether the check may judge now (each is over, or
+    /// it has waited `POLLS` looks), with what each poll found noted; otherwise the job is put back to look
+    /// again. A poll that fails for a moment counts as still under way.
+    async fn settled(
+        &self,
+        job: &ClaimedJob,
+        meta: &mut RequestMeta,
+        check: &Check,
+        kind: &dyn ActionKind,
+    ) -> Result<bool, EngineError> {
+        let found = self
+            .targets
+            .by_place(&check.target, &check.account, &check.region);
+        let (Some(target), false) = (found, check.pending.is_empty()) else {
+            return Ok(true);
+        };
+        let mut polled = Vec::with_capacity(check.pending.len());
+        let mut under_way = 0;
+        for pending in &check.pending {
+            let act = Act {
+                instance_id: pending.instance_id.clone(),
+                action: pending.action.clone(),
+                kind: check.kind.clone(),
+                auto_scaling_group: None,
+            };
+            let on = On {
+                fleet: target.fleet.as_ref(),
+                target: &target.fleet_ref,
+                act: &act,
+            };
+            let (state, error) = match kind.poll(on, &pending.handle).await {
+                Ok(Polled::Done(state)) => (Some(state), None),
+                Ok(Polled::Failed(why)) => (None, Some(why)),
+                Ok(Polled::Pending) => (Some("pending".to_owned()), None),
+                Err(err) => (Some("pending".to_owned()), Some(err.to_string())),
+            };
+            under_way += usize::from(state.as_deref() == Some("pending"));
+            polled.push(
+                serde_json::json!({"instance-id": act.instance_id, "handle": pending.handle,
+                                           "state": state, "error": error}),
+            );
+        }
+        if under_way > 0 && job.attempts < POLLS {
+            let why = format!("{under_way} act(s) still under way");
+            self.audit.retry_job(&job.id, POLL_AGAIN, why).await?;
+            return Ok(false);
+        }
+        meta.note("polled", polled);
+        Ok(true)
     }
 
     /// Why a check of `target` waits, if it does: a pause, a silence or a maintenance window holds.
@@ -243,6 +321,7 @@ fn of_recovery(check: RecoveryCheck, home: &Home) -> Check {
         registered: check.registered,
         expected_in_service: check.expected_in_service,
         watching_since: check.watching_since,
+        pending: Vec::new(),
     }
 }
 
@@ -260,6 +339,7 @@ fn of_reboot(check: StepCheck) -> Check {
         registered: Vec::new(),
         expected_in_service: check.expected_in_service,
         watching_since: None,
+        pending: Vec::new(),
     }
 }
 

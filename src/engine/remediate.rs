@@ -218,6 +218,18 @@ impl Engine {
                 .collect(),
             Judged::CapacityBack => done.summary.acted_on(),
         };
+        let pending = done
+            .summary
+            .actions
+            .iter()
+            .filter_map(|act| {
+                Some(check::PendingAct {
+                    instance_id: act.instance_id.clone(),
+                    action: act.action.clone(),
+                    handle: act.handle.clone()?,
+                })
+            })
+            .collect();
         let acted = check::Acted {
             decision: &done.decision,
             episode,
@@ -225,6 +237,7 @@ impl Engine {
             registered: done.registered.clone(),
             acted,
             count: done.acted,
+            pending,
         };
         self.check_job(meta, target, step.kind.name(), judged, acted)
     }

@@ -100,9 +100,13 @@ pub struct ActEntry {
     pub instance_id: String,
     /// The call (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`, ...).
     pub action: String,
-    /// What AWS answered: the new state; `planned` for an act not (yet) carried out.
+    /// What AWS answered: the new state; `planned` for an act not (yet) carried out; `pending` for one under
+    /// way, which the step's check follows by its `handle`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// The handle of an act under way (an SSM command's id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
     /// Why the act failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -157,6 +161,7 @@ impl Summary {
                 instance_id: act.instance_id.clone(),
                 action: act.action.clone(),
                 state: Some(PLANNED.to_owned()),
+                handle: None,
                 error: None,
             });
         }

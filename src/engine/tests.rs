@@ -370,7 +370,9 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
 
 /// The action kinds of the harness: the built-in ones, and the test's own.
 fn kinds() -> crate::engine::action::Kinds {
-    crate::actions::builtin().with(kind::Drain)
+    crate::actions::builtin()
+        .with(kind::Drain)
+        .with(pending::Slow)
 }
 
 /// Where the test's targets are.
@@ -1871,3 +1873,4 @@ async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check()
 }
 
 mod kind;
+mod pending;

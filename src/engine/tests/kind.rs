@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::config::Action as ReplaceBy;
-use crate::engine::action::{Action, Effect, Judged, On};
+use crate::engine::action::{Action, Effect, Judged, On, Started};
 use crate::engine::port::InstanceView;
 
 /// Hands a broken instance to its group (through the fleet's SetInstanceHealth), and is judged by the target's
@@ -45,8 +45,9 @@ impl Action for Drain {
         &["drained-instance-ids"]
     }
 
-    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<String, FleetError>> {
-        on.fleet.mark_unhealthy(&on.act.instance_id)
+    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
+        let call = on.fleet.mark_unhealthy(&on.act.instance_id);
+        Box::pin(async move { call.await.map(Started::Done) })
     }
 }
 
