@@ -9,11 +9,12 @@ use serde_json::json;
 use std::time::Duration;
 
 use crate::audit::{
-    Approval, ApprovalState, Approver, AuditError, AuditStore, ClaimedJob, Delivery, Outcome,
+    Approval, ApprovalState, Approver, AuditError, AuditRecord, AuditStore, Delivery, Outcome,
     RequestMeta, Source, Tally, Vote,
 };
 use crate::config::Mode;
 use crate::engine::{Engine, EngineError};
+use crate::job::Ran;
 use crate::target::TargetId;
 
 /// Who holds an approver token, as approvals record it: a digest of the token (never the token), so that two
@@ -259,10 +260,20 @@ pub struct Approvals<'a> {
     engine: &'a Engine,
 }
 
-/// Attempts at an approved decision's act job before it is given up (and recorded).
-const ACT_ATTEMPTS: u32 = 5;
-/// The wait before an act job whose run failed, or is still under way elsewhere, is tried again.
-const ACT_AGAIN: Duration = Duration::from_secs(60);
+/// Why an approved decision's act job did not act this time: kept for the record if it is given up.
+#[derive(Debug)]
+pub struct NotActed {
+    /// What failed, or which run acts on it elsewhere.
+    pub why: String,
+    /// The decision.
+    pub approval: Box<Approval>,
+}
+
+impl std::fmt::Display for NotActed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
 
 impl<'a> Approvals<'a> {
     /// Votes over the decisions held in `audit`, acted on through `engine`.
@@ -395,13 +406,12 @@ impl<'a> Approvals<'a> {
         }
     }
 
-    /// Runs the expiry job of a held decision: closes it as expired if nobody approved it in time, and
-    /// records what the vote found in the commit that removes the job (a rerun after a crash finds it
-    /// expired already, and records that once).
-    pub async fn expire(&self, job: &ClaimedJob) -> Result<(), AuditError> {
-        let id = job_id(job);
+    /// Runs the expiry job of the held decision `id`: closes it as expired if nobody approved it in time. The
+    /// record of what the vote found, to be written in the commit that removes the job (a rerun after a crash
+    /// finds it expired already, and records that once).
+    pub async fn expire(&self, id: &str) -> Result<AuditRecord, AuditError> {
         let mut meta = job_meta();
-        let (outcome, approval) = match self.audit.expire(&id).await? {
+        let (outcome, approval) = match self.audit.expire(id).await? {
             Vote::Closed(approval) => (Outcome::Expired, Some(approval)),
             Vote::TooLate(approval) if approval.state == ApprovalState::Expired => {
                 (Outcome::Expired, Some(approval))
@@ -420,68 +430,72 @@ impl<'a> Approvals<'a> {
             meta.target = Some(approval.target.clone());
             meta.place = Some((approval.account.clone(), approval.region.clone()));
         }
-        self.finish(job, meta.into_record(outcome, 0, None, 0))
-            .await
+        Ok(meta.into_record(outcome, 0, None, 0))
     }
 
-    /// Runs the act job of an approved decision whose approver's run did not finish it: the run, once (its
-    /// record removes the job); tried again a while later when it fails or runs elsewhere, and given up
-    /// (recorded) after `ACT_ATTEMPTS`.
-    pub async fn act_later(&self, job: &ClaimedJob) -> Result<(), AuditError> {
-        let id = job_id(job);
+    /// Runs the act job of the approved decision `id` whose approver's run did not finish it: the run, once
+    /// (its record removes the job). A run that fails or runs elsewhere is a failure, tried again by the job's
+    /// kind and given up (`not_acted`) after its attempts.
+    pub async fn act_later(&self, id: &str) -> Result<Ran<NotActed>, AuditError> {
         let mut meta = job_meta();
         meta.note(
             "approval",
             json!({"id": id, "act": "the approval's own run did not finish"}),
         );
-        let approval = match self.audit.approval(&id).await? {
+        let approval = match self.audit.approval(id).await? {
             Some(approval) if approval.state == ApprovalState::Approved => approval,
             _ => {
-                return self
-                    .finish(job, meta.into_record(Outcome::Ignored, 0, None, 0))
-                    .await;
+                return Ok(Ran::finished(meta.into_record(
+                    Outcome::Ignored,
+                    0,
+                    None,
+                    0,
+                )));
             }
         };
         let why = match self.act(meta.clone(), &approval).await {
             // The run's record removed the job.
-            Ok(Acted::Ran(_)) => return Ok(()),
+            Ok(Acted::Ran(_)) => return Ok(Ran::Recorded),
             Ok(Acted::Already(first)) => {
                 meta.note("acted_in", first);
-                return self
-                    .finish(job, meta.into_record(Outcome::Ignored, 0, None, 0))
-                    .await;
+                return Ok(Ran::finished(meta.into_record(
+                    Outcome::Ignored,
+                    0,
+                    None,
+                    0,
+                )));
             }
             Ok(Acted::Elsewhere(first)) => format!("run {first} is acting on it"),
             Err(err) => err.to_string(),
         };
-        if job.attempts < ACT_ATTEMPTS {
-            return self.audit.retry_job(&job.id, ACT_AGAIN, why).await;
-        }
+        Ok(Ran::Failed(NotActed {
+            why,
+            approval: Box::new(approval),
+        }))
+    }
+
+    /// The record of an approved decision's act job given up after `attempts`, the last failing with `failed`.
+    pub fn not_acted(id: &str, failed: &NotActed, attempts: u32) -> AuditRecord {
         tracing::error!(
             approval = id,
-            error = why,
+            error = failed.why,
             "an approved decision could not be acted on"
+        );
+        let mut meta = job_meta();
+        meta.note(
+            "approval",
+            json!({"id": id, "act": "the approval's own run did not finish"}),
         );
         meta.note(
             "error",
-            format!("given up after {} attempts: {why}", job.attempts),
+            format!("given up after {attempts} attempts: {}", failed.why),
         );
-        meta.target = Some(approval.target.clone());
-        meta.place = Some((approval.account.clone(), approval.region.clone()));
-        let record = meta.into_record(Outcome::Rejected, 0, Some("approval-not-acted"), 0);
-        self.finish(job, record).await
-    }
-
-    /// Removes a decision's job with the record it produced, in one commit.
-    async fn finish(
-        &self,
-        job: &ClaimedJob,
-        record: crate::audit::AuditRecord,
-    ) -> Result<(), AuditError> {
-        self.audit
-            .finish_job(record, &job.id, Vec::new())
-            .await
-            .map(|_| ())
+        meta.target = Some(failed.approval.target.clone());
+        meta.place = Some((
+            failed.approval.account.clone(),
+            failed.approval.region.clone(),
+        ));
+        meta.into_record(Outcome::Rejected, 0, Some("approval-not-acted"), 0)
     }
 
     /// The decision a vote counted on (`false`) or closed (`true`), or why it changed nothing.
@@ -548,16 +562,15 @@ enum Acted {
     Elsewhere(String),
 }
 
-/// The approval id a decision's job carries.
-fn job_id(job: &ClaimedJob) -> String {
-    serde_json::from_str::<serde_json::Value>(&job.payload)
-        .ok()
-        .and_then(|payload| payload["id"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// The data of a decision's jobs (its expiry, its act): the approval's id.
+#[derive(Debug, serde::Deserialize)]
+pub struct ApprovalJob {
+    /// The approval's id.
+    pub id: String,
 }
 
 /// The record of a decision's job: reflex itself, acting on what approvers decided.
-fn job_meta() -> RequestMeta {
+pub fn job_meta() -> RequestMeta {
     let mut meta = RequestMeta::new(Source::Approval, None);
     meta.auth = crate::audit::Auth::LocalOperator;
     meta

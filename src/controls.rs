@@ -9,8 +9,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::audit::{
-    AuditError, AuditStore, BreakerState, ClaimedJob, Home, Outcome, Pause, RequestMeta, Scope,
-    Silence, Source,
+    AuditError, AuditRecord, AuditStore, BreakerState, Home, NewJob, Outcome, Pause, RequestMeta,
+    Scope, Silence, Source,
 };
 use crate::config::{Config, NotifyEvent, parse_length};
 use crate::engine::budget::{self, Budgets, Left};
@@ -369,25 +369,13 @@ fn silenced_target(meta: &mut RequestMeta, silence: &Silence) {
     meta.place = silence.account.clone().zip(silence.region.clone());
 }
 
-/// Announces the end of the silence a `silence-end` job names: its audit record and its notifications, written
-/// with the job's removal, once across every process sharing the store. A silence lifted early has no such
-/// job left.
-pub async fn end_silence(
-    audit: &AuditStore,
-    notifier: &Notifier,
-    job: &ClaimedJob,
-) -> Result<(), AuditError> {
+/// The end of `silence`, announced when its `silence-end` job runs: its audit record and its notifications,
+/// written with the job's removal, once across every process sharing the store. A silence lifted early has
+/// no such job left.
+pub fn silence_ended(notifier: &Notifier, silence: &Silence) -> (AuditRecord, Vec<NewJob>) {
     let mut meta = RequestMeta::new(Source::Admin, None);
-    let Ok(silence) = serde_json::from_str::<Silence>(&job.payload) else {
-        meta.note("ignored", "the silence's end cannot be read");
-        let record = meta.into_record(Outcome::Ignored, 200, None, 0);
-        return audit
-            .finish_job(record, &job.id, Vec::new())
-            .await
-            .map(|_| ());
-    };
-    silenced_target(&mut meta, &silence);
-    meta.note("silence_end", &silence);
+    silenced_target(&mut meta, silence);
+    meta.note("silence_end", silence);
     let who = silence.target.as_deref().unwrap_or("every target");
     let text = format!(
         "the silence of {who} set by {} ({}) has ended",
@@ -401,12 +389,8 @@ pub async fn end_silence(
     )
     .at(meta.place.as_ref());
     tracing::info!(silence = silence.id, target = who, "a silence ended");
-    let record = meta.into_record(Outcome::Completed, 200, None, 0);
-    let dropped = audit
-        .finish_job(record, &job.id, notifier.jobs_for(&event))
-        .await?;
-    notifier.count_dropped(dropped);
-    Ok(())
+    let jobs = notifier.jobs_for(&event);
+    (meta.into_record(Outcome::Completed, 200, None, 0), jobs)
 }
 
 /// What a pause or resume of `target` (`None`: everything) is for.

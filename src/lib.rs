@@ -24,6 +24,7 @@ pub mod evidence;
 pub mod fuzz_entry;
 mod hex;
 pub mod http;
+pub mod job;
 pub mod jobs;
 mod logging;
 pub mod metrics;

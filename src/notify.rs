@@ -14,14 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditRecord, ClaimedJob, NewJob, Outcome, RequestMeta, Source};
 use crate::config::{Config, NotifyEvent, NotifyFormat};
 pub use crate::events::{Ask, Event, Tried};
+use crate::job::Ran;
 use crate::metrics::Metrics;
 
 /// The job kind of a notification.
 pub const JOB_KIND: &str = "notify";
-/// Attempts per delivery: the first and three retries.
-const ATTEMPTS: u32 = 4;
-/// The wait before the first retry; it doubles for each further one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// One attempt's bound.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A notification for a webhook this process does not know is put back this often ...
@@ -70,18 +67,26 @@ impl std::fmt::Debug for Sink {
 
 /// A notification job's data: the event and the webhook it goes to.
 #[derive(Debug, Serialize, Deserialize)]
-struct Queued {
+pub struct Queued {
     event: Event,
     sink: String,
 }
 
-/// What one attempt at a notification job came to.
+/// Why a notification was not delivered this time.
 #[derive(Debug)]
-pub enum Attempted {
-    /// Delivered, or given up on: the record to write with the job's removal.
-    Done(Box<AuditRecord>),
-    /// Failed, worth another attempt after this long.
-    Retry(Duration, String),
+pub struct Undelivered {
+    /// The receiver's answer, if it answered.
+    status: Option<u16>,
+    /// What failed, without the webhook's URL.
+    why: String,
+    /// Whether the receiver will never take it (a 4xx other than 429): given up at once.
+    permanent: bool,
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
 }
 
 /// Turns events into jobs and delivers them; cheap to clone. Without `[[notify]]` entries it makes no jobs.
@@ -204,77 +209,83 @@ impl Notifier {
         }
     }
 
-    /// One attempt at the notification job `job`.
-    pub async fn attempt(&self, job: &ClaimedJob) -> Attempted {
-        let Ok(queued) = serde_json::from_str::<Queued>(&job.payload) else {
-            return Attempted::Done(Box::new(self.record(
-                None,
-                None,
-                "the job cannot be read",
-                job,
-            )));
-        };
+    /// One attempt at delivering `queued`, the notification job `job`: delivered, given up at once (the
+    /// receiver will never take it, or its webhook is not configured here for an hour), put back, or failed
+    /// for now (retried by the job's kind, then `undelivered`).
+    pub async fn attempt(&self, job: &ClaimedJob, queued: &Queued) -> Ran<Undelivered> {
         let Some(sink) = self.sinks.iter().find(|sink| sink.id == queued.sink) else {
             // Another replica (or this one after a restart with other [[notify]] entries) may know the
             // webhook: put it back for an hour before giving up on it.
             let why = "its [[notify]] entry is not configured in this process";
             if job.attempts < UNKNOWN_SINK_ATTEMPTS {
-                return Attempted::Retry(UNKNOWN_SINK_AGAIN, why.to_owned());
+                return Ran::Later(UNKNOWN_SINK_AGAIN, why.to_owned());
             }
-            let event = Some(&queued.event);
-            return Attempted::Done(Box::new(self.record(event, None, why, job)));
+            return Ran::finished(self.record(&queued.event, None, why, job));
         };
         let body = self.body(sink, &queued.event);
-        let (status, error) = match self.client.post(sink.url.clone()).json(&body).send().await {
+        let failed = match self.client.post(sink.url.clone()).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
                 let status = response.status().as_u16();
                 Metrics::count(&self.metrics.notifications, "delivered");
                 let delivered =
                     Delivered::of(&queued.event, sink, job.attempts, Some(status), None);
-                return Attempted::Done(Box::new(delivered.record(&queued.event)));
+                return Ran::finished(delivered.record(&queued.event));
             }
             Ok(response) => {
                 let status = response.status();
-                // A request the receiver will never take (a revoked webhook) is not retried.
-                let permanent =
-                    status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
-                (
-                    Some(status.as_u16()),
-                    (format!("the receiver answered {status}"), permanent),
-                )
+                Undelivered {
+                    status: Some(status.as_u16()),
+                    why: format!("the receiver answered {status}"),
+                    // A request the receiver will never take (a revoked webhook) is not retried.
+                    permanent: status.is_client_error()
+                        && status != reqwest::StatusCode::TOO_MANY_REQUESTS,
+                }
             }
             // The client's error names the URL, which carries the webhook's secret: say what failed, not where.
-            Err(err) => (
-                None,
-                (
-                    format!("cannot reach the receiver: {}", failure(&err)),
-                    false,
-                ),
-            ),
+            Err(err) => Undelivered {
+                status: None,
+                why: format!("cannot reach the receiver: {}", failure(&err)),
+                permanent: false,
+            },
         };
-        let (error, permanent) = error;
-        if !permanent && job.attempts < ATTEMPTS {
-            let backoff = FIRST_BACKOFF * 2u32.saturating_pow(job.attempts.saturating_sub(1));
-            return Attempted::Retry(backoff, error);
+        if failed.permanent {
+            return Ran::finished(self.undelivered(job, queued, &failed));
         }
+        Ran::Failed(failed)
+    }
+
+    /// The record of `queued`, the job `job`, given up: the last attempt `failed`.
+    pub fn undelivered(
+        &self,
+        job: &ClaimedJob,
+        queued: &Queued,
+        failed: &Undelivered,
+    ) -> AuditRecord {
         Metrics::count(&self.metrics.notifications, "failed");
-        let host = sink.url.host_str().unwrap_or_default();
-        tracing::warn!(host, error, "notification not delivered");
-        let delivered = Delivered::of(&queued.event, sink, job.attempts, status, Some(error));
-        Attempted::Done(Box::new(delivered.record(&queued.event)))
+        let sink = self.sinks.iter().find(|sink| sink.id == queued.sink);
+        let host = sink
+            .and_then(|sink| sink.url.host_str())
+            .unwrap_or_default();
+        tracing::warn!(host, error = failed.why, "notification not delivered");
+        let Some(sink) = sink else {
+            return self.record(&queued.event, failed.status, &failed.why, job);
+        };
+        let error = Some(failed.why.clone());
+        let delivered = Delivered::of(&queued.event, sink, job.attempts, failed.status, error);
+        delivered.record(&queued.event)
     }
 
     /// The record of a job that could not even be attempted.
     fn record(
         &self,
-        event: Option<&Event>,
+        event: &Event,
         status: Option<u16>,
         why: &str,
         job: &ClaimedJob,
     ) -> AuditRecord {
         let mut meta = RequestMeta::new(Source::Notify, None);
-        meta.target = event.map(|event| event.target.clone());
-        meta.place = event.and_then(Event::place);
+        meta.target = Some(event.target.clone());
+        meta.place = event.place();
         meta.note(
             "notification",
             serde_json::json!({"job": job.id, "ignored": why}),

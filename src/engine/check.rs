@@ -146,14 +146,10 @@ impl Engine {
         }
     }
 
-    /// Runs the claimed check `job` (of this release's kind, or the previous release's `recovery-check` or
-    /// `ladder-check`): judged as its step's action kind declares. One that cannot be read, or whose kind is
-    /// not registered, is recorded as ignored and finished.
-    pub async fn run_check(&self, job: &ClaimedJob) -> Result<(), EngineError> {
+    /// Runs the claimed check `job`, whose payload is `check` (`read_check`): judged as its step's action kind
+    /// declares. One whose kind is not registered is recorded as ignored and finished.
+    pub async fn run_check(&self, job: &ClaimedJob, check: Check) -> Result<(), EngineError> {
         let mut meta = RequestMeta::new(Source::RecoveryCheck, None);
-        let Some(check) = self.scheduled(job) else {
-            return self.ignore(job, meta, "the check cannot be read").await;
-        };
         let Some(kind) = self.kinds.get(&check.kind).cloned() else {
             let why = format!("no action kind {:?} is registered", check.kind);
             return self.ignore(job, meta, &why).await;
@@ -167,8 +163,9 @@ impl Engine {
         }
     }
 
-    /// The check `job` carries, whichever release scheduled it.
-    fn scheduled(&self, job: &ClaimedJob) -> Option<Check> {
+    /// The check `job` carries, whichever release scheduled it: this release's kind, or the previous
+    /// release's `recovery-check` or `ladder-check`.
+    pub fn read_check(&self, job: &ClaimedJob) -> Option<Check> {
         match job.kind.as_str() {
             RECOVERY_JOB => serde_json::from_str(&job.payload)
                 .ok()

@@ -1751,7 +1751,8 @@ async fn an_approval_whose_run_failed_is_acted_on_once_by_its_act_job() {
         .unwrap()
         .expect("the act job is due");
     assert_eq!(job.kind, crate::audit::APPROVAL_ACT_JOB);
-    approvals.act_later(&job).await.unwrap();
+    let ran = approvals.act_later(&held_id).await.unwrap();
+    assert!(matches!(ran, crate::job::Ran::Recorded), "{ran:?}");
     let done = h.fleet.done.lock().unwrap().clone();
     assert_eq!(done.len(), 2, "{done:?}");
     let approval = h.store.approval(&held_id).await.unwrap().unwrap();
