@@ -1,5 +1,5 @@
 //! Notifications: events (a run acted, was refused, a breaker tripped, a target did not recover) sent to the
-//! `[[notify]]` webhooks, as Slack incoming-webhook messages or plain JSON. Each event becomes one durable job
+//! `[[notify]]` webhooks, each in its format (`sinks/`: Slack, PagerDuty, JSON). Each event becomes one durable job
 //! per webhook that wants it, written in the same commit as the record it comes from, so a notification
 //! queued before a crash or a restart is delivered after it; any process sharing the store delivers it. Each
 //! attempt is bounded; failures are retried with backoff; the delivery's result is an audit record (written
@@ -12,10 +12,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, ClaimedJob, NewJob, Outcome, RequestMeta, Source};
-use crate::config::{Config, NotifyEvent, NotifyFormat};
+use crate::config::{Config, NotifyEvent};
 pub use crate::events::{Ask, Event, Tried};
 use crate::job::Ran;
 use crate::metrics::Metrics;
+use crate::sink::{Links, Sink};
 
 /// The job kind of a notification.
 pub const JOB_KIND: &str = "notify";
@@ -35,28 +36,24 @@ pub enum NotifyError {
 }
 
 /// One `[[notify]]` webhook. Its `Debug` shows the host only: the URL carries the webhook's secret.
-struct Sink {
+struct Webhook {
     /// Names the webhook in its jobs without its URL (a webhook URL carries its secret): a digest of it.
     id: String,
     url: reqwest::Url,
-    format: NotifyFormat,
+    format: Box<dyn Sink>,
     events: Vec<NotifyEvent>,
-    /// PagerDuty's routing key (`pagerduty` only), sent in the body, never logged.
-    routing_key: Option<crate::config::Secret>,
 }
 
-impl Sink {
-    /// Whether this webhook hears about `event`: a PagerDuty integration only of escalations and their
-    /// resolution.
+impl Webhook {
+    /// Whether this webhook hears about `event`: its entry wants it and its format sends it.
     fn wants(&self, event: NotifyEvent) -> bool {
-        let pages = matches!(event, NotifyEvent::Escalated | NotifyEvent::Resolved);
-        self.events.contains(&event) && (self.format != NotifyFormat::Pagerduty || pages)
+        self.events.contains(&event) && self.format.sends(event)
     }
 }
 
-impl std::fmt::Debug for Sink {
+impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sink")
+        f.debug_struct("Webhook")
             .field("id", &self.id)
             .field("host", &self.url.host_str().unwrap_or_default())
             .field("format", &self.format)
@@ -92,10 +89,10 @@ impl std::fmt::Display for Undelivered {
 /// Turns events into jobs and delivers them; cheap to clone. Without `[[notify]]` entries it makes no jobs.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    sinks: Arc<[Sink]>,
+    sinks: Arc<[Webhook]>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
-    public_url: Option<String>,
+    links: Links,
 }
 
 impl Notifier {
@@ -111,13 +108,13 @@ impl Notifier {
             sinks: Arc::from(Vec::new()),
             client,
             metrics,
-            public_url: None,
+            links: Links::default(),
         }
     }
 
     /// The notifier of the configured webhooks (none: a disabled notifier).
     pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Self, NotifyError> {
-        let sinks: Vec<Sink> = config
+        let sinks: Vec<Webhook> = config
             .notify
             .iter()
             .filter_map(|entry| {
@@ -129,12 +126,11 @@ impl Notifier {
                     Some(key) => sink_id(&format!("{secret}\n{}", key.expose())),
                     None => sink_id(secret),
                 };
-                Some(Sink {
+                Some(Webhook {
                     id,
                     url,
-                    format: entry.format,
+                    format: crate::sinks::of(entry),
                     events: entry.events.clone(),
-                    routing_key: entry.routing_key.clone(),
                 })
             })
             .collect();
@@ -150,11 +146,7 @@ impl Notifier {
             sinks: sinks.into(),
             client,
             metrics,
-            public_url: config
-                .server
-                .public_url
-                .as_deref()
-                .map(|url| url.trim_end_matches('/').to_owned()),
+            links: Links::under(config.server.public_url.as_deref()),
         })
     }
 
@@ -183,7 +175,7 @@ impl Notifier {
         let webhooks: Vec<&reqwest::Url> = self
             .sinks
             .iter()
-            .filter(|sink| sink.format == NotifyFormat::Slack)
+            .filter(|sink| sink.format.is_slack())
             .map(|sink| &sink.url)
             .collect();
         if !crate::slack::response_url_allowed(response_url, &webhooks) {
@@ -222,7 +214,7 @@ impl Notifier {
             }
             return Ran::finished(self.record(&queued.event, None, why, job));
         };
-        let body = self.body(sink, &queued.event);
+        let body = sink.format.body(&queued.event, &self.links);
         let failed = match self.client.post(sink.url.clone()).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
                 let status = response.status().as_u16();
@@ -292,65 +284,6 @@ impl Notifier {
         );
         meta.into_record(Outcome::Ignored, status.unwrap_or(0), None, 0)
     }
-
-    /// The audit page of the record `audit_id`, when `server.public_url` says where reflex is.
-    fn link(&self, audit_id: &str) -> Option<String> {
-        self.public_url
-            .as_ref()
-            .map(|base| format!("{base}/audit/{audit_id}"))
-    }
-
-    /// The request body for `sink`.
-    fn body(&self, sink: &Sink, event: &Event) -> serde_json::Value {
-        let link = self.link(&event.audit_id);
-        match sink.format {
-            NotifyFormat::Json => {
-                let mut body = serde_json::to_value(event).unwrap_or_default();
-                if let (Some(link), Some(fields)) = (&link, body.as_object_mut()) {
-                    fields.insert("link".into(), link.clone().into());
-                }
-                body
-            }
-            NotifyFormat::Pagerduty => {
-                let routing_key = sink.routing_key.as_ref().map(|k| k.expose().to_owned());
-                crate::pagerduty::event(event, routing_key.unwrap_or_default(), |id| self.link(id))
-            }
-            NotifyFormat::Slack => {
-                let record = match &link {
-                    Some(link) => format!("<{link}|audit {}>", event.audit_id),
-                    None => format!("audit {}", event.audit_id),
-                };
-                let place = match (&event.account, &event.region) {
-                    (Some(account), Some(region)) => format!(" ({account}/{region})"),
-                    _ => String::new(),
-                };
-                let tried: Vec<String> = event
-                    .tried
-                    .iter()
-                    .map(|step| match self.link(&step.audit_id) {
-                        Some(link) => format!("<{link}|{}>", step.step),
-                        None => format!("{} ({})", step.step, step.audit_id),
-                    })
-                    .collect();
-                let tried = if tried.is_empty() {
-                    String::new()
-                } else {
-                    format!("\ntried: {}", tried.join(" → "))
-                };
-                let text = format!(
-                    "*reflex: {}* on `{}`{}: {} ({record}){tried}",
-                    event.event.as_str(),
-                    crate::slack::escape(&event.target),
-                    crate::slack::escape(&place),
-                    crate::slack::escape(&event.text),
-                );
-                match &event.approval {
-                    Some(ask) => crate::slack::approval_message(&text, ask),
-                    None => serde_json::json!({ "text": text }),
-                }
-            }
-        }
-    }
 }
 
 /// How one delivery ended, as its audit record says.
@@ -370,7 +303,7 @@ struct Delivered {
 impl Delivered {
     fn of(
         event: &Event,
-        sink: &Sink,
+        sink: &Webhook,
         attempts: u32,
         status: Option<u16>,
         error: Option<String>,
@@ -450,7 +383,10 @@ mod tests {
             assert!(!job.payload.contains(key), "the key is never stored");
             let queued: Queued = serde_json::from_str(&job.payload).unwrap();
             let sink = notifier.sinks.iter().find(|s| s.id == queued.sink).unwrap();
-            assert_eq!(notifier.body(sink, &event)["routing_key"], key);
+            assert_eq!(
+                sink.format.body(&event, &notifier.links)["routing_key"],
+                key
+            );
         }
         let acted = Event::new(NotifyEvent::Acted, "web", "replaced".into(), "R1");
         assert!(
@@ -465,5 +401,45 @@ mod tests {
         assert_eq!(id.len(), 16);
         assert!(!id.contains("secret"));
         assert_ne!(id, sink_id("https://hooks.example/T000/B000/other"));
+    }
+
+    /// A format written for this test only, as any format is written: what it sends and its body.
+    #[derive(Debug)]
+    struct Shout;
+
+    impl Sink for Shout {
+        fn sends(&self, event: NotifyEvent) -> bool {
+            event == NotifyEvent::Acted
+        }
+
+        fn body(&self, event: &Event, links: &Links) -> serde_json::Value {
+            serde_json::json!({"shout": event.text.to_uppercase(), "link": links.record(&event.audit_id)})
+        }
+    }
+
+    #[test]
+    fn a_format_chooses_what_it_sends_and_its_body_and_the_notifier_does_the_rest() {
+        let mut notifier = Notifier::disabled(Arc::new(Metrics::default()));
+        notifier.links = Links::under(Some("https://reflex.example/"));
+        notifier.sinks = Arc::from(vec![Webhook {
+            id: sink_id("https://receiver.example/hook"),
+            url: reqwest::Url::parse("https://receiver.example/hook").unwrap(),
+            format: Box::new(Shout),
+            events: NotifyEvent::all(),
+        }]);
+        let refused = Event::new(NotifyEvent::Refused, "web", "refused".into(), "R0");
+        assert!(
+            notifier.jobs_for(&refused).is_empty(),
+            "its format does not send it"
+        );
+        let acted = Event::new(NotifyEvent::Acted, "web", "replaced i-1".into(), "R1");
+        let jobs = notifier.jobs_for(&acted);
+        assert_eq!(jobs.len(), 1);
+        let queued: Queued = serde_json::from_str(&jobs[0].payload).unwrap();
+        let sink = notifier.sinks.iter().find(|s| s.id == queued.sink).unwrap();
+        assert_eq!(
+            sink.format.body(&queued.event, &notifier.links),
+            serde_json::json!({"shout": "REPLACED I-1", "link": "https://reflex.example/audit/R1"})
+        );
     }
 }

@@ -1,11 +1,44 @@
-//! PagerDuty Events API v2: the body a `pagerduty` `[[notify]]` entry posts. An escalation is a `trigger` and
-//! its resolution a `resolve`, both with the same `dedup_key` (one per target and episode), so that repeats
-//! update one incident and the incident closes when the target has its capacity back.
+//! `pagerduty`: PagerDuty Events API v2, the body a `pagerduty` `[[notify]]` entry posts. An escalation is a
+//! `trigger` and its resolution a `resolve`, both with the same `dedup_key` (one per target and episode), so
+//! that repeats update one incident and the incident closes when the target has its capacity back. Other
+//! events are not sent.
 
 use serde_json::{Value, json};
 
-use crate::config::NotifyEvent;
+use crate::config::{NotifyEvent, Secret};
 use crate::events::Event;
+use crate::sink::{Links, Sink};
+
+/// One PagerDuty integration: its routing key, sent in the body, never logged or stored.
+pub struct Pagerduty {
+    routing_key: Option<Secret>,
+}
+
+impl Pagerduty {
+    /// The integration of `routing_key`.
+    pub fn new(routing_key: Option<Secret>) -> Self {
+        Self { routing_key }
+    }
+}
+
+impl std::fmt::Debug for Pagerduty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pagerduty")
+    }
+}
+
+impl Sink for Pagerduty {
+    fn sends(&self, event: NotifyEvent) -> bool {
+        matches!(event, NotifyEvent::Escalated | NotifyEvent::Resolved)
+    }
+
+    fn body(&self, event: &Event, links: &Links) -> Value {
+        let routing_key = self.routing_key.as_ref().map(|k| k.expose().to_owned());
+        self::event(event, routing_key.unwrap_or_default(), |id| {
+            links.record(id)
+        })
+    }
+}
 
 /// PagerDuty's limit on an event's summary.
 const SUMMARY_MAX: usize = 1024;
