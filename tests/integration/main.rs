@@ -16,6 +16,7 @@ mod grafana;
 mod iam;
 mod isolate;
 mod ladder;
+mod migration;
 mod modes;
 mod monitoring;
 mod notify;
