@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod contract;
 pub mod controls;
+pub mod detail;
 pub mod engine;
 pub mod events;
 pub mod evidence;

@@ -126,17 +126,21 @@ pub(super) async fn search(
     rows.iter().map(record_from_row).collect()
 }
 
-/// The recovery check recorded for the run `run_id`, once it ran.
+/// The check recorded for the run `run_id`, once it ran: the first check of the run's episode after it (a
+/// check is made before the run of the step it starts, so a later step's run comes after the check that
+/// started it). Read through the episodes' index, not the records' JSON.
 pub(super) async fn recovery_of(
     readers: &AnyPool,
     run_id: &str,
 ) -> Result<Option<AuditRecord>, AuditError> {
-    let pattern = format!("%\"run\":\"{run_id}\"%");
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM audit_records WHERE source = 'recovery-check' AND detail LIKE $1 \
-         ORDER BY id DESC LIMIT 1"
+        "SELECT {COLUMNS} FROM audit_records WHERE id = (\
+           SELECT later.record_id FROM episode_steps run \
+           JOIN episode_steps later ON later.episode = run.episode AND later.record_id > run.record_id \
+           JOIN audit_records checked ON checked.id = later.record_id AND checked.source = 'recovery-check' \
+           WHERE run.record_id = $1 ORDER BY later.record_id LIMIT 1)"
     ))
-    .bind(pattern)
+    .bind(run_id)
     .fetch_optional(readers)
     .await?;
     row.as_ref().map(record_from_row).transpose()

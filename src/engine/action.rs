@@ -70,11 +70,7 @@ impl Act {
     /// The action kind of the act: as stored, or for a decision stored before kinds were named, the kind
     /// whose call it is (`reboot` and `start` were the reboot step's, the rest replacements).
     pub fn kind(&self) -> &str {
-        match (self.kind.as_str(), self.action.as_str()) {
-            ("", "reboot" | "start") => "reboot",
-            ("", _) => "replace",
-            (kind, _) => kind,
-        }
+        crate::detail::act_kind(&self.kind, &self.action)
     }
 }
 

@@ -12,6 +12,7 @@ use super::summary::ApprovalRef;
 use super::targets::Target;
 use super::{Approved, Authenticated, Engine, EngineError, NextStep, Run, Summary, Trigger};
 use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta, rfc3339};
+use crate::detail::RunDetail;
 use crate::target::Place;
 
 /// Runs (and recovery checks) of the target an approver sees.
@@ -41,12 +42,12 @@ pub fn evidence(
             })
         })
         .collect();
-    // Whether each run that acted recovered: the outcome of its recovery check, when listed too.
+    // Whether each run that acted recovered: the outcome of its check, when listed too.
     let recovery_of = |run: &str| {
         last_runs.iter().find_map(|check| {
             (check.source == crate::audit::Source::RecoveryCheck
-                && check.detail["recovery"]["run"] == run)
-                .then(|| check.outcome.as_str())
+                && RunDetail::of(&check.detail).checked_run.as_deref() == Some(run))
+            .then(|| check.outcome.as_str())
         })
     };
     let runs: Vec<Value> = last_runs

@@ -197,6 +197,11 @@ async fn a_reboot_that_does_not_fix_it_is_replaced_then_escalated_paged_and_reso
         escalated.detail
     );
     assert_eq!(escalated.detail["breaker"]["tripped"], "escalated");
+    // Each run's page finds its own check: the reboot's, then the replacement's.
+    for (run, checked) in [(&first, &check), (&replace.id, &escalated)] {
+        let found = app.audit.recovery_of(run).await.unwrap();
+        assert_eq!(found.map(|found| found.id), Some(checked.id.clone()));
+    }
     let (_, refused) = app.remediate(json!({"load_balancer": lb})).await;
     assert_eq!(refused["refused-rule"], "breaker-open", "{refused}");
     let dedup_key = format!("reflex/123456789012/us-east-1/{lb}/{first}");

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::layout::{layout, path_of, when};
 use crate::audit::{AuditRecord, EpisodeStep};
 use crate::controls::State;
+use crate::detail::{ActionPart, RunDetail, SeenInstance};
 
 /// The timeline's filters as the form holds them (also the next page's link).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -95,10 +96,6 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
             }
         },
     )
-}
-
-fn count(value: &Value) -> usize {
-    value.as_array().map_or(0, Vec::len)
 }
 
 pub(super) fn outcome_class(outcome: &str) -> &'static str {
@@ -240,7 +237,7 @@ fn records_table(records: &[AuditRecord]) -> Markup {
                 thead { tr { th { "Time (UTC)" } th { "Source" } th { "Caller" } th { "Target" } th { "Outcome" } th { "Unhealthy" } th { "Acted" } th { "Skipped" } } }
                 tbody {
                     @for record in records {
-                        @let answer = &record.detail["answer"];
+                        @let answered = RunDetail::of(&record.detail).answered;
                         tr {
                             td data-label="Time" { a href={ "/ui/runs/" (record.id) } { (when(record.at)) } }
                             td data-label="Source" { (record.source.as_str()) }
@@ -250,9 +247,9 @@ fn records_table(records: &[AuditRecord]) -> Markup {
                                 (record.outcome.as_str())
                                 @if let Some(error) = &record.error { " (" (error) ")" }
                             }
-                            td data-label="Unhealthy" { (count(&answer["unhealthy-instance-ids"])) }
+                            td data-label="Unhealthy" { (answered.unhealthy) }
                             td data-label="Acted" { (record.acted) }
-                            td data-label="Skipped" { (count(&answer["skipped"])) }
+                            td data-label="Skipped" { (answered.skipped) }
                         }
                     }
                 }
@@ -301,25 +298,26 @@ pub fn run(
     recovery: Option<&AuditRecord>,
     episode: Option<&(String, Vec<EpisodeStep>)>,
 ) -> Markup {
-    let detail = &record.detail;
+    let detail = RunDetail::of(&record.detail);
     layout(
         "run",
         true,
         html! {
-            (trigger(record))
-            (snapshot(detail))
-            (plan(detail))
-            (aws_answers(detail))
-            @if !detail["error"].is_null() {
+            (trigger(record, &detail))
+            (snapshot(&detail.seen))
+            (plan(&detail))
+            (aws_answers(detail.actions.as_deref()))
+            @if let Some(error) = &detail.error {
                 h2 { "Error" }
-                p.bad { (text(&detail["error"])) }
+                p.bad { (error) }
             }
             @if let Some(check) = recovery {
+                @let found = RunDetail::of(&check.detail).check.unwrap_or_default();
                 h2 { "Recovery check" }
                 p class=(outcome_class(check.outcome.as_str())) {
                     a href={ "/ui/runs/" (check.id) } { (check.outcome.as_str()) }
-                    " at " (when(check.at)) ": " (text(&check.detail["in_service"])) " of "
-                    (text(&check.detail["recovery"]["expected_in_service"])) " instances InService"
+                    " at " (when(check.at)) ": " (number(found.in_service)) " of "
+                    (number(found.expected_in_service)) " instances InService"
                 }
             }
             @if let Some((id, steps)) = episode {
@@ -334,8 +332,7 @@ pub fn run(
 }
 
 /// The run page's trigger: who asked, how, about which target, and what came of it.
-fn trigger(record: &AuditRecord) -> Markup {
-    let detail = &record.detail;
+fn trigger(record: &AuditRecord, detail: &RunDetail) -> Markup {
     html! {
         h2 { "Trigger" }
         dl.panel {
@@ -348,28 +345,28 @@ fn trigger(record: &AuditRecord) -> Markup {
             dt { "Account / region" } dd { (record.account.as_deref().unwrap_or("-")) " / " (record.region.as_deref().unwrap_or("-")) }
             dt { "Outcome" } dd class=(outcome_class(record.outcome.as_str())) { (record.outcome.as_str()) @if let Some(error) = &record.error { " (" (error) ")" } }
             dt { "Dry run" } dd { (if record.dry_run { "yes" } else { "no" }) }
-            @if !detail["verified"].is_null() { dt { "Verified" } dd { code { (detail["verified"].to_string()) } } }
-            @if !detail["request"].is_null() { dt { "Request" } dd { code { (detail["request"].to_string()) } } }
-            @if let Some(message) = detail["answer"]["message"].as_str() { dt { "Alert" } dd { (message) } }
+            @if let Some(verified) = &detail.verified { dt { "Verified" } dd { code { (verified.to_string()) } } }
+            @if let Some(request) = &detail.request { dt { "Request" } dd { code { (request.to_string()) } } }
+            @if let Some(message) = &detail.message { dt { "Alert" } dd { (message) } }
         }
     }
 }
 
 /// The run page's snapshot of the target's instances, when the run took one.
-fn snapshot(detail: &Value) -> Markup {
+fn snapshot(seen: &[SeenInstance]) -> Markup {
     html! {
-        @if let Some(instances) = detail["seen"]["instances"].as_array() {
+        @if !seen.is_empty() {
             h2 { "Snapshot" }
             table {
                 thead { tr { th { "Instance" } th { "Health" } th { "Reported" } th { "EC2 state" } th { "Auto Scaling group" } } }
                 tbody {
-                    @for instance in instances {
+                    @for instance in seen {
                         tr {
-                            td { code { (text(&instance["instance_id"])) } }
-                            td { (text(&instance["health"]["state"])) }
-                            td { (text(&instance["health"]["reported"])) @if let Some(reason) = instance["health"]["reason_code"].as_str() { " (" (reason) ")" } }
-                            td { (text(&instance["ec2"]["state"])) }
-                            td { (text(&instance["auto_scaling_group"])) }
+                            td { code { (instance.instance_id) } }
+                            td { (instance.health.state) }
+                            td { (instance.health.reported) @if let Some(reason) = &instance.health.reason_code { " (" (reason) ")" } }
+                            td { (instance.ec2.as_ref().map_or("-", |ec2| ec2.state.as_str())) }
+                            td { (instance.auto_scaling_group.as_deref().unwrap_or("-")) }
                         }
                     }
                 }
@@ -379,27 +376,26 @@ fn snapshot(detail: &Value) -> Markup {
 }
 
 /// The run page's plan, when the run made one: why it was refused, what it acts on and what it skips.
-fn plan(detail: &Value) -> Markup {
-    let plan = &detail["plan"];
+fn plan(detail: &RunDetail) -> Markup {
     html! {
-        @if plan.is_object() {
+        @if let Some(plan) = &detail.plan {
             h2 { "Plan" }
-            @if let Some(rule) = plan["refused"]["rule"].as_str() {
-                p.warn { "Refused (" (rule) "): " (text(&detail["answer"]["refused"])) }
+            @if let Some(rule) = &plan.refused_rule {
+                p.warn { "Refused (" (rule) "): " (detail.refused.as_deref().unwrap_or("-")) }
             }
             table {
                 thead { tr { th { "Instance" } th { "Decision" } } }
                 tbody {
-                    @for act in plan["act_on"].as_array().into_iter().flatten() {
+                    @for act in &plan.act_on {
                         tr {
-                            td { code { (text(&act["instance-id"])) } }
-                            td.ok { (kind_of(act)) ": " (text(&act["action"])) }
+                            td { code { (act.instance_id) } }
+                            td.ok { (act.kind()) ": " (act.action) }
                         }
                     }
-                    @for skip in plan["skipped"].as_array().into_iter().flatten() {
+                    @for skip in &plan.skipped {
                         tr {
-                            td { code { (text(&skip["instance-id"])) } }
-                            td { "skipped: " (skip_words(skip["reason"].as_str().unwrap_or_default())) " (" (text(&skip["reason"])) ")" }
+                            td { code { (skip.instance_id) } }
+                            td { "skipped: " (skip_words(&skip.reason)) " (" (skip.reason) ")" }
                         }
                     }
                 }
@@ -409,24 +405,29 @@ fn plan(detail: &Value) -> Markup {
 }
 
 /// The run page's AWS answers, one row per call, when the run acted.
-fn aws_answers(detail: &Value) -> Markup {
+fn aws_answers(actions: Option<&[ActionPart]>) -> Markup {
     html! {
-        @if let Some(actions) = detail["actions"].as_array() {
+        @if let Some(actions) = actions {
             h2 { "AWS answers" }
             table {
                 thead { tr { th { "Instance" } th { "Call" } th { "Answer" } } }
                 tbody {
                     @for action in actions {
                         tr {
-                            td { code { (text(&action["instance_id"])) } }
-                            td { (text(&action["action"])) }
-                            @if let Some(error) = action["error"].as_str() { td.bad { (error) } } @else { td { (text(&action["new_state"])) } }
+                            td { code { (action.instance_id) } }
+                            td { (action.action) }
+                            @if let Some(error) = &action.error { td.bad { (error) } } @else { td { (action.new_state.as_deref().unwrap_or("-")) } }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// A count as the page shows it: `-` when the record does not say.
+fn number(count: Option<u64>) -> String {
+    count.map_or_else(|| "-".to_owned(), |count| count.to_string())
 }
 
 /// The run page's episode: its steps in order, each linked but the record's own.
@@ -447,14 +448,6 @@ fn episode_steps(record: &AuditRecord, id: &str, steps: &[EpisodeStep]) -> Marku
             }
         }
     }
-}
-
-/// The action kind of a planned act, as the decision names it (or, for a decision recorded before kinds were
-/// named, as its call tells).
-fn kind_of(act: &Value) -> String {
-    serde_json::from_value::<crate::engine::Act>(act.clone())
-        .map(|act| act.kind().to_owned())
-        .unwrap_or_else(|_| "act".to_owned())
 }
 
 /// The class an episode's step is drawn in: a person is needed, it is over, or neither.

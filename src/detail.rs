@@ -1,0 +1,298 @@
+//! What is read back of a record's `detail` (by the audit page and by the hold's list of earlier runs), typed:
+//! the one place that says the shape of each part read, so that a key the engine renames fails a test here
+//! instead of leaving a page empty. Each part is read on its own: one that is missing, or of another shape (a
+//! record of an older release), is absent, and never hides the rest. Leaf: it names nothing of reflex.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The parts of a record's detail that are read back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunDetail {
+    /// What the receiver verified (an SNS signature, a webhook's token), as noted.
+    pub verified: Option<Value>,
+    /// The request as noted (a manual request's body).
+    pub request: Option<Value>,
+    /// The alert's text or the manual reason, as the answer echoed it.
+    pub message: Option<String>,
+    /// The sentence of a refusal, as the answer gave it.
+    pub refused: Option<String>,
+    /// How many instances the answer listed as unhealthy and as skipped.
+    pub answered: Answered,
+    /// What failed, when the run failed.
+    pub error: Option<String>,
+    /// The instances the run saw.
+    pub seen: Vec<SeenInstance>,
+    /// The plan, when the run made one.
+    pub plan: Option<PlanPart>,
+    /// One entry per AWS call, when the run acted.
+    pub actions: Option<Vec<ActionPart>>,
+    /// A check's finding, when the record is a replacement's check.
+    pub check: Option<CheckPart>,
+    /// The run a check record checked (a replacement's, or a ladder step's).
+    pub checked_run: Option<String>,
+}
+
+/// How many instances a run's answer listed, as the timeline counts them (none when it has no answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answered {
+    /// Listed as unhealthy.
+    pub unhealthy: usize,
+    /// Listed as skipped.
+    pub skipped: usize,
+}
+
+/// One instance of the run's snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct SeenInstance {
+    /// Its id.
+    pub instance_id: String,
+    /// The balancer's verdict.
+    pub health: SeenHealth,
+    /// EC2's description, when EC2 knew it.
+    pub ec2: Option<SeenEc2>,
+    /// Its Auto Scaling group, when it belongs to one.
+    pub auto_scaling_group: Option<String>,
+}
+
+/// The balancer's verdict on one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct SeenHealth {
+    /// The planner's reading (`InService`, `OutOfService`, `Unknown`).
+    pub state: String,
+    /// As AWS spelled it.
+    pub reported: String,
+    /// AWS's reason code, if it gave one.
+    pub reason_code: Option<String>,
+}
+
+/// EC2's description of one instance, as far as it is read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct SeenEc2 {
+    /// Its state (`running`, `stopped`, ...).
+    pub state: String,
+}
+
+/// The run's plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanPart {
+    /// The rule that refused the whole run, if one did.
+    pub refused_rule: Option<String>,
+    /// What it acts on.
+    pub act_on: Vec<PlannedAct>,
+    /// What it leaves alone, and why.
+    pub skipped: Vec<PlannedSkip>,
+}
+
+/// One act of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct PlannedAct {
+    /// The instance.
+    pub instance_id: String,
+    /// The call its action kind chose (`terminate`, `reboot`, `isolate`, ...).
+    pub action: String,
+    /// The action kind; empty in records written before kinds were named.
+    pub kind: String,
+}
+
+impl PlannedAct {
+    /// The action kind: as recorded, or for a record written before kinds were named, the kind whose call it
+    /// is (`reboot` and `start` were the reboot step's, the rest replacements).
+    pub fn kind(&self) -> &str {
+        act_kind(&self.kind, &self.action)
+    }
+}
+
+/// The action kind of an act recorded with `kind` and the call `action`: as recorded, or for an act recorded
+/// before kinds were named (`kind` empty), the kind whose call it is (`reboot` and `start` were the reboot
+/// step's, the rest replacements).
+pub fn act_kind<'a>(kind: &'a str, action: &str) -> &'a str {
+    match (kind, action) {
+        ("", "reboot" | "start") => "reboot",
+        ("", _) => "replace",
+        (kind, _) => kind,
+    }
+}
+
+/// One instance a plan leaves alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct PlannedSkip {
+    /// The instance.
+    pub instance_id: String,
+    /// Why (`cooldown`, `grace-period`, `not-approved`, ...).
+    pub reason: String,
+}
+
+/// One AWS call of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ActionPart {
+    /// The instance.
+    pub instance_id: String,
+    /// The call.
+    pub action: String,
+    /// What AWS answered: the instance's new state, or the health status set.
+    pub new_state: Option<String>,
+    /// Why the call failed, when it did.
+    pub error: Option<String>,
+}
+
+/// A replacement's check: the instances InService it found, of those it expected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckPart {
+    /// InService when it looked.
+    pub in_service: Option<u64>,
+    /// InService expected once the run's replacements joined.
+    pub expected_in_service: Option<u64>,
+}
+
+impl RunDetail {
+    /// The parts of `detail` that are read back, each as far as it can be read.
+    pub fn of(detail: &Value) -> Self {
+        let plan = &detail["plan"];
+        let check = &detail["recovery"];
+        Self {
+            verified: present(&detail["verified"]),
+            request: present(&detail["request"]),
+            message: part(&detail["answer"]["message"]),
+            refused: part(&detail["answer"]["refused"]),
+            answered: Answered {
+                unhealthy: length(&detail["answer"]["unhealthy-instance-ids"]),
+                skipped: length(&detail["answer"]["skipped"]),
+            },
+            error: present(&detail["error"]).map(|error| match error {
+                Value::String(text) => text,
+                other => other.to_string(),
+            }),
+            seen: part(&detail["seen"]["instances"]).unwrap_or_default(),
+            plan: plan.is_object().then(|| PlanPart {
+                refused_rule: part(&plan["refused"]["rule"]),
+                act_on: part(&plan["act_on"]).unwrap_or_default(),
+                skipped: part(&plan["skipped"]).unwrap_or_default(),
+            }),
+            actions: part(&detail["actions"]),
+            check: check.is_object().then(|| CheckPart {
+                in_service: part(&detail["in_service"]),
+                expected_in_service: part(&check["expected_in_service"]),
+            }),
+            checked_run: part(&check["run"]).or_else(|| part(&detail["ladder"]["run"])),
+        }
+    }
+}
+
+/// How many items `value` lists (none when it is no list).
+fn length(value: &Value) -> usize {
+    value.as_array().map_or(0, Vec::len)
+}
+
+/// `value`, unless it is missing.
+fn present(value: &Value) -> Option<Value> {
+    (!value.is_null()).then(|| value.clone())
+}
+
+/// `value` read as a `T`, unless it is missing or of another shape.
+fn part<T: DeserializeOwned>(value: &Value) -> Option<T> {
+    if value.is_null() {
+        return None;
+    }
+    T::deserialize(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit::{Outcome, RequestMeta, Source};
+    use crate::engine::{Act, Plan, Skip, SkipReason};
+
+    #[test]
+    fn what_the_engine_notes_reads_back_part_by_part() {
+        let mut meta = RequestMeta::new(Source::Manual, None);
+        let plan = Plan {
+            registered: vec!["i-1".into(), "i-2".into()],
+            unhealthy: vec!["i-1".into(), "i-2".into()],
+            act_on: vec![Act {
+                instance_id: "i-1".into(),
+                action: "terminate".into(),
+                kind: "replace".into(),
+                auto_scaling_group: None,
+            }],
+            skipped: vec![Skip {
+                instance_id: "i-2".into(),
+                reason: SkipReason::GracePeriod,
+            }],
+            refused: None,
+        };
+        meta.note("plan", &plan);
+        meta.note(
+            "actions",
+            json!([{"instance_id": "i-1", "action": "terminate", "kind": "replace", "new_state": "shutting-down"}]),
+        );
+        meta.note(
+            "answer",
+            json!({"message": "web is down", "refused": null, "unhealthy-instance-ids": ["i-1", "i-2"],
+                   "skipped": [{"instance-id": "i-2", "reason": "grace-period"}]}),
+        );
+        let record = meta.into_record(Outcome::Completed, 200, None, 1);
+        let detail = RunDetail::of(&record.detail);
+        assert_eq!(detail.message.as_deref(), Some("web is down"));
+        assert_eq!(
+            detail.answered,
+            Answered {
+                unhealthy: 2,
+                skipped: 1
+            }
+        );
+        let plan = detail.plan.unwrap();
+        assert_eq!(
+            (plan.act_on[0].instance_id.as_str(), plan.act_on[0].kind()),
+            ("i-1", "replace")
+        );
+        assert_eq!(
+            (
+                plan.skipped[0].instance_id.as_str(),
+                plan.skipped[0].reason.as_str()
+            ),
+            ("i-2", "grace-period")
+        );
+        let actions = detail.actions.unwrap();
+        assert_eq!(actions[0].new_state.as_deref(), Some("shutting-down"));
+        assert_eq!((detail.error, detail.check), (None, None));
+    }
+
+    #[test]
+    fn a_part_of_another_shape_is_absent_and_hides_nothing_else() {
+        let detail = RunDetail::of(&json!({
+            "answer": {"message": "m"},
+            "actions": "not a list",
+            "error": {"code": 1},
+            "recovery": {"run": "R1", "expected_in_service": 3},
+            "in_service": 2,
+        }));
+        assert_eq!(detail.message.as_deref(), Some("m"));
+        assert_eq!(detail.actions, None);
+        assert_eq!(detail.error.as_deref(), Some(r#"{"code":1}"#));
+        assert_eq!(
+            detail.check,
+            Some(CheckPart {
+                in_service: Some(2),
+                expected_in_service: Some(3)
+            })
+        );
+        assert_eq!(detail.checked_run.as_deref(), Some("R1"));
+    }
+
+    #[test]
+    fn an_act_recorded_before_kinds_were_named_reads_as_its_kind() {
+        let act: PlannedAct =
+            serde_json::from_value(json!({"instance-id": "i-1", "action": "start"})).unwrap();
+        assert_eq!(act.kind(), "reboot");
+    }
+}
