@@ -36,13 +36,14 @@ impl<'a> Step<'a> {
     /// The step `trigger` asks of `target`: a ladder's next step, else the first.
     /// (A ladder shortened since the earlier step takes its last step.)
     pub fn of(trigger: &'a Trigger, target: &'a Target) -> Self {
-        let index = trigger.ladder.as_ref().map_or(0, |next| next.index);
+        let next = trigger.resume.step.as_ref();
+        let index = next.map_or(0, |next| next.index);
         let last = target.ladder.len().saturating_sub(1);
         Self {
             kind: &target.ladder[index.min(last)],
             index,
-            episode: trigger.ladder.as_ref().map(|next| next.episode.as_str()),
-            after: trigger.ladder.as_ref().map(|next| next.after.as_str()),
+            episode: next.map(|next| next.episode.as_str()),
+            after: next.map(|next| next.after.as_str()),
         }
     }
 

@@ -50,7 +50,7 @@ pub use reply::{Reply, SubscriptionReply};
 pub use report::Run;
 pub use summary::{ActEntry, ActionError, ApprovalRef, Names, Summary};
 pub use targets::{FleetOf, StartError, probe_targets};
-pub use trigger::{Approved, Authenticated, NextStep, Trigger};
+pub use trigger::{Approved, Authenticated, NextStep, Resume, Trigger};
 
 use crate::audit::{ApprovalWrite, AuditStore, DeliveryKey, Home, RequestMeta};
 use crate::config::{Config, TargetConfig};
@@ -151,15 +151,13 @@ impl Engine {
         trigger: &Trigger,
         delivery: Option<DeliveryKey>,
     ) -> Result<Run, EngineError> {
-        let previous = delivery
-            .as_ref()
-            .and_then(DeliveryKey::previous)
-            .map(str::to_owned);
+        let previous = delivery.as_ref().and_then(DeliveryKey::previous);
+        let trigger = &trigger.clone().taking_over(previous);
         let audit_id = meta.id.clone();
         let (target, mut result) = match self.targets.one(&trigger.target, &trigger.place) {
             Ok(target) => {
                 meta.concerns(&target.id);
-                let run = self.remediate(&mut meta, trigger, target, previous.as_deref());
+                let run = self.remediate(&mut meta, trigger, target);
                 (
                     Some(target),
                     port::RUN_ID.scope(audit_id.clone(), run).await,
@@ -176,7 +174,7 @@ impl Engine {
         };
         let (record, settle, jobs) = self.finished(meta, &result, delivery, tripped, &audit_id);
         // A held decision is written with its run's record; an approval's run is named in the decision.
-        let approval = match (&result, &trigger.approval) {
+        let approval = match (&result, &trigger.resume.approved) {
             (
                 Ok(Run {
                     hold: Some(hold), ..

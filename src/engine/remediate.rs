@@ -34,16 +34,15 @@ struct Done {
 }
 
 impl Engine {
-    /// The run itself, stage by stage, noting each step in `meta`. `previous` is a dead attempt at the same
-    /// delivery that this run takes over.
+    /// The run itself, stage by stage, noting each step in `meta`, picking up what `trigger` resumes.
     #[tracing::instrument(skip_all, fields(request_id = %meta.id, target = %trigger.target))]
     pub(super) async fn remediate(
         &self,
         meta: &mut RequestMeta,
         trigger: &Trigger,
         target: &Target,
-        previous: Option<&str>,
     ) -> Result<Run, EngineError> {
+        let previous = trigger.resume.takeover.as_deref();
         // A target in observe mode runs every stage up to the decision and records what it would have done;
         // one in approve mode holds a decision to act for approvers, unless this run is their approval.
         let observing = target.mode == Mode::Observe;
@@ -82,7 +81,7 @@ impl Engine {
         let mut summary = self.summary_of(meta, &answer, &decided.plan);
         let (tripped, relapsed) = (decided.tripped.clone(), decided.relapsed.clone());
         if holding && !decided.decision.steps.is_empty() {
-            let held = self.hold(meta, target, decided, summary, trigger.ladder.as_ref());
+            let held = self.hold(meta, target, decided, summary, trigger.resume.step.as_ref());
             return Ok(step.recorded(held.await?, meta, target, Vec::new()));
         }
         if dry_run || holding || decided.decision.steps.is_empty() {
@@ -112,7 +111,7 @@ impl Engine {
     /// Whether the run acts on an approval that still holds: the approvers saw the action kind the target's
     /// ladder names for this step now. One that named another since is noted, and the run holds again.
     fn approval_holds(&self, meta: &mut RequestMeta, trigger: &Trigger, step: &Step<'_>) -> bool {
-        let Some(approved) = &trigger.approval else {
+        let Some(approved) = &trigger.resume.approved else {
             return false;
         };
         let now = step.kind.name();
@@ -245,7 +244,7 @@ impl Engine {
 
 /// The only instances a run may act on, and the skip of the rest: an approval's, or a ladder step's.
 fn only_of(trigger: &Trigger) -> Option<(&[String], SkipReason)> {
-    match (&trigger.approval, &trigger.ladder) {
+    match (&trigger.resume.approved, &trigger.resume.step) {
         (Some(approved), _) => Some((approved.instances.as_slice(), SkipReason::NotApproved)),
         (None, Some(next)) => Some((next.instances.as_slice(), SkipReason::NotInEpisode)),
         (None, None) => None,

@@ -657,6 +657,9 @@ async fn a_run_that_acted_is_checked_again_once_and_a_target_still_short_opens_t
     assert_eq!(record.detail["recovery"]["expected_in_service"], 5);
     assert_eq!(record.detail["in_service"], 4);
     assert_eq!(record.detail["breaker"]["tripped"], "escalated");
+    // The run page finds the check through the run's episode.
+    let found = h.store.recovery_of(&run.summary.audit_id).await.unwrap();
+    assert_eq!(found.map(|check| check.id), Some(record.id.clone()));
     let refused = run_once(&h, "web").await;
     assert_eq!(refused.summary.refused_rule, Some("breaker-open"));
 }
@@ -1102,7 +1105,8 @@ impl Engine {
     ) -> Result<Run, EngineError> {
         let target = self.targets.one(&trigger.target, &trigger.place).unwrap();
         meta.concerns(&target.id);
-        self.remediate(meta, trigger, target, Some(previous)).await
+        let trigger = trigger.clone().taking_over(Some(previous));
+        self.remediate(meta, &trigger, target).await
     }
 }
 
@@ -1266,7 +1270,7 @@ async fn the_same_balancer_name_in_two_accounts_is_two_targets() {
         let mut meta = meta();
         meta.concerns(&target.id);
         engine
-            .remediate(&mut meta, &trigger("web", false), target, None)
+            .remediate(&mut meta, &trigger("web", false), target)
             .await
             .unwrap()
     };

@@ -27,10 +27,22 @@ pub struct Trigger {
     pub message: String,
     /// Plan only, write nothing.
     pub dry_run: bool,
-    /// Set when approvers approved a held decision: the run acts on these instances only, if still broken.
-    pub approval: Option<Box<Approved>>,
-    /// Set for a ladder's next step: the run takes that step on the instances the earlier one did not fix.
-    pub ladder: Option<NextStep>,
+    /// What the run picks up from earlier work, if it does not start fresh from an alert.
+    pub resume: Resume,
+}
+
+/// What a run picks up from earlier work instead of starting fresh from an alert: a ladder's next step, a held
+/// decision its approvers approved, a dead attempt at the same delivery. They may come together (the approval
+/// of a held next step; a next step whose first attempt died with its process).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// A ladder's next step: the run takes that step on the instances the earlier one did not fix.
+    pub step: Option<NextStep>,
+    /// A held decision approvers approved: the run acts on its instances only, if still broken.
+    pub approved: Option<Box<Approved>>,
+    /// The audit id of a dead attempt at the same delivery, which the run takes over: what that attempt
+    /// decided counts against this run's cap, and its action is no cooldown for this one.
+    pub takeover: Option<String>,
 }
 
 /// A ladder's next step: the instances an earlier step of an episode did not fix, and where it stands.
@@ -66,20 +78,25 @@ impl Trigger {
             place: Place::default(),
             message,
             dry_run,
-            approval: None,
-            ladder: None,
+            resume: Resume::default(),
         }
     }
 
     /// The trigger taking a ladder's next step.
     pub fn next_step(mut self, step: NextStep) -> Self {
-        self.ladder = Some(step);
+        self.resume.step = Some(step);
         self
     }
 
     /// The trigger acting on the held decision approvers approved.
     pub fn approved(mut self, approved: Approved) -> Self {
-        self.approval = Some(Box::new(approved));
+        self.resume.approved = Some(Box::new(approved));
+        self
+    }
+
+    /// The trigger taking over the dead attempt `previous` at its delivery, if there is one.
+    pub fn taking_over(mut self, previous: Option<&str>) -> Self {
+        self.resume.takeover = previous.map(str::to_owned);
         self
     }
 
