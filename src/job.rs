@@ -38,15 +38,21 @@ impl<F> Ran<F> {
     }
 }
 
-/// An attempt whose result could not be written: the job stays claimed and is taken over by any process once
-/// its claim runs out.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Unrecorded(pub String);
+/// An attempt that failed before its result was written (the store, or a run that could not finish): the job
+/// stays claimed and is taken over by any process once its claim runs out. Any error converts into it (it is
+/// not one itself, so that `?` takes every error type).
+#[derive(Debug)]
+pub struct Unrecorded(Box<dyn std::error::Error + Send + Sync>);
 
-impl From<crate::audit::AuditError> for Unrecorded {
-    fn from(err: crate::audit::AuditError) -> Self {
-        Self(err.to_string())
+impl std::fmt::Display for Unrecorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Unrecorded {
+    fn from(err: E) -> Self {
+        Self(Box::new(err))
     }
 }
 

@@ -32,10 +32,7 @@ impl Job for Check {
         job: &ClaimedJob,
         check: &Self::Payload,
     ) -> Result<Ran<Infallible>, Unrecorded> {
-        self.0
-            .run_check(job, check.clone())
-            .await
-            .map_err(|err| Unrecorded(err.to_string()))?;
+        self.0.run_check(job, check.clone()).await?;
         Ok(Ran::Recorded)
     }
 }
