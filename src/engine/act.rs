@@ -7,10 +7,10 @@ use super::action::{On, Started};
 use super::decide::Decided;
 use super::gate::brakes_refusal;
 use super::plan::{Act, Refusal};
-use super::summary::{ActEntry, ActionError, Summary};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{Outcome, RequestMeta};
+use crate::contract::{ActEntry, ActionError, Summary};
 
 /// The result of one act (its kind's call: TerminateInstances, SetInstanceHealth, RebootInstances, ...), as
 /// recorded in the audit trail.

@@ -8,10 +8,10 @@ use time::OffsetDateTime;
 
 use super::decide::{Decided, Decision};
 use super::port::Snapshot;
-use super::summary::ApprovalRef;
 use super::targets::Target;
 use super::{Approved, Authenticated, Engine, EngineError, NextStep, Run, Summary, Trigger};
 use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta, rfc3339};
+use crate::contract::ApprovalRef;
 use crate::detail::RunDetail;
 use crate::target::Place;
 

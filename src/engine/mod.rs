@@ -26,7 +26,6 @@ mod recovery;
 mod refusal;
 pub mod relapse;
 mod remediate;
-mod reply;
 mod report;
 pub mod snapshot;
 mod summary;
@@ -38,6 +37,9 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+pub use crate::contract::{
+    ActEntry, ActionError, ApprovalRef, Names, Reply, SubscriptionReply, Summary,
+};
 pub use breaker::{Trip, Tripped};
 pub use check::{Check, JOB_KIND as CHECK_JOB};
 pub use decision::Decision;
@@ -46,9 +48,7 @@ pub use earlier_checks::{
 };
 pub use error::EngineError;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Skip, SkipReason};
-pub use reply::{Reply, SubscriptionReply};
 pub use report::Run;
-pub use summary::{ActEntry, ActionError, ApprovalRef, Names, Summary};
 pub use targets::{FleetOf, StartError, probe_targets};
 pub use trigger::{Approved, Authenticated, NextStep, Resume, Trigger};
 

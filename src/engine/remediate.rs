@@ -10,11 +10,11 @@ use super::decide;
 use super::decision::Decision;
 use super::ladder::Step;
 use super::plan::{Plan, Refusal, SkipReason};
-use super::summary::Summary;
 use super::targets::Target;
 use super::{Engine, EngineError, Run, Trigger};
 use crate::audit::{EpisodeWrite, NewJob, RequestMeta};
 use crate::config::Mode;
+use crate::contract::Summary;
 
 /// How a run answers: its trigger, its target, and whether it writes nothing.
 struct Answer<'a> {

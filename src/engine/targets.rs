@@ -11,9 +11,9 @@ use super::EngineError;
 use super::action::{Action as ActionKind, Judged, Kinds, LadderError};
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::refusal::Refusal;
-use super::summary::Names;
 use crate::audit::Home;
 use crate::config::{Action, Config, Mode, TargetConfig};
+use crate::contract::Names;
 use crate::target::{Place, TargetId};
 
 /// Where each configured target lives and which fleet serves it.

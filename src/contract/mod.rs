@@ -1,9 +1,18 @@
-//! The external contract: how a failure is answered (the HTTP status each class of failure gets, answered by
-//! the receivers and recorded in the run's audit record), and where a held decision waits. A leaf that imports
-//! nothing of reflex, so that the engine, the notifiers and the HTTP layer can all depend on it without
-//! circles: the engine says which class its failures are, not how HTTP says it.
+//! The external contract: the answers reflex gives (the summary with the original tool's keys, the reply
+//! bodies), how a failure is answered (the HTTP status each class of failure gets, answered by the receivers
+//! and recorded in the run's audit record), and where a held decision waits. A leaf that imports nothing of
+//! reflex, so that the engine, the notifiers and the HTTP layer can all depend on it without circles: the
+//! engine says which class its failures are, not how HTTP says it.
+
+mod reply;
+mod skip;
+mod summary;
 
 use serde::Serialize;
+
+pub use reply::{Reply, SubscriptionReply};
+pub use skip::{Skip, SkipReason};
+pub use summary::{ActEntry, ActionError, Names, PLANNED, STANDING_LISTS, Summary};
 
 /// The status of a run that was answered (it acted, was refused by a rule or found nothing to do), and of the
 /// records of work no request waits for (recovery checks).
