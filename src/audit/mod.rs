@@ -15,6 +15,7 @@ mod backend;
 mod brakes;
 mod breakers;
 mod chain;
+mod checks;
 mod claims;
 mod completed;
 mod decisions;

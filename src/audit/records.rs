@@ -126,19 +126,15 @@ pub(super) async fn search(
     rows.iter().map(record_from_row).collect()
 }
 
-/// The check recorded for the run `run_id`, once it ran: the first check of the run's episode after it (a
-/// check is made before the run of the step it starts, so a later step's run comes after the check that
-/// started it). Read through the episodes' index, not the records' JSON.
+/// The newest check recorded for the run `run_id` (after an escalation, the watch that saw it resolved),
+/// read through the index of which run each check checked (`run_checks`), not the records' JSON.
 pub(super) async fn recovery_of(
     readers: &AnyPool,
     run_id: &str,
 ) -> Result<Option<AuditRecord>, AuditError> {
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM audit_records WHERE id = (\
-           SELECT later.record_id FROM episode_steps run \
-           JOIN episode_steps later ON later.episode = run.episode AND later.record_id > run.record_id \
-           JOIN audit_records checked ON checked.id = later.record_id AND checked.source = 'recovery-check' \
-           WHERE run.record_id = $1 ORDER BY later.record_id LIMIT 1)"
+        "SELECT {COLUMNS} FROM audit_records WHERE id = \
+         (SELECT record_id FROM run_checks WHERE run_id = $1 ORDER BY record_id DESC LIMIT 1)"
     ))
     .bind(run_id)
     .fetch_optional(readers)

@@ -327,7 +327,82 @@ on_both_stores!(
     a_targets_health_points_are_its_readings_in_the_range_oldest_first,
     an_episode_reads_back_as_its_steps_in_order_and_the_relapse_memory_marks_once,
     records_are_grouped_per_period_source_and_outcome_for_one_target_or_all,
+    a_runs_check_is_found_by_its_run_whether_recorded_before_the_index_or_after,
 );
+
+/// A store as the previous release left it (migrations 1 to 15) with two check records: opened now, each
+/// run's check is found through the index the new migration carried them over into. A check's mention of the
+/// next step's run is no check of that run, and a record that is no check is none either. A check written
+/// now is found too, the newest first.
+async fn a_runs_check_is_found_by_its_run_whether_recorded_before_the_index_or_after(db: TestDb) {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let full = if db.url.starts_with("postgres") {
+        sqlx::migrate!("migrations/postgres")
+    } else {
+        sqlx::migrate!("migrations/sqlite")
+    };
+    let previous_release = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(full.migrations[..15].to_vec()),
+        ..full
+    };
+    {
+        let url = if db.url.starts_with("sqlite") {
+            format!("{}?mode=rwc", db.url)
+        } else {
+            db.url.clone()
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        previous_release.run(&mut conn).await.unwrap();
+        for (seq, id, source, detail) in [
+            (
+                1,
+                "C1",
+                "recovery-check",
+                r#"{"recovery":{"run":"R1","expected_in_service":3},"in_service":3}"#,
+            ),
+            (
+                2,
+                "C2",
+                "recovery-check",
+                r#"{"ladder":{"run":"R2","still_down":["i-1"]},"next":{"run":"R3"}}"#,
+            ),
+            (3, "M1", "manual", r#"{"recovery":{"run":"R4"}}"#),
+        ] {
+            sqlx::query(
+                "INSERT INTO audit_entries (seq, id, at_ms, source, auth, target, outcome, status, dry_run, \
+                 acted, duration_ms, detail) VALUES ($1, $2, 1000, $3, 'passed', 'web', 'completed', 200, 0, 0, 1, $4)",
+            )
+            .bind(seq)
+            .bind(id)
+            .bind(source)
+            .bind(detail)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+    let (store, writer) = db.open().await;
+    let check_of = |run: &'static str| {
+        let store = store.clone();
+        async move { store.recovery_of(run).await.unwrap().map(|check| check.id) }
+    };
+    assert_eq!(check_of("R1").await.as_deref(), Some("C1"));
+    assert_eq!(check_of("R2").await.as_deref(), Some("C2"));
+    assert_eq!(
+        check_of("R3").await,
+        None,
+        "the next step's run is not checked by C2"
+    );
+    assert_eq!(check_of("R4").await, None, "a manual record is no check");
+    let mut watch = record("W1", "web", 0);
+    watch.source = Source::RecoveryCheck;
+    watch.detail = serde_json::json!({"recovery": {"run": "R1"}, "in_service": 4});
+    store.put(watch).await.unwrap();
+    assert_eq!(check_of("R1").await.as_deref(), Some("W1"));
+    drop(store);
+    writer.finish().await;
+}
 
 async fn records_are_grouped_per_period_source_and_outcome_for_one_target_or_all(db: TestDb) {
     let (store, writer) = db.open().await;

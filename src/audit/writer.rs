@@ -13,6 +13,7 @@ use super::approvals;
 use super::backend::Backend;
 use super::brakes::{self, Brakes};
 use super::breakers;
+use super::checks;
 use super::claims;
 use super::decisions;
 use super::deliveries::DeliveryUpdate;
@@ -28,7 +29,7 @@ use super::rows::PreparedRow;
 use super::silences;
 use super::times::millis;
 use super::ui_sessions;
-use super::{AuditError, AuditRecord};
+use super::{AuditError, AuditRecord, Source};
 use super::{leases, pauses, readiness};
 
 /// Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
@@ -471,6 +472,11 @@ async fn apply_put(
     if let Some(write) = &put.episode {
         episodes::apply(tx, write, &put.record.id, now).await?;
     }
+    if put.record.source == Source::RecoveryCheck
+        && let Some(run) = crate::detail::checked_run(&put.record.detail)
+    {
+        checks::insert(tx, &put.record.id, run, now).await?;
+    }
     let new: Vec<&NewJob> = put.jobs.iter().collect();
     Ok(Written::Enqueued(jobs::enqueue(tx, &new, now).await?))
 }
@@ -512,6 +518,7 @@ async fn apply(
             silences::prune(tx, *before_ms).await?;
             approvals::prune(tx, *before_ms).await?;
             episodes::prune(tx, *before_ms).await?;
+            checks::prune(tx, *before_ms).await?;
             Written::Pruned(removed)
         }
         Op::Breaker(key, change) => Written::Breaker(breakers::change(tx, key, change, now).await?),

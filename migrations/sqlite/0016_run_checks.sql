@@ -1,0 +1,14 @@
+-- Which run each check record checked (a replacement's or a ladder step's), so that a run's page finds its
+-- check by an index rather than by matching the records' JSON. Written in the commit of the check's record;
+-- the checks recorded before this table are carried over from their records.
+CREATE TABLE run_checks (
+    record_id TEXT PRIMARY KEY,
+    run_id    TEXT NOT NULL,
+    at_ms     INTEGER NOT NULL
+);
+CREATE INDEX run_checks_run ON run_checks (run_id, record_id);
+INSERT OR IGNORE INTO run_checks (record_id, run_id, at_ms)
+SELECT id, COALESCE(json_extract(detail, '$.recovery.run'), json_extract(detail, '$.ladder.run')), at_ms
+FROM audit_records
+WHERE source = 'recovery-check' AND json_valid(detail)
+  AND COALESCE(json_extract(detail, '$.recovery.run'), json_extract(detail, '$.ladder.run')) IS NOT NULL;
