@@ -1,7 +1,9 @@
-//! What is read back of a record's `detail` (by the audit page and by the hold's list of earlier runs), typed:
-//! the one place that says the shape of each part read, so that a key the engine renames fails a test here
-//! instead of leaving a page empty. Each part is read on its own: one that is missing, or of another shape (a
-//! record of an older release), is absent, and never hides the rest. Leaf: it names nothing of reflex.
+//! What is read back of a record's `detail` (by the audit page, by the hold's list of earlier runs and by the
+//! store's index of checks), typed: the one place that says the shape of each part read. Its tests note the
+//! engine's own types (plan, snapshot, summary) and read them back, so that a key the engine renames fails
+//! there instead of leaving a page empty. Each part is read on its own, and each item of a list too: one that
+//! is missing, or of another shape (a record of an older release), is absent, and never hides the rest. Leaf:
+//! it names nothing of reflex.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -41,6 +43,16 @@ pub struct Answered {
     pub unhealthy: usize,
     /// Listed as skipped.
     pub skipped: usize,
+}
+
+impl Answered {
+    /// The counts of the answer in a record's `detail`, read alone (the timeline reads nothing else).
+    pub fn of(detail: &Value) -> Self {
+        Self {
+            unhealthy: length(&detail["answer"]["unhealthy-instance-ids"]),
+            skipped: length(&detail["answer"]["skipped"]),
+        }
+    }
 }
 
 /// One instance of the run's snapshot.
@@ -162,28 +174,33 @@ impl RunDetail {
             request: present(&detail["request"]),
             message: part(&detail["answer"]["message"]),
             refused: part(&detail["answer"]["refused"]),
-            answered: Answered {
-                unhealthy: length(&detail["answer"]["unhealthy-instance-ids"]),
-                skipped: length(&detail["answer"]["skipped"]),
-            },
+            answered: Answered::of(detail),
             error: present(&detail["error"]).map(|error| match error {
                 Value::String(text) => text,
                 other => other.to_string(),
             }),
-            seen: part(&detail["seen"]["instances"]).unwrap_or_default(),
+            seen: items(&detail["seen"]["instances"]).unwrap_or_default(),
             plan: plan.is_object().then(|| PlanPart {
                 refused_rule: part(&plan["refused"]["rule"]),
-                act_on: part(&plan["act_on"]).unwrap_or_default(),
-                skipped: part(&plan["skipped"]).unwrap_or_default(),
+                act_on: items(&plan["act_on"]).unwrap_or_default(),
+                skipped: items(&plan["skipped"]).unwrap_or_default(),
             }),
-            actions: part(&detail["actions"]),
+            actions: items(&detail["actions"]),
             check: check.is_object().then(|| CheckPart {
                 in_service: part(&detail["in_service"]),
                 expected_in_service: part(&check["expected_in_service"]),
             }),
-            checked_run: part(&check["run"]).or_else(|| part(&detail["ladder"]["run"])),
+            checked_run: checked_run(detail).map(str::to_owned),
         }
     }
+}
+
+/// The run a check's record `detail` checked: a replacement's (`recovery.run`) or a ladder step's
+/// (`ladder.run`).
+pub fn checked_run(detail: &Value) -> Option<&str> {
+    detail["recovery"]["run"]
+        .as_str()
+        .or_else(|| detail["ladder"]["run"].as_str())
 }
 
 /// How many items `value` lists (none when it is no list).
@@ -194,6 +211,13 @@ fn length(value: &Value) -> usize {
 /// `value`, unless it is missing.
 fn present(value: &Value) -> Option<Value> {
     (!value.is_null()).then(|| value.clone())
+}
+
+/// The items of the list `value` that read as a `T` (those of another shape left out); `None` when it is no
+/// list.
+fn items<T: DeserializeOwned>(value: &Value) -> Option<Vec<T>> {
+    let list = value.as_array()?;
+    Some(list.iter().filter_map(part).collect())
 }
 
 /// `value` read as a `T`, unless it is missing or of another shape.
@@ -210,6 +234,8 @@ mod tests {
 
     use super::*;
     use crate::audit::{Outcome, RequestMeta, Source};
+    use crate::contract::Summary;
+    use crate::engine::snapshot::{Ec2Facts, Health, HealthState, InstanceView, Snapshot};
     use crate::engine::{Act, Plan, Skip, SkipReason};
 
     #[test]
@@ -235,14 +261,51 @@ mod tests {
             "actions",
             json!([{"instance_id": "i-1", "action": "terminate", "kind": "replace", "new_state": "shutting-down"}]),
         );
-        meta.note(
-            "answer",
-            json!({"message": "web is down", "refused": null, "unhealthy-instance-ids": ["i-1", "i-2"],
-                   "skipped": [{"instance-id": "i-2", "reason": "grace-period"}]}),
-        );
+        let mut answer = Summary::ignored("web is down".into(), String::new(), false, "R1".into());
+        answer.ignored = None;
+        answer.unhealthy_instance_ids = plan.unhealthy.clone();
+        answer.skipped = plan.skipped.clone();
+        meta.note("answer", &answer);
+        let seen = InstanceView {
+            instance_id: "i-1".into(),
+            health: Health {
+                state: HealthState::OutOfService,
+                reported: "OutOfService".into(),
+                reason_code: Some("Instance".into()),
+                description: None,
+            },
+            ec2: Some(Ec2Facts {
+                state: "stopped".into(),
+                launch_time: None,
+                tags: Vec::new(),
+                zone: None,
+                image_id: None,
+            }),
+            auto_scaling_group: Some("web-asg".into()),
+        };
+        let snapshot = Snapshot {
+            target: "web".into(),
+            instances: vec![seen],
+        };
+        meta.note("seen", &snapshot);
         let record = meta.into_record(Outcome::Completed, 200, None, 1);
         let detail = RunDetail::of(&record.detail);
         assert_eq!(detail.message.as_deref(), Some("web is down"));
+        assert_eq!(
+            detail.seen,
+            [SeenInstance {
+                instance_id: "i-1".into(),
+                health: SeenHealth {
+                    state: "OutOfService".into(),
+                    reported: "OutOfService".into(),
+                    reason_code: Some("Instance".into()),
+                },
+                ec2: Some(SeenEc2 {
+                    state: "stopped".into()
+                }),
+                auto_scaling_group: Some("web-asg".into()),
+            }]
+        );
         assert_eq!(
             detail.answered,
             Answered {
@@ -278,6 +341,16 @@ mod tests {
         }));
         assert_eq!(detail.message.as_deref(), Some("m"));
         assert_eq!(detail.actions, None);
+        let one_bad = RunDetail::of(&json!({"plan": {"act_on": [
+            {"instance-id": "i-1", "action": "terminate", "kind": "replace"},
+            {"instance-id": 7},
+        ]}}));
+        let act_on = one_bad.plan.unwrap().act_on;
+        assert_eq!(
+            act_on.len(),
+            1,
+            "the item of another shape is left out, not the list"
+        );
         assert_eq!(detail.error.as_deref(), Some(r#"{"code":1}"#));
         assert_eq!(
             detail.check,

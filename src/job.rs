@@ -22,7 +22,8 @@ pub enum Ran<F> {
     },
     /// Over, with its result already written (a run whose record removed the job).
     Recorded,
-    /// Not over yet: looked at again after this long, for this reason, without counting as a failure.
+    /// Not over yet: looked at again after this long, for this reason. It is no failure (no backoff, no
+    /// giving up), but like every claim of the job it counts in `ClaimedJob::attempts`.
     Later(Duration, String),
     /// Failed for now: tried again after the kind's backoff, up to its attempts, then given up (recorded).
     Failed(F),
@@ -69,7 +70,8 @@ pub trait Job: Send + Sync + 'static {
     /// How the records of this kind's jobs begin (their source and who acts).
     fn meta(&self) -> RequestMeta;
 
-    /// Attempts before a failing job is given up: one, unless the kind says otherwise.
+    /// Attempts before a failing job is given up (every claim of the job counts, a put-back's too): one,
+    /// unless the kind says otherwise.
     fn attempts(&self) -> u32 {
         1
     }

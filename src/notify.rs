@@ -78,6 +78,8 @@ pub struct Undelivered {
     why: String,
     /// Whether the receiver will never take it (a 4xx other than 429): given up at once.
     permanent: bool,
+    /// The receiver's host (never its URL, which carries the webhook's secret).
+    host: String,
 }
 
 impl std::fmt::Display for Undelivered {
@@ -215,6 +217,7 @@ impl Notifier {
             return Ran::finished(self.record(&queued.event, None, why, job));
         };
         let body = sink.format.body(&queued.event, &self.links);
+        let host = sink.url.host_str().unwrap_or_default();
         let failed = match self.client.post(sink.url.clone()).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
                 let status = response.status().as_u16();
@@ -231,6 +234,7 @@ impl Notifier {
                     // A request the receiver will never take (a revoked webhook) is not retried.
                     permanent: status.is_client_error()
                         && status != reqwest::StatusCode::TOO_MANY_REQUESTS,
+                    host: host.to_owned(),
                 }
             }
             // The client's error names the URL, which carries the webhook's secret: say what failed, not where.
@@ -238,6 +242,7 @@ impl Notifier {
                 status: None,
                 why: format!("cannot reach the receiver: {}", failure(&err)),
                 permanent: false,
+                host: host.to_owned(),
             },
         };
         if failed.permanent {
@@ -254,16 +259,19 @@ impl Notifier {
         failed: &Undelivered,
     ) -> AuditRecord {
         Metrics::count(&self.metrics.notifications, "failed");
-        let sink = self.sinks.iter().find(|sink| sink.id == queued.sink);
-        let host = sink
-            .and_then(|sink| sink.url.host_str())
-            .unwrap_or_default();
-        tracing::warn!(host, error = failed.why, "notification not delivered");
-        let Some(sink) = sink else {
-            return self.record(&queued.event, failed.status, &failed.why, job);
+        tracing::warn!(
+            host = failed.host,
+            error = failed.why,
+            "notification not delivered"
+        );
+        let delivered = Delivered {
+            event: queued.event.event,
+            about: queued.event.audit_id.clone(),
+            host: failed.host.clone(),
+            attempts: job.attempts,
+            status: failed.status,
+            error: Some(failed.why.clone()),
         };
-        let error = Some(failed.why.clone());
-        let delivered = Delivered::of(&queued.event, sink, job.attempts, failed.status, error);
         delivered.record(&queued.event)
     }
 

@@ -94,9 +94,11 @@ impl Trigger {
         self
     }
 
-    /// The trigger taking over the dead attempt `previous` at its delivery, if there is one.
+    /// The trigger taking over the dead attempt `previous` at its delivery, when there is one.
     pub fn taking_over(mut self, previous: Option<&str>) -> Self {
-        self.resume.takeover = previous.map(str::to_owned);
+        if let Some(previous) = previous {
+            self.resume.takeover = Some(previous.to_owned());
+        }
         self
     }
 

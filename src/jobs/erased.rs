@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::audit::{AuditRecord, ClaimedJob, NewJob, Outcome};
+use crate::contract::ANSWERED;
 use crate::job::{Job, Ran, Unrecorded};
 
 /// What the runner does with a job after one attempt.
@@ -43,7 +44,8 @@ impl<J: Job> Registered for J {
             let Some(payload) = self.read(job) else {
                 let mut meta = self.meta();
                 meta.note("ignored", format!("the {} job cannot be read", job.kind));
-                let record = meta.into_record(Outcome::Ignored, 0, None, 0);
+                meta.note("job", &job.id);
+                let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);
                 return Ok(Next::Finish(Box::new(record), Vec::new()));
             };
             Ok(match self.run(job, &payload).await? {

@@ -37,10 +37,14 @@ pub struct Registry {
 
 impl Registry {
     /// Registers `job` under each of its stored kinds.
+    ///
+    /// # Panics
+    /// When another registered kind runs one of them already: a job must have one handler.
     pub fn add(&mut self, job: impl Job) {
         let job: Arc<dyn Registered> = Arc::new(job);
         for kind in job.kinds() {
-            self.kinds.insert(kind, Arc::clone(&job));
+            let earlier = self.kinds.insert(kind, Arc::clone(&job));
+            assert!(earlier.is_none(), "two job kinds run {kind:?}");
         }
     }
 }

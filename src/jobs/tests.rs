@@ -61,11 +61,11 @@ impl Job for Flaky {
     }
 }
 
-async fn runner(fail: u32) -> (Jobs, AuditStore, Arc<AtomicU32>, tempfile::TempDir) {
+/// A runner of `Flaky` jobs over a new store; the store's writer and folder live as long as the test holds them.
+async fn runner(fail: u32) -> (Jobs, AuditStore, Arc<AtomicU32>, Kept) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("audit.db").display());
     let (store, writer) = AuditStore::open(&url).await.unwrap();
-    std::mem::forget(writer);
     let runs = Arc::new(AtomicU32::new(0));
     let mut kinds = Registry::default();
     kinds.add(Flaky {
@@ -77,9 +77,12 @@ async fn runner(fail: u32) -> (Jobs, AuditStore, Arc<AtomicU32>, tempfile::TempD
         Jobs::with_kinds(store.clone(), notifier, kinds),
         store,
         runs,
-        dir,
+        (writer, dir),
     )
 }
+
+/// What a test keeps alive beside its runner: the store's writer and its folder.
+type Kept = (crate::audit::WriterTask, tempfile::TempDir);
 
 fn job(kind: &'static str, payload: &str) -> NewJob {
     NewJob {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::layout::{layout, path_of, when};
 use crate::audit::{AuditRecord, EpisodeStep};
 use crate::controls::State;
-use crate::detail::{ActionPart, RunDetail, SeenInstance};
+use crate::detail::{ActionPart, Answered, RunDetail, SeenInstance};
 
 /// The timeline's filters as the form holds them (also the next page's link).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -237,7 +237,7 @@ fn records_table(records: &[AuditRecord]) -> Markup {
                 thead { tr { th { "Time (UTC)" } th { "Source" } th { "Caller" } th { "Target" } th { "Outcome" } th { "Unhealthy" } th { "Acted" } th { "Skipped" } } }
                 tbody {
                     @for record in records {
-                        @let answered = RunDetail::of(&record.detail).answered;
+                        @let answered = Answered::of(&record.detail);
                         tr {
                             td data-label="Time" { a href={ "/ui/runs/" (record.id) } { (when(record.at)) } }
                             td data-label="Source" { (record.source.as_str()) }
