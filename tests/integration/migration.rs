@@ -1,13 +1,14 @@
-//! A store the previous release wrote opens in this one, and what it left under way completes, on SQLite and
-//! on PostgreSQL: a replacement's check and a reboot's check (jobs of kinds this release no longer schedules),
-//! a held approval (whose decision and evidence name no action kind), and a decision in flight when its process
-//! died (taken over by the alarm's redelivery). The rows are the ones the previous release wrote
-//! (`tests/fixtures/previous_release.json`), with this test's balancers and instances in place of those they
-//! were captured with.
+//! A store the previous release wrote opens in this one (which migrates it), and what it left under way
+//! completes, on SQLite and on PostgreSQL: a replacement's check and a reboot's check (jobs of kinds this
+//! release no longer schedules), a held approval (whose decision and evidence name no action kind; its
+//! approval cancels its expiry job), and a decision in flight when its process died (taken over by the alarm's redelivery). The rows
+//! are the ones the previous release wrote (`tests/fixtures/previous_release.json`, captured from release
+//! 24b673a), with this test's balancers and instances in place of those they were captured with, written into
+//! that release's schema.
 
 use std::time::{Duration, Instant};
 
-use reflex::audit::{AuditRecord, AuditStore, Outcome, RequestMeta, Source};
+use reflex::audit::{AuditRecord, Outcome, RequestMeta, Source};
 use serde_json::{Value, json};
 
 use crate::common::postgres::Postgres;
@@ -68,12 +69,8 @@ async fn previous_release_store(postgres: Option<Postgres>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
     let topic_arn = topic(&fleet, &unique("migrated-alarms")).await;
-    let text = config(
-        &moto.endpoint,
-        &db,
-        [&held, &ladder, &replaced, &in_flight],
-        &topic_arn,
-    );
+    let balancers = [&held, &ladder, &replaced, &in_flight];
+    let text = config(&moto.endpoint, &db, balancers, &topic_arn);
     let (text, url) = match &postgres {
         Some(postgres) => (postgres.config(&text), postgres.url.clone()),
         None => (text, format!("sqlite://{}", db.display())),
@@ -90,17 +87,49 @@ async fn previous_release_store(postgres: Option<Postgres>) {
     let dead = write_previous_release(&url, &rows, &in_flight_rows["decision"], &alarm).await;
 
     let app = TestApp::spawn_with_config(dir, &text).await;
+    checks_complete(&app, &rows, &replaced, &ladder).await;
+    held_approval_acts(&app, &fleet, &rows, &held).await;
 
-    // Both checks run as this release's one check, each once.
+    // The alarm's redelivery takes over the decision in flight and finishes it.
+    let (status, answer) = app.post_sns(alarm.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["terminated-instance-ids"], json!([in_flight.bad]));
+    let run = answer["audit-id"].as_str().unwrap();
+    let run = app.audit.get(run).await.unwrap().unwrap();
+    assert_eq!(run.detail["takeover"]["of"], dead.as_str(), "{run:?}");
+
+    // No job of the previous release is left (the approval cancelled its expiry), and the chain holds.
+    let waiting = app.audit.jobs_waiting().await.unwrap();
+    assert!(
+        waiting.iter().all(|(kind, _)| ![
+            "recovery-check",
+            "ladder-check",
+            "approval-act",
+            "approval-expire"
+        ]
+        .contains(&kind.as_str())),
+        "{waiting:?}"
+    );
+    assert!(app.audit.verify().await.unwrap().is_ok());
+    app.stop().await;
+}
+
+/// The replacement's check and the reboot's check (jobs of kinds this release no longer schedules) each run
+/// once as this release's one check, judged as their step's kind declares, and each run's page finds its check.
+async fn checks_complete(app: &TestApp, rows: &Value, replaced: &Balancer, ladder: &Balancer) {
     let replace_run = rows["replacement_check"]["run"].as_str().unwrap();
     let ladder_run = rows["reboot_check"]["run"].as_str().unwrap();
-    let replacement = check_of(&app, "recovery", replace_run).await;
+    // The replaced instance is still there and stopped (this test's fleet replaces nothing): short, escalated.
+    let replacement = check_of(app, "recovery", replace_run).await;
     assert_eq!(replacement.target.as_deref(), Some(replaced.name.as_str()));
-    assert!(
-        [Outcome::Recovered, Outcome::NotRecovered].contains(&replacement.outcome),
+    assert_eq!(
+        replacement.outcome,
+        Outcome::NotRecovered,
         "{replacement:?}"
     );
-    let reboot = check_of(&app, "ladder", ladder_run).await;
+    assert_eq!(replacement.detail["recovery"]["expected_in_service"], 3);
+    assert_eq!(replacement.detail["breaker"]["tripped"], "escalated");
+    let reboot = check_of(app, "ladder", ladder_run).await;
     assert_eq!(reboot.outcome, Outcome::NotRecovered, "{reboot:?}");
     assert_eq!(reboot.detail["ladder"]["still_down"], json!([ladder.bad]));
     // The instance the reboot did not fix goes to the ladder's next step, a replacement.
@@ -112,8 +141,25 @@ async fn previous_release_store(postgres: Option<Postgres>) {
         next.detail["answer"]["terminated-instance-ids"],
         json!([ladder.bad])
     );
+    for (run, check) in [(replace_run, &replacement), (ladder_run, &reboot)] {
+        let found = app.audit.recovery_of(run).await.unwrap();
+        assert_eq!(found.map(|found| found.id), Some(check.id.clone()));
+        let checks = app
+            .audit_records()
+            .await
+            .into_iter()
+            .filter(|record| {
+                record.source == Source::RecoveryCheck
+                    && reflex::detail::checked_run(&record.detail) == Some(run)
+            })
+            .count();
+        assert_eq!(checks, 1, "the check of {run} ran once");
+    }
+}
 
-    // The held approval shows what it would do, and its approval acts on it.
+/// The held approval (whose decision and evidence name no action kind) shows what it would do, and its
+/// approval acts on it (and cancels the previous release's expiry job of it).
+async fn held_approval_acts(app: &TestApp, fleet: &Fleet, rows: &Value, held: &Balancer) {
     let approval = rows["approval"]["id"].as_str().unwrap();
     let stored = app.audit.approval(approval).await.unwrap().unwrap();
     let would = reflex::evidence::WouldDo::of(&stored.body["evidence"]);
@@ -129,35 +175,6 @@ async fn previous_release_store(postgres: Option<Postgres>) {
         json!([held.bad])
     );
     assert!(fleet.none_terminated(&held.good).await);
-
-    // The alarm's redelivery takes over the decision in flight and finishes it.
-    let (status, answer) = app.post_sns(alarm.clone()).await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["terminated-instance-ids"], json!([in_flight.bad]));
-    let run = answer["audit-id"].as_str().unwrap();
-    let run = app.audit.get(run).await.unwrap().unwrap();
-    assert_eq!(run.detail["takeover"]["of"], dead.as_str(), "{run:?}");
-
-    // Nothing is left under way, and the chain holds across both releases' rows.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !app
-        .audit
-        .jobs_waiting()
-        .await
-        .unwrap()
-        .iter()
-        .all(|(kind, _)| {
-            !["recovery-check", "ladder-check", "approval-act"].contains(&kind.as_str())
-        })
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a previous release's job is left"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(app.audit.verify().await.unwrap().is_ok());
-    app.stop().await;
 }
 
 /// The config of the four targets (the held one in approve mode, the ladder's rebooting first), with alarms
@@ -188,27 +205,50 @@ fn config(
     text
 }
 
-/// Writes into the store at `url` what the previous release left: its jobs and held approval as they are in
-/// `rows`, and `decision`, the intent of a run whose process died while acting on the SNS delivery `alarm`
-/// (its claim held by a process that is gone). The dead run's audit id.
-async fn write_previous_release(url: &str, rows: &Value, decision: &Value, alarm: &[u8]) -> String {
-    let (store, writer) = AuditStore::open(url).await.unwrap();
-    let mut intent = RequestMeta::new(Source::Sns, None);
-    intent.target = Some(decision["target"].as_str().unwrap().to_owned());
-    intent.place = Some(("123456789012".to_owned(), "us-east-1".to_owned()));
-    let dead = intent.id.clone();
-    let body = decision["body"]
-        .as_str()
-        .unwrap()
-        .replace("@REPLACE_RUN@", &dead);
-    let record: AuditRecord = intent.into_record(Outcome::Acting, 0, None, 1);
-    assert!(store.put_intent(record, body).await.unwrap().is_none());
-    drop(store);
-    writer.finish().await;
+/// The migrations of the previous release's schema (this release adds the ones after them).
+const PREVIOUS_RELEASE_MIGRATIONS: usize = 15;
 
+/// Writes into a new store at `url`, in the previous release's schema, what that release left: its jobs and
+/// held approval as they are in `rows`, and `decision`, the decision of a run whose process died while acting
+/// on the SNS delivery `alarm` (its claim held by a process that is gone). The dead run's audit id.
+async fn write_previous_release(url: &str, rows: &Value, decision: &Value, alarm: &[u8]) -> String {
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let full = if url.starts_with("postgres") {
+        sqlx::migrate!("migrations/postgres")
+    } else {
+        sqlx::migrate!("migrations/sqlite")
+    };
+    let previous_release = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            full.migrations[..PREVIOUS_RELEASE_MIGRATIONS].to_vec(),
+        ),
+        ..full
+    };
+    let connect = if url.starts_with("sqlite") {
+        format!("{url}?mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    let pool = sqlx::AnyPool::connect(&connect).await.unwrap();
+    previous_release.run(&pool).await.unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let dead = RequestMeta::new(Source::Sns, None).id;
+    sqlx::query(
+        "INSERT INTO decisions (run_id, target, decided_ms, steps, body, account, region) \
+         VALUES ($1, $2, $3, 1, $4, '123456789012', 'us-east-1')",
+    )
+    .bind(dead.as_str())
+    .bind(decision["target"].as_str().unwrap())
+    .bind(now)
+    .bind(
+        decision["body"]
+            .as_str()
+            .unwrap()
+            .replace("@REPLACE_RUN@", &dead),
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     for job in rows["jobs"].as_array().unwrap() {
         sqlx::query(
             "INSERT INTO jobs (id, kind, dedup_key, due_ms, payload, attempts) VALUES ($1, $2, $3, $4, $5, 0)",
