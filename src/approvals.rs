@@ -438,10 +438,7 @@ impl<'a> Approvals<'a> {
     /// kind and given up (`not_acted`) after its attempts.
     pub async fn act_later(&self, id: &str) -> Result<Ran<NotActed>, AuditError> {
         let mut meta = job_meta();
-        meta.note(
-            "approval",
-            json!({"id": id, "act": "the approval's own run did not finish"}),
-        );
+        meta.note("approval", act_note(id));
         let approval = match self.audit.approval(id).await? {
             Some(approval) if approval.state == ApprovalState::Approved => approval,
             _ => {
@@ -482,10 +479,7 @@ impl<'a> Approvals<'a> {
             "an approved decision could not be acted on"
         );
         let mut meta = job_meta();
-        meta.note(
-            "approval",
-            json!({"id": id, "act": "the approval's own run did not finish"}),
-        );
+        meta.note("approval", act_note(id));
         meta.note(
             "error",
             format!("given up after {attempts} attempts: {}", failed.why),
@@ -560,6 +554,11 @@ enum Acted {
     Already(String),
     /// A run elsewhere holds it now: its audit id.
     Elsewhere(String),
+}
+
+/// What the record of an approved decision's act job says of it.
+fn act_note(id: &str) -> serde_json::Value {
+    json!({"id": id, "act": "the approval's own run did not finish"})
 }
 
 /// The data of a decision's jobs (its expiry, its act): the approval's id.

@@ -86,6 +86,30 @@ impl TestDb {
     async fn open(&self) -> (AuditStore, WriterTask) {
         AuditStore::open(&self.url).await.unwrap()
     }
+
+    /// A connection to the store with only its first `count` migrations run: the schema of an earlier
+    /// release, for rows as that release wrote them.
+    async fn at_migration(&self, count: usize) -> sqlx::AnyConnection {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let full = if self.url.starts_with("postgres") {
+            sqlx::migrate!("migrations/postgres")
+        } else {
+            sqlx::migrate!("migrations/sqlite")
+        };
+        let earlier = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(full.migrations[..count].to_vec()),
+            ..full
+        };
+        let url = if self.url.starts_with("sqlite") {
+            format!("{}?mode=rwc", self.url)
+        } else {
+            self.url.clone()
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        earlier.run(&mut conn).await.unwrap();
+        conn
+    }
 }
 
 impl Drop for TestDb {
@@ -135,25 +159,8 @@ macro_rules! on_both_stores {
 /// breaker, a pause, a lease and a recovery check in it; opened now, every row is the home's and the chain
 /// still verifies.
 async fn a_store_of_the_previous_release_opens_and_its_rows_become_the_homes(db: TestDb) {
-    use sqlx::Connection as _;
-    sqlx::any::install_default_drivers();
-    let full = if db.url.starts_with("postgres") {
-        sqlx::migrate!("migrations/postgres")
-    } else {
-        sqlx::migrate!("migrations/sqlite")
-    };
-    let previous_release = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(full.migrations[..6].to_vec()),
-        ..full
-    };
     {
-        let url = if db.url.starts_with("sqlite") {
-            format!("{}?mode=rwc", db.url)
-        } else {
-            db.url.clone()
-        };
-        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-        previous_release.run(&mut conn).await.unwrap();
+        let mut conn = db.at_migration(6).await;
         for sql in [
             "INSERT INTO audit_entries (seq, id, at_ms, source, auth, target, outcome, status, dry_run, acted, \
              duration_ms, detail, acted_ms) VALUES (1, 'OLD', 1000, 'manual', 'passed', 'web', 'completed', 200, 0, \
@@ -335,25 +342,8 @@ on_both_stores!(
 /// next step's run is no check of that run, and a record that is no check is none either. A check written
 /// now is found too, the newest first.
 async fn a_runs_check_is_found_by_its_run_whether_recorded_before_the_index_or_after(db: TestDb) {
-    use sqlx::Connection as _;
-    sqlx::any::install_default_drivers();
-    let full = if db.url.starts_with("postgres") {
-        sqlx::migrate!("migrations/postgres")
-    } else {
-        sqlx::migrate!("migrations/sqlite")
-    };
-    let previous_release = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(full.migrations[..15].to_vec()),
-        ..full
-    };
     {
-        let url = if db.url.starts_with("sqlite") {
-            format!("{}?mode=rwc", db.url)
-        } else {
-            db.url.clone()
-        };
-        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-        previous_release.run(&mut conn).await.unwrap();
+        let mut conn = db.at_migration(15).await;
         for (seq, id, source, detail) in [
             (
                 1,
