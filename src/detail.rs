@@ -32,8 +32,6 @@ pub struct RunDetail {
     pub actions: Option<Vec<ActionPart>>,
     /// A check's finding, when the record is a replacement's check.
     pub check: Option<CheckPart>,
-    /// The run a check record checked (a replacement's, or a ladder step's).
-    pub checked_run: Option<String>,
 }
 
 /// How many instances a run's answer listed, as the timeline counts them (none when it has no answer).
@@ -190,7 +188,6 @@ impl RunDetail {
                 in_service: part(&detail["in_service"]),
                 expected_in_service: part(&check["expected_in_service"]),
             }),
-            checked_run: checked_run(detail).map(str::to_owned),
         }
     }
 }
@@ -359,7 +356,11 @@ mod tests {
                 expected_in_service: Some(3)
             })
         );
-        assert_eq!(detail.checked_run.as_deref(), Some("R1"));
+        assert_eq!(checked_run(&json!({"recovery": {"run": "R1"}})), Some("R1"));
+        assert_eq!(
+            checked_run(&json!({"ladder": {"run": "R2"}, "next": {"run": "R3"}})),
+            Some("R2")
+        );
     }
 
     #[test]

@@ -223,7 +223,7 @@ impl Notifier {
                 let status = response.status().as_u16();
                 Metrics::count(&self.metrics.notifications, "delivered");
                 let delivered =
-                    Delivered::of(&queued.event, sink, job.attempts, Some(status), None);
+                    Delivered::of(&queued.event, host, job.attempts, Some(status), None);
                 return Ran::finished(delivered.record(&queued.event));
             }
             Ok(response) => {
@@ -264,14 +264,14 @@ impl Notifier {
             error = failed.why,
             "notification not delivered"
         );
-        let delivered = Delivered {
-            event: queued.event.event,
-            about: queued.event.audit_id.clone(),
-            host: failed.host.clone(),
-            attempts: job.attempts,
-            status: failed.status,
-            error: Some(failed.why.clone()),
-        };
+        let error = Some(failed.why.clone());
+        let delivered = Delivered::of(
+            &queued.event,
+            &failed.host,
+            job.attempts,
+            failed.status,
+            error,
+        );
         delivered.record(&queued.event)
     }
 
@@ -311,7 +311,7 @@ struct Delivered {
 impl Delivered {
     fn of(
         event: &Event,
-        sink: &Webhook,
+        host: &str,
         attempts: u32,
         status: Option<u16>,
         error: Option<String>,
@@ -319,7 +319,7 @@ impl Delivered {
         Self {
             event: event.event,
             about: event.audit_id.clone(),
-            host: sink.url.host_str().unwrap_or_default().to_owned(),
+            host: host.to_owned(),
             attempts,
             status,
             error,

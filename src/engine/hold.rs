@@ -12,7 +12,7 @@ use super::targets::Target;
 use super::{Approved, Authenticated, Engine, EngineError, NextStep, Run, Summary, Trigger};
 use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta, rfc3339};
 use crate::contract::ApprovalRef;
-use crate::detail::RunDetail;
+use crate::detail::checked_run;
 use crate::target::Place;
 
 /// Runs (and recovery checks) of the target an approver sees.
@@ -46,7 +46,7 @@ pub fn evidence(
     let recovery_of = |run: &str| {
         last_runs.iter().find_map(|check| {
             (check.source == crate::audit::Source::RecoveryCheck
-                && RunDetail::of(&check.detail).checked_run.as_deref() == Some(run))
+                && checked_run(&check.detail) == Some(run))
             .then(|| check.outcome.as_str())
         })
     };

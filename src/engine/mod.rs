@@ -151,8 +151,15 @@ impl Engine {
         trigger: &Trigger,
         delivery: Option<DeliveryKey>,
     ) -> Result<Run, EngineError> {
-        let previous = delivery.as_ref().and_then(DeliveryKey::previous);
-        let trigger = &trigger.clone().taking_over(previous);
+        // Only a takeover of a dead attempt copies the trigger, to add what it resumes.
+        let taken_over;
+        let trigger = match delivery.as_ref().and_then(DeliveryKey::previous) {
+            Some(previous) => {
+                taken_over = trigger.clone().taking_over(previous);
+                &taken_over
+            }
+            None => trigger,
+        };
         let audit_id = meta.id.clone();
         let (target, mut result) = match self.targets.one(&trigger.target, &trigger.place) {
             Ok(target) => {

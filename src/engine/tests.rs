@@ -1105,7 +1105,7 @@ impl Engine {
     ) -> Result<Run, EngineError> {
         let target = self.targets.one(&trigger.target, &trigger.place).unwrap();
         meta.concerns(&target.id);
-        let trigger = trigger.clone().taking_over(Some(previous));
+        let trigger = trigger.clone().taking_over(previous);
         self.remediate(meta, &trigger, target).await
     }
 }

@@ -94,11 +94,9 @@ impl Trigger {
         self
     }
 
-    /// The trigger taking over the dead attempt `previous` at its delivery, when there is one.
-    pub fn taking_over(mut self, previous: Option<&str>) -> Self {
-        if let Some(previous) = previous {
-            self.resume.takeover = Some(previous.to_owned());
-        }
+    /// The trigger taking over `previous`, a dead attempt at its delivery.
+    pub fn taking_over(mut self, previous: &str) -> Self {
+        self.resume.takeover = Some(previous.to_owned());
         self
     }
 

@@ -36,6 +36,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The kind that runs jobs stored as `kind`.
+    fn get(&self, kind: &str) -> Option<&dyn Registered> {
+        self.kinds.get(kind).map(Arc::as_ref)
+    }
+
     /// Registers `job` under each of its stored kinds.
     ///
     /// # Panics
@@ -141,7 +146,7 @@ impl Jobs {
     /// Runs one claimed job through its kind and writes what it came to; a failure to write it leaves the job
     /// to be taken over.
     async fn run(&self, job: &ClaimedJob) {
-        let next = match self.kinds.kinds.get(job.kind.as_str()) {
+        let next = match self.kinds.get(&job.kind) {
             Some(kind) => kind.attempt(job).await,
             None => {
                 tracing::warn!(kind = job.kind, "a job of a kind this release does not run");

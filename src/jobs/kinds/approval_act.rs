@@ -1,12 +1,11 @@
 //! `approval-act`: the run of an approved decision whose approver's own run did not finish it, tried a few
 //! times a minute apart, then recorded as not acted on.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::HeldDecisions;
 use crate::approvals::{ApprovalJob, Approvals, NotActed};
-use crate::audit::{APPROVAL_ACT_JOB, AuditRecord, AuditStore, ClaimedJob, RequestMeta};
-use crate::engine::Engine;
+use crate::audit::{APPROVAL_ACT_JOB, AuditRecord, ClaimedJob, RequestMeta};
 use crate::job::{Job, Ran, Unrecorded};
 
 /// Attempts at an approved decision's act job before it is given up (and recorded).
@@ -15,20 +14,7 @@ const ATTEMPTS: u32 = 5;
 const AGAIN: Duration = Duration::from_secs(60);
 
 /// Acts on approved decisions.
-pub struct ApprovalAct {
-    audit: AuditStore,
-    engine: Arc<Engine>,
-}
-
-impl ApprovalAct {
-    /// Acts on the decisions approved in `audit`, through `engine`.
-    pub fn new(audit: &AuditStore, engine: &Arc<Engine>) -> Self {
-        Self {
-            audit: audit.clone(),
-            engine: Arc::clone(engine),
-        }
-    }
-}
+pub struct ApprovalAct(pub(super) HeldDecisions);
 
 impl Job for ApprovalAct {
     type Payload = ApprovalJob;
@@ -55,8 +41,7 @@ impl Job for ApprovalAct {
         _job: &ClaimedJob,
         approval: &ApprovalJob,
     ) -> Result<Ran<NotActed>, Unrecorded> {
-        let approvals = Approvals::new(&self.audit, &self.engine);
-        Ok(approvals.act_later(&approval.id).await?)
+        Ok(self.0.approvals().act_later(&approval.id).await?)
     }
 
     fn gave_up(&self, job: &ClaimedJob, approval: &ApprovalJob, failed: NotActed) -> AuditRecord {

@@ -1,28 +1,14 @@
 //! `approval-expire`: a held decision closed as expired when nobody approved it in time.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
-use crate::approvals::{ApprovalJob, Approvals};
-use crate::audit::{APPROVAL_EXPIRE_JOB, AuditStore, ClaimedJob, RequestMeta};
-use crate::engine::Engine;
+use super::HeldDecisions;
+use crate::approvals::ApprovalJob;
+use crate::audit::{APPROVAL_EXPIRE_JOB, ClaimedJob, RequestMeta};
 use crate::job::{Job, Ran, Unrecorded};
 
 /// Expires held decisions.
-pub struct ApprovalExpire {
-    audit: AuditStore,
-    engine: Arc<Engine>,
-}
-
-impl ApprovalExpire {
-    /// Expiries of the decisions held in `audit`.
-    pub fn new(audit: &AuditStore, engine: &Arc<Engine>) -> Self {
-        Self {
-            audit: audit.clone(),
-            engine: Arc::clone(engine),
-        }
-    }
-}
+pub struct ApprovalExpire(pub(super) HeldDecisions);
 
 impl Job for ApprovalExpire {
     type Payload = ApprovalJob;
@@ -41,7 +27,8 @@ impl Job for ApprovalExpire {
         _job: &ClaimedJob,
         approval: &ApprovalJob,
     ) -> Result<Ran<Infallible>, Unrecorded> {
-        let approvals = Approvals::new(&self.audit, &self.engine);
-        Ok(Ran::finished(approvals.expire(&approval.id).await?))
+        Ok(Ran::finished(
+            self.0.approvals().expire(&approval.id).await?,
+        ))
     }
 }
