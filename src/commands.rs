@@ -21,16 +21,7 @@ use crate::{App, init_logging, serve};
 /// against the built-in action kinds too.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let config = config::load(path).with_context(|| format!("config {}", path.display()))?;
-    let kinds = crate::actions::builtin();
-    for target in &config.targets {
-        kinds.ladder(&config.ladder_of(target)).with_context(|| {
-            format!(
-                "config {}: target {:?}: invalid targets.ladder",
-                path.display(),
-                target.name()
-            )
-        })?;
-    }
+    crate::actions::check(&config).with_context(|| format!("config {}", path.display()))?;
     Ok(config)
 }
 

@@ -7,7 +7,6 @@
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 
 use crate::aws::{AwsFleet, clients_of};
-use crate::config::Action as ReplaceBy;
 use crate::engine::action::{Action, Effect, Judged, On, Started};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{
@@ -38,6 +37,7 @@ impl Action for Isolate {
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
+            checked_after: None,
         }
     }
 
@@ -50,7 +50,7 @@ impl Action for Isolate {
         ]
     }
 
-    fn choose(&self, _: &InstanceView, _: ReplaceBy) -> Result<&'static str, SkipReason> {
+    fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
         Ok(ISOLATE)
     }
 

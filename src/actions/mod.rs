@@ -7,14 +7,46 @@ pub mod isolate;
 pub mod reboot;
 pub mod replace;
 
-use crate::engine::action::Kinds;
+use crate::config::Config;
+use crate::engine::action::{Kinds, LadderError};
 
 /// Every built-in action kind.
 pub fn builtin() -> Kinds {
     Kinds::default()
-        .with(replace::Replace)
-        .with(reboot::Reboot)
+        .with(replace::Replace::default())
+        .with(reboot::Reboot::default())
         .with(isolate::Isolate)
+}
+
+/// Why the built-in kinds cannot serve a configuration: where (a target, or `[remediation]`) and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{place}: {source}")]
+pub struct KindsError {
+    /// `target "NAME"`, or `[remediation]`.
+    pub place: String,
+    /// What is wrong.
+    pub source: LadderError,
+}
+
+/// Checks `config` against the built-in kinds at start-up: every key beside reflex's own is some kind's, each
+/// kind reads its keys, and each target's ladder is made of kinds with only its last step removing the
+/// instance.
+pub fn check(config: &Config) -> Result<(), KindsError> {
+    let kinds = builtin();
+    let at = |place: String| move |source: LadderError| KindsError { place, source };
+    kinds
+        .known_keys(&config.remediation.kind_keys, "remediation")
+        .map_err(|err| at("[remediation]".to_owned())(err.into()))?;
+    for target in &config.targets {
+        let place = format!("target {:?}", target.name());
+        kinds
+            .known_keys(&target.kind_keys, "targets")
+            .map_err(|err| at(place.clone())(err.into()))?;
+        kinds
+            .ladder(&config.ladder_of(target), &config.kind_keys_of(target))
+            .map_err(at(place))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -23,7 +55,7 @@ mod tests {
 
     fn ladder(steps: &[&str]) -> Result<Vec<&'static str>, LadderError> {
         let steps: Vec<String> = steps.iter().map(|step| (*step).to_owned()).collect();
-        let kinds = super::builtin().ladder(&steps)?;
+        let kinds = super::builtin().ladder(&steps, &crate::engine::keys::Keys::none())?;
         Ok(kinds.iter().map(|kind| kind.name()).collect())
     }
 
@@ -54,6 +86,85 @@ mod tests {
             err.contains("\"pray\"") && err.contains("isolate, reboot, replace"),
             "{err}"
         );
+    }
+
+    fn checked(text: &str) -> Result<crate::config::Config, String> {
+        let config = crate::config::parse(text, []).map_err(|err| err.to_string())?;
+        super::check(&config).map_err(|err| err.to_string())?;
+        Ok(config)
+    }
+
+    fn ladder_of(
+        config: &crate::config::Config,
+    ) -> Vec<std::sync::Arc<dyn crate::engine::action::Action>> {
+        let target = &config.targets[0];
+        super::builtin()
+            .ladder(&config.ladder_of(target), &config.kind_keys_of(target))
+            .unwrap()
+    }
+
+    const TARGET: &str =
+        "[[targets]]\nload_balancer = \"web-elb\"\nladder = [\"reboot\", \"replace\"]\n";
+
+    #[test]
+    fn each_kind_reads_its_own_keys_a_target_s_over_the_default() {
+        use std::time::Duration;
+        let waits = |config| {
+            ladder_of(&config)
+                .iter()
+                .map(|kind| kind.effect().checked_after)
+                .collect::<Vec<_>>()
+        };
+        let groups = |config| ladder_of(&config)[1].needs_groups();
+        let config = checked(TARGET).unwrap();
+        assert_eq!(
+            waits(config.clone()),
+            [Some(Duration::from_secs(180)), None]
+        );
+        assert!(!groups(config));
+        let defaults = "[remediation]\nreboot_verify_secs = 60\naction = \"auto\"\n";
+        let config = checked(&format!("{defaults}{TARGET}")).unwrap();
+        assert_eq!(waits(config.clone()), [Some(Duration::from_secs(60)), None]);
+        assert!(groups(config));
+        let config = checked(&format!(
+            "{defaults}{TARGET}reboot_verify_secs = 30\naction = \"terminate\"\n"
+        ))
+        .unwrap();
+        assert_eq!(waits(config.clone()), [Some(Duration::from_secs(30)), None]);
+        assert!(!groups(config));
+    }
+
+    #[test]
+    fn a_bad_kind_key_or_one_no_kind_reads_is_refused_by_name() {
+        for (text, says) in [
+            (
+                format!("[remediation]\nreboot_verify_secs = 0\n{TARGET}"),
+                "`remediation.reboot_verify_secs` is 0",
+            ),
+            (
+                format!("{TARGET}reboot_verify_secs = 0\n"),
+                "target \"web-elb\": `targets.reboot_verify_secs` is 0",
+            ),
+            (
+                format!("{TARGET}action = \"nuke\"\n"),
+                "`targets.action` is invalid",
+            ),
+            (
+                format!("[remediation]\ndry_rnu = true\n{TARGET}"),
+                "[remediation]: `remediation.dry_rnu` is no setting",
+            ),
+            (
+                format!("{TARGET}acton = \"auto\"\n"),
+                "`targets.acton` is no setting",
+            ),
+        ] {
+            let err = checked(&text).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        let err = checked(&format!("{TARGET}action = \"nuke\"\n")).unwrap_err();
+        assert!(err.contains("asg-unhealthy"), "{err}");
+        let err = checked(&format!("{TARGET}acton = 1\n")).unwrap_err();
+        assert!(err.contains("action, reboot_verify_secs"), "{err}");
     }
 
     #[test]

@@ -1,16 +1,39 @@
-//! `replace`: an instance is replaced, as the target's `action` says: terminated (EC2 TerminateInstances), or
+//! `replace`: an instance is replaced, as the key `action` says: terminated (EC2 TerminateInstances), or
 //! handed to its Auto Scaling group (SetInstanceHealth Unhealthy, respecting the group's grace period), or
 //! either (`auto`: handed when it is in a group). It is judged by the target's capacity coming back.
 
-use crate::config::Action as How;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
 use crate::engine::action::{Action, Effect, Judged, On, Started};
+use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FleetError, InstanceView};
 
-/// The `replace` action kind.
-#[derive(Debug, Clone, Copy)]
-pub struct Replace;
+/// The `replace` action kind, replacing as its `action` key says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replace {
+    /// How it replaces an instance.
+    pub how: How,
+}
 
+/// How a broken instance is replaced: the key `action` on a target, or its default under `[remediation]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum How {
+    /// EC2 TerminateInstances (whatever launched the instance replaces it).
+    #[default]
+    Terminate,
+    /// Auto Scaling SetInstanceHealth Unhealthy, respecting the group's grace period: the group replaces
+    /// the instance by its own rules. An instance in no group is skipped.
+    AsgUnhealthy,
+    /// `asg-unhealthy` for instances in an Auto Scaling group, `terminate` for the others.
+    Auto,
+}
+
+/// The key that says how an instance is replaced.
+const KEY: &str = "action";
 /// The call that terminates an instance.
 const TERMINATE: &str = "terminate";
 /// The call that hands an instance to its Auto Scaling group.
@@ -26,6 +49,7 @@ impl Action for Replace {
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
+            checked_after: None,
         }
     }
 
@@ -37,8 +61,30 @@ impl Action for Replace {
         &["ec2:TerminateInstances", "autoscaling:SetInstanceHealth"]
     }
 
-    fn choose(&self, instance: &InstanceView, replace_by: How) -> Result<&'static str, SkipReason> {
-        match (replace_by, &instance.auto_scaling_group) {
+    fn described(&self) -> String {
+        let how = match self.how {
+            How::Terminate => "terminate",
+            How::AsgUnhealthy => "asg-unhealthy",
+            How::Auto => "auto",
+        };
+        format!("replace (action {how})")
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &[KEY]
+    }
+
+    fn with_keys(&self, keys: &Keys<'_>) -> Result<Option<Arc<dyn Action>>, KeyError> {
+        let how = keys.get::<How>(KEY, |_| Ok(()))?.unwrap_or(self.how);
+        Ok(Some(Arc::new(Self { how })))
+    }
+
+    fn needs_groups(&self) -> bool {
+        self.how != How::Terminate
+    }
+
+    fn choose(&self, instance: &InstanceView) -> Result<&'static str, SkipReason> {
+        match (self.how, &instance.auto_scaling_group) {
             (How::Terminate, _) | (How::Auto, None) => Ok(TERMINATE),
             (How::AsgUnhealthy | How::Auto, Some(_)) => Ok(ASG_UNHEALTHY),
             (How::AsgUnhealthy, None) => Err(SkipReason::NotInAutoScalingGroup),

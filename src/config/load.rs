@@ -475,7 +475,6 @@ mod tests {
                  \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-tg/0123456789abcdef\"\n",
                 "targets.target_group",
             ),
-            ("[remediation]\naction = \"reboot\"\n", "action"),
             (
                 "[[targets]]\nload_balancer = \"api\"\naccount = \"prod\"\n",
                 "targets.account",
@@ -605,15 +604,6 @@ mod tests {
     }
 
     #[test]
-    fn actions_read_back_as_written() {
-        use crate::config::Action;
-        for action in [Action::Terminate, Action::AsgUnhealthy, Action::Auto] {
-            let text = format!("{MINIMAL}[remediation]\naction = \"{}\"\n", action.as_str());
-            assert_eq!(parse_with(&text, &[]).unwrap().remediation.action, action);
-        }
-    }
-
-    #[test]
     fn a_target_watches_or_acts_as_its_mode_says_and_auto_is_the_default() {
         use crate::config::Mode;
         let config = parse_with(MINIMAL, &[]).unwrap();
@@ -653,22 +643,19 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_by_name() {
-        let err = parse_with(&format!("{MINIMAL}[remediation]\ndry_rnu = true\n"), &[])
+        let err = parse_with(&format!("{MINIMAL}[server]\nlisten_adress = \"x\"\n"), &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("dry_rnu"), "{err}");
+        assert!(err.contains("listen_adress"), "{err}");
     }
 
     #[test]
     fn a_ladder_names_each_step_once_and_replacement_alone_is_the_default() {
         let config = parse_with(MINIMAL, &[]).unwrap();
         assert_eq!(config.ladder_of(&config.targets[0]), ["replace"]);
-        assert_eq!(config.reboot_verify_secs_of(&config.targets[0]), 180);
-        let text =
-            format!("{MINIMAL}ladder = [\"reboot\", \"replace\"]\nreboot_verify_secs = 60\n");
+        let text = format!("{MINIMAL}ladder = [\"reboot\", \"replace\"]\n");
         let config = parse_with(&text, &[]).unwrap();
         assert_eq!(config.ladder_of(&config.targets[0]), ["reboot", "replace"]);
-        assert_eq!(config.reboot_verify_secs_of(&config.targets[0]), 60);
         for (ladder, says) in [
             ("[]", "[\"reboot\", \"replace\"]"),
             ("[\"reboot\", \"reboot\"]", "\"reboot\" twice"),
@@ -682,10 +669,6 @@ mod tests {
             );
         }
         for (section, key) in [
-            (
-                "[remediation]\nreboot_verify_secs = 0\n",
-                "remediation.reboot_verify_secs",
-            ),
             (
                 "[remediation]\nrelapse_limit = 0\n",
                 "remediation.relapse_limit",

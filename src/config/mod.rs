@@ -446,7 +446,7 @@ impl Default for AuditConfig {
 
 /// `[remediation]`: the safety limits.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RemediationConfig {
     /// Plan and report, never write to AWS.
     pub dry_run: bool,
@@ -465,9 +465,6 @@ pub struct RemediationConfig {
     /// At most this many remediations run at once (over all targets); more are answered 503 `too-busy`,
     /// which SNS and Alertmanager retry. Bounds the AWS calls one burst of alerts can make.
     pub max_concurrent: usize,
-    /// How broken instances are replaced unless a target says otherwise: `terminate`, `asg-unhealthy` or
-    /// `auto`.
-    pub action: Action,
     /// How far reflex may go on its own unless a target says otherwise: `observe` or `auto`.
     pub mode: Mode,
     /// Budget: at most this many instances acted on per target in any hour (across restarts and replicas).
@@ -486,15 +483,16 @@ pub struct RemediationConfig {
     /// acted on in any rolling hour, counted across runs, restarts and replicas; the rest is skipped
     /// `speed-limit`. Unlike the budgets, it scales with the fleet.
     pub max_removed_fraction_per_hour: f64,
-    /// After a reboot (the `reboot` step of a target's ladder), the target is checked again this many seconds
-    /// later: each rebooted instance back InService recovered, each still down goes to the next step.
-    pub reboot_verify_secs: u64,
     /// Instances that replaced broken ones and go unhealthy again within this many seconds of joining are a
     /// relapse: the cause is not the instances.
     pub relapse_window_secs: u64,
     /// This many relapses of one target within `relapse_window_secs` open its breaker (`relapsing`): nothing
     /// more is replaced until a person resets it.
     pub relapse_limit: u32,
+    /// The action kinds' defaults (`action` for `replace`, `reboot_verify_secs` for `reboot`): every other key
+    /// of the section. Each kind reads its own at start-up; a key no kind reads is refused then.
+    #[serde(flatten)]
+    pub kind_keys: toml::Table,
 }
 
 impl Default for RemediationConfig {
@@ -508,7 +506,6 @@ impl Default for RemediationConfig {
             cooldown_secs: 120,
             protect_tag: "reflex:protect".to_owned(),
             max_concurrent: 4,
-            action: Action::Terminate,
             mode: Mode::Auto,
             max_acted_per_hour: 5,
             max_acted_per_day: 20,
@@ -517,9 +514,9 @@ impl Default for RemediationConfig {
             breaker_after_failures: 3,
             verify_after_secs: 300,
             max_removed_fraction_per_hour: 0.34,
-            reboot_verify_secs: 180,
             relapse_window_secs: 3600,
             relapse_limit: 2,
+            kind_keys: toml::Table::new(),
         }
     }
 }
@@ -578,7 +575,6 @@ impl AccountConfig {
 
 /// `[[targets]]`: one classic load balancer or one ELBv2 target group reflex may heal.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// Classic ELB name (exactly one of `load_balancer` and `target_group` is set).
     #[serde(default)]
@@ -586,9 +582,6 @@ pub struct TargetConfig {
     /// ALB/NLB target group, by ARN or by name (resolved at start-up); its targets must be instances.
     #[serde(default)]
     pub target_group: Option<String>,
-    /// How this target's broken instances are replaced; unset uses `remediation.action`.
-    #[serde(default)]
-    pub action: Option<Action>,
     /// SNS topics whose non-alarm messages (or alarms without a balancer dimension) mean this target.
     #[serde(default)]
     pub sns_topic_arns: Vec<String>,
@@ -612,9 +605,10 @@ pub struct TargetConfig {
     /// only the last step takes the instance out of service, is checked against the registered kinds.
     #[serde(default)]
     pub ladder: Option<Vec<String>>,
-    /// This target's wait before a reboot is checked; unset uses `remediation.reboot_verify_secs`.
-    #[serde(default)]
-    pub reboot_verify_secs: Option<u64>,
+    /// The action kinds' keys for this target (`action`, `reboot_verify_secs`), over `[remediation]`'s:
+    /// every other key of the entry. Each kind reads its own at start-up; a key no kind reads is refused then.
+    #[serde(flatten)]
+    pub kind_keys: toml::Table,
 }
 
 impl TargetConfig {
@@ -673,31 +667,6 @@ impl Mode {
         match self {
             Self::Observe => "observe",
             Self::Approve => "approve",
-            Self::Auto => "auto",
-        }
-    }
-}
-
-/// How a broken instance is replaced.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// EC2 TerminateInstances (whatever launched the instance replaces it).
-    #[default]
-    Terminate,
-    /// Auto Scaling SetInstanceHealth Unhealthy, respecting the group's grace period: the group replaces
-    /// the instance by its own rules. An instance in no group is skipped.
-    AsgUnhealthy,
-    /// `asg-unhealthy` for instances in an Auto Scaling group, `terminate` for the others.
-    Auto,
-}
-
-impl Action {
-    /// The action as written in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Terminate => "terminate",
-            Self::AsgUnhealthy => "asg-unhealthy",
             Self::Auto => "auto",
         }
     }
@@ -797,11 +766,6 @@ impl Config {
         region_matches && account_matches
     }
 
-    /// How `target`'s broken instances are replaced: its own `action`, else `remediation.action`.
-    pub fn action_of(&self, target: &TargetConfig) -> Action {
-        target.action.unwrap_or(self.remediation.action)
-    }
-
     /// How far reflex may go on its own with `target`: its own mode, else the default.
     pub fn mode_of(&self, target: &TargetConfig) -> Mode {
         target.mode.unwrap_or(self.remediation.mode)
@@ -820,11 +784,9 @@ impl Config {
             .unwrap_or_else(|| vec![DEFAULT_STEP.to_owned()])
     }
 
-    /// How long after a reboot `target` is checked: its own wait, else the default.
-    pub fn reboot_verify_secs_of(&self, target: &TargetConfig) -> u64 {
-        target
-            .reboot_verify_secs
-            .unwrap_or(self.remediation.reboot_verify_secs)
+    /// The action kinds' keys of `target`: its own, over `[remediation]`'s.
+    pub fn kind_keys_of<'a>(&'a self, target: &'a TargetConfig) -> crate::engine::keys::Keys<'a> {
+        crate::engine::keys::Keys::new(&target.kind_keys, &self.remediation.kind_keys)
     }
 
     /// The fraction of `target`'s instances that may be acted on in an hour: its own, else the default.

@@ -595,12 +595,6 @@ impl RemediationConfig {
                 "must be at least 1 (seconds after a run that acted before its target is checked again)",
             );
         }
-        if self.reboot_verify_secs == 0 {
-            return invalid(
-                "remediation.reboot_verify_secs",
-                "must be at least 1 (seconds after a reboot before the rebooted instances are checked)",
-            );
-        }
         if self.relapse_window_secs == 0 {
             return invalid(
                 "remediation.relapse_window_secs",
@@ -657,12 +651,6 @@ impl TargetConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(ladder) = &self.ladder {
             check_ladder(ladder)?;
-        }
-        if self.reboot_verify_secs == Some(0) {
-            return invalid(
-                "targets.reboot_verify_secs",
-                "is 0; a rebooted instance needs time to come back (the default is 180)",
-            );
         }
         if let Some(fraction) = self.max_removed_fraction_per_hour {
             check_fraction(

@@ -9,18 +9,17 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use super::keys::{KeyError, Keys};
 use super::port::{BoxFuture, Fleet, FleetError, InstanceView, TargetRef};
 use super::refusal::SkipReason;
-use crate::config::Action as ReplaceBy;
 
 /// How a step's check judges whether it worked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Judged {
-    /// Each instance acted on is InService again (a reboot): those still down go to the ladder's next step,
-    /// checked after the target's `reboot_verify_secs`.
+    /// Each instance acted on is InService again (a reboot): those still down go to the ladder's next step.
     InstancesBack,
     /// The target's capacity is back: as many instances InService as before the run plus those acted on (a
-    /// replacement, an isolation), checked after `remediation.verify_after_secs`.
+    /// replacement, an isolation).
     CapacityBack,
 }
 
@@ -36,6 +35,9 @@ pub struct Effect {
     pub removes_capacity: bool,
     /// How its check judges it.
     pub judged: Judged,
+    /// How long after acting its check runs: the kind's own wait (a reboot's `reboot_verify_secs`), or when
+    /// `None`, `remediation.verify_after_secs`.
+    pub checked_after: Option<std::time::Duration>,
 }
 
 /// What a kind's call is given: the target's fleet, the target as the fleet knows it, and the act.
@@ -88,14 +90,34 @@ pub trait Action: Send + Sync + Debug {
     /// The IAM actions its calls need (each is in the IAM templates under `deploy/`).
     fn iam_actions(&self) -> &'static [&'static str];
 
+    /// How `reflex check` names it for a target: its name, with the values of its keys that matter.
+    fn described(&self) -> String {
+        self.name().to_owned()
+    }
+
+    /// The config keys it reads, on a target or as a default under `[remediation]` (`action`,
+    /// `reboot_verify_secs`); none by default.
+    fn keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// This kind as a target's `keys` set it, read once at start-up: `None` when it reads no keys (the
+    /// registered kind serves every target), else a bad value's key and what to do.
+    fn with_keys(&self, keys: &Keys<'_>) -> Result<Option<Arc<dyn Action>>, KeyError> {
+        let _ = keys;
+        Ok(None)
+    }
+
+    /// Whether choosing needs each instance's Auto Scaling group: then a run whose read of the groups fails
+    /// fails (the sender retries) rather than refusing `change-unknown`.
+    fn needs_groups(&self) -> bool {
+        false
+    }
+
     /// How it acts on `instance`, one the safety rules let through (OutOfService, running or stopped, past
     /// its grace period, not protected): the call it makes (`terminate`, `reboot`, ...), or why the instance
-    /// is left alone. `replace_by` is the target's `action` setting (how the `replace` kind replaces).
-    fn choose(
-        &self,
-        instance: &InstanceView,
-        replace_by: ReplaceBy,
-    ) -> Result<&'static str, SkipReason>;
+    /// is left alone.
+    fn choose(&self, instance: &InstanceView) -> Result<&'static str, SkipReason>;
 
     /// The summary list an instance acted on by `call` is listed in (e.g. `terminated-instance-ids`).
     fn listed_as(&self, call: &str) -> &'static str;
@@ -144,11 +166,14 @@ pub enum Polled {
     Failed(String),
 }
 
-/// Why a ladder cannot be served by the registered kinds.
+/// Why a target's ladder cannot be served by the registered kinds, or their keys not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LadderError {
+    /// A kind's key is unusable, or a key is no kind's.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// A step names no registered kind.
-    #[error("has step {step:?}, which is no action kind; the kinds are {known}")]
+    #[error("`targets.ladder` has step {step:?}, which is no action kind; the kinds are {known}")]
     Unknown {
         /// The step as configured.
         step: String,
@@ -157,7 +182,7 @@ pub enum LadderError {
     },
     /// A step that takes the instance out of service is followed by another.
     #[error(
-        "has {step:?} before {next:?}, but {step:?} takes the instance out of service: only the last step may; \
+        "`targets.ladder` has {step:?} before {next:?}, but {step:?} takes the instance out of service: only the last step may; \
          put the steps that keep the instance (such as \"reboot\") first"
     )]
     RemovesBeforeLast {
@@ -190,19 +215,24 @@ impl Kinds {
         self.0.values()
     }
 
-    /// The kinds of `ladder`'s steps, in order, when every step is registered and only the last one takes the
-    /// instance out of service. (That the ladder is not empty and names each step once is the config's own
-    /// check.)
-    pub fn ladder(&self, ladder: &[String]) -> Result<Vec<Arc<dyn Action>>, LadderError> {
+    /// The kinds of `ladder`'s steps, in order and as `keys` set them, when every step is registered and only
+    /// the last one takes the instance out of service. (That the ladder is not empty and names each step once
+    /// is the config's own check.)
+    pub fn ladder(
+        &self,
+        ladder: &[String],
+        keys: &Keys<'_>,
+    ) -> Result<Vec<Arc<dyn Action>>, LadderError> {
         let steps = ladder
             .iter()
             .map(|step| {
-                self.get(step).cloned().ok_or_else(|| LadderError::Unknown {
+                let kind = self.get(step).ok_or_else(|| LadderError::Unknown {
                     step: step.clone(),
                     known: self.0.keys().copied().collect::<Vec<_>>().join(", "),
-                })
+                })?;
+                Ok(kind.with_keys(keys)?.unwrap_or_else(|| Arc::clone(kind)))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, LadderError>>()?;
         for pair in steps.windows(2) {
             if !pair[0].effect().keeps_instance {
                 return Err(LadderError::RemovesBeforeLast {
@@ -212,5 +242,15 @@ impl Kinds {
             }
         }
         Ok(steps)
+    }
+
+    /// Refuses a key of `table` (written under `section`) that is neither one of reflex's own there (they are
+    /// read into the config's fields, so `table` holds only the rest) nor any registered kind's.
+    pub fn known_keys(&self, table: &toml::Table, section: &str) -> Result<(), KeyError> {
+        super::keys::unknown(
+            table,
+            section,
+            self.0.values().flat_map(|kind| kind.keys().iter().copied()),
+        )
     }
 }

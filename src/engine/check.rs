@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::action::{Act, Action as ActionKind, Judged, On, Polled};
+use super::action::{Act, Action as ActionKind, Effect, Judged, On, Polled};
 use super::decision::Decision;
 use super::earlier_checks::{LADDER_JOB, RECOVERY_JOB, RecoveryCheck, StepCheck};
 use super::targets::Target;
@@ -97,15 +97,15 @@ pub(super) struct Acted<'a> {
 }
 
 impl Engine {
-    /// The check of a step of `target` that acted as `acted` says, by a kind judged `judged`, noted: a job that
-    /// rides in the run's final commit, due when the kind's wait is over (`reboot_verify_secs` for a step
-    /// judged by its instances, `verify_after_secs` for one judged by capacity).
+    /// The check of a step of `target` that acted as `acted` says, by a kind of this `effect`, noted: a job
+    /// that rides in the run's final commit, due when the kind's wait is over (its own, such as a reboot's
+    /// `reboot_verify_secs`, else `verify_after_secs`).
     pub(super) fn check_job(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         kind: &str,
-        judged: Judged,
+        effect: Effect,
         acted: Acted<'_>,
     ) -> NewJob {
         let check = Check {
@@ -122,12 +122,11 @@ impl Engine {
             watching_since: None,
             pending: acted.pending,
         };
-        let wait = match judged {
-            Judged::InstancesBack => target.reboot_verify,
-            Judged::CapacityBack => Duration::from_secs(self.config.remediation.verify_after_secs),
-        };
+        let wait = effect
+            .checked_after
+            .unwrap_or_else(|| Duration::from_secs(self.config.remediation.verify_after_secs));
         let due = (OffsetDateTime::now_utc() + wait).unix_timestamp();
-        match judged {
+        match effect.judged {
             Judged::InstancesBack => meta.note(
                 "ladder_check",
                 serde_json::json!({"rebooted": check.acted, "kind": kind, "due": due}),

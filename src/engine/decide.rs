@@ -179,7 +179,6 @@ impl Engine {
         asked: &Asked<'_>,
     ) -> Plan {
         let mut policy = Policy {
-            action: target.action,
             cooldown: target.cooldown,
             ..Policy::new(&self.config.remediation, std::sync::Arc::clone(asked.step))
         };

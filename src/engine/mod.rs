@@ -18,6 +18,7 @@ mod error;
 mod gate;
 pub mod health;
 pub mod hold;
+pub mod keys;
 mod ladder;
 mod observe;
 pub mod plan;

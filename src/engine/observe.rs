@@ -10,7 +10,6 @@ use super::port::{FailureKind, HealthState, Snapshot};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{RequestMeta, SharedClock};
-use crate::config::Action;
 
 /// What a run saw before deciding.
 #[derive(Debug)]
@@ -96,9 +95,12 @@ async fn find_groups(target: &Target, snapshot: &mut Snapshot) -> Result<Changes
     }
     let mut groups = match target.fleet.auto_scaling_groups(&candidates).await {
         Ok(groups) => groups,
-        // Replacing through Auto Scaling needs the membership to plan at all, and a read that failed for a
-        // moment is worth a retry: the run fails.
-        Err(err) if target.action != Action::Terminate || err.kind == FailureKind::Transient => {
+        // A kind that acts through Auto Scaling needs the membership to plan at all, and a read that failed
+        // for a moment is worth a retry: the run fails.
+        Err(err)
+            if target.ladder.iter().any(|kind| kind.needs_groups())
+                || err.kind == FailureKind::Transient =>
+        {
             return Err(EngineError::Fleet(err));
         }
         // A termination needs it only to tell whether a change is under way: denied, it cannot tell.

@@ -12,7 +12,7 @@ pub use super::action::Act;
 use super::action::Action as ActionKind;
 pub use super::refusal::{Refusal, STANDING_RULES, Skip, SkipReason};
 use super::snapshot::{HealthState, InstanceView, Snapshot};
-use crate::config::{Action, RemediationConfig};
+use crate::config::RemediationConfig;
 
 /// The safety limits the planner enforces (the `[remediation]` config section).
 #[derive(Debug, Clone)]
@@ -29,9 +29,6 @@ pub struct Policy {
     pub cooldown: Duration,
     /// Never touch instances with a tag of this key.
     pub protect_tag: String,
-    /// How the `replace` kind replaces an instance (needs `InstanceView::auto_scaling_group` filled unless
-    /// `Terminate`).
-    pub action: Action,
     /// The action kind of the step of the target's ladder this run takes.
     pub step: Arc<dyn ActionKind>,
 }
@@ -46,7 +43,6 @@ impl Policy {
             grace_period: Duration::from_secs(config.grace_period_secs),
             cooldown: Duration::from_secs(config.cooldown_secs),
             protect_tag: config.protect_tag.clone(),
-            action: config.action,
             step,
         }
     }
@@ -276,7 +272,7 @@ fn replacement_or_skip(
     {
         return Err(SkipReason::GracePeriod);
     }
-    policy.step.choose(instance, policy.action)
+    policy.step.choose(instance)
 }
 
 #[cfg(test)]

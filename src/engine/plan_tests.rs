@@ -5,7 +5,8 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
-use crate::actions::{reboot::Reboot, replace::Replace};
+use crate::actions::reboot::Reboot;
+use crate::actions::replace::{How, Replace};
 use crate::engine::health;
 use crate::engine::snapshot::{Ec2Facts, Health};
 
@@ -20,8 +21,7 @@ fn policy() -> Policy {
         grace_period: Duration::from_secs(300),
         cooldown: Duration::from_secs(600),
         protect_tag: "reflex:protect".into(),
-        action: Action::Terminate,
-        step: Arc::new(Replace),
+        step: Arc::new(Replace::default()),
     }
 }
 
@@ -211,20 +211,20 @@ fn the_action_decides_how_each_instance_is_replaced() {
         bad.auto_scaling_group = Some("web-asg".into());
         bad
     };
-    let with = |action| Policy { action, ..policy() };
+    let with = |how| Policy {
+        step: Arc::new(Replace { how }),
+        ..policy()
+    };
     let act = |action, bad| plan(&fleet_with(bad), &with(action), clock()).act_on;
     let lone = || instance("i-bad", HealthState::OutOfService);
-    assert_eq!(act(Action::Terminate, grouped())[0].action, "terminate");
-    assert_eq!(act(Action::Auto, lone())[0].action, "terminate");
-    let handed = act(Action::Auto, grouped());
+    assert_eq!(act(How::Terminate, grouped())[0].action, "terminate");
+    assert_eq!(act(How::Auto, lone())[0].action, "terminate");
+    let handed = act(How::Auto, grouped());
     assert_eq!(handed[0].action, "asg-unhealthy");
     assert_eq!(handed[0].kind, "replace");
     assert_eq!(handed[0].auto_scaling_group.as_deref(), Some("web-asg"));
-    assert_eq!(
-        act(Action::AsgUnhealthy, grouped())[0].action,
-        "asg-unhealthy"
-    );
-    let plan = plan(&fleet_with(lone()), &with(Action::AsgUnhealthy), clock());
+    assert_eq!(act(How::AsgUnhealthy, grouped())[0].action, "asg-unhealthy");
+    let plan = plan(&fleet_with(lone()), &with(How::AsgUnhealthy), clock());
     assert!(plan.act_on.is_empty());
     assert_eq!(plan.skipped, skipped(SkipReason::NotInAutoScalingGroup));
 }
@@ -451,24 +451,27 @@ fn arb_instance() -> impl Strategy<Value = InstanceView> {
         )
 }
 
-fn arb_policy() -> impl Strategy<Value = Policy> {
+/// A policy, with how its `replace` step replaces.
+fn arb_policy() -> impl Strategy<Value = (Policy, How)> {
     (
         (0usize..5, 0.05f64..=1.0, 0usize..4, 0u64..1500, 0u64..1000),
         prop_oneof![
-            Just(Action::Terminate),
-            Just(Action::AsgUnhealthy),
-            Just(Action::Auto)
+            Just(How::Terminate),
+            Just(How::AsgUnhealthy),
+            Just(How::Auto)
         ],
     )
-        .prop_map(|((cap, fraction, floor, grace, cooldown), action)| Policy {
-            max_terminations_per_run: cap,
-            max_unhealthy_fraction: fraction,
-            min_in_service: floor,
-            grace_period: Duration::from_secs(grace),
-            cooldown: Duration::from_secs(cooldown),
-            protect_tag: "reflex:protect".into(),
-            action,
-            step: Arc::new(Replace),
+        .prop_map(|((cap, fraction, floor, grace, cooldown), how)| {
+            let policy = Policy {
+                max_terminations_per_run: cap,
+                max_unhealthy_fraction: fraction,
+                min_in_service: floor,
+                grace_period: Duration::from_secs(grace),
+                cooldown: Duration::from_secs(cooldown),
+                protect_tag: "reflex:protect".into(),
+                step: Arc::new(Replace { how }),
+            };
+            (policy, how)
         })
 }
 
@@ -491,7 +494,7 @@ proptest! {
     fn no_plan_ever_breaks_a_safety_rule(
         instances in prop::collection::vec(arb_instance(), 0..12)
             .prop_map(|mut v| { v.sort_by(|a, b| a.instance_id.cmp(&b.instance_id)); v.dedup_by(|a, b| a.instance_id == b.instance_id); v }),
-        policy in arb_policy(),
+        (policy, how) in arb_policy(),
         last_action_ago in prop::option::of(0i64..2000),
     ) {
         let clock = Clock { now: NOW, last_action_at: last_action_ago.map(|s| NOW - time::Duration::seconds(s)) };
@@ -520,9 +523,9 @@ proptest! {
             prop_assert!(!ec2.tags.iter().any(|(k, _)| k == "reflex:protect"));
             prop_assert!(NOW - ec2.launch_time.unwrap() >= time::Duration::try_from(policy.grace_period).unwrap());
             prop_assert!(!plan.skipped.iter().any(|s| &s.instance_id == id));
-            let expected = match (policy.action, &view.auto_scaling_group) {
-                (Action::Terminate, _) | (Action::Auto, None) => "terminate",
-                (Action::AsgUnhealthy, None) => {
+            let expected = match (how, &view.auto_scaling_group) {
+                (How::Terminate, _) | (How::Auto, None) => "terminate",
+                (How::AsgUnhealthy, None) => {
                     return Err(TestCaseError::fail("handed an instance in no group to Auto Scaling"));
                 }
                 (_, Some(_)) => "asg-unhealthy",
@@ -693,10 +696,9 @@ fn a_reboot_step_reboots_a_running_instance_and_starts_a_stopped_one_under_every
     if let Some(ec2) = instances[1].ec2.as_mut() {
         ec2.state = "stopped".into();
     }
-    // In no Auto Scaling group, as `asg-unhealthy` would refuse: a reboot needs none.
+    // In no Auto Scaling group: a reboot needs none.
     let policy = Policy {
-        step: Arc::new(Reboot),
-        action: Action::AsgUnhealthy,
+        step: Arc::new(Reboot::default()),
         ..policy()
     };
     let planned = plan(&snapshot(instances.clone()), &policy, clock());

@@ -207,8 +207,8 @@ impl Engine {
         episode: &str,
         done: &Done,
     ) -> NewJob {
-        let judged = step.kind.effect().judged;
-        let acted = match judged {
+        let effect = step.kind.effect();
+        let acted = match effect.judged {
             Judged::InstancesBack => done
                 .decision
                 .steps
@@ -238,7 +238,7 @@ impl Engine {
             count: done.acted,
             pending,
         };
-        self.check_job(meta, target, step.kind.name(), judged, acted)
+        self.check_job(meta, target, step.kind.name(), effect, acted)
     }
 }
 

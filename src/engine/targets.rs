@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use super::EngineError;
-use super::action::{Action as ActionKind, Judged, Kinds, LadderError};
+use super::action::{Action as ActionKind, Effect, Judged, Kinds, LadderError};
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::refusal::Refusal;
 use crate::audit::Home;
-use crate::config::{Action, Config, Mode, TargetConfig};
+use crate::config::{Config, Mode, TargetConfig};
 use crate::contract::Names;
 use crate::target::{Place, TargetId};
 
@@ -59,8 +59,9 @@ pub enum StartError {
         /// The `[[accounts]]` name of the other entry.
         other: String,
     },
-    /// A target's ladder names a step no action kind serves, or removes the instance before its last step.
-    #[error("{target}: targets.ladder {source}")]
+    /// A target's ladder names a step no action kind serves, or removes the instance before its last step, or
+    /// a kind's key is unusable.
+    #[error("{target}: {source}")]
     Ladder {
         /// The target, with its account and region.
         target: String,
@@ -90,8 +91,6 @@ pub(super) struct Target {
     pub configured: TargetRef,
     /// How summaries name it.
     pub names: Names,
-    /// How its broken instances are replaced.
-    pub action: Action,
     /// Its speed limit: the fraction of its instances that may be acted on in any hour.
     pub removed_fraction: f64,
     /// How far reflex may go on its own with it.
@@ -100,8 +99,6 @@ pub(super) struct Target {
     pub approvals_required: u32,
     /// The action kinds it tries in order (`reboot`, then `replace`).
     pub ladder: Vec<Arc<dyn ActionKind>>,
-    /// How long after a reboot it is checked.
-    pub reboot_verify: Duration,
     /// How long after a run acted on it its alerts are refused `cooldown`: `remediation.cooldown_secs`, and
     /// for a ladder that starts with a reboot at least until the reboot is checked, so that an alert repeated
     /// meanwhile does not reboot the instance again in an episode of its own.
@@ -158,16 +155,19 @@ impl Target {
     }
 }
 
-/// How long `target` cools down after a run acted on it: `remediation.cooldown_secs`, and when its ladder's
-/// first step is judged by its instances coming back (a reboot), at least until that is checked
-/// (`reboot_verify_secs`), so that an alert repeated meanwhile does not take the step again.
-fn cooldown_of(config: &Config, target: &TargetConfig, ladder: &[Arc<dyn ActionKind>]) -> Duration {
-    let cooldown = config.remediation.cooldown_secs;
-    let secs = match ladder.first().map(|kind| kind.effect().judged) {
-        Some(Judged::InstancesBack) => cooldown.max(config.reboot_verify_secs_of(target)),
+/// How long a target cools down after a run acted on it: `remediation.cooldown_secs`, and when its ladder's
+/// first step is judged by its instances coming back (a reboot), at least until that is checked (the kind's
+/// wait), so that an alert repeated meanwhile does not take the step again.
+fn cooldown_of(config: &Config, ladder: &[Arc<dyn ActionKind>]) -> Duration {
+    let cooldown = Duration::from_secs(config.remediation.cooldown_secs);
+    match ladder.first().map(|kind| kind.effect()) {
+        Some(Effect {
+            judged: Judged::InstancesBack,
+            checked_after: Some(wait),
+            ..
+        }) => cooldown.max(wait),
         _ => cooldown,
-    };
-    Duration::from_secs(secs)
+    }
 }
 
 /// How the fleet is asked about `target`, and how summaries name it: a classic load balancer by its name, a
@@ -237,13 +237,12 @@ impl Targets {
             let account_name = target.account_name().to_owned();
             let id = target.id_in(&home);
             let place = described(&id, &account_name);
-            let ladder =
-                kinds
-                    .ladder(&config.ladder_of(target))
-                    .map_err(|source| StartError::Ladder {
-                        target: place.clone(),
-                        source,
-                    })?;
+            let ladder = kinds
+                .ladder(&config.ladder_of(target), &config.kind_keys_of(target))
+                .map_err(|source| StartError::Ladder {
+                    target: place.clone(),
+                    source,
+                })?;
             let (fleet_ref, names) = locate(fleet.as_ref(), target, &home, &place).await?;
             // Another account's or region's targets are read once at start-up, through their own clients: a
             // role that cannot be assumed, or a balancer it cannot see, is found now rather than at the first
@@ -271,12 +270,10 @@ impl Targets {
                 fleet_ref,
                 configured: target.reference(),
                 names,
-                action: config.action_of(target),
                 removed_fraction: config.removed_fraction_of(target),
                 mode: config.mode_of(target),
                 approvals_required: config.approvals_required_of(target),
-                reboot_verify: Duration::from_secs(config.reboot_verify_secs_of(target)),
-                cooldown: cooldown_of(config, target, &ladder),
+                cooldown: cooldown_of(config, &ladder),
                 ladder,
                 fleet,
                 lock: Mutex::new(()),
@@ -366,11 +363,16 @@ pub async fn probe_targets(
             TargetRef::LoadBalancer(_) => String::new(),
         };
         lines.push(format!(
-            "{} {:?}{via}: {} instances registered, {in_service} in service; action {}",
+            "{} {:?}{via}: {} instances registered, {in_service} in service; ladder {}",
             target.fleet_ref.kind(),
             target.id.name,
             snapshot.instances.len(),
-            target.action.as_str(),
+            target
+                .ladder
+                .iter()
+                .map(|kind| kind.described())
+                .collect::<Vec<_>>()
+                .join(", "),
         ));
     }
     Ok(lines)

@@ -382,7 +382,7 @@ async fn check_config_aws_looks_every_target_up() {
     assert!(
         stdout.contains(&format!(
             "target group {name:?} (arn:aws:elasticloadbalancing:us-east-1:"
-        )) && stdout.contains("3 instances registered, 2 in service; action auto"),
+        )) && stdout.contains("3 instances registered, 2 in service; ladder replace (action auto)"),
         "{stdout}"
     );
     assert!(

@@ -3,7 +3,6 @@
 //! approval, the check and the escalation.
 
 use super::*;
-use crate::config::Action as ReplaceBy;
 use crate::engine::action::{Action, Effect, Judged, On, Started};
 use crate::engine::port::InstanceView;
 
@@ -26,6 +25,7 @@ impl Action for Drain {
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
+            checked_after: None,
         }
     }
 
@@ -33,7 +33,7 @@ impl Action for Drain {
         &["autoscaling:SetInstanceHealth"]
     }
 
-    fn choose(&self, _: &InstanceView, _: ReplaceBy) -> Result<&'static str, SkipReason> {
+    fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
         Ok("drain")
     }
 

@@ -5,7 +5,6 @@
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
-use crate::config::Action as ReplaceBy;
 use crate::engine::action::{Action, Effect, Judged, On, Polled, Started};
 use crate::engine::port::InstanceView;
 
@@ -30,6 +29,7 @@ impl Action for Slow {
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
+            checked_after: None,
         }
     }
 
@@ -37,7 +37,7 @@ impl Action for Slow {
         &[]
     }
 
-    fn choose(&self, _: &InstanceView, _: ReplaceBy) -> Result<&'static str, SkipReason> {
+    fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
         Ok("command")
     }
 
