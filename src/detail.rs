@@ -102,8 +102,10 @@ pub struct PlanPart {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct PlannedAct {
-    /// The instance.
+    /// The instance (empty for an act on the whole target).
     pub instance_id: String,
+    /// The whole target, for an act on it (empty for an act on an instance).
+    pub resource: String,
     /// The call its action kind chose (`terminate`, `reboot`, `isolate`, ...).
     pub action: String,
     /// The action kind; empty in records written before kinds were named.
@@ -111,6 +113,15 @@ pub struct PlannedAct {
 }
 
 impl PlannedAct {
+    /// What it is on: the instance, or the whole target.
+    pub fn subject(&self) -> &str {
+        if self.instance_id.is_empty() {
+            &self.resource
+        } else {
+            &self.instance_id
+        }
+    }
+
     /// The action kind: as recorded, or for a record written before kinds were named, the kind whose call it
     /// is (`reboot` and `start` were the reboot step's, the rest replacements).
     pub fn kind(&self) -> &str {
@@ -241,12 +252,7 @@ mod tests {
         let plan = Plan {
             registered: vec!["i-1".into(), "i-2".into()],
             unhealthy: vec!["i-1".into(), "i-2".into()],
-            act_on: vec![Act {
-                instance_id: "i-1".into(),
-                action: "terminate".into(),
-                kind: "replace".into(),
-                auto_scaling_group: None,
-            }],
+            act_on: vec![Act::on_instance("i-1", "terminate", "replace", None)],
             skipped: vec![Skip {
                 instance_id: "i-2".into(),
                 reason: SkipReason::GracePeriod,

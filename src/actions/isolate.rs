@@ -7,7 +7,7 @@
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 
 use crate::aws::{AwsFleet, clients_of};
-use crate::engine::action::{Action, Effect, Judged, On, Started};
+use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Started};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{
     BoxFuture, FailureKind, FleetError, InstanceView, TargetRef, current_run,
@@ -34,6 +34,7 @@ impl Action for Isolate {
 
     fn effect(&self) -> Effect {
         Effect {
+            acts_on: ActsOn::Instance,
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
@@ -72,7 +73,7 @@ impl Action for Isolate {
                     "isolate acts through AWS's own clients; this fleet has none",
                 )
             })?;
-            let id = on.act.instance_id.as_str();
+            let id = on.act.subject.id();
             tag(aws, id).await?;
             deregister(aws, on.target, id).await?;
             if let Some(group) = &on.act.auto_scaling_group {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::action::{Action, Effect, Judged, On, Started};
+use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Started};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FleetError, InstanceView};
@@ -39,6 +39,7 @@ impl Action for Reboot {
 
     fn effect(&self) -> Effect {
         Effect {
+            acts_on: ActsOn::Instance,
             keeps_instance: true,
             removes_capacity: false,
             judged: Judged::InstancesBack,
@@ -87,7 +88,7 @@ impl Action for Reboot {
     }
 
     fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
-        let id = on.act.instance_id.as_str();
+        let id = on.act.subject.id();
         let call = if on.act.action == START {
             on.fleet.start(id)
         } else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::engine::action::{Action, Effect, Judged, On, Started};
+use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Started};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FleetError, InstanceView};
@@ -46,6 +46,7 @@ impl Action for Replace {
 
     fn effect(&self) -> Effect {
         Effect {
+            acts_on: ActsOn::Instance,
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
@@ -104,7 +105,7 @@ impl Action for Replace {
     }
 
     fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
-        let id = on.act.instance_id.as_str();
+        let id = on.act.subject.id();
         let call = if on.act.action == ASG_UNHEALTHY {
             on.fleet.mark_unhealthy(id)
         } else {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 pub use reply::{Reply, SubscriptionReply};
 pub use skip::{Skip, SkipReason};
-pub use summary::{ActEntry, ActionError, Names, PLANNED, STANDING_LISTS, Summary};
+pub use summary::{ActEntry, ActionError, Names, PLANNED, STANDING_LISTS, Subject, Summary};
 
 /// The status of a run that was answered (it acted, was refused by a rule or found nothing to do), and of the
 /// records of work no request waits for (recovery checks).

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApprovalRef, Skip};
 
@@ -90,12 +90,41 @@ pub struct Names {
     pub region: String,
 }
 
+/// What one act is on: an instance, or the whole target (a service, a group) by the name AWS knows it by.
+/// Written as its one key: `"instance-id": "i-0abc"` or `"resource": "web-elb"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Subject {
+    /// One instance, by its id.
+    InstanceId(String),
+    /// The whole target: its load balancer's name or its target group's ARN.
+    Resource(String),
+}
+
+impl Subject {
+    /// Its id: the instance's, or the resource's.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::InstanceId(id) | Self::Resource(id) => id,
+        }
+    }
+
+    /// The instance, when the act is on one.
+    pub fn instance(&self) -> Option<&str> {
+        match self {
+            Self::InstanceId(id) => Some(id),
+            Self::Resource(_) => None,
+        }
+    }
+}
+
 /// One act of a run, as the summary's `actions` list tells it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
 pub struct ActEntry {
-    /// The instance acted on.
-    pub instance_id: String,
+    /// What was acted on: `instance-id`, or `resource` for an act on the whole target.
+    #[serde(flatten)]
+    pub subject: Subject,
     /// The call (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`, ...).
     pub action: String,
     /// What AWS answered: the new state; `planned` for an act not (yet) carried out; `pending` for one under

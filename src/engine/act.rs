@@ -98,7 +98,7 @@ impl Engine {
         step: &'a Act,
         summary: &mut Summary,
     ) -> ActionResult<'a> {
-        let instance_id = step.instance_id.as_str();
+        let instance_id = step.subject.id();
         let operation = step.action.as_str();
         let (list, result) = match self.kinds.get(step.kind()) {
             Some(kind) => {
@@ -139,7 +139,7 @@ impl Engine {
             }
         };
         summary.actions.push(ActEntry {
-            instance_id: instance_id.to_owned(),
+            subject: step.subject.clone(),
             action: operation.to_owned(),
             state: new_state.clone(),
             handle: handle.clone(),

@@ -1,6 +1,6 @@
 //! The engine's port to a remedy: an action kind (`replace`, `reboot`, `isolate`, ...) says what it does to a
-//! target and how its success is judged, chooses how it acts on one broken instance, and acts through the
-//! target's fleet. Every gate of a run (mode, pause, silence, window, breaker, cooldown, budgets, speed limit,
+//! target (on each broken instance, or once on the whole target) and how its success is judged, reads its own
+//! config keys, chooses how it acts on one broken instance, and acts through the target's fleet. Every gate of a run (mode, pause, silence, window, breaker, cooldown, budgets, speed limit,
 //! leases, the intent, approval, episode, check, escalation, record, summary, metrics) lives in the engine's
 //! stages and applies to every kind alike; a kind holds only its calls and its declared effect. The kinds are
 //! registered in `Kinds`, which the engine is given at start-up, so that a kind is one file and one line.
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::keys::{KeyError, Keys};
 use super::port::{BoxFuture, Fleet, FleetError, InstanceView, TargetRef};
 use super::refusal::SkipReason;
+use crate::contract::Subject;
 
 /// How a step's check judges whether it worked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +24,21 @@ pub enum Judged {
     CapacityBack,
 }
 
+/// What an act of a kind is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActsOn {
+    /// One broken instance per act (a reboot, a replacement).
+    Instance,
+    /// The whole target, once for all its broken instances (an ECS service's redeploy, a group's capacity):
+    /// a run that would act on any instance acts once on the target instead, for all of them.
+    Target,
+}
+
 /// What an action kind does, declared once: the engine's stages read it, never the kind's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Effect {
+    /// Whether it acts on each instance or on the whole target.
+    pub acts_on: ActsOn,
     /// Whether the instance stays in service once acted on (a reboot keeps it; a replacement or an isolation
     /// takes it out). Only the last step of a ladder may take it out: a later step would act on an instance
     /// already gone.
@@ -51,12 +64,13 @@ pub struct On<'a> {
     pub act: &'a Act,
 }
 
-/// One instance to act on, and how: the subject of one act of a decision.
+/// One act of a decision: what it is on (an instance, or the whole target), and how.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Act {
-    /// The instance.
-    pub instance_id: String,
+    /// What it is on, written as `instance-id` (as every earlier release wrote it) or `resource`.
+    #[serde(flatten)]
+    pub subject: Subject,
     /// The call its action kind chose for it (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`).
     pub action: String,
     /// The action kind (the ladder's step); empty in decisions stored before kinds were named: see
@@ -66,9 +80,42 @@ pub struct Act {
     /// Its Auto Scaling group, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_scaling_group: Option<String>,
+    /// For an act on the whole target, the broken instances it is for: its check expects them back, and a
+    /// ladder step or an approval asked about any of them keeps it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<String>,
 }
 
 impl Act {
+    /// An act of `kind`'s call `action` on one instance.
+    pub fn on_instance(
+        instance_id: &str,
+        action: &str,
+        kind: &str,
+        auto_scaling_group: Option<String>,
+    ) -> Self {
+        Self {
+            subject: Subject::InstanceId(instance_id.to_owned()),
+            action: action.to_owned(),
+            kind: kind.to_owned(),
+            auto_scaling_group,
+            covers: Vec::new(),
+        }
+    }
+
+    /// The instances it is for: its own, or those an act on the whole target covers.
+    pub fn instances(&self) -> Vec<&str> {
+        match &self.subject {
+            Subject::InstanceId(id) => vec![id.as_str()],
+            Subject::Resource(_) => self.covers.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Whether it is for the instance or resource `id`.
+    pub fn is_for(&self, id: &str) -> bool {
+        self.subject.id() == id || self.covers.iter().any(|covered| covered == id)
+    }
+
     /// The action kind of the act: as stored, or for a decision stored before kinds were named, the kind
     /// whose call it is (`reboot` and `start` were the reboot step's, the rest replacements).
     pub fn kind(&self) -> &str {
@@ -140,7 +187,7 @@ pub trait Action: Send + Sync + Debug {
         let why = format!(
             "{} answers no act pending, yet its act on {} has handle {handle:?}",
             self.name(),
-            on.act.instance_id
+            on.act.subject.id()
         );
         Box::pin(async move { Ok(Polled::Failed(why)) })
     }

@@ -15,7 +15,7 @@ use super::earlier_checks::{LADDER_JOB, RECOVERY_JOB, RecoveryCheck, StepCheck};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{ClaimedJob, Home, NewJob, Outcome, RequestMeta, Source};
-use crate::contract::ANSWERED;
+use crate::contract::{ANSWERED, Subject};
 use crate::metrics::Metrics;
 
 /// The job kind of a step's check.
@@ -61,15 +61,30 @@ pub struct Check {
 }
 
 /// An act its kind answered pending: the check polls it by its handle.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PendingAct {
-    /// The instance acted on.
-    pub instance_id: String,
+    /// What was acted on (written as `instance-id` or `resource`).
+    #[serde(flatten)]
+    pub subject: Subject,
     /// The kind's call.
     pub action: String,
     /// What the kind polls it by.
     pub handle: String,
+}
+
+/// What one poll of an act under way found, as the check's record notes it (`polled`).
+#[derive(Debug, Serialize)]
+struct PolledAct<'a> {
+    /// What was acted on (`instance-id` or `resource`).
+    #[serde(flatten)]
+    subject: &'a Subject,
+    /// What the kind polled it by.
+    handle: &'a str,
+    /// Its state, when the poll answered one.
+    state: Option<String>,
+    /// Why the poll, or the act, failed.
+    error: Option<String>,
 }
 
 /// A check whose acts are still under way looks again after this long, and after this many looks judges
@@ -194,10 +209,11 @@ impl Engine {
         let mut under_way = 0;
         for pending in &check.pending {
             let act = Act {
-                instance_id: pending.instance_id.clone(),
+                subject: pending.subject.clone(),
                 action: pending.action.clone(),
                 kind: check.kind.clone(),
                 auto_scaling_group: None,
+                covers: Vec::new(),
             };
             let on = On {
                 fleet: target.fleet.as_ref(),
@@ -211,10 +227,12 @@ impl Engine {
                 Err(err) => (Some("pending".to_owned()), Some(err.to_string())),
             };
             under_way += usize::from(state.as_deref() == Some("pending"));
-            polled.push(
-                serde_json::json!({"instance-id": act.instance_id, "handle": pending.handle,
-                                           "state": state, "error": error}),
-            );
+            polled.push(PolledAct {
+                subject: &pending.subject,
+                handle: &pending.handle,
+                state,
+                error,
+            });
         }
         if under_way > 0 && job.attempts < POLLS {
             let why = format!("{under_way} act(s) still under way");

@@ -47,13 +47,13 @@ pub fn already_replaced(decided: &[Act], snapshot: &Snapshot) -> Vec<String> {
         .iter()
         .filter(|act| {
             snapshot.instances.iter().any(|instance| {
-                instance.instance_id == act.instance_id
+                act.subject.instance() == Some(instance.instance_id.as_str())
                     && instance.ec2.as_ref().is_some_and(|ec2| {
                         matches!(ec2.state.as_str(), "shutting-down" | "terminated")
                     })
             })
         })
-        .map(|act| act.instance_id.clone())
+        .map(|act| act.subject.id().to_owned())
         .collect()
 }
 
@@ -273,12 +273,7 @@ mod tests {
     }
 
     fn act(id: &str) -> Act {
-        Act {
-            instance_id: id.into(),
-            action: "terminate".into(),
-            kind: "replace".into(),
-            auto_scaling_group: None,
-        }
+        Act::on_instance(id, "terminate", "replace", None)
     }
 
     #[test]

@@ -155,7 +155,10 @@ impl Engine {
             serde_json::from_value(approval.body["decision"].clone()).ok();
         let steps = decision.map(|decision| decision.steps).unwrap_or_default();
         let kind = steps.first().map(|act| act.kind().to_owned());
-        let instances = steps.into_iter().map(|act| act.instance_id).collect();
+        let instances = steps
+            .into_iter()
+            .map(|act| act.subject.id().to_owned())
+            .collect();
         let message = approval.body["summary"]["message"]
             .as_str()
             .unwrap_or_default()

@@ -9,10 +9,11 @@ use time::OffsetDateTime;
 use std::sync::Arc;
 
 pub use super::action::Act;
-use super::action::Action as ActionKind;
+use super::action::{Action as ActionKind, ActsOn};
 pub use super::refusal::{Refusal, STANDING_RULES, Skip, SkipReason};
 use super::snapshot::{HealthState, InstanceView, Snapshot};
 use crate::config::RemediationConfig;
+use crate::contract::Subject;
 
 /// The safety limits the planner enforces (the `[remediation]` config section).
 #[derive(Debug, Clone)]
@@ -123,14 +124,18 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
         }
     }
     candidates.sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
+    if policy.step.effect().acts_on == ActsOn::Target {
+        plan.act_on.extend(on_target(snapshot, policy, &candidates));
+        return plan;
+    }
     for (index, (instance, action)) in candidates.into_iter().enumerate() {
         if index < policy.max_terminations_per_run {
-            plan.act_on.push(Act {
-                instance_id: instance.instance_id.clone(),
-                action: action.to_owned(),
-                kind: policy.step.name().to_owned(),
-                auto_scaling_group: instance.auto_scaling_group.clone(),
-            });
+            plan.act_on.push(Act::on_instance(
+                &instance.instance_id,
+                action,
+                policy.step.name(),
+                instance.auto_scaling_group.clone(),
+            ));
         } else {
             plan.skipped.push(Skip {
                 instance_id: instance.instance_id.clone(),
@@ -139,6 +144,26 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
         }
     }
     plan
+}
+
+/// The one act of a step that acts on the whole target, for every instance it may act on (the call the kind
+/// chose for the first); none when there is no such instance. It counts as one act against the per-run cap.
+fn on_target(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    candidates: &[(&InstanceView, &'static str)],
+) -> Option<Act> {
+    let (_, action) = candidates.first()?;
+    (policy.max_terminations_per_run > 0).then(|| Act {
+        subject: Subject::Resource(snapshot.target.clone()),
+        action: (*action).to_owned(),
+        kind: policy.step.name().to_owned(),
+        auto_scaling_group: None,
+        covers: candidates
+            .iter()
+            .map(|(instance, _)| instance.instance_id.clone())
+            .collect(),
+    })
 }
 
 fn refusal(
@@ -197,12 +222,19 @@ pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
     let over = plan.act_on.split_off(keep);
     let count = over.len();
     for act in over {
+        skip_all(plan, &act, reason);
+    }
+    count
+}
+
+/// Skips every instance `act` is for, for `reason`.
+fn skip_all(plan: &mut Plan, act: &Act, reason: SkipReason) {
+    for instance_id in act.instances() {
         plan.skipped.push(Skip {
-            instance_id: act.instance_id,
+            instance_id: instance_id.to_owned(),
             reason,
         });
     }
-    count
 }
 
 /// Keeps, of what an uncapped plan acts on now, only `approved` (the rest skipped for `outside`: `not-approved`
@@ -212,13 +244,10 @@ pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
 pub fn keep_only(plan: &mut Plan, approved: &[String], cap: usize, outside: SkipReason) {
     let (kept, unapproved): (Vec<Act>, Vec<Act>) = std::mem::take(&mut plan.act_on)
         .into_iter()
-        .partition(|act| approved.contains(&act.instance_id));
+        .partition(|act| approved.iter().any(|id| act.is_for(id)));
     plan.act_on = kept;
     for act in unapproved {
-        plan.skipped.push(Skip {
-            instance_id: act.instance_id,
-            reason: outside,
-        });
+        skip_all(plan, &act, outside);
     }
     trim_to(
         plan,
@@ -229,7 +258,7 @@ pub fn keep_only(plan: &mut Plan, approved: &[String], cap: usize, outside: Skip
         return;
     }
     for id in approved {
-        let planned = plan.act_on.iter().any(|act| &act.instance_id == id);
+        let planned = plan.act_on.iter().any(|act| act.is_for(id));
         if !planned && !plan.skipped.iter().any(|skip| &skip.instance_id == id) {
             plan.skipped.push(Skip {
                 instance_id: id.clone(),

@@ -27,7 +27,7 @@ fn policy() -> Policy {
 
 /// The instance ids of a plan's actions.
 fn ids(acts: &[Act]) -> Vec<String> {
-    acts.iter().map(|act| act.instance_id.clone()).collect()
+    acts.iter().map(|act| act.subject.id().to_owned()).collect()
 }
 
 fn clock() -> Clock {
@@ -514,15 +514,15 @@ proptest! {
         if let Some(ago) = last_action_ago
             && (ago as u64) < policy.cooldown.as_secs() { prop_assert!(plan.act_on.is_empty()); }
         for act in &plan.act_on {
-            let id = &act.instance_id;
-            let view = fleet.instances.iter().find(|i| &i.instance_id == id).expect("acts only on registered instances");
+            let id = act.subject.instance().expect("a replacement acts on an instance");
+            let view = fleet.instances.iter().find(|i| i.instance_id == id).expect("acts only on registered instances");
             prop_assert_eq!(view.health.state, HealthState::OutOfService);
             prop_assert!(is_actionable_report(&view.health), "acted on {:?}", view.health);
             let ec2 = view.ec2.as_ref().expect("acts only on instances EC2 knows");
             prop_assert!(ec2.state == "running" || ec2.state == "stopped");
             prop_assert!(!ec2.tags.iter().any(|(k, _)| k == "reflex:protect"));
             prop_assert!(NOW - ec2.launch_time.unwrap() >= time::Duration::try_from(policy.grace_period).unwrap());
-            prop_assert!(!plan.skipped.iter().any(|s| &s.instance_id == id));
+            prop_assert!(!plan.skipped.iter().any(|s| s.instance_id == id));
             let expected = match (how, &view.auto_scaling_group) {
                 (How::Terminate, _) | (How::Auto, None) => "terminate",
                 (How::AsgUnhealthy, None) => {
@@ -705,7 +705,7 @@ fn a_reboot_step_reboots_a_running_instance_and_starts_a_stopped_one_under_every
     let steps: Vec<_> = planned
         .act_on
         .iter()
-        .map(|a| (a.instance_id.as_str(), a.action.as_str(), a.kind.as_str()))
+        .map(|a| (a.subject.id(), a.action.as_str(), a.kind.as_str()))
         .collect();
     assert_eq!(
         steps,

@@ -77,7 +77,11 @@ impl Verdict<'_> {
 
 /// The relapses `act_on` would make, from the target's replacements that joined since `since_ms`. Pure.
 pub fn verdict<'a>(recent: &'a [Replacement], act_on: &[Act], since_ms: i64) -> Verdict<'a> {
-    let acted_on = |r: &Replacement| act_on.iter().any(|a| a.instance_id == r.joined.instance_id);
+    let acted_on = |r: &Replacement| {
+        act_on
+            .iter()
+            .any(|a| a.subject.instance() == Some(r.joined.instance_id.as_str()))
+    };
     Verdict {
         again: recent
             .iter()
@@ -167,12 +171,7 @@ mod tests {
     }
 
     fn act(id: &str) -> Act {
-        Act {
-            instance_id: id.into(),
-            action: "terminate".into(),
-            kind: "replace".into(),
-            auto_scaling_group: None,
-        }
+        Act::on_instance(id, "terminate", "replace", None)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! is judged. Every action kind goes through the same stages.
 
 use super::act::Acted;
-use super::action::Judged;
+use super::action::{Act, Judged};
 use super::breaker::Tripped;
 use super::check;
 use super::decide;
@@ -208,14 +208,24 @@ impl Engine {
         done: &Done,
     ) -> NewJob {
         let effect = step.kind.effect();
-        let acted = match effect.judged {
-            Judged::InstancesBack => done
-                .decision
+        let acted_on = done.summary.acted_on();
+        let succeeded = || {
+            done.decision
                 .steps
                 .iter()
-                .map(|act| act.instance_id.clone())
-                .collect(),
-            Judged::CapacityBack => done.summary.acted_on(),
+                .filter(|act| acted_on.iter().any(|id| id == act.subject.id()))
+        };
+        // The instances the acts are for: an act on the whole target is for those it covers.
+        let for_instances = |act: &Act| {
+            act.instances()
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let count = succeeded().map(|act| act.instances().len()).sum::<usize>();
+        let acted = match effect.judged {
+            Judged::InstancesBack => done.decision.steps.iter().flat_map(for_instances).collect(),
+            Judged::CapacityBack => succeeded().flat_map(for_instances).collect(),
         };
         let pending = done
             .summary
@@ -223,7 +233,7 @@ impl Engine {
             .iter()
             .filter_map(|act| {
                 Some(check::PendingAct {
-                    instance_id: act.instance_id.clone(),
+                    subject: act.subject.clone(),
                     action: act.action.clone(),
                     handle: act.handle.clone()?,
                 })
@@ -235,7 +245,7 @@ impl Engine {
             index: step.index,
             registered: done.registered.clone(),
             acted,
-            count: done.acted,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
             pending,
         };
         self.check_job(meta, target, step.kind.name(), effect, acted)

@@ -36,9 +36,9 @@ impl Summary {
                 .map_or("terminated-instance-ids", |kind| {
                     kind.listed_as(&act.action)
                 });
-            summary.list_mut(list).push(act.instance_id.clone());
+            summary.list_mut(list).push(act.subject.id().to_owned());
             summary.actions.push(ActEntry {
-                instance_id: act.instance_id.clone(),
+                subject: act.subject.clone(),
                 action: act.action.clone(),
                 state: Some(PLANNED.to_owned()),
                 handle: None,

@@ -373,6 +373,7 @@ fn kinds() -> crate::engine::action::Kinds {
     crate::actions::builtin()
         .with(kind::Drain)
         .with(pending::Slow)
+        .with(whole::Restart)
 }
 
 /// Where the test's targets are.
@@ -1129,13 +1130,8 @@ async fn dead_attempt(store: &AuditStore, planned: &[&str]) -> String {
         target: "web-tg".into(),
         steps: planned
             .iter()
-            .map(|id| Act {
-                instance_id: (*id).into(),
-                action: "terminate".into(),
-                // As the previous release stored it: no kind, which the act's call tells.
-                kind: String::new(),
-                auto_scaling_group: None,
-            })
+            // As the previous release stored it: no kind, which the act's call tells.
+            .map(|id| Act::on_instance(id, "terminate", "", None))
             .collect(),
         in_service: 4,
         takeover_of: None,
@@ -1879,3 +1875,4 @@ async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check()
 
 mod kind;
 mod pending;
+mod whole;

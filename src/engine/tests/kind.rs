@@ -3,7 +3,7 @@
 //! approval, the check and the escalation.
 
 use super::*;
-use crate::engine::action::{Action, Effect, Judged, On, Started};
+use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Started};
 use crate::engine::port::InstanceView;
 
 /// Hands a broken instance to its group (through the fleet's SetInstanceHealth), and is judged by the target's
@@ -22,6 +22,7 @@ impl Action for Drain {
 
     fn effect(&self) -> Effect {
         Effect {
+            acts_on: ActsOn::Instance,
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
@@ -46,7 +47,7 @@ impl Action for Drain {
     }
 
     fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
-        let call = on.fleet.mark_unhealthy(&on.act.instance_id);
+        let call = on.fleet.mark_unhealthy(on.act.subject.id());
         Box::pin(async move { call.await.map(Started::Done) })
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
-use crate::engine::action::{Action, Effect, Judged, On, Polled, Started};
+use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
 use crate::engine::port::InstanceView;
 
 /// Polls answered so far: the first says the act is still under way, the next that it succeeded.
@@ -26,6 +26,7 @@ impl Action for Slow {
 
     fn effect(&self) -> Effect {
         Effect {
+            acts_on: ActsOn::Instance,
             keeps_instance: false,
             removes_capacity: true,
             judged: Judged::CapacityBack,
@@ -50,7 +51,7 @@ impl Action for Slow {
     }
 
     fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
-        let handle = format!("cmd-{}", on.act.instance_id);
+        let handle = format!("cmd-{}", on.act.subject.id());
         Box::pin(async move { Ok(Started::Pending(handle)) })
     }
 

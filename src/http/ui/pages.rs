@@ -384,11 +384,11 @@ fn plan(detail: &RunDetail) -> Markup {
                 p.warn { "Refused (" (rule) "): " (detail.refused.as_deref().unwrap_or("-")) }
             }
             table {
-                thead { tr { th { "Instance" } th { "Decision" } } }
+                thead { tr { th { "Instance or resource" } th { "Decision" } } }
                 tbody {
                     @for act in &plan.act_on {
                         tr {
-                            td { code { (act.instance_id) } }
+                            td { code { (act.subject()) } }
                             td.ok { (act.kind()) ": " (act.action) }
                         }
                     }
