@@ -169,3 +169,72 @@ async fn a_kind_on_the_whole_target_is_held_for_approvers_and_acts_once_approved
     assert_eq!(run.summary.list("restarted-resources"), ["whole"]);
     assert_eq!(done(&h), [("reboot", "whole".to_owned())]);
 }
+
+#[test]
+fn an_act_on_the_whole_target_is_kept_for_any_instance_it_covers_and_skips_them_all_when_cut() {
+    use crate::engine::plan::{Clock, Policy, keep_only, plan, trim_to};
+    let fleet = FakeFleet {
+        wide: Some((6, 2)),
+        ..FakeFleet::default()
+    };
+    let snapshot = fleet.healthy_but_one("whole");
+    let policy = Policy::new(
+        &crate::config::RemediationConfig {
+            grace_period_secs: 0,
+            ..Default::default()
+        },
+        Arc::new(Restart),
+    );
+    let clock = Clock {
+        now: OffsetDateTime::now_utc(),
+        last_action_at: None,
+    };
+    let planned = plan(&snapshot, &policy, clock);
+    assert_eq!(planned.act_on.len(), 1);
+    let skips = |plan: &crate::engine::plan::Plan| -> Vec<(String, SkipReason)> {
+        let mut skips: Vec<_> = plan
+            .skipped
+            .iter()
+            .map(|skip| (skip.instance_id.clone(), skip.reason))
+            .collect();
+        skips.sort_by(|a, b| a.0.cmp(&b.0));
+        skips
+    };
+    // A ladder's next step asked about one of the instances it covers keeps it.
+    let mut next = planned.clone();
+    keep_only(
+        &mut next,
+        &["i-bad2".to_owned()],
+        2,
+        SkipReason::NotInEpisode,
+    );
+    assert_eq!(next.act_on, planned.act_on);
+    assert!(next.skipped.is_empty());
+    // Asked about another, it acts on nothing, and says why for each instance.
+    let mut other = planned.clone();
+    keep_only(
+        &mut other,
+        &["i-gone".to_owned()],
+        2,
+        SkipReason::NotInEpisode,
+    );
+    assert!(other.act_on.is_empty());
+    assert_eq!(
+        skips(&other),
+        [
+            ("i-bad1".to_owned(), SkipReason::NotInEpisode),
+            ("i-bad2".to_owned(), SkipReason::NotInEpisode),
+            ("i-gone".to_owned(), SkipReason::NoLongerBroken),
+        ]
+    );
+    // A limit that leaves it out skips each instance it was for.
+    let mut cut = planned;
+    assert_eq!(trim_to(&mut cut, 0, SkipReason::SpeedLimit), 1);
+    assert_eq!(
+        skips(&cut),
+        [
+            ("i-bad1".to_owned(), SkipReason::SpeedLimit),
+            ("i-bad2".to_owned(), SkipReason::SpeedLimit),
+        ]
+    );
+}
