@@ -115,11 +115,7 @@ pub struct PlannedAct {
 impl PlannedAct {
     /// What it is on: the instance, or the whole target.
     pub fn subject(&self) -> &str {
-        if self.instance_id.is_empty() {
-            &self.resource
-        } else {
-            &self.instance_id
-        }
+        subject_of(&self.instance_id, &self.resource)
     }
 
     /// The action kind: as recorded, or for a record written before kinds were named, the kind whose call it
@@ -154,14 +150,32 @@ pub struct PlannedSkip {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct ActionPart {
-    /// The instance.
+    /// The instance (empty for an act on the whole target).
     pub instance_id: String,
+    /// The whole target, for an act on it (empty for an act on an instance).
+    pub resource: String,
     /// The call.
     pub action: String,
     /// What AWS answered: the instance's new state, or the health status set.
     pub new_state: Option<String>,
     /// Why the call failed, when it did.
     pub error: Option<String>,
+}
+
+impl ActionPart {
+    /// What the call was on: the instance, or the whole target.
+    pub fn subject(&self) -> &str {
+        subject_of(&self.instance_id, &self.resource)
+    }
+}
+
+/// What an act recorded with `instance_id` and `resource` was on: the instance, or else the whole target.
+fn subject_of<'a>(instance_id: &'a str, resource: &'a str) -> &'a str {
+    if instance_id.is_empty() {
+        resource
+    } else {
+        instance_id
+    }
 }
 
 /// A replacement's check: the instances InService it found, of those it expected.

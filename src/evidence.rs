@@ -29,7 +29,7 @@ impl WouldDo {
         if let Some(acts) = plan["acts"].as_array() {
             let instances = acts
                 .iter()
-                .filter_map(|act| act["instance-id"].as_str())
+                .filter_map(|act| act["instance-id"].as_str().or(act["resource"].as_str()))
                 .map(str::to_owned)
                 .collect();
             let verb = plan["verb"].as_str().unwrap_or("act on").to_owned();

@@ -8,7 +8,8 @@ pub mod reboot;
 pub mod replace;
 
 use crate::config::Config;
-use crate::engine::action::{Kinds, LadderError};
+use crate::engine::action::Kinds;
+use crate::engine::kinds_check::KindsError;
 
 /// Every built-in action kind.
 pub fn builtin() -> Kinds {
@@ -18,35 +19,9 @@ pub fn builtin() -> Kinds {
         .with(isolate::Isolate)
 }
 
-/// Why the built-in kinds cannot serve a configuration: where (a target, or `[remediation]`) and what.
-#[derive(Debug, thiserror::Error)]
-#[error("{place}: {source}")]
-pub struct KindsError {
-    /// `target "NAME"`, or `[remediation]`.
-    pub place: String,
-    /// What is wrong.
-    pub source: LadderError,
-}
-
-/// Checks `config` against the built-in kinds at start-up: every key beside reflex's own is some kind's, each
-/// kind reads its keys, and each target's ladder is made of kinds with only its last step removing the
-/// instance.
+/// Checks `config` against the built-in kinds at start-up (`Kinds::check`).
 pub fn check(config: &Config) -> Result<(), KindsError> {
-    let kinds = builtin();
-    let at = |place: String| move |source: LadderError| KindsError { place, source };
-    kinds
-        .known_keys(&config.remediation.kind_keys, "remediation")
-        .map_err(|err| at("[remediation]".to_owned())(err.into()))?;
-    for target in &config.targets {
-        let place = format!("target {:?}", target.name());
-        kinds
-            .known_keys(&target.kind_keys, "targets")
-            .map_err(|err| at(place.clone())(err.into()))?;
-        kinds
-            .ladder(&config.ladder_of(target), &config.kind_keys_of(target))
-            .map_err(at(place))?;
-    }
-    Ok(())
+    builtin().check(config)
 }
 
 #[cfg(test)]
@@ -151,11 +126,11 @@ mod tests {
             ),
             (
                 format!("[remediation]\ndry_rnu = true\n{TARGET}"),
-                "[remediation]: `remediation.dry_rnu` is no setting",
+                "[remediation]: `remediation.dry_rnu` is neither",
             ),
             (
                 format!("{TARGET}acton = \"auto\"\n"),
-                "`targets.acton` is no setting",
+                "`targets.acton` is neither",
             ),
         ] {
             let err = checked(&text).unwrap_err();

@@ -125,6 +125,9 @@ pub struct ActEntry {
     /// What was acted on: `instance-id`, or `resource` for an act on the whole target.
     #[serde(flatten)]
     pub subject: Subject,
+    /// For an act on the whole target, the broken instances it is for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<String>,
     /// The call (`terminate`, `asg-unhealthy`, `reboot`, `start`, `isolate`, ...).
     pub action: String,
     /// What AWS answered: the new state; `planned` for an act not (yet) carried out; `pending` for one under
@@ -146,8 +149,9 @@ pub const PLANNED: &str = "planned";
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
 pub struct ActionError {
-    /// The instance the action was for.
-    pub instance_id: String,
+    /// What the action was on: `instance-id`, or `resource` for an act on the whole target.
+    #[serde(flatten)]
+    pub subject: Subject,
     /// What AWS answered.
     pub error: String,
 }

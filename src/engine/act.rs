@@ -10,13 +10,18 @@ use super::plan::{Act, Refusal};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{Outcome, RequestMeta};
-use crate::contract::{ActEntry, ActionError, Summary};
+use crate::contract::{ActEntry, ActionError, Subject, Summary};
 
 /// The result of one act (its kind's call: TerminateInstances, SetInstanceHealth, RebootInstances, ...), as
 /// recorded in the audit trail.
 #[derive(Debug, Serialize)]
 struct ActionResult<'a> {
-    instance_id: &'a str,
+    /// The instance acted on; `None` for an act on the whole target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance_id: Option<&'a str>,
+    /// The whole target acted on, for an act on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a str>,
     action: &'a str,
     kind: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +137,7 @@ impl Engine {
             Err(err) => {
                 tracing::error!(instance_id, operation, error = %err, "action failed");
                 summary.errors.push(ActionError {
-                    instance_id: instance_id.to_owned(),
+                    subject: step.subject.clone(),
                     error: err.to_string(),
                 });
                 (None, Some(err.to_string()), None)
@@ -140,13 +145,19 @@ impl Engine {
         };
         summary.actions.push(ActEntry {
             subject: step.subject.clone(),
+            covers: step.covers.clone(),
             action: operation.to_owned(),
             state: new_state.clone(),
             handle: handle.clone(),
             error: error.clone(),
         });
+        let resource = match &step.subject {
+            Subject::Resource(resource) => Some(resource.as_str()),
+            Subject::InstanceId(_) => None,
+        };
         ActionResult {
-            instance_id,
+            instance_id: step.subject.instance(),
+            resource,
             action: operation,
             kind: step.kind(),
             auto_scaling_group: step.auto_scaling_group.as_deref(),

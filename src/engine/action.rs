@@ -137,7 +137,7 @@ pub trait Action: Send + Sync + Debug {
     /// The IAM actions its calls need (each is in the IAM templates under `deploy/`).
     fn iam_actions(&self) -> &'static [&'static str];
 
-    /// How `reflex check` names it for a target: its name, with the values of its keys that matter.
+    /// How `reflex check-config` names it for a target: its name, with the values of its keys that matter.
     fn described(&self) -> String {
         self.name().to_owned()
     }
@@ -299,5 +299,41 @@ impl Kinds {
             section,
             self.0.values().flat_map(|kind| kind.keys().iter().copied()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_act_stored_by_an_earlier_release_reads_as_one_on_its_instance() {
+        let stored = serde_json::json!({"instance-id": "i-1", "action": "terminate"});
+        let act: Act = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(act.subject, Subject::InstanceId("i-1".to_owned()));
+        assert_eq!((act.kind(), act.instances()), ("replace", vec!["i-1"]));
+        // Written again, it is what an earlier release reads.
+        assert_eq!(
+            serde_json::to_value(&act).unwrap(),
+            serde_json::json!({"instance-id": "i-1", "action": "terminate", "kind": ""})
+        );
+    }
+
+    #[test]
+    fn an_act_on_the_whole_target_names_its_resource_and_the_instances_it_covers() {
+        let act = Act {
+            subject: Subject::Resource("web-elb".to_owned()),
+            action: "restart".to_owned(),
+            kind: "restart".to_owned(),
+            auto_scaling_group: None,
+            covers: vec!["i-1".to_owned(), "i-2".to_owned()],
+        };
+        let stored = serde_json::to_value(&act).unwrap();
+        assert_eq!(stored["resource"], "web-elb");
+        assert!(stored.get("instance-id").is_none(), "{stored}");
+        let read: Act = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, act);
+        assert_eq!(read.instances(), ["i-1", "i-2"]);
+        assert!(read.is_for("i-2") && read.is_for("web-elb") && !read.is_for("i-3"));
     }
 }

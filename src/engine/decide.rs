@@ -27,8 +27,11 @@ pub(super) struct Decided<'a> {
     pub plan: Plan,
     /// What will be done.
     pub decision: Decision,
-    /// Set when the budgets cut the plan and opened the breaker.
+    /// Set when the budgets cut the plan to nothing and opened the breaker (or a relapse opened it).
     pub tripped: Option<Tripped>,
+    /// Why the budgets cut a plan that still acts: the breaker opens once the run has acted, so that the next
+    /// run is stopped (opened now, it would refuse this run's own intent).
+    pub budget_cut: Option<String>,
     /// Held from reading the budgets until the intent counts against them: no other run of this process reads
     /// them meanwhile (other processes wait for the budget lease).
     pub budget_gate: Option<tokio::sync::MutexGuard<'a, ()>>,
@@ -145,12 +148,17 @@ impl Engine {
                 .relapses(meta, target, &mut plan, asked.acting, now)
                 .await?;
         }
-        let tripped = if plan.act_on.is_empty() {
-            relapse.tripped
-        } else {
-            self.trim_to_limits(meta, target, &mut plan, !asked.acting, now)
-                .await?
-        };
+        let (mut tripped, mut budget_cut) = (relapse.tripped, None);
+        if !plan.act_on.is_empty() {
+            budget_cut = self
+                .trim_to_limits(meta, target, &mut plan, !asked.acting, now)
+                .await?;
+            if plan.act_on.is_empty()
+                && let Some(reason) = budget_cut.take()
+            {
+                tripped = self.trip(meta, &target.id, Trip::Budget, reason).await?;
+            }
+        }
         let decision = Decision {
             run_id: meta.id.clone(),
             target: target.id.name.clone(),
@@ -162,6 +170,7 @@ impl Engine {
             plan,
             decision,
             tripped,
+            budget_cut,
             budget_gate,
             clock: observation.clock,
             snapshot: observation.snapshot,
@@ -212,8 +221,8 @@ impl Engine {
 
     /// Cuts the plan to what the budgets (the rest skipped for `budget`) and the target's speed limit (a
     /// fraction of its registered instances per hour; the rest skipped for `speed-limit`) still allow,
-    /// whichever is tighter. A real run that the budgets cut short opens the breaker, and the trip is
-    /// returned; the speed limit opens nothing: it only slows the removal of capacity down.
+    /// whichever is tighter. A real run that the budgets cut short opens the breaker: why is returned, for
+    /// the caller to open it; the speed limit opens nothing: it only slows the removal of capacity down.
     async fn trim_to_limits(
         &self,
         meta: &mut RequestMeta,
@@ -221,7 +230,7 @@ impl Engine {
         plan: &mut Plan,
         dry_run: bool,
         now: OffsetDateTime,
-    ) -> Result<Option<Tripped>, EngineError> {
+    ) -> Result<Option<String>, EngineError> {
         let used = budget::usage(&self.audit, &target.id, now).await?;
         let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
         meta.note("budget_left", left);
@@ -247,8 +256,9 @@ impl Engine {
             return Ok(None);
         }
         let (key, allowed) = left.tightest();
-        let reason = format!("budget exhausted: remediation.{key} leaves {allowed} now");
-        self.trip(meta, &target.id, Trip::Budget, reason).await
+        Ok(Some(format!(
+            "budget exhausted: remediation.{key} leaves {allowed} now"
+        )))
     }
 }
 

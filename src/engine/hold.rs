@@ -155,9 +155,12 @@ impl Engine {
             serde_json::from_value(approval.body["decision"].clone()).ok();
         let steps = decision.map(|decision| decision.steps).unwrap_or_default();
         let kind = steps.first().map(|act| act.kind().to_owned());
+        // An act on the whole target is approved for the instances it covers: the approved run acts on the
+        // target while any of them is still broken.
         let instances = steps
-            .into_iter()
-            .map(|act| act.subject.id().to_owned())
+            .iter()
+            .flat_map(super::action::Act::instances)
+            .map(str::to_owned)
             .collect();
         let message = approval.body["summary"]["message"]
             .as_str()

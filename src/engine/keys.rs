@@ -28,7 +28,8 @@ impl<'a> Keys<'a> {
         Self { own, defaults }
     }
 
-    /// No keys at all: every kind as registered (for tests and tools that configure none).
+    /// No keys at all: every kind as registered.
+    #[cfg(test)]
     pub fn none() -> Keys<'static> {
         static EMPTY: std::sync::LazyLock<toml::Table> = std::sync::LazyLock::new(toml::Table::new);
         Keys {
@@ -80,8 +81,8 @@ pub fn unknown<'k>(
             Err(KeyError {
                 key: format!("{section}.{key}"),
                 problem: format!(
-                    "is no setting reflex knows, nor a key of any action kind (theirs are: {}); check its \
-                     spelling",
+                    "is neither one of the section's own settings (docs/configuration.md) nor a key of an \
+                     action kind ({}); check its spelling",
                     names.join(", ")
                 ),
             })

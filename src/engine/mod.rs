@@ -19,6 +19,7 @@ mod gate;
 pub mod health;
 pub mod hold;
 pub mod keys;
+pub mod kinds_check;
 mod ladder;
 mod observe;
 pub mod plan;

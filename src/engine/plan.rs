@@ -126,6 +126,14 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     candidates.sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
     if policy.step.effect().acts_on == ActsOn::Target {
         plan.act_on.extend(on_target(snapshot, policy, &candidates));
+        if plan.act_on.is_empty() {
+            for (instance, _) in candidates {
+                plan.skipped.push(Skip {
+                    instance_id: instance.instance_id.clone(),
+                    reason: SkipReason::CapReached,
+                });
+            }
+        }
         return plan;
     }
     for (index, (instance, action)) in candidates.into_iter().enumerate() {

@@ -80,7 +80,7 @@ pub fn verdict<'a>(recent: &'a [Replacement], act_on: &[Act], since_ms: i64) -> 
     let acted_on = |r: &Replacement| {
         act_on
             .iter()
-            .any(|a| a.subject.instance() == Some(r.joined.instance_id.as_str()))
+            .any(|a| a.instances().contains(&r.joined.instance_id.as_str()))
     };
     Verdict {
         again: recent

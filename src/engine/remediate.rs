@@ -4,7 +4,7 @@
 
 use super::act::Acted;
 use super::action::{Act, Judged};
-use super::breaker::Tripped;
+use super::breaker::{Trip, Tripped};
 use super::check;
 use super::decide;
 use super::decision::Decision;
@@ -90,12 +90,25 @@ impl Engine {
             return Ok(step.recorded(run, meta, target, relapsed));
         }
         let (decision, registered) = (decided.decision.clone(), decided.plan.registered.clone());
+        let budget_cut = decided.budget_cut.clone();
         let acted = match self.act(meta, target, decided, &mut summary).await? {
             Acted::Replaced(acted) => acted,
             Acted::Refused(refusal) => {
                 let refused = self.refused(meta, &answer, refusal, true, tripped);
                 return Ok(step.recorded(refused, meta, target, Vec::new()));
             }
+        };
+        // The budgets cut this run short: now that it has acted, the breaker stops the next one. Failing to
+        // open it loses nothing: the budgets still count this run, and the next run they cut to nothing opens it.
+        let tripped = match budget_cut {
+            Some(reason) => self
+                .trip(meta, &target.id, Trip::Budget, reason)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::error!(error = %err, "could not open the breaker after a budget cut");
+                    None
+                }),
+            None => tripped,
         };
         let done = Done {
             decision,

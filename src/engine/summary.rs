@@ -39,6 +39,7 @@ impl Summary {
             summary.list_mut(list).push(act.subject.id().to_owned());
             summary.actions.push(ActEntry {
                 subject: act.subject.clone(),
+                covers: act.covers.clone(),
                 action: act.action.clone(),
                 state: Some(PLANNED.to_owned()),
                 handle: None,

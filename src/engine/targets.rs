@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 
 use super::EngineError;
 use super::action::{Action as ActionKind, Effect, Judged, Kinds, LadderError};
+use super::kinds_check::KindsError;
 use super::port::{FailureKind, Fleet, FleetError, TargetRef};
 use super::refusal::Refusal;
 use crate::audit::Home;
@@ -68,6 +69,9 @@ pub enum StartError {
         /// What is wrong with the ladder.
         source: LadderError,
     },
+    /// A key no action kind reads, or a kind's unusable default.
+    #[error(transparent)]
+    Kinds(#[from] KindsError),
     /// Looking a target group up failed.
     #[error("cannot look up target group {group} (targets.target_group): {source}")]
     Lookup {
@@ -163,9 +167,12 @@ fn cooldown_of(config: &Config, ladder: &[Arc<dyn ActionKind>]) -> Duration {
     match ladder.first().map(|kind| kind.effect()) {
         Some(Effect {
             judged: Judged::InstancesBack,
-            checked_after: Some(wait),
+            checked_after,
             ..
-        }) => cooldown.max(wait),
+        }) => cooldown.max(
+            checked_after
+                .unwrap_or_else(|| Duration::from_secs(config.remediation.verify_after_secs)),
+        ),
         _ => cooldown,
     }
 }
@@ -231,6 +238,7 @@ impl Targets {
         fleet_of: FleetOf<'_>,
         kinds: &Kinds,
     ) -> Result<Self, StartError> {
+        kinds.check(config)?;
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
             let (fleet, home) = fleet_of(target);

@@ -790,7 +790,7 @@ async fn a_failed_terminate_is_in_errors_and_in_the_audit_record() {
     assert!(run.summary.list("terminated-instance-ids").is_empty());
     assert_eq!(run.acted, 0);
     assert_eq!(run.summary.errors.len(), 1);
-    assert_eq!(run.summary.errors[0].instance_id, "i-bad");
+    assert_eq!(run.summary.errors[0].subject.id(), "i-bad");
     assert!(
         run.summary.errors[0]
             .error
@@ -1873,6 +1873,7 @@ async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check()
     assert_eq!(waiting, [(CHECK_JOB.to_owned(), 1)]);
 }
 
+mod budget_cut;
 mod kind;
 mod pending;
 mod whole;

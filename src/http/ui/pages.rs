@@ -410,11 +410,11 @@ fn aws_answers(actions: Option<&[ActionPart]>) -> Markup {
         @if let Some(actions) = actions {
             h2 { "AWS answers" }
             table {
-                thead { tr { th { "Instance" } th { "Call" } th { "Answer" } } }
+                thead { tr { th { "Instance or resource" } th { "Call" } th { "Answer" } } }
                 tbody {
                     @for action in actions {
                         tr {
-                            td { code { (action.instance_id) } }
+                            td { code { (action.subject()) } }
                             td { (action.action) }
                             @if let Some(error) = &action.error { td.bad { (error) } } @else { td { (action.new_state.as_deref().unwrap_or("-")) } }
                         }
