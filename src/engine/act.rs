@@ -36,6 +36,9 @@ struct ActionResult<'a> {
     error: Option<String>,
 }
 
+/// Why a run stopped between two acts when its brakes could not be read.
+const BRAKES_UNREADABLE: &str = "brakes-unreadable";
+
 /// The state of an act under way, until its check polls it done.
 pub(super) const PENDING: &str = "pending";
 
@@ -82,10 +85,9 @@ impl Engine {
         let mut results = Vec::with_capacity(decision.steps.len());
         for (n, step) in decision.steps.iter().enumerate() {
             if n > 0
-                && let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.id).await?)
+                && let Some(rule) = self.stops_before_next(target).await
             {
-                tracing::warn!(rule = refusal.rule(), "stopped before the next AWS write");
-                meta.note("stopped", refusal.rule());
+                meta.note("stopped", rule);
                 break;
             }
             results.push(self.step(target, step, summary).await);
@@ -94,6 +96,23 @@ impl Engine {
         meta.acted_at = Some(clock.now());
         let acted = summary.acted_on().len();
         Ok(Acted::Replaced(u32::try_from(acted).unwrap_or(u32::MAX)))
+    }
+
+    /// Why a run that has acted stops before its next AWS write: a brake (pause, silence, open breaker) that
+    /// landed meanwhile, or brakes that cannot be read (the store failing): the run then ends recording what it
+    /// did rather than failing, so that its acts count against the cooldown, the budgets and the speed limit.
+    async fn stops_before_next(&self, target: &Target) -> Option<&'static str> {
+        match self.audit.brakes_of(&target.id).await {
+            Ok(brakes) => {
+                let refusal = brakes_refusal(brakes)?;
+                tracing::warn!(rule = refusal.rule(), "stopped before the next AWS write");
+                Some(refusal.rule())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the brakes cannot be read: stopped before the next AWS write");
+                Some(BRAKES_UNREADABLE)
+            }
+        }
     }
 
     /// One act through its kind, its outcome added to `summary`.

@@ -50,6 +50,11 @@ struct FakeFleet {
     brake_while_reading: Option<bool>,
     /// The first TerminateInstances pauses everything once it is answered.
     pause_after_first_terminate: bool,
+    /// The first TerminateInstances makes the store's brakes unreadable (its `silences` table renamed away)
+    /// once it is answered, as a database restarting between two acts would.
+    unreadable_brakes_after_first_terminate: bool,
+    /// The store's URL, for faults injected below the store.
+    store_url: StdMutex<Option<String>>,
     /// A wider fleet instead of four healthy and `i-bad`: this many InService (`i-ok1`...) and this many
     /// OutOfService (`i-bad1`...), whose terminated instances EC2 shows `terminated` afterwards.
     wide: Option<(usize, usize)>,
@@ -75,6 +80,17 @@ fn instance_group(target_type: &str) -> TargetGroupInfo {
 }
 
 impl FakeFleet {
+    /// Renames a table of the store's database behind the store's back (a fault for the store to meet).
+    async fn rename_table(&self, from: &str, to: &str) {
+        use sqlx::Connection as _;
+        let url = self.store_url.lock().unwrap().clone().unwrap();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(&format!("ALTER TABLE {from} RENAME TO {to}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
     fn with_target_group(target_type: &str) -> Self {
         Self {
             target_groups: HashMap::from([("web-tg".to_owned(), instance_group(target_type))]),
@@ -299,6 +315,9 @@ impl Fleet for FakeFleet {
                         .await
                         .unwrap();
                 }
+                if self.unreadable_brakes_after_first_terminate {
+                    self.rename_table("silences", "silences_away").await;
+                }
             }
             self.done
                 .lock()
@@ -346,6 +365,7 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
     let (store, writer) = AuditStore::open(&config.audit.url).await.unwrap();
     store.settle_home(home()).await.unwrap();
     *fleet.store.lock().unwrap() = Some(store.clone());
+    *fleet.store_url.lock().unwrap() = Some(config.audit.url.clone());
     let fleet = Arc::new(fleet);
     let metrics = Arc::new(Metrics::default());
     let engine = Engine::start(
@@ -1876,4 +1896,5 @@ async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check()
 mod budget_cut;
 mod kind;
 mod pending;
+mod unreadable_brakes;
 mod whole;
