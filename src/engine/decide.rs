@@ -43,20 +43,24 @@ pub(super) struct Decided<'a> {
     pub relapsed: Vec<String>,
 }
 
-/// The instances a dead attempt decided to replace that EC2 now shows shutting down or terminated: it replaced
-/// them before it died. Pure.
+/// The instances a dead attempt decided to act on that it may have acted on before it died: those EC2 now shows
+/// shutting down or terminated, and those no longer registered with the target (deregistered since: acted on,
+/// as far as the cap can tell). Counting one too many only leaves an instance for the next run; counting one
+/// too few acts past the cap. Pure.
 pub fn already_replaced(decided: &[Act], snapshot: &Snapshot) -> Vec<String> {
     decided
         .iter()
-        .filter(|act| {
-            snapshot.instances.iter().any(|instance| {
-                act.subject.instance() == Some(instance.instance_id.as_str())
-                    && instance.ec2.as_ref().is_some_and(|ec2| {
-                        matches!(ec2.state.as_str(), "shutting-down" | "terminated")
-                    })
+        .filter_map(|act| act.subject.instance())
+        .filter(|id| {
+            let seen = snapshot.instances.iter().find(|i| i.instance_id == *id);
+            seen.is_none_or(|instance| {
+                instance
+                    .ec2
+                    .as_ref()
+                    .is_some_and(|ec2| matches!(ec2.state.as_str(), "shutting-down" | "terminated"))
             })
         })
-        .map(|act| act.subject.id().to_owned())
+        .map(str::to_owned)
         .collect()
 }
 
@@ -302,6 +306,11 @@ mod tests {
             "i-3 is going too, but the attempt did not decide it"
         );
         assert!(already_replaced(&[], &snapshot).is_empty());
+        // Deregistered since the attempt decided on it: counted, whatever EC2 says of it.
+        assert_eq!(
+            already_replaced(&[act("i-2"), act("i-gone")], &snapshot),
+            ["i-gone"]
+        );
     }
 
     #[test]

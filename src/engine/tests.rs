@@ -58,6 +58,8 @@ struct FakeFleet {
     /// A wider fleet instead of four healthy and `i-bad`: this many InService (`i-ok1`...) and this many
     /// OutOfService (`i-bad1`...), whose terminated instances EC2 shows `terminated` afterwards.
     wide: Option<(usize, usize)>,
+    /// Instances of the wide fleet no longer registered with the target.
+    deregistered: HashSet<String>,
     /// Availability Zones by instance (none: EC2 says no zone).
     zones: HashMap<String, String>,
     /// What DescribeAutoScalingGroups and DescribeScalingActivities show of each group (none: no change).
@@ -142,6 +144,7 @@ impl FakeFleet {
                 }
                 instances.push(view);
             }
+            instances.retain(|view| !self.deregistered.contains(&view.instance_id));
             return Snapshot {
                 target: target.to_owned(),
                 instances,
@@ -1896,5 +1899,6 @@ async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check()
 mod budget_cut;
 mod kind;
 mod pending;
+mod takeover_cap;
 mod unreadable_brakes;
 mod whole;
