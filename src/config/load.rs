@@ -62,18 +62,39 @@ pub fn parse(
     let mut table: toml::Table = text
         .parse()
         .map_err(|err: toml::de::Error| ConfigError::Syntax(err.to_string()))?;
-    apply_env_overrides(&mut table, env);
-    let mut config: Config = table
-        .try_into()
-        .map_err(|err: toml::de::Error| ConfigError::Syntax(err.to_string()))?;
+    let overrides = apply_env_overrides(&mut table, env);
+    let mut config: Config = table.try_into().map_err(|err: toml::de::Error| {
+        ConfigError::Syntax(redacted(&err.to_string(), &overrides))
+    })?;
     resolve_secret_files(&mut config)?;
     config.validate()?;
     Ok(config)
 }
 
+/// `message` with the value of every override in `overrides` (variable, value) replaced by the variable's name:
+/// an override may hold a secret (a token), and an error must never print one.
+fn redacted(message: &str, overrides: &[(String, String)]) -> String {
+    let mut message = message.to_owned();
+    let mut named = Vec::new();
+    for (name, value) in overrides {
+        if !value.is_empty() && message.contains(value.as_str()) {
+            message = message.replace(value.as_str(), &format!("<the value of {name}>"));
+            named.push(name.as_str());
+        }
+    }
+    if !named.is_empty() {
+        message.push_str(&format!(" (set by {})", named.join(", ")));
+    }
+    message
+}
+
 /// `REFLEX_<SECTION>_<KEY>=value` sets `<section>.<key>`; the value is read as a TOML literal when it is one
-/// (number, boolean, array) and as a string otherwise.
-fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+/// (number, boolean, array) and as a string otherwise. Returns the overrides applied (variable, value).
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    let mut applied = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -90,14 +111,16 @@ fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (S
             .parse::<toml::Table>()
             .ok()
             .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(value));
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
         let entry = table
             .entry(section)
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let toml::Value::Table(section_table) = entry {
             section_table.insert(key, parsed);
+            applied.push((name, value));
         }
     }
+    applied
 }
 
 /// Reads every `*_file` setting of the configuration into the secret it stands for.
@@ -639,6 +662,16 @@ mod tests {
             );
             parse_with(&text, &[]).unwrap_or_else(|err| panic!("{endpoint}: {err}"));
         }
+    }
+
+    #[test]
+    fn an_override_of_the_wrong_type_is_named_by_its_variable_and_its_value_never_printed() {
+        let token = "bare-token-0123456789abcdef";
+        let err = parse_with(MINIMAL, &[("REFLEX_APPROVALS_TOKENS", token)])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(token), "{err}");
+        assert!(err.contains("REFLEX_APPROVALS_TOKENS"), "{err}");
     }
 
     #[test]
