@@ -144,8 +144,10 @@ pub(super) async fn prune(
 }
 
 /// Hashes, once, the entries a store from before the chain was carried over with (after the head, their
-/// hashes unset), in sequence order. On every later open the chain ends at its head, which two lookups by
-/// key show, so start-up never scans the trail.
+/// hashes unset), in sequence order: only while nothing was ever chained (the head at 0), that is at the first
+/// open after the migration that introduced the chain. Afterwards an unhashed entry is one added by hand, which
+/// verification reports, never adopts. On every later open the chain ends at its head, which two lookups by key
+/// show, so start-up never scans the trail.
 pub(super) async fn adopt(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -155,7 +157,7 @@ pub(super) async fn adopt(
     )
     .fetch_one(&mut *conn)
     .await?;
-    if last.is_none_or(|last| last <= head_seq) {
+    if head_seq != 0 || last.is_none_or(|last| last <= head_seq) {
         return Ok(0);
     }
     let mut tx = backend.begin(conn).await?;

@@ -322,6 +322,7 @@ on_both_stores!(
     of_many_concurrent_claims_of_one_key_exactly_one_wins_and_the_rest_replay_its_answer,
     prune_removes_old_records_but_never_a_run_still_acting,
     the_chain_verifies_untouched_and_names_an_edit_a_removal_and_a_swap,
+    a_row_appended_after_the_head_by_hand_is_tampering_and_never_adopted,
     an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt,
     one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end,
     the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out,
@@ -1114,6 +1115,38 @@ async fn prune_removes_old_records_but_never_a_run_still_acting(db: TestDb) {
         "0003 is recent"
     );
     assert!(store.verify().await.unwrap().is_ok());
+}
+
+/// The repro: after a run that acted, a row inserted by hand after the chain's head (its id, `acted = 0`, no
+/// hash) would make the run drop out of the budgets; every later open, `verify`'s own included, leaves it
+/// unhashed, and verification names it.
+async fn a_row_appended_after_the_head_by_hand_is_tampering_and_never_adopted(db: TestDb) {
+    let (store, writer) = db.open().await;
+    let mut intent = record("R1", "web", 1);
+    intent.outcome = Outcome::Acting;
+    store.put(intent).await.unwrap();
+    store.put(record("R1", "web", 1)).await.unwrap();
+    assert_eq!(store.verify().await.unwrap().unwrap().to, 2);
+    drop(store);
+    writer.finish().await;
+    tamper(
+        &db.url,
+        &["INSERT INTO audit_entries (seq, id, at_ms, source, auth, target, outcome, status, dry_run, acted, \
+           duration_ms, detail, account, region) \
+           SELECT 3, id, at_ms + 1, source, auth, target, outcome, status, dry_run, 0, duration_ms, detail, \
+           account, region FROM audit_entries WHERE seq = 2"],
+    )
+    .await;
+    for _ in 0..2 {
+        let (store, writer) = AuditStore::open(&db.url).await.unwrap();
+        let broken = store.verify().await.unwrap().unwrap_err();
+        assert!(
+            matches!(&broken, Break::Changed { seq: 3, id } if id == "R1"),
+            "{broken:?}"
+        );
+        drop(store);
+        writer.finish().await;
+    }
 }
 
 /// Runs `sql` on the store at `url` by hand, as someone editing the trail would.
