@@ -547,6 +547,10 @@ pub struct AccountConfig {
     /// The regions reflex may act in there; empty: `aws.region` only.
     #[serde(default)]
     pub regions: Vec<String>,
+    /// SNS topics in other accounts (a central topic) whose alarms may name this account. A topic in this
+    /// account may always; no other may: publishing to an allowed topic is the power to remediate.
+    #[serde(default)]
+    pub sns_topic_arns: Vec<String>,
 }
 
 impl AccountConfig {

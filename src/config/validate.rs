@@ -341,7 +341,7 @@ impl super::AccountConfig {
                 format!("of account {name:?} lists an empty region"),
             );
         }
-        Ok(())
+        check_topic_arns("accounts.sns_topic_arns", &self.sns_topic_arns)
     }
 
     /// A session AWS accepts, and a refresh margin shorter than it (`name`: the account's).

@@ -37,6 +37,7 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
         if let Some(target) = named_target(alarm)? {
             let place = Place::new(alarm.account.clone(), alarm.region.clone());
             let home = config.aws.account_id.as_deref().unwrap_or_default();
+            account_allowed(config, topic_arn, alarm)?;
             // A topic that lists its targets may only heal those: an alarm on it cannot name another one.
             let listed: Vec<_> = config
                 .targets
@@ -90,6 +91,37 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
         place: config.place_named(target),
         load_balancer: None,
     })
+}
+
+/// Whether `alarm`, delivered by `topic_arn`, may name the account it names: its text is the publisher's, so an
+/// account is accepted only from a topic of that account, or one its `[[accounts]]` entry lists in
+/// `sns_topic_arns` (a central topic). An alarm that names no account is refused when several accounts are
+/// configured: which one is meant cannot be told.
+fn account_allowed(
+    config: &Config,
+    topic_arn: &str,
+    alarm: &CloudWatchAlarm,
+) -> Result<(), String> {
+    let Some(account) = alarm.account.as_deref() else {
+        if config.accounts.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "alarm {:?} names no account (no AlarmArn or AWSAccountId), and several accounts are configured:              which one is meant cannot be told",
+            alarm.alarm_name
+        ));
+    };
+    let topic_account = topic_arn.split(':').nth(4).unwrap_or_default();
+    let listed = config.accounts.iter().any(|entry| {
+        entry.account_id() == account && entry.sns_topic_arns.iter().any(|t| t == topic_arn)
+    });
+    if account == topic_account || listed {
+        return Ok(());
+    }
+    Err(format!(
+        "alarm {:?} names account {account}, but topic {topic_arn} is in account {topic_account}: an alarm may          name only its topic's account, or an account whose [[accounts]] entry lists the topic in sns_topic_arns",
+        alarm.alarm_name
+    ))
 }
 
 /// The target a firing alarm names by its dimensions, if any.
@@ -269,6 +301,7 @@ mod tests {
         let text = format!(
             "[sns]\ntopic_arns = [\"{TOPIC}\"]\n\
              [[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222222222222:role/reflex\"\nregions = [\"eu-west-1\"]\n\
+             sns_topic_arns = [\"{TOPIC}\"]\n\
              [[targets]]\nload_balancer = \"web\"\n\
              [[targets]]\nload_balancer = \"web\"\naccount = \"prod\"\nregion = \"eu-west-1\"\nsns_topic_arns = [\"{TOPIC}\"]\n"
         );
@@ -289,9 +322,45 @@ mod tests {
             })
         );
         // The topic lists prod's web only: an alarm of the local account's web over it is refused.
-        let local = "arn:aws:cloudwatch:us-east-1:111111111111:alarm:web-unhealthy";
+        let local = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy";
         let err = decide(&config, TOPIC, &firing(local)).unwrap_err();
         assert!(err.contains("may only heal web"), "{err}");
+    }
+
+    #[test]
+    fn an_alarm_names_an_account_only_over_that_account_s_topic_or_one_its_entry_lists() {
+        let prod =
+            "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222222222222:role/reflex\"\n";
+        let targets = "[[targets]]\nload_balancer = \"web\"\n\
+                       [[targets]]\nload_balancer = \"web\"\naccount = \"prod\"\n";
+        let in_account = |account: &str| {
+            alarm("ALARM", r#"{"name":"LoadBalancerName","value":"web"}"#).replace(
+                "{\"AlarmName\"",
+                &format!(
+                    "{{\"AlarmArn\":\"arn:aws:cloudwatch:us-east-1:{account}:alarm:web\",\"AlarmName\""
+                ),
+            )
+        };
+        let prod_topic = "arn:aws:sns:us-east-1:222222222222:alarms";
+        let config = crate::config::parse(&format!("{prod}{targets}"), std::iter::empty()).unwrap();
+        // Over the home account's topic, a publisher cannot send reflex into prod.
+        let err = decide(&config, TOPIC, &in_account("222222222222")).unwrap_err();
+        assert!(
+            err.contains("names account 222222222222") && err.contains("sns_topic_arns"),
+            "{err}"
+        );
+        // Over prod's own topic it can, and over the home topic the home account's alarm can.
+        assert!(decide(&config, prod_topic, &in_account("222222222222")).is_ok());
+        assert!(decide(&config, TOPIC, &in_account("123456789012")).is_ok());
+        assert!(decide(&config, prod_topic, &in_account("123456789012")).is_err());
+        // A central topic listed by prod's entry may name prod.
+        let central = format!("{prod}sns_topic_arns = [\"{TOPIC}\"]\n{targets}");
+        let config = crate::config::parse(&central, std::iter::empty()).unwrap();
+        assert!(decide(&config, TOPIC, &in_account("222222222222")).is_ok());
+        // With several accounts, an alarm that names none is refused.
+        let placeless = alarm("ALARM", r#"{"name":"LoadBalancerName","value":"web"}"#);
+        let err = decide(&config, TOPIC, &placeless).unwrap_err();
+        assert!(err.contains("names no account"), "{err}");
     }
 
     #[test]

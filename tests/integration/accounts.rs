@@ -93,7 +93,9 @@ async fn one_balancer_name_in_two_accounts_and_two_regions_is_four_targets_each_
         &[],
         remediation,
     );
-    text.push_str(&prod_account("reflex-member", ""));
+    // The local account's topic is the central one: prod's entry lets its alarms name prod.
+    let central = format!("sns_topic_arns = [\"{topic_arn}\"]\n");
+    text.push_str(&prod_account("reflex-member", &central));
     for (name, _, region, ..) in &places {
         text.push_str(&format!(
             "\n[[targets]]\nload_balancer = \"{lb}\"\naccount = \"{name}\"\nregion = \"{region}\"\n"
