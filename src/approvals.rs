@@ -52,6 +52,11 @@ pub enum ApprovalError {
     /// A rejection without a reason.
     #[error("a rejection needs a reason")]
     ReasonRequired,
+    /// A rejection whose reason is longer than the trail keeps.
+    #[error(
+        "a rejection's reason is at most {MAX_REASON_CHARS} characters; this one has {0}: say it shorter"
+    )]
+    ReasonTooLong(usize),
     /// The held decision's target is no longer configured here.
     #[error("the target of held decision {0} is not configured in this process")]
     UnknownTarget(String),
@@ -66,6 +71,9 @@ pub enum ApprovalError {
     Engine(#[from] EngineError),
 }
 
+/// The longest reason a rejection may give, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
 impl ApprovalError {
     /// The error code answered and audited.
     pub fn code(&self) -> &'static str {
@@ -74,7 +82,7 @@ impl ApprovalError {
             Self::Expired(..) => "approval-expired",
             Self::Closed(..) => "approval-closed",
             Self::AlreadyCounted(..) => "already-approved",
-            Self::ReasonRequired => "invalid-request",
+            Self::ReasonRequired | Self::ReasonTooLong(_) => "invalid-request",
             Self::UnknownTarget(_) => "unknown-target",
             Self::Acting(_) => "approval-in-progress",
             Self::Audit(_) => "audit-unavailable",
@@ -87,7 +95,7 @@ impl ApprovalError {
         match self {
             Self::NotFound(_) => 404,
             Self::Expired(..) | Self::Closed(..) | Self::AlreadyCounted(..) => 409,
-            Self::ReasonRequired => 400,
+            Self::ReasonRequired | Self::ReasonTooLong(_) => 400,
             Self::UnknownTarget(_) => 422,
             Self::Acting(_) => 503,
             Self::Audit(_) => 503,
@@ -388,10 +396,18 @@ impl<'a> Approvals<'a> {
         reason: &str,
     ) -> Result<Voted, ApprovalError> {
         let reason = reason.trim();
-        let vote = json!({ "id": id, "vote": "reject", "by": approver, "reason": reason });
+        let chars = reason.chars().count();
+        // Only a bounded copy is noted: the reason is the caller's text.
+        let noted = crate::untrusted::bounded(reason);
+        let vote = json!({ "id": id, "vote": "reject", "by": approver, "reason": noted });
         meta.note("approval", vote);
         if reason.is_empty() {
             return Err(self.refused(meta, ApprovalError::ReasonRequired).await);
+        }
+        if chars > MAX_REASON_CHARS {
+            return Err(self
+                .refused(meta, ApprovalError::ReasonTooLong(chars))
+                .await);
         }
         let vote = self.audit.reject(id, approver.clone(), reason).await;
         match self.closed(vote, id, &approver) {

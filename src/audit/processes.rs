@@ -53,6 +53,27 @@ pub(super) async fn prune(tx: &mut Tx<'_>, before_ms: i64) -> Result<(), sqlx::E
         .map(|_| ())
 }
 
+/// A process silent this long is forgotten when another process opens the store, whatever the trail's retention
+/// (with `audit.retain_days = 0` nothing else ever prunes the table). What it held stays dead: a holder is alive
+/// only while its row says so.
+pub const FORGOTTEN_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Forgets the processes silent for `FORGOTTEN_AFTER`, on the database's clock.
+pub(super) async fn forget_silent(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<u64, sqlx::Error> {
+    let now = backend.now_sql();
+    let silent_ms = i64::try_from(FORGOTTEN_AFTER.as_millis()).unwrap_or(i64::MAX);
+    Ok(sqlx::query(&format!(
+        "DELETE FROM processes WHERE heartbeat_ms < {now} - $1"
+    ))
+    .bind(silent_ms)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// Heartbeats at or after this time (ms) are of live processes.
 pub(super) fn alive_since(now: i64) -> i64 {
     now.saturating_sub(i64::try_from(DEAD_AFTER.as_millis()).unwrap_or(i64::MAX))

@@ -73,6 +73,7 @@ impl AuditStore {
             );
         }
         super::processes::beat(&mut writer, backend, &owner).await?;
+        super::processes::forget_silent(&mut writer, backend).await?;
         let readers = backend.readers(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let write_failures = Counter::default();

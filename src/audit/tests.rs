@@ -323,6 +323,7 @@ on_both_stores!(
     prune_removes_old_records_but_never_a_run_still_acting,
     the_chain_verifies_untouched_and_names_an_edit_a_removal_and_a_swap,
     a_row_appended_after_the_head_by_hand_is_tampering_and_never_adopted,
+    a_process_silent_for_a_day_is_forgotten_when_the_store_opens,
     an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt,
     one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end,
     the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out,
@@ -1147,6 +1148,40 @@ async fn a_row_appended_after_the_head_by_hand_is_tampering_and_never_adopted(db
         drop(store);
         writer.finish().await;
     }
+}
+
+/// With `audit.retain_days = 0` nothing prunes the trail, yet the processes table must not grow with every
+/// restart: a process silent for a day is forgotten at the next open; one dead an hour is kept (its claims are
+/// still being taken over).
+async fn a_process_silent_for_a_day_is_forgotten_when_the_store_opens(db: TestDb) {
+    let (store, writer) = db.open().await;
+    drop(store);
+    writer.finish().await;
+    let now = OffsetDateTime::now_utc();
+    let ms = |ago: time::Duration| ((now - ago).unix_timestamp_nanos() / 1_000_000).to_string();
+    let (old, recent) = (ms(time::Duration::days(2)), ms(time::Duration::hours(1)));
+    tamper(
+        &db.url,
+        &[
+            &format!("INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES ('old', {old}, {old})"),
+            &format!(
+                "INSERT INTO processes (owner, started_ms, heartbeat_ms) VALUES ('recent', {recent}, {recent})"
+            ),
+        ],
+    )
+    .await;
+    let (store, writer) = db.open().await;
+    drop(store);
+    writer.finish().await;
+    use sqlx::Connection as _;
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let owners: Vec<(String,)> = sqlx::query_as(
+        "SELECT owner FROM processes WHERE owner IN ('old', 'recent') ORDER BY owner",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(owners, [("recent".to_owned(),)]);
 }
 
 /// Runs `sql` on the store at `url` by hand, as someone editing the trail would.

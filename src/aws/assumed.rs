@@ -12,7 +12,7 @@ use aws_credential_types::provider::{self, ProvideCredentials};
 use tokio::sync::Mutex;
 
 use super::classify::classify;
-use crate::config::AccountConfig;
+use crate::config::{AccountConfig, Secret};
 use crate::engine::port::{FailureKind, FleetError, current_run};
 use crate::metrics::{AssumeRoleLabels, Metrics};
 
@@ -24,7 +24,8 @@ const OPERATION: &str = "sts:AssumeRole";
 pub struct AssumedRole {
     account: String,
     role_arn: String,
-    external_id: Option<String>,
+    /// Redacted in `Debug`: the role's trust policy keys on it.
+    external_id: Option<Secret>,
     session: Duration,
     refresh_before: Duration,
     sts: aws_sdk_sts::Client,
@@ -38,10 +39,7 @@ impl AssumedRole {
         Self {
             account: account.name.clone(),
             role_arn: account.role_arn.clone(),
-            external_id: account
-                .external_id
-                .as_ref()
-                .map(|id| id.expose().to_owned()),
+            external_id: account.external_id.clone(),
             session: Duration::from_secs(account.session_duration_secs),
             refresh_before: Duration::from_secs(account.refresh_before_expiry_secs),
             sts: aws_sdk_sts::Client::new(local),
@@ -84,7 +82,7 @@ impl AssumedRole {
             .assume_role()
             .role_arn(&self.role_arn)
             .role_session_name(&session)
-            .set_external_id(self.external_id.clone())
+            .set_external_id(self.external_id.as_ref().map(|id| id.expose().to_owned()))
             .duration_seconds(i32::try_from(self.session.as_secs()).unwrap_or(3600))
             .send()
             .await
@@ -182,6 +180,28 @@ mod tests {
             "expired"
         );
         assert!(is_fresh(None, now, margin));
+    }
+
+    #[test]
+    fn the_external_id_never_shows_in_debug_output() {
+        let account = AccountConfig {
+            name: "prod".to_owned(),
+            role_arn: "arn:aws:iam::222233334444:role/reflex".to_owned(),
+            external_id: Some(Secret::new("the-external-id-0123")),
+            external_id_file: None,
+            session_duration_secs: 3600,
+            refresh_before_expiry_secs: 300,
+            regions: Vec::new(),
+            sns_topic_arns: Vec::new(),
+        };
+        let local = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let role = AssumedRole::new(&account, &local, Arc::new(Metrics::default()));
+        let shown = format!("{role:?}");
+        assert!(!shown.contains("the-external-id-0123"), "{shown}");
+        assert!(shown.contains("222233334444"), "{shown}");
     }
 
     #[test]

@@ -419,6 +419,15 @@ mod tests {
                 "[manual]\ntokens = [\"shared-0123456789abcdef\"]\n[approvals]\ntokens = [\"shared-0123456789abcdef\"]\n",
                 "approvals.tokens",
             ),
+            (
+                "[alertmanager]\ntokens = [\"shared-0123456789abcdef\"]\n[approvals]\ntokens = [\"shared-0123456789abcdef\"]\n",
+                "approvals.tokens",
+            ),
+            (
+                "[grafana]\nusername = \"grafana\"\npasswords = [\"shared-0123456789abcdef\"]\n\
+                 [approvals]\ntokens = [\"shared-0123456789abcdef\"]\n",
+                "approvals.tokens",
+            ),
             ("[approvals]\nttl_secs = 0\n", "approvals.ttl_secs"),
             ("[approvals]\nrequired = 6\n", "approvals.required"),
             ("[slack]\napprovers = [\"U0123ABCD\"]\n", "slack.approvers"),

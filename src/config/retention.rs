@@ -1,6 +1,6 @@
 //! How much of the trail the safety rules read back, so that pruning can never lift one: the day the budgets
-//! count, the cooldown, the oldest SNS message still accepted (its redelivery must still be recognised) and the
-//! webhook dedup windows. `audit.retain_days` and `reflex audit prune` refuse a cutoff inside the longest.
+//! count, the cooldown, the relapse window, the oldest SNS message still accepted (its redelivery must still be
+//! recognised) and the webhook dedup windows. `audit.retain_days` and `reflex audit prune` refuse a cutoff inside the longest.
 
 use super::Config;
 
@@ -47,6 +47,10 @@ impl Config {
                 rule: "remediation.cooldown_secs",
             },
             Lookback {
+                secs: self.remediation.relapse_window_secs,
+                rule: "remediation.relapse_window_secs (a replacement broken again this soon is a relapse)",
+            },
+            Lookback {
                 secs: self.sns.max_age_secs,
                 rule: "sns.max_age_secs (a redelivery this old must still be recognised)",
             },
@@ -91,6 +95,13 @@ mod tests {
         let refusal = long.lookback().refusal(2).unwrap();
         assert!(refusal.contains("remediation.cooldown_secs"), "{refusal}");
         assert!(refusal.contains("smallest allowed value is 3"), "{refusal}");
+        let relapses = config("[remediation]\nrelapse_window_secs = 200000\n");
+        assert_eq!(relapses.lookback().min_days(), 3);
+        let refusal = relapses.lookback().refusal(2).unwrap();
+        assert!(
+            refusal.contains("remediation.relapse_window_secs"),
+            "{refusal}"
+        );
         let sns = config("[sns]\nmax_age_secs = 172800\n");
         assert_eq!(sns.lookback().min_days(), 2);
         assert!(sns.lookback().refusal(0).is_some());

@@ -20,9 +20,12 @@ impl Secret {
         &self.0
     }
 
-    /// Compares a presented credential with this secret without leaking how much of it matched.
+    /// Compares a presented credential with this secret without leaking how much of it matched, nor how long
+    /// the secret is: the two SHA-256 digests, of one length, are compared in constant time.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        aws_lc_rs::constant_time::verify_slices_are_equal(self.0.as_bytes(), presented).is_ok()
+        let digest = |bytes: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let (ours, theirs) = (digest(self.0.as_bytes()), digest(presented));
+        aws_lc_rs::constant_time::verify_slices_are_equal(ours.as_ref(), theirs.as_ref()).is_ok()
     }
 }
 

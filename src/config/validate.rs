@@ -131,15 +131,23 @@ impl Config {
         let approvals = &self.approvals;
         check_tokens("approvals.tokens", &approvals.tokens)?;
         let shared = approvals.tokens.iter().any(|token| {
-            [&self.manual.tokens, &self.admin.tokens, &self.audit.tokens]
-                .iter()
-                .any(|door| any_matches(door, token.expose().as_bytes()))
+            [
+                &self.manual.tokens,
+                &self.admin.tokens,
+                &self.audit.tokens,
+                &self.alertmanager.tokens,
+                &self.alertmanager.passwords,
+                &self.grafana.tokens,
+                &self.grafana.passwords,
+            ]
+            .iter()
+            .any(|door| any_matches(door, token.expose().as_bytes()))
         });
         if shared {
             return invalid(
                 "approvals.tokens",
-                "holds a token that [manual], [admin] or [audit] also accepts: an approver's token must be \
-                 its own, so that who approved is known",
+                "holds a token that [manual], [admin], [audit], [alertmanager] or [grafana] also accepts (as a \
+                 token or a password): an approver's token must be its own, so that who approved is known",
             );
         }
         if !(1..=86_400).contains(&approvals.ttl_secs) {

@@ -373,6 +373,22 @@ async fn a_rejection_needs_a_reason_and_an_approval_after_expiry_acts_on_nothing
     assert_eq!(status, 200, "{rejected}");
     assert_eq!(rejected["approval"]["state"], "rejected");
     assert_eq!(records_of(&app, "declined").await, 1);
+    // A reason longer than the trail keeps is refused, and changes nothing.
+    let long = json!({"reason": "x".repeat(600)});
+    let (status, refused) = vote(&app, id, "reject", APPROVER_A, long).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid-request")),
+        "{refused}"
+    );
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 500"),
+        "{refused}"
+    );
+    assert_eq!(records_of(&app, "declined").await, 1);
     let (status, late) = vote(&app, id, "approve", APPROVER_B, json!({})).await;
     assert_eq!(
         (status, late["error"].as_str()),
