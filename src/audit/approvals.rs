@@ -419,6 +419,27 @@ pub(super) async fn pending(
     Ok(rows.into_iter().map(from_row).collect())
 }
 
+/// The decisions still waiting for `key`'s target (on the database's clock), the newest first: a new hold of
+/// the same decision joins one of them rather than asking the approvers again.
+pub(super) async fn pending_of(
+    readers: &AnyPool,
+    backend: Backend,
+    key: &Key,
+) -> Result<Vec<Approval>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_ms > {} \
+         AND account = $1 AND region = $2 AND target = $3 ORDER BY expires_ms DESC, id",
+        backend.now_sql()
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(key.account.as_str())
+        .bind(key.region.as_str())
+        .bind(key.target.as_str())
+        .fetch_all(readers)
+        .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
 /// How many decisions each target held, by state (a pending one past its expiry, whose job has not run yet,
 /// counts as expired): (account, region, target, state, count).
 pub(super) async fn counts(

@@ -823,6 +823,15 @@ impl AuditStore {
         Ok(super::approvals::pending(&self.readers, self.backend).await?)
     }
 
+    /// The held decisions of `target` still waiting, the newest first.
+    pub async fn pending_approvals_of(
+        &self,
+        target: &TargetId,
+    ) -> Result<Vec<Approval>, AuditError> {
+        let key = super::keys::Key::from(target);
+        Ok(super::approvals::pending_of(&self.readers, self.backend, &key).await?)
+    }
+
     /// How many decisions each target held, by state: (account, region, target, state, count).
     pub async fn approval_counts(
         &self,

@@ -9,11 +9,24 @@ use time::OffsetDateTime;
 use super::decide::{Decided, Decision};
 use super::port::Snapshot;
 use super::targets::Target;
-use super::{Approved, Authenticated, Engine, EngineError, NextStep, Run, Summary, Trigger};
+use super::{
+    Approved, Authenticated, Engine, EngineError, NextStep, Resume, Run, Summary, Trigger,
+};
 use crate::audit::{Approval, AuditRecord, NewApproval, RequestMeta, rfc3339};
 use crate::contract::ApprovalRef;
 use crate::detail::checked_run;
 use crate::target::Place;
+
+/// What a decision acts on, comparable with another's: each act's kind and subject, sorted.
+fn subjects(decision: &Decision) -> Vec<(String, String)> {
+    let mut subjects: Vec<(String, String)> = decision
+        .steps
+        .iter()
+        .map(|act| (act.kind().to_owned(), act.subject.id().to_owned()))
+        .collect();
+    subjects.sort();
+    subjects
+}
 
 /// Runs (and recovery checks) of the target an approver sees.
 const LAST_RUNS: u32 = 5;
@@ -99,15 +112,23 @@ pub fn approval_url(public_url: Option<&str>, id: &str) -> String {
 
 impl Engine {
     /// Holds `decided` for approvers: the run's answer says where and until when, and the hold (the
-    /// decision, the summary and the evidence) is written with its record. One store read: the last runs.
+    /// decision, the summary and the evidence) is written with its record; or joins the same decision already
+    /// held. Two store reads: the target's waiting decisions, and the last runs.
     pub(super) async fn hold(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
         decided: Decided<'_>,
         mut summary: Summary,
-        next: Option<&NextStep>,
+        resume: &Resume,
     ) -> Result<Run, EngineError> {
+        if let Some(joined) = self
+            .join_pending(meta, target, &decided, &mut summary, resume)
+            .await?
+        {
+            return Ok(joined);
+        }
+        let next = resume.step.as_ref();
         let now = decided.clock.now();
         let ttl = time::Duration::seconds(
             i64::try_from(self.config.approvals.ttl_secs).unwrap_or(i64::MAX),
@@ -143,6 +164,57 @@ impl Engine {
             hold: Some(NewApproval::new(id, &target.id, required, expires_at, body)),
             ..Run::nothing_done(summary, true, None)
         }))
+    }
+
+    /// A run that would hold the same decision as one still waiting for `target` (the same kind on the same
+    /// instances, at the same ladder step; not the approval it acts on) joins it instead: its answer points at that decision, its record
+    /// says so (`joined`), and no new decision, expiry or message is made. A storm of alerts in approve mode
+    /// asks the approvers once. One store read, of the target's waiting decisions.
+    async fn join_pending(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        decided: &Decided<'_>,
+        summary: &mut Summary,
+        resume: &Resume,
+    ) -> Result<Option<Run>, EngineError> {
+        let wanted = subjects(&decided.decision);
+        let ladder = resume.step.as_ref().map_or(Value::Null, |next| json!(next));
+        // A run that acts on an approval never joins that approval: it holds anew.
+        let approved = resume
+            .approved
+            .as_ref()
+            .map(|approved| approved.id.as_str());
+        let pending = self.audit.pending_approvals_of(&target.id).await?;
+        let Some(same) = pending
+            .iter()
+            .filter(|approval| Some(approval.id.as_str()) != approved)
+            .find(|approval| {
+                let held: Option<Decision> =
+                    serde_json::from_value(approval.body["decision"].clone()).ok();
+                held.is_some_and(|held| subjects(&held) == wanted)
+                    && approval.body["ladder"] == ladder
+            })
+        else {
+            return Ok(None);
+        };
+        let public_url = self.config.server.public_url.as_deref();
+        let verb = summary.verb().1.to_owned();
+        let would_replace = summary.take_acted_on();
+        summary.approval = Some(ApprovalRef {
+            id: same.id.clone(),
+            expires_at: rfc3339(same.expires_at),
+            url: approval_url(public_url, &same.id),
+            would_replace,
+            verb,
+        });
+        meta.note("joined", json!({"approval": same.id}));
+        tracing::info!(approval = same.id, "joined the decision already held");
+        Ok(Some(self.counted(Run::nothing_done(
+            summary.clone(),
+            true,
+            None,
+        ))))
     }
 
     /// The trigger of a run that acts on the approved decision `approval`: its target as configured, the

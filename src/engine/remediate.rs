@@ -81,7 +81,7 @@ impl Engine {
         let mut summary = self.summary_of(meta, &answer, &decided.plan);
         let (tripped, relapsed) = (decided.tripped.clone(), decided.relapsed.clone());
         if holding && !decided.decision.steps.is_empty() {
-            let held = self.hold(meta, target, decided, summary, trigger.resume.step.as_ref());
+            let held = self.hold(meta, target, decided, summary, &trigger.resume);
             return Ok(step.recorded(held.await?, meta, target, Vec::new()));
         }
         if dry_run || holding || decided.decision.steps.is_empty() {

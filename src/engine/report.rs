@@ -49,7 +49,8 @@ impl Run {
     pub fn outcome(&self) -> Outcome {
         if self.summary.refused.is_some() {
             Outcome::Refused
-        } else if self.hold.is_some() {
+        } else if self.hold.is_some() || self.summary.approval.is_some() {
+            // A run that joined a decision already held is held too, by that decision.
             Outcome::Held
         } else if self.would_act() {
             Outcome::WouldAct

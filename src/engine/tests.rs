@@ -1897,6 +1897,7 @@ async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check()
 }
 
 mod budget_cut;
+mod held_once;
 mod kind;
 mod pending;
 mod takeover_cap;
