@@ -26,6 +26,12 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// How long a SQLite connection waits for another process's write lock before failing.
 const SQLITE_BUSY: Duration = Duration::from_secs(5);
 
+/// Connections that only read, per process.
+pub const READERS: u32 = 4;
+/// Of the readers, how many the audit page and `GET /audit` may hold at once: the rest are always free for the
+/// engine's safety reads (brakes, budgets, cooldowns), however slow a page's query.
+pub const PAGE_READERS: u32 = 2;
+
 impl Backend {
     /// The backend `url` names, if it is one reflex supports.
     pub fn of(url: &str) -> Option<Self> {
@@ -88,7 +94,7 @@ impl Backend {
     pub async fn readers(self, url: &str) -> Result<AnyPool, sqlx::Error> {
         let options: AnyConnectOptions = self.url(url, Mode::Read).parse()?;
         AnyPoolOptions::new()
-            .max_connections(4)
+            .max_connections(READERS)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     match self {

@@ -47,7 +47,7 @@ pub use approvals::{
     ACT_JOB as APPROVAL_ACT_JOB, Approval, ApprovalState, ApprovalWrite, Approver,
     EXPIRE_JOB as APPROVAL_EXPIRE_JOB, NewApproval, Vote,
 };
-pub use backend::{Backend, redacted};
+pub use backend::{Backend, PAGE_READERS, redacted};
 pub use brakes::Brakes;
 pub use breakers::{BreakerState, OpenBreaker};
 pub use chain::{Break, Entry};

@@ -49,6 +49,8 @@ pub struct AuditStore {
     write_failures: Counter,
     /// Woken when this process adds a job.
     jobs_added: Arc<tokio::sync::Notify>,
+    /// Permits for the audit page's and `GET /audit`'s reads (`backend::PAGE_READERS`).
+    page_reads: Arc<tokio::sync::Semaphore>,
     backend: Backend,
 }
 
@@ -84,6 +86,9 @@ impl AuditStore {
                 completed: Arc::default(),
                 write_failures: write_failures.clone(),
                 jobs_added: Arc::default(),
+                page_reads: Arc::new(tokio::sync::Semaphore::new(
+                    super::backend::PAGE_READERS as usize,
+                )),
                 backend,
             },
             WriterTask::start(
@@ -821,6 +826,15 @@ impl AuditStore {
     /// Every held decision still waiting, the soonest to expire first.
     pub async fn pending_approvals(&self) -> Result<Vec<Approval>, AuditError> {
         Ok(super::approvals::pending(&self.readers, self.backend).await?)
+    }
+
+    /// A permit for one request of the audit page or `GET /audit`, held while it reads: waits while
+    /// `backend::PAGE_READERS` such requests read, so that they never hold every reader connection.
+    pub async fn page_read(&self) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.page_reads)
+            .acquire_owned()
+            .await
+            .expect("the page readers' semaphore is never closed")
     }
 
     /// The held decisions of `target` still waiting, the newest first.

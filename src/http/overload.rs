@@ -2,7 +2,9 @@
 //! straight away, before its body is read, so a flood cannot queue up work and memory; SNS and Alertmanager
 //! retry 5xx. Reads of the trail (`GET /audit`, the audit page) have a cap of their own
 //! (`server.max_reads_in_flight`), so that a flood of reads neither starves alerts nor the store; probes and
-//! metrics are never capped, so that an overloaded reflex is still seen alive. Such refusals are counted, not
+//! metrics are never capped, so that an overloaded reflex is still seen alive. A read of the trail also holds one
+//! of the store's few page readers while it runs, so that slow page queries never take every connection from
+//! the engine's safety reads. Such refusals are counted, not
 //! audited: nothing of the request was read.
 
 use axum::extract::{Request, State};
@@ -29,6 +31,11 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
             "too many requests in flight (server.max_in_flight); retry later",
         )
         .into_response();
+    };
+    // A read of the trail also waits for one of the store's page readers: the engine's reads keep the rest.
+    let _page = match request.method() {
+        &Method::POST => None,
+        _ => Some(state.audit.page_read().await),
     };
     next.run(request).await
 }

@@ -309,6 +309,40 @@ async fn past_max_in_flight_a_post_is_503_at_once_and_probes_still_answer() {
     );
 }
 
+/// The repro: slow audit-page reads held every reader connection, and the engine's safety reads waited for
+/// them. Page reads hold at most `PAGE_READERS` of the store's readers; the engine keeps the rest.
+#[tokio::test]
+async fn reads_of_the_trail_never_hold_the_readers_the_engine_needs() {
+    let app = TestApp::new(FailureKind::Transient).await;
+    let mut busy = Vec::new();
+    for _ in 0..crate::audit::PAGE_READERS {
+        busy.push(app.state.audit.page_read().await);
+    }
+    let read = app.send(Request::get("/audit").body(Body::empty()).unwrap());
+    tokio::pin!(read);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut read)
+            .await
+            .is_err(),
+        "a read of the trail waits while the page readers are busy"
+    );
+    // The engine's reads go on meanwhile.
+    let web = crate::target::TargetId::new(
+        "123456789012",
+        "us-east-1",
+        crate::target::TargetKind::LoadBalancer,
+        "web-elb",
+    );
+    let brakes = app.state.audit.brakes_of(&web);
+    tokio::time::timeout(std::time::Duration::from_secs(5), brakes)
+        .await
+        .expect("the engine reads while pages wait")
+        .unwrap();
+    drop(busy);
+    let (status, _, _) = read.await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "then the read runs");
+}
+
 #[tokio::test]
 async fn past_max_reads_in_flight_a_read_of_the_trail_is_503_and_alerts_and_probes_still_answer() {
     let app = TestApp::new(FailureKind::Transient).await;
