@@ -159,3 +159,34 @@ async fn login_attempts_are_limited_and_cookies_are_secure_behind_an_https_publi
     assert_eq!(submit(&app.base, &csrf, AUDIT_TOKEN).await.status(), 429);
     app.stop().await;
 }
+
+/// The repro: a session opened with an audit token kept reading after that token was removed from the
+/// configuration (a restart with the token rotated out). A session lasts only while its token is configured.
+#[tokio::test]
+async fn a_session_ends_when_its_token_is_removed_from_the_configuration() {
+    let moto = Moto::shared();
+    let store = tempfile::tempdir().unwrap();
+    let db = store.path().join("audit.db");
+    let targets = [unique("ui")];
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let text = config_text(&moto.endpoint, &db, &targets, PERMISSIVE);
+    let app = TestApp::spawn_with_config(tempfile::tempdir().unwrap(), &text).await;
+    let session = login(&app.base).await;
+    assert_eq!(timeline(&app.base, &session).await, 200);
+    app.stop().await;
+
+    // The same store, the same token: the session still opens the page.
+    let app = TestApp::spawn_with_config(tempfile::tempdir().unwrap(), &text).await;
+    assert_eq!(timeline(&app.base, &session).await, 200);
+    app.stop().await;
+
+    // The token rotated out: the session no longer does.
+    let rotated = text.replace(AUDIT_TOKEN, "another-audit-token-0123456789");
+    let app = TestApp::spawn_with_config(tempfile::tempdir().unwrap(), &rotated).await;
+    assert_eq!(
+        timeline(&app.base, &session).await,
+        303,
+        "sent to the login"
+    );
+    app.stop().await;
+}

@@ -130,6 +130,16 @@ async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<Stri
     let Some(id) = keys.session_id(value, OffsetDateTime::now_utc()) else {
         return Ok(None);
     };
+    // A session lasts only while the token it was opened with is still configured (audit or approver).
+    let tokens = [&state.config.audit.tokens, &state.config.approvals.tokens];
+    let held = Sessions::credential_of(id).is_some_and(|who| {
+        tokens
+            .iter()
+            .any(|list| crate::approvals::is_approver(&who, list))
+    });
+    if !held {
+        return Ok(None);
+    }
     Ok(state
         .audit
         .session_is_live(id)
@@ -280,10 +290,11 @@ async fn start_session(
 ) -> Response {
     // An approver's session carries who the approver is: its pages show the approval buttons.
     let approving = crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes());
+    let credential = crate::approvals::approver_of(token.as_bytes());
     let id = if approving {
-        Sessions::new_approver_id(&crate::approvals::approver_of(token.as_bytes()))
+        Sessions::new_approver_id(&credential)
     } else {
-        Sessions::new_id()
+        Sessions::new_reader_id(&credential)
     };
     let lifetime = std::time::Duration::from_secs(SESSION_FOR.whole_seconds().unsigned_abs());
     if let Err(err) = state.audit.start_session(&id, lifetime).await {

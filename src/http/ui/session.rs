@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 pub const SESSION_FOR: time::Duration = time::Duration::hours(8);
 /// Separates an approver session's random id from who the approver is.
 const APPROVER_MARK: &str = "-approver-";
+/// Separates a reader's session's random id from the audit token it logged in with (its digest).
+const READER_MARK: &str = "-reader-";
 /// How long a login form may be filled in.
 const CSRF_FOR: time::Duration = time::Duration::hours(1);
 
@@ -29,9 +31,19 @@ impl Sessions {
         })
     }
 
-    /// A new random session id.
-    pub fn new_id() -> String {
-        random_hex()
+    /// A new random id for the session of a reader who logged in with `credential` (as
+    /// `approvals::approver_of` names a token): the session lasts only while that token is configured.
+    pub fn new_reader_id(credential: &str) -> String {
+        let digest = credential.strip_prefix("token:").unwrap_or(credential);
+        format!("{}{READER_MARK}{digest}", random_hex())
+    }
+
+    /// The token a session id was opened with (as `approvals::approver_of` names it): a reader's or an
+    /// approver's; `None` for an id that names none (made by an earlier release).
+    pub fn credential_of(id: &str) -> Option<String> {
+        id.split_once(READER_MARK)
+            .or_else(|| id.split_once(APPROVER_MARK))
+            .map(|(_, digest)| format!("token:{digest}"))
     }
 
     /// A session value for the session `id`, valid until `now + SESSION_FOR`.
@@ -121,7 +133,7 @@ mod tests {
     fn a_session_is_valid_until_it_expires_and_only_under_its_key() {
         let now = OffsetDateTime::now_utc();
         let keys = sessions(&"ab".repeat(32));
-        let id = Sessions::new_id();
+        let id = Sessions::new_reader_id("token:0123456789ab");
         let session = keys.issue(&id, now);
         assert_eq!(keys.session_id(&session, now), Some(id.as_str()));
         let almost = now + SESSION_FOR - time::Duration::SECOND;
@@ -161,7 +173,17 @@ mod tests {
         );
         let session = keys.issue(&id, now);
         assert_eq!(keys.session_id(&session, now), Some(id.as_str()));
-        assert_eq!(Sessions::approver_of(&Sessions::new_id()), None);
+        let reader = Sessions::new_reader_id("token:0123456789ab");
+        assert_eq!(Sessions::approver_of(&reader), None);
+        assert_eq!(
+            Sessions::credential_of(&reader).as_deref(),
+            Some("token:0123456789ab")
+        );
+        assert_eq!(
+            Sessions::credential_of(&id).as_deref(),
+            Some("token:0123456789ab")
+        );
+        assert_eq!(Sessions::credential_of("0123abcd"), None);
         let token = keys.form_token(&id);
         assert!(keys.form_token_valid(&id, &token));
         assert!(!keys.form_token_valid(&Sessions::new_approver_id("token:0123456789ab"), &token));
