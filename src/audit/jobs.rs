@@ -16,8 +16,9 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 /// Jobs of a bounded kind waiting at most; past it, new ones are dropped (and counted by the caller).
 pub const QUEUE_BOUND: u64 = 1024;
 
-/// A claim older than this is taken over even from a live process: a job hung far beyond every timeout.
-const HUNG_AFTER: Duration = Duration::from_secs(600);
+/// A claim older than this is taken over even from a live process: a job hung far beyond every timeout (the
+/// runner stops each attempt well before: `jobs::ATTEMPT_BOUND`).
+pub const HUNG_AFTER: Duration = Duration::from_secs(600);
 
 /// A job to add.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -162,3 +162,58 @@ async fn a_job_of_a_kind_this_release_does_not_know_is_put_back_unrecorded() {
         vec![("newer".to_owned(), 1)]
     );
 }
+
+/// A job whose attempt never ends (a call that hangs).
+struct Stuck;
+
+impl Job for Stuck {
+    type Payload = serde_json::Value;
+    type Failure = String;
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &["stuck"]
+    }
+
+    fn meta(&self) -> RequestMeta {
+        RequestMeta::new(Source::Admin, None)
+    }
+
+    fn attempts(&self) -> u32 {
+        3
+    }
+
+    fn backoff(&self, _attempt: u32) -> Duration {
+        Duration::ZERO
+    }
+
+    async fn run(&self, _: &ClaimedJob, _: &serde_json::Value) -> Result<Ran<String>, Unrecorded> {
+        std::future::pending().await
+    }
+}
+
+/// The repro: a job a live process held past the store's hung-claim bound was taken over and ran twice. The
+/// runner stops an attempt at its bound, well inside the store's, and puts the job back: no claim of a live
+/// process ever gets that old.
+#[tokio::test]
+async fn an_attempt_that_runs_too_long_is_stopped_and_its_job_put_back() {
+    assert!(super::ATTEMPT_BOUND * 2 <= crate::audit::JOB_HUNG_AFTER);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+    let (store, _writer) = AuditStore::open(&url).await.unwrap();
+    let mut kinds = Registry::default();
+    kinds.add(Stuck);
+    let notifier = Notifier::disabled(Arc::new(Metrics::default()));
+    let jobs = Jobs::with_kinds(store.clone(), notifier, kinds)
+        .with_attempt_bound(Duration::from_millis(200));
+    store.enqueue(vec![job("stuck", "{}")]).await.unwrap();
+    let ran = tokio::time::timeout(Duration::from_secs(10), jobs.run_next()).await;
+    assert!(ran.expect("the attempt was stopped").unwrap());
+    assert!(
+        store.claim_job().await.unwrap().is_none(),
+        "put back for later, and held by no one meanwhile"
+    );
+    assert_eq!(
+        store.jobs_waiting().await.unwrap(),
+        vec![("stuck".to_owned(), 1)]
+    );
+}
