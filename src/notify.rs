@@ -152,8 +152,15 @@ impl Notifier {
         })
     }
 
-    /// The jobs that deliver `event` to every webhook that wants it, due now.
+    /// The jobs that deliver `event` to every webhook that wants it, due now. Past the queue's bound the
+    /// notifications of routine events (acted, refused, held, would-act, ...) are dropped and counted; an
+    /// escalation, its resolution and a breaker opening never are: a person must hear of them however many
+    /// routine notifications wait before them.
     pub fn jobs_for(&self, event: &Event) -> Vec<NewJob> {
+        let bounded = !matches!(
+            event.event,
+            NotifyEvent::Escalated | NotifyEvent::Resolved | NotifyEvent::BreakerTripped
+        );
         self.sinks
             .iter()
             .filter(|sink| sink.wants(event.event))
@@ -166,7 +173,7 @@ impl Notifier {
                     sink: sink.id.clone(),
                 })
                 .unwrap_or_default(),
-                bounded: true,
+                bounded,
             })
             .collect()
     }
@@ -401,6 +408,28 @@ mod tests {
             notifier.jobs_for(&acted).is_empty(),
             "PagerDuty hears only escalations"
         );
+    }
+
+    /// The repro: 2,000 held decisions' messages filled the shared queue, and the escalation to PagerDuty was
+    /// dropped. Routine notifications are bounded; escalations, resolutions and breaker openings never are.
+    #[test]
+    fn escalations_are_never_dropped_past_the_queue_bound_and_routine_events_are() {
+        let text = "[[targets]]\nload_balancer = \"web\"\n\
+                    [[notify]]\nurl = \"https://hooks.example/reflex\"\n";
+        let config = crate::config::parse(text, std::iter::empty()).unwrap();
+        let notifier = Notifier::start(&config, Arc::new(Metrics::default())).unwrap();
+        for (event, bounded) in [
+            (NotifyEvent::Held, true),
+            (NotifyEvent::WouldAct, true),
+            (NotifyEvent::Acted, true),
+            (NotifyEvent::Escalated, false),
+            (NotifyEvent::Resolved, false),
+            (NotifyEvent::BreakerTripped, false),
+        ] {
+            let jobs = notifier.jobs_for(&Event::new(event, "web", "x".into(), "R1"));
+            assert_eq!(jobs.len(), 1, "{event:?}");
+            assert_eq!(jobs[0].bounded, bounded, "{event:?}");
+        }
     }
 
     #[test]
