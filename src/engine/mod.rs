@@ -24,6 +24,7 @@ mod ladder;
 mod observe;
 pub mod plan;
 pub mod port;
+mod quiet;
 mod recovery;
 mod refusal;
 pub mod relapse;
@@ -76,6 +77,8 @@ pub struct Engine {
     home: Home,
     /// The action kinds the targets' ladders name.
     kinds: Kinds,
+    /// When each target's last routine notice was sent.
+    quiet: quiet::Quiet,
 }
 
 impl Engine {
@@ -125,6 +128,7 @@ impl Engine {
             budget_gate: tokio::sync::Mutex::new(()),
             home,
             kinds,
+            quiet: quiet::Quiet::default(),
         })
     }
 

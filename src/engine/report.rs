@@ -106,8 +106,13 @@ impl Engine {
             _ => Vec::new(),
         };
         let place = record.account.clone().zip(record.region.clone());
+        // A target's "would have acted" notice is sent once per `quiet::WOULD_ACT_EVERY`, not per alert.
+        let now = std::time::Instant::now();
         let events: Vec<Event> = events
             .into_iter()
+            .filter(|event| {
+                event.event != NotifyEvent::WouldAct || self.quiet.may_send(&event.target, now)
+            })
             .map(|event| event.at(place.as_ref()))
             .collect();
         let mut jobs = self.jobs_of(&events);

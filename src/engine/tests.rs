@@ -371,13 +371,15 @@ async fn harness_with(fleet: FakeFleet, extra: &str, targets: &str) -> Harness {
     *fleet.store_url.lock().unwrap() = Some(config.audit.url.clone());
     let fleet = Arc::new(fleet);
     let metrics = Arc::new(Metrics::default());
+    // The config's [[notify]] entries, if any: their jobs are queued (and never delivered by the harness).
+    let notifier = Notifier::start(&config, Arc::clone(&metrics)).unwrap();
     let engine = Engine::start(
         config,
         home(),
         Arc::clone(&fleet) as Arc<dyn Fleet>,
         store.clone(),
         Arc::clone(&metrics),
-        Notifier::disabled(metrics),
+        notifier,
         kinds(),
     )
     .await
@@ -1900,6 +1902,7 @@ mod budget_cut;
 mod held_once;
 mod kind;
 mod pending;
+mod quiet_notices;
 mod takeover_cap;
 mod unreadable_brakes;
 mod whole;

@@ -1,0 +1,48 @@
+//! How often a target's routine notices are sent: an observe-mode target whose alert repeats would otherwise
+//! send a "would have acted" notice per alert. Kept per process (each replica sends its own at most).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One "would have acted" notice per target in this long, at most.
+pub const WOULD_ACT_EVERY: Duration = Duration::from_secs(300);
+
+/// When each target's last routine notice was sent.
+#[derive(Debug, Default)]
+pub struct Quiet {
+    sent: Mutex<HashMap<String, Instant>>,
+}
+
+impl Quiet {
+    /// Whether a routine notice for `target` may be sent at `now` (and, when it may, that it is sent now).
+    pub fn may_send(&self, target: &str, now: Instant) -> bool {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        match sent.get(target) {
+            Some(last) if now.duration_since(*last) < WOULD_ACT_EVERY => false,
+            _ => {
+                // The map holds one entry per configured target that sent a notice: bounded by the config.
+                sent.insert(target.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_notice_per_target_per_interval() {
+        let quiet = Quiet::default();
+        let start = Instant::now();
+        assert!(quiet.may_send("web", start));
+        assert!(!quiet.may_send("web", start + Duration::from_secs(10)));
+        assert!(
+            quiet.may_send("api", start + Duration::from_secs(10)),
+            "per target"
+        );
+        assert!(quiet.may_send("web", start + WOULD_ACT_EVERY));
+    }
+}
