@@ -16,6 +16,7 @@ use crate::config::Mode;
 use crate::engine::{Engine, EngineError};
 use crate::job::Ran;
 use crate::target::TargetId;
+use time::OffsetDateTime;
 
 /// Who holds an approver token, as approvals record it: a digest of the token (never the token), so that two
 /// approvals with one token count once and two tokens count as two approvers, whichever door they use.
@@ -148,10 +149,14 @@ pub struct WayUp {
     pub not_recovered: u64,
 }
 
-/// The way up of every configured target, from two grouped reads of the store.
+/// How far back the way up counts: its reads are bounded by time, however long the trail is kept.
+pub const WAY_UP_DAYS: i64 = 30;
+
+/// The way up of every configured target over the last `WAY_UP_DAYS`, from two grouped reads of the store.
 pub async fn way_up(audit: &AuditStore, engine: &Engine) -> Result<Vec<WayUp>, AuditError> {
-    let tally = audit.tally().await?;
-    let held = audit.approval_counts().await?;
+    let since = OffsetDateTime::now_utc() - time::Duration::days(WAY_UP_DAYS);
+    let tally = audit.tally(since).await?;
+    let held = audit.approval_counts(since).await?;
     Ok(ways(&tally, &held, engine.target_modes()))
 }
 

@@ -445,14 +445,15 @@ pub(super) async fn pending_of(
 pub(super) async fn counts(
     readers: &AnyPool,
     backend: Backend,
+    since_ms: i64,
 ) -> Result<Vec<(String, String, String, String, i64)>, sqlx::Error> {
     let sql = format!(
         "SELECT account, region, target, \
          CASE WHEN state = 'pending' AND expires_ms <= {now} THEN 'expired' ELSE state END AS shown, \
-         COUNT(*) FROM approvals GROUP BY account, region, target, shown",
+         COUNT(*) FROM approvals WHERE created_ms >= $1 GROUP BY account, region, target, shown",
         now = backend.now_sql()
     );
-    sqlx::query_as(&sql).fetch_all(readers).await
+    sqlx::query_as(&sql).bind(since_ms).fetch_all(readers).await
 }
 
 /// Removes the closed decisions held before `before_ms`.

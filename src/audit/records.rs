@@ -285,12 +285,13 @@ pub(super) async fn activity(
 
 /// How many records each target has, by source and outcome, and how many of them acted: (account, region,
 /// target, source, outcome, records, acted).
-pub(super) async fn tally(readers: &AnyPool) -> Result<Vec<Tally>, AuditError> {
+pub(super) async fn tally(readers: &AnyPool, since_ms: i64) -> Result<Vec<Tally>, AuditError> {
     Ok(sqlx::query_as(
         "SELECT account, region, target, source, outcome, COUNT(*), \
          SUM(CASE WHEN acted > 0 AND dry_run = 0 THEN 1 ELSE 0 END) FROM audit_records \
-         WHERE target IS NOT NULL GROUP BY account, region, target, source, outcome",
+         WHERE at_ms >= $1 AND target IS NOT NULL GROUP BY account, region, target, source, outcome",
     )
+    .bind(since_ms)
     .fetch_all(readers)
     .await?)
 }

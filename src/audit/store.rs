@@ -818,9 +818,12 @@ impl AuditStore {
         super::records::health_points(&self.readers, target, since, limit).await
     }
 
-    /// How many records each target has, by source and outcome, and how many acted.
-    pub async fn tally(&self) -> Result<Vec<super::records::Tally>, AuditError> {
-        super::records::tally(&self.readers).await
+    /// How many records each target has had since `since`, by source and outcome, and how many acted.
+    pub async fn tally(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<super::records::Tally>, AuditError> {
+        super::records::tally(&self.readers, millis(since)).await
     }
 
     /// Every held decision still waiting, the soonest to expire first.
@@ -846,11 +849,12 @@ impl AuditStore {
         Ok(super::approvals::pending_of(&self.readers, self.backend, &key).await?)
     }
 
-    /// How many decisions each target held, by state: (account, region, target, state, count).
+    /// How many decisions each target held since `since`, by state: (account, region, target, state, count).
     pub async fn approval_counts(
         &self,
+        since: OffsetDateTime,
     ) -> Result<Vec<(String, String, String, String, i64)>, AuditError> {
-        Ok(super::approvals::counts(&self.readers, self.backend).await?)
+        Ok(super::approvals::counts(&self.readers, self.backend, millis(since)).await?)
     }
 
     /// Puts a claimed job back, to be tried again (by any process) `after` from now; `error` says why.

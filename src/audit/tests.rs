@@ -674,7 +674,7 @@ async fn a_held_decision_counts_each_approver_once_and_closes_once(db: TestDb) {
         Vote::TooLate(_)
     ));
     let mut counts: Vec<(String, i64)> = store
-        .approval_counts()
+        .approval_counts(OffsetDateTime::now_utc() - time::Duration::days(1))
         .await
         .unwrap()
         .into_iter()
@@ -1182,6 +1182,35 @@ async fn a_process_silent_for_a_day_is_forgotten_when_the_store_opens(db: TestDb
     .await
     .unwrap();
     assert_eq!(owners, [("recent".to_owned(),)]);
+}
+
+/// The repro: the way up grouped over the whole trail on every page view. It counts a window: a record older
+/// than `since` is not read.
+#[tokio::test]
+async fn the_way_up_counts_only_its_window() {
+    let db = TestDb::sqlite().await;
+    let (store, _writer) = db.open().await;
+    let mut old = record("OLD", "web", 1);
+    old.at = OffsetDateTime::now_utc() - time::Duration::days(40);
+    store.put(old).await.unwrap();
+    store.put(record("NEW", "web", 1)).await.unwrap();
+    let since = OffsetDateTime::now_utc() - time::Duration::days(30);
+    let counted: i64 = store
+        .tally(since)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.5)
+        .sum();
+    assert_eq!(counted, 1);
+    let all: i64 = store
+        .tally(OffsetDateTime::UNIX_EPOCH)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.5)
+        .sum();
+    assert_eq!(all, 2);
 }
 
 /// Runs `sql` on the store at `url` by hand, as someone editing the trail would.

@@ -37,7 +37,7 @@ pub fn list(pending: &[Approval], ways: &[WayUp]) -> Markup {
                 }
             }
             h2 { "The way up" }
-            p.muted { "What observe and approve modes have seen of each target: promote a target when its decisions were right." }
+            p.muted { "What observe and approve modes have seen of each target over the last 30 days: promote a target when its decisions were right." }
             table {
                 thead { tr { th { "Target" } th { "Mode" } th { "Runs" } th { "Would have acted" } th { "Held" } th { "Approved" } th { "Rejected" } th { "Expired" } th { "Acted" } th { "Recovered" } } }
                 tbody {

@@ -78,7 +78,7 @@ pub(super) async fn show(
     let limits = Budgets::from(&state.config.remediation);
     let brakes = state.audit.brakes_of(id).await?;
     let episodes = episodes(state.audit.episodes_of(id, EPISODE_STEPS).await?);
-    let held = state.audit.approval_counts().await?;
+    let held = state.audit.approval_counts(since).await?;
     let mode = state.engine.target_modes().find(|(known, _)| *known == id);
     let way = crate::approvals::ways(&tally_of(id, &rows), &held, mode.into_iter()).pop();
     let ladder = state.engine.ladder_of(id).unwrap_or_default();
