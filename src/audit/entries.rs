@@ -162,6 +162,10 @@ pub(super) async fn adopt(
     }
     let mut tx = backend.begin(conn).await?;
     let mut head = lock_head(&mut tx, backend).await?;
+    // Another process may have chained since the look above: then nothing is adopted.
+    if head.seq != 0 {
+        return Ok(0);
+    }
     let rows = sqlx::query(&format!(
         "SELECT seq, {COLUMNS} FROM audit_entries WHERE seq > $1 AND hash IS NULL ORDER BY seq"
     ))

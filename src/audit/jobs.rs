@@ -4,8 +4,6 @@
 //! replicas, and a dead or hung claimer's job is taken over. A job is finished in the same commit as the
 //! record it produced, or put back with a later due time to be retried.
 
-use std::time::Duration;
-
 use sqlx::{AnyPool, Row as _};
 
 use super::backend::{Backend, values};
@@ -15,10 +13,6 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// Jobs of a bounded kind waiting at most; past it, new ones are dropped (and counted by the caller).
 pub const QUEUE_BOUND: u64 = 1024;
-
-/// A claim older than this is taken over even from a live process: a job hung far beyond every timeout (the
-/// runner stops each attempt well before: `jobs::ATTEMPT_BOUND`).
-pub const HUNG_AFTER: Duration = Duration::from_secs(600);
 
 /// A job to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +93,12 @@ pub(super) async fn enqueue(
     Ok(dropped)
 }
 
-/// The SQL condition "nobody runs this job": never claimed, put back, claimed by a dead process, or hung.
-/// `$hung` is bound to now minus `HUNG_AFTER`, `$alive` to the liveness threshold.
-fn claimable(hung: usize, alive: usize) -> String {
-    format!(
-        "(jobs.owner IS NULL OR jobs.claimed_ms < ${hung} OR {})",
-        holder_is_dead("jobs", alive)
-    )
+/// The SQL condition "nobody runs this job": never claimed, put back, or claimed by a dead process. A job a
+/// live process still runs is never taken over, however long it takes: taking it over would run it twice (a
+/// process that hangs stops heartbeating only when it dies; its jobs are then taken over). `$alive` is bound to
+/// the liveness threshold.
+fn claimable(alive: usize) -> String {
+    format!("(jobs.owner IS NULL OR {})", holder_is_dead("jobs", alive))
 }
 
 /// Claims the oldest due job for `owner` at `now` (ms), if any.
@@ -118,7 +111,7 @@ pub(super) async fn claim(
     // The condition is repeated outside the subquery: PostgreSQL re-checks it on the row it waited for, so
     // that of two replicas picking the same job only one claims it (and SKIP LOCKED lets the other pick the
     // next one instead of waiting).
-    let claimable = claimable(3, 4);
+    let claimable = claimable(3);
     let skip_locked = match backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
@@ -131,7 +124,6 @@ pub(super) async fn claim(
     let row = sqlx::query(&sql)
         .bind(owner)
         .bind(now)
-        .bind(now.saturating_sub(hung_ms()))
         .bind(alive_since(now))
         .fetch_optional(&mut **tx)
         .await?;
@@ -192,11 +184,10 @@ pub(super) async fn any_due(readers: &AnyPool, backend: Backend) -> Result<bool,
     let now = backend.now_ms(readers).await?;
     let sql = format!(
         "SELECT id FROM jobs WHERE due_ms <= $1 AND {} LIMIT 1",
-        claimable(2, 3)
+        claimable(2)
     );
     let row = sqlx::query(&sql)
         .bind(now)
-        .bind(now.saturating_sub(hung_ms()))
         .bind(alive_since(now))
         .fetch_optional(readers)
         .await?;
@@ -213,8 +204,4 @@ pub(super) async fn waiting(readers: &AnyPool) -> Result<Vec<(String, u64)>, sql
         .into_iter()
         .map(|(kind, count)| (kind, u64::try_from(count).unwrap_or(0)))
         .collect())
-}
-
-fn hung_ms() -> i64 {
-    i64::try_from(HUNG_AFTER.as_millis()).unwrap_or(i64::MAX)
 }

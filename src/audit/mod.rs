@@ -56,7 +56,7 @@ pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate, Replay};
 pub use entries::Verified;
 pub use episodes::{EpisodeStep, EpisodeWrite};
 pub use home::Home;
-pub use jobs::{ClaimedJob, HUNG_AFTER as JOB_HUNG_AFTER, NewJob, QUEUE_BOUND};
+pub use jobs::{ClaimedJob, NewJob, QUEUE_BOUND};
 pub use leases::{Lease, Leased};
 pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};

@@ -324,6 +324,7 @@ on_both_stores!(
     the_chain_verifies_untouched_and_names_an_edit_a_removal_and_a_swap,
     a_row_appended_after_the_head_by_hand_is_tampering_and_never_adopted,
     a_process_silent_for_a_day_is_forgotten_when_the_store_opens,
+    a_job_a_live_process_runs_is_never_taken_over_however_long_it_runs,
     an_unsettled_claim_of_a_dead_process_is_taken_over_and_names_the_dead_attempt,
     one_process_at_a_time_holds_a_target_lease_until_its_run_records_its_end,
     the_cooldown_counts_from_when_a_run_acted_and_can_leave_one_run_out,
@@ -810,6 +811,30 @@ fn job(kind: &'static str, key: Option<&str>, due_in_secs: i64, bounded: bool) -
         payload: format!("{{\"key\":{key:?}}}"),
         bounded,
     }
+}
+
+/// The repro: a job a live process had held for over ten minutes was taken over by another and ran twice.
+/// Only a dead holder's jobs are taken over.
+async fn a_job_a_live_process_runs_is_never_taken_over_however_long_it_runs(db: TestDb) {
+    let (first, first_writer) = db.open().await;
+    let (second, second_writer) = db.open().await;
+    first
+        .enqueue(vec![job("check", Some("R1"), 0, false)])
+        .await
+        .unwrap();
+    assert!(first.claim_job().await.unwrap().is_some());
+    tamper(
+        &db.url,
+        &["UPDATE jobs SET claimed_ms = claimed_ms - 3600000"],
+    )
+    .await;
+    assert!(
+        second.claim_job().await.unwrap().is_none(),
+        "its holder is alive: an hour-old claim stays its"
+    );
+    drop((first, second));
+    first_writer.finish().await;
+    second_writer.finish().await;
 }
 
 async fn a_job_is_claimed_by_one_process_runs_once_and_is_retried_or_taken_over(db: TestDb) {

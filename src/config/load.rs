@@ -77,8 +77,16 @@ fn redacted(message: &str, overrides: &[(String, String)]) -> String {
     let mut message = message.to_owned();
     let mut named = Vec::new();
     for (name, value) in overrides {
-        if !value.is_empty() && message.contains(value.as_str()) {
-            message = message.replace(value.as_str(), &format!("<the value of {name}>"));
+        // As serde quotes a string in an error (escaped), and as the value was given.
+        let quoted = format!("\"{}\"", value.escape_debug());
+        let mut hit = false;
+        for form in [quoted.as_str(), value.as_str()] {
+            if form.len() >= 4 && message.contains(form) {
+                message = message.replace(form, &format!("<the value of {name}>"));
+                hit = true;
+            }
+        }
+        if hit {
             named.push(name.as_str());
         }
     }
@@ -675,12 +683,13 @@ mod tests {
 
     #[test]
     fn an_override_of_the_wrong_type_is_named_by_its_variable_and_its_value_never_printed() {
-        let token = "bare-token-0123456789abcdef";
-        let err = parse_with(MINIMAL, &[("REFLEX_APPROVALS_TOKENS", token)])
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains(token), "{err}");
-        assert!(err.contains("REFLEX_APPROVALS_TOKENS"), "{err}");
+        for token in ["bare-token-0123456789abcdef", r#"odd"token\0123456789"#] {
+            let err = parse_with(MINIMAL, &[("REFLEX_APPROVALS_TOKENS", token)])
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("0123456789"), "{err}");
+            assert!(err.contains("REFLEX_APPROVALS_TOKENS"), "{err}");
+        }
     }
 
     #[test]

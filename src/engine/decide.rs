@@ -48,7 +48,12 @@ pub(super) struct Decided<'a> {
 /// as far as the cap can tell). Counting one too many only leaves an instance for the next run; counting one
 /// too few acts past the cap. Pure.
 pub fn already_replaced(decided: &[Act], snapshot: &Snapshot) -> Vec<String> {
-    decided
+    // An act on the whole target may have been done: it counts, as one act.
+    let on_target = decided
+        .iter()
+        .filter(|act| act.subject.instance().is_none())
+        .map(|act| act.subject.id().to_owned());
+    let on_instances = decided
         .iter()
         .filter_map(|act| act.subject.instance())
         .filter(|id| {
@@ -60,8 +65,8 @@ pub fn already_replaced(decided: &[Act], snapshot: &Snapshot) -> Vec<String> {
                     .is_some_and(|ec2| matches!(ec2.state.as_str(), "shutting-down" | "terminated"))
             })
         })
-        .map(str::to_owned)
-        .collect()
+        .map(str::to_owned);
+    on_target.chain(on_instances).collect()
 }
 
 /// The plan for what was observed at `now` under `policy`; a takeover's cap counts what its dead attempt
@@ -306,6 +311,13 @@ mod tests {
             "i-3 is going too, but the attempt did not decide it"
         );
         assert!(already_replaced(&[], &snapshot).is_empty());
+        // An act on the whole target may have been done: it counts.
+        let on_target = Act {
+            subject: crate::contract::Subject::Resource("web".into()),
+            covers: vec!["i-2".into()],
+            ..act("i-2")
+        };
+        assert_eq!(already_replaced(&[on_target], &snapshot), ["web"]);
         // Deregistered since the attempt decided on it: counted, whatever EC2 says of it.
         assert_eq!(
             already_replaced(&[act("i-2"), act("i-gone")], &snapshot),

@@ -17,12 +17,17 @@ use crate::contract::ApprovalRef;
 use crate::detail::checked_run;
 use crate::target::Place;
 
-/// What a decision acts on, comparable with another's: each act's kind and subject, sorted.
-fn subjects(decision: &Decision) -> Vec<(String, String)> {
-    let mut subjects: Vec<(String, String)> = decision
+/// What a decision acts on, comparable with another's: each act's kind, subject and the instances it is for,
+/// sorted.
+fn subjects(decision: &Decision) -> Vec<(String, String, Vec<String>)> {
+    let mut subjects: Vec<(String, String, Vec<String>)> = decision
         .steps
         .iter()
-        .map(|act| (act.kind().to_owned(), act.subject.id().to_owned()))
+        .map(|act| {
+            let mut covers = act.covers.clone();
+            covers.sort();
+            (act.kind().to_owned(), act.subject.id().to_owned(), covers)
+        })
         .collect();
     subjects.sort();
     subjects
@@ -186,9 +191,16 @@ impl Engine {
             .as_ref()
             .map(|approved| approved.id.as_str());
         let pending = self.audit.pending_approvals_of(&target.id).await?;
+        // One about to expire is not joined: the alert holds a decision of its own, asked anew.
+        let half_ttl = time::Duration::seconds(
+            i64::try_from(self.config.approvals.ttl_secs / 2).unwrap_or(i64::MAX),
+        );
+        let lasting = decided.clock.now() + half_ttl;
         let Some(same) = pending
             .iter()
-            .filter(|approval| Some(approval.id.as_str()) != approved)
+            .filter(|approval| {
+                Some(approval.id.as_str()) != approved && approval.expires_at > lasting
+            })
             .find(|approval| {
                 let held: Option<Decision> =
                     serde_json::from_value(approval.body["decision"].clone()).ok();

@@ -237,7 +237,19 @@ impl Engine {
         };
         let count = succeeded().map(|act| act.instances().len()).sum::<usize>();
         let acted = match effect.judged {
-            Judged::InstancesBack => done.decision.steps.iter().flat_map(for_instances).collect(),
+            // Those it attempted (whatever AWS answered); a step it stopped before is no step of the episode.
+            Judged::InstancesBack => done
+                .decision
+                .steps
+                .iter()
+                .filter(|act| {
+                    done.summary
+                        .actions
+                        .iter()
+                        .any(|entry| entry.subject == act.subject)
+                })
+                .flat_map(for_instances)
+                .collect(),
             Judged::CapacityBack => succeeded().flat_map(for_instances).collect(),
         };
         let pending = done

@@ -111,7 +111,9 @@ impl Engine {
         let events: Vec<Event> = events
             .into_iter()
             .filter(|event| {
-                event.event != NotifyEvent::WouldAct || self.quiet.may_send(&event.target, now)
+                // Keyed by the target's place and name: one name in two accounts is two targets.
+                let key = || format!("{place:?}/{}", event.target);
+                event.event != NotifyEvent::WouldAct || self.quiet.may_send(&key(), now)
             })
             .map(|event| event.at(place.as_ref()))
             .collect();

@@ -32,12 +32,25 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         )
         .into_response();
     };
-    // A read of the trail also waits for one of the store's page readers: the engine's reads keep the rest.
+    // A read of the trail by a caller with credentials also waits for one of the store's page readers: the
+    // engine's reads keep the rest. One without (refused, recorded by the writer) and the login page read
+    // nothing of the trail.
     let _page = match request.method() {
         &Method::POST => None,
-        _ => Some(state.audit.page_read().await),
+        _ if reads_with_credentials(&request) => Some(state.audit.page_read().await),
+        _ => None,
     };
     next.run(request).await
+}
+
+/// Whether `request` (a read of the trail) carries credentials (a bearer token or a session cookie) and asks for
+/// more than the login page or the style sheet.
+fn reads_with_credentials(request: &Request) -> bool {
+    let path = request.uri().path();
+    let headers = request.headers();
+    !matches!(path, "/ui/login" | "/ui/style.css" | "/ui/logout")
+        && (headers.contains_key(axum::http::header::AUTHORIZATION)
+            || headers.contains_key(axum::http::header::COOKIE))
 }
 
 /// Whether a GET of `path` reads the audit trail (the list, a record, the audit page).

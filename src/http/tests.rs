@@ -318,7 +318,12 @@ async fn reads_of_the_trail_never_hold_the_readers_the_engine_needs() {
     for _ in 0..crate::audit::PAGE_READERS {
         busy.push(app.state.audit.page_read().await);
     }
-    let read = app.send(Request::get("/audit").body(Body::empty()).unwrap());
+    let read = app.send(
+        Request::get("/audit")
+            .header("authorization", "Bearer not-the-audit-token-0123")
+            .body(Body::empty())
+            .unwrap(),
+    );
     tokio::pin!(read);
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(300), &mut read)
@@ -341,6 +346,16 @@ async fn reads_of_the_trail_never_hold_the_readers_the_engine_needs() {
     drop(busy);
     let (status, _, _) = read.await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "then the read runs");
+    // A read without credentials, refused, never waits for a page reader.
+    let mut busy = Vec::new();
+    for _ in 0..crate::audit::PAGE_READERS {
+        busy.push(app.state.audit.page_read().await);
+    }
+    let refused = app.send(Request::get("/audit").body(Body::empty()).unwrap());
+    let (status, _, _) = tokio::time::timeout(std::time::Duration::from_secs(5), refused)
+        .await
+        .expect("no wait without credentials");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -68,15 +68,7 @@ pub struct Jobs {
     kinds: Arc<Registry>,
     /// The jobs running now, so that shutdown lets them finish and record their results.
     running: tokio_util::task::TaskTracker,
-    /// How long one attempt may run before it is stopped and put back (`ATTEMPT_BOUND`).
-    attempt_bound: Duration,
 }
-
-/// How long one attempt at a job may run: then it is stopped and put back. Well inside the store's hung-claim
-/// bound (`audit::JOB_HUNG_AFTER`), so that another process never takes over a job this one still runs.
-pub const ATTEMPT_BOUND: Duration = Duration::from_secs(300);
-/// How long a job stopped at `ATTEMPT_BOUND` waits before it is tried again.
-const STOPPED_AGAIN: Duration = Duration::from_secs(60);
 
 impl Jobs {
     /// A runner over `audit` of this release's job kinds: checks and approvals through `engine`,
@@ -93,7 +85,6 @@ impl Jobs {
             notifier,
             kinds: Arc::new(kinds),
             running: tokio_util::task::TaskTracker::new(),
-            attempt_bound: ATTEMPT_BOUND,
         }
     }
 
@@ -102,13 +93,6 @@ impl Jobs {
     pub async fn drain(&self) {
         self.running.close();
         self.running.wait().await;
-    }
-
-    /// This runner with each attempt stopped after `bound` instead of `ATTEMPT_BOUND`.
-    #[cfg(test)]
-    pub fn with_attempt_bound(mut self, bound: Duration) -> Self {
-        self.attempt_bound = bound;
-        self
     }
 
     /// Claims the next due job and runs it; whether there was one.
@@ -163,21 +147,7 @@ impl Jobs {
     /// to be taken over.
     async fn run(&self, job: &ClaimedJob) {
         let next = match self.kinds.get(&job.kind) {
-            Some(kind) => match tokio::time::timeout(self.attempt_bound, kind.attempt(job)).await {
-                Ok(next) => next,
-                Err(_) => {
-                    tracing::error!(
-                        job = job.id,
-                        kind = job.kind,
-                        "a job attempt ran too long: stopped"
-                    );
-                    let why = format!(
-                        "the attempt ran past {} s and was stopped",
-                        self.attempt_bound.as_secs_f64()
-                    );
-                    Ok(Next::Again(STOPPED_AGAIN, why))
-                }
-            },
+            Some(kind) => kind.attempt(job).await,
             None => {
                 tracing::warn!(kind = job.kind, "a job of a kind this release does not run");
                 let why = format!("no handler for {:?} in this release", job.kind);

@@ -102,12 +102,15 @@ fn account_allowed(
     topic_arn: &str,
     alarm: &CloudWatchAlarm,
 ) -> Result<(), String> {
+    // With no other account configured, every target is in the account reflex runs in: an alarm cannot send
+    // it anywhere else (a central monitoring topic in another account keeps working).
+    if config.accounts.is_empty() {
+        return Ok(());
+    }
     let Some(account) = alarm.account.as_deref() else {
-        if config.accounts.is_empty() {
-            return Ok(());
-        }
         return Err(format!(
-            "alarm {:?} names no account (no AlarmArn or AWSAccountId), and several accounts are configured:              which one is meant cannot be told",
+            "alarm {:?} names no account (no AlarmArn or AWSAccountId), and several accounts are configured: \
+             which one is meant cannot be told",
             alarm.alarm_name
         ));
     };
@@ -119,7 +122,8 @@ fn account_allowed(
         return Ok(());
     }
     Err(format!(
-        "alarm {:?} names account {account}, but topic {topic_arn} is in account {topic_account}: an alarm may          name only its topic's account, or an account whose [[accounts]] entry lists the topic in sns_topic_arns",
+        "alarm {:?} names account {account}, but topic {topic_arn} is in account {topic_account}: an alarm may \
+         name only its topic's account, or an account whose [[accounts]] entry lists the topic in sns_topic_arns",
         alarm.alarm_name
     ))
 }
@@ -342,6 +346,9 @@ mod tests {
             )
         };
         let prod_topic = "arn:aws:sns:us-east-1:222222222222:alarms";
+        // With no [[accounts]], every target is local: an alarm of a central topic elsewhere still heals.
+        let local_only = config("[[targets]]\nload_balancer = \"web\"\n");
+        assert!(decide(&local_only, prod_topic, &in_account("123456789012")).is_ok());
         let config = crate::config::parse(&format!("{prod}{targets}"), std::iter::empty()).unwrap();
         // Over the home account's topic, a publisher cannot send reflex into prod.
         let err = decide(&config, TOPIC, &in_account("222222222222")).unwrap_err();

@@ -78,8 +78,15 @@ fn bucket_of(address: &str) -> String {
     }
 }
 
-/// The address part of a caller (`IP:PORT`, `[IPv6]:PORT`, or an address alone).
+/// The address part of a caller (`IP:PORT`, `[IPv6]:PORT`, or an address alone; behind a trusted proxy, the
+/// client's address before ` (via PROXY:PORT)`).
 pub fn address_of(caller: &str) -> &str {
+    let caller = caller
+        .split_once(" (via ")
+        .map_or(caller, |(client, _)| client);
+    if caller.parse::<std::net::IpAddr>().is_ok() {
+        return caller;
+    }
     match caller.rsplit_once(':') {
         Some((address, port))
             if port.bytes().all(|b| b.is_ascii_digit()) && !address.is_empty() =>
@@ -143,5 +150,14 @@ mod tests {
         assert_eq!(address_of("127.0.0.1:4242"), "127.0.0.1");
         assert_eq!(address_of("[::1]:4242"), "::1");
         assert_eq!(address_of("10.0.0.9"), "10.0.0.9");
+        // Behind a trusted proxy, the client's address, whatever port the proxy's connection came from.
+        assert_eq!(
+            address_of("203.0.113.7 (via 10.0.0.2:51234)"),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            address_of("2001:db8::1 (via 10.0.0.2:40000)"),
+            "2001:db8::1"
+        );
     }
 }
