@@ -142,17 +142,7 @@ impl Engine {
         let last_runs = self.audit.recent_runs(&target.id, LAST_RUNS).await?;
         let evidence = evidence(meta, &summary, &decided.snapshot, &last_runs, now);
         let id = meta.id.clone();
-        let public_url = self.config.server.public_url.as_deref();
-        // Nothing was replaced: what would be moves from the summary's lists to the approval.
-        let verb = summary.verb().1.to_owned();
-        let would_replace = summary.take_acted_on();
-        summary.approval = Some(ApprovalRef {
-            id: id.clone(),
-            expires_at: rfc3339(expires_at),
-            url: approval_url(public_url, &id),
-            would_replace,
-            verb,
-        });
+        self.point_at(&mut summary, &id, expires_at);
         meta.note("held", &summary.approval);
         let mut body = json!({
             "decision": decided.decision,
@@ -210,16 +200,7 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let public_url = self.config.server.public_url.as_deref();
-        let verb = summary.verb().1.to_owned();
-        let would_replace = summary.take_acted_on();
-        summary.approval = Some(ApprovalRef {
-            id: same.id.clone(),
-            expires_at: rfc3339(same.expires_at),
-            url: approval_url(public_url, &same.id),
-            would_replace,
-            verb,
-        });
+        self.point_at(summary, &same.id, same.expires_at);
         meta.note("joined", json!({"approval": same.id}));
         tracing::info!(approval = same.id, "joined the decision already held");
         Ok(Some(self.counted(Run::nothing_done(
@@ -227,6 +208,21 @@ impl Engine {
             true,
             None,
         ))))
+    }
+
+    /// Points `summary` at the held decision `id`, expiring at `expires_at`: nothing was replaced, so what would
+    /// be moves from the summary's lists to its approval.
+    fn point_at(&self, summary: &mut Summary, id: &str, expires_at: OffsetDateTime) {
+        let public_url = self.config.server.public_url.as_deref();
+        let verb = summary.verb().1.to_owned();
+        let would_replace = summary.take_acted_on();
+        summary.approval = Some(ApprovalRef {
+            id: id.to_owned(),
+            expires_at: rfc3339(expires_at),
+            url: approval_url(public_url, id),
+            would_replace,
+            verb,
+        });
     }
 
     /// The trigger of a run that acts on the approved decision `approval`: its target as configured, the
