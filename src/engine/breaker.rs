@@ -101,6 +101,23 @@ impl Engine {
         Ok(Some(tripped))
     }
 
+    /// Opens `target`'s breaker for a run the budgets cut short (`reason`), once it has acted, so that the next
+    /// run is stopped (opened before its intent, it would refuse the run itself). Failing to open it loses
+    /// nothing: the budgets still count this run, and the next run they cut to nothing opens it.
+    pub(super) async fn trip_after_acting(
+        &self,
+        meta: &mut RequestMeta,
+        target: &TargetId,
+        reason: String,
+    ) -> Option<Tripped> {
+        self.trip(meta, target, Trip::Budget, reason)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "could not open the breaker after a budget cut");
+                None
+            })
+    }
+
     /// Notes and counts that this run opened its target's breaker.
     fn note_trip(&self, meta: &mut RequestMeta, tripped: &Tripped) {
         let what = tripped.trip.as_str();

@@ -4,7 +4,7 @@
 
 use super::act::Acted;
 use super::action::{Act, Judged};
-use super::breaker::{Trip, Tripped};
+use super::breaker::Tripped;
 use super::check;
 use super::decide;
 use super::decision::Decision;
@@ -98,16 +98,8 @@ impl Engine {
                 return Ok(step.recorded(refused, meta, target, Vec::new()));
             }
         };
-        // The budgets cut this run short: now that it has acted, the breaker stops the next one. Failing to
-        // open it loses nothing: the budgets still count this run, and the next run they cut to nothing opens it.
         let tripped = match budget_cut {
-            Some(reason) => self
-                .trip(meta, &target.id, Trip::Budget, reason)
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::error!(error = %err, "could not open the breaker after a budget cut");
-                    None
-                }),
+            Some(reason) => self.trip_after_acting(meta, &target.id, reason).await,
             None => tripped,
         };
         let done = Done {
