@@ -18,21 +18,6 @@ use crate::job::Ran;
 use crate::target::TargetId;
 use time::OffsetDateTime;
 
-/// Who holds an approver token, as approvals record it: a digest of the token (never the token), so that two
-/// approvals with one token count once and two tokens count as two approvers, whichever door they use.
-pub fn approver_of(token: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
-    format!("token:{}", crate::hex::encode(&digest.as_ref()[..6]))
-}
-
-/// Whether `who` (as `approver_of` names a token) holds one of the approver `tokens` configured now: a session
-/// of a token since removed from `[approvals] tokens` votes no more.
-pub fn is_approver(who: &str, tokens: &[crate::config::Secret]) -> bool {
-    tokens.iter().fold(false, |found, token| {
-        found | (approver_of(token.expose().as_bytes()) == who)
-    })
-}
-
 /// Why a vote changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {

@@ -107,60 +107,61 @@ pub fn approver_token(file: Option<&Path>) -> anyhow::Result<String> {
 }
 
 /// `reflex approvals list|approve|reject`: the held decisions waiting (pretty JSON), or a vote on one with an
-/// approver token (counted as the token, as through the API); approving the last needed approval acts at once,
-/// through the engine, as the server would. The vote's outcome as pretty JSON.
+/// approver token (counted as the API counts it: its named person, or the unnamed token); approving the last
+/// needed approval acts at once, through the engine, as the server would. The vote's outcome as pretty JSON.
 pub async fn approvals_command(
     path: &Path,
     vote: Option<(CliVote, String)>,
 ) -> anyhow::Result<String> {
     let config = load_config(path)?;
     if let Some((_, token)) = &vote {
+        // Checked before the store is opened; who it is needs the store's key.
         anyhow::ensure!(
-            config::any_matches(&config.approvals.tokens, token.as_bytes()),
-            "the approver token is not one of [approvals] tokens"
+            crate::approvers::Approvers::holds_token(&config, token.as_bytes()),
+            "the token is no approver's: its SHA-256 is no [[approvals.approvers]] token_sha256 and it is not \
+             one of [approvals] tokens"
         );
     }
     init_logging(config.server.log_format);
     let app = App::build(config).await?;
-    let approvals = crate::approvals::Approvals::new(&app.state.audit, &app.state.engine);
-    let mut meta = RequestMeta::new(Source::Approval, None);
-    // A vote's approver token was checked above; listing is the operator's at this host.
-    meta.auth = if vote.is_some() {
-        Auth::Passed
-    } else {
-        Auth::LocalOperator
-    };
-    let approver = |by: Option<String>, token: &str| crate::audit::Approver {
-        who: crate::approvals::approver_of(token.as_bytes()),
-        door: "cli".into(),
-        name: by.or_else(|| Some(login_at_host())),
-        at: String::new(),
-    };
-    let out = match vote {
-        None => approvals
-            .pending()
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|pending| Ok(serde_json::to_string_pretty(&pending)?)),
-        Some((CliVote { id, ballot, by }, token)) => approvals
-            .cast(meta, &id, approver(by, &token), ballot)
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|voted| Ok(serde_json::to_string_pretty(&voted)?)),
-    };
+    let out = approvals_run(&app, vote).await;
     app.close().await;
     out
 }
 
-/// A vote from the command line: on which held decision, the ballot, and a name shown beside the approver.
+/// Lists the held decisions, or casts `vote` with its token, in `app`.
+async fn approvals_run(app: &App, vote: Option<(CliVote, String)>) -> anyhow::Result<String> {
+    let approvals = crate::approvals::Approvals::new(&app.state.audit, &app.state.engine);
+    let mut meta = RequestMeta::new(Source::Approval, None);
+    let Some((CliVote { id, ballot }, token)) = vote else {
+        // Listing is the operator's at this host.
+        meta.auth = Auth::LocalOperator;
+        let pending = approvals.pending().await?;
+        return Ok(serde_json::to_string_pretty(&pending)?);
+    };
+    let key = app.state.audit.ui_key().await?;
+    let verified = crate::approvers::Approvers::new(&app.state.config, &key)
+        .by_token(token.as_bytes())
+        .context("the token is no approver's")?;
+    meta.auth = Auth::Passed;
+    meta.note("at_host", login_at_host());
+    let approver = crate::audit::Approver {
+        who: verified.who,
+        door: "cli".into(),
+        name: verified.name,
+        at: String::new(),
+    };
+    let voted = approvals.cast(meta, &id, approver, ballot).await?;
+    Ok(serde_json::to_string_pretty(&voted)?)
+}
+
+/// A vote from the command line: on which held decision, and the ballot.
 #[derive(Debug, Clone)]
 pub struct CliVote {
     /// The held decision.
     pub id: String,
     /// Approve, or reject for a reason.
     pub ballot: crate::approvals::Ballot,
-    /// A name shown beside the approver (default: the login name and host).
-    pub by: Option<String>,
 }
 
 /// `reflex targets`: each target's mode and what observe and approve modes have seen of it (runs, would

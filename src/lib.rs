@@ -11,6 +11,7 @@
 
 pub mod actions;
 pub mod approvals;
+pub mod approvers;
 pub mod audit;
 pub mod aws;
 pub mod commands;

@@ -253,9 +253,6 @@ enum ApprovalsCommand {
         /// A file whose first line is one of `[approvals] tokens` (or set REFLEX_APPROVER_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
-        /// A name shown beside the approver.
-        #[arg(long)]
-        by: Option<String>,
     },
     /// Reject a held decision with an approver token: nothing is done.
     Reject {
@@ -270,9 +267,6 @@ enum ApprovalsCommand {
         /// A file whose first line is one of `[approvals] tokens` (or set REFLEX_APPROVER_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
-        /// A name shown beside the approver.
-        #[arg(long)]
-        by: Option<String>,
     },
 }
 
@@ -595,11 +589,10 @@ fn approvals_vote(
             config,
             id,
             token_file,
-            by,
         } => {
             let token = commands::approver_token(token_file.as_deref())?;
             let ballot = reflex::approvals::Ballot::Approve;
-            let vote = commands::CliVote { id, ballot, by };
+            let vote = commands::CliVote { id, ballot };
             (config, Some((vote, token)))
         }
         ApprovalsCommand::Reject {
@@ -607,11 +600,10 @@ fn approvals_vote(
             id,
             reason,
             token_file,
-            by,
         } => {
             let token = commands::approver_token(token_file.as_deref())?;
             let ballot = reflex::approvals::Ballot::Reject(reason);
-            let vote = commands::CliVote { id, ballot, by };
+            let vote = commands::CliVote { id, ballot };
             (config, Some((vote, token)))
         }
     })

@@ -70,6 +70,9 @@ pub struct LastAction {
     pub clock: SharedClock,
 }
 
+/// How much earlier than `Filter::since` a record's id may be dated: replicas' clocks differ.
+const ID_CLOCK_SLACK_MS: i64 = 600_000;
+
 /// The newest records that pass `filter`, at most `limit`, older than the record `filter.before` when set
 /// (the next page): the audit page's timeline.
 pub(super) async fn search(
@@ -99,6 +102,16 @@ pub(super) async fn search(
     if filter.runs_only {
         conditions
             .push("source <> 'audit-read' AND (error IS NULL OR error <> 'suppressed')".to_owned());
+    }
+    // Ids are ULIDs, which begin with their time: a lower bound on the id (ten minutes early, for a replica's
+    // clock) lets the newest-first walk stop at `since` instead of reading on through older records.
+    let floor = filter.since.map(|since| {
+        let ms = u64::try_from(millis(since) - ID_CLOCK_SLACK_MS).unwrap_or(0);
+        ulid::Ulid::from_parts(ms, 0).to_string()
+    });
+    if let Some(floor) = &floor {
+        texts.push(floor);
+        conditions.push(format!("id >= ${}", texts.len()));
     }
     for (op, at) in [(">=", filter.since), ("<=", filter.until)] {
         if let Some(at) = at {

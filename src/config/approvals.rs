@@ -24,6 +24,31 @@ pub struct ApprovalsConfig {
     pub ttl_secs: u64,
     /// Distinct approvers a held decision needs (the two-person rule is 2); a target may ask for more.
     pub required: u32,
+    /// The people who may approve (`[[approvals.approvers]]`), each counted once whatever door they use.
+    pub approvers: Vec<NamedApprover>,
+}
+
+/// `[[approvals.approvers]]`: one person who may approve, known by the SHA-256 of their approver token and/or
+/// their Slack user id. Votes are counted by name, so one person with a token and a Slack id is one approver;
+/// the config holds the token's digest, never the token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedApprover {
+    /// The person's name, shown on the audit page and recorded in the trail.
+    pub name: String,
+    /// The SHA-256 of their approver token, in hex (`printf %s "$TOKEN" | sha256sum`).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// Their Slack user id (`U0123ABCD`), whose button presses are their votes.
+    #[serde(default)]
+    pub slack_user: Option<String>,
+}
+
+impl ApprovalsConfig {
+    /// Whether any approver token is configured, named or not (an approver may log in to the audit page).
+    pub fn any_token(&self) -> bool {
+        !self.tokens.is_empty() || self.approvers.iter().any(|a| a.token_sha256.is_some())
+    }
 }
 
 impl Default for ApprovalsConfig {
@@ -33,6 +58,7 @@ impl Default for ApprovalsConfig {
             tokens_file: None,
             ttl_secs: DEFAULT_TTL_SECS,
             required: 1,
+            approvers: Vec::new(),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! validated once at start-up with messages that name the key and the fix.
 
 mod approvals;
+mod approvers;
 mod length;
 mod load;
 mod retention;
+mod scoped;
 mod secret;
 mod validate;
 mod windows;
@@ -15,10 +17,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use approvals::{ApprovalsConfig, DEFAULT_TTL_SECS, SlackConfig};
+pub use approvals::{ApprovalsConfig, DEFAULT_TTL_SECS, NamedApprover, SlackConfig};
 pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
+pub use scoped::ScopedToken;
 pub use secret::{Secret, any_matches};
 pub use windows::{Occurrence, Window};
 
@@ -203,6 +206,8 @@ pub struct WebhookConfig {
     pub timestamp_header: String,
     /// Grafana only: how far the signed timestamp may be from now (replay window).
     pub replay_window_secs: u64,
+    /// Bearer tokens whose alerts may name targets in some accounts only.
+    pub scoped: Vec<ScopedToken>,
 }
 
 impl Default for WebhookConfig {
@@ -224,6 +229,7 @@ impl Default for WebhookConfig {
             signature_header: "X-Grafana-Alerting-Signature".to_owned(),
             timestamp_header: "X-Grafana-Alerting-Timestamp".to_owned(),
             replay_window_secs: 300,
+            scoped: Vec::new(),
         }
     }
 }

@@ -11,7 +11,18 @@ use crate::target::{PairError, Place, TargetRef};
 /// Shortest accepted token: long enough that guessing is hopeless.
 const MIN_TOKEN_LEN: usize = 16;
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Result<(), ConfigError> {
+/// Whether `user` looks like a Slack user id (`U0123ABCD`).
+pub(super) fn is_slack_user(user: &str) -> bool {
+    user.len() >= 2
+        && user
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+pub(super) fn invalid(
+    key: impl Into<String>,
+    problem: impl Into<String>,
+) -> Result<(), ConfigError> {
     Err(ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -37,6 +48,8 @@ impl Config {
         self.validate_sns_references()?;
         self.alertmanager.validate("alertmanager", self)?;
         self.grafana.validate("grafana", self)?;
+        self.validate_scoped("alertmanager", &self.alertmanager)?;
+        self.validate_scoped("grafana", &self.grafana)?;
         check_tokens("manual.tokens", &self.manual.tokens)?;
         check_tokens("admin.tokens", &self.admin.tokens)?;
         self.validate_approvals()?;
@@ -176,7 +189,7 @@ impl Config {
             }
         }
         let slack = &self.slack;
-        let approvers = approvals.tokens.len() + slack.approvers.len();
+        let approvers = approvals.tokens.len() + slack.approvers.len() + approvals.approvers.len();
         for target in &self.targets {
             let required = self.approvals_required_of(target);
             if self.mode_of(target) == super::Mode::Approve && (required as usize) > approvers {
@@ -184,13 +197,15 @@ impl Config {
                     "targets.mode",
                     format!(
                         "of {:?} is \"approve\", which needs {required} distinct approver(s), but [approvals] \
-                         tokens and [slack] approvers name {approvers}: its decisions could only expire",
+                         tokens, [slack] approvers and [[approvals.approvers]] name {approvers}: its decisions \
+                         could only expire",
                         target.name()
                     ),
                 );
             }
         }
-        self.validate_slack_approvers()
+        self.validate_slack_approvers()?;
+        self.validate_named_approvers()
     }
 
     /// Slack's approvers need the app's signing secret, and are Slack user ids.
@@ -203,12 +218,7 @@ impl Config {
                  app's signing secret",
             );
         }
-        if let Some(user) = slack.approvers.iter().find(|user| {
-            user.len() < 2
-                || !user
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        }) {
+        if let Some(user) = slack.approvers.iter().find(|user| !is_slack_user(user)) {
             return invalid(
                 "slack.approvers",
                 format!("holds {user:?}, which is not a Slack user id (like \"U0123ABCD\")"),

@@ -1,12 +1,13 @@
 //! How often a target's routine notices are sent: an observe-mode target whose alert repeats would otherwise
-//! send a "would have acted" notice per alert. Kept per process (each replica sends its own at most).
+//! send a "would have acted" notice per alert, and an approve-mode target whose broken instances change from
+//! alert to alert a "held" message per decision. Kept per process (each replica sends its own at most).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One "would have acted" notice per target in this long, at most.
-pub const WOULD_ACT_EVERY: Duration = Duration::from_secs(300);
+/// One routine notice ("would have acted", "held") per target in this long, at most.
+pub const ROUTINE_EVERY: Duration = Duration::from_secs(300);
 
 /// When each target's last routine notice was sent.
 #[derive(Debug, Default)]
@@ -19,7 +20,7 @@ impl Quiet {
     pub fn may_send(&self, target: &str, now: Instant) -> bool {
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         match sent.get(target) {
-            Some(last) if now.duration_since(*last) < WOULD_ACT_EVERY => false,
+            Some(last) if now.duration_since(*last) < ROUTINE_EVERY => false,
             _ => {
                 // The map holds one entry per configured target that sent a notice: bounded by the config.
                 sent.insert(target.to_owned(), now);
@@ -43,6 +44,6 @@ mod tests {
             quiet.may_send("api", start + Duration::from_secs(10)),
             "per target"
         );
-        assert!(quiet.may_send("web", start + WOULD_ACT_EVERY));
+        assert!(quiet.may_send("web", start + ROUTINE_EVERY));
     }
 }

@@ -106,14 +106,16 @@ impl Engine {
             _ => Vec::new(),
         };
         let place = record.account.clone().zip(record.region.clone());
-        // A target's "would have acted" notice is sent once per `quiet::WOULD_ACT_EVERY`, not per alert.
+        // A target's "would have acted" and "held" notices are sent once per `quiet::ROUTINE_EVERY` each,
+        // not per alert; escalations, resolutions and the breaker are never quieted.
         let now = std::time::Instant::now();
         let events: Vec<Event> = events
             .into_iter()
             .filter(|event| {
-                // Keyed by the target's place and name: one name in two accounts is two targets.
-                let key = || format!("{place:?}/{}", event.target);
-                event.event != NotifyEvent::WouldAct || self.quiet.may_send(&key(), now)
+                // Keyed by the event, the target's place and its name: one name in two accounts is two targets.
+                let key = || format!("{}/{place:?}/{}", event.event.as_str(), event.target);
+                !matches!(event.event, NotifyEvent::WouldAct | NotifyEvent::Held)
+                    || self.quiet.may_send(&key(), now)
             })
             .map(|event| event.at(place.as_ref()))
             .collect();

@@ -1902,6 +1902,7 @@ mod budget_cut;
 mod held_once;
 mod kind;
 mod pending;
+mod quiet_held;
 mod quiet_notices;
 mod takeover_cap;
 mod unreadable_brakes;

@@ -17,6 +17,7 @@ use super::error::parse_json;
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::approvals::{ApprovalError, Approvals, Ballot, Voted};
+use crate::approvers::{Approvers, Verified};
 use crate::audit::{Approver, Auth, Source};
 
 /// The body of a vote (optional for an approval).
@@ -26,9 +27,9 @@ struct VoteRequest {
     /// Why (required to reject).
     #[serde(default)]
     reason: Option<String>,
-    /// A name to show beside the approver's token (who is counted is the token).
-    #[serde(default, deserialize_with = "super::error::present")]
-    by: Option<String>,
+    /// Accepted for earlier clients and ignored: the page and the trail show the verified name only.
+    #[serde(default, rename = "by", deserialize_with = "super::error::present")]
+    _by: Option<String>,
 }
 
 /// The routes.
@@ -44,13 +45,24 @@ pub(super) fn approvals(state: &AppState) -> Approvals<'_> {
     Approvals::new(&state.audit, &state.engine)
 }
 
+/// The key approver credentials are kept under (the audit page's, from the store).
+pub(super) async fn approvers_key(state: &AppState) -> Result<String, ApiError> {
+    Ok(state.audit.ui_key().await?)
+}
+
+/// Who the bearer token of `headers` is, as an approver.
+async fn approver_of(state: &AppState, headers: &HeaderMap) -> Result<Verified, ApiError> {
+    let key = approvers_key(state).await?;
+    auth::approver(headers, &Approvers::new(&state.config, &key))
+}
+
 async fn list(
     State(state): State<AppState>,
     arrival: Arrival,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let meta = arrival.meta(Source::Approval);
-    if let Err(err) = auth::approver(&headers, &state.config.approvals.tokens) {
+    if let Err(err) = approver_of(&state, &headers).await {
         return Err(state.refused(meta, err).await);
     }
     let pending = approvals(&state).pending().await?;
@@ -87,8 +99,8 @@ async fn vote(
     rejecting: bool,
 ) -> Response {
     let mut meta = arrival.meta(Source::Approval);
-    let who = match auth::approver(&headers, &state.config.approvals.tokens) {
-        Ok(who) => who,
+    let verified = match approver_of(&state, &headers).await {
+        Ok(verified) => verified,
         Err(err) => return state.refused(meta, err).await.into_response(),
     };
     meta.auth = Auth::Passed;
@@ -104,9 +116,9 @@ async fn vote(
         Err(err) => return state.refused(meta, err).await.into_response(),
     };
     let approver = Approver {
-        who,
+        who: verified.who,
         door: "api".into(),
-        name: request.by.as_deref().map(crate::untrusted::bounded),
+        name: verified.name,
         at: String::new(),
     };
     let ballot = if rejecting {

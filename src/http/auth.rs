@@ -5,6 +5,7 @@ use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
 
 use super::error::ApiError;
+use crate::approvers::{Approvers, Verified};
 use crate::config::{Secret, any_matches};
 use crate::engine::Authenticated;
 
@@ -32,7 +33,7 @@ pub fn bearer(
 }
 
 /// The token of `Authorization: Bearer <token>`.
-fn presented(headers: &HeaderMap) -> Result<&[u8], ApiError> {
+pub(super) fn presented(headers: &HeaderMap) -> Result<&[u8], ApiError> {
     let missing =
         || ApiError::unauthorized("missing-credentials", "send Authorization: Bearer <token>");
     let header = headers.get(AUTHORIZATION).ok_or_else(missing)?;
@@ -43,11 +44,23 @@ fn presented(headers: &HeaderMap) -> Result<&[u8], ApiError> {
         .ok_or_else(missing)
 }
 
-/// Checks an approver's `Authorization: Bearer <token>` against `[approvals] tokens`: who approves, as
-/// `approvals::approver_of` names the token.
-pub fn approver(headers: &HeaderMap, tokens: &[Secret]) -> Result<String, ApiError> {
-    bearer(headers, tokens, "approvals")?;
-    Ok(crate::approvals::approver_of(presented(headers)?))
+/// Checks an approver's `Authorization: Bearer <token>` against the named approvers' digests and
+/// `[approvals] tokens`: who approves. Nothing configured means nobody gets in.
+pub fn approver(headers: &HeaderMap, approvers: &Approvers<'_>) -> Result<Verified, ApiError> {
+    if !approvers.any_token() {
+        return Err(ApiError::unauthorized(
+            "auth-not-configured",
+            "this route is disabled: no approver tokens are configured ([[approvals.approvers]] token_sha256 \
+             or [approvals] tokens)",
+        ));
+    }
+    let token = presented(headers)?;
+    approvers.by_token(token).ok_or_else(|| {
+        ApiError::unauthorized(
+            "invalid-token",
+            "the bearer token is no approver's ([[approvals.approvers]] token_sha256 or [approvals] tokens)",
+        )
+    })
 }
 
 /// Checks `Authorization: Bearer <token>` against `tokens`, or `Authorization: Basic` against `username` and

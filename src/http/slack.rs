@@ -1,9 +1,9 @@
 //! `POST /slack/interactions`: the Approve and Reject buttons of an approval message in Slack. The request
 //! must carry Slack's signature of its body under the app's signing secret (`[slack] signing_secret_file`),
-//! made within five minutes; the button's user must be one of `[slack] approvers`. Slack wants an answer
-//! within three seconds, so a verified press is answered at once and its vote runs detached (shutdown waits
-//! for it); the message is then updated through the press's `response_url` with the outcome. Every press,
-//! refused or not, is audited.
+//! made within five minutes; the button's user must be an approver's (`[[approvals.approvers]] slack_user`
+//! or `[slack] approvers`). Slack wants an answer within three seconds, so a verified press is answered at
+//! once and its vote runs detached (shutdown waits for it); the message is then updated through the press's
+//! `response_url` with the outcome. Every press, refused or not, is audited.
 
 use axum::Router;
 use axum::extract::State;
@@ -16,6 +16,7 @@ use super::body::WholeBody;
 use super::request_id::Arrival;
 use super::{ApiError, AppState};
 use crate::approvals::{ApprovalError, Ballot};
+use crate::approvers::{Approvers, Verified};
 use crate::audit::{Approver, Auth, RequestMeta, Source};
 use crate::slack::{Action, Press, escape};
 
@@ -47,22 +48,22 @@ async fn interaction(
         "slack",
         serde_json::json!({"user": press.user, "approval": press.approval}),
     );
-    if !state.config.slack.approvers.contains(&press.user) {
+    let Some(approver) = Approvers::by_slack(&state.config, &press.user) else {
         let err = ApiError::new(
             StatusCode::FORBIDDEN,
             "not-an-approver",
             format!(
-                "Slack user {} is not listed in [slack] approvers",
+                "Slack user {} is no approver's ([[approvals.approvers]] slack_user or [slack] approvers)",
                 press.user
             ),
         );
         return state.refused(meta, err).await.into_response();
-    }
+    };
     let accepted = axum::Json(serde_json::json!({ "accepted": press.approval }));
     let work_state = state.clone();
     state
         .tasks
-        .spawn(async move { vote(&work_state, meta, press).await });
+        .spawn(async move { vote(&work_state, meta, press, approver).await });
     accepted.into_response()
 }
 
@@ -98,12 +99,12 @@ fn verified(
 }
 
 /// Runs the vote of a verified press and updates its message with the outcome.
-async fn vote(state: &AppState, meta: RequestMeta, press: Press) {
+async fn vote(state: &AppState, meta: RequestMeta, press: Press, verified: Verified) {
     let approvals = super::approvals::approvals(state);
     let approver = Approver {
-        who: format!("slack:{}", press.user),
+        who: verified.who,
         door: "slack".into(),
-        name: None,
+        name: verified.name,
         at: String::new(),
     };
     let ballot = match press.action {

@@ -95,7 +95,11 @@ async fn handle(
 ) -> Result<Handled, Rejection> {
     let hook = sender.config(state);
     let body = body?;
-    let proof = authenticate(sender, hook, headers, &body)?;
+    let scope = scope_of(hook, headers);
+    let proof = match scope {
+        Some(_) => Authenticated::issued(),
+        None => authenticate(sender, hook, headers, &body)?,
+    };
     meta.auth = Auth::Passed;
     let payload: Payload = super::error::parse_json(&body)?;
     supported(sender, &payload)?;
@@ -125,6 +129,10 @@ async fn handle(
         });
     }
 
+    if let Some(accounts) = scope {
+        meta.note("scoped_accounts", accounts);
+        within_scope(state, accounts, grouping.groups.keys())?;
+    }
     let key = payload.delivery_key(sender.source().as_str());
     let window = Some(Duration::from_secs(hook.dedup_window_secs));
     let delivery = match claim(state, meta, key, window).await? {
@@ -222,6 +230,49 @@ fn one_per_target(
         .into_iter()
         .map(|(_, reference, texts)| (reference, texts))
         .collect()
+}
+
+/// The accounts a scoped bearer token (`[[alertmanager.scoped]]`, `[[grafana.scoped]]`) limits this delivery
+/// to; `None` for any other credential.
+fn scope_of<'a>(hook: &'a WebhookConfig, headers: &HeaderMap) -> Option<&'a [String]> {
+    let token = auth::presented(headers).ok()?;
+    hook.scoped_by(token)
+        .map(|scoped| scoped.accounts.as_slice())
+}
+
+/// Refuses (403 `account-not-allowed`, before anything is claimed, read or done) a delivery whose alerts name
+/// a configured target outside `accounts`. A reference to no configured target is left to its run, which
+/// refuses it.
+fn within_scope<'a>(
+    state: &AppState,
+    accounts: &[String],
+    named: impl Iterator<Item = &'a Placed>,
+) -> Result<(), ApiError> {
+    let allowed: Vec<&str> = accounts
+        .iter()
+        .map(|name| match state.config.account(name) {
+            Some(account) => account.account_id(),
+            None => state.engine.home().account.as_str(),
+        })
+        .collect();
+    for (reference, place) in named {
+        let Some(id) = state.engine.target_id_of(reference, place) else {
+            continue;
+        };
+        if !allowed.contains(&id.account.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account-not-allowed",
+                format!(
+                    "this token may name targets in {} only; the alerts name {} in account {}: nothing was done",
+                    accounts.join(", "),
+                    id.name,
+                    id.account
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A target as an alert names it, with where the alert says it is.

@@ -17,11 +17,28 @@ const APPROVER_B: &str = "approver-token-b-0123456789abcdef";
 const SIGNING_SECRET: &str = "slack-signing-secret-0123456789abcdef";
 const SLACK_APPROVER: &str = "U0APPROVER";
 
-/// The `[approvals]` section: both approver tokens, `required` approvers, `ttl_secs`.
-fn approvals(required: u32, ttl_secs: u64) -> String {
+/// The `[approvals]` section: `required` approvers, `ttl_secs`, and two people: alice holds `APPROVER_A`
+/// (and, given `alice_slack`, that Slack id), bob holds `APPROVER_B`.
+fn approvers(required: u32, ttl_secs: u64, alice_slack: Option<&str>) -> String {
+    let slack = alice_slack.map_or(String::new(), |user| format!("slack_user = \"{user}\"\n"));
     format!(
-        "\n[approvals]\ntokens = [\"{APPROVER_A}\", \"{APPROVER_B}\"]\nrequired = {required}\nttl_secs = {ttl_secs}\n"
+        "\n[approvals]\nrequired = {required}\nttl_secs = {ttl_secs}\n\
+         [[approvals.approvers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n{slack}\
+         [[approvals.approvers]]\nname = \"bob\"\ntoken_sha256 = \"{}\"\n",
+        sha256(APPROVER_A),
+        sha256(APPROVER_B)
     )
+}
+
+/// Two named approvers (see `approvers`).
+fn approvals(required: u32, ttl_secs: u64) -> String {
+    approvers(required, ttl_secs, None)
+}
+
+/// The SHA-256 of `token` in hex, as `[[approvals.approvers]] token_sha256` holds it.
+fn sha256(token: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A config for `targets` in approve mode, with `extra` sections appended.
@@ -160,12 +177,14 @@ async fn an_sns_alarm_holds_and_an_api_approval_replaces_the_held_instance() {
     );
     assert!(fleet.none_terminated(&bad).await);
 
-    // The approval decides again and acts on the held instance.
-    let (status, voted) = vote(&app, &id, "approve", APPROVER_A, json!({"by": "alice"})).await;
+    // The approval decides again and acts on the held instance; the name shown is the verified one, never
+    // the one the request claims.
+    let (status, voted) = vote(&app, &id, "approve", APPROVER_A, json!({"by": "mallory"})).await;
     assert_eq!(status, 200, "{voted}");
     assert_eq!(voted["approval"]["state"], "approved");
     assert_eq!(voted["approval"]["approvers"][0]["door"], "api");
     assert_eq!(voted["approval"]["approvers"][0]["name"], "alice");
+    assert_eq!(voted["approval"]["approvers"][0]["who"], "person:alice");
     assert_eq!(voted["summary"]["terminated-instance-ids"], json!(bad));
     assert_eq!(
         voted["approval"]["resolution"]["run"],
@@ -198,6 +217,87 @@ async fn an_sns_alarm_holds_and_an_api_approval_replaces_the_held_instance() {
     assert_eq!(approval.resolution.unwrap()["run"], acted.id.as_str());
 }
 
+/// The form body of `user` pressing Approve on the held decision `id`, answered at `response_url`.
+fn press_body(id: &str, user: &str, response_url: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user},
+        "actions": [{"action_id": "approve", "value": id}],
+        "response_url": response_url,
+    });
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+}
+
+/// Sends a press's `body` to `/slack/interactions`, signed with `secret` at `at` (Unix seconds).
+async fn send_press(app: &TestApp, body: &str, secret: &str, at: i64) -> (u16, Value) {
+    let at = at.to_string();
+    let signature = reflex::slack::sign(secret.as_bytes(), &at, body.as_bytes());
+    let headers = [
+        ("x-slack-request-timestamp", at),
+        ("x-slack-signature", signature),
+    ];
+    app.post_with_headers("/slack/interactions", &headers, body.to_owned())
+        .await
+}
+
+#[tokio::test]
+async fn one_person_with_a_token_and_a_slack_id_counts_once_toward_two_approvers() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("approve-person");
+    let (_, bad) = fleet.balancer_with(&lb, 3, 1).await;
+    let slack = Capture::start().await;
+    let extra = format!(
+        "{}\n[slack]\nsigning_secret = \"{SIGNING_SECRET}\"\n",
+        approvers(2, 900, Some(SLACK_APPROVER))
+    );
+    let app = app(moto, &[&lb], &extra).await;
+    let id = hold(&app, &lb).await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, first) = vote(&app, &id, "approve", APPROVER_A, json!({})).await;
+    assert_eq!(status, 202, "{first}");
+    // Alice again, through Slack: the press is accepted, and her vote is not counted twice.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let body = press_body(&id, SLACK_APPROVER, &slack.url);
+    let (status, pressed) = send_press(&app, &body, SIGNING_SECRET, now).await;
+    assert_eq!(status, 200, "{pressed}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let refused = app.audit_records().await.into_iter().any(|r| {
+            r.source.as_str() == "slack" && r.error.as_deref() == Some("already-approved")
+        });
+        if refused {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice's press was never refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        fleet.none_terminated(&bad).await,
+        "one person is one approval"
+    );
+    let approval = app.audit.approval(&id).await.unwrap().unwrap();
+    assert_eq!(approval.state.as_str(), "pending");
+    assert_eq!(approval.approvers.len(), 1);
+
+    // Bob is the second person: the decision acts.
+    let (status, voted) = vote(&app, &id, "approve", APPROVER_B, json!({})).await;
+    assert_eq!(status, 200, "{voted}");
+    let names: Vec<&str> = voted["approval"]["approvers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(voted["summary"]["terminated-instance-ids"], json!(bad));
+}
+
 #[tokio::test]
 async fn a_signed_slack_button_approves_and_forged_stale_or_unlisted_presses_are_refused() {
     let moto = Moto::shared();
@@ -216,28 +316,9 @@ async fn a_signed_slack_button_approves_and_forged_stale_or_unlisted_presses_are
         .as_str()
         .unwrap()
         .to_owned();
-    let press = |user: &str| {
-        let payload = json!({
-            "type": "block_actions",
-            "user": {"id": user},
-            "actions": [{"action_id": "approve", "value": id}],
-            "response_url": slack.url,
-        });
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("payload", &payload.to_string())
-            .finish()
-    };
+    let press = |user: &str| press_body(&id, user, &slack.url);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let send = async |body: &str, secret: &str, at: i64| {
-        let at = at.to_string();
-        let signature = reflex::slack::sign(secret.as_bytes(), &at, body.as_bytes());
-        let headers = [
-            ("x-slack-request-timestamp", at),
-            ("x-slack-signature", signature),
-        ];
-        app.post_with_headers("/slack/interactions", &headers, body.to_owned())
-            .await
-    };
+    let send = async |body: &str, secret: &str, at: i64| send_press(&app, body, secret, at).await;
     let forged = send(
         &press(SLACK_APPROVER),
         "another-secret-0123456789abcdef",
@@ -464,6 +545,7 @@ async fn two_approvers_are_needed_the_same_one_twice_counts_once_and_the_cli_can
     );
     let voted: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(voted["approval"]["approvers"][1]["door"], "cli");
+    assert_eq!(voted["approval"]["approvers"][1]["name"], "bob");
     assert_eq!(voted["summary"]["terminated-instance-ids"], json!(bad));
     assert!(!fleet.none_terminated(&bad).await);
 

@@ -23,6 +23,7 @@ mod notify;
 mod remediate;
 mod replicas;
 mod safety;
+mod scoped_tokens;
 mod secrets;
 mod serving;
 mod sns;

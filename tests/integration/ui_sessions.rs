@@ -190,3 +190,51 @@ async fn a_session_ends_when_its_token_is_removed_from_the_configuration() {
     );
     app.stop().await;
 }
+
+/// The timeline's page for `query` in `session`, as text.
+async fn timeline_page(base: &str, session: &str, query: &str) -> String {
+    let answer = client()
+        .get(format!("{base}/ui/?{query}"))
+        .header("cookie", format!("reflex_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.text().await.unwrap()
+}
+
+/// The repro: a timeline filter that matched nothing walked the whole trail (up to the statement timeout) on
+/// the engine's readers. Without From, the timeline searches the last 30 days, and says so.
+#[tokio::test]
+async fn a_filtered_timeline_searches_the_last_30_days_unless_from_is_set() {
+    let moto = Moto::shared();
+    let target = unique("ui-old");
+    let app = TestApp::spawn(&moto.endpoint, &[&target], PERMISSIVE).await;
+    let at = time::OffsetDateTime::now_utc() - time::Duration::days(40);
+    let ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap();
+    let mut meta = reflex::audit::RequestMeta::new(reflex::audit::Source::Manual, None);
+    meta.target = Some(target.clone());
+    let mut old = meta.into_record(reflex::audit::Outcome::Completed, 200, None, 0);
+    old.id = ulid::Ulid::from_parts(ms, 1).to_string();
+    old.at = at;
+    app.audit.put(old.clone()).await.unwrap();
+
+    let session = login(&app.base).await;
+    let recent = timeline_page(&app.base, &session, &format!("target={target}")).await;
+    // (The state panel links the target's last run whatever the filter: the table is what is searched.)
+    assert!(
+        recent.contains("No records match in the last 30 days"),
+        "a record of 40 days ago is not searched: {recent}"
+    );
+    let older = timeline_page(
+        &app.base,
+        &session,
+        &format!("target={target}&from=2000-01-01T00%3A00"),
+    )
+    .await;
+    assert!(
+        older.contains(&old.id),
+        "with From, older records are found"
+    );
+    app.stop().await;
+}

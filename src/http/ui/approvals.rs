@@ -14,6 +14,7 @@ use super::super::{ApiError, AppState};
 use super::session::Sessions;
 use super::{approval_pages, see_other, session_of, sessions};
 use crate::approvals::{Approvals, Ballot};
+use crate::approvers::Verified;
 use crate::audit::{Approver, Auth, Source};
 
 /// The held decisions waiting and the way up.
@@ -41,6 +42,12 @@ pub(super) async fn show(
     page(&state, &session, &id, StatusCode::OK, None).await
 }
 
+/// The approver whose session `session` is, while their token is still an approver's.
+fn session_approver(state: &AppState, keys: Option<&Sessions>, session: &str) -> Option<Verified> {
+    let credential = Sessions::approver_of(session)?;
+    keys?.approvers(&state.config).by_credential(&credential)
+}
+
 /// The page of the held decision `id` in `session`, answered with `status` and `notice`.
 async fn page(
     state: &AppState,
@@ -58,8 +65,7 @@ async fn page(
     };
     let keys = sessions(state).await?;
     let waiting = approval.state == crate::audit::ApprovalState::Pending;
-    let approver = Sessions::approver_of(session)
-        .filter(|who| crate::approvals::is_approver(who, &state.config.approvals.tokens));
+    let approver = session_approver(state, keys.as_ref(), session);
     let token = match (keys, approver) {
         (Some(keys), Some(_)) if waiting => Some(keys.form_token(session)),
         _ => None,
@@ -119,9 +125,7 @@ async fn vote(
         Ok(keys) => keys,
         Err(err) => return err.into_response(),
     };
-    let approver = Sessions::approver_of(&session)
-        .filter(|who| crate::approvals::is_approver(who, &state.config.approvals.tokens));
-    let Some(who) = approver else {
+    let Some(verified) = session_approver(&state, keys.as_ref(), &session) else {
         let err = ApiError::new(
             StatusCode::FORBIDDEN,
             "not-an-approver",
@@ -144,9 +148,9 @@ async fn vote(
         Ballot::Approve
     };
     let approver = Approver {
-        who,
+        who: verified.who,
         door: "page".into(),
-        name: None,
+        name: verified.name,
         at: String::new(),
     };
     let audit_id = meta.id.clone();

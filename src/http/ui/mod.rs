@@ -114,7 +114,7 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Header
 
 /// The session's keys (the store's random key), when audit or approver tokens are configured.
 async fn sessions(state: &AppState) -> Result<Option<Sessions>, ApiError> {
-    if state.config.audit.tokens.is_empty() && state.config.approvals.tokens.is_empty() {
+    if state.config.audit.tokens.is_empty() && !state.config.approvals.any_token() {
         return Ok(None);
     }
     let key = state.audit.ui_key().await?;
@@ -131,12 +131,8 @@ async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<Stri
         return Ok(None);
     };
     // A session lasts only while the token it was opened with is still configured (audit or approver).
-    let tokens = [&state.config.audit.tokens, &state.config.approvals.tokens];
-    let held = Sessions::credential_of(id).is_some_and(|who| {
-        tokens
-            .iter()
-            .any(|list| crate::approvals::is_approver(&who, list))
-    });
+    let approvers = keys.approvers(&state.config);
+    let held = Sessions::credential_of(id).is_some_and(|who| approvers.still_held(&who));
     if !held {
         return Ok(None);
     }
@@ -268,7 +264,10 @@ fn login_refused(
             "The form expired; try again.",
         ))
     } else if !crate::config::any_matches(&state.config.audit.tokens, token.as_bytes())
-        && !crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes())
+        && keys
+            .approvers(&state.config)
+            .by_token(token.as_bytes())
+            .is_none()
     {
         Some((
             StatusCode::UNAUTHORIZED,
@@ -289,8 +288,9 @@ async fn start_session(
     now: OffsetDateTime,
 ) -> Response {
     // An approver's session carries who the approver is: its pages show the approval buttons.
-    let approving = crate::config::any_matches(&state.config.approvals.tokens, token.as_bytes());
-    let credential = crate::approvals::approver_of(token.as_bytes());
+    let approvers = keys.approvers(&state.config);
+    let approving = approvers.by_token(token.as_bytes()).is_some();
+    let credential = approvers.credential(token.as_bytes());
     let id = if approving {
         Sessions::new_approver_id(&credential)
     } else {
@@ -360,6 +360,9 @@ fn account_id(state: &AppState, account: String) -> String {
     }
 }
 
+/// How far back the timeline searches when no From is given, in days.
+pub const TIMELINE_DAYS: i64 = 30;
+
 /// An hour in milliseconds: the timeline's runs chart counts runs per hour.
 const HOUR_MS: i64 = 3_600_000;
 
@@ -379,7 +382,9 @@ async fn timeline(
         region: some(&form.region),
         source: some(&form.source),
         outcome: some(&form.outcome),
-        since: parse_local(&form.from),
+        // Without From, the last `TIMELINE_DAYS`: a filter that matches nothing never walks the whole trail.
+        since: parse_local(&form.from)
+            .or_else(|| Some(OffsetDateTime::now_utc() - time::Duration::days(TIMELINE_DAYS))),
         until: parse_local(&form.to),
         before: some(&form.before),
         runs_only: form.runs_only(),

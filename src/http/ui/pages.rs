@@ -127,11 +127,13 @@ pub fn timeline(
             }
             h2 { "Timeline" }
             (filters(filter))
-            (records_table(records))
+            (records_table(records, filter.from.is_empty()))
             @if let Some(next) = next {
                 nav.pager aria-label="pages" {
                     a href=(next) { "Older records" }
                 }
+            } @else if filter.from.is_empty() && !records.is_empty() {
+                p.note { "The timeline shows the last " (super::TIMELINE_DAYS) " days; set From (UTC) to see older records." }
             }
         },
     )
@@ -227,11 +229,16 @@ fn filters(filter: &FilterForm) -> Markup {
     }
 }
 
-/// The timeline's records, one row each, or that none matches the filters.
-fn records_table(records: &[AuditRecord]) -> Markup {
+/// The timeline's records, one row each, or that none matches the filters (`recent`: searched without From,
+/// over the last `TIMELINE_DAYS` only).
+fn records_table(records: &[AuditRecord], recent: bool) -> Markup {
     html! {
         @if records.is_empty() {
-            p { "No records match." }
+            p {
+                "No records match"
+                @if recent { " in the last " (super::TIMELINE_DAYS) " days; set From (UTC) to search older ones" }
+                "."
+            }
         } @else {
             table.timeline {
                 thead { tr { th { "Time (UTC)" } th { "Source" } th { "Caller" } th { "Target" } th { "Outcome" } th { "Unhealthy" } th { "Acted" } th { "Skipped" } } }

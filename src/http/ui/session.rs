@@ -20,6 +20,8 @@ const CSRF_FOR: time::Duration = time::Duration::hours(1);
 #[derive(Debug, Clone)]
 pub struct Sessions {
     key: hmac::Key,
+    /// The store's key as the store keeps it, which approvers' credentials are also keyed by.
+    key_hex: String,
 }
 
 impl Sessions {
@@ -28,17 +30,26 @@ impl Sessions {
         let bytes = crate::hex::decode(hex)?;
         Some(Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+            key_hex: hex.to_owned(),
         })
     }
 
+    /// The approvers of `config`, their credentials keyed as this page's sessions are.
+    pub fn approvers<'a>(
+        &self,
+        config: &'a crate::config::Config,
+    ) -> crate::approvers::Approvers<'a> {
+        crate::approvers::Approvers::new(config, &self.key_hex)
+    }
+
     /// A new random id for the session of a reader who logged in with `credential` (as
-    /// `approvals::approver_of` names a token): the session lasts only while that token is configured.
+    /// `Approvers::credential` names a token): the session lasts only while that token is configured.
     pub fn new_reader_id(credential: &str) -> String {
         let digest = credential.strip_prefix("token:").unwrap_or(credential);
         format!("{}{READER_MARK}{digest}", random_hex())
     }
 
-    /// The token a session id was opened with (as `approvals::approver_of` names it): a reader's or an
+    /// The token a session id was opened with (as `Approvers::credential` names it): a reader's or an
     /// approver's; `None` for an id that names none (made by an earlier release).
     pub fn credential_of(id: &str) -> Option<String> {
         id.split_once(READER_MARK)
@@ -85,8 +96,8 @@ impl Sessions {
         })
     }
 
-    /// A new random id for an approver's session: it carries who the approver is (as `approver_of` names
-    /// their token), signed with the session.
+    /// A new random id for an approver's session: it carries who the approver is (as `Approvers::credential`
+    /// names their token), signed with the session.
     pub fn new_approver_id(approver: &str) -> String {
         let digest = approver.strip_prefix("token:").unwrap_or(approver);
         format!("{}{APPROVER_MARK}{digest}", random_hex())

@@ -1,0 +1,285 @@
+//! `[[approvals.approvers]]` checked at start-up: each person has a name of their own and a token digest or
+//! Slack id that names nobody else, and a decision that needs two or more approvers is counted in people.
+
+use std::collections::HashMap;
+
+use super::validate::{invalid, is_slack_user};
+use super::{Config, ConfigError, Mode};
+
+/// The longest approver name, in characters.
+const MAX_NAME_CHARS: usize = 64;
+
+impl Config {
+    /// Every named approver is one person: a name, a token digest and a Slack id each belong to one of them
+    /// and to no other door; with two or more approvers required, only named people may vote.
+    pub(super) fn validate_named_approvers(&self) -> Result<(), ConfigError> {
+        let mut names = HashMap::new();
+        let mut digests: HashMap<String, &str> = HashMap::new();
+        let mut slack_ids: HashMap<&str, &str> = HashMap::new();
+        for (index, person) in self.approvals.approvers.iter().enumerate() {
+            let key = |field: &str| format!("approvals.approvers[{index}].{field}");
+            let name = person.name.as_str();
+            if name.trim().is_empty()
+                || name.chars().count() > MAX_NAME_CHARS
+                || name.chars().any(char::is_control)
+            {
+                return invalid(
+                    key("name"),
+                    format!(
+                        "is {name:?}: an approver's name is 1 to {MAX_NAME_CHARS} printable characters, as \
+                         the people who read the trail know them"
+                    ),
+                );
+            }
+            if names.insert(name.to_lowercase(), ()).is_some() {
+                return invalid(
+                    key("name"),
+                    format!(
+                        "{name:?} names two approvers: list each person once, with their token and Slack id"
+                    ),
+                );
+            }
+            if person.token_sha256.is_none() && person.slack_user.is_none() {
+                return invalid(
+                    key("token_sha256"),
+                    format!("is missing, and so is slack_user: nothing could vote as {name:?}"),
+                );
+            }
+            if let Some(digest) = &person.token_sha256 {
+                let digest = digest.to_ascii_lowercase();
+                if digest.len() != 64 || crate::hex::decode(&digest).is_none() {
+                    return invalid(
+                        key("token_sha256"),
+                        "is not a SHA-256 in hex (64 digits): printf %s \"$TOKEN\" | sha256sum",
+                    );
+                }
+                if let Some(other) = digests.insert(digest, name) {
+                    return invalid(
+                        key("token_sha256"),
+                        format!(
+                            "is also {other:?}'s: a token is one person's, so that two votes are two people"
+                        ),
+                    );
+                }
+            }
+            if let Some(user) = &person.slack_user {
+                self.check_slack_user(&key("slack_user"), user)?;
+                if let Some(other) = slack_ids.insert(user, name) {
+                    return invalid(
+                        key("slack_user"),
+                        format!("{user} is also {other:?}'s: a Slack id is one person's"),
+                    );
+                }
+            }
+        }
+        self.check_digests_are_their_own(&digests)?;
+        self.check_two_person_rule_counts_people()
+    }
+
+    /// A named approver's Slack id is a Slack user id, Slack's buttons are trusted (its signing secret), and
+    /// it is not also an unnamed `[slack] approvers` id.
+    fn check_slack_user(&self, key: &str, user: &str) -> Result<(), ConfigError> {
+        if !is_slack_user(user) {
+            return invalid(
+                key,
+                format!("holds {user:?}, which is not a Slack user id (like \"U0123ABCD\")"),
+            );
+        }
+        if !self.slack.enabled() {
+            return invalid(
+                key,
+                "is set without slack.signing_secret_file: Slack's buttons cannot be trusted without the \
+                 app's signing secret",
+            );
+        }
+        if self.slack.approvers.iter().any(|listed| listed == user) {
+            return invalid(
+                key,
+                format!(
+                    "{user} is also listed in [slack] approvers: list it once, under its person"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// No named approver's token digest is the digest of a token another door (or `[approvals] tokens`)
+    /// accepts.
+    fn check_digests_are_their_own(
+        &self,
+        digests: &HashMap<String, &str>,
+    ) -> Result<(), ConfigError> {
+        let doors = [
+            &self.approvals.tokens,
+            &self.manual.tokens,
+            &self.admin.tokens,
+            &self.audit.tokens,
+            &self.alertmanager.tokens,
+            &self.alertmanager.passwords,
+            &self.grafana.tokens,
+            &self.grafana.passwords,
+        ];
+        for secret in doors.into_iter().flatten() {
+            let digest =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.expose().as_bytes());
+            if let Some(name) = digests.get(&crate::hex::encode(digest.as_ref())) {
+                return invalid(
+                    "approvals.approvers",
+                    format!(
+                        "{name:?}'s token_sha256 is the digest of a token [approvals] tokens, [manual], [admin], \
+                         [audit], [alertmanager] or [grafana] also accepts: an approver's token is their own"
+                    ),
+                );
+            }
+        }
+        let scoped = self.alertmanager.scoped.iter().chain(&self.grafana.scoped);
+        for token in scoped {
+            if let Some(name) = digests.get(&token.token_sha256.to_ascii_lowercase()) {
+                return invalid(
+                    "approvals.approvers",
+                    format!(
+                        "{name:?}'s token_sha256 is also a scoped [alertmanager] or [grafana] token's: an \
+                         approver's token is their own"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A target in approve mode that needs two or more approvers counts people: unnamed credentials
+    /// (`[approvals] tokens`, `[slack] approvers`) cannot show that two votes are two people.
+    fn check_two_person_rule_counts_people(&self) -> Result<(), ConfigError> {
+        let unnamed = !self.approvals.tokens.is_empty() || !self.slack.approvers.is_empty();
+        let needs_people = self.targets.iter().find_map(|target| {
+            let required = self.approvals_required_of(target);
+            (self.mode_of(target) == Mode::Approve && required >= 2).then_some((target, required))
+        });
+        if let (true, Some((target, required))) = (unnamed, needs_people) {
+            return invalid(
+                "approvals.tokens",
+                format!(
+                    "and [slack] approvers are unnamed, but target {:?} needs {required} distinct approvers: one \
+                     person with a token and a Slack id would count twice. List each person under \
+                     [[approvals.approvers]] (name, token_sha256, slack_user) instead",
+                    target.name()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, parse};
+
+    const TARGET: &str =
+        "[[targets]]\nload_balancer = \"web-elb\"\n[remediation]\nmode = \"approve\"\n";
+    const SLACK: &str = "[slack]\nsigning_secret = \"slack-signing-secret-0123\"\n";
+
+    /// The SHA-256 of `token`, in hex.
+    fn sha(token: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        crate::hex::encode(digest.as_ref())
+    }
+
+    fn person(name: &str, token: Option<&str>, slack: Option<&str>) -> String {
+        let mut text = format!("[[approvals.approvers]]\nname = \"{name}\"\n");
+        if let Some(token) = token {
+            text += &format!("token_sha256 = \"{}\"\n", sha(token));
+        }
+        if let Some(user) = slack {
+            text += &format!("slack_user = \"{user}\"\n");
+        }
+        text
+    }
+
+    fn refused_key(text: &str) -> String {
+        match parse(text, []) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_person_with_a_token_and_a_slack_id_cannot_meet_the_two_person_rule() {
+        let text = format!(
+            "{TARGET}{SLACK}approvers = [\"U0ALICE\"]\n[approvals]\nrequired = 2\n\
+             tokens = [\"alice-approver-token-0123456789\"]\n"
+        );
+        assert_eq!(refused_key(&text), "approvals.tokens");
+        let err = parse(&text, []).unwrap_err().to_string();
+        assert!(err.contains("[[approvals.approvers]]"), "{err}");
+    }
+
+    #[test]
+    fn two_named_people_meet_the_two_person_rule() {
+        let text = format!(
+            "{TARGET}{SLACK}[approvals]\nrequired = 2\n{}{}",
+            person(
+                "alice",
+                Some("alice-token-0123456789abcdef"),
+                Some("U0ALICE")
+            ),
+            person("bob", None, Some("U0BOB")),
+        );
+        let config = parse(&text, []).unwrap();
+        assert_eq!(config.approvals.approvers.len(), 2);
+        // One named person alone cannot.
+        let text = format!(
+            "{TARGET}{SLACK}[approvals]\nrequired = 2\n{}",
+            person(
+                "alice",
+                Some("alice-token-0123456789abcdef"),
+                Some("U0ALICE")
+            ),
+        );
+        assert_eq!(refused_key(&text), "targets.mode");
+    }
+
+    #[test]
+    fn a_token_or_slack_id_mapped_to_two_names_is_refused() {
+        let token = Some("shared-token-0123456789abcdef");
+        let text = format!(
+            "{TARGET}{SLACK}{}{}",
+            person("alice", token, None),
+            person("bob", token, None)
+        );
+        assert_eq!(refused_key(&text), "approvals.approvers[1].token_sha256");
+        let text = format!(
+            "{TARGET}{SLACK}{}{}",
+            person("alice", None, Some("U0SAME")),
+            person("bob", None, Some("U0SAME"))
+        );
+        assert_eq!(refused_key(&text), "approvals.approvers[1].slack_user");
+        let text = format!(
+            "{TARGET}{SLACK}approvers = [\"U0SAME\"]\n{}",
+            person("alice", None, Some("U0SAME"))
+        );
+        assert_eq!(refused_key(&text), "approvals.approvers[0].slack_user");
+        let text = format!(
+            "{TARGET}{}{}",
+            person("alice", Some("a-token-0123456789abcdef"), None),
+            person("Alice", Some("b-token-0123456789abcdef"), None)
+        );
+        assert_eq!(refused_key(&text), "approvals.approvers[1].name");
+    }
+
+    #[test]
+    fn a_digest_of_another_doors_token_a_bad_digest_and_an_empty_person_are_refused() {
+        let manual = "manual-token-0123456789abcdef";
+        let text = format!(
+            "{TARGET}[manual]\ntokens = [\"{manual}\"]\n{}",
+            person("alice", Some(manual), None)
+        );
+        assert_eq!(refused_key(&text), "approvals.approvers");
+        let text =
+            format!("{TARGET}[[approvals.approvers]]\nname = \"alice\"\ntoken_sha256 = \"abc\"\n");
+        assert_eq!(refused_key(&text), "approvals.approvers[0].token_sha256");
+        let text = format!("{TARGET}[[approvals.approvers]]\nname = \"alice\"\n");
+        assert_eq!(refused_key(&text), "approvals.approvers[0].token_sha256");
+        let text = format!("{TARGET}{}", person("bob", None, Some("U0BOB")));
+        assert_eq!(refused_key(&text), "approvals.approvers[0].slack_user");
+    }
+}

@@ -1,0 +1,68 @@
+//! A sender trusted for some accounts only: an Alertmanager bearer token listed under
+//! `[[alertmanager.scoped]]` may name targets in its accounts, and a delivery naming a target elsewhere is
+//! refused (403 `account-not-allowed`, audited) before anything is read or done.
+
+use aws_sdk_ec2::types::InstanceStateName;
+use serde_json::json;
+
+use crate::accounts::prod_account;
+use crate::alertmanager::vector;
+use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
+
+const PROD_ONLY: &str = "scoped-prod-token-0123456789abcdef";
+const LOCAL_TOO: &str = "scoped-local-token-0123456789abcdef";
+
+fn sha256(token: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_scoped_token_acts_only_on_targets_of_its_accounts() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("amscope");
+    let (_, bad) = fleet.balancer_with(&lb, 3, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &[&lb],
+        PERMISSIVE,
+    );
+    text.push_str(&prod_account("reflex-member", ""));
+    text.push_str(&format!(
+        "\n[[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"prod\"]\n\
+         [[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"prod\", \"local\"]\n",
+        sha256(PROD_ONLY),
+        sha256(LOCAL_TOO)
+    ));
+    let app = TestApp::spawn_with_config(dir, &text).await;
+    let mut payload = vector("am_v4_legacy_msteams_no_fingerprint.json");
+    payload["alerts"][0]["labels"]["load_balancer"] = json!(lb);
+
+    // The prod-only token names a local target: refused, nothing read or done, audited.
+    let (status, refused) = app
+        .post("/alertmanager", Some(PROD_ONLY), payload.to_string())
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (403, Some("account-not-allowed")),
+        "{refused}"
+    );
+    assert_eq!(fleet.state(&bad[0]).await, InstanceStateName::Stopped);
+    let records = app.audit_records().await;
+    let record = records
+        .iter()
+        .find(|r| r.error.as_deref() == Some("account-not-allowed"))
+        .expect("the refusal is audited");
+    assert_eq!(record.detail["scoped_accounts"], json!(["prod"]));
+
+    // A token scoped to the local account too acts.
+    let (status, answer) = app
+        .post("/alertmanager", Some(LOCAL_TOO), payload.to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["terminated-instance-ids"], json!(bad));
+    app.stop().await;
+}
