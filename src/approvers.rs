@@ -4,9 +4,9 @@
 //! is keyed (an HMAC under the audit page's key in the store, over the token's SHA-256), never a bare digest a
 //! weak token could be guessed from offline.
 
-use aws_lc_rs::{constant_time, digest, hmac};
+use aws_lc_rs::hmac;
 
-use crate::config::{Config, NamedApprover, any_matches};
+use crate::config::{Config, NamedApprover, any_matches, sha256, token_matches};
 
 /// An approver whose credential checked out: who is counted, and the name the page and the trail show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,22 @@ pub struct Verified {
     pub who: String,
     /// The configured name of a named approver.
     pub name: Option<String>,
+    /// Who the same approver was recorded as by an earlier release (`token:` and 6 bytes of the token's
+    /// SHA-256; `slack:<user id>` for a person's Slack id): a vote already counted under one of them counts.
+    pub aliases: Vec<String>,
+}
+
+impl Verified {
+    /// This approver's vote through `door` (`api`, `page`, `slack`, `cli`), as the store counts it.
+    pub fn voting_through(self, door: &str) -> crate::audit::Approver {
+        crate::audit::Approver {
+            who: self.who,
+            door: door.to_owned(),
+            name: self.name,
+            at: String::new(),
+            aliases: self.aliases,
+        }
+    }
 }
 
 /// Recognises approvers under the configuration and the store's key.
@@ -25,23 +41,23 @@ pub struct Approvers<'a> {
 }
 
 impl<'a> Approvers<'a> {
-    /// The approvers of `config`, keyed by the audit page's key (hex, as the store keeps it).
-    pub fn new(config: &'a Config, key_hex: &str) -> Self {
-        let bytes = crate::hex::decode(key_hex).unwrap_or_else(|| key_hex.as_bytes().to_vec());
-        Self {
-            config,
-            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
-        }
+    /// The approvers of `config`, keyed by the audit page's key (hex, as the store keeps it); `None` when the
+    /// key is not hex.
+    pub fn new(config: &'a Config, key_hex: &str) -> Option<Self> {
+        Some(Self::with_key(config, &crate::hex::decode(key_hex)?))
     }
 
-    /// Whether any approver token is configured (named or not).
-    pub fn any_token(&self) -> bool {
-        self.config.approvals.any_token()
+    /// The approvers of `config`, keyed by the audit page's key `key`.
+    pub fn with_key(config: &'a Config, key: &[u8]) -> Self {
+        Self {
+            config,
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+        }
     }
 
     /// What a session or the trail keeps of a token (any door's): `token:` and a keyed digest of it.
     pub fn credential(&self, token: &[u8]) -> String {
-        self.credential_of_digest(digest::digest(&digest::SHA256, token).as_ref())
+        self.credential_of_digest(&sha256(token))
     }
 
     /// The credential of a token whose SHA-256 is `sha256`.
@@ -56,10 +72,11 @@ impl<'a> Approvers<'a> {
     /// The approver holding `token`: a named person whose digest it matches, else an unnamed approver token.
     pub fn by_token(&self, token: &[u8]) -> Option<Verified> {
         match named_by_token(self.config, token) {
-            Some(person) => Some(named_person(&person.name)),
+            Some(person) => Some(named_person(person)),
             None => any_matches(&self.config.approvals.tokens, token).then(|| Verified {
                 who: self.credential(token),
                 name: None,
+                aliases: vec![earlier_token_id(&sha256(token))],
             }),
         }
     }
@@ -80,17 +97,19 @@ impl<'a> Approvers<'a> {
                 .is_some_and(|sha256| self.credential_of_digest(&sha256) == credential)
         });
         if let Some(person) = named {
-            return Some(named_person(&person.name));
+            return Some(named_person(person));
         }
-        self.config
+        let token = self
+            .config
             .approvals
             .tokens
             .iter()
-            .any(|token| self.credential(token.expose().as_bytes()) == credential)
-            .then(|| Verified {
-                who: credential.to_owned(),
-                name: None,
-            })
+            .find(|token| self.credential(token.expose().as_bytes()) == credential)?;
+        Some(Verified {
+            who: credential.to_owned(),
+            name: None,
+            aliases: vec![earlier_token_id(&sha256(token.expose().as_bytes()))],
+        })
     }
 
     /// Whether a session's `credential` is still an audit reader's or an approver's token.
@@ -112,7 +131,7 @@ impl<'a> Approvers<'a> {
             .iter()
             .find(|person| person.slack_user.as_deref() == Some(user));
         match named {
-            Some(person) => Some(named_person(&person.name)),
+            Some(person) => Some(named_person(person)),
             None => config
                 .slack
                 .approvers
@@ -121,6 +140,7 @@ impl<'a> Approvers<'a> {
                 .then(|| Verified {
                     who: format!("slack:{user}"),
                     name: None,
+                    aliases: Vec::new(),
                 }),
         }
     }
@@ -128,7 +148,6 @@ impl<'a> Approvers<'a> {
 
 /// The named approver whose token digest `token` matches; every digest is compared, in constant time.
 fn named_by_token<'a>(config: &'a Config, token: &[u8]) -> Option<&'a NamedApprover> {
-    let presented = digest::digest(&digest::SHA256, token);
     config
         .approvals
         .approvers
@@ -137,20 +156,32 @@ fn named_by_token<'a>(config: &'a Config, token: &[u8]) -> Option<&'a NamedAppro
             let matches = person
                 .token_sha256
                 .as_deref()
-                .and_then(crate::hex::decode)
-                .is_some_and(|ours| {
-                    constant_time::verify_slices_are_equal(&ours, presented.as_ref()).is_ok()
-                });
+                .is_some_and(|digest| token_matches(digest, token));
             if matches { Some(person) } else { found }
         })
 }
 
-/// The named person `name`, as votes count them.
-fn named_person(name: &str) -> Verified {
+/// The named `person`, as votes count them, with who an earlier release recorded them as.
+fn named_person(person: &NamedApprover) -> Verified {
+    let digest = person.token_sha256.as_deref().and_then(crate::hex::decode);
+    let aliases = digest
+        .map(|sha256| earlier_token_id(&sha256))
+        .into_iter()
+        .chain(person.slack_user.iter().map(|user| format!("slack:{user}")))
+        .collect();
     Verified {
-        who: format!("person:{name}"),
-        name: Some(name.to_owned()),
+        who: format!("person:{}", person.name),
+        name: Some(person.name.clone()),
+        aliases,
     }
+}
+
+/// How an earlier release recorded the holder of a token whose SHA-256 is `sha256`.
+fn earlier_token_id(sha256: &[u8]) -> String {
+    format!(
+        "token:{}",
+        crate::hex::encode(&sha256[..6.min(sha256.len())])
+    )
 }
 
 #[cfg(test)]
@@ -160,7 +191,7 @@ mod tests {
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
     fn sha(token: &str) -> String {
-        crate::hex::encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+        crate::hex::encode(&sha256(token.as_bytes()))
     }
 
     fn config() -> Config {
@@ -178,7 +209,7 @@ mod tests {
     #[test]
     fn a_person_is_one_approver_through_a_token_a_session_and_slack() {
         let config = config();
-        let approvers = Approvers::new(&config, KEY);
+        let approvers = Approvers::new(&config, KEY).unwrap();
         let token = b"alice-token-0123456789abcdef";
         let by_token = approvers.by_token(token).unwrap();
         assert_eq!(by_token.who, "person:alice");
@@ -191,7 +222,7 @@ mod tests {
     #[test]
     fn unnamed_credentials_are_keyed_and_strangers_are_nobody() {
         let config = config();
-        let approvers = Approvers::new(&config, KEY);
+        let approvers = Approvers::new(&config, KEY).unwrap();
         let unnamed = approvers
             .by_token(b"unnamed-token-0123456789abcdef")
             .unwrap();
@@ -199,7 +230,7 @@ mod tests {
         // Keyed: neither the token's bare SHA-256 nor its prefix, and another key names it otherwise.
         let bare = sha("unnamed-token-0123456789abcdef");
         assert!(!bare.starts_with(unnamed.who.trim_start_matches("token:")));
-        let other = Approvers::new(&config, &"ab".repeat(32));
+        let other = Approvers::new(&config, &"ab".repeat(32)).unwrap();
         assert_ne!(
             other.credential(b"unnamed-token-0123456789abcdef"),
             unnamed.who
@@ -217,5 +248,29 @@ mod tests {
         assert!(approvers.still_held(&reader));
         assert_eq!(approvers.by_credential(&reader), None);
         assert!(!approvers.still_held(&approvers.credential(b"removed-token")));
+    }
+
+    #[test]
+    fn a_removed_persons_session_holds_no_more_and_earlier_records_of_them_are_their_aliases() {
+        let config = config();
+        let approvers = Approvers::new(&config, KEY).unwrap();
+        let token = b"alice-token-0123456789abcdef";
+        let session = approvers.credential(token);
+        let alice = approvers.by_token(token).unwrap();
+        let digest = sha("alice-token-0123456789abcdef");
+        assert_eq!(
+            alice.aliases,
+            [
+                format!("token:{}", &digest[..12]),
+                "slack:U0ALICE".to_owned()
+            ]
+        );
+        let mut without = config.clone();
+        without.approvals.approvers.clear();
+        let approvers = Approvers::new(&without, KEY).unwrap();
+        assert_eq!(approvers.by_credential(&session), None);
+        assert!(!approvers.still_held(&session));
+        assert_eq!(approvers.by_token(token), None);
+        assert!(Approvers::new(&without, "not hex").is_none());
     }
 }

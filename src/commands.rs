@@ -22,12 +22,38 @@ use crate::{App, init_logging, serve};
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let config = config::load(path).with_context(|| format!("config {}", path.display()))?;
     crate::actions::check(&config).with_context(|| format!("config {}", path.display()))?;
+    crate::rules::Rules::compile(&config.rules)
+        .with_context(|| format!("config {}", path.display()))?;
     Ok(config)
 }
+
+/// `reflex rules test`: the config's rules tried on the alert file at `alert`, as `rules::test_command` says.
+pub fn rules_test_command(
+    path: &Path,
+    alert: &Path,
+    source: Option<&str>,
+    json: bool,
+) -> anyhow::Result<String> {
+    let config = load_config(path)?;
+    let text = std::fs::read_to_string(alert)
+        .with_context(|| format!("alert file {}", alert.display()))?;
+    let now = jiff::Timestamp::now().as_second();
+    crate::rules::test_command(&config, &text, source, now, json)
+}
+
+/// Why `reflex serve` refuses a config with `[[rules]]`: this release matches them (`reflex rules test`) but
+/// runs no rule's response, and an operator must not believe an alert is handled by a rule that is not run.
+pub const RULES_NOT_SERVED: &str = "[[rules]] are checked and can be tried with `reflex rules test`, but this \
+     release does not run them: remove them from the config `reflex serve` runs with";
 
 /// `reflex serve`: runs the service until SIGINT or SIGTERM.
 pub async fn serve_command(path: &Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
+    anyhow::ensure!(
+        config.rules.is_empty(),
+        "config {}: {RULES_NOT_SERVED}",
+        path.display()
+    );
     init_logging(config.server.log_format);
     let listen = config.server.listen;
     let app = App::build(config).await?;
@@ -141,16 +167,12 @@ async fn approvals_run(app: &App, vote: Option<(CliVote, String)>) -> anyhow::Re
     };
     let key = app.state.audit.ui_key().await?;
     let verified = crate::approvers::Approvers::new(&app.state.config, &key)
+        .context("the audit store's page key is not hex: run `reflex ui rotate-key`")?
         .by_token(token.as_bytes())
         .context("the token is no approver's")?;
     meta.auth = Auth::Passed;
     meta.note("at_host", login_at_host());
-    let approver = crate::audit::Approver {
-        who: verified.who,
-        door: "cli".into(),
-        name: verified.name,
-        at: String::new(),
-    };
+    let approver = verified.voting_through("cli");
     let voted = approvals.cast(meta, &id, approver, ballot).await?;
     Ok(serde_json::to_string_pretty(&voted)?)
 }

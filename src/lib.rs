@@ -31,6 +31,7 @@ pub mod jobs;
 mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod rules;
 mod server;
 pub mod sink;
 pub mod sinks;

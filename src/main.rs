@@ -195,6 +195,34 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Try the config's [[rules]] on captured alerts.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+/// `reflex rules ...`.
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// For a captured alert (a CloudWatch alarm as SNS delivers it or its Message, an Alertmanager or Grafana
+    /// webhook payload, a manual request's body), show every rule in order: matched, or the first condition
+    /// that failed with the alert's value; and which rule the alert would be the response of. Reads only the
+    /// two files: no store, no AWS call.
+    Test {
+        /// Configuration file (TOML) with the [[rules]].
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The alert file (JSON).
+        #[arg(long)]
+        alert: PathBuf,
+        /// The alert's source when the file's shape does not say: sns, alertmanager, grafana or manual.
+        #[arg(long)]
+        source: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `reflex ui ...`.
@@ -242,15 +270,16 @@ enum ApprovalsCommand {
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
     },
-    /// Approve a held decision with an approver token (counted once per token, whatever door it uses; acts
-    /// when enough distinct approvers approved).
+    /// Approve a held decision with an approver token (counted once per person, or per unnamed token, whatever
+    /// door they use; acts when enough distinct approvers approved).
     Approve {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
         /// The approval's id (the held run's audit id).
         id: String,
-        /// A file whose first line is one of `[approvals] tokens` (or set REFLEX_APPROVER_TOKEN).
+        /// A file whose first line is an approver's token (`[[approvals.approvers]]`, `[approvals] tokens`; or set
+        /// REFLEX_APPROVER_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
@@ -264,7 +293,8 @@ enum ApprovalsCommand {
         /// Why (required).
         #[arg(long)]
         reason: String,
-        /// A file whose first line is one of `[approvals] tokens` (or set REFLEX_APPROVER_TOKEN).
+        /// A file whose first line is an approver's token (`[[approvals.approvers]]`, `[approvals] tokens`; or set
+        /// REFLEX_APPROVER_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
@@ -448,8 +478,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: UiCommand::RotateKey { config },
         } => println!("{}", commands::ui_rotate_key_command(&config).await?),
         Command::Audit { command } => return audit(command).await,
+        Command::Rules { command } => print!("{}", rules(command)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rules test`: the report of the config's rules on an alert file.
+fn rules(command: RulesCommand) -> anyhow::Result<String> {
+    let RulesCommand::Test {
+        config,
+        alert,
+        source,
+        json,
+    } = command;
+    commands::rules_test_command(&config, &alert, source.as_deref(), json)
 }
 
 /// `remediate`: runs the remedy once on the named target and prints the run's summary.
@@ -482,6 +524,13 @@ async fn check_config(config: &Path, aws: bool) -> anyhow::Result<()> {
         "{}",
         commands::windows_summary(&loaded, jiff::Timestamp::now())
     );
+    if !loaded.rules.is_empty() {
+        println!(
+            "{} rule(s) compiled; {}",
+            loaded.rules.len(),
+            commands::RULES_NOT_SERVED
+        );
+    }
     println!("{}: ok", config.display());
     Ok(())
 }

@@ -76,6 +76,10 @@ pub struct Approver {
     /// When (RFC 3339), filled in by the store.
     #[serde(default)]
     pub at: String,
+    /// Who the same approver was recorded as by an earlier release: a vote already counted under one of
+    /// them counts as theirs. Not stored.
+    #[serde(skip)]
+    pub aliases: Vec<String>,
 }
 
 /// A held decision, as stored.
@@ -358,6 +362,7 @@ fn voted(
     }
     let stamped = |approver: &Approver| Approver {
         at: at.clone(),
+        aliases: Vec::new(),
         ..approver.clone()
     };
     match change {
@@ -366,7 +371,8 @@ fn voted(
             Some(None)
         }
         Change::Approve(approver, _) => {
-            if approval.approvers.iter().any(|a| a.who == approver.who) {
+            let same = |a: &Approver| a.who == approver.who || approver.aliases.contains(&a.who);
+            if approval.approvers.iter().any(same) {
                 return None;
             }
             approval.approvers.push(stamped(approver));

@@ -625,6 +625,7 @@ async fn a_held_decision_counts_each_approver_once_and_closes_once(db: TestDb) {
         door: "api".into(),
         name: None,
         at: String::new(),
+        aliases: Vec::new(),
     };
     let hold = |held: &str, ttl: time::Duration| {
         ApprovalWrite::Hold(NewApproval::new(
@@ -645,6 +646,13 @@ async fn a_held_decision_counts_each_approver_once_and_closes_once(db: TestDb) {
     let first = store.approve("H1", approver("a"), act_after).await.unwrap();
     assert!(matches!(first, Vote::Counted(_)), "{first:?}");
     let again = store.approve("H1", approver("a"), act_after).await.unwrap();
+    assert!(matches!(again, Vote::Again(_)), "{again:?}");
+    // The same person, who an earlier release recorded as "a", approving under their name now: counted once.
+    let renamed = Approver {
+        aliases: vec!["a".into()],
+        ..approver("person:a")
+    };
+    let again = store.approve("H1", renamed, act_after).await.unwrap();
     assert!(matches!(again, Vote::Again(_)), "{again:?}");
     assert_eq!(store.pending_approvals().await.unwrap().len(), 1);
     let second = store.approve("H1", approver("b"), act_after).await.unwrap();

@@ -1,7 +1,8 @@
-//! `[[approvals.approvers]]` checked at start-up: each person has a name of their own and a token digest or
-//! Slack id that names nobody else, and a decision that needs two or more approvers is counted in people.
+//! `[[approvals.approvers]]` checked at start-up: each person has a name of their own and a Slack id that
+//! names nobody else (their token digests are checked with every other digest, `super::digest`), and a
+//! decision that needs two or more approvers is counted in people.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::validate::{invalid, is_slack_user};
 use super::{Config, ConfigError, Mode};
@@ -10,28 +11,28 @@ use super::{Config, ConfigError, Mode};
 const MAX_NAME_CHARS: usize = 64;
 
 impl Config {
-    /// Every named approver is one person: a name, a token digest and a Slack id each belong to one of them
-    /// and to no other door; with two or more approvers required, only named people may vote.
+    /// Every named approver is one person: a name and a Slack id each belong to one of them; with two or
+    /// more approvers required, only named people may vote.
     pub(super) fn validate_named_approvers(&self) -> Result<(), ConfigError> {
-        let mut names = HashMap::new();
-        let mut digests: HashMap<String, &str> = HashMap::new();
+        let mut names = HashSet::new();
         let mut slack_ids: HashMap<&str, &str> = HashMap::new();
         for (index, person) in self.approvals.approvers.iter().enumerate() {
             let key = |field: &str| format!("approvals.approvers[{index}].{field}");
             let name = person.name.as_str();
             if name.trim().is_empty()
+                || name.trim() != name
                 || name.chars().count() > MAX_NAME_CHARS
                 || name.chars().any(char::is_control)
             {
                 return invalid(
                     key("name"),
                     format!(
-                        "is {name:?}: an approver's name is 1 to {MAX_NAME_CHARS} printable characters, as \
-                         the people who read the trail know them"
+                        "is {name:?}: an approver's name is 1 to {MAX_NAME_CHARS} printable characters, \
+                         without spaces around it, as the people who read the trail know them"
                     ),
                 );
             }
-            if names.insert(name.to_lowercase(), ()).is_some() {
+            if !names.insert(name.to_lowercase()) {
                 return invalid(
                     key("name"),
                     format!(
@@ -45,23 +46,6 @@ impl Config {
                     format!("is missing, and so is slack_user: nothing could vote as {name:?}"),
                 );
             }
-            if let Some(digest) = &person.token_sha256 {
-                let digest = digest.to_ascii_lowercase();
-                if digest.len() != 64 || crate::hex::decode(&digest).is_none() {
-                    return invalid(
-                        key("token_sha256"),
-                        "is not a SHA-256 in hex (64 digits): printf %s \"$TOKEN\" | sha256sum",
-                    );
-                }
-                if let Some(other) = digests.insert(digest, name) {
-                    return invalid(
-                        key("token_sha256"),
-                        format!(
-                            "is also {other:?}'s: a token is one person's, so that two votes are two people"
-                        ),
-                    );
-                }
-            }
             if let Some(user) = &person.slack_user {
                 self.check_slack_user(&key("slack_user"), user)?;
                 if let Some(other) = slack_ids.insert(user, name) {
@@ -72,7 +56,6 @@ impl Config {
                 }
             }
         }
-        self.check_digests_are_their_own(&digests)?;
         self.check_two_person_rule_counts_people()
     }
 
@@ -103,50 +86,6 @@ impl Config {
         Ok(())
     }
 
-    /// No named approver's token digest is the digest of a token another door (or `[approvals] tokens`)
-    /// accepts.
-    fn check_digests_are_their_own(
-        &self,
-        digests: &HashMap<String, &str>,
-    ) -> Result<(), ConfigError> {
-        let doors = [
-            &self.approvals.tokens,
-            &self.manual.tokens,
-            &self.admin.tokens,
-            &self.audit.tokens,
-            &self.alertmanager.tokens,
-            &self.alertmanager.passwords,
-            &self.grafana.tokens,
-            &self.grafana.passwords,
-        ];
-        for secret in doors.into_iter().flatten() {
-            let digest =
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.expose().as_bytes());
-            if let Some(name) = digests.get(&crate::hex::encode(digest.as_ref())) {
-                return invalid(
-                    "approvals.approvers",
-                    format!(
-                        "{name:?}'s token_sha256 is the digest of a token [approvals] tokens, [manual], [admin], \
-                         [audit], [alertmanager] or [grafana] also accepts: an approver's token is their own"
-                    ),
-                );
-            }
-        }
-        let scoped = self.alertmanager.scoped.iter().chain(&self.grafana.scoped);
-        for token in scoped {
-            if let Some(name) = digests.get(&token.token_sha256.to_ascii_lowercase()) {
-                return invalid(
-                    "approvals.approvers",
-                    format!(
-                        "{name:?}'s token_sha256 is also a scoped [alertmanager] or [grafana] token's: an \
-                         approver's token is their own"
-                    ),
-                );
-            }
-        }
-        Ok(())
-    }
-
     /// A target in approve mode that needs two or more approvers counts people: unnamed credentials
     /// (`[approvals] tokens`, `[slack] approvers`) cannot show that two votes are two people.
     fn check_two_person_rule_counts_people(&self) -> Result<(), ConfigError> {
@@ -156,10 +95,15 @@ impl Config {
             (self.mode_of(target) == Mode::Approve && required >= 2).then_some((target, required))
         });
         if let (true, Some((target, required))) = (unnamed, needs_people) {
+            let key = if self.approvals.tokens.is_empty() {
+                "slack.approvers"
+            } else {
+                "approvals.tokens"
+            };
             return invalid(
-                "approvals.tokens",
+                key,
                 format!(
-                    "and [slack] approvers are unnamed, but target {:?} needs {required} distinct approvers: one \
+                    "([approvals] tokens and [slack] approvers) name no person, but target {:?} needs {required} distinct approvers: one \
                      person with a token and a Slack id would count twice. List each person under \
                      [[approvals.approvers]] (name, token_sha256, slack_user) instead",
                     target.name()
@@ -180,8 +124,7 @@ mod tests {
 
     /// The SHA-256 of `token`, in hex.
     fn sha(token: &str) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        crate::hex::encode(digest.as_ref())
+        crate::hex::encode(&crate::config::sha256(token.as_bytes()))
     }
 
     fn person(name: &str, token: Option<&str>, slack: Option<&str>) -> String {
@@ -273,7 +216,7 @@ mod tests {
             "{TARGET}[manual]\ntokens = [\"{manual}\"]\n{}",
             person("alice", Some(manual), None)
         );
-        assert_eq!(refused_key(&text), "approvals.approvers");
+        assert_eq!(refused_key(&text), "approvals.approvers[0].token_sha256");
         let text =
             format!("{TARGET}[[approvals.approvers]]\nname = \"alice\"\ntoken_sha256 = \"abc\"\n");
         assert_eq!(refused_key(&text), "approvals.approvers[0].token_sha256");

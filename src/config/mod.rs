@@ -3,9 +3,11 @@
 
 mod approvals;
 mod approvers;
+mod digest;
 mod length;
 mod load;
 mod retention;
+mod rules;
 mod scoped;
 mod secret;
 mod validate;
@@ -18,9 +20,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use approvals::{ApprovalsConfig, DEFAULT_TTL_SECS, NamedApprover, SlackConfig};
+pub use digest::{sha256, token_matches};
 pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
+pub use rules::{RuleConfig, RuleMatch};
 pub use scoped::ScopedToken;
 pub use secret::{Secret, any_matches};
 pub use windows::{Occurrence, Window};
@@ -64,6 +68,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// Slack's interactive Approve / Reject buttons.
     pub slack: SlackConfig,
+    /// Which alerts, from any source, a response is for (`[[rules]]`).
+    pub rules: Vec<RuleConfig>,
 }
 
 /// `[[notify]]`: one webhook that hears about some events.

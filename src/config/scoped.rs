@@ -17,66 +17,29 @@ pub struct ScopedToken {
     pub accounts: Vec<String>,
 }
 
-impl ScopedToken {
-    /// The token's digest as bytes (validated at start-up).
-    pub fn digest(&self) -> Option<Vec<u8>> {
-        crate::hex::decode(&self.token_sha256.to_ascii_lowercase())
-    }
-}
-
 impl WebhookConfig {
     /// The scoped token `token` is, if any: every digest is compared, in constant time.
     pub fn scoped_by(&self, token: &[u8]) -> Option<&ScopedToken> {
-        let presented = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
         self.scoped.iter().fold(None, |found, scoped| {
-            let matches = scoped.digest().is_some_and(|ours| {
-                aws_lc_rs::constant_time::verify_slices_are_equal(&ours, presented.as_ref()).is_ok()
-            });
-            if matches { Some(scoped) } else { found }
+            if super::token_matches(&scoped.token_sha256, token) {
+                Some(scoped)
+            } else {
+                found
+            }
         })
     }
 }
 
 impl Config {
-    /// Each scoped token is a SHA-256, named once, not also one of the door's unscoped tokens, and limited
-    /// to accounts that are configured.
+    /// Each scoped token is limited to accounts that are configured (its digest is checked with every other,
+    /// `super::digest`).
     pub(super) fn validate_scoped(
         &self,
         section: &str,
         hook: &WebhookConfig,
     ) -> Result<(), ConfigError> {
-        let mut seen = Vec::new();
         for (index, scoped) in hook.scoped.iter().enumerate() {
             let key = |field: &str| format!("{section}.scoped[{index}].{field}");
-            let digest = scoped.token_sha256.to_ascii_lowercase();
-            if digest.len() != 64 || scoped.digest().is_none() {
-                return invalid(
-                    key("token_sha256"),
-                    "is not a SHA-256 in hex (64 digits): printf %s \"$TOKEN\" | sha256sum",
-                );
-            }
-            if seen.contains(&digest) {
-                return invalid(
-                    key("token_sha256"),
-                    "is listed twice: give each token one set of accounts",
-                );
-            }
-            let unscoped = hook.tokens.iter().any(|token| {
-                let ours = aws_lc_rs::digest::digest(
-                    &aws_lc_rs::digest::SHA256,
-                    token.expose().as_bytes(),
-                );
-                crate::hex::encode(ours.as_ref()) == digest
-            });
-            if unscoped {
-                return invalid(
-                    key("token_sha256"),
-                    format!(
-                        "is the digest of a token {section}.tokens also accepts for every account: list it in one place"
-                    ),
-                );
-            }
-            seen.push(digest);
             if scoped.accounts.is_empty() {
                 return invalid(
                     key("accounts"),
@@ -105,8 +68,7 @@ mod tests {
     use crate::config::{ConfigError, parse};
 
     fn sha(token: &str) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        crate::hex::encode(digest.as_ref())
+        crate::hex::encode(&crate::config::sha256(token.as_bytes()))
     }
 
     fn refused_key(text: &str) -> String {
@@ -146,5 +108,36 @@ mod tests {
             scoped(&sha(token), "[\"local\"]")
         );
         assert_eq!(refused_key(&both), "alertmanager.scoped[0].token_sha256");
+    }
+
+    #[test]
+    fn a_scoped_token_is_no_other_doors_and_not_the_empty_strings() {
+        let token = "team-a-token-0123456789abcdef";
+        let scoped = format!(
+            "[[targets]]\nload_balancer = \"web-elb\"\n\
+             [[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"local\"]\n",
+            sha(token)
+        );
+        for door in [
+            "[grafana]\ntokens",
+            "[manual]\ntokens",
+            "[admin]\ntokens",
+            "[audit]\ntokens",
+            "[approvals]\ntokens",
+        ] {
+            let text = format!("{scoped}{door} = [\"{token}\"]\n");
+            assert_eq!(
+                refused_key(&text),
+                "alertmanager.scoped[0].token_sha256",
+                "{door}"
+            );
+        }
+        let twice = format!(
+            "{scoped}[[grafana.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"local\"]\n",
+            sha(token)
+        );
+        assert_eq!(refused_key(&twice), "grafana.scoped[0].token_sha256");
+        let empty = scoped.replace(&sha(token), &sha(""));
+        assert_eq!(refused_key(&empty), "alertmanager.scoped[0].token_sha256");
     }
 }

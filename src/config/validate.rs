@@ -9,7 +9,7 @@ use super::{
 use crate::target::{PairError, Place, TargetRef};
 
 /// Shortest accepted token: long enough that guessing is hopeless.
-const MIN_TOKEN_LEN: usize = 16;
+pub(super) const MIN_TOKEN_LEN: usize = 16;
 
 /// Whether `user` looks like a Slack user id (`U0123ABCD`).
 pub(super) fn is_slack_user(user: &str) -> bool {
@@ -52,6 +52,7 @@ impl Config {
         self.validate_scoped("grafana", &self.grafana)?;
         check_tokens("manual.tokens", &self.manual.tokens)?;
         check_tokens("admin.tokens", &self.admin.tokens)?;
+        self.validate_digests()?;
         self.validate_approvals()?;
         if let Some(url) = &self.server.public_url
             && !url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))

@@ -16,14 +16,15 @@ pub struct Quiet {
 }
 
 impl Quiet {
-    /// Whether a routine notice for `target` may be sent at `now` (and, when it may, that it is sent now).
-    pub fn may_send(&self, target: &str, now: Instant) -> bool {
+    /// Whether a routine notice keyed `key` may be sent at `now`, one per `every` (and, when it may, that
+    /// it is sent now).
+    pub fn may_send(&self, key: &str, every: Duration, now: Instant) -> bool {
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        match sent.get(target) {
-            Some(last) if now.duration_since(*last) < ROUTINE_EVERY => false,
+        match sent.get(key) {
+            Some(last) if now.duration_since(*last) < every => false,
             _ => {
                 // The map holds one entry per configured target that sent a notice: bounded by the config.
-                sent.insert(target.to_owned(), now);
+                sent.insert(key.to_owned(), now);
                 true
             }
         }
@@ -38,12 +39,12 @@ mod tests {
     fn one_notice_per_target_per_interval() {
         let quiet = Quiet::default();
         let start = Instant::now();
-        assert!(quiet.may_send("web", start));
-        assert!(!quiet.may_send("web", start + Duration::from_secs(10)));
+        assert!(quiet.may_send("web", ROUTINE_EVERY, start));
+        assert!(!quiet.may_send("web", ROUTINE_EVERY, start + Duration::from_secs(10)));
         assert!(
-            quiet.may_send("api", start + Duration::from_secs(10)),
+            quiet.may_send("api", ROUTINE_EVERY, start + Duration::from_secs(10)),
             "per target"
         );
-        assert!(quiet.may_send("web", start + ROUTINE_EVERY));
+        assert!(quiet.may_send("web", ROUTINE_EVERY, start + ROUTINE_EVERY));
     }
 }

@@ -1,7 +1,7 @@
 //! What a finished run comes to: its record (with the delivery's settlement and the notifications it sends,
 //! committed together), and the metrics it counts.
 
-use super::{Engine, EngineError, Reply, Summary, Tripped, plan};
+use super::{Engine, EngineError, Reply, Summary, Tripped, plan, quiet};
 use crate::audit::{
     AuditRecord, DeliveryKey, DeliveryUpdate, EpisodeWrite, NewApproval, NewJob, Outcome,
     RequestMeta,
@@ -106,19 +106,12 @@ impl Engine {
             _ => Vec::new(),
         };
         let place = record.account.clone().zip(record.region.clone());
-        // A target's "would have acted" and "held" notices are sent once per `quiet::ROUTINE_EVERY` each,
-        // not per alert; escalations, resolutions and the breaker are never quieted.
-        let now = std::time::Instant::now();
-        let events: Vec<Event> = events
-            .into_iter()
-            .filter(|event| {
-                // Keyed by the event, the target's place and its name: one name in two accounts is two targets.
-                let key = || format!("{}/{place:?}/{}", event.event.as_str(), event.target);
-                !matches!(event.event, NotifyEvent::WouldAct | NotifyEvent::Held)
-                    || self.quiet.may_send(&key(), now)
-            })
-            .map(|event| event.at(place.as_ref()))
-            .collect();
+        let step = result
+            .as_ref()
+            .ok()
+            .and_then(|run| run.hold.as_ref())
+            .map_or(String::new(), |hold| hold.body["ladder"].to_string());
+        let events = self.unquieted(events, place.as_ref(), &step);
         let mut jobs = self.jobs_of(&events);
         if let Ok(Run {
             check: Some(check), ..
@@ -127,6 +120,34 @@ impl Engine {
             jobs.push(check.clone());
         }
         (record, settle, jobs)
+    }
+
+    /// The events worth sending: a target's "would have acted" notice once per `quiet::ROUTINE_EVERY`, and
+    /// its "held" message once per that interval (or the decisions' time to wait, when shorter) for one
+    /// ladder `step`; a new step's decision, escalations, resolutions and the breaker are never quieted.
+    pub(super) fn unquieted(
+        &self,
+        events: Vec<Event>,
+        place: Option<&(String, String)>,
+        step: &str,
+    ) -> Vec<Event> {
+        let now = std::time::Instant::now();
+        let ttl = std::time::Duration::from_secs(self.config.approvals.ttl_secs);
+        events
+            .into_iter()
+            .filter(|event| {
+                let (every, step) = match event.event {
+                    NotifyEvent::WouldAct => (quiet::ROUTINE_EVERY, ""),
+                    NotifyEvent::Held => (quiet::ROUTINE_EVERY.min(ttl), step),
+                    _ => return true,
+                };
+                // Keyed by the event, the target's place and name (one name in two accounts is two
+                // targets) and the ladder step.
+                let key = format!("{}/{place:?}/{}/{step}", event.event.as_str(), event.target);
+                self.quiet.may_send(&key, every, now)
+            })
+            .map(|event| event.at(place))
+            .collect()
     }
 
     /// The run's events: it acted, it was refused for news about the target (not a standing cooldown,

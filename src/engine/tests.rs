@@ -1755,6 +1755,7 @@ async fn an_approval_whose_run_failed_is_acted_on_once_by_its_act_job() {
         door: "api".into(),
         name: None,
         at: String::new(),
+        aliases: Vec::new(),
     };
     // The approver's own run cannot read the target: approved, nothing acted, the act job waits.
     h.fleet.failing_snapshots.store(1, Ordering::SeqCst);

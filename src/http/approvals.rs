@@ -1,5 +1,5 @@
-//! The approvals API, for holders of an approver token (`[approvals] tokens`, separate from the manual and
-//! admin ones): `GET /admin/approvals` (the held decisions waiting, with their evidence),
+//! The approvals API, for holders of an approver's token (`[[approvals.approvers]]` or `[approvals] tokens`,
+//! separate from every other door's): `GET /admin/approvals` (the held decisions waiting, with their evidence),
 //! `POST /admin/approvals/{id}/approve` and `POST /admin/approvals/{id}/reject` (a reason required). An approval
 //! that completes a decision acts at once, deciding again under every rule; the request's work is detached
 //! from its connection like any remediation. Every vote and every refused call is audited.
@@ -18,7 +18,7 @@ use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::approvals::{ApprovalError, Approvals, Ballot, Voted};
 use crate::approvers::{Approvers, Verified};
-use crate::audit::{Approver, Auth, Source};
+use crate::audit::{Auth, Source};
 
 /// The body of a vote (optional for an approval).
 #[derive(Debug, Default, Deserialize)]
@@ -45,15 +45,19 @@ pub(super) fn approvals(state: &AppState) -> Approvals<'_> {
     Approvals::new(&state.audit, &state.engine)
 }
 
-/// The key approver credentials are kept under (the audit page's, from the store).
-pub(super) async fn approvers_key(state: &AppState) -> Result<String, ApiError> {
-    Ok(state.audit.ui_key().await?)
-}
-
-/// Who the bearer token of `headers` is, as an approver.
+/// Who the bearer token of `headers` is, as an approver: checked first, then (for who it is) the store's key
+/// read, so that a refused caller costs no store read.
 async fn approver_of(state: &AppState, headers: &HeaderMap) -> Result<Verified, ApiError> {
-    let key = approvers_key(state).await?;
-    auth::approver(headers, &Approvers::new(&state.config, &key))
+    auth::is_approver(headers, &state.config)?;
+    let key = state.audit.ui_key().await?;
+    let approvers = Approvers::new(&state.config, &key).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit-unavailable",
+            "the audit store's page key is not hex: run `reflex ui rotate-key`",
+        )
+    })?;
+    auth::approver(headers, &approvers)
 }
 
 async fn list(
@@ -62,7 +66,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let meta = arrival.meta(Source::Approval);
-    if let Err(err) = approver_of(&state, &headers).await {
+    if let Err(err) = auth::is_approver(&headers, &state.config) {
         return Err(state.refused(meta, err).await);
     }
     let pending = approvals(&state).pending().await?;
@@ -115,12 +119,7 @@ async fn vote(
         Ok(request) => request,
         Err(err) => return state.refused(meta, err).await.into_response(),
     };
-    let approver = Approver {
-        who: verified.who,
-        door: "api".into(),
-        name: verified.name,
-        at: String::new(),
-    };
+    let approver = verified.voting_through("api");
     let ballot = if rejecting {
         Ballot::Reject(request.reason.unwrap_or_default())
     } else {

@@ -6,7 +6,7 @@ use base64::Engine as _;
 
 use super::error::ApiError;
 use crate::approvers::{Approvers, Verified};
-use crate::config::{Secret, any_matches};
+use crate::config::{Config, Secret, any_matches};
 use crate::engine::Authenticated;
 
 /// Checks `Authorization: Bearer <token>` against the configured tokens. No configured token means nobody
@@ -45,22 +45,34 @@ pub(super) fn presented(headers: &HeaderMap) -> Result<&[u8], ApiError> {
 }
 
 /// Checks an approver's `Authorization: Bearer <token>` against the named approvers' digests and
-/// `[approvals] tokens`: who approves. Nothing configured means nobody gets in.
-pub fn approver(headers: &HeaderMap, approvers: &Approvers<'_>) -> Result<Verified, ApiError> {
-    if !approvers.any_token() {
+/// `[approvals] tokens`, without the store. Nothing configured means nobody gets in.
+pub fn is_approver(headers: &HeaderMap, config: &Config) -> Result<(), ApiError> {
+    if !config.approvals.any_token() {
         return Err(ApiError::unauthorized(
             "auth-not-configured",
             "this route is disabled: no approver tokens are configured ([[approvals.approvers]] token_sha256 \
              or [approvals] tokens)",
         ));
     }
-    let token = presented(headers)?;
-    approvers.by_token(token).ok_or_else(|| {
-        ApiError::unauthorized(
-            "invalid-token",
-            "the bearer token is no approver's ([[approvals.approvers]] token_sha256 or [approvals] tokens)",
-        )
-    })
+    if Approvers::holds_token(config, presented(headers)?) {
+        Ok(())
+    } else {
+        Err(not_an_approver())
+    }
+}
+
+/// Who the approver whose `Authorization: Bearer <token>` `is_approver` accepted is.
+pub fn approver(headers: &HeaderMap, approvers: &Approvers<'_>) -> Result<Verified, ApiError> {
+    approvers
+        .by_token(presented(headers)?)
+        .ok_or_else(not_an_approver)
+}
+
+fn not_an_approver() -> ApiError {
+    ApiError::unauthorized(
+        "invalid-token",
+        "the bearer token is no approver's ([[approvals.approvers]] token_sha256 or [approvals] tokens)",
+    )
 }
 
 /// Checks `Authorization: Bearer <token>` against `tokens`, or `Authorization: Basic` against `username` and

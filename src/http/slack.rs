@@ -17,7 +17,7 @@ use super::request_id::Arrival;
 use super::{ApiError, AppState};
 use crate::approvals::{ApprovalError, Ballot};
 use crate::approvers::{Approvers, Verified};
-use crate::audit::{Approver, Auth, RequestMeta, Source};
+use crate::audit::{Auth, RequestMeta, Source};
 use crate::slack::{Action, Press, escape};
 
 /// The route.
@@ -101,12 +101,7 @@ fn verified(
 /// Runs the vote of a verified press and updates its message with the outcome.
 async fn vote(state: &AppState, meta: RequestMeta, press: Press, verified: Verified) {
     let approvals = super::approvals::approvals(state);
-    let approver = Approver {
-        who: verified.who,
-        door: "slack".into(),
-        name: verified.name,
-        at: String::new(),
-    };
+    let approver = verified.voting_through("slack");
     let ballot = match press.action {
         Action::Approve => Ballot::Approve,
         // A button carries no text: the reason says where and who.

@@ -14,7 +14,7 @@ use super::body::WholeBody;
 use super::pipeline::{Handled, Receive, Rejection, claim, receive};
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
-use crate::config::WebhookConfig;
+use crate::config::{ScopedToken, WebhookConfig};
 use crate::engine::{Authenticated, Reply, Summary, Trigger};
 use crate::target::{Place, TargetRef};
 use crate::webhook::{Grouping, Payload, TargetLabels, group, signature};
@@ -97,7 +97,10 @@ async fn handle(
     let body = body?;
     let scope = scope_of(hook, headers);
     let proof = match scope {
-        Some(_) => Authenticated::issued(),
+        Some(scoped) => {
+            meta.note("scoped_accounts", &scoped.accounts);
+            Authenticated::issued()
+        }
         None => authenticate(sender, hook, headers, &body)?,
     };
     meta.auth = Auth::Passed;
@@ -129,11 +132,13 @@ async fn handle(
         });
     }
 
-    if let Some(accounts) = scope {
-        meta.note("scoped_accounts", accounts);
-        within_scope(state, accounts, grouping.groups.keys())?;
+    let mut key = payload.delivery_key(sender.source().as_str());
+    if let Some(scoped) = scope {
+        within_scope(state, meta, &scoped.accounts, grouping.groups.keys())?;
+        // A scoped sender's deliveries are deduplicated apart from everyone else's: it can neither replay
+        // another sender's answer nor claim its key first.
+        key.push_str(&format!("/scoped:{}", &scoped.token_sha256[..16]));
     }
-    let key = payload.delivery_key(sender.source().as_str());
     let window = Some(Duration::from_secs(hook.dedup_window_secs));
     let delivery = match claim(state, meta, key, window).await? {
         Ok(delivery) => delivery,
@@ -232,12 +237,10 @@ fn one_per_target(
         .collect()
 }
 
-/// The accounts a scoped bearer token (`[[alertmanager.scoped]]`, `[[grafana.scoped]]`) limits this delivery
-/// to; `None` for any other credential.
-fn scope_of<'a>(hook: &'a WebhookConfig, headers: &HeaderMap) -> Option<&'a [String]> {
-    let token = auth::presented(headers).ok()?;
-    hook.scoped_by(token)
-        .map(|scoped| scoped.accounts.as_slice())
+/// The scoped bearer token (`[[alertmanager.scoped]]`, `[[grafana.scoped]]`) of this delivery, limiting it
+/// to some accounts; `None` for any other credential.
+fn scope_of<'a>(hook: &'a WebhookConfig, headers: &HeaderMap) -> Option<&'a ScopedToken> {
+    hook.scoped_by(auth::presented(headers).ok()?)
 }
 
 /// Refuses (403 `account-not-allowed`, before anything is claimed, read or done) a delivery whose alerts name
@@ -245,6 +248,7 @@ fn scope_of<'a>(hook: &'a WebhookConfig, headers: &HeaderMap) -> Option<&'a [Str
 /// refuses it.
 fn within_scope<'a>(
     state: &AppState,
+    meta: &mut RequestMeta,
     accounts: &[String],
     named: impl Iterator<Item = &'a Placed>,
 ) -> Result<(), ApiError> {
@@ -260,14 +264,18 @@ fn within_scope<'a>(
             continue;
         };
         if !allowed.contains(&id.account.as_str()) {
+            // The record says which target and account; the answer tells the sender no more than it may know.
+            meta.note(
+                "outside_scope",
+                json!({"target": id.name, "account": id.account, "region": id.region}),
+            );
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "account-not-allowed",
                 format!(
-                    "this token may name targets in {} only; the alerts name {} in account {}: nothing was done",
-                    accounts.join(", "),
-                    id.name,
-                    id.account
+                    "this token may name targets in {} only, and an alert names a target elsewhere: nothing \
+                     was done",
+                    accounts.join(", ")
                 ),
             ));
         }

@@ -57,6 +57,24 @@ struct Dimension {
     value: String,
 }
 
+/// The account and region an alarm's message names: from its `AlarmArn`
+/// (`arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME`), the account else from `AWSAccountId`.
+pub fn alarm_place(
+    alarm_arn: Option<&str>,
+    aws_account_id: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let arn: Vec<&str> = alarm_arn.unwrap_or_default().splitn(7, ':').collect();
+    let from_arn = |index: usize| {
+        (arn.len() == 7 && arn[0] == "arn" && arn[2] == "cloudwatch")
+            .then(|| arn[index].to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let account = from_arn(4)
+        .or(aws_account_id)
+        .filter(|id| crate::target::is_account_id(id));
+    (account, from_arn(3))
+}
+
 impl CloudWatchAlarm {
     /// Reads an SNS `Message` as a CloudWatch alarm; `None` when it is not one.
     pub fn parse(message: &str) -> Option<Self> {
@@ -71,23 +89,9 @@ impl CloudWatchAlarm {
                 .find(|d| d.name == name)
                 .map(|d| d.value.clone())
         };
-        // arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME
-        let arn: Vec<&str> = wire
-            .alarm_arn
-            .as_deref()
-            .unwrap_or_default()
-            .splitn(7, ':')
-            .collect();
-        let from_arn = |index: usize| {
-            (arn.len() == 7 && arn[0] == "arn" && arn[2] == "cloudwatch")
-                .then(|| arn[index].to_owned())
-                .filter(|value| !value.is_empty())
-        };
-        let account = from_arn(4)
-            .or(wire.aws_account_id)
-            .filter(|id| crate::target::is_account_id(id));
+        let (account, region) = alarm_place(wire.alarm_arn.as_deref(), wire.aws_account_id);
         Some(Self {
-            region: from_arn(3),
+            region,
             account,
             alarm_name: wire.alarm_name,
             new_state: wire.new_state_value,

@@ -11,6 +11,7 @@ mod url_policy;
 mod verified_signatures;
 mod verify;
 
+pub use alarm::alarm_place;
 pub use cert::SigningCert;
 pub use cert_store::{CertSource, CertStore};
 pub use confirm::{ConfirmError, Confirmer};

@@ -267,3 +267,9 @@ pub fn unique(prefix: &str) -> String {
         ulid::Ulid::new().to_string().to_lowercase()[14..].to_owned()
     )
 }
+
+/// The SHA-256 of `token` in hex, as the config's `token_sha256` keys hold it.
+pub fn sha256_hex(token: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -10,7 +10,7 @@ use crate::common::postgres::Postgres;
 use crate::common::process::{ReflexProcess, reflex, remediate_at};
 use crate::common::sns::{Capture, alarm, captured_delivery, topic};
 use crate::common::{ADMIN, ADMIN_TOKEN, Fleet, MANUAL_TOKEN, Moto, PERMISSIVE, TestApp};
-use crate::common::{config_text, unique};
+use crate::common::{config_text, sha256_hex, unique};
 
 const APPROVER_A: &str = "approver-token-a-0123456789abcdef";
 const APPROVER_B: &str = "approver-token-b-0123456789abcdef";
@@ -25,20 +25,14 @@ fn approvers(required: u32, ttl_secs: u64, alice_slack: Option<&str>) -> String 
         "\n[approvals]\nrequired = {required}\nttl_secs = {ttl_secs}\n\
          [[approvals.approvers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n{slack}\
          [[approvals.approvers]]\nname = \"bob\"\ntoken_sha256 = \"{}\"\n",
-        sha256(APPROVER_A),
-        sha256(APPROVER_B)
+        sha256_hex(APPROVER_A),
+        sha256_hex(APPROVER_B)
     )
 }
 
 /// Two named approvers (see `approvers`).
 fn approvals(required: u32, ttl_secs: u64) -> String {
     approvers(required, ttl_secs, None)
-}
-
-/// The SHA-256 of `token` in hex, as `[[approvals.approvers]] token_sha256` holds it.
-fn sha256(token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A config for `targets` in approve mode, with `extra` sections appended.

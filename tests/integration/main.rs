@@ -22,6 +22,7 @@ mod monitoring;
 mod notify;
 mod remediate;
 mod replicas;
+mod rules;
 mod safety;
 mod scoped_tokens;
 mod secrets;

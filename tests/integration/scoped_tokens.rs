@@ -7,15 +7,10 @@ use serde_json::json;
 
 use crate::accounts::prod_account;
 use crate::alertmanager::vector;
-use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, unique};
+use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, sha256_hex, unique};
 
 const PROD_ONLY: &str = "scoped-prod-token-0123456789abcdef";
 const LOCAL_TOO: &str = "scoped-local-token-0123456789abcdef";
-
-fn sha256(token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test]
 async fn a_scoped_token_acts_only_on_targets_of_its_accounts() {
@@ -34,8 +29,8 @@ async fn a_scoped_token_acts_only_on_targets_of_its_accounts() {
     text.push_str(&format!(
         "\n[[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"prod\"]\n\
          [[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"prod\", \"local\"]\n",
-        sha256(PROD_ONLY),
-        sha256(LOCAL_TOO)
+        sha256_hex(PROD_ONLY),
+        sha256_hex(LOCAL_TOO)
     ));
     let app = TestApp::spawn_with_config(dir, &text).await;
     let mut payload = vector("am_v4_legacy_msteams_no_fingerprint.json");
@@ -57,6 +52,21 @@ async fn a_scoped_token_acts_only_on_targets_of_its_accounts() {
         .find(|r| r.error.as_deref() == Some("account-not-allowed"))
         .expect("the refusal is audited");
     assert_eq!(record.detail["scoped_accounts"], json!(["prod"]));
+    assert_eq!(record.detail["outside_scope"]["target"], json!(lb));
+    let said = refused["detail"].as_str().unwrap();
+    assert!(
+        !said.contains(&lb),
+        "the answer does not name what exists: {said}"
+    );
+    // The token is Alertmanager's only.
+    let (status, _) = app
+        .post(
+            "/grafana",
+            Some(PROD_ONLY),
+            json!({"version": "1"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 401);
 
     // A token scoped to the local account too acts.
     let (status, answer) = app

@@ -223,7 +223,7 @@ async fn a_filtered_timeline_searches_the_last_30_days_unless_from_is_set() {
     let recent = timeline_page(&app.base, &session, &format!("target={target}")).await;
     // (The state panel links the target's last run whatever the filter: the table is what is searched.)
     assert!(
-        recent.contains("No records match in the last 30 days"),
+        recent.contains("No records match in the 30 days searched"),
         "a record of 40 days ago is not searched: {recent}"
     );
     let older = timeline_page(
@@ -233,8 +233,18 @@ async fn a_filtered_timeline_searches_the_last_30_days_unless_from_is_set() {
     )
     .await;
     assert!(
-        older.contains(&old.id),
-        "with From, older records are found"
+        !older.contains("No records match") && older.contains(&old.id),
+        "with From, older records are found: {older}"
+    );
+    // With To alone, the 30 days before it.
+    let to = (at + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let query = format!("target={target}&to={}", &to[..16]).replace(':', "%3A");
+    let before = timeline_page(&app.base, &session, &query).await;
+    assert!(
+        !before.contains("No records match"),
+        "the 30 days before To are searched: {before}"
     );
     app.stop().await;
 }

@@ -35,3 +35,33 @@ async fn decisions_held_one_after_another_send_one_held_message_per_interval() {
     run_once(&h, "api").await;
     assert_eq!(notices().await, Some(2));
 }
+
+#[tokio::test]
+async fn a_ladders_next_step_and_a_short_wait_are_never_quieted() {
+    let approve =
+        "mode = \"approve\"\n[approvals]\nttl_secs = 1\ntokens = [\"approver-token-0123456789\"]";
+    let h = harness(FakeFleet::default(), approve).await;
+    let held = || {
+        vec![crate::events::Event::new(
+            crate::config::NotifyEvent::Held,
+            "web",
+            "held".into(),
+            "R1",
+        )]
+    };
+    assert_eq!(h.engine.unquieted(held(), None, "null").len(), 1);
+    assert_eq!(
+        h.engine.unquieted(held(), None, "null").len(),
+        0,
+        "the same step is quieted"
+    );
+    let next = r#"{"kind":"replace","step":1}"#;
+    assert_eq!(
+        h.engine.unquieted(held(), None, next).len(),
+        1,
+        "the next step is its own"
+    );
+    // Quieted no longer than a decision waits: one second here.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(h.engine.unquieted(held(), None, "null").len(), 1);
+}

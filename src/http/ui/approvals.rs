@@ -15,7 +15,7 @@ use super::session::Sessions;
 use super::{approval_pages, see_other, session_of, sessions};
 use crate::approvals::{Approvals, Ballot};
 use crate::approvers::Verified;
-use crate::audit::{Approver, Auth, Source};
+use crate::audit::{Auth, Source};
 
 /// The held decisions waiting and the way up.
 pub(super) async fn list(
@@ -147,12 +147,7 @@ async fn vote(
     } else {
         Ballot::Approve
     };
-    let approver = Approver {
-        who: verified.who,
-        door: "page".into(),
-        name: verified.name,
-        at: String::new(),
-    };
+    let approver = verified.voting_through("page");
     let audit_id = meta.id.clone();
     let work_state = state.clone();
     let work = async move {

@@ -376,16 +376,20 @@ async fn timeline(
     }
     let Query(form) =
         query.map_err(|err| ApiError::bad_request("invalid-query", err.body_text()))?;
+    let until = parse_local(&form.to);
+    // Without From, the `TIMELINE_DAYS` before To (or now): a filter that matches nothing never walks the
+    // whole trail.
+    let since = parse_local(&form.from).or_else(|| {
+        Some(until.unwrap_or_else(OffsetDateTime::now_utc) - time::Duration::days(TIMELINE_DAYS))
+    });
     let filter = Filter {
         target: some(&form.target),
         account: some(&form.account).map(|account| account_id(&state, account)),
         region: some(&form.region),
         source: some(&form.source),
         outcome: some(&form.outcome),
-        // Without From, the last `TIMELINE_DAYS`: a filter that matches nothing never walks the whole trail.
-        since: parse_local(&form.from)
-            .or_else(|| Some(OffsetDateTime::now_utc() - time::Duration::days(TIMELINE_DAYS))),
-        until: parse_local(&form.to),
+        since,
+        until,
         before: some(&form.before),
         runs_only: form.runs_only(),
     };

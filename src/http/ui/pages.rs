@@ -86,7 +86,7 @@ pub fn login(csrf: &str, error: Option<&str>) -> Markup {
         false,
         html! {
             form.login method="post" action="/ui/login" {
-                p { "Log in with an audit token (" code { "[audit] tokens" } ") or an approver token (" code { "[approvals] tokens" } ")." }
+                p { "Log in with an audit token (" code { "[audit] tokens" } ") or an approver's token." }
                 @if let Some(error) = error {
                     p.error role="alert" { (error) }
                 }
@@ -133,7 +133,7 @@ pub fn timeline(
                     a href=(next) { "Older records" }
                 }
             } @else if filter.from.is_empty() && !records.is_empty() {
-                p.note { "The timeline shows the last " (super::TIMELINE_DAYS) " days; set From (UTC) to see older records." }
+                p.note { "Without From, the timeline searches the " (super::TIMELINE_DAYS) " days before To (or now); set From (UTC) to see older records." }
             }
         },
     )
@@ -236,7 +236,7 @@ fn records_table(records: &[AuditRecord], recent: bool) -> Markup {
         @if records.is_empty() {
             p {
                 "No records match"
-                @if recent { " in the last " (super::TIMELINE_DAYS) " days; set From (UTC) to search older ones" }
+                @if recent { " in the " (super::TIMELINE_DAYS) " days searched; set From (UTC) to search further back" }
                 "."
             }
         } @else {

@@ -20,8 +20,8 @@ const CSRF_FOR: time::Duration = time::Duration::hours(1);
 #[derive(Debug, Clone)]
 pub struct Sessions {
     key: hmac::Key,
-    /// The store's key as the store keeps it, which approvers' credentials are also keyed by.
-    key_hex: String,
+    /// The store's key, which approvers' credentials are also keyed by.
+    key_bytes: Vec<u8>,
 }
 
 impl Sessions {
@@ -30,7 +30,7 @@ impl Sessions {
         let bytes = crate::hex::decode(hex)?;
         Some(Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
-            key_hex: hex.to_owned(),
+            key_bytes: bytes,
         })
     }
 
@@ -39,7 +39,7 @@ impl Sessions {
         &self,
         config: &'a crate::config::Config,
     ) -> crate::approvers::Approvers<'a> {
-        crate::approvers::Approvers::new(config, &self.key_hex)
+        crate::approvers::Approvers::with_key(config, &self.key_bytes)
     }
 
     /// A new random id for the session of a reader who logged in with `credential` (as

@@ -1,0 +1,239 @@
+//! Rules: which alerts, from any source, a response is for. Each `[[rules]]` table is compiled once at
+//! start-up (its `match` shorthands and its CEL `when`, checked for every name it reads), then matched against
+//! an alert as `AlertFacts`, in order: the first rule that matches is the alert's. `reflex rules test` shows,
+//! for every rule, whether it matched and what failed.
+
+mod alert;
+mod context;
+mod expr;
+mod matcher;
+mod test_command;
+
+use std::sync::Arc;
+
+use cel::Env;
+
+pub use alert::{AlertFacts, FIELDS};
+pub use expr::{MAX_CHARS, MAX_DEPTH};
+pub use test_command::test_command;
+
+use crate::config::RuleConfig;
+use expr::When;
+use matcher::Matcher;
+
+/// The sources a rule may consider.
+pub const SOURCES: &[&str] = &["sns", "alertmanager", "grafana", "manual"];
+/// The alert states a rule may consider.
+pub const STATES: &[&str] = &["firing", "resolved"];
+/// The most rules a configuration may hold.
+pub const MAX_RULES: usize = 1_000;
+
+/// Why a rule cannot be compiled: each names the rule and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// A setting of the rule is not valid.
+    #[error("rule {rule:?}: {key} {problem}")]
+    Invalid {
+        /// The rule's name (or its position when the name is the problem).
+        rule: String,
+        /// The key at fault.
+        key: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// A `match` shorthand's `re:` pattern does not compile.
+    #[error("rule {rule:?}: match.{key} is not a regular expression: {problem}")]
+    Match {
+        /// The rule's name.
+        rule: String,
+        /// The shorthand.
+        key: String,
+        /// The pattern's error.
+        problem: String,
+    },
+    /// The rule's `when` does not compile, or reads what it may not.
+    #[error("rule {rule:?}: its `when` {problem}")]
+    When {
+        /// The rule's name.
+        rule: String,
+        /// The error, with its position.
+        problem: String,
+    },
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Its name.
+    pub name: String,
+    sources: Vec<String>,
+    on: Vec<String>,
+    matcher: Matcher,
+    when: Option<When>,
+}
+
+/// Whether one rule matched an alert, and if not, the first thing that failed: what `reflex rules test`
+/// prints.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    /// The rule's name.
+    pub rule: String,
+    /// Whether it matched.
+    pub matched: bool,
+    /// What failed, with the alert's value (none when it matched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// The configuration's rules, compiled, in order.
+pub struct Rules {
+    rules: Vec<Rule>,
+    env: Arc<Env>,
+}
+
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rules")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rules {
+    /// Compiles `configs`, refusing the first rule that could not be matched safely.
+    pub fn compile(configs: &[RuleConfig]) -> Result<Self, RuleError> {
+        if configs.len() > MAX_RULES {
+            return Err(RuleError::Invalid {
+                rule: format!("#{}", MAX_RULES + 1),
+                key: "rules",
+                problem: format!("are {}: at most {MAX_RULES}", configs.len()),
+            });
+        }
+        let env = expr::environment();
+        let mut rules: Vec<Rule> = Vec::with_capacity(configs.len());
+        for (index, config) in configs.iter().enumerate() {
+            check_settings(index, config, &rules)?;
+            let when = config
+                .when
+                .as_deref()
+                .map(|source| When::compile(&env, &config.name, source))
+                .transpose()?;
+            rules.push(Rule {
+                name: config.name.clone(),
+                sources: config.sources.clone(),
+                on: config.on.clone(),
+                matcher: Matcher::compile(&config.name, &config.matches)?,
+                when,
+            });
+        }
+        Ok(Self { rules, env })
+    }
+
+    /// Whether no rule is configured.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The first rule `alert` matches at `now` (Unix seconds), if any.
+    pub fn first_match(&self, alert: &AlertFacts, now: i64) -> Option<&Rule> {
+        let context = context::of(&self.env, alert, now);
+        self.rules
+            .iter()
+            .find(|rule| rule.failed(alert, &context).is_none())
+    }
+
+    /// For every rule, in order, whether `alert` matches it at `now`, and what failed when not.
+    pub fn explain(&self, alert: &AlertFacts, now: i64) -> Vec<Verdict> {
+        let context = context::of(&self.env, alert, now);
+        self.rules
+            .iter()
+            .map(|rule| {
+                let failed = rule.failed(alert, &context);
+                Verdict {
+                    rule: rule.name.clone(),
+                    matched: failed.is_none(),
+                    failed,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Rule {
+    /// The first of the rule's conditions `alert` fails, in words; `None` when it matches.
+    fn failed(&self, alert: &AlertFacts, context: &cel::Context) -> Option<String> {
+        if !self.sources.is_empty() && !self.sources.contains(&alert.source) {
+            return Some(format!(
+                "sources: {:?} is not one of {:?}",
+                alert.source, self.sources
+            ));
+        }
+        if !self.on.contains(&alert.state) {
+            return Some(format!(
+                "on: the alert is {:?}, not one of {:?}",
+                alert.state, self.on
+            ));
+        }
+        if let Some(failed) = self.matcher.first_failed(alert) {
+            return Some(failed);
+        }
+        let when = self.when.as_ref()?;
+        match when.holds(context) {
+            Ok(true) => None,
+            Ok(false) => Some(format!("when: `{}` is false", when.source)),
+            Err(err) => Some(format!("when: `{}` failed: {err}", when.source)),
+        }
+    }
+}
+
+/// A rule's name, sources and states are known and its name is its own.
+fn check_settings(index: usize, config: &RuleConfig, earlier: &[Rule]) -> Result<(), RuleError> {
+    let invalid = |key, problem: String| RuleError::Invalid {
+        rule: if config.name.is_empty() {
+            format!("#{}", index + 1)
+        } else {
+            config.name.clone()
+        },
+        key,
+        problem,
+    };
+    let name = config.name.as_str();
+    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(invalid(
+            "name",
+            "must be 1 to 64 printable characters".into(),
+        ));
+    }
+    if earlier.iter().any(|rule| rule.name == name) {
+        return Err(invalid(
+            "name",
+            "names two rules: each rule's name is its own".into(),
+        ));
+    }
+    if let Some(source) = config
+        .sources
+        .iter()
+        .find(|s| !SOURCES.contains(&s.as_str()))
+    {
+        return Err(invalid(
+            "sources",
+            format!("holds {source:?}: one of {}", SOURCES.join(", ")),
+        ));
+    }
+    if config.on.is_empty() {
+        return Err(invalid(
+            "on",
+            "is empty: \"firing\", \"resolved\" or both".into(),
+        ));
+    }
+    if let Some(state) = config.on.iter().find(|s| !STATES.contains(&s.as_str())) {
+        return Err(invalid(
+            "on",
+            format!("holds {state:?}: \"firing\" or \"resolved\""),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! `[[rules]]` as this release has them: compiled and checked at start-up (a bad `when` refuses the config,
+//! naming the rule and the position), tried on captured alerts with `reflex rules test`, and refused by
+//! `reflex serve`, which runs no rule's response.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::process::reflex;
+use crate::common::{PERMISSIVE, config_text, unique};
+
+const RULES: &str = r#"
+[[rules]]
+name = "disk-full"
+sources = ["sns"]
+match = { namespace = "CWAgent", metric = "disk_used_percent" }
+when = "alert.value > 90.0 && alert.dimensions.path == '/'"
+
+[[rules]]
+name = "kafka-down"
+match = { labels = { job = "kafka" } }
+when = "alert.labels.instance.startsWith('i-')"
+"#;
+
+/// A config for one target with `rules`, written in `dir`; its path.
+fn config_with(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
+    let text = config_text(
+        "http://127.0.0.1:9",
+        &dir.join("audit.db"),
+        &[&unique("rules")],
+        PERMISSIVE,
+    ) + rules;
+    let path = dir.join("reflex.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn rules_test_shows_each_rule_on_a_cloudwatch_agent_alarm_and_a_prometheus_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), RULES);
+    let alarm = json!({
+        "AlarmName": "disk-used-web-1",
+        "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed: 1 datapoint [97.5 (06/12/26 10:00:00)] was greater than the threshold (90.0).",
+        "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:disk-used-web-1",
+        "Trigger": {"Namespace": "CWAgent", "MetricName": "disk_used_percent", "Threshold": 90.0,
+                    "Dimensions": [{"name": "InstanceId", "value": "i-0abc"}, {"name": "path", "value": "/"}]}
+    });
+    let delivery = json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
+                          "Message": alarm.to_string()});
+    let alert_file = dir.path().join("alarm.json");
+    std::fs::write(&alert_file, delivery.to_string()).unwrap();
+    let args = |file: &std::path::Path| {
+        [
+            "rules".to_owned(),
+            "test".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--alert".into(),
+            file.display().to_string(),
+            "--json".into(),
+        ]
+    };
+    let out = reflex(args(&alert_file));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tested: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tested[0]["rule"], "disk-full");
+
+    let payload = json!({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "KafkaBrokerDown", "job": "kafka", "instance": "i-0def"}},
+        {"status": "firing", "labels": {"alertname": "KafkaBrokerDown", "job": "kafka", "instance": "broker-3:9092"}}
+    ]});
+    let alert_file = dir.path().join("kafka.json");
+    std::fs::write(&alert_file, payload.to_string()).unwrap();
+    let out = reflex(args(&alert_file));
+    let tested: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tested[0]["rule"], "kafka-down");
+    assert_eq!(tested[1]["rule"], Value::Null);
+    let failed = tested[1]["verdicts"][1]["failed"].as_str().unwrap();
+    assert!(
+        failed.contains("startsWith") && failed.contains("false"),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_rule_refuses_the_config_and_serve_refuses_rules_it_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = config_with(
+        dir.path(),
+        "[[rules]]\nname = \"typo\"\nwhen = \"alert.nmae == 'disk'\"\n",
+    );
+    let out = reflex(["check-config", "--config", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("rule \"typo\"") && said.contains("alert.nmae at 1:"),
+        "{said}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = config_with(dir.path(), RULES);
+    let out = reflex(["check-config", "--config", good.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not run them"));
+    let served = tokio::time::timeout(
+        Duration::from_secs(20),
+        reflex::commands::serve_command(&good),
+    )
+    .await
+    .expect("serve refuses at once");
+    let err = format!("{:#}", served.unwrap_err());
+    assert!(err.contains("does not run them"), "{err}");
+}
