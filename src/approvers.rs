@@ -6,7 +6,7 @@
 
 use aws_lc_rs::hmac;
 
-use crate::config::{Config, NamedApprover, any_matches, sha256, token_matches};
+use crate::config::{Config, NamedApprover, any_matches, parse_sha256, sha256, token_matches};
 
 /// An approver whose credential checked out: who is counted, and the name the page and the trail show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl<'a> Approvers<'a> {
             person
                 .token_sha256
                 .as_deref()
-                .and_then(crate::hex::decode)
+                .and_then(parse_sha256)
                 .is_some_and(|sha256| self.credential_of_digest(&sha256) == credential)
         });
         if let Some(person) = named {
@@ -163,7 +163,7 @@ fn named_by_token<'a>(config: &'a Config, token: &[u8]) -> Option<&'a NamedAppro
 
 /// The named `person`, as votes count them, with who an earlier release recorded them as.
 fn named_person(person: &NamedApprover) -> Verified {
-    let digest = person.token_sha256.as_deref().and_then(crate::hex::decode);
+    let digest = person.token_sha256.as_deref().and_then(parse_sha256);
     let aliases = digest
         .map(|sha256| earlier_token_id(&sha256))
         .into_iter()

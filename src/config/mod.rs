@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use approvals::{ApprovalsConfig, DEFAULT_TTL_SECS, NamedApprover, SlackConfig};
-pub use digest::{sha256, token_matches};
+pub use digest::{parse_sha256, sha256, token_matches};
 pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 /// One routine notice ("would have acted", "held") per target in this long, at most.
 pub const ROUTINE_EVERY: Duration = Duration::from_secs(300);
 
+/// How many keys the map holds before those past their interval are dropped.
+const PRUNE_ABOVE: usize = 1_024;
+
 /// When each target's last routine notice was sent.
 #[derive(Debug, Default)]
 pub struct Quiet {
@@ -23,7 +26,11 @@ impl Quiet {
         match sent.get(key) {
             Some(last) if now.duration_since(*last) < every => false,
             _ => {
-                // The map holds one entry per configured target that sent a notice: bounded by the config.
+                // One entry per target, event and ladder step that sent a notice lately: those older than the
+                // longest interval are forgotten as the map grows.
+                if sent.len() >= PRUNE_ABOVE {
+                    sent.retain(|_, last| now.duration_since(*last) < ROUTINE_EVERY);
+                }
                 sent.insert(key.to_owned(), now);
                 true
             }

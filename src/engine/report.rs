@@ -110,7 +110,11 @@ impl Engine {
             .as_ref()
             .ok()
             .and_then(|run| run.hold.as_ref())
-            .map_or(String::new(), |hold| hold.body["ladder"].to_string());
+            .map_or(String::new(), |hold| {
+                // Its episode and step, not the instances: a storm at one step is quieted as at the first.
+                let next = &hold.body["ladder"];
+                format!("{}#{}", next["episode"], next["index"])
+            });
         let events = self.unquieted(events, place.as_ref(), &step);
         let mut jobs = self.jobs_of(&events);
         if let Ok(Run {
@@ -123,7 +127,7 @@ impl Engine {
     }
 
     /// The events worth sending: a target's "would have acted" notice once per `quiet::ROUTINE_EVERY`, and
-    /// its "held" message once per that interval (or the decisions' time to wait, when shorter) for one
+    /// its "held" message once per that interval (or half the decisions' time to wait, when shorter) for one
     /// ladder `step`; a new step's decision, escalations, resolutions and the breaker are never quieted.
     pub(super) fn unquieted(
         &self,
@@ -132,13 +136,15 @@ impl Engine {
         step: &str,
     ) -> Vec<Event> {
         let now = std::time::Instant::now();
-        let ttl = std::time::Duration::from_secs(self.config.approvals.ttl_secs);
+        // No longer than half a decision's wait: past that, an alert holds a fresh decision (it no longer joins
+        // the waiting one), and its approvers must hear of it.
+        let half_ttl = std::time::Duration::from_secs(self.config.approvals.ttl_secs / 2);
         events
             .into_iter()
             .filter(|event| {
                 let (every, step) = match event.event {
                     NotifyEvent::WouldAct => (quiet::ROUTINE_EVERY, ""),
-                    NotifyEvent::Held => (quiet::ROUTINE_EVERY.min(ttl), step),
+                    NotifyEvent::Held => (quiet::ROUTINE_EVERY.min(half_ttl), step),
                     _ => return true,
                 };
                 // Keyed by the event, the target's place and name (one name in two accounts is two

@@ -57,6 +57,8 @@ pub const FIELDS: &[&str] = &[
     "starts_at",
 ];
 
+/// A CloudWatch alarm message as rules read it: more of it than `crate::sns::alarm` reads on the path of every
+/// SNS delivery (the reason, the description, the metric and every dimension).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct AlarmWire {

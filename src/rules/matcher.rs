@@ -19,13 +19,16 @@ impl Text {
         let Some(pattern) = value.strip_prefix("re:") else {
             return Ok(Self::Exact(value.to_owned()));
         };
+        let refused = |err: regex::Error| RuleError::Match {
+            rule: rule.to_owned(),
+            key: key.to_owned(),
+            problem: err.to_string(),
+        };
+        // The pattern alone first: one that closes the anchoring group (`a)|(b`) is refused, not unanchored.
+        Regex::new(pattern).map_err(refused)?;
         Regex::new(&format!("^(?:{pattern})$"))
             .map(Self::Pattern)
-            .map_err(|err| RuleError::Match {
-                rule: rule.to_owned(),
-                key: key.to_owned(),
-                problem: err.to_string(),
-            })
+            .map_err(refused)
     }
 
     fn holds(&self, value: &str) -> bool {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use cel::Env;
 
 pub use alert::{AlertFacts, FIELDS};
-pub use expr::{MAX_CHARS, MAX_DEPTH};
 pub use test_command::test_command;
 
 use crate::config::RuleConfig;

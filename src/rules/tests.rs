@@ -153,7 +153,7 @@ fn bad_rules_are_refused_at_start_up_naming_the_rule_and_where() {
         "(".repeat(500),
         ")".repeat(500)
     );
-    let _ = rules(&parens);
+    assert!(rules(&parens).is_err(), "too deep to parse");
     let brackets = format!(
         "[[rules]]\nname = \"x\"\nwhen = \"{}1{} == 1\"\n",
         "[".repeat(500),
@@ -172,6 +172,47 @@ fn bad_rules_are_refused_at_start_up_naming_the_rule_and_where() {
     assert!(refused("[[rules]]\nname = \"\"\n").contains("#1"));
     // Names a comprehension binds are variables inside it.
     rules("[[rules]]\nname = \"x\"\nwhen = \"alert.labels.exists(k, k == 'job')\"\n").unwrap();
+}
+
+#[test]
+fn crafted_expressions_are_refused_before_they_ever_run() {
+    let compiled = |when: &str| {
+        let text = format!("[[rules]]\nname = \"x\"\nwhen = '''{when}'''\n");
+        rules(&text)
+    };
+    let refused = |when: &str| compiled(when).unwrap_err().to_string();
+    // Optional syntax would read a misspelt field as absent instead of failing.
+    assert!(refused("alert.?nme.orValue('a') == 'a'").contains("rule \"x\""));
+    assert!(refused("alert['na' + 'me'] == 'x'").contains("computed key"));
+    assert!(refused("[alert].exists(a, a.nme == 'x')").contains("reads alert whole"));
+    assert!(refused("{'a': alert}.a.nme == 'x'").contains("reads alert whole"));
+    let nested = refused("[1, 2].all(a, [3, 4].all(b, a < b))");
+    assert!(nested.contains("nests a comprehension"), "{nested}");
+    let long_list = format!("alert.name in [{}]", vec!["'a'"; 65].join(", "));
+    assert!(refused(&long_list).contains("writes 65 elements"));
+    assert!(refused("alert.name.matches('(')").contains("not a regular expression"));
+    assert!(refused("now.seconds > 1").contains("now is a number"));
+    let shadowed = refused("[1].exists(alert, alert > 0) && alert.nme == ''");
+    assert!(shadowed.contains("alert.nme"), "{shadowed}");
+    // Positions count characters, whatever the text before them.
+    let unicode = refused("'é' == 'é' && host == 'b'");
+    assert!(unicode.contains("\"host\" at 1:15"), "{unicode}");
+    let escaped = rules("[[rules]]\nname = \"x\"\nmatch = { alarm_name = \"re:a)|(b\" }\n");
+    assert!(
+        escaped
+            .unwrap_err()
+            .to_string()
+            .contains("match.alarm_name")
+    );
+    // What CEL allows and a rule needs still compiles.
+    for when in [
+        "type(alert.value) == double",
+        "has(alert.labels.job) && 'job' in alert.labels",
+        "alert.labels.exists(k, k.startsWith('team'))",
+        "alert['name'] == 'x' && alert.value == null",
+    ] {
+        compiled(when).unwrap_or_else(|err| panic!("{when}: {err}"));
+    }
 }
 
 #[test]

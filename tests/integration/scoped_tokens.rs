@@ -11,6 +11,7 @@ use crate::common::{Fleet, Moto, PERMISSIVE, TestApp, config_text, sha256_hex, u
 
 const PROD_ONLY: &str = "scoped-prod-token-0123456789abcdef";
 const LOCAL_TOO: &str = "scoped-local-token-0123456789abcdef";
+const UNSCOPED: &str = "unscoped-token-0123456789abcdef";
 
 #[tokio::test]
 async fn a_scoped_token_acts_only_on_targets_of_its_accounts() {
@@ -27,7 +28,7 @@ async fn a_scoped_token_acts_only_on_targets_of_its_accounts() {
     );
     text.push_str(&prod_account("reflex-member", ""));
     text.push_str(&format!(
-        "\n[[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"prod\"]\n\
+        "\n[alertmanager]\ntokens = [\"{UNSCOPED}\"]\n[[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"prod\"]\n\
          [[alertmanager.scoped]]\ntoken_sha256 = \"{}\"\naccounts = [\"prod\", \"local\"]\n",
         sha256_hex(PROD_ONLY),
         sha256_hex(LOCAL_TOO)
@@ -74,5 +75,12 @@ async fn a_scoped_token_acts_only_on_targets_of_its_accounts() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["results"][0]["terminated-instance-ids"], json!(bad));
+    // A scoped sender's deliveries are deduplicated apart: the same notification with another token is not
+    // answered as a duplicate of it (nor could the scoped one replay another sender's answer).
+    let (status, again) = app
+        .post("/alertmanager", Some(UNSCOPED), payload.to_string())
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["results"][0]["duplicate"], false, "{again}");
     app.stop().await;
 }
