@@ -116,16 +116,12 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigError, parse};
+    use crate::config::digest::test_support::{refused_key, sha};
+    use crate::config::parse;
 
     const TARGET: &str =
         "[[targets]]\nload_balancer = \"web-elb\"\n[remediation]\nmode = \"approve\"\n";
     const SLACK: &str = "[slack]\nsigning_secret = \"slack-signing-secret-0123\"\n";
-
-    /// The SHA-256 of `token`, in hex.
-    fn sha(token: &str) -> String {
-        crate::hex::encode(&crate::config::sha256(token.as_bytes()))
-    }
 
     fn person(name: &str, token: Option<&str>, slack: Option<&str>) -> String {
         let mut text = format!("[[approvals.approvers]]\nname = \"{name}\"\n");
@@ -136,13 +132,6 @@ mod tests {
             text += &format!("slack_user = \"{user}\"\n");
         }
         text
-    }
-
-    fn refused_key(text: &str) -> String {
-        match parse(text, []) {
-            Err(ConfigError::Invalid { key, .. }) => key,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     #[test]

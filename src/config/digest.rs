@@ -108,7 +108,7 @@ impl Config {
     }
 
     /// Every token and password a door accepts, each with the door's key.
-    fn door_secrets(&self) -> Vec<(&'static str, &Secret)> {
+    pub(super) fn door_secrets(&self) -> Vec<(&'static str, &Secret)> {
         let doors: [(&'static str, &[Secret]); 8] = [
             ("approvals.tokens", &self.approvals.tokens),
             ("manual.tokens", &self.manual.tokens),
@@ -123,6 +123,25 @@ impl Config {
             .into_iter()
             .flat_map(|(door, secrets)| secrets.iter().map(move |secret| (door, secret)))
             .collect()
+    }
+}
+
+/// What the config tests of token digests share.
+#[cfg(test)]
+pub(super) mod test_support {
+    use crate::config::{ConfigError, parse};
+
+    /// The SHA-256 of `token`, in hex, as `token_sha256` holds it.
+    pub fn sha(token: &str) -> String {
+        crate::hex::encode(&super::sha256(token.as_bytes()))
+    }
+
+    /// The key the config `text` is refused for.
+    pub fn refused_key(text: &str) -> String {
+        match parse(text, []) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }
 

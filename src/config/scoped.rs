@@ -65,18 +65,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigError, parse};
-
-    fn sha(token: &str) -> String {
-        crate::hex::encode(&crate::config::sha256(token.as_bytes()))
-    }
-
-    fn refused_key(text: &str) -> String {
-        match parse(text, []) {
-            Err(ConfigError::Invalid { key, .. }) => key,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
+    use crate::config::digest::test_support::{refused_key, sha};
+    use crate::config::parse;
 
     #[test]
     fn a_scoped_token_is_a_digest_limited_to_configured_accounts() {

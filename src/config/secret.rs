@@ -23,9 +23,8 @@ impl Secret {
     /// Compares a presented credential with this secret without leaking how much of it matched, nor how long
     /// the secret is: the two SHA-256 digests, of one length, are compared in constant time.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let digest = |bytes: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-        let (ours, theirs) = (digest(self.0.as_bytes()), digest(presented));
-        aws_lc_rs::constant_time::verify_slices_are_equal(ours.as_ref(), theirs.as_ref()).is_ok()
+        let (ours, theirs) = (super::sha256(self.0.as_bytes()), super::sha256(presented));
+        aws_lc_rs::constant_time::verify_slices_are_equal(&ours, &theirs).is_ok()
     }
 }
 

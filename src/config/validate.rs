@@ -4,7 +4,6 @@
 use super::{
     AuditConfig, AwsConfig, CertificatesFrom, Config, ConfigError, NotifyConfig, NotifyEvent,
     NotifyFormat, RemediationConfig, Secret, ServerConfig, SnsConfig, TargetConfig, WebhookConfig,
-    any_matches,
 };
 use crate::target::{PairError, Place, TargetRef};
 
@@ -145,17 +144,9 @@ impl Config {
         let approvals = &self.approvals;
         check_tokens("approvals.tokens", &approvals.tokens)?;
         let shared = approvals.tokens.iter().any(|token| {
-            [
-                &self.manual.tokens,
-                &self.admin.tokens,
-                &self.audit.tokens,
-                &self.alertmanager.tokens,
-                &self.alertmanager.passwords,
-                &self.grafana.tokens,
-                &self.grafana.passwords,
-            ]
-            .iter()
-            .any(|door| any_matches(door, token.expose().as_bytes()))
+            self.door_secrets()
+                .into_iter()
+                .any(|(door, secret)| door != "approvals.tokens" && secret == token)
         });
         if shared {
             return invalid(
