@@ -41,6 +41,25 @@ pub fn rules_test_command(
     crate::rules::test_command(&config, &text, source, now, json)
 }
 
+/// `reflex rules test --suite`: the suite at `suite` run against the config's rules; its report, and whether
+/// every case passed.
+pub fn rules_suite_command(path: &Path, suite: &Path) -> anyhow::Result<crate::rules::SuiteReport> {
+    let config = load_config(path)?;
+    let now = jiff::Timestamp::now().as_second();
+    crate::rules::run_suite(&config, suite, now)
+}
+
+/// `reflex iam-policy`: the least-privilege IAM policy (JSON) for the config's targets and action kinds, for
+/// reflex's own account or for `account`'s member role.
+pub fn iam_policy_command(path: &Path, account: Option<&str>) -> anyhow::Result<String> {
+    let config = load_config(path)?;
+    let kinds = crate::actions::builtin()
+        .check(&config)
+        .with_context(|| format!("config {}", path.display()))?;
+    let policy = crate::iam_policy::policy(&config, &kinds, account)?;
+    Ok(serde_json::to_string_pretty(&policy)? + "\n")
+}
+
 /// Why `reflex serve` refuses a config with `[[rules]]`: this release matches them (`reflex rules test`) but
 /// runs no rule's response, and an operator must not believe an alert is handled by a rule that is not run.
 pub const RULES_NOT_SERVED: &str = "[[rules]] are checked and can be tried with `reflex rules test`, but this \

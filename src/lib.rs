@@ -26,6 +26,7 @@ pub mod evidence;
 pub mod fuzz_entry;
 mod hex;
 pub mod http;
+pub mod iam_policy;
 pub mod job;
 pub mod jobs;
 mod logging;

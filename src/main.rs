@@ -195,6 +195,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the least-privilege IAM policy (JSON) for the config's targets and the action kinds their ladders
+    /// name: the reads every run makes, each kind's actions on the resources it touches (the configured
+    /// balancers by ARN; instances and groups tagged reflex:managed; never an instance with the protect tag),
+    /// SNS confirmation and the member roles. Reads the config only: no AWS call.
+    IamPolicy {
+        /// Configuration file (TOML).
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// The policy of this [[accounts]] entry's member role instead of reflex's own.
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// Try the config's [[rules]] on captured alerts.
     Rules {
         #[command(subcommand)]
@@ -214,8 +226,13 @@ enum RulesCommand {
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
         /// The alert file (JSON).
-        #[arg(long)]
-        alert: PathBuf,
+        #[arg(long, required_unless_present = "suite", conflicts_with = "suite")]
+        alert: Option<PathBuf>,
+        /// A suite of cases (TOML: [[cases]] with `alert` = an alert file, relative to the suite, optional
+        /// `source`, and `rule` = the rule every alert of the file must come to, or "none"): prints one line
+        /// per alert and exits non-zero when any came to another rule. For an operator's own CI.
+        #[arg(long, conflicts_with_all = ["source", "json"])]
+        suite: Option<PathBuf>,
         /// The alert's source when the file's shape does not say: sns, alertmanager, grafana or manual.
         #[arg(long)]
         source: Option<String>,
@@ -478,20 +495,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: UiCommand::RotateKey { config },
         } => println!("{}", commands::ui_rotate_key_command(&config).await?),
         Command::Audit { command } => return audit(command).await,
-        Command::Rules { command } => print!("{}", rules(command)?),
+        Command::Rules { command } => return rules(command),
+        Command::IamPolicy { config, account } => return iam_policy(&config, account.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `rules test`: the report of the config's rules on an alert file.
-fn rules(command: RulesCommand) -> anyhow::Result<String> {
+/// `iam-policy`: prints the policy.
+fn iam_policy(config: &Path, account: Option<&str>) -> anyhow::Result<ExitCode> {
+    print!("{}", commands::iam_policy_command(config, account)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rules test`: the report of the config's rules on an alert file, or on a suite's cases (failing when any
+/// case came to another rule).
+fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     let RulesCommand::Test {
         config,
         alert,
+        suite,
         source,
         json,
     } = command;
-    commands::rules_test_command(&config, &alert, source.as_deref(), json)
+    if let Some(suite) = suite {
+        let report = commands::rules_suite_command(&config, &suite)?;
+        print!("{}", report.text);
+        return Ok(if report.passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let alert = alert.ok_or_else(|| anyhow::anyhow!("--alert or --suite is required"))?;
+    print!(
+        "{}",
+        commands::rules_test_command(&config, &alert, source.as_deref(), json)?
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `remediate`: runs the remedy once on the named target and prints the run's summary.

@@ -116,8 +116,8 @@ pub struct TripLabels {
 /// A step of a target's ladder: `reboot` or `replace`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
-    /// The step.
-    pub step: &'static str,
+    /// The step (an action kind, or an `[[actions]]` entry: the configuration bounds them).
+    pub step: String,
 }
 
 /// A finished step with an `outcome` from a closed set (recovery checks, notifications, refusals).

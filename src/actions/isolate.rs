@@ -28,6 +28,10 @@ impl Action for Isolate {
         ISOLATE
     }
 
+    fn verb(&self) -> &'static str {
+        ISOLATE
+    }
+
     fn done(&self) -> &'static str {
         "isolated"
     }

@@ -6,6 +6,8 @@
 pub mod isolate;
 pub mod reboot;
 pub mod replace;
+pub mod ssm_command;
+mod template;
 
 use crate::config::Config;
 use crate::engine::action::Kinds;
@@ -17,21 +19,22 @@ pub fn builtin() -> Kinds {
         .with(replace::Replace::default())
         .with(reboot::Reboot::default())
         .with(isolate::Isolate)
+        .with(ssm_command::SsmCommand::default())
 }
 
 /// Checks `config` against the built-in kinds at start-up (`Kinds::check`).
 pub fn check(config: &Config) -> Result<(), KindsError> {
-    builtin().check(config)
+    builtin().check(config).map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::engine::action::LadderError;
 
-    fn ladder(steps: &[&str]) -> Result<Vec<&'static str>, LadderError> {
+    fn ladder(steps: &[&str]) -> Result<Vec<String>, LadderError> {
         let steps: Vec<String> = steps.iter().map(|step| (*step).to_owned()).collect();
         let kinds = super::builtin().ladder(&steps, &crate::engine::keys::Keys::none())?;
-        Ok(kinds.iter().map(|kind| kind.name()).collect())
+        Ok(kinds.iter().map(|kind| kind.name().to_owned()).collect())
     }
 
     #[test]

@@ -47,6 +47,10 @@ impl Action for Reboot {
         }
     }
 
+    fn verb(&self) -> &'static str {
+        "reboot"
+    }
+
     fn done(&self) -> &'static str {
         "rebooted"
     }

@@ -54,6 +54,10 @@ impl Action for Replace {
         }
     }
 
+    fn verb(&self) -> &'static str {
+        "replace"
+    }
+
     fn done(&self) -> &'static str {
         "replaced"
     }

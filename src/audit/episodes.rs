@@ -21,7 +21,7 @@ pub struct EpisodeWrite {
     /// The target.
     pub target: TargetId,
     /// What this record is in the story: `reboot`, `replace`, `check`, `escalated`, `resolved`, `relapsing`.
-    pub step: &'static str,
+    pub step: String,
     /// Instances that joined the target since a replacement (a recovery check's finding).
     pub joined: Vec<Joined>,
     /// Replacements this record's run found broken again (relapses), marked with the run.
@@ -30,11 +30,11 @@ pub struct EpisodeWrite {
 
 impl EpisodeWrite {
     /// The step `step` of `episode` on `target`, with nothing learnt.
-    pub fn step(episode: &str, target: &TargetId, step: &'static str) -> Self {
+    pub fn step(episode: &str, target: &TargetId, step: &str) -> Self {
         Self {
             episode: episode.to_owned(),
             target: target.clone(),
-            step,
+            step: step.to_owned(),
             joined: Vec::new(),
             relapsed: Vec::new(),
         }
@@ -69,7 +69,7 @@ pub(super) async fn apply(
     .bind(key.account.as_str())
     .bind(key.region.as_str())
     .bind(key.target.as_str())
-    .bind(write.step)
+    .bind(&write.step)
     .bind(now_ms)
     .execute(&mut **tx)
     .await?;

@@ -22,6 +22,7 @@ pub struct AwsFleet {
     pub(super) elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub(super) ec2: aws_sdk_ec2::Client,
     pub(super) autoscaling: aws_sdk_autoscaling::Client,
+    ssm: aws_sdk_ssm::Client,
     metrics: Arc<Metrics>,
 }
 
@@ -33,6 +34,7 @@ impl AwsFleet {
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             ec2: aws_sdk_ec2::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
             metrics,
         }
     }
@@ -45,6 +47,11 @@ impl AwsFleet {
     /// Auto Scaling's client, for an action kind's own calls.
     pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
         &self.autoscaling
+    }
+
+    /// Systems Manager's client, for an action kind's own calls (an SSM command).
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        &self.ssm
     }
 
     /// Classic ELB's client, for an action kind's own calls.

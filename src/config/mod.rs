@@ -1,6 +1,7 @@
 //! Configuration: a TOML file, then `REFLEX_<SECTION>_<KEY>` environment overrides, then `<key>_file` secrets,
 //! validated once at start-up with messages that name the key and the fix.
 
+mod actions;
 mod approvals;
 mod approvers;
 mod digest;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use actions::ActionConfig;
 pub use approvals::{ApprovalsConfig, DEFAULT_TTL_SECS, NamedApprover, SlackConfig};
 pub use digest::{parse_sha256, sha256, token_matches};
 pub use length::parse_length;
@@ -70,6 +72,8 @@ pub struct Config {
     pub slack: SlackConfig,
     /// Which alerts, from any source, a response is for (`[[rules]]`).
     pub rules: Vec<RuleConfig>,
+    /// Named remedies: an action kind under a name of its own, with its settings (`[[actions]]`).
+    pub actions: Vec<ActionConfig>,
 }
 
 /// `[[notify]]`: one webhook that hears about some events.

@@ -43,6 +43,9 @@ pub enum SkipReason {
     /// Broken now, but not one of the instances whose earlier step this ladder step follows (its own alert
     /// starts its own episode).
     NotInEpisode,
+    /// A parameter of the step's call, rendered for the instance, is refused by its pattern (or cannot be
+    /// rendered): nothing is sent.
+    BadParameter,
 }
 
 impl SkipReason {
@@ -67,6 +70,7 @@ impl SkipReason {
             Self::NoLongerBroken => "no-longer-broken",
             Self::NotApproved => "not-approved",
             Self::NotInEpisode => "not-in-episode",
+            Self::BadParameter => "bad-parameter",
         }
     }
 }

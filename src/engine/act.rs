@@ -90,7 +90,8 @@ impl Engine {
                 meta.note("stopped", rule);
                 break;
             }
-            results.push(self.step(target, step, summary).await);
+            let resumes = decision.takeover_of.as_deref();
+            results.push(self.step(target, step, summary, resumes).await);
         }
         meta.note("actions", &results);
         meta.acted_at = Some(clock.now());
@@ -121,6 +122,7 @@ impl Engine {
         target: &Target,
         step: &'a Act,
         summary: &mut Summary,
+        resumes: Option<&str>,
     ) -> ActionResult<'a> {
         let instance_id = step.subject.id();
         let operation = step.action.as_str();
@@ -130,6 +132,7 @@ impl Engine {
                     fleet: target.fleet.as_ref(),
                     target: &target.fleet_ref,
                     act: step,
+                    resumes,
                 };
                 (kind.listed_as(operation), kind.start(on).await)
             }

@@ -62,7 +62,14 @@ pub struct On<'a> {
     pub target: &'a TargetRef,
     /// The act: the instance, the call the kind chose for it, its Auto Scaling group.
     pub act: &'a Act,
+    /// The dead attempt this run takes over, when it is a takeover: a kind whose act cannot be told from
+    /// AWS's state (a command sent) looks for the act that attempt may already have made.
+    pub resumes: Option<&'a str>,
 }
+
+/// What a kind's call is given beside the instance, decided once when the run is planned (an SSM command's
+/// rendered parameters) and kept with the intent, so that an approval or a takeover sends the same.
+pub type Arguments = BTreeMap<String, Vec<String>>;
 
 /// One act of a decision: what it is on (an instance, or the whole target), and how.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -84,6 +91,9 @@ pub struct Act {
     /// ladder step or an approval asked about any of them keeps it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub covers: Vec<String>,
+    /// What its kind's call is given beside the instance (`Action::arguments`), when anything.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arguments: Arguments,
 }
 
 impl Act {
@@ -100,6 +110,7 @@ impl Act {
             kind: kind.to_owned(),
             auto_scaling_group,
             covers: Vec::new(),
+            arguments: Arguments::new(),
         }
     }
 
@@ -125,8 +136,14 @@ impl Act {
 
 /// One action kind.
 pub trait Action: Send + Sync + Debug {
-    /// Its name, as configured in a ladder and recorded in episodes, decisions and metrics.
-    fn name(&self) -> &'static str;
+    /// Its name, as configured in a ladder and recorded in episodes, decisions and metrics: the kind's, or an
+    /// `[[actions]]` entry's.
+    fn name(&self) -> &str;
+
+    /// What it does to an instance, as a verb in sentences (`replace`, `reboot`, `run a command on`).
+    fn verb(&self) -> &'static str {
+        "act on"
+    }
 
     /// What it does, for the engine's stages.
     fn effect(&self) -> Effect;
@@ -153,6 +170,31 @@ pub trait Action: Send + Sync + Debug {
     fn with_keys(&self, keys: &Keys<'_>) -> Result<Option<Arc<dyn Action>>, KeyError> {
         let _ = keys;
         Ok(None)
+    }
+
+    /// Whether a ladder may name the kind only through an `[[actions]]` entry of it, because it needs
+    /// settings no default gives (an SSM command's document).
+    fn needs_entry(&self) -> bool {
+        false
+    }
+
+    /// The keys an `[[actions]]` entry of this kind may set: by default those it reads on a target.
+    fn entry_keys(&self) -> &'static [&'static str] {
+        self.keys()
+    }
+
+    /// This kind as an `[[actions]]` entry's `keys` set it (the entry's over `[remediation]`'s): by default as
+    /// `with_keys` reads them.
+    fn with_entry(&self, keys: &Keys<'_>) -> Result<Option<Arc<dyn Action>>, KeyError> {
+        self.with_keys(keys)
+    }
+
+    /// What its call on `instance` is given beside the instance, decided when the run is planned (none by
+    /// default); why the instance is left alone when that cannot be decided (a parameter that fails its
+    /// pattern).
+    fn arguments(&self, instance: &InstanceView) -> Result<Arguments, SkipReason> {
+        let _ = instance;
+        Ok(Arguments::new())
     }
 
     /// Whether choosing needs each instance's Auto Scaling group: then a run whose read of the groups fails
@@ -227,6 +269,15 @@ pub enum LadderError {
         /// The registered kinds' names, comma separated.
         known: String,
     },
+    /// A step names a kind that needs an `[[actions]]` entry of its own.
+    #[error(
+        "`targets.ladder` has step {step:?}, a kind that needs settings of its own: add an [[actions]] entry \
+         with `kind = {step:?}` and name the entry in the ladder instead (docs/actions.md)"
+    )]
+    NeedsEntry {
+        /// The step as configured.
+        step: String,
+    },
     /// A step that takes the instance out of service is followed by another.
     #[error(
         "`targets.ladder` has {step:?} before {next:?}, but {step:?} takes the instance out of service: only the last step may; \
@@ -242,13 +293,20 @@ pub enum LadderError {
 
 /// The registered action kinds, by name.
 #[derive(Debug, Clone, Default)]
-pub struct Kinds(BTreeMap<&'static str, Arc<dyn Action>>);
+pub struct Kinds(BTreeMap<String, Arc<dyn Action>>);
 
 impl Kinds {
     /// The kinds with `kind` registered too (a kind of the same name is replaced).
     #[must_use]
     pub fn with(mut self, kind: impl Action + 'static) -> Self {
-        self.0.insert(kind.name(), Arc::new(kind));
+        self.0.insert(kind.name().to_owned(), Arc::new(kind));
+        self
+    }
+
+    /// The kinds with `action` registered under its own name (an `[[actions]]` entry).
+    #[must_use]
+    pub fn with_arc(mut self, action: Arc<dyn Action>) -> Self {
+        self.0.insert(action.name().to_owned(), action);
         self
     }
 
@@ -275,8 +333,11 @@ impl Kinds {
             .map(|step| {
                 let kind = self.get(step).ok_or_else(|| LadderError::Unknown {
                     step: step.clone(),
-                    known: self.0.keys().copied().collect::<Vec<_>>().join(", "),
+                    known: self.known(),
                 })?;
+                if kind.needs_entry() {
+                    return Err(LadderError::NeedsEntry { step: step.clone() });
+                }
                 Ok(kind.with_keys(keys)?.unwrap_or_else(|| Arc::clone(kind)))
             })
             .collect::<Result<Vec<_>, LadderError>>()?;
@@ -289,6 +350,15 @@ impl Kinds {
             }
         }
         Ok(steps)
+    }
+
+    /// Every registered name, comma separated, for messages.
+    pub fn known(&self) -> String {
+        self.0
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Refuses a key of `table` (written under `section`) that is neither one of reflex's own there (they are
@@ -327,6 +397,7 @@ mod tests {
             kind: "restart".to_owned(),
             auto_scaling_group: None,
             covers: vec!["i-1".to_owned(), "i-2".to_owned()],
+            arguments: Arguments::new(),
         };
         let stored = serde_json::to_value(&act).unwrap();
         assert_eq!(stored["resource"], "web-elb");

@@ -214,11 +214,13 @@ impl Engine {
                 kind: check.kind.clone(),
                 auto_scaling_group: None,
                 covers: Vec::new(),
+                arguments: super::action::Arguments::new(),
             };
             let on = On {
                 fleet: target.fleet.as_ref(),
                 target: &target.fleet_ref,
                 act: &act,
+                resumes: None,
             };
             let (state, error) = match kind.poll(on, &pending.handle).await {
                 Ok(Polled::Done(state)) => (Some(state), None),

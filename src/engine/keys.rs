@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 pub struct Keys<'a> {
     own: &'a toml::Table,
     defaults: &'a toml::Table,
+    /// Where `own` was written: `targets`, or `actions` for an `[[actions]]` entry.
+    section: &'static str,
 }
 
 /// Why a kind's key cannot be used: the key where it was written and what to do.
@@ -25,7 +27,20 @@ pub struct KeyError {
 impl<'a> Keys<'a> {
     /// A target's kind keys (`own`) over the defaults under `[remediation]`.
     pub fn new(own: &'a toml::Table, defaults: &'a toml::Table) -> Self {
-        Self { own, defaults }
+        Self {
+            own,
+            defaults,
+            section: "targets",
+        }
+    }
+
+    /// An `[[actions]]` entry's keys (`own`) over the defaults under `[remediation]`.
+    pub fn of_entry(own: &'a toml::Table, defaults: &'a toml::Table) -> Self {
+        Self {
+            own,
+            defaults,
+            section: "actions",
+        }
     }
 
     /// No keys at all: every kind as registered.
@@ -35,6 +50,7 @@ impl<'a> Keys<'a> {
         Keys {
             own: &EMPTY,
             defaults: &EMPTY,
+            section: "targets",
         }
     }
 
@@ -46,7 +62,7 @@ impl<'a> Keys<'a> {
         check: impl Fn(&T) -> Result<(), String>,
     ) -> Result<Option<T>, KeyError> {
         let (value, section) = match (self.own.get(key), self.defaults.get(key)) {
-            (Some(value), _) => (value, "targets"),
+            (Some(value), _) => (value, self.section),
             (None, Some(value)) => (value, "remediation"),
             (None, None) => return Ok(None),
         };

@@ -17,8 +17,16 @@ pub struct KindsError {
 }
 
 impl Kinds {
-    /// Checks `config` against these kinds (see the module's doc).
-    pub fn check(&self, config: &Config) -> Result<(), KindsError> {
+    /// Checks `config` against these kinds with its `[[actions]]` entries (see the module's doc): the kinds
+    /// that serve it.
+    pub fn check(&self, config: &Config) -> Result<Kinds, KindsError> {
+        let kinds = self.clone().with_entries(config)?;
+        kinds.check_targets(config)?;
+        Ok(kinds)
+    }
+
+    /// Checks `[remediation]` and every target's keys and ladder against these kinds.
+    fn check_targets(&self, config: &Config) -> Result<(), KindsError> {
         let at = |place: &str| {
             let place = place.to_owned();
             move |source: LadderError| KindsError { place, source }
@@ -68,6 +76,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "drain"
         }
+        fn verb(&self) -> &'static str {
+            "drain"
+        }
         fn effect(&self) -> Effect {
             crate::actions::isolate::Isolate.effect()
         }
@@ -100,7 +111,10 @@ mod tests {
 
     fn check(kinds: &Kinds, text: &str) -> Result<(), String> {
         let config = crate::config::parse(text, []).unwrap();
-        kinds.check(&config).map_err(|err| err.to_string())
+        kinds
+            .check(&config)
+            .map(drop)
+            .map_err(|err| err.to_string())
     }
 
     const TARGET: &str = "[[targets]]\nload_balancer = \"web\"\n";

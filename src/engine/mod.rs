@@ -21,6 +21,7 @@ pub mod hold;
 pub mod keys;
 pub mod kinds_check;
 mod ladder;
+mod named;
 mod observe;
 pub mod plan;
 pub mod port;
@@ -117,6 +118,7 @@ impl Engine {
         kinds: Kinds,
     ) -> Result<Self, StartError> {
         let targets = targets::Targets::resolve(&config, fleet_of, &kinds).await?;
+        let kinds = kinds.with_entries(&config)?;
         let slots = Semaphore::new(config.remediation.max_concurrent);
         Ok(Self {
             config,

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use std::sync::Arc;
 
 pub use super::action::Act;
-use super::action::{Action as ActionKind, ActsOn};
+use super::action::{Action as ActionKind, ActsOn, Arguments};
 pub use super::refusal::{Refusal, STANDING_RULES, Skip, SkipReason};
 use super::snapshot::{HealthState, InstanceView, Snapshot};
 use crate::config::RemediationConfig;
@@ -113,37 +113,31 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     if plan.refused.is_some() {
         return plan;
     }
-    let mut candidates: Vec<(&InstanceView, &'static str)> = Vec::new();
-    for instance in unhealthy {
-        match replacement_or_skip(instance, policy, clock.now) {
-            Err(reason) => plan.skipped.push(Skip {
-                instance_id: instance.instance_id.clone(),
-                reason,
-            }),
-            Ok(replacement) => candidates.push((instance, replacement)),
-        }
-    }
-    candidates.sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
+    let candidates = candidates(unhealthy, policy, clock.now, &mut plan.skipped);
     if policy.step.effect().acts_on == ActsOn::Target {
         plan.act_on.extend(on_target(snapshot, policy, &candidates));
         if plan.act_on.is_empty() {
-            for (instance, _) in candidates {
+            for candidate in candidates {
                 plan.skipped.push(Skip {
-                    instance_id: instance.instance_id.clone(),
+                    instance_id: candidate.instance.instance_id.clone(),
                     reason: SkipReason::CapReached,
                 });
             }
         }
         return plan;
     }
-    for (index, (instance, action)) in candidates.into_iter().enumerate() {
+    for (index, candidate) in candidates.into_iter().enumerate() {
+        let instance = candidate.instance;
         if index < policy.max_terminations_per_run {
-            plan.act_on.push(Act::on_instance(
-                &instance.instance_id,
-                action,
-                policy.step.name(),
-                instance.auto_scaling_group.clone(),
-            ));
+            plan.act_on.push(Act {
+                arguments: candidate.arguments,
+                ..Act::on_instance(
+                    &instance.instance_id,
+                    candidate.call,
+                    policy.step.name(),
+                    instance.auto_scaling_group.clone(),
+                )
+            });
         } else {
             plan.skipped.push(Skip {
                 instance_id: instance.instance_id.clone(),
@@ -154,23 +148,54 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     plan
 }
 
+/// An unhealthy instance the step may act on: the call its kind chose, and what the call is given.
+struct Candidate<'a> {
+    instance: &'a InstanceView,
+    call: &'static str,
+    arguments: Arguments,
+}
+
+/// The unhealthy instances the step may act on, by id; each other one is `skipped` with its reason.
+fn candidates<'a>(
+    unhealthy: Vec<&'a InstanceView>,
+    policy: &Policy,
+    now: OffsetDateTime,
+    skipped: &mut Vec<Skip>,
+) -> Vec<Candidate<'a>> {
+    let mut candidates = Vec::new();
+    for instance in unhealthy {
+        let chosen = replacement_or_skip(instance, policy, now)
+            .and_then(|call| Ok((call, policy.step.arguments(instance)?)));
+        match chosen {
+            Err(reason) => skipped.push(Skip {
+                instance_id: instance.instance_id.clone(),
+                reason,
+            }),
+            Ok((call, arguments)) => candidates.push(Candidate {
+                instance,
+                call,
+                arguments,
+            }),
+        }
+    }
+    candidates.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
+    candidates
+}
+
 /// The one act of a step that acts on the whole target, for every instance it may act on (the call the kind
 /// chose for the first); none when there is no such instance. It counts as one act against the per-run cap.
-fn on_target(
-    snapshot: &Snapshot,
-    policy: &Policy,
-    candidates: &[(&InstanceView, &'static str)],
-) -> Option<Act> {
-    let (_, action) = candidates.first()?;
+fn on_target(snapshot: &Snapshot, policy: &Policy, candidates: &[Candidate<'_>]) -> Option<Act> {
+    let first = candidates.first()?;
     (policy.max_terminations_per_run > 0).then(|| Act {
         subject: Subject::Resource(snapshot.target.clone()),
-        action: (*action).to_owned(),
+        action: first.call.to_owned(),
         kind: policy.step.name().to_owned(),
         auto_scaling_group: None,
         covers: candidates
             .iter()
-            .map(|(instance, _)| instance.instance_id.clone())
+            .map(|candidate| candidate.instance.instance_id.clone())
             .collect(),
+        arguments: Arguments::new(),
     })
 }
 

@@ -186,7 +186,9 @@ impl Engine {
         let name = step.kind.name();
         self.metrics
             .ladder_steps
-            .get_or_create(&crate::metrics::StepLabels { step: name })
+            .get_or_create(&crate::metrics::StepLabels {
+                step: name.to_owned(),
+            })
             .inc_by(u64::from(done.acted));
         let mut run = self.counted(Run {
             check,

@@ -25,7 +25,7 @@ impl Summary {
         let mut named = plan.act_on.iter().filter_map(|act| kinds.get(act.kind()));
         if let Some(first) = named.next() {
             summary.words = if named.all(|kind| kind.name() == first.name()) {
-                (first.done(), first.name())
+                (first.done(), first.verb())
             } else {
                 ("acted on", "act on")
             };

@@ -238,7 +238,7 @@ impl Targets {
         fleet_of: FleetOf<'_>,
         kinds: &Kinds,
     ) -> Result<Self, StartError> {
-        kinds.check(config)?;
+        let kinds = &kinds.check(config)?;
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
             let (fleet, home) = fleet_of(target);
@@ -393,7 +393,7 @@ impl super::Engine {
     }
 
     /// The ladder of the configured target `id`, if it is one.
-    pub fn ladder_of(&self, id: &crate::target::TargetId) -> Option<Vec<&'static str>> {
+    pub fn ladder_of(&self, id: &crate::target::TargetId) -> Option<Vec<&str>> {
         self.targets
             .all()
             .iter()

@@ -7,6 +7,7 @@ mod alert;
 mod context;
 mod expr;
 mod matcher;
+mod suite;
 mod test_command;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use cel::Env;
 
 pub use alert::{AlertFacts, FIELDS};
+pub use suite::{SuiteReport, run_suite};
 pub use test_command::test_command;
 
 use crate::config::RuleConfig;

@@ -77,7 +77,7 @@ fn in_words(tested: &Tested) -> String {
 }
 
 /// The alerts of a captured file, read as `source` or as the file's shape says.
-fn alerts_of(text: &str, source: Option<&str>) -> anyhow::Result<Vec<AlertFacts>> {
+pub(super) fn alerts_of(text: &str, source: Option<&str>) -> anyhow::Result<Vec<AlertFacts>> {
     let value: serde_json::Value =
         serde_json::from_str(text).context("the alert file is not JSON")?;
     let source = match source {

@@ -77,10 +77,27 @@ impl Moto {
         actions
     }
 
-    /// The form fields of every request moto recorded since `start_recording`, in order (a request without a
-    /// form body gives an empty list).
-    pub async fn recorded_forms(&self) -> Vec<Vec<(String, String)>> {
-        use base64::Engine as _;
+    /// The JSON bodies of the JSON-protocol requests moto recorded since `start_recording` whose
+    /// `X-Amz-Target` is `target` (e.g. `AmazonSSM.SendCommand`), in order.
+    pub async fn recorded_json(&self, target: &str) -> Vec<serde_json::Value> {
+        self.recording()
+            .await
+            .into_iter()
+            .filter(|entry| {
+                entry["headers"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .any(|(name, value)| {
+                        name.eq_ignore_ascii_case("x-amz-target") && value == target
+                    })
+            })
+            .map(|entry| serde_json::from_str(&body_of(&entry)).unwrap_or_default())
+            .collect()
+    }
+
+    /// Every request moto recorded since `start_recording`, as moto writes them.
+    async fn recording(&self) -> Vec<serde_json::Value> {
         let text = reqwest::get(format!(
             "{}/moto-api/recorder/download-recording",
             self.endpoint
@@ -90,22 +107,37 @@ impl Moto {
         .text()
         .await
         .unwrap();
-        let mut forms = Vec::new();
-        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
-            let mut body = entry["body"].as_str().unwrap_or_default().to_owned();
-            if entry["body_encoded"].as_bool() == Some(true) {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(&body)
-                    .unwrap_or_default();
-                body = String::from_utf8_lossy(&bytes).into_owned();
-            }
-            forms.push(
-                url::form_urlencoded::parse(body.as_bytes())
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// The form fields of every request moto recorded since `start_recording`, in order (a request without a
+    /// form body gives an empty list).
+    pub async fn recorded_forms(&self) -> Vec<Vec<(String, String)>> {
+        self.recording()
+            .await
+            .iter()
+            .map(|entry| {
+                url::form_urlencoded::parse(body_of(entry).as_bytes())
                     .into_owned()
-                    .collect(),
-            );
-        }
-        forms
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The body of a recorded request, decoded when moto stored it base64-encoded.
+fn body_of(entry: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let body = entry["body"].as_str().unwrap_or_default();
+    if entry["body_encoded"].as_bool() == Some(true) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        body.to_owned()
     }
 }

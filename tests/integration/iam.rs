@@ -55,6 +55,9 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
             "elasticloadbalancing:DeregisterTargets",
             "autoscaling:DetachInstances",
+            "ssm:SendCommand",
+            "ssm:GetCommandInvocation",
+            "ssm:ListCommands",
             "sns:ConfirmSubscription",
             "sts:AssumeRole",
         ]
@@ -326,4 +329,101 @@ async fn permission_errors_answer_aws_denied_and_are_audited() {
         r#"reflex_aws_call_errors_total{operation="DescribeInstanceHealth",kind="permanent"} 1"#
     ));
     assert!(metrics.contains(r#"reflex_rejections_total{source="manual",code="aws-denied"} 1"#));
+}
+
+/// `policy` as moto can enforce it: every statement's actions on `*`, without conditions (see
+/// `common::iam::template_policy`).
+fn as_moto_enforces(policy: &serde_json::Value) -> serde_json::Value {
+    let mut policy = policy.clone();
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        statement["Resource"] = json!("*");
+        statement.as_object_mut().unwrap().remove("Condition");
+    }
+    policy
+}
+
+#[tokio::test]
+async fn the_policy_iam_policy_prints_is_enough_for_the_ladder_it_was_written_for_and_grants_nothing_else()
+ {
+    let moto = Moto::start(&[]);
+    let admin_fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("iam-generated");
+    let (good, bad) = admin_fleet.balancer_with(&lb, 2, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let remediation = "grace_period_secs = 0\ncooldown_secs = 0\nreboot_verify_secs = 1\n\
+                       max_unhealthy_fraction = 0.9\nmax_removed_fraction_per_hour = 1.0\n";
+    let text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &[],
+        remediation,
+    ) + &format!(
+        "\n[[targets]]\nload_balancer = \"{lb}\"\nladder = [\"restart-app\", \"reboot\"]\n\
+             \n[[actions]]\nname = \"restart-app\"\nkind = \"ssm-command\"\n\
+             document = \"AWS-RunShellScript\"\ndocument_version = \"1\"\n\
+             parameters = {{ commands = [\"systemctl restart app\"] }}\nverify_secs = 1\n"
+    );
+    let config = dir.path().join("reflex.toml");
+    std::fs::write(&config, &text).unwrap();
+    let printed =
+        crate::common::process::reflex(["iam-policy", "--config", config.to_str().unwrap()]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let policy: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let granted: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        !granted.contains(&"ec2:TerminateInstances"),
+        "no replace step: {granted:?}"
+    );
+    let iam = IamAdmin::new(&moto.endpoint);
+    let (key_id, secret) = iam
+        .user_with_only("generated", &as_moto_enforces(&policy))
+        .await;
+    enforce_iam(&moto.endpoint).await;
+
+    // The first step sends its command and follows it; the instance is still down at the check, so the
+    // ladder's reboot starts it: every call under the printed policy.
+    let app = TestApp::spawn_with_config(dir, &with_credentials(&text, &key_id, &secret)).await;
+    let (status, summary) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["commanded-instance-ids"], json!(bad), "{summary}");
+    assert_eq!(summary["errors"], json!([]), "{summary}");
+    let as_reflex = Fleet::with_credentials(&moto.endpoint, &key_id, &secret).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while as_reflex.state(&bad[0]).await != InstanceStateName::Running {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reboot step never started the instance"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let records = app.audit_records().await;
+    let polled = records
+        .iter()
+        .find(|r| r.detail.get("polled").is_some())
+        .expect("the command's check");
+    assert_eq!(
+        polled.detail["polled"][0]["state"], "Success",
+        "{:?}",
+        polled.detail
+    );
+    let denied = as_reflex
+        .ec2
+        .terminate_instances()
+        .instance_ids(&good[0])
+        .send()
+        .await;
+    assert!(
+        denied.is_err(),
+        "TerminateInstances is not in the printed policy"
+    );
 }

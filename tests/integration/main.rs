@@ -29,6 +29,7 @@ mod secrets;
 mod serving;
 mod sns;
 mod speed_limit;
+mod ssm_command;
 mod store_locks;
 mod store_recovery;
 mod takeover;

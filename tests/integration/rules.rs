@@ -121,3 +121,59 @@ async fn a_bad_rule_refuses_the_config_and_serve_refuses_rules_it_does_not_run()
     let err = format!("{:#}", served.unwrap_err());
     assert!(err.contains("does not run them"), "{err}");
 }
+
+#[tokio::test]
+async fn a_suite_passes_when_every_alert_comes_to_its_rule_and_fails_the_command_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), RULES);
+    let alarm = json!({
+        "AlarmName": "disk-used-web-1", "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed: 1 datapoint [97.5 (06/12/26 10:00:00)]",
+        "Trigger": {"Namespace": "CWAgent", "MetricName": "disk_used_percent", "Threshold": 90.0,
+                    "Dimensions": [{"name": "InstanceId", "value": "i-0abc"}, {"name": "path", "value": "/"}]}
+    });
+    std::fs::create_dir(dir.path().join("alerts")).unwrap();
+    std::fs::write(dir.path().join("alerts/disk.json"), alarm.to_string()).unwrap();
+    let kafka = json!({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "KafkaBrokerDown", "job": "kafka", "instance": "i-0def"}}
+    ]});
+    std::fs::write(dir.path().join("alerts/kafka.json"), kafka.to_string()).unwrap();
+    let run = |cases: &str| {
+        let suite = dir.path().join("suite.toml");
+        std::fs::write(&suite, cases).unwrap();
+        reflex([
+            "rules",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            "--suite",
+            suite.to_str().unwrap(),
+        ])
+    };
+    let out = run(
+        "[[cases]]\nalert = \"alerts/disk.json\"\nrule = \"disk-full\"\n\
+         [[cases]]\nalert = \"alerts/kafka.json\"\nrule = \"kafka-down\"\n",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("2 of 2 alerts came to the expected rule"),
+        "{said}"
+    );
+
+    let out = run(
+        "[[cases]]\nalert = \"alerts/kafka.json\"\nsource = \"alertmanager\"\nrule = \"none\"\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "FAIL  alerts/kafka.json: \"KafkaBrokerDown\" came to \"kafka-down\", expected \"none\""
+        ),
+        "{said}"
+    );
+}

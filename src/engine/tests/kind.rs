@@ -15,6 +15,9 @@ impl Action for Drain {
     fn name(&self) -> &'static str {
         "drain"
     }
+    fn verb(&self) -> &'static str {
+        "drain"
+    }
 
     fn done(&self) -> &'static str {
         "drained"

@@ -19,6 +19,9 @@ impl Action for Slow {
     fn name(&self) -> &'static str {
         "slow"
     }
+    fn verb(&self) -> &'static str {
+        "slow"
+    }
 
     fn done(&self) -> &'static str {
         "commanded"

@@ -17,6 +17,9 @@ impl Action for Restart {
     fn name(&self) -> &'static str {
         "restart"
     }
+    fn verb(&self) -> &'static str {
+        "restart"
+    }
 
     fn done(&self) -> &'static str {
         "restarted"

@@ -107,7 +107,7 @@ struct Charts {
 /// What a target page says of the target besides its charts.
 struct Seen<'a> {
     brakes: &'a Brakes,
-    ladder: &'a [&'static str],
+    ladder: &'a [&'a str],
     episodes: &'a [(String, Vec<EpisodeStep>)],
     way: Option<&'a WayUp>,
 }

@@ -1,0 +1,435 @@
+//! `reflex iam-policy`: the least-privilege IAM policy for a configuration. It grants what reflex's calls need
+//! for the configured targets and the action kinds their ladders name, and nothing else: the reads (health,
+//! instances, Auto Scaling groups), each kind's IAM actions on the resources they touch (the configured
+//! balancers and target groups by ARN; instances and groups tagged `reflex:managed`; instances with the
+//! protect tag never terminated, rebooted or started), the SNS confirmation and the member roles. For reflex's
+//! own account by default, or for an `[[accounts]]` entry's member role with `--account`.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::config::{Config, ConfirmMethod, LOCAL_ACCOUNT, TargetConfig};
+use crate::engine::action::Kinds;
+
+/// Why no policy can be written for the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IamPolicyError {
+    /// `--account` names no `[[accounts]]` entry.
+    #[error("--account {0:?} is no [[accounts]] name; the names are {1}")]
+    UnknownAccount(String, String),
+    /// A kind calls an IAM action this module has no resource rule for.
+    #[error("the IAM action {0} has no resource rule in `reflex iam-policy`")]
+    NoRule(String),
+    /// The configuration names no target in the account.
+    #[error("no [[targets]] entry is in account {0:?}: there is nothing to grant")]
+    NoTargets(String),
+}
+
+/// Where the policy applies: the account's targets, their regions, and the account's id when known.
+struct Scope<'a> {
+    targets: Vec<&'a TargetConfig>,
+    regions: BTreeSet<&'a str>,
+    account_id: String,
+    partition: &'static str,
+}
+
+/// The policy for `account` (an `[[accounts]]` name; `None`: reflex's own), for the kinds `kinds` serve.
+pub fn policy(
+    config: &Config,
+    kinds: &Kinds,
+    account: Option<&str>,
+) -> Result<Value, IamPolicyError> {
+    let scope = scope(config, account)?;
+    let mut statements = reads(&scope);
+    let mut granted = BTreeSet::new();
+    for target in &scope.targets {
+        for step in config.ladder_of(target) {
+            let Some(kind) = kinds.get(&step) else {
+                continue;
+            };
+            for action in kind.iam_actions() {
+                if granted.insert(*action) {
+                    statements.push(write(action, &scope, config)?);
+                }
+            }
+        }
+    }
+    if account.is_none() {
+        statements.extend(own_account(config));
+    }
+    Ok(json!({"Version": "2012-10-17", "Statement": statements}))
+}
+
+/// The targets, regions and account id of `account`.
+fn scope<'a>(config: &'a Config, account: Option<&str>) -> Result<Scope<'a>, IamPolicyError> {
+    let name = account.unwrap_or(LOCAL_ACCOUNT);
+    let account_id = match account {
+        None => "*".to_owned(),
+        Some(name) => {
+            let entry = config
+                .accounts
+                .iter()
+                .find(|entry| entry.name == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        config.accounts.iter().map(|a| a.name.as_str()).collect();
+                    IamPolicyError::UnknownAccount(name.to_owned(), names.join(", "))
+                })?;
+            entry.role_arn.split(':').nth(4).unwrap_or("*").to_owned()
+        }
+    };
+    let targets: Vec<&TargetConfig> = config
+        .targets
+        .iter()
+        .filter(|target| target.account_name() == name)
+        .collect();
+    if targets.is_empty() {
+        return Err(IamPolicyError::NoTargets(name.to_owned()));
+    }
+    let regions = targets
+        .iter()
+        .map(|target| config.region_of(target))
+        .collect();
+    let partition = if config.aws.region.starts_with("cn-") {
+        "aws-cn"
+    } else if config.aws.region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    Ok(Scope {
+        targets,
+        regions,
+        account_id,
+        partition,
+    })
+}
+
+/// One statement.
+fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
+    json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources})
+}
+
+impl Scope<'_> {
+    /// `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE` in each region of the scope.
+    fn arns(&self, service: &str, resource: &str) -> Vec<String> {
+        self.regions
+            .iter()
+            .map(|region| {
+                format!(
+                    "arn:{}:{service}:{region}:{}:{resource}",
+                    self.partition, self.account_id
+                )
+            })
+            .collect()
+    }
+
+    /// The ARNs of the scope's balancers and target groups (a group named by its name: any of that name).
+    fn balancer_arns(&self, config: &Config) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter_map(|target| {
+                let region = config.region_of(target);
+                let (partition, account) = (self.partition, &self.account_id);
+                match (&target.load_balancer, &target.target_group) {
+                    (_, Some(group)) if group.starts_with("arn:") => Some(group.clone()),
+                    (_, Some(group)) => Some(format!(
+                        "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{group}/*"
+                    )),
+                    (Some(name), None) => Some(format!(
+                        "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/{name}"
+                    )),
+                    (None, None) => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The reads every run makes.
+fn reads(scope: &Scope<'_>) -> Vec<Value> {
+    let mut reads = Vec::new();
+    let classic: Vec<&TargetConfig> = scope
+        .targets
+        .iter()
+        .copied()
+        .filter(|t| t.load_balancer.is_some())
+        .collect();
+    if !classic.is_empty() {
+        let arns = classic
+            .iter()
+            .flat_map(|target| {
+                scope.arns(
+                    "elasticloadbalancing",
+                    &format!(
+                        "loadbalancer/{}",
+                        target.load_balancer.as_deref().unwrap_or_default()
+                    ),
+                )
+            })
+            .collect::<BTreeSet<_>>();
+        reads.push(statement(
+            "ReadBalancerHealth",
+            &["elasticloadbalancing:DescribeInstanceHealth"],
+            arns.into_iter().collect(),
+        ));
+    }
+    if scope.targets.iter().any(|t| t.target_group.is_some()) {
+        reads.push(statement(
+            "ReadTargetGroupHealth",
+            &[
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetHealth",
+            ],
+            vec!["*".to_owned()],
+        ));
+    }
+    reads.push(statement(
+        "ReadInstances",
+        &["ec2:DescribeInstances"],
+        vec!["*".to_owned()],
+    ));
+    reads.push(statement(
+        "ReadAutoScalingMembershipAndChanges",
+        &[
+            "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeScalingActivities",
+            "autoscaling:DescribeInstanceRefreshes",
+        ],
+        vec!["*".to_owned()],
+    ));
+    reads
+}
+
+/// The statement granting one of a kind's IAM actions on the resources it touches.
+fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Value, IamPolicyError> {
+    let sid = action.replace([':', '-'], "");
+    let managed = json!({"StringEquals": {"aws:ResourceTag/reflex:managed": "true"}});
+    let granted = match action {
+        "ec2:TerminateInstances" | "ec2:RebootInstances" | "ec2:StartInstances" => {
+            let mut grant = statement(&sid, &[action], scope.arns("ec2", "instance/*"));
+            grant["Condition"] = json!({
+                "StringEquals": {"aws:ResourceTag/reflex:managed": "true"},
+                "Null": {"aws:ResourceTag/reflex:protect": "true"}
+            });
+            grant
+        }
+        "ec2:CreateTags" => {
+            let mut grant = statement(&sid, &[action], scope.arns("ec2", "instance/*"));
+            grant["Condition"] = json!({
+                "StringEquals": {"aws:ResourceTag/reflex:managed": "true"},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [crate::actions::isolate::TAG]}
+            });
+            grant
+        }
+        "autoscaling:SetInstanceHealth" | "autoscaling:DetachInstances" => {
+            let mut grant = statement(
+                &sid,
+                &[action],
+                scope.arns("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"),
+            );
+            grant["Condition"] = managed;
+            grant
+        }
+        "elasticloadbalancing:DeregisterInstancesFromLoadBalancer"
+        | "elasticloadbalancing:DeregisterTargets" => {
+            statement(&sid, &[action], scope.balancer_arns(config))
+        }
+        "ssm:SendCommand" => {
+            let mut resources = scope.arns("ec2", "instance/*");
+            resources.extend(scope.arns("ssm", "document/*"));
+            resources.extend(
+                scope
+                    .regions
+                    .iter()
+                    .map(|region| format!("arn:{}:ssm:{region}::document/*", scope.partition)),
+            );
+            statement(&sid, &[action], resources)
+        }
+        "ssm:GetCommandInvocation" | "ssm:ListCommands" => {
+            statement(&sid, &[action], vec!["*".to_owned()])
+        }
+        other => return Err(IamPolicyError::NoRule(other.to_owned())),
+    };
+    Ok(granted)
+}
+
+/// What only reflex's own role needs: confirming SNS subscriptions through the API, assuming member roles.
+fn own_account(config: &Config) -> Vec<Value> {
+    let mut statements = Vec::new();
+    if config.sns.confirm == ConfirmMethod::Api && !config.sns.topic_arns.is_empty() {
+        statements.push(statement(
+            "ConfirmSubscriptions",
+            &["sns:ConfirmSubscription"],
+            config.sns.topic_arns.clone(),
+        ));
+    }
+    if !config.accounts.is_empty() {
+        statements.push(statement(
+            "AssumeMemberRoles",
+            &["sts:AssumeRole"],
+            config.accounts.iter().map(|a| a.role_arn.clone()).collect(),
+        ));
+    }
+    statements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_of(text: &str, account: Option<&str>) -> Result<Value, String> {
+        let config = crate::config::parse(text, []).map_err(|err| err.to_string())?;
+        let kinds = crate::actions::builtin()
+            .check(&config)
+            .map_err(|err| err.to_string())?;
+        policy(&config, &kinds, account).map_err(|err| err.to_string())
+    }
+
+    /// Every action the policy grants, in order.
+    fn actions(policy: &Value) -> Vec<String> {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["Action"].as_array().unwrap().iter())
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    const CONFIG: &str = r#"
+[aws]
+region = "eu-west-1"
+
+[sns]
+topic_arns = ["arn:aws:sns:eu-west-1:111122223333:alarms"]
+
+[[accounts]]
+name = "prod"
+role_arn = "arn:aws:iam::444455556666:role/reflex-member"
+
+[[targets]]
+load_balancer = "web-elb"
+ladder = ["restart-app", "isolate"]
+
+[[targets]]
+target_group = "api-tg"
+region = "us-east-1"
+
+[[targets]]
+load_balancer = "shop-elb"
+account = "prod"
+ladder = ["reboot"]
+
+[[actions]]
+name = "restart-app"
+kind = "ssm-command"
+document = "AWS-RunShellScript"
+document_version = "1"
+"#;
+
+    #[test]
+    fn the_policy_grants_the_reads_and_only_the_kinds_the_ladders_name_on_their_resources() {
+        let own = policy_of(CONFIG, None).unwrap();
+        assert_eq!(
+            actions(&own),
+            [
+                "elasticloadbalancing:DescribeInstanceHealth",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetHealth",
+                "ec2:DescribeInstances",
+                "autoscaling:DescribeAutoScalingInstances",
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeScalingActivities",
+                "autoscaling:DescribeInstanceRefreshes",
+                "ssm:SendCommand",
+                "ssm:GetCommandInvocation",
+                "ssm:ListCommands",
+                "ec2:CreateTags",
+                "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+                "elasticloadbalancing:DeregisterTargets",
+                "autoscaling:DetachInstances",
+                "ec2:TerminateInstances",
+                "autoscaling:SetInstanceHealth",
+                "sns:ConfirmSubscription",
+                "sts:AssumeRole",
+            ]
+        );
+        let text = own.to_string();
+        assert!(
+            text.contains("arn:aws:elasticloadbalancing:eu-west-1:*:loadbalancer/web-elb"),
+            "{text}"
+        );
+        assert!(
+            text.contains("arn:aws:elasticloadbalancing:us-east-1:*:targetgroup/api-tg/*"),
+            "{text}"
+        );
+        assert!(
+            text.contains("arn:aws:iam::444455556666:role/reflex-member"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("shop-elb"),
+            "another account's target: {text}"
+        );
+        let terminate = &own["Statement"].as_array().unwrap()[11];
+        assert_eq!(
+            terminate["Condition"]["Null"]["aws:ResourceTag/reflex:protect"],
+            "true"
+        );
+
+        let member = policy_of(CONFIG, Some("prod")).unwrap();
+        assert_eq!(
+            actions(&member)[2..],
+            [
+                "autoscaling:DescribeAutoScalingInstances",
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeScalingActivities",
+                "autoscaling:DescribeInstanceRefreshes",
+                "ec2:RebootInstances",
+                "ec2:StartInstances",
+            ]
+        );
+        assert!(
+            member
+                .to_string()
+                .contains("arn:aws:ec2:eu-west-1:444455556666:instance/*")
+        );
+    }
+
+    #[test]
+    fn every_built_in_kind_s_action_has_a_resource_rule() {
+        let config = crate::config::parse(CONFIG, []).unwrap();
+        let scope = scope(&config, None).unwrap();
+        for kind in crate::actions::builtin().all() {
+            for action in kind.iam_actions() {
+                let granted = write(action, &scope, &config).unwrap();
+                assert!(
+                    !granted["Resource"].as_array().unwrap().is_empty(),
+                    "{action}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_account_or_one_without_targets_is_refused() {
+        let err = policy_of(CONFIG, Some("stage")).unwrap_err();
+        assert!(
+            err.contains("\"stage\" is no [[accounts]] name; the names are prod"),
+            "{err}"
+        );
+        let err = policy_of(
+            "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\n\
+             [[targets]]\nload_balancer = \"web\"\naccount = \"prod\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("no [[targets]] entry is in account \"local\""),
+            "{err}"
+        );
+    }
+}
