@@ -272,6 +272,7 @@ mod tests {
                 reason: SkipReason::GracePeriod,
             }],
             refused: None,
+            refused_arguments: Vec::new(),
         };
         meta.note("plan", &plan);
         meta.note(

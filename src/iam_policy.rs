@@ -50,7 +50,7 @@ pub fn policy(
             };
             for action in kind.iam_actions() {
                 if granted.insert(*action) {
-                    statements.push(write(action, &scope, config)?);
+                    statements.extend(write(action, &scope, config)?);
                 }
             }
         }
@@ -204,7 +204,7 @@ fn reads(scope: &Scope<'_>) -> Vec<Value> {
 }
 
 /// The statement granting one of a kind's IAM actions on the resources it touches.
-fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Value, IamPolicyError> {
+fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Vec<Value>, IamPolicyError> {
     let sid = action.replace([':', '-'], "");
     let managed = json!({"StringEquals": {"aws:ResourceTag/reflex:managed": "true"}});
     let granted = match action {
@@ -238,22 +238,60 @@ fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Value, IamP
             statement(&sid, &[action], scope.balancer_arns(config))
         }
         "ssm:SendCommand" => {
-            let mut resources = scope.arns("ec2", "instance/*");
-            resources.extend(scope.arns("ssm", "document/*"));
-            resources.extend(
-                scope
-                    .regions
-                    .iter()
-                    .map(|region| format!("arn:{}:ssm:{region}::document/*", scope.partition)),
+            // Authorised on the instance and on the document: each in a statement of its own.
+            let mut on_instances = statement(&sid, &[action], scope.arns("ec2", "instance/*"));
+            on_instances["Condition"] = json!({
+                "StringEquals": {"ssm:resourceTag/reflex:managed": "true"},
+                "Null": {"ssm:resourceTag/reflex:protect": "true"}
+            });
+            let documents = statement(
+                &format!("{sid}Documents"),
+                &[action],
+                documents(scope, config),
             );
-            statement(&sid, &[action], resources)
+            return Ok(vec![on_instances, documents]);
         }
         "ssm:GetCommandInvocation" | "ssm:ListCommands" => {
             statement(&sid, &[action], vec!["*".to_owned()])
         }
         other => return Err(IamPolicyError::NoRule(other.to_owned())),
     };
-    Ok(granted)
+    Ok(vec![granted])
+}
+
+/// The ARNs of the SSM documents the `[[actions]]` entries of the scope's ladders run: an AWS-owned document
+/// (`AWS-...`, `Amazon...`) has no account in its ARN.
+fn documents(scope: &Scope<'_>, config: &Config) -> Vec<String> {
+    let named: BTreeSet<String> = scope
+        .targets
+        .iter()
+        .flat_map(|t| config.ladder_of(t))
+        .collect();
+    let documents: BTreeSet<&str> = config
+        .actions
+        .iter()
+        .filter(|entry| named.contains(&entry.name))
+        .filter_map(|entry| entry.keys.get("document")?.as_str())
+        .collect();
+    let mut arns = Vec::new();
+    for document in documents {
+        if document.starts_with("arn:") {
+            arns.push(document.to_owned());
+            continue;
+        }
+        let owner = if document.starts_with("AWS-") || document.starts_with("Amazon") {
+            ""
+        } else {
+            scope.account_id.as_str()
+        };
+        arns.extend(scope.regions.iter().map(|region| {
+            format!(
+                "arn:{}:ssm:{region}:{owner}:document/{document}",
+                scope.partition
+            )
+        }));
+    }
+    arns
 }
 
 /// What only reflex's own role needs: confirming SNS subscriptions through the API, assuming member roles.
@@ -345,6 +383,7 @@ document_version = "1"
                 "autoscaling:DescribeScalingActivities",
                 "autoscaling:DescribeInstanceRefreshes",
                 "ssm:SendCommand",
+                "ssm:SendCommand",
                 "ssm:GetCommandInvocation",
                 "ssm:ListCommands",
                 "ec2:CreateTags",
@@ -371,10 +410,15 @@ document_version = "1"
             "{text}"
         );
         assert!(
+            text.contains("\"arn:aws:ssm:eu-west-1::document/AWS-RunShellScript\""),
+            "only the configured document: {text}"
+        );
+        assert!(text.contains("ssm:resourceTag/reflex:protect"), "{text}");
+        assert!(
             !text.contains("shop-elb"),
             "another account's target: {text}"
         );
-        let terminate = &own["Statement"].as_array().unwrap()[11];
+        let terminate = &own["Statement"].as_array().unwrap()[12];
         assert_eq!(
             terminate["Condition"]["Null"]["aws:ResourceTag/reflex:protect"],
             "true"
@@ -405,11 +449,10 @@ document_version = "1"
         let scope = scope(&config, None).unwrap();
         for kind in crate::actions::builtin().all() {
             for action in kind.iam_actions() {
-                let granted = write(action, &scope, &config).unwrap();
-                assert!(
-                    !granted["Resource"].as_array().unwrap().is_empty(),
-                    "{action}"
-                );
+                for granted in write(action, &scope, &config).unwrap() {
+                    let resources = granted["Resource"].as_array().unwrap();
+                    assert!(!resources.is_empty(), "{action}");
+                }
             }
         }
     }

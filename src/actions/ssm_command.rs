@@ -1,11 +1,12 @@
 //! `ssm-command`: a command run on the instance through SSM (SendCommand), say restarting a service before the
 //! ladder reboots or replaces anything. It needs an `[[actions]]` entry: the document, its pinned version, and
-//! parameters written as templates over the instance, each rendered once when the run is planned and checked
-//! against its pattern (a value that fails is `bad-parameter`: nothing is sent). The command's `Comment` names
-//! the run, so that a takeover after a crash finds the command its dead attempt sent (ListCommands) instead of
-//! sending a second. The act is pending until the command's invocation ends (GetCommandInvocation); its status
-//! and the first lines of its output are in the check's record. It keeps the instance and removes no
-//! capacity; it is judged, as a reboot is, by the instance being InService again after `verify_secs`.
+//! parameters written as templates over the instance, each rendered when the run plans and checked against its
+//! pattern (required for a template that reads the instance; a value that fails is `bad-parameter`: nothing is
+//! sent). The command's `Comment` names the run, so that a takeover after a crash finds the command a dead
+//! attempt sent (ListCommands) instead of sending a second. The act is pending until the command's invocation
+//! ends (GetCommandInvocation); its status and the first lines of its output are in the check's record. It
+//! keeps the instance and removes no capacity; it is judged, as a reboot is, by the instance being InService
+//! again after `verify_secs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,9 @@ use aws_sdk_ssm::types::CommandInvocationStatus;
 
 use super::template::{self, Parameter};
 use crate::aws::{AwsFleet, clients_of};
-use crate::engine::action::{Action, ActsOn, Arguments, Effect, Judged, On, Polled, Started};
+use crate::engine::action::{
+    Action, ActsOn, Arguments, ArgumentsRefused, Effect, Judged, On, Polled, Started,
+};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView, current_run};
@@ -31,8 +34,6 @@ struct Settings {
     document: String,
     version: String,
     parameters: Vec<Parameter>,
-    max_concurrency: Option<String>,
-    max_errors: Option<String>,
     timeout_secs: Option<i32>,
     verify_after: Duration,
 }
@@ -42,6 +43,10 @@ const NAME: &str = "ssm-command";
 const CALL: &str = "send-command";
 /// How long after sending the instance is checked, unless `verify_secs` says otherwise.
 const VERIFY_AFTER: Duration = Duration::from_secs(60);
+/// The longest delivery timeout: the step's check follows a command for about ten minutes.
+const TIMEOUT_MAX: i32 = 600;
+/// The most pages of the instance's commands a takeover reads (50 commands each).
+const PAGES: usize = 10;
 /// The most lines, and characters per line, of a command's output kept in the record.
 const OUTPUT_LINES: usize = 5;
 const OUTPUT_LINE_CHARS: usize = 200;
@@ -52,8 +57,6 @@ const KEYS: &[&str] = &[
     "document_version",
     "parameters",
     "parameter_patterns",
-    "max_concurrency",
-    "max_errors",
     "timeout_secs",
     "verify_secs",
 ];
@@ -141,13 +144,16 @@ impl Action for SsmCommand {
         })))
     }
 
-    fn arguments(&self, instance: &InstanceView) -> Result<Arguments, SkipReason> {
+    fn arguments(&self, instance: &InstanceView) -> Result<Arguments, ArgumentsRefused> {
         let Some(settings) = &self.settings else {
             return Ok(Arguments::new());
         };
         template::render(&settings.parameters, instance).map_err(|err| {
             tracing::warn!(instance = instance.instance_id, error = %err, "not sent");
-            SkipReason::BadParameter
+            ArgumentsRefused {
+                reason: SkipReason::BadParameter,
+                why: err.to_string(),
+            }
         })
     }
 
@@ -168,8 +174,8 @@ impl Action for SsmCommand {
             let settings = self.settings()?;
             let aws = aws_of(on)?;
             let instance = on.act.subject.id();
-            if let Some(previous) = on.resumes
-                && let Some(sent) = sent_by(aws, instance, previous).await?
+            if !on.resumes.is_empty()
+                && let Some(sent) = sent_by(aws, instance, on.resumes).await?
             {
                 tracing::warn!(
                     instance,
@@ -245,15 +251,22 @@ async fn send(
     instance: &str,
     arguments: &Arguments,
 ) -> Result<String, FleetError> {
+    // A command no takeover could find is never sent.
+    let run = current_run().ok_or_else(|| {
+        FleetError::new(
+            FailureKind::Permanent,
+            "SendCommand",
+            None,
+            "a command is sent only for a recorded run, which names it",
+        )
+    })?;
     let mut call = aws
         .ssm()
         .send_command()
         .document_name(&settings.document)
         .document_version(&settings.version)
         .instance_ids(instance)
-        .comment(comment(&current_run().unwrap_or_default()))
-        .set_max_concurrency(settings.max_concurrency.clone())
-        .set_max_errors(settings.max_errors.clone())
+        .comment(comment(&run))
         .set_timeout_seconds(settings.timeout_secs);
     for (name, values) in arguments {
         call = call.parameters(name, values.clone());
@@ -272,21 +285,37 @@ async fn send(
         })
 }
 
-/// The command the run `previous` sent to `instance`, if it sent one (found by its `Comment`).
+/// The command one of the dead attempts `previous` sent to `instance`, if one did (found by its `Comment`
+/// among the instance's latest commands).
 async fn sent_by(
     aws: &AwsFleet,
     instance: &str,
-    previous: &str,
+    previous: &[String],
 ) -> Result<Option<String>, FleetError> {
-    let call = aws.ssm().list_commands().instance_id(instance).send();
-    let listed = aws.call("ListCommands", call).await?;
-    let wanted = comment(previous);
-    Ok(listed
-        .commands()
-        .iter()
-        .find(|command| command.comment() == Some(wanted.as_str()))
-        .and_then(|command| command.command_id())
-        .map(str::to_owned))
+    let wanted: Vec<String> = previous.iter().map(|run| comment(run)).collect();
+    let mut token = None;
+    for _ in 0..PAGES {
+        let call = aws
+            .ssm()
+            .list_commands()
+            .instance_id(instance)
+            .set_next_token(token)
+            .send();
+        let listed = aws.call("ListCommands", call).await?;
+        let found = listed.commands().iter().find(|command| {
+            command
+                .comment()
+                .is_some_and(|comment| wanted.iter().any(|w| w == comment))
+        });
+        if let Some(command) = found {
+            return Ok(command.command_id().map(str::to_owned));
+        }
+        token = listed.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 /// A status with the output that goes with it, when there is any.
@@ -337,13 +366,14 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
         document,
         version,
         parameters: parameters(keys)?,
-        max_concurrency: keys.get::<String>("max_concurrency", |value| share(value, false))?,
-        max_errors: keys.get::<String>("max_errors", |value| share(value, true))?,
         timeout_secs: keys.get::<i32>("timeout_secs", |secs| {
-            if (30..=2_592_000).contains(secs) {
+            if (30..=TIMEOUT_MAX).contains(secs) {
                 Ok(())
             } else {
-                Err(format!("is {secs}: SSM takes 30 to 2592000 seconds"))
+                Err(format!(
+                    "is {secs}: write 30 to {TIMEOUT_MAX} seconds (SSM takes at least 30; the step's check \
+                     follows a command for about ten minutes)"
+                ))
             }
         })?,
         verify_after,
@@ -430,24 +460,6 @@ fn positive(secs: u64) -> Result<(), String> {
     }
 }
 
-/// A count or a percentage as SSM takes them (`max_concurrency` from 1, `max_errors` from 0).
-fn share(value: &str, zero: bool) -> Result<(), String> {
-    let (number, percent) = match value.strip_suffix('%') {
-        Some(number) => (number, true),
-        None => (value, false),
-    };
-    let parsed = number
-        .parse::<u32>()
-        .ok()
-        .filter(|n| (zero || *n > 0) && (!percent || *n <= 100) && !number.starts_with('+'));
-    match parsed {
-        Some(_) => Ok(()),
-        None => Err(format!(
-            "is {value:?}: write a count (\"1\") or a percentage (\"10%\")"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,10 +477,7 @@ mod tests {
 
     #[test]
     fn an_entry_is_read_with_its_document_pinned_and_its_checks_wait() {
-        let kind = entry(&format!(
-            "{GOOD}verify_secs = 20\ntimeout_secs = 60\nmax_errors = \"0\"\n"
-        ))
-        .unwrap();
+        let kind = entry(&format!("{GOOD}verify_secs = 20\ntimeout_secs = 60\n")).unwrap();
         assert_eq!(kind.described(), "ssm-command AWS-RunShellScript version 1");
         assert_eq!(kind.effect().checked_after, Some(Duration::from_secs(20)));
         assert!(kind.effect().keeps_instance && !kind.effect().removes_capacity);
@@ -495,13 +504,18 @@ mod tests {
                 "document = \"\"\ndocument_version = \"1\"\n",
                 "`actions.document` is empty",
             ),
-            (&format!("{GOOD}timeout_secs = 5\n"), "30 to 2592000"),
+            (&format!("{GOOD}timeout_secs = 5\n"), "30 to 600 seconds"),
+            (&format!("{GOOD}timeout_secs = 3600\n"), "30 to 600 seconds"),
             (
                 &format!("{GOOD}verify_secs = 0\n"),
                 "`actions.verify_secs` is 0",
             ),
-            (&format!("{GOOD}max_concurrency = \"0\"\n"), "a count"),
-            (&format!("{GOOD}max_errors = \"150%\"\n"), "a percentage"),
+            (
+                &format!(
+                    "{GOOD}parameters = {{ commands = \"restart {{{{ instance.tags.Service }}}}\" }}\n"
+                ),
+                "reads the instance but has no pattern",
+            ),
             (
                 &format!("{GOOD}parameters = {{ commands = \"{{{{ alert.name }}}}\" }}\n"),
                 "reads \"alert.name\"",

@@ -64,6 +64,18 @@ pub enum TemplateError {
         /// The variable read.
         variable: String,
     },
+    /// The template reads the instance, but its parameter has no pattern to hold the value to.
+    #[error(
+        "parameter {name:?} reads the instance but has no pattern: whoever may tag or name an instance would \
+         choose what is run; add `parameter_patterns = {{ {name} = \"...\" }}` matching every value you expect \
+         (it reads {variable})"
+    )]
+    NoPattern {
+        /// The parameter.
+        name: String,
+        /// A variable it reads.
+        variable: String,
+    },
     /// Rendering failed for this instance (an undefined value such as a missing tag, the work bound).
     #[error("parameter {name:?} cannot be rendered for {instance}: {why}")]
     Render {
@@ -112,7 +124,8 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// Checks every template of `parameters` at start-up: it parses, and reads only the instance's fields.
+/// Checks every template of `parameters` at start-up: it parses, reads only the instance's fields, and one that
+/// reads any has a pattern (a tag is written by whoever may tag the instance).
 pub fn check(parameters: &[Parameter]) -> Result<(), TemplateError> {
     let env = environment();
     for parameter in parameters {
@@ -126,10 +139,16 @@ pub fn check(parameters: &[Parameter]) -> Result<(), TemplateError> {
                 })?;
             let mut read: Vec<String> = template.undeclared_variables(true).into_iter().collect();
             read.sort();
-            if let Some(variable) = read.into_iter().find(|variable| !is_field(variable)) {
+            if let Some(variable) = read.iter().find(|variable| !is_field(variable)) {
                 return Err(TemplateError::Unknown {
                     name: parameter.name.clone(),
-                    variable,
+                    variable: variable.clone(),
+                });
+            }
+            if let (Some(variable), None) = (read.first(), &parameter.pattern) {
+                return Err(TemplateError::NoPattern {
+                    name: parameter.name.clone(),
+                    variable: variable.clone(),
                 });
             }
         }
@@ -253,7 +272,7 @@ mod tests {
             &[
                 "systemctl restart {{ instance.tags.Service }} # {{ instance.id }} {{ instance.zone }}",
             ],
-            None,
+            Some(".+"),
         )];
         check(&parameters).unwrap();
         let rendered = render(&parameters, &instance(&[("Service", "{{ instance.id }}")])).unwrap();
@@ -271,13 +290,16 @@ mod tests {
             ("{{ alert.name }}", "alert.name"),
             ("{{ instance.nmae }}", "instance.nmae"),
             ("{% for x in range(10) %}{% endfor %}", "range"),
-            ("{% include 'x' %}", ""),
+            ("{% include 'x' %}", "include"),
         ] {
             let err = check(&[parameter(&[template], None)])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(variable), "{template}: {err}");
         }
+        let err = check(&[parameter(&["restart {{ instance.tags.Service }}"], None)]).unwrap_err();
+        assert!(matches!(err, TemplateError::NoPattern { .. }), "{err}");
+        check(&[parameter(&["systemctl restart app"], None)]).unwrap();
     }
 
     #[test]
@@ -301,7 +323,7 @@ mod tests {
     fn a_render_that_runs_away_is_stopped() {
         let parameters = [parameter(
             &["{% for a in instance.id * 1000 %}{{ a }}{% endfor %}"],
-            None,
+            Some(".*"),
         )];
         check(&parameters).unwrap();
         assert!(render(&parameters, &instance(&[])).is_err());

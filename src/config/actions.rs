@@ -8,6 +8,9 @@ use serde::Deserialize;
 /// The longest name an entry may have.
 const NAME_MAX: usize = 64;
 
+/// The words an episode's story uses for its own steps, which no entry may be named.
+const RESERVED: [&str; 5] = ["check", "escalated", "resolved", "relapsing", "none"];
+
 /// One `[[actions]]` table.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionConfig {
@@ -25,12 +28,18 @@ pub struct ActionConfig {
 pub enum ActionsError {
     /// A name that is empty, too long or has other characters than lower-case letters, digits and `-`.
     #[error(
-        "`actions.name` {0:?} is not a name: use 1 to {NAME_MAX} lower-case letters, digits and '-', \
+        "{0:?} is not a name: use 1 to {NAME_MAX} lower-case letters, digits and '-', \
          starting with a letter (e.g. \"restart-app\")"
     )]
     BadName(String),
+    /// A name an episode's story uses for its own steps.
+    #[error(
+        "{0:?} is a word reflex's records use for their own steps ({reserved}): choose another name",
+        reserved = RESERVED.join(", ")
+    )]
+    Reserved(String),
     /// Two entries of one name.
-    #[error("`actions.name` {0:?} is given to two [[actions]] entries: each needs its own name")]
+    #[error("{0:?} is given to two [[actions]] entries: each needs its own name")]
     Duplicate(String),
 }
 
@@ -40,6 +49,9 @@ pub fn check_names(actions: &[ActionConfig]) -> Result<(), ActionsError> {
     for action in actions {
         if !is_name(&action.name) {
             return Err(ActionsError::BadName(action.name.clone()));
+        }
+        if RESERVED.contains(&action.name.as_str()) {
+            return Err(ActionsError::Reserved(action.name.clone()));
         }
         if !seen.insert(action.name.as_str()) {
             return Err(ActionsError::Duplicate(action.name.clone()));
@@ -94,5 +106,8 @@ mod tests {
         let text = "[[actions]]\nname = \"a\"\nkind = \"reboot\"\n[[actions]]\nname = \"a\"\nkind = \"replace\"\n";
         let err = check_names(&entries(text)).unwrap_err().to_string();
         assert!(err.contains("two [[actions]]"), "{err}");
+        let text = "[[actions]]\nname = \"escalated\"\nkind = \"reboot\"\n";
+        let err = check_names(&entries(text)).unwrap_err().to_string();
+        assert!(err.contains("choose another name"), "{err}");
     }
 }

@@ -53,8 +53,12 @@ impl Config {
         check_tokens("admin.tokens", &self.admin.tokens)?;
         self.validate_digests()?;
         self.validate_approvals()?;
-        super::actions::check_names(&self.actions)
-            .map_err(|err| ConfigError::Syntax(err.to_string()))?;
+        if let Err(err) = super::actions::check_names(&self.actions) {
+            return Err(ConfigError::Invalid {
+                key: "actions.name".to_owned(),
+                problem: err.to_string(),
+            });
+        }
         if let Some(url) = &self.server.public_url
             && !url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
         {

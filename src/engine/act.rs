@@ -90,8 +90,7 @@ impl Engine {
                 meta.note("stopped", rule);
                 break;
             }
-            let resumes = decision.takeover_of.as_deref();
-            results.push(self.step(target, step, summary, resumes).await);
+            results.push(self.step(target, step, summary, &decision.attempts).await);
         }
         meta.note("actions", &results);
         meta.acted_at = Some(clock.now());
@@ -122,7 +121,7 @@ impl Engine {
         target: &Target,
         step: &'a Act,
         summary: &mut Summary,
-        resumes: Option<&str>,
+        resumes: &[String],
     ) -> ActionResult<'a> {
         let instance_id = step.subject.id();
         let operation = step.action.as_str();

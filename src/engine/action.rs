@@ -62,14 +62,25 @@ pub struct On<'a> {
     pub target: &'a TargetRef,
     /// The act: the instance, the call the kind chose for it, its Auto Scaling group.
     pub act: &'a Act,
-    /// The dead attempt this run takes over, when it is a takeover: a kind whose act cannot be told from
-    /// AWS's state (a command sent) looks for the act that attempt may already have made.
-    pub resumes: Option<&'a str>,
+    /// The dead attempts this run finishes when it is a takeover (the latest first; empty otherwise): a kind
+    /// whose act AWS's state does not show (a command sent) looks for an act one of them may already have made.
+    pub resumes: &'a [String],
 }
 
-/// What a kind's call is given beside the instance, decided once when the run is planned (an SSM command's
-/// rendered parameters) and kept with the intent, so that an approval or a takeover sends the same.
+/// What a kind's call is given beside the instance (an SSM command's rendered parameters), decided when the run
+/// plans and recorded with its decision: every run that plans (an approved one, a ladder's later step, a
+/// takeover) decides it again from the instance as it is then.
 pub type Arguments = BTreeMap<String, Vec<String>>;
+
+/// Why a kind cannot decide its call's arguments for an instance: the instance is skipped for `reason`, and the
+/// run's plan says `why`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgumentsRefused {
+    /// The skip reason (`bad-parameter`).
+    pub reason: SkipReason,
+    /// What was refused, for the record.
+    pub why: String,
+}
 
 /// One act of a decision: what it is on (an instance, or the whole target), and how.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -91,7 +102,8 @@ pub struct Act {
     /// ladder step or an approval asked about any of them keeps it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub covers: Vec<String>,
-    /// What its kind's call is given beside the instance (`Action::arguments`), when anything.
+    /// What its kind's call is given beside the instance (`Action::arguments`), when anything: recorded with
+    /// the decision.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub arguments: Arguments,
 }
@@ -192,7 +204,7 @@ pub trait Action: Send + Sync + Debug {
     /// What its call on `instance` is given beside the instance, decided when the run is planned (none by
     /// default); why the instance is left alone when that cannot be decided (a parameter that fails its
     /// pattern).
-    fn arguments(&self, instance: &InstanceView) -> Result<Arguments, SkipReason> {
+    fn arguments(&self, instance: &InstanceView) -> Result<Arguments, ArgumentsRefused> {
         let _ = instance;
         Ok(Arguments::new())
     }

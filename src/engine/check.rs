@@ -220,7 +220,7 @@ impl Engine {
                 fleet: target.fleet.as_ref(),
                 target: &target.fleet_ref,
                 act: &act,
-                resumes: None,
+                resumes: &[],
             };
             let (state, error) = match kind.poll(on, &pending.handle).await {
                 Ok(Polled::Done(state)) => (Some(state), None),

@@ -174,6 +174,10 @@ impl Engine {
             steps: plan.act_on.clone(),
             in_service: u32::try_from(observation.snapshot.in_service()).unwrap_or(u32::MAX),
             takeover_of: previous.map(str::to_owned),
+            attempts: Decision::attempts_after(
+                previous,
+                observation.takeover.as_ref().and_then(|(_, d)| d.as_ref()),
+            ),
         };
         Ok(Decided {
             plan,
@@ -333,9 +337,28 @@ mod tests {
             steps: vec![act("i-1")],
             in_service: 4,
             takeover_of: None,
+            attempts: Vec::new(),
         };
         let text = serde_json::to_string(&decision).unwrap();
         assert_eq!(serde_json::from_str::<Decision>(&text).unwrap(), decision);
-        assert!(!text.contains("takeover"), "{text}");
+        assert!(
+            !text.contains("takeover") && !text.contains("attempts"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_takeover_of_a_takeover_finishes_every_dead_attempt_before_it() {
+        assert!(Decision::attempts_after(None, None).is_empty());
+        assert_eq!(Decision::attempts_after(Some("A"), None), ["A"]);
+        let b = Decision {
+            run_id: "B".into(),
+            target: "web".into(),
+            steps: vec![act("i-1")],
+            in_service: 4,
+            takeover_of: Some("A".into()),
+            attempts: vec!["A".into()],
+        };
+        assert_eq!(Decision::attempts_after(Some("B"), Some(&b)), ["B", "A"]);
     }
 }

@@ -21,4 +21,20 @@ pub struct Decision {
     /// The dead attempt this run finishes, when it is a takeover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub takeover_of: Option<String>,
+    /// Every dead attempt this run finishes, the latest first: the one it takes over, and those that one took
+    /// over in turn. An act whose effect AWS's state does not show (a command sent) is looked for under each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<String>,
+}
+
+impl Decision {
+    /// The attempts a takeover of the run `previous`, which decided `decided`, finishes: `previous`, then
+    /// those it finished itself.
+    pub fn attempts_after(previous: Option<&str>, decided: Option<&Decision>) -> Vec<String> {
+        previous
+            .into_iter()
+            .map(str::to_owned)
+            .chain(decided.into_iter().flat_map(|d| d.attempts.iter().cloned()))
+            .collect()
+    }
 }

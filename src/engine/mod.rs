@@ -117,8 +117,8 @@ impl Engine {
         notifier: Notifier,
         kinds: Kinds,
     ) -> Result<Self, StartError> {
+        let kinds = kinds.check(&config)?;
         let targets = targets::Targets::resolve(&config, fleet_of, &kinds).await?;
-        let kinds = kinds.with_entries(&config)?;
         let slots = Semaphore::new(config.remediation.max_concurrent);
         Ok(Self {
             config,

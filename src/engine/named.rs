@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use super::action::{Action, Arguments, Effect, Kinds, LadderError, On, Polled, Started};
+use super::action::{
+    Action, Arguments, ArgumentsRefused, Effect, Kinds, LadderError, On, Polled, Started,
+};
 use super::keys::{KeyError, Keys};
 use super::kinds_check::KindsError;
 use super::port::{BoxFuture, FleetError, InstanceView};
@@ -56,7 +58,24 @@ impl Kinds {
                 self.known()
             ),
         })?;
-        super::keys::unknown(&entry.keys, "actions", kind.entry_keys().iter().copied())?;
+        if let Some(key) = entry
+            .keys
+            .keys()
+            .find(|key| !kind.entry_keys().contains(&key.as_str()))
+        {
+            let keys = match kind.entry_keys() {
+                [] => "none".to_owned(),
+                keys => keys.join(", "),
+            };
+            return Err(KeyError {
+                key: format!("actions.{key}"),
+                problem: format!(
+                    "is not a key of kind {:?} (its keys: {keys}); check its spelling",
+                    entry.kind
+                ),
+            }
+            .into());
+        }
         let keys = Keys::of_entry(&entry.keys, defaults);
         let kind = kind.with_entry(&keys)?.unwrap_or_else(|| Arc::clone(kind));
         Ok(Named {
@@ -95,7 +114,7 @@ impl Action for Named {
         self.kind.needs_groups()
     }
 
-    fn arguments(&self, instance: &InstanceView) -> Result<Arguments, SkipReason> {
+    fn arguments(&self, instance: &InstanceView) -> Result<Arguments, ArgumentsRefused> {
         self.kind.arguments(instance)
     }
 
@@ -182,7 +201,7 @@ mod tests {
             ),
             (
                 format!("{target}{SSM}documnet = \"D\"\n"),
-                "action \"restart-app\": `actions.documnet` is neither",
+                "action \"restart-app\": `actions.documnet` is not a key of kind \"ssm-command\" (its keys: document,",
             ),
             (
                 format!("{target}[[actions]]\nname = \"x\"\nkind = \"ssm-command\"\n"),

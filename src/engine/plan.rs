@@ -71,6 +71,9 @@ pub struct Plan {
     pub skipped: Vec<Skip>,
     /// Set when a safety rule stops the whole run.
     pub refused: Option<Refusal>,
+    /// What a kind refused for an instance it skipped, when it said (a parameter that fails its pattern).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused_arguments: Vec<String>,
 }
 
 impl Plan {
@@ -113,7 +116,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     if plan.refused.is_some() {
         return plan;
     }
-    let candidates = candidates(unhealthy, policy, clock.now, &mut plan.skipped);
+    let candidates = candidates(unhealthy, policy, clock.now, &mut plan);
     if policy.step.effect().acts_on == ActsOn::Target {
         plan.act_on.extend(on_target(snapshot, policy, &candidates));
         if plan.act_on.is_empty() {
@@ -155,19 +158,24 @@ struct Candidate<'a> {
     arguments: Arguments,
 }
 
-/// The unhealthy instances the step may act on, by id; each other one is `skipped` with its reason.
+/// The unhealthy instances the step may act on, by id; each other one is skipped in `plan` with its reason.
 fn candidates<'a>(
     unhealthy: Vec<&'a InstanceView>,
     policy: &Policy,
     now: OffsetDateTime,
-    skipped: &mut Vec<Skip>,
+    plan: &mut Plan,
 ) -> Vec<Candidate<'a>> {
     let mut candidates = Vec::new();
     for instance in unhealthy {
-        let chosen = replacement_or_skip(instance, policy, now)
-            .and_then(|call| Ok((call, policy.step.arguments(instance)?)));
+        let chosen = replacement_or_skip(instance, policy, now).and_then(|call| {
+            let arguments = policy.step.arguments(instance).map_err(|refused| {
+                plan.refused_arguments.push(refused.why);
+                refused.reason
+            })?;
+            Ok((call, arguments))
+        });
         match chosen {
-            Err(reason) => skipped.push(Skip {
+            Err(reason) => plan.skipped.push(Skip {
                 instance_id: instance.instance_id.clone(),
                 reason,
             }),

@@ -232,13 +232,13 @@ pub(super) struct Targets(Vec<Target>);
 
 impl Targets {
     /// Builds the targets of `config`, each in the place and served by the fleet `fleet_of` gives it,
-    /// looking every target group up through its fleet.
+    /// looking every target group up through its fleet; `kinds` are those that checked `config`
+    /// (`Kinds::check`), its `[[actions]]` entries among them.
     pub async fn resolve(
         config: &Config,
         fleet_of: FleetOf<'_>,
         kinds: &Kinds,
     ) -> Result<Self, StartError> {
-        let kinds = &kinds.check(config)?;
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
             let (fleet, home) = fleet_of(target);
@@ -354,7 +354,7 @@ pub async fn probe_targets(
     fleet_of: FleetOf<'_>,
     kinds: &Kinds,
 ) -> Result<Vec<String>, StartError> {
-    let targets = Targets::resolve(config, fleet_of, kinds).await?;
+    let targets = Targets::resolve(config, fleet_of, &kinds.check(config)?).await?;
     let mut lines = Vec::with_capacity(targets.0.len());
     for target in &targets.0 {
         let snapshot = target

@@ -1160,6 +1160,7 @@ async fn dead_attempt(store: &AuditStore, planned: &[&str]) -> String {
             .collect(),
         in_service: 4,
         takeover_of: None,
+        attempts: Vec::new(),
     };
     let intended = u32::try_from(planned.len()).unwrap();
     store

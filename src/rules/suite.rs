@@ -54,6 +54,10 @@ pub fn run_suite(config: &Config, path: &Path, now: i64) -> anyhow::Result<Suite
         "suite {}: no [[cases]]",
         path.display()
     );
+    anyhow::ensure!(
+        !config.rules.iter().any(|rule| rule.name == NONE),
+        "the config has a rule named {NONE:?}, which a suite's `rule = \"none\"` means no rule: rename it"
+    );
     let rules = Rules::compile(&config.rules)?;
     if let Some(unknown) = suite
         .cases
@@ -75,6 +79,10 @@ pub fn run_suite(config: &Config, path: &Path, now: i64) -> anyhow::Result<Suite
             .with_context(|| format!("alert file {}", file.display()))?;
         let read = alerts_of(&alert_text, case.source.as_deref())
             .with_context(|| format!("alert file {}", file.display()))?;
+        if read.is_empty() {
+            failed += 1;
+            report += &format!("FAIL  {}: the file holds no alert\n", case.alert.display());
+        }
         for alert in read {
             alerts += 1;
             let got = rules
@@ -158,6 +166,20 @@ mod tests {
             report.text
         );
         assert!(report.text.contains("0 of 2"), "{}", report.text);
+        let empty = serde_json::json!({"version": "4", "status": "firing", "alerts": []});
+        std::fs::write(dir.path().join("empty.json"), empty.to_string()).unwrap();
+        let path = dir.path().join("suite.toml");
+        std::fs::write(
+            &path,
+            "[[cases]]\nalert = \"empty.json\"\nrule = \"none\"\n",
+        )
+        .unwrap();
+        let report = run_suite(&config, &path, 0).unwrap();
+        assert!(
+            !report.passed && report.text.contains("holds no alert"),
+            "{}",
+            report.text
+        );
     }
 
     #[test]
@@ -173,7 +195,10 @@ mod tests {
         assert!(
             err("[[cases]]\nalert = \"disk.json\"\nrule = \"disk-ful\"\n").contains("\"disk-ful\"")
         );
-        assert!(err("[[cases]]\nalert = \"disk.json\"\nrul = \"x\"\n").contains("rul"));
+        assert!(
+            err("[[cases]]\nalert = \"disk.json\"\nrule = \"none\"\nrul = \"x\"\n")
+                .contains("unknown field `rul`")
+        );
         assert!(err("[[cases]]\nalert = \"gone.json\"\nrule = \"none\"\n").contains("gone.json"));
         assert!(err("cases = []\n").contains("no [[cases]]"));
     }

@@ -74,6 +74,9 @@ impl FaultRelay {
 pub(crate) enum Fate {
     /// Relayed, each client chunk held this long first.
     Relay(Duration),
+    /// Relayed, each chunk of the upstream's answer held this long first: the request arrives at once, its
+    /// answer late.
+    HoldReplies(Duration),
     /// Closed at once: nothing reaches the upstream.
     Drop,
     /// Answered 429 without reaching the upstream.
@@ -106,7 +109,12 @@ impl Relay {
                 match choose() {
                     Fate::Drop => drop(client),
                     Fate::Throttle => drop(tokio::spawn(throttle(client))),
-                    Fate::Relay(delay) => drop(tokio::spawn(relay(client, upstream, delay))),
+                    Fate::Relay(delay) => {
+                        drop(tokio::spawn(relay(client, upstream, delay, Duration::ZERO)));
+                    }
+                    Fate::HoldReplies(delay) => {
+                        drop(tokio::spawn(relay(client, upstream, Duration::ZERO, delay)));
+                    }
                 }
             }
         });
@@ -155,8 +163,9 @@ async fn throttle(mut client: TcpStream) {
     let _ = client.shutdown().await;
 }
 
-/// Relays one connection to `upstream`, holding each client chunk for `delay`.
-async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) {
+/// Relays one connection to `upstream`, holding each client chunk for `delay` and each chunk of the answer
+/// for `reply_delay`.
+async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration, reply_delay: Duration) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -179,7 +188,20 @@ async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) {
         let _ = server_write.shutdown().await;
     };
     let inbound = async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        if reply_delay.is_zero() {
+            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        } else {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = server_read.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tokio::time::sleep(reply_delay).await;
+                if client_write.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
         let _ = client_write.shutdown().await;
     };
     tokio::join!(outbound, inbound);

@@ -41,6 +41,24 @@ impl SlowProxy {
         }
     }
 
+    /// Relays to `upstream`, holding each chunk of every answer for `delay`: a request reaches AWS at once,
+    /// and its caller hears of it late.
+    pub async fn holding_replies(upstream: &str, delay: Duration) -> Self {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&connections);
+        let relay = Relay::start(upstream, move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            Fate::HoldReplies(delay)
+        })
+        .await;
+        Self {
+            endpoint: relay.endpoint.clone(),
+            failing: Arc::new(AtomicBool::new(false)),
+            connections,
+            _relay: relay,
+        }
+    }
+
     /// From now on, drops every new connection at once (`true`), or relays again (`false`).
     pub fn fail(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);

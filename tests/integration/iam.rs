@@ -56,6 +56,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "elasticloadbalancing:DeregisterTargets",
             "autoscaling:DetachInstances",
             "ssm:SendCommand",
+            "ssm:SendCommand",
             "ssm:GetCommandInvocation",
             "ssm:ListCommands",
             "sns:ConfirmSubscription",
