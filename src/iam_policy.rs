@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, ConfirmMethod, LOCAL_ACCOUNT, TargetConfig};
 use crate::engine::action::Kinds;
+use crate::target::TargetRef;
 
 /// Why no policy can be written for the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +42,7 @@ pub fn policy(
     account: Option<&str>,
 ) -> Result<Value, IamPolicyError> {
     let scope = scope(config, account)?;
-    let mut statements = reads(&scope);
+    let mut statements = reads(&scope, config);
     let mut granted = BTreeSet::new();
     for target in &scope.targets {
         for step in config.ladder_of(target) {
@@ -129,46 +130,40 @@ impl Scope<'_> {
     fn balancer_arns(&self, config: &Config) -> Vec<String> {
         self.targets
             .iter()
-            .filter_map(|target| {
-                let region = config.region_of(target);
-                let (partition, account) = (self.partition, &self.account_id);
-                match (&target.load_balancer, &target.target_group) {
-                    (_, Some(group)) if group.starts_with("arn:") => Some(group.clone()),
-                    (_, Some(group)) => Some(format!(
-                        "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{group}/*"
-                    )),
-                    (Some(name), None) => Some(format!(
-                        "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/{name}"
-                    )),
-                    (None, None) => None,
-                }
-            })
+            .filter_map(|target| self.balancer_arn(config, target))
             .collect()
+    }
+
+    /// The ARN of `target`'s classic balancer or target group, in its own region.
+    fn balancer_arn(&self, config: &Config, target: &TargetConfig) -> Option<String> {
+        let region = config.region_of(target);
+        let (partition, account) = (self.partition, &self.account_id);
+        match target.reference() {
+            TargetRef::TargetGroup(group) if group.starts_with("arn:") => Some(group),
+            TargetRef::TargetGroup(group) if group.is_empty() => None,
+            TargetRef::TargetGroup(group) if group.starts_with("targetgroup/") => Some(format!(
+                "arn:{partition}:elasticloadbalancing:{region}:{account}:{group}"
+            )),
+            TargetRef::TargetGroup(group) => Some(format!(
+                "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{group}/*"
+            )),
+            TargetRef::LoadBalancer(name) => Some(format!(
+                "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/{name}"
+            )),
+        }
     }
 }
 
 /// The reads every run makes.
-fn reads(scope: &Scope<'_>) -> Vec<Value> {
+fn reads(scope: &Scope<'_>, config: &Config) -> Vec<Value> {
     let mut reads = Vec::new();
-    let classic: Vec<&TargetConfig> = scope
+    let arns: BTreeSet<String> = scope
         .targets
         .iter()
-        .copied()
-        .filter(|t| t.load_balancer.is_some())
+        .filter(|target| matches!(target.reference(), TargetRef::LoadBalancer(_)))
+        .filter_map(|target| scope.balancer_arn(config, target))
         .collect();
-    if !classic.is_empty() {
-        let arns = classic
-            .iter()
-            .flat_map(|target| {
-                scope.arns(
-                    "elasticloadbalancing",
-                    &format!(
-                        "loadbalancer/{}",
-                        target.load_balancer.as_deref().unwrap_or_default()
-                    ),
-                )
-            })
-            .collect::<BTreeSet<_>>();
+    if !arns.is_empty() {
         reads.push(statement(
             "ReadBalancerHealth",
             &["elasticloadbalancing:DescribeInstanceHealth"],
@@ -400,6 +395,10 @@ document_version = "1"
         assert!(
             text.contains("arn:aws:elasticloadbalancing:eu-west-1:*:loadbalancer/web-elb"),
             "{text}"
+        );
+        assert!(
+            !text.contains("us-east-1:*:loadbalancer/web-elb"),
+            "a balancer is read in its own region only: {text}"
         );
         assert!(
             text.contains("arn:aws:elasticloadbalancing:us-east-1:*:targetgroup/api-tg/*"),

@@ -310,9 +310,8 @@ pub struct Kinds(BTreeMap<String, Arc<dyn Action>>);
 impl Kinds {
     /// The kinds with `kind` registered too (a kind of the same name is replaced).
     #[must_use]
-    pub fn with(mut self, kind: impl Action + 'static) -> Self {
-        self.0.insert(kind.name().to_owned(), Arc::new(kind));
-        self
+    pub fn with(self, kind: impl Action + 'static) -> Self {
+        self.with_arc(Arc::new(kind))
     }
 
     /// The kinds with `action` registered under its own name (an `[[actions]]` entry).
