@@ -32,10 +32,9 @@ fn rule(n: usize) -> RuleConfig {
     };
     RuleConfig {
         name: format!("rule-{n}"),
-        sources: Vec::new(),
-        on: vec!["firing".into()],
         matches,
         when: Some(when),
+        ..RuleConfig::default()
     }
 }
 

@@ -60,19 +60,9 @@ pub fn iam_policy_command(path: &Path, account: Option<&str>) -> anyhow::Result<
     Ok(serde_json::to_string_pretty(&policy)? + "\n")
 }
 
-/// Why `reflex serve` refuses a config with `[[rules]]`: this release matches them (`reflex rules test`) but
-/// runs no rule's response, and an operator must not believe an alert is handled by a rule that is not run.
-pub const RULES_NOT_SERVED: &str = "[[rules]] are checked and can be tried with `reflex rules test`, but this \
-     release does not run them: remove them from the config `reflex serve` runs with";
-
 /// `reflex serve`: runs the service until SIGINT or SIGTERM.
 pub async fn serve_command(path: &Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
-    anyhow::ensure!(
-        config.rules.is_empty(),
-        "config {}: {RULES_NOT_SERVED}",
-        path.display()
-    );
     init_logging(config.server.log_format);
     let listen = config.server.listen;
     let app = App::build(config).await?;

@@ -24,6 +24,11 @@ pub enum ControlError {
     /// The target is not in the configuration.
     #[error("{0:?} is not a configured target (a [[targets]] load_balancer or target_group)")]
     UnknownTarget(String),
+    /// The rule is not in the configuration (or was given a place: a rule lives where reflex runs).
+    #[error(
+        "{0:?} is not a configured rule (a [[rules]] name, given without an account or a region)"
+    )]
+    UnknownRule(String),
     /// Several targets in several accounts or regions share the name: a control by name cannot tell which.
     #[error(
         "{0:?} names {1} targets (in several accounts or regions): name the account and region too"
@@ -54,6 +59,7 @@ impl ControlError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownTarget(_) => "unknown-target",
+            Self::UnknownRule(_) => "unknown-rule",
             Self::AmbiguousTarget(..) => "ambiguous-target",
             Self::NoReason => "reason-required",
             Self::NotPaused(_) => "not-paused",
@@ -67,7 +73,7 @@ impl ControlError {
     /// The HTTP status answered for it.
     pub fn status(&self) -> u16 {
         match self {
-            Self::UnknownTarget(_) => 404,
+            Self::UnknownTarget(_) | Self::UnknownRule(_) => 404,
             Self::AmbiguousTarget(..) => 422,
             Self::NoReason | Self::BadDuration(_) => 400,
             Self::NotSilenced(_) => 404,
@@ -113,11 +119,15 @@ pub struct Named<'a> {
     pub name: &'a str,
     /// Its account and region, each when given.
     pub place: &'a Place,
+    /// Whether it names a `[[rules]]` entry rather than a target.
+    pub rule: bool,
 }
 
 impl std::fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.place.is_given() {
+        if self.rule {
+            write!(f, "rule {}", self.name)
+        } else if self.place.is_given() {
             write!(f, "{} {}", self.name, self.place)
         } else {
             f.write_str(self.name)
@@ -292,6 +302,9 @@ impl Controls<'_> {
     /// The identity of the configured target `named` names (`None`: everything): one target, or why not.
     fn resolve(&self, named: Option<Named<'_>>) -> Result<Option<TargetId>, ControlError> {
         let Some(named) = named else { return Ok(None) };
+        if named.rule {
+            return self.rule_id(named);
+        }
         match self
             .config
             .targets_named(named.name, named.place, &self.home.account)
@@ -306,6 +319,22 @@ impl Controls<'_> {
                 several.len(),
             )),
         }
+    }
+
+    /// The identity of the rule `named` names: a rule lives where reflex runs.
+    fn rule_id(&self, named: Named<'_>) -> Result<Option<TargetId>, ControlError> {
+        let known = self.config.rules.iter().any(|rule| rule.name == named.name);
+        if !known || named.place.is_given() {
+            return Err(ControlError::UnknownRule(crate::untrusted::bounded(
+                named.name,
+            )));
+        }
+        Ok(Some(TargetId::new(
+            &self.home.account,
+            &self.home.region,
+            crate::target::TargetKind::Rule,
+            named.name,
+        )))
     }
 
     fn reason(&self, reason: &str) -> Result<(), ControlError> {

@@ -22,8 +22,10 @@ pub enum IamPolicyError {
     /// A kind calls an IAM action this module has no resource rule for.
     #[error("the IAM action {0} has no resource rule in `reflex iam-policy`")]
     NoRule(String),
-    /// The configuration names no target in the account.
-    #[error("no [[targets]] entry is in account {0:?}: there is nothing to grant")]
+    /// The configuration names no target (nor, in reflex's own account, a rule) in the account.
+    #[error(
+        "no [[targets]] entry (nor [[rules]] entry, whose instances are in reflex's own account) is in account {0:?}: there is nothing to grant"
+    )]
     NoTargets(String),
 }
 
@@ -44,20 +46,35 @@ pub fn policy(
     let scope = scope(config, account)?;
     let mut statements = reads(&scope, config);
     let mut granted = BTreeSet::new();
-    for target in &scope.targets {
-        for step in config.ladder_of(target) {
-            let Some(kind) = kinds.get(&step) else {
-                continue;
-            };
-            for action in kind.iam_actions() {
-                if granted.insert(*action) {
-                    statements.extend(write(action, &scope, config)?);
-                }
+    let mut steps: Vec<String> = scope
+        .targets
+        .iter()
+        .flat_map(|target| config.ladder_of(target))
+        .collect();
+    // The rules' instances are in reflex's own account.
+    if account.is_none() {
+        steps.extend(config.rules.iter().flat_map(|rule| rule.ladder.clone()));
+    }
+    for step in steps {
+        let Some(kind) = kinds.get(&step) else {
+            continue;
+        };
+        for action in kind.iam_actions() {
+            if granted.insert(*action) {
+                statements.extend(write(action, &scope, config)?);
             }
         }
     }
     if account.is_none() {
         statements.extend(own_account(config));
+        // A rule verified by its alarm reads the alarm that started its run, in reflex's own account.
+        if config.rules.iter().any(|rule| rule.verify.is_some()) {
+            statements.push(statement(
+                "ReadRuleAlarms",
+                &["cloudwatch:DescribeAlarms"],
+                scope.arns("cloudwatch", "alarm:*"),
+            ));
+        }
     }
     Ok(json!({"Version": "2012-10-17", "Statement": statements}))
 }
@@ -85,13 +102,17 @@ fn scope<'a>(config: &'a Config, account: Option<&str>) -> Result<Scope<'a>, Iam
         .iter()
         .filter(|target| target.account_name() == name)
         .collect();
-    if targets.is_empty() {
+    let rules = account.is_none() && !config.rules.is_empty();
+    if targets.is_empty() && !rules {
         return Err(IamPolicyError::NoTargets(name.to_owned()));
     }
-    let regions = targets
+    let mut regions: BTreeSet<&str> = targets
         .iter()
         .map(|target| config.region_of(target))
         .collect();
+    if rules {
+        regions.insert(&config.aws.region);
+    }
     let partition = if config.aws.region.starts_with("cn-") {
         "aws-cn"
     } else if config.aws.region.starts_with("us-gov-") {
@@ -150,6 +171,7 @@ impl Scope<'_> {
             TargetRef::LoadBalancer(name) => Some(format!(
                 "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/{name}"
             )),
+            TargetRef::Rule(_) => None,
         }
     }
 }
@@ -470,7 +492,7 @@ document_version = "1"
         )
         .unwrap_err();
         assert!(
-            err.contains("no [[targets]] entry is in account \"local\""),
+            err.contains("no [[targets]] entry (nor [[rules]] entry, whose instances are in reflex's own account) is in account \"local\""),
             "{err}"
         );
     }

@@ -45,6 +45,9 @@ enum Command {
         /// The configured target to pause (its load_balancer or target_group name); every target without it.
         #[arg(long)]
         target: Option<String>,
+        /// The [[rules]] entry to pause, by name, instead of a target.
+        #[arg(long, conflicts_with = "target")]
+        rule: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
         /// Why (recorded in the pause, the audit trail and every refused answer).
@@ -60,6 +63,9 @@ enum Command {
         /// The paused target; the pause of everything without it.
         #[arg(long)]
         target: Option<String>,
+        /// The paused [[rules]] entry, by name, instead of a target.
+        #[arg(long, conflicts_with = "target")]
+        rule: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
         /// Why (recorded in the audit trail).
@@ -78,6 +84,9 @@ enum Command {
         /// The configured target to silence (its load_balancer or target_group name); every target without it.
         #[arg(long)]
         target: Option<String>,
+        /// The [[rules]] entry to silence, by name, instead of a target.
+        #[arg(long, conflicts_with = "target")]
+        rule: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
         /// How long: a number and a unit, s, m, h or d (90s, 15m, 2h, 1h30m; at most 30d).
@@ -440,49 +449,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Healthcheck { url, insecure } => {
             commands::healthcheck_command(&url, insecure).await?;
         }
-        Command::Pause {
-            config,
-            target,
-            place,
-            reason,
-        } => print!(
-            "{}",
-            pause(&config, target.as_deref(), place, reason.as_deref()).await?
-        ),
-        Command::Resume {
-            config,
-            target,
-            place,
-            reason,
-        } => println!(
-            "{}",
-            resume(&config, target.as_deref(), place, reason.as_deref()).await?
-        ),
-        Command::Silence {
-            config,
-            target,
-            place,
-            length,
-            reason,
-            by,
-        } => print!(
-            "{}",
-            silence(
-                &config,
-                target.as_deref(),
-                place,
-                length.as_deref(),
-                reason.as_deref(),
-                by.as_deref()
-            )
-            .await?
-        ),
-        Command::Unsilence { config, id, reason } => {
-            println!(
-                "{}",
-                commands::unsilence_command(&config, &id, reason.as_deref()).await?
-            );
-        }
+        command @ (Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Silence { .. }
+        | Command::Unsilence { .. }) => control(command).await?,
         Command::Breaker { command } => println!("{}", breaker(command).await?),
         Command::Approvals { command } => {
             let (config, vote) = approvals_vote(command)?;
@@ -499,6 +469,60 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::IamPolicy { config, account } => return iam_policy(&config, account.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pause`, `resume`, `silence` and `unsilence`: a people's control of a target, a rule or everything.
+async fn control(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Pause {
+            config,
+            target,
+            rule,
+            place,
+            reason,
+        } => print!(
+            "{}",
+            pause(&config, Subject::of(target, rule), place, reason.as_deref()).await?
+        ),
+        Command::Resume {
+            config,
+            target,
+            rule,
+            place,
+            reason,
+        } => println!(
+            "{}",
+            resume(&config, Subject::of(target, rule), place, reason.as_deref()).await?
+        ),
+        Command::Silence {
+            config,
+            target,
+            rule,
+            place,
+            length,
+            reason,
+            by,
+        } => print!(
+            "{}",
+            silence(
+                &config,
+                Subject::of(target, rule),
+                place,
+                length.as_deref(),
+                reason.as_deref(),
+                by.as_deref()
+            )
+            .await?
+        ),
+        Command::Unsilence { config, id, reason } => {
+            println!(
+                "{}",
+                commands::unsilence_command(&config, &id, reason.as_deref()).await?
+            );
+        }
+        _ => unreachable!("only the control commands come here"),
+    }
+    Ok(())
 }
 
 /// `iam-policy`: prints the policy.
@@ -566,9 +590,8 @@ async fn check_config(config: &Path, aws: bool) -> anyhow::Result<()> {
     );
     if !loaded.rules.is_empty() {
         println!(
-            "{} rule(s) compiled; {}",
-            loaded.rules.len(),
-            commands::RULES_NOT_SERVED
+            "{} rule(s) compiled, each with its ladder",
+            loaded.rules.len()
         );
     }
     println!("{}: ok", config.display());
@@ -591,41 +614,65 @@ async fn sns_verify(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a brake command names: a target (`--target`), a rule (`--rule`), or everything.
+enum Subject {
+    Target(String),
+    Rule(String),
+    Everything,
+}
+
+impl Subject {
+    /// What `--target` and `--rule` (which clap keeps apart) name.
+    fn of(target: Option<String>, rule: Option<String>) -> Self {
+        match (target, rule) {
+            (_, Some(rule)) => Self::Rule(rule),
+            (Some(target), None) => Self::Target(target),
+            (None, None) => Self::Everything,
+        }
+    }
+
+    /// The name given, if any.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Self::Target(name) | Self::Rule(name) => Some(name),
+            Self::Everything => None,
+        }
+    }
+
+    /// As the controls take it, in `place`.
+    fn named<'a>(&'a self, place: &'a Place) -> Option<Named<'a>> {
+        let rule = matches!(self, Self::Rule(_));
+        self.name().map(|name| Named { name, place, rule })
+    }
+}
+
 /// `pause`: pauses a target (or everything) for a reason; without one, lists the pauses.
 async fn pause(
     config: &Path,
-    target: Option<&str>,
+    subject: Subject,
     place: PlaceArgs,
     reason: Option<&str>,
 ) -> anyhow::Result<String> {
-    let place = place.of(target)?;
-    let target = target.map(|name| Named {
-        name,
-        place: &place,
-    });
-    commands::pause_command(config, target, reason).await
+    let place = place.of(subject.name())?;
+    commands::pause_command(config, subject.named(&place), reason).await
 }
 
 /// `resume`: lifts the pause of a target (or of everything).
 async fn resume(
     config: &Path,
-    target: Option<&str>,
+    subject: Subject,
     place: PlaceArgs,
     reason: Option<&str>,
 ) -> anyhow::Result<String> {
-    let place = place.of(target)?;
-    let target = target.map(|name| Named {
-        name,
-        place: &place,
-    });
-    commands::resume_command(config, target, reason).await
+    let place = place.of(subject.name())?;
+    commands::resume_command(config, subject.named(&place), reason).await
 }
 
 /// `silence`: refuses options that do not go together, then silences a target (or everything) or, without
 /// options, lists the silences in force.
 async fn silence(
     config: &Path,
-    target: Option<&str>,
+    subject: Subject,
     place: PlaceArgs,
     length: Option<&str>,
     reason: Option<&str>,
@@ -634,18 +681,14 @@ async fn silence(
     if length.is_some() && reason.is_none() {
         anyhow::bail!("--reason is required with --for: say why (it is recorded)");
     }
-    if length.is_none() && (target.is_some() || reason.is_some() || by.is_some()) {
+    if length.is_none() && (subject.name().is_some() || reason.is_some() || by.is_some()) {
         anyhow::bail!(
             "--for is required to silence: say how long (90s, 15m, 2h); without options, the \
              silences in force are listed"
         );
     }
-    let place = place.of(target)?;
-    let target = target.map(|name| Named {
-        name,
-        place: &place,
-    });
-    commands::silence_command(config, target, length, reason, by).await
+    let place = place.of(subject.name())?;
+    commands::silence_command(config, subject.named(&place), length, reason, by).await
 }
 
 /// `breaker reset` and `breaker status`: what each prints.
@@ -661,6 +704,7 @@ async fn breaker(command: BreakerCommand) -> anyhow::Result<String> {
             let target = Named {
                 name: &target,
                 place: &place,
+                rule: false,
             };
             commands::breaker_reset_command(&config, target, &reason).await
         }

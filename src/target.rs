@@ -11,6 +11,8 @@ pub enum TargetRef {
     LoadBalancer(String),
     /// An ELBv2 (ALB/NLB) target group: name, ARN or `targetgroup/NAME/ID`.
     TargetGroup(String),
+    /// A `[[rules]]` entry, by name: what it acts on comes with the alert that matched it.
+    Rule(String),
 }
 
 /// Why a pair of `load_balancer` / `target_group` fields (a request, a `[[targets]]` entry, the command line)
@@ -42,7 +44,7 @@ impl TargetRef {
     /// The name or identifier as given.
     pub fn value(&self) -> &str {
         match self {
-            Self::LoadBalancer(value) | Self::TargetGroup(value) => value,
+            Self::LoadBalancer(value) | Self::TargetGroup(value) | Self::Rule(value) => value,
         }
     }
 
@@ -51,6 +53,7 @@ impl TargetRef {
         match self {
             Self::LoadBalancer(_) => TargetKind::LoadBalancer,
             Self::TargetGroup(_) => TargetKind::TargetGroup,
+            Self::Rule(_) => TargetKind::Rule,
         }
     }
 
@@ -59,6 +62,7 @@ impl TargetRef {
         match self {
             Self::LoadBalancer(_) => "load balancer",
             Self::TargetGroup(_) => "target group",
+            Self::Rule(_) => "rule",
         }
     }
 }
@@ -122,6 +126,8 @@ pub enum TargetKind {
     LoadBalancer,
     /// An ELBv2 (ALB/NLB) target group.
     TargetGroup,
+    /// A `[[rules]]` entry: its pauses, silences, breaker, cooldown and budgets are its own.
+    Rule,
 }
 
 /// Where a target lives and what it is: the one identity of a target from the configuration to every table of
@@ -164,6 +170,7 @@ impl fmt::Display for TargetId {
         let kind = match self.kind {
             TargetKind::LoadBalancer => "load balancer",
             TargetKind::TargetGroup => "target group",
+            TargetKind::Rule => "rule",
         };
         write!(
             f,
@@ -213,6 +220,7 @@ pub fn names(reference: &TargetRef, own: &TargetRef) -> bool {
         (TargetRef::TargetGroup(value), TargetRef::TargetGroup(own)) => {
             same_target_group(own, value)
         }
+        (TargetRef::Rule(name), TargetRef::Rule(own)) => name == own,
         _ => false,
     }
 }

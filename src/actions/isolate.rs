@@ -127,6 +127,13 @@ async fn deregister(aws: &AwsFleet, target: &TargetRef, id: &str) -> Result<(), 
                 .send();
             aws.call("DeregisterTargets", call).await.map(drop)
         }
+        // A rule's ladder may not isolate (start-up refuses it): its instances are in no balancer's rotation.
+        TargetRef::Rule(rule) => Err(FleetError::new(
+            FailureKind::Permanent,
+            "DeregisterTargets",
+            None,
+            format!("rule {rule:?} has no balancer to take the instance out of"),
+        )),
     }
 }
 

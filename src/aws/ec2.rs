@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::classify::classify;
 use super::fleet::AwsFleet;
-use crate::engine::port::{Ec2Facts, FleetError};
+use crate::engine::port::{Ec2Facts, FleetError, Resources};
 
 /// Most values one DescribeInstances filter takes.
 const FILTER_VALUES_MAX: usize = 200;
@@ -26,57 +26,98 @@ impl AwsFleet {
                 .name("instance-id")
                 .set_values(Some(chunk.to_vec()))
                 .build();
-            let mut pages = self
-                .ec2
-                .describe_instances()
-                .filters(filter)
-                .into_paginator()
-                .send();
-            while let Some(page) = self
-                .timed("DescribeInstances", async {
-                    pages
-                        .next()
-                        .await
-                        .transpose()
-                        .map_err(|err| classify("DescribeInstances", &err, &[]))
-                })
-                .await?
-            {
-                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                    let Some(id) = instance.instance_id() else {
-                        continue;
-                    };
-                    let tags: Vec<(String, String)> = instance
-                        .tags()
-                        .iter()
-                        .map(|t| {
-                            (
-                                t.key().unwrap_or_default().to_owned(),
-                                t.value().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect();
-                    facts.insert(
-                        id.to_owned(),
-                        Ec2Facts {
-                            state: instance
-                                .state()
-                                .and_then(|s| s.name())
-                                .map(|n| n.as_str().to_owned())
-                                .unwrap_or_default(),
-                            launch_time: instance.launch_time().and_then(to_offset_date_time),
-                            image_id: instance.image_id().map(ToOwned::to_owned),
-                            tags,
-                            zone: instance
-                                .placement()
-                                .and_then(|p| p.availability_zone())
-                                .map(ToOwned::to_owned),
-                        },
-                    );
-                }
-            }
+            self.describe_filtered(vec![filter], &mut facts).await?;
         }
         Ok(facts)
+    }
+
+    /// EC2 facts of what a rule's run acts on: the instances by id, or those tagged `key` = `value` that are
+    /// not terminated (nor being terminated).
+    pub(super) async fn describe_resources(
+        &self,
+        resources: &Resources,
+    ) -> Result<HashMap<String, Ec2Facts>, FleetError> {
+        match resources {
+            Resources::None => Ok(HashMap::new()),
+            Resources::Instances(ids) => self.describe_instances(ids).await,
+            Resources::Tagged { key, value } => {
+                let filters = vec![
+                    Filter::builder()
+                        .name(format!("tag:{key}"))
+                        .values(value)
+                        .build(),
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .set_values(Some(
+                            ["pending", "running", "stopping", "stopped"]
+                                .map(str::to_owned)
+                                .to_vec(),
+                        ))
+                        .build(),
+                ];
+                let mut facts = HashMap::new();
+                self.describe_filtered(filters, &mut facts).await?;
+                Ok(facts)
+            }
+        }
+    }
+
+    /// Every page of DescribeInstances under `filters`, each instance's facts put in `facts`.
+    async fn describe_filtered(
+        &self,
+        filters: Vec<Filter>,
+        facts: &mut HashMap<String, Ec2Facts>,
+    ) -> Result<(), FleetError> {
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .send();
+        while let Some(page) = self
+            .timed("DescribeInstances", async {
+                pages
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|err| classify("DescribeInstances", &err, &[]))
+            })
+            .await?
+        {
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(id) = instance.instance_id() else {
+                    continue;
+                };
+                let tags: Vec<(String, String)> = instance
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_owned(),
+                            t.value().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                facts.insert(
+                    id.to_owned(),
+                    Ec2Facts {
+                        state: instance
+                            .state()
+                            .and_then(|s| s.name())
+                            .map(|n| n.as_str().to_owned())
+                            .unwrap_or_default(),
+                        launch_time: instance.launch_time().and_then(to_offset_date_time),
+                        image_id: instance.image_id().map(ToOwned::to_owned),
+                        tags,
+                        zone: instance
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .map(ToOwned::to_owned),
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// TerminateInstances for one instance; returns the state EC2 reports it moving to.

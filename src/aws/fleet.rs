@@ -11,7 +11,8 @@ use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use crate::engine::port::{
-    BoxFuture, Fleet, FleetError, GroupChange, Snapshot, TargetGroupInfo, TargetRef,
+    AlarmState, BoxFuture, Ec2Facts, FailureKind, Fleet, FleetError, GroupChange, Resources,
+    Snapshot, TargetGroupInfo, TargetRef,
 };
 use crate::metrics::Metrics;
 
@@ -23,6 +24,7 @@ pub struct AwsFleet {
     pub(super) ec2: aws_sdk_ec2::Client,
     pub(super) autoscaling: aws_sdk_autoscaling::Client,
     ssm: aws_sdk_ssm::Client,
+    pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
     metrics: Arc<Metrics>,
 }
 
@@ -35,6 +37,7 @@ impl AwsFleet {
             ec2: aws_sdk_ec2::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             metrics,
         }
     }
@@ -111,7 +114,26 @@ impl Fleet for AwsFleet {
         match target {
             TargetRef::LoadBalancer(name) => Box::pin(self.classic_snapshot(name)),
             TargetRef::TargetGroup(arn) => Box::pin(self.target_group_snapshot(arn)),
+            TargetRef::Rule(rule) => Box::pin(std::future::ready(Err(FleetError::new(
+                FailureKind::Permanent,
+                "DescribeInstances",
+                None,
+                format!(
+                    "rule {rule:?} has no balancer to read: its run reads the instances its alert names"
+                ),
+            )))),
         }
+    }
+
+    fn instances<'a>(
+        &'a self,
+        resources: &'a Resources,
+    ) -> BoxFuture<'a, Result<HashMap<String, Ec2Facts>, FleetError>> {
+        Box::pin(self.describe_resources(resources))
+    }
+
+    fn alarm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<AlarmState>, FleetError>> {
+        Box::pin(self.describe_alarm(name))
     }
 
     fn auto_scaling_groups<'a>(

@@ -3,6 +3,7 @@
 mod assumed;
 mod autoscaling;
 mod classify;
+mod cloudwatch;
 mod ec2;
 mod elb;
 mod elbv2;

@@ -13,7 +13,8 @@ use super::assumed::{AssumedRole, RoleCredentials};
 use super::fleet::AwsFleet;
 use crate::config::{Config, TargetConfig};
 use crate::engine::port::{
-    BoxFuture, Fleet, FleetError, GroupChange, Snapshot, TargetGroupInfo, TargetRef,
+    AlarmState, BoxFuture, Ec2Facts, Fleet, FleetError, GroupChange, Resources, Snapshot,
+    TargetGroupInfo, TargetRef,
 };
 use crate::metrics::Metrics;
 
@@ -114,6 +115,17 @@ impl Fleet for Assumed {
         target: &'a TargetRef,
     ) -> BoxFuture<'a, Result<Snapshot, FleetError>> {
         Box::pin(self.with_role(self.clients.snapshot(target)))
+    }
+
+    fn instances<'a>(
+        &'a self,
+        resources: &'a Resources,
+    ) -> BoxFuture<'a, Result<HashMap<String, Ec2Facts>, FleetError>> {
+        Box::pin(self.with_role(self.clients.instances(resources)))
+    }
+
+    fn alarm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<AlarmState>, FleetError>> {
+        Box::pin(self.with_role(self.clients.alarm(name)))
     }
 
     fn auto_scaling_groups<'a>(

@@ -26,7 +26,7 @@ pub use digest::{parse_sha256, sha256, token_matches};
 pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
-pub use rules::{RuleConfig, RuleMatch};
+pub use rules::{ALERT_INSTANCES, RuleConfig, RuleMatch, VERIFY_WITHIN_SECS, Verify};
 pub use scoped::ScopedToken;
 pub use secret::{Secret, any_matches};
 pub use windows::{Occurrence, Window};
@@ -593,8 +593,9 @@ impl AccountConfig {
     }
 }
 
-/// `[[targets]]`: one classic load balancer or one ELBv2 target group reflex may heal.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[targets]]`: one classic load balancer or one ELBv2 target group reflex may heal. The default entry
+/// names nothing and lies where reflex runs: the place and fleet of what has no balancer (a rule's instances).
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct TargetConfig {
     /// Classic ELB name (exactly one of `load_balancer` and `target_group` is set).
     #[serde(default)]

@@ -23,6 +23,77 @@ pub struct RuleConfig {
     /// A CEL expression over `alert` and `now` that must be true.
     #[serde(default)]
     pub when: Option<String>,
+    /// The actions it tries in order (kinds or `[[actions]]` names), as a target's ladder does; required,
+    /// and no step may remove capacity (a rule's instances sit behind no balancer reflex watches).
+    #[serde(default)]
+    pub ladder: Vec<String>,
+    /// What it acts on: `"alert"` (the instance the alert names: the `InstanceId` dimension or the
+    /// `instance` label) or `"tag:KEY=VALUE"` (the running and stopped instances with that tag).
+    #[serde(default = "alert_instances")]
+    pub instances: String,
+    /// How far reflex may go on its own with it; default `[remediation] mode`.
+    #[serde(default)]
+    pub mode: Option<super::Mode>,
+    /// Distinct approvers its held decisions need; default `[approvals] required`.
+    #[serde(default)]
+    pub approvals_required: Option<u32>,
+    /// How long after it acted its alerts are refused `cooldown`; default `[remediation] cooldown_secs`.
+    #[serde(default)]
+    pub cooldown_secs: Option<u64>,
+    /// Whether an alert on a business metric (a namespace outside `AWS/` and `CWAgent`) may run it without
+    /// approval; otherwise such a run is held for approvers.
+    #[serde(default)]
+    pub allow_auto: bool,
+    /// How a step's check judges it, beyond the instances it acted on: `"alarm-ok"` waits for the CloudWatch
+    /// alarm that started the run to be OK again.
+    #[serde(default)]
+    pub verify: Option<Verify>,
+    /// How long after the action `verify` waits for the alarm before the step counts as not recovered.
+    #[serde(default = "verify_within")]
+    pub verify_within_secs: u64,
+}
+
+/// `verify` on a rule: what besides its instances tells that a step worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verify {
+    /// The CloudWatch alarm that started the run is OK, with a state change later than the action.
+    AlarmOk,
+}
+
+/// How long a rule's check waits for its alarm unless it says: ten minutes.
+pub const VERIFY_WITHIN_SECS: u64 = 600;
+
+fn verify_within() -> u64 {
+    VERIFY_WITHIN_SECS
+}
+
+impl Default for RuleConfig {
+    /// A nameless rule with every key at its configured default, for building rules in code.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            sources: Vec::new(),
+            on: firing_only(),
+            matches: RuleMatch::default(),
+            when: None,
+            ladder: Vec::new(),
+            instances: alert_instances(),
+            mode: None,
+            approvals_required: None,
+            cooldown_secs: None,
+            allow_auto: false,
+            verify: None,
+            verify_within_secs: VERIFY_WITHIN_SECS,
+        }
+    }
+}
+
+/// What a rule acts on unless it says: the instance its alert names.
+pub const ALERT_INSTANCES: &str = "alert";
+
+fn alert_instances() -> String {
+    ALERT_INSTANCES.to_owned()
 }
 
 fn firing_only() -> Vec<String> {

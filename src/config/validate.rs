@@ -38,7 +38,7 @@ impl Config {
         for (index, account) in self.accounts.iter().enumerate() {
             account.validate(&self.accounts[..index])?;
         }
-        TargetConfig::validate_all(&self.targets, &self.aws.region)?;
+        TargetConfig::validate_all(&self.targets, &self.aws.region, !self.rules.is_empty())?;
         for target in &self.targets {
             self.validate_place(target)?;
         }
@@ -73,19 +73,19 @@ impl Config {
         self.validate_retention()
     }
 
-    /// A window names only configured targets (or `*`).
+    /// A window names only configured targets and rules (or `*`).
     fn validate_windows(&self) -> Result<(), ConfigError> {
         for window in &self.windows {
-            if let Some(name) = window
-                .targets
-                .iter()
-                .find(|name| *name != "*" && !self.targets.iter().any(|t| t.name() == *name))
-            {
+            if let Some(name) = window.targets.iter().find(|name| {
+                *name != "*"
+                    && !self.targets.iter().any(|t| t.name() == *name)
+                    && !self.rules.iter().any(|rule| rule.name == **name)
+            }) {
                 return invalid(
                     "windows.targets",
                     format!(
                         "window {:?} names {name:?}, which is not a configured target's load_balancer or \
-                         target_group; fix the name, or use \"*\" for every target",
+                         target_group, nor a rule's name; fix the name, or use \"*\" for every target",
                         window.name
                     ),
                 );
@@ -202,8 +202,50 @@ impl Config {
                 );
             }
         }
+        self.validate_rules(approvers)?;
         self.validate_slack_approvers()?;
         self.validate_named_approvers()
+    }
+
+    /// A rule's name is no target's (its pauses, breaker and records are keyed by name), and a rule whose runs
+    /// are held (its mode is approve, or it matches a business metric's namespace without `allow_auto`) has
+    /// enough approvers.
+    fn validate_rules(&self, approvers: usize) -> Result<(), ConfigError> {
+        let approvals = &self.approvals;
+        for rule in &self.rules {
+            if self.targets.iter().any(|target| target.name() == rule.name) {
+                return invalid(
+                    "rules.name",
+                    format!(
+                        "{:?} is also a target's name: pauses, breakers and records name each by its name, so \
+                         give the rule another",
+                        rule.name
+                    ),
+                );
+            }
+            let required = rule.approvals_required.unwrap_or(approvals.required) as usize;
+            let mode = rule.mode.unwrap_or(self.remediation.mode);
+            let business = rule.matches.namespace.as_deref().is_some_and(|namespace| {
+                !namespace.starts_with("AWS/") && namespace != "CWAgent" && !rule.allow_auto
+            });
+            if (mode == super::Mode::Approve || business) && required > approvers {
+                return invalid(
+                    "rules.mode",
+                    format!(
+                        "of rule {:?} holds its runs for {required} distinct approver(s) ({}), but [approvals] \
+                         tokens, [slack] approvers and [[approvals.approvers]] name {approvers}: its decisions \
+                         could only expire",
+                        rule.name,
+                        if business {
+                            "a business metric's alarm, without allow_auto = true"
+                        } else {
+                            "mode = \"approve\""
+                        }
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Slack's approvers need the app's signing secret, and are Slack user ids.
@@ -622,9 +664,13 @@ impl RemediationConfig {
 }
 
 impl TargetConfig {
-    /// At least one target; each names exactly one classic load balancer or target group, well formed and
-    /// listed once in its account and region; topic ARNs well formed.
-    fn validate_all(targets: &[Self], default_region: &str) -> Result<(), ConfigError> {
+    /// At least one target unless rules are configured; each names exactly one classic load balancer or
+    /// target group, well formed and listed once in its account and region; topic ARNs well formed.
+    fn validate_all(
+        targets: &[Self],
+        default_region: &str,
+        has_rules: bool,
+    ) -> Result<(), ConfigError> {
         let region = |target: &Self| {
             target
                 .region
@@ -632,11 +678,11 @@ impl TargetConfig {
                 .unwrap_or(default_region)
                 .to_owned()
         };
-        if targets.is_empty() {
+        if targets.is_empty() && !has_rules {
             return invalid(
                 "targets",
                 "is empty: add at least one [[targets]] table with load_balancer = \"NAME\" or \
-                 target_group = \"NAME or ARN\"",
+                 target_group = \"NAME or ARN\", or a [[rules]] entry",
             );
         }
         for (index, target) in targets.iter().enumerate() {
@@ -648,7 +694,7 @@ impl TargetConfig {
             }) {
                 let key = match target.reference() {
                     TargetRef::LoadBalancer(_) => "targets.load_balancer",
-                    TargetRef::TargetGroup(_) => "targets.target_group",
+                    TargetRef::TargetGroup(_) | TargetRef::Rule(_) => "targets.target_group",
                 };
                 return invalid(
                     key,

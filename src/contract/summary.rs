@@ -36,6 +36,10 @@ pub struct Summary {
     pub account: String,
     /// The AWS region of the target (empty when the alert named none).
     pub region: String,
+    /// The `[[rules]]` entry whose run this is; absent for a target's run (whose balancer is named above,
+    /// and `load-balancer` is empty for a rule's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// Instances not InService.
     pub unhealthy_instance_ids: Vec<String>,
     /// The instances acted on (in a dry run: that would have been), one list per way of acting, named by
@@ -88,6 +92,8 @@ pub struct Names {
     pub account: String,
     /// See `Summary::region`.
     pub region: String,
+    /// See `Summary::rule`.
+    pub rule: Option<String>,
 }
 
 /// What one act is on: an instance, or the whole target (a service, a group) by the name AWS knows it by.
@@ -198,6 +204,7 @@ impl Summary {
             target_group: None,
             account: String::new(),
             region: String::new(),
+            rule: None,
             unhealthy_instance_ids: Vec::new(),
             listed: STANDING_LISTS
                 .into_iter()

@@ -301,6 +301,22 @@ pub enum LadderError {
         /// The step after it.
         next: String,
     },
+    /// A rule's ladder names a step that takes the instance out of service: a rule's instances are not a
+    /// balancer's, whose capacity rules would bound it.
+    #[error(
+        "`rules.ladder` has {step:?}, which takes the instance out of service: a rule's instances are not checked \
+         against a balancer's capacity rules, so its steps must keep the instance (such as \"reboot\" or an \
+         ssm-command entry); leave replacement to a target's ladder"
+    )]
+    RuleRemoves {
+        /// The step as configured.
+        step: String,
+    },
+    /// A rule is served with no ladder.
+    #[error(
+        "`rules.ladder` is empty: name the actions the rule runs, in order (kinds or [[actions]] names)"
+    )]
+    RuleWithoutLadder,
 }
 
 /// The registered action kinds, by name.

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use super::action::{Act, Action as ActionKind, Effect, Judged, On, Polled};
 use super::decision::Decision;
 use super::earlier_checks::{LADDER_JOB, RECOVERY_JOB, RecoveryCheck, StepCheck};
+use super::rule_check::{AlarmWatch, Looked, Stepped};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{ClaimedJob, Home, NewJob, Outcome, RequestMeta, Source};
@@ -58,6 +59,9 @@ pub struct Check {
     /// The acts still under way when the run ended: the check polls each until it is over, then judges.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingAct>,
+    /// For a rule verified by its alarm: the alarm that must be OK again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<AlarmWatch>,
 }
 
 /// An act its kind answered pending: the check polls it by its handle.
@@ -109,6 +113,8 @@ pub(super) struct Acted<'a> {
     pub count: u32,
     /// Its acts still under way.
     pub pending: Vec<PendingAct>,
+    /// The alarm that started the episode, if any.
+    pub alarm: Option<String>,
 }
 
 impl Engine {
@@ -136,6 +142,7 @@ impl Engine {
             expected_in_service: acted.decision.in_service.saturating_add(acted.count),
             watching_since: None,
             pending: acted.pending,
+            alarm: self.alarm_watch(meta, target, acted.alarm),
         };
         let wait = effect
             .checked_after
@@ -160,6 +167,38 @@ impl Engine {
         }
     }
 
+    /// The alarm a rule verified by its alarm waits for after acting now (noted); none for a target, a rule
+    /// that does not say `verify = "alarm-ok"`, or an episode no CloudWatch alarm started (noted: its
+    /// instances alone judge it).
+    fn alarm_watch(
+        &self,
+        meta: &mut RequestMeta,
+        target: &Target,
+        alarm: Option<String>,
+    ) -> Option<AlarmWatch> {
+        let rule = self
+            .config
+            .rules
+            .iter()
+            .find(|rule| target.is_rule() && rule.name == target.id.name)?;
+        rule.verify?;
+        let Some(name) = alarm else {
+            meta.note(
+                "alarm_check",
+                "no CloudWatch alarm started this run: its instances alone judge it",
+            );
+            return None;
+        };
+        let since = OffsetDateTime::now_utc().unix_timestamp();
+        let watch = AlarmWatch {
+            name,
+            since,
+            until: since.saturating_add_unsigned(rule.verify_within_secs),
+        };
+        meta.note("alarm_check", &watch);
+        Some(watch)
+    }
+
     /// Runs the claimed check `job`, whose payload is `check` (`read_check`): judged as its step's action kind
     /// declares. One whose kind is not registered is recorded as ignored and finished.
     pub async fn run_check(&self, job: &ClaimedJob, check: Check) -> Result<(), EngineError> {
@@ -168,11 +207,11 @@ impl Engine {
             let why = format!("no action kind {:?} is registered", check.kind);
             return self.ignore(job, meta, &why).await;
         };
-        if !self.settled(job, &mut meta, &check, kind.as_ref()).await? {
+        let Some(done) = self.settled(job, &mut meta, &check, kind.as_ref()).await? else {
             return Ok(());
-        }
+        };
         match kind.effect().judged {
-            Judged::InstancesBack => self.check_instances(job, meta, check).await,
+            Judged::InstancesBack => self.check_instances(job, meta, check, &done).await,
             Judged::CapacityBack => self.check_capacity(job, meta, check).await,
         }
     }
@@ -189,22 +228,24 @@ impl Engine {
         }
     }
 
-    /// Polls `check`'s acts under way through their `kind`: whether the check may judge now (each is over, or
-    /// it has waited `POLLS` looks), with what each poll found noted; otherwise the job is put back to look
-    /// again. A poll that fails for a moment counts as still under way.
+    /// Polls `check`'s acts under way through their `kind`: once the check may judge (each is over, or it has
+    /// waited `POLLS` looks), what each poll found is noted and the instances whose act ended well are
+    /// returned; before that, the job is put back to look again (`None`). A poll that fails for a moment
+    /// counts as still under way.
     async fn settled(
         &self,
         job: &ClaimedJob,
         meta: &mut RequestMeta,
         check: &Check,
         kind: &dyn ActionKind,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Option<Vec<String>>, EngineError> {
         let found = self
             .targets
             .by_place(&check.target, &check.account, &check.region);
         let (Some(target), false) = (found, check.pending.is_empty()) else {
-            return Ok(true);
+            return Ok(Some(Vec::new()));
         };
+        let mut done = Vec::new();
         let mut polled = Vec::with_capacity(check.pending.len());
         let mut under_way = 0;
         for pending in &check.pending {
@@ -223,7 +264,10 @@ impl Engine {
                 resumes: &[],
             };
             let (state, error) = match kind.poll(on, &pending.handle).await {
-                Ok(Polled::Done(state)) => (Some(state), None),
+                Ok(Polled::Done(state)) => {
+                    done.push(pending.subject.id().to_owned());
+                    (Some(state), None)
+                }
                 Ok(Polled::Failed(why)) => (None, Some(why)),
                 Ok(Polled::Pending) => (Some("pending".to_owned()), None),
                 Err(err) => (Some("pending".to_owned()), Some(err.to_string())),
@@ -239,10 +283,10 @@ impl Engine {
         if under_way > 0 && job.attempts < POLLS {
             let why = format!("{under_way} act(s) still under way");
             self.audit.retry_job(&job.id, POLL_AGAIN, why).await?;
-            return Ok(false);
+            return Ok(None);
         }
         meta.note("polled", polled);
-        Ok(true)
+        Ok(Some(done))
     }
 
     /// Why a check of `target` waits, if it does: a pause, a silence or a maintenance window holds.
@@ -290,6 +334,7 @@ impl Engine {
         job: &ClaimedJob,
         meta: &mut RequestMeta,
         check: &Check,
+        done: &[String],
     ) -> Result<Option<(&Target, super::port::Snapshot)>, EngineError> {
         meta.target = Some(check.target.clone());
         meta.place = Some((check.account.clone(), check.region.clone()));
@@ -307,9 +352,32 @@ impl Engine {
             self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
             return Ok(None);
         }
-        let read = target.fleet.snapshot(&target.fleet_ref);
+        let read = async {
+            if target.is_rule() {
+                let step = Stepped {
+                    acted: &check.acted,
+                    ran_on: !check.pending.is_empty(),
+                    done,
+                    alarm: check.alarm.as_ref(),
+                };
+                super::rule_check::look(target, step).await
+            } else {
+                let snapshot = target.fleet.snapshot(&target.fleet_ref).await?;
+                Ok(Looked::Seen(snapshot, None))
+            }
+        };
         match super::port::RUN_ID.scope(meta.id.clone(), read).await {
-            Ok(snapshot) => Ok(Some((target, snapshot))),
+            Ok(Looked::Seen(snapshot, alarm)) => {
+                if let Some(alarm) = alarm {
+                    meta.note("alarm", alarm);
+                }
+                Ok(Some((target, snapshot)))
+            }
+            Ok(Looked::Wait(why, after)) => {
+                tracing::info!(job = job.id, why, "check waits for its alarm");
+                self.audit.retry_job(&job.id, after, why).await?;
+                Ok(None)
+            }
             Err(err) => {
                 Metrics::count(&self.metrics.recovery_checks, "failed");
                 tracing::warn!(job = job.id, error = %err, "check cannot read its target; trying again later");
@@ -338,6 +406,7 @@ fn of_recovery(check: RecoveryCheck, home: &Home) -> Check {
         expected_in_service: check.expected_in_service,
         watching_since: check.watching_since,
         pending: Vec::new(),
+        alarm: None,
     }
 }
 
@@ -356,6 +425,7 @@ fn of_reboot(check: StepCheck) -> Check {
         expected_in_service: check.expected_in_service,
         watching_since: None,
         pending: Vec::new(),
+        alarm: None,
     }
 }
 

@@ -105,6 +105,8 @@ pub(super) struct Asked<'a> {
     pub only: Option<(&'a [String], SkipReason)>,
     /// The action kind of the step of the target's ladder it takes.
     pub step: &'a std::sync::Arc<dyn ActionKind>,
+    /// For a rule's run, what its alert selected (a resumed step's or approval's: those in `only`).
+    pub resources: &'a super::trigger::Resources,
 }
 
 impl Engine {
@@ -118,30 +120,21 @@ impl Engine {
         asked: Asked<'_>,
     ) -> Result<Decided<'_>, EngineError> {
         let Asked {
-            previous, except, ..
+            previous,
+            except,
+            resources,
+            ..
         } = asked;
-        let mut observation = self.observe(meta, target, previous, except).await?;
+        let mut observation = self
+            .observe(meta, target, previous, except, resources)
+            .await?;
         let mut plan = self.plan_noted(meta, target, &observation, &asked);
         let acting = asked.acting && !plan.act_on.is_empty();
-        if acting {
-            let mut contended = false;
-            for lease in [Lease::Target(&target.id), Lease::Budget] {
-                match self.audit.lease(lease, &meta.id, LEASE_WAIT).await? {
-                    Leased::Busy => return Err(EngineError::TargetBusy(target.id.name.clone())),
-                    Leased::AfterWaiting => contended |= matches!(lease, Lease::Target(_)),
-                    Leased::AtOnce => {}
-                }
-            }
-            // Another run acted on this target since we looked (the last action read before the target
-            // moved), or held the target when we asked (it may have acted and died before its record said so):
-            // look again, holding the lease.
-            if contended
-                || self.audit.last_action(&target.id, except).await?.at
-                    != observation.last_action_at
-            {
-                observation = self.observe(meta, target, previous, except).await?;
-                plan = self.plan_noted(meta, target, &observation, &asked);
-            }
+        if acting && self.moved_since(meta, target, except, &observation).await? {
+            observation = self
+                .observe(meta, target, previous, except, resources)
+                .await?;
+            plan = self.plan_noted(meta, target, &observation, &asked);
         }
         let budget_gate = if acting {
             Some(self.budget_gate.lock().await)
@@ -191,6 +184,29 @@ impl Engine {
         })
     }
 
+    /// Takes the target's and the budget's leases for a run about to act, and says whether the target may
+    /// have moved since `observation`: another run acted on it since we looked (the last action read before
+    /// the target moved), or held the target when we asked (it may have acted and died before its record
+    /// said so). Then the run looks again, holding the lease.
+    async fn moved_since(
+        &self,
+        meta: &RequestMeta,
+        target: &Target,
+        except: &[&str],
+        observation: &Observation,
+    ) -> Result<bool, EngineError> {
+        let mut contended = false;
+        for lease in [Lease::Target(&target.id), Lease::Budget] {
+            match self.audit.lease(lease, &meta.id, LEASE_WAIT).await? {
+                Leased::Busy => return Err(EngineError::TargetBusy(target.id.name.clone())),
+                Leased::AfterWaiting => contended |= matches!(lease, Lease::Target(_)),
+                Leased::AtOnce => {}
+            }
+        }
+        Ok(contended
+            || self.audit.last_action(&target.id, except).await?.at != observation.last_action_at)
+    }
+
     /// The plan for `observation` under the target's policy at the step `asked` takes, cut to the only
     /// instances it may act on (an approval's, a ladder step's), noted (with the takeover's context).
     fn plan_noted(
@@ -202,6 +218,7 @@ impl Engine {
     ) -> Plan {
         let mut policy = Policy {
             cooldown: target.cooldown,
+            capacity_rules: !target.is_rule(),
             ..Policy::new(&self.config.remediation, std::sync::Arc::clone(asked.step))
         };
         // An approval (or a ladder step) caps what it may act on, not what broke since: it plans uncapped,
@@ -248,7 +265,9 @@ impl Engine {
         let left = budget::Left::of(budget::Budgets::from(&self.config.remediation), used);
         meta.note("budget_left", left);
         let registered = plan.registered.len();
-        let per_hour = plan::speed_limit(registered, target.removed_fraction);
+        let per_hour = target
+            .removed_fraction
+            .map_or(u64::MAX, |fraction| plan::speed_limit(registered, fraction));
         let speed_left = per_hour.saturating_sub(used.target_hour);
         meta.note(
             "speed_limit",

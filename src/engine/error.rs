@@ -46,6 +46,14 @@ pub enum EngineError {
     /// The decision a dead attempt stored cannot be read, so what it may have done is unknown.
     #[error("the decision of run {0} cannot be read ({1}); nothing was done")]
     UnreadableDecision(String, String),
+    /// A rule's run selected nothing to act on: nothing was done.
+    #[error("rule {rule:?} has nothing to act on: {why}")]
+    NoResource {
+        /// The rule.
+        rule: String,
+        /// Why its selection came to nothing.
+        why: String,
+    },
 }
 
 impl EngineError {
@@ -59,6 +67,7 @@ impl EngineError {
                 "unknown-load-balancer"
             }
             Self::AmbiguousTarget { .. } => "ambiguous-target",
+            Self::NoResource { .. } => "no-resource",
             Self::Fleet(err) => match err.kind {
                 FailureKind::Permanent => "aws-denied",
                 FailureKind::Transient | FailureKind::NotFound => "aws-unavailable",
@@ -75,6 +84,7 @@ impl EngineError {
             Self::UnknownTarget(..)
             | Self::UnknownTargetThere(..)
             | Self::AmbiguousTarget { .. }
+            | Self::NoResource { .. }
             | Self::TargetNotFound(_) => Failure::UnknownTarget,
             _ if self.is_transient() => Failure::Transient,
             _ => Failure::Refused,
@@ -93,6 +103,7 @@ impl EngineError {
             Self::UnknownTarget(..)
             | Self::UnknownTargetThere(..)
             | Self::AmbiguousTarget { .. }
+            | Self::NoResource { .. }
             | Self::TargetNotFound(_) => false,
             Self::Fleet(err) => err.kind != FailureKind::Permanent,
             Self::Audit(_) | Self::Busy(_) | Self::TargetBusy(_) | Self::UnreadableDecision(..) => {
@@ -110,6 +121,7 @@ impl EngineError {
             | Self::UnknownTargetThere(..)
             | Self::AmbiguousTarget { .. }
             | Self::TargetNotFound(_)
+            | Self::NoResource { .. }
             | Self::Busy(_)
             | Self::TargetBusy(_) => self.to_string(),
             Self::Fleet(err) => match err.kind {

@@ -22,7 +22,41 @@ impl Kinds {
     pub fn check(&self, config: &Config) -> Result<Kinds, KindsError> {
         let kinds = self.clone().with_entries(config)?;
         kinds.check_targets(config)?;
+        kinds.check_rules(config)?;
         Ok(kinds)
+    }
+
+    /// Checks every rule's ladder: not empty, made of kinds, each keeping the instance.
+    fn check_rules(&self, config: &Config) -> Result<(), KindsError> {
+        for rule in &config.rules {
+            let at = |source| KindsError {
+                place: format!("rule {:?}", rule.name),
+                source,
+            };
+            for step in self.rule_ladder(config, &rule.ladder).map_err(at)? {
+                if !step.effect().keeps_instance {
+                    let step = step.name().to_owned();
+                    return Err(at(LadderError::RuleRemoves { step }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kinds of a rule's `ladder`, read with `[remediation]`'s keys.
+    pub fn rule_ladder(
+        &self,
+        config: &Config,
+        ladder: &[String],
+    ) -> Result<Vec<std::sync::Arc<dyn super::action::Action>>, LadderError> {
+        if ladder.is_empty() {
+            return Err(LadderError::RuleWithoutLadder);
+        }
+        let no_target = toml::Table::new();
+        self.ladder(
+            ladder,
+            &Keys::new(&no_target, &config.remediation.kind_keys),
+        )
     }
 
     /// Checks `[remediation]` and every target's keys and ladder against these kinds.

@@ -87,9 +87,10 @@ impl Engine {
         job: &ClaimedJob,
         mut meta: RequestMeta,
         check: Check,
+        done: &[String],
     ) -> Result<(), EngineError> {
         meta.note("episode", serde_json::json!({"id": check.episode}));
-        let Some((target, snapshot)) = self.look(job, &mut meta, &check).await? else {
+        let Some((target, snapshot)) = self.look(job, &mut meta, &check, done).await? else {
             return Ok(());
         };
         let (back, down): (Vec<String>, Vec<String>) =
@@ -131,7 +132,10 @@ impl Engine {
             .escalate(&mut meta, &target.id, &check.episode, reason)
             .await?;
         let mut jobs = self.jobs_of(&events);
-        jobs.push(self.watch(&check));
+        // A balancer is watched for its capacity coming back; a rule's instances have none to watch.
+        if !target.is_rule() {
+            jobs.push(self.watch(&check));
+        }
         let record = meta.into_record(Outcome::NotRecovered, ANSWERED, None, 0);
         let episode = EpisodeWrite::step(&check.episode, &target.id, "escalated");
         let dropped = self
@@ -219,6 +223,7 @@ impl Engine {
             index: check.index + 1,
             after: check.run_id.clone(),
             instances: down.to_vec(),
+            alarm: check.alarm.as_ref().map(|watch| watch.name.clone()),
         };
         let step = target
             .ladder

@@ -31,6 +31,8 @@ mod refusal;
 pub mod relapse;
 mod remediate;
 mod report;
+mod route;
+mod rule_check;
 pub mod snapshot;
 mod summary;
 mod targets;
@@ -53,8 +55,9 @@ pub use earlier_checks::{
 pub use error::EngineError;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Skip, SkipReason};
 pub use report::Run;
+pub use route::{Matched, is_instance_id, named_instance};
 pub use targets::{FleetOf, StartError, probe_targets};
-pub use trigger::{Approved, Authenticated, NextStep, Resume, Trigger};
+pub use trigger::{Approved, Authenticated, NextStep, Resources, Resume, Trigger};
 
 use crate::audit::{ApprovalWrite, AuditStore, DeliveryKey, Home, RequestMeta};
 use crate::config::{Config, TargetConfig};
@@ -80,6 +83,8 @@ pub struct Engine {
     kinds: Kinds,
     /// When each target's last routine notice was sent.
     quiet: quiet::Quiet,
+    /// The configured rules, compiled: which alerts a rule's response is for.
+    rules: crate::rules::Rules,
 }
 
 impl Engine {
@@ -118,6 +123,7 @@ impl Engine {
         kinds: Kinds,
     ) -> Result<Self, StartError> {
         let kinds = kinds.check(&config)?;
+        let rules = crate::rules::Rules::compile(&config.rules)?;
         let targets = targets::Targets::resolve(&config, fleet_of, &kinds).await?;
         let slots = Semaphore::new(config.remediation.max_concurrent);
         Ok(Self {
@@ -131,6 +137,7 @@ impl Engine {
             home,
             kinds,
             quiet: quiet::Quiet::default(),
+            rules,
         })
     }
 

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::change::Changes;
 use super::decision::Decision;
-use super::port::{FailureKind, HealthState, Snapshot};
+use super::port::{FailureKind, Health, HealthState, InstanceView, Resources, Snapshot};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{RequestMeta, SharedClock};
@@ -35,12 +35,15 @@ impl Engine {
         target: &Target,
         previous: Option<&str>,
         except: &[&str],
+        resources: &Resources,
     ) -> Result<Observation, EngineError> {
         // The last action is read before the target: a run that acts after this read changes it, so the
         // decide stage can tell that what it read may be out of date.
         let last = self.audit.last_action(&target.id, except).await?;
-        let mut snapshot =
-            target
+        let (snapshot, changes) = if target.is_rule() {
+            (rule_snapshot(target, resources).await?, Changes::NotRead)
+        } else {
+            let mut snapshot = target
                 .fleet
                 .snapshot(&target.fleet_ref)
                 .await
@@ -48,7 +51,9 @@ impl Engine {
                     FailureKind::NotFound => EngineError::TargetNotFound(target.fleet_ref.clone()),
                     _ => EngineError::Fleet(err),
                 })?;
-        let changes = find_groups(target, &mut snapshot).await?;
+            let changes = find_groups(target, &mut snapshot).await?;
+            (snapshot, changes)
+        };
         meta.note("seen", &snapshot);
         if let Some(noted) = changes.noted() {
             meta.note("seen_changes", noted);
@@ -75,6 +80,62 @@ impl Engine {
         serde_json::from_str(&body)
             .map(Some)
             .map_err(|err| EngineError::UnreadableDecision(run_id.to_owned(), err.to_string()))
+    }
+}
+
+/// What a rule's run sees: each instance it selects as its alert reports it (out of service: the alert is
+/// about it), with EC2's facts (none for an id EC2 does not know, which the plan skips). A selection that
+/// comes to nothing is refused: a rule never acts on "all".
+async fn rule_snapshot(target: &Target, resources: &Resources) -> Result<Snapshot, EngineError> {
+    let mut facts = target
+        .fleet
+        .instances(resources)
+        .await
+        .map_err(EngineError::Fleet)?;
+    let mut ids: Vec<String> = match resources {
+        Resources::Instances(ids) => ids.clone(),
+        _ => facts.keys().cloned().collect(),
+    };
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(EngineError::NoResource {
+            rule: target.id.name.clone(),
+            why: nothing_selected(resources),
+        });
+    }
+    let instances = ids
+        .into_iter()
+        .map(|instance_id| InstanceView {
+            health: Health {
+                state: HealthState::OutOfService,
+                reported: "alerting".to_owned(),
+                reason_code: Some("Alert".to_owned()),
+                description: Some(format!(
+                    "rule {:?} matched an alert about it",
+                    target.id.name
+                )),
+            },
+            ec2: facts.remove(&instance_id),
+            auto_scaling_group: None,
+            instance_id,
+        })
+        .collect();
+    Ok(Snapshot {
+        target: target.id.name.clone(),
+        instances,
+    })
+}
+
+/// Why a rule's selection came to nothing, in words.
+fn nothing_selected(resources: &Resources) -> String {
+    match resources {
+        Resources::Tagged { key, value } => format!(
+            "no pending, running, stopping or stopped instance is tagged {key}={value} (instances = \"tag:...\")"
+        ),
+        _ => "the alert names no instance: it has no InstanceId dimension, nor an instance or instance_id \
+              label holding an EC2 instance id (instances = \"alert\")"
+            .to_owned(),
     }
 }
 

@@ -32,6 +32,9 @@ pub struct Policy {
     pub protect_tag: String,
     /// The action kind of the step of the target's ladder this run takes.
     pub step: Arc<dyn ActionKind>,
+    /// Whether the balancer's capacity rules (too many unhealthy, the in-service floor, a zone's share)
+    /// bound the run: not for a rule's, whose steps keep the instance.
+    pub capacity_rules: bool,
 }
 
 impl Policy {
@@ -45,6 +48,7 @@ impl Policy {
             cooldown: Duration::from_secs(config.cooldown_secs),
             protect_tag: config.protect_tag.clone(),
             step,
+            capacity_rules: true,
         }
     }
 }
@@ -105,14 +109,18 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     if unhealthy.is_empty() {
         return plan;
     }
-    plan.refused = refusal(
-        unhealthy.len(),
-        snapshot.instances.len(),
-        in_service,
-        policy,
-        clock,
-    )
-    .or_else(|| super::zones::zonal_refusal(snapshot));
+    plan.refused = if policy.capacity_rules {
+        refusal(
+            unhealthy.len(),
+            snapshot.instances.len(),
+            in_service,
+            policy,
+            clock,
+        )
+        .or_else(|| super::zones::zonal_refusal(snapshot))
+    } else {
+        cooldown_refusal(policy.cooldown, clock)
+    };
     if plan.refused.is_some() {
         return plan;
     }

@@ -22,6 +22,7 @@ fn policy() -> Policy {
         cooldown: Duration::from_secs(600),
         protect_tag: "reflex:protect".into(),
         step: Arc::new(Replace::default()),
+        capacity_rules: true,
     }
 }
 
@@ -470,6 +471,7 @@ fn arb_policy() -> impl Strategy<Value = (Policy, How)> {
                 cooldown: Duration::from_secs(cooldown),
                 protect_tag: "reflex:protect".into(),
                 step: Arc::new(Replace { how }),
+                capacity_rules: true,
             };
             (policy, how)
         })

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use super::snapshot::{Ec2Facts, Health, HealthState, InstanceView, Snapshot};
+pub use super::trigger::Resources;
 pub use crate::target::TargetRef;
 
 tokio::task_local! {
@@ -36,6 +37,17 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
     /// ARN), with each instance's EC2 facts.
     fn snapshot<'a>(&'a self, target: &'a TargetRef)
     -> BoxFuture<'a, Result<Snapshot, FleetError>>;
+
+    /// EC2's facts of the instances `resources` names, for a rule's run: by id (an id EC2 does not know is
+    /// absent), or by tag (the pending, running, stopping and stopped ones).
+    fn instances<'a>(
+        &'a self,
+        resources: &'a Resources,
+    ) -> BoxFuture<'a, Result<HashMap<String, Ec2Facts>, FleetError>>;
+
+    /// The state of the CloudWatch alarm `name` (DescribeAlarms), for a rule verified by its alarm; `None`
+    /// when no such alarm exists.
+    fn alarm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<AlarmState>, FleetError>>;
 
     /// The Auto Scaling group of each of `instance_ids` that belongs to one (absent: in no group).
     fn auto_scaling_groups<'a>(
@@ -73,6 +85,15 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
     fn clients(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
         None
     }
+}
+
+/// A CloudWatch alarm's state, as a rule's check reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlarmState {
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub value: String,
+    /// When it last changed state (Unix seconds).
+    pub updated_at: i64,
 }
 
 /// What one Auto Scaling group shows of a change under way; nothing in it (but `refreshes_unread`): no change

@@ -37,7 +37,7 @@ impl Engine {
             serde_json::json!({"run": check.run_id, "expected_in_service": check.expected_in_service}),
         );
         meta.note("episode", serde_json::json!({"id": check.episode}));
-        let Some((target, snapshot)) = self.look(job, &mut meta, &check).await? else {
+        let Some((target, snapshot)) = self.look(job, &mut meta, &check, &[]).await? else {
             return Ok(());
         };
         let in_service = u32::try_from(snapshot.in_service()).unwrap_or(u32::MAX);

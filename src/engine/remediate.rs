@@ -11,7 +11,7 @@ use super::decision::Decision;
 use super::ladder::Step;
 use super::plan::{Plan, Refusal, SkipReason};
 use super::targets::Target;
-use super::{Engine, EngineError, Run, Trigger};
+use super::{Engine, EngineError, Resources, Run, Trigger};
 use crate::audit::{EpisodeWrite, NewJob, RequestMeta};
 use crate::config::Mode;
 use crate::contract::Summary;
@@ -31,6 +31,7 @@ struct Done {
     summary: Summary,
     tripped: Option<Tripped>,
     relapsed: Vec<String>,
+    alarm: Option<String>,
 }
 
 impl Engine {
@@ -50,7 +51,7 @@ impl Engine {
         // The step of the target's ladder this run takes; the earlier step of its episode is no cooldown for it.
         let step = Step::of(trigger, target);
         let approved = self.approval_holds(meta, trigger, &step);
-        let holding = target.mode == Mode::Approve && !approved && !dry_run;
+        let holding = wants_approvers(meta, trigger, target) && !approved && !dry_run;
         meta.dry_run = dry_run;
         let _single_flight = target.lock.lock().await;
         let _slot = self
@@ -70,12 +71,14 @@ impl Engine {
             let refused = self.refused(meta, &answer, refusal, false, None);
             return Ok(step.recorded(refused, meta, target, Vec::new()));
         }
+        let resources = resources_of(trigger);
         let asked = decide::Asked {
             previous,
             except: &except,
             acting: !(dry_run || holding),
             only: only_of(trigger),
             step: step.kind,
+            resources: &resources,
         };
         let decided = self.decide(meta, target, asked).await?;
         let mut summary = self.summary_of(meta, &answer, &decided.plan);
@@ -103,6 +106,7 @@ impl Engine {
             None => tripped,
         };
         let done = Done {
+            alarm: alarm_of(trigger, target),
             decision,
             registered,
             acted,
@@ -266,8 +270,42 @@ impl Engine {
             acted,
             count: u32::try_from(count).unwrap_or(u32::MAX),
             pending,
+            alarm: done.alarm.clone(),
         };
         self.check_job(meta, target, step.kind.name(), effect, acted)
+    }
+}
+
+/// Whether `target`'s decisions wait for approvers: in approve mode, and for a business metric's alarm
+/// (noted) even when its rule acts on its own.
+fn wants_approvers(meta: &mut RequestMeta, trigger: &Trigger, target: &Target) -> bool {
+    match &trigger.needs_approval {
+        Some(why) if target.mode == Mode::Auto => {
+            meta.note("business_metric", why);
+            true
+        }
+        _ => target.mode == Mode::Approve,
+    }
+}
+
+/// The CloudWatch alarm a rule's run was started by, for its check: an earlier step's, or the alert's own
+/// (none for a target's run, or an alert that is no CloudWatch alarm).
+fn alarm_of(trigger: &Trigger, target: &Target) -> Option<String> {
+    if !target.is_rule() {
+        return None;
+    }
+    match &trigger.resume.step {
+        Some(next) => next.alarm.clone(),
+        None => crate::rules::AlertFacts::from_cloudwatch(&trigger.message).map(|alarm| alarm.name),
+    }
+}
+
+/// What a rule's run reads: what its alert selected, or for a resumed step or an approval, the instances
+/// it may act on.
+fn resources_of(trigger: &Trigger) -> Resources {
+    match (&trigger.resources, only_of(trigger)) {
+        (Resources::None, Some((only, _))) => Resources::Instances(only.to_vec()),
+        (resources, _) => resources.clone(),
     }
 }
 

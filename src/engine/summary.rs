@@ -52,6 +52,7 @@ impl Summary {
             target_group: target.target_group,
             account: target.account,
             region: target.region,
+            rule: target.rule,
             unhealthy_instance_ids: plan.unhealthy.clone(),
             skipped: plan.skipped.clone(),
             refused: plan.refused.as_ref().map(|r| r.sentence()),

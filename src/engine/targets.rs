@@ -15,7 +15,7 @@ use super::refusal::Refusal;
 use crate::audit::Home;
 use crate::config::{Config, Mode, TargetConfig};
 use crate::contract::Names;
-use crate::target::{Place, TargetId};
+use crate::target::{Place, TargetId, TargetKind};
 
 /// Where each configured target lives and which fleet serves it.
 pub type FleetOf<'a> = &'a dyn Fn(&TargetConfig) -> (Arc<dyn Fleet>, Home);
@@ -72,6 +72,9 @@ pub enum StartError {
     /// A key no action kind reads, or a kind's unusable default.
     #[error(transparent)]
     Kinds(#[from] KindsError),
+    /// A rule cannot be compiled.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RuleError),
     /// Looking a target group up failed.
     #[error("cannot look up target group {group} (targets.target_group): {source}")]
     Lookup {
@@ -95,8 +98,9 @@ pub(super) struct Target {
     pub configured: TargetRef,
     /// How summaries name it.
     pub names: Names,
-    /// Its speed limit: the fraction of its instances that may be acted on in any hour.
-    pub removed_fraction: f64,
+    /// Its speed limit: the fraction of its instances that may be acted on in any hour; none for a rule,
+    /// whose steps keep the instance.
+    pub removed_fraction: Option<f64>,
     /// How far reflex may go on its own with it.
     pub mode: Mode,
     /// Distinct approvers its held decisions need (approve mode).
@@ -125,6 +129,11 @@ fn described(id: &TargetId, account_name: &str) -> String {
 }
 
 impl Target {
+    /// Whether it is a rule's: its instances come with each alert, and no balancer's capacity bounds it.
+    pub fn is_rule(&self) -> bool {
+        self.id.kind == TargetKind::Rule
+    }
+
     /// Remembers `refusal`, a change seen under way now.
     pub fn saw_change(&self, refusal: &Refusal) {
         *self
@@ -177,6 +186,55 @@ fn cooldown_of(config: &Config, ladder: &[Arc<dyn ActionKind>]) -> Duration {
     }
 }
 
+/// Every rule, served as a target of its own where reflex runs: its pauses, silences, breaker, cooldown and
+/// budgets are the rule's; what it acts on comes with each alert. Its steps keep the instance (checked by
+/// `Kinds::check`), so the balancer's capacity rules do not bound it: its speed limit is its whole selection.
+fn rule_targets(
+    config: &Config,
+    fleet_of: FleetOf<'_>,
+    kinds: &Kinds,
+) -> Result<Vec<Target>, StartError> {
+    if config.rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (fleet, home) = fleet_of(&TargetConfig::default());
+    let mut targets = Vec::with_capacity(config.rules.len());
+    for rule in &config.rules {
+        let ladder =
+            kinds
+                .rule_ladder(config, &rule.ladder)
+                .map_err(|source| StartError::Ladder {
+                    target: format!("rule {:?}", rule.name),
+                    source,
+                })?;
+        let reference = TargetRef::Rule(rule.name.clone());
+        targets.push(Target {
+            id: TargetId::new(&home.account, &home.region, TargetKind::Rule, &rule.name),
+            account_name: crate::config::LOCAL_ACCOUNT.to_owned(),
+            fleet_ref: reference.clone(),
+            configured: reference,
+            names: Names {
+                load_balancer: String::new(),
+                target_group: None,
+                account: home.account.clone(),
+                region: home.region.clone(),
+                rule: Some(rule.name.clone()),
+            },
+            removed_fraction: None,
+            mode: rule.mode.unwrap_or(config.remediation.mode),
+            approvals_required: rule.approvals_required.unwrap_or(config.approvals.required),
+            cooldown: rule
+                .cooldown_secs
+                .map_or_else(|| cooldown_of(config, &ladder), Duration::from_secs),
+            ladder,
+            fleet: Arc::clone(&fleet),
+            lock: Mutex::new(()),
+            change_seen: std::sync::Mutex::default(),
+        });
+    }
+    Ok(targets)
+}
+
 /// How the fleet is asked about `target`, and how summaries name it: a classic load balancer by its name, a
 /// target group by its ARN (looked up once; refused when missing or not made of instances).
 async fn locate(
@@ -186,9 +244,13 @@ async fn locate(
     place: &str,
 ) -> Result<(TargetRef, Names), StartError> {
     Ok(match target.reference() {
+        TargetRef::Rule(_) => {
+            unreachable!("a [[targets]] entry names a balancer or a target group")
+        }
         TargetRef::LoadBalancer(name) => (
             TargetRef::LoadBalancer(name.clone()),
             Names {
+                rule: None,
                 load_balancer: name,
                 target_group: None,
                 account: home.account.clone(),
@@ -216,6 +278,7 @@ async fn locate(
             (
                 TargetRef::TargetGroup(info.arn),
                 Names {
+                    rule: None,
                     load_balancer: info.load_balancers.first().cloned().unwrap_or_default(),
                     target_group: Some(group),
                     account: home.account.clone(),
@@ -278,7 +341,7 @@ impl Targets {
                 fleet_ref,
                 configured: target.reference(),
                 names,
-                removed_fraction: config.removed_fraction_of(target),
+                removed_fraction: Some(config.removed_fraction_of(target)),
                 mode: config.mode_of(target),
                 approvals_required: config.approvals_required_of(target),
                 cooldown: cooldown_of(config, &ladder),
@@ -288,6 +351,7 @@ impl Targets {
                 change_seen: std::sync::Mutex::default(),
             });
         }
+        targets.extend(rule_targets(config, fleet_of, kinds)?);
         Ok(Self(targets))
     }
 
@@ -356,7 +420,7 @@ pub async fn probe_targets(
 ) -> Result<Vec<String>, StartError> {
     let targets = Targets::resolve(config, fleet_of, &kinds.check(config)?).await?;
     let mut lines = Vec::with_capacity(targets.0.len());
-    for target in &targets.0 {
+    for target in targets.0.iter().filter(|target| !target.is_rule()) {
         let snapshot = target
             .fleet
             .snapshot(&target.fleet_ref)
@@ -368,7 +432,7 @@ pub async fn probe_targets(
         let in_service = snapshot.in_service();
         let via = match &target.fleet_ref {
             TargetRef::TargetGroup(arn) => format!(" ({arn})"),
-            TargetRef::LoadBalancer(_) => String::new(),
+            TargetRef::LoadBalancer(_) | TargetRef::Rule(_) => String::new(),
         };
         lines.push(format!(
             "{} {:?}{via}: {} instances registered, {in_service} in service; ladder {}",

@@ -46,6 +46,8 @@ struct FakeFleet {
     done: StdMutex<Vec<(&'static str, String)>>,
     /// EC2 states other than `running`, by instance.
     ec2_states: HashMap<String, String>,
+    /// CloudWatch alarms by name, as a test sets them.
+    alarms: StdMutex<HashMap<String, super::port::AlarmState>>,
     /// Each snapshot pauses everything (or, with `false`, opens the target's breaker) while the run reads.
     brake_while_reading: Option<bool>,
     /// The first TerminateInstances pauses everything once it is answered.
@@ -178,6 +180,46 @@ impl Fleet for FakeFleet {
                     "no such group",
                 )
             })
+        })
+    }
+
+    fn alarm<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<super::port::AlarmState>, FleetError>> {
+        let state = self.alarms.lock().unwrap().get(name).cloned();
+        Box::pin(async move { Ok(state) })
+    }
+
+    fn instances<'a>(
+        &'a self,
+        resources: &'a super::port::Resources,
+    ) -> BoxFuture<'a, Result<HashMap<String, Ec2Facts>, FleetError>> {
+        // Every instance named is running, but one named `i-gone...`; the tag role=checkout has two.
+        let ids: Vec<String> = match resources {
+            super::port::Resources::Instances(ids) => ids.clone(),
+            super::port::Resources::Tagged { value, .. } if value == "checkout" => {
+                vec!["i-tag1".into(), "i-tag2".into()]
+            }
+            _ => Vec::new(),
+        };
+        let old = OffsetDateTime::now_utc() - Duration::from_secs(86_400);
+        Box::pin(async move {
+            Ok(ids
+                .into_iter()
+                .filter(|id| !id.starts_with("i-gone"))
+                .map(|id| {
+                    let state = self.ec2_states.get(&id).cloned();
+                    let facts = Ec2Facts {
+                        state: state.unwrap_or_else(|| "running".into()),
+                        launch_time: Some(old),
+                        tags: vec![],
+                        zone: self.zones.get(&id).cloned(),
+                        image_id: None,
+                    };
+                    (id, facts)
+                })
+                .collect())
         })
     }
 
@@ -1906,6 +1948,7 @@ mod kind;
 mod pending;
 mod quiet_held;
 mod quiet_notices;
+mod rule_runs;
 mod takeover_cap;
 mod unreadable_brakes;
 mod whole;

@@ -29,6 +29,28 @@ pub struct Trigger {
     pub dry_run: bool,
     /// What the run picks up from earlier work, if it does not start fresh from an alert.
     pub resume: Resume,
+    /// For a rule's run: the instances its alert named, or the tag that selects them.
+    pub resources: Resources,
+    /// For a rule's run that must be approved whatever the rule's mode: why (a business metric's alarm).
+    pub needs_approval: Option<String>,
+}
+
+/// What a rule's run acts on, as its alert or the rule's `instances` names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resources {
+    /// Nothing named: a target's run, whose instances are its balancer's.
+    #[default]
+    None,
+    /// These instances, by id (the alert's `InstanceId` dimension or `instance` label).
+    Instances(Vec<String>),
+    /// The running and stopped instances tagged `key` = `value`, looked up when the run reads.
+    Tagged {
+        /// The tag's key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
 }
 
 /// What a run picks up from earlier work instead of starting fresh from an alert: a ladder's next step, a held
@@ -56,6 +78,9 @@ pub struct NextStep {
     pub after: String,
     /// The instances it did not fix: the only ones this step may act on.
     pub instances: Vec<String>,
+    /// The CloudWatch alarm the episode's checks wait for, for a rule verified by its alarm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<String>,
 }
 
 /// A held decision that approvers approved: what it would have acted on.
@@ -79,6 +104,8 @@ impl Trigger {
             message,
             dry_run,
             resume: Resume::default(),
+            resources: Resources::None,
+            needs_approval: None,
         }
     }
 

@@ -25,6 +25,8 @@ use crate::target::Place;
 struct ControlRequest {
     /// The configured target; absent for everything (pause and resume only).
     target: Option<String>,
+    /// A `[[rules]]` entry, by name, instead of a target (pause, resume, silence).
+    rule: Option<String>,
     /// The target's account, when several targets share its name (a string when given, never null).
     #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
@@ -41,6 +43,8 @@ struct ControlRequest {
 struct SilenceRequest {
     /// The configured target; absent for everything.
     target: Option<String>,
+    /// A `[[rules]]` entry, by name, instead of a target.
+    rule: Option<String>,
     /// The target's account, when several targets share its name.
     #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
@@ -69,17 +73,34 @@ struct LiftRequest {
 trait Targeted {
     /// The target's name, if any (none: everything).
     fn target(&self) -> Option<&str>;
+    /// The rule's name, if it names a rule instead.
+    fn rule(&self) -> Option<&str>;
     /// Where the request says its target is.
     fn place(&self) -> Place;
-    /// The target it names, in `place`.
+    /// The target (or rule) it names, in `place`.
     fn named<'a>(&'a self, place: &'a Place) -> Option<Named<'a>> {
-        self.target().map(|name| Named { name, place })
+        match (self.target(), self.rule()) {
+            (_, Some(name)) => Some(Named {
+                name,
+                place,
+                rule: true,
+            }),
+            (Some(name), None) => Some(Named {
+                name,
+                place,
+                rule: false,
+            }),
+            (None, None) => None,
+        }
     }
 }
 
 impl Targeted for ControlRequest {
     fn target(&self) -> Option<&str> {
         self.target.as_deref()
+    }
+    fn rule(&self) -> Option<&str> {
+        self.rule.as_deref()
     }
     fn place(&self) -> Place {
         Place::new(self.account.clone(), self.region.clone())
@@ -89,6 +110,9 @@ impl Targeted for ControlRequest {
 impl Targeted for SilenceRequest {
     fn target(&self) -> Option<&str> {
         self.target.as_deref()
+    }
+    fn rule(&self) -> Option<&str> {
+        self.rule.as_deref()
     }
     fn place(&self) -> Place {
         Place::new(self.account.clone(), self.region.clone())
@@ -133,7 +157,7 @@ async fn pause(
         .await
         .map_err(refused)?;
     Ok(Json(
-        serde_json::json!({"paused": request.target, "reason": reason}),
+        serde_json::json!({"paused": request.target, "rule": request.rule, "reason": reason}),
     ))
 }
 
@@ -150,7 +174,9 @@ async fn resume(
         .resume(meta, request.named(&place), request.reason.as_deref())
         .await
         .map_err(refused)?;
-    Ok(Json(serde_json::json!({"resumed": request.target})))
+    Ok(Json(
+        serde_json::json!({"resumed": request.target, "rule": request.rule}),
+    ))
 }
 
 async fn silence(
@@ -247,6 +273,13 @@ async fn placed(
     request: &impl Targeted,
     place: &Place,
 ) -> Result<RequestMeta, ApiError> {
+    if request.target().is_some() && request.rule().is_some() {
+        let err = ApiError::bad_request(
+            "invalid-request",
+            "give target or rule, not both: a rule is not a target",
+        );
+        return Err(state.refused(meta, err).await);
+    }
     if request.target().is_some() || !place.is_given() {
         return Ok(meta);
     }

@@ -45,8 +45,8 @@ pub enum Handled {
     },
     /// One remediation, recorded in the request's own record (SNS, manual).
     Run {
-        /// What to heal.
-        trigger: Trigger,
+        /// What to heal (boxed: a trigger is large beside the other variants).
+        trigger: Box<Trigger>,
         /// The claimed delivery, settled with the run's record.
         delivery: Option<DeliveryKey>,
     },

@@ -110,7 +110,7 @@ async fn handle(
     )
     .in_place(Place::new(request.account, request.region));
     Ok(Handled::Run {
-        trigger,
+        trigger: Box::new(trigger),
         delivery: None,
     })
 }

@@ -16,7 +16,8 @@ use super::pipeline::{Handled, Receive, Rejection, claim, receive, replayed};
 use super::request_id::Arrival;
 use super::{ApiError, AppState};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
-use crate::engine::{Reply, SubscriptionReply, Summary, Trigger};
+use crate::engine::{Matched, Reply, SubscriptionReply, Summary, Trigger};
+use crate::rules::AlertFacts;
 use crate::sns::{ConfirmError, Decision, MessageType, SnsError, Verified, decide};
 
 /// The header SNS sends with the message type.
@@ -110,6 +111,21 @@ async fn notification(
     if let Some(replay) = state.audit.replay_of(key) {
         return Ok(replayed(meta, replay));
     }
+    if let Some(matched) = rule_of(state, &message.message) {
+        meta.note("rule", &matched.rule);
+        return match claim(state, meta, key.to_owned(), None).await? {
+            Ok(key) => Ok(Handled::Run {
+                trigger: Box::new(Trigger::for_rule(
+                    verified.proof(),
+                    matched,
+                    message.message.clone(),
+                    false,
+                )),
+                delivery: Some(key),
+            }),
+            Err(replay) => Ok(replay),
+        };
+    }
     let decision = match decide(&state.config, &message.topic_arn, &message.message) {
         Ok(decision) => decision,
         Err(reason) => {
@@ -126,6 +142,16 @@ async fn notification(
     };
     meta.note("decision", format!("{decision:?}"));
     match decision {
+        Decision::NoRuleMatched(reason) => {
+            let key = match claim(state, meta, key.to_owned(), None).await? {
+                Ok(key) => key,
+                Err(replay) => return Ok(replay),
+            };
+            Err(Rejection {
+                error: ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-rule-matched", reason),
+                delivery: Some(key),
+            })
+        }
         Decision::Ignore(reason) => Ok(Handled::Unclaimed {
             reply: Box::new(Reply::Summary(Box::new(Summary::ignored(
                 message.message.clone(),
@@ -139,14 +165,24 @@ async fn notification(
         Decision::Remediate { target, place, .. } => {
             match claim(state, meta, key.to_owned(), None).await? {
                 Ok(key) => Ok(Handled::Run {
-                    trigger: Trigger::new(verified.proof(), target, message.message.clone(), false)
-                        .in_place(place),
+                    trigger: Box::new(
+                        Trigger::new(verified.proof(), target, message.message.clone(), false)
+                            .in_place(place),
+                    ),
                     delivery: Some(key),
                 }),
                 Err(replay) => Ok(replay),
             }
         }
     }
+}
+
+/// The rule a CloudWatch alarm's message matches, when rules are configured and one does.
+fn rule_of(state: &AppState, message: &str) -> Option<Matched> {
+    if !state.engine.has_rules() {
+        return None;
+    }
+    state.engine.route(&AlertFacts::from_cloudwatch(message)?)
 }
 
 /// reflex was unsubscribed from an allowed topic: its alarms will no longer arrive. Loud on purpose: logged as

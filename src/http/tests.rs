@@ -36,6 +36,20 @@ impl Fleet for FailingFleet {
         Box::pin(async { Err(self.0.clone()) })
     }
 
+    fn instances<'a>(
+        &'a self,
+        _: &'a crate::engine::port::Resources,
+    ) -> BoxFuture<'a, Result<HashMap<String, crate::engine::port::Ec2Facts>, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
+    fn alarm<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::engine::port::AlarmState>, FleetError>> {
+        Box::pin(async { Err(self.0.clone()) })
+    }
+
     fn auto_scaling_groups<'a>(
         &'a self,
         _: &'a [String],

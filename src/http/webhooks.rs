@@ -15,7 +15,8 @@ use super::pipeline::{Handled, Receive, Rejection, claim, receive};
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::{ScopedToken, WebhookConfig};
-use crate::engine::{Authenticated, Reply, Summary, Trigger};
+use crate::engine::{Authenticated, Matched, Reply, Summary, Trigger};
+use crate::rules::AlertFacts;
 use crate::target::{Place, TargetRef};
 use crate::webhook::{Grouping, Payload, TargetLabels, group, signature};
 
@@ -104,9 +105,10 @@ async fn handle(
         None => authenticate(sender, hook, headers, &body)?,
     };
     meta.auth = Auth::Passed;
-    let payload: Payload = super::error::parse_json(&body)?;
+    let mut payload: Payload = super::error::parse_json(&body)?;
     supported(sender, &payload)?;
-    let grouping = grouping_of(state, hook, &payload);
+    let ruled = ruled_alerts(state, sender, scope.is_some(), meta, &mut payload);
+    let grouping = unruled_grouping(state, hook, &payload);
     meta.note("alerts", alerts_note(&payload, &grouping));
     let dry_run = state.config.remediation.dry_run;
     let mut ignored: Vec<Summary> = grouping
@@ -116,7 +118,7 @@ async fn handle(
             Summary::ignored(text.clone(), reason.clone(), dry_run, meta.id.clone())
         })
         .collect();
-    if grouping.groups.is_empty() {
+    if grouping.groups.is_empty() && ruled.is_empty() {
         if !grouping.resolved.is_empty() {
             ignored.push(Summary::ignored(
                 grouping.resolved.join("; "),
@@ -144,17 +146,87 @@ async fn handle(
         Ok(delivery) => delivery,
         Err(replay) => return Ok(replay),
     };
-    let triggers = one_per_target(state, grouping.groups)
+    let mut triggers: Vec<Trigger> = ruled
         .into_iter()
-        .map(|((target, place), texts)| {
-            Trigger::new(proof, target, texts.join("; "), false).in_place(place)
-        })
+        .map(|(matched, text)| Trigger::for_rule(proof, matched, text, false))
         .collect();
+    triggers.extend(one_per_target(state, grouping.groups).into_iter().map(
+        |((target, place), texts)| {
+            Trigger::new(proof, target, texts.join("; "), false).in_place(place)
+        },
+    ));
     Ok(Handled::Runs {
         triggers,
         ignored,
         delivery,
     })
+}
+
+/// The alerts of `payload` a rule takes, noted (see `take_ruled`). A sender scoped to some accounts names
+/// targets in them, and a rule's instances are where reflex runs: its alerts go to targets only.
+fn ruled_alerts(
+    state: &AppState,
+    sender: Sender,
+    scoped: bool,
+    meta: &mut RequestMeta,
+    payload: &mut Payload,
+) -> Vec<(Matched, String)> {
+    if scoped {
+        return Vec::new();
+    }
+    let ruled = take_ruled(state, sender, payload);
+    if !ruled.is_empty() {
+        let rules: Vec<&str> = ruled
+            .iter()
+            .map(|(matched, _)| matched.rule.as_str())
+            .collect();
+        meta.note("rules", rules);
+    }
+    ruled
+}
+
+/// The grouping of the alerts no rule took; with rules configured, an alert that names no target either
+/// says that no rule matched it.
+fn unruled_grouping(state: &AppState, hook: &WebhookConfig, payload: &Payload) -> Grouping {
+    let mut grouping = grouping_of(state, hook, payload);
+    if state.engine.has_rules() {
+        for (_, reason) in &mut grouping.unusable {
+            *reason = format!("no-rule-matched: it matches no rule, and {reason}");
+        }
+    }
+    grouping
+}
+
+/// Takes the alerts a rule matches out of `payload`: one run per rule, on every instance its alerts name (or
+/// its tag), with their texts. The alerts no rule matches stay, for their targets.
+fn take_ruled(state: &AppState, sender: Sender, payload: &mut Payload) -> Vec<(Matched, String)> {
+    if !state.engine.has_rules() {
+        return Vec::new();
+    }
+    let source = sender.source();
+    let mut ruled: Vec<(Matched, Vec<String>)> = Vec::new();
+    let alerts = std::mem::take(&mut payload.alerts);
+    for alert in alerts {
+        let facts = AlertFacts::from_webhook(source.as_str(), &alert, &payload.status);
+        let Some(matched) = state.engine.route(&facts) else {
+            payload.alerts.push(alert);
+            continue;
+        };
+        match ruled
+            .iter_mut()
+            .find(|(known, _)| known.rule == matched.rule)
+        {
+            Some((known, texts)) => {
+                known.merge(matched);
+                texts.push(alert.text());
+            }
+            None => ruled.push((matched, vec![alert.text()])),
+        }
+    }
+    ruled
+        .into_iter()
+        .map(|(matched, texts)| (matched, texts.join("; ")))
+        .collect()
 }
 
 /// Refuses a payload of another version than the sender's (its fields might mean something else).

@@ -233,7 +233,47 @@ fn check_settings(index: usize, config: &RuleConfig, earlier: &[Rule]) -> Result
             format!("holds {state:?}: \"firing\" or \"resolved\""),
         ));
     }
+    if let Some(problem) = instances_problem(&config.instances) {
+        return Err(invalid("instances", problem));
+    }
+    if !(1..=MAX_VERIFY_WITHIN_SECS).contains(&config.verify_within_secs) {
+        return Err(invalid(
+            "verify_within_secs",
+            format!(
+                "is {}: 1 to {MAX_VERIFY_WITHIN_SECS} (a day)",
+                config.verify_within_secs
+            ),
+        ));
+    }
+    let mut steps: Vec<&String> = config.ladder.iter().collect();
+    steps.sort();
+    if let Some(pair) = steps.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(invalid(
+            "ladder",
+            format!("names {:?} twice: each step once", pair[0]),
+        ));
+    }
     Ok(())
+}
+
+/// The longest a rule's check waits for its alarm to be OK again.
+const MAX_VERIFY_WITHIN_SECS: u64 = 86_400;
+
+/// What is wrong with a rule's `instances`, if anything: `"alert"` or `"tag:KEY=VALUE"`, neither part empty.
+fn instances_problem(instances: &str) -> Option<String> {
+    if instances == crate::config::ALERT_INSTANCES {
+        return None;
+    }
+    let tag = instances
+        .strip_prefix("tag:")
+        .and_then(|tag| tag.split_once('='));
+    match tag {
+        Some((key, value)) if !key.trim().is_empty() && !value.trim().is_empty() => None,
+        _ => Some(format!(
+            "is {instances:?}: \"alert\" (the instance the alert names) or \"tag:KEY=VALUE\" (the instances \
+             with that tag)"
+        )),
+    }
 }
 
 #[cfg(test)]

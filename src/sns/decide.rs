@@ -18,13 +18,15 @@ pub enum Decision {
     },
     /// Record and answer, do nothing (e.g. an `OK` alarm).
     Ignore(String),
+    /// Refuse `no-rule-matched`: rules are configured, the alert matched none and names no target.
+    NoRuleMatched(String),
 }
 
 /// Reads the notification's `Message`: a CloudWatch alarm acts only when it is `ALARM` and names its target,
 /// a classic balancer by the `LoadBalancerName` dimension or (in `AWS/ApplicationELB` and `AWS/NetworkELB`) a
 /// target group by the `TargetGroup` dimension, in the account and region of its `AlarmArn`; any other message
-/// uses the target configured for its topic, or the only configured target. `Err` carries why the message
-/// cannot be used.
+/// uses the target configured for its topic, or the only configured target (with no `[[rules]]`: with
+/// rules, one that no rule took is refused). `Err` carries why the message cannot be used.
 pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decision, String> {
     let alarm = CloudWatchAlarm::parse(message);
     if let Some(alarm) = &alarm {
@@ -70,6 +72,13 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
         .collect();
     let target = match (for_topic.as_slice(), config.targets.as_slice()) {
         ([target], _) => *target,
+        // Once rules are configured, an alert no rule took is not the only target's for naming nothing.
+        ([], _) if !config.rules.is_empty() => {
+            return Ok(Decision::NoRuleMatched(format!(
+                "the message matches no rule and names no load balancer or target group, and no target lists \
+                 topic {topic_arn} in sns_topic_arns: `reflex rules test` shows why each rule did not match"
+            )));
+        }
         ([], [only]) => only,
         ([_, _, ..], _) => {
             let names: Vec<&str> = for_topic.iter().map(|t| t.name()).collect();

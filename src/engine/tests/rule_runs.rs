@@ -1,0 +1,293 @@
+//! A rule's run goes through every stage a target's does, keyed on the rule: it acts on the instances its
+//! alert selected (never "all", never the balancer's capacity rules), under its own mode, pause, cooldown,
+//! budget and breaker, and its step is checked on the instances it acted on.
+
+use super::*;
+use crate::engine::route::Matched;
+
+/// A rule that reboots the instance its alert names (and one that reboots those tagged role=checkout), with
+/// `settings` of its own.
+fn rules(settings: &str) -> String {
+    format!(
+        "[[rules]]\nname = \"disk-full\"\nladder = [\"reboot\"]\n{settings}\n\
+         [[rules]]\nname = \"checkout\"\ninstances = \"tag:role=checkout\"\nladder = [\"reboot\"]\n"
+    )
+}
+
+/// The trigger of a rule's run on `resources`.
+fn rule_trigger(rule: &str, resources: Resources) -> Trigger {
+    let matched = Matched {
+        rule: rule.to_owned(),
+        resources,
+        needs_approval: None,
+    };
+    Trigger::for_rule(Authenticated::issued(), matched, "disk".to_owned(), false)
+}
+
+/// One run of the disk rule on `instance`.
+async fn disk_run(h: &Harness, instance: &str) -> Result<Run, EngineError> {
+    let trigger = rule_trigger("disk-full", Resources::Instances(vec![instance.to_owned()]));
+    h.engine.run(meta(), &trigger, None).await
+}
+
+/// The identity of the test's rule `name`.
+fn rule_id(name: &str) -> crate::target::TargetId {
+    let home = home();
+    crate::target::TargetId::new(
+        home.account,
+        home.region,
+        crate::target::TargetKind::Rule,
+        name,
+    )
+}
+
+#[tokio::test]
+async fn a_rule_acts_on_its_alerts_instance_only_unbounded_by_a_balancers_capacity_rules() {
+    let h = harness_with(FakeFleet::default(), "", &rules("")).await;
+    let run = disk_run(&h, "i-0abc1234").await.unwrap();
+    // One instance of one, out of service: a balancer's run would refuse `too-many-unhealthy`.
+    assert_eq!(run.summary.refused, None);
+    assert_eq!(run.summary.rule.as_deref(), Some("disk-full"));
+    assert_eq!(run.summary.list("rebooted-instance-ids"), ["i-0abc1234"]);
+    assert_eq!(
+        *h.fleet.done.lock().unwrap(),
+        [("reboot", "i-0abc1234".to_owned())]
+    );
+    assert_eq!(
+        h.fleet.snapshots.load(Ordering::SeqCst),
+        0,
+        "no balancer read"
+    );
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.target.as_deref(), Some("disk-full"));
+}
+
+#[tokio::test]
+async fn a_selection_of_nothing_is_refused_and_a_tag_selects_its_instances() {
+    let h = harness_with(FakeFleet::default(), "", &rules("")).await;
+    for (resources, said) in [
+        (Resources::Instances(Vec::new()), "names no instance"),
+        (
+            Resources::Tagged {
+                key: "role".into(),
+                value: "nothing".into(),
+            },
+            "tagged role=nothing",
+        ),
+    ] {
+        let trigger = rule_trigger("checkout", resources);
+        let err = h.engine.run(meta(), &trigger, None).await.unwrap_err();
+        assert_eq!((err.code(), err.status()), ("no-resource", 422));
+        assert!(err.to_string().contains(said), "{err}");
+    }
+    // An id EC2 does not know is skipped, not acted on.
+    let gone = disk_run(&h, "i-gone1234").await.unwrap();
+    assert!(gone.summary.list("rebooted-instance-ids").is_empty());
+    assert_eq!(gone.summary.skipped.len(), 1);
+    let tagged = Resources::Tagged {
+        key: "role".into(),
+        value: "checkout".into(),
+    };
+    let run = h
+        .engine
+        .run(meta(), &rule_trigger("checkout", tagged), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        run.summary.list("rebooted-instance-ids"),
+        ["i-tag1", "i-tag2"]
+    );
+    assert!(h.fleet.done.lock().unwrap().len() == 2);
+}
+
+#[tokio::test]
+async fn a_rules_mode_pause_and_cooldown_are_its_own() {
+    let h = harness_with(FakeFleet::default(), "", &rules("cooldown_secs = 600")).await;
+    assert!(disk_run(&h, "i-0abc1234").await.unwrap().acted == 1);
+    // The rule's cooldown holds whatever instance its next alert names; a target's runs are not held.
+    let again = disk_run(&h, "i-0def5678").await.unwrap();
+    assert_eq!(again.summary.refused_rule, Some("cooldown"));
+    assert_eq!(run_once(&h, "web").await.acted, 1);
+    // Paused by name: refused with no look; the other rule is not paused.
+    h.store
+        .pause(Scope::Target(&rule_id("disk-full")), "disk work")
+        .await
+        .unwrap();
+    let paused = disk_run(&h, "i-0abc1234").await.unwrap();
+    assert_eq!(paused.summary.refused_rule, Some("paused"));
+    let tagged = Resources::Tagged {
+        key: "role".into(),
+        value: "checkout".into(),
+    };
+    let other = h
+        .engine
+        .run(meta(), &rule_trigger("checkout", tagged), None)
+        .await
+        .unwrap();
+    assert_eq!(other.acted, 2);
+
+    let observing = harness_with(FakeFleet::default(), "", &rules("mode = \"observe\"")).await;
+    let run = disk_run(&observing, "i-0abc1234").await.unwrap();
+    assert_eq!(run.summary.mode, Some("observe"));
+    assert_eq!(run.summary.list("rebooted-instance-ids"), ["i-0abc1234"]);
+    assert!(observing.fleet.done.lock().unwrap().is_empty(), "observed");
+}
+
+#[tokio::test]
+async fn a_rules_budget_cuts_its_runs_and_opens_its_breaker() {
+    let h = harness_with(
+        FakeFleet::default(),
+        "max_acted_per_hour = 1",
+        &rules("cooldown_secs = 0"),
+    )
+    .await;
+    assert_eq!(disk_run(&h, "i-0abc1234").await.unwrap().acted, 1);
+    let cut = disk_run(&h, "i-0def5678").await.unwrap();
+    assert_eq!(cut.summary.skipped[0].reason, SkipReason::Budget);
+    assert!(cut.tripped.is_some());
+    let refused = disk_run(&h, "i-0def5678").await.unwrap();
+    assert_eq!(refused.summary.refused_rule, Some("breaker-open"));
+    // The balancer's budget and breaker are its own.
+    assert_eq!(run_once(&h, "web").await.acted, 1);
+}
+
+#[tokio::test]
+async fn a_business_metrics_run_is_held_for_approvers_even_in_auto() {
+    let approvers = "[approvals]\ntokens = [\"approver-token-0123456789\"]";
+    let h = harness_with(FakeFleet::default(), approvers, &rules("")).await;
+    let matched = Matched {
+        rule: "disk-full".into(),
+        resources: Resources::Instances(vec!["i-0abc1234".into()]),
+        needs_approval: Some("a business metric".into()),
+    };
+    let trigger = Trigger::for_rule(Authenticated::issued(), matched, "orders".into(), false);
+    let run = h.engine.run(meta(), &trigger, None).await.unwrap();
+    assert!(run.hold.is_some(), "held");
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.detail["business_metric"], "a business metric");
+}
+
+#[tokio::test]
+async fn a_rules_step_is_checked_on_its_instances_and_escalates_when_one_is_not_back() {
+    let stopped = FakeFleet {
+        ec2_states: HashMap::from([("i-0def5678".to_owned(), "stopped".to_owned())]),
+        ..FakeFleet::default()
+    };
+    let h = harness_with(
+        stopped,
+        "reboot_verify_secs = 1",
+        &rules("cooldown_secs = 0"),
+    )
+    .await;
+    let back = disk_run(&h, "i-0abc1234").await.unwrap();
+    let down = disk_run(&h, "i-0def5678").await.unwrap();
+    assert_eq!((back.acted, down.acted), (1, 1));
+    let jobs = crate::jobs::Jobs::new(
+        h.store.clone(),
+        Arc::clone(&h.engine),
+        Notifier::disabled(Arc::new(Metrics::default())),
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    while jobs.run_next().await.unwrap() {}
+    let checks: Vec<_> = h
+        .store
+        .list(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.source == Source::RecoveryCheck)
+        .collect();
+    let of = |run: &Run| {
+        checks
+            .iter()
+            .find(|r| r.detail["ladder"]["run"] == run.summary.audit_id.as_str())
+            .map(|r| r.outcome)
+    };
+    assert_eq!(of(&back), Some(Outcome::Recovered));
+    assert_eq!(of(&down), Some(Outcome::NotRecovered));
+    assert_eq!(
+        h.fleet.snapshots.load(Ordering::SeqCst),
+        0,
+        "no balancer read"
+    );
+}
+
+/// A run of the disk rule on `instance` started by the CloudWatch alarm `alarm`.
+async fn alarm_run(h: &Harness, instance: &str, alarm: &str) -> Run {
+    let message = serde_json::json!({
+        "AlarmName": alarm,
+        "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed",
+        "Trigger": {"Namespace": "CWAgent", "MetricName": "disk_used_percent",
+                    "Dimensions": [{"name": "InstanceId", "value": instance}]}
+    });
+    let matched = Matched {
+        rule: "disk-full".into(),
+        resources: Resources::Instances(vec![instance.to_owned()]),
+        needs_approval: None,
+    };
+    let trigger = Trigger::for_rule(Authenticated::issued(), matched, message.to_string(), false);
+    h.engine.run(meta(), &trigger, None).await.unwrap()
+}
+
+/// The recovery checks recorded so far, newest first.
+async fn checks(h: &Harness) -> Vec<crate::audit::AuditRecord> {
+    h.store
+        .list(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.source == Source::RecoveryCheck)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rule_verified_by_its_alarm_recovers_when_the_alarm_is_ok_again_and_escalates_when_not() {
+    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 2";
+    let h = harness_with(
+        FakeFleet::default(),
+        "reboot_verify_secs = 1",
+        &rules(settings),
+    )
+    .await;
+    let fixed = alarm_run(&h, "i-0abc1234", "disk-fixed").await;
+    let stuck = alarm_run(&h, "i-0def5678", "disk-stuck").await;
+    assert_eq!((fixed.acted, stuck.acted), (1, 1));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let state = |value: &str, updated_at| super::port::AlarmState {
+        value: value.into(),
+        updated_at,
+    };
+    {
+        let mut alarms = h.fleet.alarms.lock().unwrap();
+        alarms.insert("disk-fixed".into(), state("OK", now));
+        // OK, but from before the action: it does not count.
+        alarms.insert("disk-stuck".into(), state("OK", now - 60));
+    }
+    let jobs = crate::jobs::Jobs::new(
+        h.store.clone(),
+        Arc::clone(&h.engine),
+        Notifier::disabled(Arc::new(Metrics::default())),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    while jobs.run_next().await.unwrap() {}
+    let seen = checks(&h).await;
+    assert_eq!(seen.len(), 1, "the stuck alarm's check waits: {seen:?}");
+    assert_eq!(seen[0].outcome, Outcome::Recovered);
+    assert_eq!(seen[0].detail["alarm"]["state"]["value"], "OK");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    while jobs.run_next().await.unwrap() {}
+    let seen = checks(&h).await;
+    let stuck_check = seen
+        .iter()
+        .find(|r| r.detail["ladder"]["run"] == stuck.summary.audit_id.as_str())
+        .expect("the stuck alarm's check ended at its deadline");
+    assert_eq!(stuck_check.outcome, Outcome::NotRecovered);
+    assert_eq!(stuck_check.detail["alarm"]["ok"], false);
+    assert_eq!(
+        stuck_check.detail["seen"]["instances"][0]["health"]["reported"], "alarm-not-ok",
+        "{}",
+        stuck_check.detail
+    );
+}

@@ -1,0 +1,454 @@
+//! `[[rules]]` served, against moto: a CloudWatch agent's disk alarm arriving through SNS runs its rule's
+//! `ssm-command` on the alarm's instance only (not the configured balancer's remediation), followed to its end
+//! and checked; an alert no rule takes that names no target is refused `no-rule-matched`; a rule's alert that
+//! names no instance is refused `no-resource`; a rule is paused and silenced by name; a business metric's
+//! alarm is held for approvers, its instances found by tag.
+
+use serde_json::{Value, json};
+
+use crate::common::sns::{captured_delivery, topic};
+use crate::common::{ADMIN_TOKEN, Fleet, Moto, TestApp, config_text, sha256_hex, unique};
+
+/// The two approvers' tokens.
+const APPROVER_A: &str = "approver-a-token-0123456789abcdef";
+const APPROVER_B: &str = "approver-b-token-0123456789abcdef";
+
+/// Room to act at once, quick checks.
+const QUICK: &str = "grace_period_secs = 0\ncooldown_secs = 0\nverify_after_secs = 2\n";
+
+/// The cleanup entry and the rules under test: disk alarms of the agent run the cleanup on their instance;
+/// the orders alarm runs it on the instances tagged role=checkout.
+const RULES: &str = r#"
+[[actions]]
+name = "clean-tmp"
+kind = "ssm-command"
+document = "AWS-RunShellScript"
+document_version = "1"
+parameters = { commands = ["find /var/tmp -mtime +1 -delete", "echo {{ instance.id }}"] }
+parameter_patterns = { commands = "(find /var/tmp -mtime \\+1 -delete|echo i-[0-9a-f]+)" }
+timeout_secs = 60
+verify_secs = 2
+
+[[rules]]
+name = "disk-full"
+sources = ["sns"]
+match = { namespace = "CWAgent", metric = "disk_used_percent" }
+when = "alert.value > 90.0"
+ladder = ["clean-tmp"]
+
+[[rules]]
+name = "memory-full"
+match = { namespace = "CWAgent", metric = "mem_used_percent" }
+ladder = ["clean-tmp"]
+verify = "alarm-ok"
+verify_within_secs = 5
+cooldown_secs = 0
+
+[[rules]]
+name = "orders-low"
+match = { namespace = "Shop/OrdersPerMinute" }
+instances = "tag:role=checkout"
+ladder = ["clean-tmp"]
+"#;
+
+/// A CloudWatch alarm message as CloudWatch publishes it to SNS, on `namespace`/`metric` with `dimensions`.
+fn alarm(name: &str, namespace: &str, metric: &str, dimensions: Value) -> String {
+    json!({
+        "AlarmName": name,
+        "AWSAccountId": "123456789012",
+        "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed: 1 datapoint [95.5 (07/12/26 10:00:00)] was greater than the threshold (90.0).",
+        "StateChangeTime": "2026-12-07T10:00:00.000+0000",
+        "OldStateValue": "OK",
+        "Trigger": {
+            "MetricName": metric,
+            "Namespace": namespace,
+            "Statistic": "AVERAGE",
+            "Dimensions": dimensions,
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Threshold": 90.0
+        }
+    })
+    .to_string()
+}
+
+/// The agent's disk alarm on `instance`.
+fn disk_alarm(instance: &str) -> String {
+    alarm(
+        &format!("disk-used-{instance}"),
+        "CWAgent",
+        "disk_used_percent",
+        json!([{"name": "InstanceId", "value": instance}, {"name": "path", "value": "/"}]),
+    )
+}
+
+/// The agent's memory alarm on `instance`, made in moto (PutMetricAlarm) and set to ALARM: its name and the
+/// message CloudWatch publishes.
+async fn memory_alarm(fleet: &Fleet, instance: &str) -> (String, String) {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
+    let name = format!("mem-used-{instance}");
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&fleet.sdk);
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&name)
+        .namespace("CWAgent")
+        .metric_name("mem_used_percent")
+        .dimensions(
+            Dimension::builder()
+                .name("InstanceId")
+                .value(instance)
+                .build(),
+        )
+        .statistic(Statistic::Average)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(90.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    set_alarm(fleet, &name, StateValue::Alarm).await;
+    let message = alarm(
+        &name,
+        "CWAgent",
+        "mem_used_percent",
+        json!([{"name": "InstanceId", "value": instance}]),
+    );
+    (name, message)
+}
+
+/// Sets the moto alarm `name` to `state` (SetAlarmState).
+async fn set_alarm(fleet: &Fleet, name: &str, state: aws_sdk_cloudwatch::types::StateValue) {
+    aws_sdk_cloudwatch::Client::new(&fleet.sdk)
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason("set by the test")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// reflex with one balancer target, the rules above and an SNS topic, on a moto of its own that records
+/// what it is sent: the app, the fleet, the topic and the moto.
+struct Setup {
+    app: TestApp,
+    fleet: Fleet,
+    topic_arn: String,
+    moto: Moto,
+    lb: String,
+}
+
+async fn setup() -> Setup {
+    let moto = Moto::start(&[]);
+    moto.start_recording().await;
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("rules-web");
+    fleet.balancer_with(&lb, 2, 1).await;
+    let topic_arn = topic(&fleet, &unique("alarms")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&moto.endpoint, &dir.path().join("audit.db"), &[&lb], QUICK)
+        + &format!(
+            "\n[sns]\ntopic_arns = [\"{topic_arn}\"]\ncertificates_from = \"endpoint\"\n\n[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n\
+         \n[approvals]\nrequired = 2\n[[approvals.approvers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n\
+         [[approvals.approvers]]\nname = \"bob\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex(APPROVER_A),
+            sha256_hex(APPROVER_B)
+        )
+        + RULES;
+    let app = TestApp::spawn_with_config(dir, &text).await;
+    Setup {
+        app,
+        fleet,
+        topic_arn,
+        moto,
+        lb,
+    }
+}
+
+impl Setup {
+    /// Delivers `message` through SNS, genuinely signed.
+    async fn deliver(&self, message: &str) -> (u16, Value) {
+        let delivery = captured_delivery(&self.fleet, &self.topic_arn, message).await;
+        self.app.post_sns(delivery).await
+    }
+
+    /// The SendCommand requests moto received.
+    async fn sent(&self) -> Vec<Value> {
+        self.moto.recorded_json("AmazonSSM.SendCommand").await
+    }
+
+    /// The EC2 and Auto Scaling writes moto received, by action.
+    async fn writes(&self) -> Vec<String> {
+        let actions = self.moto.recorded_actions().await;
+        [
+            "TerminateInstances",
+            "RebootInstances",
+            "StartInstances",
+            "SetInstanceHealth",
+        ]
+        .into_iter()
+        .filter(|action| actions.contains_key(*action))
+        .map(str::to_owned)
+        .collect()
+    }
+}
+
+/// Waits up to 30 s for the check of run `run_id`.
+async fn check_of(app: &TestApp, run_id: &str) -> reflex::audit::AuditRecord {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let found =
+            app.audit_records().await.into_iter().find(|r| {
+                r.source.as_str() == "recovery-check" && r.detail["ladder"]["run"] == run_id
+            });
+        if let Some(record) = found {
+            return record;
+        }
+        if std::time::Instant::now() >= deadline {
+            let records = app.audit_records().await;
+            let jobs = app.audit.jobs_waiting().await;
+            panic!("no check of {run_id}: {records:#?} {jobs:#?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_disk_alarm_runs_its_rules_command_on_its_instance_only_and_is_checked() {
+    let setup = setup().await;
+    let disk = setup.fleet.launch(2, &[("role", "web")]).await;
+
+    let (status, run) = setup.deliver(&disk_alarm(&disk[0])).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["rule"], "disk-full", "{run}");
+    assert_eq!(run["load-balancer"], "", "{run}");
+    assert_eq!(run["elb-instance-ids"], json!([disk[0]]), "{run}");
+    assert_eq!(run["commanded-instance-ids"], json!([disk[0]]), "{run}");
+    assert_eq!(run["terminated-instance-ids"], json!([]), "{run}");
+    let run_id = run["audit-id"].as_str().unwrap();
+
+    let sent = setup.sent().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["InstanceIds"], json!([disk[0]]));
+    assert_eq!(sent[0]["Comment"], format!("reflex run {run_id}"));
+    assert_eq!(
+        sent[0]["Parameters"]["commands"],
+        json!([
+            "find /var/tmp -mtime +1 -delete",
+            format!("echo {}", disk[0])
+        ])
+    );
+    assert!(setup.writes().await.is_empty(), "the balancer is untouched");
+    let record = setup.app.audit.get(run_id).await.unwrap().unwrap();
+    assert_eq!(record.target.as_deref(), Some("disk-full"));
+
+    // The command ends well and the instance runs: recovered.
+    let check = check_of(&setup.app, run_id).await;
+    assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
+    assert_eq!(check.detail["polled"][0]["state"], "Success");
+}
+
+#[tokio::test]
+async fn an_alert_no_rule_takes_is_refused_and_one_naming_no_instance_has_nothing_to_act_on() {
+    let setup = setup().await;
+
+    // A CPU alarm no rule matches, naming no balancer: not the only target's, with rules configured.
+    let cpu = alarm(
+        "cpu-high",
+        "AWS/EC2",
+        "CPUUtilization",
+        json!([{"name": "AutoScalingGroupName", "value": "web"}]),
+    );
+    let (status, body) = setup.deliver(&cpu).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "no-rule-matched", "{body}");
+    let records = setup.app.audit_records().await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.status == 422 && r.error.as_deref() == Some("no-rule-matched")),
+        "audited: {records:?}"
+    );
+
+    // The disk rule's alarm names no instance (no InstanceId dimension): nothing to act on.
+    let nameless = alarm(
+        "disk-used-somewhere",
+        "CWAgent",
+        "disk_used_percent",
+        json!([{"name": "path", "value": "/"}]),
+    );
+    let (status, body) = setup.deliver(&nameless).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "no-resource", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("names no instance"),
+        "{body}"
+    );
+
+    // The balancer's own alarm still runs the balancer's remediation.
+    let (status, run) = setup
+        .deliver(&crate::common::sns::alarm(&setup.lb, "ALARM"))
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["load-balancer"], setup.lb.as_str(), "{run}");
+    assert_eq!(run.get("rule"), None, "{run}");
+    assert!(setup.sent().await.is_empty(), "no command was sent");
+}
+
+#[tokio::test]
+async fn a_rule_is_paused_and_silenced_by_name_with_no_aws_write() {
+    let setup = setup().await;
+    let disk = setup.fleet.launch(1, &[]).await;
+
+    let out = crate::common::process::reflex([
+        "pause",
+        "--config",
+        setup.app.config_path.to_str().unwrap(),
+        "--rule",
+        "disk-full",
+        "--reason",
+        "disk work",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let (status, run) = setup.deliver(&disk_alarm(&disk[0])).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["refused-rule"], "paused", "{run}");
+    let out = crate::common::process::reflex([
+        "resume",
+        "--config",
+        setup.app.config_path.to_str().unwrap(),
+        "--rule",
+        "disk-full",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+
+    let (status, body) = setup
+        .app
+        .post(
+            "/admin/silences",
+            Some(ADMIN_TOKEN),
+            json!({"rule": "disk-full", "for": "10m", "reason": "resizing"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, run) = setup.deliver(&disk_alarm(&disk[0])).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["refused-rule"], "silenced", "{run}");
+    assert!(setup.sent().await.is_empty(), "no command was sent");
+
+    // No such rule: refused, naming it.
+    let (status, body) = setup
+        .app
+        .post(
+            "/admin/pause",
+            Some(ADMIN_TOKEN),
+            json!({"rule": "disk-ful", "reason": "typo"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "unknown-rule", "{body}");
+}
+
+#[tokio::test]
+async fn a_business_metrics_alarm_is_held_for_approvers_with_its_tagged_instances() {
+    let setup = setup().await;
+    let checkout = setup.fleet.launch(2, &[("role", "checkout")]).await;
+    setup.fleet.launch(1, &[("role", "web")]).await;
+
+    let orders = alarm(
+        "orders-per-minute-low",
+        "Shop/OrdersPerMinute",
+        "orders",
+        json!([]),
+    );
+    let (status, run) = setup.deliver(&orders).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["rule"], "orders-low", "{run}");
+    let mut planned: Vec<String> = run["approval"]["would-replace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    planned.sort();
+    let mut expected = checkout.clone();
+    expected.sort();
+    assert_eq!(planned, expected, "{run}");
+    assert!(run["approval"]["id"].is_string(), "held: {run}");
+    assert!(
+        setup.sent().await.is_empty(),
+        "nothing sent before approval"
+    );
+    let record = setup
+        .app
+        .audit
+        .get(run["audit-id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let shown = record.detail["business_metric"].as_str().unwrap();
+    assert!(
+        shown.contains("Shop/OrdersPerMinute orders (value 95.5, threshold 90)"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_rule_verified_by_its_alarm_recovers_once_the_alarm_is_ok_and_escalates_when_it_stays_in_alarm()
+ {
+    use aws_sdk_cloudwatch::types::StateValue;
+    let setup = setup().await;
+    let hosts = setup.fleet.launch(2, &[("role", "cache")]).await;
+    let (fixed_alarm, fixed) = memory_alarm(&setup.fleet, &hosts[0]).await;
+    let (_, stuck) = memory_alarm(&setup.fleet, &hosts[1]).await;
+
+    let (status, fixed_run) = setup.deliver(&fixed).await;
+    assert_eq!(status, 200, "{fixed_run}");
+    assert_eq!(fixed_run["rule"], "memory-full", "{fixed_run}");
+    let (status, stuck_run) = setup.deliver(&stuck).await;
+    assert_eq!(status, 200, "{stuck_run}");
+    let record = setup
+        .app
+        .audit
+        .get(fixed_run["audit-id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.detail["alarm_check"]["name"], fixed_alarm.as_str());
+
+    // The first alarm is OK again after the action; the second stays in ALARM past verify_within_secs.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    set_alarm(&setup.fleet, &fixed_alarm, StateValue::Ok).await;
+    let check = check_of(&setup.app, fixed_run["audit-id"].as_str().unwrap()).await;
+    assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
+    assert_eq!(
+        check.detail["alarm"]["state"]["value"], "OK",
+        "{:?}",
+        check.detail
+    );
+    let check = check_of(&setup.app, stuck_run["audit-id"].as_str().unwrap()).await;
+    assert_eq!(
+        check.outcome.as_str(),
+        "not-recovered",
+        "{:?}",
+        check.detail
+    );
+    assert_eq!(
+        check.detail["alarm"]["state"]["value"], "ALARM",
+        "{:?}",
+        check.detail
+    );
+    assert!(
+        check.detail["escalated"].is_object() || check.detail.to_string().contains("escalat"),
+        "{:?}",
+        check.detail
+    );
+    let described = setup.moto.recorded_actions().await;
+    assert!(described.contains_key("DescribeAlarms"), "{described:?}");
+}
