@@ -59,6 +59,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
             "ssm:SendCommand",
             "ssm:GetCommandInvocation",
             "ssm:ListCommands",
+            "cloudwatch:DescribeAlarms",
             "sns:ConfirmSubscription",
             "sts:AssumeRole",
         ]
