@@ -266,14 +266,17 @@ enum UiCommand {
 /// `reflex breaker ...`.
 #[derive(Debug, Subcommand)]
 enum BreakerCommand {
-    /// Close a target's open breaker, recorded in the audit trail with the reason.
+    /// Close a target's (or a rule's) open breaker, recorded in the audit trail with the reason.
     Reset {
         /// Configuration file (TOML); its [audit] url names the store.
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
         /// The configured target whose breaker to close.
-        #[arg(long)]
-        target: String,
+        #[arg(long, required_unless_present = "rule")]
+        target: Option<String>,
+        /// The [[rules]] entry, by name, whose breaker to close (instead of a target).
+        #[arg(long, conflicts_with = "target")]
+        rule: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
         /// Why it is safe to act again (recorded in the audit trail).
@@ -697,16 +700,16 @@ async fn breaker(command: BreakerCommand) -> anyhow::Result<String> {
         BreakerCommand::Reset {
             config,
             target,
+            rule,
             place,
             reason,
         } => {
-            let place = place.place();
-            let target = Named {
-                name: &target,
-                place: &place,
-                rule: false,
-            };
-            commands::breaker_reset_command(&config, target, &reason).await
+            let subject = Subject::of(target, rule);
+            let place = place.of(subject.name())?;
+            let named = subject
+                .named(&place)
+                .ok_or_else(|| anyhow::anyhow!("--target or --rule names the breaker to close"))?;
+            commands::breaker_reset_command(&config, named, &reason).await
         }
         BreakerCommand::Status { config } => commands::breaker_status_command(&config).await,
     }

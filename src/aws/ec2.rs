@@ -31,8 +31,8 @@ impl AwsFleet {
         Ok(facts)
     }
 
-    /// EC2 facts of what a rule's run acts on: the instances by id, or those tagged `key` = `value` that are
-    /// not terminated (nor being terminated).
+    /// EC2 facts of what a rule's run acts on: the instances by id, or the running ones tagged `key` =
+    /// `value` (one stopped on purpose is not started by a reboot).
     pub(super) async fn describe_resources(
         &self,
         resources: &Resources,
@@ -48,11 +48,7 @@ impl AwsFleet {
                         .build(),
                     Filter::builder()
                         .name("instance-state-name")
-                        .set_values(Some(
-                            ["pending", "running", "stopping", "stopped"]
-                                .map(str::to_owned)
-                                .to_vec(),
-                        ))
+                        .set_values(Some(vec!["running".to_owned()]))
                         .build(),
                 ];
                 let mut facts = HashMap::new();

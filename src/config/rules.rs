@@ -28,7 +28,7 @@ pub struct RuleConfig {
     #[serde(default)]
     pub ladder: Vec<String>,
     /// What it acts on: `"alert"` (the instance the alert names: the `InstanceId` dimension or the
-    /// `instance` label) or `"tag:KEY=VALUE"` (the running and stopped instances with that tag).
+    /// `instance` label) or `"tag:KEY=VALUE"` (the running instances with that tag: one stopped on purpose is left alone).
     #[serde(default = "alert_instances")]
     pub instances: String,
     /// How far reflex may go on its own with it; default `[remediation] mode`.

@@ -174,7 +174,12 @@ impl Config {
         let required = std::iter::once(("approvals.required", approvals.required)).chain(
             self.targets
                 .iter()
-                .filter_map(|t| Some(("targets.approvals_required", t.approvals_required?))),
+                .filter_map(|t| Some(("targets.approvals_required", t.approvals_required?)))
+                .chain(
+                    self.rules
+                        .iter()
+                        .filter_map(|r| Some(("rules.approvals_required", r.approvals_required?))),
+                ),
         );
         for (key, required) in required {
             if !(1..=5).contains(&required) {

@@ -62,6 +62,13 @@ pub struct Check {
     /// For a rule verified by its alarm: the alarm that must be OK again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm: Option<AlarmWatch>,
+    /// Why the episode's runs wait for approvers whatever the mode (a business metric's alarm): its next
+    /// step does too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_approval: Option<String>,
+    /// The instances whose act AWS refused: not back, whatever they show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
 }
 
 /// An act its kind answered pending: the check polls it by its handle.
@@ -115,6 +122,10 @@ pub(super) struct Acted<'a> {
     pub pending: Vec<PendingAct>,
     /// The alarm that started the episode, if any.
     pub alarm: Option<String>,
+    /// Why the episode's runs wait for approvers whatever the mode, if they do.
+    pub needs_approval: Option<String>,
+    /// The instances whose act AWS refused.
+    pub failed: Vec<String>,
 }
 
 impl Engine {
@@ -143,6 +154,8 @@ impl Engine {
             watching_since: None,
             pending: acted.pending,
             alarm: self.alarm_watch(meta, target, acted.alarm),
+            needs_approval: acted.needs_approval,
+            failed: acted.failed,
         };
         let wait = effect
             .checked_after
@@ -357,6 +370,7 @@ impl Engine {
                 let step = Stepped {
                     acted: &check.acted,
                     ran_on: !check.pending.is_empty(),
+                    failed: &check.failed,
                     done,
                     alarm: check.alarm.as_ref(),
                 };
@@ -406,7 +420,7 @@ fn of_recovery(check: RecoveryCheck, home: &Home) -> Check {
         expected_in_service: check.expected_in_service,
         watching_since: check.watching_since,
         pending: Vec::new(),
-        alarm: None,
+        ..Check::default()
     }
 }
 
@@ -425,7 +439,7 @@ fn of_reboot(check: StepCheck) -> Check {
         expected_in_service: check.expected_in_service,
         watching_since: None,
         pending: Vec::new(),
-        alarm: None,
+        ..Check::default()
     }
 }
 

@@ -125,8 +125,9 @@ impl Engine {
         target: &Target,
         decided: Decided<'_>,
         mut summary: Summary,
-        resume: &Resume,
+        trigger: &Trigger,
     ) -> Result<Run, EngineError> {
+        let resume = &trigger.resume;
         if let Some(joined) = self
             .join_pending(meta, target, &decided, &mut summary, resume)
             .await?
@@ -152,6 +153,10 @@ impl Engine {
         // A ladder's later step held for approvers is that step once approved, in its episode.
         if let Some(next) = next {
             body["ladder"] = json!(next);
+        }
+        // A business metric's run is held again if its approval no longer holds when it acts.
+        if let Some(why) = &trigger.needs_approval {
+            body["needs_approval"] = json!(why);
         }
         let required = target.approvals_required;
         tracing::info!(would_replace = ?decided.plan.act_on, required, "held for approval");
@@ -256,11 +261,12 @@ impl Engine {
             message,
             false,
         );
-        let trigger = trigger.in_place(place).approved(Approved {
+        let mut trigger = trigger.in_place(place).approved(Approved {
             id: approval.id.clone(),
             instances,
             kind,
         });
+        trigger.needs_approval = approval.body["needs_approval"].as_str().map(str::to_owned);
         Some(
             match serde_json::from_value::<NextStep>(approval.body["ladder"].clone()) {
                 Ok(next) => trigger.next_step(next),

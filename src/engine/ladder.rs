@@ -235,7 +235,7 @@ impl Engine {
             down.join(", ")
         );
         let place = Place::new(Some(check.account.clone()), Some(check.region.clone()));
-        let trigger = Trigger::new(
+        let mut trigger = Trigger::new(
             Authenticated::issued(),
             target.configured.clone(),
             message,
@@ -243,6 +243,7 @@ impl Engine {
         )
         .in_place(place)
         .next_step(next);
+        trigger.needs_approval.clone_from(&check.needs_approval);
         let key = format!("ladder:{}:{}", check.run_id, check.index + 1);
         let claimed = self.audit.claim_delivery(key, &meta.id, None).await;
         match claimed.map_err(|err| err.to_string())? {

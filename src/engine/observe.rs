@@ -131,7 +131,7 @@ async fn rule_snapshot(target: &Target, resources: &Resources) -> Result<Snapsho
 fn nothing_selected(resources: &Resources) -> String {
     match resources {
         Resources::Tagged { key, value } => format!(
-            "no pending, running, stopping or stopped instance is tagged {key}={value} (instances = \"tag:...\")"
+            "no running instance is tagged {key}={value} (instances = \"tag:...\")"
         ),
         _ => "the alert names no instance: it has no InstanceId dimension, nor an instance or instance_id \
               label holding an EC2 instance id (instances = \"alert\")"

@@ -39,7 +39,7 @@ pub trait Fleet: Send + Sync + std::fmt::Debug {
     -> BoxFuture<'a, Result<Snapshot, FleetError>>;
 
     /// EC2's facts of the instances `resources` names, for a rule's run: by id (an id EC2 does not know is
-    /// absent), or by tag (the pending, running, stopping and stopped ones).
+    /// absent), or by tag (the running ones).
     fn instances<'a>(
         &'a self,
         resources: &'a Resources,

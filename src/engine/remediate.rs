@@ -32,6 +32,7 @@ struct Done {
     tripped: Option<Tripped>,
     relapsed: Vec<String>,
     alarm: Option<String>,
+    needs_approval: Option<String>,
 }
 
 impl Engine {
@@ -84,7 +85,7 @@ impl Engine {
         let mut summary = self.summary_of(meta, &answer, &decided.plan);
         let (tripped, relapsed) = (decided.tripped.clone(), decided.relapsed.clone());
         if holding && !decided.decision.steps.is_empty() {
-            let held = self.hold(meta, target, decided, summary, &trigger.resume);
+            let held = self.hold(meta, target, decided, summary, trigger);
             return Ok(step.recorded(held.await?, meta, target, Vec::new()));
         }
         if dry_run || holding || decided.decision.steps.is_empty() {
@@ -107,6 +108,7 @@ impl Engine {
         };
         let done = Done {
             alarm: alarm_of(trigger, target),
+            needs_approval: trigger.needs_approval.clone(),
             decision,
             registered,
             acted,
@@ -234,7 +236,7 @@ impl Engine {
                 .collect::<Vec<_>>()
         };
         let count = succeeded().map(|act| act.instances().len()).sum::<usize>();
-        let acted = match effect.judged {
+        let acted: Vec<String> = match effect.judged {
             // Those it attempted (whatever AWS answered); a step it stopped before is no step of the episode.
             Judged::InstancesBack => done
                 .decision
@@ -250,6 +252,12 @@ impl Engine {
                 .collect(),
             Judged::CapacityBack => succeeded().flat_map(for_instances).collect(),
         };
+        let done_well: Vec<String> = succeeded().flat_map(for_instances).collect();
+        let failed = acted
+            .iter()
+            .filter(|id| !done_well.contains(id))
+            .cloned()
+            .collect();
         let pending = done
             .summary
             .actions
@@ -271,6 +279,8 @@ impl Engine {
             count: u32::try_from(count).unwrap_or(u32::MAX),
             pending,
             alarm: done.alarm.clone(),
+            needs_approval: done.needs_approval.clone(),
+            failed,
         };
         self.check_job(meta, target, step.kind.name(), effect, acted)
     }

@@ -32,6 +32,8 @@ pub(super) struct Stepped<'a> {
     pub acted: &'a [String],
     /// Whether its acts ran on after the run (a command): then each must have ended well.
     pub ran_on: bool,
+    /// The instances whose act AWS refused.
+    pub failed: &'a [String],
     /// The instances whose act ended well.
     pub done: &'a [String],
     /// The alarm it waits for, if any.
@@ -77,7 +79,7 @@ pub(super) async fn look(target: &Target, step: Stepped<'_>) -> Result<Looked, F
         .map(|id| {
             let ec2 = facts.remove(id);
             let running = ec2.as_ref().is_some_and(|facts| facts.state == "running");
-            let ended_well = !step.ran_on || step.done.contains(id);
+            let ended_well = !step.failed.contains(id) && (!step.ran_on || step.done.contains(id));
             let (state, reported) = match (running, ended_well, alarm_ok) {
                 (true, true, true) => (HealthState::InService, "recovered"),
                 (false, _, _) => (HealthState::OutOfService, "not-running"),

@@ -24,7 +24,7 @@ struct FakeFleet {
     snapshot_error: Option<FleetError>,
     /// This many snapshots fail (transiently) before the fleet answers again.
     failing_snapshots: AtomicUsize,
-    /// Instances whose TerminateInstances fails.
+    /// Instances whose TerminateInstances (and RebootInstances) fails.
     failing: HashSet<String>,
     /// Snapshots of this target wait until `release` is notified.
     hold: Option<(String, Notify)>,
@@ -280,6 +280,14 @@ impl Fleet for FakeFleet {
                 .lock()
                 .unwrap()
                 .push(("reboot", instance_id.to_owned()));
+            if self.failing.contains(instance_id) {
+                return Err(FleetError::new(
+                    FailureKind::Permanent,
+                    "RebootInstances",
+                    Some("UnauthorizedOperation".into()),
+                    "You are not authorized to perform this operation.",
+                ));
+            }
             Ok("rebooting".to_owned())
         })
     }

@@ -19,7 +19,7 @@ use crate::target::{Place, TargetRef};
 /// A verified request to heal one target.
 #[derive(Debug, Clone)]
 pub struct Trigger {
-    /// The load balancer or target group to heal, as the request named it.
+    /// The load balancer, target group or rule to run, as the request (or the rule it matched) named it.
     pub target: TargetRef,
     /// The account and region the request says the target is in, when it says so.
     pub place: Place,
@@ -44,7 +44,7 @@ pub enum Resources {
     None,
     /// These instances, by id (the alert's `InstanceId` dimension or `instance` label).
     Instances(Vec<String>),
-    /// The running and stopped instances tagged `key` = `value`, looked up when the run reads.
+    /// The running instances tagged `key` = `value`, looked up when the run reads.
     Tagged {
         /// The tag's key.
         key: String,

@@ -248,10 +248,11 @@ async fn reset(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (meta, request) = accepted::<ControlRequest>(&state, arrival, &headers, body).await?;
     let place = request.place();
+    let meta = placed(&state, meta, &request, &place).await?;
     let Some(target) = request.named(&place) else {
         let err = ApiError::bad_request(
             "invalid-request",
-            "missing field: give target (the configured target whose breaker to reset)",
+            "missing field: give target (the configured target whose breaker to reset) or rule",
         );
         return Err(state.refused(meta, err).await);
     };
@@ -261,7 +262,7 @@ async fn reset(
         .await
         .map_err(refused)?;
     Ok(Json(
-        serde_json::json!({"reset": request.target, "reason": reason}),
+        serde_json::json!({"reset": request.target.as_ref().or(request.rule.as_ref()), "reason": reason}),
     ))
 }
 

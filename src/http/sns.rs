@@ -111,7 +111,7 @@ async fn notification(
     if let Some(replay) = state.audit.replay_of(key) {
         return Ok(replayed(meta, replay));
     }
-    if let Some(matched) = rule_of(state, &message.message) {
+    if let Some(matched) = rule_of(state, &message.topic_arn, &message.message) {
         meta.note("rule", &matched.rule);
         return match claim(state, meta, key.to_owned(), None).await? {
             Ok(key) => Ok(Handled::Run {
@@ -177,12 +177,23 @@ async fn notification(
     }
 }
 
-/// The rule a CloudWatch alarm's message matches, when rules are configured and one does.
-fn rule_of(state: &AppState, message: &str) -> Option<Matched> {
+/// The rule a CloudWatch alarm's message matches, when rules are configured and one does. A rule acts where
+/// reflex runs, so only an alarm of that account and region (when it names them), from a topic of that
+/// account (when other accounts are configured: another account's publisher cannot act here), goes to a rule.
+fn rule_of(state: &AppState, topic_arn: &str, message: &str) -> Option<Matched> {
     if !state.engine.has_rules() {
         return None;
     }
-    state.engine.route(&AlertFacts::from_cloudwatch(message)?)
+    let alert = AlertFacts::from_cloudwatch(message)?;
+    let home = state.engine.home();
+    let topic_account = topic_arn.split(':').nth(4).unwrap_or_default();
+    let here = (alert.account.is_empty() || alert.account == home.account)
+        && (alert.region.is_empty() || alert.region == home.region)
+        && (state.config.accounts.is_empty() || topic_account == home.account);
+    if !here {
+        return None;
+    }
+    state.engine.route(&alert)
 }
 
 /// reflex was unsubscribed from an allowed topic: its alarms will no longer arrive. Loud on purpose: logged as

@@ -107,8 +107,10 @@ async fn handle(
     meta.auth = Auth::Passed;
     let mut payload: Payload = super::error::parse_json(&body)?;
     supported(sender, &payload)?;
+    // The delivery's key covers every alert of it, those a rule takes among them.
+    let mut key = payload.delivery_key(sender.source().as_str());
     let ruled = ruled_alerts(state, sender, scope.is_some(), meta, &mut payload);
-    let grouping = unruled_grouping(state, hook, &payload);
+    let grouping = unruled_grouping(state, hook, &payload, scope.is_none());
     meta.note("alerts", alerts_note(&payload, &grouping));
     let dry_run = state.config.remediation.dry_run;
     let mut ignored: Vec<Summary> = grouping
@@ -134,7 +136,6 @@ async fn handle(
         });
     }
 
-    let mut key = payload.delivery_key(sender.source().as_str());
     if let Some(scoped) = scope {
         within_scope(state, meta, &scoped.accounts, grouping.groups.keys())?;
         // A scoped sender's deliveries are deduplicated apart from everyone else's: it can neither replay
@@ -185,11 +186,16 @@ fn ruled_alerts(
     ruled
 }
 
-/// The grouping of the alerts no rule took; with rules configured, an alert that names no target either
-/// says that no rule matched it.
-fn unruled_grouping(state: &AppState, hook: &WebhookConfig, payload: &Payload) -> Grouping {
+/// The grouping of the alerts no rule took; with rules configured (and `ruled`: rules were tried), an alert
+/// that names no target either says that no rule matched it.
+fn unruled_grouping(
+    state: &AppState,
+    hook: &WebhookConfig,
+    payload: &Payload,
+    ruled: bool,
+) -> Grouping {
     let mut grouping = grouping_of(state, hook, payload);
-    if state.engine.has_rules() {
+    if ruled && state.engine.has_rules() {
         for (_, reason) in &mut grouping.unusable {
             *reason = format!("no-rule-matched: it matches no rule, and {reason}");
         }

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use crate::common::sns::{captured_delivery, topic};
 use crate::common::{ADMIN_TOKEN, Fleet, Moto, TestApp, config_text, sha256_hex, unique};
 
+/// Alertmanager's bearer token.
+const AM_TOKEN: &str = "alertmanager-token-0123456789abcdef";
+
 /// The two approvers' tokens.
 const APPROVER_A: &str = "approver-a-token-0123456789abcdef";
 const APPROVER_B: &str = "approver-b-token-0123456789abcdef";
@@ -42,6 +45,13 @@ match = { namespace = "CWAgent", metric = "mem_used_percent" }
 ladder = ["clean-tmp"]
 verify = "alarm-ok"
 verify_within_secs = 5
+cooldown_secs = 0
+
+[[rules]]
+name = "service-down"
+sources = ["alertmanager"]
+match = { labels = { alertname = "ServiceDown" } }
+ladder = ["clean-tmp"]
 cooldown_secs = 0
 
 [[rules]]
@@ -151,7 +161,7 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(&moto.endpoint, &dir.path().join("audit.db"), &[&lb], QUICK)
         + &format!(
-            "\n[sns]\ntopic_arns = [\"{topic_arn}\"]\ncertificates_from = \"endpoint\"\n\n[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n\
+            "\n[sns]\ntopic_arns = [\"{topic_arn}\"]\ncertificates_from = \"endpoint\"\n\n[alertmanager]\ntokens = [\"{AM_TOKEN}\"]\n\n[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n\
          \n[approvals]\nrequired = 2\n[[approvals.approvers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n\
          [[approvals.approvers]]\nname = \"bob\"\ntoken_sha256 = \"{}\"\n",
             sha256_hex(APPROVER_A),
@@ -273,6 +283,13 @@ async fn an_alert_no_rule_takes_is_refused_and_one_naming_no_instance_has_nothin
         "audited: {records:?}"
     );
 
+    // The disk rule's alarm from another account: a rule acts only where reflex runs.
+    let foreign = disk_alarm("i-0abc1234def567890").replace("123456789012", "999999999999");
+    let (status, body) = setup.deliver(&foreign).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "no-rule-matched", "{body}");
+    assert!(setup.sent().await.is_empty(), "nothing sent");
+
     // The disk rule's alarm names no instance (no InstanceId dimension): nothing to act on.
     let nameless = alarm(
         "disk-used-somewhere",
@@ -353,6 +370,33 @@ async fn a_rule_is_paused_and_silenced_by_name_with_no_aws_write() {
         .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "unknown-rule", "{body}");
+    let (status, body) = setup
+        .app
+        .post(
+            "/admin/breaker/reset",
+            Some(ADMIN_TOKEN),
+            json!({"rule": "disk-ful", "reason": "typo"}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown-rule")),
+        "{body}"
+    );
+    // The rule's breaker by name: closed, so there is nothing to reset, and the command says so.
+    let out = crate::common::process::reflex([
+        "breaker",
+        "reset",
+        "--config",
+        setup.app.config_path.to_str().unwrap(),
+        "--rule",
+        "disk-full",
+        "--reason",
+        "fixed",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not open"), "{stderr}");
 }
 
 #[tokio::test]
@@ -451,4 +495,38 @@ async fn a_rule_verified_by_its_alarm_recovers_once_the_alarm_is_ok_and_escalate
     );
     let described = setup.moto.recorded_actions().await;
     assert!(described.contains_key("DescribeAlarms"), "{described:?}");
+}
+
+#[tokio::test]
+async fn alertmanager_alerts_of_one_group_each_run_their_rule_and_a_new_alert_is_no_redelivery() {
+    let setup = setup().await;
+    let hosts = setup.fleet.launch(2, &[("role", "kafka")]).await;
+    let delivery = |host: &str| {
+        json!({
+            "version": "4", "groupKey": "{}:{alertname=\"ServiceDown\"}", "status": "firing",
+            "receiver": "reflex",
+            "alerts": [{"status": "firing", "startsAt": "2026-12-07T10:00:00Z",
+                        "labels": {"alertname": "ServiceDown", "job": "kafka", "instance": format!("{host}:9100")},
+                        "annotations": {"summary": "kafka is down"}}],
+        })
+        .to_string()
+    };
+    for (n, host) in hosts.iter().enumerate() {
+        let (status, body) = setup
+            .app
+            .post("/alertmanager", Some(AM_TOKEN), delivery(host))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let result = &body["results"][0];
+        assert_eq!(result["rule"], "service-down", "{body}");
+        assert_eq!(result["commanded-instance-ids"], json!([host]), "{body}");
+        assert_eq!(setup.sent().await.len(), n + 1, "one command per alert");
+    }
+    // The same delivery again is a redelivery: answered as before, nothing sent.
+    let (status, _) = setup
+        .app
+        .post("/alertmanager", Some(AM_TOKEN), delivery(&hosts[0]))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(setup.sent().await.len(), 2, "no second command");
 }

@@ -291,3 +291,33 @@ async fn a_rule_verified_by_its_alarm_recovers_when_the_alarm_is_ok_again_and_es
         stuck_check.detail
     );
 }
+
+#[tokio::test]
+async fn a_rules_step_that_aws_refused_is_not_recovered_though_its_instance_runs() {
+    let refusing = FakeFleet {
+        failing: HashSet::from(["i-0abc1234".to_owned()]),
+        ..FakeFleet::default()
+    };
+    let h = harness_with(
+        refusing,
+        "reboot_verify_secs = 1",
+        &rules("cooldown_secs = 0"),
+    )
+    .await;
+    let run = disk_run(&h, "i-0abc1234").await.unwrap();
+    assert_eq!(run.summary.errors.len(), 1, "{:?}", run.summary);
+    let jobs = crate::jobs::Jobs::new(
+        h.store.clone(),
+        Arc::clone(&h.engine),
+        Notifier::disabled(Arc::new(Metrics::default())),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    while jobs.run_next().await.unwrap() {}
+    let seen = checks(&h).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].outcome, Outcome::NotRecovered);
+    assert_eq!(
+        seen[0].detail["seen"]["instances"][0]["health"]["reported"],
+        "act-failed"
+    );
+}
