@@ -26,7 +26,10 @@ pub use digest::{parse_sha256, sha256, token_matches};
 pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
-pub use rules::{ALERT_INSTANCES, RuleConfig, RuleMatch, VERIFY_WITHIN_SECS, Verify};
+pub use rules::{
+    ALERT_INSTANCES, RuleConfig, RuleMatch, VERIFY_WITHIN_SECS, Verify, is_business_namespace,
+    tag_selector,
+};
 pub use scoped::ScopedToken;
 pub use secret::{Secret, any_matches};
 pub use windows::{Occurrence, Window};

@@ -89,6 +89,24 @@ impl Default for RuleConfig {
     }
 }
 
+/// Namespaces of system metrics outside `AWS/`: their alarms are not a business metric's.
+const SYSTEM_NAMESPACES: &[&str] = &["CWAgent"];
+
+/// Whether a CloudWatch namespace is a business metric's: set, outside `AWS/` and the agent's. Such an
+/// alarm's run waits for approvers unless its rule says `allow_auto = true`.
+pub fn is_business_namespace(namespace: &str) -> bool {
+    !namespace.is_empty()
+        && !namespace.starts_with("AWS/")
+        && !SYSTEM_NAMESPACES.contains(&namespace)
+}
+
+/// The tag `KEY=VALUE` a rule's `instances = "tag:KEY=VALUE"` selects; `None` for any other value.
+pub fn tag_selector(instances: &str) -> Option<(&str, &str)> {
+    instances
+        .strip_prefix("tag:")
+        .and_then(|tag| tag.split_once('='))
+}
+
 /// What a rule acts on unless it says: the instance its alert names.
 pub const ALERT_INSTANCES: &str = "alert";
 

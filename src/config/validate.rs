@@ -230,9 +230,11 @@ impl Config {
             }
             let required = rule.approvals_required.unwrap_or(approvals.required) as usize;
             let mode = rule.mode.unwrap_or(self.remediation.mode);
-            let business = rule.matches.namespace.as_deref().is_some_and(|namespace| {
-                !namespace.starts_with("AWS/") && namespace != "CWAgent" && !rule.allow_auto
-            });
+            // A `match.namespace` of "" is read the stricter way, as a business metric's.
+            let business = !rule.allow_auto
+                && rule.matches.namespace.as_deref().is_some_and(|namespace| {
+                    namespace.is_empty() || super::is_business_namespace(namespace)
+                });
             if (mode == super::Mode::Approve || business) && required > approvers {
                 return invalid(
                     "rules.mode",

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::Engine;
 use super::trigger::{Authenticated, Resources, Trigger};
-use crate::config::{ALERT_INSTANCES, RuleConfig};
+use crate::config::{ALERT_INSTANCES, RuleConfig, is_business_namespace, tag_selector};
 use crate::rules::AlertFacts;
 use crate::target::TargetRef;
 
@@ -55,9 +55,6 @@ impl Trigger {
     }
 }
 
-/// Namespaces of system metrics outside `AWS/`: their alarms are not a business metric's.
-const SYSTEM_NAMESPACES: &[&str] = &["CWAgent"];
-
 impl Engine {
     /// Whether any rule is configured: then an alert that matches none and names no target is refused.
     pub fn has_rules(&self) -> bool {
@@ -85,10 +82,7 @@ pub fn matched(config: &RuleConfig, alert: &AlertFacts) -> Matched {
 /// What a rule's `instances` selects for `alert`: the instance the alert names (none when it names none),
 /// or a tag. The setting's form is checked at start-up.
 fn resources_of(instances: &str, alert: &AlertFacts) -> Resources {
-    if let Some((key, value)) = instances
-        .strip_prefix("tag:")
-        .and_then(|tag| tag.split_once('='))
-    {
+    if let Some((key, value)) = tag_selector(instances) {
         return Resources::Tagged {
             key: key.to_owned(),
             value: value.to_owned(),
@@ -125,10 +119,7 @@ pub fn is_instance_id(value: &str) -> bool {
 /// metric, value and threshold in words.
 fn business_metric(alert: &AlertFacts) -> Option<String> {
     let namespace = alert.namespace.as_str();
-    if namespace.is_empty()
-        || namespace.starts_with("AWS/")
-        || SYSTEM_NAMESPACES.contains(&namespace)
-    {
+    if !is_business_namespace(namespace) {
         return None;
     }
     let number = |value: Option<f64>| value.map_or_else(|| "unknown".to_owned(), |v| v.to_string());

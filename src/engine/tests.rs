@@ -397,6 +397,17 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
+impl Harness {
+    /// A job runner over the harness's store and engine, notifying no one.
+    fn jobs(&self) -> crate::jobs::Jobs {
+        crate::jobs::Jobs::new(
+            self.store.clone(),
+            Arc::clone(&self.engine),
+            Notifier::disabled(Arc::new(Metrics::default())),
+        )
+    }
+}
+
 async fn harness(fleet: FakeFleet, extra: &str) -> Harness {
     harness_with(fleet, extra, "").await
 }
@@ -713,11 +724,7 @@ async fn a_run_that_acted_is_checked_again_once_and_a_target_still_short_opens_t
     let h = harness(FakeFleet::default(), "verify_after_secs = 1").await;
     let run = run_once(&h, "web").await;
     assert_eq!(run.acted, 1);
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     assert!(!jobs.run_next().await.unwrap(), "not due yet");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(jobs.run_next().await.unwrap());
@@ -748,11 +755,7 @@ async fn a_recovery_check_waits_while_its_target_is_paused_and_reads_nothing() {
         .pause(Scope::Target(&id("web")), "an operator is on it")
         .await
         .unwrap();
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let reads = h.fleet.snapshots.load(Ordering::SeqCst);
     assert!(jobs.run_next().await.unwrap(), "the check was due");
@@ -1916,11 +1919,7 @@ async fn checks_the_previous_release_scheduled_run_as_this_release_s_one_check()
         .put_run(record, None, jobs, None, None)
         .await
         .unwrap();
-    let runner = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let runner = h.jobs();
     assert!(runner.run_next().await.unwrap());
     assert!(runner.run_next().await.unwrap());
     let checks: Vec<_> = h

@@ -264,10 +264,7 @@ fn instances_problem(instances: &str) -> Option<String> {
     if instances == crate::config::ALERT_INSTANCES {
         return None;
     }
-    let tag = instances
-        .strip_prefix("tag:")
-        .and_then(|tag| tag.split_once('='));
-    match tag {
+    match crate::config::tag_selector(instances) {
         Some((key, value)) if !key.trim().is_empty() && !value.trim().is_empty() => None,
         _ => Some(format!(
             "is {instances:?}: \"alert\" (the instance the alert names) or \"tag:KEY=VALUE\" (the instances \

@@ -227,6 +227,31 @@ impl TestApp {
         self.audit.list(1000).await.unwrap()
     }
 
+    /// Waits up to 30 s for a record that `matches`; it (`what` names it if none comes).
+    pub async fn record_where(
+        &self,
+        what: &str,
+        matches: impl Fn(&reflex::audit::AuditRecord) -> bool,
+    ) -> reflex::audit::AuditRecord {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(record) = self.audit_records().await.into_iter().find(&matches) {
+                return record;
+            }
+            assert!(std::time::Instant::now() < deadline, "no record of {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits up to 30 s for the check of the run `run_id` (a step's, or a replacement's).
+    pub async fn check_of(&self, run_id: &str) -> reflex::audit::AuditRecord {
+        self.record_where(&format!("the check of {run_id}"), |r| {
+            r.source.as_str() == "recovery-check"
+                && (r.detail["ladder"]["run"] == run_id || r.detail["recovery"]["run"] == run_id)
+        })
+        .await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -51,31 +51,6 @@ async fn pagerduty() -> (String, Arc<tokio::sync::Mutex<Vec<Value>>>) {
     (url, bodies)
 }
 
-/// Waits up to 30 s for a record that `matches`; it.
-async fn record_where(
-    app: &TestApp,
-    what: &str,
-    matches: impl Fn(&AuditRecord) -> bool,
-) -> AuditRecord {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(record) = app.audit_records().await.into_iter().find(&matches) {
-            return record;
-        }
-        assert!(Instant::now() < deadline, "no record of {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The check of the run `run_id` (a reboot's or a replacement's).
-async fn check_of(app: &TestApp, run_id: &str) -> AuditRecord {
-    record_where(app, &format!("the check of {run_id}"), |r| {
-        r.source.as_str() == "recovery-check"
-            && (r.detail["ladder"]["run"] == run_id || r.detail["recovery"]["run"] == run_id)
-    })
-    .await
-}
-
 /// The steps of the episode `record_id` belongs to, as (step, record id).
 async fn story(app: &TestApp, record_id: &str) -> Vec<(String, String)> {
     let (_, steps) = app
@@ -111,7 +86,7 @@ async fn a_reboot_that_brings_the_instance_back_is_recovered_and_nothing_is_term
     );
     // The test brings it back InService before the check (starting it again is harmless).
     fleet.start(&bad).await;
-    let check = check_of(&app, run_id).await;
+    let check = app.check_of(run_id).await;
     assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
     assert_eq!(check.detail["ladder"]["recovered"], json!(bad));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -166,7 +141,7 @@ async fn a_reboot_that_does_not_fix_it_is_replaced_then_escalated_paged_and_reso
     let first = run["audit-id"].as_str().unwrap().to_owned();
     // The reboot does not fix it: the instance goes down again before its check.
     fleet.stop(&bad).await;
-    let check = check_of(&app, &first).await;
+    let check = app.check_of(&first).await;
     assert_eq!(
         check.outcome.as_str(),
         "not-recovered",
@@ -175,7 +150,9 @@ async fn a_reboot_that_does_not_fix_it_is_replaced_then_escalated_paged_and_reso
     );
     assert_eq!(check.detail["ladder"]["still_down"], json!(bad));
     // The next step: a new recorded run of the same episode, past the cooldown the reboot started.
-    let replace = record_where(&app, "the replacement", |r| r.source.as_str() == "ladder").await;
+    let replace = app
+        .record_where("the replacement", |r| r.source.as_str() == "ladder")
+        .await;
     assert_eq!(
         replace.outcome.as_str(),
         "completed",
@@ -189,7 +166,7 @@ async fn a_reboot_that_does_not_fix_it_is_replaced_then_escalated_paged_and_reso
     assert_eq!(replace.detail["episode"]["id"], first.as_str());
     assert_eq!(check.detail["next"]["run"], replace.id.as_str());
     // After replacement the target stays short (the test adds no instance): escalated.
-    let escalated = check_of(&app, &replace.id).await;
+    let escalated = app.check_of(&replace.id).await;
     assert_eq!(
         escalated.outcome.as_str(),
         "not-recovered",
@@ -290,7 +267,7 @@ async fn replacements_that_keep_breaking_open_the_breaker_relapsing_and_the_next
         // What an Auto Scaling group would do: a replacement joins before the check ...
         let replacement = fleet.launch(1, &[]).await;
         fleet.register(&lb, &replacement).await;
-        let check = check_of(&app, &run_id).await;
+        let check = app.check_of(&run_id).await;
         assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
         assert_eq!(
             check.detail["joined"][0]["instance_id"],
@@ -387,12 +364,13 @@ async fn in_approve_mode_each_step_of_the_ladder_is_held_and_the_approved_next_s
     );
     let first = voted["summary"]["audit-id"].as_str().unwrap().to_owned();
     fleet.stop(&bad).await;
-    check_of(&app, &first).await;
+    app.check_of(&first).await;
     // The next step is held too, as that step: approved, it replaces (not reboots again) in the same episode.
-    let next = record_where(&app, "the held next step", |r| {
-        r.source.as_str() == "ladder" && r.outcome.as_str() == "held"
-    })
-    .await;
+    let next = app
+        .record_where("the held next step", |r| {
+            r.source.as_str() == "ladder" && r.outcome.as_str() == "held"
+        })
+        .await;
     let answer = &next.detail["answer"];
     assert!(
         answer["approval"].get("verb").is_none(),
@@ -485,14 +463,16 @@ async fn a_reboot_check_due_while_its_replica_is_down_runs_once_on_another() {
     rebooter.stop().await;
     fleet.stop(&bad).await;
     let run_id = run["audit-id"].as_str().unwrap();
-    let check = check_of(&other, run_id).await;
+    let check = other.check_of(run_id).await;
     assert_eq!(
         check.outcome.as_str(),
         "not-recovered",
         "{:?}",
         check.detail
     );
-    record_where(&other, "the replacement", |r| r.source.as_str() == "ladder").await;
+    other
+        .record_where("the replacement", |r| r.source.as_str() == "ladder")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let records = other.audit_records().await;
     let count = |f: &dyn Fn(&AuditRecord) -> bool| records.iter().filter(|r| f(r)).count();

@@ -206,26 +206,6 @@ impl Setup {
     }
 }
 
-/// Waits up to 30 s for the check of run `run_id`.
-async fn check_of(app: &TestApp, run_id: &str) -> reflex::audit::AuditRecord {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let found =
-            app.audit_records().await.into_iter().find(|r| {
-                r.source.as_str() == "recovery-check" && r.detail["ladder"]["run"] == run_id
-            });
-        if let Some(record) = found {
-            return record;
-        }
-        if std::time::Instant::now() >= deadline {
-            let records = app.audit_records().await;
-            let jobs = app.audit.jobs_waiting().await;
-            panic!("no check of {run_id}: {records:#?} {jobs:#?}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_disk_alarm_runs_its_rules_command_on_its_instance_only_and_is_checked() {
     let setup = setup().await;
@@ -256,7 +236,7 @@ async fn a_disk_alarm_runs_its_rules_command_on_its_instance_only_and_is_checked
     assert_eq!(record.target.as_deref(), Some("disk-full"));
 
     // The command ends well and the instance runs: recovered.
-    let check = check_of(&setup.app, run_id).await;
+    let check = setup.app.check_of(run_id).await;
     assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
     assert_eq!(check.detail["polled"][0]["state"], "Success");
 }
@@ -469,14 +449,20 @@ async fn a_rule_verified_by_its_alarm_recovers_once_the_alarm_is_ok_and_escalate
     // The first alarm is OK again after the action; the second stays in ALARM past verify_within_secs.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     set_alarm(&setup.fleet, &fixed_alarm, StateValue::Ok).await;
-    let check = check_of(&setup.app, fixed_run["audit-id"].as_str().unwrap()).await;
+    let check = setup
+        .app
+        .check_of(fixed_run["audit-id"].as_str().unwrap())
+        .await;
     assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
     assert_eq!(
         check.detail["alarm"]["state"]["value"], "OK",
         "{:?}",
         check.detail
     );
-    let check = check_of(&setup.app, stuck_run["audit-id"].as_str().unwrap()).await;
+    let check = setup
+        .app
+        .check_of(stuck_run["audit-id"].as_str().unwrap())
+        .await;
     assert_eq!(
         check.outcome.as_str(),
         "not-recovered",

@@ -83,22 +83,6 @@ async fn serves(fleet: &Fleet, instance: &str, service: &str) {
         .expect("CreateTags");
 }
 
-/// Waits up to 30 s for the check of run `run_id`.
-async fn check_of(app: &TestApp, run_id: &str) -> reflex::audit::AuditRecord {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found =
-            app.audit_records().await.into_iter().find(|r| {
-                r.source.as_str() == "recovery-check" && r.detail["ladder"]["run"] == run_id
-            });
-        if let Some(record) = found {
-            return record;
-        }
-        assert!(Instant::now() < deadline, "no check of {run_id}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_command_runs_on_the_broken_instance_with_its_parameters_and_is_followed_to_its_end() {
     let moto = recording_moto().await;
@@ -143,7 +127,7 @@ async fn a_command_runs_on_the_broken_instance_with_its_parameters_and_is_follow
 
     // The service came back: the check polls the command to its end, then finds the instance InService.
     fleet.start(&bad).await;
-    let check = check_of(&app, run_id).await;
+    let check = app.check_of(run_id).await;
     assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
     assert_eq!(
         check.detail["polled"][0]["state"], "Success",

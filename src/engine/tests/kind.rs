@@ -128,11 +128,7 @@ async fn a_new_kind_is_held_for_approvers_and_acts_once_approved() {
 async fn a_new_kind_is_checked_and_escalates_when_capacity_does_not_come_back() {
     let h = drained(FakeFleet::default(), "verify_after_secs = 1").await;
     assert_eq!(run_once(&h, "drained").await.acted, 1);
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(jobs.run_next().await.unwrap(), "the check was due");
     let record = &h.store.list(1).await.unwrap()[0];

@@ -85,11 +85,7 @@ async fn an_act_under_way_is_polled_by_the_check_until_it_is_over_then_judged() 
     let act = &run.summary.actions[0];
     assert_eq!(act.state.as_deref(), Some("pending"));
     assert_eq!(act.handle.as_deref(), Some("cmd-i-bad"));
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(jobs.run_next().await.unwrap(), "the check was due");
     let checked = |records: &[crate::audit::AuditRecord]| {

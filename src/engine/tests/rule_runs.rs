@@ -183,21 +183,10 @@ async fn a_rules_step_is_checked_on_its_instances_and_escalates_when_one_is_not_
     let back = disk_run(&h, "i-0abc1234").await.unwrap();
     let down = disk_run(&h, "i-0def5678").await.unwrap();
     assert_eq!((back.acted, down.acted), (1, 1));
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     while jobs.run_next().await.unwrap() {}
-    let checks: Vec<_> = h
-        .store
-        .list(20)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.source == Source::RecoveryCheck)
-        .collect();
+    let checks = checks(&h).await;
     let of = |run: &Run| {
         checks
             .iter()
@@ -265,11 +254,7 @@ async fn a_rule_verified_by_its_alarm_recovers_when_the_alarm_is_ok_again_and_es
         // OK, but from before the action: it does not count.
         alarms.insert("disk-stuck".into(), state("OK", now - 60));
     }
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     while jobs.run_next().await.unwrap() {}
     let seen = checks(&h).await;
@@ -306,11 +291,7 @@ async fn a_rules_step_that_aws_refused_is_not_recovered_though_its_instance_runs
     .await;
     let run = disk_run(&h, "i-0abc1234").await.unwrap();
     assert_eq!(run.summary.errors.len(), 1, "{:?}", run.summary);
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     while jobs.run_next().await.unwrap() {}
     let seen = checks(&h).await;

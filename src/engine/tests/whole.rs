@@ -125,11 +125,7 @@ async fn a_kind_on_the_whole_target_is_paused_held_to_its_budget_and_checked() {
     assert!(done(&h).is_empty(), "no AWS write");
     assert!(h.store.resume(Scope::Target(&id("whole"))).await.unwrap());
     assert_eq!(run_once(&h, "whole").await.acted, 1);
-    let jobs = crate::jobs::Jobs::new(
-        h.store.clone(),
-        Arc::clone(&h.engine),
-        Notifier::disabled(Arc::new(Metrics::default())),
-    );
+    let jobs = h.jobs();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(jobs.run_next().await.unwrap(), "the check was due");
     let check = &h.store.list(1).await.unwrap()[0];
