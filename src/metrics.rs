@@ -306,7 +306,7 @@ impl Metrics {
     fn register_runs(&mut self) {
         self.registry.register(
             "refusals",
-            "Refused runs by rule (the refused-rule of the summary: paused, silenced, breaker-open, maintenance-window, cooldown, too-many-unhealthy, zonal-failure, below-min-in-service, change-in-progress, change-unknown)",
+            "Refused runs by rule (the refused-rule of the summary: paused, silenced, breaker-open, maintenance-window, cooldown, too-many-unhealthy, zonal-failure, below-min-in-service, change-in-progress, change-unknown, relapsing, rule-changed)",
             self.refusals.clone(),
         );
         self.registry.register(

@@ -45,7 +45,7 @@ pub struct RuleConfig {
     #[serde(default)]
     pub allow_auto: bool,
     /// How a step's check judges it, beyond the instances it acted on: `"alarm-ok"` waits for the CloudWatch
-    /// alarm that started the run to be OK again.
+    /// alarm that started the run to be OK again, or the webhook alerts that started it to be resolved.
     #[serde(default)]
     pub verify: Option<Verify>,
     /// How long after the action `verify` waits for the alarm before the step counts as not recovered.
@@ -57,7 +57,8 @@ pub struct RuleConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verify {
-    /// The CloudWatch alarm that started the run is OK, with a state change later than the action.
+    /// The CloudWatch alarm that started the run is OK, with a state change later than the action (the
+    /// Alertmanager or Grafana alerts that started it: each resolved after the action).
     AlarmOk,
 }
 
@@ -66,6 +67,21 @@ pub const VERIFY_WITHIN_SECS: u64 = 600;
 
 fn verify_within() -> u64 {
     VERIFY_WITHIN_SECS
+}
+
+impl RuleConfig {
+    /// A fingerprint of the rule and of the `[[actions]]` entries its ladder names, as configured (16 hex
+    /// digits): its runs' records carry it, so that an approval or a takeover under a rule changed since is
+    /// noticed rather than acted on.
+    pub fn fingerprint(&self, actions: &[super::ActionConfig]) -> String {
+        let named: Vec<&super::ActionConfig> = self
+            .ladder
+            .iter()
+            .filter_map(|step| actions.iter().find(|action| &action.name == step))
+            .collect();
+        let text = format!("{self:?}\n{named:?}");
+        crate::hex::encode(&super::digest::sha256(text.as_bytes())[..8])
+    }
 }
 
 impl Default for RuleConfig {

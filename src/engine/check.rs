@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::action::{Act, Action as ActionKind, Effect, Judged, On, Polled};
 use super::decision::Decision;
 use super::earlier_checks::{LADDER_JOB, RECOVERY_JOB, RecoveryCheck, StepCheck};
-use super::rule_check::{AlarmWatch, Looked, Stepped};
+use super::rule_check::{AlarmWatch, Looked, Started, Stepped};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{ClaimedJob, Home, NewJob, Outcome, RequestMeta, Source};
@@ -120,8 +120,8 @@ pub(super) struct Acted<'a> {
     pub count: u32,
     /// Its acts still under way.
     pub pending: Vec<PendingAct>,
-    /// The alarm that started the episode, if any.
-    pub alarm: Option<String>,
+    /// The alarm or webhook alerts that started the episode, if any.
+    pub alarm: Option<Started>,
     /// Why the episode's runs wait for approvers whatever the mode, if they do.
     pub needs_approval: Option<String>,
     /// The instances whose act AWS refused.
@@ -180,14 +180,14 @@ impl Engine {
         }
     }
 
-    /// The alarm a rule verified by its alarm waits for after acting now (noted); none for a target, a rule
-    /// that does not say `verify = "alarm-ok"`, or an episode no CloudWatch alarm started (noted: its
-    /// instances alone judge it).
+    /// The alarm (or webhook alerts) a rule verified by its alarm waits for after acting now (noted); none
+    /// for a target, a rule that does not say `verify = "alarm-ok"`, or an episode no alarm or alert started
+    /// (noted: its instances alone judge it).
     fn alarm_watch(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
-        alarm: Option<String>,
+        alarm: Option<Started>,
     ) -> Option<AlarmWatch> {
         let rule = self
             .config
@@ -195,10 +195,10 @@ impl Engine {
             .iter()
             .find(|rule| target.is_rule() && rule.name == target.id.name)?;
         rule.verify?;
-        let Some(name) = alarm else {
+        let Some(Started { name, alerts }) = alarm else {
             meta.note(
                 "alarm_check",
-                "no CloudWatch alarm started this run: its instances alone judge it",
+                "no CloudWatch alarm or webhook alert started this run: its instances alone judge it",
             );
             return None;
         };
@@ -207,6 +207,7 @@ impl Engine {
             name,
             since,
             until: since.saturating_add_unsigned(rule.verify_within_secs),
+            alerts,
         };
         meta.note("alarm_check", &watch);
         Some(watch)
@@ -365,6 +366,10 @@ impl Engine {
             self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
             return Ok(None);
         }
+        let resolved = match &check.alarm {
+            Some(watch) if !watch.alerts.is_empty() => Some(self.alerts_state(check, watch).await?),
+            _ => None,
+        };
         let read = async {
             if target.is_rule() {
                 let step = Stepped {
@@ -374,7 +379,7 @@ impl Engine {
                     done,
                     alarm: check.alarm.as_ref(),
                 };
-                super::rule_check::look(target, step).await
+                super::rule_check::look(target, step, resolved).await
             } else {
                 let snapshot = target.fleet.snapshot(&target.fleet_ref).await?;
                 Ok(Looked::Seen(snapshot, None))

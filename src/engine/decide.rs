@@ -171,6 +171,7 @@ impl Engine {
                 previous,
                 observation.takeover.as_ref().and_then(|(_, d)| d.as_ref()),
             ),
+            rule_fingerprint: target.fingerprint.clone(),
         };
         Ok(Decided {
             plan,
@@ -239,6 +240,9 @@ impl Engine {
         if let Some((only, outside)) = asked.only {
             plan::keep_only(&mut plan, only, cap, outside);
         }
+        if let Some(refusal) = rule_changed(target, observation) {
+            plan.refuse(refusal);
+        }
         if let (Some((of, _)), Some(replaced)) = (&observation.takeover, replaced) {
             meta.note(
                 "takeover",
@@ -292,6 +296,23 @@ impl Engine {
             "budget exhausted: remediation.{key} leaves {allowed} now"
         )))
     }
+}
+
+/// A takeover of a rule's run that the rule, changed since (another fingerprint), did not decide: refused,
+/// since what the dead attempt began is not what the rule now says.
+fn rule_changed(target: &Target, observation: &Observation) -> Option<Refusal> {
+    let (of, Some(dead)) = observation.takeover.as_ref()? else {
+        return None;
+    };
+    let (decided, now) = (
+        dead.rule_fingerprint.as_ref()?,
+        target.fingerprint.as_ref()?,
+    );
+    (decided != now).then(|| Refusal::RuleChanged {
+        run: of.clone(),
+        decided: decided.clone(),
+        now: now.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -357,6 +378,7 @@ mod tests {
             in_service: 4,
             takeover_of: None,
             attempts: Vec::new(),
+            rule_fingerprint: None,
         };
         let text = serde_json::to_string(&decision).unwrap();
         assert_eq!(serde_json::from_str::<Decision>(&text).unwrap(), decision);
@@ -377,6 +399,7 @@ mod tests {
             in_service: 4,
             takeover_of: Some("A".into()),
             attempts: vec!["A".into()],
+            rule_fingerprint: None,
         };
         assert_eq!(Decision::attempts_after(Some("B"), Some(&b)), ["B", "A"]);
     }

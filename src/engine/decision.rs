@@ -25,6 +25,9 @@ pub struct Decision {
     /// over in turn. An act whose effect AWS's state does not show (a command sent) is looked for under each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<String>,
+    /// For a rule's run: the rule's fingerprint when it decided; a takeover under another is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_fingerprint: Option<String>,
 }
 
 impl Decision {

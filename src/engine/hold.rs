@@ -158,6 +158,10 @@ impl Engine {
         if let Some(why) = &trigger.needs_approval {
             body["needs_approval"] = json!(why);
         }
+        // A rule verified by its alert waits, once approved, for the alerts that started the run.
+        if !trigger.alerts.is_empty() {
+            body["alerts"] = json!(trigger.alerts);
+        }
         let required = target.approvals_required;
         tracing::info!(would_replace = ?decided.plan.act_on, required, "held for approval");
         Ok(self.counted(Run {
@@ -238,7 +242,9 @@ impl Engine {
                 .by_place(&approval.target, &approval.account, &approval.region)?;
         let decision: Option<Decision> =
             serde_json::from_value(approval.body["decision"].clone()).ok();
-        let steps = decision.map(|decision| decision.steps).unwrap_or_default();
+        let (steps, rule_fingerprint) = decision
+            .map(|decision| (decision.steps, decision.rule_fingerprint))
+            .unwrap_or_default();
         let kind = steps.first().map(|act| act.kind().to_owned());
         // An act on the whole target is approved for the instances it covers: the approved run acts on the
         // target while any of them is still broken.
@@ -265,8 +271,11 @@ impl Engine {
             id: approval.id.clone(),
             instances,
             kind,
+            rule_fingerprint,
         });
         trigger.needs_approval = approval.body["needs_approval"].as_str().map(str::to_owned);
+        trigger.alerts =
+            serde_json::from_value(approval.body["alerts"].clone()).unwrap_or_default();
         Some(
             match serde_json::from_value::<NextStep>(approval.body["ladder"].clone()) {
                 Ok(next) => trigger.next_step(next),

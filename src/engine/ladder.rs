@@ -224,6 +224,11 @@ impl Engine {
             after: check.run_id.clone(),
             instances: down.to_vec(),
             alarm: check.alarm.as_ref().map(|watch| watch.name.clone()),
+            alerts: check
+                .alarm
+                .as_ref()
+                .map(|watch| watch.alerts.clone())
+                .unwrap_or_default(),
         };
         let step = target
             .ladder

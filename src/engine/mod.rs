@@ -31,6 +31,7 @@ mod refusal;
 pub mod relapse;
 mod remediate;
 mod report;
+mod resolved;
 mod route;
 mod rule_check;
 pub mod snapshot;

@@ -83,6 +83,15 @@ pub enum Refusal {
         /// The instances, what they replaced, their image and launch template, and the runs.
         instances: String,
     },
+    /// A takeover of a rule's run whose rule changed since the dead attempt decided (another fingerprint).
+    RuleChanged {
+        /// The dead attempt.
+        run: String,
+        /// The rule's fingerprint when it decided.
+        decided: String,
+        /// The rule's fingerprint now.
+        now: String,
+    },
     /// Every instance of one Availability Zone is unhealthy while other zones are healthy: a zone is failing,
     /// and replacing its instances in the same zone removes capacity without helping.
     ZonalFailure {
@@ -122,6 +131,7 @@ impl Refusal {
             Self::ChangeUnknown { .. } => "change-unknown",
             Self::ZonalFailure { .. } => "zonal-failure",
             Self::Relapsing { .. } => "relapsing",
+            Self::RuleChanged { .. } => "rule-changed",
         }
     }
 
@@ -184,6 +194,10 @@ impl Refusal {
                 "relapsing: {relapses} instances that replaced broken ones broke again within {window_secs} s \
                  ({instances}): the cause is not the instances; nothing was replaced, and the breaker stays open \
                  until `reflex breaker reset`"
+            ),
+            Self::RuleChanged { run, decided, now } => format!(
+                "the rule changed since run {run} decided (fingerprint {decided}, now {now}): its takeover \
+                 does not finish what another rule began; nothing was done, the next alert runs the rule as it is"
             ),
             Self::ZonalFailure {
                 zone,

@@ -10,6 +10,7 @@ use super::decide;
 use super::decision::Decision;
 use super::ladder::Step;
 use super::plan::{Plan, Refusal, SkipReason};
+use super::rule_check::Started;
 use super::targets::Target;
 use super::{Engine, EngineError, Resources, Run, Trigger};
 use crate::audit::{EpisodeWrite, NewJob, RequestMeta};
@@ -31,7 +32,7 @@ struct Done {
     summary: Summary,
     tripped: Option<Tripped>,
     relapsed: Vec<String>,
-    alarm: Option<String>,
+    alarm: Option<Started>,
     needs_approval: Option<String>,
 }
 
@@ -51,7 +52,7 @@ impl Engine {
         let dry_run = trigger.dry_run || self.config.remediation.dry_run || observing;
         // The step of the target's ladder this run takes; the earlier step of its episode is no cooldown for it.
         let step = Step::of(trigger, target);
-        let approved = self.approval_holds(meta, trigger, &step);
+        let approved = self.approval_holds(meta, trigger, &step, target);
         let holding = wants_approvers(meta, trigger, target) && !approved && !dry_run;
         meta.dry_run = dry_run;
         let _single_flight = target.lock.lock().await;
@@ -59,9 +60,7 @@ impl Engine {
             .slots
             .try_acquire()
             .map_err(|_| EngineError::Busy(self.config.remediation.max_concurrent))?;
-        if let Some(previous) = previous {
-            tracing::warn!(previous, "taking over a delivery whose first attempt died");
-        }
+        note_start(meta, target, previous);
         let answer = Answer {
             trigger,
             target,
@@ -120,11 +119,33 @@ impl Engine {
     }
 
     /// Whether the run acts on an approval that still holds: the approvers saw the action kind the target's
-    /// ladder names for this step now. One that named another since is noted, and the run holds again.
-    fn approval_holds(&self, meta: &mut RequestMeta, trigger: &Trigger, step: &Step<'_>) -> bool {
+    /// ladder names for this step now, and for a rule's, the rule as it is now. One that named another since,
+    /// or a rule changed since, is noted, and the run holds again.
+    fn approval_holds(
+        &self,
+        meta: &mut RequestMeta,
+        trigger: &Trigger,
+        step: &Step<'_>,
+        target: &Target,
+    ) -> bool {
         let Some(approved) = &trigger.resume.approved else {
             return false;
         };
+        if let (Some(seen), Some(now)) = (&approved.rule_fingerprint, &target.fingerprint)
+            && seen != now
+        {
+            tracing::warn!(
+                approval = approved.id,
+                seen,
+                now,
+                "the approved rule changed"
+            );
+            meta.note(
+                "approval_stale",
+                serde_json::json!({"approval": approved.id, "rule_fingerprint": seen, "now": now}),
+            );
+            return false;
+        }
         let now = step.kind.name();
         match approved.kind.as_deref() {
             Some(seen) if seen != now => {
@@ -286,6 +307,16 @@ impl Engine {
     }
 }
 
+/// Notes what a run starts from: the dead attempt it takes over, and for a rule's run, the rule's fingerprint.
+fn note_start(meta: &mut RequestMeta, target: &Target, previous: Option<&str>) {
+    if let Some(previous) = previous {
+        tracing::warn!(previous, "taking over a delivery whose first attempt died");
+    }
+    if let Some(fingerprint) = &target.fingerprint {
+        meta.note("rule_fingerprint", fingerprint);
+    }
+}
+
 /// Whether `target`'s decisions wait for approvers: in approve mode, and for a business metric's alarm
 /// (noted) even when its rule acts on its own.
 fn wants_approvers(meta: &mut RequestMeta, trigger: &Trigger, target: &Target) -> bool {
@@ -298,16 +329,29 @@ fn wants_approvers(meta: &mut RequestMeta, trigger: &Trigger, target: &Target) -
     }
 }
 
-/// The CloudWatch alarm a rule's run was started by, for its check: an earlier step's, or the alert's own
-/// (none for a target's run, or an alert that is no CloudWatch alarm).
-fn alarm_of(trigger: &Trigger, target: &Target) -> Option<String> {
+/// What started a rule's run, for its check: an earlier step's alarm or alerts, the webhook alerts the run
+/// is for, or the CloudWatch alarm its message is (none for a target's run, or a run nothing watchable
+/// started).
+fn alarm_of(trigger: &Trigger, target: &Target) -> Option<Started> {
     if !target.is_rule() {
         return None;
     }
-    match &trigger.resume.step {
-        Some(next) => next.alarm.clone(),
-        None => crate::rules::AlertFacts::from_cloudwatch(&trigger.message).map(|alarm| alarm.name),
+    if let Some(next) = &trigger.resume.step {
+        return next.alarm.clone().map(|name| Started {
+            name,
+            alerts: next.alerts.clone(),
+        });
     }
+    if !trigger.alerts.is_empty() {
+        return Some(Started {
+            name: crate::untrusted::bounded(&trigger.message),
+            alerts: trigger.alerts.clone(),
+        });
+    }
+    crate::rules::AlertFacts::from_cloudwatch(&trigger.message).map(|alarm| Started {
+        name: alarm.name,
+        alerts: Vec::new(),
+    })
 }
 
 /// What a rule's run reads: what its alert selected, or for a resumed step or an approval, the instances

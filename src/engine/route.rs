@@ -19,6 +19,9 @@ pub struct Matched {
     pub resources: Resources,
     /// Why its run waits for approvers whatever its mode, when it does (a business metric's alarm).
     pub needs_approval: Option<String>,
+    /// The identities of the webhook alerts it is for (their fingerprints): a rule verified by its alert
+    /// waits for them resolved. Empty for a CloudWatch alarm.
+    pub alerts: Vec<String>,
 }
 
 impl Matched {
@@ -36,6 +39,7 @@ impl Matched {
         if self.needs_approval.is_none() {
             self.needs_approval = other.needs_approval;
         }
+        self.alerts.extend(other.alerts);
     }
 }
 
@@ -50,6 +54,7 @@ impl Trigger {
         Self {
             resources: matched.resources,
             needs_approval: matched.needs_approval,
+            alerts: matched.alerts,
             ..Self::new(proof, TargetRef::Rule(matched.rule), message, dry_run)
         }
     }
@@ -70,12 +75,23 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The rule `name` as a manual request names it, acting on what the request (`alert`) selects; `None`
+    /// when no rule of that name takes manual requests (its `sources` leave `manual` out).
+    pub fn named_rule(&self, name: &str, alert: &AlertFacts) -> Option<Matched> {
+        let config = self.config.rules.iter().find(|rule| rule.name == name)?;
+        let manual = config.sources.is_empty() || config.sources.iter().any(|s| s == "manual");
+        manual.then(|| matched(config, alert))
+    }
+}
+
 /// What `config`, the rule `alert` matched, acts on.
 pub fn matched(config: &RuleConfig, alert: &AlertFacts) -> Matched {
     Matched {
         rule: config.name.clone(),
         resources: resources_of(&config.instances, alert),
         needs_approval: business_metric(alert).filter(|_| !config.allow_auto),
+        alerts: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! What a rule's check sees: the instances its step acted on (running, and its act ended well) and, for a
-//! rule verified by its alarm, the CloudWatch alarm that started the run, OK again after the action. An
-//! alarm not OK yet, with time left, is looked at again; at the deadline the step did not recover.
+//! rule verified by its alarm, the CloudWatch alarm that started the run OK again after the action, or the
+//! Alertmanager or Grafana alerts that started it resolved since. An alarm not OK yet, with time left, is
+//! looked at again; at the deadline the step did not recover.
 
 use std::time::Duration;
 
@@ -14,16 +15,35 @@ use super::targets::Target;
 /// The longest a check waits between two looks at its alarm.
 const LOOK_AGAIN_WITHIN: Duration = Duration::from_secs(60);
 
-/// The CloudWatch alarm a rule's check waits for: OK with a state change after the action, in time.
+/// The value of a watched alert's state once it resolved (`AlarmState::value`), as CloudWatch's `OK` is.
+pub const RESOLVED: &str = "resolved";
+/// The value of a watched alert's state until then.
+pub const FIRING: &str = "firing";
+
+/// What started a rule's run, for its check to wait on: a CloudWatch alarm, or webhook alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The alarm's name, or the alerts' text.
+    pub name: String,
+    /// For alerts from Alertmanager or Grafana: their identities (fingerprints); empty for an alarm.
+    pub alerts: Vec<String>,
+}
+
+/// What a rule's check waits for: the CloudWatch alarm OK with a state change after the action, or each
+/// webhook alert that started the run resolved after it, in time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct AlarmWatch {
-    /// The alarm's name.
+    /// The alarm's name, or the alerts' text.
     pub name: String,
     /// When the step acted (Unix seconds): an OK from before does not count.
     pub since: i64,
     /// Until when the check waits for it (Unix seconds); then the step did not recover.
     pub until: i64,
+    /// For alerts from Alertmanager or Grafana: the identities of those that must resolve; empty for an
+    /// alarm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
 }
 
 /// What a rule's step did, as its check judges it.
@@ -49,11 +69,19 @@ pub(super) enum Looked {
 }
 
 /// A rule's check: each instance its step acted on is back (InService) when EC2 has it running, its act
-/// (a command) ended well, and, for a rule verified by its alarm, the alarm is OK since the action.
-pub(super) async fn look(target: &Target, step: Stepped<'_>) -> Result<Looked, FleetError> {
+/// (a command) ended well, and, for a rule verified by its alarm, the alarm is OK since the action (read
+/// with DescribeAlarms), or its alerts resolved since (`resolved`, as the audit trail has them).
+pub(super) async fn look(
+    target: &Target,
+    step: Stepped<'_>,
+    resolved: Option<AlarmState>,
+) -> Result<Looked, FleetError> {
     let (alarm_ok, seen) = match step.alarm {
         Some(watch) => {
-            let state = target.fleet.alarm(&watch.name).await?;
+            let state = match watch.alerts.is_empty() {
+                true => target.fleet.alarm(&watch.name).await?,
+                false => resolved,
+            };
             let now = OffsetDateTime::now_utc().unix_timestamp();
             let ok = state
                 .as_ref()
@@ -106,9 +134,9 @@ pub(super) async fn look(target: &Target, step: Stepped<'_>) -> Result<Looked, F
     Ok(Looked::Seen(snapshot, seen))
 }
 
-/// Whether `state` is OK with a change no earlier than the action `watch` waits after.
+/// Whether `state` is OK (an alert's: resolved) with a change no earlier than the action `watch` waits after.
 fn is_ok_since(state: &AlarmState, watch: &AlarmWatch) -> bool {
-    state.value == "OK" && state.updated_at >= watch.since
+    matches!(state.value.as_str(), "OK" | RESOLVED) && state.updated_at >= watch.since
 }
 
 /// Why the check waits, in words.
@@ -117,8 +145,12 @@ fn waiting(watch: &AlarmWatch, state: Option<&AlarmState>) -> String {
         Some(state) => format!("is {}", state.value),
         None => "is not found".to_owned(),
     };
+    let (what, ok) = match watch.alerts.is_empty() {
+        true => ("alarm", "OK"),
+        false => ("alerts", RESOLVED),
+    };
     format!(
-        "alarm {:?} {now}: waiting for OK until {}",
+        "{what} {:?} {now}: waiting for {ok} until {}",
         watch.name, watch.until
     )
 }
@@ -138,6 +170,7 @@ mod tests {
             name: "disk".into(),
             since: 1_000,
             until: 1_600,
+            alerts: Vec::new(),
         }
     }
 
@@ -151,6 +184,8 @@ mod tests {
         assert!(!is_ok_since(&state("OK", 999), &watch()));
         assert!(!is_ok_since(&state("ALARM", 1_200), &watch()));
         assert!(!is_ok_since(&state("INSUFFICIENT_DATA", 1_200), &watch()));
+        assert!(is_ok_since(&state(RESOLVED, 1_200), &watch()));
+        assert!(!is_ok_since(&state(FIRING, 1_200), &watch()));
     }
 
     #[test]

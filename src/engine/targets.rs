@@ -115,6 +115,8 @@ pub(super) struct Target {
     pub fleet: Arc<dyn Fleet>,
     /// One run at a time.
     pub lock: Mutex<()>,
+    /// For a rule's target: the rule's fingerprint as configured (`RuleConfig::fingerprint`).
+    pub fingerprint: Option<String>,
     /// The last change seen under way in its Auto Scaling groups, and when: remembered a short while, so that
     /// a storm of alerts during a deploy is answered without reading AWS again for each.
     pub change_seen: std::sync::Mutex<Option<(Instant, Refusal)>>,
@@ -229,6 +231,7 @@ fn rule_targets(
             ladder,
             fleet: Arc::clone(&fleet),
             lock: Mutex::new(()),
+            fingerprint: Some(rule.fingerprint(&config.actions)),
             change_seen: std::sync::Mutex::default(),
         });
     }
@@ -348,6 +351,7 @@ impl Targets {
                 ladder,
                 fleet,
                 lock: Mutex::new(()),
+                fingerprint: None,
                 change_seen: std::sync::Mutex::default(),
             });
         }

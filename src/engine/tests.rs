@@ -1214,6 +1214,7 @@ async fn dead_attempt(store: &AuditStore, planned: &[&str]) -> String {
         in_service: 4,
         takeover_of: None,
         attempts: Vec::new(),
+        rule_fingerprint: None,
     };
     let intended = u32::try_from(planned.len()).unwrap();
     store

@@ -33,6 +33,9 @@ pub struct Trigger {
     pub resources: Resources,
     /// For a rule's run that must be approved whatever the rule's mode: why (a business metric's alarm).
     pub needs_approval: Option<String>,
+    /// For a rule's run Alertmanager or Grafana started: the identities of its alerts, which a rule verified
+    /// by its alert waits for resolved.
+    pub alerts: Vec<String>,
 }
 
 /// What a rule's run acts on, as its alert or the rule's `instances` names it.
@@ -78,9 +81,13 @@ pub struct NextStep {
     pub after: String,
     /// The instances it did not fix: the only ones this step may act on.
     pub instances: Vec<String>,
-    /// The CloudWatch alarm the episode's checks wait for, for a rule verified by its alarm.
+    /// The CloudWatch alarm the episode's checks wait for, for a rule verified by its alarm (for webhook
+    /// alerts, their text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm: Option<String>,
+    /// The webhook alerts the episode's checks wait for resolved, by identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
 }
 
 /// A held decision that approvers approved: what it would have acted on.
@@ -93,6 +100,9 @@ pub struct Approved {
     /// The action kind the approvers saw (`reboot`, `replace`, `isolate`, ...): when the target's ladder
     /// names another for this step since, the approved run does not act but holds again.
     pub kind: Option<String>,
+    /// For a rule's: the rule's fingerprint the approvers saw; under a rule changed since, the approved run
+    /// does not act but holds again.
+    pub rule_fingerprint: Option<String>,
 }
 
 impl Trigger {
@@ -106,6 +116,7 @@ impl Trigger {
             resume: Resume::default(),
             resources: Resources::None,
             needs_approval: None,
+            alerts: Vec::new(),
         }
     }
 

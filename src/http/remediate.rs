@@ -1,8 +1,11 @@
-//! `POST /remediate`: a manual trigger from an operator with a bearer token.
+//! `POST /remediate`: a manual trigger from an operator with a bearer token. It names a target (a balancer or a
+//! target group), a rule (`rule`, run on the instance the request names or the rule's tag selects), or, with
+//! rules configured, neither: then the first rule the request matches runs (its text fields are the labels a
+//! rule's `match` and `when` read).
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
@@ -15,10 +18,11 @@ use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, RequestMeta, Source};
 use crate::engine::Trigger;
+use crate::rules::AlertFacts;
 use crate::target::{PairError, Place, TargetRef};
 
 /// The manual request body: exactly one of `load_balancer` and `target_group`, and where it is when several
-/// targets share its name.
+/// targets share its name; or, with rules configured, a rule and what it acts on.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemediateRequest {
@@ -32,6 +36,15 @@ struct RemediateRequest {
     /// The target's region, when several share its name.
     #[serde(default, deserialize_with = "super::error::present")]
     region: Option<String>,
+    /// The rule to run (one whose `sources` take `manual` requests), instead of a target.
+    #[serde(default, deserialize_with = "super::error::present")]
+    rule: Option<String>,
+    /// The instance a rule's run acts on (a rule whose `instances` is `"alert"`).
+    #[serde(default, deserialize_with = "super::error::present")]
+    instance_id: Option<String>,
+    /// More labels for a rule's `match` and `when` to read.
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     dry_run: bool,
     reason: Option<String>,
@@ -83,6 +96,19 @@ async fn handle(
     meta.auth = Auth::Passed;
     let body = body?;
     let request: RemediateRequest = parse_json(&body)?;
+    let reason = request
+        .reason
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REASON.to_owned());
+    if request.load_balancer.is_none()
+        && request.target_group.is_none()
+        && let Some(trigger) = ruled(state, meta, proof, &request, &body, &reason)?
+    {
+        return Ok(Handled::Run {
+            trigger: Box::new(trigger),
+            delivery: None,
+        });
+    }
     meta.note(
         "request",
         serde_json::json!({
@@ -90,6 +116,9 @@ async fn handle(
             "target_group": request.target_group,
             "account": request.account,
             "region": request.region,
+            "rule": request.rule,
+            "instance_id": request.instance_id,
+            "labels": request.labels,
             "dry_run": request.dry_run,
             "reason": request.reason,
         }),
@@ -102,15 +131,55 @@ async fn handle(
             };
             ApiError::bad_request("invalid-request", problem)
         })?;
-    let trigger = Trigger::new(
-        proof,
-        target,
-        request.reason.unwrap_or_else(|| DEFAULT_REASON.to_owned()),
-        request.dry_run,
-    )
-    .in_place(Place::new(request.account, request.region));
+    if request.rule.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid-request",
+            "rule names what runs: give it without load_balancer or target_group",
+        )
+        .into());
+    }
+    let trigger = Trigger::new(proof, target, reason, request.dry_run)
+        .in_place(Place::new(request.account, request.region));
     Ok(Handled::Run {
         trigger: Box::new(trigger),
         delivery: None,
     })
+}
+
+/// The trigger of a rule's run for a request that names no target: the rule it names (404 `unknown-rule`
+/// when no rule of that name takes manual requests), else the first rule it matches (422 `no-rule-matched`
+/// when none does). `None` when it names no rule and no rules are configured: it must name a target.
+fn ruled(
+    state: &AppState,
+    meta: &mut RequestMeta,
+    proof: crate::engine::Authenticated,
+    request: &RemediateRequest,
+    body: &[u8],
+    reason: &str,
+) -> Result<Option<Trigger>, Rejection> {
+    if !state.engine.has_rules() && request.rule.is_none() {
+        return Ok(None);
+    }
+    let mut alert = AlertFacts::from_manual(&parse_json(body)?);
+    alert.labels.extend(request.labels.clone());
+    alert.name = reason.to_owned();
+    let matched = match &request.rule {
+        Some(name) => state.engine.named_rule(name, &alert).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown-rule",
+                format!("no rule {name:?} takes manual requests: see reflex rules test, or sources in [[rules]]"),
+            )
+        })?,
+        None => state.engine.route(&alert).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no-rule-matched",
+                "the request names no load_balancer, target_group or rule, and matches no rule",
+            )
+        })?,
+    };
+    meta.note("rule", &matched.rule);
+    let trigger = Trigger::for_rule(proof, matched, reason.to_owned(), request.dry_run);
+    Ok(Some(trigger))
 }

@@ -107,6 +107,9 @@ async fn handle(
     meta.auth = Auth::Passed;
     let mut payload: Payload = super::error::parse_json(&body)?;
     supported(sender, &payload)?;
+    if scope.is_none() {
+        confirm_resolved(state, sender, meta, &payload).await?;
+    }
     // The delivery's key covers every alert of it, those a rule takes among them.
     let mut key = payload.delivery_key(sender.source().as_str());
     let ruled = ruled_alerts(state, sender, scope.is_some(), meta, &mut payload);
@@ -214,10 +217,11 @@ fn take_ruled(state: &AppState, sender: Sender, payload: &mut Payload) -> Vec<(M
     let alerts = std::mem::take(&mut payload.alerts);
     for alert in alerts {
         let facts = AlertFacts::from_webhook(source.as_str(), &alert, &payload.status);
-        let Some(matched) = state.engine.route(&facts) else {
+        let Some(mut matched) = state.engine.route(&facts) else {
             payload.alerts.push(alert);
             continue;
         };
+        matched.alerts.push(alert.identity());
         match ruled
             .iter_mut()
             .find(|(known, _)| known.rule == matched.rule)
@@ -233,6 +237,49 @@ fn take_ruled(state: &AppState, sender: Sender, payload: &mut Payload) -> Vec<(M
         .into_iter()
         .map(|(matched, texts)| (matched, texts.join("; ")))
         .collect()
+}
+
+/// Records, for each rule verified by its alert, the alerts of `payload` that resolved and that it ran while
+/// they fired: what its check waits for. Every resolved alert is recorded, whether or not a run waits for it.
+async fn confirm_resolved(
+    state: &AppState,
+    sender: Sender,
+    meta: &mut RequestMeta,
+    payload: &Payload,
+) -> Result<(), Rejection> {
+    if !state.engine.has_rules() {
+        return Ok(());
+    }
+    let source = sender.source();
+    let mut by_rule: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let resolved = payload
+        .alerts
+        .iter()
+        .filter(|alert| !alert.is_firing(&payload.status));
+    for alert in resolved {
+        let facts = AlertFacts::from_webhook(source.as_str(), alert, &payload.status);
+        let Some(rule) = state.engine.confirms(&facts) else {
+            continue;
+        };
+        match by_rule.iter_mut().find(|(known, ..)| *known == rule) {
+            Some((_, ids, texts)) => {
+                ids.push(alert.identity());
+                texts.push(alert.text());
+            }
+            None => by_rule.push((rule, vec![alert.identity()], vec![alert.text()])),
+        }
+    }
+    for (rule, ids, texts) in &by_rule {
+        state
+            .engine
+            .record_resolved(source, meta.caller.clone(), rule, ids, texts)
+            .await?;
+    }
+    if !by_rule.is_empty() {
+        let rules: Vec<&str> = by_rule.iter().map(|(rule, ..)| rule.as_str()).collect();
+        meta.note("resolved_for_rules", rules);
+    }
+    Ok(())
 }
 
 /// Refuses a payload of another version than the sender's (its fields might mean something else).

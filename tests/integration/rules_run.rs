@@ -2,7 +2,8 @@
 //! `ssm-command` on the alarm's instance only (not the configured balancer's remediation), followed to its end
 //! and checked; an alert no rule takes that names no target is refused `no-rule-matched`; a rule's alert that
 //! names no instance is refused `no-resource`; a rule is paused and silenced by name; a business metric's
-//! alarm is held for approvers, its instances found by tag.
+//! alarm is held for approvers, its instances found by tag; a rule verified by its alert is checked by the
+//! alarm being OK again, or by the real Alertmanager sending the alert resolved.
 
 use serde_json::{Value, json};
 
@@ -53,6 +54,8 @@ sources = ["alertmanager"]
 match = { labels = { alertname = "ServiceDown" } }
 ladder = ["clean-tmp"]
 cooldown_secs = 0
+verify = "alarm-ok"
+verify_within_secs = 10
 
 [[rules]]
 name = "orders-low"
@@ -515,4 +518,155 @@ async fn alertmanager_alerts_of_one_group_each_run_their_rule_and_a_new_alert_is
         .await;
     assert_eq!(status, 200);
     assert_eq!(setup.sent().await.len(), 2, "no second command");
+}
+
+/// An Alertmanager alert `ServiceDown` for kafka on `host`, resolved at `ends_at` when given.
+fn service_down(host: &str, ends_at: Option<&str>) -> Value {
+    let mut alert = json!({
+        "labels": {"alertname": "ServiceDown", "job": "kafka", "instance": format!("{host}:9100")},
+        "annotations": {"summary": format!("kafka is down on {host}")},
+    });
+    if let Some(ends_at) = ends_at {
+        alert["endsAt"] = json!(ends_at);
+    }
+    json!([alert])
+}
+
+#[tokio::test]
+async fn a_service_down_alert_from_the_real_alertmanager_is_checked_by_its_resolution() {
+    use crate::common::alertmanager::Alertmanager;
+    let setup = setup().await;
+    let hosts = setup.fleet.launch(2, &[("role", "kafka")]).await;
+    let url = format!("{}/alertmanager", setup.app.base);
+    let am = Alertmanager::start(&format!(
+        r#"
+route:
+  receiver: reflex
+  group_by: ['alertname', 'instance']
+  group_wait: 100ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: reflex
+    webhook_configs:
+      - url: {url}
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials: {AM_TOKEN}
+"#
+    ))
+    .await;
+
+    for host in &hosts {
+        am.post_alerts(service_down(host, None)).await;
+    }
+    let run_of = |host: &str| {
+        let host = host.to_owned();
+        move |r: &reflex::audit::AuditRecord| {
+            r.target.as_deref() == Some("service-down")
+                && r.acted > 0
+                && r.detail.to_string().contains(&host)
+        }
+    };
+    let fixed = setup
+        .app
+        .record_where("host 0's run", run_of(&hosts[0]))
+        .await;
+    let stuck = setup
+        .app
+        .record_where("host 1's run", run_of(&hosts[1]))
+        .await;
+    let sent = setup.sent().await;
+    assert_eq!(sent.len(), 2, "one command per alert: {sent:?}");
+    let watch = &fixed.detail["alarm_check"];
+    assert_eq!(watch["alerts"].as_array().map(Vec::len), Some(1), "{watch}");
+
+    // The service is back on host 0: Alertmanager sends its alert resolved; host 1's stays firing.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    am.post_alerts(service_down(&hosts[0], Some(&now))).await;
+    let resolution = setup
+        .app
+        .record_where("the resolution", |r| {
+            r.target.as_deref() == Some("service-down") && r.detail.get("resolved_alerts").is_some()
+        })
+        .await;
+    assert_eq!(resolution.source.as_str(), "alertmanager");
+    assert_eq!(resolution.detail["resolved_alerts"], watch["alerts"]);
+
+    let check = setup.app.check_of(&fixed.id).await;
+    assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
+    assert_eq!(check.detail["alarm"]["state"]["value"], "resolved");
+    let check = setup.app.check_of(&stuck.id).await;
+    assert_eq!(
+        check.outcome.as_str(),
+        "not-recovered",
+        "{:?}",
+        check.detail
+    );
+    assert_eq!(check.detail["alarm"]["state"]["value"], "firing");
+    assert_eq!(setup.sent().await.len(), 2, "nothing sent again");
+    assert!(setup.writes().await.is_empty(), "no EC2 write");
+}
+
+#[tokio::test]
+async fn a_manual_request_runs_the_rule_it_names_or_matches_and_is_refused_otherwise() {
+    let setup = setup().await;
+    let hosts = setup.fleet.launch(1, &[("role", "cache")]).await;
+
+    // A rule that takes no manual requests (sources = ["sns"]) is no rule to a manual request.
+    let (status, body) = setup
+        .app
+        .remediate(json!({"rule": "disk-full", "instance_id": hosts[0], "reason": "disk"}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown-rule")),
+        "{body}"
+    );
+    // Naming no target and no rule, and matching none: refused, audited.
+    let (status, body) = setup
+        .app
+        .remediate(json!({"labels": {"alertname": "Nothing"}, "reason": "why not"}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("no-rule-matched")),
+        "{body}"
+    );
+    // A rule and a target together: which runs is unclear.
+    let (status, body) = setup
+        .app
+        .remediate(json!({"rule": "memory-full", "load_balancer": setup.lb}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid-request")),
+        "{body}"
+    );
+    assert!(setup.sent().await.is_empty(), "nothing sent");
+    let records = setup.app.audit_records().await;
+    for code in ["unknown-rule", "no-rule-matched", "invalid-request"] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r.error.as_deref() == Some(code) && r.source == "manual"),
+            "{code} audited: {records:?}"
+        );
+    }
+
+    // A rule for every source, on the instance the operator names.
+    let (status, run) = setup
+        .app
+        .remediate(json!({"rule": "memory-full", "instance_id": hosts[0], "reason": "memory leak"}))
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["rule"], "memory-full", "{run}");
+    assert_eq!(run["message"], "memory leak", "{run}");
+    assert_eq!(run["commanded-instance-ids"], json!([hosts[0]]), "{run}");
+    let sent = setup.sent().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["InstanceIds"], json!([hosts[0]]));
 }

@@ -20,6 +20,7 @@ fn rule_trigger(rule: &str, resources: Resources) -> Trigger {
         rule: rule.to_owned(),
         resources,
         needs_approval: None,
+        alerts: Vec::new(),
     };
     Trigger::for_rule(Authenticated::issued(), matched, "disk".to_owned(), false)
 }
@@ -159,6 +160,7 @@ async fn a_business_metrics_run_is_held_for_approvers_even_in_auto() {
         rule: "disk-full".into(),
         resources: Resources::Instances(vec!["i-0abc1234".into()]),
         needs_approval: Some("a business metric".into()),
+        alerts: Vec::new(),
     };
     let trigger = Trigger::for_rule(Authenticated::issued(), matched, "orders".into(), false);
     let run = h.engine.run(meta(), &trigger, None).await.unwrap();
@@ -215,6 +217,7 @@ async fn alarm_run(h: &Harness, instance: &str, alarm: &str) -> Run {
         rule: "disk-full".into(),
         resources: Resources::Instances(vec![instance.to_owned()]),
         needs_approval: None,
+        alerts: Vec::new(),
     };
     let trigger = Trigger::for_rule(Authenticated::issued(), matched, message.to_string(), false);
     h.engine.run(meta(), &trigger, None).await.unwrap()
@@ -301,4 +304,140 @@ async fn a_rules_step_that_aws_refused_is_not_recovered_though_its_instance_runs
         seen[0].detail["seen"]["instances"][0]["health"]["reported"],
         "act-failed"
     );
+}
+
+#[tokio::test]
+async fn a_rule_verified_by_its_alert_recovers_once_the_alert_is_recorded_resolved() {
+    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 4";
+    let h = harness_with(
+        FakeFleet::default(),
+        "reboot_verify_secs = 1",
+        &rules(settings),
+    )
+    .await;
+    let alert_run = |instance: &str, identity: &str| {
+        let matched = Matched {
+            rule: "disk-full".into(),
+            resources: Resources::Instances(vec![instance.to_owned()]),
+            needs_approval: None,
+            alerts: vec![identity.to_owned()],
+        };
+        Trigger::for_rule(
+            Authenticated::issued(),
+            matched,
+            "kafka is down".into(),
+            false,
+        )
+    };
+    let (fixed, stuck) = (
+        alert_run("i-0abc1234", "fp-1"),
+        alert_run("i-0def5678", "fp-2"),
+    );
+    let fixed = h.engine.run(meta(), &fixed, None).await.unwrap();
+    let stuck = h.engine.run(meta(), &stuck, None).await.unwrap();
+    let record = h.store.get(&fixed.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(
+        record.detail["alarm_check"]["alerts"],
+        serde_json::json!(["fp-1"])
+    );
+    // Alertmanager says fp-1 resolved (and fp-3, which no run waits for); fp-2 stays firing.
+    let (ids, texts) = (vec!["fp-1".to_owned(), "fp-3".to_owned()], vec![]);
+    h.engine
+        .record_resolved(Source::Alertmanager, None, "disk-full", &ids, &texts)
+        .await
+        .unwrap();
+    let jobs = h.jobs();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    while jobs.run_next().await.unwrap() {}
+    let seen = checks(&h).await;
+    assert_eq!(seen.len(), 1, "the firing alert's check waits: {seen:?}");
+    assert_eq!(seen[0].outcome, Outcome::Recovered);
+    assert_eq!(seen[0].detail["alarm"]["state"]["value"], "resolved");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stuck_check = loop {
+        while jobs.run_next().await.unwrap() {}
+        let found = checks(&h)
+            .await
+            .into_iter()
+            .find(|r| r.detail["ladder"]["run"] == stuck.summary.audit_id.as_str());
+        match found {
+            Some(check) => break check,
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            None => panic!("the firing alert's check did not end at its deadline"),
+        }
+    };
+    assert_eq!(stuck_check.outcome, Outcome::NotRecovered);
+    assert_eq!(stuck_check.detail["alarm"]["state"]["value"], "firing");
+}
+
+#[tokio::test]
+async fn an_approval_or_a_takeover_under_a_rule_changed_since_does_not_act() {
+    let approvers = "[approvals]\ntokens = [\"approver-token-0123456789\"]";
+    let h = harness_with(
+        FakeFleet::default(),
+        approvers,
+        &rules("mode = \"approve\"\ncooldown_secs = 0"),
+    )
+    .await;
+    let held = disk_run(&h, "i-0abc1234").await.unwrap();
+    let id = held.summary.approval.as_ref().expect("held").id.clone();
+    let record = h.store.get(&held.summary.audit_id).await.unwrap().unwrap();
+    let fingerprint = record.detail["rule_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(fingerprint.len(), 16);
+    let mut approval = h.store.approval(&id).await.unwrap().unwrap();
+    assert_eq!(
+        approval.body["decision"]["rule-fingerprint"],
+        fingerprint.as_str()
+    );
+    // The approvers saw the rule as it was before a change.
+    approval.body["decision"]["rule-fingerprint"] = "0123456789abcdef".into();
+    let trigger = h.engine.approved_trigger(&approval).unwrap();
+    let run = h.engine.run(meta(), &trigger, None).await.unwrap();
+    assert_eq!(run.acted, 0);
+    assert!(run.summary.approval.is_some(), "held again");
+    let record = h.store.get(&run.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(
+        record.detail["approval_stale"]["rule_fingerprint"],
+        "0123456789abcdef"
+    );
+    assert_eq!(record.detail["approval_stale"]["now"], fingerprint.as_str());
+
+    // A dead attempt the rule decided before a change: its takeover is refused, nothing done.
+    let mut dead = meta();
+    dead.target = Some("disk-full".into());
+    dead.acted_at = Some(OffsetDateTime::now_utc());
+    let decision = Decision {
+        run_id: dead.id.clone(),
+        target: "disk-full".into(),
+        steps: vec![Act::on_instance("i-0abc1234", "reboot", "reboot", None)],
+        in_service: 0,
+        takeover_of: None,
+        attempts: Vec::new(),
+        rule_fingerprint: Some("0123456789abcdef".into()),
+    };
+    h.store
+        .put_intent(
+            dead.record(Outcome::Acting, 0, None, 1),
+            serde_json::to_string(&decision).unwrap(),
+        )
+        .await
+        .unwrap();
+    let trigger = rule_trigger("disk-full", Resources::Instances(vec!["i-0abc1234".into()]));
+    let run = h
+        .engine
+        .take_over(&mut meta(), &trigger, &dead.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        run.summary.refused_rule,
+        Some("rule-changed"),
+        "{:?}",
+        run.summary
+    );
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
 }
