@@ -69,6 +69,9 @@ pub struct Check {
     /// The instances whose act AWS refused: not back, whatever they show.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
+    /// For a rule's step: the rule's fingerprint when it ran, which its next step must still have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_fingerprint: Option<String>,
 }
 
 /// An act its kind answered pending: the check polls it by its handle.
@@ -156,6 +159,7 @@ impl Engine {
             alarm: self.alarm_watch(meta, target, acted.alarm),
             needs_approval: acted.needs_approval,
             failed: acted.failed,
+            rule_fingerprint: target.fingerprint.clone(),
         };
         let wait = effect
             .checked_after

@@ -229,6 +229,7 @@ impl Engine {
                 .as_ref()
                 .map(|watch| watch.alerts.clone())
                 .unwrap_or_default(),
+            rule_fingerprint: check.rule_fingerprint.clone(),
         };
         let step = target
             .ladder

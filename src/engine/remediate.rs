@@ -67,7 +67,8 @@ impl Engine {
             dry_run,
         };
         let except: Vec<&str> = previous.into_iter().chain(step.after).collect();
-        if let Some(refusal) = self.gate(target, dry_run, &except).await? {
+        let changed = step_of_changed_rule(trigger, target);
+        if let Some(refusal) = changed.or(self.gate(target, dry_run, &except).await?) {
             let refused = self.refused(meta, &answer, refusal, false, None);
             return Ok(step.recorded(refused, meta, target, Vec::new()));
         }
@@ -305,6 +306,21 @@ impl Engine {
         };
         self.check_job(meta, target, step.kind.name(), effect, acted)
     }
+}
+
+/// A ladder's next step of a rule changed since its episode's earlier step ran (another fingerprint): refused,
+/// since the ladder it would go on with is not the one that began.
+fn step_of_changed_rule(trigger: &Trigger, target: &Target) -> Option<Refusal> {
+    let next = trigger.resume.step.as_ref()?;
+    let (decided, now) = (
+        next.rule_fingerprint.as_ref()?,
+        target.fingerprint.as_ref()?,
+    );
+    (decided != now).then(|| Refusal::RuleChanged {
+        run: next.after.clone(),
+        decided: decided.clone(),
+        now: now.clone(),
+    })
 }
 
 /// Notes what a run starts from: the dead attempt it takes over, and for a rule's run, the rule's fingerprint.

@@ -76,12 +76,14 @@ impl Engine {
 }
 
 impl Engine {
-    /// The rule `name` as a manual request names it, acting on what the request (`alert`) selects; `None`
-    /// when no rule of that name takes manual requests (its `sources` leave `manual` out).
-    pub fn named_rule(&self, name: &str, alert: &AlertFacts) -> Option<Matched> {
-        let config = self.config.rules.iter().find(|rule| rule.name == name)?;
-        let manual = config.sources.is_empty() || config.sources.iter().any(|s| s == "manual");
-        manual.then(|| matched(config, alert))
+    /// The rule `name` for a manual request, acting on what the request (`alert`) selects; `None` when no
+    /// rule of that name takes manual requests: only one that lists `manual` in its `sources` does (a rule
+    /// for every source is not for people to start by hand).
+    pub fn manual_rule(&self, name: &str, alert: &AlertFacts) -> Option<Matched> {
+        let config = self.config.rules.iter().find(|rule| {
+            rule.name == name && rule.sources.iter().any(|source| source == "manual")
+        })?;
+        Some(matched(config, alert))
     }
 }
 

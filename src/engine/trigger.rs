@@ -88,6 +88,10 @@ pub struct NextStep {
     /// The webhook alerts the episode's checks wait for resolved, by identity.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<String>,
+    /// For a rule's episode: the rule's fingerprint when its earlier step ran; under another, the step is
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_fingerprint: Option<String>,
 }
 
 /// A held decision that approvers approved: what it would have acted on.

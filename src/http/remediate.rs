@@ -17,9 +17,10 @@ use super::pipeline::{Handled, Receive, Rejection, receive};
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, RequestMeta, Source};
-use crate::engine::Trigger;
+use crate::engine::{Resources, Trigger};
 use crate::rules::AlertFacts;
 use crate::target::{PairError, Place, TargetRef};
+use crate::untrusted::bounded;
 
 /// The manual request body: exactly one of `load_balancer` and `target_group`, and where it is when several
 /// targets share its name; or, with rules configured, a rule and what it acts on.
@@ -96,19 +97,6 @@ async fn handle(
     meta.auth = Auth::Passed;
     let body = body?;
     let request: RemediateRequest = parse_json(&body)?;
-    let reason = request
-        .reason
-        .clone()
-        .unwrap_or_else(|| DEFAULT_REASON.to_owned());
-    if request.load_balancer.is_none()
-        && request.target_group.is_none()
-        && let Some(trigger) = ruled(state, meta, proof, &request, &body, &reason)?
-    {
-        return Ok(Handled::Run {
-            trigger: Box::new(trigger),
-            delivery: None,
-        });
-    }
     meta.note(
         "request",
         serde_json::json!({
@@ -123,6 +111,19 @@ async fn handle(
             "reason": request.reason,
         }),
     );
+    let reason = request
+        .reason
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REASON.to_owned());
+    if request.load_balancer.is_none()
+        && request.target_group.is_none()
+        && let Some(trigger) = ruled(state, meta, proof, &request, &body, &reason)?
+    {
+        return Ok(Handled::Run {
+            trigger: Box::new(trigger),
+            delivery: None,
+        });
+    }
     let target =
         TargetRef::from_pair(request.load_balancer, request.target_group).map_err(|err| {
             let problem = match err {
@@ -160,25 +161,44 @@ fn ruled(
     if !state.engine.has_rules() && request.rule.is_none() {
         return Ok(None);
     }
-    let mut alert = AlertFacts::from_manual(&parse_json(body)?);
-    alert.labels.extend(request.labels.clone());
-    alert.name = reason.to_owned();
+    if let Some(id) = &request.instance_id
+        && !crate::engine::is_instance_id(id)
+    {
+        let problem = format!(
+            "instance_id {:?} is not an EC2 instance id (i-...)",
+            bounded(id)
+        );
+        return Err(ApiError::bad_request("invalid-request", problem).into());
+    }
+    let alert = AlertFacts::from_manual(&parse_json(body)?);
     let matched = match &request.rule {
-        Some(name) => state.engine.named_rule(name, &alert).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown-rule",
-                format!("no rule {name:?} takes manual requests: see reflex rules test, or sources in [[rules]]"),
-            )
+        Some(name) => state.engine.manual_rule(name, &alert).ok_or_else(|| {
+            let problem = format!(
+                "no rule {:?} takes manual requests (one that lists \"manual\" in its sources)",
+                bounded(name)
+            );
+            ApiError::new(StatusCode::NOT_FOUND, "unknown-rule", problem)
         })?,
-        None => state.engine.route(&alert).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no-rule-matched",
-                "the request names no load_balancer, target_group or rule, and matches no rule",
-            )
-        })?,
+        None => state
+            .engine
+            .route(&alert)
+            .and_then(|first| state.engine.manual_rule(&first.rule, &alert))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "no-rule-matched",
+                    "the request names no load_balancer, target_group or rule, and the first rule it \
+                     matches (if any) does not list \"manual\" in its sources",
+                )
+            })?,
     };
+    if request.instance_id.is_some() && !matches!(matched.resources, Resources::Instances(_)) {
+        let problem = format!(
+            "rule {:?} selects its instances by tag: instance_id does not apply",
+            matched.rule
+        );
+        return Err(ApiError::bad_request("invalid-request", problem).into());
+    }
     meta.note("rule", &matched.rule);
     let trigger = Trigger::for_rule(proof, matched, reason.to_owned(), request.dry_run);
     Ok(Some(trigger))

@@ -159,15 +159,21 @@ impl AlertFacts {
 }
 
 impl AlertFacts {
-    /// A manual request's body (`POST /remediate`, `reflex remediate`): its text fields as labels, its
-    /// `reason` as its name.
+    /// A manual request's body (`POST /remediate`, `reflex remediate`): its text fields as labels (with those
+    /// of its `labels` map, which never override a field of the body), its `reason` as its name.
     pub fn from_manual(body: &serde_json::Value) -> Self {
-        let labels: BTreeMap<String, String> = body
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
-            .collect();
+        let strings = |value: &serde_json::Value| -> Vec<(String, String)> {
+            value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                .collect()
+        };
+        let mut labels: BTreeMap<String, String> = strings(body).into_iter().collect();
+        for (key, value) in strings(&body["labels"]) {
+            labels.entry(key).or_insert(value);
+        }
         Self {
             source: "manual".into(),
             name: labels.get("reason").cloned().unwrap_or_default(),

@@ -42,6 +42,7 @@ ladder = ["clean-tmp"]
 
 [[rules]]
 name = "memory-full"
+sources = ["sns", "manual"]
 match = { namespace = "CWAgent", metric = "mem_used_percent" }
 ladder = ["clean-tmp"]
 verify = "alarm-ok"
@@ -59,6 +60,7 @@ verify_within_secs = 10
 
 [[rules]]
 name = "orders-low"
+sources = ["sns", "manual"]
 match = { namespace = "Shop/OrdersPerMinute" }
 instances = "tag:role=checkout"
 ladder = ["clean-tmp"]
@@ -565,6 +567,7 @@ receivers:
         let host = host.to_owned();
         move |r: &reflex::audit::AuditRecord| {
             r.target.as_deref() == Some("service-down")
+                && r.outcome.as_str() == "completed"
                 && r.acted > 0
                 && r.detail.to_string().contains(&host)
         }
@@ -616,7 +619,7 @@ async fn a_manual_request_runs_the_rule_it_names_or_matches_and_is_refused_other
     let setup = setup().await;
     let hosts = setup.fleet.launch(1, &[("role", "cache")]).await;
 
-    // A rule that takes no manual requests (sources = ["sns"]) is no rule to a manual request.
+    // A rule that does not list manual requests in its sources is no rule to one.
     let (status, body) = setup
         .app
         .remediate(json!({"rule": "disk-full", "instance_id": hosts[0], "reason": "disk"}))
@@ -646,6 +649,18 @@ async fn a_manual_request_runs_the_rule_it_names_or_matches_and_is_refused_other
         (400, Some("invalid-request")),
         "{body}"
     );
+    // An instance id that is none, or one for a rule that selects by tag.
+    for body in [
+        json!({"rule": "memory-full", "instance_id": "web-1"}),
+        json!({"rule": "orders-low", "instance_id": hosts[0]}),
+    ] {
+        let (status, answer) = setup.app.remediate(body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid-request")),
+            "{answer}"
+        );
+    }
     assert!(setup.sent().await.is_empty(), "nothing sent");
     let records = setup.app.audit_records().await;
     for code in ["unknown-rule", "no-rule-matched", "invalid-request"] {
@@ -657,7 +672,7 @@ async fn a_manual_request_runs_the_rule_it_names_or_matches_and_is_refused_other
         );
     }
 
-    // A rule for every source, on the instance the operator names.
+    // A rule that takes manual requests, on the instance the operator names.
     let (status, run) = setup
         .app
         .remediate(json!({"rule": "memory-full", "instance_id": hosts[0], "reason": "memory leak"}))

@@ -441,3 +441,33 @@ async fn an_approval_or_a_takeover_under_a_rule_changed_since_does_not_act() {
     );
     assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
 }
+
+#[tokio::test]
+async fn a_ladders_next_step_under_a_rule_changed_since_is_refused() {
+    let h = harness_with(FakeFleet::default(), "", &rules("cooldown_secs = 0")).await;
+    // A ladder's next step after a step the rule took before it changed: refused too.
+    let next = NextStep {
+        episode: "01RUN".into(),
+        index: 0,
+        after: "01RUN".into(),
+        instances: vec!["i-0abc1234".into()],
+        alarm: None,
+        alerts: Vec::new(),
+        rule_fingerprint: Some("0123456789abcdef".into()),
+    };
+    let trigger = rule_trigger("disk-full", Resources::None).next_step(next.clone());
+    let run = h.engine.run(meta(), &trigger, None).await.unwrap();
+    assert_eq!(run.summary.refused_rule, Some("rule-changed"));
+    assert!(h.fleet.done.lock().unwrap().is_empty(), "no AWS write");
+    // Under the rule as it still is, the step runs.
+    let config = &h.engine.config;
+    let now = config.rules[0].fingerprint(&config.actions);
+    let next = NextStep {
+        rule_fingerprint: Some(now),
+        ..next
+    };
+    let trigger = rule_trigger("disk-full", Resources::None).next_step(next);
+    let run = h.engine.run(meta(), &trigger, None).await.unwrap();
+    assert_eq!(run.summary.refused_rule, None, "{:?}", run.summary);
+    assert_eq!(run.acted, 1);
+}
