@@ -2,7 +2,7 @@
 //! commit as its intent and read back typed by the engine when the run is finished later (a takeover). The
 //! store keeps the decision's JSON; its meaning belongs to the engine.
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Row as _};
 
 use super::keys::Key;
 use super::times::millis;
@@ -53,6 +53,33 @@ pub(super) async fn body_of(
         .bind(run_id)
         .fetch_optional(readers)
         .await
+}
+
+/// Most decisions of one target one read returns.
+const RECENT_MAX: i64 = 1000;
+
+/// The decisions of `target` made at or after `since_ms`, newest first (at most `RECENT_MAX`): the run, when
+/// it decided (milliseconds since the epoch), and the decision as JSON.
+pub(super) async fn of_target_since(
+    readers: &AnyPool,
+    target: &Key,
+    since_ms: i64,
+) -> Result<Vec<(String, i64, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT run_id, decided_ms, body FROM decisions \
+         WHERE account = $1 AND region = $2 AND target = $3 AND decided_ms >= $4 \
+         ORDER BY decided_ms DESC, run_id DESC LIMIT $5",
+    )
+    .bind(target.account.as_str())
+    .bind(target.region.as_str())
+    .bind(target.target.as_str())
+    .bind(since_ms)
+    .bind(RECENT_MAX)
+    .fetch_all(readers)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect()
 }
 
 /// Removes the decisions made before `before_ms` (pruning, with the entries of the same age).

@@ -210,6 +210,17 @@ impl AuditStore {
         Ok(super::replacements::since(&self.readers, target, since_ms).await?)
     }
 
+    /// The decisions of `target`'s runs that acted at or after `since_ms` (the database's clock), newest
+    /// first: the run, when it decided (milliseconds since the epoch), and the decision as JSON.
+    pub async fn decisions_since(
+        &self,
+        target: &TargetId,
+        since_ms: i64,
+    ) -> Result<Vec<(String, i64, String)>, AuditError> {
+        let key = super::keys::Key::from(target);
+        Ok(super::decisions::of_target_since(&self.readers, &key, since_ms).await?)
+    }
+
     async fn put_with(&self, put: Put) -> Result<usize, AuditError> {
         let completed = match &put.settle {
             Some(DeliveryUpdate::Complete { key, answer }) => Some((

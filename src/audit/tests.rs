@@ -338,6 +338,7 @@ on_both_stores!(
     an_episode_reads_back_as_its_steps_in_order_and_the_relapse_memory_marks_once,
     records_are_grouped_per_period_source_and_outcome_for_one_target_or_all,
     a_runs_check_is_found_by_its_run_whether_recorded_before_the_index_or_after,
+    a_targets_decisions_since_a_time_are_read_newest_first,
 );
 
 /// A store as the previous release left it (migrations 1 to 15) with two check records: opened now, each
@@ -1601,4 +1602,35 @@ fn a_failed_commit_holds_run_results_and_settlements_but_not_intents_or_refused_
         "connection lost"
     );
     assert!(held.is_empty());
+}
+
+/// What an `[[actions]]` entry's limits count from: the decisions of one target's acting runs since a time.
+async fn a_targets_decisions_since_a_time_are_read_newest_first(db: TestDb) {
+    let (store, writer) = db.open().await;
+    let before = OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    for (run, target) in [("D1", "web"), ("D2", "api"), ("D3", "web")] {
+        let mut intent = record(run, target, 1);
+        intent.outcome = Outcome::Acting;
+        let body = format!("{{\"run-id\":\"{run}\"}}");
+        store.put_intent(intent, body).await.unwrap();
+    }
+    let millis = |at: OffsetDateTime| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap();
+    let read = store
+        .decisions_since(&id("web"), millis(before))
+        .await
+        .unwrap();
+    let runs: Vec<&str> = read.iter().map(|(run, ..)| run.as_str()).collect();
+    assert_eq!(runs, ["D3", "D1"]);
+    assert!(read[0].1 >= read[1].1 && read[1].1 >= millis(before));
+    assert_eq!(read[0].2, "{\"run-id\":\"D3\"}");
+    let later = OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    assert!(
+        store
+            .decisions_since(&id("web"), millis(later))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(store);
+    writer.finish().await;
 }

@@ -11,6 +11,59 @@ const NAME_MAX: usize = 64;
 /// The words an episode's story uses for its own steps, which no entry may be named.
 const RESERVED: [&str; 5] = ["check", "escalated", "resolved", "relapsing", "none"];
 
+/// How often an `[[actions]]` entry may act, on any kind: per run, and per instance in time. Unset: no limit
+/// beyond the target's (or rule's) own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct ActionLimits {
+    /// At most this many instances one run acts on with the entry; the rest are skipped `cap-reached`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_run: Option<u32>,
+    /// At most this many of its acts on one instance in any hour; more are skipped `budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_hour: Option<u32>,
+    /// At most this many of its acts on one instance in any day; more are skipped `budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_day: Option<u32>,
+    /// An instance it acted on less than this long ago is skipped `action-cooldown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_secs: Option<u64>,
+}
+
+/// The longest `cooldown_secs` an entry may have: a week.
+const COOLDOWN_MAX_SECS: u64 = 7 * 24 * 3600;
+
+impl ActionLimits {
+    /// How far back a run looks for the entry's earlier acts: the longest window a limit counts in; `None`
+    /// when no limit counts earlier acts.
+    pub fn look_back_secs(&self) -> Option<u64> {
+        let day = self.max_per_day.map(|_| 86_400);
+        let hour = self.max_per_hour.map(|_| 3_600);
+        [day, hour, self.cooldown_secs].into_iter().flatten().max()
+    }
+
+    /// The first key that is out of range, with the fix.
+    fn problem(&self) -> Option<(&'static str, String)> {
+        let counts = [
+            ("max_per_run", self.max_per_run),
+            ("max_per_hour", self.max_per_hour),
+            ("max_per_day", self.max_per_day),
+        ];
+        if let Some((key, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
+            return Some((
+                key,
+                "is 0, which never acts: give at least 1, or leave the key out".into(),
+            ));
+        }
+        match self.cooldown_secs {
+            Some(secs) if secs == 0 || secs > COOLDOWN_MAX_SECS => Some((
+                "cooldown_secs",
+                format!("is {secs}: give 1 to {COOLDOWN_MAX_SECS} (a week), or leave the key out"),
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// One `[[actions]]` table.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionConfig {
@@ -18,6 +71,9 @@ pub struct ActionConfig {
     pub name: String,
     /// The action kind it is an entry of (`ssm-command`, `reboot`, ...).
     pub kind: String,
+    /// How often it may act, whatever its kind.
+    #[serde(flatten)]
+    pub limits: ActionLimits,
     /// Every other key of the entry: the kind's settings, which the kind reads and checks at start-up.
     #[serde(flatten)]
     pub keys: toml::Table,
@@ -41,9 +97,19 @@ pub enum ActionsError {
     /// Two entries of one name.
     #[error("{0:?} is given to two [[actions]] entries: each needs its own name")]
     Duplicate(String),
+    /// A limit out of range.
+    #[error("action {name:?}: {key} {problem}")]
+    Limit {
+        /// The entry.
+        name: String,
+        /// The key.
+        key: &'static str,
+        /// What is wrong, and the fix.
+        problem: String,
+    },
 }
 
-/// Checks that every entry has a good name, and no two the same.
+/// Checks that every entry has a good name, no two the same, and limits in range.
 pub fn check_names(actions: &[ActionConfig]) -> Result<(), ActionsError> {
     let mut seen = std::collections::BTreeSet::new();
     for action in actions {
@@ -55,6 +121,13 @@ pub fn check_names(actions: &[ActionConfig]) -> Result<(), ActionsError> {
         }
         if !seen.insert(action.name.as_str()) {
             return Err(ActionsError::Duplicate(action.name.clone()));
+        }
+        if let Some((key, problem)) = action.limits.problem() {
+            return Err(ActionsError::Limit {
+                name: action.name.clone(),
+                key,
+                problem,
+            });
         }
     }
     Ok(())
@@ -85,8 +158,10 @@ mod tests {
     fn an_entry_keeps_every_key_beside_its_name_and_kind_for_the_kind() {
         let read = entries(
             "[[actions]]\nname = \"restart-app\"\nkind = \"ssm-command\"\ndocument = \"D\"\n\
-             parameters = { commands = [\"x\"] }\n",
+             parameters = { commands = [\"x\"] }\nmax_per_day = 3\ncooldown_secs = 600\n",
         );
+        assert_eq!(read[0].limits.max_per_day, Some(3));
+        assert_eq!(read[0].limits.look_back_secs(), Some(86_400));
         assert_eq!(
             (read[0].name.as_str(), read[0].kind.as_str()),
             ("restart-app", "ssm-command")
@@ -109,5 +184,25 @@ mod tests {
         let text = "[[actions]]\nname = \"escalated\"\nkind = \"reboot\"\n";
         let err = check_names(&entries(text)).unwrap_err().to_string();
         assert!(err.contains("choose another name"), "{err}");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused_naming_the_key() {
+        for (limit, key) in [
+            ("max_per_run = 0", "max_per_run"),
+            ("max_per_day = 0", "max_per_day"),
+            ("cooldown_secs = 0", "cooldown_secs"),
+            ("cooldown_secs = 700000", "cooldown_secs"),
+        ] {
+            let text = format!("[[actions]]\nname = \"a\"\nkind = \"reboot\"\n{limit}\n");
+            let err = check_names(&entries(&text)).unwrap_err().to_string();
+            assert!(err.contains(&format!("action \"a\": {key} ")), "{err}");
+        }
+        let text =
+            "[[actions]]\nname = \"a\"\nkind = \"reboot\"\nmax_per_hour = 2\ncooldown_secs = 60\n";
+        let read = entries(text);
+        check_names(&read).unwrap();
+        assert_eq!(read[0].limits.look_back_secs(), Some(3_600));
+        assert!(read[0].keys.is_empty(), "the limits are no kind's keys");
     }
 }

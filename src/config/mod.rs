@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use actions::ActionConfig;
+pub use actions::{ActionConfig, ActionLimits};
 pub use approvals::{ApprovalsConfig, DEFAULT_TTL_SECS, NamedApprover, SlackConfig};
 pub use digest::{parse_sha256, sha256, token_matches};
 pub use length::parse_length;

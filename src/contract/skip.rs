@@ -46,6 +46,8 @@ pub enum SkipReason {
     /// A parameter of the step's call, rendered for the instance, is refused by its pattern (or cannot be
     /// rendered): nothing is sent.
     BadParameter,
+    /// The step's `[[actions]]` entry acted on the instance less than its `cooldown_secs` ago.
+    ActionCooldown,
 }
 
 impl SkipReason {
@@ -71,6 +73,7 @@ impl SkipReason {
             Self::NotApproved => "not-approved",
             Self::NotInEpisode => "not-in-episode",
             Self::BadParameter => "bad-parameter",
+            Self::ActionCooldown => "action-cooldown",
         }
     }
 }

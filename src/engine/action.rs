@@ -215,6 +215,12 @@ pub trait Action: Send + Sync + Debug {
         false
     }
 
+    /// How often it may act (an `[[actions]]` entry's `max_per_run`, `max_per_hour`, `max_per_day` and
+    /// `cooldown_secs`); a kind as such has no limits beyond its target's.
+    fn limits(&self) -> crate::config::ActionLimits {
+        crate::config::ActionLimits::default()
+    }
+
     /// How it acts on `instance`, one the safety rules let through (OutOfService, running or stopped, past
     /// its grace period, not protected): the call it makes (`terminate`, `reboot`, ...), or why the instance
     /// is left alone.

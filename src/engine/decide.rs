@@ -142,6 +142,8 @@ impl Engine {
             None
         };
         let now = observation.clock.now();
+        self.within_action_limits(meta, target, &mut plan, asked.step.as_ref(), except, now)
+            .await?;
         let mut relapse = super::relapse::Relapse::default();
         // A step that takes instances out of service has them replaced: what replaced broken ones not long
         // ago and broke again is a relapse.

@@ -7,6 +7,7 @@
 
 mod act;
 pub mod action;
+mod action_limits;
 mod breaker;
 pub mod budget;
 mod change;

@@ -11,13 +11,14 @@ use super::keys::{KeyError, Keys};
 use super::kinds_check::KindsError;
 use super::port::{BoxFuture, FleetError, InstanceView};
 use super::refusal::SkipReason;
-use crate::config::{ActionConfig, Config};
+use crate::config::{ActionConfig, ActionLimits, Config};
 
 /// An `[[actions]]` entry: `kind` as the entry's keys set it, under the entry's name.
 #[derive(Debug)]
 pub struct Named {
     name: String,
     kind: Arc<dyn Action>,
+    limits: ActionLimits,
 }
 
 impl Kinds {
@@ -81,6 +82,7 @@ impl Kinds {
         Ok(Named {
             name: entry.name.clone(),
             kind,
+            limits: entry.limits,
         })
     }
 }
@@ -112,6 +114,10 @@ impl Action for Named {
 
     fn needs_groups(&self) -> bool {
         self.kind.needs_groups()
+    }
+
+    fn limits(&self) -> ActionLimits {
+        self.limits
     }
 
     fn arguments(&self, instance: &InstanceView) -> Result<Arguments, ArgumentsRefused> {

@@ -276,6 +276,23 @@ pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
     count
 }
 
+/// Takes out of `plan` each act `reason_of` gives a reason for, skipping its instances for that reason; how
+/// many acts it took out.
+pub fn skip_where(plan: &mut Plan, reason_of: impl Fn(&Act) -> Option<SkipReason>) -> usize {
+    let acts = std::mem::take(&mut plan.act_on);
+    let mut count = 0;
+    for act in acts {
+        match reason_of(&act) {
+            Some(reason) => {
+                skip_all(plan, &act, reason);
+                count += 1;
+            }
+            None => plan.act_on.push(act),
+        }
+    }
+    count
+}
+
 /// Skips every instance `act` is for, for `reason`.
 fn skip_all(plan: &mut Plan, act: &Act, reason: SkipReason) {
     for instance_id in act.instances() {

@@ -223,6 +223,29 @@ async fn alarm_run(h: &Harness, instance: &str, alarm: &str) -> Run {
     h.engine.run(meta(), &trigger, None).await.unwrap()
 }
 
+/// The check of the run `run_id`, running the jobs as they fall due, for at most 15 s.
+async fn check_when_due(
+    h: &Harness,
+    jobs: &crate::jobs::Jobs,
+    run_id: &str,
+) -> crate::audit::AuditRecord {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        while jobs.run_next().await.unwrap() {}
+        let found = checks(h)
+            .await
+            .into_iter()
+            .find(|r| r.detail["ladder"]["run"] == run_id);
+        match found {
+            Some(check) => return check,
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            None => panic!("the check of {run_id} did not come in time"),
+        }
+    }
+}
+
 /// The recovery checks recorded so far, newest first.
 async fn checks(h: &Harness) -> Vec<crate::audit::AuditRecord> {
     h.store
@@ -236,7 +259,7 @@ async fn checks(h: &Harness) -> Vec<crate::audit::AuditRecord> {
 
 #[tokio::test]
 async fn a_rule_verified_by_its_alarm_recovers_when_the_alarm_is_ok_again_and_escalates_when_not() {
-    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 2";
+    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 5";
     let h = harness_with(
         FakeFleet::default(),
         "reboot_verify_secs = 1",
@@ -264,13 +287,7 @@ async fn a_rule_verified_by_its_alarm_recovers_when_the_alarm_is_ok_again_and_es
     assert_eq!(seen.len(), 1, "the stuck alarm's check waits: {seen:?}");
     assert_eq!(seen[0].outcome, Outcome::Recovered);
     assert_eq!(seen[0].detail["alarm"]["state"]["value"], "OK");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    while jobs.run_next().await.unwrap() {}
-    let seen = checks(&h).await;
-    let stuck_check = seen
-        .iter()
-        .find(|r| r.detail["ladder"]["run"] == stuck.summary.audit_id.as_str())
-        .expect("the stuck alarm's check ended at its deadline");
+    let stuck_check = check_when_due(&h, &jobs, &stuck.summary.audit_id).await;
     assert_eq!(stuck_check.outcome, Outcome::NotRecovered);
     assert_eq!(stuck_check.detail["alarm"]["ok"], false);
     assert_eq!(
@@ -308,7 +325,7 @@ async fn a_rules_step_that_aws_refused_is_not_recovered_though_its_instance_runs
 
 #[tokio::test]
 async fn a_rule_verified_by_its_alert_recovers_once_the_alert_is_recorded_resolved() {
-    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 4";
+    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 5";
     let h = harness_with(
         FakeFleet::default(),
         "reboot_verify_secs = 1",
@@ -353,21 +370,7 @@ async fn a_rule_verified_by_its_alert_recovers_once_the_alert_is_recorded_resolv
     assert_eq!(seen.len(), 1, "the firing alert's check waits: {seen:?}");
     assert_eq!(seen[0].outcome, Outcome::Recovered);
     assert_eq!(seen[0].detail["alarm"]["state"]["value"], "resolved");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let stuck_check = loop {
-        while jobs.run_next().await.unwrap() {}
-        let found = checks(&h)
-            .await
-            .into_iter()
-            .find(|r| r.detail["ladder"]["run"] == stuck.summary.audit_id.as_str());
-        match found {
-            Some(check) => break check,
-            None if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            None => panic!("the firing alert's check did not end at its deadline"),
-        }
-    };
+    let stuck_check = check_when_due(&h, &jobs, &stuck.summary.audit_id).await;
     assert_eq!(stuck_check.outcome, Outcome::NotRecovered);
     assert_eq!(stuck_check.detail["alarm"]["state"]["value"], "firing");
 }
@@ -470,4 +473,38 @@ async fn a_ladders_next_step_under_a_rule_changed_since_is_refused() {
     let run = h.engine.run(meta(), &trigger, None).await.unwrap();
     assert_eq!(run.summary.refused_rule, None, "{:?}", run.summary);
     assert_eq!(run.acted, 1);
+}
+
+#[tokio::test]
+async fn an_actions_entry_limits_a_run_and_each_instance_of_its_own() {
+    let entry = "[[actions]]\nname = \"gentle-reboot\"\nkind = \"reboot\"\nmax_per_run = 1\n\
+                 cooldown_secs = 600\nmax_per_day = 1\n";
+    let rule = "[[rules]]\nname = \"disk-full\"\nladder = [\"gentle-reboot\"]\ncooldown_secs = 0\n";
+    let h = harness_with(FakeFleet::default(), "", &format!("{entry}{rule}")).await;
+    let on = |ids: &[&str]| {
+        let ids = ids.iter().map(|id| (*id).to_owned()).collect();
+        rule_trigger("disk-full", Resources::Instances(ids))
+    };
+    // Two instances, one a run: the other is skipped cap-reached.
+    let both = on(&["i-0abc1234", "i-0def5678"]);
+    let first = h.engine.run(meta(), &both, None).await.unwrap();
+    assert_eq!(first.acted, 1);
+    assert_eq!(first.summary.skipped[0].reason, SkipReason::CapReached);
+    // The instance it rebooted is in the entry's cooldown; the other is not.
+    let again = h
+        .engine
+        .run(meta(), &on(&["i-0abc1234"]), None)
+        .await
+        .unwrap();
+    assert_eq!(again.acted, 0);
+    assert_eq!(again.summary.skipped[0].reason, SkipReason::ActionCooldown);
+    let record = h.store.get(&again.summary.audit_id).await.unwrap().unwrap();
+    assert_eq!(record.detail["action_limits"]["action"], "gentle-reboot");
+    let other = h
+        .engine
+        .run(meta(), &on(&["i-0def5678"]), None)
+        .await
+        .unwrap();
+    assert_eq!(other.acted, 1);
+    assert_eq!(h.fleet.done.lock().unwrap().len(), 2, "two reboots in all");
 }
