@@ -56,9 +56,9 @@ pub(super) async fn body_of(
 }
 
 /// Most decisions of one target one read returns.
-const RECENT_MAX: i64 = 1000;
+pub const READ_MAX: usize = 1000;
 
-/// The decisions of `target` made at or after `since_ms`, newest first (at most `RECENT_MAX`): the run, when
+/// The decisions of `target` made at or after `since_ms`, newest first (at most `READ_MAX`): the run, when
 /// it decided (milliseconds since the epoch), and the decision as JSON.
 pub(super) async fn of_target_since(
     readers: &AnyPool,
@@ -74,7 +74,7 @@ pub(super) async fn of_target_since(
     .bind(target.region.as_str())
     .bind(target.target.as_str())
     .bind(since_ms)
-    .bind(RECENT_MAX)
+    .bind(i64::try_from(READ_MAX).unwrap_or(i64::MAX))
     .fetch_all(readers)
     .await?;
     rows.iter()

@@ -52,6 +52,7 @@ pub use brakes::Brakes;
 pub use breakers::{BreakerState, OpenBreaker};
 pub use chain::{Break, Entry};
 pub use claims::StuckClaim;
+pub use decisions::READ_MAX as DECISIONS_READ_MAX;
 pub use deliveries::{Delivery, DeliveryKey, DeliveryUpdate, Replay};
 pub use entries::Verified;
 pub use episodes::{EpisodeStep, EpisodeWrite};

@@ -11,7 +11,8 @@ use serde::Deserialize;
 pub struct RuleConfig {
     /// The rule's name, unique, shown in records and by `reflex rules test`.
     pub name: String,
-    /// The sources whose alerts it considers (`sns`, `alertmanager`, `grafana`, `manual`); empty: all.
+    /// The sources whose alerts it considers (`sns`, `alertmanager`, `grafana`, `manual`); empty: every alert
+    /// source (`manual` only when listed).
     #[serde(default)]
     pub sources: Vec<String>,
     /// The alert states it considers (`firing`, `resolved`); default: firing only.

@@ -1,16 +1,17 @@
-//! An `[[actions]]` entry's own limits on a step's plan: at most `max_per_run` instances a run, at most
+//! An `[[actions]]` entry's own limits on a step: at most `max_per_run` instances a run, at most
 //! `max_per_hour` and `max_per_day` of its acts on one instance, and none within `cooldown_secs` of its last
-//! act there. Earlier acts are counted from the target's decisions (what its acting runs decided to do):
-//! one indexed read of the target's decisions in the longest window, made only for a step whose entry sets
-//! a limit that counts them.
+//! act there. The instances the entry may not act on now are held back before the plan is capped, so that
+//! they never take the place of one it may act on. Earlier acts are counted from the decisions of the
+//! target's (or rule's) acting runs: one indexed read of its decisions in the longest window, made only for a
+//! step whose entry sets a limit that counts them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use time::OffsetDateTime;
 
-use super::action::{Act, Action as ActionKind};
+use super::action::Action as ActionKind;
 use super::decision::Decision;
-use super::plan::{self, Plan, SkipReason};
+use super::plan::{Plan, SkipReason};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::RequestMeta;
@@ -20,44 +21,87 @@ use crate::config::ActionLimits;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// What a step's entry holds back now.
+#[derive(Debug, Default)]
+pub(super) struct HeldBack {
+    /// The entry's name.
+    action: String,
+    /// Its limits.
+    limits: ActionLimits,
+    /// The instances it may not act on now, and why (its cooldown, its hourly or daily count).
+    pub instances: BTreeMap<String, SkipReason>,
+}
+
+impl HeldBack {
+    /// The per-run cap `cap` under the entry's own `max_per_run`.
+    pub fn cap(&self, cap: usize) -> usize {
+        self.limits
+            .max_per_run
+            .map_or(cap, |max| cap.min(max as usize))
+    }
+
+    /// When the entry's hourly or daily count left `plan` nothing to act on: why, in words (the run opens the
+    /// breaker, as when a budget is spent: the remedy cannot be applied, and a person is needed).
+    pub fn spent(&self, plan: &Plan) -> Option<String> {
+        let spent: Vec<&str> = plan
+            .skipped
+            .iter()
+            .filter(|skip| self.instances.get(&skip.instance_id) == Some(&SkipReason::Budget))
+            .map(|skip| skip.instance_id.as_str())
+            .collect();
+        (plan.act_on.is_empty() && !spent.is_empty()).then(|| {
+            format!(
+                "action {:?} has acted on {} as often as its max_per_hour or max_per_day allow",
+                self.action,
+                spent.join(", ")
+            )
+        })
+    }
+}
+
 impl Engine {
-    /// Cuts `plan`, a step of `target` by `step`, to what the step's entry allows at `now` (the database's
-    /// clock), counting the acts of every earlier run but those in `except` (the dead attempt a takeover
-    /// finishes); what it cut is noted.
-    pub(super) async fn within_action_limits(
+    /// What the entry `step` holds back of `target` at `now` (the database's clock), counting the acts of
+    /// every earlier run but those in `except` (the dead attempt a takeover finishes); noted when it holds any.
+    pub(super) async fn held_back(
         &self,
         meta: &mut RequestMeta,
         target: &Target,
-        plan: &mut Plan,
         step: &dyn ActionKind,
         except: &[&str],
         now: OffsetDateTime,
-    ) -> Result<(), EngineError> {
-        let limits = step.limits();
-        if limits == ActionLimits::default() || plan.act_on.is_empty() {
-            return Ok(());
-        }
+    ) -> Result<HeldBack, EngineError> {
+        let mut held = HeldBack {
+            action: step.name().to_owned(),
+            limits: step.limits(),
+            instances: BTreeMap::new(),
+        };
+        let Some(secs) = held.limits.look_back_secs() else {
+            return Ok(held);
+        };
         let now_ms = millis(now);
-        let mut earlier = HashMap::new();
-        if let Some(secs) = limits.look_back_secs() {
-            let since =
-                now_ms.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000);
-            let rows = self.audit.decisions_since(&target.id, since).await?;
-            let decided = rows
-                .into_iter()
-                .filter(|(run, ..)| !except.contains(&run.as_str()))
-                .filter_map(|(_, at, body)| Some((at, serde_json::from_str(&body).ok()?)));
-            earlier = acts_of(decided, step.name());
+        let since = now_ms.saturating_sub(window_ms(secs));
+        let rows = self.audit.decisions_since(&target.id, since).await?;
+        if rows.len() >= crate::audit::DECISIONS_READ_MAX {
+            tracing::warn!(target = %target.id, "more decisions in the window than one read returns: the oldest are not counted");
         }
-        let cut = cut(plan, &limits, &earlier, now_ms);
-        if cut > 0 {
+        let decided = rows
+            .into_iter()
+            .filter(|(run, ..)| !except.contains(&run.as_str()))
+            .filter_map(|(run, at, body)| match serde_json::from_str(&body) {
+                Ok(decision) => Some((at, decision)),
+                Err(err) => {
+                    tracing::warn!(run, error = %err, "a stored decision cannot be read: not counted");
+                    None
+                }
+            });
+        held.instances = held_instances(&held.limits, &acts_of(decided, step.name()), now_ms);
+        if !held.instances.is_empty() {
             meta.note(
                 "action_limits",
-                serde_json::json!({"action": step.name(), "limits": limits, "skipped": cut}),
+                serde_json::json!({"action": held.action, "limits": held.limits, "held_back": held.instances}),
             );
-            meta.note("plan", &*plan);
         }
-        Ok(())
+        Ok(held)
     }
 }
 
@@ -77,42 +121,41 @@ fn acts_of(
     acts
 }
 
-/// Skips the acts of `plan` that `limits` forbid at `now_ms`, given the `earlier` acts on each instance, then
-/// keeps at most `max_per_run`; how many were skipped.
-fn cut(
-    plan: &mut Plan,
+/// The instances `limits` hold back at `now_ms`, given the `earlier` acts on each: within the cooldown
+/// (`action-cooldown`), or acted on as often as an hour or a day allows (`budget`).
+fn held_instances(
     limits: &ActionLimits,
     earlier: &HashMap<String, Vec<i64>>,
     now_ms: i64,
-) -> usize {
-    let within = |id: &str, window_ms: i64| {
-        earlier.get(id).map_or(0, |times| {
-            times.iter().filter(|at| now_ms - **at < window_ms).count()
-        })
+) -> BTreeMap<String, SkipReason> {
+    let within =
+        |times: &[i64], window: i64| times.iter().filter(|at| now_ms - **at < window).count();
+    let over = |limit: Option<u32>, times: &[i64], window: i64| {
+        limit.is_some_and(|limit| within(times, window) >= limit as usize)
     };
-    let over = |limit: Option<u32>, id: &str, window_ms: i64| {
-        limit.is_some_and(|limit| within(id, window_ms) >= limit as usize)
-    };
-    let reason_of = |act: &Act| {
-        act.instances().into_iter().find_map(|id| {
-            let cooling = limits.cooldown_secs.is_some_and(|secs| {
-                within(id, i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000) > 0
-            });
-            if cooling {
-                Some(SkipReason::ActionCooldown)
-            } else if over(limits.max_per_hour, id, HOUR_MS) || over(limits.max_per_day, id, DAY_MS)
+    earlier
+        .iter()
+        .filter_map(|(id, times)| {
+            let cooling = limits
+                .cooldown_secs
+                .is_some_and(|secs| within(times, window_ms(secs)) > 0);
+            let reason = if cooling {
+                SkipReason::ActionCooldown
+            } else if over(limits.max_per_hour, times, HOUR_MS)
+                || over(limits.max_per_day, times, DAY_MS)
             {
-                Some(SkipReason::Budget)
+                SkipReason::Budget
             } else {
-                None
-            }
+                return None;
+            };
+            Some((id.clone(), reason))
         })
-    };
-    let skipped = plan::skip_where(plan, reason_of);
-    let capped = limits.max_per_run.map_or(0, |max| {
-        plan::trim_to(plan, u64::from(max), SkipReason::CapReached)
-    });
-    skipped + capped
+        .collect()
+}
+
+/// `secs` in milliseconds.
+fn window_ms(secs: u64) -> i64 {
+    i64::try_from(secs).map_or(i64::MAX, |secs| secs.saturating_mul(1000))
 }
 
 /// Milliseconds since the epoch.
@@ -123,30 +166,14 @@ fn millis(at: OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn plan_of(ids: &[&str]) -> Plan {
-        Plan {
-            act_on: ids
-                .iter()
-                .map(|id| Act::on_instance(id, "send-command", "restart-app", None))
-                .collect(),
-            ..Plan::default()
-        }
-    }
+    use crate::engine::action::Act;
 
     fn limits(text: &str) -> ActionLimits {
         toml::from_str(text).unwrap()
     }
 
-    fn reasons(plan: &Plan) -> Vec<(&str, &str)> {
-        plan.skipped
-            .iter()
-            .map(|skip| (skip.instance_id.as_str(), skip.reason.as_str()))
-            .collect()
-    }
-
     #[test]
-    fn an_instance_acted_on_within_the_cooldown_or_too_often_is_skipped() {
+    fn an_instance_acted_on_within_the_cooldown_or_too_often_is_held_back() {
         let now = 10 * DAY_MS;
         let earlier = HashMap::from([
             ("i-cool".to_owned(), vec![now - 60_000]),
@@ -157,21 +184,47 @@ mod tests {
             ),
             ("i-old".to_owned(), vec![now - 2 * DAY_MS]),
         ]);
-        let mut plan = plan_of(&["i-cool", "i-hour", "i-day", "i-old", "i-new"]);
-        let limits =
-            limits("cooldown_secs = 300\nmax_per_hour = 2\nmax_per_day = 3\nmax_per_run = 1");
-        assert_eq!(cut(&mut plan, &limits, &earlier, now), 4);
-        let kept: Vec<Vec<&str>> = plan.act_on.iter().map(Act::instances).collect();
-        assert_eq!(kept, [["i-old"]]);
+        let limits = limits("cooldown_secs = 300\nmax_per_hour = 2\nmax_per_day = 3");
+        let held = held_instances(&limits, &earlier, now);
+        let held: Vec<(&str, &str)> = held
+            .iter()
+            .map(|(id, why)| (id.as_str(), why.as_str()))
+            .collect();
         assert_eq!(
-            reasons(&plan),
+            held,
             [
                 ("i-cool", "action-cooldown"),
-                ("i-hour", "budget"),
                 ("i-day", "budget"),
-                ("i-new", "cap-reached"),
+                ("i-hour", "budget")
             ]
         );
+    }
+
+    #[test]
+    fn the_cap_is_the_tighter_and_only_a_spent_count_leaving_nothing_is_spent() {
+        let mut held = HeldBack {
+            action: "restart-app".into(),
+            limits: limits("max_per_run = 1\nmax_per_day = 1"),
+            instances: BTreeMap::from([("i-1".to_owned(), SkipReason::Budget)]),
+        };
+        assert_eq!((held.cap(2), held.cap(0)), (1, 0));
+        let mut plan = Plan::default();
+        plan.skipped.push(crate::contract::Skip {
+            instance_id: "i-1".into(),
+            reason: SkipReason::Budget,
+        });
+        assert!(
+            held.spent(&plan)
+                .unwrap()
+                .contains("\"restart-app\" has acted on i-1")
+        );
+        plan.act_on
+            .push(Act::on_instance("i-2", "send-command", "restart-app", None));
+        assert_eq!(held.spent(&plan), None, "it acts on another");
+        held.instances
+            .insert("i-1".into(), SkipReason::ActionCooldown);
+        plan.act_on.clear();
+        assert_eq!(held.spent(&plan), None, "a cooldown passes");
     }
 
     #[test]

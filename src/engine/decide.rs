@@ -8,6 +8,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::action::Action as ActionKind;
+use super::action_limits::HeldBack;
 use super::breaker::{Trip, Tripped};
 use super::budget;
 pub use super::decision::Decision;
@@ -128,13 +129,17 @@ impl Engine {
         let mut observation = self
             .observe(meta, target, previous, except, resources)
             .await?;
-        let mut plan = self.plan_noted(meta, target, &observation, &asked);
+        let now = observation.clock.now();
+        let held = self
+            .held_back(meta, target, asked.step.as_ref(), except, now)
+            .await?;
+        let mut plan = self.plan_noted(meta, target, &observation, &asked, &held);
         let acting = asked.acting && !plan.act_on.is_empty();
         if acting && self.moved_since(meta, target, except, &observation).await? {
             observation = self
                 .observe(meta, target, previous, except, resources)
                 .await?;
-            plan = self.plan_noted(meta, target, &observation, &asked);
+            plan = self.plan_noted(meta, target, &observation, &asked, &held);
         }
         let budget_gate = if acting {
             Some(self.budget_gate.lock().await)
@@ -142,8 +147,6 @@ impl Engine {
             None
         };
         let now = observation.clock.now();
-        self.within_action_limits(meta, target, &mut plan, asked.step.as_ref(), except, now)
-            .await?;
         let mut relapse = super::relapse::Relapse::default();
         // A step that takes instances out of service has them replaced: what replaced broken ones not long
         // ago and broke again is a relapse.
@@ -162,6 +165,8 @@ impl Engine {
             {
                 tripped = self.trip(meta, &target.id, Trip::Budget, reason).await?;
             }
+        } else if let Some(reason) = held.spent(&plan).filter(|_| asked.acting) {
+            tripped = self.trip(meta, &target.id, Trip::Budget, reason).await?;
         }
         let decision = Decision {
             run_id: meta.id.clone(),
@@ -218,12 +223,15 @@ impl Engine {
         target: &Target,
         observation: &Observation,
         asked: &Asked<'_>,
+        held: &HeldBack,
     ) -> Plan {
         let mut policy = Policy {
             cooldown: target.cooldown,
             capacity_rules: !target.is_rule(),
+            held_back: held.instances.clone(),
             ..Policy::new(&self.config.remediation, std::sync::Arc::clone(asked.step))
         };
+        policy.max_terminations_per_run = held.cap(policy.max_terminations_per_run);
         // An approval (or a ladder step) caps what it may act on, not what broke since: it plans uncapped,
         // then keeps its own.
         let cap = policy.max_terminations_per_run;

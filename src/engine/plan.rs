@@ -35,6 +35,9 @@ pub struct Policy {
     /// Whether the balancer's capacity rules (too many unhealthy, the in-service floor, a zone's share)
     /// bound the run: not for a rule's, whose steps keep the instance.
     pub capacity_rules: bool,
+    /// The instances the step's `[[actions]]` entry may not act on now (its cooldown, its hourly or daily
+    /// count), with why: skipped before the cap, so that they take no one's place.
+    pub held_back: std::collections::BTreeMap<String, SkipReason>,
 }
 
 impl Policy {
@@ -49,6 +52,7 @@ impl Policy {
             protect_tag: config.protect_tag.clone(),
             step,
             capacity_rules: true,
+            held_back: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -175,6 +179,13 @@ fn candidates<'a>(
 ) -> Vec<Candidate<'a>> {
     let mut candidates = Vec::new();
     for instance in unhealthy {
+        if let Some(reason) = policy.held_back.get(&instance.instance_id) {
+            plan.skipped.push(Skip {
+                instance_id: instance.instance_id.clone(),
+                reason: *reason,
+            });
+            continue;
+        }
         let chosen = replacement_or_skip(instance, policy, now).and_then(|call| {
             let arguments = policy.step.arguments(instance).map_err(|refused| {
                 plan.refused_arguments.push(refused.why);
@@ -272,23 +283,6 @@ pub fn trim_to(plan: &mut Plan, left: u64, reason: SkipReason) -> usize {
     let count = over.len();
     for act in over {
         skip_all(plan, &act, reason);
-    }
-    count
-}
-
-/// Takes out of `plan` each act `reason_of` gives a reason for, skipping its instances for that reason; how
-/// many acts it took out.
-pub fn skip_where(plan: &mut Plan, reason_of: impl Fn(&Act) -> Option<SkipReason>) -> usize {
-    let acts = std::mem::take(&mut plan.act_on);
-    let mut count = 0;
-    for act in acts {
-        match reason_of(&act) {
-            Some(reason) => {
-                skip_all(plan, &act, reason);
-                count += 1;
-            }
-            None => plan.act_on.push(act),
-        }
     }
     count
 }

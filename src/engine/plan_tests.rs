@@ -23,6 +23,7 @@ fn policy() -> Policy {
         protect_tag: "reflex:protect".into(),
         step: Arc::new(Replace::default()),
         capacity_rules: true,
+        held_back: std::collections::BTreeMap::new(),
     }
 }
 
@@ -472,6 +473,7 @@ fn arb_policy() -> impl Strategy<Value = (Policy, How)> {
                 protect_tag: "reflex:protect".into(),
                 step: Arc::new(Replace { how }),
                 capacity_rules: true,
+                held_back: std::collections::BTreeMap::new(),
             };
             (policy, how)
         })

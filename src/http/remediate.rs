@@ -179,18 +179,14 @@ fn ruled(
             );
             ApiError::new(StatusCode::NOT_FOUND, "unknown-rule", problem)
         })?,
-        None => state
-            .engine
-            .route(&alert)
-            .and_then(|first| state.engine.manual_rule(&first.rule, &alert))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "no-rule-matched",
-                    "the request names no load_balancer, target_group or rule, and the first rule it \
-                     matches (if any) does not list \"manual\" in its sources",
-                )
-            })?,
+        None => state.engine.route(&alert).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no-rule-matched",
+                "the request names no load_balancer, target_group or rule, and matches no rule that lists \
+                 \"manual\" in its sources",
+            )
+        })?,
     };
     if request.instance_id.is_some() && !matches!(matched.resources, Resources::Instances(_)) {
         let problem = format!(

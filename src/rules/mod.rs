@@ -163,6 +163,13 @@ impl Rules {
 impl Rule {
     /// The first of the rule's conditions `alert` fails, in words; `None` when it matches.
     fn failed(&self, alert: &AlertFacts, context: &cel::Context) -> Option<String> {
+        // A rule for every source is for alerts: only one that lists `manual` takes a person's request.
+        if alert.source == "manual" && !self.sources.contains(&alert.source) {
+            return Some(format!(
+                "sources: a manual request runs only a rule that lists \"manual\", not {:?}",
+                self.sources
+            ));
+        }
         if !self.sources.is_empty() && !self.sources.contains(&alert.source) {
             return Some(format!(
                 "sources: {:?} is not one of {:?}",

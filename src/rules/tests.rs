@@ -251,3 +251,27 @@ proptest! {
         prop_assert_eq!(rules.first_match(&alert, 0).map(|r| r.name.clone()), first);
     }
 }
+
+#[test]
+fn a_manual_request_runs_only_a_rule_that_lists_manual() {
+    let rules = rules(&format!(
+        "{RULES}\n[[rules]]\nname = \"by-hand\"\nsources = [\"sns\", \"manual\"]\n"
+    ))
+    .unwrap();
+    let manual = AlertFacts::from_manual(&serde_json::json!({"job": "kafka", "severity": "page"}));
+    let first = rules.first_match(&manual, 0).map(|rule| rule.name.clone());
+    assert_eq!(
+        first.as_deref(),
+        Some("by-hand"),
+        "not kafka-down nor anything-firing"
+    );
+    let verdicts = rules.explain(&manual, 0);
+    assert!(
+        verdicts[1]
+            .failed
+            .as_deref()
+            .unwrap()
+            .contains("lists \"manual\""),
+        "{verdicts:?}"
+    );
+}

@@ -334,12 +334,20 @@ async fn permission_errors_answer_aws_denied_and_are_audited() {
 }
 
 /// `policy` as moto can enforce it: every statement's actions on `*`, without conditions (see
-/// `common::iam::template_policy`).
+/// `common::iam::template_policy`), and each `cloudwatch:` action under `monitoring:` as well, the name moto
+/// checks CloudWatch calls by (its endpoint's prefix; AWS checks `cloudwatch:`).
 fn as_moto_enforces(policy: &serde_json::Value) -> serde_json::Value {
     let mut policy = policy.clone();
     for statement in policy["Statement"].as_array_mut().unwrap() {
         statement["Resource"] = json!("*");
         statement.as_object_mut().unwrap().remove("Condition");
+        let actions = statement["Action"].as_array_mut().unwrap();
+        let monitoring: Vec<serde_json::Value> = actions
+            .iter()
+            .filter_map(|action| action.as_str()?.strip_prefix("cloudwatch:"))
+            .map(|name| json!(format!("monitoring:{name}")))
+            .collect();
+        actions.extend(monitoring);
     }
     policy
 }
@@ -422,6 +430,97 @@ async fn the_policy_iam_policy_prints_is_enough_for_the_ladder_it_was_written_fo
         .ec2
         .terminate_instances()
         .instance_ids(&good[0])
+        .send()
+        .await;
+    assert!(
+        denied.is_err(),
+        "TerminateInstances is not in the printed policy"
+    );
+}
+
+#[tokio::test]
+async fn the_policy_iam_policy_prints_for_a_rule_is_enough_for_its_run_and_grants_nothing_else() {
+    let moto = Moto::start(&[]);
+    let admin_fleet = Fleet::new(&moto.endpoint).await;
+    let role = unique("kafka");
+    let mut brokers = admin_fleet.launch(2, &[("role", &role)]).await;
+    brokers.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &moto.endpoint,
+        &dir.path().join("audit.db"),
+        &[],
+        "grace_period_secs = 0\ncooldown_secs = 0\n",
+    ) + &format!(
+        "\n[[actions]]\nname = \"restart-kafka\"\nkind = \"ssm-command\"\n\
+         document = \"AWS-RunShellScript\"\ndocument_version = \"1\"\n\
+         parameters = {{ commands = [\"systemctl restart kafka\"] }}\nverify_secs = 1\nmax_per_day = 2\n\
+         \n[[rules]]\nname = \"kafka-down\"\nsources = [\"manual\"]\ninstances = \"tag:role={role}\"\n\
+         ladder = [\"restart-kafka\"]\nverify = \"alarm-ok\"\nverify_within_secs = 5\n"
+    );
+    let config = dir.path().join("reflex.toml");
+    std::fs::write(&config, &text).unwrap();
+    let printed =
+        crate::common::process::reflex(["iam-policy", "--config", config.to_str().unwrap()]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let policy: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let granted: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for needed in [
+        "ssm:SendCommand",
+        "ssm:GetCommandInvocation",
+        "cloudwatch:DescribeAlarms",
+    ] {
+        assert!(granted.contains(&needed), "{needed}: {granted:?}");
+    }
+    for unneeded in ["ec2:TerminateInstances", "ec2:RebootInstances"] {
+        assert!(!granted.contains(&unneeded), "{unneeded}: {granted:?}");
+    }
+    let iam = IamAdmin::new(&moto.endpoint);
+    let (key_id, secret) = iam
+        .user_with_only("rules", &as_moto_enforces(&policy))
+        .await;
+    enforce_iam(&moto.endpoint).await;
+
+    // The rule finds its instances by tag, sends its command to both and follows it to its end.
+    let app = TestApp::spawn_with_config(dir, &with_credentials(&text, &key_id, &secret)).await;
+    let (status, run) = app
+        .remediate(json!({"rule": "kafka-down", "reason": "kafka is down"}))
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["errors"], json!([]), "{run}");
+    let mut commanded: Vec<String> =
+        serde_json::from_value(run["commanded-instance-ids"].clone()).unwrap();
+    commanded.sort();
+    assert_eq!(commanded, brokers, "{run}");
+    let check = app.check_of(run["audit-id"].as_str().unwrap()).await;
+    assert_eq!(check.outcome.as_str(), "recovered", "{:?}", check.detail);
+    assert_eq!(
+        check.detail["polled"][0]["state"], "Success",
+        "{:?}",
+        check.detail
+    );
+
+    // With reflex's own keys: its alarm read works, a termination is denied.
+    let as_reflex = Fleet::with_credentials(&moto.endpoint, &key_id, &secret).await;
+    aws_sdk_cloudwatch::Client::new(&as_reflex.sdk)
+        .describe_alarms()
+        .send()
+        .await
+        .expect("DescribeAlarms is in the printed policy");
+    let denied = as_reflex
+        .ec2
+        .terminate_instances()
+        .instance_ids(&brokers[0])
         .send()
         .await;
     assert!(

@@ -475,36 +475,63 @@ async fn a_ladders_next_step_under_a_rule_changed_since_is_refused() {
     assert_eq!(run.acted, 1);
 }
 
+/// A harness whose rule `disk-full` runs the entry `limited`, a reboot with `limits`.
+async fn limited(limits: &str) -> Harness {
+    let config = format!(
+        "[[actions]]\nname = \"limited\"\nkind = \"reboot\"\n{limits}\n\
+         [[rules]]\nname = \"disk-full\"\nladder = [\"limited\"]\ncooldown_secs = 0\n"
+    );
+    harness_with(FakeFleet::default(), "", &config).await
+}
+
+/// One run of the disk rule on `ids`.
+async fn run_on(h: &Harness, ids: &[&str]) -> Run {
+    let ids = ids.iter().map(|id| (*id).to_owned()).collect();
+    let trigger = rule_trigger("disk-full", Resources::Instances(ids));
+    h.engine.run(meta(), &trigger, None).await.unwrap()
+}
+
 #[tokio::test]
-async fn an_actions_entry_limits_a_run_and_each_instance_of_its_own() {
-    let entry = "[[actions]]\nname = \"gentle-reboot\"\nkind = \"reboot\"\nmax_per_run = 1\n\
-                 cooldown_secs = 600\nmax_per_day = 1\n";
-    let rule = "[[rules]]\nname = \"disk-full\"\nladder = [\"gentle-reboot\"]\ncooldown_secs = 0\n";
-    let h = harness_with(FakeFleet::default(), "", &format!("{entry}{rule}")).await;
-    let on = |ids: &[&str]| {
-        let ids = ids.iter().map(|id| (*id).to_owned()).collect();
-        rule_trigger("disk-full", Resources::Instances(ids))
-    };
+async fn an_actions_entry_caps_a_run_and_holds_back_what_it_acted_on_lately_in_no_ones_place() {
+    let h = limited("max_per_run = 1\ncooldown_secs = 600").await;
+    let (a, b) = ("i-0abc1234", "i-0def5678");
     // Two instances, one a run: the other is skipped cap-reached.
-    let both = on(&["i-0abc1234", "i-0def5678"]);
-    let first = h.engine.run(meta(), &both, None).await.unwrap();
-    assert_eq!(first.acted, 1);
+    let first = run_on(&h, &[a, b]).await;
+    assert_eq!(first.summary.list("rebooted-instance-ids"), [a]);
     assert_eq!(first.summary.skipped[0].reason, SkipReason::CapReached);
-    // The instance it rebooted is in the entry's cooldown; the other is not.
-    let again = h
-        .engine
-        .run(meta(), &on(&["i-0abc1234"]), None)
+    // The one it rebooted is in the entry's cooldown, and takes no place under the cap: the other is acted on.
+    let second = run_on(&h, &[a, b]).await;
+    assert_eq!(second.summary.list("rebooted-instance-ids"), [b]);
+    assert_eq!(second.summary.skipped[0].instance_id, a);
+    assert_eq!(second.summary.skipped[0].reason, SkipReason::ActionCooldown);
+    let record = h
+        .store
+        .get(&second.summary.audit_id)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(again.acted, 0);
-    assert_eq!(again.summary.skipped[0].reason, SkipReason::ActionCooldown);
-    let record = h.store.get(&again.summary.audit_id).await.unwrap().unwrap();
-    assert_eq!(record.detail["action_limits"]["action"], "gentle-reboot");
-    let other = h
-        .engine
-        .run(meta(), &on(&["i-0def5678"]), None)
-        .await
-        .unwrap();
-    assert_eq!(other.acted, 1);
+    assert_eq!(record.detail["action_limits"]["action"], "limited");
+    // Both cooling down: nothing acted on, and a cooldown opens no breaker.
+    let third = run_on(&h, &[a, b]).await;
+    assert_eq!((third.acted, third.tripped.is_none()), (0, true));
     assert_eq!(h.fleet.done.lock().unwrap().len(), 2, "two reboots in all");
+}
+
+#[tokio::test]
+async fn an_actions_entry_spent_for_the_day_opens_the_breaker_rather_than_leave_the_instance_unseen()
+ {
+    let h = limited("max_per_day = 1").await;
+    let a = "i-0abc1234";
+    assert_eq!(run_on(&h, &[a]).await.acted, 1);
+    let spent = run_on(&h, &[a]).await;
+    assert_eq!(spent.acted, 0);
+    assert_eq!(spent.summary.skipped[0].reason, SkipReason::Budget);
+    let tripped = spent.tripped.expect("the breaker opened");
+    assert!(
+        tripped.reason.contains("max_per_hour or max_per_day"),
+        "{tripped:?}"
+    );
+    let refused = run_on(&h, &[a]).await;
+    assert_eq!(refused.summary.refused_rule, Some("breaker-open"));
+    assert_eq!(h.fleet.done.lock().unwrap().len(), 1, "one reboot in all");
 }
