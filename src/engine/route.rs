@@ -73,9 +73,7 @@ impl Engine {
         let config = self.config.rules.iter().find(|r| r.name == rule.name)?;
         Some(matched(config, alert))
     }
-}
 
-impl Engine {
     /// The rule `name` for a manual request, acting on what the request (`alert`) selects; `None` when no
     /// rule of that name takes manual requests: only one that lists `manual` in its `sources` does (a rule
     /// for every source is not for people to start by hand).

@@ -1,7 +1,7 @@
 //! `POST /remediate`: a manual trigger from an operator with a bearer token. It names a target (a balancer or a
 //! target group), a rule (`rule`, run on the instance the request names or the rule's tag selects), or, with
-//! rules configured, neither: then the first rule the request matches runs (its text fields are the labels a
-//! rule's `match` and `when` read).
+//! rules configured, neither: then the first rule that lists `manual` and matches the request runs (its text
+//! fields are the labels a rule's `match` and `when` read).
 
 use axum::Router;
 use axum::extract::State;
@@ -37,7 +37,7 @@ struct RemediateRequest {
     /// The target's region, when several share its name.
     #[serde(default, deserialize_with = "super::error::present")]
     region: Option<String>,
-    /// The rule to run (one whose `sources` take `manual` requests), instead of a target.
+    /// The rule to run (one that lists `manual` in its `sources`), instead of a target.
     #[serde(default, deserialize_with = "super::error::present")]
     rule: Option<String>,
     /// The instance a rule's run acts on (a rule whose `instances` is `"alert"`).
