@@ -152,10 +152,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     })
 }
 
-/// A body field that, when given, is a string: `null` is refused like any other wrong type rather than read as
-/// absent, so that a request names its target (and its place) in exactly one way.
-pub fn present<'de, D: serde::Deserializer<'de>>(
+/// A body field that, when given, is of its type (a string, a map): `null` is refused like any other wrong type
+/// rather than read as absent, so that a request names its target (and its place) in exactly one way.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
     deserializer: D,
-) -> Result<Option<String>, D::Error> {
-    <String as serde::Deserialize>::deserialize(deserializer).map(Some)
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }

@@ -44,8 +44,8 @@ struct RemediateRequest {
     #[serde(default, deserialize_with = "super::error::present")]
     instance_id: Option<String>,
     /// More labels for a rule's `match` and `when` to read.
-    #[serde(default)]
-    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "super::error::present")]
+    labels: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default)]
     dry_run: bool,
     reason: Option<String>,
@@ -132,10 +132,11 @@ async fn handle(
             };
             ApiError::bad_request("invalid-request", problem)
         })?;
-    if request.rule.is_some() {
+    if request.rule.is_some() || request.instance_id.is_some() || request.labels.is_some() {
         return Err(ApiError::bad_request(
             "invalid-request",
-            "rule names what runs: give it without load_balancer or target_group",
+            "rule, instance_id and labels are for a rule's run: give them without load_balancer or \
+             target_group",
         )
         .into());
     }

@@ -653,6 +653,7 @@ async fn a_manual_request_runs_the_rule_it_names_or_matches_and_is_refused_other
     for body in [
         json!({"rule": "memory-full", "instance_id": "web-1"}),
         json!({"rule": "orders-low", "instance_id": hosts[0]}),
+        json!({"load_balancer": setup.lb, "instance_id": hosts[0]}),
     ] {
         let (status, answer) = setup.app.remediate(body).await;
         assert_eq!(
