@@ -1614,7 +1614,6 @@ async fn a_targets_decisions_since_a_time_are_read_newest_first(db: TestDb) {
         let body = format!("{{\"run-id\":\"{run}\"}}");
         store.put_intent(intent, body).await.unwrap();
     }
-    let millis = |at: OffsetDateTime| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap();
     let read = store
         .decisions_since(&id("web"), millis(before))
         .await

@@ -14,7 +14,7 @@ use super::decision::Decision;
 use super::plan::{Plan, SkipReason};
 use super::targets::Target;
 use super::{Engine, EngineError};
-use crate::audit::RequestMeta;
+use crate::audit::{RequestMeta, millis};
 use crate::config::ActionLimits;
 
 /// An hour and a day, in milliseconds.
@@ -156,11 +156,6 @@ fn held_instances(
 /// `secs` in milliseconds.
 fn window_ms(secs: u64) -> i64 {
     i64::try_from(secs).map_or(i64::MAX, |secs| secs.saturating_mul(1000))
-}
-
-/// Milliseconds since the epoch.
-fn millis(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -29,13 +29,7 @@ async fn the_template_policy_is_enough_for_both_kinds_and_both_actions_and_grant
         .await;
     admin_fleet.stop(&isolated[..1]).await;
     let policy = template_policy();
-    let actions: Vec<&str> = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["Action"].as_array().unwrap())
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let actions = granted(&policy);
     assert_eq!(
         actions,
         [
@@ -333,6 +327,31 @@ async fn permission_errors_answer_aws_denied_and_are_audited() {
     assert!(metrics.contains(r#"reflex_rejections_total{source="manual",code="aws-denied"} 1"#));
 }
 
+/// The policy `reflex iam-policy` prints for the configuration `text`, written into `dir`.
+fn printed_policy(dir: &std::path::Path, text: &str) -> serde_json::Value {
+    let config = dir.join("reflex.toml");
+    std::fs::write(&config, text).unwrap();
+    let printed =
+        crate::common::process::reflex(["iam-policy", "--config", config.to_str().unwrap()]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    serde_json::from_slice(&printed.stdout).unwrap()
+}
+
+/// Every action `policy` grants, statement by statement, in order.
+fn granted(policy: &serde_json::Value) -> Vec<&str> {
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect()
+}
+
 /// `policy` as moto can enforce it: every statement's actions on `*`, without conditions (see
 /// `common::iam::template_policy`), and each `cloudwatch:` action under `monitoring:` as well, the name moto
 /// checks CloudWatch calls by (its endpoint's prefix; AWS checks `cloudwatch:`).
@@ -373,23 +392,8 @@ async fn the_policy_iam_policy_prints_is_enough_for_the_ladder_it_was_written_fo
              document = \"AWS-RunShellScript\"\ndocument_version = \"1\"\n\
              parameters = {{ commands = [\"systemctl restart app\"] }}\nverify_secs = 1\n"
     );
-    let config = dir.path().join("reflex.toml");
-    std::fs::write(&config, &text).unwrap();
-    let printed =
-        crate::common::process::reflex(["iam-policy", "--config", config.to_str().unwrap()]);
-    assert!(
-        printed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&printed.stderr)
-    );
-    let policy: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
-    let granted: Vec<&str> = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["Action"].as_array().unwrap())
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let policy = printed_policy(dir.path(), &text);
+    let granted = granted(&policy);
     assert!(
         !granted.contains(&"ec2:TerminateInstances"),
         "no replace step: {granted:?}"
@@ -458,23 +462,8 @@ async fn the_policy_iam_policy_prints_for_a_rule_is_enough_for_its_run_and_grant
          \n[[rules]]\nname = \"kafka-down\"\nsources = [\"manual\"]\ninstances = \"tag:role={role}\"\n\
          ladder = [\"restart-kafka\"]\nverify = \"alarm-ok\"\nverify_within_secs = 5\n"
     );
-    let config = dir.path().join("reflex.toml");
-    std::fs::write(&config, &text).unwrap();
-    let printed =
-        crate::common::process::reflex(["iam-policy", "--config", config.to_str().unwrap()]);
-    assert!(
-        printed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&printed.stderr)
-    );
-    let policy: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
-    let granted: Vec<&str> = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["Action"].as_array().unwrap())
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let policy = printed_policy(dir.path(), &text);
+    let granted = granted(&policy);
     for needed in [
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",

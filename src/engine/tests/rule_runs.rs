@@ -246,6 +246,17 @@ async fn check_when_due(
     }
 }
 
+/// A harness whose disk rule is verified by its alarm (or alert), within 5 s, its reboot checked after 1 s.
+async fn verified_by_its_alarm() -> Harness {
+    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 5";
+    harness_with(
+        FakeFleet::default(),
+        "reboot_verify_secs = 1",
+        &rules(settings),
+    )
+    .await
+}
+
 /// The recovery checks recorded so far, newest first.
 async fn checks(h: &Harness) -> Vec<crate::audit::AuditRecord> {
     h.store
@@ -259,13 +270,7 @@ async fn checks(h: &Harness) -> Vec<crate::audit::AuditRecord> {
 
 #[tokio::test]
 async fn a_rule_verified_by_its_alarm_recovers_when_the_alarm_is_ok_again_and_escalates_when_not() {
-    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 5";
-    let h = harness_with(
-        FakeFleet::default(),
-        "reboot_verify_secs = 1",
-        &rules(settings),
-    )
-    .await;
+    let h = verified_by_its_alarm().await;
     let fixed = alarm_run(&h, "i-0abc1234", "disk-fixed").await;
     let stuck = alarm_run(&h, "i-0def5678", "disk-stuck").await;
     assert_eq!((fixed.acted, stuck.acted), (1, 1));
@@ -325,13 +330,7 @@ async fn a_rules_step_that_aws_refused_is_not_recovered_though_its_instance_runs
 
 #[tokio::test]
 async fn a_rule_verified_by_its_alert_recovers_once_the_alert_is_recorded_resolved() {
-    let settings = "cooldown_secs = 0\nverify = \"alarm-ok\"\nverify_within_secs = 5";
-    let h = harness_with(
-        FakeFleet::default(),
-        "reboot_verify_secs = 1",
-        &rules(settings),
-    )
-    .await;
+    let h = verified_by_its_alarm().await;
     let alert_run = |instance: &str, identity: &str| {
         let matched = Matched {
             rule: "disk-full".into(),
