@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditStore, Auth, RequestMeta, Source, rfc3339};
+use crate::audit::{AuditStore, Auth, Outcome, RequestMeta, Source, rfc3339};
 use crate::aws::SnsFetcher;
 use crate::config::{self, Config};
 use crate::controls::{ControlError, Controls, Named};
@@ -22,7 +22,7 @@ use crate::{App, init_logging, serve};
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let config = config::load(path).with_context(|| format!("config {}", path.display()))?;
     crate::actions::check(&config).with_context(|| format!("config {}", path.display()))?;
-    crate::rules::Rules::compile(&config.rules)
+    crate::rules::Rules::for_config(&config, "")
         .with_context(|| format!("config {}", path.display()))?;
     Ok(config)
 }
@@ -96,12 +96,33 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
+/// What `reflex remediate` runs: a configured target, or a rule that takes manual requests.
+#[derive(Debug, Clone)]
+pub enum Manual {
+    /// A configured balancer or target group, in a place when several share its name.
+    Target(TargetRef, crate::target::Place),
+    /// A `[[rules]]` entry that lists `manual` in its sources.
+    Rule {
+        /// The rule's name.
+        name: String,
+        /// The instance it acts on, for a rule whose instances come with the alert.
+        instance_id: Option<String>,
+        /// The labels its `match` and `when` read.
+        labels: std::collections::BTreeMap<String, String>,
+        /// The account and region the request names, as `alert.account` and `alert.region`.
+        place: crate::target::Place,
+    },
+}
+
+/// The reason a manual run gives when its operator gives none.
+const CLI_REASON: &str = "manual remediation (command line)";
+
 /// `reflex remediate`: one run of the engine, audited as source `cli`; prints the summary JSON.
 /// Returns the summary so the caller decides the exit code.
 pub async fn remediate_command(
     path: &Path,
-    target: TargetRef,
-    place: crate::target::Place,
+    asked: Manual,
+    reason: Option<String>,
     dry_run: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let config = load_config(path)?;
@@ -109,17 +130,66 @@ pub async fn remediate_command(
     let app = App::build(config).await?;
     let mut meta = RequestMeta::new(Source::Cli, None);
     meta.auth = Auth::LocalOperator;
-    let trigger = Trigger::new(
-        Authenticated::issued(),
-        target,
-        "manual remediation (command line)".to_owned(),
-        dry_run,
-    )
-    .in_place(place);
-    let result = app.state.engine.run(meta, &trigger, None).await;
+    let result = match manual_trigger(&app, &mut meta, asked, reason, dry_run) {
+        Ok(trigger) => app.state.engine.run(meta, &trigger, None).await,
+        Err(refusal) => {
+            let (status, code) = refusal.status_and_code();
+            meta.note("error", refusal.to_string());
+            let record = meta.into_record(Outcome::Rejected, status, Some(code), 0);
+            let recorded = app.state.audit.put(record).await;
+            app.close().await;
+            recorded.context("cannot record the refusal in the audit store")?;
+            return Err(
+                anyhow::Error::new(refusal).context(format!("remediation refused ({code})"))
+            );
+        }
+    };
     app.close().await;
     let run = result.context("remediation failed")?;
     Ok(serde_json::to_value(&run.summary)?)
+}
+
+/// The trigger of what `asked` runs, the rule (and its refusal) noted in `meta`.
+fn manual_trigger(
+    app: &App,
+    meta: &mut RequestMeta,
+    asked: Manual,
+    reason: Option<String>,
+    dry_run: bool,
+) -> Result<Trigger, crate::engine::ManualRefusal> {
+    let reason = reason.unwrap_or_else(|| CLI_REASON.to_owned());
+    match asked {
+        Manual::Target(target, place) => {
+            Ok(Trigger::new(Authenticated::issued(), target, reason, dry_run).in_place(place))
+        }
+        Manual::Rule {
+            name,
+            instance_id,
+            labels,
+            place,
+        } => {
+            let request = serde_json::json!({
+                "rule": name,
+                "instance_id": instance_id,
+                "labels": labels,
+                "account": place.account,
+                "region": place.region,
+                "reason": reason,
+            });
+            meta.note("request", &request);
+            let matched = app
+                .state
+                .engine
+                .manual(Some(&name), instance_id.as_deref(), &request)?;
+            meta.note("rule", &matched.rule);
+            Ok(Trigger::for_rule(
+                Authenticated::issued(),
+                matched,
+                reason,
+                dry_run,
+            ))
+        }
+    }
 }
 
 /// The approver token of a vote from the command line: the first line of `file`, else `REFLEX_APPROVER_TOKEN`.

@@ -83,11 +83,13 @@ impl ControlError {
     }
 }
 
-/// A target's budgets left.
+/// A target's (or a rule's) budgets left.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetBudget {
-    /// The target's name.
+    /// The target's name, or the rule's.
     pub target: String,
+    /// Whether it is a load balancer, a target group or a rule.
+    pub kind: crate::target::TargetKind,
     /// Its AWS account.
     pub account: String,
     /// Its AWS region.
@@ -274,17 +276,28 @@ impl Controls<'_> {
         self.record(meta, Some(target), done).await
     }
 
-    /// Pauses, breakers and every configured target's budgets left, now.
+    /// Pauses, breakers and every configured target's and rule's budgets left, now.
     pub async fn state(&self) -> Result<State, AuditError> {
         // The budgets count on the database's clock, as the runs do.
         let now = self.audit.clock().await?.now();
         let budgets = Budgets::from(&self.config.remediation);
-        let mut per_target = Vec::with_capacity(self.config.targets.len());
-        for target in &self.config.targets {
-            let id = self.config.target_id(target, &self.home.account);
+        let targets = self
+            .config
+            .targets
+            .iter()
+            .map(|target| self.config.target_id(target, &self.home.account));
+        let rules = self
+            .config
+            .rules
+            .iter()
+            .map(|rule| self.config.rule_id(rule, &self.home.account));
+        let mut per_target =
+            Vec::with_capacity(self.config.targets.len() + self.config.rules.len());
+        for id in targets.chain(rules) {
             let used = budget::usage(self.audit, &id, now).await?;
             per_target.push(TargetBudget {
                 target: id.name,
+                kind: id.kind,
                 account: id.account,
                 region: id.region,
                 left: Left::of(budgets, used),
@@ -321,20 +334,19 @@ impl Controls<'_> {
         }
     }
 
-    /// The identity of the rule `named` names: a rule lives where reflex runs.
+    /// The identity of the rule `named` names, in the account and region it acts in (a place given must be
+    /// the rule's).
     fn rule_id(&self, named: Named<'_>) -> Result<Option<TargetId>, ControlError> {
-        let known = self.config.rules.iter().any(|rule| rule.name == named.name);
-        if !known || named.place.is_given() {
-            return Err(ControlError::UnknownRule(crate::untrusted::bounded(
+        let home = &self.home.account;
+        let rule = self.config.rules.iter().find(|rule| {
+            rule.name == named.name && self.config.is_in(&rule.place(), named.place, home)
+        });
+        match rule {
+            Some(rule) => Ok(Some(self.config.rule_id(rule, home))),
+            None => Err(ControlError::UnknownRule(crate::untrusted::bounded(
                 named.name,
-            )));
+            ))),
         }
-        Ok(Some(TargetId::new(
-            &self.home.account,
-            &self.home.region,
-            crate::target::TargetKind::Rule,
-            named.name,
-        )))
     }
 
     fn reason(&self, reason: &str) -> Result<(), ControlError> {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfirmMethod, LOCAL_ACCOUNT, TargetConfig};
+use crate::config::{Config, ConfirmMethod, LOCAL_ACCOUNT, RuleConfig, TargetConfig};
 use crate::engine::action::Kinds;
 use crate::target::TargetRef;
 
@@ -22,16 +22,15 @@ pub enum IamPolicyError {
     /// A kind calls an IAM action this module has no resource rule for.
     #[error("the IAM action {0} has no resource rule in `reflex iam-policy`")]
     NoRule(String),
-    /// The configuration names no target (nor, in reflex's own account, a rule) in the account.
-    #[error(
-        "no [[targets]] entry (nor [[rules]] entry, whose instances are in reflex's own account) is in account {0:?}: there is nothing to grant"
-    )]
+    /// The configuration names no target and no rule in the account.
+    #[error("no [[targets]] or [[rules]] entry is in account {0:?}: there is nothing to grant")]
     NoTargets(String),
 }
 
-/// Where the policy applies: the account's targets, their regions, and the account's id when known.
+/// Where the policy applies: the account's targets and rules, their regions, and the account's id when known.
 struct Scope<'a> {
     targets: Vec<&'a TargetConfig>,
+    rules: Vec<&'a RuleConfig>,
     regions: BTreeSet<&'a str>,
     account_id: String,
     partition: &'static str,
@@ -51,10 +50,7 @@ pub fn policy(
         .iter()
         .flat_map(|target| config.ladder_of(target))
         .collect();
-    // The rules' instances are in reflex's own account.
-    if account.is_none() {
-        steps.extend(config.rules.iter().flat_map(|rule| rule.ladder.clone()));
-    }
+    steps.extend(scope.rules.iter().flat_map(|rule| rule.ladder.clone()));
     for step in steps {
         let Some(kind) = kinds.get(&step) else {
             continue;
@@ -67,14 +63,14 @@ pub fn policy(
     }
     if account.is_none() {
         statements.extend(own_account(config));
-        // A rule verified by its alarm reads the alarm that started its run, in reflex's own account.
-        if config.rules.iter().any(|rule| rule.verify.is_some()) {
-            statements.push(statement(
-                "ReadRuleAlarms",
-                &["cloudwatch:DescribeAlarms"],
-                scope.arns("cloudwatch", "alarm:*"),
-            ));
-        }
+    }
+    // A rule verified by its alarm reads the alarm that started its run, in the account the rule acts in.
+    if scope.rules.iter().any(|rule| rule.verify.is_some()) {
+        statements.push(statement(
+            "ReadRuleAlarms",
+            &["cloudwatch:DescribeAlarms"],
+            scope.arns("cloudwatch", "alarm:*"),
+        ));
     }
     Ok(json!({"Version": "2012-10-17", "Statement": statements}))
 }
@@ -102,17 +98,23 @@ fn scope<'a>(config: &'a Config, account: Option<&str>) -> Result<Scope<'a>, Iam
         .iter()
         .filter(|target| target.account_name() == name)
         .collect();
-    let rules = account.is_none() && !config.rules.is_empty();
-    if targets.is_empty() && !rules {
+    let rules: Vec<&RuleConfig> = config
+        .rules
+        .iter()
+        .filter(|rule| rule.account_name() == name)
+        .collect();
+    if targets.is_empty() && rules.is_empty() {
         return Err(IamPolicyError::NoTargets(name.to_owned()));
     }
     let mut regions: BTreeSet<&str> = targets
         .iter()
         .map(|target| config.region_of(target))
         .collect();
-    if rules {
-        regions.insert(&config.aws.region);
-    }
+    regions.extend(
+        rules
+            .iter()
+            .map(|rule| rule.region.as_deref().unwrap_or(&config.aws.region)),
+    );
     let partition = if config.aws.region.starts_with("cn-") {
         "aws-cn"
     } else if config.aws.region.starts_with("us-gov-") {
@@ -122,6 +124,7 @@ fn scope<'a>(config: &'a Config, account: Option<&str>) -> Result<Scope<'a>, Iam
     };
     Ok(Scope {
         targets,
+        rules,
         regions,
         account_id,
         partition,
@@ -276,13 +279,15 @@ fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Vec<Value>,
     Ok(vec![granted])
 }
 
-/// The ARNs of the SSM documents the `[[actions]]` entries of the scope's ladders run: an AWS-owned document
-/// (`AWS-...`, `Amazon...`) has no account in its ARN.
+/// The ARNs of the SSM documents the `[[actions]]` entries of the scope's ladders (its targets' and rules')
+/// run: an AWS-owned document (`AWS-...`, `Amazon...`) has no account in its ARN.
 fn documents(scope: &Scope<'_>, config: &Config) -> Vec<String> {
+    let rules = scope.rules.iter().flat_map(|rule| rule.ladder.clone());
     let named: BTreeSet<String> = scope
         .targets
         .iter()
         .flat_map(|t| config.ladder_of(t))
+        .chain(rules)
         .collect();
     let documents: BTreeSet<&str> = config
         .actions
@@ -492,8 +497,38 @@ document_version = "1"
         )
         .unwrap_err();
         assert!(
-            err.contains("no [[targets]] entry (nor [[rules]] entry, whose instances are in reflex's own account) is in account \"local\""),
+            err.contains("no [[targets]] or [[rules]] entry is in account \"local\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_rule_is_granted_in_the_account_it_acts_in_with_its_document_and_its_alarms() {
+        let text = format!(
+            "{CONFIG}\n[[actions]]\nname = \"clean\"\nkind = \"ssm-command\"\ndocument = \"Cleanup\"\n\
+             document_version = \"2\"\n\n[[rules]]\nname = \"disk\"\naccount = \"prod\"\n\
+             region = \"eu-west-1\"\nladder = [\"clean\"]\nverify = \"alarm-ok\"\n"
+        );
+        let member = policy_of(&text, Some("prod")).unwrap();
+        let granted = actions(&member);
+        for action in [
+            "ssm:SendCommand",
+            "ssm:ListCommands",
+            "cloudwatch:DescribeAlarms",
+        ] {
+            assert!(granted.iter().any(|a| a == action), "{action}: {granted:?}");
+        }
+        let member = member.to_string();
+        assert!(
+            member.contains("arn:aws:ssm:eu-west-1:444455556666:document/Cleanup"),
+            "{member}"
+        );
+        assert!(
+            member.contains("arn:aws:cloudwatch:eu-west-1:444455556666:alarm:*"),
+            "{member}"
+        );
+        let own = policy_of(&text, None).unwrap().to_string();
+        assert!(!own.contains("document/Cleanup"), "{own}");
+        assert!(!own.contains("DescribeAlarms"), "{own}");
     }
 }

@@ -140,7 +140,11 @@ enum Command {
         #[command(subcommand)]
         command: UiCommand,
     },
-    /// Run one remediation of a configured load balancer or target group and print the summary JSON.
+    /// Run one remediation of a configured load balancer or target group, or one run of a rule that lists
+    /// "manual" in its sources, and print the summary JSON.
+    ///
+    /// Examples: `reflex remediate --load-balancer web-elb --dry-run`;
+    /// `reflex remediate --rule restart-kafka --instance-id i-0123456789abcdef0 --reason "broker hung"`.
     Remediate {
         /// Configuration file (TOML).
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -148,15 +152,27 @@ enum Command {
         /// Classic ELB name; must be listed under [[targets]].
         #[arg(
             long,
-            required_unless_present = "target_group",
-            conflicts_with = "target_group"
+            required_unless_present_any = ["target_group", "rule"],
+            conflicts_with_all = ["target_group", "rule"]
         )]
         load_balancer: Option<String>,
         /// ALB/NLB target group (name or ARN); must be listed under [[targets]].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rule")]
         target_group: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
+        /// A [[rules]] entry to run instead of a target: one that lists "manual" in its sources.
+        #[arg(long)]
+        rule: Option<String>,
+        /// The instance the rule acts on (i-...), for a rule whose instances = "alert".
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// A label the rule's match and when read (alert.labels), as KEY=VALUE; repeat for more.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+        labels: Vec<(String, String)>,
+        /// Why, as the record and the summary's message give it.
+        #[arg(long)]
+        reason: Option<String>,
         /// Plan and report only; write nothing to AWS.
         #[arg(long)]
         dry_run: bool,
@@ -405,8 +421,8 @@ async fn main() -> ExitCode {
 /// `--account` and `--region`: where a target is, when several targets share its name.
 #[derive(Debug, clap::Args)]
 struct PlaceArgs {
-    /// The target's account ([[accounts]] name, "local", or account id), when targets in several accounts
-    /// share its name.
+    /// The target's (or rule's) account ([[accounts]] name, "local", or account id), when targets in several
+    /// accounts share its name.
     #[arg(long)]
     account: Option<String>,
     /// The target's region, when targets in several regions share its name.
@@ -424,7 +440,8 @@ impl PlaceArgs {
         let place = self.place();
         anyhow::ensure!(
             target.is_some() || !place.is_given(),
-            "--account and --region say where a target is: give --target too (without any of them, every target)"
+            "--account and --region say where a target or a rule is: give --target or --rule too (without any of \
+             them, every target)"
         );
         Ok(place)
     }
@@ -435,13 +452,7 @@ impl PlaceArgs {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => commands::serve_command(&config).await?,
-        Command::Remediate {
-            config,
-            load_balancer,
-            target_group,
-            place,
-            dry_run,
-        } => remediate(&config, load_balancer, target_group, place, dry_run).await?,
+        command @ Command::Remediate { .. } => remediate(command).await?,
         Command::CheckConfig { config, aws } => check_config(&config, aws).await?,
         Command::SnsVerify {
             file,
@@ -561,20 +572,52 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `remediate`: runs the remedy once on the named target and prints the run's summary.
-async fn remediate(
-    config: &Path,
-    load_balancer: Option<String>,
-    target_group: Option<String>,
-    place: PlaceArgs,
-    dry_run: bool,
-) -> anyhow::Result<()> {
-    // clap requires exactly one of the two; the pair is checked once more like every other.
-    let target = TargetRef::from_pair(load_balancer, target_group)?;
-    let place = place.place();
-    let summary = commands::remediate_command(config, target, place, dry_run).await?;
+/// `remediate`: runs the remedy once on the named target, or the named rule once, and prints the run's
+/// summary.
+async fn remediate(command: Command) -> anyhow::Result<()> {
+    let Command::Remediate {
+        config,
+        load_balancer,
+        target_group,
+        place,
+        rule,
+        instance_id,
+        labels,
+        reason,
+        dry_run,
+    } = command
+    else {
+        unreachable!("called with `reflex remediate` only")
+    };
+    let asked = match rule {
+        Some(name) => commands::Manual::Rule {
+            name,
+            instance_id,
+            labels: labels.into_iter().collect(),
+            place: place.place(),
+        },
+        None if instance_id.is_some() || !labels.is_empty() => {
+            anyhow::bail!("--instance-id and --label are for a rule's run: give --rule NAME too")
+        }
+        // clap requires exactly one of the two; the pair is checked once more like every other.
+        None => commands::Manual::Target(
+            TargetRef::from_pair(load_balancer, target_group)?,
+            place.place(),
+        ),
+    };
+    let summary = commands::remediate_command(&config, asked, reason, dry_run).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+/// A `--label KEY=VALUE` argument.
+fn key_value(argument: &str) -> Result<(String, String), String> {
+    match argument.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{argument:?} is not KEY=VALUE")),
+    }
 }
 
 /// `check-config`: loads the configuration and its TLS files, with `--aws` probes the targets, and prints

@@ -737,6 +737,49 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_acts_in_a_known_account_and_a_region_that_account_lists() {
+        let accounts = "[[accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222233334444:role/r\"\n\
+                        regions = [\"eu-west-1\"]\n";
+        let rule = |place: &str| {
+            format!("{accounts}[[rules]]\nname = \"r\"\nladder = [\"reboot\"]\n{place}")
+        };
+        let config =
+            parse_with(&rule("account = \"prod\"\nregion = \"eu-west-1\"\n"), &[]).unwrap();
+        let id = config.rule_id(&config.rules[0], "123456789012");
+        assert_eq!(
+            (id.account.as_str(), id.region.as_str()),
+            ("222233334444", "eu-west-1")
+        );
+        let config = parse_with(&rule(""), &[]).unwrap();
+        let id = config.rule_id(&config.rules[0], "123456789012");
+        assert_eq!(
+            (id.account.as_str(), id.region.as_str()),
+            ("123456789012", "us-east-1")
+        );
+        for (place, key, says) in [
+            (
+                "account = \"stage\"\n",
+                "rules.account",
+                "neither \"local\" nor",
+            ),
+            (
+                "account = \"prod\"\nregion = \"us-east-1\"\n",
+                "rules.region",
+                "does not list",
+            ),
+            ("account = \"prod\"\n", "rules.region", "does not list"),
+            (
+                "region = \" \"\n",
+                "rules.region",
+                "must name an AWS region",
+            ),
+        ] {
+            let err = parse_with(&rule(place), &[]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(says), "{place}: {err}");
+        }
+    }
+
+    #[test]
     fn a_pagerduty_entry_needs_its_routing_key_and_escalations_and_posts_to_pagerduty_by_default() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("routing-key");

@@ -760,6 +760,18 @@ impl Config {
         target.region.as_deref().unwrap_or(&self.aws.region)
     }
 
+    /// The identity of `rule`, served as a target in the account and region it acts in; the local account's
+    /// id is `home_account`.
+    pub fn rule_id(&self, rule: &RuleConfig, home_account: &str) -> crate::target::TargetId {
+        let place = self.place_of(&rule.place(), home_account);
+        crate::target::TargetId::new(
+            place.account,
+            place.region,
+            crate::target::TargetKind::Rule,
+            &rule.name,
+        )
+    }
+
     /// The identity of `target`; the local account's id is `home_account`.
     pub fn target_id(&self, target: &TargetConfig, home_account: &str) -> crate::target::TargetId {
         target.id_in(&self.place_of(target, home_account))

@@ -52,6 +52,14 @@ pub struct RuleConfig {
     /// How long after the action `verify` waits for the alarm before the step counts as not recovered.
     #[serde(default = "verify_within")]
     pub verify_within_secs: u64,
+    /// The account it acts in (`local` or an `[[accounts]]` name), through that account's role; default
+    /// `local`. An alert that names another account is not its.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The region it acts in, one its account lists; default `aws.region`. An alert that names another
+    /// region is not its.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// `verify` on a rule: what besides its instances tells that a step worked.
@@ -71,6 +79,21 @@ fn verify_within() -> u64 {
 }
 
 impl RuleConfig {
+    /// The `[[accounts]]` name of the account it acts in (`local` unless set).
+    pub fn account_name(&self) -> &str {
+        self.account.as_deref().unwrap_or(super::LOCAL_ACCOUNT)
+    }
+
+    /// Where it acts, as a `[[targets]]` entry with no balancer in that account and region: what serves a
+    /// target's place (its fleet, its account's role) serves the rule's.
+    pub fn place(&self) -> super::TargetConfig {
+        super::TargetConfig {
+            account: self.account.clone(),
+            region: self.region.clone(),
+            ..super::TargetConfig::default()
+        }
+    }
+
     /// A fingerprint of the rule and of the `[[actions]]` entries its ladder names, as configured (16 hex
     /// digits): its runs' records carry it, so that an approval or a takeover under a rule changed since is
     /// noticed rather than acted on.
@@ -102,6 +125,8 @@ impl Default for RuleConfig {
             allow_auto: false,
             verify: None,
             verify_within_secs: VERIFY_WITHIN_SECS,
+            account: None,
+            region: None,
         }
     }
 }

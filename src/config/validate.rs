@@ -228,6 +228,7 @@ impl Config {
                     ),
                 );
             }
+            self.validate_rule_place(rule)?;
             let required = rule.approvals_required.unwrap_or(approvals.required) as usize;
             let mode = rule.mode.unwrap_or(self.remediation.mode);
             // A `match.namespace` of "" is read the stricter way, as a business metric's.
@@ -253,6 +254,38 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// A rule's account is `local` or listed under `[[accounts]]`, and its region one that account allows.
+    fn validate_rule_place(&self, rule: &super::RuleConfig) -> Result<(), ConfigError> {
+        let name = rule.account_name();
+        let region = rule.region.as_deref().unwrap_or(&self.aws.region);
+        if region.trim().is_empty() {
+            return invalid(
+                "rules.region",
+                "must name an AWS region, e.g. \"eu-west-1\"",
+            );
+        }
+        match self.account(name) {
+            Some(account) if !account.allows(region, &self.aws.region) => invalid(
+                "rules.region",
+                format!(
+                    "is {region:?} for rule {:?}, which account {name:?} does not list in its regions; add it \
+                     to that [[accounts]] entry's regions",
+                    rule.name
+                ),
+            ),
+            None if name != super::LOCAL_ACCOUNT => invalid(
+                "rules.account",
+                format!(
+                    "names {:?} for rule {:?}, which is neither \"local\" nor the name of an [[accounts]] \
+                     entry",
+                    crate::untrusted::bounded(name),
+                    rule.name
+                ),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Slack's approvers need the app's signing secret, and are Slack user ids.

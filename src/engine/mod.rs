@@ -57,7 +57,7 @@ pub use earlier_checks::{
 pub use error::EngineError;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Skip, SkipReason};
 pub use report::Run;
-pub use route::{Matched, is_instance_id, named_instance};
+pub use route::{ManualRefusal, Matched, is_instance_id, named_instance};
 pub use targets::{FleetOf, StartError, probe_targets};
 pub use trigger::{Approved, Authenticated, NextStep, Resources, Resume, Trigger};
 
@@ -125,7 +125,7 @@ impl Engine {
         kinds: Kinds,
     ) -> Result<Self, StartError> {
         let kinds = kinds.check(&config)?;
-        let rules = crate::rules::Rules::compile(&config.rules)?;
+        let rules = crate::rules::Rules::for_config(&config, &home.account)?;
         let targets = targets::Targets::resolve(&config, fleet_of, &kinds).await?;
         let slots = Semaphore::new(config.remediation.max_concurrent);
         Ok(Self {

@@ -12,6 +12,7 @@ use super::{Engine, EngineError};
 use crate::audit::{Auth, Filter, Outcome, RequestMeta, Source};
 use crate::contract::ANSWERED;
 use crate::rules::AlertFacts;
+use crate::target::{Place, TargetRef};
 
 /// The note of a record that says which alerts of a rule resolved.
 const NOTE: &str = "resolved_alerts";
@@ -46,8 +47,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut meta = RequestMeta::new(source, caller);
         meta.auth = Auth::Passed;
-        meta.target = Some(rule.to_owned());
-        meta.place = Some((self.home.account.clone(), self.home.region.clone()));
+        // Recorded where the rule acts, as its runs and checks are.
+        let target = self
+            .targets
+            .one(&TargetRef::Rule(rule.to_owned()), &Place::ANYWHERE)?;
+        meta.concerns(&target.id);
         meta.note(NOTE, identities);
         meta.note("alerts", texts);
         let record = meta.into_record(Outcome::Ignored, ANSWERED, None, 0);

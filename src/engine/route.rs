@@ -8,7 +8,7 @@ use super::Engine;
 use super::trigger::{Authenticated, Resources, Trigger};
 use crate::config::{ALERT_INSTANCES, RuleConfig, is_business_namespace, tag_selector};
 use crate::rules::AlertFacts;
-use crate::target::TargetRef;
+use crate::target::{Place, TargetRef};
 
 /// The rule an alert matched, and what its run acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,75 @@ impl Engine {
         let config = self.config.rules.iter().find(|rule| {
             rule.name == name && rule.sources.iter().any(|source| source == "manual")
         })?;
+        // An account or region the request gives must be where the rule acts.
+        let place = Place::new(Some(alert.account.clone()), Some(alert.region.clone()));
+        let reference = TargetRef::Rule(config.name.clone());
+        if self.targets.find(&reference, &place).is_empty() {
+            return None;
+        }
         Some(matched(config, alert))
+    }
+
+    /// The rule a manual request (`POST /remediate`, `reflex remediate`) runs: the one it names (`rule`),
+    /// else the first it matches, acting on the instance it names (`instance_id`) or on what its `labels`
+    /// select. `body` is the request as JSON, read as `AlertFacts::from_manual` reads it.
+    pub fn manual(
+        &self,
+        rule: Option<&str>,
+        instance_id: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<Matched, ManualRefusal> {
+        if let Some(id) = instance_id
+            && !is_instance_id(id)
+        {
+            return Err(ManualRefusal::NotAnInstance(crate::untrusted::bounded(id)));
+        }
+        let alert = AlertFacts::from_manual(body);
+        let matched = match rule {
+            Some(name) => self
+                .manual_rule(name, &alert)
+                .ok_or_else(|| ManualRefusal::UnknownRule(crate::untrusted::bounded(name)))?,
+            None => self.route(&alert).ok_or(ManualRefusal::NoRuleMatched)?,
+        };
+        if instance_id.is_some() && !matches!(matched.resources, Resources::Instances(_)) {
+            return Err(ManualRefusal::SelectsByTag(matched.rule));
+        }
+        Ok(matched)
+    }
+}
+
+/// Why a manual request for a rule's run is refused, before anything is done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualRefusal {
+    /// Its `instance_id` is no EC2 instance id.
+    #[error("instance_id {0:?} is not an EC2 instance id (i-...)")]
+    NotAnInstance(String),
+    /// No rule of the name it gives takes manual requests (in the account and region it gives).
+    #[error(
+        "no rule {0:?} takes manual requests (one that lists \"manual\" in its sources), in the account and \
+         region the request gives"
+    )]
+    UnknownRule(String),
+    /// It names no rule and matches none that takes manual requests.
+    #[error(
+        "the request names no load_balancer, target_group or rule, and matches no rule that lists \"manual\" \
+         in its sources"
+    )]
+    NoRuleMatched,
+    /// It names an instance for a rule that selects its instances by tag.
+    #[error("rule {0:?} selects its instances by tag: instance_id does not apply")]
+    SelectsByTag(String),
+}
+
+impl ManualRefusal {
+    /// The HTTP status and error code it is answered and recorded with: a malformed request is 400
+    /// `invalid-request`, an unknown rule 404 `unknown-rule`, a request no rule takes 422 `no-rule-matched`.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            Self::NotAnInstance(_) | Self::SelectsByTag(_) => (400, "invalid-request"),
+            Self::UnknownRule(_) => (404, "unknown-rule"),
+            Self::NoRuleMatched => (422, "no-rule-matched"),
+        }
     }
 }
 

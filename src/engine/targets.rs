@@ -188,20 +188,18 @@ fn cooldown_of(config: &Config, ladder: &[Arc<dyn ActionKind>]) -> Duration {
     }
 }
 
-/// Every rule, served as a target of its own where reflex runs: its pauses, silences, breaker, cooldown and
-/// budgets are the rule's; what it acts on comes with each alert. Its steps keep the instance (checked by
-/// `Kinds::check`), so the balancer's capacity rules do not bound it: its speed limit is its whole selection.
+/// Every rule, served as a target of its own in the account and region it acts in (through that account's
+/// fleet and role): its pauses, silences, breaker, cooldown and budgets are the rule's; what it acts on comes
+/// with each alert. Its steps keep the instance (checked by `Kinds::check`), so the balancer's capacity rules
+/// do not bound it: its speed limit is its whole selection.
 fn rule_targets(
     config: &Config,
     fleet_of: FleetOf<'_>,
     kinds: &Kinds,
 ) -> Result<Vec<Target>, StartError> {
-    if config.rules.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (fleet, home) = fleet_of(&TargetConfig::default());
     let mut targets = Vec::with_capacity(config.rules.len());
     for rule in &config.rules {
+        let (fleet, home) = fleet_of(&rule.place());
         let ladder =
             kinds
                 .rule_ladder(config, &rule.ladder)
@@ -212,7 +210,7 @@ fn rule_targets(
         let reference = TargetRef::Rule(rule.name.clone());
         targets.push(Target {
             id: TargetId::new(&home.account, &home.region, TargetKind::Rule, &rule.name),
-            account_name: crate::config::LOCAL_ACCOUNT.to_owned(),
+            account_name: rule.account_name().to_owned(),
             fleet_ref: reference.clone(),
             configured: reference,
             names: Names {
@@ -229,7 +227,7 @@ fn rule_targets(
                 .cooldown_secs
                 .map_or_else(|| cooldown_of(config, &ladder), Duration::from_secs),
             ladder,
-            fleet: Arc::clone(&fleet),
+            fleet,
             lock: Mutex::new(()),
             fingerprint: Some(rule.fingerprint(&config.actions)),
             change_seen: std::sync::Mutex::default(),

@@ -27,7 +27,8 @@ struct ControlRequest {
     target: Option<String>,
     /// A `[[rules]]` entry, by name, instead of a target (pause, resume, silence).
     rule: Option<String>,
-    /// The target's account, when several targets share its name (a string when given, never null).
+    /// The target's account, when several targets share its name, or the rule's (a string when given, never
+    /// null).
     #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
     /// The target's region, when several targets share its name (a string when given, never null).
@@ -281,12 +282,13 @@ async fn placed(
         );
         return Err(state.refused(meta, err).await);
     }
-    if request.target().is_some() || !place.is_given() {
+    if request.target().is_some() || request.rule().is_some() || !place.is_given() {
         return Ok(meta);
     }
     let err = ApiError::bad_request(
         "invalid-request",
-        "account and region say where a target is: give target too (without any of them, everything)",
+        "account and region say where a target or a rule is: give target or rule too (without any of them, \
+         everything)",
     );
     Err(state.refused(meta, err).await)
 }

@@ -17,10 +17,8 @@ use super::pipeline::{Handled, Receive, Rejection, receive};
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, RequestMeta, Source};
-use crate::engine::{Resources, Trigger};
-use crate::rules::AlertFacts;
+use crate::engine::Trigger;
 use crate::target::{PairError, Place, TargetRef};
-use crate::untrusted::bounded;
 
 /// The manual request body: exactly one of `load_balancer` and `target_group`, and where it is when several
 /// targets share its name; or, with rules configured, a rule and what it acts on.
@@ -162,40 +160,18 @@ fn ruled(
     if !state.engine.has_rules() && request.rule.is_none() {
         return Ok(None);
     }
-    if let Some(id) = &request.instance_id
-        && !crate::engine::is_instance_id(id)
-    {
-        let problem = format!(
-            "instance_id {:?} is not an EC2 instance id (i-...)",
-            bounded(id)
-        );
-        return Err(ApiError::bad_request("invalid-request", problem).into());
-    }
-    let alert = AlertFacts::from_manual(&parse_json(body)?);
-    let matched = match &request.rule {
-        Some(name) => state.engine.manual_rule(name, &alert).ok_or_else(|| {
-            let problem = format!(
-                "no rule {:?} takes manual requests (one that lists \"manual\" in its sources)",
-                bounded(name)
-            );
-            ApiError::new(StatusCode::NOT_FOUND, "unknown-rule", problem)
-        })?,
-        None => state.engine.route(&alert).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no-rule-matched",
-                "the request names no load_balancer, target_group or rule, and matches no rule that lists \
-                 \"manual\" in its sources",
-            )
-        })?,
-    };
-    if request.instance_id.is_some() && !matches!(matched.resources, Resources::Instances(_)) {
-        let problem = format!(
-            "rule {:?} selects its instances by tag: instance_id does not apply",
-            matched.rule
-        );
-        return Err(ApiError::bad_request("invalid-request", problem).into());
-    }
+    let matched = state
+        .engine
+        .manual(
+            request.rule.as_deref(),
+            request.instance_id.as_deref(),
+            &parse_json(body)?,
+        )
+        .map_err(|refusal| {
+            let (status, code) = refusal.status_and_code();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            ApiError::new(status, code, refusal.to_string())
+        })?;
     meta.note("rule", &matched.rule);
     let trigger = Trigger::for_rule(proof, matched, reason.to_owned(), request.dry_run);
     Ok(Some(trigger))

@@ -111,22 +111,26 @@ async fn notification(
     if let Some(replay) = state.audit.replay_of(key) {
         return Ok(replayed(meta, replay));
     }
-    if let Some(matched) = rule_of(state, &message.topic_arn, &message.message) {
-        meta.note("rule", &matched.rule);
-        return match claim(state, meta, key.to_owned(), None).await? {
-            Ok(key) => Ok(Handled::Run {
-                trigger: Box::new(Trigger::for_rule(
-                    verified.proof(),
-                    matched,
-                    message.message.clone(),
-                    false,
-                )),
-                delivery: Some(key),
-            }),
-            Err(replay) => Ok(replay),
-        };
-    }
-    let decision = match decide(&state.config, &message.topic_arn, &message.message) {
+    let decision = match rule_of(state, &message.topic_arn, &message.message) {
+        Ok(Some(matched)) => {
+            meta.note("rule", &matched.rule);
+            return match claim(state, meta, key.to_owned(), None).await? {
+                Ok(key) => Ok(Handled::Run {
+                    trigger: Box::new(Trigger::for_rule(
+                        verified.proof(),
+                        matched,
+                        message.message.clone(),
+                        false,
+                    )),
+                    delivery: Some(key),
+                }),
+                Err(replay) => Ok(replay),
+            };
+        }
+        Ok(None) => decide(&state.config, &message.topic_arn, &message.message),
+        Err(reason) => Err(reason),
+    };
+    let decision = match decision {
         Ok(decision) => decision,
         Err(reason) => {
             // Refused, unless this is a redelivery of a message handled before (under another configuration).
@@ -177,23 +181,23 @@ async fn notification(
     }
 }
 
-/// The rule a CloudWatch alarm's message matches, when rules are configured and one does. A rule acts where
-/// reflex runs, so only an alarm of that account and region (when it names them), from a topic of that
-/// account (when other accounts are configured: another account's publisher cannot act here), goes to a rule.
-fn rule_of(state: &AppState, topic_arn: &str, message: &str) -> Option<Matched> {
+/// The rule a CloudWatch alarm's message matches, when rules are configured and one does: a rule acts in its
+/// own account and region, so only an alarm of that place (when it names one) matches it, and the alarm may
+/// name that account only over a topic bound to it (`sns::account_allowed`, as for targets): `Err` says why
+/// not, and the message is refused.
+fn rule_of(state: &AppState, topic_arn: &str, message: &str) -> Result<Option<Matched>, String> {
     if !state.engine.has_rules() {
-        return None;
+        return Ok(None);
     }
-    let alert = AlertFacts::from_cloudwatch(message)?;
-    let home = state.engine.home();
-    let topic_account = topic_arn.split(':').nth(4).unwrap_or_default();
-    let here = (alert.account.is_empty() || alert.account == home.account)
-        && (alert.region.is_empty() || alert.region == home.region)
-        && (state.config.accounts.is_empty() || topic_account == home.account);
-    if !here {
-        return None;
-    }
-    state.engine.route(&alert)
+    let Some(alert) = AlertFacts::from_cloudwatch(message) else {
+        return Ok(None);
+    };
+    let Some(matched) = state.engine.route(&alert) else {
+        return Ok(None);
+    };
+    let account = Some(alert.account.as_str()).filter(|account| !account.is_empty());
+    crate::sns::account_allowed(&state.config, topic_arn, &alert.name, account)?;
+    Ok(Some(matched))
 }
 
 /// reflex was unsubscribed from an allowed topic: its alarms will no longer arrive. Loud on purpose: logged as

@@ -7,6 +7,7 @@ mod alert;
 mod context;
 mod expr;
 mod matcher;
+mod place;
 mod suite;
 mod test_command;
 
@@ -21,6 +22,7 @@ pub use test_command::test_command;
 use crate::config::RuleConfig;
 use expr::When;
 use matcher::Matcher;
+use place::RulePlace;
 
 /// The sources a rule may consider.
 pub const SOURCES: &[&str] = &["sns", "alertmanager", "grafana", "manual"];
@@ -71,6 +73,8 @@ pub struct Rule {
     on: Vec<String>,
     matcher: Matcher,
     when: Option<When>,
+    /// Where it acts, when placed (`Rules::for_config`): an alert naming another place is not its.
+    place: Option<RulePlace>,
 }
 
 /// Whether one rule matched an alert, and if not, the first thing that failed: what `reflex rules test`
@@ -125,9 +129,24 @@ impl Rules {
                 on: config.on.clone(),
                 matcher: Matcher::compile(&config.name, &config.matches)?,
                 when,
+                place: None,
             });
         }
         Ok(Self { rules, env })
+    }
+
+    /// Compiles `config`'s rules, each placed where it acts (its `account` and `region`): an alert that names
+    /// another account or region is not its. `home_account` is the local account's id, empty when not known
+    /// (then `aws.account_id`, else any id no `[[accounts]]` entry has, is taken to be the local one).
+    pub fn for_config(
+        config: &crate::config::Config,
+        home_account: &str,
+    ) -> Result<Self, RuleError> {
+        let mut rules = Self::compile(&config.rules)?;
+        for (rule, configured) in rules.rules.iter_mut().zip(&config.rules) {
+            rule.place = Some(RulePlace::of(config, configured, home_account));
+        }
+        Ok(rules)
     }
 
     /// Whether no rule is configured.
@@ -181,6 +200,9 @@ impl Rule {
                 "on: the alert is {:?}, not one of {:?}",
                 alert.state, self.on
             ));
+        }
+        if let Some(failed) = self.place.as_ref().and_then(|place| place.failed(alert)) {
+            return Some(failed);
         }
         if let Some(failed) = self.matcher.first_failed(alert) {
             return Some(failed);

@@ -58,7 +58,7 @@ pub fn run_suite(config: &Config, path: &Path, now: i64) -> anyhow::Result<Suite
         !config.rules.iter().any(|rule| rule.name == NONE),
         "the config has a rule named {NONE:?}, which a suite's `rule = \"none\"` means no rule: rename it"
     );
-    let rules = Rules::compile(&config.rules)?;
+    let rules = Rules::for_config(config, "")?;
     if let Some(unknown) = suite
         .cases
         .iter()

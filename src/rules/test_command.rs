@@ -29,7 +29,7 @@ pub fn test_command(
     now: i64,
     json: bool,
 ) -> anyhow::Result<String> {
-    let rules = Rules::compile(&config.rules)?;
+    let rules = Rules::for_config(config, "")?;
     anyhow::ensure!(
         !rules.is_empty(),
         "the config has no [[rules]]: every alert runs the target it names"

@@ -39,7 +39,12 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
         if let Some(target) = named_target(alarm)? {
             let place = Place::new(alarm.account.clone(), alarm.region.clone());
             let home = config.aws.account_id.as_deref().unwrap_or_default();
-            account_allowed(config, topic_arn, alarm)?;
+            account_allowed(
+                config,
+                topic_arn,
+                &alarm.alarm_name,
+                alarm.account.as_deref(),
+            )?;
             // A topic that lists its targets may only heal those: an alarm on it cannot name another one.
             let listed: Vec<_> = config
                 .targets
@@ -102,25 +107,25 @@ pub fn decide(config: &Config, topic_arn: &str, message: &str) -> Result<Decisio
     })
 }
 
-/// Whether `alarm`, delivered by `topic_arn`, may name the account it names: its text is the publisher's, so an
-/// account is accepted only from a topic of that account, or one its `[[accounts]]` entry lists in
-/// `sns_topic_arns` (a central topic). An alarm that names no account is refused when several accounts are
-/// configured: which one is meant cannot be told.
-fn account_allowed(
+/// Whether the alarm `alarm_name`, delivered by `topic_arn`, may name the `account` it names: its text is the
+/// publisher's, so an account is accepted only from a topic of that account, or one its `[[accounts]]` entry
+/// lists in `sns_topic_arns` (a central topic). An alarm that names no account is refused when several
+/// accounts are configured: which one is meant cannot be told. Targets and rules alike are held to it.
+pub fn account_allowed(
     config: &Config,
     topic_arn: &str,
-    alarm: &CloudWatchAlarm,
+    alarm_name: &str,
+    account: Option<&str>,
 ) -> Result<(), String> {
     // With no other account configured, every target is in the account reflex runs in: an alarm cannot send
     // it anywhere else (a central monitoring topic in another account keeps working).
     if config.accounts.is_empty() {
         return Ok(());
     }
-    let Some(account) = alarm.account.as_deref() else {
+    let Some(account) = account else {
         return Err(format!(
-            "alarm {:?} names no account (no AlarmArn or AWSAccountId), and several accounts are configured: \
-             which one is meant cannot be told",
-            alarm.alarm_name
+            "alarm {alarm_name:?} names no account (no AlarmArn or AWSAccountId), and several accounts are \
+             configured: which one is meant cannot be told"
         ));
     };
     let topic_account = topic_arn.split(':').nth(4).unwrap_or_default();
@@ -131,9 +136,9 @@ fn account_allowed(
         return Ok(());
     }
     Err(format!(
-        "alarm {:?} names account {account}, but topic {topic_arn} is in account {topic_account}: an alarm may \
-         name only its topic's account, or an account whose [[accounts]] entry lists the topic in sns_topic_arns",
-        alarm.alarm_name
+        "alarm {alarm_name:?} names account {account}, but topic {topic_arn} is in account {topic_account}: an \
+         alarm may name only its topic's account, or an account whose [[accounts]] entry lists the topic in \
+         sns_topic_arns"
     ))
 }
 

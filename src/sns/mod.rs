@@ -15,7 +15,7 @@ pub use alarm::alarm_place;
 pub use cert::SigningCert;
 pub use cert_store::{CertSource, CertStore};
 pub use confirm::{ConfirmError, Confirmer};
-pub use decide::{Decision, decide};
+pub use decide::{Decision, account_allowed, decide};
 pub use message::{MessageType, Unverified, is_topic_arn};
 pub use url_policy::{CertUrl, SubscribeUrl};
 pub use verify::{Verified, Verifier, VerifyPolicy};

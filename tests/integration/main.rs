@@ -23,6 +23,7 @@ mod notify;
 mod remediate;
 mod replicas;
 mod rules;
+mod rules_accounts;
 mod rules_run;
 mod safety;
 mod scoped_tokens;

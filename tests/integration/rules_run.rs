@@ -3,10 +3,12 @@
 //! and checked; an alert no rule takes that names no target is refused `no-rule-matched`; a rule's alert that
 //! names no instance is refused `no-resource`; a rule is paused and silenced by name; a business metric's
 //! alarm is held for approvers, its instances found by tag; a rule verified by its alert is checked by the
-//! alarm being OK again, or by the real Alertmanager sending the alert resolved.
+//! alarm being OK again, or by the real Alertmanager sending the alert resolved; `reflex remediate --rule`
+//! runs a rule, or is refused and audited as `POST /remediate` is.
 
 use serde_json::{Value, json};
 
+use crate::common::process::reflex;
 use crate::common::sns::{captured_delivery, topic};
 use crate::common::{ADMIN_TOKEN, Fleet, Moto, TestApp, config_text, sha256_hex, unique};
 
@@ -685,4 +687,76 @@ async fn a_manual_request_runs_the_rule_it_names_or_matches_and_is_refused_other
     let sent = setup.sent().await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["InstanceIds"], json!([hosts[0]]));
+}
+
+#[tokio::test]
+async fn reflex_remediate_runs_a_rule_and_is_refused_and_audited_as_the_api_is() {
+    let setup = setup().await;
+    let hosts = setup.fleet.launch(1, &[("role", "cache")]).await;
+    let config = setup.app.config_path.to_str().unwrap().to_owned();
+    let remediate = |args: &[&str]| {
+        let mut all = vec!["remediate", "--config", config.as_str()];
+        all.extend_from_slice(args);
+        reflex(all)
+    };
+
+    // Refused as POST /remediate refuses, each audited with its code, nothing sent.
+    for (args, code) in [
+        (vec!["--rule", "disk-full"], "unknown-rule"),
+        (
+            vec!["--rule", "memory-full", "--instance-id", "web-1"],
+            "invalid-request",
+        ),
+        (
+            vec!["--rule", "orders-low", "--instance-id", hosts[0].as_str()],
+            "invalid-request",
+        ),
+    ] {
+        let output = remediate(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr.contains(code), "{args:?}: {stderr}");
+    }
+    // What only goes with a rule, without one: clap says so before anything is read.
+    let output = remediate(&["--load-balancer", &setup.lb, "--instance-id", &hosts[0]]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--rule"));
+    let output = remediate(&["--rule", "memory-full", "--label", "no-equals-sign"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not KEY=VALUE"));
+    assert!(setup.sent().await.is_empty(), "nothing sent");
+
+    let output = remediate(&[
+        "--rule",
+        "memory-full",
+        "--instance-id",
+        &hosts[0],
+        "--label",
+        "team=cache",
+        "--reason",
+        "memory leak",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(run["rule"], "memory-full", "{run}");
+    assert_eq!(run["message"], "memory leak", "{run}");
+    assert_eq!(run["commanded-instance-ids"], json!([hosts[0]]), "{run}");
+    let sent = setup.sent().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["InstanceIds"], json!([hosts[0]]));
+
+    let records = setup.app.audit_records().await;
+    let cli: Vec<_> = records.iter().filter(|r| r.source == "cli").collect();
+    for code in ["unknown-rule", "invalid-request"] {
+        assert!(
+            cli.iter().any(|r| r.error.as_deref() == Some(code)),
+            "{code} audited: {cli:?}"
+        );
+    }
+    let ran = cli.iter().find(|r| r.id == run["audit-id"]).unwrap();
+    assert_eq!(ran.detail["rule"], "memory-full");
+    assert_eq!(ran.detail["request"]["labels"]["team"], "cache");
 }

@@ -177,15 +177,18 @@ fn state_panel(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> Ma
     }
 }
 
-/// The state panel's table: each target's budget left, and its last run.
+/// The state panel's table: each target's and rule's budget left, and its last run.
 fn budget_table(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> Markup {
     html! {
         table {
-            thead { tr { th { "Target" } th { "Account / region" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
+            thead { tr { th { "Target or rule" } th { "Account / region" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
             tbody {
                 @for budget in &state.budgets {
                     tr {
-                        td { a href=(path_of(&budget.account, &budget.region, &budget.target)) { (budget.target) } }
+                        td {
+                            a href=(path_of(&budget.account, &budget.region, &budget.target)) { (budget.target) }
+                            @if budget.kind == crate::target::TargetKind::Rule { " " span.muted { "(rule)" } }
+                        }
                         td { (budget.account) " / " (budget.region) }
                         td { (budget.left.target_hour) " / " (budget.left.target_day) }
                         td { (budget.left.all_hour) " / " (budget.left.all_day) }
@@ -513,5 +516,39 @@ mod tests {
         assert!(page.contains(r#"class="bad">escalated<"#), "{page}");
         let alone = run(&record, None, None).into_string();
         assert!(!alone.contains("Episode"));
+    }
+
+    #[test]
+    fn the_state_panel_shows_a_rules_budget_where_it_acts_beside_the_targets() {
+        use crate::controls::TargetBudget;
+        use crate::engine::budget::{Budgets, Left, Used};
+        use crate::target::TargetKind;
+        let left = Left::of(
+            Budgets::from(&crate::config::RemediationConfig::default()),
+            Used::default(),
+        );
+        let budget = |target: &str, kind, account: &str| TargetBudget {
+            target: target.into(),
+            kind,
+            account: account.into(),
+            region: "eu-west-1".into(),
+            left,
+        };
+        let state = State {
+            pauses: Vec::new(),
+            silences: Vec::new(),
+            breakers: Vec::new(),
+            budgets: vec![
+                budget("web-elb", TargetKind::LoadBalancer, "111111111111"),
+                budget("disk-prod", TargetKind::Rule, "222233334444"),
+            ],
+            at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let panel = state_panel(&state, &[]).into_string();
+        let rule = panel.find(">disk-prod</a>").expect("the rule's row");
+        assert!(panel[rule..].contains("(rule)"), "{panel}");
+        assert!(panel.contains("222233334444 / eu-west-1"), "{panel}");
+        let target = panel.find(">web-elb</a>").unwrap();
+        assert!(!panel[target..rule].contains("(rule)"), "{panel}");
     }
 }
