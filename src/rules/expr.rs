@@ -22,6 +22,8 @@ pub struct When {
     program: Program,
     /// The expression as written, for explanations.
     pub source: String,
+    /// The comparisons its top-level `&&` requires, checked on the alert before the program runs.
+    requirements: Vec<super::refute::Requirement>,
 }
 
 impl When {
@@ -45,10 +47,19 @@ impl When {
             in_comprehension: false,
         };
         check.walk(program.expression(), 1).map_err(error)?;
+        let requirements = super::refute::requirements(program.expression());
         Ok(Self {
             program,
             source: source.to_owned(),
+            requirements,
         })
+    }
+
+    /// Whether `alert` certainly makes it false, by a comparison it requires, without running it.
+    pub fn refuted(&self, alert: &super::AlertFacts) -> bool {
+        self.requirements
+            .iter()
+            .any(|requirement| requirement.refutes(alert))
     }
 
     /// Whether the expression is true in `context`; an error (a missing label, a type mismatch) is the

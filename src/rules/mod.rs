@@ -8,6 +8,7 @@ mod context;
 mod expr;
 mod matcher;
 mod place;
+mod refute;
 mod suite;
 mod test_command;
 
@@ -156,7 +157,7 @@ impl Rules {
 
     /// The first rule `alert` matches at `now` (Unix seconds), if any.
     pub fn first_match(&self, alert: &AlertFacts, now: i64) -> Option<&Rule> {
-        let context = context::of(&self.env, alert, now);
+        let context = Lazy::new(&self.env, alert, now);
         self.rules
             .iter()
             .find(|rule| rule.failed(alert, &context).is_none())
@@ -164,7 +165,7 @@ impl Rules {
 
     /// For every rule, in order, whether `alert` matches it at `now`, and what failed when not.
     pub fn explain(&self, alert: &AlertFacts, now: i64) -> Vec<Verdict> {
-        let context = context::of(&self.env, alert, now);
+        let context = Lazy::new(&self.env, alert, now);
         self.rules
             .iter()
             .map(|rule| {
@@ -179,9 +180,34 @@ impl Rules {
     }
 }
 
+/// An alert's CEL context, built the first time a rule's `when` has to run (none when every rule fails
+/// before), then shared by the rules after it.
+struct Lazy<'a> {
+    env: &'a Arc<Env>,
+    alert: &'a AlertFacts,
+    now: i64,
+    context: std::cell::OnceCell<cel::Context<'static, 'static>>,
+}
+
+impl<'a> Lazy<'a> {
+    fn new(env: &'a Arc<Env>, alert: &'a AlertFacts, now: i64) -> Self {
+        Self {
+            env,
+            alert,
+            now,
+            context: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> &cel::Context<'static, 'static> {
+        self.context
+            .get_or_init(|| context::of(self.env, self.alert, self.now))
+    }
+}
+
 impl Rule {
     /// The first of the rule's conditions `alert` fails, in words; `None` when it matches.
-    fn failed(&self, alert: &AlertFacts, context: &cel::Context) -> Option<String> {
+    fn failed(&self, alert: &AlertFacts, context: &Lazy<'_>) -> Option<String> {
         // A rule for every source is for alerts: only one that lists `manual` takes a person's request.
         if alert.source == "manual" && !self.sources.contains(&alert.source) {
             return Some(format!(
@@ -208,7 +234,10 @@ impl Rule {
             return Some(failed);
         }
         let when = self.when.as_ref()?;
-        match when.holds(context) {
+        if when.refuted(alert) {
+            return Some(format!("when: `{}` is false", when.source));
+        }
+        match when.holds(context.get()) {
             Ok(true) => None,
             Ok(false) => Some(format!("when: `{}` is false", when.source)),
             Err(err) => Some(format!("when: `{}` failed: {err}", when.source)),

@@ -1,0 +1,352 @@
+//! A `when`'s cheap refutations: the comparisons of an alert's field with a literal that its top-level `&&`
+//! requires (`alert.labels.job == 'kafka'`, `alert.value > 90.0`), read once at start-up and checked on the
+//! alert itself. When one of them is false, so is the whole `when` (CEL's `&&` is false once any side is false,
+//! whatever the others give), and the rule fails without its context being built or its program run; in every
+//! other case CEL decides. This keeps matching many rules within the time of one alert.
+
+use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
+
+use super::AlertFacts;
+
+/// A comparison a `when` requires to be true.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Requirement {
+    field: Field,
+    op: Op,
+    literal: Literal,
+}
+
+/// What of the alert a requirement reads.
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    /// `alert.name`, `alert.source`, ...: a text field.
+    Text(&'static str),
+    /// `alert.value` or `alert.threshold`: a number, or null when not known.
+    Number(&'static str),
+    /// `alert.labels.KEY`, `alert.annotations.KEY`, `alert.dimensions.KEY`: an entry of a map.
+    Entry(&'static str, String),
+}
+
+/// The comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Equals,
+    NotEquals,
+    Less,
+    LessEquals,
+    Greater,
+    GreaterEquals,
+}
+
+/// The literal compared with.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Text(String),
+    Number(f64),
+}
+
+const TEXT_FIELDS: &[&str] = &[
+    "source",
+    "name",
+    "state",
+    "severity",
+    "namespace",
+    "metric",
+    "account",
+    "region",
+    "starts_at",
+];
+const NUMBER_FIELDS: &[&str] = &["value", "threshold"];
+const MAP_FIELDS: &[&str] = &["labels", "annotations", "dimensions"];
+
+/// The requirements of `expression`: its top-level `&&` operands that compare a field with a literal.
+pub(super) fn requirements(expression: &IdedExpr) -> Vec<Requirement> {
+    let mut found = Vec::new();
+    collect(expression, &mut found);
+    found
+}
+
+fn collect(node: &IdedExpr, found: &mut Vec<Requirement>) {
+    let Expr::Call(call) = &node.expr else { return };
+    if call.target.is_some() || call.args.len() != 2 {
+        return;
+    }
+    if call.func_name == operators::LOGICAL_AND {
+        call.args.iter().for_each(|side| collect(side, found));
+        return;
+    }
+    let Some(op) = op_of(&call.func_name) else {
+        return;
+    };
+    let (left, right) = (&call.args[0], &call.args[1]);
+    let requirement = match (
+        field_of(left),
+        literal_of(right),
+        field_of(right),
+        literal_of(left),
+    ) {
+        (Some(field), Some(literal), ..) => Requirement { field, op, literal },
+        (_, _, Some(field), Some(literal)) => Requirement {
+            field,
+            op: op.flipped(),
+            literal,
+        },
+        _ => return,
+    };
+    if requirement.is_well_typed() {
+        found.push(requirement);
+    }
+}
+
+fn op_of(name: &str) -> Option<Op> {
+    Some(match name {
+        operators::EQUALS => Op::Equals,
+        operators::NOT_EQUALS => Op::NotEquals,
+        operators::LESS => Op::Less,
+        operators::LESS_EQUALS => Op::LessEquals,
+        operators::GREATER => Op::Greater,
+        operators::GREATER_EQUALS => Op::GreaterEquals,
+        _ => return None,
+    })
+}
+
+/// The field `node` reads: `alert.FIELD` or `alert.MAP.KEY` (never a presence test, `has(...)`).
+fn field_of(node: &IdedExpr) -> Option<Field> {
+    let Expr::Select(select) = &node.expr else {
+        return None;
+    };
+    if select.test {
+        return None;
+    }
+    match &select.operand.expr {
+        Expr::Ident(root) if root == "alert" => {
+            let name = select.field.as_str();
+            TEXT_FIELDS
+                .iter()
+                .find(|field| **field == name)
+                .map(|field| Field::Text(field))
+                .or_else(|| {
+                    NUMBER_FIELDS
+                        .iter()
+                        .find(|field| **field == name)
+                        .map(|field| Field::Number(field))
+                })
+        }
+        Expr::Select(map)
+            if !map.test && matches!(&map.operand.expr, Expr::Ident(root) if root == "alert") =>
+        {
+            MAP_FIELDS
+                .iter()
+                .find(|field| **field == map.field)
+                .map(|field| Field::Entry(field, select.field.clone()))
+        }
+        _ => None,
+    }
+}
+
+fn literal_of(node: &IdedExpr) -> Option<Literal> {
+    match &node.expr {
+        Expr::Literal(LiteralValue::String(text)) => Some(Literal::Text(text.inner().to_owned())),
+        Expr::Literal(LiteralValue::Double(number)) if number.inner().is_finite() => {
+            Some(Literal::Number(*number.inner()))
+        }
+        _ => None,
+    }
+}
+
+impl Op {
+    /// The same comparison with its sides swapped (`90.0 < alert.value` is `alert.value > 90.0`).
+    fn flipped(self) -> Self {
+        match self {
+            Self::Less => Self::Greater,
+            Self::LessEquals => Self::GreaterEquals,
+            Self::Greater => Self::Less,
+            Self::GreaterEquals => Self::LessEquals,
+            same => same,
+        }
+    }
+}
+
+impl Requirement {
+    /// Only what is read the same way here as in CEL: text compared for equality with text, a number
+    /// compared with a number.
+    fn is_well_typed(&self) -> bool {
+        match (&self.field, &self.literal) {
+            (Field::Text(_) | Field::Entry(..), Literal::Text(_)) => {
+                matches!(self.op, Op::Equals | Op::NotEquals)
+            }
+            (Field::Number(_), Literal::Number(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether `alert` certainly fails it; `false` when it holds or when only CEL can tell (a missing
+    /// label, an unknown value: CEL's error is then the answer).
+    pub fn refutes(&self, alert: &AlertFacts) -> bool {
+        match (&self.field, &self.literal) {
+            (Field::Text(field), Literal::Text(literal)) => {
+                !self.text_holds(text_field(alert, field), literal)
+            }
+            (Field::Entry(map, key), Literal::Text(literal)) => map_field(alert, map)
+                .get(key)
+                .is_some_and(|value| !self.text_holds(value, literal)),
+            (Field::Number(field), Literal::Number(literal)) => {
+                number_field(alert, field).is_some_and(|value| !self.number_holds(value, *literal))
+            }
+            _ => false,
+        }
+    }
+
+    fn text_holds(&self, value: &str, literal: &str) -> bool {
+        (value == literal) == (self.op == Op::Equals)
+    }
+
+    fn number_holds(&self, value: f64, literal: f64) -> bool {
+        if value.is_nan() {
+            // Only CEL says how it compares.
+            return true;
+        }
+        match self.op {
+            Op::Equals => value == literal,
+            Op::NotEquals => value != literal,
+            Op::Less => value < literal,
+            Op::LessEquals => value <= literal,
+            Op::Greater => value > literal,
+            Op::GreaterEquals => value >= literal,
+        }
+    }
+}
+
+fn text_field<'a>(alert: &'a AlertFacts, field: &str) -> &'a str {
+    match field {
+        "source" => &alert.source,
+        "name" => &alert.name,
+        "state" => &alert.state,
+        "severity" => &alert.severity,
+        "namespace" => &alert.namespace,
+        "metric" => &alert.metric,
+        "account" => &alert.account,
+        "region" => &alert.region,
+        _ => &alert.starts_at,
+    }
+}
+
+fn number_field(alert: &AlertFacts, field: &str) -> Option<f64> {
+    match field {
+        "value" => alert.value,
+        _ => alert.threshold,
+    }
+}
+
+fn map_field<'a>(
+    alert: &'a AlertFacts,
+    field: &str,
+) -> &'a std::collections::BTreeMap<String, String> {
+    match field {
+        "labels" => &alert.labels,
+        "annotations" => &alert.annotations,
+        _ => &alert.dimensions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::rules::{context, expr};
+
+    /// `when`s with requirements of every form, and parts only CEL decides.
+    const WHENS: &[&str] = &[
+        "alert.value > 90.0",
+        "90.0 <= alert.value && alert.labels.job == 'kafka'",
+        "alert.labels.job != 'kafka' && alert.severity == 'page'",
+        "alert.value < 50.0 && alert.labels.instance.startsWith('i-')",
+        "alert.dimensions.path == '/' && alert.threshold >= 80.0",
+        "(alert.value > 10.0 || alert.name == 'x') && alert.source == 'sns'",
+        "alert.annotations.summary == 'disk' && alert.value != 75.5",
+    ];
+
+    #[test]
+    fn only_the_top_level_conjunction_s_comparisons_with_literals_are_required() {
+        let env = expr::environment();
+        let count = |source: &str| {
+            let program = env.compile(source).unwrap();
+            requirements(program.expression()).len()
+        };
+        assert_eq!(count("alert.value > 90.0"), 1);
+        assert_eq!(
+            count("alert.labels.job == 'kafka' && 90.0 < alert.value"),
+            2
+        );
+        assert_eq!(count("alert.value > 90.0 || alert.severity == 'page'"), 0);
+        assert_eq!(count("!(alert.value > 90.0)"), 0);
+        assert_eq!(
+            count("alert.value > 90"),
+            0,
+            "an int literal is CEL's to compare"
+        );
+        assert_eq!(count("alert.name < 'm'"), 0, "text ordering is CEL's");
+        assert_eq!(count("has(alert.labels.job) && alert.labels.job == 'x'"), 1);
+    }
+
+    #[test]
+    fn a_required_comparison_the_alert_fails_refutes_and_an_unknown_value_leaves_it_to_cel() {
+        let env = expr::environment();
+        let when = expr::When::compile(&env, "r", WHENS[1]).unwrap();
+        let alert = |value: Option<f64>, job: Option<&str>| AlertFacts {
+            value,
+            labels: job
+                .map(|job| ("job".to_owned(), job.to_owned()))
+                .into_iter()
+                .collect(),
+            ..AlertFacts::default()
+        };
+        assert!(when.refuted(&alert(Some(50.0), Some("kafka"))));
+        assert!(when.refuted(&alert(Some(95.0), Some("web"))));
+        assert!(!when.refuted(&alert(Some(95.0), Some("kafka"))));
+        assert!(
+            !when.refuted(&alert(None, None)),
+            "null and a missing label are CEL's"
+        );
+        assert!(
+            when.refuted(&alert(None, Some("web"))),
+            "false wins over CEL's error"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_refuted_when_is_false_in_cel_too(
+            which in 0..WHENS.len(),
+            value in proptest::option::of(prop_oneof![Just(50.0), Just(75.5), Just(90.0), 0.0f64..200.0]),
+            threshold in proptest::option::of(60.0f64..100.0),
+            job in proptest::option::of("(kafka|web)"),
+            severity in "(page|info|)",
+            path in proptest::option::of("(/|/var)"),
+            summary in proptest::option::of("(disk|cpu)"),
+        ) {
+            let env = expr::environment();
+            let when = expr::When::compile(&env, "r", WHENS[which]).unwrap();
+            let mut labels = BTreeMap::from([("instance".to_owned(), "i-0abc".to_owned())]);
+            labels.extend(job.map(|job| ("job".to_owned(), job)));
+            let alert = AlertFacts {
+                source: "sns".into(),
+                name: "a".into(),
+                severity,
+                value,
+                threshold,
+                labels,
+                dimensions: path.map(|p| ("path".to_owned(), p)).into_iter().collect(),
+                annotations: summary.map(|s| ("summary".to_owned(), s)).into_iter().collect(),
+                ..AlertFacts::default()
+            };
+            if when.refuted(&alert) {
+                let context = context::of(&env, &alert, 0);
+                prop_assert_eq!(when.holds(&context), Ok(false));
+            }
+        }
+    }
+}
