@@ -1,6 +1,6 @@
 //! Times rule matching, the part of `[[rules]]` on the path of every alert: RULES rules with a CEL `when`
-//! (half of them with `match` shorthands too), none of which matches the alert, so that every rule's
-//! condition is evaluated, and the alert's context built as each alert's is. Prints the microseconds matching
+//! (half of them with `match` shorthands too), none of which matches the alert, so that every rule is tried to
+//! its end, and the alert's context built as each alert's is. Prints the microseconds matching
 //! adds to one alert twice: for rules written as most are (each `when` requires a comparison of a field with a
 //! literal, which the alert fails, so CEL need not run), and for rules whose `when` only CEL can decide (it
 //! runs for every rule).

@@ -24,9 +24,9 @@ pub enum ControlError {
     /// The target is not in the configuration.
     #[error("{0:?} is not a configured target (a [[targets]] load_balancer or target_group)")]
     UnknownTarget(String),
-    /// The rule is not in the configuration (or was given a place: a rule lives where reflex runs).
+    /// The rule is not in the configuration (in the account and region given).
     #[error(
-        "{0:?} is not a configured rule (a [[rules]] name, given without an account or a region)"
+        "{0:?} is not a configured rule (a [[rules]] name; with an account or a region, those it acts in)"
     )]
     UnknownRule(String),
     /// Several targets in several accounts or regions share the name: a control by name cannot tell which.

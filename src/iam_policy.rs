@@ -110,11 +110,7 @@ fn scope<'a>(config: &'a Config, account: Option<&str>) -> Result<Scope<'a>, Iam
         .iter()
         .map(|target| config.region_of(target))
         .collect();
-    regions.extend(
-        rules
-            .iter()
-            .map(|rule| rule.region.as_deref().unwrap_or(&config.aws.region)),
-    );
+    regions.extend(rules.iter().map(|rule| rule.region_or(&config.aws.region)));
     let partition = if config.aws.region.starts_with("cn-") {
         "aws-cn"
     } else if config.aws.region.starts_with("us-gov-") {

@@ -596,8 +596,8 @@ impl AccountConfig {
     }
 }
 
-/// `[[targets]]`: one classic load balancer or one ELBv2 target group reflex may heal. The default entry
-/// names nothing and lies where reflex runs: the place and fleet of what has no balancer (a rule's instances).
+/// `[[targets]]`: one classic load balancer or one ELBv2 target group reflex may heal. An entry that names no
+/// balancer is a place (account and region) and what serves it: a rule's (`RuleConfig::place`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TargetConfig {
     /// Classic ELB name (exactly one of `load_balancer` and `target_group` is set).

@@ -84,6 +84,11 @@ impl RuleConfig {
         self.account.as_deref().unwrap_or(super::LOCAL_ACCOUNT)
     }
 
+    /// The region it acts in: its own, else `default` (`aws.region`).
+    pub fn region_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.region.as_deref().unwrap_or(default)
+    }
+
     /// Where it acts, as a `[[targets]]` entry with no balancer in that account and region: what serves a
     /// target's place (its fleet, its account's role) serves the rule's.
     pub fn place(&self) -> super::TargetConfig {
@@ -103,7 +108,13 @@ impl RuleConfig {
             .iter()
             .filter_map(|step| actions.iter().find(|action| &action.name == step))
             .collect();
-        let text = format!("{self:?}\n{named:?}");
+        let mut rule = format!("{self:?}");
+        // A rule that sets no place fingerprints as it did before rules had one, so that upgrading does not
+        // hold its pending approvals again.
+        if let Some(before) = rule.strip_suffix(", account: None, region: None }") {
+            rule = format!("{before} }}");
+        }
+        let text = format!("{rule}\n{named:?}");
         crate::hex::encode(&super::digest::sha256(text.as_bytes())[..8])
     }
 }

@@ -259,7 +259,7 @@ impl Config {
     /// A rule's account is `local` or listed under `[[accounts]]`, and its region one that account allows.
     fn validate_rule_place(&self, rule: &super::RuleConfig) -> Result<(), ConfigError> {
         let name = rule.account_name();
-        let region = rule.region.as_deref().unwrap_or(&self.aws.region);
+        let region = rule.region_or(&self.aws.region);
         if region.trim().is_empty() {
             return invalid(
                 "rules.region",

@@ -77,7 +77,7 @@ impl Engine {
     /// The rule `name` for a manual request, acting on what the request (`alert`) selects; `None` when no
     /// rule of that name takes manual requests: only one that lists `manual` in its `sources` does (a rule
     /// for every source is not for people to start by hand).
-    pub fn manual_rule(&self, name: &str, alert: &AlertFacts) -> Option<Matched> {
+    fn manual_rule(&self, name: &str, alert: &AlertFacts) -> Option<Matched> {
         let config = self.config.rules.iter().find(|rule| {
             rule.name == name && rule.sources.iter().any(|source| source == "manual")
         })?;

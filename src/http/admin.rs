@@ -31,7 +31,8 @@ struct ControlRequest {
     /// null).
     #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
-    /// The target's region, when several targets share its name (a string when given, never null).
+    /// The target's region, when several targets share its name, or the rule's (a string when given, never
+    /// null).
     #[serde(default, deserialize_with = "super::error::present")]
     region: Option<String>,
     /// Why (required to pause and to reset a breaker).
@@ -46,10 +47,10 @@ struct SilenceRequest {
     target: Option<String>,
     /// A `[[rules]]` entry, by name, instead of a target.
     rule: Option<String>,
-    /// The target's account, when several targets share its name.
+    /// The target's account, when several targets share its name, or the rule's.
     #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
-    /// The target's region, when several targets share its name.
+    /// The target's region, when several targets share its name, or the rule's.
     #[serde(default, deserialize_with = "super::error::present")]
     region: Option<String>,
     /// How long (`90s`, `15m`, `2h`, `1d`): required, a silence always ends.
@@ -267,8 +268,8 @@ async fn reset(
     ))
 }
 
-/// A place names where a target is: given without a target it is refused (and audited), never read as
-/// "everything".
+/// A place names where a target or a rule is: given without either it is refused (and audited), never read
+/// as "everything".
 async fn placed(
     state: &AppState,
     meta: RequestMeta,

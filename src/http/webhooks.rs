@@ -167,7 +167,7 @@ async fn handle(
 }
 
 /// The alerts of `payload` a rule takes, noted (see `take_ruled`). A sender scoped to some accounts names
-/// targets in them, and a rule's instances are where reflex runs: its alerts go to targets only.
+/// targets in them only: its alerts go to targets, never to a rule.
 fn ruled_alerts(
     state: &AppState,
     sender: Sender,

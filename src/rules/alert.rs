@@ -160,7 +160,8 @@ impl AlertFacts {
 
 impl AlertFacts {
     /// A manual request's body (`POST /remediate`, `reflex remediate`): its text fields as labels (with those
-    /// of its `labels` map, which never override a field of the body), its `reason` as its name.
+    /// of its `labels` map, which never override a field of the body), its `reason` as its name, its
+    /// `account` and `region` fields (never a label of those names) as its place.
     pub fn from_manual(body: &serde_json::Value) -> Self {
         let strings = |value: &serde_json::Value| -> Vec<(String, String)> {
             value
@@ -174,12 +175,13 @@ impl AlertFacts {
         for (key, value) in strings(&body["labels"]) {
             labels.entry(key).or_insert(value);
         }
+        let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
         Self {
             source: "manual".into(),
             name: labels.get("reason").cloned().unwrap_or_default(),
             state: "firing".into(),
-            account: labels.get("account").cloned().unwrap_or_default(),
-            region: labels.get("region").cloned().unwrap_or_default(),
+            account: field("account"),
+            region: field("region"),
             labels,
             ..Self::default()
         }

@@ -106,7 +106,9 @@ impl std::fmt::Debug for Rules {
 }
 
 impl Rules {
-    /// Compiles `configs`, refusing the first rule that could not be matched safely.
+    /// Compiles `configs`, refusing the first rule that could not be matched safely. The rules are not
+    /// placed: they match an alert from any account and region (serving and `reflex rules test` use
+    /// `for_config`, which places each where it acts).
     pub fn compile(configs: &[RuleConfig]) -> Result<Self, RuleError> {
         if configs.len() > MAX_RULES {
             return Err(RuleError::Invalid {

@@ -22,10 +22,7 @@ impl RulePlace {
     /// Where `rule` acts under `config`; `home_account` is the local account's id, empty when not known.
     pub fn of(config: &Config, rule: &RuleConfig, home_account: &str) -> Self {
         let account = rule.account_name().to_owned();
-        let region = rule
-            .region
-            .clone()
-            .unwrap_or_else(|| config.aws.region.clone());
+        let region = rule.region_or(&config.aws.region).to_owned();
         let id = match config.account(&account) {
             Some(entry) => entry.account_id().to_owned(),
             None if !home_account.is_empty() => home_account.to_owned(),
@@ -53,7 +50,8 @@ impl RulePlace {
     /// Why `alert` is not for a rule acting here: the account or region it names is another; `None` when it
     /// names this place, or none.
     pub fn failed(&self, alert: &AlertFacts) -> Option<String> {
-        if !alert.region.is_empty() && alert.region != self.region {
+        // Blank text names no place, as everywhere a place is read (`Place::new`).
+        if !alert.region.trim().is_empty() && alert.region != self.region {
             return Some(format!(
                 "region: the alert is in {:?}, the rule acts in {:?}",
                 crate::untrusted::bounded(&alert.region),
@@ -65,7 +63,7 @@ impl RulePlace {
         let local = self.others.as_ref().is_some_and(|others| {
             crate::target::is_account_id(account) && !others.iter().any(|o| o == account)
         });
-        if account.is_empty() || known || local {
+        if account.trim().is_empty() || known || local {
             return None;
         }
         Some(format!(

@@ -268,4 +268,13 @@ async fn kept_in_its_place(placed: &Placed, there: &str) {
         (404, Some("unknown-rule")),
         "{run}"
     );
+    // A label of that name is a label, not the request's place.
+    let body =
+        json!({"rule": "disk-prod", "instance_id": there, "labels": {"region": "us-east-1"}});
+    let (status, run) = placed.app.remediate(body).await;
+    assert_eq!(
+        (status, run["refused-rule"].as_str()),
+        (200, Some("paused")),
+        "{run}"
+    );
 }

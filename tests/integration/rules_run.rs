@@ -717,7 +717,7 @@ async fn reflex_remediate_runs_a_rule_and_is_refused_and_audited_as_the_api_is()
         assert!(!output.status.success(), "{args:?}");
         assert!(stderr.contains(code), "{args:?}: {stderr}");
     }
-    // What only goes with a rule, without one: clap says so before anything is read.
+    // What only goes with a rule, without one: refused before the config is read.
     let output = remediate(&["--load-balancer", &setup.lb, "--instance-id", &hosts[0]]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--rule"));

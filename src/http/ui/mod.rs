@@ -423,7 +423,7 @@ async fn timeline(
     let brakes = controls.state().await?;
     let mut last_runs = Vec::new();
     for target in state.engine.target_ids() {
-        last_runs.push((target.name.clone(), state.audit.last_run(target).await?));
+        last_runs.push((target.clone(), state.audit.last_run(target).await?));
     }
     let until = OffsetDateTime::now_utc();
     let since = until - time::Duration::DAY;

@@ -8,6 +8,7 @@ use super::layout::{layout, path_of, when};
 use crate::audit::{AuditRecord, EpisodeStep};
 use crate::controls::State;
 use crate::detail::{ActionPart, Answered, RunDetail, SeenInstance};
+use crate::target::TargetId;
 
 /// The timeline's filters as the form holds them (also the next page's link).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -110,7 +111,7 @@ pub(super) fn outcome_class(outcome: &str) -> &'static str {
 /// The timeline: the state panel, the filters, one row per record, and the next page.
 pub fn timeline(
     state: &State,
-    last_runs: &[(String, Option<AuditRecord>)],
+    last_runs: &[(TargetId, Option<AuditRecord>)],
     activity: Markup,
     records: &[AuditRecord],
     filter: &FilterForm,
@@ -140,7 +141,7 @@ pub fn timeline(
 }
 
 /// The timeline's state panel: the pauses, the silences and the open breakers, then each target's budget.
-fn state_panel(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> Markup {
+fn state_panel(state: &State, last_runs: &[(TargetId, Option<AuditRecord>)]) -> Markup {
     html! {
         section.panel aria-labelledby="state" {
             h2 #state { "State" }
@@ -178,7 +179,7 @@ fn state_panel(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> Ma
 }
 
 /// The state panel's table: each target's and rule's budget left, and its last run.
-fn budget_table(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> Markup {
+fn budget_table(state: &State, last_runs: &[(TargetId, Option<AuditRecord>)]) -> Markup {
     html! {
         table {
             thead { tr { th { "Target or rule" } th { "Account / region" } th { "Budget left (hour / day)" } th { "All targets (hour / day)" } th { "Last run" } } }
@@ -193,7 +194,7 @@ fn budget_table(state: &State, last_runs: &[(String, Option<AuditRecord>)]) -> M
                         td { (budget.left.target_hour) " / " (budget.left.target_day) }
                         td { (budget.left.all_hour) " / " (budget.left.all_day) }
                         td {
-                            @match last_runs.iter().find(|(t, _)| *t == budget.target).and_then(|(_, r)| r.as_ref()) {
+                            @match last_runs.iter().find(|(id, _)| id.name == budget.target && id.account == budget.account && id.region == budget.region).and_then(|(_, r)| r.as_ref()) {
                                 Some(run) => { a href={ "/ui/runs/" (run.id) } { (when(run.at)) } " " span class=(outcome_class(run.outcome.as_str())) { (run.outcome.as_str()) } }
                                 None => { span.muted { "none" } }
                             }
@@ -544,11 +545,22 @@ mod tests {
             ],
             at: time::OffsetDateTime::UNIX_EPOCH,
         };
-        let panel = state_panel(&state, &[]).into_string();
+        // The rule's last run is its own, not that of anything of its name elsewhere.
+        let run = RequestMeta::new(Source::Sns, None).into_record(Outcome::Completed, 200, None, 1);
+        let id = |account: &str, kind| TargetId::new(account, "eu-west-1", kind, "disk-prod");
+        let last_runs = [
+            (id("111111111111", TargetKind::LoadBalancer), None),
+            (id("222233334444", TargetKind::Rule), Some(run.clone())),
+        ];
+        let panel = state_panel(&state, &last_runs).into_string();
         let rule = panel.find(">disk-prod</a>").expect("the rule's row");
         assert!(panel[rule..].contains("(rule)"), "{panel}");
         assert!(panel.contains("222233334444 / eu-west-1"), "{panel}");
         let target = panel.find(">web-elb</a>").unwrap();
         assert!(!panel[target..rule].contains("(rule)"), "{panel}");
+        assert!(
+            panel[rule..].contains(&format!("/ui/runs/{}", run.id)),
+            "{panel}"
+        );
     }
 }
