@@ -1,9 +1,9 @@
 //! Times rule matching, the part of `[[rules]]` on the path of every alert: RULES rules with a CEL `when`
 //! (half of them with `match` shorthands too), none of which matches the alert, so that every rule is tried to
-//! its end, and the alert's context built as each alert's is. Prints the microseconds matching
-//! adds to one alert twice: for rules written as most are (each `when` requires a comparison of a field with a
-//! literal, which the alert fails, so CEL need not run), and for rules whose `when` only CEL can decide (it
-//! runs for every rule).
+//! its end, and the alert's context built as each alert's is. Prints the microseconds matching adds to one
+//! alert three times: for rules written as most are (each `when` requires a comparison of a field with a
+//! literal, which the alert fails, so CEL need not run), for rules that require text methods with literals
+//! (`startsWith`, likewise), and for rules whose `when` only CEL can decide (it runs for every rule).
 //! Usage: `cargo run --release --example rule_match -- [RULES] [ALERTS]` (defaults 100 and 20000).
 
 use std::collections::BTreeMap;
@@ -41,12 +41,24 @@ fn rule(n: usize) -> RuleConfig {
     }
 }
 
-/// Rule `n` whose `when` requires no comparison with a literal: CEL runs it for every alert.
-fn cel_only_rule(n: usize) -> RuleConfig {
+/// Rule `n` whose `when` requires text methods with literals (`startsWith`), which the alert fails.
+fn text_method_rule(n: usize) -> RuleConfig {
     RuleConfig {
         name: format!("rule-{n}"),
         when: Some(format!(
             "alert.labels.instance.startsWith('i-') && alert.labels.job.startsWith('job-{n}')"
+        )),
+        ..RuleConfig::default()
+    }
+}
+
+/// Rule `n` whose `when` compares two fields of the alert: nothing is required of one field alone, so CEL
+/// runs it for every alert.
+fn cel_only_rule(n: usize) -> RuleConfig {
+    RuleConfig {
+        name: format!("rule-{n}"),
+        when: Some(format!(
+            "alert.labels.instance.startsWith('i-') && alert.value > alert.threshold + {n}.0"
         )),
         ..RuleConfig::default()
     }
@@ -91,6 +103,7 @@ fn main() {
             ("instance".into(), "i-0abc".into()),
         ]),
         value: Some(50.0),
+        threshold: Some(80.0),
         ..AlertFacts::default()
     };
     // Every rule's `when` is evaluated, and none holds: an even rule's shorthands hold and its condition
@@ -98,6 +111,11 @@ fn main() {
     let written: Vec<RuleConfig> = (0..count).map(rule).collect();
     let (per_alert, matched) = time(&written, &alert, alerts);
     println!("{count} rules, {alerts} alerts: {per_alert:.1} us per alert ({matched} matched)");
+    let methods: Vec<RuleConfig> = (0..count).map(text_method_rule).collect();
+    let (per_alert, matched) = time(&methods, &alert, alerts);
+    println!(
+        "{count} rules on text methods, {alerts} alerts: {per_alert:.1} us per alert ({matched} matched)"
+    );
     let cel_only: Vec<RuleConfig> = (0..count).map(cel_only_rule).collect();
     let (per_alert, matched) = time(&cel_only, &alert, alerts);
     println!(

@@ -29,6 +29,15 @@ pub enum ControlError {
         "{0:?} is not a configured rule (a [[rules]] name; with an account or a region, those it acts in)"
     )]
     UnknownRule(String),
+    /// An instance named by a control is not an EC2 instance id.
+    #[error("{0:?} is not an EC2 instance id (i- and 8 or 17 hexadecimal digits)")]
+    BadInstance(String),
+    /// An instance named by a control is in an account or region where reflex does not act.
+    #[error(
+        "reflex acts in no such place ({0}): an instance is in the local account or an [[accounts]] entry, in \
+         aws.region or a region a target, a rule or the account lists"
+    )]
+    UnknownPlace(String),
     /// Several targets in several accounts or regions share the name: a control by name cannot tell which.
     #[error(
         "{0:?} names {1} targets (in several accounts or regions): name the account and region too"
@@ -60,6 +69,8 @@ impl ControlError {
         match self {
             Self::UnknownTarget(_) => "unknown-target",
             Self::UnknownRule(_) => "unknown-rule",
+            Self::BadInstance(_) => "invalid-instance",
+            Self::UnknownPlace(_) => "unknown-place",
             Self::AmbiguousTarget(..) => "ambiguous-target",
             Self::NoReason => "reason-required",
             Self::NotPaused(_) => "not-paused",
@@ -73,7 +84,8 @@ impl ControlError {
     /// The HTTP status answered for it.
     pub fn status(&self) -> u16 {
         match self {
-            Self::UnknownTarget(_) | Self::UnknownRule(_) => 404,
+            Self::UnknownTarget(_) | Self::UnknownRule(_) | Self::UnknownPlace(_) => 404,
+            Self::BadInstance(_) => 400,
             Self::AmbiguousTarget(..) => 422,
             Self::NoReason | Self::BadDuration(_) => 400,
             Self::NotSilenced(_) => 404,
@@ -114,26 +126,41 @@ pub struct State {
     pub at: OffsetDateTime,
 }
 
+/// What a control names: a configured target, a `[[rules]]` entry, or one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// A `[[targets]]` entry, by its load_balancer or target_group as configured.
+    Target,
+    /// A `[[rules]]` entry, by its name.
+    Rule,
+    /// One EC2 instance, by its id, in the place given (else the local account and `aws.region`): its own
+    /// pause or silence holds it back from every target's and rule's run there.
+    Instance,
+}
+
 /// A target as an operator names it: its name, and where it is when several targets share the name.
 #[derive(Debug, Clone, Copy)]
 pub struct Named<'a> {
-    /// The configured target's name (its load_balancer or target_group as configured).
+    /// The configured target's name (its load_balancer or target_group as configured), the rule's, or the
+    /// instance's id.
     pub name: &'a str,
     /// Its account and region, each when given.
     pub place: &'a Place,
-    /// Whether it names a `[[rules]]` entry rather than a target.
-    pub rule: bool,
+    /// What `name` names.
+    pub names: Names,
 }
 
 impl std::fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.rule {
-            write!(f, "rule {}", self.name)
-        } else if self.place.is_given() {
-            write!(f, "{} {}", self.name, self.place)
-        } else {
-            f.write_str(self.name)
+        match self.names {
+            Names::Rule => write!(f, "rule {}", self.name)?,
+            Names::Instance => write!(f, "instance {}", self.name)?,
+            Names::Target => f.write_str(self.name)?,
         }
+        if self.names != Names::Rule && self.place.is_given() {
+            write!(f, " {}", self.place)?;
+        }
+        Ok(())
     }
 }
 
@@ -315,8 +342,10 @@ impl Controls<'_> {
     /// The identity of the configured target `named` names (`None`: everything): one target, or why not.
     fn resolve(&self, named: Option<Named<'_>>) -> Result<Option<TargetId>, ControlError> {
         let Some(named) = named else { return Ok(None) };
-        if named.rule {
-            return self.rule_id(named);
+        match named.names {
+            Names::Rule => return self.rule_id(named),
+            Names::Instance => return self.instance_id(named).map(Some),
+            Names::Target => {}
         }
         match self
             .config
@@ -347,6 +376,45 @@ impl Controls<'_> {
                 named.name,
             ))),
         }
+    }
+
+    /// The identity of the instance `named` names, in the place given (the local account and `aws.region`
+    /// when not): one where reflex acts (a target's, a rule's, an `[[accounts]]` entry's region), else why not.
+    fn instance_id(&self, named: Named<'_>) -> Result<TargetId, ControlError> {
+        if !crate::engine::is_instance_id(named.name) {
+            return Err(ControlError::BadInstance(crate::untrusted::bounded(
+                named.name,
+            )));
+        }
+        let home = &self.home.account;
+        let account = match named.place.account.as_deref() {
+            None | Some("local") => home.as_str(),
+            Some(given) => self
+                .config
+                .account(given)
+                .map_or(given, |account| account.account_id()),
+        };
+        let region = named
+            .place
+            .region
+            .as_deref()
+            .unwrap_or(&self.config.aws.region);
+        let acts_there = self
+            .config
+            .places(home)
+            .iter()
+            .any(|place| place.account == account && place.region == region);
+        if !acts_there {
+            return Err(ControlError::UnknownPlace(crate::untrusted::bounded(
+                &named.place.to_string(),
+            )));
+        }
+        Ok(TargetId::new(
+            account,
+            region,
+            crate::target::TargetKind::Instance,
+            named.name,
+        ))
     }
 
     fn reason(&self, reason: &str) -> Result<(), ControlError> {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reflex::commands;
-use reflex::controls::Named;
+use reflex::controls::{Named, Names};
 use reflex::target::{Place, TargetRef};
 
 /// reflex turns load-balancer alerts into safe, audited self-healing on AWS.
@@ -34,10 +34,11 @@ enum Command {
         #[arg(long, env = "REFLEX_CONFIG")]
         config: PathBuf,
     },
-    /// The kill switch: stop reflex acting on a target (or on every target) until `reflex resume`. Alerts for
-    /// a paused target are answered `refused` (paused) and audited, with no AWS call at all; the pause is in the
-    /// audit store, so it survives restarts and holds for every server and replica sharing it. Without
-    /// --reason, lists the pauses in force.
+    /// The kill switch: stop reflex acting on a target, a rule, one instance (or on everything) until
+    /// `reflex resume`. Alerts for a paused target or rule are answered `refused` (paused) and audited, with
+    /// no AWS call at all; a paused instance is skipped (`paused`) by every run in its account and region. The
+    /// pause is in the audit store, so it survives restarts and holds for every server and replica sharing it.
+    /// Without --reason, lists the pauses in force.
     Pause {
         /// Configuration file (TOML); its [audit] url names the store.
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -48,6 +49,10 @@ enum Command {
         /// The [[rules]] entry to pause, by name, instead of a target.
         #[arg(long, conflicts_with = "target")]
         rule: Option<String>,
+        /// The EC2 instance to pause, by id, instead of a target: every target's and rule's run in its place
+        /// (--account, --region; default the local account and aws.region) leaves it alone (skipped `paused`).
+        #[arg(long, conflicts_with_all = ["target", "rule"])]
+        instance: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
         /// Why (recorded in the pause, the audit trail and every refused answer).
@@ -66,6 +71,9 @@ enum Command {
         /// The paused [[rules]] entry, by name, instead of a target.
         #[arg(long, conflicts_with = "target")]
         rule: Option<String>,
+        /// The paused instance, by id, instead of a target.
+        #[arg(long, conflicts_with_all = ["target", "rule"])]
+        instance: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
         /// Why (recorded in the audit trail).
@@ -87,6 +95,10 @@ enum Command {
         /// The [[rules]] entry to silence, by name, instead of a target.
         #[arg(long, conflicts_with = "target")]
         rule: Option<String>,
+        /// The EC2 instance to silence, by id, instead of a target: every run in its place (--account,
+        /// --region; default the local account and aws.region) leaves it alone (skipped `silenced`).
+        #[arg(long, conflicts_with_all = ["target", "rule"])]
+        instance: Option<String>,
         #[command(flatten)]
         place: PlaceArgs,
         /// How long: a number and a unit, s, m, h or d (90s, 15m, 2h, 1h30m; at most 30d).
@@ -421,11 +433,11 @@ async fn main() -> ExitCode {
 /// `--account` and `--region`: where a target is, when several targets share its name.
 #[derive(Debug, clap::Args)]
 struct PlaceArgs {
-    /// The target's (or rule's) account ([[accounts]] name, "local", or account id), when targets in several
-    /// accounts share its name.
+    /// The target's (or rule's, or instance's) account ([[accounts]] name, "local", or account id), when
+    /// targets in several accounts share its name.
     #[arg(long)]
     account: Option<String>,
-    /// The target's region, when targets in several regions share its name.
+    /// The target's (or rule's, or instance's) region, when targets in several regions share its name.
     #[arg(long)]
     region: Option<String>,
 }
@@ -440,8 +452,8 @@ impl PlaceArgs {
         let place = self.place();
         anyhow::ensure!(
             target.is_some() || !place.is_given(),
-            "--account and --region say where a target or a rule is: give --target or --rule too (without any of \
-             them, every target)"
+            "--account and --region say where a target, a rule or an instance is: give --target, --rule or \
+             --instance too (without any of them, every target)"
         );
         Ok(place)
     }
@@ -492,26 +504,35 @@ async fn control(command: Command) -> anyhow::Result<()> {
             config,
             target,
             rule,
+            instance,
             place,
             reason,
-        } => print!(
-            "{}",
-            pause(&config, Subject::of(target, rule), place, reason.as_deref()).await?
-        ),
+        } => {
+            let subject = Subject::of(target, rule, instance);
+            print!(
+                "{}",
+                pause(&config, subject, place, reason.as_deref()).await?
+            )
+        }
         Command::Resume {
             config,
             target,
             rule,
+            instance,
             place,
             reason,
-        } => println!(
-            "{}",
-            resume(&config, Subject::of(target, rule), place, reason.as_deref()).await?
-        ),
+        } => {
+            let subject = Subject::of(target, rule, instance);
+            println!(
+                "{}",
+                resume(&config, subject, place, reason.as_deref()).await?
+            )
+        }
         Command::Silence {
             config,
             target,
             rule,
+            instance,
             place,
             length,
             reason,
@@ -520,7 +541,7 @@ async fn control(command: Command) -> anyhow::Result<()> {
             "{}",
             silence(
                 &config,
-                Subject::of(target, rule),
+                Subject::of(target, rule, instance),
                 place,
                 length.as_deref(),
                 reason.as_deref(),
@@ -660,35 +681,42 @@ async fn sns_verify(
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a brake command names: a target (`--target`), a rule (`--rule`), or everything.
+/// What a brake command names: a target (`--target`), a rule (`--rule`), an instance (`--instance`), or
+/// everything.
 enum Subject {
     Target(String),
     Rule(String),
+    Instance(String),
     Everything,
 }
 
 impl Subject {
-    /// What `--target` and `--rule` (which clap keeps apart) name.
-    fn of(target: Option<String>, rule: Option<String>) -> Self {
-        match (target, rule) {
-            (_, Some(rule)) => Self::Rule(rule),
-            (Some(target), None) => Self::Target(target),
-            (None, None) => Self::Everything,
+    /// What `--target`, `--rule` and `--instance` (which clap keeps apart) name.
+    fn of(target: Option<String>, rule: Option<String>, instance: Option<String>) -> Self {
+        match (target, rule, instance) {
+            (_, Some(rule), _) => Self::Rule(rule),
+            (_, None, Some(instance)) => Self::Instance(instance),
+            (Some(target), None, None) => Self::Target(target),
+            (None, None, None) => Self::Everything,
         }
     }
 
     /// The name given, if any.
     fn name(&self) -> Option<&str> {
         match self {
-            Self::Target(name) | Self::Rule(name) => Some(name),
+            Self::Target(name) | Self::Rule(name) | Self::Instance(name) => Some(name),
             Self::Everything => None,
         }
     }
 
     /// As the controls take it, in `place`.
     fn named<'a>(&'a self, place: &'a Place) -> Option<Named<'a>> {
-        let rule = matches!(self, Self::Rule(_));
-        self.name().map(|name| Named { name, place, rule })
+        let names = match self {
+            Self::Rule(_) => Names::Rule,
+            Self::Instance(_) => Names::Instance,
+            Self::Target(_) | Self::Everything => Names::Target,
+        };
+        self.name().map(|name| Named { name, place, names })
     }
 }
 
@@ -747,7 +775,7 @@ async fn breaker(command: BreakerCommand) -> anyhow::Result<String> {
             place,
             reason,
         } => {
-            let subject = Subject::of(target, rule);
+            let subject = Subject::of(target, rule, None);
             let place = place.of(subject.name())?;
             let named = subject
                 .named(&place)

@@ -42,6 +42,15 @@ pub struct RunLabels {
     pub dry_run: &'static str,
 }
 
+/// The `rule` (a `[[rules]]` name: as many as the configuration has) and `outcome` of a rule's run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleRunLabels {
+    /// The rule's name.
+    pub rule: String,
+    /// `completed`, `would-act`, `held` or `refused`.
+    pub outcome: &'static str,
+}
+
 /// `dry_run` of instances acted on.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DryRunLabels {
@@ -149,6 +158,8 @@ pub struct Metrics {
     pub rejections: Family<RejectionLabels, Counter>,
     /// Remediation runs by outcome and dry-run.
     pub remediation_runs: Family<RunLabels, Counter>,
+    /// Runs of `[[rules]]` by rule and outcome.
+    pub rule_runs: Family<RuleRunLabels, Counter>,
     /// Instances acted on, by action and dry-run (in dry-run: that would have been).
     pub instances_acted: Family<ActedLabels, Counter>,
     /// Instances terminated (or that would have been, in dry-run); kept beside `instances_acted` one release
@@ -214,6 +225,7 @@ impl Metrics {
             http_requests: Family::default(),
             rejections: Family::default(),
             remediation_runs: Family::default(),
+            rule_runs: Family::default(),
             instances_acted: Family::default(),
             instances_terminated: Family::default(),
             instances_marked_unhealthy: Family::default(),
@@ -255,6 +267,11 @@ impl Metrics {
             "remediation_runs",
             "Remediation runs by outcome (completed, would-act, refused) and dry-run",
             self.remediation_runs.clone(),
+        );
+        self.registry.register(
+            "rule_runs",
+            "Runs of [[rules]] by rule and outcome (completed, would-act, held, refused)",
+            self.rule_runs.clone(),
         );
         self.registry.register(
             "instances_acted",

@@ -116,7 +116,8 @@ pub fn is_account_id(value: &str) -> bool {
     value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// What kind of balancer a target is.
+/// What a target is: a balancer, a rule, or one instance (a resource whose own pause or silence holds it
+/// back from every run in its account and region).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -128,6 +129,9 @@ pub enum TargetKind {
     TargetGroup,
     /// A `[[rules]]` entry: its pauses, silences, breaker, cooldown and budgets are its own.
     Rule,
+    /// One EC2 instance, a resource runs act on: paused or silenced, every target's and rule's run in its
+    /// account and region leaves it alone (skipped `paused`, `silenced`).
+    Instance,
 }
 
 /// Where a target lives and what it is: the one identity of a target from the configuration to every table of
@@ -141,10 +145,10 @@ pub struct TargetId {
     pub account: String,
     /// The AWS region.
     pub region: String,
-    /// Classic ELB or target group.
+    /// Classic ELB, target group, rule or instance.
     pub kind: TargetKind,
     /// The name it goes by in the configuration and the audit trail: the load balancer's name or the target
-    /// group as configured.
+    /// group as configured, the rule's name, the instance's id.
     pub name: String,
 }
 
@@ -171,6 +175,7 @@ impl fmt::Display for TargetId {
             TargetKind::LoadBalancer => "load balancer",
             TargetKind::TargetGroup => "target group",
             TargetKind::Rule => "rule",
+            TargetKind::Instance => "instance",
         };
         write!(
             f,

@@ -1,6 +1,9 @@
 //! The brakes a run asks for before anything is read: the pause that holds for its target, the silence in
-//! force for it and its breaker when open, read together from `pauses`, `silences` and `breakers` in one
-//! query (each table's writes live in its own module).
+//! force for it and its breaker when open, and the instances of its account and region paused or silenced on
+//! their own, read together from `pauses`, `silences` and `breakers` in one query (each table's writes live
+//! in its own module).
+
+use std::collections::BTreeMap;
 
 use sqlx::AnyPool;
 use time::OffsetDateTime;
@@ -22,18 +25,30 @@ pub struct Brakes {
     pub silence: Option<Silence>,
     /// Its breaker, when open.
     pub breaker: Option<OpenBreaker>,
+    /// The instances of its account and region paused or silenced on their own, by id: a run leaves them
+    /// alone, whatever its target or rule.
+    pub instances: BTreeMap<String, InstanceBrake>,
+}
+
+/// Why an instance is held back on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceBrake {
+    /// It is paused until an operator resumes it.
+    Paused,
+    /// It is silenced until its silence ends or is lifted.
+    Silenced,
 }
 
 impl Brakes {
-    /// Whether any brake holds.
+    /// Whether any brake holds for the target itself (an instance's own brake holds back that instance only).
     pub fn any(&self) -> bool {
         self.pause.is_some() || self.silence.is_some() || self.breaker.is_some()
     }
 }
 
 /// What stops `target` before anything is read: the pause that holds for it (the pause of everything, or
-/// else its own), the silence in force for it and its breaker when open. Asked on every run, so it is one
-/// query of a few rows.
+/// else its own), the silence in force for it and its breaker when open, and the instances held back in its
+/// place. Asked on every run, so it is one query of a few rows.
 pub(super) async fn of(
     readers: &AnyPool,
     backend: Backend,
@@ -67,11 +82,16 @@ where
 {
     let every = Key::every_target();
     let none = "CAST(0 AS BIGINT) AS until_ms, '' AS id, '' AS by_whom";
+    // The instances held back in the target's place: their rows' names begin with the prefix no target's has.
+    let held = format!(
+        "account = $1 AND region = $2 AND target LIKE '{}%'",
+        keys::INSTANCE_PREFIX
+    );
     let sql = format!(
         "SELECT 'pause' AS kind, account, region, target, reason, at_ms, {none} FROM pauses \
-         WHERE ({}) OR ({}) UNION ALL \
+         WHERE ({}) OR ({}) OR ({held}) UNION ALL \
          SELECT 'silence' AS kind, account, region, target, reason, at_ms, until_ms, id, by_whom FROM silences \
-         WHERE (({}) OR ({})) AND until_ms > {} UNION ALL \
+         WHERE (({}) OR ({}) OR ({held})) AND until_ms > {} UNION ALL \
          SELECT 'breaker' AS kind, account, region, target, open_reason, opened_ms, {none} FROM breakers \
          WHERE {} AND opened_ms IS NOT NULL",
         keys::matches("pauses", 1),
@@ -91,11 +111,31 @@ where
         .fetch_all(conn)
         .await?;
     let mut brakes = Brakes::default();
-    for (kind, account, region, target, reason, at_ms, until_ms, id, by) in rows {
+    rows.into_iter().for_each(|row| brakes.add(row));
+    Ok(brakes)
+}
+
+impl Brakes {
+    /// Adds what `row` says holds: an instance's own brake, or the target's (or everything's) pause, silence
+    /// or open breaker.
+    fn add(&mut self, (kind, account, region, target, reason, at_ms, until_ms, id, by): Row) {
+        if let Some(instance) = target.strip_prefix(keys::INSTANCE_PREFIX) {
+            let brake = if kind == "pause" {
+                InstanceBrake::Paused
+            } else {
+                InstanceBrake::Silenced
+            };
+            // A pause holds until resumed: it is what the instance is held back by when both hold.
+            let held = self.instances.entry(instance.to_owned()).or_insert(brake);
+            if brake == InstanceBrake::Paused {
+                *held = brake;
+            }
+            return;
+        }
         let since = from_millis(at_ms).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         match kind.as_str() {
             "breaker" => {
-                brakes.breaker = Some(OpenBreaker {
+                self.breaker = Some(OpenBreaker {
                     target,
                     account,
                     region,
@@ -106,20 +146,19 @@ where
             "silence" => {
                 let silence =
                     Silence::from_row((id, account, region, target, reason, by, at_ms, until_ms));
-                if brakes
+                if self
                     .silence
                     .as_ref()
                     .is_none_or(|held| held.until < silence.until)
                 {
-                    brakes.silence = Some(silence);
+                    self.silence = Some(silence);
                 }
             }
-            _ if brakes.pause.as_ref().is_none_or(|p| p.target.is_some()) => {
+            _ if self.pause.as_ref().is_none_or(|p| p.target.is_some()) => {
                 // The pause of everything wins over the target's own.
-                brakes.pause = Some(Pause::from_row((account, region, target, reason, at_ms)));
+                self.pause = Some(Pause::from_row((account, region, target, reason, at_ms)));
             }
             _ => {}
         }
     }
-    Ok(brakes)
 }

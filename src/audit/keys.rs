@@ -1,7 +1,8 @@
 //! How the tables key a target: its account, region and name (the `TargetId` without its kind, which the
-//! name already settles within an account and region), and the rows that stand for no single target.
+//! name already settles within an account and region; an instance's name has its prefix), and the rows that
+//! stand for no single target.
 
-use crate::target::TargetId;
+use crate::target::{TargetId, TargetKind};
 
 /// A target as a table's key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,12 +42,21 @@ impl Key {
     }
 }
 
+/// How the rows of an instance's pause or silence begin: no balancer, target group or rule is called this
+/// (a rule's name may not start with it), so that a run finds every instance held back in its place with
+/// one prefix.
+pub const INSTANCE_PREFIX: &str = "instance/";
+
 impl From<&TargetId> for Key {
     fn from(id: &TargetId) -> Self {
+        let target = match id.kind {
+            TargetKind::Instance => format!("{INSTANCE_PREFIX}{}", id.name),
+            _ => id.name.clone(),
+        };
         Self {
             account: id.account.clone(),
             region: id.region.clone(),
-            target: id.name.clone(),
+            target,
         }
     }
 }

@@ -48,7 +48,7 @@ pub use approvals::{
     EXPIRE_JOB as APPROVAL_EXPIRE_JOB, NewApproval, Vote,
 };
 pub use backend::{Backend, PAGE_READERS, redacted};
-pub use brakes::Brakes;
+pub use brakes::{Brakes, InstanceBrake};
 pub use breakers::{BreakerState, OpenBreaker};
 pub use chain::{Break, Entry};
 pub use claims::StuckClaim;
@@ -58,6 +58,7 @@ pub use entries::Verified;
 pub use episodes::{EpisodeStep, EpisodeWrite};
 pub use home::Home;
 pub use jobs::{ClaimedJob, NewJob, QUEUE_BOUND};
+pub use keys::INSTANCE_PREFIX;
 pub use leases::{Lease, Leased};
 pub use pauses::{Pause, Scope};
 pub use processes::{DEAD_AFTER, HEARTBEAT_EVERY};

@@ -155,6 +155,74 @@ macro_rules! on_both_stores {
     };
 }
 
+/// The identity of the instance `id` in the test's account and `region`.
+fn instance(id: &str, region: &str) -> crate::target::TargetId {
+    crate::target::TargetId::new(ACCOUNT, region, crate::target::TargetKind::Instance, id)
+}
+
+/// An instance paused or silenced on its own is in the brakes of every target of its account and region, a
+/// pause winning over a silence, and is no brake on the target itself; its rows show it as `instance/ID`.
+async fn an_instances_own_brakes_hold_it_back_in_its_place_only_and_stop_no_target(db: TestDb) {
+    let (store, _writer) = db.open().await;
+    let hour = Duration::from_secs(3600);
+    store
+        .pause(Scope::Target(&instance("i-0aaa1111", REGION)), "forensics")
+        .await
+        .unwrap();
+    store
+        .silence(
+            Scope::Target(&instance("i-0aaa1111", REGION)),
+            "deploy",
+            "ops",
+            hour,
+        )
+        .await
+        .unwrap();
+    store
+        .silence(
+            Scope::Target(&instance("i-0bbb2222", REGION)),
+            "deploy",
+            "ops",
+            hour,
+        )
+        .await
+        .unwrap();
+    store
+        .pause(
+            Scope::Target(&instance("i-0ccc3333", "eu-west-1")),
+            "elsewhere",
+        )
+        .await
+        .unwrap();
+    let brakes = store.brakes_of(&id("web")).await.unwrap();
+    assert!(!brakes.any(), "no brake on the target itself: {brakes:?}");
+    assert_eq!(
+        brakes.instances.into_iter().collect::<Vec<_>>(),
+        [
+            ("i-0aaa1111".to_owned(), InstanceBrake::Paused),
+            ("i-0bbb2222".to_owned(), InstanceBrake::Silenced),
+        ]
+    );
+    let pauses = store.pauses().await.unwrap();
+    assert!(
+        pauses
+            .iter()
+            .any(|p| p.target.as_deref() == Some("instance/i-0aaa1111"))
+    );
+    assert!(
+        store
+            .resume(Scope::Target(&instance("i-0aaa1111", REGION)))
+            .await
+            .unwrap()
+    );
+    let brakes = store.brakes_of(&id("web")).await.unwrap();
+    assert_eq!(
+        brakes.instances.get("i-0aaa1111"),
+        Some(&InstanceBrake::Silenced),
+        "its silence still holds once its pause is lifted"
+    );
+}
+
 /// A store as the release before targets had accounts left it (migrations 1 to 6), with a chained record, a
 /// breaker, a pause, a lease and a recovery check in it; opened now, every row is the home's and the chain
 /// still verifies.
@@ -313,6 +381,7 @@ async fn the_same_name_in_two_accounts_keeps_everything_apart(db: TestDb) {
 
 on_both_stores!(
     a_store_of_the_previous_release_opens_and_its_rows_become_the_homes,
+    an_instances_own_brakes_hold_it_back_in_its_place_only_and_stop_no_target,
     the_same_name_in_two_accounts_keeps_everything_apart,
     concurrent_puts_are_all_committed_and_listed_newest_first,
     a_put_with_the_same_id_replaces_the_outcome_and_drives_the_cooldown,

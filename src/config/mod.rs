@@ -747,6 +747,40 @@ impl Config {
         }
     }
 
+    /// Every place reflex acts in: the local account in `aws.region`, each target's and rule's place, and
+    /// each `[[accounts]]` entry in each region it lists (`aws.region` when it lists none); the local
+    /// account's id is `home_account`.
+    pub fn places(&self, home_account: &str) -> Vec<crate::audit::Home> {
+        let home = crate::audit::Home {
+            account: home_account.to_owned(),
+            region: self.aws.region.clone(),
+        };
+        let configured = self.targets.iter().map(|t| self.place_of(t, home_account));
+        let rules = self
+            .rules
+            .iter()
+            .map(|rule| self.place_of(&rule.place(), home_account));
+        let accounts = self.accounts.iter().flat_map(|account| {
+            let regions = if account.regions.is_empty() {
+                std::slice::from_ref(&self.aws.region)
+            } else {
+                account.regions.as_slice()
+            };
+            regions.iter().map(|region| crate::audit::Home {
+                account: account.account_id().to_owned(),
+                region: region.clone(),
+            })
+        });
+        let mut places: Vec<crate::audit::Home> = std::iter::once(home)
+            .chain(configured)
+            .chain(rules)
+            .chain(accounts)
+            .collect();
+        places.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+        places.dedup();
+        places
+    }
+
     /// Where `target` is, as its configuration names it: its account's name and its region.
     pub fn place_named(&self, target: &TargetConfig) -> Place {
         Place::new(

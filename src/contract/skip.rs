@@ -48,6 +48,10 @@ pub enum SkipReason {
     BadParameter,
     /// The step's `[[actions]]` entry acted on the instance less than its `cooldown_secs` ago.
     ActionCooldown,
+    /// The instance itself is paused (`reflex pause --instance`): no run acts on it until it is resumed.
+    Paused,
+    /// The instance itself is silenced (`reflex silence --instance`) until its silence ends or is lifted.
+    Silenced,
 }
 
 impl SkipReason {
@@ -74,6 +78,8 @@ impl SkipReason {
             Self::NotInEpisode => "not-in-episode",
             Self::BadParameter => "bad-parameter",
             Self::ActionCooldown => "action-cooldown",
+            Self::Paused => "paused",
+            Self::Silenced => "silenced",
         }
     }
 }

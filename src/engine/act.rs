@@ -6,10 +6,10 @@ use serde::Serialize;
 use super::action::{On, Started};
 use super::decide::Decided;
 use super::gate::brakes_refusal;
-use super::plan::{Act, Refusal};
+use super::plan::{Act, Refusal, SkipReason};
 use super::targets::Target;
 use super::{Engine, EngineError};
-use crate::audit::{Outcome, RequestMeta};
+use crate::audit::{InstanceBrake, Outcome, RequestMeta};
 use crate::contract::{ActEntry, ActionError, Subject, Summary};
 
 /// The result of one act (its kind's call: TerminateInstances, SetInstanceHealth, RebootInstances, ...), as
@@ -85,7 +85,7 @@ impl Engine {
         let mut results = Vec::with_capacity(decision.steps.len());
         for (n, step) in decision.steps.iter().enumerate() {
             if n > 0
-                && let Some(rule) = self.stops_before_next(target).await
+                && let Some(rule) = self.stops_before_next(target, step).await
             {
                 meta.note("stopped", rule);
                 break;
@@ -98,15 +98,25 @@ impl Engine {
         Ok(Acted::Replaced(u32::try_from(acted).unwrap_or(u32::MAX)))
     }
 
-    /// Why a run that has acted stops before its next AWS write: a brake (pause, silence, open breaker) that
-    /// landed meanwhile, or brakes that cannot be read (the store failing): the run then ends recording what it
-    /// did rather than failing, so that its acts count against the cooldown, the budgets and the speed limit.
-    async fn stops_before_next(&self, target: &Target) -> Option<&'static str> {
+    /// Why a run that has acted stops before its next AWS write, `next`: a brake (pause, silence, open
+    /// breaker) that landed meanwhile on its target or on `next`'s instance, or brakes that cannot be read (the
+    /// store failing): the run then ends recording what it did rather than failing, so that its acts count
+    /// against the cooldown, the budgets and the speed limit.
+    async fn stops_before_next(&self, target: &Target, next: &Act) -> Option<&'static str> {
         match self.audit.brakes_of(&target.id).await {
             Ok(brakes) => {
-                let refusal = brakes_refusal(brakes)?;
-                tracing::warn!(rule = refusal.rule(), "stopped before the next AWS write");
-                Some(refusal.rule())
+                let instance = next
+                    .subject
+                    .instance()
+                    .and_then(|id| brakes.instances.get(id).copied());
+                let rule = match (instance, brakes_refusal(brakes)) {
+                    (_, Some(refusal)) => refusal.rule(),
+                    (Some(InstanceBrake::Paused), None) => SkipReason::Paused.as_str(),
+                    (Some(InstanceBrake::Silenced), None) => SkipReason::Silenced.as_str(),
+                    (None, None) => return None,
+                };
+                tracing::warn!(rule, "stopped before the next AWS write");
+                Some(rule)
             }
             Err(err) => {
                 tracing::error!(error = %err, "the brakes cannot be read: stopped before the next AWS write");

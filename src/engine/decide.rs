@@ -93,6 +93,17 @@ pub fn plan_for(
     (plan::plan(&observation.snapshot, &policy, clock), replaced)
 }
 
+/// What the plan holds back: the instances `braked` (their own pause or silence, which says why) and those
+/// the step's entry `held` back. Pure.
+fn held_back(
+    held: &HeldBack,
+    braked: &std::collections::BTreeMap<String, SkipReason>,
+) -> std::collections::BTreeMap<String, SkipReason> {
+    let mut held_back = held.instances.clone();
+    held_back.extend(braked.iter().map(|(id, reason)| (id.clone(), *reason)));
+    held_back
+}
+
 /// What a run asks the decide stage for.
 pub(super) struct Asked<'a> {
     /// The dead attempt this run takes over, if it is a takeover.
@@ -108,6 +119,8 @@ pub(super) struct Asked<'a> {
     pub step: &'a std::sync::Arc<dyn ActionKind>,
     /// For a rule's run, what its alert selected (a resumed step's or approval's: those in `only`).
     pub resources: &'a super::trigger::Resources,
+    /// The instances paused or silenced on their own (the gate's), left alone whatever else holds.
+    pub braked: &'a std::collections::BTreeMap<String, SkipReason>,
 }
 
 impl Engine {
@@ -228,7 +241,7 @@ impl Engine {
         let mut policy = Policy {
             cooldown: target.cooldown,
             capacity_rules: !target.is_rule(),
-            held_back: held.instances.clone(),
+            held_back: held_back(held, asked.braked),
             ..Policy::new(&self.config.remediation, std::sync::Arc::clone(asked.step))
         };
         policy.max_terminations_per_run = held.cap(policy.max_terminations_per_run);

@@ -1,13 +1,17 @@
 //! The gate: the refusals decided before any AWS read. A paused or silenced target, one whose breaker is open,
 //! one inside a maintenance window, or (for a real run) one still cooling down after a run acted, is answered
 //! from the store and the configuration alone, so that a storm of alerts during any of them makes no AWS call.
+//! The same read says which instances of the target's place are paused or silenced on their own: the plan
+//! leaves them alone.
+
+use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use super::plan::{Clock, Refusal, cooldown_refusal};
+use super::plan::{Clock, Refusal, SkipReason, cooldown_refusal};
 use super::targets::Target;
 use super::{Engine, EngineError};
-use crate::audit::Brakes;
+use crate::audit::{Brakes, InstanceBrake};
 use crate::config::Window;
 
 /// The refusal the brakes give, if any: a pause first, then a silence, then an open breaker. Pure.
@@ -43,18 +47,58 @@ pub fn window_refusal(windows: &[Window], name: &str, now: OffsetDateTime) -> Op
         })
 }
 
+/// What the gate lets through: the refusal of the whole run, if any, and otherwise the instances of the
+/// target's place paused or silenced on their own, which its plan leaves alone.
+#[derive(Debug, Default)]
+pub(super) struct Gated {
+    /// Why the run is refused before it reads its target.
+    pub refusal: Option<Refusal>,
+    /// The instances held back by their own brake, by id.
+    pub held: BTreeMap<String, SkipReason>,
+}
+
+/// The instances `brakes` hold back on their own, as the plan skips them.
+fn held_instances(brakes: &Brakes) -> BTreeMap<String, SkipReason> {
+    brakes
+        .instances
+        .iter()
+        .map(|(id, brake)| {
+            let reason = match brake {
+                InstanceBrake::Paused => SkipReason::Paused,
+                InstanceBrake::Silenced => SkipReason::Silenced,
+            };
+            (id.clone(), reason)
+        })
+        .collect()
+}
+
 impl Engine {
     /// Whether `target` is refused before it is read: paused, silenced, breaker open, inside a maintenance
     /// window, changing (a change this process saw under way moments ago), or (unless `dry_run`: a dry run was
-    /// asked what would happen) cooling down. The runs in `except`
-    /// (the dead attempt a takeover finishes, the earlier step of a ladder's episode) are no cooldown for it.
+    /// asked what would happen) cooling down; and, read with its brakes, the instances held back on their own.
+    /// The runs in `except` (the dead attempt a takeover finishes, the earlier step of a ladder's episode) are
+    /// no cooldown for it.
     pub(super) async fn gate(
         &self,
         target: &Target,
         dry_run: bool,
         except: &[&str],
+    ) -> Result<Gated, EngineError> {
+        let brakes = self.audit.brakes_of(&target.id).await?;
+        let held = held_instances(&brakes);
+        let refusal = self.refusal(target, brakes, dry_run, except).await?;
+        Ok(Gated { refusal, held })
+    }
+
+    /// The refusal of the gate, if any: `brakes` first, then the rest.
+    async fn refusal(
+        &self,
+        target: &Target,
+        brakes: Brakes,
+        dry_run: bool,
+        except: &[&str],
     ) -> Result<Option<Refusal>, EngineError> {
-        if let Some(refusal) = brakes_refusal(self.audit.brakes_of(&target.id).await?) {
+        if let Some(refusal) = brakes_refusal(brakes) {
             return Ok(Some(refusal));
         }
         // The last action comes with the database's clock: windows and the cooldown are read on it.
@@ -121,6 +165,7 @@ mod tests {
             pause: Some(pause()),
             silence: Some(silence()),
             breaker: Some(breaker()),
+            ..Brakes::default()
         };
         assert_eq!(
             brakes_refusal(both),
@@ -132,6 +177,7 @@ mod tests {
             pause: None,
             silence: Some(silence()),
             breaker: Some(breaker()),
+            ..Brakes::default()
         };
         assert_eq!(
             brakes_refusal(silenced),
@@ -145,6 +191,7 @@ mod tests {
             pause: None,
             silence: None,
             breaker: Some(breaker()),
+            ..Brakes::default()
         };
         assert_eq!(
             brakes_refusal(open).map(|refusal| refusal.rule()),

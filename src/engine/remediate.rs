@@ -55,11 +55,7 @@ impl Engine {
         let approved = self.approval_holds(meta, trigger, &step, target);
         let holding = wants_approvers(meta, trigger, target) && !approved && !dry_run;
         meta.dry_run = dry_run;
-        let _single_flight = target.lock.lock().await;
-        let _slot = self
-            .slots
-            .try_acquire()
-            .map_err(|_| EngineError::Busy(self.config.remediation.max_concurrent))?;
+        let _admitted = self.admit(target).await?;
         note_start(meta, target, previous);
         let answer = Answer {
             trigger,
@@ -68,7 +64,8 @@ impl Engine {
         };
         let except: Vec<&str> = previous.into_iter().chain(step.after).collect();
         let changed = step_of_changed_rule(trigger, target);
-        if let Some(refusal) = changed.or(self.gate(target, dry_run, &except).await?) {
+        let gated = self.gate(target, dry_run, &except).await?;
+        if let Some(refusal) = changed.or(gated.refusal) {
             let refused = self.refused(meta, &answer, refusal, false, None);
             return Ok(step.recorded(refused, meta, target, Vec::new()));
         }
@@ -80,6 +77,7 @@ impl Engine {
             only: only_of(trigger),
             step: step.kind,
             resources: &resources,
+            braked: &gated.held,
         };
         let decided = self.decide(meta, target, asked).await?;
         let mut summary = self.summary_of(meta, &answer, &decided.plan);
@@ -117,6 +115,26 @@ impl Engine {
             relapsed,
         };
         Ok(self.after_acting(meta, target, &step, done))
+    }
+
+    /// One run of `target` at a time in this process, within `max_concurrent` runs in all: the guards held
+    /// for the run, or `Busy` when every slot is taken.
+    async fn admit<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> Result<
+        (
+            tokio::sync::MutexGuard<'a, ()>,
+            tokio::sync::SemaphorePermit<'a>,
+        ),
+        EngineError,
+    > {
+        let single_flight = target.lock.lock().await;
+        let slot = self
+            .slots
+            .try_acquire()
+            .map_err(|_| EngineError::Busy(self.config.remediation.max_concurrent))?;
+        Ok((single_flight, slot))
     }
 
     /// Whether the run acts on an approval that still holds: the approvers saw the action kind the target's

@@ -225,6 +225,13 @@ impl Engine {
         let outcome = run.outcome().as_str();
         let runs = RunLabels { outcome, dry_run };
         self.metrics.remediation_runs.get_or_create(&runs).inc();
+        if let Some(rule) = &summary.rule {
+            let labels = crate::metrics::RuleRunLabels {
+                rule: rule.clone(),
+                outcome,
+            };
+            self.metrics.rule_runs.get_or_create(&labels).inc();
+        }
         let by_dry_run = DryRunLabels { dry_run };
         let terminated = summary.list("terminated-instance-ids").len() as u64;
         let marked = summary.list("asg-unhealthy-instance-ids").len() as u64;

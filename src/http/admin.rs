@@ -16,7 +16,7 @@ use super::error::parse_json;
 use super::request_id::Arrival;
 use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, RequestMeta, Source};
-use crate::controls::{ControlError, Controls, Named, State as Brakes};
+use crate::controls::{ControlError, Controls, Named, Names, State as Brakes};
 use crate::target::Place;
 
 /// The body of every `/admin` change.
@@ -27,6 +27,10 @@ struct ControlRequest {
     target: Option<String>,
     /// A `[[rules]]` entry, by name, instead of a target (pause, resume, silence).
     rule: Option<String>,
+    /// One instance, by id, instead of a target (pause, resume): every run in its place leaves it alone (a
+    /// string when given, never null).
+    #[serde(default, deserialize_with = "super::error::present")]
+    instance: Option<String>,
     /// The target's account, when several targets share its name, or the rule's (a string when given, never
     /// null).
     #[serde(default, deserialize_with = "super::error::present")]
@@ -47,6 +51,10 @@ struct SilenceRequest {
     target: Option<String>,
     /// A `[[rules]]` entry, by name, instead of a target.
     rule: Option<String>,
+    /// One instance, by id, instead of a target: every run in its place leaves it alone (a string when
+    /// given, never null).
+    #[serde(default, deserialize_with = "super::error::present")]
+    instance: Option<String>,
     /// The target's account, when several targets share its name, or the rule's.
     #[serde(default, deserialize_with = "super::error::present")]
     account: Option<String>,
@@ -77,23 +85,26 @@ trait Targeted {
     fn target(&self) -> Option<&str>;
     /// The rule's name, if it names a rule instead.
     fn rule(&self) -> Option<&str>;
+    /// The instance's id, if it names one instance instead.
+    fn instance(&self) -> Option<&str>;
     /// Where the request says its target is.
     fn place(&self) -> Place;
-    /// The target (or rule) it names, in `place`.
+    /// How many of a target, a rule and an instance it names (more than one is refused).
+    fn subjects(&self) -> usize {
+        [self.target(), self.rule(), self.instance()]
+            .iter()
+            .flatten()
+            .count()
+    }
+    /// The target, rule or instance it names, in `place`.
     fn named<'a>(&'a self, place: &'a Place) -> Option<Named<'a>> {
-        match (self.target(), self.rule()) {
-            (_, Some(name)) => Some(Named {
-                name,
-                place,
-                rule: true,
-            }),
-            (Some(name), None) => Some(Named {
-                name,
-                place,
-                rule: false,
-            }),
-            (None, None) => None,
-        }
+        let (name, names) = match (self.target(), self.rule(), self.instance()) {
+            (_, Some(name), _) => (name, Names::Rule),
+            (_, None, Some(id)) => (id, Names::Instance),
+            (Some(name), None, None) => (name, Names::Target),
+            (None, None, None) => return None,
+        };
+        Some(Named { name, place, names })
     }
 }
 
@@ -103,6 +114,9 @@ impl Targeted for ControlRequest {
     }
     fn rule(&self) -> Option<&str> {
         self.rule.as_deref()
+    }
+    fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
     }
     fn place(&self) -> Place {
         Place::new(self.account.clone(), self.region.clone())
@@ -115,6 +129,9 @@ impl Targeted for SilenceRequest {
     }
     fn rule(&self) -> Option<&str> {
         self.rule.as_deref()
+    }
+    fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
     }
     fn place(&self) -> Place {
         Place::new(self.account.clone(), self.region.clone())
@@ -159,7 +176,7 @@ async fn pause(
         .await
         .map_err(refused)?;
     Ok(Json(
-        serde_json::json!({"paused": request.target, "rule": request.rule, "reason": reason}),
+        serde_json::json!({"paused": request.target, "rule": request.rule, "instance": request.instance, "reason": reason}),
     ))
 }
 
@@ -177,7 +194,7 @@ async fn resume(
         .await
         .map_err(refused)?;
     Ok(Json(
-        serde_json::json!({"resumed": request.target, "rule": request.rule}),
+        serde_json::json!({"resumed": request.target, "rule": request.rule, "instance": request.instance}),
     ))
 }
 
@@ -251,10 +268,13 @@ async fn reset(
     let (meta, request) = accepted::<ControlRequest>(&state, arrival, &headers, body).await?;
     let place = request.place();
     let meta = placed(&state, meta, &request, &place).await?;
-    let Some(target) = request.named(&place) else {
+    let Some(target) = request
+        .named(&place)
+        .filter(|named| named.names != Names::Instance)
+    else {
         let err = ApiError::bad_request(
             "invalid-request",
-            "missing field: give target (the configured target whose breaker to reset) or rule",
+            "give target (the configured target whose breaker to reset) or rule: an instance has no breaker",
         );
         return Err(state.refused(meta, err).await);
     };
@@ -268,28 +288,28 @@ async fn reset(
     ))
 }
 
-/// A place names where a target or a rule is: given without either it is refused (and audited), never read
-/// as "everything".
+/// A place names where a target, a rule or an instance is: given without any it is refused (and audited),
+/// never read as "everything"; so is a request naming more than one.
 async fn placed(
     state: &AppState,
     meta: RequestMeta,
     request: &impl Targeted,
     place: &Place,
 ) -> Result<RequestMeta, ApiError> {
-    if request.target().is_some() && request.rule().is_some() {
+    if request.subjects() > 1 {
         let err = ApiError::bad_request(
             "invalid-request",
-            "give target or rule, not both: a rule is not a target",
+            "give one of target, rule and instance: a rule is not a target, and an instance is neither",
         );
         return Err(state.refused(meta, err).await);
     }
-    if request.target().is_some() || request.rule().is_some() || !place.is_given() {
+    if request.subjects() == 1 || !place.is_given() {
         return Ok(meta);
     }
     let err = ApiError::bad_request(
         "invalid-request",
-        "account and region say where a target or a rule is: give target or rule too (without any of them, \
-         everything)",
+        "account and region say where a target, a rule or an instance is: give one of them too (without any \
+         of them, everything)",
     );
     Err(state.refused(meta, err).await)
 }

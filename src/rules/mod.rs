@@ -159,7 +159,8 @@ impl Rules {
 
     /// The first rule `alert` matches at `now` (Unix seconds), if any.
     pub fn first_match(&self, alert: &AlertFacts, now: i64) -> Option<&Rule> {
-        let context = Lazy::new(&self.env, alert, now);
+        let facts = context::Facts::new(alert, now);
+        let context = facts.context(&self.env);
         self.rules
             .iter()
             .find(|rule| rule.failed(alert, &context).is_none())
@@ -167,7 +168,8 @@ impl Rules {
 
     /// For every rule, in order, whether `alert` matches it at `now`, and what failed when not.
     pub fn explain(&self, alert: &AlertFacts, now: i64) -> Vec<Verdict> {
-        let context = Lazy::new(&self.env, alert, now);
+        let facts = context::Facts::new(alert, now);
+        let context = facts.context(&self.env);
         self.rules
             .iter()
             .map(|rule| {
@@ -182,34 +184,9 @@ impl Rules {
     }
 }
 
-/// An alert's CEL context, built the first time a rule's `when` has to run (none when every rule fails
-/// before), then shared by the rules after it.
-struct Lazy<'a> {
-    env: &'a Arc<Env>,
-    alert: &'a AlertFacts,
-    now: i64,
-    context: std::cell::OnceCell<cel::Context<'static, 'static>>,
-}
-
-impl<'a> Lazy<'a> {
-    fn new(env: &'a Arc<Env>, alert: &'a AlertFacts, now: i64) -> Self {
-        Self {
-            env,
-            alert,
-            now,
-            context: std::cell::OnceCell::new(),
-        }
-    }
-
-    fn get(&self) -> &cel::Context<'static, 'static> {
-        self.context
-            .get_or_init(|| context::of(self.env, self.alert, self.now))
-    }
-}
-
 impl Rule {
     /// The first of the rule's conditions `alert` fails, in words; `None` when it matches.
-    fn failed(&self, alert: &AlertFacts, context: &Lazy<'_>) -> Option<String> {
+    fn failed(&self, alert: &AlertFacts, context: &cel::Context<'_, '_>) -> Option<String> {
         // A rule for every source is for alerts: only one that lists `manual` takes a person's request.
         if alert.source == "manual" && !self.sources.contains(&alert.source) {
             return Some(format!(
@@ -239,7 +216,7 @@ impl Rule {
         if when.refuted(alert) {
             return Some(format!("when: `{}` is false", when.source));
         }
-        match when.holds(context.get()) {
+        match when.holds(context) {
             Ok(true) => None,
             Ok(false) => Some(format!("when: `{}` is false", when.source)),
             Err(err) => Some(format!("when: `{}` failed: {err}", when.source)),
@@ -263,6 +240,15 @@ fn check_settings(index: usize, config: &RuleConfig, earlier: &[Rule]) -> Result
         return Err(invalid(
             "name",
             "must be 1 to 64 printable characters".into(),
+        ));
+    }
+    if name.starts_with(crate::audit::INSTANCE_PREFIX) {
+        return Err(invalid(
+            "name",
+            format!(
+                "may not begin with {:?}: an instance's pauses and silences are kept under such names",
+                crate::audit::INSTANCE_PREFIX
+            ),
         ));
     }
     if earlier.iter().any(|rule| rule.name == name) {

@@ -1,6 +1,6 @@
 //! A `when`'s cheap refutations: the comparisons of an alert's field with a literal that its top-level `&&`
-//! requires (`alert.labels.job == 'kafka'`, `alert.value > 90.0`), read once at start-up and checked on the
-//! alert itself. When one of them is false, so is the whole `when` (CEL's `&&` is false once any side is false,
+//! requires (`alert.labels.job == 'kafka'`, `alert.value > 90.0`, `alert.name.startsWith('disk-')`,
+//! `alert.severity in ['page', 'critical']`), read once at start-up and checked on the alert itself. When one of them is false, so is the whole `when` (CEL's `&&` is false once any side is false,
 //! whatever the others give), and the rule fails without its context being built or its program run; in every
 //! other case CEL decides. This keeps matching many rules within the time of one alert.
 
@@ -36,6 +36,14 @@ enum Op {
     LessEquals,
     Greater,
     GreaterEquals,
+    /// `FIELD.startsWith(TEXT)`.
+    StartsWith,
+    /// `FIELD.endsWith(TEXT)`.
+    EndsWith,
+    /// `FIELD.contains(TEXT)`.
+    Contains,
+    /// `FIELD in [TEXT, ...]`.
+    In,
 }
 
 /// The literal compared with.
@@ -43,6 +51,8 @@ enum Op {
 enum Literal {
     Text(String),
     Number(f64),
+    /// A list of text literals only.
+    Texts(Vec<String>),
 }
 
 const TEXT_FIELDS: &[&str] = &[
@@ -68,11 +78,31 @@ pub(super) fn requirements(expression: &IdedExpr) -> Vec<Requirement> {
 
 fn collect(node: &IdedExpr, found: &mut Vec<Requirement>) {
     let Expr::Call(call) = &node.expr else { return };
-    if call.target.is_some() || call.args.len() != 2 {
+    if let Some(target) = &call.target {
+        // A text method with a literal argument: `alert.name.startsWith('disk-')`.
+        let requirement = match (method_of(&call.func_name), field_of(target), &call.args[..]) {
+            (Some(op), Some(field), [argument]) => {
+                literal_of(argument).map(|literal| Requirement { field, op, literal })
+            }
+            _ => None,
+        };
+        found.extend(requirement.filter(Requirement::is_well_typed));
+        return;
+    }
+    if call.args.len() != 2 {
         return;
     }
     if call.func_name == operators::LOGICAL_AND {
         call.args.iter().for_each(|side| collect(side, found));
+        return;
+    }
+    if call.func_name == operators::IN {
+        let requirement = field_of(&call.args[0]).zip(texts_of(&call.args[1]));
+        found.extend(requirement.map(|(field, literal)| Requirement {
+            field,
+            op: Op::In,
+            literal,
+        }));
         return;
     }
     let Some(op) = op_of(&call.func_name) else {
@@ -108,6 +138,30 @@ fn op_of(name: &str) -> Option<Op> {
         operators::GREATER_EQUALS => Op::GreaterEquals,
         _ => return None,
     })
+}
+
+fn method_of(name: &str) -> Option<Op> {
+    Some(match name {
+        "startsWith" => Op::StartsWith,
+        "endsWith" => Op::EndsWith,
+        "contains" => Op::Contains,
+        _ => return None,
+    })
+}
+
+/// The list of text literals `node` is, if it is one.
+fn texts_of(node: &IdedExpr) -> Option<Literal> {
+    let Expr::List(list) = &node.expr else {
+        return None;
+    };
+    if !list.optional_indices.is_empty() {
+        return None;
+    }
+    let texts = list.elements.iter().map(|element| match &element.expr {
+        Expr::Literal(LiteralValue::String(text)) => Some(text.inner().to_owned()),
+        _ => None,
+    });
+    texts.collect::<Option<Vec<String>>>().map(Literal::Texts)
 }
 
 /// The field `node` reads: `alert.FIELD` or `alert.MAP.KEY` (never a presence test, `has(...)`).
@@ -172,10 +226,15 @@ impl Requirement {
     /// compared with a number.
     fn is_well_typed(&self) -> bool {
         match (&self.field, &self.literal) {
-            (Field::Text(_) | Field::Entry(..), Literal::Text(_)) => {
-                matches!(self.op, Op::Equals | Op::NotEquals)
-            }
-            (Field::Number(_), Literal::Number(_)) => true,
+            (Field::Text(_) | Field::Entry(..), Literal::Text(_)) => matches!(
+                self.op,
+                Op::Equals | Op::NotEquals | Op::StartsWith | Op::EndsWith | Op::Contains
+            ),
+            (Field::Text(_) | Field::Entry(..), Literal::Texts(_)) => self.op == Op::In,
+            (Field::Number(_), Literal::Number(_)) => !matches!(
+                self.op,
+                Op::StartsWith | Op::EndsWith | Op::Contains | Op::In
+            ),
             _ => false,
         }
     }
@@ -183,22 +242,31 @@ impl Requirement {
     /// Whether `alert` certainly fails it; `false` when it holds or when only CEL can tell (a missing
     /// label, an unknown value: CEL's error is then the answer).
     pub fn refutes(&self, alert: &AlertFacts) -> bool {
-        match (&self.field, &self.literal) {
-            (Field::Text(field), Literal::Text(literal)) => {
-                !self.text_holds(text_field(alert, field), literal)
+        let text = match &self.field {
+            Field::Text(field) => Some(text_field(alert, field)),
+            Field::Entry(map, key) => map_field(alert, map).get(key).map(String::as_str),
+            Field::Number(field) => {
+                let Literal::Number(literal) = self.literal else {
+                    return false;
+                };
+                return number_field(alert, field)
+                    .is_some_and(|value| !self.number_holds(value, literal));
             }
-            (Field::Entry(map, key), Literal::Text(literal)) => map_field(alert, map)
-                .get(key)
-                .is_some_and(|value| !self.text_holds(value, literal)),
-            (Field::Number(field), Literal::Number(literal)) => {
-                number_field(alert, field).is_some_and(|value| !self.number_holds(value, *literal))
-            }
-            _ => false,
-        }
+        };
+        text.is_some_and(|value| !self.text_holds(value))
     }
 
-    fn text_holds(&self, value: &str, literal: &str) -> bool {
-        (value == literal) == (self.op == Op::Equals)
+    /// Whether the text `value` meets the requirement (a number's literal: it does, as far as text goes).
+    fn text_holds(&self, value: &str) -> bool {
+        match (&self.literal, self.op) {
+            (Literal::Text(literal), Op::Equals) => value == literal,
+            (Literal::Text(literal), Op::NotEquals) => value != literal,
+            (Literal::Text(literal), Op::StartsWith) => value.starts_with(literal.as_str()),
+            (Literal::Text(literal), Op::EndsWith) => value.ends_with(literal.as_str()),
+            (Literal::Text(literal), Op::Contains) => value.contains(literal.as_str()),
+            (Literal::Texts(literals), Op::In) => literals.iter().any(|literal| literal == value),
+            _ => true,
+        }
     }
 
     fn number_holds(&self, value: f64, literal: f64) -> bool {
@@ -213,6 +281,7 @@ impl Requirement {
             Op::LessEquals => value <= literal,
             Op::Greater => value > literal,
             Op::GreaterEquals => value >= literal,
+            Op::StartsWith | Op::EndsWith | Op::Contains | Op::In => true,
         }
     }
 }
@@ -267,6 +336,10 @@ mod tests {
         "alert.dimensions.path == '/' && alert.threshold >= 80.0",
         "(alert.value > 10.0 || alert.name == 'x') && alert.source == 'sns'",
         "alert.annotations.summary == 'disk' && alert.value != 75.5",
+        "alert.labels.job.startsWith('ka') && alert.name.endsWith('a')",
+        "alert.annotations.summary.contains('is') && alert.severity in ['page', 'info']",
+        "alert.labels.job in ['web', 'db'] && !alert.labels.job.startsWith('w')",
+        "alert.dimensions.path.endsWith('var') || alert.name.contains('b')",
     ];
 
     #[test]
@@ -290,6 +363,27 @@ mod tests {
         );
         assert_eq!(count("alert.name < 'm'"), 0, "text ordering is CEL's");
         assert_eq!(count("has(alert.labels.job) && alert.labels.job == 'x'"), 1);
+        assert_eq!(
+            count("alert.name.startsWith('disk') && alert.labels.job.contains('k')"),
+            2
+        );
+        assert_eq!(count("alert.severity in ['page', 'critical']"), 1);
+        assert_eq!(
+            count("alert.severity in ['page', alert.name]"),
+            0,
+            "a list of literals only"
+        );
+        assert_eq!(
+            count("alert.name.startsWith(alert.labels.job)"),
+            0,
+            "a literal argument only"
+        );
+        assert_eq!(count("!alert.name.startsWith('disk')"), 0);
+        assert_eq!(
+            count("alert.value.startsWith('9')"),
+            0,
+            "text methods on text only"
+        );
     }
 
     #[test]
@@ -314,7 +408,7 @@ mod tests {
         let unknown_value = alert(None, Some("web"));
         assert!(when.refuted(&unknown_value), "false wins over CEL's error");
         // As it does in CEL: what the refutation relies on, should a new release of the crate change it.
-        let context = context::of(&env, &unknown_value, 0);
+        let context = context::built(&env, &unknown_value, 0);
         assert_eq!(when.holds(&context), Ok(false));
     }
 
@@ -345,7 +439,7 @@ mod tests {
                 ..AlertFacts::default()
             };
             if when.refuted(&alert) {
-                let context = context::of(&env, &alert, 0);
+                let context = context::built(&env, &alert, 0);
                 prop_assert_eq!(when.holds(&context), Ok(false));
             }
         }

@@ -170,6 +170,10 @@ fn bad_rules_are_refused_at_start_up_naming_the_rule_and_where() {
     assert!(refused("[[rules]]\nname = \"x\"\nsources = [\"email\"]\n").contains("sources"));
     assert!(refused("[[rules]]\nname = \"x\"\non = [\"ok\"]\n").contains("on"));
     assert!(refused("[[rules]]\nname = \"\"\n").contains("#1"));
+    assert!(
+        refused("[[rules]]\nname = \"instance/i-0abc1234\"\n").contains("may not begin with"),
+        "an instance's brakes are kept under such names"
+    );
     // Names a comprehension binds are variables inside it.
     rules("[[rules]]\nname = \"x\"\nwhen = \"alert.labels.exists(k, k == 'job')\"\n").unwrap();
 }

@@ -1,10 +1,10 @@
 //! `[[rules]]` served, against moto: a CloudWatch agent's disk alarm arriving through SNS runs its rule's
 //! `ssm-command` on the alarm's instance only (not the configured balancer's remediation), followed to its end
 //! and checked; an alert no rule takes that names no target is refused `no-rule-matched`; a rule's alert that
-//! names no instance is refused `no-resource`; a rule is paused and silenced by name; a business metric's
-//! alarm is held for approvers, its instances found by tag; a rule verified by its alert is checked by the
-//! alarm being OK again, or by the real Alertmanager sending the alert resolved; `reflex remediate --rule`
-//! runs a rule, or is refused and audited as `POST /remediate` is.
+//! names no instance is refused `no-resource`; a rule is paused and silenced by name, and an instance on its
+//! own (its runs skip it); a business metric's alarm is held for approvers, its instances found by tag; a rule
+//! verified by its alert is checked by the alarm being OK again, or by the real Alertmanager sending the alert
+//! resolved; `reflex remediate --rule` runs a rule, or is refused and audited as `POST /remediate` is.
 
 use serde_json::{Value, json};
 
@@ -384,6 +384,105 @@ async fn a_rule_is_paused_and_silenced_by_name_with_no_aws_write() {
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not open"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_instance_is_paused_and_silenced_on_its_own_and_runs_leave_it_alone_till_it_is_resumed()
+{
+    let setup = setup().await;
+    let disk = setup.fleet.launch(2, &[]).await;
+    let config = setup.app.config_path.to_str().unwrap();
+
+    // Paused from a shell: the disk rule's run on it is not refused, it skips the instance.
+    let out = reflex([
+        "pause",
+        "--config",
+        config,
+        "--instance",
+        &disk[0],
+        "--reason",
+        "forensics",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let (status, run) = setup.deliver(&disk_alarm(&disk[0])).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["refused-rule"], Value::Null, "{run}");
+    assert_eq!(run["commanded-instance-ids"], json!([]), "{run}");
+    assert_eq!(
+        run["skipped"],
+        json!([{"instance-id": disk[0], "reason": "paused"}])
+    );
+
+    // Silenced through the admin API: shown as the instance's, and skipped the same way.
+    let (status, body) = setup
+        .app
+        .post(
+            "/admin/silences",
+            Some(ADMIN_TOKEN),
+            json!({"instance": disk[1], "for": "10m", "reason": "deploy"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["silence"]["target"],
+        format!("instance/{}", disk[1]),
+        "{body}"
+    );
+    let (_, run) = setup.deliver(&disk_alarm(&disk[1])).await;
+    assert_eq!(run["skipped"][0]["reason"], "silenced", "{run}");
+    assert!(setup.sent().await.is_empty(), "no command was sent");
+
+    // Bad input names what failed and changes nothing.
+    for (request, status, code) in [
+        (
+            json!({"instance": "i-xyz", "reason": "r"}),
+            400,
+            "invalid-instance",
+        ),
+        (
+            json!({"instance": disk[0], "region": "ap-south-1", "reason": "r"}),
+            404,
+            "unknown-place",
+        ),
+        (
+            json!({"instance": disk[0], "rule": "disk-full", "reason": "r"}),
+            400,
+            "invalid-request",
+        ),
+    ] {
+        let (got, body) = setup
+            .app
+            .post("/admin/pause", Some(ADMIN_TOKEN), request.to_string())
+            .await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let (status, body) = setup
+        .app
+        .post(
+            "/admin/breaker/reset",
+            Some(ADMIN_TOKEN),
+            json!({"instance": disk[0], "reason": "r"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "an instance has no breaker: {body}");
+
+    // Resumed, the rule acts on it again.
+    let (status, body) = setup
+        .app
+        .post(
+            "/admin/resume",
+            Some(ADMIN_TOKEN),
+            json!({"instance": disk[0]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, run) = setup.deliver(&disk_alarm(&disk[0])).await;
+    assert_eq!(run["commanded-instance-ids"], json!([disk[0]]), "{run}");
+    assert_eq!(setup.sent().await.len(), 1);
 }
 
 #[tokio::test]

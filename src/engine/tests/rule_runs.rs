@@ -534,3 +534,78 @@ async fn an_actions_entry_spent_for_the_day_opens_the_breaker_rather_than_leave_
     assert_eq!(refused.summary.refused_rule, Some("breaker-open"));
     assert_eq!(h.fleet.done.lock().unwrap().len(), 1, "one reboot in all");
 }
+
+/// The identity of the instance `id` in the test's home.
+fn instance_id(id: &str) -> crate::target::TargetId {
+    let home = home();
+    crate::target::TargetId::new(
+        home.account,
+        home.region,
+        crate::target::TargetKind::Instance,
+        id,
+    )
+}
+
+#[tokio::test]
+async fn an_instance_paused_or_silenced_on_its_own_is_left_alone_by_every_run_in_its_place() {
+    let h = harness_with(FakeFleet::default(), "", &rules("cooldown_secs = 0")).await;
+    let (a, b) = ("i-0abc1234", "i-0def5678");
+    h.store
+        .pause(Scope::Target(&instance_id(a)), "disk forensics")
+        .await
+        .unwrap();
+    // The same id paused in another region holds nothing here.
+    let elsewhere = crate::target::TargetId {
+        region: "eu-west-1".into(),
+        ..instance_id(b)
+    };
+    h.store
+        .pause(Scope::Target(&elsewhere), "elsewhere")
+        .await
+        .unwrap();
+    // The rule's run acts on the other instance only; the paused one is skipped, the run not refused.
+    let run = run_on(&h, &[a, b]).await;
+    assert_eq!(run.summary.refused_rule, None);
+    assert_eq!(run.summary.list("rebooted-instance-ids"), [b]);
+    assert_eq!(run.summary.skipped[0].instance_id, a);
+    assert_eq!(run.summary.skipped[0].reason, SkipReason::Paused);
+    // Silenced too, the other is left alone as well: nothing to do, and no breaker opens.
+    h.store
+        .silence(
+            Scope::Target(&instance_id(b)),
+            "deploy",
+            "ops",
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let held = run_on(&h, &[a, b]).await;
+    assert_eq!((held.acted, held.tripped.is_none()), (0, true));
+    let reasons: Vec<SkipReason> = held.summary.skipped.iter().map(|s| s.reason).collect();
+    assert_eq!(reasons, [SkipReason::Paused, SkipReason::Silenced]);
+    // A balancer's run skips a paused instance of its own as well.
+    h.store
+        .pause(Scope::Target(&instance_id("i-bad")), "keep for a look")
+        .await
+        .unwrap();
+    let web = run_once(&h, "web").await;
+    assert!(web.summary.list("terminated-instance-ids").is_empty());
+    assert!(
+        web.summary
+            .skipped
+            .iter()
+            .any(|skip| skip.instance_id == "i-bad" && skip.reason == SkipReason::Paused)
+    );
+    // Resumed, the instance is acted on again.
+    assert!(
+        h.store
+            .resume(Scope::Target(&instance_id(a)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        run_on(&h, &[a]).await.summary.list("rebooted-instance-ids"),
+        [a]
+    );
+    assert_eq!(h.fleet.done.lock().unwrap().len(), 2, "two reboots in all");
+}
