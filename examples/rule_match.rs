@@ -1,6 +1,6 @@
 //! Times rule matching, the part of `[[rules]]` on the path of every alert: RULES rules with a CEL `when`
 //! (half of them with `match` shorthands too), none of which matches the alert, so that every rule is tried to
-//! its end, and the alert's context built as each alert's is. Prints the microseconds matching adds to one
+//! its end, and the alert read as each alert's is. Prints the microseconds matching adds to one
 //! alert three times: for rules written as most are (each `when` requires a comparison of a field with a
 //! literal, which the alert fails, so CEL need not run), for rules that require text methods with literals
 //! (`startsWith`, likewise), and for rules whose `when` only CEL can decide (it runs for every rule).
@@ -52,8 +52,8 @@ fn text_method_rule(n: usize) -> RuleConfig {
     }
 }
 
-/// Rule `n` whose `when` compares two fields of the alert: nothing is required of one field alone, so CEL
-/// runs it for every alert.
+/// Rule `n` whose `when` compares two fields of the alert: what it requires of one field alone holds, the
+/// rest only CEL can decide, so CEL runs it for every alert.
 fn cel_only_rule(n: usize) -> RuleConfig {
     RuleConfig {
         name: format!("rule-{n}"),

@@ -388,7 +388,7 @@ impl Controls<'_> {
         }
         let home = &self.home.account;
         let account = match named.place.account.as_deref() {
-            None | Some("local") => home.as_str(),
+            None | Some(crate::config::LOCAL_ACCOUNT) => home.as_str(),
             Some(given) => self
                 .config
                 .account(given)
@@ -409,11 +409,12 @@ impl Controls<'_> {
                 &named.place.to_string(),
             )));
         }
+        // AWS writes ids in lowercase: one given in capitals names the same instance.
         Ok(TargetId::new(
             account,
             region,
             crate::target::TargetKind::Instance,
-            named.name,
+            named.name.to_ascii_lowercase(),
         ))
     }
 

@@ -59,8 +59,8 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Lift a pause set by `reflex pause`: of one target with --target, of everything without it (single
-    /// targets' pauses stay).
+    /// Lift a pause set by `reflex pause`: of one target (--target), rule (--rule) or instance (--instance), of
+    /// everything without any (single targets' pauses stay).
     Resume {
         /// Configuration file (TOML); its [audit] url names the store.
         #[arg(long, env = "REFLEX_CONFIG")]
@@ -80,9 +80,9 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// A pause with an end: stop reflex acting on a target (or on every target) for a while (a deploy, an
-    /// incident, maintenance). Alerts are answered `refused` (silenced: who, why, until when) and audited, with
-    /// no AWS call; the silence is in the audit store, so it survives restarts and holds for every replica; it
+    /// A pause with an end: stop reflex acting on a target, a rule or one instance (or on everything) for a while
+    /// (a deploy, an incident, maintenance). Alerts are answered `refused` (silenced: who, why, until when) and
+    /// audited, with no AWS call (a silenced instance is skipped by every run in its place); the silence is in the audit store, so it survives restarts and holds for every replica; it
     /// ends by itself (announced to [[notify]] webhooks) or with `reflex unsilence ID`. Without --for, lists
     /// the silences in force.
     Silence {
@@ -430,14 +430,16 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `--account` and `--region`: where a target is, when several targets share its name.
+/// `--account` and `--region`: where a target is, when several targets share its name, or where an instance
+/// is.
 #[derive(Debug, clap::Args)]
 struct PlaceArgs {
-    /// The target's (or rule's, or instance's) account ([[accounts]] name, "local", or account id), when
-    /// targets in several accounts share its name.
+    /// The target's (or rule's) account ([[accounts]] name, "local", or account id), when targets in several
+    /// accounts share its name; an instance's (default: local).
     #[arg(long)]
     account: Option<String>,
-    /// The target's (or rule's, or instance's) region, when targets in several regions share its name.
+    /// The target's (or rule's) region, when targets in several regions share its name; an instance's
+    /// (default: aws.region).
     #[arg(long)]
     region: Option<String>,
 }

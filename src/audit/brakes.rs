@@ -83,8 +83,10 @@ where
     let every = Key::every_target();
     let none = "CAST(0 AS BIGINT) AS until_ms, '' AS id, '' AS by_whom";
     // The instances held back in the target's place: their rows' names begin with the prefix no target's has.
+    // (`substr`, not `LIKE`, which SQLite compares without case.)
     let held = format!(
-        "account = $1 AND region = $2 AND target LIKE '{}%'",
+        "account = $1 AND region = $2 AND substr(target, 1, {}) = '{}'",
+        keys::INSTANCE_PREFIX.len(),
         keys::INSTANCE_PREFIX
     );
     let sql = format!(

@@ -324,7 +324,8 @@ impl RequestMeta {
 
     /// Names the target the request concerns: its name, account and region.
     pub fn concerns(&mut self, target: &crate::target::TargetId) {
-        self.target = Some(target.name.clone());
+        // An instance is named as its pauses and silences are (`instance/ID`), beside targets of that name.
+        self.target = Some(super::keys::Key::from(target).target);
         self.place = Some((target.account.clone(), target.region.clone()));
     }
 

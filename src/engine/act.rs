@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::action::{On, Started};
 use super::decide::Decided;
 use super::gate::brakes_refusal;
-use super::plan::{Act, Refusal, SkipReason};
+use super::plan::{Act, Refusal};
 use super::targets::Target;
 use super::{Engine, EngineError};
 use crate::audit::{InstanceBrake, Outcome, RequestMeta};
@@ -83,10 +83,10 @@ impl Engine {
         }
         summary.take_acted_on();
         let mut results = Vec::with_capacity(decision.steps.len());
-        for (n, step) in decision.steps.iter().enumerate() {
-            if n > 0
-                && let Some(rule) = self.stops_before_next(target, step).await
-            {
+        for step in &decision.steps {
+            // The intent's commit checked the target's brakes; an instance's own brake is checked before every
+            // act, the first too (one small read each).
+            if let Some(rule) = self.stops_before_next(target, step).await {
                 meta.note("stopped", rule);
                 break;
             }
@@ -98,10 +98,10 @@ impl Engine {
         Ok(Acted::Replaced(u32::try_from(acted).unwrap_or(u32::MAX)))
     }
 
-    /// Why a run that has acted stops before its next AWS write, `next`: a brake (pause, silence, open
-    /// breaker) that landed meanwhile on its target or on `next`'s instance, or brakes that cannot be read (the
-    /// store failing): the run then ends recording what it did rather than failing, so that its acts count
-    /// against the cooldown, the budgets and the speed limit.
+    /// Why a run stops before its next AWS write, `next`: a brake (pause, silence, open breaker) that landed
+    /// meanwhile on its target, or on `next`'s instance (`instance-paused`, `instance-silenced`), or brakes that
+    /// cannot be read (the store failing): the run then ends recording what it did rather than failing, so that
+    /// its acts count against the cooldown, the budgets and the speed limit.
     async fn stops_before_next(&self, target: &Target, next: &Act) -> Option<&'static str> {
         match self.audit.brakes_of(&target.id).await {
             Ok(brakes) => {
@@ -111,8 +111,8 @@ impl Engine {
                     .and_then(|id| brakes.instances.get(id).copied());
                 let rule = match (instance, brakes_refusal(brakes)) {
                     (_, Some(refusal)) => refusal.rule(),
-                    (Some(InstanceBrake::Paused), None) => SkipReason::Paused.as_str(),
-                    (Some(InstanceBrake::Silenced), None) => SkipReason::Silenced.as_str(),
+                    (Some(InstanceBrake::Paused), None) => "instance-paused",
+                    (Some(InstanceBrake::Silenced), None) => "instance-silenced",
                     (None, None) => return None,
                 };
                 tracing::warn!(rule, "stopped before the next AWS write");

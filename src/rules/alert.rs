@@ -57,6 +57,60 @@ pub const FIELDS: &[&str] = &[
     "starts_at",
 ];
 
+/// The text fields of `FIELDS`, which `AlertFacts::text` reads.
+pub const TEXT_FIELDS: &[&str] = &[
+    "source",
+    "name",
+    "state",
+    "severity",
+    "namespace",
+    "metric",
+    "account",
+    "region",
+    "starts_at",
+];
+/// The number fields of `FIELDS` (null when not known), which `AlertFacts::number` reads.
+pub const NUMBER_FIELDS: &[&str] = &["value", "threshold"];
+/// The maps of strings of `FIELDS`, which `AlertFacts::map` reads.
+pub const MAP_FIELDS: &[&str] = &["labels", "annotations", "dimensions"];
+
+impl AlertFacts {
+    /// The text field `field` (one of `TEXT_FIELDS`), read by name as CEL reads it.
+    pub fn text(&self, field: &str) -> Option<&str> {
+        Some(match field {
+            "source" => &self.source,
+            "name" => &self.name,
+            "state" => &self.state,
+            "severity" => &self.severity,
+            "namespace" => &self.namespace,
+            "metric" => &self.metric,
+            "account" => &self.account,
+            "region" => &self.region,
+            "starts_at" => &self.starts_at,
+            _ => return None,
+        })
+    }
+
+    /// The number field `field` (one of `NUMBER_FIELDS`): `Some(None)` when its value is not known.
+    pub fn number(&self, field: &str) -> Option<Option<f64>> {
+        match field {
+            "value" => Some(self.value),
+            "threshold" => Some(self.threshold),
+            _ => None,
+        }
+    }
+
+    /// The map field `field` (one of `MAP_FIELDS`).
+    pub fn map(&self, field: &str) -> Option<&BTreeMap<String, String>> {
+        match field {
+            "labels" => Some(&self.labels),
+            "annotations" => Some(&self.annotations),
+            "dimensions" => Some(&self.dimensions),
+            _ => None,
+        }
+    }
+}
+
 /// A CloudWatch alarm message as rules read it: more of it than `crate::sns::alarm` reads on the path of every
 /// SNS delivery (the reason, the description, the metric and every dimension).
 #[derive(Deserialize)]

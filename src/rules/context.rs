@@ -13,22 +13,7 @@ use cel::context::VariableResolver;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, Value};
 
-use super::alert::AlertFacts;
-
-/// The alert's text fields, by name.
-const TEXT: &[&str] = &[
-    "source",
-    "name",
-    "state",
-    "severity",
-    "namespace",
-    "metric",
-    "account",
-    "region",
-    "starts_at",
-];
-/// The alert's maps of strings, by name, in the order of `Facts::maps`.
-const MAPS: [&str; 3] = ["labels", "annotations", "dimensions"];
+use super::alert::{AlertFacts, MAP_FIELDS, TEXT_FIELDS};
 
 /// An alert at a moment, as CEL reads it: resolved name by name.
 pub struct Facts<'a> {
@@ -36,7 +21,8 @@ pub struct Facts<'a> {
     now: i64,
     /// The whole `alert` map, once read as such.
     whole: OnceLock<Box<dyn Val>>,
-    /// `alert.labels`, `alert.annotations` and `alert.dimensions`, each once read as such.
+    /// `alert.labels`, `alert.annotations` and `alert.dimensions` (in `MAP_FIELDS`' order), each once read
+    /// as such.
     maps: [OnceLock<Box<dyn Val>>; 3],
 }
 
@@ -58,37 +44,14 @@ impl<'a> Facts<'a> {
         context
     }
 
-    fn text(&self, field: &str) -> Option<&'a str> {
-        let alert = self.alert;
-        Some(match field {
-            "source" => &alert.source,
-            "name" => &alert.name,
-            "state" => &alert.state,
-            "severity" => &alert.severity,
-            "namespace" => &alert.namespace,
-            "metric" => &alert.metric,
-            "account" => &alert.account,
-            "region" => &alert.region,
-            "starts_at" => &alert.starts_at,
-            _ => return None,
-        })
-    }
-
-    fn map(&self, index: usize) -> &'a BTreeMap<String, String> {
-        match index {
-            0 => &self.alert.labels,
-            1 => &self.alert.annotations,
-            _ => &self.alert.dimensions,
-        }
-    }
-
     /// `alert.FIELD`, or `alert.MAP.KEY` when `key` is given (`None` when there is no such field or entry:
     /// CEL then reads the shorter name and selects on it, and fails as it would have).
     fn field<'b>(&'b self, field: &str, key: Option<&str>) -> Option<CowVal<'b, 'b>> {
-        if let Some(index) = MAPS.iter().position(|map| *map == field) {
-            let map = self.map(index);
+        let alert: &'a AlertFacts = self.alert;
+        if let Some(map) = alert.map(field) {
             return match key {
                 None => {
+                    let index = MAP_FIELDS.iter().position(|name| *name == field)?;
                     let built = self.maps[index].get_or_init(|| boxed(map_value(map)));
                     Some(CowVal::Borrowed(built.as_ref()))
                 }
@@ -100,15 +63,10 @@ impl<'a> Facts<'a> {
         if key.is_some() {
             return None;
         }
-        if let Some(text) = self.text(field) {
+        if let Some(text) = alert.text(field) {
             return Some(CowVal::owned(CelString::from(text)));
         }
-        let number = match field {
-            "value" => self.alert.value,
-            "threshold" => self.alert.threshold,
-            _ => return None,
-        };
-        Some(number.map_or_else(
+        Some(alert.number(field)?.map_or_else(
             || CowVal::owned(CelNull),
             |number| CowVal::owned(CelDouble::from(number)),
         ))
@@ -159,19 +117,16 @@ fn text(value: &str) -> Value {
 
 /// `alert` as CEL sees it: every field present (an unknown value is null), maps of strings.
 fn value_of(alert: &AlertFacts) -> Value {
-    let number = |value: Option<f64>| value.map_or(Value::Null, Value::Float);
-    let facts = Facts::new(alert, 0);
-    let texts = TEXT
+    let texts = TEXT_FIELDS
         .iter()
-        .map(|field| (*field, text(facts.text(field).unwrap_or_default())));
-    let maps = MAPS
+        .map(|field| (*field, text(alert.text(field).unwrap_or_default())));
+    let maps = MAP_FIELDS
         .iter()
-        .enumerate()
-        .map(|(index, field)| (*field, map_value(facts.map(index))));
-    let numbers = [
-        ("value", number(alert.value)),
-        ("threshold", number(alert.threshold)),
-    ];
+        .filter_map(|field| Some((*field, map_value(alert.map(field)?))));
+    let numbers = super::alert::NUMBER_FIELDS.iter().map(|field| {
+        let number = alert.number(field).flatten();
+        (*field, number.map_or(Value::Null, Value::Float))
+    });
     let entries: HashMap<Key, Value> = texts
         .chain(maps)
         .chain(numbers)

@@ -75,13 +75,19 @@ impl Matcher {
 
     /// The first shorthand `alert` fails, in words (its key and the alert's value), or `None` when all hold.
     pub fn first_failed(&self, alert: &AlertFacts) -> Option<String> {
+        let key = self.first_miss(alert)?;
+        Some(match value_of(alert, key) {
+            Some(value) => format!("match.{key}: the alert's is {value:?}"),
+            None => format!("match.{key}: the alert has none"),
+        })
+    }
+
+    /// The key of the first shorthand `alert` fails, in no words: on the path of every alert.
+    pub fn first_miss(&self, alert: &AlertFacts) -> Option<&str> {
         self.checks
             .iter()
-            .find_map(|(key, text)| match value_of(alert, key) {
-                Some(value) if text.holds(value) => None,
-                Some(value) => Some(format!("match.{key}: the alert's is {value:?}")),
-                None => Some(format!("match.{key}: the alert has none")),
-            })
+            .find(|(key, text)| value_of(alert, key).is_none_or(|value| !text.holds(value)))
+            .map(|(key, _)| key.as_str())
     }
 }
 

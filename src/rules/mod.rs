@@ -163,7 +163,7 @@ impl Rules {
         let context = facts.context(&self.env);
         self.rules
             .iter()
-            .find(|rule| rule.failed(alert, &context).is_none())
+            .find(|rule| rule.failure(alert, &context).is_none())
     }
 
     /// For every rule, in order, whether `alert` matches it at `now`, and what failed when not.
@@ -173,7 +173,9 @@ impl Rules {
         self.rules
             .iter()
             .map(|rule| {
-                let failed = rule.failed(alert, &context);
+                let failed = rule
+                    .failure(alert, &context)
+                    .map(|failure| rule.described(failure, alert));
                 Verdict {
                     rule: rule.name.clone(),
                     matched: failed.is_none(),
@@ -184,42 +186,85 @@ impl Rules {
     }
 }
 
+/// The first condition of a rule an alert fails, put in words only when asked (`reflex rules test`): matching
+/// an alert against many rules writes nothing.
+#[derive(Debug)]
+enum Failure {
+    /// A manual request, and the rule does not list `manual`.
+    ManualSource,
+    /// Not one of its sources.
+    Source,
+    /// Not one of its states.
+    On,
+    /// Another account or region than the rule's.
+    Place,
+    /// A `match` shorthand.
+    Match,
+    /// Its `when` is false.
+    WhenFalse,
+    /// Its `when` failed: the error.
+    WhenError(String),
+}
+
 impl Rule {
-    /// The first of the rule's conditions `alert` fails, in words; `None` when it matches.
-    fn failed(&self, alert: &AlertFacts, context: &cel::Context<'_, '_>) -> Option<String> {
+    /// The first of the rule's conditions `alert` fails; `None` when it matches.
+    fn failure(&self, alert: &AlertFacts, context: &cel::Context<'_, '_>) -> Option<Failure> {
         // A rule for every source is for alerts: only one that lists `manual` takes a person's request.
         if alert.source == "manual" && !self.sources.contains(&alert.source) {
-            return Some(format!(
-                "sources: a manual request runs only a rule that lists \"manual\", not {:?}",
-                self.sources
-            ));
+            return Some(Failure::ManualSource);
         }
         if !self.sources.is_empty() && !self.sources.contains(&alert.source) {
-            return Some(format!(
-                "sources: {:?} is not one of {:?}",
-                alert.source, self.sources
-            ));
+            return Some(Failure::Source);
         }
         if !self.on.contains(&alert.state) {
-            return Some(format!(
-                "on: the alert is {:?}, not one of {:?}",
-                alert.state, self.on
-            ));
+            return Some(Failure::On);
         }
-        if let Some(failed) = self.place.as_ref().and_then(|place| place.failed(alert)) {
-            return Some(failed);
+        if self
+            .place
+            .as_ref()
+            .and_then(|place| place.miss(alert))
+            .is_some()
+        {
+            return Some(Failure::Place);
         }
-        if let Some(failed) = self.matcher.first_failed(alert) {
-            return Some(failed);
+        if self.matcher.first_miss(alert).is_some() {
+            return Some(Failure::Match);
         }
         let when = self.when.as_ref()?;
         if when.refuted(alert) {
-            return Some(format!("when: `{}` is false", when.source));
+            return Some(Failure::WhenFalse);
         }
         match when.holds(context) {
             Ok(true) => None,
-            Ok(false) => Some(format!("when: `{}` is false", when.source)),
-            Err(err) => Some(format!("when: `{}` failed: {err}", when.source)),
+            Ok(false) => Some(Failure::WhenFalse),
+            Err(err) => Some(Failure::WhenError(err)),
+        }
+    }
+
+    /// `failure` of `alert`, in words, with the alert's value.
+    fn described(&self, failure: Failure, alert: &AlertFacts) -> String {
+        let when = self.when.as_ref().map_or("", |when| when.source.as_str());
+        match failure {
+            Failure::ManualSource => format!(
+                "sources: a manual request runs only a rule that lists \"manual\", not {:?}",
+                self.sources
+            ),
+            Failure::Source => format!(
+                "sources: {:?} is not one of {:?}",
+                alert.source, self.sources
+            ),
+            Failure::On => format!(
+                "on: the alert is {:?}, not one of {:?}",
+                alert.state, self.on
+            ),
+            Failure::Place => self
+                .place
+                .as_ref()
+                .and_then(|place| place.failed(alert))
+                .unwrap_or_default(),
+            Failure::Match => self.matcher.first_failed(alert).unwrap_or_default(),
+            Failure::WhenFalse => format!("when: `{when}` is false"),
+            Failure::WhenError(err) => format!("when: `{when}` failed: {err}"),
         }
     }
 }
@@ -242,7 +287,10 @@ fn check_settings(index: usize, config: &RuleConfig, earlier: &[Rule]) -> Result
             "must be 1 to 64 printable characters".into(),
         ));
     }
-    if name.starts_with(crate::audit::INSTANCE_PREFIX) {
+    if name
+        .to_ascii_lowercase()
+        .starts_with(crate::audit::INSTANCE_PREFIX)
+    {
         return Err(invalid(
             "name",
             format!(

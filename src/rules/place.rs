@@ -50,28 +50,43 @@ impl RulePlace {
     /// Why `alert` is not for a rule acting here: the account or region it names is another; `None` when it
     /// names this place, or none.
     pub fn failed(&self, alert: &AlertFacts) -> Option<String> {
-        // Blank text names no place, as everywhere a place is read (`Place::new`).
-        if !alert.region.trim().is_empty() && alert.region != self.region {
-            return Some(format!(
+        Some(match self.miss(alert)? {
+            Miss::Region => format!(
                 "region: the alert is in {:?}, the rule acts in {:?}",
                 crate::untrusted::bounded(&alert.region),
                 self.region
-            ));
+            ),
+            Miss::Account => format!(
+                "account: the alert is in {:?}, the rule acts in {:?}",
+                crate::untrusted::bounded(&alert.account),
+                self.account
+            ),
+        })
+    }
+
+    /// Whether `alert` names another region or another account (`None`: this place, or none), in no words:
+    /// on the path of every alert.
+    pub fn miss(&self, alert: &AlertFacts) -> Option<Miss> {
+        // Blank text names no place, as everywhere a place is read (`Place::new`).
+        if !alert.region.trim().is_empty() && alert.region != self.region {
+            return Some(Miss::Region);
         }
         let account = alert.account.as_str();
         let known = self.known_as.iter().any(|name| name == account);
         let local = self.others.as_ref().is_some_and(|others| {
             crate::target::is_account_id(account) && !others.iter().any(|o| o == account)
         });
-        if account.trim().is_empty() || known || local {
-            return None;
-        }
-        Some(format!(
-            "account: the alert is in {:?}, the rule acts in {:?}",
-            crate::untrusted::bounded(account),
-            self.account
-        ))
+        (!(account.trim().is_empty() || known || local)).then_some(Miss::Account)
     }
+}
+
+/// What of an alert's place is not a rule's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// It names another region.
+    Region,
+    /// It names another account.
+    Account,
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ fn bad_rules_are_refused_at_start_up_naming_the_rule_and_where() {
     assert!(refused("[[rules]]\nname = \"x\"\non = [\"ok\"]\n").contains("on"));
     assert!(refused("[[rules]]\nname = \"\"\n").contains("#1"));
     assert!(
-        refused("[[rules]]\nname = \"instance/i-0abc1234\"\n").contains("may not begin with"),
+        refused("[[rules]]\nname = \"Instance/i-0abc1234\"\n").contains("may not begin with"),
         "an instance's brakes are kept under such names"
     );
     // Names a comprehension binds are variables inside it.

@@ -419,7 +419,9 @@ async fn an_instance_is_paused_and_silenced_on_its_own_and_runs_leave_it_alone_t
         .post(
             "/admin/silences",
             Some(ADMIN_TOKEN),
-            json!({"instance": disk[1], "for": "10m", "reason": "deploy"}).to_string(),
+            // In capitals, it names the same instance.
+            json!({"instance": format!("i-{}", disk[1][2..].to_uppercase()), "for": "10m", "reason": "deploy"})
+                .to_string(),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -432,7 +434,25 @@ async fn an_instance_is_paused_and_silenced_on_its_own_and_runs_leave_it_alone_t
     assert_eq!(run["skipped"][0]["reason"], "silenced", "{run}");
     assert!(setup.sent().await.is_empty(), "no command was sent");
 
-    // Bad input names what failed and changes nothing.
+    refused_instance_controls(&setup, &disk[0]).await;
+
+    // Resumed, the rule acts on it again.
+    let (status, body) = setup
+        .app
+        .post(
+            "/admin/resume",
+            Some(ADMIN_TOKEN),
+            json!({"instance": disk[0]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, run) = setup.deliver(&disk_alarm(&disk[0])).await;
+    assert_eq!(run["commanded-instance-ids"], json!([disk[0]]), "{run}");
+    assert_eq!(setup.sent().await.len(), 1);
+}
+
+/// Controls of an instance that are refused, each naming what failed, and changing nothing.
+async fn refused_instance_controls(setup: &Setup, instance: &str) {
     for (request, status, code) in [
         (
             json!({"instance": "i-xyz", "reason": "r"}),
@@ -440,12 +460,12 @@ async fn an_instance_is_paused_and_silenced_on_its_own_and_runs_leave_it_alone_t
             "invalid-instance",
         ),
         (
-            json!({"instance": disk[0], "region": "ap-south-1", "reason": "r"}),
+            json!({"instance": instance, "region": "ap-south-1", "reason": "r"}),
             404,
             "unknown-place",
         ),
         (
-            json!({"instance": disk[0], "rule": "disk-full", "reason": "r"}),
+            json!({"instance": instance, "rule": "disk-full", "reason": "r"}),
             400,
             "invalid-request",
         ),
@@ -465,24 +485,17 @@ async fn an_instance_is_paused_and_silenced_on_its_own_and_runs_leave_it_alone_t
         .post(
             "/admin/breaker/reset",
             Some(ADMIN_TOKEN),
-            json!({"instance": disk[0], "reason": "r"}).to_string(),
+            json!({"instance": instance, "reason": "r"}).to_string(),
         )
         .await;
     assert_eq!(status, 400, "an instance has no breaker: {body}");
-
-    // Resumed, the rule acts on it again.
-    let (status, body) = setup
-        .app
-        .post(
-            "/admin/resume",
-            Some(ADMIN_TOKEN),
-            json!({"instance": disk[0]}).to_string(),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (_, run) = setup.deliver(&disk_alarm(&disk[0])).await;
-    assert_eq!(run["commanded-instance-ids"], json!([disk[0]]), "{run}");
-    assert_eq!(setup.sent().await.len(), 1);
+    let records = setup.app.audit_records().await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.status == 404 && r.error.as_deref() == Some("unknown-place")),
+        "audited: {records:?}"
+    );
 }
 
 #[tokio::test]
