@@ -41,27 +41,30 @@ fn rule(n: usize) -> RuleConfig {
     }
 }
 
-/// Rule `n` whose `when` requires text methods with literals (`startsWith`), which the alert fails.
-fn text_method_rule(n: usize) -> RuleConfig {
+/// Rule `n` with only `when`, and no `match` shorthands.
+fn when_rule(n: usize, when: String) -> RuleConfig {
     RuleConfig {
         name: format!("rule-{n}"),
-        when: Some(format!(
-            "alert.labels.instance.startsWith('i-') && alert.labels.job.startsWith('job-{n}')"
-        )),
+        when: Some(when),
         ..RuleConfig::default()
     }
+}
+
+/// Rule `n` whose `when` requires text methods with literals (`startsWith`), which the alert fails.
+fn text_method_rule(n: usize) -> RuleConfig {
+    when_rule(
+        n,
+        format!("alert.labels.instance.startsWith('i-') && alert.labels.job.startsWith('job-{n}')"),
+    )
 }
 
 /// Rule `n` whose `when` compares two fields of the alert: what it requires of one field alone holds, the
 /// rest only CEL can decide, so CEL runs it for every alert.
 fn cel_only_rule(n: usize) -> RuleConfig {
-    RuleConfig {
-        name: format!("rule-{n}"),
-        when: Some(format!(
-            "alert.labels.instance.startsWith('i-') && alert.value > alert.threshold + {n}.0"
-        )),
-        ..RuleConfig::default()
-    }
+    when_rule(
+        n,
+        format!("alert.labels.instance.startsWith('i-') && alert.value > alert.threshold + {n}.0"),
+    )
 }
 
 /// Matches `alert` against `configs` `alerts` times (after a warm-up); the microseconds per alert, and how

@@ -169,24 +169,17 @@ async fn an_instances_own_brakes_hold_it_back_in_its_place_only_and_stop_no_targ
         .pause(Scope::Target(&instance("i-0aaa1111", REGION)), "forensics")
         .await
         .unwrap();
-    store
-        .silence(
-            Scope::Target(&instance("i-0aaa1111", REGION)),
-            "deploy",
-            "ops",
-            hour,
-        )
-        .await
-        .unwrap();
-    store
-        .silence(
-            Scope::Target(&instance("i-0bbb2222", REGION)),
-            "deploy",
-            "ops",
-            hour,
-        )
-        .await
-        .unwrap();
+    for silenced in ["i-0aaa1111", "i-0bbb2222"] {
+        store
+            .silence(
+                Scope::Target(&instance(silenced, REGION)),
+                "deploy",
+                "ops",
+                hour,
+            )
+            .await
+            .unwrap();
+    }
     store
         .pause(
             Scope::Target(&instance("i-0ccc3333", "eu-west-1")),

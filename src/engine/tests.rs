@@ -470,15 +470,15 @@ fn home() -> Home {
     }
 }
 
+/// The identity of `name`, of `kind`, in the test's home.
+fn home_id(kind: crate::target::TargetKind, name: &str) -> crate::target::TargetId {
+    let home = home();
+    crate::target::TargetId::new(home.account, home.region, kind, name)
+}
+
 /// The identity of the test's classic target `name` (its kind does not key the store).
 fn id(name: &str) -> crate::target::TargetId {
-    let home = home();
-    crate::target::TargetId::new(
-        home.account,
-        home.region,
-        crate::target::TargetKind::LoadBalancer,
-        name,
-    )
+    home_id(crate::target::TargetKind::LoadBalancer, name)
 }
 
 fn trigger(target: &str, dry_run: bool) -> Trigger {

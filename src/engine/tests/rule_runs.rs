@@ -33,13 +33,7 @@ async fn disk_run(h: &Harness, instance: &str) -> Result<Run, EngineError> {
 
 /// The identity of the test's rule `name`.
 fn rule_id(name: &str) -> crate::target::TargetId {
-    let home = home();
-    crate::target::TargetId::new(
-        home.account,
-        home.region,
-        crate::target::TargetKind::Rule,
-        name,
-    )
+    home_id(crate::target::TargetKind::Rule, name)
 }
 
 #[tokio::test]
@@ -537,13 +531,7 @@ async fn an_actions_entry_spent_for_the_day_opens_the_breaker_rather_than_leave_
 
 /// The identity of the instance `id` in the test's home.
 fn instance_id(id: &str) -> crate::target::TargetId {
-    let home = home();
-    crate::target::TargetId::new(
-        home.account,
-        home.region,
-        crate::target::TargetKind::Instance,
-        id,
-    )
+    home_id(crate::target::TargetKind::Instance, id)
 }
 
 #[tokio::test]
