@@ -222,7 +222,17 @@ fn reads(scope: &Scope<'_>, config: &Config) -> Vec<Value> {
 /// The statement granting one of a kind's IAM actions on the resources it touches.
 fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Vec<Value>, IamPolicyError> {
     let sid = action.replace([':', '-'], "");
-    let managed = json!({"StringEquals": {"aws:ResourceTag/reflex:managed": "true"}});
+    if let Some((service, resource, tag)) = on_managed(action) {
+        let mut grant = statement(&sid, &[action], scope.arns(service, resource));
+        grant["Condition"] = match tag {
+            None => json!({"StringEquals": {"aws:ResourceTag/reflex:managed": "true"}}),
+            Some(key) => json!({
+                "StringEquals": {"aws:ResourceTag/reflex:managed": "true"},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [key]}
+            }),
+        };
+        return Ok(vec![grant]);
+    }
     let granted = match action {
         "ec2:TerminateInstances" | "ec2:RebootInstances" | "ec2:StartInstances" => {
             let mut grant = statement(&sid, &[action], scope.arns("ec2", "instance/*"));
@@ -230,23 +240,6 @@ fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Vec<Value>,
                 "StringEquals": {"aws:ResourceTag/reflex:managed": "true"},
                 "Null": {"aws:ResourceTag/reflex:protect": "true"}
             });
-            grant
-        }
-        "ec2:CreateTags" => {
-            let mut grant = statement(&sid, &[action], scope.arns("ec2", "instance/*"));
-            grant["Condition"] = json!({
-                "StringEquals": {"aws:ResourceTag/reflex:managed": "true"},
-                "ForAllValues:StringEquals": {"aws:TagKeys": [crate::actions::isolate::TAG]}
-            });
-            grant
-        }
-        "autoscaling:SetInstanceHealth" | "autoscaling:DetachInstances" => {
-            let mut grant = statement(
-                &sid,
-                &[action],
-                scope.arns("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"),
-            );
-            grant["Condition"] = managed;
             grant
         }
         "elasticloadbalancing:DeregisterInstancesFromLoadBalancer"
@@ -267,12 +260,35 @@ fn write(action: &str, scope: &Scope<'_>, config: &Config) -> Result<Vec<Value>,
             );
             return Ok(vec![on_instances, documents]);
         }
-        "ssm:GetCommandInvocation" | "ssm:ListCommands" => {
-            statement(&sid, &[action], vec!["*".to_owned()])
-        }
+        "ssm:GetCommandInvocation"
+        | "ssm:ListCommands"
+        | "ecs:DescribeServices"
+        | "rds:DescribeDBInstances" => statement(&sid, &[action], vec!["*".to_owned()]),
         other => return Err(IamPolicyError::NoRule(other.to_owned())),
     };
     Ok(vec![granted])
+}
+
+/// For a write allowed only on resources tagged `reflex:managed=true`: the ARN's service and resource, and the
+/// one tag key it may write when it tags (the kind's own record of what it did).
+fn on_managed(action: &str) -> Option<(&'static str, &'static str, Option<&'static str>)> {
+    const GROUP: &str = "autoScalingGroup:*:autoScalingGroupName/*";
+    Some(match action {
+        "ec2:CreateTags" => ("ec2", "instance/*", Some(crate::actions::isolate::TAG)),
+        "autoscaling:CreateOrUpdateTags" => (
+            "autoscaling",
+            GROUP,
+            Some(crate::actions::asg_set_capacity::TAG),
+        ),
+        "autoscaling:SetInstanceHealth"
+        | "autoscaling:DetachInstances"
+        | "autoscaling:SetDesiredCapacity" => ("autoscaling", GROUP, None),
+        "ecs:UpdateService" => ("ecs", "service/*", None),
+        "ecs:TagResource" => ("ecs", "service/*", Some(crate::actions::ecs_redeploy::TAG)),
+        "rds:RebootDBInstance" => ("rds", "db:*", None),
+        "rds:AddTagsToResource" => ("rds", "db:*", Some(crate::actions::rds_reboot::TAG)),
+        _ => return None,
+    })
 }
 
 /// The ARNs of the SSM documents the `[[actions]]` entries of the scope's ladders (its targets' and rules')

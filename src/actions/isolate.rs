@@ -41,6 +41,7 @@ impl Action for Isolate {
             acts_on: ActsOn::Instance,
             keeps_instance: false,
             removes_capacity: true,
+            adds_capacity: false,
             judged: Judged::CapacityBack,
             checked_after: None,
         }

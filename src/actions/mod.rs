@@ -3,11 +3,15 @@
 //! and the UI come from the engine. A kind may name SDK types, as `aws/` does: it reaches AWS through the
 //! target's fleet, or through the SDK clients behind it (`crate::aws::clients_of`).
 
+pub mod asg_set_capacity;
+pub mod ecs_redeploy;
 pub mod isolate;
+pub mod rds_reboot;
 pub mod reboot;
 pub mod replace;
 pub mod ssm_command;
 mod template;
+pub mod webhook;
 
 use crate::config::Config;
 use crate::engine::action::Kinds;
@@ -20,6 +24,10 @@ pub fn builtin() -> Kinds {
         .with(reboot::Reboot::default())
         .with(isolate::Isolate)
         .with(ssm_command::SsmCommand::default())
+        .with(asg_set_capacity::AsgSetCapacity::default())
+        .with(webhook::Webhook::default())
+        .with(ecs_redeploy::EcsRedeploy::default())
+        .with(rds_reboot::RdsReboot::default())
 }
 
 /// Checks `config` against the built-in kinds at start-up (`Kinds::check`).
@@ -61,7 +69,8 @@ mod tests {
         }
         let err = ladder(&["pray"]).unwrap_err().to_string();
         assert!(
-            err.contains("\"pray\"") && err.contains("isolate, reboot, replace"),
+            err.contains("\"pray\"")
+                && err.contains("isolate, rds-reboot, reboot, replace, ssm-command, webhook"),
             "{err}"
         );
     }

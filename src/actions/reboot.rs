@@ -42,6 +42,7 @@ impl Action for Reboot {
             acts_on: ActsOn::Instance,
             keeps_instance: true,
             removes_capacity: false,
+            adds_capacity: false,
             judged: Judged::InstancesBack,
             checked_after: Some(self.verify_after),
         }

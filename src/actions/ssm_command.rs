@@ -105,6 +105,7 @@ impl Action for SsmCommand {
             acts_on: ActsOn::Instance,
             keeps_instance: true,
             removes_capacity: false,
+            adds_capacity: false,
             judged: Judged::InstancesBack,
             checked_after: Some(
                 self.settings

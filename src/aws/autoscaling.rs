@@ -141,8 +141,9 @@ impl AwsFleet {
         Ok(changes)
     }
 
-    /// DescribeScalingActivities: the group's newest activities that have not finished (their descriptions).
-    async fn activities_in_progress(&self, group: &str) -> Result<Vec<String>, FleetError> {
+    /// DescribeScalingActivities: the group's newest activities that have not finished (their descriptions);
+    /// an action kind that changes a group's capacity asks it too.
+    pub async fn activities_in_progress(&self, group: &str) -> Result<Vec<String>, FleetError> {
         const ACTIVITIES: &str = "DescribeScalingActivities";
         let output = self
             .timed(ACTIVITIES, async {

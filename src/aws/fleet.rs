@@ -24,6 +24,8 @@ pub struct AwsFleet {
     pub(super) ec2: aws_sdk_ec2::Client,
     pub(super) autoscaling: aws_sdk_autoscaling::Client,
     ssm: aws_sdk_ssm::Client,
+    ecs: aws_sdk_ecs::Client,
+    rds: aws_sdk_rds::Client,
     pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
     metrics: Arc<Metrics>,
 }
@@ -37,6 +39,8 @@ impl AwsFleet {
             ec2: aws_sdk_ec2::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            rds: aws_sdk_rds::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             metrics,
         }
@@ -55,6 +59,16 @@ impl AwsFleet {
     /// Systems Manager's client, for an action kind's own calls (an SSM command).
     pub fn ssm(&self) -> &aws_sdk_ssm::Client {
         &self.ssm
+    }
+
+    /// ECS's client, for an action kind's own calls (a service's redeploy).
+    pub fn ecs(&self) -> &aws_sdk_ecs::Client {
+        &self.ecs
+    }
+
+    /// RDS's client, for an action kind's own calls (a database's reboot).
+    pub fn rds(&self) -> &aws_sdk_rds::Client {
+        &self.rds
     }
 
     /// Classic ELB's client, for an action kind's own calls.

@@ -32,6 +32,7 @@ pub use rules::{
 };
 pub use scoped::ScopedToken;
 pub use secret::{Secret, any_matches};
+pub(crate) use validate::is_loopback;
 pub use windows::{Occurrence, Window};
 
 use crate::target::{Place, TargetRef};

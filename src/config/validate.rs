@@ -932,7 +932,7 @@ impl WebhookConfig {
 
 /// `arn:<partition>:sns:<region>:<account>:<name>`.
 /// Whether `url` names this host (an emulator or a test receiver, never a remote service).
-fn is_loopback(url: &url::Url) -> bool {
+pub(crate) fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => name == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

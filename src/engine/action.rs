@@ -46,6 +46,10 @@ pub struct Effect {
     /// Whether acting removes capacity for a while: every action kind counts against the budgets and the speed
     /// limit; one that removes capacity is also remembered as a replacement (the relapse memory).
     pub removes_capacity: bool,
+    /// Whether it adds capacity beside what is broken (a group's desired count raised) rather than acting on
+    /// the broken instances themselves: a balancer's capacity rules (the unhealthy fraction, the minimum in
+    /// service), which hold back acts that could take the last instances out, do not bound it.
+    pub adds_capacity: bool,
     /// How its check judges it.
     pub judged: Judged,
     /// How long after acting its check runs: the kind's own wait (a reboot's `reboot_verify_secs`), or when

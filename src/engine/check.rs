@@ -85,6 +85,9 @@ pub struct PendingAct {
     pub action: String,
     /// What the kind polls it by.
     pub handle: String,
+    /// For an act on the whole target, the instances it is for (none in checks of earlier releases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<String>,
 }
 
 /// What one poll of an act under way found, as the check's record notes it (`polled`).
@@ -272,7 +275,7 @@ impl Engine {
                 action: pending.action.clone(),
                 kind: check.kind.clone(),
                 auto_scaling_group: None,
-                covers: Vec::new(),
+                covers: pending.covers.clone(),
                 arguments: super::action::Arguments::new(),
             };
             let on = On {

@@ -240,7 +240,7 @@ impl Engine {
     ) -> Plan {
         let mut policy = Policy {
             cooldown: target.cooldown,
-            capacity_rules: !target.is_rule(),
+            capacity_rules: !target.is_rule() && !asked.step.effect().adds_capacity,
             held_back: held_back(held, asked.braked),
             ..Policy::new(&self.config.remediation, std::sync::Arc::clone(asked.step))
         };

@@ -203,7 +203,7 @@ mod tests {
             ),
             (
                 format!("{target}[[actions]]\nname = \"x\"\nkind = \"nuke\"\n"),
-                "`actions.kind` is \"nuke\", which is no action kind; the kinds are isolate, reboot",
+                "`actions.kind` is \"nuke\", which is no action kind; the kinds are asg-set-capacity, ecs-redeploy, isolate, rds-reboot, reboot",
             ),
             (
                 format!("{target}{SSM}documnet = \"D\"\n"),

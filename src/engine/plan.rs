@@ -210,14 +210,19 @@ fn candidates<'a>(
 }
 
 /// The one act of a step that acts on the whole target, for every instance it may act on (the call the kind
-/// chose for the first); none when there is no such instance. It counts as one act against the per-run cap.
+/// chose for the first), with the Auto Scaling group they all share, if they do; none when there is no such
+/// instance. It counts as one act against the per-run cap.
 fn on_target(snapshot: &Snapshot, policy: &Policy, candidates: &[Candidate<'_>]) -> Option<Act> {
     let first = candidates.first()?;
+    let group = first.instance.auto_scaling_group.clone();
+    let shared = candidates
+        .iter()
+        .all(|candidate| candidate.instance.auto_scaling_group == group);
     (policy.max_terminations_per_run > 0).then(|| Act {
         subject: Subject::Resource(snapshot.target.clone()),
         action: first.call.to_owned(),
         kind: policy.step.name().to_owned(),
-        auto_scaling_group: None,
+        auto_scaling_group: group.filter(|_| shared),
         covers: candidates
             .iter()
             .map(|candidate| candidate.instance.instance_id.clone())

@@ -307,6 +307,7 @@ impl Engine {
                     subject: act.subject.clone(),
                     action: act.action.clone(),
                     handle: act.handle.clone()?,
+                    covers: act.covers.clone(),
                 })
             })
             .collect();

@@ -28,6 +28,7 @@ impl Action for Drain {
             acts_on: ActsOn::Instance,
             keeps_instance: false,
             removes_capacity: true,
+            adds_capacity: false,
             judged: Judged::CapacityBack,
             checked_after: None,
         }

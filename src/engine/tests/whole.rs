@@ -30,6 +30,7 @@ impl Action for Restart {
             acts_on: ActsOn::Target,
             keeps_instance: true,
             removes_capacity: false,
+            adds_capacity: false,
             judged: Judged::CapacityBack,
             checked_after: None,
         }

@@ -1,0 +1,371 @@
+//! `rds-reboot`: a database instance rebooted (RebootDBInstance), for a fleet whose instances fail because the
+//! database they share hangs. It acts once on the whole target, on the DB instance its `[[actions]]` entry
+//! names. Only an `available` instance is rebooted (`not-available`: one already rebooting, modifying or
+//! stopped is left alone), and `force_failover` only on a Multi-AZ one (`not-multi-az`). Before the call the
+//! instance is tagged with the run, so that a takeover after a crash follows that reboot instead of rebooting
+//! twice. The act is pending until the instance is `available` again; the step's check then finds the target's
+//! broken instances InService again, or the ladder moves on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_rds::types::{DbInstance, Tag};
+
+use crate::aws::{AwsFleet, clients_of};
+use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
+use crate::engine::keys::{KeyError, Keys};
+use crate::engine::plan::SkipReason;
+use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView, current_run};
+
+/// The kind's name, and the call it makes.
+const NAME: &str = "rds-reboot";
+const CALL: &str = "reboot-db";
+/// The tag that records the run that rebooted the instance, before the call.
+pub const TAG: &str = "reflex:reboot";
+/// The operation the kind's refusals name.
+const OPERATION: &str = "RebootDBInstance";
+/// How long after the call the target is checked, unless `verify_secs` says otherwise.
+const VERIFY_AFTER: Duration = Duration::from_secs(300);
+/// The states a reboot is under way in: polled again.
+const UNDER_WAY: [&str; 4] = [
+    "rebooting",
+    "modifying",
+    "backing-up",
+    "configuring-enhanced-monitoring",
+];
+/// The keys an entry may set.
+const KEYS: &[&str] = &["db_instance", "force_failover", "verify_secs"];
+
+/// The `rds-reboot` action kind: unset until an `[[actions]]` entry sets it.
+#[derive(Debug, Clone, Default)]
+pub struct RdsReboot {
+    settings: Option<Arc<Settings>>,
+}
+
+/// What an `[[actions]]` entry of the kind sets.
+#[derive(Debug, PartialEq, Eq)]
+struct Settings {
+    db_instance: String,
+    force_failover: bool,
+    verify_after: Duration,
+}
+
+impl RdsReboot {
+    fn settings(&self) -> Result<&Settings, FleetError> {
+        self.settings.as_deref().ok_or_else(|| {
+            refused(
+                None,
+                "rds-reboot runs only as an [[actions]] entry with its db_instance",
+            )
+        })
+    }
+}
+
+impl Action for RdsReboot {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn verb(&self) -> &'static str {
+        "reboot the database of"
+    }
+
+    fn done(&self) -> &'static str {
+        "rebooted the database of"
+    }
+
+    fn effect(&self) -> Effect {
+        Effect {
+            acts_on: ActsOn::Target,
+            keeps_instance: true,
+            removes_capacity: false,
+            adds_capacity: false,
+            judged: Judged::InstancesBack,
+            checked_after: Some(
+                self.settings
+                    .as_ref()
+                    .map_or(VERIFY_AFTER, |settings| settings.verify_after),
+            ),
+        }
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "rds:DescribeDBInstances",
+            "rds:RebootDBInstance",
+            "rds:AddTagsToResource",
+        ]
+    }
+
+    fn described(&self) -> String {
+        match &self.settings {
+            Some(settings) if settings.force_failover => {
+                format!("{NAME} {} with failover", settings.db_instance)
+            }
+            Some(settings) => format!("{NAME} {}", settings.db_instance),
+            None => NAME.to_owned(),
+        }
+    }
+
+    fn needs_entry(&self) -> bool {
+        true
+    }
+
+    fn entry_keys(&self) -> &'static [&'static str] {
+        KEYS
+    }
+
+    fn with_entry(&self, keys: &Keys<'_>) -> Result<Option<Arc<dyn Action>>, KeyError> {
+        Ok(Some(Arc::new(Self {
+            settings: Some(Arc::new(read(keys)?)),
+        })))
+    }
+
+    fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
+        Ok(CALL)
+    }
+
+    fn listed_as(&self, _: &str) -> &'static str {
+        "rebooted-databases"
+    }
+
+    fn lists(&self) -> &'static [&'static str] {
+        &["rebooted-databases"]
+    }
+
+    fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
+        Box::pin(async move {
+            let settings = self.settings()?;
+            let aws = aws_of(on)?;
+            let id = settings.db_instance.as_str();
+            let run = current_run().ok_or_else(|| {
+                refused(
+                    None,
+                    "a database is rebooted only for a recorded run, which names it",
+                )
+            })?;
+            let read = describe(aws, id).await?;
+            if rebooted_by(&read, on.resumes) {
+                tracing::warn!(
+                    db_instance = id,
+                    "the dead attempt rebooted it: following that reboot"
+                );
+                return Ok(Started::Pending(id.to_owned()));
+            }
+            if let Some((code, why)) = unfit(&read, settings.force_failover) {
+                return Err(refused(Some(code), &format!("DB instance {id}: {why}")));
+            }
+            let arn = read.db_instance_arn().unwrap_or_default();
+            let tag = Tag::builder().key(TAG).value(run).build();
+            let call = aws
+                .rds()
+                .add_tags_to_resource()
+                .resource_name(arn)
+                .tags(tag)
+                .send();
+            aws.call("AddTagsToResource", call).await?;
+            let call = aws
+                .rds()
+                .reboot_db_instance()
+                .db_instance_identifier(id)
+                .set_force_failover(settings.force_failover.then_some(true))
+                .send();
+            aws.call(OPERATION, call).await?;
+            Ok(Started::Pending(id.to_owned()))
+        })
+    }
+
+    fn poll<'a>(
+        &'a self,
+        on: On<'a>,
+        handle: &'a str,
+    ) -> BoxFuture<'a, Result<Polled, FleetError>> {
+        Box::pin(async move {
+            let read = describe(aws_of(on)?, handle).await?;
+            Ok(match read.db_instance_status().unwrap_or_default() {
+                "available" => Polled::Done("available".to_owned()),
+                status if UNDER_WAY.contains(&status) => Polled::Pending,
+                status => Polled::Failed(format!("DB instance {handle} is {status}")),
+            })
+        })
+    }
+}
+
+/// Why the instance may not be rebooted now, if so: its code (`not-available`, `not-multi-az`) and why. Pure.
+fn unfit(read: &DbInstance, force_failover: bool) -> Option<(&'static str, String)> {
+    let status = read.db_instance_status().unwrap_or("unknown");
+    if status != "available" {
+        return Some(("not-available", format!("it is {status}, not available")));
+    }
+    (force_failover && read.multi_az() != Some(true)).then(|| {
+        (
+            "not-multi-az",
+            "force_failover is set but it is not Multi-AZ: it has no standby to fail over to"
+                .to_owned(),
+        )
+    })
+}
+
+/// Whether one of the dead attempts `resumes` tagged the instance before its reboot.
+fn rebooted_by(read: &DbInstance, resumes: &[String]) -> bool {
+    read.tag_list()
+        .iter()
+        .filter(|tag| tag.key() == Some(TAG))
+        .filter_map(Tag::value)
+        .any(|run| resumes.iter().any(|resumed| resumed == run))
+}
+
+/// DescribeDBInstances for `id`: not found is an error.
+async fn describe(aws: &AwsFleet, id: &str) -> Result<DbInstance, FleetError> {
+    const DESCRIBE: &str = "DescribeDBInstances";
+    let call = aws
+        .rds()
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send();
+    let output = aws.call(DESCRIBE, call).await?;
+    output.db_instances().first().cloned().ok_or_else(|| {
+        FleetError::new(
+            FailureKind::Permanent,
+            DESCRIBE,
+            Some("DBInstanceNotFound".to_owned()),
+            format!("DB instance {id} was not found"),
+        )
+    })
+}
+
+/// The fleet's SDK clients, which the kind calls RDS through.
+fn aws_of(on: On<'_>) -> Result<&AwsFleet, FleetError> {
+    clients_of(on.fleet).ok_or_else(|| {
+        refused(
+            None,
+            "rds-reboot acts through AWS's own clients; this fleet has none",
+        )
+    })
+}
+
+fn refused(code: Option<&str>, why: &str) -> FleetError {
+    FleetError::new(
+        FailureKind::Permanent,
+        OPERATION,
+        code.map(str::to_owned),
+        why,
+    )
+}
+
+/// Reads and checks an entry's keys.
+fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
+    let db_instance = keys
+        .get::<String>("db_instance", |id| {
+            let fine = (1..=63).contains(&id.len())
+                && id.starts_with(|c: char| c.is_ascii_alphabetic())
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if fine {
+                Ok(())
+            } else {
+                Err(format!(
+                    "is {id:?}: a DB instance identifier is 1 to 63 letters, digits and hyphens, beginning with a letter"
+                ))
+            }
+        })?
+        .ok_or_else(|| KeyError {
+            key: "actions.db_instance".to_owned(),
+            problem: "is required for an rds-reboot entry: the DB instance identifier, e.g. db_instance = \"orders-db\""
+                .to_owned(),
+        })?;
+    let verify_after = keys
+        .get::<u64>("verify_secs", |secs| {
+            if *secs == 0 {
+                Err(
+                    "is 0; a database needs time to come back (the default is 300 seconds)"
+                        .to_owned(),
+                )
+            } else {
+                Ok(())
+            }
+        })?
+        .map_or(VERIFY_AFTER, Duration::from_secs);
+    Ok(Settings {
+        db_instance,
+        force_failover: keys
+            .get::<bool>("force_failover", |_| Ok(()))?
+            .unwrap_or(false),
+        verify_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(keys: &str) -> Result<Settings, String> {
+        let own: toml::Table = keys.parse().unwrap();
+        let defaults = toml::Table::new();
+        read(&Keys::of_entry(&own, &defaults)).map_err(|err| err.to_string())
+    }
+
+    fn db(status: &str, multi_az: bool, tag: Option<&str>) -> DbInstance {
+        DbInstance::builder()
+            .db_instance_status(status)
+            .multi_az(multi_az)
+            .set_tag_list(tag.map(|run| vec![Tag::builder().key(TAG).value(run).build()]))
+            .build()
+    }
+
+    #[test]
+    fn an_entry_names_its_instance() {
+        assert_eq!(
+            entry("db_instance = \"orders-db\"\n").unwrap(),
+            Settings {
+                db_instance: "orders-db".to_owned(),
+                force_failover: false,
+                verify_after: VERIFY_AFTER
+            }
+        );
+        for (keys, says) in [
+            (
+                "force_failover = true\n",
+                "`actions.db_instance` is required",
+            ),
+            ("db_instance = \"1db\"\n", "beginning with a letter"),
+            ("db_instance = \"db_1\"\n", "letters, digits and hyphens"),
+            (
+                "db_instance = \"db\"\nverify_secs = 0\n",
+                "`actions.verify_secs` is 0",
+            ),
+            (
+                "db_instance = \"db\"\nforce_failover = \"yes\"\n",
+                "`actions.force_failover` is invalid",
+            ),
+        ] {
+            let err = entry(keys).unwrap_err();
+            assert!(err.contains(says), "{keys}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_an_available_instance_is_rebooted_and_failed_over_only_with_a_standby() {
+        assert_eq!(unfit(&db("available", false, None), false), None);
+        assert_eq!(unfit(&db("available", true, None), true), None);
+        assert_eq!(
+            unfit(&db("available", false, None), true).unwrap().0,
+            "not-multi-az"
+        );
+        for status in ["rebooting", "stopped", "modifying"] {
+            let (code, why) = unfit(&db(status, true, None), false).unwrap();
+            assert_eq!(code, "not-available");
+            assert!(why.contains(status), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_takeover_finds_the_reboot_its_dead_attempt_made() {
+        let tagged = db("rebooting", false, Some("01DEAD"));
+        assert!(rebooted_by(&tagged, &["01DEAD".to_owned()]));
+        assert!(!rebooted_by(&tagged, &["01OTHER".to_owned()]));
+        assert!(!rebooted_by(
+            &db("available", false, None),
+            &["01DEAD".to_owned()]
+        ));
+    }
+}
