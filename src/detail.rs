@@ -32,6 +32,32 @@ pub struct RunDetail {
     pub actions: Option<Vec<ActionPart>>,
     /// A check's finding, when the record is a replacement's check.
     pub check: Option<CheckPart>,
+    /// What a check found of the acts under way it followed (their evidence: a command's status and output, a
+    /// deployment's rollout, a webhook's answer).
+    pub polled: Vec<PolledPart>,
+}
+
+/// What a check found of one act under way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct PolledPart {
+    /// The instance (empty for an act on the whole target).
+    pub instance_id: String,
+    /// The whole target, for an act on it.
+    pub resource: String,
+    /// What the act was followed by.
+    pub handle: String,
+    /// Its state when the check last looked.
+    pub state: Option<String>,
+    /// Why the act, or the look, failed.
+    pub error: Option<String>,
+}
+
+impl PolledPart {
+    /// What the act was on: the instance, or the whole target.
+    pub fn subject(&self) -> &str {
+        subject_of(&self.instance_id, &self.resource)
+    }
 }
 
 /// How many instances a run's answer listed, as the timeline counts them (none when it has no answer).
@@ -110,6 +136,10 @@ pub struct PlannedAct {
     pub action: String,
     /// The action kind; empty in records written before kinds were named.
     pub kind: String,
+    /// For an act on the whole target, the broken instances it is for.
+    pub covers: Vec<String>,
+    /// What its kind's call was given beside the instance (an SSM command's rendered parameters).
+    pub arguments: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl PlannedAct {
@@ -160,6 +190,8 @@ pub struct ActionPart {
     pub new_state: Option<String>,
     /// Why the call failed, when it did.
     pub error: Option<String>,
+    /// For an act under way, what its check follows it by (a command id, a deployment).
+    pub handle: Option<String>,
 }
 
 impl ActionPart {
@@ -213,6 +245,7 @@ impl RunDetail {
                 in_service: part(&detail["in_service"]),
                 expected_in_service: part(&check["expected_in_service"]),
             }),
+            polled: items(&detail["polled"]).unwrap_or_default(),
         }
     }
 }

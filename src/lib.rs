@@ -32,6 +32,7 @@ pub mod jobs;
 mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod replay;
 pub mod rules;
 mod server;
 pub mod sink;

@@ -277,6 +277,22 @@ enum RulesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Try every alert the audit trail kept of the last days again under this config's [[rules]] (before a
+    /// change goes to production) and print, rule by rule, the alerts that would now come to another rule or to
+    /// none, what the rule they would come to acts on, and those its mode or a maintenance window would hold.
+    /// Reads the store and the config only: no AWS call, no write. Alerts are kept (each with the rule it came
+    /// to) from SNS, Alertmanager and Grafana while any rule is configured.
+    Replay {
+        /// Configuration file (TOML) with the [[rules]] to try; its [audit] url names the store.
+        #[arg(long, env = "REFLEX_CONFIG")]
+        config: PathBuf,
+        /// How far back: a span (7d, 36h, 90m) or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `reflex ui ...`.
@@ -493,7 +509,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: UiCommand::RotateKey { config },
         } => println!("{}", commands::ui_rotate_key_command(&config).await?),
         Command::Audit { command } => return audit(command).await,
-        Command::Rules { command } => return rules(command),
+        Command::Rules { command } => return rules(command).await,
         Command::IamPolicy { config, account } => return iam_policy(&config, account.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
@@ -570,14 +586,28 @@ fn iam_policy(config: &Path, account: Option<&str>) -> anyhow::Result<ExitCode> 
 
 /// `rules test`: the report of the config's rules on an alert file, or on a suite's cases (failing when any
 /// case came to another rule).
-fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
-    let RulesCommand::Test {
-        config,
-        alert,
-        suite,
-        source,
-        json,
-    } = command;
+async fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    let (config, alert, suite, source, json) = match command {
+        RulesCommand::Replay {
+            config,
+            since,
+            json,
+        } => {
+            let config = commands::load_config(&config)?;
+            print!(
+                "{}",
+                reflex::replay::replay_command(&config, &since, json).await?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        RulesCommand::Test {
+            config,
+            alert,
+            suite,
+            source,
+            json,
+        } => (config, alert, suite, source, json),
+    };
     if let Some(suite) = suite {
         let report = commands::rules_suite_command(&config, &suite)?;
         print!("{}", report.text);

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
 
-use crate::aws::{AwsFleet, clients_of};
+use super::{recorded_run, refused, resource_name, tagged_by, verify_secs};
+use crate::aws::AwsFleet;
 use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
-use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView, current_run};
+use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
 
 /// The kind's name, and the call it makes.
 const NAME: &str = "asg-set-capacity";
@@ -157,11 +158,18 @@ impl Action for AsgSetCapacity {
                     ));
                 }
             };
-            let run = current_run().ok_or_else(|| {
-                failure("capacity is set only for a recorded run, which names it")
-            })?;
+            let run = recorded_run("SetDesiredCapacity")?;
             let read = describe(aws, group).await?;
             let desired = match chosen_by(&read, on.resumes) {
+                // The dead attempt's raise, made or not; a group grown past it since is left as it is.
+                Some(desired) if desired <= read.desired_capacity().unwrap_or_default() => {
+                    tracing::warn!(
+                        group,
+                        desired,
+                        "the dead attempt's capacity is set: following it"
+                    );
+                    return Ok(Started::Pending(format!("{desired} {group}")));
+                }
                 Some(desired) => {
                     tracing::warn!(
                         group,
@@ -219,20 +227,18 @@ async fn raise(
 ) -> Result<i32, FleetError> {
     let group = read.auto_scaling_group_name().unwrap_or_default();
     if let Some(activity) = aws.activities_in_progress(group).await?.first() {
-        return Err(FleetError::new(
-            FailureKind::Permanent,
+        return Err(refused(
             "SetDesiredCapacity",
-            Some("change-in-progress".to_owned()),
+            "change-in-progress",
             format!("Auto Scaling group {group} has an activity in progress: {activity}"),
         ));
     }
     let now = read.desired_capacity().unwrap_or_default();
     let max_size = read.max_size().unwrap_or_default();
     let desired = target_count(now, settings, max_size).ok_or_else(|| {
-        FleetError::new(
-            FailureKind::Permanent,
+        refused(
             "SetDesiredCapacity",
-            Some("at-max".to_owned()),
+            "at-max",
             format!(
                 "Auto Scaling group {group} desires {now} already: no more than max_desired {} nor its \
                  MaxSize {max_size}",
@@ -265,12 +271,7 @@ fn target_count(now: i32, settings: &Settings, max_size: i32) -> Option<i32> {
 /// The desired count one of the dead attempts `resumes` chose for the group, from its tag.
 fn chosen_by(read: &AutoScalingGroup, resumes: &[String]) -> Option<i32> {
     let tag = read.tags().iter().find(|tag| tag.key() == Some(TAG))?;
-    let (run, desired) = tag.value()?.split_once('/')?;
-    resumes
-        .iter()
-        .any(|resumed| resumed == run)
-        .then(|| desired.parse().ok())
-        .flatten()
+    tagged_by(tag.value()?, '/', resumes)?.parse().ok()
 }
 
 /// The group's instances InService and healthy.
@@ -311,24 +312,17 @@ async fn describe(aws: &AwsFleet, group: &str) -> Result<AutoScalingGroup, Fleet
 
 /// The fleet's SDK clients, which the kind calls Auto Scaling through.
 fn aws_of(on: On<'_>) -> Result<&AwsFleet, FleetError> {
-    clients_of(on.fleet).ok_or_else(|| {
-        failure("asg-set-capacity acts through AWS's own clients; this fleet has none")
-    })
+    super::aws_of(on, NAME, "SetDesiredCapacity")
 }
 
+/// A failure of the act that no retry mends: the configuration or the fleet does not allow it.
 fn failure(why: &str) -> FleetError {
     FleetError::new(FailureKind::Permanent, "SetDesiredCapacity", None, why)
 }
 
 /// Reads and checks an entry's keys.
 fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
-    let group = keys.get::<String>("group", |group| {
-        if group.trim().is_empty() || group.len() > 255 {
-            Err("is not a group name (1 to 255 characters)".to_owned())
-        } else {
-            Ok(())
-        }
-    })?;
+    let group = keys.get::<String>("group", resource_name("a group"))?;
     let add = keys
         .get::<i32>("add", |add| {
             if (1..=ADD_MAX).contains(add) {
@@ -354,18 +348,11 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
                       e.g. max_desired = 12 (the group's MaxSize holds too)"
                 .to_owned(),
         })?;
-    let verify_after = keys
-        .get::<u64>("verify_secs", |secs| {
-            if *secs == 0 {
-                Err(
-                    "is 0; new instances need time to come in service (the default is 300 seconds)"
-                        .to_owned(),
-                )
-            } else {
-                Ok(())
-            }
-        })?
-        .map_or(VERIFY_AFTER, Duration::from_secs);
+    let verify_after = verify_secs(
+        keys,
+        VERIFY_AFTER,
+        "new instances need time to come in service",
+    )?;
     Ok(Settings {
         group,
         add,

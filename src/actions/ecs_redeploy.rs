@@ -16,11 +16,12 @@ use aws_sdk_ecs::types::{
     Deployment, DeploymentRolloutState, Service, ServiceField, Tag as EcsTag,
 };
 
-use crate::aws::{AwsFleet, clients_of};
+use super::{recorded_run, refused, resource_name, tagged_by, verify_secs};
+use crate::aws::AwsFleet;
 use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
-use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView, current_run};
+use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
 
 /// The kind's name, and the call it makes.
 const NAME: &str = "ecs-redeploy";
@@ -73,10 +74,7 @@ impl Settings {
 impl EcsRedeploy {
     fn settings(&self) -> Result<&Settings, FleetError> {
         self.settings.as_deref().ok_or_else(|| {
-            refused(
-                None,
-                "ecs-redeploy runs only as an [[actions]] entry with its cluster and service",
-            )
+            failure("ecs-redeploy runs only as an [[actions]] entry with its cluster and service")
         })
     }
 }
@@ -166,14 +164,11 @@ impl Action for EcsRedeploy {
             let aws = aws_of(on)?;
             let target = on.act.subject.id();
             let service = settings.service_of(target).ok_or_else(|| {
-                refused(None, &format!("the entry names no ECS service for the target {target}: add it to `services`"))
+                failure(&format!(
+                    "the entry names no ECS service for the target {target}: add it to `services`"
+                ))
             })?;
-            let run = current_run().ok_or_else(|| {
-                refused(
-                    None,
-                    "a service is redeployed only for a recorded run, which names it",
-                )
-            })?;
+            let run = recorded_run(OPERATION)?;
             let read = describe(aws, &settings.cluster, service).await?;
             if let Some(started) = started_by(&read, on.resumes) {
                 tracing::warn!(
@@ -190,8 +185,9 @@ impl Action for EcsRedeploy {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             if let Some((code, why)) = unchanging(&read, now, settings.recent_change) {
                 return Err(refused(
-                    Some(code),
-                    &format!("ECS service {service}: {why}"),
+                    OPERATION,
+                    code,
+                    format!("ECS service {service}: {why}"),
                 ));
             }
             let arn = read.service_arn().unwrap_or_default();
@@ -309,17 +305,19 @@ fn unchanging(read: &Service, now: i64, recent: Duration) -> Option<(&'static st
     })
 }
 
+/// How far reflex's clock and ECS's may differ when a takeover tells whether a deployment began after its dead
+/// attempt's tag.
+const SKEW_SECS: i64 = 30;
+
 /// The deployment one of the dead attempts `resumes` started, from the service's tag: the primary one, when
 /// it was created after the tag was written.
 fn started_by(read: &Service, resumes: &[String]) -> Option<String> {
     let tag = read.tags().iter().find(|tag| tag.key() == Some(TAG))?;
-    let (run, at) = tag.value()?.split_once(' ')?;
-    let at: i64 = at.parse().ok()?;
-    if !resumes.iter().any(|resumed| resumed == run) {
-        return None;
-    }
+    let at: i64 = tagged_by(tag.value()?, ' ', resumes)?.parse().ok()?;
     let deployment = primary(read)?;
-    (deployment.created_at()?.secs() >= at).then(|| deployment.id().map(str::to_owned))?
+    // The tag's time is reflex's clock, the deployment's ECS's: a skew within SKEW_SECS is allowed.
+    let created = deployment.created_at()?.secs();
+    (created >= at - SKEW_SECS).then(|| deployment.id().map(str::to_owned))?
 }
 
 /// The service's primary deployment.
@@ -357,43 +355,27 @@ async fn describe(aws: &AwsFleet, cluster: &str, service: &str) -> Result<Servic
 
 /// The fleet's SDK clients, which the kind calls ECS through.
 fn aws_of(on: On<'_>) -> Result<&AwsFleet, FleetError> {
-    clients_of(on.fleet).ok_or_else(|| {
-        refused(
-            None,
-            "ecs-redeploy acts through AWS's own clients; this fleet has none",
-        )
-    })
+    super::aws_of(on, NAME, OPERATION)
 }
 
-fn refused(code: Option<&str>, why: &str) -> FleetError {
-    FleetError::new(
-        FailureKind::Permanent,
-        OPERATION,
-        code.map(str::to_owned),
-        why,
-    )
+/// A failure of the act that no retry mends: the configuration or the fleet does not allow it.
+fn failure(why: &str) -> FleetError {
+    FleetError::new(FailureKind::Permanent, OPERATION, None, why)
 }
 
 /// Reads and checks an entry's keys.
 fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
-    let named = |what: &str| {
-        let what = what.to_owned();
-        move |name: &String| {
-            if name.trim().is_empty() || name.len() > 255 {
-                Err(format!("is not {what} name (1 to 255 characters)"))
-            } else {
-                Ok(())
-            }
-        }
-    };
-    let cluster = keys.get::<String>("cluster", named("a cluster"))?.ok_or_else(|| KeyError {
-        key: "actions.cluster".to_owned(),
-        problem: "is required for an ecs-redeploy entry: the cluster of the service, e.g. cluster = \"web\"".to_owned(),
-    })?;
-    let service = keys.get::<String>("service", named("a service"))?;
+    let cluster = keys
+        .get::<String>("cluster", resource_name("a cluster"))?
+        .ok_or_else(|| KeyError {
+            key: "actions.cluster".to_owned(),
+            problem: "is required for an ecs-redeploy entry: the cluster of the service, e.g. cluster = \"web\""
+                .to_owned(),
+        })?;
+    let service = keys.get::<String>("service", resource_name("a service"))?;
     let services = keys
         .get::<BTreeMap<String, String>>("services", |map| {
-            map.values().try_for_each(|name| named("a service")(name))
+            map.values().try_for_each(resource_name("a service"))
         })?
         .unwrap_or_default();
     if service.is_none() && services.is_empty() {
@@ -404,22 +386,25 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
                 .to_owned(),
         });
     }
-    let secs = |key: &'static str, default: Duration| {
-        keys.get::<u64>(key, |secs| {
+    let recent_change = keys
+        .get::<u64>("recent_change_secs", |secs| {
             if *secs == 0 {
-                Err("is 0; write a number of seconds".to_owned())
+                Err("is 0; write how long a deployment counts as recent, in seconds".to_owned())
             } else {
                 Ok(())
             }
-        })
-        .map(|secs| secs.map_or(default, Duration::from_secs))
-    };
+        })?
+        .map_or(RECENT_CHANGE, Duration::from_secs);
     Ok(Settings {
         cluster,
         service,
         services,
-        recent_change: secs("recent_change_secs", RECENT_CHANGE)?,
-        verify_after: secs("verify_secs", VERIFY_AFTER)?,
+        recent_change,
+        verify_after: verify_secs(
+            keys,
+            VERIFY_AFTER,
+            "a new deployment needs time to roll out",
+        )?,
     })
 }
 
@@ -554,7 +539,7 @@ mod tests {
         );
         assert_eq!(started_by(&read, &["01OTHER".to_owned()]), None);
         // Tagged after the primary deployment began: the dead attempt died before its call.
-        let early = service(vec![deployment("new", None, 80)], Some("01DEAD 90"));
+        let early = service(vec![deployment("new", None, 50)], Some("01DEAD 90"));
         assert_eq!(started_by(&early, &["01DEAD".to_owned()]), None);
     }
 }

@@ -13,9 +13,14 @@ pub mod ssm_command;
 mod template;
 pub mod webhook;
 
+use std::time::Duration;
+
+use crate::aws::{AwsFleet, clients_of};
 use crate::config::Config;
-use crate::engine::action::Kinds;
+use crate::engine::action::{Kinds, On};
+use crate::engine::keys::{KeyError, Keys};
 use crate::engine::kinds_check::KindsError;
+use crate::engine::port::{FailureKind, FleetError, current_run};
 
 /// Every built-in action kind.
 pub fn builtin() -> Kinds {
@@ -28,6 +33,74 @@ pub fn builtin() -> Kinds {
         .with(webhook::Webhook::default())
         .with(ecs_redeploy::EcsRedeploy::default())
         .with(rds_reboot::RdsReboot::default())
+}
+
+/// The SDK clients behind the act's fleet, which a kind calls AWS through (`operation` names the call an
+/// error is for): a fleet without them (a test's) cannot serve the kind `kind`.
+fn aws_of<'a>(on: On<'a>, kind: &str, operation: &'static str) -> Result<&'a AwsFleet, FleetError> {
+    clients_of(on.fleet).ok_or_else(|| {
+        FleetError::new(
+            FailureKind::Permanent,
+            operation,
+            None,
+            format!("{kind} acts through AWS's own clients; this fleet has none"),
+        )
+    })
+}
+
+/// The run an act is made for: a kind whose write names its run (a command's comment, a tag a takeover reads)
+/// makes it only inside a recorded run.
+fn recorded_run(operation: &'static str) -> Result<String, FleetError> {
+    current_run().ok_or_else(|| {
+        FleetError::new(
+            FailureKind::Permanent,
+            operation,
+            None,
+            "this act is made only for a recorded run, which it names",
+        )
+    })
+}
+
+/// The kind's own refusal of an act before any write (`code`: `at-max`, `recent-change`, ...), which the
+/// breaker does not count as an AWS error.
+fn refused(operation: &'static str, code: &str, why: String) -> FleetError {
+    FleetError::new(FailureKind::Refused, operation, Some(code.to_owned()), why)
+}
+
+/// A kind's `verify_secs` (how long after acting its check runs): `default` unless set, never 0 (`wait` says
+/// what needs the time).
+fn verify_secs(keys: &Keys<'_>, default: Duration, wait: &str) -> Result<Duration, KeyError> {
+    Ok(keys
+        .get::<u64>("verify_secs", |secs| {
+            if *secs == 0 {
+                Err(format!(
+                    "is 0; {wait} (the default is {} seconds)",
+                    default.as_secs()
+                ))
+            } else {
+                Ok(())
+            }
+        })?
+        .map_or(default, Duration::from_secs))
+}
+
+/// Checks a resource's name written in a kind's key (a group, a cluster, a service): 1 to 255 characters,
+/// not blank.
+fn resource_name(what: &'static str) -> impl Fn(&String) -> Result<(), String> {
+    move |name| {
+        if name.trim().is_empty() || name.len() > 255 {
+            Err(format!("is not {what} name (1 to 255 characters)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whether a kind's tag value (`<run><separator>...`) names one of the dead attempts `resumes`, with what
+/// follows the run.
+fn tagged_by<'a>(value: &'a str, separator: char, resumes: &[String]) -> Option<&'a str> {
+    let (run, rest) = value.split_once(separator).unwrap_or((value, ""));
+    resumes.iter().any(|resumed| resumed == run).then_some(rest)
 }
 
 /// Checks `config` against the built-in kinds at start-up (`Kinds::check`).
@@ -70,7 +143,9 @@ mod tests {
         let err = ladder(&["pray"]).unwrap_err().to_string();
         assert!(
             err.contains("\"pray\"")
-                && err.contains("isolate, rds-reboot, reboot, replace, ssm-command, webhook"),
+                && err.contains(
+                    "asg-set-capacity, ecs-redeploy, isolate, rds-reboot, reboot, replace, ssm-command, webhook"
+                ),
             "{err}"
         );
     }

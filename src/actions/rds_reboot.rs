@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::{DbInstance, Tag};
 
-use crate::aws::{AwsFleet, clients_of};
+use super::{recorded_run, refused, tagged_by, verify_secs};
+use crate::aws::AwsFleet;
 use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
-use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView, current_run};
+use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
 
 /// The kind's name, and the call it makes.
 const NAME: &str = "rds-reboot";
@@ -26,12 +27,19 @@ pub const TAG: &str = "reflex:reboot";
 const OPERATION: &str = "RebootDBInstance";
 /// How long after the call the target is checked, unless `verify_secs` says otherwise.
 const VERIFY_AFTER: Duration = Duration::from_secs(300);
-/// The states a reboot is under way in: polled again.
-const UNDER_WAY: [&str; 4] = [
-    "rebooting",
-    "modifying",
-    "backing-up",
-    "configuring-enhanced-monitoring",
+/// The states of an instance that serves: its reboot is over.
+const SERVING: [&str; 2] = ["available", "storage-optimization"];
+/// The states (and prefixes of states) of an instance that will not come back by itself: the step failed.
+const LOST: [&str; 9] = [
+    "failed",
+    "stopped",
+    "stopping",
+    "deleting",
+    "storage-full",
+    "restore-error",
+    "incompatible-",
+    "inaccessible-encryption-credentials",
+    "insufficient-capacity",
 ];
 /// The keys an entry may set.
 const KEYS: &[&str] = &["db_instance", "force_failover", "verify_secs"];
@@ -53,10 +61,7 @@ struct Settings {
 impl RdsReboot {
     fn settings(&self) -> Result<&Settings, FleetError> {
         self.settings.as_deref().ok_or_else(|| {
-            refused(
-                None,
-                "rds-reboot runs only as an [[actions]] entry with its db_instance",
-            )
+            failure("rds-reboot runs only as an [[actions]] entry with its db_instance")
         })
     }
 }
@@ -138,12 +143,7 @@ impl Action for RdsReboot {
             let settings = self.settings()?;
             let aws = aws_of(on)?;
             let id = settings.db_instance.as_str();
-            let run = current_run().ok_or_else(|| {
-                refused(
-                    None,
-                    "a database is rebooted only for a recorded run, which names it",
-                )
-            })?;
+            let run = recorded_run(OPERATION)?;
             let read = describe(aws, id).await?;
             if rebooted_by(&read, on.resumes) {
                 tracing::warn!(
@@ -153,7 +153,7 @@ impl Action for RdsReboot {
                 return Ok(Started::Pending(id.to_owned()));
             }
             if let Some((code, why)) = unfit(&read, settings.force_failover) {
-                return Err(refused(Some(code), &format!("DB instance {id}: {why}")));
+                return Err(refused(OPERATION, code, format!("DB instance {id}: {why}")));
             }
             let arn = read.db_instance_arn().unwrap_or_default();
             let tag = Tag::builder().key(TAG).value(run).build();
@@ -182,12 +182,23 @@ impl Action for RdsReboot {
     ) -> BoxFuture<'a, Result<Polled, FleetError>> {
         Box::pin(async move {
             let read = describe(aws_of(on)?, handle).await?;
-            Ok(match read.db_instance_status().unwrap_or_default() {
-                "available" => Polled::Done("available".to_owned()),
-                status if UNDER_WAY.contains(&status) => Polled::Pending,
-                status => Polled::Failed(format!("DB instance {handle} is {status}")),
-            })
+            Ok(polled(
+                handle,
+                read.db_instance_status().unwrap_or("unknown"),
+            ))
         })
+    }
+}
+
+/// What a poll of DB instance `id` in `status` finds: serving is done, lost failed, anything else (rebooting,
+/// modifying, in maintenance) still under way. Pure.
+fn polled(id: &str, status: &str) -> Polled {
+    if SERVING.contains(&status) {
+        Polled::Done(status.to_owned())
+    } else if LOST.iter().any(|lost| status.starts_with(lost)) {
+        Polled::Failed(format!("DB instance {id} is {status}"))
+    } else {
+        Polled::Pending
     }
 }
 
@@ -212,7 +223,7 @@ fn rebooted_by(read: &DbInstance, resumes: &[String]) -> bool {
         .iter()
         .filter(|tag| tag.key() == Some(TAG))
         .filter_map(Tag::value)
-        .any(|run| resumes.iter().any(|resumed| resumed == run))
+        .any(|run| tagged_by(run, ' ', resumes).is_some())
 }
 
 /// DescribeDBInstances for `id`: not found is an error.
@@ -236,21 +247,12 @@ async fn describe(aws: &AwsFleet, id: &str) -> Result<DbInstance, FleetError> {
 
 /// The fleet's SDK clients, which the kind calls RDS through.
 fn aws_of(on: On<'_>) -> Result<&AwsFleet, FleetError> {
-    clients_of(on.fleet).ok_or_else(|| {
-        refused(
-            None,
-            "rds-reboot acts through AWS's own clients; this fleet has none",
-        )
-    })
+    super::aws_of(on, NAME, OPERATION)
 }
 
-fn refused(code: Option<&str>, why: &str) -> FleetError {
-    FleetError::new(
-        FailureKind::Permanent,
-        OPERATION,
-        code.map(str::to_owned),
-        why,
-    )
+/// A failure of the act that no retry mends: the configuration or the fleet does not allow it.
+fn failure(why: &str) -> FleetError {
+    FleetError::new(FailureKind::Permanent, OPERATION, None, why)
 }
 
 /// Reads and checks an entry's keys.
@@ -273,18 +275,7 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
             problem: "is required for an rds-reboot entry: the DB instance identifier, e.g. db_instance = \"orders-db\""
                 .to_owned(),
         })?;
-    let verify_after = keys
-        .get::<u64>("verify_secs", |secs| {
-            if *secs == 0 {
-                Err(
-                    "is 0; a database needs time to come back (the default is 300 seconds)"
-                        .to_owned(),
-                )
-            } else {
-                Ok(())
-            }
-        })?
-        .map_or(VERIFY_AFTER, Duration::from_secs);
+    let verify_after = verify_secs(keys, VERIFY_AFTER, "a database needs time to come back")?;
     Ok(Settings {
         db_instance,
         force_failover: keys
@@ -355,6 +346,33 @@ mod tests {
             let (code, why) = unfit(&db(status, true, None), false).unwrap();
             assert_eq!(code, "not-available");
             assert!(why.contains(status), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_poll_waits_through_a_reboot_and_fails_only_on_a_state_that_does_not_come_back() {
+        assert_eq!(
+            polled("db", "available"),
+            Polled::Done("available".to_owned())
+        );
+        assert_eq!(
+            polled("db", "storage-optimization"),
+            Polled::Done("storage-optimization".to_owned())
+        );
+        for under_way in [
+            "rebooting",
+            "modifying",
+            "maintenance",
+            "backing-up",
+            "upgrading",
+        ] {
+            assert_eq!(polled("db", under_way), Polled::Pending, "{under_way}");
+        }
+        for lost in ["stopped", "failed", "incompatible-network", "storage-full"] {
+            assert_eq!(
+                polled("db", lost),
+                Polled::Failed(format!("DB instance db is {lost}"))
+            );
         }
     }
 

@@ -2,17 +2,18 @@
 //! deploy pipeline, an on-call tool, a runbook runner). It acts once on the whole target, with a JSON body
 //! rendered from a template over the run (`run`, `step`, `target`, `instances`, `action`), and signs it as
 //! reflex's own receivers check Grafana: lowercase hex HMAC-SHA256 over `<unix seconds>:<body>`, in
-//! `X-Reflex-Signature`, the seconds in `X-Reflex-Timestamp`. `Idempotency-Key` is the episode's first run and
-//! the step (`<run>/<step>`): the same on every retry and after a takeover, so the receiver can act once. A 2xx
-//! is done; a 5xx, a 408, a 429 or no answer in `timeout_secs` is sent again by the step's check (a durable
-//! job) until it is answered; any other answer fails the step, and the ladder moves on. Redirects are not
-//! followed. The URL (which may carry a token) and the signing secret are read from files at start-up, and
-//! only the URL's origin is ever written to a record or log.
+//! `X-Reflex-Signature`, the seconds in `X-Reflex-Timestamp`. `Idempotency-Key` is the run (its first attempt,
+//! which a takeover keeps) and the step (`<run>/<step>`): the same on every retry and after a takeover, so the
+//! receiver can act once. A 2xx is done; a 5xx, a 408, a 429 or no answer in `timeout_secs` is sent again by the
+//! step's check (a durable job) until it is answered; any other answer fails the step, and the ladder moves on.
+//! Redirects are not followed. The URL (which may carry a token) and the signing secret are read at start-up
+//! (from files, or the URL inline), and only the URL's origin is ever written to a record or log.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::value::Value;
+use minijinja::{Environment, ErrorKind, Output, State, UndefinedBehavior};
 
 use crate::config::Secret;
 use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
@@ -163,7 +164,7 @@ impl Action for Webhook {
     fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>> {
         Box::pin(async move {
             let settings = self.settings()?;
-            // The episode's first attempt names the call, so that a takeover's is the same one.
+            // The run's first attempt names the call, so that a takeover's is the same one.
             let run = on
                 .resumes
                 .last()
@@ -278,12 +279,34 @@ struct Facts<'a> {
     action: &'a str,
 }
 
-/// The environment every body is compiled and rendered in: strict undefined, bounded work, no loader.
+/// The environment every body is compiled and rendered in: strict undefined, bounded work, no loader, and
+/// every value written as JSON (`json_formatter`).
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    env.set_formatter(json_formatter);
     env
+}
+
+/// Writes a value into a JSON body: text escaped as inside a JSON string (a target named `a"b` cannot break
+/// the body), anything else (a list, a number) as JSON, and what a filter already made safe (`tojson`) as it
+/// is.
+fn json_formatter(out: &mut Output, _: &State, value: &Value) -> Result<(), minijinja::Error> {
+    let failed = |err: serde_json::Error| {
+        minijinja::Error::new(ErrorKind::WriteFailure, "a value cannot be written as JSON")
+            .with_source(err)
+    };
+    let written = if value.is_safe() {
+        write!(out, "{value}")
+    } else if let Some(text) = value.as_str() {
+        let quoted = serde_json::to_string(text).map_err(failed)?;
+        out.write_str(&quoted[1..quoted.len() - 1])
+    } else {
+        out.write_str(&serde_json::to_string(value).map_err(failed)?)
+    };
+    written
+        .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "the body cannot be written"))
 }
 
 /// `template` rendered over `facts`, when that is a JSON document of at most `BODY_MAX` bytes.
@@ -413,18 +436,11 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
             }
         })?
         .map_or(TIMEOUT, Duration::from_secs);
-    let verify_after = keys
-        .get::<u64>("verify_secs", |secs| {
-            if *secs == 0 {
-                Err(
-                    "is 0; what the webhook starts needs time to heal (the default is 60 seconds)"
-                        .to_owned(),
-                )
-            } else {
-                Ok(())
-            }
-        })?
-        .map_or(VERIFY_AFTER, Duration::from_secs);
+    let verify_after = super::verify_secs(
+        keys,
+        VERIFY_AFTER,
+        "what the webhook starts needs time to heal",
+    )?;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -560,9 +576,14 @@ mod tests {
             body,
             serde_json::json!({"run": "01RUN", "step": "page-ops", "target": "web \"elb\"", "instances": ["i-1", "i-2"]})
         );
-        let custom =
-            r#"{"text": "reflex asks a restart of {{ target }} ({{ instances|length }} down)"}"#;
+        let custom = r#"{"text": "restart {{ target }} ({{ instances|length }} down)", "ids": {{ instances }}}"#;
         checked_body(custom).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&render(custom, &facts).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"text": "restart web \"elb\" (2 down)", "ids": ["i-1", "i-2"]})
+        );
         let err = render("{% for i in range(100000) %}x{% endfor %}", &facts).unwrap_err();
         assert!(err.contains("cannot be rendered"), "{err}");
     }

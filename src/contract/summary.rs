@@ -160,6 +160,10 @@ pub struct ActionError {
     pub subject: Subject,
     /// What AWS answered.
     pub error: String,
+    /// Whether the action kind refused the act itself before any write (its precondition did not hold):
+    /// not an AWS error, so the breaker does not count it.
+    #[serde(skip)]
+    pub refused: bool,
 }
 
 impl Summary {

@@ -170,6 +170,7 @@ impl Engine {
                 summary.errors.push(ActionError {
                     subject: step.subject.clone(),
                     error: err.to_string(),
+                    refused: err.kind == super::port::FailureKind::Refused,
                 });
                 (None, Some(err.to_string()), None)
             }

@@ -53,7 +53,7 @@ impl Engine {
     ) -> Option<Tripped> {
         let failed = match result {
             Err(EngineError::Fleet(_) | EngineError::TargetNotFound(_)) => true,
-            Ok(run) => !run.summary.errors.is_empty(),
+            Ok(run) => run.summary.errors.iter().any(|error| !error.refused),
             Err(_) => false,
         };
         let after = self.config.remediation.breaker_after_failures;

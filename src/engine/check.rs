@@ -251,8 +251,9 @@ impl Engine {
 
     /// Polls `check`'s acts under way through their `kind`: once the check may judge (each is over, or it has
     /// waited `POLLS` looks), what each poll found is noted and the instances whose act ended well are
-    /// returned; before that, the job is put back to look again (`None`). A poll that fails for a moment
-    /// counts as still under way.
+    /// returned; before that, the job is put back to look again (`None`), as it is while the target is paused,
+    /// silenced or in a maintenance window (a poll may act again). A poll that fails for a moment counts as
+    /// still under way.
     async fn settled(
         &self,
         job: &ClaimedJob,
@@ -266,6 +267,12 @@ impl Engine {
         let (Some(target), false) = (found, check.pending.is_empty()) else {
             return Ok(Some(Vec::new()));
         };
+        // A poll may act again (a webhook sent again): not while a person looks after the target.
+        if let Some(why) = self.held_by_people(&target.id).await? {
+            tracing::info!(job = job.id, why, "check waits");
+            self.audit.retry_job(&job.id, RECHECK_AFTER, why).await?;
+            return Ok(None);
+        }
         let mut done = Vec::new();
         let mut polled = Vec::with_capacity(check.pending.len());
         let mut under_way = 0;

@@ -69,7 +69,7 @@ impl EngineError {
             Self::AmbiguousTarget { .. } => "ambiguous-target",
             Self::NoResource { .. } => "no-resource",
             Self::Fleet(err) => match err.kind {
-                FailureKind::Permanent => "aws-denied",
+                FailureKind::Permanent | FailureKind::Refused => "aws-denied",
                 FailureKind::Transient | FailureKind::NotFound => "aws-unavailable",
             },
             Self::Audit(_) | Self::UnreadableDecision(..) => "audit-unavailable",
@@ -131,6 +131,7 @@ impl EngineError {
                     err.operation,
                     err.code.as_deref().unwrap_or("no error code")
                 ),
+                FailureKind::Refused => err.to_string(),
                 FailureKind::Permanent => format!(
                     "AWS refused {} ({}); check reflex's IAM policy and configuration",
                     err.operation,

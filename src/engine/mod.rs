@@ -55,6 +55,7 @@ pub use earlier_checks::{
     LADDER_JOB as LADDER_CHECK_JOB, RECOVERY_JOB as RECOVERY_CHECK_JOB, RecoveryCheck, StepCheck,
 };
 pub use error::EngineError;
+pub use gate::window_refusal;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Skip, SkipReason};
 pub use report::Run;
 pub use route::{ManualRefusal, Matched, is_instance_id, named_instance};

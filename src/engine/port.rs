@@ -202,6 +202,9 @@ pub enum FailureKind {
     Permanent,
     /// The target does not exist in this account and region.
     NotFound,
+    /// The action kind's own precondition refused the act before any write (a group at its maximum, a
+    /// service rolling out, a database not available): not an AWS error, so the breaker does not count it.
+    Refused,
 }
 
 impl FailureKind {
@@ -211,6 +214,7 @@ impl FailureKind {
             Self::Transient => "transient",
             Self::Permanent => "permanent",
             Self::NotFound => "not-found",
+            Self::Refused => "refused",
         }
     }
 }

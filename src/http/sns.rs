@@ -17,7 +17,7 @@ use super::request_id::Arrival;
 use super::{ApiError, AppState};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::engine::{Matched, Reply, SubscriptionReply, Summary, Trigger};
-use crate::rules::AlertFacts;
+use crate::rules::{AlertFacts, ROUTED_NOTE, Routed};
 use crate::sns::{ConfirmError, Decision, MessageType, SnsError, Verified, decide};
 
 /// The header SNS sends with the message type.
@@ -111,7 +111,7 @@ async fn notification(
     if let Some(replay) = state.audit.replay_of(key) {
         return Ok(replayed(meta, replay));
     }
-    let decision = match rule_of(state, &message.topic_arn, &message.message) {
+    let decision = match rule_of(state, meta, &message.topic_arn, &message.message) {
         Ok(Some(matched)) => {
             meta.note("rule", &matched.rule);
             return match claim(state, meta, key.to_owned(), None).await? {
@@ -184,20 +184,30 @@ async fn notification(
 /// The rule a CloudWatch alarm's message matches, when rules are configured and one does: a rule acts in its
 /// own account and region, so only an alarm of that place (when it names one) matches it, and the alarm may
 /// name that account only over a topic bound to it (`sns::account_allowed`, as for targets): `Err` says why
-/// not, and the message is refused.
-fn rule_of(state: &AppState, topic_arn: &str, message: &str) -> Result<Option<Matched>, String> {
+/// not, and the message is refused. The alarm and the rule it came to are noted (`Routed`).
+fn rule_of(
+    state: &AppState,
+    meta: &mut RequestMeta,
+    topic_arn: &str,
+    message: &str,
+) -> Result<Option<Matched>, String> {
     if !state.engine.has_rules() {
         return Ok(None);
     }
     let Some(alert) = AlertFacts::from_cloudwatch(message) else {
         return Ok(None);
     };
-    let Some(matched) = state.engine.route(&alert) else {
-        return Ok(None);
+    let matched = state.engine.route(&alert);
+    let allowed = match &matched {
+        Some(_) => {
+            let account = Some(alert.account.as_str()).filter(|account| !account.is_empty());
+            crate::sns::account_allowed(&state.config, topic_arn, &alert.name, account)
+        }
+        None => Ok(()),
     };
-    let account = Some(alert.account.as_str()).filter(|account| !account.is_empty());
-    crate::sns::account_allowed(&state.config, topic_arn, &alert.name, account)?;
-    Ok(Some(matched))
+    let rule = matched.as_ref().map(|matched| matched.rule.clone());
+    meta.note(ROUTED_NOTE, [Routed { alert, rule }]);
+    allowed.map(|()| matched)
 }
 
 /// reflex was unsubscribed from an allowed topic: its alarms will no longer arrive. Loud on purpose: logged as

@@ -16,7 +16,7 @@ use super::{ApiError, AppState, auth};
 use crate::audit::{Auth, Outcome, RequestMeta, Source};
 use crate::config::{ScopedToken, WebhookConfig};
 use crate::engine::{Authenticated, Matched, Reply, Summary, Trigger};
-use crate::rules::AlertFacts;
+use crate::rules::{AlertFacts, ROUTED_NOTE, Routed};
 use crate::target::{Place, TargetRef};
 use crate::webhook::{Grouping, Payload, TargetLabels, group, signature};
 
@@ -178,7 +178,7 @@ fn ruled_alerts(
     if scoped {
         return Vec::new();
     }
-    let ruled = take_ruled(state, sender, payload);
+    let ruled = take_ruled(state, sender, meta, payload);
     if !ruled.is_empty() {
         let rules: Vec<&str> = ruled
             .iter()
@@ -208,16 +208,27 @@ fn unruled_grouping(
 
 /// Takes the alerts a rule matches out of `payload`: one run per rule, on every instance its alerts name (or
 /// its tag), with their texts. The alerts no rule matches stay, for their targets.
-fn take_ruled(state: &AppState, sender: Sender, payload: &mut Payload) -> Vec<(Matched, String)> {
+fn take_ruled(
+    state: &AppState,
+    sender: Sender,
+    meta: &mut RequestMeta,
+    payload: &mut Payload,
+) -> Vec<(Matched, String)> {
     if !state.engine.has_rules() {
         return Vec::new();
     }
     let source = sender.source();
     let mut ruled: Vec<(Matched, Vec<String>)> = Vec::new();
     let alerts = std::mem::take(&mut payload.alerts);
+    let mut routed = Vec::with_capacity(alerts.len());
     for alert in alerts {
         let facts = AlertFacts::from_webhook(source.as_str(), &alert, &payload.status);
-        let Some(mut matched) = state.engine.route(&facts) else {
+        let matched = state.engine.route(&facts);
+        routed.push(Routed {
+            alert: facts,
+            rule: matched.as_ref().map(|matched| matched.rule.clone()),
+        });
+        let Some(mut matched) = matched else {
             payload.alerts.push(alert);
             continue;
         };
@@ -233,6 +244,7 @@ fn take_ruled(state: &AppState, sender: Sender, payload: &mut Payload) -> Vec<(M
             None => ruled.push((matched, vec![alert.text()])),
         }
     }
+    meta.note(ROUTED_NOTE, routed);
     ruled
         .into_iter()
         .map(|(matched, texts)| (matched, texts.join("; ")))

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// An alert as rules see it. Text the sender wrote is data here, never evaluated.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// An alert as rules see it. Text the sender wrote is data here, never evaluated. It is kept in the trail with
+/// the rule it came to (`Routed`), so that `reflex rules replay` can try it again under another config.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, Deserialize)]
+#[serde(default)]
 pub struct AlertFacts {
     /// Where it came from: `sns`, `alertmanager`, `grafana` or `manual`.
     pub source: String,
@@ -38,6 +40,19 @@ pub struct AlertFacts {
     /// `StateChangeTime`).
     pub starts_at: String,
 }
+
+/// What the trail keeps of each alert rules were tried on (the record's `routed` note): the alert as rules saw
+/// it, and the rule it came to (`None`: no rule).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct Routed {
+    /// The alert.
+    pub alert: AlertFacts,
+    /// The first rule it matched, if any.
+    pub rule: Option<String>,
+}
+
+/// The note of a record that holds its alerts' `Routed` entries.
+pub const ROUTED_NOTE: &str = "routed";
 
 /// Names of the fields of `alert` a rule may read: an expression naming any other is refused at start-up.
 pub const FIELDS: &[&str] = &[

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use cel::Env;
 
-pub use alert::{AlertFacts, FIELDS};
+pub use alert::{AlertFacts, FIELDS, ROUTED_NOTE, Routed};
 pub use suite::{SuiteReport, run_suite};
 pub use test_command::test_command;
 

@@ -27,6 +27,7 @@ mod remediate;
 mod replicas;
 mod rules;
 mod rules_accounts;
+mod rules_replay;
 mod rules_run;
 mod safety;
 mod scoped_tokens;

@@ -199,6 +199,34 @@ async fn a_signed_webhook_refused_with_503_is_sent_again_by_its_check_and_delive
 }
 
 #[tokio::test]
+async fn a_webhook_no_one_answers_is_pending_and_names_no_token() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("hook-closed");
+    fleet.balancer_with(&lb, 3, 1).await;
+    // A port nothing listens on: the connection is refused, an error whose text would carry the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/{TOKEN}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(moto, dir.path(), &lb, &url);
+    let app = TestApp::spawn_with_config(dir, &text).await;
+
+    let (status, run) = app.remediate(json!({"load_balancer": lb})).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        run["actions"][0]["state"], "pending",
+        "sent again by its check: {run}"
+    );
+    assert_eq!(run["errors"], json!([]), "{run}");
+    assert!(!run.to_string().contains(TOKEN), "{run}");
+    assert!(
+        !trail(&app).await.contains(TOKEN),
+        "the URL's token is in no record"
+    );
+}
+
+#[tokio::test]
 async fn a_webhook_that_answers_400_fails_the_step_and_the_ladder_moves_on() {
     let moto = Moto::shared();
     let fleet = Fleet::new(&moto.endpoint).await;

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::layout::{layout, path_of, when};
 use crate::audit::{AuditRecord, EpisodeStep};
 use crate::controls::State;
-use crate::detail::{ActionPart, Answered, RunDetail, SeenInstance};
+use crate::detail::{ActionPart, Answered, PolledPart, RunDetail, SeenInstance};
 use crate::target::TargetId;
 
 /// The timeline's filters as the form holds them (also the next page's link).
@@ -319,6 +319,7 @@ pub fn run(
             (snapshot(&detail.seen))
             (plan(&detail))
             (aws_answers(detail.actions.as_deref()))
+            (followed(&detail.polled))
             @if let Some(error) = &detail.error {
                 h2 { "Error" }
                 p.bad { (error) }
@@ -401,7 +402,13 @@ fn plan(detail: &RunDetail) -> Markup {
                     @for act in &plan.act_on {
                         tr {
                             td { code { (act.subject()) } }
-                            td.ok { (act.kind()) ": " (act.action) }
+                            td.ok {
+                                (act.kind()) ": " (act.action)
+                                @if !act.covers.is_empty() { " for " (act.covers.join(", ")) }
+                                @for (name, values) in &act.arguments {
+                                    br; code { (name) " = " (values.join(" | ")) }
+                                }
+                            }
                         }
                     }
                     @for skip in &plan.skipped {
@@ -428,7 +435,34 @@ fn aws_answers(actions: Option<&[ActionPart]>) -> Markup {
                         tr {
                             td { code { (action.subject()) } }
                             td { (action.action) }
-                            @if let Some(error) = &action.error { td.bad { (error) } } @else { td { (action.new_state.as_deref().unwrap_or("-")) } }
+                            @if let Some(error) = &action.error { td.bad { (error) } } @else {
+                                td {
+                                    (action.new_state.as_deref().unwrap_or("-"))
+                                    @if let Some(handle) = &action.handle { " (" code { (handle) } ")" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A check's page: what it found of the acts under way it followed, each with its handle and evidence.
+fn followed(polled: &[PolledPart]) -> Markup {
+    html! {
+        @if !polled.is_empty() {
+            h2 { "Acts followed" }
+            table {
+                thead { tr { th { "Instance or resource" } th { "Followed by" } th { "Found" } } }
+                tbody {
+                    @for act in polled {
+                        tr {
+                            td { code { (act.subject()) } }
+                            td { code { (act.handle) } }
+                            @if let Some(error) = &act.error { td.bad { (act.state.as_deref().unwrap_or("failed")) ": " (error) } }
+                            @else { td { (act.state.as_deref().unwrap_or("-")) } }
                         }
                     }
                 }
@@ -482,6 +516,42 @@ fn when_ms(at_ms: i64) -> String {
 mod tests {
     use super::*;
     use crate::audit::{Outcome, RequestMeta, Source};
+
+    #[test]
+    fn a_run_page_shows_each_act_s_arguments_handle_and_what_its_check_found() {
+        let mut meta = RequestMeta::new(Source::Sns, None);
+        meta.note(
+            "plan",
+            serde_json::json!({"act_on": [{"resource": "web-elb", "action": "post", "kind": "call-ops",
+                "covers": ["i-1", "i-2"], "arguments": {"commands": ["restart app"]}}], "skipped": []}),
+        );
+        meta.note(
+            "actions",
+            serde_json::json!([{"resource": "web-elb", "action": "post", "kind": "call-ops",
+                "new_state": "pending", "handle": "01RUN/call-ops"}]),
+        );
+        meta.note(
+            "polled",
+            serde_json::json!([{"resource": "web-elb", "handle": "01RUN/call-ops", "state": "delivered 200",
+                "error": null}, {"instance-id": "i-3", "handle": "cmd-1", "state": null, "error": "Failed"}]),
+        );
+        let page = run(
+            &meta.into_record(Outcome::Completed, 200, None, 1),
+            None,
+            None,
+        )
+        .into_string();
+        for shown in [
+            "call-ops: post for i-1, i-2",
+            "commands = restart app",
+            "pending (<code>01RUN/call-ops</code>)",
+            "Acts followed",
+            "delivered 200",
+            "failed: Failed",
+        ] {
+            assert!(page.contains(shown), "{shown} in {page}");
+        }
+    }
 
     #[test]
     fn a_run_page_tells_its_episode_in_order_and_links_every_other_step() {
