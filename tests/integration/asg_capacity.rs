@@ -106,6 +106,17 @@ async fn capacity_is_added_to_the_broken_instances_group_up_to_its_max_size_and_
         intent(&group(&fleet, &name).await),
         Some(format!("{run_id}/4"))
     );
+    // A refusal of the kind's own is no AWS error: however often it comes, the breaker stays closed.
+    // (three AWS errors in a row would open it, and a fourth run would be refused breaker-open.)
+    for _ in 0..4 {
+        let (_, again) = app.remediate(json!({"load_balancer": name})).await;
+        assert!(error_of(&again).contains("(refused, at-max)"), "{again}");
+    }
+}
+
+/// The first act's error in a run's answer.
+fn error_of(run: &serde_json::Value) -> &str {
+    run["actions"][0]["error"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]
