@@ -270,3 +270,61 @@ async fn a_webhook_that_answers_400_fails_the_step_and_the_ladder_moves_on() {
         "the URL's token is in no record"
     );
 }
+
+#[tokio::test]
+async fn a_rule_s_ladder_calls_the_webhook_once_for_the_instances_its_alerts_name() {
+    let moto = Moto::shared();
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let lb = unique("hook-rule");
+    fleet.balancer_with(&lb, 1, 0).await;
+    let hosts = fleet.launch(1, &[]).await;
+    let (receiver, url) = Receiver::start(&[200]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook-secret"), SECRET).unwrap();
+    let text = config_text(&moto.endpoint, &dir.path().join("audit.db"), &[&lb], QUICK)
+        + &format!(
+            r#"
+[alertmanager]
+tokens = ["{TOKEN}-alertmanager"]
+
+[[rules]]
+name = "service-down"
+sources = ["alertmanager"]
+match = {{ labels = {{ alertname = "ServiceDown" }} }}
+ladder = ["call-ops"]
+
+[[actions]]
+name = "call-ops"
+kind = "webhook"
+url = "{url}"
+secret_file = "{}"
+"#,
+            dir.path().join("hook-secret").display()
+        );
+    let app = TestApp::spawn_with_config(dir, &text).await;
+    let delivery = json!({
+        "version": "4", "groupKey": "{}:{alertname=\"ServiceDown\"}", "status": "firing", "receiver": "reflex",
+        "alerts": [{"status": "firing", "startsAt": "2026-12-07T10:00:00Z",
+                    "labels": {"alertname": "ServiceDown", "instance": format!("{}:9100", hosts[0])}}],
+    });
+    let token = format!("{TOKEN}-alertmanager");
+    let (status, body) = app
+        .post("/alertmanager", Some(&token), delivery.to_string())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["results"][0];
+    assert_eq!(result["rule"], "service-down", "{body}");
+    assert_eq!(
+        result["webhooked-resources"],
+        json!(["service-down"]),
+        "{body}"
+    );
+    let calls = receiver.wait_for(1).await;
+    let run = result["audit-id"].as_str().unwrap();
+    assert_eq!(verified(&calls[0]), format!("{run}/call-ops"));
+    let sent: Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"run": run, "step": "call-ops", "target": "service-down", "instances": hosts})
+    );
+}
