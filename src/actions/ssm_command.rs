@@ -14,13 +14,13 @@ use std::time::Duration;
 use aws_sdk_ssm::types::CommandInvocationStatus;
 
 use super::template::{self, Parameter};
-use crate::aws::{AwsFleet, clients_of};
+use crate::aws::AwsFleet;
 use crate::engine::action::{
     Action, ActsOn, Arguments, ArgumentsRefused, Effect, Judged, On, Polled, Started,
 };
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
-use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView, current_run};
+use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
 
 /// The `ssm-command` action kind: unset until an `[[actions]]` entry sets it.
 #[derive(Debug, Clone, Default)]
@@ -235,14 +235,7 @@ impl Action for SsmCommand {
 
 /// The fleet's SDK clients, which the kind calls SSM through.
 fn aws_of(on: On<'_>) -> Result<&AwsFleet, FleetError> {
-    clients_of(on.fleet).ok_or_else(|| {
-        FleetError::new(
-            FailureKind::Permanent,
-            "SendCommand",
-            None,
-            "ssm-command acts through AWS's own clients; this fleet has none",
-        )
-    })
+    super::aws_of(on, NAME, "SendCommand")
 }
 
 /// Sends the command to `instance` with the parameters rendered when the run was planned; its id.
@@ -253,14 +246,7 @@ async fn send(
     arguments: &Arguments,
 ) -> Result<String, FleetError> {
     // A command no takeover could find is never sent.
-    let run = current_run().ok_or_else(|| {
-        FleetError::new(
-            FailureKind::Permanent,
-            "SendCommand",
-            None,
-            "a command is sent only for a recorded run, which names it",
-        )
-    })?;
+    let run = super::recorded_run("SendCommand")?;
     let mut call = aws
         .ssm()
         .send_command()
@@ -360,9 +346,8 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
         key: "actions.document_version".to_owned(),
         problem,
     })?;
-    let verify_after = keys
-        .get::<u64>("verify_secs", |secs| positive(*secs))?
-        .map_or(VERIFY_AFTER, Duration::from_secs);
+    let verify_after =
+        super::verify_secs(keys, VERIFY_AFTER, "the command needs time to take effect")?;
     Ok(Settings {
         document,
         version,
@@ -448,14 +433,6 @@ fn pinned(version: &toml::Value) -> Result<String, String> {
 fn non_empty(text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         Err("is empty".to_owned())
-    } else {
-        Ok(())
-    }
-}
-
-fn positive(secs: u64) -> Result<(), String> {
-    if secs == 0 {
-        Err("is 0; the command needs time to take effect (the default is 60 seconds)".to_owned())
     } else {
         Ok(())
     }

@@ -116,8 +116,9 @@ struct InstanceFacts<'a> {
     tags: BTreeMap<&'a str, &'a str>,
 }
 
-/// The environment every template is compiled and rendered in: strict undefined, bounded work, no loader.
-fn environment() -> Environment<'static> {
+/// The environment every template is compiled and rendered in: strict undefined, bounded work, no loader (a
+/// webhook's body starts from it too).
+pub(super) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minijinja::value::Value;
-use minijinja::{Environment, ErrorKind, Output, State, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind, Output, State};
 
 use crate::config::Secret;
 use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
@@ -282,8 +282,7 @@ struct Facts<'a> {
 /// The environment every body is compiled and rendered in: strict undefined, bounded work, no loader, and
 /// every value written as JSON (`json_formatter`).
 fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let mut env = super::template::environment();
     env.set_fuel(Some(FUEL));
     env.set_formatter(json_formatter);
     env
