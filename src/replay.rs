@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit::{AuditRecord, AuditStore, Filter};
-use crate::config::{Config, Mode, tag_selector};
+use crate::config::{Config, Mode, NO_INSTANCES, tag_selector};
 use crate::rules::{ROUTED_NOTE, Routed, Rules};
 
 /// The records read per page.
@@ -134,6 +134,11 @@ fn moved(rules: &Rules, config: &Config, record: &AuditRecord, routed: &Routed) 
         was: routed.rule.clone(),
         acts_on: configured.and_then(|rule| match tag_selector(&rule.instances) {
             Some((key, value)) => Some(format!("tag:{key}={value}")),
+            None if rule.instances == NO_INSTANCES => {
+                let named = crate::engine::named_by(&routed.alert);
+                let named: Vec<String> = named.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                Some(format!("what the alert names ({})", named.join(", ")))
+            }
             None => crate::engine::named_instance(&routed.alert),
         }),
         held: configured.and_then(|rule| {

@@ -12,13 +12,20 @@ use std::time::Duration;
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
 
-use super::{recorded_run, refused, resource_name, tagged_by, verify_secs};
+use super::{
+    argument, named_argument, recorded_run, refused, resource_name, tagged_by, verify_secs,
+};
 use crate::aws::AwsFleet;
-use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
+use crate::engine::AlertNames;
+use crate::engine::action::{
+    Action, ActsOn, Arguments, ArgumentsRefused, Effect, Judged, On, Polled, Started,
+};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
 
+/// The dimension (or label) of an alert on an Auto Scaling group that names it.
+const GROUP_DIMENSION: &str = "AutoScalingGroupName";
 /// The kind's name, and the call it makes.
 const NAME: &str = "asg-set-capacity";
 const CALL: &str = "set-desired-capacity";
@@ -125,6 +132,22 @@ impl Action for AsgSetCapacity {
             .is_some_and(|settings| settings.group.is_none())
     }
 
+    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
+        // An entry's own group stands; else the group an alert on a group names, if it does.
+        let entry_names_one = self
+            .settings
+            .as_ref()
+            .is_some_and(|settings| settings.group.is_some());
+        if entry_names_one || !named.contains_key(GROUP_DIMENSION) {
+            return Ok(Arguments::new());
+        }
+        named_argument(named, GROUP_DIMENSION, "group", resource_name("a group"))
+    }
+
+    fn whole_target_call(&self) -> Option<&'static str> {
+        Some(CALL)
+    }
+
     fn choose(&self, instance: &InstanceView) -> Result<&'static str, SkipReason> {
         let named = self
             .settings
@@ -149,12 +172,14 @@ impl Action for AsgSetCapacity {
         Box::pin(async move {
             let settings = self.settings()?;
             let aws = aws_of(on)?;
-            let group = match (&settings.group, &on.act.auto_scaling_group) {
-                (Some(group), _) | (None, Some(group)) => group.as_str(),
-                (None, None) => {
+            let alerted = argument(on.act, "group");
+            let group = match (&settings.group, alerted, &on.act.auto_scaling_group) {
+                (Some(group), _, _) | (None, None, Some(group)) => group.as_str(),
+                (None, Some(group), _) => group,
+                (None, None, None) => {
                     return Err(failure(
-                        "the broken instances are not all in one Auto Scaling group: name the group with \
-                         the entry's `group`",
+                        "the broken instances are not all in one Auto Scaling group, and the alert names \
+                         none (AutoScalingGroupName): name the group with the entry's `group`",
                     ));
                 }
             };
@@ -411,6 +436,32 @@ mod tests {
             let err = entry(keys).unwrap_err();
             assert!(err.contains(says), "{keys}: {err}");
         }
+    }
+
+    #[test]
+    fn a_group_the_alert_names_is_raised_unless_the_entry_names_its_own() {
+        let kind = |keys: &str| AsgSetCapacity {
+            settings: Some(Arc::new(entry(keys).unwrap())),
+        };
+        let named = AlertNames::from([(GROUP_DIMENSION.into(), "workers".into())]);
+        assert_eq!(
+            kind("max_desired = 8\n").named_arguments(&named).unwrap(),
+            Arguments::from([("group".into(), vec!["workers".into()])])
+        );
+        assert_eq!(
+            kind("max_desired = 8\n")
+                .named_arguments(&AlertNames::new())
+                .unwrap(),
+            Arguments::new(),
+            "without a group named, the broken instances' own"
+        );
+        assert_eq!(
+            kind("max_desired = 8\ngroup = \"web\"\n")
+                .named_arguments(&named)
+                .unwrap(),
+            Arguments::new(),
+            "the entry's group stands"
+        );
     }
 
     #[test]

@@ -16,9 +16,14 @@ use aws_sdk_ecs::types::{
     Deployment, DeploymentRolloutState, Service, ServiceField, Tag as EcsTag,
 };
 
-use super::{recorded_run, refused, resource_name, tagged_by, verify_secs};
+use super::{
+    argument, named_argument, recorded_run, refused, resource_name, tagged_by, verify_secs,
+};
 use crate::aws::AwsFleet;
-use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
+use crate::engine::AlertNames;
+use crate::engine::action::{
+    Action, ActsOn, Arguments, ArgumentsRefused, Effect, Judged, On, Polled, Started,
+};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
@@ -38,6 +43,7 @@ const VERIFY_AFTER: Duration = Duration::from_secs(300);
 const KEYS: &[&str] = &[
     "cluster",
     "service",
+    "service_from",
     "services",
     "recent_change_secs",
     "verify_secs",
@@ -57,6 +63,8 @@ struct Settings {
     service: Option<String>,
     /// The service of each target (a balancer's name or a target group's ARN), when the entry maps them.
     services: BTreeMap<String, String>,
+    /// The dimension or label of the run's alert that names the service, when the entry reads it there.
+    service_from: Option<String>,
     recent_change: Duration,
     verify_after: Duration,
 }
@@ -146,6 +154,17 @@ impl Action for EcsRedeploy {
         })))
     }
 
+    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
+        match self.settings.as_ref().and_then(|s| s.service_from.as_ref()) {
+            Some(key) => named_argument(named, key, "service", resource_name("a service")),
+            None => Ok(Arguments::new()),
+        }
+    }
+
+    fn whole_target_call(&self) -> Option<&'static str> {
+        Some(CALL)
+    }
+
     fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
         Ok(CALL)
     }
@@ -163,11 +182,13 @@ impl Action for EcsRedeploy {
             let settings = self.settings()?;
             let aws = aws_of(on)?;
             let target = on.act.subject.id();
-            let service = settings.service_of(target).ok_or_else(|| {
-                failure(&format!(
-                    "the entry names no ECS service for the target {target}: add it to `services`"
-                ))
-            })?;
+            let service = argument(on.act, "service")
+                .or_else(|| settings.service_of(target))
+                .ok_or_else(|| {
+                    failure(&format!(
+                        "the entry names no ECS service for the target {target}: add it to `services`"
+                    ))
+                })?;
             let run = recorded_run(OPERATION)?;
             let read = describe(aws, &settings.cluster, service).await?;
             if let Some(started) = started_by(&read, on.resumes) {
@@ -378,11 +399,13 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
             map.values().try_for_each(resource_name("a service"))
         })?
         .unwrap_or_default();
-    if service.is_none() && services.is_empty() {
+    let service_from = keys.get::<String>("service_from", resource_name("a dimension or label"))?;
+    if service.is_none() && services.is_empty() && service_from.is_none() {
         return Err(KeyError {
             key: "actions.service".to_owned(),
             problem: "is required for an ecs-redeploy entry (or `services`, a map from each target's balancer name \
-                      or target group ARN to its service): an alarm on a balancer names no ECS service"
+                      or target group ARN to its service, or `service_from`, the dimension or label of a rule's \
+                      alert that names it, such as \"ServiceName\"): an alarm on a balancer names no ECS service"
                 .to_owned(),
         });
     }
@@ -399,6 +422,7 @@ fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
         cluster,
         service,
         services,
+        service_from,
         recent_change,
         verify_after: verify_secs(
             keys,
@@ -468,6 +492,36 @@ mod tests {
             let err = entry(keys).unwrap_err();
             assert!(err.contains(says), "{keys}: {err}");
         }
+    }
+
+    #[test]
+    fn an_entry_with_service_from_redeploys_the_service_the_alert_names() {
+        let settings = entry("cluster = \"web\"\nservice_from = \"ServiceName\"\n").unwrap();
+        let kind = EcsRedeploy {
+            settings: Some(Arc::new(settings)),
+        };
+        let named = AlertNames::from([
+            ("ClusterName".into(), "web".into()),
+            ("ServiceName".into(), "api".into()),
+        ]);
+        assert_eq!(
+            kind.named_arguments(&named).unwrap(),
+            Arguments::from([("service".into(), vec!["api".into()])])
+        );
+        let refused = kind.named_arguments(&AlertNames::new()).unwrap_err();
+        assert!(
+            refused.why.contains("names no ServiceName"),
+            "{}",
+            refused.why
+        );
+        let blank = AlertNames::from([("ServiceName".into(), " ".into())]);
+        let refused = kind.named_arguments(&blank).unwrap_err();
+        assert!(
+            refused.why.contains("is not a service name"),
+            "{}",
+            refused.why
+        );
+        assert_eq!(kind.whole_target_call(), Some(CALL));
     }
 
     #[test]

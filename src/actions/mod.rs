@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use crate::aws::{AwsFleet, clients_of};
 use crate::config::Config;
-use crate::engine::action::{Kinds, On};
+use crate::engine::AlertNames;
+use crate::engine::action::{Act, Arguments, ArgumentsRefused, Kinds, On};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::kinds_check::KindsError;
+use crate::engine::plan::SkipReason;
 use crate::engine::port::{FailureKind, FleetError, current_run};
 
 /// Every built-in action kind.
@@ -94,6 +96,39 @@ fn resource_name(what: &'static str) -> impl Fn(&String) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The arguments of a whole-target act that names, as `argument`, the resource the run's alert names under
+/// `key` (a dimension or label), checked by `valid`; refused (the act is skipped, saying why) when the alert
+/// names none or one that fails the check: an alert's text is never sent to AWS unchecked.
+fn named_argument(
+    named: &AlertNames,
+    key: &str,
+    argument: &str,
+    valid: impl Fn(&String) -> Result<(), String>,
+) -> Result<Arguments, ArgumentsRefused> {
+    let refused = |why: String| ArgumentsRefused {
+        reason: SkipReason::BadParameter,
+        why,
+    };
+    let value = named
+        .get(key)
+        .ok_or_else(|| refused(format!("the alert names no {key} (a dimension or label)")))?;
+    valid(value).map_err(|problem| {
+        refused(format!(
+            "the alert's {key} {problem}: {:?}",
+            crate::untrusted::bounded(value)
+        ))
+    })?;
+    Ok(Arguments::from([(
+        argument.to_owned(),
+        vec![value.clone()],
+    )]))
+}
+
+/// The resource an act names as `argument` (from the run's alert), if it does.
+fn argument<'a>(act: &'a Act, argument: &str) -> Option<&'a str> {
+    act.arguments.get(argument)?.first().map(String::as_str)
 }
 
 /// Whether a kind's tag value (`<run><separator>...`) names one of the dead attempts `resumes`, with what

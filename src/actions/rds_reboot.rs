@@ -11,9 +11,14 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::{DbInstance, Tag};
 
-use super::{recorded_run, refused, tagged_by, verify_secs};
+use super::{
+    argument, named_argument, recorded_run, refused, resource_name, tagged_by, verify_secs,
+};
 use crate::aws::AwsFleet;
-use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
+use crate::engine::AlertNames;
+use crate::engine::action::{
+    Action, ActsOn, Arguments, ArgumentsRefused, Effect, Judged, On, Polled, Started,
+};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
@@ -42,7 +47,12 @@ const LOST: [&str; 9] = [
     "insufficient-capacity",
 ];
 /// The keys an entry may set.
-const KEYS: &[&str] = &["db_instance", "force_failover", "verify_secs"];
+const KEYS: &[&str] = &[
+    "db_instance",
+    "db_instance_from",
+    "force_failover",
+    "verify_secs",
+];
 
 /// The `rds-reboot` action kind: unset until an `[[actions]]` entry sets it.
 #[derive(Debug, Clone, Default)]
@@ -53,7 +63,10 @@ pub struct RdsReboot {
 /// What an `[[actions]]` entry of the kind sets.
 #[derive(Debug, PartialEq, Eq)]
 struct Settings {
-    db_instance: String,
+    /// The DB instance, when the entry names it.
+    db_instance: Option<String>,
+    /// The dimension or label of the run's alert that names the DB instance, when the entry reads it there.
+    db_instance_from: Option<String>,
     force_failover: bool,
     verify_after: Duration,
 }
@@ -63,6 +76,17 @@ impl RdsReboot {
         self.settings.as_deref().ok_or_else(|| {
             failure("rds-reboot runs only as an [[actions]] entry with its db_instance")
         })
+    }
+}
+
+impl Settings {
+    /// The DB instance as the entry names it, or where it reads it from.
+    fn named(&self) -> String {
+        match (&self.db_instance, &self.db_instance_from) {
+            (Some(id), _) => id.clone(),
+            (None, Some(key)) => format!("(the alert's {key})"),
+            (None, None) => String::new(),
+        }
     }
 }
 
@@ -105,9 +129,9 @@ impl Action for RdsReboot {
     fn described(&self) -> String {
         match &self.settings {
             Some(settings) if settings.force_failover => {
-                format!("{NAME} {} with failover", settings.db_instance)
+                format!("{NAME} {} with failover", settings.named())
             }
-            Some(settings) => format!("{NAME} {}", settings.db_instance),
+            Some(settings) => format!("{NAME} {}", settings.named()),
             None => NAME.to_owned(),
         }
     }
@@ -126,6 +150,21 @@ impl Action for RdsReboot {
         })))
     }
 
+    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
+        match self.settings.as_deref() {
+            Some(Settings {
+                db_instance: None,
+                db_instance_from: Some(key),
+                ..
+            }) => named_argument(named, key, "db_instance", |id| db_instance_problem(id)),
+            _ => Ok(Arguments::new()),
+        }
+    }
+
+    fn whole_target_call(&self) -> Option<&'static str> {
+        Some(CALL)
+    }
+
     fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
         Ok(CALL)
     }
@@ -142,7 +181,11 @@ impl Action for RdsReboot {
         Box::pin(async move {
             let settings = self.settings()?;
             let aws = aws_of(on)?;
-            let id = settings.db_instance.as_str();
+            let id = settings
+                .db_instance
+                .as_deref()
+                .or_else(|| argument(on.act, "db_instance"))
+                .ok_or_else(|| failure("the alert names no DB instance"))?;
             let run = recorded_run(OPERATION)?;
             let read = describe(aws, id).await?;
             if rebooted_by(&read, on.resumes) {
@@ -255,29 +298,38 @@ fn failure(why: &str) -> FleetError {
     FleetError::new(FailureKind::Permanent, OPERATION, None, why)
 }
 
+/// What is wrong with a DB instance identifier, if anything.
+fn db_instance_problem(id: &str) -> Result<(), String> {
+    let fine = (1..=63).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if fine {
+        Ok(())
+    } else {
+        Err(format!(
+            "is {id:?}: a DB instance identifier is 1 to 63 letters, digits and hyphens, beginning with a letter"
+        ))
+    }
+}
+
 /// Reads and checks an entry's keys.
 fn read(keys: &Keys<'_>) -> Result<Settings, KeyError> {
-    let db_instance = keys
-        .get::<String>("db_instance", |id| {
-            let fine = (1..=63).contains(&id.len())
-                && id.starts_with(|c: char| c.is_ascii_alphabetic())
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-            if fine {
-                Ok(())
-            } else {
-                Err(format!(
-                    "is {id:?}: a DB instance identifier is 1 to 63 letters, digits and hyphens, beginning with a letter"
-                ))
-            }
-        })?
-        .ok_or_else(|| KeyError {
+    let db_instance = keys.get::<String>("db_instance", |id| db_instance_problem(id))?;
+    let db_instance_from =
+        keys.get::<String>("db_instance_from", resource_name("a dimension or label"))?;
+    if db_instance.is_none() == db_instance_from.is_none() {
+        return Err(KeyError {
             key: "actions.db_instance".to_owned(),
-            problem: "is required for an rds-reboot entry: the DB instance identifier, e.g. db_instance = \"orders-db\""
+            problem: "is required for an rds-reboot entry, or db_instance_from instead (not both): the DB instance \
+                      identifier, e.g. db_instance = \"orders-db\", or the dimension of a rule's alert that names it, \
+                      db_instance_from = \"DBInstanceIdentifier\""
                 .to_owned(),
-        })?;
+        });
+    }
     let verify_after = verify_secs(keys, VERIFY_AFTER, "a database needs time to come back")?;
     Ok(Settings {
         db_instance,
+        db_instance_from,
         force_failover: keys
             .get::<bool>("force_failover", |_| Ok(()))?
             .unwrap_or(false),
@@ -308,7 +360,8 @@ mod tests {
         assert_eq!(
             entry("db_instance = \"orders-db\"\n").unwrap(),
             Settings {
-                db_instance: "orders-db".to_owned(),
+                db_instance: Some("orders-db".to_owned()),
+                db_instance_from: None,
                 force_failover: false,
                 verify_after: VERIFY_AFTER
             }
@@ -317,6 +370,10 @@ mod tests {
             (
                 "force_failover = true\n",
                 "`actions.db_instance` is required",
+            ),
+            (
+                "db_instance = \"db\"\ndb_instance_from = \"DBInstanceIdentifier\"\n",
+                "not both",
             ),
             ("db_instance = \"1db\"\n", "beginning with a letter"),
             ("db_instance = \"db_1\"\n", "letters, digits and hyphens"),
@@ -332,6 +389,44 @@ mod tests {
             let err = entry(keys).unwrap_err();
             assert!(err.contains(says), "{keys}: {err}");
         }
+    }
+
+    #[test]
+    fn an_entry_reading_its_instance_from_the_alert_takes_a_valid_identifier_only() {
+        let settings = entry("db_instance_from = \"DBInstanceIdentifier\"\n").unwrap();
+        let kind = RdsReboot {
+            settings: Some(Arc::new(settings)),
+        };
+        let named = |id: &str| AlertNames::from([("DBInstanceIdentifier".into(), id.into())]);
+        assert_eq!(
+            kind.named_arguments(&named("orders-db")).unwrap(),
+            Arguments::from([("db_instance".into(), vec!["orders-db".into()])])
+        );
+        let refused = kind.named_arguments(&named("orders; drop")).unwrap_err();
+        assert_eq!(refused.reason, SkipReason::BadParameter);
+        assert!(
+            refused.why.contains("letters, digits and hyphens"),
+            "{}",
+            refused.why
+        );
+        let refused = kind.named_arguments(&AlertNames::new()).unwrap_err();
+        assert!(
+            refused.why.contains("names no DBInstanceIdentifier"),
+            "{}",
+            refused.why
+        );
+        assert_eq!(
+            kind.described(),
+            "rds-reboot (the alert's DBInstanceIdentifier)"
+        );
+        // An entry that names its instance reads nothing from the alert.
+        let named_one = RdsReboot {
+            settings: Some(Arc::new(entry("db_instance = \"orders-db\"\n").unwrap())),
+        };
+        assert_eq!(
+            named_one.named_arguments(&named("other")).unwrap(),
+            Arguments::new()
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub use length::parse_length;
 pub use load::{ConfigError, load, parse};
 pub use retention::Lookback;
 pub use rules::{
-    ALERT_INSTANCES, RuleConfig, RuleMatch, VERIFY_WITHIN_SECS, Verify, is_business_namespace,
-    tag_selector,
+    ALERT_INSTANCES, NO_INSTANCES, RuleConfig, RuleMatch, VERIFY_WITHIN_SECS, Verify,
+    is_business_namespace, tag_selector,
 };
 pub use scoped::ScopedToken;
 pub use secret::{Secret, any_matches};

@@ -29,7 +29,9 @@ pub struct RuleConfig {
     #[serde(default)]
     pub ladder: Vec<String>,
     /// What it acts on: `"alert"` (the instance the alert names: the `InstanceId` dimension or the
-    /// `instance` label) or `"tag:KEY=VALUE"` (the running instances with that tag: one stopped on purpose is left alone).
+    /// `instance` label), `"tag:KEY=VALUE"` (the running instances with that tag: one stopped on purpose is left
+    /// alone), or `"none"` (no instance: what the alert names beside instances, such as a database, an Auto
+    /// Scaling group or an ECS service, acted on by steps that act on a whole target, and judged by its alarm).
     #[serde(default = "alert_instances")]
     pub instances: String,
     /// How far reflex may go on its own with it; default `[remediation] mode`.
@@ -162,6 +164,10 @@ pub fn tag_selector(instances: &str) -> Option<(&str, &str)> {
 
 /// What a rule acts on unless it says: the instance its alert names.
 pub const ALERT_INSTANCES: &str = "alert";
+
+/// A rule's `instances` for an alert that names no instance: its steps act on what the alert names beside
+/// instances (its dimensions and labels), once for the whole alert.
+pub const NO_INSTANCES: &str = "none";
 
 fn alert_instances() -> String {
     ALERT_INSTANCES.to_owned()

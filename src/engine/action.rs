@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::keys::{KeyError, Keys};
 use super::port::{BoxFuture, Fleet, FleetError, InstanceView, TargetRef};
 use super::refusal::SkipReason;
+use super::trigger::AlertNames;
 use crate::contract::Subject;
 
 /// How a step's check judges whether it worked.
@@ -213,6 +214,20 @@ pub trait Action: Send + Sync + Debug {
         Ok(Arguments::new())
     }
 
+    /// What its one act on a whole target is given from what the run's alert names beside instances (an
+    /// `AutoScalingGroupName` dimension, a `service_from` label), decided when the run is planned: none by
+    /// default; why nothing is acted on when the entry needs a name the alert lacks.
+    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
+        let _ = named;
+        Ok(Arguments::new())
+    }
+
+    /// The call it makes when it acts once on a whole target whatever its instances (`add-capacity`), so
+    /// that a rule on no instance (`instances = "none"`) may take it; none for a kind that chooses per instance.
+    fn whole_target_call(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether choosing needs each instance's Auto Scaling group: then a run whose read of the groups fails
     /// fails (the sender retries) rather than refusing `change-unknown`.
     fn needs_groups(&self) -> bool {
@@ -319,6 +334,15 @@ pub enum LadderError {
          ssm-command entry); leave replacement to a target's ladder"
     )]
     RuleRemoves {
+        /// The step as configured.
+        step: String,
+    },
+    /// A rule on no instance (`instances = "none"`) names a step that acts on an instance.
+    #[error(
+        "`rules.ladder` has {step:?}, which acts on an instance, but the rule's instances = \"none\": its steps \
+         act on what the alert names (such as asg-set-capacity, ecs-redeploy, rds-reboot or webhook entries)"
+    )]
+    RuleOnNoInstance {
         /// The step as configured.
         step: String,
     },

@@ -72,6 +72,9 @@ pub struct Check {
     /// For a rule's step: the rule's fingerprint when it ran, which its next step must still have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_fingerprint: Option<String>,
+    /// What the episode's alert named beside instances: its next step acts on it too.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub named: super::trigger::AlertNames,
 }
 
 /// An act its kind answered pending: the check polls it by its handle.
@@ -132,6 +135,8 @@ pub(super) struct Acted<'a> {
     pub needs_approval: Option<String>,
     /// The instances whose act AWS refused.
     pub failed: Vec<String>,
+    /// What the episode's alert named beside instances.
+    pub named: super::trigger::AlertNames,
 }
 
 impl Engine {
@@ -163,6 +168,7 @@ impl Engine {
             needs_approval: acted.needs_approval,
             failed: acted.failed,
             rule_fingerprint: target.fingerprint.clone(),
+            named: acted.named,
         };
         let wait = effect
             .checked_after
@@ -232,8 +238,13 @@ impl Engine {
             return Ok(());
         };
         match kind.effect().judged {
-            Judged::InstancesBack => self.check_instances(job, meta, check, &done).await,
-            Judged::CapacityBack => self.check_capacity(job, meta, check).await,
+            // A rule has no balancer whose capacity could come back: what its step acted on judges it.
+            Judged::CapacityBack if check.rule_fingerprint.is_none() => {
+                self.check_capacity(job, meta, check).await
+            }
+            Judged::CapacityBack | Judged::InstancesBack => {
+                self.check_instances(job, meta, check, &done).await
+            }
         }
     }
 

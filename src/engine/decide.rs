@@ -121,6 +121,8 @@ pub(super) struct Asked<'a> {
     pub resources: &'a super::trigger::Resources,
     /// The instances paused or silenced on their own (the gate's), left alone whatever else holds.
     pub braked: &'a std::collections::BTreeMap<String, SkipReason>,
+    /// For a rule's run: what its alert named beside instances.
+    pub named: &'a super::trigger::AlertNames,
 }
 
 impl Engine {
@@ -242,6 +244,8 @@ impl Engine {
             cooldown: target.cooldown,
             capacity_rules: !target.is_rule() && !asked.step.effect().adds_capacity,
             held_back: held_back(held, asked.braked),
+            on_alert: target.on_alert,
+            named: asked.named.clone(),
             ..Policy::new(&self.config.remediation, std::sync::Arc::clone(asked.step))
         };
         policy.max_terminations_per_run = held.cap(policy.max_terminations_per_run);

@@ -162,6 +162,10 @@ impl Engine {
         if !trigger.alerts.is_empty() {
             body["alerts"] = json!(trigger.alerts);
         }
+        // A step on the whole target acts, once approved, on what the alert named.
+        if !trigger.named.is_empty() {
+            body["named"] = json!(trigger.named);
+        }
         let required = target.approvals_required;
         tracing::info!(would_replace = ?decided.plan.act_on, required, "held for approval");
         Ok(self.counted(Run {
@@ -276,6 +280,7 @@ impl Engine {
         trigger.needs_approval = approval.body["needs_approval"].as_str().map(str::to_owned);
         trigger.alerts =
             serde_json::from_value(approval.body["alerts"].clone()).unwrap_or_default();
+        trigger.named = serde_json::from_value(approval.body["named"].clone()).unwrap_or_default();
         Some(
             match serde_json::from_value::<NextStep>(approval.body["ladder"].clone()) {
                 Ok(next) => trigger.next_step(next),

@@ -33,10 +33,15 @@ impl Kinds {
                 place: format!("rule {:?}", rule.name),
                 source,
             };
+            let no_instances = rule.instances == crate::config::NO_INSTANCES;
             for step in self.rule_ladder(config, &rule.ladder).map_err(at)? {
                 if !step.effect().keeps_instance {
                     let step = step.name().to_owned();
                     return Err(at(LadderError::RuleRemoves { step }));
+                }
+                if no_instances && step.whole_target_call().is_none() {
+                    let step = step.name().to_owned();
+                    return Err(at(LadderError::RuleOnNoInstance { step }));
                 }
             }
         }

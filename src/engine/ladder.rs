@@ -250,6 +250,7 @@ impl Engine {
         .in_place(place)
         .next_step(next);
         trigger.needs_approval.clone_from(&check.needs_approval);
+        trigger.named.clone_from(&check.named);
         let key = format!("ladder:{}:{}", check.run_id, check.index + 1);
         let claimed = self.audit.claim_delivery(key, &meta.id, None).await;
         match claimed.map_err(|err| err.to_string())? {

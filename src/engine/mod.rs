@@ -58,9 +58,9 @@ pub use error::EngineError;
 pub use gate::window_refusal;
 pub use plan::{Act, Clock, Plan, Policy, Refusal, Skip, SkipReason};
 pub use report::Run;
-pub use route::{ManualRefusal, Matched, is_instance_id, named_instance};
+pub use route::{ManualRefusal, Matched, is_instance_id, named_by, named_instance};
 pub use targets::{FleetOf, StartError, probe_targets};
-pub use trigger::{Approved, Authenticated, NextStep, Resources, Resume, Trigger};
+pub use trigger::{AlertNames, Approved, Authenticated, NextStep, Resources, Resume, Trigger};
 
 use crate::audit::{ApprovalWrite, AuditStore, DeliveryKey, Home, RequestMeta};
 use crate::config::{Config, TargetConfig};

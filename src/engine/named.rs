@@ -124,6 +124,17 @@ impl Action for Named {
         self.kind.arguments(instance)
     }
 
+    fn named_arguments(
+        &self,
+        named: &super::trigger::AlertNames,
+    ) -> Result<Arguments, ArgumentsRefused> {
+        self.kind.named_arguments(named)
+    }
+
+    fn whole_target_call(&self) -> Option<&'static str> {
+        self.kind.whole_target_call()
+    }
+
     fn choose(&self, instance: &InstanceView) -> Result<&'static str, SkipReason> {
         self.kind.choose(instance)
     }

@@ -85,8 +85,15 @@ impl Engine {
 
 /// What a rule's run sees: each instance it selects as its alert reports it (out of service: the alert is
 /// about it), with EC2's facts (none for an id EC2 does not know, which the plan skips). A selection that
-/// comes to nothing is refused: a rule never acts on "all".
+/// comes to nothing is refused: a rule never acts on "all". A rule on no instance sees none.
 async fn rule_snapshot(target: &Target, resources: &Resources) -> Result<Snapshot, EngineError> {
+    if target.on_alert {
+        // What the alert names beside instances is acted on as it is: no instance to read.
+        return Ok(Snapshot {
+            target: target.id.name.clone(),
+            instances: Vec::new(),
+        });
+    }
     let mut facts = target
         .fleet
         .instances(resources)

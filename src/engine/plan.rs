@@ -38,6 +38,11 @@ pub struct Policy {
     /// The instances the step's `[[actions]]` entry may not act on now (its cooldown, its hourly or daily
     /// count), with why: skipped before the cap, so that they take no one's place.
     pub held_back: std::collections::BTreeMap<String, SkipReason>,
+    /// For a rule on no instance (`instances = "none"`): the run acts once on what its alert names, with
+    /// no instance read.
+    pub on_alert: bool,
+    /// What the run's alert named beside instances, which a step on the whole target may act on.
+    pub named: super::trigger::AlertNames,
 }
 
 impl Policy {
@@ -53,6 +58,8 @@ impl Policy {
             step,
             capacity_rules: true,
             held_back: std::collections::BTreeMap::new(),
+            on_alert: false,
+            named: super::trigger::AlertNames::new(),
         }
     }
 }
@@ -94,6 +101,9 @@ impl Plan {
 
 /// Decides which instances to terminate. Pure: the same inputs always give the same plan.
 pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
+    if policy.on_alert {
+        return on_alert(snapshot, policy, clock);
+    }
     let registered: Vec<String> = snapshot
         .instances
         .iter()
@@ -130,7 +140,13 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     }
     let candidates = candidates(unhealthy, policy, clock.now, &mut plan);
     if policy.step.effect().acts_on == ActsOn::Target {
-        plan.act_on.extend(on_target(snapshot, policy, &candidates));
+        match policy.step.named_arguments(&policy.named) {
+            Ok(arguments) => {
+                plan.act_on
+                    .extend(on_target(snapshot, policy, &candidates, arguments))
+            }
+            Err(refused) => plan.refused_arguments.push(refused.why),
+        }
         if plan.act_on.is_empty() {
             for candidate in candidates {
                 plan.skipped.push(Skip {
@@ -212,7 +228,12 @@ fn candidates<'a>(
 /// The one act of a step that acts on the whole target, for every instance it may act on (the call the kind
 /// chose for the first), with the Auto Scaling group they all share, if they do; none when there is no such
 /// instance. It counts as one act against the per-run cap.
-fn on_target(snapshot: &Snapshot, policy: &Policy, candidates: &[Candidate<'_>]) -> Option<Act> {
+fn on_target(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    candidates: &[Candidate<'_>],
+    arguments: Arguments,
+) -> Option<Act> {
     let first = candidates.first()?;
     let group = first.instance.auto_scaling_group.clone();
     let shared = candidates
@@ -227,8 +248,36 @@ fn on_target(snapshot: &Snapshot, policy: &Policy, candidates: &[Candidate<'_>])
             .iter()
             .map(|candidate| candidate.instance.instance_id.clone())
             .collect(),
-        arguments: Arguments::new(),
+        arguments,
     })
+}
+
+/// The plan of a rule's run on no instance (`instances = "none"`): one act on the whole target, on what the
+/// alert names, unless the cooldown holds it or the step cannot tell what that is (a name the alert lacks).
+fn on_alert(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
+    let mut plan = Plan {
+        refused: cooldown_refusal(policy.cooldown, clock),
+        ..Plan::default()
+    };
+    let Some(call) = policy.step.whole_target_call() else {
+        return plan;
+    };
+    if plan.refused.is_some() || policy.max_terminations_per_run == 0 {
+        return plan;
+    }
+    match policy.step.named_arguments(&policy.named) {
+        Ok(arguments) => plan.act_on.push(Act {
+            subject: Subject::Resource(snapshot.target.clone()),
+            action: call.to_owned(),
+            kind: policy.step.name().to_owned(),
+            auto_scaling_group: None,
+            // What the alert names is the rule's to check: the act covers it under the rule's name.
+            covers: vec![snapshot.target.clone()],
+            arguments,
+        }),
+        Err(refused) => plan.refused_arguments.push(refused.why),
+    }
+    plan
 }
 
 fn refusal(

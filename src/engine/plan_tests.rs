@@ -24,7 +24,76 @@ fn policy() -> Policy {
         step: Arc::new(Replace::default()),
         capacity_rules: true,
         held_back: std::collections::BTreeMap::new(),
+        on_alert: false,
+        named: crate::engine::AlertNames::new(),
     }
+}
+
+/// The policy of a rule on no instance whose step reboots the database its alert names.
+fn on_alert(named: &[(&str, &str)]) -> Policy {
+    let own: toml::Table = "db_instance_from = \"DBInstanceIdentifier\"\n"
+        .parse()
+        .unwrap();
+    let defaults = toml::Table::new();
+    let step = crate::actions::rds_reboot::RdsReboot::default()
+        .with_entry(&crate::engine::keys::Keys::of_entry(&own, &defaults))
+        .unwrap()
+        .unwrap();
+    Policy {
+        step,
+        capacity_rules: false,
+        on_alert: true,
+        named: named
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..policy()
+    }
+}
+
+#[test]
+fn a_rule_on_no_instance_acts_once_on_what_its_alert_names() {
+    let snapshot = Snapshot {
+        target: "db-down".into(),
+        instances: Vec::new(),
+    };
+    let planned = plan(
+        &snapshot,
+        &on_alert(&[("DBInstanceIdentifier", "orders")]),
+        clock(),
+    );
+    assert_eq!(planned.refused, None);
+    assert_eq!(planned.act_on.len(), 1, "{planned:?}");
+    let act = &planned.act_on[0];
+    assert_eq!(act.subject, Subject::Resource("db-down".into()));
+    assert_eq!(act.covers, ["db-down"]);
+    assert_eq!(act.arguments["db_instance"], ["orders"]);
+
+    // Within the cooldown, nothing; an alert that lacks the name, nothing, saying why.
+    let cooling = Clock {
+        last_action_at: Some(NOW - time::Duration::minutes(1)),
+        ..clock()
+    };
+    let held = plan(
+        &snapshot,
+        &on_alert(&[("DBInstanceIdentifier", "orders")]),
+        cooling,
+    );
+    assert!(held.act_on.is_empty());
+    assert!(matches!(held.refused, Some(Refusal::Cooldown { .. })));
+    let unnamed = plan(
+        &snapshot,
+        &on_alert(&[("DBClusterIdentifier", "c")]),
+        clock(),
+    );
+    assert!(unnamed.act_on.is_empty());
+    assert!(unnamed.refused_arguments[0].contains("names no DBInstanceIdentifier"));
+    // A step that chooses per instance never acts on no instance.
+    let per_instance = Policy {
+        step: Arc::new(Reboot::default()),
+        ..on_alert(&[])
+    };
+    assert!(plan(&snapshot, &per_instance, clock()).act_on.is_empty());
 }
 
 /// The instance ids of a plan's actions.
@@ -474,6 +543,8 @@ fn arb_policy() -> impl Strategy<Value = (Policy, How)> {
                 step: Arc::new(Replace { how }),
                 capacity_rules: true,
                 held_back: std::collections::BTreeMap::new(),
+                on_alert: false,
+                named: crate::engine::AlertNames::new(),
             };
             (policy, how)
         })

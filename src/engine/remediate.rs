@@ -34,6 +34,7 @@ struct Done {
     relapsed: Vec<String>,
     alarm: Option<Started>,
     needs_approval: Option<String>,
+    named: super::trigger::AlertNames,
 }
 
 impl Engine {
@@ -78,6 +79,7 @@ impl Engine {
             step: step.kind,
             resources: &resources,
             braked: &gated.held,
+            named: &trigger.named,
         };
         let decided = self.decide(meta, target, asked).await?;
         let mut summary = self.summary_of(meta, &answer, &decided.plan);
@@ -107,6 +109,7 @@ impl Engine {
         let done = Done {
             alarm: alarm_of(trigger, target),
             needs_approval: trigger.needs_approval.clone(),
+            named: trigger.named.clone(),
             decision,
             registered,
             acted,
@@ -322,6 +325,7 @@ impl Engine {
             alarm: done.alarm.clone(),
             needs_approval: done.needs_approval.clone(),
             failed,
+            named: done.named.clone(),
         };
         self.check_job(meta, target, step.kind.name(), effect, acted)
     }

@@ -5,8 +5,10 @@
 use time::OffsetDateTime;
 
 use super::Engine;
-use super::trigger::{Authenticated, Resources, Trigger};
-use crate::config::{ALERT_INSTANCES, RuleConfig, is_business_namespace, tag_selector};
+use super::trigger::{AlertNames, Authenticated, Resources, Trigger};
+use crate::config::{
+    ALERT_INSTANCES, NO_INSTANCES, RuleConfig, is_business_namespace, tag_selector,
+};
 use crate::rules::AlertFacts;
 use crate::target::{Place, TargetRef};
 
@@ -22,6 +24,8 @@ pub struct Matched {
     /// The identities of the webhook alerts it is for (their fingerprints): a rule verified by its alert
     /// waits for them resolved. Empty for a CloudWatch alarm.
     pub alerts: Vec<String>,
+    /// What its alert names beside instances.
+    pub named: AlertNames,
 }
 
 impl Matched {
@@ -40,6 +44,10 @@ impl Matched {
             self.needs_approval = other.needs_approval;
         }
         self.alerts.extend(other.alerts);
+        // The first alert's names stand: another of the group adds only what it names alone.
+        for (key, value) in other.named {
+            self.named.entry(key).or_insert(value);
+        }
     }
 }
 
@@ -55,6 +63,7 @@ impl Trigger {
             resources: matched.resources,
             needs_approval: matched.needs_approval,
             alerts: matched.alerts,
+            named: matched.named,
             ..Self::new(proof, TargetRef::Rule(matched.rule), message, dry_run)
         }
     }
@@ -160,7 +169,15 @@ pub fn matched(config: &RuleConfig, alert: &AlertFacts) -> Matched {
         resources: resources_of(&config.instances, alert),
         needs_approval: business_metric(alert).filter(|_| !config.allow_auto),
         alerts: Vec::new(),
+        named: named_by(alert),
     }
+}
+
+/// What `alert` names: its labels, and its CloudWatch dimensions over them.
+pub fn named_by(alert: &AlertFacts) -> AlertNames {
+    let mut named = alert.labels.clone();
+    named.extend(alert.dimensions.clone());
+    named
 }
 
 /// What a rule's `instances` selects for `alert`: the instance the alert names (none when it names none),
@@ -171,6 +188,10 @@ fn resources_of(instances: &str, alert: &AlertFacts) -> Resources {
             key: key.to_owned(),
             value: value.to_owned(),
         };
+    }
+    if instances == NO_INSTANCES {
+        // What the alert names is the steps' to read (`named`), not an instance.
+        return Resources::Instances(Vec::new());
     }
     debug_assert_eq!(instances, ALERT_INSTANCES);
     Resources::Instances(named_instance(alert).into_iter().collect())

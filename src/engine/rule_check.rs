@@ -99,14 +99,19 @@ pub(super) async fn look(
         }
         None => (true, None),
     };
-    let acted = Resources::Instances(step.acted.to_vec());
+    // A rule on no instance acted on what its alert named: no instance to read, its act and alarm judge it.
+    let acted = match target.on_alert {
+        true => Resources::None,
+        false => Resources::Instances(step.acted.to_vec()),
+    };
     let mut facts = target.fleet.instances(&acted).await?;
     let instances = step
         .acted
         .iter()
         .map(|id| {
             let ec2 = facts.remove(id);
-            let running = ec2.as_ref().is_some_and(|facts| facts.state == "running");
+            let running =
+                target.on_alert || ec2.as_ref().is_some_and(|facts| facts.state == "running");
             let ended_well = !step.failed.contains(id) && (!step.ran_on || step.done.contains(id));
             let (state, reported) = match (running, ended_well, alarm_ok) {
                 (true, true, true) => (HealthState::InService, "recovered"),

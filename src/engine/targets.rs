@@ -117,6 +117,9 @@ pub(super) struct Target {
     pub lock: Mutex<()>,
     /// For a rule's target: the rule's fingerprint as configured (`RuleConfig::fingerprint`).
     pub fingerprint: Option<String>,
+    /// For a rule on no instance (`instances = "none"`): its runs read no instance and act once on what the
+    /// alert names.
+    pub on_alert: bool,
     /// The last change seen under way in its Auto Scaling groups, and when: remembered a short while, so that
     /// a storm of alerts during a deploy is answered without reading AWS again for each.
     pub change_seen: std::sync::Mutex<Option<(Instant, Refusal)>>,
@@ -230,6 +233,7 @@ fn rule_targets(
             fleet,
             lock: Mutex::new(()),
             fingerprint: Some(rule.fingerprint(&config.actions)),
+            on_alert: rule.instances == crate::config::NO_INSTANCES,
             change_seen: std::sync::Mutex::default(),
         });
     }
@@ -350,6 +354,7 @@ impl Targets {
                 fleet,
                 lock: Mutex::new(()),
                 fingerprint: None,
+                on_alert: false,
                 change_seen: std::sync::Mutex::default(),
             });
         }

@@ -36,7 +36,14 @@ pub struct Trigger {
     /// For a rule's run Alertmanager or Grafana started: the identities of its alerts, which a rule verified
     /// by its alert waits for resolved.
     pub alerts: Vec<String>,
+    /// For a rule's run: what its alert names beside instances, which a step on the whole target may act on
+    /// (an Auto Scaling group, an ECS service, a DB instance).
+    pub named: AlertNames,
 }
+
+/// What an alert names, by key: its CloudWatch dimensions and its labels (a dimension wins over a label of
+/// the same key).
+pub type AlertNames = std::collections::BTreeMap<String, String>;
 
 /// What a rule's run acts on, as its alert or the rule's `instances` names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -121,6 +128,7 @@ impl Trigger {
             resources: Resources::None,
             needs_approval: None,
             alerts: Vec::new(),
+            named: AlertNames::new(),
         }
     }
 

@@ -327,8 +327,8 @@ fn check_settings(index: usize, config: &RuleConfig, earlier: &[Rule]) -> Result
             format!("holds {state:?}: \"firing\" or \"resolved\""),
         ));
     }
-    if let Some(problem) = instances_problem(&config.instances) {
-        return Err(invalid("instances", problem));
+    if let Some((key, problem)) = selection_problem(config) {
+        return Err(invalid(key, problem));
     }
     if !(1..=MAX_VERIFY_WITHIN_SECS).contains(&config.verify_within_secs) {
         return Err(invalid(
@@ -353,16 +353,30 @@ fn check_settings(index: usize, config: &RuleConfig, earlier: &[Rule]) -> Result
 /// The longest a rule's check waits for its alarm to be OK again.
 const MAX_VERIFY_WITHIN_SECS: u64 = 86_400;
 
-/// What is wrong with a rule's `instances`, if anything: `"alert"` or `"tag:KEY=VALUE"`, neither part empty.
+/// What is wrong with what a rule acts on, if anything, and under which key: its `instances`, or a rule on no
+/// instance without `verify`, which alone can say whether its action worked.
+fn selection_problem(config: &RuleConfig) -> Option<(&'static str, String)> {
+    if let Some(problem) = instances_problem(&config.instances) {
+        return Some(("instances", problem));
+    }
+    (config.instances == crate::config::NO_INSTANCES && config.verify.is_none()).then(|| {
+        let problem = "is required with instances = \"none\": with no instance to look at, only the alert can \
+                       say whether the action worked (verify = \"alarm-ok\")";
+        ("verify", problem.to_owned())
+    })
+}
+
+/// What is wrong with a rule's `instances`, if anything: `"alert"`, `"none"` or `"tag:KEY=VALUE"`, neither
+/// part empty.
 fn instances_problem(instances: &str) -> Option<String> {
-    if instances == crate::config::ALERT_INSTANCES {
+    if [crate::config::ALERT_INSTANCES, crate::config::NO_INSTANCES].contains(&instances) {
         return None;
     }
     match crate::config::tag_selector(instances) {
         Some((key, value)) if !key.trim().is_empty() && !value.trim().is_empty() => None,
         _ => Some(format!(
-            "is {instances:?}: \"alert\" (the instance the alert names) or \"tag:KEY=VALUE\" (the instances \
-             with that tag)"
+            "is {instances:?}: \"alert\" (the instance the alert names), \"tag:KEY=VALUE\" (the instances \
+             with that tag) or \"none\" (what the alert names beside instances, for steps on a whole target)"
         )),
     }
 }

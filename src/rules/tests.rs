@@ -171,6 +171,12 @@ fn bad_rules_are_refused_at_start_up_naming_the_rule_and_where() {
     assert!(refused("[[rules]]\nname = \"x\"\non = [\"ok\"]\n").contains("on"));
     assert!(refused("[[rules]]\nname = \"\"\n").contains("#1"));
     assert!(
+        refused("[[rules]]\nname = \"x\"\ninstances = \"none\"\n")
+            .contains("verify = \"alarm-ok\""),
+        "a rule on no instance has only its alarm to judge it by"
+    );
+    rules("[[rules]]\nname = \"x\"\ninstances = \"none\"\nverify = \"alarm-ok\"\n").unwrap();
+    assert!(
         refused("[[rules]]\nname = \"Instance/i-0abc1234\"\n").contains("may not begin with"),
         "an instance's brakes are kept under such names"
     );

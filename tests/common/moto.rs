@@ -96,6 +96,24 @@ impl Moto {
             .collect()
     }
 
+    /// The AWS operation of every request moto recorded since `start_recording`, in order, whatever its
+    /// protocol: a query request's `Action` field, a JSON request's operation in its `X-Amz-Target`.
+    pub async fn recorded_operations(&self) -> Vec<String> {
+        self.recording().await.iter().map(operation_of).collect()
+    }
+
+    /// The operations moto recorded since `start_recording` that change something: all but reads (`Describe`,
+    /// `List`, `Get`), in order.
+    pub async fn recorded_writes(&self) -> Vec<String> {
+        let mut operations = self.recorded_operations().await;
+        operations.retain(|operation| {
+            !["Describe", "List", "Get"]
+                .iter()
+                .any(|read| operation.starts_with(read))
+        });
+        operations
+    }
+
     /// Every request moto recorded since `start_recording`, as moto writes them.
     async fn recording(&self) -> Vec<serde_json::Value> {
         let text = reqwest::get(format!(
@@ -126,6 +144,22 @@ impl Moto {
             })
             .collect()
     }
+}
+
+/// The AWS operation of a recorded request (`other` when it names none).
+fn operation_of(entry: &serde_json::Value) -> String {
+    let target = entry["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+        .and_then(|(_, value)| value.as_str());
+    if let Some((_, operation)) = target.and_then(|target| target.rsplit_once('.')) {
+        return operation.to_owned();
+    }
+    url::form_urlencoded::parse(body_of(entry).as_bytes())
+        .find(|(key, _)| key == "Action")
+        .map_or_else(|| "other".to_owned(), |(_, value)| value.into_owned())
 }
 
 /// The body of a recorded request, decoded when moto stored it base64-encoded.

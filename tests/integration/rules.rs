@@ -119,6 +119,10 @@ async fn a_bad_rule_or_ladder_refuses_the_config_naming_the_rule() {
         "[[rules]]\nname = \"where\"\ninstances = \"tag:role\"\nladder = [\"reboot\"]\n",
         &["rule \"where\"", "instances", "tag:KEY=VALUE"],
     );
+    refused(
+        "[[rules]]\nname = \"db\"\ninstances = \"none\"\nverify = \"alarm-ok\"\nladder = [\"reboot\"]\n",
+        &["rule \"db\"", "\"reboot\", which acts on an instance"],
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let good = config_with(dir.path(), RULES);

@@ -1,7 +1,8 @@
-//! `reflex rules replay` on a trail the server itself wrote: Alertmanager alerts that a rule took are tried
+//! `reflex rules replay` on a trail the server itself wrote, and on a seeded one: Alertmanager alerts that a rule took are tried
 //! again under a config with a new rule ahead of it, and the report says, rule by rule, which alerts would move,
-//! what the new rule acts on and that its observe mode would hold it; the replay makes no AWS call and adds
-//! nothing to the trail.
+//! what the new rule acts on and that its observe mode would hold it; a week and a day of alerts seeded into
+//! the trail are replayed back to `--since 7d` and no further. A replay makes no AWS call and adds nothing to
+//! the trail.
 
 use serde_json::json;
 
@@ -131,4 +132,105 @@ async fn records_in(db: &std::path::Path) -> usize {
     drop(store);
     writer.finish().await;
     count
+}
+
+/// A week and a day of ServiceDown alerts seeded into the trail at `db`, one an hour back from now, each
+/// taken by `service-down`: every fourth one kafka's. How many of the last seven days' were kafka's.
+async fn seed_a_week(db: &std::path::Path, hosts: &[String; 2]) -> usize {
+    use reflex::audit::{AuditStore, Outcome, RequestMeta, Source};
+    use reflex::rules::{AlertFacts, ROUTED_NOTE, Routed};
+    let url = format!("sqlite://{}", db.display());
+    let (store, writer) = AuditStore::open(&url).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let mut kafka_this_week = 0;
+    for hour in 0..8 * 24 {
+        let (job, host) = if hour % 4 == 0 {
+            ("kafka", &hosts[0])
+        } else {
+            ("web", &hosts[1])
+        };
+        kafka_this_week += usize::from(job == "kafka" && hour < 7 * 24);
+        let labels = [
+            ("alertname", "ServiceDown"),
+            ("job", job),
+            ("instance", &format!("{host}:9100")),
+        ];
+        let alert = AlertFacts {
+            source: "alertmanager".to_owned(),
+            name: "ServiceDown".to_owned(),
+            state: "firing".to_owned(),
+            labels: labels
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+            ..AlertFacts::default()
+        };
+        let mut meta = RequestMeta::new(Source::Alertmanager, None);
+        meta.note(
+            ROUTED_NOTE,
+            [Routed {
+                alert,
+                rule: Some("service-down".to_owned()),
+            }],
+        );
+        let mut record = meta.into_record(Outcome::Completed, 200, None, 0);
+        record.at = now - time::Duration::hours(hour) - time::Duration::minutes(30);
+        store.put(record).await.unwrap();
+    }
+    drop(store);
+    writer.finish().await;
+    kafka_this_week
+}
+
+#[tokio::test]
+async fn a_seeded_week_of_alerts_is_replayed_back_to_its_first_day_and_no_further() {
+    let moto = Moto::start(&[]);
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let launched = fleet.launch(2, &[]).await;
+    let hosts = [launched[0].clone(), launched[1].clone()];
+    let keep = tempfile::tempdir().unwrap();
+    let db = keep.path().join("audit.db");
+    let kafka = seed_a_week(&db, &hosts).await;
+    let kept = records_in(&db).await;
+    let base = config_text(&moto.endpoint, &db, &[], "grace_period_secs = 0\n")
+        + &format!("\n[alertmanager]\ntokens = [\"{TOKEN}\"]\n");
+    let changed = keep.path().join("changed.toml");
+    std::fs::write(&changed, base + CHANGED + SERVING).unwrap();
+    moto.start_recording().await;
+
+    let replayed = reflex([
+        "rules",
+        "replay",
+        "--config",
+        changed.to_str().unwrap(),
+        "--since",
+        "7d",
+    ]);
+    let text = String::from_utf8_lossy(&replayed.stdout);
+    assert!(
+        replayed.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert!(
+        text.starts_with(&format!(
+            "replayed {} alerts of {} records since ",
+            7 * 24,
+            7 * 24
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(": {kafka} would now come to another rule")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rule \"kafka-down\":\n  would now take: {kafka} from rule \"service-down\"\n  would act on: {}\n  {kafka} of them held: observe mode",
+            hosts[0]
+        )),
+        "{text}"
+    );
+    assert!(moto.recorded_actions().await.is_empty(), "no AWS call");
+    assert_eq!(records_in(&db).await, kept, "nothing written");
 }

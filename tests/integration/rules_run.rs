@@ -69,7 +69,7 @@ ladder = ["clean-tmp"]
 "#;
 
 /// A CloudWatch alarm message as CloudWatch publishes it to SNS, on `namespace`/`metric` with `dimensions`.
-fn alarm(name: &str, namespace: &str, metric: &str, dimensions: Value) -> String {
+pub(crate) fn alarm(name: &str, namespace: &str, metric: &str, dimensions: Value) -> String {
     json!({
         "AlarmName": name,
         "AWSAccountId": "123456789012",
@@ -137,7 +137,11 @@ async fn memory_alarm(fleet: &Fleet, instance: &str) -> (String, String) {
 }
 
 /// Sets the moto alarm `name` to `state` (SetAlarmState).
-async fn set_alarm(fleet: &Fleet, name: &str, state: aws_sdk_cloudwatch::types::StateValue) {
+pub(crate) async fn set_alarm(
+    fleet: &Fleet,
+    name: &str,
+    state: aws_sdk_cloudwatch::types::StateValue,
+) {
     aws_sdk_cloudwatch::Client::new(&fleet.sdk)
         .set_alarm_state()
         .alarm_name(name)

@@ -18,26 +18,26 @@ const QUICK: &str = "grace_period_secs = 0\ncooldown_secs = 0\nverify_after_secs
                      reboot_verify_secs = 2\nmax_removed_fraction_per_hour = 1.0\n\
                      max_unhealthy_fraction = 0.9\n";
 /// The signing secret, and the token the URL carries.
-const SECRET: &str = "webhook-signing-secret-0123456789";
+pub(crate) const SECRET: &str = "webhook-signing-secret-0123456789";
 const TOKEN: &str = "T0KEN5ecret42";
 
 /// One call the receiver got: its headers and body.
 #[derive(Debug, Clone)]
-struct Call {
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Call {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 /// What the receiver answers, in turn (the last one from then on), and the calls it got.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     answers: Arc<Vec<u16>>,
     calls: Arc<tokio::sync::Mutex<Vec<Call>>>,
 }
 
 impl Receiver {
     /// A receiver on a loopback port of its own: it and the URL it listens at (with the token in its path).
-    async fn start(answers: &[u16]) -> (Self, String) {
+    pub(crate) async fn start(answers: &[u16]) -> (Self, String) {
         async fn hook(
             State(receiver): State<Receiver>,
             headers: HeaderMap,
@@ -63,12 +63,12 @@ impl Receiver {
         (receiver, url)
     }
 
-    async fn calls(&self) -> Vec<Call> {
+    pub(crate) async fn calls(&self) -> Vec<Call> {
         self.calls.lock().await.clone()
     }
 
     /// Waits up to 30 s for `count` calls.
-    async fn wait_for(&self, count: usize) -> Vec<Call> {
+    pub(crate) async fn wait_for(&self, count: usize) -> Vec<Call> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let calls = self.calls().await;
@@ -112,7 +112,7 @@ verify_secs = 1
 }
 
 /// Checks a call's signature over its timestamp and body, and returns its idempotency key.
-fn verified(call: &Call) -> String {
+pub(crate) fn verified(call: &Call) -> String {
     let header = |name: &str| call.headers[name].to_str().unwrap().to_owned();
     let timestamp = header("x-reflex-timestamp");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();

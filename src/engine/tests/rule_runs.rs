@@ -21,6 +21,7 @@ fn rule_trigger(rule: &str, resources: Resources) -> Trigger {
         resources,
         needs_approval: None,
         alerts: Vec::new(),
+        named: Default::default(),
     };
     Trigger::for_rule(Authenticated::issued(), matched, "disk".to_owned(), false)
 }
@@ -155,6 +156,7 @@ async fn a_business_metrics_run_is_held_for_approvers_even_in_auto() {
         resources: Resources::Instances(vec!["i-0abc1234".into()]),
         needs_approval: Some("a business metric".into()),
         alerts: Vec::new(),
+        named: Default::default(),
     };
     let trigger = Trigger::for_rule(Authenticated::issued(), matched, "orders".into(), false);
     let run = h.engine.run(meta(), &trigger, None).await.unwrap();
@@ -212,6 +214,7 @@ async fn alarm_run(h: &Harness, instance: &str, alarm: &str) -> Run {
         resources: Resources::Instances(vec![instance.to_owned()]),
         needs_approval: None,
         alerts: Vec::new(),
+        named: Default::default(),
     };
     let trigger = Trigger::for_rule(Authenticated::issued(), matched, message.to_string(), false);
     h.engine.run(meta(), &trigger, None).await.unwrap()
@@ -331,6 +334,7 @@ async fn a_rule_verified_by_its_alert_recovers_once_the_alert_is_recorded_resolv
             resources: Resources::Instances(vec![instance.to_owned()]),
             needs_approval: None,
             alerts: vec![identity.to_owned()],
+            named: Default::default(),
         };
         Trigger::for_rule(
             Authenticated::issued(),
