@@ -14,14 +14,14 @@ use aws_sdk_rds::types::{DbInstance, Tag};
 use super::{
     argument, named_argument, recorded_run, refused, resource_name, tagged_by, verify_secs,
 };
-use crate::aws::AwsFleet;
+use crate::aws::{AwsFleet, clients_of};
 use crate::engine::AlertNames;
 use crate::engine::action::{
     Action, ActsOn, Arguments, ArgumentsRefused, Effect, Judged, On, Polled, Started,
 };
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
-use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
+use crate::engine::port::{BoxFuture, FailureKind, Fleet, FleetError, InstanceView};
 
 /// The kind's name, and the call it makes.
 const NAME: &str = "rds-reboot";
@@ -218,6 +218,29 @@ impl Action for RdsReboot {
         })
     }
 
+    fn probe<'a>(&'a self, fleet: &'a dyn Fleet) -> BoxFuture<'a, Result<(), FleetError>> {
+        Box::pin(async move {
+            // Only a failover of a named instance can be known to be impossible before an alert.
+            let Some(Settings {
+                db_instance: Some(id),
+                force_failover: true,
+                ..
+            }) = self.settings.as_deref()
+            else {
+                return Ok(());
+            };
+            let aws = clients_of(fleet).ok_or_else(|| failure("this fleet has no AWS clients"))?;
+            if describe(aws, id).await?.multi_az() == Some(true) {
+                return Ok(());
+            }
+            Err(refused(
+                OPERATION,
+                "not-multi-az",
+                format!("DB instance {id}: {NO_STANDBY}"),
+            ))
+        })
+    }
+
     fn poll<'a>(
         &'a self,
         on: On<'a>,
@@ -251,14 +274,13 @@ fn unfit(read: &DbInstance, force_failover: bool) -> Option<(&'static str, Strin
     if status != "available" {
         return Some(("not-available", format!("it is {status}, not available")));
     }
-    (force_failover && read.multi_az() != Some(true)).then(|| {
-        (
-            "not-multi-az",
-            "force_failover is set but it is not Multi-AZ: it has no standby to fail over to"
-                .to_owned(),
-        )
-    })
+    (force_failover && read.multi_az() != Some(true))
+        .then(|| ("not-multi-az", NO_STANDBY.to_owned()))
 }
+
+/// Why a failover cannot be asked of an instance that is not Multi-AZ.
+const NO_STANDBY: &str =
+    "force_failover is set but it is not Multi-AZ: it has no standby to fail over to";
 
 /// Whether one of the dead attempts `resumes` tagged the instance before its reboot.
 fn rebooted_by(read: &DbInstance, resumes: &[String]) -> bool {

@@ -256,6 +256,14 @@ pub trait Action: Send + Sync + Debug {
     /// status set), or under way, with a handle the step's check polls (an SSM command's id).
     fn start<'a>(&'a self, on: On<'a>) -> BoxFuture<'a, Result<Started, FleetError>>;
 
+    /// Checks, once at start-up through the target's `fleet`, the resource its settings name (nothing by
+    /// default): one that cannot serve it (a failover asked of a database without a standby) is refused
+    /// before the first alert rather than at it.
+    fn probe<'a>(&'a self, fleet: &'a dyn Fleet) -> BoxFuture<'a, Result<(), FleetError>> {
+        let _ = fleet;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Follows an act that `start` answered pending with `handle`. A kind that never answers pending keeps
     /// this default, which says so.
     fn poll<'a>(

@@ -9,7 +9,7 @@ use super::action::{
 };
 use super::keys::{KeyError, Keys};
 use super::kinds_check::KindsError;
-use super::port::{BoxFuture, FleetError, InstanceView};
+use super::port::{BoxFuture, Fleet, FleetError, InstanceView};
 use super::refusal::SkipReason;
 use crate::config::{ActionConfig, ActionLimits, Config};
 
@@ -133,6 +133,10 @@ impl Action for Named {
 
     fn whole_target_call(&self) -> Option<&'static str> {
         self.kind.whole_target_call()
+    }
+
+    fn probe<'a>(&'a self, fleet: &'a dyn Fleet) -> BoxFuture<'a, Result<(), FleetError>> {
+        self.kind.probe(fleet)
     }
 
     fn choose(&self, instance: &InstanceView) -> Result<&'static str, SkipReason> {

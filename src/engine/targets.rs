@@ -48,6 +48,16 @@ pub enum StartError {
         /// The failed call.
         source: FleetError,
     },
+    /// A step of a target's ladder cannot serve it: its kind's start-up check of the resource it names failed.
+    #[error("{target}: step {step:?} cannot serve it: {source}")]
+    Step {
+        /// The target, with its account and region.
+        target: String,
+        /// The step as configured.
+        step: String,
+        /// What the kind found.
+        source: Box<FleetError>,
+    },
     /// Two configured targets are one: an `[[accounts]]` role in the account reflex runs in (or two entries
     /// of one account) names a balancer also configured elsewhere.
     #[error(
@@ -320,6 +330,15 @@ impl Targets {
                     source,
                 })?;
             let (fleet_ref, names) = locate(fleet.as_ref(), target, &home, &place).await?;
+            for step in &ladder {
+                step.probe(fleet.as_ref())
+                    .await
+                    .map_err(|source| StartError::Step {
+                        target: place.clone(),
+                        step: step.name().to_owned(),
+                        source: Box::new(source),
+                    })?;
+            }
             // Another account's or region's targets are read once at start-up, through their own clients: a
             // role that cannot be assumed, or a balancer it cannot see, is found now rather than at the first
             // alert.

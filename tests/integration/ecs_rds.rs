@@ -1,7 +1,7 @@
 //! The `ecs-redeploy` and `rds-reboot` action kinds against moto: a balancer whose instances fail is healed by
 //! a new deployment of its ECS service, or by a reboot of its database, each followed to its end and checked; a
 //! service rolling out or deployed moments ago, and a database that is not available, are left alone and the
-//! step fails with the reason. moto here reports a service's deployment running two tasks (its
+//! step fails with the reason; a failover asked of a database without a standby is refused at start-up. moto here reports a service's deployment running two tasks (its
 //! `MOTO_ECS_SERVICE_RUNNING`): one desiring two has COMPLETED, one desiring three is IN_PROGRESS.
 
 use std::sync::OnceLock;
@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use aws_sdk_ecs::types::{Service, Tag as EcsTag};
 use serde_json::{Value, json};
 
+use crate::common::process::reflex;
 use crate::common::{Fleet, Moto, TestApp, config_text, unique};
 
 /// No grace, no cooldown, quick checks, room to act.
@@ -240,4 +241,53 @@ async fn an_available_database_is_rebooted_and_a_stopped_one_is_left_alone() {
         "{again}"
     );
     assert_eq!(db_tag(&rds, &lb).await.as_deref(), Some(run_id.as_str()));
+}
+
+/// `reflex check-config --aws` for `lb` healed by an `rds-reboot` entry failing over `db`: its output, and
+/// whether it passed.
+fn check_failover(lb: &str, db: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&moto().endpoint, &dir.path().join("audit.db"), &[], QUICK)
+        + &format!(
+            "\n[[targets]]\nload_balancer = \"{lb}\"\nladder = [\"heal\"]\n\n[[actions]]\nname = \"heal\"\n\
+             kind = \"rds-reboot\"\ndb_instance = \"{db}\"\nforce_failover = true\n"
+        );
+    let path = dir.path().join("reflex.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = reflex(["check-config", "--aws", "--config", path.to_str().unwrap()]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+#[tokio::test]
+async fn a_failover_of_a_database_without_a_standby_is_refused_at_start_up() {
+    let fleet = Fleet::new(&moto().endpoint).await;
+    let lb = unique("rds-failover");
+    fleet.balancer_with(&lb, 2, 0).await;
+    let single = unique("single-db");
+    let rds = database(&fleet, &single).await;
+    let standby = unique("standby-db");
+    rds.create_db_instance()
+        .db_instance_identifier(&standby)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .multi_az(true)
+        .master_username("admin")
+        .master_user_password("password-0123456789")
+        .send()
+        .await
+        .expect("CreateDBInstance");
+
+    let (passed, said) = check_failover(&lb, &single);
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains("step \"heal\" cannot serve it")
+            && said.contains("not-multi-az")
+            && said.contains("no standby"),
+        "{said}"
+    );
+    let (passed, said) = check_failover(&lb, &standby);
+    assert!(passed, "{said}");
 }
