@@ -136,7 +136,11 @@ fn moved(rules: &Rules, config: &Config, record: &AuditRecord, routed: &Routed) 
             Some((key, value)) => Some(format!("tag:{key}={value}")),
             None if rule.instances == NO_INSTANCES => {
                 let named = crate::engine::named_by(&routed.alert);
-                let named: Vec<String> = named.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let bounded = crate::untrusted::bounded;
+                let named: Vec<String> = named
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", bounded(k), bounded(v)))
+                    .collect();
                 Some(format!("what the alert names ({})", named.join(", ")))
             }
             None => crate::engine::named_instance(&routed.alert),

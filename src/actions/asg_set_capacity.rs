@@ -24,6 +24,15 @@ use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
 
+/// Checks an Auto Scaling group's name: 1 to 255 characters, none a control character, no ARN.
+fn group_name(name: &str) -> Result<(), String> {
+    resource_name("a group")(&name.to_owned())?;
+    if name.contains(':') || name.chars().any(char::is_control) {
+        return Err("is not a group name (no ':' and no control characters)".to_owned());
+    }
+    Ok(())
+}
+
 /// The dimension (or label) of an alert on an Auto Scaling group that names it.
 const GROUP_DIMENSION: &str = "AutoScalingGroupName";
 /// The kind's name, and the call it makes.
@@ -132,16 +141,21 @@ impl Action for AsgSetCapacity {
             .is_some_and(|settings| settings.group.is_none())
     }
 
-    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
-        // An entry's own group stands; else the group an alert on a group names, if it does.
+    fn named_arguments(
+        &self,
+        named: &AlertNames,
+        alone: bool,
+    ) -> Result<Arguments, ArgumentsRefused> {
+        // An entry's own group stands; else the group an alert on a group names; else, with instances to
+        // go by, the group they share.
         let entry_names_one = self
             .settings
             .as_ref()
             .is_some_and(|settings| settings.group.is_some());
-        if entry_names_one || !named.contains_key(GROUP_DIMENSION) {
+        if entry_names_one || !(alone || named.contains_key(GROUP_DIMENSION)) {
             return Ok(Arguments::new());
         }
-        named_argument(named, GROUP_DIMENSION, "group", resource_name("a group"))
+        named_argument(named, GROUP_DIMENSION, "group", |name| group_name(name))
     }
 
     fn whole_target_call(&self) -> Option<&'static str> {
@@ -445,19 +459,38 @@ mod tests {
         };
         let named = AlertNames::from([(GROUP_DIMENSION.into(), "workers".into())]);
         assert_eq!(
-            kind("max_desired = 8\n").named_arguments(&named).unwrap(),
+            kind("max_desired = 8\n")
+                .named_arguments(&named, false)
+                .unwrap(),
             Arguments::from([("group".into(), vec!["workers".into()])])
         );
         assert_eq!(
             kind("max_desired = 8\n")
-                .named_arguments(&AlertNames::new())
+                .named_arguments(&AlertNames::new(), false)
                 .unwrap(),
             Arguments::new(),
             "without a group named, the broken instances' own"
         );
+        let alone = kind("max_desired = 8\n")
+            .named_arguments(&AlertNames::new(), true)
+            .unwrap_err();
+        assert!(
+            alone.why.contains("names no AutoScalingGroupName"),
+            "{}",
+            alone.why
+        );
+        let arn = AlertNames::from([(GROUP_DIMENSION.into(), "arn:aws:autoscaling:x".into())]);
+        let refused = kind("max_desired = 8\n")
+            .named_arguments(&arn, true)
+            .unwrap_err();
+        assert!(
+            refused.why.contains("is not a group name"),
+            "{}",
+            refused.why
+        );
         assert_eq!(
             kind("max_desired = 8\ngroup = \"web\"\n")
-                .named_arguments(&named)
+                .named_arguments(&named, true)
                 .unwrap(),
             Arguments::new(),
             "the entry's group stands"

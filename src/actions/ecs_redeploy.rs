@@ -31,6 +31,8 @@ use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView};
 /// The kind's name, and the call it makes.
 const NAME: &str = "ecs-redeploy";
 const CALL: &str = "redeploy";
+/// The dimension of an ECS alarm that names the service's cluster.
+const CLUSTER_DIMENSION: &str = "ClusterName";
 /// The tag that records the run and the moment it redeployed, before the call.
 pub const TAG: &str = "reflex:redeploy";
 /// The operation the kind's refusals name.
@@ -154,11 +156,27 @@ impl Action for EcsRedeploy {
         })))
     }
 
-    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
-        match self.settings.as_ref().and_then(|s| s.service_from.as_ref()) {
-            Some(key) => named_argument(named, key, "service", resource_name("a service")),
-            None => Ok(Arguments::new()),
+    fn named_arguments(&self, named: &AlertNames, _: bool) -> Result<Arguments, ArgumentsRefused> {
+        let Some(settings) = self.settings.as_deref() else {
+            return Ok(Arguments::new());
+        };
+        let Some(key) = &settings.service_from else {
+            return Ok(Arguments::new());
+        };
+        // An alert from another cluster names another cluster's service, whatever its name.
+        if let Some(cluster) = named.get(CLUSTER_DIMENSION)
+            && cluster != &settings.cluster
+        {
+            return Err(ArgumentsRefused {
+                reason: SkipReason::BadParameter,
+                why: format!(
+                    "the alert's {CLUSTER_DIMENSION} {:?} is not the entry's cluster {:?}",
+                    crate::untrusted::bounded(cluster),
+                    settings.cluster
+                ),
+            });
         }
+        named_argument(named, key, "service", |name| service_name(name))
     }
 
     fn whole_target_call(&self) -> Option<&'static str> {
@@ -379,6 +397,19 @@ fn aws_of(on: On<'_>) -> Result<&AwsFleet, FleetError> {
     super::aws_of(on, NAME, OPERATION)
 }
 
+/// Checks an ECS service's name as ECS allows it: 1 to 255 letters, digits, hyphens and underscores.
+fn service_name(name: &str) -> Result<(), String> {
+    let fine = (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if fine {
+        Ok(())
+    } else {
+        Err("is not a service name (1 to 255 letters, digits, hyphens and underscores)".to_owned())
+    }
+}
+
 /// A failure of the act that no retry mends: the configuration or the fleet does not allow it.
 fn failure(why: &str) -> FleetError {
     FleetError::new(FailureKind::Permanent, OPERATION, None, why)
@@ -505,17 +536,17 @@ mod tests {
             ("ServiceName".into(), "api".into()),
         ]);
         assert_eq!(
-            kind.named_arguments(&named).unwrap(),
+            kind.named_arguments(&named, true).unwrap(),
             Arguments::from([("service".into(), vec!["api".into()])])
         );
-        let refused = kind.named_arguments(&AlertNames::new()).unwrap_err();
+        let refused = kind.named_arguments(&AlertNames::new(), true).unwrap_err();
         assert!(
             refused.why.contains("names no ServiceName"),
             "{}",
             refused.why
         );
         let blank = AlertNames::from([("ServiceName".into(), " ".into())]);
-        let refused = kind.named_arguments(&blank).unwrap_err();
+        let refused = kind.named_arguments(&blank, true).unwrap_err();
         assert!(
             refused.why.contains("is not a service name"),
             "{}",

@@ -150,7 +150,7 @@ impl Action for RdsReboot {
         })))
     }
 
-    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
+    fn named_arguments(&self, named: &AlertNames, _: bool) -> Result<Arguments, ArgumentsRefused> {
         match self.settings.as_deref() {
             Some(Settings {
                 db_instance: None,
@@ -421,17 +421,19 @@ mod tests {
         };
         let named = |id: &str| AlertNames::from([("DBInstanceIdentifier".into(), id.into())]);
         assert_eq!(
-            kind.named_arguments(&named("orders-db")).unwrap(),
+            kind.named_arguments(&named("orders-db"), true).unwrap(),
             Arguments::from([("db_instance".into(), vec!["orders-db".into()])])
         );
-        let refused = kind.named_arguments(&named("orders; drop")).unwrap_err();
+        let refused = kind
+            .named_arguments(&named("orders; drop"), true)
+            .unwrap_err();
         assert_eq!(refused.reason, SkipReason::BadParameter);
         assert!(
             refused.why.contains("letters, digits and hyphens"),
             "{}",
             refused.why
         );
-        let refused = kind.named_arguments(&AlertNames::new()).unwrap_err();
+        let refused = kind.named_arguments(&AlertNames::new(), true).unwrap_err();
         assert!(
             refused.why.contains("names no DBInstanceIdentifier"),
             "{}",
@@ -446,7 +448,7 @@ mod tests {
             settings: Some(Arc::new(entry("db_instance = \"orders-db\"\n").unwrap())),
         };
         assert_eq!(
-            named_one.named_arguments(&named("other")).unwrap(),
+            named_one.named_arguments(&named("other"), true).unwrap(),
             Arguments::new()
         );
     }

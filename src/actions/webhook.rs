@@ -149,6 +149,10 @@ impl Action for Webhook {
         })))
     }
 
+    fn whole_target_call(&self) -> Option<&'static str> {
+        Some(CALL)
+    }
+
     fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
         Ok(CALL)
     }

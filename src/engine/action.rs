@@ -216,9 +216,14 @@ pub trait Action: Send + Sync + Debug {
 
     /// What its one act on a whole target is given from what the run's alert names beside instances (an
     /// `AutoScalingGroupName` dimension, a `service_from` label), decided when the run is planned: none by
-    /// default; why nothing is acted on when the entry needs a name the alert lacks.
-    fn named_arguments(&self, named: &AlertNames) -> Result<Arguments, ArgumentsRefused> {
-        let _ = named;
+    /// default; why nothing is acted on when the entry needs a name the alert lacks. `alone`: the act has no
+    /// instance to fall back on (a rule on no instance), so what it acts on must be named.
+    fn named_arguments(
+        &self,
+        named: &AlertNames,
+        alone: bool,
+    ) -> Result<Arguments, ArgumentsRefused> {
+        let _ = (named, alone);
         Ok(Arguments::new())
     }
 

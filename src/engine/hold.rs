@@ -17,21 +17,31 @@ use crate::contract::ApprovalRef;
 use crate::detail::checked_run;
 use crate::target::Place;
 
-/// What a decision acts on, comparable with another's: each act's kind, subject and the instances it is for,
+/// What a decision acts on, comparable with another's: each act's kind, subject, instances and arguments,
 /// sorted.
-fn subjects(decision: &Decision) -> Vec<(String, String, Vec<String>)> {
-    let mut subjects: Vec<(String, String, Vec<String>)> = decision
+fn subjects(decision: &Decision) -> Vec<ActKey> {
+    let mut subjects: Vec<ActKey> = decision
         .steps
         .iter()
         .map(|act| {
             let mut covers = act.covers.clone();
             covers.sort();
-            (act.kind().to_owned(), act.subject.id().to_owned(), covers)
+            let kind = act.kind().to_owned();
+            (
+                kind,
+                act.subject.id().to_owned(),
+                covers,
+                act.arguments.clone(),
+            )
         })
         .collect();
     subjects.sort();
     subjects
 }
+
+/// What an act is, for telling held decisions apart: its kind, its subject, what it covers and what it is
+/// given (a rule's act on what its alert names: another database is another act).
+type ActKey = (String, String, Vec<String>, super::action::Arguments);
 
 /// Runs (and recovery checks) of the target an approver sees.
 const LAST_RUNS: u32 = 5;

@@ -127,8 +127,9 @@ impl Action for Named {
     fn named_arguments(
         &self,
         named: &super::trigger::AlertNames,
+        alone: bool,
     ) -> Result<Arguments, ArgumentsRefused> {
-        self.kind.named_arguments(named)
+        self.kind.named_arguments(named, alone)
     }
 
     fn whole_target_call(&self) -> Option<&'static str> {

@@ -140,21 +140,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     }
     let candidates = candidates(unhealthy, policy, clock.now, &mut plan);
     if policy.step.effect().acts_on == ActsOn::Target {
-        match policy.step.named_arguments(&policy.named) {
-            Ok(arguments) => {
-                plan.act_on
-                    .extend(on_target(snapshot, policy, &candidates, arguments))
-            }
-            Err(refused) => plan.refused_arguments.push(refused.why),
-        }
-        if plan.act_on.is_empty() {
-            for candidate in candidates {
-                plan.skipped.push(Skip {
-                    instance_id: candidate.instance.instance_id.clone(),
-                    reason: SkipReason::CapReached,
-                });
-            }
-        }
+        plan_on_target(snapshot, policy, candidates, &mut plan);
         return plan;
     }
     for (index, candidate) in candidates.into_iter().enumerate() {
@@ -252,6 +238,34 @@ fn on_target(
     })
 }
 
+/// Plans a step on the whole target into `plan`: one act for every candidate, or, when there is none (the
+/// cap, a name the alert lacks), each candidate skipped with why.
+fn plan_on_target(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    candidates: Vec<Candidate<'_>>,
+    plan: &mut Plan,
+) {
+    let mut skipped = SkipReason::CapReached;
+    match policy.step.named_arguments(&policy.named, false) {
+        Ok(arguments) => plan
+            .act_on
+            .extend(on_target(snapshot, policy, &candidates, arguments)),
+        Err(refused) => {
+            plan.refused_arguments.push(refused.why);
+            skipped = refused.reason;
+        }
+    }
+    if plan.act_on.is_empty() {
+        for candidate in candidates {
+            plan.skipped.push(Skip {
+                instance_id: candidate.instance.instance_id.clone(),
+                reason: skipped,
+            });
+        }
+    }
+}
+
 /// The plan of a rule's run on no instance (`instances = "none"`): one act on the whole target, on what the
 /// alert names, unless the cooldown holds it or the step cannot tell what that is (a name the alert lacks).
 fn on_alert(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
@@ -265,7 +279,15 @@ fn on_alert(snapshot: &Snapshot, policy: &Policy, clock: Clock) -> Plan {
     if plan.refused.is_some() || policy.max_terminations_per_run == 0 {
         return plan;
     }
-    match policy.step.named_arguments(&policy.named) {
+    // The entry's own limits count its acts on what the rule's alerts name under the rule's name.
+    if let Some(reason) = policy.held_back.get(&snapshot.target) {
+        plan.skipped.push(Skip {
+            instance_id: snapshot.target.clone(),
+            reason: *reason,
+        });
+        return plan;
+    }
+    match policy.step.named_arguments(&policy.named, true) {
         Ok(arguments) => plan.act_on.push(Act {
             subject: Subject::Resource(snapshot.target.clone()),
             action: call.to_owned(),

@@ -26,9 +26,17 @@ pub struct Matched {
     pub alerts: Vec<String>,
     /// What its alert names beside instances.
     pub named: AlertNames,
+    /// Whether the rule acts on no instance (`instances = "none"`): on what `named` names alone.
+    pub on_alert: bool,
 }
 
 impl Matched {
+    /// Whether `other`, an alert of the same delivery, joins this one's run: one of the same rule, and for a
+    /// rule on no instance, one that names the same things (another database is another run).
+    pub fn joins(&self, other: &Matched) -> bool {
+        self.rule == other.rule && (!self.on_alert || self.named == other.named)
+    }
+
     /// Adds what another alert of the same rule selected: its instances to these, its reason to wait.
     pub fn merge(&mut self, other: Matched) {
         if let (Resources::Instances(mine), Resources::Instances(theirs)) =
@@ -123,6 +131,9 @@ impl Engine {
         if instance_id.is_some() && !matches!(matched.resources, Resources::Instances(_)) {
             return Err(ManualRefusal::SelectsByTag(matched.rule));
         }
+        if instance_id.is_some() && matched.on_alert {
+            return Err(ManualRefusal::ActsOnNoInstance(matched.rule));
+        }
         Ok(matched)
     }
 }
@@ -148,6 +159,12 @@ pub enum ManualRefusal {
     /// It names an instance for a rule that selects its instances by tag.
     #[error("rule {0:?} selects its instances by tag: instance_id does not apply")]
     SelectsByTag(String),
+    /// It names an instance for a rule on no instance (`instances = "none"`).
+    #[error(
+        "rule {0:?} acts on what its alert names, not on an instance (instances = \"none\"): instance_id does \
+         not apply; give the names as labels"
+    )]
+    ActsOnNoInstance(String),
 }
 
 impl ManualRefusal {
@@ -155,7 +172,9 @@ impl ManualRefusal {
     /// `invalid-request`, an unknown rule 404 `unknown-rule`, a request no rule takes 422 `no-rule-matched`.
     pub fn status_and_code(&self) -> (u16, &'static str) {
         match self {
-            Self::NotAnInstance(_) | Self::SelectsByTag(_) => (400, "invalid-request"),
+            Self::NotAnInstance(_) | Self::SelectsByTag(_) | Self::ActsOnNoInstance(_) => {
+                (400, "invalid-request")
+            }
             Self::UnknownRule(_) => (404, "unknown-rule"),
             Self::NoRuleMatched => (422, "no-rule-matched"),
         }
@@ -170,6 +189,7 @@ pub fn matched(config: &RuleConfig, alert: &AlertFacts) -> Matched {
         needs_approval: business_metric(alert).filter(|_| !config.allow_auto),
         alerts: Vec::new(),
         named: named_by(alert),
+        on_alert: config.instances == NO_INSTANCES,
     }
 }
 

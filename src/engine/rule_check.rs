@@ -100,11 +100,13 @@ pub(super) async fn look(
         None => (true, None),
     };
     // A rule on no instance acted on what its alert named: no instance to read, its act and alarm judge it.
-    let acted = match target.on_alert {
-        true => Resources::None,
-        false => Resources::Instances(step.acted.to_vec()),
+    let mut facts = match target.on_alert {
+        true => Default::default(),
+        false => {
+            let acted = Resources::Instances(step.acted.to_vec());
+            target.fleet.instances(&acted).await?
+        }
     };
-    let mut facts = target.fleet.instances(&acted).await?;
     let instances = step
         .acted
         .iter()

@@ -207,7 +207,7 @@ fn unruled_grouping(
 }
 
 /// Takes the alerts a rule matches out of `payload`: one run per rule, on every instance its alerts name (or
-/// its tag), with their texts. The alerts no rule matches stay, for their targets.
+/// its tag), with their texts; for a rule on no instance, one run per thing its alerts name. The alerts no rule matches stay, for their targets.
 fn take_ruled(
     state: &AppState,
     sender: Sender,
@@ -233,10 +233,7 @@ fn take_ruled(
             continue;
         };
         matched.alerts.push(alert.identity());
-        match ruled
-            .iter_mut()
-            .find(|(known, _)| known.rule == matched.rule)
-        {
+        match ruled.iter_mut().find(|(known, _)| known.joins(&matched)) {
             Some((known, texts)) => {
                 known.merge(matched);
                 texts.push(alert.text());

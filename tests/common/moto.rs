@@ -98,7 +98,7 @@ impl Moto {
 
     /// The AWS operation of every request moto recorded since `start_recording`, in order, whatever its
     /// protocol: a query request's `Action` field, a JSON request's operation in its `X-Amz-Target`.
-    pub async fn recorded_operations(&self) -> Vec<String> {
+    async fn recorded_operations(&self) -> Vec<String> {
         self.recording().await.iter().map(operation_of).collect()
     }
 

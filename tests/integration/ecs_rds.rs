@@ -1,8 +1,9 @@
 //! The `ecs-redeploy` and `rds-reboot` action kinds against moto: a balancer whose instances fail is healed by
 //! a new deployment of its ECS service, or by a reboot of its database, each followed to its end and checked; a
 //! service rolling out or deployed moments ago, and a database that is not available, are left alone and the
-//! step fails with the reason; a failover asked of a database without a standby is refused at start-up. moto here reports a service's deployment running two tasks (its
-//! `MOTO_ECS_SERVICE_RUNNING`): one desiring two has COMPLETED, one desiring three is IN_PROGRESS.
+//! step fails with the reason; a failover asked of a database without a standby is refused at start-up. moto
+//! here reports a service's deployment running two tasks (its `MOTO_ECS_SERVICE_RUNNING`): one desiring two has
+//! COMPLETED, one desiring three is IN_PROGRESS.
 
 use std::sync::OnceLock;
 

@@ -96,26 +96,7 @@ async fn take_over(case: &Case<'_>) -> TakenOver {
             (slow, text)
         }
     };
-    let first_dir = tempfile::tempdir().unwrap();
-    let mut first = ReflexProcess::start(first_dir.path(), &first_text, &client).await;
-    let pending = tokio::spawn({
-        let request = client
-            .post(format!("{}/sns", first.base))
-            .body(delivery.clone());
-        async move { request.send().await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while case.call.count(case.moto).await == 0 {
-        assert!(Instant::now() < deadline, "the first attempt never called");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let killed_at = Instant::now();
-    assert!(
-        pending.await.unwrap().is_err(),
-        "the killed process answered"
-    );
+    let killed_at = killed_mid_call(case, &first_text, &delivery, &client).await;
     drop(slow);
 
     // SNS redelivers 20 s later, to a restarted process.
@@ -149,6 +130,37 @@ async fn take_over(case: &Case<'_>) -> TakenOver {
         .map(|record| record["id"].as_str().unwrap().to_owned())
         .expect("the dead attempt's record");
     TakenOver { answer, dead_run }
+}
+
+/// Starts a process with `text`, hands it `delivery`, and kills it (`kill -9`) once the kind's call was made,
+/// before it answered: when it was killed.
+async fn killed_mid_call(
+    case: &Case<'_>,
+    text: &str,
+    delivery: &[u8],
+    client: &reqwest::Client,
+) -> Instant {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = ReflexProcess::start(dir.path(), text, client).await;
+    let pending = tokio::spawn({
+        let request = client
+            .post(format!("{}/sns", first.base))
+            .body(delivery.to_vec());
+        async move { request.send().await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while case.call.count(case.moto).await == 0 {
+        assert!(Instant::now() < deadline, "the first attempt never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let killed_at = Instant::now();
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the killed process answered"
+    );
+    killed_at
 }
 
 /// `http://HOST:PORT/PATH` as its origin and its path.

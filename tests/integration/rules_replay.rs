@@ -1,8 +1,8 @@
-//! `reflex rules replay` on a trail the server itself wrote, and on a seeded one: Alertmanager alerts that a rule took are tried
-//! again under a config with a new rule ahead of it, and the report says, rule by rule, which alerts would move,
-//! what the new rule acts on and that its observe mode would hold it; a week and a day of alerts seeded into
-//! the trail are replayed back to `--since 7d` and no further. A replay makes no AWS call and adds nothing to
-//! the trail.
+//! `reflex rules replay` on a trail the server itself wrote, and on a seeded one: Alertmanager alerts that a
+//! rule took are tried again under a config with a new rule ahead of it, and the report says, rule by rule,
+//! which alerts would move, what the new rule acts on and that its observe mode would hold it; a week and a day
+//! of alerts seeded into the trail are replayed back to `--since 7d` and no further. A replay makes no AWS call
+//! and adds nothing to the trail.
 
 use serde_json::json;
 

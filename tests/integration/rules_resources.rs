@@ -98,6 +98,11 @@ async fn alarm_in_moto(
 
 /// reflex serving the rules, taking SNS deliveries of its topic, on `moto`: the app and the topic.
 async fn app(moto: &Moto, fleet: &Fleet, cluster: &str) -> (TestApp, String) {
+    app_with(moto, fleet, &rules(cluster)).await
+}
+
+/// reflex serving `rules`, taking SNS deliveries of its topic, on `moto`: the app and the topic.
+async fn app_with(moto: &Moto, fleet: &Fleet, rules: &str) -> (TestApp, String) {
     let topic_arn = topic(fleet, &unique("alarms")).await;
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(
@@ -107,7 +112,7 @@ async fn app(moto: &Moto, fleet: &Fleet, cluster: &str) -> (TestApp, String) {
         "grace_period_secs = 0\ncooldown_secs = 0\nverify_after_secs = 1\n",
     ) + &format!(
         "\n[sns]\ntopic_arns = [\"{topic_arn}\"]\ncertificates_from = \"endpoint\"\n"
-    ) + &rules(cluster);
+    ) + rules;
     (TestApp::spawn_with_config(dir, &text).await, topic_arn)
 }
 
@@ -234,5 +239,54 @@ async fn an_alarm_without_the_name_its_rule_reads_acts_on_nothing_and_says_why()
         why.contains("names no DBInstanceIdentifier"),
         "{:?}",
         record.detail
+    );
+}
+
+/// An approver's token.
+const APPROVER: &str = "resources-approver-token-0123456789";
+
+#[tokio::test]
+async fn alarms_on_two_databases_are_held_apart_and_each_approval_reboots_its_own() {
+    let moto = Moto::start(&[]);
+    let fleet = Fleet::new(&moto.endpoint).await;
+    let dbs = [unique("ledger-db"), unique("orders-db")];
+    for db in &dbs {
+        database(&fleet, db).await;
+    }
+    let rules = rules("unused").replace(
+        "name = \"db-down\"\n",
+        "name = \"db-down\"\nmode = \"approve\"\n",
+    ) + &format!("\n[approvals]\ntokens = [\"{APPROVER}\"]\n");
+    let (app, topic_arn) = app_with(&moto, &fleet, &rules).await;
+    moto.start_recording().await;
+    let mut held = Vec::new();
+    for db in &dbs {
+        let name = format!("{db}-connections");
+        let dimensions = [("DBInstanceIdentifier", db.as_str())];
+        let metric = ("AWS/RDS", "DatabaseConnections");
+        let message = alarm_in_moto(&fleet, &name, metric, &dimensions).await;
+        let delivery = captured_delivery(&fleet, &topic_arn, &message).await;
+        let (status, run) = app.post_sns(delivery).await;
+        assert_eq!(status, 200, "{run}");
+        let id = run["approval"]["id"].as_str().expect("held for approval");
+        held.push(id.to_owned());
+    }
+    assert_ne!(held[0], held[1], "another database is another decision");
+    assert!(forms_of(&moto, "RebootDBInstance").await.is_empty());
+
+    // The second approval reboots the second alarm's database, and only it.
+    let path = format!("/admin/approvals/{}/approve", held[1]);
+    let (status, voted) = app.post(&path, Some(APPROVER), "{}").await;
+    assert_eq!(status, 200, "{voted}");
+    assert_eq!(
+        voted["summary"]["rebooted-databases"],
+        json!(["db-down"]),
+        "{voted}"
+    );
+    let reboots = forms_of(&moto, "RebootDBInstance").await;
+    assert_eq!(reboots.len(), 1, "{reboots:?}");
+    assert!(
+        has(&reboots[0], "DBInstanceIdentifier", &dbs[1]),
+        "{reboots:?}"
     );
 }

@@ -22,6 +22,7 @@ fn rule_trigger(rule: &str, resources: Resources) -> Trigger {
         needs_approval: None,
         alerts: Vec::new(),
         named: Default::default(),
+        on_alert: false,
     };
     Trigger::for_rule(Authenticated::issued(), matched, "disk".to_owned(), false)
 }
@@ -157,6 +158,7 @@ async fn a_business_metrics_run_is_held_for_approvers_even_in_auto() {
         needs_approval: Some("a business metric".into()),
         alerts: Vec::new(),
         named: Default::default(),
+        on_alert: false,
     };
     let trigger = Trigger::for_rule(Authenticated::issued(), matched, "orders".into(), false);
     let run = h.engine.run(meta(), &trigger, None).await.unwrap();
@@ -215,6 +217,7 @@ async fn alarm_run(h: &Harness, instance: &str, alarm: &str) -> Run {
         needs_approval: None,
         alerts: Vec::new(),
         named: Default::default(),
+        on_alert: false,
     };
     let trigger = Trigger::for_rule(Authenticated::issued(), matched, message.to_string(), false);
     h.engine.run(meta(), &trigger, None).await.unwrap()
@@ -335,6 +338,7 @@ async fn a_rule_verified_by_its_alert_recovers_once_the_alert_is_recorded_resolv
             needs_approval: None,
             alerts: vec![identity.to_owned()],
             named: Default::default(),
+            on_alert: false,
         };
         Trigger::for_rule(
             Authenticated::issued(),
