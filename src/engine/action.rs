@@ -350,6 +350,18 @@ pub enum LadderError {
         /// The step as configured.
         step: String,
     },
+    /// A target's ladder names a step that reads what it acts on from the alert, which a balancer's alert does
+    /// not name.
+    #[error(
+        "`targets.ladder` has {step:?}, which acts on what the alert names ({why}), but a target's alerts name \
+         only its balancer: use it in a rule's ladder, or name the resource in the entry"
+    )]
+    NeedsAlertNames {
+        /// The step as configured.
+        step: String,
+        /// What it would lack.
+        why: String,
+    },
     /// A rule on no instance (`instances = "none"`) names a step that acts on an instance.
     #[error(
         "`rules.ladder` has {step:?}, which acts on an instance, but the rule's instances = \"none\": its steps \

@@ -70,8 +70,8 @@ pub fn already_replaced(decided: &[Act], snapshot: &Snapshot) -> Vec<String> {
     on_target.chain(on_instances).collect()
 }
 
-/// The plan for what was observed at `now` under `policy`; a takeover's cap counts what its dead attempt
-/// already replaced, whose ids are returned beside the plan. Pure.
+/// The plan for what was observed at `now` under `policy`; a takeover's cap counts the instances its dead
+/// attempt already replaced, whose ids (and its act on the whole target) are returned beside the plan. Pure.
 pub fn plan_for(
     observation: &Observation,
     mut policy: Policy,
@@ -86,9 +86,11 @@ pub fn plan_for(
         already_replaced(decided, &observation.snapshot)
     });
     if let Some(replaced) = &replaced {
-        policy.max_terminations_per_run = policy
-            .max_terminations_per_run
-            .saturating_sub(replaced.len());
+        // An act on the whole target is taken over, not spent: its kind finds and follows what the dead
+        // attempt did (its tag, its deployment, its idempotency key), so the takeover plans it again.
+        let target = &observation.snapshot.target;
+        let spent = replaced.iter().filter(|id| *id != target).count();
+        policy.max_terminations_per_run = policy.max_terminations_per_run.saturating_sub(spent);
     }
     (plan::plan(&observation.snapshot, &policy, clock), replaced)
 }

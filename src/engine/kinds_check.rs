@@ -90,8 +90,19 @@ impl Kinds {
                 kind.with_keys(&keys)
                     .map_err(|err| at(&place)(err.into()))?;
             }
-            self.ladder(&config.ladder_of(target), &config.kind_keys_of(target))
+            let ladder = self
+                .ladder(&config.ladder_of(target), &config.kind_keys_of(target))
                 .map_err(at(&place))?;
+            // A balancer's alert names nothing beside it: a step that needs a name from the alert never acts.
+            for step in ladder {
+                if let Err(refused) =
+                    step.named_arguments(&super::trigger::AlertNames::new(), false)
+                {
+                    let step = step.name().to_owned();
+                    let why = refused.why;
+                    return Err(at(&place)(LadderError::NeedsAlertNames { step, why }));
+                }
+            }
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use crate::takeover::audit;
 use crate::webhook_action::{Receiver, verified};
 
 /// No grace, no cooldown, room to act.
-const SETTINGS: &str = "grace_period_secs = 0\ncooldown_secs = 0\nverify_after_secs = 2\n\
+const SETTINGS: &str = "grace_period_secs = 0\ncooldown_secs = 0\nverify_after_secs = 2\nmax_terminations_per_run = 1\n\
                         max_removed_fraction_per_hour = 1.0\nmax_unhealthy_fraction = 0.9\n";
 
 /// How long the first process waits for each answer: its call is made at once, its answer heard this late

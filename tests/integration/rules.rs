@@ -123,6 +123,14 @@ async fn a_bad_rule_or_ladder_refuses_the_config_naming_the_rule() {
         "[[rules]]\nname = \"db\"\ninstances = \"none\"\nverify = \"alarm-ok\"\nladder = [\"reboot\"]\n",
         &["rule \"db\"", "\"reboot\", which acts on an instance"],
     );
+    refused(
+        "[[targets]]\nload_balancer = \"api-elb\"\nladder = [\"redeploy\"]\n\n[[actions]]\nname = \"redeploy\"\n\
+         kind = \"ecs-redeploy\"\ncluster = \"api\"\nservice_from = \"ServiceName\"\n",
+        &[
+            "target \"api-elb\"",
+            "\"redeploy\", which acts on what the alert names (the alert names no ServiceName",
+        ],
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let good = config_with(dir.path(), RULES);
