@@ -238,7 +238,8 @@ impl Engine {
             return Ok(());
         };
         match kind.effect().judged {
-            // A rule has no balancer whose capacity could come back: what its step acted on judges it.
+            // A rule (whose checks carry its fingerprint) has no balancer whose capacity could come back: what
+            // its step acted on judges it.
             Judged::CapacityBack if check.rule_fingerprint.is_none() => {
                 self.check_capacity(job, meta, check).await
             }
