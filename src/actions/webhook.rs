@@ -9,6 +9,7 @@
 //! Redirects are not followed. The URL (which may carry a token) and the signing secret are read at start-up
 //! (from files, or the URL inline), and only the URL's origin is ever written to a record or log.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,10 @@ use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind, Output, State};
 
 use crate::config::Secret;
-use crate::engine::action::{Action, ActsOn, Effect, Judged, On, Polled, Started};
+use crate::engine::AlertNames;
+use crate::engine::action::{
+    Action, ActsOn, Arguments, ArgumentsRefused, Effect, Judged, On, Polled, Started,
+};
 use crate::engine::keys::{KeyError, Keys};
 use crate::engine::plan::SkipReason;
 use crate::engine::port::{BoxFuture, FailureKind, FleetError, InstanceView, current_run};
@@ -40,7 +44,9 @@ const BODY_MAX: usize = 64 * 1024;
 /// The largest URL or secret file read.
 const FILE_MAX: u64 = 16 * 1024;
 /// The variables a body template may read.
-const VARIABLES: [&str; 5] = ["run", "step", "target", "instances", "action"];
+const VARIABLES: [&str; 6] = ["run", "step", "target", "instances", "action", "alert"];
+/// The most names of the run's alert a body is given (`alert`), each value bounded.
+const ALERT_NAMES_MAX: usize = 32;
 /// The body sent when the entry writes none.
 const DEFAULT_BODY: &str = r#"{"run": {{ run|tojson }}, "step": {{ step|tojson }}, "target": {{ target|tojson }}, "instances": {{ instances|tojson }}}"#;
 /// The keys an entry may set.
@@ -153,6 +159,16 @@ impl Action for Webhook {
         Some(CALL)
     }
 
+    fn named_arguments(&self, named: &AlertNames, _: bool) -> Result<Arguments, ArgumentsRefused> {
+        // What the rule's alert named is the body's `alert`, bounded: it is the receiver's to read.
+        let bounded = crate::untrusted::bounded;
+        Ok(named
+            .iter()
+            .take(ALERT_NAMES_MAX)
+            .map(|(key, value)| (bounded(key), vec![bounded(value)]))
+            .collect())
+    }
+
     fn choose(&self, _: &InstanceView) -> Result<&'static str, SkipReason> {
         Ok(CALL)
     }
@@ -238,6 +254,12 @@ async fn deliver(settings: &Settings, on: On<'_>, key: &str) -> Result<Delivery,
             target: on.act.subject.id(),
             instances: &on.act.instances(),
             action: &on.act.action,
+            alert: on
+                .act
+                .arguments
+                .iter()
+                .filter_map(|(key, values)| Some((key.as_str(), values.first()?.as_str())))
+                .collect(),
         },
     )
     .map_err(|why| FleetError::new(FailureKind::Permanent, OPERATION, None, why))?;
@@ -281,6 +303,8 @@ struct Facts<'a> {
     target: &'a str,
     instances: &'a [&'a str],
     action: &'a str,
+    /// What the rule's alert named (its dimensions and labels): empty for a target's run.
+    alert: BTreeMap<&'a str, &'a str>,
 }
 
 /// The environment every body is compiled and rendered in: strict undefined, bounded work, no loader, and
@@ -345,12 +369,19 @@ fn checked_body(template: &str) -> Result<(), String> {
             VARIABLES.join(", ")
         ));
     }
+    let nested = compiled.undeclared_variables(true);
     let sample = Facts {
         run: "01JSAMPLE",
         step: "step",
         target: "web-elb",
         instances: &["i-0123456789abcdef0"],
         action: CALL,
+        // Every name the body reads of the alert, so that a body for a rule's alerts renders here too.
+        alert: nested
+            .iter()
+            .filter_map(|path| path.strip_prefix("alert."))
+            .map(|name| (name.split('.').next().unwrap_or(name), "sample"))
+            .collect(),
     };
     render(template, &sample).map(drop)
 }
@@ -547,8 +578,8 @@ mod tests {
                 "1 to 60 seconds",
             ),
             (
-                with_secret("url = \"https://h.example/\"\nbody = \"{{ alert.name }}\"\n"),
-                "reads \"alert\"",
+                with_secret("url = \"https://h.example/\"\nbody = \"{{ host.name }}\"\n"),
+                "reads \"host\"",
             ),
             (
                 with_secret("url = \"https://h.example/\"\nbody = \"target: {{ target }}\"\n"),
@@ -572,6 +603,7 @@ mod tests {
             target: "web \"elb\"",
             instances: &["i-1", "i-2"],
             action: CALL,
+            alert: BTreeMap::new(),
         };
         let body: serde_json::Value =
             serde_json::from_str(&render(DEFAULT_BODY, &facts).unwrap()).unwrap();
@@ -589,6 +621,39 @@ mod tests {
         );
         let err = render("{% for i in range(100000) %}x{% endfor %}", &facts).unwrap_err();
         assert!(err.contains("cannot be rendered"), "{err}");
+    }
+
+    #[test]
+    fn a_body_reads_what_a_rule_s_alert_named() {
+        let on_db = r#"{"text": "reboot {{ alert.DBInstanceIdentifier }}", "db": {{ alert.DBInstanceIdentifier|tojson }}}"#;
+        checked_body(on_db).unwrap();
+        let facts = Facts {
+            run: "01RUN",
+            step: "page-dba",
+            target: "db-down",
+            instances: &["db-down"],
+            action: CALL,
+            alert: BTreeMap::from([("DBInstanceIdentifier", "orders\"db")]),
+        };
+        let body: serde_json::Value =
+            serde_json::from_str(&render(on_db, &facts).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"text": "reboot orders\"db", "db": "orders\"db"})
+        );
+        // An alert that lacks the name fails the step, saying so, rather than sending a blank.
+        let err = render(
+            on_db,
+            &Facts {
+                alert: BTreeMap::new(),
+                ..facts
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+        let named = AlertNames::from([("ServiceName".to_owned(), "api".to_owned())]);
+        let given = Webhook::default().named_arguments(&named, true).unwrap();
+        assert_eq!(given["ServiceName"], ["api"]);
     }
 
     #[test]
