@@ -114,6 +114,12 @@ impl Moto {
         operations
     }
 
+    /// How many requests of the write `operation` moto recorded since `start_recording`.
+    pub async fn recorded_writes_of(&self, operation: &str) -> usize {
+        let writes = self.recorded_writes().await;
+        writes.iter().filter(|write| *write == operation).count()
+    }
+
     /// Every request moto recorded since `start_recording`, as moto writes them.
     async fn recording(&self) -> Vec<serde_json::Value> {
         let text = reqwest::get(format!(

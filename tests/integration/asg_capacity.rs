@@ -45,7 +45,7 @@ async fn app(moto: &Moto, name: &str, extra: &str) -> TestApp {
 }
 
 /// The group as moto holds it.
-async fn group(fleet: &Fleet, name: &str) -> AutoScalingGroup {
+pub(crate) async fn group(fleet: &Fleet, name: &str) -> AutoScalingGroup {
     fleet
         .autoscaling
         .describe_auto_scaling_groups()
@@ -58,7 +58,7 @@ async fn group(fleet: &Fleet, name: &str) -> AutoScalingGroup {
 }
 
 /// The value of the group's `reflex:capacity` tag.
-fn intent(group: &AutoScalingGroup) -> Option<String> {
+pub(crate) fn intent(group: &AutoScalingGroup) -> Option<String> {
     group
         .tags()
         .iter()

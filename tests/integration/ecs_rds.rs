@@ -35,9 +35,20 @@ async fn app(lb: &str, entry: &str) -> TestApp {
 
 /// A cluster `name` with a service `name` desiring `desired` tasks, tagged `reflex:managed=true`.
 pub(crate) async fn service(fleet: &Fleet, name: &str, desired: i32) -> aws_sdk_ecs::Client {
+    services(fleet, name, &[name], desired).await
+}
+
+/// A cluster `cluster` with a service of each of `names` desiring `desired` tasks, each tagged
+/// `reflex:managed=true`.
+pub(crate) async fn services(
+    fleet: &Fleet,
+    cluster: &str,
+    names: &[&str],
+    desired: i32,
+) -> aws_sdk_ecs::Client {
     let ecs = aws_sdk_ecs::Client::new(&fleet.sdk);
     ecs.create_cluster()
-        .cluster_name(name)
+        .cluster_name(cluster)
         .send()
         .await
         .expect("CreateCluster");
@@ -47,30 +58,32 @@ pub(crate) async fn service(fleet: &Fleet, name: &str, desired: i32) -> aws_sdk_
         .memory(128)
         .build();
     ecs.register_task_definition()
-        .family(name)
+        .family(cluster)
         .container_definitions(container)
         .send()
         .await
         .expect("RegisterTaskDefinition");
-    ecs.create_service()
-        .cluster(name)
-        .service_name(name)
-        .task_definition(name)
-        .desired_count(desired)
-        .tags(
-            EcsTag::builder()
-                .key("reflex:managed")
-                .value("true")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateService");
+    for name in names {
+        ecs.create_service()
+            .cluster(cluster)
+            .service_name(*name)
+            .task_definition(cluster)
+            .desired_count(desired)
+            .tags(
+                EcsTag::builder()
+                    .key("reflex:managed")
+                    .value("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateService");
+    }
     ecs
 }
 
 /// The service as moto holds it, with its tags.
-async fn read(ecs: &aws_sdk_ecs::Client, name: &str) -> Service {
+pub(crate) async fn read(ecs: &aws_sdk_ecs::Client, name: &str) -> Service {
     ecs.describe_services()
         .cluster(name)
         .services(name)

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::asg_capacity::broken_group;
 use crate::common::{ADMIN, ADMIN_TOKEN, Fleet, Moto, TestApp, config_text, unique};
-use crate::ecs_rds::database;
+use crate::ecs_rds::{database, services};
 use crate::webhook_action::Receiver;
 
 /// A long cooldown, no grace, room to act.
@@ -90,12 +90,7 @@ name = "heal"
 /// How many writes `kind` has made since moto started recording.
 async fn writes(moto: &Moto, kind: &Kind) -> usize {
     match &kind.writes {
-        Writes::Aws(operation) => moto
-            .recorded_writes()
-            .await
-            .iter()
-            .filter(|write| write == operation)
-            .count(),
+        Writes::Aws(operation) => moto.recorded_writes_of(operation).await,
         Writes::Hook(receiver) => receiver.calls().await.len(),
     }
 }
@@ -220,7 +215,7 @@ async fn every_gate_holds_ecs_redeploy() {
         fleet.balancer_with(&target, 2, 1).await;
     }
     let [observe, approve, window, free] = targets(&prefix);
-    services(&fleet, &prefix, &[&approve, &free]).await;
+    services(&fleet, &prefix, &[&approve, &free], 2).await;
     // Each service's deployment is more than a second old: past recent_change_secs.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let kind = Kind {
@@ -233,37 +228,6 @@ async fn every_gate_holds_ecs_redeploy() {
         writes: Writes::Aws("UpdateService"),
     };
     gate_table(&moto, &prefix, kind).await;
-}
-
-/// A cluster `cluster` with a service of each of `names`, each desiring two tasks.
-async fn services(fleet: &Fleet, cluster: &str, names: &[&str]) {
-    let ecs = aws_sdk_ecs::Client::new(&fleet.sdk);
-    ecs.create_cluster()
-        .cluster_name(cluster)
-        .send()
-        .await
-        .expect("CreateCluster");
-    let container = aws_sdk_ecs::types::ContainerDefinition::builder()
-        .name("app")
-        .image("app:1")
-        .memory(128)
-        .build();
-    ecs.register_task_definition()
-        .family(cluster)
-        .container_definitions(container)
-        .send()
-        .await
-        .expect("RegisterTaskDefinition");
-    for name in names {
-        ecs.create_service()
-            .cluster(cluster)
-            .service_name(*name)
-            .task_definition(cluster)
-            .desired_count(2)
-            .send()
-            .await
-            .expect("CreateService");
-    }
 }
 
 #[tokio::test]

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::asg_capacity::broken_group;
+use crate::asg_capacity::{broken_group, group, intent};
 use crate::common::process::ReflexProcess;
 use crate::common::slow_proxy::SlowProxy;
 use crate::common::sns::{alarm, captured_delivery, topic};
 use crate::common::{Fleet, Moto, config_text, unique};
-use crate::ecs_rds::{database, service};
+use crate::ecs_rds::{database, read, service};
 use crate::takeover::audit;
 use crate::webhook_action::{Receiver, verified};
 
@@ -38,12 +38,7 @@ impl Call {
     /// How many calls were made.
     async fn count(&self, moto: &Moto) -> usize {
         match self {
-            Self::Aws(operation) => moto
-                .recorded_writes()
-                .await
-                .iter()
-                .filter(|write| write == operation)
-                .count(),
+            Self::Aws(operation) => moto.recorded_writes_of(operation).await,
             Self::Hook(receiver, _) => receiver.calls().await.len(),
         }
     }
@@ -192,22 +187,9 @@ async fn a_takeover_of_asg_set_capacity_sets_the_count_the_dead_attempt_set_once
         taken.answer
     );
     assert_eq!(case.call.count(&moto).await, 1, "one SetDesiredCapacity");
-    let group = fleet
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&lb)
-        .send()
-        .await
-        .unwrap()
-        .auto_scaling_groups()[0]
-        .clone();
+    let group = group(&fleet, &lb).await;
     assert_eq!(group.desired_capacity(), Some(4), "three and one added");
-    let tag = group
-        .tags()
-        .iter()
-        .find(|tag| tag.key() == Some("reflex:capacity"))
-        .and_then(|tag| tag.value());
-    assert_eq!(tag, Some(format!("{}/4", taken.dead_run).as_str()));
+    assert_eq!(intent(&group), Some(format!("{}/4", taken.dead_run)));
 }
 
 #[tokio::test]
@@ -239,15 +221,7 @@ async fn a_takeover_of_ecs_redeploy_follows_the_deployment_the_dead_attempt_star
         taken.answer
     );
     assert_eq!(case.call.count(&moto).await, 1, "one UpdateService");
-    let service = ecs
-        .describe_services()
-        .cluster(&lb)
-        .services(&lb)
-        .send()
-        .await
-        .unwrap()
-        .services()[0]
-        .clone();
+    let service = read(&ecs, &lb).await;
     let primary = service.deployments()[0].id().unwrap();
     let handle = taken.answer["actions"][0]["handle"].as_str().unwrap();
     assert!(handle.ends_with(primary), "{handle} follows {primary}");

@@ -70,20 +70,7 @@ async fn a_replay_lists_the_alerts_a_changed_rule_would_take_and_touches_nothing
     let changed = keep.path().join("changed.toml");
     std::fs::write(&changed, base + CHANGED + SERVING).unwrap();
     moto.start_recording().await;
-    let replayed = reflex([
-        "rules",
-        "replay",
-        "--config",
-        changed.to_str().unwrap(),
-        "--since",
-        "1h",
-    ]);
-    let text = String::from_utf8_lossy(&replayed.stdout);
-    assert!(
-        replayed.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&replayed.stderr)
-    );
+    let text = replayed_since(&changed, "1h");
     assert!(
         text.contains(": 2 would now come to another rule"),
         "{text}"
@@ -122,6 +109,25 @@ async fn a_replay_lists_the_alerts_a_changed_rule_would_take_and_touches_nothing
     // No AWS call, and nothing added to the trail.
     assert!(moto.recorded_actions().await.is_empty(), "no AWS call");
     assert_eq!(records_in(&db).await, kept, "nothing written");
+}
+
+/// `reflex rules replay --config CONFIG --since SINCE`'s report, once it succeeded.
+fn replayed_since(config: &std::path::Path, since: &str) -> String {
+    let replayed = reflex([
+        "rules",
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--since",
+        since,
+    ]);
+    let text = String::from_utf8_lossy(&replayed.stdout).into_owned();
+    assert!(
+        replayed.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    text
 }
 
 /// How many records the trail at `db` holds.
@@ -198,20 +204,7 @@ async fn a_seeded_week_of_alerts_is_replayed_back_to_its_first_day_and_no_furthe
     std::fs::write(&changed, base + CHANGED + SERVING).unwrap();
     moto.start_recording().await;
 
-    let replayed = reflex([
-        "rules",
-        "replay",
-        "--config",
-        changed.to_str().unwrap(),
-        "--since",
-        "7d",
-    ]);
-    let text = String::from_utf8_lossy(&replayed.stdout);
-    assert!(
-        replayed.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&replayed.stderr)
-    );
+    let text = replayed_since(&changed, "7d");
     assert!(
         text.starts_with(&format!(
             "replayed {} alerts of {} records since ",
